@@ -1,0 +1,3 @@
+"""cereal: a durable workflow and task engine."""
+
+from __future__ import annotations

@@ -1,0 +1,89 @@
+"""Storage drivers and the URL opener.
+
+``open_driver(url)`` picks a driver by URL scheme and imports it lazily, so
+optional dependencies (psycopg) are needed only by the driver that uses them.
+It does no I/O: the Manager initialises the driver on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from cereal.drivers.base import (
+    DURABLE,
+    MULTIPROCESS,
+    Driver,
+    ScheduledWorkflowCompleter,
+    TaskCompleter,
+    WakeupListener,
+    WorkflowCompleter,
+    WorkKind,
+)
+
+__all__ = [
+    "DURABLE",
+    "MULTIPROCESS",
+    "Driver",
+    "ScheduledWorkflowCompleter",
+    "TaskCompleter",
+    "WakeupListener",
+    "WorkKind",
+    "WorkflowCompleter",
+    "open_driver",
+    "sqlite_path_from_url",
+]
+
+SUPPORTED_SCHEMES = ("memory://", "sqlite:///path.db", "postgresql://user@host/db")
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """The file path of a SQLAlchemy-style SQLite URL.
+
+    ``sqlite:///relative.db`` is relative to the working directory,
+    ``sqlite:////abs/path.db`` is absolute, ``sqlite:///:memory:`` is private.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    if parts.netloc:
+        raise ValueError(
+            f"sqlite URL {url!r} has a host; use sqlite:///relative.db or sqlite:////abs/path.db"
+        )
+    path = unquote(parts.path)
+    if not path.startswith("/") or path == "/":
+        raise ValueError(f"sqlite URL {url!r} names no file; use sqlite:///relative.db")
+    return path[1:]
+
+
+def open_driver(url: str, **options: Any) -> Driver:
+    """Build the driver a URL names; options from the URL query and keywords are passed on.
+
+    Supported: ``memory://``, ``sqlite:///relative.db`` / ``sqlite:////abs.db``,
+    ``postgresql://...`` (also ``postgres://``).
+
+    Raises:
+        ValueError: the URL is malformed or its scheme is unknown.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError("driver URL must be a non-empty string such as 'sqlite:///cereal.db'")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query_options: dict[str, Any] = dict(parse_qsl(parts.query))
+    if scheme == "memory":
+        from cereal.drivers.memory import MemoryDriver
+
+        return MemoryDriver(**{**query_options, **options})
+    if scheme == "sqlite":
+        from cereal.drivers.sqlite import SQLiteDriver
+
+        path = sqlite_path_from_url(url.split("?", 1)[0])
+        return SQLiteDriver(path, **{**query_options, **options})
+    if scheme in ("postgresql", "postgres"):
+        from cereal.drivers.postgres import PostgresDriver
+
+        return PostgresDriver(url, **options)
+    raise ValueError(
+        f"unknown driver URL scheme {parts.scheme!r} in {url!r}; supported: "
+        + ", ".join(SUPPORTED_SCHEMES)
+    )

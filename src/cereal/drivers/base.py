@@ -1,0 +1,451 @@
+"""The storage contract every cereal driver implements.
+
+Rules that hold for every driver (the conformance suite checks each one):
+
+1. **Bytes in, bytes out.** Drivers store and return encoded JSON bytes and
+   never validate, encode or size-check values: the Manager does that once.
+   ``None`` means "no bytes" and is stored as SQL NULL, never as ``null``.
+2. **Drivers raise only** :mod:`cereal.errors`. Backend exceptions are
+   translated; unknown failures become :class:`~cereal.errors.DriverError`
+   with the cause chained.
+3. **Leaving a completer without a decision rolls back.** The dequeued event
+   becomes visible again (redelivered) with identical counts; a decision is
+   all-or-nothing (consume the event, store payload and counters, insert the
+   tasks, or finalise the instance).
+4. **One callback per instance at a time, anywhere.** While a
+   :class:`WorkflowCompleter` is open, no other dequeue returns an event of the
+   same instance, in any process sharing the store.
+5. **The driver's clock decides** what is due: a task's default
+   ``start_after``, task eligibility, schedule due-ness and lease expiry.
+   PostgreSQL uses the database's ``now()``; memory and SQLite the host clock.
+6. **Events of one instance are ordered by a monotonic sequence**, never by a
+   timestamp, so a cancel can never be seen before its start.
+7. **Task leases.** A claimed task carries a lease. ``heartbeat`` refreshes
+   it; :meth:`Driver.sweep` turns leases older than the expiry into ``LOST``
+   results for the workflow. Once a lease is gone (expired, the instance
+   ended, or abandoned) every call on its completer raises
+   :class:`~cereal.errors.TaskLostError` and changes nothing.
+8. **Optional knobs are attributes with defaults** (poll intervals,
+   capabilities), not optional interfaces.
+
+A driver may be shared by several Managers in one process: ``init`` and
+``close`` are reference-counted by this base class, and a driver supports
+``init -> close -> init`` cycles.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import ClassVar, Literal, Self
+
+from cereal import errors
+from cereal.models import (
+    HistoryRetention,
+    ListWorkflowFilter,
+    NewTask,
+    Schedule,
+    ScheduleUpdate,
+    SweepReport,
+    TaskData,
+    WorkflowEvent,
+    WorkflowInstanceData,
+)
+
+logger = logging.getLogger(__name__)
+
+WorkKind = Literal["workflow", "task", "schedule"]
+"""What kind of work a wakeup announces."""
+
+WakeupListener = Callable[[WorkKind, str | None], None]
+"""Called with the kind of new work and its name (``None``: any name).
+
+Listeners may be called from any thread and must be cheap and thread-safe.
+"""
+
+# Capabilities a driver may declare; tests needing one skip on drivers without it.
+DURABLE = "durable"  # survives a process restart
+MULTIPROCESS = "multiprocess"  # several processes may share the store safely
+
+
+class WorkflowCompleter(abc.ABC):
+    """Holds one dequeued workflow event until a decision is applied or it is closed.
+
+    Exactly one of :meth:`continue_`, :meth:`done` or :meth:`fail` may be
+    called; afterwards (or without any) :meth:`close` releases the event. A
+    completer closed without a decision rolls back: the event is redelivered.
+    """
+
+    @abc.abstractmethod
+    async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
+        """Atomically: consume the event, store the payload, mark the instance
+        ``running``, add ``len(tasks)`` to the enqueued count and this event's
+        completion to the completed count, and insert ``tasks``.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended (killed) or the claim
+                expired meanwhile; nothing was stored.
+        """
+
+    @abc.abstractmethod
+    async def done(self, result: bytes | None) -> None:
+        """Finish the instance with ``result``: write a history row and delete the
+        live instance with its events, tasks and unconsumed task results.
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+
+    @abc.abstractmethod
+    async def fail(self, error: str) -> None:
+        """Finish the instance with the error text ``error`` (as :meth:`done`).
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+
+    async def heartbeat(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Keep the claim alive during a long callback (drivers with claim leases)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the event; roll back if no decision was applied. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class TaskCompleter(abc.ABC):
+    """The lease on one claimed task: heartbeat it, then report how it ended."""
+
+    @abc.abstractmethod
+    async def heartbeat(self) -> None:
+        """Refresh the lease.
+
+        Raises:
+            TaskLostError: the task is gone (its workflow ended, it expired, or
+                it was already completed); the runner should cancel it.
+        """
+
+    @abc.abstractmethod
+    async def succeed(self, result: bytes | None) -> None:
+        """Record success with ``result`` and queue a ``task_complete`` event.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+
+    @abc.abstractmethod
+    async def fail(self, error: str) -> None:
+        """Record failure with the error text ``error`` (as :meth:`succeed`)."""
+
+    @abc.abstractmethod
+    async def abandon(self) -> None:
+        """Give the task up now: its workflow sees it as ``LOST`` at once.
+
+        Used by a graceful stop for tasks that outlived the grace period.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+
+
+class ScheduledWorkflowCompleter(abc.ABC):
+    """Holds one due schedule (locked against other schedulers) until applied or closed."""
+
+    @abc.abstractmethod
+    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
+        """Enqueue the schedule's instance and advance the schedule, atomically.
+
+        When a live instance with the schedule's names exists the run is
+        skipped: only ``next_due_at`` and ``enabled`` change (``last_enqueued_at``
+        does not). Returns True when an instance was enqueued.
+        """
+
+    @abc.abstractmethod
+    async def disable(self) -> None:
+        """Disable the schedule (its rule no longer parses) and release it."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the schedule; roll back if nothing was applied. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Driver(abc.ABC):
+    """Durable storage for workflow instances, tasks and schedules.
+
+    Subclasses implement :meth:`_open`, :meth:`_close` and the abstract
+    storage methods; this base class provides reference-counted ``init``/
+    ``close``, the wakeup listener registry and the single-task dequeue.
+    """
+
+    default_task_poll_interval: float = 1.0
+    """Seconds between task polls when the Manager sets none."""
+    default_workflow_poll_interval: float = 1.0
+    """Seconds between workflow-event polls when the Manager sets none."""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """What this driver offers beyond the contract (``DURABLE``, ``MULTIPROCESS``)."""
+
+    def __init__(self, *, retention: HistoryRetention | None = None) -> None:
+        self.retention = retention or HistoryRetention()
+        self._open_count = 0
+        self._open_lock = threading.Lock()
+        self._listeners: list[WakeupListener] = []
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Open the store (and apply pending migrations) unless already open."""
+        with self._open_lock:
+            self._open_count += 1
+            first = self._open_count == 1
+        if first:
+            try:
+                await self._open()
+            except BaseException:
+                with self._open_lock:
+                    self._open_count -= 1
+                raise
+
+    async def close(self) -> None:
+        """Release one ``init``; the last one closes the store. Idempotent when closed."""
+        with self._open_lock:
+            if self._open_count == 0:
+                return
+            self._open_count -= 1
+            last = self._open_count == 0
+        if last:
+            await self._close()
+
+    @property
+    def is_open(self) -> bool:
+        """True between the first ``init`` and the matching last ``close``."""
+        return self._open_count > 0
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns the names applied (none for memory)."""
+        await self.init()
+        await self.close()
+        return []
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect and migrate (called on the first ``init``)."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Disconnect (called on the last ``close``)."""
+
+    async def __aenter__(self) -> Self:
+        await self.init()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- wakeups ---------------------------------------------------------------
+
+    def add_wakeup_listener(self, listener: WakeupListener) -> None:
+        """Call ``listener`` whenever this driver learns of new ready work."""
+        with self._open_lock:
+            self._listeners.append(listener)
+
+    def remove_wakeup_listener(self, listener: WakeupListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with self._open_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _wake(self, kind: WorkKind, name: str | None = None) -> None:
+        """Tell every listener about new work (call after the commit that made it)."""
+        with self._open_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(kind, name)
+            except Exception:  # a broken listener must not break the driver
+                logger.exception("wakeup listener failed")
+
+    # ---- workflow instances -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue_workflow(
+        self, workflow_name: str, instance_name: str, parameters: bytes | None
+    ) -> None:
+        """Create a live instance and its ``start`` event atomically.
+
+        Raises:
+            WorkflowInstanceExistsError: a live instance with these names exists;
+                nothing was stored.
+        """
+
+    @abc.abstractmethod
+    async def dequeue_workflow(
+        self, workflow_names: Sequence[str]
+    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
+        """Claim the oldest event (by sequence) of any unclaimed instance of these names.
+
+        For a ``task_complete`` event the task result is consumed with the
+        event and the completed count in the returned event is already
+        incremented. A missing result gives status ``UNUSABLE_RESULT``.
+
+        Raises:
+            NoWorkflowInstancesError: nothing is ready.
+        """
+
+    @abc.abstractmethod
+    async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """Append a ``cancel`` event to the live instance.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+
+    @abc.abstractmethod
+    async def kill_workflow(self, workflow_name: str, instance_name: str, error: str) -> None:
+        """Finish the live instance at once with ``error``; no callback runs.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+
+    @abc.abstractmethod
+    async def get_workflow_instance(
+        self, workflow_name: str, instance_name: str
+    ) -> WorkflowInstanceData:
+        """The live instance if any, else the newest finished run.
+
+        Raises:
+            WorkflowInstanceNotFoundError: neither exists.
+        """
+
+    @abc.abstractmethod
+    async def list_workflow_instances(
+        self, where: ListWorkflowFilter
+    ) -> list[WorkflowInstanceData]:
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run."""
+
+    # ---- tasks ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def dequeue_tasks(
+        self, task_name: str, max_tasks: int
+    ) -> list[tuple[TaskData, TaskCompleter]]:
+        """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
+
+        A task is ready when it is queued and its ``start_after`` has passed.
+        Returns an empty list when none is ready.
+        """
+
+    async def dequeue_task(self, task_name: str) -> tuple[TaskData, TaskCompleter]:
+        """Claim one ready task.
+
+        Raises:
+            NoTasksError: none is ready.
+        """
+        claimed = await self.dequeue_tasks(task_name, 1)
+        if not claimed:
+            raise errors.NoTasksError()
+        return claimed[0]
+
+    @abc.abstractmethod
+    async def sweep(self, task_expiry: float) -> SweepReport:
+        """Maintenance, safe to run from many Managers at once.
+
+        Turns tasks whose lease is older than ``task_expiry`` seconds into
+        ``LOST`` results with ``task_complete`` events, releases stale
+        workflow claims (drivers that lease them), and trims history per
+        :attr:`retention`.
+        """
+
+    # ---- schedules ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_workflow_schedule(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        enabled: bool,
+        recurrence: str,
+        next_due_at: datetime,
+    ) -> None:
+        """Store a new schedule.
+
+        Raises:
+            WorkflowScheduleExistsError: one with these names exists.
+        """
+
+    @abc.abstractmethod
+    async def list_workflow_schedules(self) -> list[Schedule]:
+        """Every schedule, with ``last_start``/``last_end`` from its newest finished run."""
+
+    @abc.abstractmethod
+    async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
+        """One schedule (as in the list).
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+
+    @abc.abstractmethod
+    async def update_workflow_schedule(
+        self, workflow_name: str, instance_name: str, update: ScheduleUpdate
+    ) -> None:
+        """Apply every change of ``update`` in one transaction.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule; nothing changed.
+        """
+
+    @abc.abstractmethod
+    async def delete_workflow_schedule(self, workflow_name: str, instance_name: str) -> None:
+        """Remove a schedule (running instances it started are untouched).
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+
+    @abc.abstractmethod
+    async def get_due_scheduled_workflow(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
+        """Lock the earliest enabled schedule whose due time has passed.
+
+        Raises:
+            NoDueWorkflowsError: none is due.
+        """
+
+    @abc.abstractmethod
+    async def get_next_scheduled_workflow(self) -> Schedule:
+        """The enabled schedule due soonest.
+
+        Raises:
+            NoScheduledWorkflowsError: no schedule is enabled.
+        """
