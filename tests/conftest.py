@@ -1,0 +1,5 @@
+"""Fixtures live in plugin modules, one resource each."""
+
+from __future__ import annotations
+
+pytest_plugins = ["tests.plugins.postgres", "tests.plugins.drivers", "tests.plugins.manager"]

@@ -1,0 +1,3 @@
+"""Manager fixtures: owned by the engine work."""
+
+from __future__ import annotations
