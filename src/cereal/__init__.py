@@ -1,3 +1,64 @@
-"""cereal: a durable workflow and task engine."""
+"""cereal: a durable workflow and task engine.
+
+Register workflow executors (event callbacks that return decisions and
+enqueue tasks) and task executors (the work) on a :class:`Manager`, start it,
+and enqueue workflows or create recurring schedules. State lives in a driver
+chosen by URL: ``memory://``, ``sqlite:///cereal.db`` or ``postgresql://...``.
+"""
 
 from __future__ import annotations
+
+import logging
+
+from cereal import errors
+from cereal.drivers import Driver, open_driver
+from cereal.executors import Task, TaskExecutor, WorkflowExecutor
+from cereal.instance import (
+    CancelEvent,
+    Decision,
+    ImmutableWorkflowInstance,
+    StartEvent,
+    TaskCompleteEvent,
+    TaskResult,
+    WorkflowInstance,
+)
+from cereal.manager import LateWarningThreshold, Manager, MaxWakeupInterval
+from cereal.models import (
+    UNSET,
+    Schedule,
+    TaskMetadata,
+    TaskStatus,
+    WorkflowEvent,
+    WorkflowEventType,
+    WorkflowInstanceData,
+    WorkflowInstanceStatus,
+)
+
+logging.getLogger("cereal").addHandler(logging.NullHandler())
+
+__all__ = [
+    "UNSET",
+    "CancelEvent",
+    "Decision",
+    "Driver",
+    "ImmutableWorkflowInstance",
+    "LateWarningThreshold",
+    "Manager",
+    "MaxWakeupInterval",
+    "Schedule",
+    "StartEvent",
+    "Task",
+    "TaskCompleteEvent",
+    "TaskExecutor",
+    "TaskMetadata",
+    "TaskResult",
+    "TaskStatus",
+    "WorkflowEvent",
+    "WorkflowEventType",
+    "WorkflowExecutor",
+    "WorkflowInstance",
+    "WorkflowInstanceData",
+    "WorkflowInstanceStatus",
+    "errors",
+    "open_driver",
+]

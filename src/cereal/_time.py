@@ -17,7 +17,9 @@ def seconds(value: float | timedelta, *, name: str = "duration") -> float:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         result = float(value)
     else:
-        raise TypeError(f"{name} must be seconds (int/float) or a timedelta, got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be seconds (int/float) or a timedelta, got {type(value).__name__}"
+        )
     if result != result or result in (float("inf"), float("-inf")) or result < 0:
         raise ValueError(f"{name} must be a finite, non-negative duration, got {value!r}")
     return result

@@ -11,6 +11,8 @@ Every error is a :class:`CerealError`::
     ├── WorkflowNotCompleteError         get_result() while the instance still runs
     ├── WorkflowFailedError              get_result() of a failed instance
     ├── TaskLostError                    a task's lease was lost; its outcome is dropped
+    ├── TaskFailedError                  TaskResult.err() of a failed task (text only)
+    ├── UnusableTaskResultError          TaskResult.err() when the stored result vanished
     ├── WorkflowClaimLostError           a workflow event's claim expired before its decision
     ├── DriverError                      the storage is unavailable or misbehaved
     ├── NoTasksError                     (driver-facing) no task is ready
@@ -116,3 +118,15 @@ class NoScheduledWorkflowsError(CerealError):
     """No schedule is enabled (driver-facing)."""
 
     default_message = "no workflows are scheduled"
+
+
+class TaskFailedError(CerealError):
+    """A task's executor raised; ``str()`` is the stored error text (the type is not kept)."""
+
+    default_message = "task failed"
+
+
+class UnusableTaskResultError(CerealError):
+    """The task's stored result vanished before its workflow consumed it."""
+
+    default_message = "task result is not available"

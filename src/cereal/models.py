@@ -188,7 +188,7 @@ class ScheduleUpdate:
     """
 
     enabled: bool | None = None
-    parameters: bytes | None | Unset = UNSET
+    parameters: bytes | Unset | None = UNSET
     recurrence: str | None = None
     next_due_at: datetime | None = None
 

@@ -82,9 +82,11 @@ class WorkflowCompleter(abc.ABC):
 
     @abc.abstractmethod
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
-        """Atomically: consume the event, store the payload, mark the instance
-        ``running``, add ``len(tasks)`` to the enqueued count and this event's
-        completion to the completed count, and insert ``tasks``.
+        """Apply a continue decision atomically.
+
+        Consume the event, store the payload, mark the instance ``running``,
+        add ``len(tasks)`` to the enqueued count and this event's completion to
+        the completed count, and insert ``tasks``.
 
         Raises:
             WorkflowClaimLostError: the instance ended (killed) or the claim
@@ -93,8 +95,10 @@ class WorkflowCompleter(abc.ABC):
 
     @abc.abstractmethod
     async def done(self, result: bytes | None) -> None:
-        """Finish the instance with ``result``: write a history row and delete the
-        live instance with its events, tasks and unconsumed task results.
+        """Finish the instance with ``result``.
+
+        Write a history row and delete the live instance with its events,
+        tasks and unconsumed task results.
 
         Raises:
             WorkflowClaimLostError: as for :meth:`continue_`.

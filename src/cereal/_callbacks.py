@@ -1,0 +1,97 @@
+"""Calling one workflow callback the way the engine does, outside the engine.
+
+``cereal.testing`` and the composition patterns (which call their
+sub-workflows' callbacks) both need exactly the engine's rules: plain
+callbacks run in a worker thread, async ones are awaited, and a callback that
+raises, or returns something other than a :class:`~cereal.instance.Decision`,
+becomes a failed decision whose text names the exception type and message.
+The texts here are the ones ``_workflow_runner.WorkflowRunner`` produces; a
+unit test holds the two together.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cereal.executors import call_plain_or_async
+from cereal.instance import (
+    CancelEvent,
+    Decision,
+    DecisionKind,
+    StartEvent,
+    TaskCompleteEvent,
+    WorkflowInstance,
+)
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_EVENTS: dict[str, type[Any]] = {
+    "on_start": StartEvent,
+    "on_task_complete": TaskCompleteEvent,
+    "on_cancel": CancelEvent,
+}
+"""Each callback name with the event type it receives."""
+
+
+def raised_text(exc: BaseException) -> str:
+    """The failure text of a callback that raised ``exc``: ``"<ExceptionType>: <message>"``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def not_a_decision_text(callback_name: str, returned: object) -> str:
+    """The failure text of a callback that returned ``returned`` instead of a Decision."""
+    return (
+        f"TypeError: {callback_name} returned {type(returned).__name__}, not a Decision "
+        "(return w.continue_(), w.complete() or w.fail())"
+    )
+
+
+def check_callback(callback_name: str, event: object) -> None:
+    """Refuse an unknown callback name or an event of the wrong type for it.
+
+    Raises:
+        ValueError: ``callback_name`` is not one of the three callbacks.
+        TypeError: ``event`` is not the event type that callback receives.
+    """
+    expected = CALLBACK_EVENTS.get(callback_name)
+    if expected is None:
+        raise ValueError(
+            f"callback_name must be one of {', '.join(CALLBACK_EVENTS)}, got {callback_name!r}"
+        )
+    if not isinstance(event, expected):
+        raise TypeError(f"{callback_name} takes a {expected.__name__}, got {type(event).__name__}")
+
+
+async def decide(
+    executor: object, callback_name: str, instance: WorkflowInstance, event: object
+) -> Decision:
+    """Run ``executor.<callback_name>(instance, event)`` and return its decision.
+
+    A raising callback or one that returns no :class:`Decision` gives a failed
+    decision (logged, with the traceback for a raise), never an exception.
+
+    Raises:
+        ValueError / TypeError: see :func:`check_callback`; or the executor
+            has no such callback.
+    """
+    check_callback(callback_name, event)
+    callback = getattr(executor, callback_name, None)
+    if not callable(callback):
+        raise TypeError(f"{type(executor).__name__} has no callable {callback_name}(w, ev)")
+    try:
+        decision = await call_plain_or_async(callback, instance, event)
+    except Exception as exc:
+        logger.exception(
+            "workflow %s/%s: %s raised",
+            instance.workflow_name,
+            instance.instance_name,
+            callback_name,
+            extra={"event": "callback_failed", "workflow_name": instance.workflow_name},
+        )
+        return Decision(DecisionKind.FAIL, error=raised_text(exc))
+    if not isinstance(decision, Decision):
+        message = not_a_decision_text(callback_name, decision)
+        logger.error("workflow %s/%s: %s", instance.workflow_name, instance.instance_name, message)
+        return Decision(DecisionKind.FAIL, error=message)
+    return decision

@@ -1,0 +1,43 @@
+"""Periodic maintenance: expire lost task leases, release stale claims, trim history.
+
+Every Manager runs one; the driver makes concurrent sweeps safe (locks), so
+a crashed process's tasks are reported ``LOST`` by whichever Manager sweeps
+first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from cereal import errors
+from cereal.drivers.base import Driver
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_interval(task_expiry: float) -> float:
+    """How often to sweep: a quarter of the expiry (so LOST arrives soon after it), 50 ms-15 s."""
+    return max(0.05, min(task_expiry / 4, 15.0))
+
+
+async def run_sweeper(driver: Driver, *, task_expiry: float) -> None:
+    """Sweep every :func:`sweep_interval` (with jitter) until cancelled."""
+    interval = sweep_interval(task_expiry)
+    while True:
+        await asyncio.sleep(interval * (0.75 + random.random() / 2))
+        try:
+            report = await driver.sweep(task_expiry)
+        except errors.CerealError:
+            logger.warning("maintenance sweep failed", exc_info=True)
+            continue
+        if report.expired_tasks:
+            logger.warning(
+                "%d task(s) lost (no heartbeat for %.1f s)",
+                report.expired_tasks,
+                task_expiry,
+                extra={"event": "tasks_lost", "count": report.expired_tasks},
+            )
+        if report.released_claims:
+            logger.warning("%d stale workflow claim(s) released", report.released_claims)

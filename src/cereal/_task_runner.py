@@ -1,0 +1,241 @@
+"""Task runners: one per registered task name.
+
+A runner claims ready tasks (in batches, up to its free ``workers`` slots,
+through the Manager-wide dequeue limit), runs each with a heartbeat that
+keeps its lease, enforces the timeout and reports the outcome. It polls at
+its interval with jitter and wakes at once when work is announced. A task
+whose lease is lost (its workflow ended, it expired) is cancelled and its
+result dropped. On stop, running tasks get a grace period, then they are
+cancelled and reported ``LOST`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cereal import errors, values
+from cereal.drivers.base import Driver, TaskCompleter
+from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
+from cereal.models import TaskData
+
+logger = logging.getLogger(__name__)
+
+_BACKOFF_MAX = 5.0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a run ended: ``error`` text for a failure, else the encoded ``result``."""
+
+    result: bytes | None = None
+    error: str | None = None
+
+
+class _Run:
+    """Book-keeping of one running task."""
+
+    def __init__(self, task: Task, completer: TaskCompleter) -> None:
+        self.task = task
+        self.completer = completer
+        self.abandoned = False
+
+
+class TaskRunner:
+    """Claims and runs the tasks of one name."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        task_name: str,
+        function: TaskFunction,
+        *,
+        workers: int,
+        timeout: float | None,
+        poll_interval: float,
+        poll_jitter: float,
+        heartbeat_interval: float,
+        dequeue_slots: asyncio.Semaphore,
+        max_value_bytes: int,
+        on_task_finished: Callable[[], None],
+    ) -> None:
+        self._driver = driver
+        self._name = task_name
+        self._function = function
+        self._is_async = is_async_callable(function)
+        self._workers = workers
+        self._timeout = timeout
+        self._poll_interval = poll_interval
+        self._poll_jitter = poll_jitter
+        self._heartbeat_interval = heartbeat_interval
+        self._dequeue_slots = dequeue_slots
+        self._max_value_bytes = max_value_bytes
+        self._on_task_finished = on_task_finished
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._runs: dict[asyncio.Task[None], _Run] = {}
+        self._failures = 0
+
+    @property
+    def running(self) -> int:
+        """How many tasks this runner is executing now."""
+        return len(self._runs)
+
+    def wake(self) -> None:
+        """Look for tasks now (call on the loop's thread)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Poll and claim until :meth:`stop_claiming`."""
+        while not self._stopping:
+            await self._fill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._next_sleep())
+            self._wakeup.clear()
+
+    def _next_sleep(self) -> float:
+        if self._failures:
+            return min(_BACKOFF_MAX, 0.1 * 2.0 ** min(self._failures, 6))
+        return max(0.001, self._poll_interval - random.random() * self._poll_jitter)
+
+    async def _fill(self) -> None:
+        while not self._stopping and len(self._runs) < self._workers:
+            free = self._workers - len(self._runs)
+            try:
+                async with self._dequeue_slots:
+                    if self._stopping:
+                        return
+                    claimed = await self._driver.dequeue_tasks(self._name, free)
+            except errors.CerealError:
+                self._failures += 1
+                logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
+                return
+            self._failures = 0
+            if not claimed:
+                return
+            for data, completer in claimed:
+                self._start(data, completer)
+
+    def _start(self, data: TaskData, completer: TaskCompleter) -> None:
+        run = _Run(Task(data), completer)
+        job = asyncio.create_task(self._execute(run), name=f"cereal-task-{self._name}")
+        self._runs[job] = run
+        job.add_done_callback(self._finished)
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        self._runs.pop(job, None)
+        if not job.cancelled() and job.exception() is not None:
+            logger.error("task runner crashed", exc_info=job.exception())
+        self._on_task_finished()
+        if not self._stopping:
+            self._wakeup.set()  # a slot is free: look for more work now
+
+    async def _execute(self, run: _Run) -> None:
+        task, completer = run.task, run.completer
+        if self._is_async:
+            work: asyncio.Future[object] = asyncio.ensure_future(self._function(task))
+        else:
+            work = start_in_thread(self._function, task, name=f"cereal-task-{self._name}")
+        outcome = await self._supervise(work, run)
+        if outcome is None:
+            return
+        try:
+            if outcome.error is None:
+                await completer.succeed(outcome.result)
+            else:
+                await completer.fail(outcome.error)
+        except errors.TaskLostError:
+            logger.debug("task %r lost before its outcome was recorded; dropped", self._name)
+        except errors.CerealError:
+            logger.warning("recording a %r outcome failed", self._name, exc_info=True)
+
+    async def _supervise(
+        self, work: asyncio.Future[object], run: _Run
+    ) -> _Outcome | None:
+        """Wait for the work while heartbeating; ``None`` when the outcome is dropped."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self._timeout is None else loop.time() + self._timeout
+        try:
+            while not work.done():
+                wait = self._heartbeat_interval
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - loop.time()))
+                await asyncio.wait({work}, timeout=wait)
+                if work.done():
+                    break
+                if deadline is not None and loop.time() >= deadline:
+                    self._cancel(work, run)
+                    return _Outcome(error=f"task timed out after {self._timeout:g} seconds")
+                if not await self._heartbeat(run):
+                    self._cancel(work, run)
+                    return None
+        except asyncio.CancelledError:
+            self._cancel(work, run)
+            if run.abandoned:
+                await self._abandon(run)
+                return None
+            raise
+        return self._outcome(work)
+
+    def _outcome(self, work: asyncio.Future[object]) -> _Outcome:
+        if work.cancelled():
+            return _Outcome(error="task was cancelled")
+        failure = work.exception()
+        if failure is not None:
+            if not isinstance(failure, Exception):
+                raise failure
+            return _Outcome(error=str(failure))
+        try:
+            encoded = values.encode(
+                work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes
+            )
+        except (TypeError, ValueError) as exc:
+            return _Outcome(error=str(exc))
+        return _Outcome(result=encoded)
+
+    async def _heartbeat(self, run: _Run) -> bool:
+        try:
+            await run.completer.heartbeat()
+        except errors.TaskLostError:
+            logger.debug("task %r lost its lease; cancelling it", self._name)
+            return False
+        except errors.CerealError:
+            logger.warning("heartbeat of a %r task failed", self._name, exc_info=True)
+        return True
+
+    @staticmethod
+    def _cancel(work: asyncio.Future[object], run: _Run) -> None:
+        run.task.cancel()
+        work.cancel()
+
+    async def _abandon(self, run: _Run) -> None:
+        try:
+            await run.completer.abandon()
+        except errors.TaskLostError:
+            pass
+        except errors.CerealError:
+            logger.warning("reporting an abandoned %r task failed", self._name, exc_info=True)
+
+    def stop_claiming(self) -> None:
+        """Claim nothing more; running tasks go on."""
+        self._stopping = True
+        self._wakeup.set()
+
+    async def wait_running(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the running tasks to end."""
+        jobs = set(self._runs)
+        if jobs:
+            await asyncio.wait(jobs, timeout=timeout)
+
+    async def abandon_running(self) -> None:
+        """Cancel what still runs and report it ``LOST`` now."""
+        jobs = list(self._runs.items())
+        for job, run in jobs:
+            run.abandoned = True
+            job.cancel()
+        if jobs:
+            await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)

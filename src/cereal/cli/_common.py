@@ -1,0 +1,113 @@
+"""What every command shares: the global options, running a coroutine, error handling.
+
+Each command parses its arguments, then hands a coroutine to :func:`run`,
+which runs it with ``asyncio.run`` and turns the errors a user can cause
+(``CerealError``, ``ValueError``, ``TypeError``) into one red line and a
+non-zero exit. With ``-v`` the traceback follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from cereal import errors
+from cereal.cli import _render
+from cereal.drivers import open_driver
+from cereal.manager import Manager
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///./cereal.db"
+"""The database used when neither ``--db`` nor ``CEREAL_DATABASE_URL`` is given."""
+
+EXIT_ERROR = 1
+"""Exit status of a command that failed on a cereal error or bad input."""
+
+
+@dataclass(frozen=True)
+class CliState:
+    """The global options, shared with every command through ``typer.Context.obj``."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    verbose: bool = False
+
+
+class CliError(Exception):
+    """A problem with the command line itself (bad JSON, missing option); exits non-zero."""
+
+
+def state(ctx: typer.Context) -> CliState:
+    """The global options of this invocation."""
+    found = ctx.find_root().obj
+    return found if isinstance(found, CliState) else CliState()
+
+
+def run(ctx: typer.Context, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion; exit non-zero with a one-line message on user errors.
+
+    Raises:
+        typer.Exit: with status :data:`EXIT_ERROR` after printing the error.
+    """
+    try:
+        return asyncio.run(coroutine)
+    except (errors.CerealError, CliError, ValueError, TypeError) as exc:
+        fail(ctx, _describe(exc))
+    except KeyboardInterrupt:
+        _render.error("interrupted")
+        raise typer.Exit(130) from None
+
+
+def fail(ctx: typer.Context, message: str) -> NoReturn:
+    """Print ``message`` as the error (with the traceback under ``-v``) and exit non-zero.
+
+    Raises:
+        typer.Exit: always.
+    """
+    _render.error(message)
+    if state(ctx).verbose:
+        _render.traceback()
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, errors.CerealError | CliError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def parse_json(text: str | None, *, option: str = "--parameters") -> Any:
+    """Decode a JSON option; ``None`` (option not given) stays ``None``.
+
+    Raises:
+        CliError: the text is not valid JSON, naming the option and the position.
+    """
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"{option} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
+            f"{text!r}"
+        ) from exc
+
+
+@asynccontextmanager
+async def storage_manager(ctx: typer.Context) -> AsyncIterator[Manager]:
+    """A Manager on the ``--db`` database, used for storage calls only (never started).
+
+    The driver is opened on the first call and closed on exit.
+    """
+    manager = Manager(open_driver(state(ctx).database_url))
+    try:
+        yield manager
+    finally:
+        await manager.stop()

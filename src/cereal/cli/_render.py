@@ -1,0 +1,275 @@
+"""Everything the CLI shows: rich tables for people, JSON for scripts, one-line errors.
+
+This is the only module of the CLI that formats output. Human output goes
+to stdout through a rich console; errors and diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from cereal import values
+from cereal.demo import DemoReport, ProgressCallback
+from cereal.models import Schedule, WorkflowInstanceData
+
+out = Console(highlight=False)
+"""Standard output: tables, confirmations and JSON."""
+err = Console(stderr=True, highlight=False)
+"""Standard error: error messages, tracebacks and progress."""
+
+
+# ---- plain data (the --json shapes) ---------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _decoded(raw: bytes | None) -> Any:
+    try:
+        return values.decode(raw)
+    except ValueError:  # not JSON after all: show it rather than fail the listing
+        return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def instance_dict(data: WorkflowInstanceData) -> dict[str, Any]:
+    """The JSON shape of one workflow instance, as ``--json`` prints it."""
+    return {
+        "workflow_name": data.workflow_name,
+        "instance_name": data.instance_name,
+        "status": str(data.status),
+        "is_running": data.is_running(),
+        "parameters": _decoded(data.parameters),
+        "payload": _decoded(data.payload),
+        "result": _decoded(data.result),
+        "error": data.err,
+        "started_at": _iso(data.started_at),
+        "ended_at": _iso(data.ended_at),
+    }
+
+
+def schedule_dict(schedule: Schedule) -> dict[str, Any]:
+    """The JSON shape of one schedule, as ``--json`` prints it."""
+    return {
+        "id": schedule.id,
+        "workflow_name": schedule.workflow_name,
+        "instance_name": schedule.instance_name,
+        "enabled": schedule.enabled,
+        "recurrence": schedule.recurrence,
+        "parameters": _decoded(schedule.parameters),
+        "next_due_at": _iso(schedule.next_due_at),
+        "last_enqueued_at": _iso(schedule.last_enqueued_at),
+        "last_start": _iso(schedule.last_start),
+        "last_end": _iso(schedule.last_end),
+    }
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as indented JSON on stdout, unwrapped and uncoloured."""
+    out.out(json.dumps(value, indent=2, ensure_ascii=False), highlight=False)
+
+
+# ---- messages -------------------------------------------------------------------------
+
+
+def error(message: str) -> None:
+    """One red line on stderr: ``error: <message>``."""
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    err.print(Text.assemble(("error: ", "bold red"), (first_line, "red")), soft_wrap=True)
+
+
+def traceback() -> None:
+    """The traceback of the exception being handled, on stderr (for ``-v``)."""
+    err.print_exception(show_locals=False)
+
+
+def done(message: str) -> None:
+    """A one-line confirmation on stdout."""
+    out.print(Text.assemble(("ok ", "bold green"), message), soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """A one-line informational message on stderr."""
+    err.print(Text(message, style="dim"), soft_wrap=True)
+
+
+# ---- workflow instances ---------------------------------------------------------------
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    if value is None:
+        return ""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _time(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _status(data: WorkflowInstanceData) -> Text:
+    if data.is_running():
+        return Text(str(data.status), style="yellow")
+    if data.err is not None:
+        return Text("failed", style="red")
+    return Text("completed", style="green")
+
+
+def instances_table(instances: Sequence[WorkflowInstanceData]) -> None:
+    """A table of workflow instances, or a note when there are none."""
+    if not instances:
+        out.print("no workflow instances")
+        return
+    table = Table(title=f"{len(instances)} workflow instance(s)")
+    for column in ("workflow", "instance", "status", "started", "ended", "result / error"):
+        table.add_column(column, overflow="fold")
+    for data in instances:
+        outcome = data.err if data.err is not None else _short(_decoded(data.result))
+        table.add_row(
+            data.workflow_name,
+            data.instance_name,
+            _status(data),
+            _time(data.started_at),
+            _time(data.ended_at),
+            outcome,
+        )
+    out.print(table)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def instance_detail(data: WorkflowInstanceData) -> None:
+    """Every field of one instance, one per row."""
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("workflow", data.workflow_name)
+    table.add_row("instance", data.instance_name)
+    table.add_row("status", _status(data))
+    table.add_row("started", _time(data.started_at))
+    table.add_row("ended", _time(data.ended_at))
+    table.add_row("parameters", _pretty(_decoded(data.parameters)))
+    if data.is_running():
+        table.add_row("payload", _pretty(_decoded(data.payload)))
+    elif data.err is not None:
+        table.add_row("error", Text(data.err, style="red"))
+    else:
+        table.add_row("result", _pretty(_decoded(data.result)))
+    out.print(table)
+
+
+# ---- schedules ------------------------------------------------------------------------
+
+
+def _enabled(enabled: bool) -> Text:
+    return Text("yes", style="green") if enabled else Text("no", style="dim")
+
+
+def schedules_table(schedules: Sequence[Schedule]) -> None:
+    """A table of schedules, or a note when there are none."""
+    if not schedules:
+        out.print("no workflow schedules")
+        return
+    table = Table(title=f"{len(schedules)} schedule(s)")
+    for column in ("workflow", "instance", "enabled", "recurrence", "next due", "last enqueued"):
+        table.add_column(column, overflow="fold")
+    for schedule in schedules:
+        table.add_row(
+            schedule.workflow_name,
+            schedule.instance_name,
+            _enabled(schedule.enabled),
+            schedule.recurrence,
+            _time(schedule.next_due_at) if schedule.enabled else "",
+            _time(schedule.last_enqueued_at),
+        )
+    out.print(table)
+
+
+def schedule_detail(schedule: Schedule) -> None:
+    """Every field of one schedule, one per row."""
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("workflow", schedule.workflow_name)
+    table.add_row("instance", schedule.instance_name)
+    table.add_row("enabled", _enabled(schedule.enabled))
+    table.add_row("recurrence", schedule.recurrence)
+    table.add_row("parameters", _pretty(_decoded(schedule.parameters)))
+    table.add_row("next due", _time(schedule.next_due_at))
+    table.add_row("last enqueued", _time(schedule.last_enqueued_at))
+    table.add_row("last run start", _time(schedule.last_start))
+    table.add_row("last run end", _time(schedule.last_end))
+    out.print(table)
+
+
+# ---- migrate and demo -----------------------------------------------------------------
+
+
+def migrations(applied: Sequence[str], url: str) -> None:
+    """What ``cereal migrate`` did."""
+    if not applied:
+        out.print(f"database {url} is up to date: no migration applied")
+        return
+    for name in applied:
+        done(f"applied {name}")
+    out.print(f"{len(applied)} migration(s) applied to {url}")
+
+
+def demo_progress(items: int) -> tuple[Progress, ProgressCallback]:
+    """A live progress bar of the demo batch (on stderr) and the callback that advances it."""
+    progress = Progress(
+        TextColumn("[bold]order batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    bar = progress.add_task("items", total=items)
+
+    def advance(finished: int, total: int) -> None:
+        progress.update(bar, completed=finished, total=total)
+
+    return progress, advance
+
+
+def demo_report(report: DemoReport) -> None:
+    """The results table printed at the end of ``cereal demo``."""
+    table = Table(title=f"cereal demo: {report.workflow_name}/{report.instance_name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("database", report.database)
+    table.add_row("items", str(report.items))
+    table.add_row("succeeded", Text(str(report.succeeded), style="green"))
+    table.add_row("retried (items)", Text(str(report.retried_items), style="yellow"))
+    table.add_row("retry tasks", str(report.retries))
+    failed_style = "red" if report.failed_permanently else "green"
+    table.add_row("permanently failed", Text(str(report.failed_permanently), style=failed_style))
+    table.add_row("task executions", str(report.task_executions))
+    table.add_row("task workers", str(report.workers))
+    table.add_row("elapsed", f"{report.elapsed:.2f} s")
+    table.add_row("tasks/s", f"{report.tasks_per_second:.0f}")
+    table.add_row("schedule runs (heartbeat)", str(report.schedule_runs))
+    table.add_row("checksum", report.checksum)
+    out.print(table)
+    if report.failed_items:
+        out.print(
+            "permanently failed items: " + ", ".join(str(item) for item in report.failed_items)
+        )

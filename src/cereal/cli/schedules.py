@@ -1,0 +1,152 @@
+"""``cereal schedules``: create, inspect, enable, disable, update and delete schedules."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from cereal.cli import _render
+from cereal.cli._common import CliError, parse_json, run, storage_manager
+from cereal.models import UNSET, Schedule
+
+app = typer.Typer(
+    name="schedules",
+    help="Manage recurring workflow schedules (RFC 5545 RRULEs).",
+    no_args_is_help=True,
+)
+
+WorkflowArg = Annotated[str, typer.Argument(help="Workflow name.", show_default=False)]
+InstanceArg = Annotated[str, typer.Argument(help="Instance name.", show_default=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ParametersOption = Annotated[
+    str | None,
+    typer.Option("--parameters", "-p", help="Parameters of each run, as JSON."),
+]
+
+
+@app.command("list")
+def list_schedules(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List every schedule."""
+
+    async def go() -> list[Schedule]:
+        async with storage_manager(ctx) as manager:
+            return await manager.list_workflow_schedules()
+
+    schedules = run(ctx, go())
+    if as_json:
+        _render.print_json([_render.schedule_dict(schedule) for schedule in schedules])
+    else:
+        _render.schedules_table(schedules)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    workflow_name: WorkflowArg,
+    instance_name: InstanceArg,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one schedule."""
+
+    async def go() -> Schedule:
+        async with storage_manager(ctx) as manager:
+            return await manager.get_workflow_schedule(workflow_name, instance_name)
+
+    schedule = run(ctx, go())
+    if as_json:
+        _render.print_json(_render.schedule_dict(schedule))
+    else:
+        _render.schedule_detail(schedule)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    workflow_name: WorkflowArg,
+    instance_name: InstanceArg,
+    rrule: Annotated[
+        str,
+        typer.Option(
+            "--rrule",
+            "-r",
+            help="Recurrence, e.g. 'FREQ=HOURLY;INTERVAL=2' (optionally with DTSTART).",
+            show_default=False,
+        ),
+    ],
+    parameters: ParametersOption = None,
+    disabled: Annotated[
+        bool, typer.Option("--disabled", help="Create it disabled (enable it later).")
+    ] = False,
+) -> None:
+    """Create a schedule that enqueues WORKFLOW_NAME/INSTANCE_NAME whenever the rule fires."""
+
+    async def go() -> None:
+        value = parse_json(parameters)
+        async with storage_manager(ctx) as manager:
+            await manager.create_workflow_schedule(
+                workflow_name, instance_name, value, rrule, enabled=not disabled
+            )
+
+    run(ctx, go())
+    state = "disabled" if disabled else "enabled"
+    _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {rrule}")
+
+
+def _set_enabled(ctx: typer.Context, workflow_name: str, instance_name: str, enabled: bool) -> None:
+    async def go() -> None:
+        async with storage_manager(ctx) as manager:
+            await manager.update_workflow_schedule(workflow_name, instance_name, enabled=enabled)
+
+    run(ctx, go())
+    _render.done(f"{'enabled' if enabled else 'disabled'} {workflow_name}/{instance_name}")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """Enable a schedule; its next due time is computed from now."""
+    _set_enabled(ctx, workflow_name, instance_name, True)
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """Disable a schedule; it keeps its settings but starts nothing."""
+    _set_enabled(ctx, workflow_name, instance_name, False)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    workflow_name: WorkflowArg,
+    instance_name: InstanceArg,
+    rrule: Annotated[str | None, typer.Option("--rrule", "-r", help="New recurrence rule.")] = None,
+    parameters: Annotated[
+        str | None,
+        typer.Option("--parameters", "-p", help="New parameters as JSON ('null' clears them)."),
+    ] = None,
+) -> None:
+    """Change a schedule's rule and/or parameters; both changes apply atomically."""
+
+    async def go() -> None:
+        if rrule is None and parameters is None:
+            raise CliError("nothing to update: give --rrule and/or --parameters")
+        value: Any = UNSET if parameters is None else parse_json(parameters)
+        async with storage_manager(ctx) as manager:
+            await manager.update_workflow_schedule(
+                workflow_name, instance_name, parameters=value, recurrence=rrule
+            )
+
+    run(ctx, go())
+    _render.done(f"updated schedule {workflow_name}/{instance_name}")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """Delete a schedule; instances it already started are untouched."""
+
+    async def go() -> None:
+        async with storage_manager(ctx) as manager:
+            await manager.delete_workflow_schedule(workflow_name, instance_name)
+
+    run(ctx, go())
+    _render.done(f"deleted schedule {workflow_name}/{instance_name}")

@@ -1,0 +1,114 @@
+"""``cereal worker module:manager``: run a user's Manager until SIGINT or SIGTERM.
+
+The target names a :class:`~cereal.Manager` object, or a zero-argument
+factory (plain or async) that returns one, as ``package.module:attribute``
+(the attribute may be dotted). The current directory is importable, so
+``cereal worker app:manager`` finds ``./app.py``. The Manager carries its
+own driver: ``--db`` does not apply here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cereal.cli import _render
+from cereal.cli._common import CliError, run
+from cereal.manager import Manager
+
+
+def load_target(target: str) -> Any:
+    """Import ``module:attribute`` and return the attribute.
+
+    Raises:
+        CliError: the target is malformed, or the module or attribute is missing.
+    """
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CliError(f"worker target {target!r} must look like 'package.module:manager'")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise CliError(f"cannot import module {module_name!r} for worker {target!r}") from exc
+        raise
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise CliError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return found
+
+
+async def resolve_manager(found: Any, target: str) -> Manager:
+    """The Manager itself, or what a zero-argument factory (plain or async) returns.
+
+    Raises:
+        CliError: the target is neither.
+    """
+    if not isinstance(found, Manager) and callable(found):
+        found = found()
+        if inspect.isawaitable(found):
+            found = await found
+    if not isinstance(found, Manager):
+        raise CliError(
+            f"worker target {target!r} is a {type(found).__name__}, "
+            "not a cereal.Manager or a zero-argument factory returning one"
+        )
+    return found
+
+
+async def serve(target: str, grace_period: float | None) -> str:
+    """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name."""
+    manager = await resolve_manager(load_target(target), target)
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(signum.name)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for signum in handled:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await manager.start()
+        _render.note(f"cereal worker {target} started (pid {os.getpid()}); Ctrl+C to stop")
+        name = await received
+        _render.note(f"{name} received: stopping (running tasks get the grace period)")
+    finally:
+        await manager.stop(grace_period=grace_period)
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+    return name
+
+
+def worker(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The Manager to run, as 'module:attribute' (or a zero-argument factory).",
+            show_default=False,
+        ),
+    ],
+    grace_period: Annotated[
+        float | None,
+        typer.Option(
+            "--grace-period",
+            help="Seconds stop() waits for running work (default: the Manager's own).",
+        ),
+    ] = None,
+) -> None:
+    """Run a Manager's executors and schedules until SIGINT or SIGTERM, then stop gracefully."""
+    signal_name = run(ctx, serve(target, grace_period))
+    _render.note(f"cereal worker stopped after {signal_name}")

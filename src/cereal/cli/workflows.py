@@ -1,0 +1,116 @@
+"""``cereal workflows``: list, show, enqueue, cancel and kill workflow instances."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cereal.cli import _render
+from cereal.cli._common import parse_json, run, storage_manager
+from cereal.models import WorkflowInstanceData
+
+app = typer.Typer(
+    name="workflows",
+    help="Inspect and control workflow instances.",
+    no_args_is_help=True,
+)
+
+WorkflowArg = Annotated[str, typer.Argument(help="Workflow name.", show_default=False)]
+InstanceArg = Annotated[str, typer.Argument(help="Instance name.", show_default=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.command("list")
+def list_instances(
+    ctx: typer.Context,
+    workflow_name: Annotated[
+        str | None, typer.Option("--workflow-name", "-w", help="Only this workflow.")
+    ] = None,
+    instance_name: Annotated[
+        str | None, typer.Option("--instance-name", "-i", help="Only this instance name.")
+    ] = None,
+    running: Annotated[
+        bool | None,
+        typer.Option("--running/--finished", help="Only running, or only finished, instances."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List workflow instances, running and finished (newest run of each)."""
+
+    async def go() -> list[WorkflowInstanceData]:
+        async with storage_manager(ctx) as manager:
+            return await manager.list_workflow_instances(
+                workflow_name=workflow_name, instance_name=instance_name, is_running=running
+            )
+
+    instances = run(ctx, go())
+    if as_json:
+        _render.print_json([_render.instance_dict(data) for data in instances])
+    else:
+        _render.instances_table(instances)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    workflow_name: WorkflowArg,
+    instance_name: InstanceArg,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one instance: the running one, else its newest finished run."""
+
+    async def go() -> WorkflowInstanceData:
+        async with storage_manager(ctx) as manager:
+            return (await manager.get_workflow_instance(workflow_name, instance_name)).data
+
+    data = run(ctx, go())
+    if as_json:
+        _render.print_json(_render.instance_dict(data))
+    else:
+        _render.instance_detail(data)
+
+
+@app.command("enqueue")
+def enqueue(
+    ctx: typer.Context,
+    workflow_name: WorkflowArg,
+    instance_name: InstanceArg,
+    parameters: Annotated[
+        str | None,
+        typer.Option("--parameters", "-p", help="Parameters as JSON, e.g. '{\"n\": 3}'."),
+    ] = None,
+) -> None:
+    """Start a new instance (a running worker with this workflow registered will run it)."""
+
+    async def go() -> None:
+        value = parse_json(parameters)
+        async with storage_manager(ctx) as manager:
+            await manager.enqueue_workflow(workflow_name, instance_name, value)
+
+    run(ctx, go())
+    _render.done(f"enqueued {workflow_name}/{instance_name}")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """Ask a running instance to cancel; its on_cancel callback decides what happens."""
+
+    async def go() -> None:
+        async with storage_manager(ctx) as manager:
+            await manager.cancel_workflow(workflow_name, instance_name)
+
+    run(ctx, go())
+    _render.done(f"cancel requested for {workflow_name}/{instance_name}")
+
+
+@app.command("kill")
+def kill(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """End a running instance at once with the error 'killed'; no callback runs."""
+
+    async def go() -> None:
+        async with storage_manager(ctx) as manager:
+            await manager.kill_workflow(workflow_name, instance_name)
+
+    run(ctx, go())
+    _render.done(f"killed {workflow_name}/{instance_name}")

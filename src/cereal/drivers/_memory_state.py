@@ -1,0 +1,361 @@
+"""The records and plain operations behind :class:`~cereal.drivers.memory.MemoryDriver`.
+
+Nothing here locks: every function expects the caller to hold the driver's
+lock, and none of them awaits. Records are mutable and never leave this
+module's caller; views handed to users are fresh dataclasses from
+:mod:`cereal.models`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cereal import errors
+from cereal._time import to_utc
+from cereal.models import (
+    UNSET,
+    HistoryRetention,
+    NewTask,
+    Schedule,
+    ScheduleUpdate,
+    TaskResultData,
+    TaskStatus,
+    WorkflowEventType,
+    WorkflowInstanceData,
+    WorkflowInstanceStatus,
+)
+
+Key = tuple[str, str]
+"""(workflow_name, instance_name)."""
+
+
+@dataclass(eq=False)
+class LiveInstance:
+    """A starting or running instance with its pending events and tasks."""
+
+    workflow_name: str
+    instance_name: str
+    parameters: bytes | None
+    started_at: datetime
+    status: WorkflowInstanceStatus = WorkflowInstanceStatus.STARTING
+    payload: bytes | None = None
+    enqueued_tasks: int = 0
+    completed_tasks: int = 0
+    claimed_by: object | None = None
+    events: dict[int, Event] = field(default_factory=dict)
+    tasks: dict[int, Task] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Key:
+        """The (workflow_name, instance_name) pair."""
+        return (self.workflow_name, self.instance_name)
+
+
+@dataclass(eq=False)
+class Event:
+    """One queued event; a ``task_complete`` event carries its task result."""
+
+    seq: int
+    type: WorkflowEventType
+    instance: LiveInstance
+    enqueued_at: datetime
+    task_result: TaskResultData | None = None
+
+
+@dataclass(eq=False)
+class Task:
+    """A queued task, or a running one when ``lease`` is set."""
+
+    seq: int
+    instance: LiveInstance
+    task_name: str
+    parameters: bytes | None
+    start_after: datetime
+    enqueued_at: datetime
+    lease: int | None = None
+    heartbeat_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class HistoryRow:
+    """One finished run."""
+
+    id: int
+    workflow_name: str
+    instance_name: str
+    parameters: bytes | None
+    started_at: datetime
+    ended_at: datetime
+    result: bytes | None
+    err: str | None
+
+
+@dataclass(eq=False)
+class ScheduleRow:
+    """A stored schedule; ``locked_by`` is the completer holding it, if any."""
+
+    id: int
+    workflow_name: str
+    instance_name: str
+    parameters: bytes | None
+    enabled: bool
+    recurrence: str
+    next_due_at: datetime
+    last_enqueued_at: datetime | None = None
+    locked_by: object | None = None
+    updates_while_locked: list[ScheduleUpdate] = field(default_factory=list)
+
+
+class MemoryState:
+    """Every structure of one in-memory store (the caller holds the lock)."""
+
+    def __init__(self) -> None:
+        self.sequence = itertools.count(1)
+        self.leases = itertools.count(1)
+        self.history_ids = itertools.count(1)
+        self.schedule_ids = itertools.count(1)
+        self.instances: dict[Key, LiveInstance] = {}
+        # per workflow name, events in sequence order (dicts keep insertion order)
+        self.events: dict[str, dict[int, Event]] = {}
+        # per task name, queued tasks in sequence order
+        self.queued: dict[str, dict[int, Task]] = {}
+        self.running: dict[int, Task] = {}
+        self.history: list[HistoryRow] = []
+        self.latest: dict[Key, HistoryRow] = {}
+        self.schedules: dict[Key, ScheduleRow] = {}
+
+    # ---- instances and events --------------------------------------------------
+
+    def add_instance(
+        self, workflow_name: str, instance_name: str, parameters: bytes | None, now: datetime
+    ) -> LiveInstance:
+        """Create a live instance with its start event, or raise if one is live."""
+        key = (workflow_name, instance_name)
+        if key in self.instances:
+            raise errors.WorkflowInstanceExistsError()
+        inst = LiveInstance(workflow_name, instance_name, parameters, started_at=now)
+        self.instances[key] = inst
+        self.add_event(inst, WorkflowEventType.START, now)
+        return inst
+
+    def add_event(
+        self,
+        inst: LiveInstance,
+        type: WorkflowEventType,
+        now: datetime,
+        task_result: TaskResultData | None = None,
+    ) -> None:
+        """Append an event to ``inst``'s queue."""
+        event = Event(next(self.sequence), type, inst, now, task_result)
+        inst.events[event.seq] = event
+        self.events.setdefault(inst.workflow_name, {})[event.seq] = event
+
+    def next_event(self, workflow_names: Iterable[str]) -> Event | None:
+        """The oldest event of an unclaimed instance of these names, if any."""
+        best: Event | None = None
+        for name in set(workflow_names):
+            for event in self.events.get(name, {}).values():
+                if best is not None and event.seq > best.seq:
+                    break
+                if event.instance.claimed_by is None:
+                    best = event
+                    break
+        return best
+
+    def consume_event(self, event: Event) -> None:
+        """Delete one event."""
+        del event.instance.events[event.seq]
+        queue = self.events[event.instance.workflow_name]
+        del queue[event.seq]
+        if not queue:
+            del self.events[event.instance.workflow_name]
+
+    def is_live(self, inst: LiveInstance) -> bool:
+        """True while ``inst`` is the live instance of its names (not finished)."""
+        return self.instances.get(inst.key) is inst
+
+    def finish(
+        self, inst: LiveInstance, result: bytes | None, err: str | None, now: datetime
+    ) -> None:
+        """Write the history row and delete the instance with its events and tasks."""
+        row = HistoryRow(
+            next(self.history_ids),
+            inst.workflow_name,
+            inst.instance_name,
+            inst.parameters,
+            inst.started_at,
+            now,
+            result,
+            err,
+        )
+        self.history.append(row)
+        self.latest[inst.key] = row
+        for event in list(inst.events.values()):
+            self.consume_event(event)
+        for task in list(inst.tasks.values()):
+            self.remove_task(task)
+        inst.claimed_by = None
+        del self.instances[inst.key]
+
+    # ---- tasks -----------------------------------------------------------------------
+
+    def add_tasks(self, inst: LiveInstance, tasks: Sequence[NewTask], now: datetime) -> None:
+        """Queue ``tasks`` for ``inst``; a missing ``start_after`` means ``now``."""
+        for new in tasks:
+            start_after = now if new.start_after is None else to_utc(new.start_after)
+            task = Task(next(self.sequence), inst, new.task_name, new.parameters, start_after, now)
+            inst.tasks[task.seq] = task
+            self.queued.setdefault(task.task_name, {})[task.seq] = task
+
+    def claim_tasks(self, task_name: str, max_tasks: int, now: datetime) -> list[tuple[Task, int]]:
+        """Lease up to ``max_tasks`` ready tasks of ``task_name``, oldest first."""
+        queue = self.queued.get(task_name)
+        if not queue or max_tasks <= 0:
+            return []
+        claimed: list[Task] = []
+        for task in queue.values():
+            if task.start_after <= now:
+                claimed.append(task)
+                if len(claimed) >= max_tasks:
+                    break
+        leased: list[tuple[Task, int]] = []
+        for task in claimed:
+            del queue[task.seq]
+            task.lease = next(self.leases)
+            task.heartbeat_at = now
+            self.running[task.seq] = task
+            leased.append((task, task.lease))
+        if not queue:
+            del self.queued[task_name]
+        return leased
+
+    def holds_lease(self, task: Task, lease: int) -> bool:
+        """True while ``task`` is running under ``lease``."""
+        return self.running.get(task.seq) is task and task.lease == lease
+
+    def remove_task(self, task: Task) -> None:
+        """Delete a queued or running task (a running task's lease is lost)."""
+        del task.instance.tasks[task.seq]
+        if task.lease is not None:
+            del self.running[task.seq]
+            task.lease = None
+            return
+        queue = self.queued[task.task_name]
+        del queue[task.seq]
+        if not queue:
+            del self.queued[task.task_name]
+
+    def complete_task(
+        self,
+        task: Task,
+        status: TaskStatus,
+        now: datetime,
+        error_text: str = "",
+        result: bytes | None = None,
+    ) -> str:
+        """Record how a running task ended as a ``task_complete`` event; return its workflow."""
+        task_result = TaskResultData(
+            task_name=task.task_name,
+            status=status,
+            parameters=task.parameters,
+            error_text=error_text,
+            result=result,
+        )
+        self.remove_task(task)
+        self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
+        return task.instance.workflow_name
+
+    def expire_tasks(self, cutoff: datetime, now: datetime) -> list[str]:
+        """Turn running tasks last seen before ``cutoff`` into LOST results."""
+        expired = [
+            task
+            for task in self.running.values()
+            if task.heartbeat_at is not None and task.heartbeat_at < cutoff
+        ]
+        return [self.complete_task(task, TaskStatus.LOST, now) for task in expired]
+
+    # ---- history -----------------------------------------------------------------
+
+    def trim_history(self, retention: HistoryRetention, now: datetime) -> int:
+        """Apply ``retention``; return how many rows were removed."""
+        before = len(self.history)
+        rows = self.history
+        if retention.max_age is not None:
+            oldest = now - timedelta(seconds=retention.max_age)
+            rows = [row for row in rows if row.ended_at >= oldest]
+        if len(rows) > retention.max_rows:
+            keep = max(retention.max_rows - retention.margin_rows, 0)
+            newest = sorted(rows, key=lambda row: (row.ended_at, row.id), reverse=True)[:keep]
+            kept_ids = {row.id for row in newest}
+            rows = [row for row in rows if row.id in kept_ids]
+        if len(rows) == before:
+            return 0
+        self.history = rows
+        self.latest = {}
+        for row in rows:
+            self.latest[(row.workflow_name, row.instance_name)] = row
+        return before - len(rows)
+
+    # ---- views -------------------------------------------------------------------
+
+    def instance_view(self, key: Key) -> WorkflowInstanceData | None:
+        """The live instance of ``key`` if any, else its newest finished run."""
+        inst = self.instances.get(key)
+        if inst is not None:
+            return live_view(inst)
+        row = self.latest.get(key)
+        if row is None:
+            return None
+        return WorkflowInstanceData(
+            workflow_name=row.workflow_name,
+            instance_name=row.instance_name,
+            status=WorkflowInstanceStatus.COMPLETED,
+            parameters=row.parameters,
+            result=row.result,
+            err=row.err,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+        )
+
+    def schedule_view(self, row: ScheduleRow) -> Schedule:
+        """A :class:`Schedule` with the last run's times from history."""
+        last = self.latest.get((row.workflow_name, row.instance_name))
+        return Schedule(
+            id=row.id,
+            enabled=row.enabled,
+            workflow_name=row.workflow_name,
+            instance_name=row.instance_name,
+            parameters=row.parameters,
+            recurrence=row.recurrence,
+            next_due_at=row.next_due_at,
+            last_enqueued_at=row.last_enqueued_at,
+            last_start=None if last is None else last.started_at,
+            last_end=None if last is None else last.ended_at,
+        )
+
+
+def live_view(inst: LiveInstance) -> WorkflowInstanceData:
+    """A fresh view of a live instance (no result, no error)."""
+    return WorkflowInstanceData(
+        workflow_name=inst.workflow_name,
+        instance_name=inst.instance_name,
+        status=inst.status,
+        parameters=inst.parameters,
+        payload=inst.payload,
+        started_at=inst.started_at,
+    )
+
+
+def apply_schedule_update(row: ScheduleRow, update: ScheduleUpdate) -> None:
+    """Apply every field ``update`` sets to ``row``."""
+    if update.enabled is not None:
+        row.enabled = update.enabled
+    if update.parameters is not UNSET:
+        row.parameters = update.parameters
+    if update.recurrence is not None:
+        row.recurrence = update.recurrence
+    if update.next_due_at is not None:
+        row.next_due_at = to_utc(update.next_due_at)

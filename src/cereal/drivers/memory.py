@@ -1,0 +1,503 @@
+"""The in-process driver: every structure lives in this object, nothing is durable.
+
+``MemoryDriver`` implements :mod:`cereal.drivers.base` directly. One
+``threading.Lock`` guards the whole store; every method does its work
+synchronously under that lock and never awaits while holding it, so a
+decision or a claim is all-or-nothing exactly as a database transaction
+would be. The host clock decides what is due. Several Managers in one
+process may share one ``MemoryDriver``; the object *is* the store, so its
+data survives ``close`` / ``init`` cycles but not the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from cereal import errors
+from cereal._time import to_utc, utcnow
+from cereal.drivers._memory_state import (
+    Event,
+    LiveInstance,
+    MemoryState,
+    ScheduleRow,
+    Task,
+    apply_schedule_update,
+    live_view,
+)
+from cereal.drivers.base import (
+    Driver,
+    ScheduledWorkflowCompleter,
+    TaskCompleter,
+    WorkflowCompleter,
+)
+from cereal.models import (
+    HistoryRetention,
+    ListWorkflowFilter,
+    NewTask,
+    Schedule,
+    ScheduleUpdate,
+    SweepReport,
+    TaskData,
+    TaskMetadata,
+    TaskStatus,
+    WorkflowEvent,
+    WorkflowEventType,
+    WorkflowInstanceData,
+    WorkflowInstanceStatus,
+)
+
+__all__ = ["MemoryDriver"]
+
+
+class MemoryDriver(Driver):
+    """Workflow, task and schedule storage in this process's memory.
+
+    For tests, demos and single-process use: not durable, not shared between
+    processes (it declares no capabilities).
+
+    Args:
+        retention: how much finished-run history :meth:`sweep` keeps.
+    """
+
+    capabilities = frozenset()
+
+    def __init__(self, *, retention: HistoryRetention | None = None) -> None:
+        super().__init__(retention=retention)
+        self._lock = threading.Lock()
+        self._state = MemoryState()
+
+    async def _open(self) -> None:
+        """Nothing to connect: the object is the store."""
+
+    async def _close(self) -> None:
+        """Nothing to disconnect; the data stays for a later ``init``."""
+
+    # ---- workflow instances -----------------------------------------------------
+
+    async def enqueue_workflow(
+        self, workflow_name: str, instance_name: str, parameters: bytes | None
+    ) -> None:
+        """Create a live instance and its ``start`` event atomically.
+
+        Raises:
+            WorkflowInstanceExistsError: a live instance with these names exists.
+        """
+        with self._lock:
+            self._state.add_instance(workflow_name, instance_name, parameters, utcnow())
+        self._wake("workflow", workflow_name)
+
+    async def dequeue_workflow(
+        self, workflow_names: Sequence[str]
+    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
+        """Claim the oldest event (by sequence) of any unclaimed instance of these names.
+
+        Raises:
+            NoWorkflowInstancesError: nothing is ready.
+        """
+        with self._lock:
+            event = self._state.next_event(workflow_names)
+            if event is None:
+                raise errors.NoWorkflowInstancesError()
+            inst = event.instance
+            completer = _MemoryWorkflowCompleter(self, event)
+            inst.claimed_by = completer
+            completes_task = event.type is WorkflowEventType.TASK_COMPLETE
+            view = WorkflowEvent(
+                type=event.type,
+                instance=live_view(inst),
+                enqueued_task_count=inst.enqueued_tasks,
+                completed_task_count=inst.completed_tasks + (1 if completes_task else 0),
+                enqueued_at=event.enqueued_at,
+                task_result=event.task_result,
+            )
+        return view, completer
+
+    async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """Append a ``cancel`` event to the live instance.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+        with self._lock:
+            inst = self._live(workflow_name, instance_name)
+            self._state.add_event(inst, WorkflowEventType.CANCEL, utcnow())
+        self._wake("workflow", workflow_name)
+
+    async def kill_workflow(self, workflow_name: str, instance_name: str, error: str) -> None:
+        """Finish the live instance at once with ``error``, even while it is claimed.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+        with self._lock:
+            inst = self._live(workflow_name, instance_name)
+            self._state.finish(inst, None, error, utcnow())
+
+    async def get_workflow_instance(
+        self, workflow_name: str, instance_name: str
+    ) -> WorkflowInstanceData:
+        """The live instance if any, else the newest finished run.
+
+        Raises:
+            WorkflowInstanceNotFoundError: neither exists.
+        """
+        with self._lock:
+            view = self._state.instance_view((workflow_name, instance_name))
+        if view is None:
+            raise errors.WorkflowInstanceNotFoundError()
+        return view
+
+    async def list_workflow_instances(
+        self, where: ListWorkflowFilter
+    ) -> list[WorkflowInstanceData]:
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run."""
+        with self._lock:
+            if where.is_running is True:
+                keys = set(self._state.instances)
+            elif where.is_running is False:
+                keys = set(self._state.latest) - set(self._state.instances)
+            else:
+                keys = set(self._state.instances) | set(self._state.latest)
+            found = [
+                self._state.instance_view(key)
+                for key in sorted(keys)
+                if where.workflow_name in (None, key[0]) and where.instance_name in (None, key[1])
+            ]
+        return [view for view in found if view is not None]
+
+    def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
+        inst = self._state.instances.get((workflow_name, instance_name))
+        if inst is None:
+            raise errors.WorkflowInstanceNotFoundError()
+        return inst
+
+    # ---- tasks ----------------------------------------------------------------------
+
+    async def dequeue_tasks(
+        self, task_name: str, max_tasks: int
+    ) -> list[tuple[TaskData, TaskCompleter]]:
+        """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first."""
+        with self._lock:
+            leased = self._state.claim_tasks(task_name, max_tasks, utcnow())
+        result: list[tuple[TaskData, TaskCompleter]] = []
+        for task, lease in leased:
+            metadata = TaskMetadata(
+                enqueued_at=task.enqueued_at,
+                task_name=task.task_name,
+                workflow_name=task.instance.workflow_name,
+                instance_name=task.instance.instance_name,
+                attempt=1,
+                task_id=str(task.seq),
+            )
+            data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
+            result.append((data, _MemoryTaskCompleter(self, task, lease)))
+        return result
+
+    async def sweep(self, task_expiry: float) -> SweepReport:
+        """Expire leases older than ``task_expiry`` seconds as ``LOST``; trim history."""
+        with self._lock:
+            now = utcnow()
+            woken = self._state.expire_tasks(now - timedelta(seconds=task_expiry), now)
+            trimmed = self._state.trim_history(self.retention, now)
+        for workflow_name in dict.fromkeys(woken):
+            self._wake("workflow", workflow_name)
+        return SweepReport(expired_tasks=len(woken), trimmed_results=trimmed)
+
+    # ---- schedules ------------------------------------------------------------------
+
+    async def create_workflow_schedule(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        enabled: bool,
+        recurrence: str,
+        next_due_at: datetime,
+    ) -> None:
+        """Store a new schedule.
+
+        Raises:
+            WorkflowScheduleExistsError: one with these names exists.
+        """
+        key = (workflow_name, instance_name)
+        with self._lock:
+            if key in self._state.schedules:
+                raise errors.WorkflowScheduleExistsError()
+            self._state.schedules[key] = ScheduleRow(
+                id=next(self._state.schedule_ids),
+                workflow_name=workflow_name,
+                instance_name=instance_name,
+                parameters=parameters,
+                enabled=enabled,
+                recurrence=recurrence,
+                next_due_at=to_utc(next_due_at),
+            )
+        self._wake("schedule", None)
+
+    async def list_workflow_schedules(self) -> list[Schedule]:
+        """Every schedule (by id), with ``last_start``/``last_end`` from its newest run."""
+        with self._lock:
+            rows = sorted(self._state.schedules.values(), key=lambda row: row.id)
+            return [self._state.schedule_view(row) for row in rows]
+
+    async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
+        """One schedule (as in the list).
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        with self._lock:
+            return self._state.schedule_view(self._schedule(workflow_name, instance_name))
+
+    async def update_workflow_schedule(
+        self, workflow_name: str, instance_name: str, update: ScheduleUpdate
+    ) -> None:
+        """Apply every change of ``update`` at once.
+
+        A schedule locked by a scheduler gets the change now and again when
+        that scheduler releases it, as if the update had waited for its lock.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule; nothing changed.
+        """
+        with self._lock:
+            row = self._schedule(workflow_name, instance_name)
+            apply_schedule_update(row, update)
+            if row.locked_by is not None:
+                row.updates_while_locked.append(update)
+        self._wake("schedule", None)
+
+    async def delete_workflow_schedule(self, workflow_name: str, instance_name: str) -> None:
+        """Remove a schedule; running instances it started are untouched.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        with self._lock:
+            row = self._schedule(workflow_name, instance_name)
+            del self._state.schedules[(row.workflow_name, row.instance_name)]
+        self._wake("schedule", None)
+
+    async def get_due_scheduled_workflow(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
+        """Lock the earliest enabled schedule whose due time has passed.
+
+        Raises:
+            NoDueWorkflowsError: none is due (or every due one is locked).
+        """
+        with self._lock:
+            now = utcnow()
+            due = [
+                row
+                for row in self._state.schedules.values()
+                if row.enabled and row.locked_by is None and row.next_due_at <= now
+            ]
+            if not due:
+                raise errors.NoDueWorkflowsError()
+            row = min(due, key=lambda row: (row.next_due_at, row.id))
+            completer = _MemoryScheduleCompleter(self, row)
+            row.locked_by = completer
+            return self._state.schedule_view(row), completer
+
+    async def get_next_scheduled_workflow(self) -> Schedule:
+        """The enabled schedule due soonest.
+
+        Raises:
+            NoScheduledWorkflowsError: no schedule is enabled.
+        """
+        with self._lock:
+            enabled = [row for row in self._state.schedules.values() if row.enabled]
+            if not enabled:
+                raise errors.NoScheduledWorkflowsError()
+            row = min(enabled, key=lambda row: (row.next_due_at, row.id))
+            return self._state.schedule_view(row)
+
+    def _schedule(self, workflow_name: str, instance_name: str) -> ScheduleRow:
+        row = self._state.schedules.get((workflow_name, instance_name))
+        if row is None:
+            raise errors.WorkflowScheduleNotFoundError()
+        return row
+
+
+class _MemoryWorkflowCompleter(WorkflowCompleter):
+    """The claim on one instance, holding one of its events."""
+
+    def __init__(self, driver: MemoryDriver, event: Event) -> None:
+        self._driver = driver
+        self._event = event
+        self._open = True
+
+    def _claimed(self) -> LiveInstance:
+        """The claimed instance, or raise if the claim is gone (caller holds the lock)."""
+        if not self._open:
+            raise RuntimeError("this workflow completer already applied a decision or closed")
+        inst = self._event.instance
+        if not self._driver._state.is_live(inst) or inst.claimed_by is not self:
+            self._open = False
+            raise errors.WorkflowClaimLostError()
+        return inst
+
+    async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
+        """Consume the event, store payload and counts, and queue ``tasks``, atomically.
+
+        Raises:
+            WorkflowClaimLostError: the instance was killed meanwhile; nothing was stored.
+        """
+        state = self._driver._state
+        with self._driver._lock:
+            inst = self._claimed()
+            state.consume_event(self._event)
+            inst.payload = payload
+            inst.status = WorkflowInstanceStatus.RUNNING
+            inst.enqueued_tasks += len(tasks)
+            if self._event.type is WorkflowEventType.TASK_COMPLETE:
+                inst.completed_tasks += 1
+            state.add_tasks(inst, tasks, utcnow())
+            inst.claimed_by = None
+            self._open = False
+        for task_name in dict.fromkeys(task.task_name for task in tasks):
+            self._driver._wake("task", task_name)
+
+    async def done(self, result: bytes | None) -> None:
+        """Finish the instance with ``result``.
+
+        Raises:
+            WorkflowClaimLostError: the instance was killed meanwhile.
+        """
+        self._finish(result, None)
+
+    async def fail(self, error: str) -> None:
+        """Finish the instance with the error text ``error``.
+
+        Raises:
+            WorkflowClaimLostError: the instance was killed meanwhile.
+        """
+        self._finish(None, error)
+
+    def _finish(self, result: bytes | None, err: str | None) -> None:
+        with self._driver._lock:
+            inst = self._claimed()
+            self._driver._state.finish(inst, result, err, utcnow())
+            self._open = False
+
+    async def close(self) -> None:
+        """Release the claim; without a decision the event stays queued. Idempotent."""
+        with self._driver._lock:
+            if self._open:
+                self._open = False
+                inst = self._event.instance
+                if inst.claimed_by is self:
+                    inst.claimed_by = None
+
+
+class _MemoryTaskCompleter(TaskCompleter):
+    """The lease on one running task."""
+
+    def __init__(self, driver: MemoryDriver, task: Task, lease: int) -> None:
+        self._driver = driver
+        self._task = task
+        self._lease = lease
+
+    def _held(self) -> Task:
+        """The leased task, or raise TaskLostError (caller holds the lock)."""
+        if not self._driver._state.holds_lease(self._task, self._lease):
+            raise errors.TaskLostError()
+        return self._task
+
+    async def heartbeat(self) -> None:
+        """Refresh the lease.
+
+        Raises:
+            TaskLostError: the task is gone.
+        """
+        with self._driver._lock:
+            self._held().heartbeat_at = utcnow()
+
+    async def succeed(self, result: bytes | None) -> None:
+        """Record success with ``result`` and queue a ``task_complete`` event.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        self._complete(TaskStatus.SUCCESS, "", result)
+
+    async def fail(self, error: str) -> None:
+        """Record failure with the error text ``error``.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        self._complete(TaskStatus.FAILED, error, None)
+
+    async def abandon(self) -> None:
+        """Report the task ``LOST`` to its workflow now.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        self._complete(TaskStatus.LOST, "", None)
+
+    def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+        with self._driver._lock:
+            task = self._held()
+            workflow_name = self._driver._state.complete_task(
+                task, status, utcnow(), error_text, result
+            )
+        self._driver._wake("workflow", workflow_name)
+
+
+class _MemoryScheduleCompleter(ScheduledWorkflowCompleter):
+    """The lock on one due schedule."""
+
+    def __init__(self, driver: MemoryDriver, row: ScheduleRow) -> None:
+        self._driver = driver
+        self._row = row
+        self._parameters = row.parameters  # as read when locked
+
+    def _locked(self) -> ScheduleRow:
+        if self._row.locked_by is not self:
+            raise RuntimeError("this schedule completer already applied its change or closed")
+        return self._row
+
+    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
+        """Enqueue the schedule's instance unless one is live, then advance the schedule.
+
+        Returns:
+            True when an instance was enqueued.
+        """
+        state = self._driver._state
+        with self._driver._lock:
+            row = self._locked()
+            now = utcnow()
+            enqueued = (row.workflow_name, row.instance_name) not in state.instances
+            if enqueued:
+                state.add_instance(row.workflow_name, row.instance_name, self._parameters, now)
+                row.last_enqueued_at = now
+            row.next_due_at = to_utc(next_due_at)
+            row.enabled = enabled
+            self._release(row)
+        if enqueued:
+            self._driver._wake("workflow", row.workflow_name)
+        return enqueued
+
+    async def disable(self) -> None:
+        """Disable the schedule and release it."""
+        with self._driver._lock:
+            row = self._locked()
+            row.enabled = False
+            self._release(row)
+
+    async def close(self) -> None:
+        """Release the schedule unchanged if nothing was applied. Idempotent."""
+        with self._driver._lock:
+            if self._row.locked_by is self:
+                self._row.updates_while_locked.clear()
+                self._row.locked_by = None
+
+    def _release(self, row: ScheduleRow) -> None:
+        # updates that arrived while locked land after this change, as behind a row lock
+        for update in row.updates_while_locked:
+            apply_schedule_update(row, update)
+        row.updates_while_locked.clear()
+        row.locked_by = None

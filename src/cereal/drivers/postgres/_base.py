@@ -1,0 +1,219 @@
+"""Configuration, lifecycle and connection plumbing of the PostgreSQL driver.
+
+The storage methods live in :mod:`.driver` (workflows and tasks) and
+:mod:`._schedules`; this base holds what they share: the pool, the LISTEN
+connection, connection checkout with a cheap liveness check, and wakeups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
+
+from cereal import errors
+from cereal.drivers.base import DURABLE, MULTIPROCESS, Driver, WorkKind
+from cereal.drivers.postgres._db import Conn, looks_alive, translate
+from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
+from cereal.drivers.postgres._migrate import apply_migrations
+from cereal.models import HistoryRetention
+
+logger = logging.getLogger(__name__)
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+_URL_OPTIONS: dict[str, Any] = {
+    "min_size": int,
+    "max_size": int,
+    "pool_timeout": float,
+    "notify": _parse_bool,
+}
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
+    """Separate cereal's own options from a URL's query (the rest is for libpq).
+
+    Raises:
+        ValueError: an option has a malformed value.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("postgresql", "postgres") or not parts.query:
+        return url, {}
+    kept: list[tuple[str, str]] = []
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _URL_OPTIONS:
+            try:
+                options[key] = _URL_OPTIONS[key](value)
+            except ValueError as exc:
+                raise ValueError(f"bad value for {key!r} in the PostgreSQL URL: {exc}") from exc
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), options
+
+
+class PostgresBase(Driver):
+    """What every part of the PostgreSQL driver shares; see :class:`PostgresDriver`."""
+
+    default_task_poll_interval: float = 5.0
+    """Seconds between task polls; NOTIFY wakes pollers sooner."""
+    default_workflow_poll_interval: float = 5.0
+    """Seconds between workflow-event polls; NOTIFY wakes pollers sooner."""
+    capabilities: ClassVar[frozenset[str]] = frozenset({DURABLE, MULTIPROCESS})
+    """Durable and shared safely by many processes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention: HistoryRetention | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        pool_timeout: float | None = None,
+        notify: bool | None = None,
+    ) -> None:
+        super().__init__(retention=retention)
+        if not isinstance(url, str) or not url:
+            raise ValueError("PostgresDriver needs a URL such as 'postgresql://user@host/db'")
+        conninfo, from_url = split_url_options(url)
+        self._conninfo = conninfo
+        self._min_size: int = min_size if min_size is not None else from_url.get("min_size", 1)
+        self._max_size: int = max_size if max_size is not None else from_url.get("max_size", 10)
+        self._pool_timeout: float = (
+            pool_timeout if pool_timeout is not None else from_url.get("pool_timeout", 30.0)
+        )
+        self._notify: bool = notify if notify is not None else from_url.get("notify", True)
+        if self._min_size < 0 or self._max_size < max(self._min_size, 1):
+            raise ValueError("PostgresDriver needs 0 <= min_size <= max_size and max_size >= 1")
+        try:
+            given = pg_conninfo.conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"invalid PostgreSQL URL: {exc}") from exc
+        self._connect_kwargs: dict[str, Any] = {}
+        if "application_name" not in given:
+            self._connect_kwargs["application_name"] = "cereal"
+        self._display = " ".join(
+            f"{key}={value}" for key, value in given.items() if key != "password"
+        )
+        self._sender = uuid.uuid4().hex[:16]
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._listener: NotificationListener | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._display!r})"
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def _connect(self) -> Conn:
+        return await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, **self._connect_kwargs
+        )
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations now; returns the names applied.
+
+        Raises:
+            DriverError: the database is unreachable, or a migration check or
+                step failed (nothing of a failed step is kept).
+        """
+        with translate("connecting to migrate"):
+            async with await self._connect() as conn:
+                return await apply_migrations(conn)
+
+    async def _open(self) -> None:
+        await self.migrate()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._conninfo,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True, **self._connect_kwargs},
+            timeout=self._pool_timeout,
+            name="cereal",
+            open=False,
+        )
+        listener: NotificationListener | None = None
+        try:
+            with translate("opening the connection pool"):
+                await pool.open(wait=True, timeout=self._pool_timeout)
+            if self._notify:
+                listener = NotificationListener(
+                    self._conninfo, self._connect_kwargs, self._sender, self._wake
+                )
+                await listener.start()
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool, self._listener = pool, listener
+
+    async def _close(self) -> None:
+        listener, self._listener = self._listener, None
+        pool, self._pool = self._pool, None
+        if listener is not None:
+            await listener.stop()
+        if pool is not None:
+            await pool.close()
+
+    # ---- connections and wakeups (also used by the completers) ------------------
+
+    def _require_pool(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise errors.DriverError("the PostgreSQL driver is not open; call init() first")
+        return self._pool
+
+    async def _acquire(self, pool: AsyncConnectionPool[Conn]) -> Conn:
+        """A pooled connection that is not visibly dead (stale ones are dropped)."""
+        for _ in range(self._max_size + 1):
+            conn = await pool.getconn()
+            if looks_alive(conn):
+                return conn
+            await conn.close()
+            await pool.putconn(conn)
+        return await pool.getconn()
+
+    async def _release(self, pool: AsyncConnectionPool[Conn], conn: Conn) -> None:
+        """Roll back any open transaction and return ``conn`` to ``pool``."""
+        try:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                await conn.rollback()
+        except BaseException:
+            await conn.close()
+            await pool.putconn(conn)
+            raise
+        await pool.putconn(conn)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[Conn]:
+        """A pooled autocommit connection for one operation; errors translated."""
+        with translate(what):
+            pool = self._require_pool()
+            conn = await self._acquire(pool)
+            try:
+                yield conn
+            finally:
+                await self._release(pool, conn)
+
+    def _note(self, wakes: Sequence[Wake]) -> str | None:
+        """The NOTIFY payload announcing ``wakes`` (None: nothing to send)."""
+        if not self._notify or not wakes:
+            return None
+        return encode_note(self._sender, wakes)
+
+    def _wake_all(self, wakes: Iterable[tuple[WorkKind, str | None]]) -> None:
+        for kind, name in dict.fromkeys(wakes):
+            self._wake(kind, name)

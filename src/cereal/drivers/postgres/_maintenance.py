@@ -1,0 +1,65 @@
+"""The maintenance sweep: expire dead task leases and trim finished-run history.
+
+Lease expiry is safe to run from every process at once (``SKIP LOCKED``);
+history trimming runs in one process at a time under a transaction-level
+advisory lock that others skip rather than wait for.
+"""
+
+from __future__ import annotations
+
+from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
+from cereal.models import HistoryRetention
+
+TRIM_LOCK_KEY = 0x63657265616C02
+"""The advisory lock key of history trimming (per database)."""
+
+EXPIRE_BATCH = 500
+"""Leases expired per statement (keeps each transaction short)."""
+
+
+async def expire_leases(conn: Conn, task_expiry: float) -> list[str]:
+    """Turn leases older than ``task_expiry`` seconds into LOST results.
+
+    Returns:
+        The workflow name of each expired task.
+    """
+    names: list[str] = []
+    while True:
+        rows = await fetch_all(
+            conn, "expire_leases", {"expiry": float(task_expiry), "batch": EXPIRE_BATCH}
+        )
+        names.extend(row["workflow_name"] for row in rows)
+        if len(rows) < EXPIRE_BATCH:
+            return names
+
+
+async def trim_history(conn: Conn, retention: HistoryRetention) -> int | None:
+    """Apply ``retention`` to the finished-run history.
+
+    Returns:
+        The number of rows removed, or ``None`` when another process holds the
+        trimming lock (and this sweep skipped it).
+    """
+    async with conn.transaction():
+        locked = await fetch_one(conn, "try_trim_lock", {"key": TRIM_LOCK_KEY})
+        if locked is None or not locked["locked"]:
+            return None
+        trimmed = 0
+        if retention.max_age is not None:
+            trimmed += await execute(
+                conn, "trim_history_age", {"max_age": float(retention.max_age)}
+            )
+        over = await fetch_one(conn, "history_row_at", {"position": retention.max_rows})
+        if over is None:
+            return trimmed
+        keep = max(retention.max_rows - retention.margin_rows, 0)
+        if keep == 0:
+            return trimmed + await execute(conn, "trim_history_all", {})
+        last_kept = await fetch_one(conn, "history_row_at", {"position": keep - 1})
+        if last_kept is not None:
+            trimmed += await execute(
+                conn,
+                "trim_history_before",
+                {"ended_at": last_kept["ended_at"], "id": last_kept["id"]},
+            )
+        return trimmed

@@ -1,0 +1,105 @@
+"""Schema migrations: numbered SQL files applied under an advisory lock.
+
+Every process that opens the driver runs :func:`apply_migrations`; the
+session-level ``pg_advisory_lock`` makes concurrent migrators take turns, so
+each pending migration is applied exactly once, each in its own transaction,
+and recorded in ``cereal_schema_migrations`` with the checksum of its file.
+A recorded checksum that differs from the file's is a hard error: an applied
+migration must never change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from cereal import errors
+from cereal.drivers._sqlfiles import Migration, load_migrations
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_LOCK_KEY = 0x63657265616C01
+"""The advisory lock key serialising migrators (per database)."""
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS cereal_schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def migrations() -> list[Migration]:
+    """The driver's migrations, ordered by version."""
+    return load_migrations("cereal.drivers.postgres")
+
+
+async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """Apply pending migrations on ``conn`` (an autocommit connection).
+
+    Returns:
+        The names (``NNNN_description``) of the migrations applied now.
+
+    Raises:
+        DriverError: an applied migration was changed, the database holds a
+            newer schema than this code knows, or the database failed.
+    """
+    known = migrations()
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            await conn.execute(_CREATE_TABLE)
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT version, name, checksum FROM cereal_schema_migrations ORDER BY version"
+                )
+                recorded = {row["version"]: row for row in await cur.fetchall()}
+            _check_recorded(known, recorded)
+            for migration in known:
+                if migration.version in recorded:
+                    continue
+                label = _label(migration)
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO cereal_schema_migrations (version, name, checksum)"
+                        " VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                logger.info("applied migration %s", label)
+                applied_now.append(label)
+        finally:
+            if not conn.closed:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    except errors.CerealError:
+        raise
+    except (psycopg.Error, OSError) as exc:
+        raise errors.DriverError(f"PostgreSQL migration failed: {exc}") from exc
+    return applied_now
+
+
+def _label(migration: Migration) -> str:
+    return f"{migration.version:04d}_{migration.name}"
+
+
+def _check_recorded(known: list[Migration], recorded: dict[int, dict[str, object]]) -> None:
+    by_version = {migration.version: migration for migration in known}
+    for version, row in recorded.items():
+        migration = by_version.get(version)
+        if migration is None:
+            raise errors.DriverError(
+                f"the database schema has migration {version:04d}_{row['name']}, which this"
+                " version of cereal does not know; upgrade cereal"
+            )
+        if row["checksum"] != migration.checksum:
+            raise errors.DriverError(
+                f"migration {_label(migration)} was changed after it was applied"
+                f" (recorded checksum {row['checksum']}, file checksum {migration.checksum});"
+                " applied migrations must never be edited"
+            )

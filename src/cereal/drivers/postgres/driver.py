@@ -1,0 +1,279 @@
+"""The PostgreSQL driver: durable, shared by many processes and hosts.
+
+Every step is one transaction. Tasks and schedules are claimed with ``FOR
+UPDATE SKIP LOCKED``. A workflow event is claimed by taking its instance's
+session-level advisory lock on a pooled connection held for the callback, so
+no two callbacks of one instance overlap anywhere, no transaction stays open
+during a callback, and a kill never waits for one. The database's ``now()``
+decides what is due. A commit that makes work ready sends at most one
+``NOTIFY``, which the LISTEN connection of every other driver turns into
+wakeups (polling stays the fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from cereal import errors
+from cereal.drivers.base import TaskCompleter
+from cereal.drivers.postgres import _maintenance
+from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
+from cereal.drivers.postgres._db import (
+    Conn,
+    Row,
+    bytes_or_none,
+    execute,
+    fetch_all,
+    fetch_one,
+    instance_from_row,
+    translate,
+)
+from cereal.drivers.postgres._listen import Wake
+from cereal.drivers.postgres._schedules import PostgresSchedules
+from cereal.models import (
+    ListWorkflowFilter,
+    SweepReport,
+    TaskData,
+    TaskMetadata,
+    TaskResultData,
+    TaskStatus,
+    WorkflowEvent,
+    WorkflowEventType,
+    WorkflowInstanceData,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PostgresDriver"]
+
+CLAIM_LOCK_SPACE = 0x63657201
+"""First key of the advisory locks that claim workflow instances."""
+
+_CLAIM_ATTEMPTS = 5
+"""Claims retried when the claimed event was consumed just before the lock."""
+
+
+class PostgresDriver(PostgresSchedules):
+    """Storage in PostgreSQL (``postgresql://user@host/db``), for production.
+
+    Args:
+        url: a libpq URL or conninfo string. Query options ``min_size``,
+            ``max_size``, ``pool_timeout`` and ``notify`` are taken by cereal;
+            the rest go to libpq.
+        retention: how much finished-run history :meth:`sweep` keeps.
+        min_size: connections the pool keeps open (default 1).
+        max_size: most connections the pool opens (default 10). An open
+            workflow or schedule completer holds one until it is closed.
+        pool_timeout: seconds to wait for a pooled connection before an
+            operation fails with :class:`~cereal.errors.DriverError` (default 30).
+        notify: announce new work to other processes with NOTIFY and listen
+            for their announcements (default on). Turn it off behind a
+            transaction-pooling proxy, where LISTEN does not work; polling
+            then carries the wakeups.
+    """
+
+    # ---- workflow instances -------------------------------------------------------
+
+    async def enqueue_workflow(
+        self, workflow_name: str, instance_name: str, parameters: bytes | None
+    ) -> None:
+        """Create a live instance and its start event atomically.
+
+        Raises:
+            WorkflowInstanceExistsError: a live instance with these names exists.
+        """
+        wakes: list[Wake] = [("workflow", workflow_name)]
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": parameters,
+            "note": self._note(wakes),
+        }
+        async with self._connection("enqueue_workflow") as conn:
+            row = await fetch_one(conn, "enqueue_workflow", params)
+        if row is None:
+            raise errors.WorkflowInstanceExistsError()
+        self._wake_all(wakes)
+
+    async def dequeue_workflow(
+        self, workflow_names: Sequence[str]
+    ) -> tuple[WorkflowEvent, PostgresWorkflowCompleter]:
+        """Claim the oldest event of an instance no other callback holds.
+
+        Raises:
+            NoWorkflowInstancesError: nothing is ready.
+        """
+        names = list(dict.fromkeys(workflow_names))
+        if not names:
+            raise errors.NoWorkflowInstancesError()
+        params = {"workflow_names": names, "lock_space": CLAIM_LOCK_SPACE}
+        with translate("dequeue_workflow"):
+            pool = self._require_pool()
+            conn = await self._acquire(pool)
+            try:
+                row = await self._claim(conn, params)
+            except errors.NoWorkflowInstancesError:
+                await self._release(pool, conn)
+                raise
+            except BaseException:
+                await conn.close()  # the server drops any claim with the session
+                await self._release(pool, conn)
+                raise
+        completed = row["completed_tasks"]
+        task_result: TaskResultData | None = None
+        event_type = WorkflowEventType(row["event_type"])
+        if event_type == WorkflowEventType.TASK_COMPLETE:
+            completed += 1
+            task_result = _task_result(row)
+        event = WorkflowEvent(
+            type=event_type,
+            instance=instance_from_row(row),
+            enqueued_task_count=row["enqueued_tasks"],
+            completed_task_count=completed,
+            enqueued_at=row["enqueued_at"].astimezone(UTC),
+            task_result=task_result,
+        )
+        completer = PostgresWorkflowCompleter(
+            self,
+            pool,
+            conn,
+            instance_id=row["instance_id"],
+            event_id=row["event_id"],
+            task_result_id=row["task_result_id"],
+            completed_tasks=completed,
+        )
+        return event, completer
+
+    async def _claim(self, conn: Conn, params: dict[str, Any]) -> Row:
+        """Lock an instance with a ready event, then load it in a fresh snapshot."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            claimed = await fetch_one(conn, "claim_workflow_event", params)
+            if claimed is None:
+                raise errors.NoWorkflowInstancesError()
+            row = await fetch_one(
+                conn, "load_claimed_event", {"instance_id": claimed["instance_id"]}
+            )
+            if row is not None:
+                return row
+            # its last event was consumed (or it ended) just before our lock
+            await execute(conn, "release_claims", {})
+        raise errors.NoWorkflowInstancesError()
+
+    async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """Append a cancel event to the live instance.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+        wakes: list[Wake] = [("workflow", workflow_name)]
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "note": self._note(wakes),
+        }
+        async with self._connection("cancel_workflow") as conn:
+            row = await fetch_one(conn, "cancel_workflow", params)
+        if row is None:
+            raise errors.WorkflowInstanceNotFoundError()
+        self._wake_all(wakes)
+
+    async def kill_workflow(self, workflow_name: str, instance_name: str, error: str) -> None:
+        """Finish the live instance with ``error`` now; a running callback loses its claim.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+        params = {"workflow_name": workflow_name, "instance_name": instance_name, "error": error}
+        async with self._connection("kill_workflow") as conn, conn.transaction():
+            row = await fetch_one(conn, "kill_instance", params)
+            if row is None:
+                raise errors.WorkflowInstanceNotFoundError()
+            await execute(conn, "purge_instance", {"instance_id": row["id"]})
+
+    async def get_workflow_instance(
+        self, workflow_name: str, instance_name: str
+    ) -> WorkflowInstanceData:
+        """The live instance if any, else the newest finished run.
+
+        Raises:
+            WorkflowInstanceNotFoundError: neither exists.
+        """
+        params = {"workflow_name": workflow_name, "instance_name": instance_name}
+        async with self._connection("get_workflow_instance") as conn:
+            row = await fetch_one(conn, "get_workflow_instance", params)
+        if row is None:
+            raise errors.WorkflowInstanceNotFoundError()
+        return instance_from_row(row)
+
+    async def list_workflow_instances(
+        self, where: ListWorkflowFilter
+    ) -> list[WorkflowInstanceData]:
+        """One entry per name pair: the live row, else the newest finished run."""
+        params = {
+            "workflow_name": where.workflow_name,
+            "instance_name": where.instance_name,
+            "is_running": where.is_running,
+        }
+        async with self._connection("list_workflow_instances") as conn:
+            rows = await fetch_all(conn, "list_workflow_instances", params)
+        return [instance_from_row(row) for row in rows]
+
+    # ---- tasks ----------------------------------------------------------------------
+
+    async def dequeue_tasks(
+        self, task_name: str, max_tasks: int
+    ) -> list[tuple[TaskData, TaskCompleter]]:
+        """Claim up to ``max_tasks`` ready tasks in one statement, oldest first."""
+        if max_tasks <= 0:
+            return []
+        params = {"task_name": task_name, "max_tasks": max_tasks}
+        async with self._connection("dequeue_tasks") as conn:
+            rows = await fetch_all(conn, "claim_tasks", params)
+        rows.sort(key=lambda row: (row["start_after"], row["id"]))
+        claimed: list[tuple[TaskData, TaskCompleter]] = []
+        for row in rows:
+            metadata = TaskMetadata(
+                enqueued_at=row["enqueued_at"].astimezone(UTC),
+                task_name=row["task_name"],
+                workflow_name=row["workflow_name"],
+                instance_name=row["instance_name"],
+                attempt=row["attempt"],
+                task_id=str(row["id"]),
+            )
+            data = TaskData(row["task_name"], bytes_or_none(row["parameters"]), metadata)
+            completer = PostgresTaskCompleter(self, row["id"], row["lease"], row["workflow_name"])
+            claimed.append((data, completer))
+        return claimed
+
+    async def sweep(self, task_expiry: float) -> SweepReport:
+        """Expire dead leases (any process) and trim history (one process at a time)."""
+        async with self._connection("sweep") as conn:
+            expired = await _maintenance.expire_leases(conn, task_expiry)
+            wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(expired)]
+            note = self._note(wakes)
+            if note is not None:
+                await fetch_one(conn, "notify", {"note": note})
+            trimmed = await _maintenance.trim_history(conn, self.retention)
+        self._wake_all(wakes)
+        notes = () if trimmed is not None else ("history not trimmed: another process is on it",)
+        return SweepReport(expired_tasks=len(expired), trimmed_results=trimmed or 0, notes=notes)
+
+
+def _task_result(row: Row) -> TaskResultData:
+    """The task result a ``task_complete`` event refers to (UNUSABLE_RESULT if gone)."""
+    if row["result_id"] is None:
+        return TaskResultData(
+            task_name="",
+            status=TaskStatus.UNUSABLE_RESULT,
+            error_text="the task result of this event is missing",
+        )
+    return TaskResultData(
+        task_name=row["result_task_name"],
+        status=TaskStatus(row["result_status"]),
+        parameters=bytes_or_none(row["result_parameters"]),
+        error_text=row["result_error"] or "",
+        result=bytes_or_none(row["result_result"]),
+    )

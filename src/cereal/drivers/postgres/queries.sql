@@ -1,0 +1,448 @@
+-- Runtime queries of the PostgreSQL driver, one named block each.
+-- Every value is bound (%(name)s); identifiers are fixed here.
+-- The wakeup channel is 'cereal_wakeup'; %(note)s is NULL when nothing is announced.
+
+-- name: enqueue_workflow
+-- Create a live instance and its start event; no row when the names are live.
+WITH inst AS (
+    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters)
+    VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s)
+    ON CONFLICT (workflow_name, instance_name) DO NOTHING
+    RETURNING id, workflow_name
+), ev AS (
+    INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
+    SELECT id, workflow_name, 'start' FROM inst
+    RETURNING instance_id
+)
+SELECT ev.instance_id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM ev
+
+-- name: cancel_workflow
+-- Append a cancel event to the live instance; the key-share lock orders it
+-- before a concurrent finish, which then deletes the event.
+WITH inst AS (
+    SELECT id, workflow_name FROM cereal_workflow_instances
+    WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+    FOR KEY SHARE
+), ev AS (
+    INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
+    SELECT id, workflow_name, 'cancel' FROM inst
+    RETURNING instance_id
+)
+SELECT ev.instance_id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM ev
+
+-- name: claim_workflow_event
+-- Walk the events of the requested workflows oldest first and take the session
+-- advisory lock (the claim) of the first instance no other session holds. The
+-- lock function runs once per visited event, never for rows not visited.
+WITH RECURSIVE walk AS (
+    (SELECT head.id, head.instance_id,
+            pg_try_advisory_lock(%(lock_space)s::integer,
+                                 (head.instance_id & 2147483647)::integer) AS locked
+     FROM (SELECT id, instance_id FROM cereal_workflow_events
+           WHERE workflow_name = ANY(%(workflow_names)s::text[])
+           ORDER BY id
+           LIMIT 1) AS head)
+    UNION ALL
+    (SELECT later.id, later.instance_id,
+            pg_try_advisory_lock(%(lock_space)s::integer,
+                                 (later.instance_id & 2147483647)::integer)
+     FROM walk
+     CROSS JOIN LATERAL (
+         SELECT id, instance_id FROM cereal_workflow_events
+         WHERE workflow_name = ANY(%(workflow_names)s::text[]) AND id > walk.id
+         ORDER BY id
+         LIMIT 1) AS later
+     WHERE NOT walk.locked)
+)
+SELECT id, instance_id FROM walk WHERE locked LIMIT 1
+
+-- name: load_claimed_event
+-- After the claim (a fresh snapshot): the instance, its oldest event and the
+-- task result that event refers to.
+SELECT e.id AS event_id, e.event_type, e.task_result_id, e.enqueued_at,
+       i.id AS instance_id, i.workflow_name, i.instance_name, i.status,
+       i.parameters, i.payload, i.enqueued_tasks, i.completed_tasks, i.started_at,
+       r.id AS result_id, r.task_name AS result_task_name,
+       r.parameters AS result_parameters, r.status AS result_status,
+       r.error AS result_error, r.result AS result_result
+FROM cereal_workflow_instances AS i
+CROSS JOIN LATERAL (
+    SELECT id, event_type, task_result_id, enqueued_at FROM cereal_workflow_events
+    WHERE instance_id = i.id
+    ORDER BY id
+    LIMIT 1
+) AS e
+LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+WHERE i.id = %(instance_id)s
+
+-- name: release_claims
+-- Drop every workflow claim this session holds.
+SELECT pg_advisory_unlock_all()
+
+-- name: continue_workflow
+-- Store a continue decision in one statement: consume the event and its task
+-- result, store payload and counters, insert all the callback's tasks. No row
+-- (and no change) when the instance ended meanwhile.
+WITH consumed AS (
+    DELETE FROM cereal_workflow_events
+    WHERE id = %(event_id)s AND instance_id = %(instance_id)s
+    RETURNING id
+), inst AS (
+    UPDATE cereal_workflow_instances
+    SET payload = %(payload)s,
+        status = 'running',
+        enqueued_tasks = enqueued_tasks + cardinality(%(task_names)s::text[]),
+        completed_tasks = %(completed_tasks)s,
+        updated_at = now()
+    WHERE id = %(instance_id)s AND EXISTS (SELECT 1 FROM consumed)
+    RETURNING id, workflow_name, instance_name
+), used AS (
+    DELETE FROM cereal_task_results
+    WHERE id = %(task_result_id)s AND instance_id IN (SELECT id FROM inst)
+), added AS (
+    INSERT INTO cereal_tasks
+        (instance_id, workflow_name, instance_name, task_name, parameters, start_after)
+    SELECT inst.id, inst.workflow_name, inst.instance_name,
+           t.task_name, t.parameters, COALESCE(t.start_after, now())
+    FROM inst,
+         unnest(%(task_names)s::text[], %(task_parameters)s::bytea[],
+                %(task_start_after)s::timestamptz[]) WITH ORDINALITY
+             AS t(task_name, parameters, start_after, position)
+    ORDER BY t.position
+)
+SELECT inst.id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM inst
+
+-- name: finish_instance
+-- First step of done/fail: move the instance to history and drop its tasks
+-- (waiting for in-flight task completions, whose events the purge then sees).
+WITH inst AS (
+    DELETE FROM cereal_workflow_instances
+    WHERE id = %(instance_id)s
+    RETURNING id, workflow_name, instance_name, parameters, started_at
+), history AS (
+    INSERT INTO cereal_workflow_results
+        (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+    SELECT workflow_name, instance_name, parameters, %(result)s, %(error)s::text,
+           started_at, clock_timestamp()
+    FROM inst
+), tasks AS (
+    DELETE FROM cereal_tasks WHERE instance_id IN (SELECT id FROM inst)
+)
+SELECT id FROM inst
+
+-- name: kill_instance
+-- First step of a kill: as finish_instance, found by names. It does not wait
+-- for a running callback: that callback's claim is lost.
+WITH inst AS (
+    DELETE FROM cereal_workflow_instances
+    WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+    RETURNING id, workflow_name, instance_name, parameters, started_at
+), history AS (
+    INSERT INTO cereal_workflow_results
+        (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+    SELECT workflow_name, instance_name, parameters, NULL, %(error)s::text,
+           started_at, clock_timestamp()
+    FROM inst
+), tasks AS (
+    DELETE FROM cereal_tasks WHERE instance_id IN (SELECT id FROM inst)
+)
+SELECT id FROM inst
+
+-- name: purge_instance
+-- Second step of a finish: the instance's pending events and task results.
+WITH results AS (
+    DELETE FROM cereal_task_results WHERE instance_id = %(instance_id)s
+)
+DELETE FROM cereal_workflow_events WHERE instance_id = %(instance_id)s
+
+-- name: get_workflow_instance
+-- The live instance if any, else the newest finished run.
+SELECT * FROM (
+    SELECT 0 AS rank, workflow_name, instance_name, status, parameters, payload,
+           NULL::bytea AS result, NULL::text AS error, started_at,
+           NULL::timestamptz AS ended_at
+    FROM cereal_workflow_instances
+    WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+    UNION ALL
+    (SELECT 1 AS rank, workflow_name, instance_name, 'completed', parameters, NULL,
+            result, error, started_at, ended_at
+     FROM cereal_workflow_results
+     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+     ORDER BY ended_at DESC, id DESC
+     LIMIT 1)
+) AS found
+ORDER BY rank
+LIMIT 1
+
+-- name: list_workflow_instances
+-- One row per name pair: the live row, else the newest finished run.
+WITH live AS (
+    SELECT workflow_name, instance_name, status, parameters, payload, started_at
+    FROM cereal_workflow_instances
+    WHERE (%(workflow_name)s::text IS NULL OR workflow_name = %(workflow_name)s::text)
+      AND (%(instance_name)s::text IS NULL OR instance_name = %(instance_name)s::text)
+), finished AS (
+    SELECT DISTINCT ON (workflow_name, instance_name)
+           workflow_name, instance_name, parameters, result, error, started_at, ended_at
+    FROM cereal_workflow_results
+    WHERE %(is_running)s::boolean IS NOT TRUE
+      AND (%(workflow_name)s::text IS NULL OR workflow_name = %(workflow_name)s::text)
+      AND (%(instance_name)s::text IS NULL OR instance_name = %(instance_name)s::text)
+    ORDER BY workflow_name, instance_name, ended_at DESC, id DESC
+)
+SELECT workflow_name, instance_name,
+       COALESCE(live.status, 'completed') AS status,
+       CASE WHEN live.status IS NULL THEN finished.parameters ELSE live.parameters END
+           AS parameters,
+       live.payload,
+       CASE WHEN live.status IS NULL THEN finished.result END AS result,
+       CASE WHEN live.status IS NULL THEN finished.error END AS error,
+       COALESCE(live.started_at, finished.started_at) AS started_at,
+       CASE WHEN live.status IS NULL THEN finished.ended_at END AS ended_at
+FROM live FULL OUTER JOIN finished USING (workflow_name, instance_name)
+WHERE %(is_running)s::boolean IS NULL
+   OR (live.status IS NOT NULL) = %(is_running)s::boolean
+ORDER BY workflow_name, instance_name
+
+-- name: claim_tasks
+-- Claim up to max_tasks ready tasks of one name with a fresh lease each.
+UPDATE cereal_tasks AS t
+SET state = 'running', lease = gen_random_uuid(), heartbeat_at = now(),
+    attempt = t.attempt + 1
+FROM (
+    SELECT id FROM cereal_tasks
+    WHERE task_name = %(task_name)s AND state = 'queued' AND start_after <= now()
+    ORDER BY start_after, id
+    LIMIT %(max_tasks)s
+    FOR UPDATE SKIP LOCKED
+) AS picked
+WHERE t.id = picked.id
+RETURNING t.id, t.lease, t.task_name, t.parameters, t.workflow_name, t.instance_name,
+          t.enqueued_at, t.start_after, t.attempt
+
+-- name: heartbeat_task
+-- Refresh a lease; no row when the lease is gone.
+UPDATE cereal_tasks SET heartbeat_at = now()
+WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING id
+
+-- name: complete_task
+-- Turn a leased task into a task result and a task_complete event; no row
+-- (and no change) when the lease is gone.
+WITH task AS (
+    DELETE FROM cereal_tasks
+    WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
+    RETURNING id, instance_id, workflow_name, task_name, parameters, enqueued_at
+), stored AS (
+    INSERT INTO cereal_task_results
+        (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at)
+    SELECT instance_id, id, task_name, parameters, %(status)s, %(error)s, %(result)s,
+           enqueued_at
+    FROM task
+    RETURNING id, instance_id
+), event AS (
+    INSERT INTO cereal_workflow_events
+        (instance_id, workflow_name, event_type, task_result_id)
+    SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
+    FROM stored, task
+)
+SELECT task.id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM task
+
+-- name: expire_leases
+-- Sweep: running tasks whose lease is older than the expiry become lost results.
+WITH task AS (
+    DELETE FROM cereal_tasks AS t
+    USING (
+        SELECT id FROM cereal_tasks
+        WHERE state = 'running'
+          AND heartbeat_at < now() - make_interval(secs => %(expiry)s)
+        ORDER BY heartbeat_at
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ) AS expired
+    WHERE t.id = expired.id
+    RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
+), stored AS (
+    INSERT INTO cereal_task_results
+        (instance_id, task_id, task_name, parameters, status, enqueued_at)
+    SELECT instance_id, id, task_name, parameters, 'lost', enqueued_at
+    FROM task
+    ORDER BY id
+    RETURNING id, task_id, instance_id
+), event AS (
+    INSERT INTO cereal_workflow_events
+        (instance_id, workflow_name, event_type, task_result_id)
+    SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
+    FROM stored JOIN task ON task.id = stored.task_id
+    ORDER BY stored.id
+)
+SELECT workflow_name FROM task
+
+-- name: notify
+-- Announce new work in its own transaction (after a commit that made it).
+SELECT pg_notify('cereal_wakeup', %(note)s::text)::text AS notified
+
+-- name: try_trim_lock
+-- Only one process trims history at a time.
+SELECT pg_try_advisory_xact_lock(%(key)s::bigint) AS locked
+
+-- name: history_row_at
+-- The finished run at a position, newest first (none: fewer rows exist).
+SELECT ended_at, id FROM cereal_workflow_results
+ORDER BY ended_at DESC, id DESC
+OFFSET %(position)s
+LIMIT 1
+
+-- name: trim_history_before
+-- Delete finished runs older than a given row.
+DELETE FROM cereal_workflow_results
+WHERE (ended_at, id) < (%(ended_at)s::timestamptz, %(id)s::bigint)
+
+-- name: trim_history_all
+-- Delete every finished run (retention keeps none).
+DELETE FROM cereal_workflow_results
+
+-- name: trim_history_age
+-- Delete finished runs older than max_age seconds.
+DELETE FROM cereal_workflow_results
+WHERE ended_at < now() - make_interval(secs => %(max_age)s)
+
+-- name: create_schedule
+-- Store a new schedule (a unique violation means the names are taken).
+WITH created AS (
+    INSERT INTO cereal_workflow_schedules
+        (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at)
+    VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s, %(recurrence)s,
+            %(enabled)s, %(next_due_at)s)
+    RETURNING id
+)
+SELECT id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM created
+
+-- name: list_schedules
+-- Every schedule with the start and end of its newest finished run.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
+       h.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN LATERAL (
+    SELECT started_at, ended_at FROM cereal_workflow_results AS r
+    WHERE r.workflow_name = s.workflow_name AND r.instance_name = s.instance_name
+    ORDER BY ended_at DESC, id DESC
+    LIMIT 1
+) AS h ON true
+ORDER BY s.workflow_name, s.instance_name
+
+-- name: get_schedule
+-- One schedule with the start and end of its newest finished run.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
+       h.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN LATERAL (
+    SELECT started_at, ended_at FROM cereal_workflow_results AS r
+    WHERE r.workflow_name = s.workflow_name AND r.instance_name = s.instance_name
+    ORDER BY ended_at DESC, id DESC
+    LIMIT 1
+) AS h ON true
+WHERE s.workflow_name = %(workflow_name)s AND s.instance_name = %(instance_name)s
+
+-- name: update_schedule
+-- Apply every requested change of a schedule in one statement.
+WITH changed AS (
+    UPDATE cereal_workflow_schedules
+    SET enabled = COALESCE(%(enabled)s::boolean, enabled),
+        parameters = CASE WHEN %(set_parameters)s::boolean THEN %(parameters)s::bytea
+                          ELSE parameters END,
+        recurrence = COALESCE(%(recurrence)s::text, recurrence),
+        next_due_at = COALESCE(%(next_due_at)s::timestamptz, next_due_at)
+    WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+    RETURNING id
+)
+SELECT id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM changed
+
+-- name: delete_schedule
+-- Remove a schedule.
+DELETE FROM cereal_workflow_schedules
+WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+RETURNING id
+
+-- name: lock_due_schedule
+-- The earliest due enabled schedule no other scheduler holds.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
+       h.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN LATERAL (
+    SELECT started_at, ended_at FROM cereal_workflow_results AS r
+    WHERE r.workflow_name = s.workflow_name AND r.instance_name = s.instance_name
+    ORDER BY ended_at DESC, id DESC
+    LIMIT 1
+) AS h ON true
+WHERE s.enabled AND s.next_due_at <= now()
+ORDER BY s.next_due_at, s.id
+LIMIT 1
+FOR UPDATE OF s SKIP LOCKED
+
+-- name: next_schedule
+-- The enabled schedule due soonest.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
+       h.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN LATERAL (
+    SELECT started_at, ended_at FROM cereal_workflow_results AS r
+    WHERE r.workflow_name = s.workflow_name AND r.instance_name = s.instance_name
+    ORDER BY ended_at DESC, id DESC
+    LIMIT 1
+) AS h ON true
+WHERE s.enabled
+ORDER BY s.next_due_at, s.id
+LIMIT 1
+
+-- name: enqueue_scheduled
+-- Enqueue a locked schedule's instance and advance it; last_enqueued_at moves
+-- only when an instance was created (a live one means the run is skipped).
+WITH inst AS (
+    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters)
+    SELECT workflow_name, instance_name, parameters
+    FROM cereal_workflow_schedules WHERE id = %(schedule_id)s
+    ON CONFLICT (workflow_name, instance_name) DO NOTHING
+    RETURNING id, workflow_name
+), ev AS (
+    INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
+    SELECT id, workflow_name, 'start' FROM inst
+    RETURNING instance_id
+), advanced AS (
+    UPDATE cereal_workflow_schedules
+    SET next_due_at = %(next_due_at)s,
+        enabled = %(enabled)s,
+        last_enqueued_at = CASE WHEN EXISTS (SELECT 1 FROM inst) THEN now()
+                                ELSE last_enqueued_at END
+    WHERE id = %(schedule_id)s
+)
+SELECT count(*) AS enqueued,
+       CASE WHEN count(*) = 0 OR %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM ev
+
+-- name: disable_schedule
+-- Disable a schedule whose rule no longer parses.
+UPDATE cereal_workflow_schedules SET enabled = false WHERE id = %(schedule_id)s

@@ -1,0 +1,327 @@
+"""One SQLite connection on a dedicated thread, driven from asyncio through futures.
+
+Every statement of a :class:`~cereal.drivers.sqlite.SQLiteDriver` runs on
+this thread, one job at a time, so the event loop never blocks on SQLite
+(``busy_timeout`` waits included) and a job's transaction never interleaves
+with another job's. A job is a plain function of the connection; the helpers
+wrap it in ``BEGIN IMMEDIATE`` (writes) or ``BEGIN`` (consistent reads),
+retry when another process holds the write lock for longer than
+``busy_timeout``, and translate ``sqlite3`` errors into
+:class:`~cereal.errors.DriverError`.
+
+Between jobs the thread also watches ``PRAGMA data_version``, which changes
+when *another* connection (another process, or another driver object in this
+one) commits; the driver turns a change into wakeups. Our own commits do not
+change it, so a process never wakes itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, LiteralString, TypeVar
+
+from cereal import errors
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], T]
+Mode = Literal["write", "read", "auto"]
+
+_BEGIN: dict[Mode, LiteralString] = {"write": "BEGIN IMMEDIATE", "read": "BEGIN DEFERRED"}
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+# Durability: FULL syncs the WAL on every commit, so an acknowledged enqueue or
+# decision survives power loss, like PostgreSQL's default synchronous_commit=on.
+# NORMAL is faster and still never corrupts the file, but a power cut may lose
+# the last commits; it is offered as an option for those who accept that.
+SYNCHRONOUS: dict[str, LiteralString] = {
+    "FULL": "PRAGMA synchronous = FULL",
+    "NORMAL": "PRAGMA synchronous = NORMAL",
+    "EXTRA": "PRAGMA synchronous = EXTRA",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to open and drive the connection."""
+
+    path: str
+    busy_timeout: float
+    synchronous: str
+    attempts: int
+    watch_interval: float
+
+
+class _Stop:
+    """Marks the end of the job queue."""
+
+
+@dataclass
+class _Job:
+    fn: Callable[[], Any]
+    future: concurrent.futures.Future[Any]
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """True when ``exc`` means another connection holds a lock we waited for."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text
+
+
+class Connection:
+    """A SQLite connection owned by one thread; ``call`` runs a job on it.
+
+    Args:
+        settings: path, pragmas and retry policy.
+        watching: says whether anyone listens for foreign commits right now.
+        on_foreign_change: called on the thread when another connection committed.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        watching: Callable[[], bool],
+        on_foreign_change: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self._watching = watching
+        self._on_foreign_change = on_foreign_change
+        self._jobs: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
+        self._conn: sqlite3.Connection | None = None
+        self._thread = threading.Thread(
+            target=self._serve, name=f"cereal-sqlite {settings.path}", daemon=True
+        )
+
+    # ---- lifecycle (event loop side) ---------------------------------------------
+
+    async def start(self) -> str:
+        """Start the thread and open the connection; returns the journal mode in effect.
+
+        Raises:
+            DriverError: the file cannot be opened or configured.
+        """
+        self._thread.start()
+        opened: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._jobs.put(_Job(self._connect, opened))
+        try:
+            return await asyncio.wrap_future(opened)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Finish queued jobs, close the connection and end the thread."""
+        if not self._thread.is_alive():
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._jobs.put(_Job(self._disconnect, done))
+        self._jobs.put(_Stop())
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(done)
+        self._thread.join(timeout=5.0)  # the thread is past its last job: returns at once
+
+    # ---- running jobs (event loop side) --------------------------------------------
+
+    async def call(
+        self,
+        fn: Job[T],
+        *,
+        mode: Mode = "write",
+        ready: Callable[[sqlite3.Connection], bool] | None = None,
+        empty: T | None = None,
+        undo: Callable[[Any], Job[object]] | None = None,
+    ) -> T:
+        """Run ``fn`` on the connection thread and return its result.
+
+        Args:
+            fn: the job; it receives the connection.
+            mode: ``"write"`` runs it in ``BEGIN IMMEDIATE``, ``"read"`` in a
+                deferred transaction (one snapshot), ``"auto"`` bare (the job
+                manages transactions itself and must be safe to re-run).
+            ready: a cheap autocommit read run first; when it says False the
+                write lock is never taken and ``empty`` is returned.
+            empty: the result when ``ready`` says there is nothing to do.
+            undo: when the caller is cancelled after ``fn`` committed a claim
+                (a result other than ``None`` or empty), the job built by
+                ``undo(result)`` runs to give back what was claimed.
+
+        Raises:
+            DriverError: SQLite failed, or the lock stayed busy past every retry.
+        """
+
+        def job() -> T:
+            conn = self._require()
+            if ready is not None and not ready(conn):
+                return empty  # type: ignore[return-value]
+            return self._with_retries(conn, fn, mode)
+
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put(_Job(job, future))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if undo is not None:
+                future.add_done_callback(lambda done: self._undo_after_cancel(done, undo))
+            raise
+
+    def _undo_after_cancel(
+        self, done: concurrent.futures.Future[T], undo: Callable[[Any], Job[object]]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        result = done.result()
+        if result is None or result == []:
+            return
+        compensate = undo(result)
+        ignored: concurrent.futures.Future[object] = concurrent.futures.Future()
+        self._jobs.put(
+            _Job(lambda: self._with_retries(self._require(), compensate, "write"), ignored)
+        )
+
+    # ---- the thread -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        interval = self.settings.watch_interval
+        next_check = time.monotonic() + interval
+        last_version: int | None = None
+        while True:
+            try:
+                item = self._jobs.get(timeout=max(0.0, next_check - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if isinstance(item, _Stop):
+                return
+            if item is not None:
+                self._execute(item)
+            if time.monotonic() < next_check:
+                continue
+            next_check = time.monotonic() + interval
+            if self._conn is None or not self._watching():
+                continue
+            try:
+                version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:
+                logger.debug("PRAGMA data_version failed", exc_info=True)
+                continue
+            if last_version is not None and version != last_version:
+                self._on_foreign_change()
+            last_version = version
+
+    def _execute(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = job.fn()
+        except sqlite3.Error as exc:
+            job.future.set_exception(self._driver_error(exc))
+        except BaseException as exc:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise errors.DriverError(f"SQLite database {self.settings.path!r} is not connected")
+        return self._conn
+
+    def _with_retries(self, conn: sqlite3.Connection, fn: Job[T], mode: Mode) -> T:
+        """Run ``fn`` (in a transaction unless ``mode`` is auto), retrying on a busy lock."""
+        attempts = self.settings.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                if mode == "auto":
+                    return fn(conn)
+                return _in_transaction(conn, fn, _BEGIN[mode])
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                if attempt == attempts:
+                    raise errors.DriverError(
+                        f"SQLite database {self.settings.path!r} stayed locked: another "
+                        f"connection held it for longer than busy_timeout="
+                        f"{self.settings.busy_timeout:g}s on each of {attempts} attempts; "
+                        "raise busy_timeout or reduce write contention"
+                    ) from exc
+                logger.warning(
+                    "SQLite database %s busy for %gs (attempt %d of %d); retrying",
+                    self.settings.path,
+                    self.settings.busy_timeout,
+                    attempt,
+                    attempts,
+                )
+                time.sleep(random.uniform(0.01, 0.05))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _driver_error(self, exc: sqlite3.Error) -> errors.DriverError:
+        error = errors.DriverError(f"SQLite error on {self.settings.path!r}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _connect(self) -> str:
+        settings = self.settings
+        try:
+            conn = sqlite3.connect(
+                settings.path,
+                timeout=settings.busy_timeout,
+                isolation_level=None,
+                cached_statements=256,
+            )
+        except sqlite3.Error as exc:
+            raise errors.DriverError(
+                f"cannot open SQLite database {settings.path!r}: {exc}"
+            ) from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            # switching to WAL needs a moment of exclusive access: retry like any busy write
+            mode = self._with_retries(conn, _enable_wal, "auto")
+            conn.execute(SYNCHRONOUS[settings.synchronous])
+        except BaseException:
+            conn.close()
+            raise
+        if mode != "wal" and settings.path != ":memory:":
+            logger.warning(
+                "SQLite database %s runs in journal mode %r, not WAL; readers will block "
+                "writers (is it on a network filesystem?)",
+                settings.path,
+                mode,
+            )
+        self._conn = conn
+        return mode
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Job[T], begin: LiteralString) -> T:
+    conn.execute(begin)
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return result

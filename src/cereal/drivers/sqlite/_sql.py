@@ -1,0 +1,107 @@
+"""The SQLite driver's named queries and the conversions between rows and models.
+
+Instants are stored as REAL seconds since the epoch (UTC) and come back as
+aware UTC datetimes; values are BLOBs, NULL meaning "no bytes".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime
+
+from cereal import _time
+from cereal.drivers._sqlfiles import load_queries
+from cereal.models import (
+    Schedule,
+    WorkflowInstanceData,
+    WorkflowInstanceStatus,
+)
+
+Q = load_queries("cereal.drivers.sqlite")
+"""Every runtime query, by the name of its ``-- name:`` block in ``queries.sql``."""
+
+
+def now() -> float:
+    """The host clock as epoch seconds: the SQLite driver's clock."""
+    return time.time()
+
+
+def epoch(value: datetime) -> float:
+    """An aware datetime as stored (epoch seconds)."""
+    return _time.to_epoch(_time.to_utc(value))
+
+
+def instant(value: object) -> datetime:
+    """A stored instant as an aware UTC datetime."""
+    if not isinstance(value, int | float):
+        raise TypeError(f"stored instant is {type(value).__name__}, not a number")
+    return _time.from_epoch(float(value))
+
+
+def maybe_instant(value: object) -> datetime | None:
+    """Like :func:`instant`, passing NULL through."""
+    return None if value is None else instant(value)
+
+
+def blob(value: object) -> bytes | None:
+    """A stored value as bytes (NULL stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):  # a TEXT value written by hand into the file
+        return value.encode("utf-8")
+    raise TypeError(f"stored value is {type(value).__name__}, not bytes")
+
+
+def text(value: object) -> str | None:
+    """A stored TEXT column (NULL stays ``None``)."""
+    return None if value is None else str(value)
+
+
+def instance_from_row(row: sqlite3.Row) -> WorkflowInstanceData:
+    """A live or finished instance from a row of ``get_instance``/``list_*``."""
+    return WorkflowInstanceData(
+        workflow_name=str(row["workflow_name"]),
+        instance_name=str(row["instance_name"]),
+        status=WorkflowInstanceStatus(row["status"]),
+        parameters=blob(row["parameters"]),
+        payload=blob(row["payload"]),
+        result=blob(row["result"]),
+        err=text(row["error"]),
+        started_at=maybe_instant(row["started_at"]),
+        ended_at=maybe_instant(row["ended_at"]),
+    )
+
+
+def schedule_from_row(row: sqlite3.Row) -> Schedule:
+    """A schedule from a row of the schedule queries."""
+    return Schedule(
+        id=int(row["id"]),
+        enabled=bool(row["enabled"]),
+        workflow_name=str(row["workflow_name"]),
+        instance_name=str(row["instance_name"]),
+        parameters=blob(row["parameters"]),
+        recurrence=str(row["recurrence"]),
+        next_due_at=instant(row["next_due_at"]),
+        last_enqueued_at=maybe_instant(row["last_enqueued_at"]),
+        last_start=maybe_instant(row["last_start"]),
+        last_end=maybe_instant(row["last_end"]),
+    )
+
+
+def finish_instance(
+    conn: sqlite3.Connection,
+    instance_id: int,
+    result: bytes | None,
+    error: str | None,
+    at: float,
+) -> None:
+    """Write the run to history and delete the live instance with everything attached."""
+    ids = {"instance_id": instance_id}
+    conn.execute(Q["record_history"], {**ids, "result": result, "error": error, "now": at})
+    conn.execute(Q["delete_instance_events"], ids)
+    conn.execute(Q["delete_instance_tasks"], ids)
+    conn.execute(Q["delete_instance_task_results"], ids)
+    conn.execute(Q["delete_instance"], ids)

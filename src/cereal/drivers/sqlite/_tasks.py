@@ -1,0 +1,227 @@
+"""Tasks on SQLite: lease ready tasks, report how they ended, expire dead leases.
+
+A dequeue leases up to N ready tasks (queued, ``start_after`` passed) in one
+``BEGIN IMMEDIATE`` transaction, oldest first, each with its own random
+128-bit token and a heartbeat time. Every completer call presents the token;
+once the row is gone or holds another token the call raises
+:class:`~cereal.errors.TaskLostError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cereal import errors
+from cereal.drivers.base import TaskCompleter
+from cereal.drivers.sqlite._sql import Q, blob, instant, now
+from cereal.models import HistoryRetention, TaskData, TaskMetadata, TaskStatus, WorkflowEventType
+
+if TYPE_CHECKING:
+    from cereal.drivers.sqlite.driver import SQLiteDriver
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One leased task: its id, token and the workflow to wake when it ends."""
+
+    task_id: int
+    token: str
+    workflow_name: str
+    data: TaskData
+
+
+def has_ready_task(conn: sqlite3.Connection, task_name: str) -> bool:
+    """Whether a task of ``task_name`` is ready (autocommit read, no write lock)."""
+    row = conn.execute(Q["has_ready_task"], {"task_name": task_name, "now": now()}).fetchone()
+    return row is not None
+
+
+def claim_tasks(conn: sqlite3.Connection, task_name: str, max_tasks: int) -> list[Lease]:
+    """Lease up to ``max_tasks`` ready tasks, oldest first (inside ``BEGIN IMMEDIATE``)."""
+    rows = conn.execute(
+        Q["claim_tasks"], {"task_name": task_name, "max_tasks": max_tasks, "now": now()}
+    ).fetchall()
+    leases = []
+    for row in sorted(rows, key=lambda row: int(row["id"])):
+        metadata = TaskMetadata(
+            enqueued_at=instant(row["enqueued_at"]),
+            task_name=str(row["task_name"]),
+            workflow_name=str(row["workflow_name"]),
+            instance_name=str(row["instance_name"]),
+            attempt=int(row["attempt"]),
+            task_id=str(row["id"]),
+        )
+        data = TaskData(
+            name=metadata.task_name, parameters=blob(row["parameters"]), metadata=metadata
+        )
+        leases.append(Lease(int(row["id"]), str(row["lease_token"]), metadata.workflow_name, data))
+    return leases
+
+
+def unclaim(leases: list[Lease]) -> Callable[[sqlite3.Connection], None]:
+    """A job giving leased tasks back to the queue (the caller was cancelled mid-claim)."""
+
+    def job(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            Q["unclaim_task"],
+            [{"task_id": lease.task_id, "token": lease.token} for lease in leases],
+        )
+
+    return job
+
+
+def record_outcome(
+    conn: sqlite3.Connection,
+    task: sqlite3.Row,
+    status: TaskStatus,
+    error_text: str,
+    result: bytes | None,
+) -> None:
+    """Store how ``task`` ended as a result with a ``task_complete`` event; delete the task."""
+    at = now()
+    inserted = conn.execute(
+        Q["insert_task_result"],
+        {
+            "task_id": task["id"],
+            "instance_id": task["instance_id"],
+            "task_name": task["task_name"],
+            "parameters": task["parameters"],
+            "status": status.value,
+            "error_text": error_text,
+            "result": result,
+            "enqueued_at": task["enqueued_at"],
+            "now": at,
+        },
+    )
+    conn.execute(
+        Q["insert_event"],
+        {
+            "instance_id": task["instance_id"],
+            "workflow_name": task["workflow_name"],
+            "event_type": WorkflowEventType.TASK_COMPLETE.value,
+            "task_result_id": inserted.lastrowid,
+            "now": at,
+        },
+    )
+    conn.execute(Q["delete_task"], {"task_id": task["id"]})
+
+
+class SQLiteTaskCompleter(TaskCompleter):
+    """The lease on one running task."""
+
+    def __init__(self, driver: SQLiteDriver, lease: Lease) -> None:
+        self._driver = driver
+        self._lease = lease
+
+    def _ids(self) -> dict[str, object]:
+        return {"task_id": self._lease.task_id, "token": self._lease.token}
+
+    async def heartbeat(self) -> None:
+        """Refresh the lease.
+
+        Raises:
+            TaskLostError: the task is gone (its workflow ended, it expired or completed).
+        """
+        ids = self._ids()
+
+        def job(conn: sqlite3.Connection) -> None:
+            if conn.execute(Q["heartbeat_task"], {**ids, "now": now()}).rowcount != 1:
+                raise errors.TaskLostError()
+
+        await self._driver._connection().call(job)
+
+    async def succeed(self, result: bytes | None) -> None:
+        """Record success with ``result`` and queue a ``task_complete`` event.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete(TaskStatus.SUCCESS, "", result)
+
+    async def fail(self, error: str) -> None:
+        """Record failure with the error text ``error``.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete(TaskStatus.FAILED, error, None)
+
+    async def abandon(self) -> None:
+        """Report the task ``LOST`` to its workflow now.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        await self._complete(TaskStatus.LOST, "", None)
+
+    async def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+        ids = self._ids()
+
+        def job(conn: sqlite3.Connection) -> None:
+            task = conn.execute(Q["leased_task"], ids).fetchone()
+            if task is None:
+                raise errors.TaskLostError()
+            record_outcome(conn, task, status, error_text, result)
+
+        await self._driver._connection().call(job)
+        self._driver._wake("workflow", self._lease.workflow_name)
+
+
+# ---- sweep -----------------------------------------------------------------------------
+
+
+def has_expired_task(conn: sqlite3.Connection, cutoff: float) -> bool:
+    """Whether a running task's lease heartbeat is older than ``cutoff``."""
+    return conn.execute(Q["expired_tasks"], {"cutoff": cutoff}).fetchone() is not None
+
+
+def expire_tasks(conn: sqlite3.Connection, cutoff: float) -> list[str]:
+    """Turn every lease older than ``cutoff`` into a LOST result; returns the workflows."""
+    expired = conn.execute(Q["expired_tasks"], {"cutoff": cutoff}).fetchall()
+    for task in expired:
+        record_outcome(conn, task, TaskStatus.LOST, "", None)
+    return [str(task["workflow_name"]) for task in expired]
+
+
+def has_stale_claim(conn: sqlite3.Connection, cutoff: float) -> bool:
+    """Whether a workflow claim's heartbeat is older than ``cutoff``."""
+    return conn.execute(Q["has_stale_claim"], {"cutoff": cutoff}).fetchone() is not None
+
+
+def release_stale_claims(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Release workflow claims whose heartbeat is older than ``cutoff``; returns how many."""
+    return int(conn.execute(Q["release_stale_claims"], {"cutoff": cutoff}).rowcount)
+
+
+def history_to_trim(conn: sqlite3.Connection, retention: HistoryRetention) -> bool:
+    """Whether :func:`trim_history` would delete anything (autocommit read)."""
+    if retention.max_age is not None:
+        cutoff = now() - retention.max_age
+        if conn.execute(Q["has_history_before"], {"cutoff": cutoff}).fetchone() is not None:
+            return True
+    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
+    return over is not None
+
+
+def trim_history(conn: sqlite3.Connection, retention: HistoryRetention) -> int:
+    """Apply ``retention``: drop rows past ``max_age``, then the oldest past ``max_rows``.
+
+    Rows are ordered by ``(ended_at, id)``; counting walks at most ``max_rows``
+    entries of the ``ended_at`` index (``OFFSET``), never the whole table.
+    """
+    trimmed = 0
+    if retention.max_age is not None:
+        cutoff = now() - retention.max_age
+        trimmed += int(conn.execute(Q["trim_history_before"], {"cutoff": cutoff}).rowcount)
+    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
+    if over is None:
+        return trimmed
+    keep = max(retention.max_rows - retention.margin_rows, 0)
+    boundary = conn.execute(Q["history_row_at_offset"], {"offset": keep}).fetchone()
+    if boundary is not None:
+        bounds = {"ended_at": boundary["ended_at"], "last_id": boundary["id"]}
+        trimmed += int(conn.execute(Q["trim_history_through"], bounds).rowcount)
+    return trimmed

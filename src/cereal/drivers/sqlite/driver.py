@@ -1,0 +1,466 @@
+"""The embedded default driver: one SQLite file, durable, shared by processes on one host.
+
+``SQLiteDriver`` keeps one connection on a dedicated thread (see
+:mod:`._connection`), so the event loop never waits on SQLite. The file runs
+in WAL mode; every write is a short ``BEGIN IMMEDIATE`` transaction, so
+processes sharing the file take turns on the write lock (waiting up to
+``busy_timeout``) and no transaction ever stays open across a user callback:
+work is claimed with tokens instead (see :mod:`._workflows`, :mod:`._tasks`,
+:mod:`._schedules`). The host clock decides what is due.
+
+Idle processes learn of other processes' commits within ``wakeup_interval``
+through ``PRAGMA data_version``; in-process wakeups follow each commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from cereal import _time, errors
+from cereal.drivers.base import (
+    DURABLE,
+    MULTIPROCESS,
+    Driver,
+    ScheduledWorkflowCompleter,
+    TaskCompleter,
+    WorkflowCompleter,
+)
+from cereal.drivers.sqlite import _schedules, _tasks, _workflows
+from cereal.drivers.sqlite._connection import SYNCHRONOUS, Connection, Settings
+from cereal.drivers.sqlite._migrate import apply_migrations, migrations
+from cereal.drivers.sqlite._sql import (
+    Q,
+    epoch,
+    finish_instance,
+    instance_from_row,
+    now,
+    schedule_from_row,
+)
+from cereal.models import (
+    HistoryRetention,
+    ListWorkflowFilter,
+    Schedule,
+    ScheduleUpdate,
+    SweepReport,
+    TaskData,
+    WorkflowEvent,
+    WorkflowInstanceData,
+)
+
+__all__ = ["SQLiteDriver"]
+
+
+class SQLiteDriver(Driver):
+    """Workflow, task and schedule storage in one SQLite file.
+
+    Durable across restarts; several processes on one host may share the
+    file (not over a network filesystem: WAL needs shared memory). Options may
+    come from the URL query (``sqlite:///cereal.db?busy_timeout=10``), so
+    numbers are also accepted as strings.
+
+    Args:
+        path: the database file; created (with its schema) when missing.
+        busy_timeout: seconds a write waits for another process's write lock.
+        busy_retries: how many more times a write is retried after waiting a
+            whole ``busy_timeout`` before it fails with ``DriverError``.
+        synchronous: ``"FULL"`` (default: every commit survives power loss)
+            or ``"NORMAL"`` (faster; a power cut may lose the last commits).
+        wakeup_interval: seconds between checks for other processes' commits.
+        schedule_claim_timeout: seconds after which a scheduler's claim on a
+            due schedule counts as abandoned (its process died).
+        retention: how much finished-run history :meth:`sweep` keeps.
+
+    Raises:
+        ValueError: an option is out of range or not a number.
+    """
+
+    capabilities = frozenset({DURABLE, MULTIPROCESS})
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float | str = 5.0,
+        busy_retries: int | str = 2,
+        synchronous: str = "FULL",
+        wakeup_interval: float | str = 0.03,
+        schedule_claim_timeout: float | str = 60.0,
+        retention: HistoryRetention | None = None,
+    ) -> None:
+        super().__init__(retention=retention)
+        sync = str(synchronous).upper()
+        if sync not in SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}"
+            )
+        self._settings = Settings(
+            path=os.fspath(path),
+            busy_timeout=_number(busy_timeout, "busy_timeout"),
+            synchronous=sync,
+            attempts=_count(busy_retries, "busy_retries") + 1,
+            watch_interval=_number(wakeup_interval, "wakeup_interval"),
+        )
+        self._schedule_claim_timeout = _number(schedule_claim_timeout, "schedule_claim_timeout")
+        self._db: Connection | None = None
+        self._applied_at_open: list[str] = []
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._settings.path
+
+    def __repr__(self) -> str:
+        return f"SQLiteDriver({self.path!r})"
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Start the connection thread and apply pending migrations."""
+        db = Connection(
+            self._settings, watching=self._has_listeners, on_foreign_change=self._foreign
+        )
+        await db.start()
+        known = migrations()
+        try:
+            self._applied_at_open = await db.call(
+                lambda conn: apply_migrations(conn, known), mode="auto"
+            )
+        except BaseException:
+            await db.stop()
+            raise
+        self._db = db
+
+    async def _close(self) -> None:
+        """Finish queued work, close the connection and stop its thread."""
+        db, self._db = self._db, None
+        if db is not None:
+            await db.stop()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns the names applied (``0001_initial``...)."""
+        was_open = self.is_open
+        await self.init()
+        try:
+            if was_open:
+                known = migrations()
+                return await self._connection().call(
+                    lambda conn: apply_migrations(conn, known), mode="auto"
+                )
+            return list(self._applied_at_open)
+        finally:
+            await self.close()
+
+    def _connection(self) -> Connection:
+        db = self._db
+        if db is None:
+            raise errors.DriverError(
+                f"{self!r} is not open: call `await driver.init()` first (a Manager does)"
+            )
+        return db
+
+    def _has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    def _foreign(self) -> None:
+        """Another process committed: any kind of work may be ready."""
+        self._wake("workflow", None)
+        self._wake("task", None)
+        self._wake("schedule", None)
+
+    # ---- workflow instances ----------------------------------------------------------
+
+    async def enqueue_workflow(
+        self, workflow_name: str, instance_name: str, parameters: bytes | None
+    ) -> None:
+        """Create a live instance and its ``start`` event atomically.
+
+        Raises:
+            WorkflowInstanceExistsError: a live instance with these names exists.
+        """
+        created = await self._connection().call(
+            lambda conn: _workflows.enqueue(conn, workflow_name, instance_name, parameters)
+        )
+        if not created:
+            raise errors.WorkflowInstanceExistsError()
+        self._wake("workflow", workflow_name)
+
+    async def dequeue_workflow(
+        self, workflow_names: Sequence[str]
+    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
+        """Claim the oldest event (by sequence) of any unclaimed instance of these names.
+
+        Raises:
+            NoWorkflowInstancesError: nothing is ready.
+        """
+        names = _workflows.names_json(workflow_names)
+        claim: _workflows.Claim | None = await self._connection().call(
+            lambda conn: _workflows.claim_next_event(conn, names),
+            ready=lambda conn: _workflows.has_event(conn, names),
+            empty=None,
+            undo=_workflows.release,
+        )
+        if claim is None:
+            raise errors.NoWorkflowInstancesError()
+        return claim.event, _workflows.SQLiteWorkflowCompleter(self, claim)
+
+    async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """Append a ``cancel`` event to the live instance.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        added = await self._connection().call(
+            lambda conn: conn.execute(Q["insert_cancel_event"], {**names, "now": now()}).rowcount
+        )
+        if added != 1:
+            raise errors.WorkflowInstanceNotFoundError()
+        self._wake("workflow", workflow_name)
+
+    async def kill_workflow(self, workflow_name: str, instance_name: str, error: str) -> None:
+        """Finish the live instance at once with ``error``, even while it is claimed.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+
+        def job(conn: sqlite3.Connection) -> None:
+            row = conn.execute(Q["find_live_instance"], names).fetchone()
+            if row is None:
+                raise errors.WorkflowInstanceNotFoundError()
+            finish_instance(conn, int(row["id"]), None, error, now())
+
+        await self._connection().call(job)
+
+    async def get_workflow_instance(
+        self, workflow_name: str, instance_name: str
+    ) -> WorkflowInstanceData:
+        """The live instance if any, else the newest finished run.
+
+        Raises:
+            WorkflowInstanceNotFoundError: neither exists.
+        """
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        row = await self._connection().call(
+            lambda conn: conn.execute(Q["get_instance"], names).fetchone(), mode="auto"
+        )
+        if row is None:
+            raise errors.WorkflowInstanceNotFoundError()
+        return instance_from_row(row)
+
+    async def list_workflow_instances(
+        self, where: ListWorkflowFilter
+    ) -> list[WorkflowInstanceData]:
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name.
+        """
+        names = {"workflow_name": where.workflow_name, "instance_name": where.instance_name}
+        history = (
+            Q["list_history_of_any_workflow"]
+            if where.workflow_name is None
+            else Q["list_history_of_workflow"]
+        )
+
+        def job(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows: list[sqlite3.Row] = []
+            if where.is_running is not False:
+                rows += conn.execute(Q["list_live_instances"], names).fetchall()
+            if where.is_running is not True:
+                rows += conn.execute(history, names).fetchall()
+            return rows
+
+        rows = await self._connection().call(job, mode="read")
+        found = [instance_from_row(row) for row in rows]
+        return sorted(found, key=lambda inst: (inst.workflow_name, inst.instance_name))
+
+    # ---- tasks ------------------------------------------------------------------------
+
+    async def dequeue_tasks(
+        self, task_name: str, max_tasks: int
+    ) -> list[tuple[TaskData, TaskCompleter]]:
+        """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first."""
+        if max_tasks <= 0:
+            return []
+        leases: list[_tasks.Lease] = await self._connection().call(
+            lambda conn: _tasks.claim_tasks(conn, task_name, max_tasks),
+            ready=lambda conn: _tasks.has_ready_task(conn, task_name),
+            empty=[],
+            undo=_tasks.unclaim,
+        )
+        return [(lease.data, _tasks.SQLiteTaskCompleter(self, lease)) for lease in leases]
+
+    async def sweep(self, task_expiry: float) -> SweepReport:
+        """Expire dead task leases as ``LOST``, release stale claims, trim history.
+
+        Each step first reads whether it has anything to do, so an idle sweep
+        never takes the write lock. ``task_expiry`` also bounds how long a
+        workflow claim may go without a heartbeat.
+        """
+        expiry = _time.seconds(task_expiry, name="task_expiry")
+        db = self._connection()
+        cutoff = now() - expiry
+        expired: list[str] = await db.call(
+            lambda conn: _tasks.expire_tasks(conn, cutoff),
+            ready=lambda conn: _tasks.has_expired_task(conn, cutoff),
+            empty=[],
+        )
+        released = await db.call(
+            lambda conn: _tasks.release_stale_claims(conn, cutoff),
+            ready=lambda conn: _tasks.has_stale_claim(conn, cutoff),
+            empty=0,
+        )
+        retention = self.retention
+        trimmed = await db.call(
+            lambda conn: _tasks.trim_history(conn, retention),
+            ready=lambda conn: _tasks.history_to_trim(conn, retention),
+            empty=0,
+        )
+        for workflow_name in dict.fromkeys(expired):
+            self._wake("workflow", workflow_name)
+        if released:
+            self._wake("workflow", None)
+        return SweepReport(
+            expired_tasks=len(expired), released_claims=released, trimmed_results=trimmed
+        )
+
+    # ---- schedules ----------------------------------------------------------------------
+
+    async def create_workflow_schedule(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        enabled: bool,
+        recurrence: str,
+        next_due_at: datetime,
+    ) -> None:
+        """Store a new schedule.
+
+        Raises:
+            WorkflowScheduleExistsError: one with these names exists.
+        """
+        values = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": parameters,
+            "recurrence": recurrence,
+            "enabled": int(enabled),
+            "next_due_at": epoch(next_due_at),
+        }
+        row = await self._connection().call(
+            lambda conn: conn.execute(Q["insert_schedule"], {**values, "now": now()}).fetchone()
+        )
+        if row is None:
+            raise errors.WorkflowScheduleExistsError()
+        self._wake("schedule", None)
+
+    async def list_workflow_schedules(self) -> list[Schedule]:
+        """Every schedule (by id), with ``last_start``/``last_end`` from its newest run."""
+        rows = await self._connection().call(
+            lambda conn: conn.execute(Q["list_schedules"]).fetchall(), mode="auto"
+        )
+        return [schedule_from_row(row) for row in rows]
+
+    async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
+        """One schedule (as in the list).
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        row = await self._connection().call(
+            lambda conn: conn.execute(Q["get_schedule"], names).fetchone(), mode="auto"
+        )
+        if row is None:
+            raise errors.WorkflowScheduleNotFoundError()
+        return schedule_from_row(row)
+
+    async def update_workflow_schedule(
+        self, workflow_name: str, instance_name: str, update: ScheduleUpdate
+    ) -> None:
+        """Apply every change of ``update`` in one transaction.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule; nothing changed.
+        """
+        values = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            **_schedules.update_parameters(update),
+        }
+        changed = await self._connection().call(
+            lambda conn: conn.execute(Q["update_schedule"], values).rowcount
+        )
+        if changed != 1:
+            raise errors.WorkflowScheduleNotFoundError()
+        self._wake("schedule", None)
+
+    async def delete_workflow_schedule(self, workflow_name: str, instance_name: str) -> None:
+        """Remove a schedule; running instances it started are untouched.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        deleted = await self._connection().call(
+            lambda conn: conn.execute(Q["delete_schedule"], names).rowcount
+        )
+        if deleted != 1:
+            raise errors.WorkflowScheduleNotFoundError()
+        self._wake("schedule", None)
+
+    async def get_due_scheduled_workflow(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
+        """Claim the earliest enabled schedule whose due time has passed.
+
+        Raises:
+            NoDueWorkflowsError: none is due (or every due one is claimed).
+        """
+        timeout = self._schedule_claim_timeout
+        claim: _schedules.ScheduleClaim | None = await self._connection().call(
+            lambda conn: _schedules.claim_due(conn, timeout),
+            ready=lambda conn: _schedules.has_due(conn, timeout),
+            empty=None,
+            undo=_schedules.release,
+        )
+        if claim is None:
+            raise errors.NoDueWorkflowsError()
+        return claim.schedule, _schedules.SQLiteScheduleCompleter(self, claim)
+
+    async def get_next_scheduled_workflow(self) -> Schedule:
+        """The enabled schedule due soonest.
+
+        Raises:
+            NoScheduledWorkflowsError: no schedule is enabled.
+        """
+        row = await self._connection().call(
+            lambda conn: conn.execute(Q["next_scheduled"]).fetchone(), mode="auto"
+        )
+        if row is None:
+            raise errors.NoScheduledWorkflowsError()
+        return schedule_from_row(row)
+
+
+def _number(value: object, name: str) -> float:
+    """A finite option >= 0 given as a number or a numeric string (from a URL query)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _count(value: object, name: str) -> int:
+    """A whole-number option >= 0 (a numeric string is accepted)."""
+    number = _number(value, name)
+    if number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)

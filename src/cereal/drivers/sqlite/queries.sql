@@ -1,0 +1,394 @@
+-- Runtime SQL of the SQLite driver, one named block per query.
+-- Parameters are always bound (:name); table and column names are fixed.
+-- Instants are REAL epoch seconds from the host clock, passed in as :now.
+
+-- ---- workflow instances and events ----------------------------------------------
+
+-- name: insert_instance
+-- Create a live instance unless one with these names exists (no row returned then).
+INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, started_at)
+VALUES (:workflow_name, :instance_name, :parameters, :now)
+ON CONFLICT (workflow_name, instance_name) DO NOTHING
+RETURNING id;
+
+-- name: insert_event
+-- Append an event to an instance's queue.
+INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type, task_result_id, enqueued_at)
+VALUES (:instance_id, :workflow_name, :event_type, :task_result_id, :now);
+
+-- name: insert_cancel_event
+-- Append a cancel event to the live instance with these names (no row: none is live).
+INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type, enqueued_at)
+SELECT id, workflow_name, 'cancel', :now
+FROM cereal_workflow_instances
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
+
+-- name: next_workflow_event
+-- The oldest event (by sequence) of any unclaimed instance of the named workflows:
+-- per name, walk that name's events in sequence order to the first unclaimed one,
+-- then take the oldest of those few.
+SELECT e.id AS event_id, e.event_type, e.task_result_id, e.enqueued_at AS event_enqueued_at,
+       i.id AS instance_id, i.workflow_name, i.instance_name, i.status, i.parameters,
+       i.payload, i.started_at, i.enqueued_tasks, i.completed_tasks
+FROM json_each(:workflow_names) AS n
+JOIN cereal_workflow_events AS e ON e.id = (
+    SELECT first.id
+    FROM cereal_workflow_events AS first
+    JOIN cereal_workflow_instances AS owner ON owner.id = first.instance_id
+    WHERE first.workflow_name = n.value AND owner.claim_token IS NULL
+    ORDER BY first.id
+    LIMIT 1
+)
+JOIN cereal_workflow_instances AS i ON i.id = e.instance_id
+ORDER BY e.id
+LIMIT 1;
+
+-- name: claim_instance
+-- Take the claim on an unclaimed instance.
+UPDATE cereal_workflow_instances
+SET claim_token = :token, claim_heartbeat_at = :now
+WHERE id = :instance_id AND claim_token IS NULL;
+
+-- name: get_task_result
+-- The task result a task_complete event refers to (deleted only by the decision).
+SELECT task_name, status, parameters, error_text, result
+FROM cereal_task_results
+WHERE id = :task_result_id;
+
+-- name: check_claim
+-- Whether the instance is still live and claimed with this token.
+SELECT 1 FROM cereal_workflow_instances WHERE id = :instance_id AND claim_token = :token;
+
+-- name: heartbeat_claim
+-- Refresh a workflow claim.
+UPDATE cereal_workflow_instances
+SET claim_heartbeat_at = :now
+WHERE id = :instance_id AND claim_token = :token;
+
+-- name: release_claim
+-- Drop a workflow claim without a decision (the event is redelivered).
+UPDATE cereal_workflow_instances
+SET claim_token = NULL, claim_heartbeat_at = NULL
+WHERE id = :instance_id AND claim_token = :token;
+
+-- name: continue_instance
+-- Store a continue decision on the claimed instance and drop the claim.
+UPDATE cereal_workflow_instances
+SET payload = :payload,
+    status = 'running',
+    enqueued_tasks = enqueued_tasks + :added_tasks,
+    completed_tasks = completed_tasks + :completed_tasks,
+    claim_token = NULL,
+    claim_heartbeat_at = NULL
+WHERE id = :instance_id AND claim_token = :token;
+
+-- name: delete_event
+-- Consume one event.
+DELETE FROM cereal_workflow_events WHERE id = :event_id;
+
+-- name: delete_task_result
+-- Consume one task result.
+DELETE FROM cereal_task_results WHERE id = :task_result_id;
+
+-- name: insert_task
+-- Queue one task of an instance.
+INSERT INTO cereal_tasks
+    (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after)
+VALUES
+    (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after);
+
+-- name: find_live_instance
+-- The id of the live instance with these names.
+SELECT id FROM cereal_workflow_instances
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
+
+-- name: record_history
+-- Write the finished run of an instance to the history.
+INSERT INTO cereal_workflow_results
+    (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now
+FROM cereal_workflow_instances
+WHERE id = :instance_id;
+
+-- name: delete_instance_events
+-- Finalisation: the instance's pending events.
+DELETE FROM cereal_workflow_events WHERE instance_id = :instance_id;
+
+-- name: delete_instance_tasks
+-- Finalisation: the instance's queued and running tasks.
+DELETE FROM cereal_tasks WHERE instance_id = :instance_id;
+
+-- name: delete_instance_task_results
+-- Finalisation: the instance's unconsumed task results.
+DELETE FROM cereal_task_results WHERE instance_id = :instance_id;
+
+-- name: delete_instance
+-- Finalisation: the live instance row itself.
+DELETE FROM cereal_workflow_instances WHERE id = :instance_id;
+
+-- name: get_instance
+-- The live instance with these names, else its newest finished run.
+SELECT * FROM (
+    SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
+           NULL AS result, NULL AS error, started_at, NULL AS ended_at
+    FROM cereal_workflow_instances
+    WHERE workflow_name = :workflow_name AND instance_name = :instance_name
+    UNION ALL
+    SELECT * FROM (
+        SELECT 0 AS live, workflow_name, instance_name, 'completed' AS status, parameters,
+               NULL AS payload, result, error, started_at, ended_at
+        FROM cereal_workflow_results
+        WHERE workflow_name = :workflow_name AND instance_name = :instance_name
+        ORDER BY id DESC
+        LIMIT 1
+    )
+)
+ORDER BY live DESC
+LIMIT 1;
+
+-- name: list_live_instances
+-- Live instances, optionally filtered by either name.
+SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
+       NULL AS result, NULL AS error, started_at, NULL AS ended_at
+FROM cereal_workflow_instances
+WHERE (:workflow_name IS NULL OR workflow_name = :workflow_name)
+  AND (:instance_name IS NULL OR instance_name = :instance_name);
+
+-- name: list_history_of_workflow
+-- The newest finished run of every pair of one workflow without a live instance.
+SELECT 0 AS live, r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
+       NULL AS payload, r.result, r.error, r.started_at, r.ended_at
+FROM (
+    SELECT max(id) AS id
+    FROM cereal_workflow_results
+    WHERE workflow_name = :workflow_name
+      AND (:instance_name IS NULL OR instance_name = :instance_name)
+    GROUP BY workflow_name, instance_name
+) AS newest
+JOIN cereal_workflow_results AS r ON r.id = newest.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM cereal_workflow_instances AS i
+    WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name
+);
+
+-- name: list_history_of_any_workflow
+-- The newest finished run of every pair (optionally of one instance name) without a live instance.
+SELECT 0 AS live, r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
+       NULL AS payload, r.result, r.error, r.started_at, r.ended_at
+FROM (
+    SELECT max(id) AS id
+    FROM cereal_workflow_results
+    WHERE :instance_name IS NULL OR instance_name = :instance_name
+    GROUP BY workflow_name, instance_name
+) AS newest
+JOIN cereal_workflow_results AS r ON r.id = newest.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM cereal_workflow_instances AS i
+    WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name
+);
+
+-- ---- tasks ----------------------------------------------------------------------
+
+-- name: has_ready_task
+-- Whether a task of this name is ready (a read before taking the write lock).
+SELECT 1 FROM cereal_tasks
+WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+LIMIT 1;
+
+-- name: claim_tasks
+-- Lease up to :max_tasks ready tasks of one name, oldest first, each with a random token.
+UPDATE cereal_tasks
+SET state = 'running',
+    lease_token = lower(hex(randomblob(16))),
+    lease_heartbeat_at = :now,
+    attempt = attempt + 1
+WHERE id IN (
+    SELECT id FROM cereal_tasks
+    WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+    ORDER BY id
+    LIMIT :max_tasks
+)
+RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
+          lease_token, attempt;
+
+-- name: unclaim_task
+-- Give a leased task back to the queue (its claimer was cancelled before using it).
+UPDATE cereal_tasks
+SET state = 'queued', lease_token = NULL, lease_heartbeat_at = NULL, attempt = attempt - 1
+WHERE id = :task_id AND lease_token = :token AND state = 'running';
+
+-- name: heartbeat_task
+-- Refresh a task lease.
+UPDATE cereal_tasks
+SET lease_heartbeat_at = :now
+WHERE id = :task_id AND lease_token = :token AND state = 'running';
+
+-- name: leased_task
+-- The running task held under this lease token.
+SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at
+FROM cereal_tasks
+WHERE id = :task_id AND lease_token = :token AND state = 'running';
+
+-- name: insert_task_result
+-- Record how a task ended.
+INSERT INTO cereal_task_results
+    (task_id, instance_id, task_name, parameters, status, error_text, result,
+     enqueued_at, completed_at)
+VALUES
+    (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
+     :enqueued_at, :now);
+
+-- name: delete_task
+-- Remove a finished task.
+DELETE FROM cereal_tasks WHERE id = :task_id;
+
+-- name: expired_tasks
+-- Running tasks whose lease heartbeat is older than the cutoff.
+SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at
+FROM cereal_tasks
+WHERE state = 'running' AND lease_heartbeat_at < :cutoff;
+
+-- name: has_stale_claim
+-- Whether any workflow claim's heartbeat is older than the cutoff.
+SELECT 1 FROM cereal_workflow_instances
+WHERE claim_token IS NOT NULL AND claim_heartbeat_at < :cutoff
+LIMIT 1;
+
+-- name: release_stale_claims
+-- Release workflow claims whose heartbeat is older than the cutoff.
+UPDATE cereal_workflow_instances
+SET claim_token = NULL, claim_heartbeat_at = NULL
+WHERE claim_token IS NOT NULL AND claim_heartbeat_at < :cutoff;
+
+-- name: history_row_at_offset
+-- The (ended_at, id) of the history row at this offset, newest first (none: fewer
+-- rows); walks at most :offset entries of the ended_at index, never the table.
+SELECT ended_at, id FROM cereal_workflow_results
+ORDER BY ended_at DESC, id DESC
+LIMIT 1 OFFSET :offset;
+
+-- name: trim_history_through
+-- Delete the history rows at or before this (ended_at, id), oldest first.
+DELETE FROM cereal_workflow_results
+WHERE ended_at < :ended_at OR (ended_at = :ended_at AND id <= :last_id);
+
+-- name: has_history_before
+-- Whether a history row ended before the cutoff.
+SELECT 1 FROM cereal_workflow_results WHERE ended_at < :cutoff LIMIT 1;
+
+-- name: trim_history_before
+-- Delete the history rows that ended before the cutoff.
+DELETE FROM cereal_workflow_results WHERE ended_at < :cutoff;
+
+-- ---- schedules ------------------------------------------------------------------
+
+-- name: insert_schedule
+-- Store a new schedule unless one with these names exists (no row returned then).
+INSERT INTO cereal_workflow_schedules
+    (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at, created_at)
+VALUES
+    (:workflow_name, :instance_name, :parameters, :recurrence, :enabled, :next_due_at, :now)
+ON CONFLICT (workflow_name, instance_name) DO NOTHING
+RETURNING id;
+
+-- name: list_schedules
+-- Every schedule with the start and end of its newest finished run.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN cereal_workflow_results AS r ON r.id = (
+    SELECT max(h.id) FROM cereal_workflow_results AS h
+    WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
+)
+ORDER BY s.id;
+
+-- name: get_schedule
+-- One schedule with the start and end of its newest finished run.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN cereal_workflow_results AS r ON r.id = (
+    SELECT max(h.id) FROM cereal_workflow_results AS h
+    WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
+)
+WHERE s.workflow_name = :workflow_name AND s.instance_name = :instance_name;
+
+-- name: update_schedule
+-- Apply a schedule update; while a scheduler holds the schedule, remember what
+-- it set so the scheduler's own change does not overwrite it.
+UPDATE cereal_workflow_schedules
+SET enabled = coalesce(:enabled, enabled),
+    parameters = CASE WHEN :set_parameters THEN :parameters ELSE parameters END,
+    recurrence = coalesce(:recurrence, recurrence),
+    next_due_at = coalesce(:next_due_at, next_due_at),
+    override_enabled = CASE WHEN claim_token IS NULL THEN NULL
+                            ELSE coalesce(:enabled, override_enabled) END,
+    override_next_due_at = CASE WHEN claim_token IS NULL THEN NULL
+                                ELSE coalesce(:next_due_at, override_next_due_at) END
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
+
+-- name: delete_schedule
+-- Remove a schedule.
+DELETE FROM cereal_workflow_schedules
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
+
+-- name: next_due_schedule
+-- The earliest enabled, due schedule that no live scheduler claim holds.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN cereal_workflow_results AS r ON r.id = (
+    SELECT max(h.id) FROM cereal_workflow_results AS h
+    WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
+)
+WHERE s.enabled = 1 AND s.next_due_at <= :now
+  AND (s.claim_token IS NULL OR s.claimed_at < :stale_before)
+ORDER BY s.next_due_at, s.id
+LIMIT 1;
+
+-- name: claim_schedule
+-- Take a scheduler claim on a due schedule.
+UPDATE cereal_workflow_schedules
+SET claim_token = :token, claimed_at = :now, override_enabled = NULL, override_next_due_at = NULL
+WHERE id = :schedule_id;
+
+-- name: check_schedule_claim
+-- Whether the schedule still exists and is claimed with this token.
+SELECT 1 FROM cereal_workflow_schedules WHERE id = :schedule_id AND claim_token = :token;
+
+-- name: advance_schedule
+-- Store the scheduler's change (updates made meanwhile win) and drop the claim.
+UPDATE cereal_workflow_schedules
+SET next_due_at = coalesce(override_next_due_at, :next_due_at),
+    enabled = coalesce(override_enabled, :enabled),
+    last_enqueued_at = CASE WHEN :enqueued THEN :now ELSE last_enqueued_at END,
+    claim_token = NULL, claimed_at = NULL,
+    override_enabled = NULL, override_next_due_at = NULL
+WHERE id = :schedule_id AND claim_token = :token;
+
+-- name: disable_schedule
+-- Disable a claimed schedule (an update made meanwhile wins) and drop the claim.
+UPDATE cereal_workflow_schedules
+SET enabled = coalesce(override_enabled, 0),
+    claim_token = NULL, claimed_at = NULL,
+    override_enabled = NULL, override_next_due_at = NULL
+WHERE id = :schedule_id AND claim_token = :token;
+
+-- name: release_schedule
+-- Drop a scheduler claim without a change.
+UPDATE cereal_workflow_schedules
+SET claim_token = NULL, claimed_at = NULL, override_enabled = NULL, override_next_due_at = NULL
+WHERE id = :schedule_id AND claim_token = :token;
+
+-- name: next_scheduled
+-- The enabled schedule due soonest.
+SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+FROM cereal_workflow_schedules AS s
+LEFT JOIN cereal_workflow_results AS r ON r.id = (
+    SELECT max(h.id) FROM cereal_workflow_results AS h
+    WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
+)
+WHERE s.enabled = 1
+ORDER BY s.next_due_at, s.id
+LIMIT 1;

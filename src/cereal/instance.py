@@ -1,0 +1,312 @@
+"""What workflow callbacks see and return: the instance view, events, task results, decisions.
+
+Everything here is pure (no I/O): the workflow runner builds these objects
+from a dequeued event and applies the returned :class:`Decision` through the
+driver. ``cereal.testing`` builds the same objects with no driver at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from cereal import _names, _time, errors, values
+from cereal.models import NewTask, TaskResultData, TaskStatus, WorkflowInstanceData
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ENQUEUE_AND_COMPLETE_ERROR = "enqueue_task and complete called in same workflow step"
+"""The failure text when a callback both enqueues tasks and completes (as the original)."""
+
+GENERIC_FAILURE = "workflow failed"
+"""The failure text of ``fail(None)``."""
+
+
+class DecisionKind(enum.Enum):
+    """What a decision does to its instance."""
+
+    CONTINUE = "continue"
+    COMPLETE = "complete"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one callback; made by :class:`WorkflowInstance` methods, not by hand."""
+
+    kind: DecisionKind
+    payload: bytes | None = None
+    result: bytes | None = None
+    error: str | None = None
+    tasks: tuple[NewTask, ...] = field(default_factory=tuple)
+
+    @property
+    def is_complete(self) -> bool:
+        """True when the instance completes with :attr:`result`."""
+        return self.kind is DecisionKind.COMPLETE
+
+    @property
+    def is_continuing(self) -> bool:
+        """True when the instance keeps running with :attr:`payload` and :attr:`tasks`."""
+        return self.kind is DecisionKind.CONTINUE
+
+    @property
+    def is_failed(self) -> bool:
+        """True when the instance fails with :attr:`error`."""
+        return self.kind is DecisionKind.FAIL
+
+    def get_payload(self, type: type[T] | None = None) -> Any:
+        """The payload of a continuing decision, decoded."""
+        return values.decode(self.payload, type)
+
+    def get_result(self, type: type[T] | None = None) -> Any:
+        """The result of a completing decision, decoded."""
+        return values.decode(self.result, type)
+
+
+def error_text(error: BaseException | str | None) -> str:
+    """The stored text of a failure: the message, else the exception's type name."""
+    if error is None:
+        return GENERIC_FAILURE
+    if isinstance(error, BaseException):
+        return str(error) or type(error).__name__
+    if not isinstance(error, str):
+        raise TypeError(f"fail: error must be an exception or a str, got {type(error).__name__}")
+    return error or GENERIC_FAILURE
+
+
+@dataclass(frozen=True)
+class StartEvent:
+    """The instance was enqueued."""
+
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True)
+class CancelEvent:
+    """Someone called ``cancel_workflow`` on the instance."""
+
+    enqueued_at: datetime
+
+
+class TaskResult:
+    """How one of the instance's tasks ended, as seen in ``on_task_complete``."""
+
+    def __init__(self, data: TaskResultData) -> None:
+        self._data = data
+
+    @property
+    def task_name(self) -> str:
+        """The task's name."""
+        return self._data.task_name
+
+    @property
+    def status(self) -> TaskStatus:
+        """``SUCCESS``, ``FAILED``, ``LOST`` or ``UNUSABLE_RESULT``."""
+        return self._data.status
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The parameters the task was enqueued with, decoded."""
+        return values.decode(self._data.parameters, type)
+
+    def get(self, type: type[T] | None = None) -> Any:
+        """The executor's return value, decoded; raises :meth:`err` unless it succeeded."""
+        failure = self.err()
+        if failure is not None:
+            raise failure
+        return values.decode(self._data.result, type)
+
+    def err(self) -> Exception | None:
+        """``None`` on success; else the failure (``TaskLostError`` for ``LOST``)."""
+        if self._data.status is TaskStatus.SUCCESS:
+            return None
+        if self._data.status is TaskStatus.LOST:
+            return errors.TaskLostError()
+        if self._data.status is TaskStatus.UNUSABLE_RESULT:
+            return errors.UnusableTaskResultError(self._data.error_text or None)
+        return errors.TaskFailedError(self._data.error_text)
+
+    def __repr__(self) -> str:
+        return f"TaskResult(task_name={self.task_name!r}, status={self.status.value!r})"
+
+
+@dataclass(frozen=True)
+class TaskCompleteEvent:
+    """One of the instance's tasks ended."""
+
+    task_name: str
+    result: TaskResult
+    enqueued_at: datetime
+
+
+@runtime_checkable
+class WorkflowInstance(Protocol):
+    """The instance as a callback sees it (the protocol users program against)."""
+
+    workflow_name: str
+    instance_name: str
+
+    def get_payload(self, type: type[T] | None = None) -> Any:
+        """The payload of the last ``continue_``."""
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The parameters the instance was enqueued with."""
+
+    def enqueue_task(
+        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+    ) -> None:
+        """Buffer a task; it is stored only if the callback returns ``continue_``."""
+
+    def complete(self, result: Any = None) -> Decision:
+        """Finish the instance with ``result``."""
+
+    def continue_(self, payload: Any = None) -> Decision:
+        """Keep running with ``payload``; the buffered tasks are enqueued."""
+
+    def fail(self, error: BaseException | str | None) -> Decision:
+        """Finish the instance with an error."""
+
+    def total_enqueued_tasks(self) -> int:
+        """Tasks enqueued so far, this callback's included."""
+
+    def total_completed_tasks(self) -> int:
+        """Tasks completed so far, this event's included."""
+
+
+class LiveWorkflowInstance:
+    """The concrete :class:`WorkflowInstance` given to callbacks: buffers tasks, decides."""
+
+    def __init__(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        parameters: bytes | None = None,
+        payload: bytes | None = None,
+        enqueued_tasks: int = 0,
+        completed_tasks: int = 0,
+        max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        self.workflow_name = workflow_name
+        self.instance_name = instance_name
+        self._parameters = parameters
+        self._payload = payload
+        self._enqueued_before = enqueued_tasks
+        self._completed = completed_tasks
+        self._max_value_bytes = max_value_bytes
+        self._tasks: list[NewTask] = []
+
+    @property
+    def enqueued(self) -> Sequence[NewTask]:
+        """The tasks buffered by this callback so far."""
+        return tuple(self._tasks)
+
+    def get_payload(self, type: type[T] | None = None) -> Any:
+        """The payload of the last ``continue_`` (``None`` in ``on_start``)."""
+        return values.decode(self._payload, type)
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The parameters the instance was enqueued with."""
+        return values.decode(self._parameters, type)
+
+    def enqueue_task(
+        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+    ) -> None:
+        """Buffer a task; it is stored only if the callback returns ``continue_``.
+
+        Raises:
+            ValueError: bad task name, oversize parameters or naive ``start_after``.
+            TypeError: parameters that are not JSON.
+        """
+        _names.check_name(task_name, what="task name")
+        encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
+        when = None if start_after is None else _time.to_utc(start_after, name="start_after")
+        self._tasks.append(NewTask(task_name, encoded, when))
+
+    def complete(self, result: Any = None) -> Decision:
+        """Finish the instance with ``result``; fails instead if tasks were enqueued in this step.
+
+        Raises:
+            TypeError / ValueError: the result is not JSON or is oversize.
+        """
+        if self._tasks:
+            logger.error(
+                "%s: %s/%s", ENQUEUE_AND_COMPLETE_ERROR, self.workflow_name, self.instance_name
+            )
+            return Decision(DecisionKind.FAIL, error=ENQUEUE_AND_COMPLETE_ERROR)
+        encoded = values.encode(result, where="complete", max_bytes=self._max_value_bytes)
+        return Decision(DecisionKind.COMPLETE, result=encoded)
+
+    def continue_(self, payload: Any = None) -> Decision:
+        """Keep running with ``payload``; the tasks buffered so far are enqueued with it.
+
+        Raises:
+            TypeError / ValueError: the payload is not JSON or is oversize.
+        """
+        encoded = values.encode(payload, where="continue_", max_bytes=self._max_value_bytes)
+        return Decision(DecisionKind.CONTINUE, payload=encoded, tasks=tuple(self._tasks))
+
+    def fail(self, error: BaseException | str | None) -> Decision:
+        """Finish the instance with an error (``None`` gives a generic text); tasks are dropped."""
+        return Decision(DecisionKind.FAIL, error=error_text(error))
+
+    def total_enqueued_tasks(self) -> int:
+        """Stored enqueued count plus the tasks buffered by this callback."""
+        return self._enqueued_before + len(self._tasks)
+
+    def total_completed_tasks(self) -> int:
+        """Completed count, this event's task included."""
+        return self._completed
+
+
+class ImmutableWorkflowInstance:
+    """A read-only snapshot of an instance, returned by ``get_workflow_instance``."""
+
+    def __init__(self, data: WorkflowInstanceData) -> None:
+        self._data = data
+        self.workflow_name = data.workflow_name
+        self.instance_name = data.instance_name
+
+    @property
+    def data(self) -> WorkflowInstanceData:
+        """The stored record behind this snapshot."""
+        return self._data
+
+    def get_payload(self, type: type[T] | None = None) -> Any:
+        """The payload while running (``None`` once finished)."""
+        return self._data.get_payload(type)
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The parameters the instance was enqueued with."""
+        return self._data.get_parameters(type)
+
+    def is_running(self) -> bool:
+        """True while the instance is live."""
+        return self._data.is_running()
+
+    def get_result(self, type: type[T] | None = None) -> Any:
+        """The result.
+
+        Raises:
+            WorkflowNotCompleteError: while running.
+            WorkflowFailedError: the instance failed or was killed.
+        """
+        return self._data.get_result(type)
+
+    def err(self) -> Exception | None:
+        """The failure of a failed instance, else ``None``."""
+        if self._data.err is None:
+            return None
+        return errors.WorkflowFailedError(self._data.err)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImmutableWorkflowInstance({self.workflow_name!r}, {self.instance_name!r}, "
+            f"status={self._data.status.value!r})"
+        )

@@ -1,0 +1,551 @@
+"""The Manager: registration, start/stop, and every public operation.
+
+It validates and encodes what users pass (names, JSON values, sizes, rules),
+talks to the driver, and wires the runners: one workflow runner, one task
+runner per registered task name, the scheduler and the maintenance sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from cereal import _names, _time, errors, values
+from cereal import recurrence as _recurrence
+from cereal._scheduler import WorkflowScheduler
+from cereal._sweeper import run_sweeper
+from cereal._task_runner import TaskRunner
+from cereal._workflow_runner import WorkflowRunner
+from cereal.drivers.base import Driver, WorkKind
+from cereal.executors import (
+    TaskExecutor,
+    TaskFunction,
+    WorkflowExecutor,
+    check_workflow_executor,
+    task_callable,
+)
+from cereal.instance import ImmutableWorkflowInstance
+from cereal.models import (
+    UNSET,
+    ListWorkflowFilter,
+    Schedule,
+    ScheduleUpdate,
+    Unset,
+    WorkflowEvent,
+    WorkflowInstanceData,
+)
+
+logger = logging.getLogger(__name__)
+
+MaxWakeupInterval = 60.0
+"""Default longest sleep of the scheduler, in seconds."""
+LateWarningThreshold = 10.0
+"""Default lateness of a due schedule, in seconds, past which a warning is logged."""
+
+KILLED = "killed"
+"""The error text a killed instance finishes with."""
+
+Duration = float | timedelta
+
+
+class _TaskRegistration:
+    def __init__(self, function: TaskFunction, workers: int, timeout: float | None) -> None:
+        self.function = function
+        self.workers = workers
+        self.timeout = timeout
+
+
+class Manager:
+    """Runs registered workflow and task executors and schedules on one driver.
+
+    Storage operations (enqueue, cancel, kill, lookups, schedules) work before
+    :meth:`start`; executors run only between :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        task_poll_interval: Duration | None = None,
+        task_poll_interval_max_jitter: Duration | None = None,
+        workflow_poll_interval: Duration | None = None,
+        task_dequeue_workers: int | None = None,
+        on_workflow_complete: Callable[[WorkflowEvent], None] | None = None,
+        task_heartbeat_interval: Duration = 10.0,
+        task_expiry: Duration = 60.0,
+        stop_grace_period: Duration = 30.0,
+        scheduler_max_wakeup_interval: Duration | None = None,
+        late_warning_threshold: Duration | None = None,
+        max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
+        workflow_workers: int = 1,
+    ) -> None:
+        if not isinstance(driver, Driver):
+            raise TypeError(f"driver must be a cereal Driver, got {type(driver).__name__}")
+        self._driver = driver
+        self._task_poll = _time.seconds(
+            task_poll_interval
+            if task_poll_interval is not None
+            else driver.default_task_poll_interval,
+            name="task_poll_interval",
+        )
+        jitter = _time.optional_seconds(
+            task_poll_interval_max_jitter, name="task_poll_interval_max_jitter"
+        )
+        self._task_jitter = min(
+            jitter if jitter is not None else self._task_poll / 10, self._task_poll
+        )
+        self._workflow_poll = _time.seconds(
+            workflow_poll_interval
+            if workflow_poll_interval is not None
+            else driver.default_workflow_poll_interval,
+            name="workflow_poll_interval",
+        )
+        self._dequeue_workers = _positive_int(
+            2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
+        )
+        self._workflow_workers = _positive_int(workflow_workers, "workflow_workers")
+        self._on_workflow_complete = on_workflow_complete
+        self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
+        self._expiry = _time.seconds(task_expiry, name="task_expiry")
+        if self._heartbeat <= 0 or self._expiry <= self._heartbeat:
+            raise ValueError(
+                f"task_expiry ({self._expiry:g} s) must be longer than "
+                f"task_heartbeat_interval ({self._heartbeat:g} s), which must be positive"
+            )
+        self._grace = _time.seconds(stop_grace_period, name="stop_grace_period")
+        self._max_wakeup = _time.seconds(
+            MaxWakeupInterval
+            if scheduler_max_wakeup_interval is None
+            else scheduler_max_wakeup_interval,
+            name="scheduler_max_wakeup_interval",
+        )
+        self._late_threshold = _time.seconds(
+            LateWarningThreshold if late_warning_threshold is None else late_warning_threshold,
+            name="late_warning_threshold",
+        )
+        self._max_value_bytes = _positive_int(max_value_bytes, "max_value_bytes")
+        self._workflow_executors: dict[str, WorkflowExecutor] = {}
+        self._task_registrations: dict[str, _TaskRegistration] = {}
+        self._started = False
+        self._stopped = False
+        self._initialised = False
+        self._init_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workflow_runner: WorkflowRunner | None = None
+        self._task_runners: dict[str, TaskRunner] = {}
+        self._scheduler: WorkflowScheduler | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def driver(self) -> Driver:
+        """The storage driver this Manager uses."""
+        return self._driver
+
+    # ---- registration ---------------------------------------------------------------
+
+    def register_workflow_executor(self, workflow_name: str, executor: WorkflowExecutor) -> None:
+        """Run ``executor``'s callbacks for instances of ``workflow_name``.
+
+        Raises:
+            RuntimeError: after :meth:`start`, or the name is registered already.
+            ValueError / TypeError: a bad name, or an executor without the three callbacks.
+        """
+        self._check_registration(workflow_name, "workflow name", self._workflow_executors)
+        check_workflow_executor(executor)
+        self._workflow_executors[workflow_name] = executor
+
+    def register_task_executor(
+        self,
+        task_name: str,
+        executor: TaskExecutor | TaskFunction,
+        *,
+        workers: int = 1,
+        timeout: Duration | None = None,
+    ) -> None:
+        """Run tasks of ``task_name`` with ``executor``, at most ``workers`` at a time here.
+
+        A task running longer than ``timeout`` is cancelled (async) or abandoned
+        (plain: its thread runs on) and reported failed.
+
+        Raises:
+            RuntimeError: after :meth:`start`, or the name is registered already.
+            ValueError / TypeError: bad name, worker count, timeout or executor.
+        """
+        self._check_registration(task_name, "task name", self._task_registrations)
+        function = task_callable(executor)
+        count = _positive_int(workers, "workers")
+        limit = _time.optional_seconds(timeout, name="timeout")
+        if limit is not None and limit <= 0:
+            raise ValueError("timeout must be positive (or None for no timeout)")
+        self._task_registrations[task_name] = _TaskRegistration(function, count, limit)
+
+    def _check_registration(self, name: str, what: str, registry: dict[str, Any]) -> None:
+        if self._started:
+            raise RuntimeError(f"cannot register {what} {name!r} after Manager.start()")
+        _names.check_name(name, what=what)
+        if name in registry:
+            raise RuntimeError(f"{what} {name!r} is registered already")
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def _storage(self) -> Driver:
+        """The driver, initialised on first use."""
+        if not self._initialised:
+            if self._init_lock is None:
+                self._init_lock = asyncio.Lock()
+            async with self._init_lock:
+                if not self._initialised:
+                    await self._driver.init()
+                    self._initialised = True
+        return self._driver
+
+    async def start(self) -> None:
+        """Start the runners, the scheduler and the sweeper.
+
+        Raises:
+            RuntimeError: called a second time.
+        """
+        if self._started:
+            raise RuntimeError("Manager.start() called more than once")
+        self._started = True
+        driver = await self._storage()
+        self._loop = asyncio.get_running_loop()
+        dequeue_slots = asyncio.Semaphore(self._dequeue_workers)
+        self._workflow_runner = WorkflowRunner(
+            driver,
+            self._workflow_executors,
+            poll_interval=self._workflow_poll,
+            heartbeat_interval=self._heartbeat,
+            max_value_bytes=self._max_value_bytes,
+            on_tasks_enqueued=self._wake_task_runners,
+            on_workflow_complete=self._on_workflow_complete,
+            concurrency=self._workflow_workers,
+        )
+        for name, registration in self._task_registrations.items():
+            self._task_runners[name] = TaskRunner(
+                driver,
+                name,
+                registration.function,
+                workers=registration.workers,
+                timeout=registration.timeout,
+                poll_interval=self._task_poll,
+                poll_jitter=self._task_jitter,
+                heartbeat_interval=self._heartbeat,
+                dequeue_slots=dequeue_slots,
+                max_value_bytes=self._max_value_bytes,
+                on_task_finished=self._workflow_runner.wake,
+            )
+        self._scheduler = WorkflowScheduler(
+            driver,
+            on_enqueued=self._workflow_runner.wake,
+            max_wakeup_interval=self._max_wakeup,
+            late_warning_threshold=self._late_threshold,
+        )
+        driver.add_wakeup_listener(self._on_driver_wakeup)
+        self._spawn(self._workflow_runner.run(), "workflows")
+        for name, runner in self._task_runners.items():
+            self._spawn(runner.run(), f"tasks-{name}")
+        self._spawn(self._scheduler.run(), "scheduler")
+        self._spawn(run_sweeper(driver, task_expiry=self._expiry), "sweeper")
+        logger.info(
+            "manager started: %d workflow executor(s), %d task executor(s)",
+            len(self._workflow_executors),
+            len(self._task_registrations),
+            extra={"event": "manager_started"},
+        )
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        job = asyncio.create_task(coroutine, name=f"cereal-{name}")
+        job.add_done_callback(_log_crash)
+        self._background.append(job)
+
+    async def stop(self, *, grace_period: Duration | None = None) -> None:
+        """Stop taking work, wait up to the grace period, then cancel what runs and report it LOST.
+
+        Idempotent; fine on a Manager that never started (it only releases the driver).
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = (
+            self._grace
+            if grace_period is None
+            else _time.seconds(grace_period, name="grace_period")
+        )
+        if self._started:
+            await self._stop_runners(grace)
+        if self._initialised:
+            self._driver.remove_wakeup_listener(self._on_driver_wakeup)
+            self._initialised = False
+            await self._driver.close()
+
+    async def _stop_runners(self, grace: float) -> None:
+        assert self._workflow_runner is not None
+        self._workflow_runner.stop()
+        for runner in self._task_runners.values():
+            runner.stop_claiming()
+        workflow_jobs = [job for job in self._background if job.get_name() == "cereal-workflows"]
+        others = [job for job in self._background if job not in workflow_jobs]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if workflow_jobs:
+            await asyncio.wait(workflow_jobs, timeout=grace)
+        for runner in self._task_runners.values():
+            await runner.wait_running(max(0.0, deadline - loop.time()))
+        for runner in self._task_runners.values():
+            await runner.abandon_running()
+        for job in self._background:
+            job.cancel()
+        await asyncio.gather(*workflow_jobs, *others, return_exceptions=True)
+        self._background.clear()
+        logger.info("manager stopped", extra={"event": "manager_stopped"})
+
+    async def __aenter__(self) -> Manager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- wakeups --------------------------------------------------------------------
+
+    def _on_driver_wakeup(self, kind: WorkKind, name: str | None) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._dispatch_wakeup, kind, name)
+        except RuntimeError:  # loop closing
+            pass
+
+    def _dispatch_wakeup(self, kind: WorkKind, name: str | None) -> None:
+        if kind == "workflow" and self._workflow_runner is not None:
+            self._workflow_runner.wake()
+        elif kind == "task":
+            if name is None:
+                for runner in self._task_runners.values():
+                    runner.wake()
+            elif name in self._task_runners:
+                self._task_runners[name].wake()
+        elif kind == "schedule" and self._scheduler is not None:
+            self._scheduler.trigger()
+
+    def _wake_task_runners(self, names: set[str]) -> None:
+        for name in names:
+            runner = self._task_runners.get(name)
+            if runner is not None:
+                runner.wake()
+
+    def wakeup_workflow_executor(self) -> None:
+        """Make the workflow runner look for events now; safe from any thread."""
+        self._on_driver_wakeup("workflow", None)
+
+    def wakeup_task_poller(self, task_name: str) -> None:
+        """Make the poller of ``task_name`` look for tasks now; safe from any thread."""
+        self._on_driver_wakeup("task", task_name)
+
+    # ---- workflow instances -----------------------------------------------------------
+
+    async def enqueue_workflow(
+        self, workflow_name: str, instance_name: str, parameters: Any = None
+    ) -> None:
+        """Start a new instance.
+
+        Raises:
+            WorkflowInstanceExistsError: an instance with these names is running.
+            ValueError / TypeError: bad names, or parameters that are not JSON or too large.
+        """
+        _check_pair(workflow_name, instance_name)
+        encoded = values.encode(
+            parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
+        )
+        driver = await self._storage()
+        await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+        self.wakeup_workflow_executor()
+
+    async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """Ask a running instance to cancel: its ``on_cancel`` decides what happens.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no running instance with these names.
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        await driver.cancel_workflow(workflow_name, instance_name)
+        self.wakeup_workflow_executor()
+
+    async def kill_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """End a running instance at once with the error ``killed``; no callback runs.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no running instance with these names.
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        await driver.kill_workflow(workflow_name, instance_name, KILLED)
+
+    async def get_workflow_instance(
+        self, workflow_name: str, instance_name: str
+    ) -> ImmutableWorkflowInstance:
+        """The running instance, else its newest finished run.
+
+        Raises:
+            WorkflowInstanceNotFoundError: never enqueued (or trimmed from history).
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        return ImmutableWorkflowInstance(
+            await driver.get_workflow_instance(workflow_name, instance_name)
+        )
+
+    async def list_workflow_instances(
+        self,
+        *,
+        workflow_name: str | None = None,
+        instance_name: str | None = None,
+        is_running: bool | None = None,
+    ) -> list[WorkflowInstanceData]:
+        """One entry per (workflow, instance) pair, running or finished, filtered."""
+        if workflow_name is not None:
+            _names.check_name(workflow_name, what="workflow name")
+        if instance_name is not None:
+            _names.check_name(instance_name, what="instance name")
+        if is_running is not None and not isinstance(is_running, bool):
+            raise TypeError(f"is_running must be a bool or None, got {type(is_running).__name__}")
+        driver = await self._storage()
+        where = ListWorkflowFilter(workflow_name, instance_name, is_running)
+        return await driver.list_workflow_instances(where)
+
+    # ---- schedules --------------------------------------------------------------------
+
+    async def create_workflow_schedule(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: Any,
+        recurrence: Any,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        """Enqueue (workflow_name, instance_name) with ``parameters`` whenever the RRULE fires.
+
+        Raises:
+            InvalidScheduleError: the rule does not parse or has no future occurrence.
+            WorkflowScheduleExistsError: a schedule with these names exists.
+        """
+        _check_pair(workflow_name, instance_name)
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+        encoded = values.encode(
+            parameters, where="create_workflow_schedule", max_bytes=self._max_value_bytes
+        )
+        rule = _normalize(recurrence)
+        next_due = _first_due(rule)
+        driver = await self._storage()
+        await driver.create_workflow_schedule(
+            workflow_name, instance_name, encoded, enabled, rule, next_due
+        )
+        self._trigger_scheduler()
+
+    async def list_workflow_schedules(self) -> list[Schedule]:
+        """Every schedule."""
+        driver = await self._storage()
+        return await driver.list_workflow_schedules()
+
+    async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
+        """One schedule.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        return await driver.get_workflow_schedule(workflow_name, instance_name)
+
+    async def update_workflow_schedule(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        enabled: bool | None = None,
+        parameters: Any = UNSET,
+        recurrence: Any = None,
+    ) -> None:
+        """Change a schedule; every given change commits atomically, or none does.
+
+        A new recurrence, or re-enabling, recomputes the next due time from now.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+            InvalidScheduleError: the new rule does not parse or never fires again.
+        """
+        _check_pair(workflow_name, instance_name)
+        if enabled is not None and not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool or None, got {type(enabled).__name__}")
+        encoded: bytes | Unset | None = UNSET
+        if parameters is not UNSET:
+            encoded = values.encode(
+                parameters, where="update_workflow_schedule", max_bytes=self._max_value_bytes
+            )
+        rule = None if recurrence is None else _normalize(recurrence)
+        driver = await self._storage()
+        next_due = None
+        if rule is not None:
+            next_due = _first_due(rule)
+        elif enabled:
+            current = await driver.get_workflow_schedule(workflow_name, instance_name)
+            next_due = _first_due(current.recurrence)
+        update = ScheduleUpdate(
+            enabled=enabled, parameters=encoded, recurrence=rule, next_due_at=next_due
+        )
+        await driver.update_workflow_schedule(workflow_name, instance_name, update)
+        self._trigger_scheduler()
+
+    async def delete_workflow_schedule(self, workflow_name: str, instance_name: str) -> None:
+        """Remove a schedule; instances it started are untouched.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        await driver.delete_workflow_schedule(workflow_name, instance_name)
+
+    def _trigger_scheduler(self) -> None:
+        self._on_driver_wakeup("schedule", None)
+
+
+def _normalize(rule: Any) -> str:
+    if rule is None:
+        raise TypeError("recurrence is required: an RRULE string or a dateutil rrule")
+    return _recurrence.normalize(rule)
+
+
+def _first_due(rule: str) -> datetime:
+    due = _recurrence.next_after(rule, _time.utcnow())
+    if due is None:
+        raise errors.InvalidScheduleError(
+            f"workflow schedule is not valid: recurrence {rule!r} has no future occurrence"
+        )
+    return due
+
+
+def _check_pair(workflow_name: str, instance_name: str) -> None:
+    _names.check_name(workflow_name, what="workflow name")
+    _names.check_name(instance_name, what="instance name")
+
+
+def _positive_int(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _log_crash(job: asyncio.Task[None]) -> None:
+    if not job.cancelled() and job.exception() is not None:
+        logger.error("%s crashed", job.get_name(), exc_info=job.exception())

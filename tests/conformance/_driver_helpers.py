@@ -1,0 +1,107 @@
+"""Small helpers shared by the driver-level conformance tests (test_driver_*.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from cereal._time import utcnow
+from cereal.drivers import Driver, WorkflowCompleter, WorkKind
+from cereal.models import NewTask, WorkflowEvent
+
+WF = "wf"
+INST = "inst"
+
+# names that break naive SQL quoting or encodings; they must round-trip unchanged
+ODD_NAMES = [
+    'it\'s "quoted"; DROP TABLE x; --',
+    "ünïcødé ✓ 名前 🚀",
+    "back\\slash %s %(name)s :name ?",
+]
+
+
+def ago(seconds: float) -> timedelta:
+    """A duration, to write ``utcnow() - ago(60)`` readably."""
+    return timedelta(seconds=seconds)
+
+
+def hour_ahead() -> datetime:
+    """An instant one hour from now (aware UTC)."""
+    return utcnow() + timedelta(hours=1)
+
+
+async def take(
+    driver: Driver, names: Sequence[str] = (WF,)
+) -> tuple[WorkflowEvent, WorkflowCompleter]:
+    """Dequeue the next workflow event of ``names``."""
+    return await driver.dequeue_workflow(list(names))
+
+
+async def started(
+    driver: Driver,
+    workflow_name: str = WF,
+    instance_name: str = INST,
+    *,
+    tasks: Sequence[NewTask] = (),
+    payload: bytes | None = None,
+    parameters: bytes | None = b'{"p": 1}',
+) -> None:
+    """Enqueue an instance and process its start event with a continue_ decision.
+
+    No other event of ``workflow_name`` may be pending (the driver picks the oldest).
+    """
+    await driver.enqueue_workflow(workflow_name, instance_name, parameters)
+    event, completer = await take(driver, [workflow_name])
+    async with completer:
+        assert event.instance.instance_name == instance_name, "another event was pending"
+        await completer.continue_(payload, tasks)
+
+
+async def finished(
+    driver: Driver,
+    workflow_name: str = WF,
+    instance_name: str = INST,
+    *,
+    result: bytes | None = b'"ok"',
+    error: str | None = None,
+    parameters: bytes | None = b'{"p": 1}',
+) -> None:
+    """Enqueue an instance and finish it at its start event (as :func:`started`)."""
+    await driver.enqueue_workflow(workflow_name, instance_name, parameters)
+    event, completer = await take(driver, [workflow_name])
+    async with completer:
+        assert event.instance.instance_name == instance_name, "another event was pending"
+        if error is None:
+            await completer.done(result)
+        else:
+            await completer.fail(error)
+
+
+class Wakeups:
+    """Records every wakeup a driver announces."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[WorkKind, str | None]] = []
+
+    def __call__(self, kind: WorkKind, name: str | None) -> None:
+        self.calls.append((kind, name))
+
+    def saw(self, kind: WorkKind, name: str | None) -> bool:
+        """True if ``kind`` was announced for ``name`` (or for any name)."""
+        return (kind, name) in self.calls or (kind, None) in self.calls
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def let_time_pass(seconds: float = 0.02) -> None:
+    """Let the clock move on (for lease expiry and history order); never an assertion."""
+    await asyncio.sleep(seconds)

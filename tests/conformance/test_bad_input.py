@@ -1,0 +1,256 @@
+"""Bad and odd input at the Manager (API.md "Precise points"): refused early, or round-tripped."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from cereal import Decision, Manager, WorkflowInstance
+from tests.conformance._executors import INST, WF, Flow, echo, enqueue, register
+from tests.plugins.manager import MakeManager, wait_finished
+
+RULE = "DTSTART:20990101T000000Z\nRRULE:FREQ=DAILY"
+
+BAD_NAMES = ["", "x" * 256, "line\nbreak", "nul\x00char", "del\x7fchar", "tab\tchar"]
+ODD_NAMES = [
+    'it\'s "quoted"',
+    "semi;colon",
+    "with spaces  inside ",
+    "slash/and\\back",
+    "ünïcødé ✓ 名前 🚀",
+    "x'; DROP TABLE t; --",
+    "%s %(name)s :name ? $1",
+    "y" * 255,
+]
+NON_JSON = [object(), {1, 2}, float("nan"), b"bytes", float("inf")]
+
+
+async def nothing_stored(manager: Manager) -> bool:
+    return (
+        await manager.list_workflow_instances() == []
+        and await manager.list_workflow_schedules() == []
+    )
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=repr)
+async def test_bad_names_raise_value_error_and_store_nothing(
+    make_manager: MakeManager, bad: str
+) -> None:
+    manager = make_manager()
+
+    for workflow, instance in [(bad, INST), (WF, bad)]:
+        with pytest.raises(ValueError):
+            await manager.enqueue_workflow(workflow, instance)
+        with pytest.raises(ValueError):
+            await manager.create_workflow_schedule(workflow, instance, None, RULE)
+        with pytest.raises(ValueError):
+            await manager.get_workflow_instance(workflow, instance)
+    with pytest.raises(ValueError):
+        manager.register_workflow_executor(bad, Flow())
+    with pytest.raises(ValueError):
+        manager.register_task_executor(bad, echo)
+
+    assert await nothing_stored(manager)
+
+
+@pytest.mark.parametrize("name", ODD_NAMES, ids=repr)
+async def test_odd_names_round_trip_through_instances_and_schedules(
+    make_manager: MakeManager, name: str
+) -> None:
+    # Given odd text used as workflow and instance names
+    manager = make_manager()
+
+    # When an instance and a schedule are stored under them
+    await manager.enqueue_workflow(name, name, {"name": name})
+    await manager.create_workflow_schedule(name, name, {"name": name}, RULE)
+
+    # Then lookups and lists return them unchanged
+    found = await manager.get_workflow_instance(name, name)
+    assert (found.workflow_name, found.instance_name) == (name, name)
+    assert found.get_parameters() == {"name": name}
+    [listed] = await manager.list_workflow_instances(workflow_name=name, instance_name=name)
+    assert (listed.workflow_name, listed.instance_name) == (name, name)
+    schedule = await manager.get_workflow_schedule(name, name)
+    assert (schedule.workflow_name, schedule.instance_name) == (name, name)
+    assert [s.instance_name for s in await manager.list_workflow_schedules()] == [name]
+    await manager.cancel_workflow(name, name)
+    await manager.kill_workflow(name, name)
+    await manager.delete_workflow_schedule(name, name)
+    assert await manager.list_workflow_schedules() == []
+
+
+async def test_odd_workflow_and_task_names_run_end_to_end(make_manager: MakeManager) -> None:
+    # Given a workflow and a task registered under odd names
+    workflow, task = "x'; DROP TABLE t; --", 'ünïcødé ✓ task; "q" /s'
+    flow = Flow(enqueue((task, "ping")))
+    manager = register(make_manager(), {workflow: flow}, {task: echo})
+    await manager.start()
+
+    # When the workflow runs
+    await manager.enqueue_workflow(workflow, "instance 'one'")
+    done = await wait_finished(manager, workflow, "instance 'one'")
+
+    # Then it finished normally with the task's result under its name
+    [entry] = done.get_result()
+    assert (entry["task"], entry["result"]) == (task, "ping")
+
+
+@pytest.mark.parametrize("value", NON_JSON, ids=repr)
+async def test_non_json_values_raise_type_error_naming_the_call(
+    make_manager: MakeManager, value: Any
+) -> None:
+    manager = make_manager()
+    await manager.create_workflow_schedule(WF, "existing", {"v": 1}, RULE)
+
+    with pytest.raises(TypeError, match="enqueue_workflow"):
+        await manager.enqueue_workflow(WF, INST, value)
+    with pytest.raises(TypeError, match="create_workflow_schedule"):
+        await manager.create_workflow_schedule(WF, INST, value, RULE)
+    with pytest.raises(TypeError, match="update_workflow_schedule"):
+        await manager.update_workflow_schedule(WF, "existing", parameters=value, enabled=False)
+
+    assert await manager.list_workflow_instances() == []
+    [schedule] = await manager.list_workflow_schedules()
+    assert (schedule.get_parameters(), schedule.enabled) == ({"v": 1}, True)
+
+
+async def test_oversize_values_raise_value_error_and_store_nothing(
+    make_manager: MakeManager,
+) -> None:
+    manager = make_manager(max_value_bytes=1000)
+    big = {"blob": "x" * 2000}
+
+    with pytest.raises(ValueError):
+        await manager.enqueue_workflow(WF, INST, big)
+    with pytest.raises(ValueError):
+        await manager.create_workflow_schedule(WF, INST, big, RULE)
+
+    assert await nothing_stored(manager)
+    await manager.enqueue_workflow(WF, INST, {"blob": "x" * 900})  # under the limit is fine
+
+
+async def failed_text(manager: Manager, on_start: Any) -> str:
+    register(manager, {WF: Flow(on_start)}, {"t": echo})
+    await manager.start()
+    await manager.enqueue_workflow(WF, INST)
+    return str((await wait_finished(manager, WF, INST)).err())
+
+
+async def test_enqueue_task_with_non_json_parameters_fails_the_instance_with_type_error(
+    make_manager: MakeManager,
+) -> None:
+    def on_start(w: WorkflowInstance, ev: Any) -> Decision:
+        w.enqueue_task("t", {"handle": object()})
+        return w.continue_()
+
+    text = await failed_text(make_manager(), on_start)
+
+    assert text.startswith("TypeError: ")
+    assert "enqueue_task" in text
+
+
+async def test_naive_start_after_fails_the_instance_with_value_error(
+    make_manager: MakeManager,
+) -> None:
+    def on_start(w: WorkflowInstance, ev: Any) -> Decision:
+        w.enqueue_task("t", None, start_after=datetime(2030, 1, 1))
+        return w.continue_()
+
+    text = await failed_text(make_manager(), on_start)
+
+    assert text.startswith("ValueError: ")
+
+
+async def test_bad_task_name_fails_the_instance_with_value_error(
+    make_manager: MakeManager,
+) -> None:
+    def on_start(w: WorkflowInstance, ev: Any) -> Decision:
+        w.enqueue_task("bad\nname", None)
+        return w.continue_()
+
+    text = await failed_text(make_manager(), on_start)
+
+    assert text.startswith("ValueError: ")
+
+
+async def test_wrong_argument_types_raise_type_error(make_manager: MakeManager) -> None:
+    manager = make_manager()
+    await manager.create_workflow_schedule(WF, "existing", None, RULE)
+
+    with pytest.raises(TypeError):
+        await manager.enqueue_workflow(123, INST)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await manager.enqueue_workflow(WF, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await manager.get_workflow_instance(None, INST)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await manager.create_workflow_schedule(WF, INST, None, RULE, enabled="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await manager.update_workflow_schedule(WF, "existing", enabled="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        manager.register_workflow_executor(7, Flow())  # type: ignore[arg-type]
+
+    assert await manager.list_workflow_instances() == []
+    assert [s.enabled for s in await manager.list_workflow_schedules()] == [True]
+
+
+@pytest.mark.parametrize(
+    "executor",
+    [object(), lambda w, ev: None, "on_start", 42],
+    ids=["object", "lambda", "str", "int"],
+)
+async def test_workflow_executor_without_the_callbacks_is_refused_at_register(
+    make_manager: MakeManager, executor: Any
+) -> None:
+    with pytest.raises(TypeError):
+        make_manager().register_workflow_executor(WF, executor)
+
+
+@pytest.mark.parametrize("executor", [object(), 42, "run", None], ids=repr)
+async def test_task_executor_that_cannot_run_is_refused_at_register(
+    make_manager: MakeManager, executor: Any
+) -> None:
+    with pytest.raises(TypeError):
+        make_manager().register_task_executor("t", executor)
+
+
+async def test_register_after_start_raises_runtime_error(make_manager: MakeManager) -> None:
+    manager = make_manager()
+    await manager.start()
+
+    with pytest.raises(RuntimeError):
+        manager.register_workflow_executor(WF, Flow())
+    with pytest.raises(RuntimeError):
+        manager.register_task_executor("t", echo)
+
+
+async def test_register_twice_under_one_name_raises_runtime_error(
+    make_manager: MakeManager,
+) -> None:
+    manager = register(make_manager(), {WF: Flow()}, {"t": echo})
+
+    with pytest.raises(RuntimeError):
+        manager.register_workflow_executor(WF, Flow())
+    with pytest.raises(RuntimeError):
+        manager.register_task_executor("t", echo)
+
+
+async def test_start_twice_raises_runtime_error(make_manager: MakeManager) -> None:
+    manager = make_manager()
+    await manager.start()
+
+    with pytest.raises(RuntimeError):
+        await manager.start()
+
+
+async def test_stop_is_idempotent_and_fine_when_never_started(make_manager: MakeManager) -> None:
+    never_started = make_manager()
+    await never_started.stop()
+    await never_started.stop()
+
+    started = make_manager()
+    await started.start()
+    await started.stop()
+    await started.stop()

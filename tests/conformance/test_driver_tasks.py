@@ -1,0 +1,360 @@
+"""The driver contract, task side: readiness, order, leases, completion, expiry, retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+
+import pytest
+
+from cereal import errors
+from cereal._time import utcnow
+from cereal.drivers import Driver, TaskCompleter
+from cereal.models import (
+    HistoryRetention,
+    ListWorkflowFilter,
+    NewTask,
+    TaskStatus,
+    WorkflowEventType,
+)
+from tests.conformance._driver_helpers import (
+    INST,
+    WF,
+    finished,
+    hour_ahead,
+    let_time_pass,
+    started,
+    take,
+)
+
+
+async def claim_one(driver: Driver, task_name: str = "t") -> TaskCompleter:
+    [(_, completer)] = await driver.dequeue_tasks(task_name, 1)
+    return completer
+
+
+# ---- readiness and order ------------------------------------------------------------------
+
+
+async def test_no_task_ready(driver: Driver) -> None:
+    assert await driver.dequeue_tasks("t", 5) == []
+    with pytest.raises(errors.NoTasksError):
+        await driver.dequeue_task("t")
+
+
+async def test_start_after_in_the_future_is_not_ready(driver: Driver) -> None:
+    past = utcnow() - timedelta(minutes=1)
+    await started(
+        driver,
+        tasks=[NewTask("t", b'"later"', start_after=hour_ahead()), NewTask("t", b'"now"', past)],
+    )
+
+    claimed = await driver.dequeue_tasks("t", 10)
+    assert [data.parameters for data, _ in claimed] == [b'"now"']
+    with pytest.raises(errors.NoTasksError):
+        await driver.dequeue_task("t")
+
+
+async def test_default_start_after_is_ready_at_once(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", b"1")])
+
+    data, _ = await driver.dequeue_task("t")
+    assert data.parameters == b"1"
+
+
+async def test_tasks_come_oldest_first_up_to_max(driver: Driver) -> None:
+    await started(driver, "a", INST, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
+    await started(driver, "b", INST, tasks=[NewTask("t", b"3"), NewTask("other", b"x")])
+    await started(driver, "a", "second", tasks=[NewTask("t", b"4")])
+
+    first = await driver.dequeue_tasks("t", 2)
+    rest = await driver.dequeue_tasks("t", 10)
+
+    assert [data.parameters for data, _ in first] == [b"1", b"2"]
+    assert [data.parameters for data, _ in rest] == [b"3", b"4"]
+    assert await driver.dequeue_tasks("t", 10) == []
+    assert [data.name for data, _ in await driver.dequeue_tasks("other", 10)] == ["other"]
+
+
+async def test_a_claimed_task_is_not_handed_out_twice(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t")])
+
+    await driver.dequeue_task("t")
+    with pytest.raises(errors.NoTasksError):
+        await driver.dequeue_task("t")
+
+
+async def test_task_metadata(driver: Driver) -> None:
+    before = utcnow()
+    await started(driver, tasks=[NewTask("t", b'{"k": [1, 2]}'), NewTask("t")])
+
+    (first, _), (second, _) = await driver.dequeue_tasks("t", 2)
+    assert first.name == "t"
+    assert first.parameters == b'{"k": [1, 2]}'
+    assert first.get_parameters() == {"k": [1, 2]}
+    meta = first.metadata
+    assert (meta.task_name, meta.workflow_name, meta.instance_name) == ("t", WF, INST)
+    assert meta.attempt >= 1
+    assert meta.task_id and meta.task_id != second.metadata.task_id
+    assert meta.enqueued_at.utcoffset() == timedelta(0)
+    # the driver's clock may be the database's: allow for a little skew
+    assert meta.enqueued_at >= before - timedelta(seconds=5)
+
+
+# ---- completion ----------------------------------------------------------------------------
+
+
+async def test_succeed_queues_a_task_complete_event(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", b'"in"')])
+    completer = await claim_one(driver)
+
+    await completer.heartbeat()
+    await completer.succeed(b'{"out": true}')
+
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.type == WorkflowEventType.TASK_COMPLETE
+        assert (event.enqueued_task_count, event.completed_task_count) == (1, 1)
+        result = event.task_result
+        assert result is not None
+        assert (result.task_name, result.status) == ("t", TaskStatus.SUCCESS)
+        assert (result.parameters, result.result, result.error_text) == (
+            b'"in"',
+            b'{"out": true}',
+            "",
+        )
+        await workflow.continue_(None, [])
+    assert (await driver.get_workflow_instance(WF, INST)).is_running()
+
+
+async def test_succeed_with_none_result(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t")])
+    await (await claim_one(driver)).succeed(None)
+
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.task_result is not None
+        assert (event.task_result.status, event.task_result.result) == (TaskStatus.SUCCESS, None)
+
+
+async def test_fail_records_the_error_text(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", b"7")])
+    await (await claim_one(driver)).fail("no luck; 'quoted' ✗")
+
+    event, workflow = await take(driver)
+    async with workflow:
+        result = event.task_result
+        assert result is not None
+        assert (result.status, result.error_text) == (TaskStatus.FAILED, "no luck; 'quoted' ✗")
+        assert result.parameters == b"7"
+        assert not result.result
+
+
+async def test_abandon_reports_lost_at_once(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", b"7")])
+    completer = await claim_one(driver)
+
+    await completer.abandon()
+
+    event, workflow = await take(driver)
+    async with workflow:
+        result = event.task_result
+        assert result is not None
+        assert (result.task_name, result.status, result.parameters) == ("t", TaskStatus.LOST, b"7")
+        assert event.completed_task_count == 1
+    with pytest.raises(errors.TaskLostError):
+        await completer.abandon()
+    with pytest.raises(errors.TaskLostError):
+        await completer.succeed(None)
+
+
+@pytest.mark.parametrize("first", ["succeed", "fail", "abandon"])
+async def test_every_call_after_completion_is_lost(driver: Driver, first: str) -> None:
+    await started(driver, tasks=[NewTask("t")])
+    completer = await claim_one(driver)
+    if first == "succeed":
+        await completer.succeed(b"1")
+    elif first == "fail":
+        await completer.fail("x")
+    else:
+        await completer.abandon()
+
+    calls = {
+        "heartbeat": lambda: completer.heartbeat(),
+        "succeed": lambda: completer.succeed(b"2"),
+        "fail": lambda: completer.fail("y"),
+        "abandon": lambda: completer.abandon(),
+    }
+    for call in calls.values():
+        with pytest.raises(errors.TaskLostError):
+            await call()
+    # exactly one task_complete event was produced
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.type == WorkflowEventType.TASK_COMPLETE
+        await workflow.continue_(None, [])
+    with pytest.raises(errors.NoWorkflowInstancesError):
+        await take(driver)
+
+
+async def test_task_lost_after_its_workflow_ended(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t"), NewTask("t")])
+    first = await claim_one(driver)
+    second = await claim_one(driver)
+    await first.succeed(None)
+
+    _, workflow = await take(driver)
+    async with workflow:
+        await workflow.done(None)  # ends while `second` still runs
+
+    with pytest.raises(errors.TaskLostError):
+        await second.heartbeat()
+    with pytest.raises(errors.TaskLostError):
+        await second.succeed(b"1")
+    with pytest.raises(errors.TaskLostError):
+        await second.fail("x")
+    with pytest.raises(errors.NoWorkflowInstancesError):
+        await take(driver)
+    assert (await driver.get_workflow_instance(WF, INST)).result is None
+
+
+async def test_task_lost_after_its_workflow_was_killed(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t")])
+    completer = await claim_one(driver)
+
+    await driver.kill_workflow(WF, INST, "killed")
+
+    with pytest.raises(errors.TaskLostError):
+        await completer.succeed(b"1")
+    await driver.enqueue_workflow(WF, INST, None)  # a new run gets no stray event
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.type == WorkflowEventType.START
+        await workflow.continue_(None, [])
+    with pytest.raises(errors.NoWorkflowInstancesError):
+        await take(driver)
+
+
+async def test_completion_while_the_event_is_claimed(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t"), NewTask("t")])
+    first = await claim_one(driver)
+    second = await claim_one(driver)
+    await first.succeed(b"1")
+    event, workflow = await take(driver)
+
+    await second.succeed(b"2")  # lands while the instance is claimed
+
+    async with workflow:
+        assert event.completed_task_count == 1
+        await workflow.continue_(None, [])
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.task_result is not None and event.task_result.result == b"2"
+        assert (event.enqueued_task_count, event.completed_task_count) == (2, 2)
+
+
+# ---- expiry ----------------------------------------------------------------------------------
+
+
+async def test_sweep_expires_stale_leases_as_lost(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
+    completer = await claim_one(driver)
+    await let_time_pass()
+
+    report = await driver.sweep(task_expiry=0)
+
+    assert report.expired_tasks == 1
+    with pytest.raises(errors.TaskLostError):
+        await completer.heartbeat()
+    with pytest.raises(errors.TaskLostError):
+        await completer.succeed(b"late")
+    event, workflow = await take(driver)
+    async with workflow:
+        result = event.task_result
+        assert result is not None
+        assert (result.status, result.parameters, result.result) == (TaskStatus.LOST, b"1", None)
+        assert (event.enqueued_task_count, event.completed_task_count) == (2, 1)
+        await workflow.continue_(None, [])
+    # the queued (never claimed) task is untouched
+    data, _ = await driver.dequeue_task("t")
+    assert data.parameters == b"2"
+
+
+async def test_sweep_spares_fresh_leases(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t")])
+    completer = await claim_one(driver)
+
+    report = await driver.sweep(task_expiry=3600)
+
+    assert report.expired_tasks == 0
+    await completer.heartbeat()
+    await completer.succeed(None)
+
+
+async def test_sweep_on_an_empty_store(driver: Driver) -> None:
+    report = await driver.sweep(task_expiry=0)
+    assert (report.expired_tasks, report.trimmed_results) == (0, 0)
+
+
+# ---- history retention ---------------------------------------------------------------------
+
+
+async def history(driver: Driver) -> list[str]:
+    rows = await driver.list_workflow_instances(ListWorkflowFilter(is_running=False))
+    return sorted(row.instance_name for row in rows)
+
+
+async def test_sweep_trims_history_by_count(driver: Driver) -> None:
+    # `retention` is the base class's public attribute; sweep reads it each time
+    driver.retention = HistoryRetention(max_rows=5, margin_rows=2)
+    for n in range(5):
+        await finished(driver, WF, f"i{n}")
+        await let_time_pass(0.002)
+    await driver.enqueue_workflow("other", "live", None)
+
+    assert (await driver.sweep(task_expiry=3600)).trimmed_results == 0  # 5 rows: not over
+    await finished(driver, WF, "i5")
+    await let_time_pass(0.002)
+    await finished(driver, WF, "i6")
+
+    report = await driver.sweep(task_expiry=3600)
+
+    assert report.trimmed_results == 4  # 7 rows -> the newest 3 are kept
+    assert await history(driver) == ["i4", "i5", "i6"]
+    with pytest.raises(errors.WorkflowInstanceNotFoundError):
+        await driver.get_workflow_instance(WF, "i0")
+    assert (await driver.get_workflow_instance("other", "live")).is_running()
+
+
+async def test_sweep_trims_history_by_age(driver: Driver) -> None:
+    await finished(driver, WF, "old")
+    await let_time_pass(0.3)
+    driver.retention = HistoryRetention(max_age=0.25)
+    await finished(driver, WF, "new")
+
+    report = await driver.sweep(task_expiry=3600)
+
+    assert report.trimmed_results == 1
+    assert await history(driver) == ["new"]
+
+
+async def test_trimming_keeps_a_newer_run_of_the_same_names(driver: Driver) -> None:
+    driver.retention = HistoryRetention(max_rows=2, margin_rows=1)
+    await finished(driver, WF, INST, result=b"1")
+    await let_time_pass(0.002)
+    await finished(driver, WF, "other")
+    await let_time_pass(0.002)
+    await finished(driver, WF, INST, result=b"3")
+
+    await driver.sweep(task_expiry=3600)
+
+    assert await history(driver) == [INST]
+    assert (await driver.get_workflow_instance(WF, INST)).result == b"3"
+
+
+async def test_start_after_in_another_zone(driver: Driver) -> None:
+    zone = timezone(timedelta(hours=-10))
+    past = (utcnow() - timedelta(minutes=1)).astimezone(zone)
+    future = (utcnow() + timedelta(minutes=30)).astimezone(zone)
+    await started(driver, tasks=[NewTask("t", b'"future"', future), NewTask("t", b'"past"', past)])
+
+    assert [data.parameters for data, _ in await driver.dequeue_tasks("t", 10)] == [b'"past"']

@@ -1,0 +1,95 @@
+"""Lost tasks (BEHAVIOUR 3.7, Where-we-differ 6): expired leases and graceful stop report LOST."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cereal import Decision, TaskStatus, WorkflowInstance, errors
+from tests.conformance._executors import INST, WF, AsyncBlocker, Flow, enqueue, register
+from tests.plugins.manager import MakeManager, eventually, wait_finished
+
+
+class Outcomes:
+    """on_task_complete that records each TaskResult and completes when every task is done."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+
+    def __call__(self, w: WorkflowInstance, ev: Any) -> Decision:
+        self.results.append(ev.result)
+        statuses = {**(w.get_payload() or {}), ev.result.task_name: str(ev.result.status)}
+        if w.total_completed_tasks() == w.total_enqueued_tasks():
+            return w.complete(statuses)
+        return w.continue_(statuses)
+
+
+async def test_task_whose_heartbeat_stops_reaches_its_workflow_as_lost(
+    make_manager: MakeManager,
+) -> None:
+    # Given a Manager running the workflow that sweeps leases with a 1 s expiry
+    outcomes = Outcomes()
+    sweeping = register(
+        make_manager(task_heartbeat_interval=0.1, task_expiry=1.0),
+        {WF: Flow(enqueue(("silent", None)), outcomes)},
+    )
+    # and a Manager running the task that heartbeats far less often than that expiry
+    blocker = AsyncBlocker()
+    silent = register(
+        make_manager(task_heartbeat_interval=30.0, task_expiry=60.0), tasks={"silent": blocker}
+    )
+    await silent.start()
+    await sweeping.start()
+
+    try:
+        # When the task runs without a heartbeat past the expiry
+        await sweeping.enqueue_workflow(WF, INST)
+        await eventually(lambda: len(blocker.started) == 1, what="task started")
+        done = await wait_finished(sweeping, WF, INST, timeout=30)
+    finally:
+        blocker.release.set()
+
+    # Then the workflow saw it LOST, with TaskLostError, counted as completed
+    assert done.get_result() == {"silent": "lost"}
+    [result] = outcomes.results
+    assert result.status == TaskStatus.LOST
+    assert isinstance(result.err(), errors.TaskLostError)
+
+
+async def test_graceful_stop_reports_running_tasks_lost_at_once(make_manager: MakeManager) -> None:
+    # Given a workflow Manager whose lease expiry is far beyond the test's patience
+    outcomes = Outcomes()
+    flow = Flow(enqueue(("long", None), ("short", None)), outcomes)
+    workflows = register(make_manager(task_heartbeat_interval=0.1, task_expiry=600.0), {WF: flow})
+    # and a task Manager running one long task and one short task
+    long_task = AsyncBlocker()
+    short_task = AsyncBlocker(result="short done")
+    tasks = register(
+        make_manager(task_heartbeat_interval=0.1, task_expiry=600.0),
+        tasks={"long": long_task, "short": short_task},
+    )
+    await tasks.start()
+    await workflows.start()
+    try:
+        await workflows.enqueue_workflow(WF, INST)
+        await eventually(
+            lambda: len(long_task.started) == 1 and len(short_task.started) == 1,
+            what="both tasks started",
+        )
+
+        # When the task Manager stops with a grace period; the short task ends within it
+        stopping = asyncio.create_task(tasks.stop(grace_period=1.0))
+        await asyncio.sleep(0)  # let stop() begin before the short task ends
+        short_task.release.set()
+        await stopping
+    finally:
+        long_task.release.set()
+        short_task.release.set()
+
+    # Then the long task was cancelled and its workflow saw it LOST without waiting for expiry
+    done = await wait_finished(workflows, WF, INST, timeout=20)
+    assert done.get_result() == {"long": "lost", "short": "success"}
+    assert len(long_task.cancelled) == 1
+    by_name = {result.task_name: result for result in outcomes.results}
+    assert by_name["short"].get() == "short done"
+    assert isinstance(by_name["long"].err(), errors.TaskLostError)

@@ -1,0 +1,105 @@
+"""A separate process for the SQLite multi-process tests: ``python -m tests.drivers._sqlite_child``.
+
+Commands (each prints ``ready`` first, then waits for the go file if one is given):
+
+- ``migrate DB GO``: migrate, print the JSON list of migrations applied here.
+- ``claim DB TASK GO``: claim tasks (1-5 at a time) and succeed them until the
+  queue stays empty; print the JSON list of claimed task ids.
+- ``hold DB WORKFLOW``: dequeue one workflow event, print ``claimed``, sleep forever.
+- ``hold-task DB TASK``: claim one task, print ``claimed``, sleep forever.
+- ``enqueue DB WORKFLOW INSTANCE``: enqueue one instance, print ``done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+
+from cereal.drivers.sqlite import SQLiteDriver
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def wait_for(go: str) -> None:
+    deadline = time.monotonic() + 30
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            raise SystemExit("go file never appeared")
+        time.sleep(0.002)
+
+
+async def migrate(db: str, go: str) -> None:
+    driver = SQLiteDriver(db)
+    say("ready")
+    wait_for(go)
+    say(json.dumps(await driver.migrate()))
+
+
+async def claim(db: str, task_name: str, go: str) -> None:
+    driver = SQLiteDriver(db, busy_timeout=10)
+    await driver.init()
+    say("ready")
+    wait_for(go)
+    claimed: list[str] = []
+    empty_in_a_row = 0
+    while empty_in_a_row < 20:
+        batch = await driver.dequeue_tasks(task_name, random.randint(1, 5))
+        if not batch:
+            empty_in_a_row += 1
+            await asyncio.sleep(0.005)
+            continue
+        empty_in_a_row = 0
+        for task, completer in batch:
+            claimed.append(task.metadata.task_id)
+            await completer.succeed(None)
+    await driver.close()
+    say(json.dumps(claimed))
+
+
+async def hold(db: str, workflow_name: str) -> None:
+    driver = SQLiteDriver(db)
+    await driver.init()
+    say("ready")
+    await driver.dequeue_workflow([workflow_name])
+    say("claimed")
+    await asyncio.sleep(3600)
+
+
+async def hold_task(db: str, task_name: str) -> None:
+    driver = SQLiteDriver(db)
+    await driver.init()
+    say("ready")
+    await driver.dequeue_task(task_name)
+    say("claimed")
+    await asyncio.sleep(3600)
+
+
+async def enqueue(db: str, workflow_name: str, instance_name: str) -> None:
+    driver = SQLiteDriver(db)
+    await driver.init()
+    say("ready")
+    await driver.enqueue_workflow(workflow_name, instance_name, None)
+    await driver.close()
+    say("done")
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    commands = {
+        "migrate": migrate,
+        "claim": claim,
+        "hold": hold,
+        "hold-task": hold_task,
+        "enqueue": enqueue,
+    }
+    asyncio.run(commands[command](*args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

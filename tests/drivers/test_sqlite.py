@@ -1,0 +1,388 @@
+"""SQLiteDriver specifics in one process: durability, migrations, locking, wakeups.
+
+The generic contract is checked by tests/conformance on every driver; the
+multi-process tests are in test_sqlite_multiprocess.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cereal import errors
+from cereal._time import utcnow
+from cereal.drivers import open_driver
+from cereal.drivers.sqlite import SQLiteDriver
+from cereal.drivers.sqlite._migrate import split_statements
+from cereal.drivers.sqlite._sql import Q
+from cereal.models import HistoryRetention, ListWorkflowFilter, NewTask, WorkflowEventType
+
+PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "cereal.db")
+
+
+@pytest.fixture
+async def drv(db_path: str) -> AsyncIterator[SQLiteDriver]:
+    driver = SQLiteDriver(db_path)
+    await driver.init()
+    try:
+        yield driver
+    finally:
+        while driver.is_open:
+            await driver.close()
+
+
+def sqlite_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("cereal-sqlite")]
+
+
+async def start_with_tasks(driver: SQLiteDriver, count: int, task_name: str = "t") -> None:
+    await driver.enqueue_workflow("wf", "inst", b"{}")
+    _, completer = await driver.dequeue_workflow(["wf"])
+    async with completer:
+        await completer.continue_(None, [NewTask(task_name, b"%d" % i) for i in range(count)])
+
+
+# ---- durability and lifecycle ---------------------------------------------------------
+
+
+async def test_everything_survives_close_and_reopen(db_path: str) -> None:
+    first = SQLiteDriver(db_path)
+    await first.init()
+    await start_with_tasks(first, 2)
+    await first.create_workflow_schedule("wf", "sched", b"[1]", True, "FREQ=HOURLY", utcnow())
+    await first.enqueue_workflow("wf", "done", None)
+    _, completer = await first.dequeue_workflow(["wf"])
+    await completer.close()  # rolled back: the start event stays queued
+    await first.close()
+
+    second = SQLiteDriver(db_path)
+    async with second:
+        live = await second.get_workflow_instance("wf", "inst")
+        assert live.is_running() and live.parameters == b"{}"
+        claimed = await second.dequeue_tasks("t", 10)
+        assert [task.parameters for task, _ in claimed] == [b"0", b"1"]
+        (schedule,) = await second.list_workflow_schedules()
+        assert (schedule.instance_name, schedule.parameters) == ("sched", b"[1]")
+        event, completer = await second.dequeue_workflow(["wf"])
+        async with completer:
+            assert (event.type, event.instance.instance_name) == (WorkflowEventType.START, "done")
+            await completer.done(b'"r"')
+    async with SQLiteDriver(db_path) as third:
+        finished = await third.get_workflow_instance("wf", "done")
+        assert finished.get_result() == "r"
+
+
+async def test_init_close_init_cycles_leave_no_thread(db_path: str) -> None:
+    before = len(sqlite_threads())
+    driver = SQLiteDriver(db_path)
+    for round_ in range(3):
+        await driver.init()
+        await driver.init()  # shared by a second Manager
+        await driver.enqueue_workflow("wf", f"i{round_}", None)
+        await driver.close()
+        assert driver.is_open
+        await driver.close()
+        assert not driver.is_open
+        await driver.close()  # idempotent
+    assert len(sqlite_threads()) == before
+    async with driver:
+        listed = await driver.list_workflow_instances(ListWorkflowFilter())
+    assert [inst.instance_name for inst in listed] == ["i0", "i1", "i2"]
+
+
+async def test_use_before_init_is_a_driver_error(db_path: str) -> None:
+    with pytest.raises(errors.DriverError, match="not open"):
+        await SQLiteDriver(db_path).enqueue_workflow("wf", "i", None)
+
+
+async def test_unopenable_path_is_a_driver_error(tmp_path: Path) -> None:
+    driver = SQLiteDriver(str(tmp_path / "missing" / "dir" / "cereal.db"))
+    with pytest.raises(errors.DriverError, match="cannot open"):
+        await driver.init()
+    assert not driver.is_open
+
+
+async def test_pragmas(drv: SQLiteDriver, db_path: str) -> None:
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_options_from_the_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db?busy_timeout=1.5&synchronous=normal&busy_retries=0"
+    driver = open_driver(url)
+    assert isinstance(driver, SQLiteDriver)
+    assert driver.path == f"{tmp_path}/x.db"
+    assert driver._settings.busy_timeout == 1.5
+    assert driver._settings.synchronous == "NORMAL"
+    assert driver._settings.attempts == 1
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteDriver("x.db", synchronous="OFF; DROP TABLE x")
+    with pytest.raises(ValueError, match="busy_timeout"):
+        SQLiteDriver("x.db", busy_timeout="soon")
+    with pytest.raises(ValueError, match="busy_retries"):
+        SQLiteDriver("x.db", busy_retries=1.5)
+
+
+# ---- migrations -----------------------------------------------------------------------
+
+
+async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
+    driver = SQLiteDriver(db_path)
+    assert await driver.migrate() == ["0001_initial"]
+    assert await driver.migrate() == []
+    async with driver:
+        assert await driver.migrate() == []  # while open, too
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT version, name, length(checksum), applied_at > 0 FROM cereal_schema_migrations"
+        ).fetchall()
+    conn.close()
+    assert rows == [(1, "initial", 64, 1)]
+
+
+async def test_changed_checksum_of_an_applied_migration_is_a_hard_error(db_path: str) -> None:
+    await SQLiteDriver(db_path).migrate()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE cereal_schema_migrations SET checksum = 'edited' WHERE version = 1")
+    conn.close()
+    driver = SQLiteDriver(db_path)
+    with pytest.raises(errors.DriverError, match="0001_initial.*checksum"):
+        await driver.init()
+    assert not driver.is_open
+    assert sqlite_threads() == []
+
+
+async def test_a_migration_from_a_newer_cereal_is_a_hard_error(db_path: str) -> None:
+    await SQLiteDriver(db_path).migrate()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "INSERT INTO cereal_schema_migrations VALUES (2, 'future', 'x', 0)",
+        )
+    conn.close()
+    with pytest.raises(errors.DriverError, match="newer cereal"):
+        await SQLiteDriver(db_path).init()
+
+
+def test_split_statements() -> None:
+    script = "CREATE TABLE a (x TEXT DEFAULT ';');\n-- a comment; with a semicolon\nSELECT 1;\n"
+    assert split_statements(script) == [
+        "CREATE TABLE a (x TEXT DEFAULT ';');",
+        "-- a comment; with a semicolon\nSELECT 1;",
+    ]
+    with pytest.raises(ValueError, match="unfinished"):
+        split_statements("SELECT 1;\nSELECT 2")
+
+
+def test_every_query_is_used_and_every_used_query_exists() -> None:
+    source = "".join(path.read_text() for path in PACKAGE.glob("*.py"))
+    used = set(re.findall(r"""Q\[["']([a-z_]+)["']\]""", source))
+    assert used == set(Q)
+
+
+def test_sql_files_are_package_data() -> None:
+    from importlib import resources
+
+    folder = resources.files("cereal.drivers.sqlite")
+    assert folder.joinpath("queries.sql").is_file()
+    assert folder.joinpath("migrations").joinpath("0001_initial.sql").is_file()
+
+
+# ---- locking --------------------------------------------------------------------------
+
+
+def hold_write_lock(db_path: str, seconds: float) -> threading.Thread:
+    """Hold the write lock from a foreign connection for ``seconds`` (in a thread)."""
+    locked = threading.Event()
+
+    def run() -> None:
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(seconds)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert locked.wait(5)
+    return thread
+
+
+async def test_a_write_waits_for_a_briefly_held_lock(db_path: str) -> None:
+    async with SQLiteDriver(db_path, busy_timeout=5) as driver:
+        holder = hold_write_lock(db_path, 0.3)
+        started = time.monotonic()
+        await driver.enqueue_workflow("wf", "i", None)
+        assert time.monotonic() - started >= 0.2
+        holder.join()
+
+
+async def test_a_lock_held_past_every_retry_is_a_clear_driver_error(db_path: str) -> None:
+    async with SQLiteDriver(db_path, busy_timeout=0.1, busy_retries=1) as driver:
+        holder = hold_write_lock(db_path, 1.0)
+        try:
+            with pytest.raises(errors.DriverError, match="locked.*busy_timeout=0.1s.*2 attempts"):
+                await driver.enqueue_workflow("wf", "i", None)
+            # readers are never blocked by a writer (WAL)
+            with pytest.raises(errors.WorkflowInstanceNotFoundError):
+                await driver.get_workflow_instance("wf", "i")
+            # an idle dequeue only reads, so it does not wait for the lock either
+            assert await driver.dequeue_tasks("t", 5) == []
+        finally:
+            holder.join()
+        await driver.enqueue_workflow("wf", "i", None)  # the lock is free again
+
+
+async def test_a_cancelled_dequeue_gives_its_tasks_back(db_path: str) -> None:
+    async with SQLiteDriver(db_path, busy_timeout=5) as driver:
+        await start_with_tasks(driver, 2)
+        holder = hold_write_lock(db_path, 0.3)
+        waiting = asyncio.create_task(driver.dequeue_tasks("t", 2))
+        await asyncio.sleep(0.1)  # the claim is now waiting for the write lock
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        holder.join()
+        for _ in range(100):  # the claim commits, then its undo job runs
+            claimed = await driver.dequeue_tasks("t", 2)
+            if claimed:
+                break
+            await asyncio.sleep(0.01)
+        assert [task.parameters for task, _ in claimed] == [b"0", b"1"]
+        assert [task.metadata.attempt for task, _ in claimed] == [1, 1]
+
+
+# ---- claims, leases and sweep -----------------------------------------------------------
+
+
+async def test_kill_while_claimed_makes_the_decision_lose_its_claim(drv: SQLiteDriver) -> None:
+    await drv.enqueue_workflow("wf", "i", None)
+    _, completer = await drv.dequeue_workflow(["wf"])
+    await drv.kill_workflow("wf", "i", "killed")
+    with pytest.raises(errors.WorkflowClaimLostError):
+        await completer.continue_(None, [NewTask("t")])
+    await completer.close()
+    assert (await drv.get_workflow_instance("wf", "i")).err == "killed"
+    assert await drv.dequeue_tasks("t", 1) == []
+
+
+async def test_sweep_releases_a_stale_claim_and_the_decision_then_fails(
+    drv: SQLiteDriver,
+) -> None:
+    await drv.enqueue_workflow("wf", "i", None)
+    first, stale = await drv.dequeue_workflow(["wf"])
+    await asyncio.sleep(0.05)
+    report = await drv.sweep(0.01)
+    assert report.released_claims == 1
+    again, fresh = await drv.dequeue_workflow(["wf"])
+    assert again == first
+    with pytest.raises(errors.WorkflowClaimLostError):
+        await stale.done(None)
+    async with fresh:
+        await fresh.done(b"1")
+    await stale.close()
+
+
+async def test_heartbeat_keeps_a_claim_from_the_sweep(drv: SQLiteDriver) -> None:
+    await drv.enqueue_workflow("wf", "i", None)
+    _, completer = await drv.dequeue_workflow(["wf"])
+    for _ in range(3):
+        await asyncio.sleep(0.03)
+        await completer.heartbeat()
+        assert (await drv.sweep(0.2)).released_claims == 0
+    async with completer:
+        await completer.done(None)
+
+
+async def test_sweep_expires_a_dead_lease_as_lost(drv: SQLiteDriver) -> None:
+    await start_with_tasks(drv, 1)
+    ((_, lease),) = await drv.dequeue_tasks("t", 1)
+    await asyncio.sleep(0.05)
+    assert (await drv.sweep(0.01)).expired_tasks == 1
+    with pytest.raises(errors.TaskLostError):
+        await lease.succeed(None)
+    event, completer = await drv.dequeue_workflow(["wf"])
+    async with completer:
+        assert event.task_result is not None
+        assert event.task_result.status == "lost"
+        assert event.completed_task_count == 1
+        await completer.continue_(None, [])
+
+
+async def test_sweep_trims_history_by_count_and_age(db_path: str) -> None:
+    retention = HistoryRetention(max_rows=5, margin_rows=2)
+    async with SQLiteDriver(db_path, retention=retention) as driver:
+        for i in range(7):
+            await driver.enqueue_workflow("wf", f"i{i}", None)
+            _, completer = await driver.dequeue_workflow(["wf"])
+            async with completer:
+                await completer.done(None)
+        assert (await driver.sweep(60)).trimmed_results == 4
+        kept = await driver.list_workflow_instances(ListWorkflowFilter())
+        assert [inst.instance_name for inst in kept] == ["i4", "i5", "i6"]
+        assert (await driver.sweep(60)).trimmed_results == 0
+        driver.retention = HistoryRetention(max_age=0.0)
+        await asyncio.sleep(0.01)
+        assert (await driver.sweep(60)).trimmed_results == 3
+
+
+# ---- wakeups ------------------------------------------------------------------------------
+
+
+async def test_own_commits_wake_by_name_and_never_as_foreign(drv: SQLiteDriver) -> None:
+    calls: list[tuple[str, str | None]] = []
+    drv.add_wakeup_listener(lambda kind, name: calls.append((kind, name)))
+    await start_with_tasks(drv, 2, task_name="tn")
+    await asyncio.sleep(0.15)  # several watcher ticks
+    assert ("workflow", "wf") in calls
+    assert ("task", "tn") in calls
+    assert all(name is not None for _, name in calls), calls
+
+
+async def test_another_connection_commit_wakes_every_kind(db_path: str) -> None:
+    async with SQLiteDriver(db_path) as watcher, SQLiteDriver(db_path) as other:
+        woken = asyncio.Event()
+        calls: list[tuple[str, str | None]] = []
+        loop = asyncio.get_running_loop()
+
+        def listener(kind: str, name: str | None) -> None:
+            calls.append((kind, name))
+            loop.call_soon_threadsafe(woken.set)
+
+        watcher.add_wakeup_listener(listener)
+        await asyncio.sleep(0.1)  # the watcher has read a first data_version
+        await other.create_workflow_schedule("wf", "s", None, True, "FREQ=DAILY", utcnow())
+        await asyncio.wait_for(woken.wait(), 2)
+        await asyncio.sleep(0.05)
+        assert {("workflow", None), ("task", None), ("schedule", None)} <= set(calls)
+        watcher.remove_wakeup_listener(listener)
+
+
+async def test_due_schedule_claim_is_exclusive_until_released(drv: SQLiteDriver) -> None:
+    await drv.create_workflow_schedule("wf", "s", b"1", True, "FREQ=DAILY", utcnow())
+    schedule, completer = await drv.get_due_scheduled_workflow()
+    with pytest.raises(errors.NoDueWorkflowsError):
+        await drv.get_due_scheduled_workflow()
+    await completer.close()
+    again, completer = await drv.get_due_scheduled_workflow()
+    assert again.id == schedule.id
+    async with completer:
+        later = utcnow() + timedelta(days=1)
+        assert await completer.enqueue_and_update(next_due_at=later, enabled=True)
+    assert (await drv.get_workflow_instance("wf", "s")).parameters == b"1"

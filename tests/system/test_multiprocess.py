@@ -1,0 +1,129 @@
+"""Real worker processes sharing one store: work is shared, nothing runs twice, crashes become LOST.
+
+Runs on every driver that declares the ``multiprocess`` capability (SQLite,
+PostgreSQL). Processes are real (``subprocess``), and the crash is a real
+SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cereal import Manager
+from cereal.drivers import Driver
+from tests.plugins.manager import eventually, wait_finished
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.requires("multiprocess")]
+
+
+def _driver_url(driver: Driver) -> str:
+    path = getattr(driver, "path", None)
+    if path is not None:
+        return f"sqlite:///{Path(path).resolve()}"
+    dsn = getattr(driver, "dsn", None)
+    if dsn is not None:
+        return str(dsn)
+    raise AssertionError(f"cannot tell the URL of {driver!r}")
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    workers: list[subprocess.Popen[bytes]] = []
+    record = tmp_path / "records"
+    record.mkdir()
+
+    def spawn(url: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.system.worker_app", url, str(record)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        workers.append(process)
+        return process
+
+    yield spawn
+    for process in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in workers:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _ready(record: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    await eventually(
+        lambda: all((record / f"{p.pid}.ready").exists() for p in processes),
+        timeout=30,
+        what="workers ready",
+    )
+
+
+async def test_two_workers_share_a_fan_out_of_1000_tasks_exactly_once(
+    driver_factory: Callable[[], Driver],
+    spawn_worker: Callable[[str], subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # Given two worker processes on one store
+    client = Manager(driver_factory())
+    url = _driver_url(client.driver)
+    workers = [spawn_worker(url), spawn_worker(url)]
+    record = tmp_path / "records"
+    await _ready(record, workers)
+
+    # When a workflow fans out 1000 tasks
+    count = 1000
+    await client.enqueue_workflow("fan-out", "batch-1", {"count": count})
+    final = await wait_finished(client, "fan-out", "batch-1", timeout=120)
+
+    # Then every completion reached the workflow exactly once and the result is right
+    assert final.get_result() == {
+        "sum": sum(i * i for i in range(count)),
+        "completions": count,
+        "distinct": count,
+    }
+    # and both processes took part, no task ran twice
+    ran = {p.pid: (record / f"{p.pid}.ran").read_text().split() for p in workers}
+    assert all(ran.values()), f"a worker ran nothing: { {k: len(v) for k, v in ran.items()} }"
+    every = [int(i) for lines in ran.values() for i in lines]
+    assert sorted(every) == list(range(count))
+    await client.stop()
+
+
+async def test_kill_9_mid_task_reports_lost_and_another_worker_carries_on(
+    driver_factory: Callable[[], Driver],
+    spawn_worker: Callable[[str], subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # Given one worker that will take the slow task
+    client = Manager(driver_factory())
+    url = _driver_url(client.driver)
+    record = tmp_path / "records"
+    victim = spawn_worker(url)
+    await _ready(record, [victim])
+    await client.enqueue_workflow("slow-then-quick", "crash-1")
+    await eventually(
+        lambda: (record / f"{victim.pid}.started-slow").exists(), timeout=30, what="slow started"
+    )
+
+    # When that worker is killed with SIGKILL mid-task and a second worker runs
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    survivor = spawn_worker(url)
+    await _ready(record, [survivor])
+
+    # Then the task reaches its workflow as LOST, and the survivor finishes the workflow
+    final = await wait_finished(client, "slow-then-quick", "crash-1", timeout=60)
+    assert final.get_result() == {"outcomes": [["slow", "lost"], ["quick", "success"]]}
+    await client.stop()

@@ -1,0 +1,122 @@
+"""A worker process for the multi-process tests: ``python -m tests.system.worker_app URL DIR``.
+
+Runs a Manager with a fan-out workflow and its tasks until SIGTERM. It writes
+``DIR/<pid>.ran`` (one line per task it executed) so tests can see who did
+what, and ``DIR/<pid>.started-slow`` when it starts a slow task (the kill -9
+test waits for that file, then kills the process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from cereal import Manager, StartEvent, Task, TaskCompleteEvent, TaskStatus, open_driver
+from cereal.instance import CancelEvent, Decision, WorkflowInstance
+
+
+class FanOut:
+    """Enqueues ``count`` squaring tasks; completes with the sum once every one came back."""
+
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        count = w.get_parameters()["count"]
+        for index in range(count):
+            w.enqueue_task("square", {"i": index})
+        return w.continue_({"sum": 0, "seen": []})
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        payload = w.get_payload()
+        index = ev.result.get_parameters()["i"]
+        payload["seen"].append(index)
+        payload["sum"] += ev.result.get()
+        if w.total_completed_tasks() == w.get_parameters()["count"]:
+            seen = payload["seen"]
+            return w.complete(
+                {"sum": payload["sum"], "completions": len(seen), "distinct": len(set(seen))}
+            )
+        return w.continue_(payload)
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+class SlowThenQuick:
+    """Runs one slow task; when it is lost, runs a quick one and completes with both outcomes."""
+
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        w.enqueue_task("slow")
+        return w.continue_({"outcomes": []})
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        outcomes = w.get_payload()["outcomes"] + [[ev.task_name, ev.result.status.value]]
+        if ev.task_name == "slow":
+            if ev.result.status is TaskStatus.LOST:
+                w.enqueue_task("quick")
+                return w.continue_({"outcomes": outcomes})
+            return w.complete({"outcomes": outcomes})
+        return w.complete({"outcomes": outcomes})
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+def build_manager(url: str, record_dir: Path, **options: Any) -> Manager:
+    """The Manager every worker process runs."""
+    ran = record_dir / f"{os.getpid()}.ran"
+
+    async def square(task: Task) -> int:
+        index: int = task.get_parameters()["i"]
+        with ran.open("a") as out:
+            out.write(f"{index}\n")
+        return index * index
+
+    async def slow(task: Task) -> str:
+        (record_dir / f"{os.getpid()}.started-slow").write_text("started")
+        await asyncio.sleep(600)
+        return "finished"
+
+    def quick(task: Task) -> str:
+        return "quick done"
+
+    manager = Manager(open_driver(url), **options)
+    manager.register_workflow_executor("fan-out", FanOut())
+    manager.register_workflow_executor("slow-then-quick", SlowThenQuick())
+    manager.register_task_executor("square", square, workers=8)
+    manager.register_task_executor("slow", slow)
+    manager.register_task_executor("quick", quick)
+    return manager
+
+
+async def serve(url: str, record_dir: Path) -> None:
+    """Run until SIGTERM, then stop gracefully."""
+    manager = build_manager(
+        url,
+        record_dir,
+        task_poll_interval=0.2,
+        workflow_poll_interval=0.2,
+        task_heartbeat_interval=0.2,
+        task_expiry=1.5,
+        stop_grace_period=2.0,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with manager:
+        (record_dir / f"{os.getpid()}.ready").write_text("ready")
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("record_dir", type=Path)
+    args = parser.parse_args()
+    asyncio.run(serve(args.url, args.record_dir))
+
+
+if __name__ == "__main__":
+    main()
