@@ -170,6 +170,13 @@ class WorkflowScheduler:
             enqueued = await completer.enqueue_and_update(
                 next_due_at=next_due or now, enabled=next_due is not None
             )
+        if next_due is None:
+            logger.info(
+                "schedule %s/%s has no more occurrences; disabled",
+                schedule.workflow_name,
+                schedule.instance_name,
+                extra={"event": "schedule_exhausted", **extra},
+            )
         if not enqueued:
             logger.info(
                 "schedule %s/%s skipped: its previous run is still running, "
@@ -179,11 +186,10 @@ class WorkflowScheduler:
                 extra={"event": "schedule_skipped", **extra},
             )
             return
-        logger.debug(
-            "schedule %s/%s enqueued; next due %s",
+        logger.info(
+            "schedule %s/%s enqueued a run",
             schedule.workflow_name,
             schedule.instance_name,
-            next_due.isoformat() if next_due else "never (disabled)",
             extra={"event": "schedule_enqueued", **extra},
         )
         try:

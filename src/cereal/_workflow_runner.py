@@ -16,13 +16,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from cereal import errors
+from cereal import _callbacks, errors
 from cereal.drivers.base import Driver, WorkflowCompleter
-from cereal.executors import WorkflowExecutor, call_plain_or_async
+from cereal.executors import WorkflowExecutor
 from cereal.instance import (
     CancelEvent,
     Decision,
-    DecisionKind,
     LiveWorkflowInstance,
     StartEvent,
     TaskCompleteEvent,
@@ -157,31 +156,12 @@ class WorkflowRunner:
         event: WorkflowEvent,
         completer: WorkflowCompleter,
     ) -> Decision:
-        callback_name, callback, ev = _callback_for(executor, event)
+        callback_name, ev = _callback_for(event)
         keepalive = asyncio.create_task(self._keep_claim(completer))
         try:
-            decision = await call_plain_or_async(callback, instance, ev)
-        except Exception as exc:
-            logger.exception(
-                "workflow %s/%s: %s raised",
-                instance.workflow_name,
-                instance.instance_name,
-                callback_name,
-                extra={"event": "callback_failed", "workflow_name": instance.workflow_name},
-            )
-            return Decision(DecisionKind.FAIL, error=f"{type(exc).__name__}: {exc}")
+            return await _callbacks.decide(executor, callback_name, instance, ev)
         finally:
             keepalive.cancel()
-        if not isinstance(decision, Decision):
-            message = (
-                f"TypeError: {callback_name} returned {type(decision).__name__}, not a Decision "
-                "(return w.continue_(), w.complete() or w.fail())"
-            )
-            logger.error(
-                "workflow %s/%s: %s", instance.workflow_name, instance.instance_name, message
-            )
-            return Decision(DecisionKind.FAIL, error=message)
-        return decision
 
     async def _keep_claim(self, completer: WorkflowCompleter) -> None:
         while True:
@@ -215,13 +195,12 @@ class WorkflowRunner:
             logger.exception("on_workflow_complete callback raised")
 
 
-def _callback_for(
-    executor: WorkflowExecutor, event: WorkflowEvent
-) -> tuple[str, Callable[..., object], object]:
+def _callback_for(event: WorkflowEvent) -> tuple[str, object]:
+    """The callback an event goes to, and the event object it receives."""
     if event.type is WorkflowEventType.START:
-        return "on_start", executor.on_start, StartEvent(event.enqueued_at)
+        return "on_start", StartEvent(event.enqueued_at)
     if event.type is WorkflowEventType.CANCEL:
-        return "on_cancel", executor.on_cancel, CancelEvent(event.enqueued_at)
+        return "on_cancel", CancelEvent(event.enqueued_at)
     data = event.task_result or TaskResultData(task_name="", status=TaskStatus.UNUSABLE_RESULT)
     ev = TaskCompleteEvent(data.task_name, TaskResult(data), event.enqueued_at)
-    return "on_task_complete", executor.on_task_complete, ev
+    return "on_task_complete", ev

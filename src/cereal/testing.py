@@ -48,12 +48,12 @@ T = TypeVar("T")
 
 __all__ = [
     "EnqueuedTask",
+    "FunctionExecutor",
     "RecordingInstance",
     "assert_complete",
     "assert_continuing",
     "assert_failed",
     "assert_tasks_enqueued",
-    "FunctionExecutor",
     "cancel_event",
     "enqueued_tasks",
     "make_executor",
@@ -78,11 +78,7 @@ class RecordingInstance(LiveWorkflowInstance):
 
     @property
     def decision(self) -> Decision:
-        """The last decision made through this instance.
-
-        Raises:
-            AssertionError: no decision was made.
-        """
+        """The last decision made through this instance (``AssertionError`` if none)."""
         if not self.decisions:
             raise AssertionError("no decision was made on this instance")
         return self.decisions[-1]
@@ -121,11 +117,9 @@ class FunctionExecutor:
         on_cancel: Callback | None = None,
     ) -> None:
         """Use the given functions (plain or async) as the three callbacks."""
-        self._callbacks = {
-            "on_start": on_start,
-            "on_task_complete": on_task_complete,
-            "on_cancel": on_cancel,
-        }
+        self._callbacks = dict(
+            zip(_callbacks.CALLBACK_EVENTS, (on_start, on_task_complete, on_cancel), strict=True)
+        )
 
     def _call(self, name: str, w: WorkflowInstance, ev: object) -> Any:
         callback = self._callbacks[name]
@@ -171,18 +165,13 @@ def make_instance(
 ) -> RecordingInstance:
     """An instance as a callback would receive it.
 
-    Args:
-        workflow_name: the instance's workflow name.
-        instance_name: the instance's name.
-        parameters: the parameters it was "enqueued" with (any JSON value).
-        payload: the payload of its last ``continue_`` (any JSON value).
-        enqueued_tasks: tasks enqueued by earlier callbacks.
-        completed_tasks: tasks completed so far, the current event's included.
+    ``parameters`` and ``payload`` are any JSON values; ``enqueued_tasks`` counts
+    the tasks earlier callbacks enqueued, ``completed_tasks`` those completed so
+    far (the current event's included).
 
     Example::
 
-        w = make_instance(parameters={"n": 3}, payload={"done": 1}, enqueued_tasks=3,
-                          completed_tasks=2)
+        w = make_instance(parameters={"n": 3}, payload={"done": 1}, enqueued_tasks=3)
 
     Raises:
         TypeError: ``parameters`` or ``payload`` is not JSON.
@@ -248,15 +237,9 @@ def task_complete_event(
 ) -> TaskCompleteEvent:
     """A :class:`~cereal.instance.TaskCompleteEvent` for a task that ended.
 
-    Args:
-        task_name: the task's name.
-        result: what the task executor returned (status ``SUCCESS``).
-        error: what it raised (status ``FAILED``); the stored text is
-            ``str(error)``, as the engine stores it.
-        status: force a status, e.g. ``TaskStatus.LOST``; by default
-            ``FAILED`` when ``error`` is given, else ``SUCCESS``.
-        parameters: the parameters the task was enqueued with.
-        enqueued_at: when the event was stored (now unless given).
+    ``result`` is what the executor returned (status ``SUCCESS``); ``error``
+    what it raised (status ``FAILED``, stored as ``str(error)`` like the engine
+    does); ``status`` forces one, e.g. ``LOST``; ``parameters`` are the task's.
 
     Example::
 
@@ -316,9 +299,7 @@ def _describe(decision: Decision) -> str:
 def assert_complete(decision: Decision, type: type[T] | None = None) -> Any:
     """Assert the decision completes its instance; returns the result, decoded.
 
-    Example::
-
-        assert assert_complete(decision) == {"total": 3}
+    Example: ``assert assert_complete(decision) == {"total": 3}``.
 
     Raises:
         AssertionError: the decision continues or fails.
@@ -331,9 +312,7 @@ def assert_complete(decision: Decision, type: type[T] | None = None) -> Any:
 def assert_continuing(decision: Decision, type: type[T] | None = None) -> Any:
     """Assert the decision keeps its instance running; returns the payload, decoded.
 
-    Example::
-
-        assert assert_continuing(decision) == {"step": 2}
+    Example: ``assert assert_continuing(decision) == {"step": 2}``.
 
     Raises:
         AssertionError: the decision completes or fails.
@@ -346,9 +325,7 @@ def assert_continuing(decision: Decision, type: type[T] | None = None) -> Any:
 def assert_failed(decision: Decision, error: BaseException | str | None = None) -> str:
     """Assert the decision fails its instance, with ``error``'s text if given; returns the text.
 
-    Example::
-
-        assert_failed(decision, "ValueError: bad input")
+    Example: ``assert_failed(decision, "ValueError: bad input")``.
 
     Raises:
         AssertionError: the decision continues or completes, or its text differs.
@@ -385,10 +362,7 @@ class EnqueuedTask:
         error: BaseException | str | None = None,
         status: TaskStatus | None = None,
     ) -> TaskCompleteEvent:
-        """The event the workflow receives when this task ends (see :func:`task_complete_event`).
-
-        The event carries this task's parameters, as the engine's does.
-        """
+        """The event the workflow gets when this task ends, with this task's parameters."""
         return task_complete_event(
             self.task_name,
             result=result,
@@ -404,13 +378,9 @@ def enqueued_tasks(decision: Decision) -> list[EnqueuedTask]:
 
 
 def assert_tasks_enqueued(decision: Decision, task_name: str, count: int) -> Sequence[EnqueuedTask]:
-    """Assert the continuing decision enqueues exactly ``count`` tasks named ``task_name``.
+    """Assert the continuing decision enqueues ``count`` tasks named ``task_name``; returns them.
 
-    Returns those tasks, in order.
-
-    Example::
-
-        (task,) = assert_tasks_enqueued(decision, "fetch", 1)
+    Example: ``(task,) = assert_tasks_enqueued(decision, "fetch", 1)``.
 
     Raises:
         AssertionError: the decision does not continue, or the count differs.

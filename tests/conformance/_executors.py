@@ -9,7 +9,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cereal import Decision, Manager, Task, TaskResult, WorkflowEvent, WorkflowInstance
+from cereal import (
+    Decision,
+    Manager,
+    Task,
+    TaskResult,
+    WorkflowEvent,
+    WorkflowInstance,
+    WorkflowInstanceStatus,
+)
 from tests.plugins.manager import wait_finished
 
 WF = "wf"
@@ -220,3 +228,15 @@ async def sync_point(manager: Manager, instance_name: str = "probe") -> None:
     """
     await manager.enqueue_workflow(PROBE_WF, instance_name)
     await wait_finished(manager, PROBE_WF, instance_name)
+
+
+async def is_running_with_payload(manager: Manager, workflow: str, instance: str) -> bool:
+    """True once the instance is live and has applied a ``continue_`` with a payload."""
+    found = await manager.get_workflow_instance(workflow, instance)
+    return found.is_running() and found.get_payload() is not None
+
+
+async def status_of(manager: Manager, workflow: str, instance: str) -> WorkflowInstanceStatus:
+    """The listed status of one (workflow, instance) pair."""
+    [entry] = await manager.list_workflow_instances(workflow_name=workflow, instance_name=instance)
+    return entry.status

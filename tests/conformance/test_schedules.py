@@ -323,3 +323,17 @@ async def test_dateutil_rrule_is_accepted(make_manager: MakeManager, dtstart: da
     got = await manager.get_workflow_schedule(WF, SCHED)
     assert got.next_due_at == FAR_FUTURE_DUE
     assert "FREQ=DAILY" in got.recurrence
+
+
+async def test_enabled_rule_without_dtstart_is_due_at_once(make_manager: MakeManager) -> None:
+    # Given a Manager with a workflow that completes at once
+    manager, completions = await scheduling_manager(make_manager)
+
+    # When a daily schedule without DTSTART is created
+    await manager.create_workflow_schedule(WF, SCHED, "daily", "FREQ=DAILY")
+
+    # Then it runs now, not in a day
+    await eventually(lambda: len(runs_of(completions)) == 1, what="first run")
+    got = await manager.get_workflow_schedule(WF, SCHED)
+    assert got.enabled is True
+    assert got.next_due_at > datetime.now(UTC) + timedelta(hours=1)

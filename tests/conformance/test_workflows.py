@@ -19,7 +19,9 @@ from tests.conformance._executors import (
     PlainFlow,
     echo,
     enqueue,
+    is_running_with_payload,
     register,
+    status_of,
     stay_running,
     summary,
     sync_point,
@@ -32,16 +34,6 @@ from tests.plugins.manager import MakeManager, eventually, wait_finished
 class Order:
     customer: str
     quantity: int
-
-
-async def is_running_with_payload(manager: Any, workflow: str, instance: str) -> bool:
-    found = await manager.get_workflow_instance(workflow, instance)
-    return found.is_running() and found.get_payload() is not None
-
-
-async def status_of(manager: Any, workflow: str, instance: str) -> WorkflowInstanceStatus:
-    [entry] = await manager.list_workflow_instances(workflow_name=workflow, instance_name=instance)
-    return entry.status
 
 
 async def test_simple_workflow_runs_its_tasks_and_completes_with_a_result(
@@ -292,9 +284,7 @@ async def test_fail_with_none_uses_a_generic_text(make_manager: MakeManager) -> 
     done = await wait_finished(manager, WF, INST)
 
     # Then it failed with some non-empty generic text
-    text = str(done.err())
-    assert done.err() is not None
-    assert text and text != "None"
+    assert str(done.err() or "") not in ("", "None")
 
 
 async def test_duplicate_enqueue_while_running_raises_and_keeps_parameters(
@@ -411,12 +401,9 @@ async def test_list_workflow_instances_filters_and_prefers_the_live_run(
     flow = Flow(on_start)
     manager = register(make_manager(), {"wf-a": flow, "wf-b": flow})
     await manager.start()
-    for workflow, instance, mode in [
-        ("wf-a", "done", "finish"),
-        ("wf-a", "again", "finish"),
-        ("wf-b", "done", "stay"),
-    ]:
+    for workflow, instance, mode in [("wf-a", "done", "finish"), ("wf-a", "again", "finish")]:
         await manager.enqueue_workflow(workflow, instance, mode)
+    await manager.enqueue_workflow("wf-b", "done", "stay")
     await wait_all_finished(manager, "wf-a", ["done", "again"])
     await manager.enqueue_workflow("wf-a", "again", "stay")
     for workflow, instance in [("wf-a", "again"), ("wf-b", "done")]:
@@ -427,8 +414,7 @@ async def test_list_workflow_instances_filters_and_prefers_the_live_run(
         return {(entry.workflow_name, entry.instance_name) for entry in found}
 
     # When listing with each filter / Then
-    everything = {("wf-a", "done"), ("wf-a", "again"), ("wf-b", "done")}
-    assert await pairs() == everything
+    assert await pairs() == {("wf-a", "done"), ("wf-a", "again"), ("wf-b", "done")}
     assert len(await manager.list_workflow_instances()) == 3
     assert await pairs(workflow_name="wf-a") == {("wf-a", "done"), ("wf-a", "again")}
     assert await pairs(instance_name="done") == {("wf-a", "done"), ("wf-b", "done")}
@@ -441,8 +427,7 @@ async def test_list_workflow_instances_filters_and_prefers_the_live_run(
     by_pair = {(e.workflow_name, e.instance_name): e for e in listed}
     finished, live = by_pair[("wf-a", "done")], by_pair[("wf-a", "again")]
     assert finished.status == WorkflowInstanceStatus.COMPLETED
-    assert not finished.is_running()
-    assert finished.get_result() == "result"
+    assert not finished.is_running() and finished.get_result() == "result"
     assert finished.get_parameters() == "finish"
     assert finished.payload is None and finished.err is None
     assert live.is_running()

@@ -160,7 +160,7 @@ async def test_changed_checksum_of_an_applied_migration_is_a_hard_error(db_path:
         conn.execute("UPDATE cereal_schema_migrations SET checksum = 'edited' WHERE version = 1")
     conn.close()
     driver = SQLiteDriver(db_path)
-    with pytest.raises(errors.DriverError, match="0001_initial.*checksum"):
+    with pytest.raises(errors.DriverError, match=r"0001_initial.*checksum"):
         await driver.init()
     assert not driver.is_open
     assert sqlite_threads() == []
@@ -237,7 +237,7 @@ async def test_a_lock_held_past_every_retry_is_a_clear_driver_error(db_path: str
     async with SQLiteDriver(db_path, busy_timeout=0.1, busy_retries=1) as driver:
         holder = hold_write_lock(db_path, 1.0)
         try:
-            with pytest.raises(errors.DriverError, match="locked.*busy_timeout=0.1s.*2 attempts"):
+            with pytest.raises(errors.DriverError, match=r"locked.*busy_timeout=0\.1s.*2 attempts"):
                 await driver.enqueue_workflow("wf", "i", None)
             # readers are never blocked by a writer (WAL)
             with pytest.raises(errors.WorkflowInstanceNotFoundError):

@@ -1,3 +1,240 @@
-"""PostgreSQL for tests: owned by the PostgreSQL driver work."""
+"""PostgreSQL for tests: find a server, migrate a template once, clone it per test.
+
+Where the server comes from, in order:
+
+1. ``CEREAL_TEST_POSTGRES_DSN`` (must work when set);
+2. a server on this host (127.0.0.1:5432 as ``postgres`` or ``root``, or the
+   default unix socket);
+3. a throwaway cluster made with ``initdb``/``pg_ctl`` (on PATH or under
+   ``/usr/lib/postgresql/*/bin``) in a temp dir on a free port, stopped at the
+   end of the session (as root it runs as the ``postgres`` user via runuser);
+4. otherwise PostgreSQL tests are skipped with the reason, except under
+   ``CI=true``, where they fail instead.
+
+The session migrates one template database (``cereal_tpl_<pid>``); each test
+gets ``CREATE DATABASE cereal_t_<uuid> TEMPLATE cereal_tpl_<pid>``, dropped at
+teardown. Database names are ours; they are still quoted as identifiers.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+ENV_DSN = "CEREAL_TEST_POSTGRES_DSN"
+LOCAL_CANDIDATES = (
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+    "postgresql://root@127.0.0.1:5432/postgres",
+    "postgresql:///postgres?host=/var/run/postgresql",
+    "postgresql://postgres@/postgres?host=/var/run/postgresql",
+)
+
+
+@dataclass
+class PostgresServer:
+    """A reachable server and how to reach its maintenance database."""
+
+    dsn: str
+    origin: str
+
+    def database_dsn(self, name: str) -> str:
+        return make_conninfo(self.dsn, dbname=name)
+
+
+def _usable(dsn: str) -> str | None:
+    """None if ``dsn`` connects with a role that may create databases, else why not."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not row or not row[0]:
+        return "the role may not create databases"
+    return None
+
+
+def _find_binaries() -> tuple[str, str] | None:
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb and pg_ctl:
+        return initdb, pg_ctl
+    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        initdb, pg_ctl = os.path.join(bindir, "initdb"), os.path.join(bindir, "pg_ctl")
+        if os.access(initdb, os.X_OK) and os.access(pg_ctl, os.X_OK):
+            return initdb, pg_ctl
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _ThrowawayCluster:
+    """A private cluster in a temp dir; ``stop()`` removes it."""
+
+    def __init__(self, initdb: str, pg_ctl: str) -> None:
+        self._pg_ctl = pg_ctl
+        self._prefix: list[str] = []
+        owner = None
+        if os.geteuid() == 0:
+            runuser = shutil.which("runuser")
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                owner = None
+            if runuser is None or owner is None:
+                raise RuntimeError("running as root without a 'postgres' user and runuser")
+            self._prefix = [runuser, "-u", "postgres", "--"]
+        self.root = tempfile.mkdtemp(prefix="cereal-pg-")
+        self.data = os.path.join(self.root, "data")
+        if owner is not None:
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+        self.port = _free_port()
+        self._run(
+            [initdb, "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
+        )
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run([pg_ctl, "-D", self.data, "-o", options, "-l", f"{self.root}/log", "-w", "start"])
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, command: list[str]) -> None:
+        subprocess.run(
+            self._prefix + command, check=True, capture_output=True, text=True, timeout=120
+        )
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run([self._pg_ctl, "-D", self.data, "-m", "immediate", "-w", "stop"])
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _unavailable(reason: str) -> None:
+    message = f"PostgreSQL tests need a server: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: not skipping)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server found (or started) once per session."""
+    env = os.environ.get(ENV_DSN)
+    if env:
+        problem = _usable(env)
+        if problem is not None:
+            pytest.fail(f"{ENV_DSN} is set but unusable: {problem}", pytrace=False)
+        yield PostgresServer(env, ENV_DSN)
+        return
+    tried: list[str] = []
+    for dsn in LOCAL_CANDIDATES:
+        problem = _usable(dsn)
+        if problem is None:
+            yield PostgresServer(dsn, "local server")
+            return
+        tried.append(f"{dsn}: {problem}")
+    binaries = _find_binaries()
+    if binaries is None:
+        _unavailable(f"set {ENV_DSN}; no local server ({'; '.join(tried)}); no initdb/pg_ctl")
+        return
+    try:
+        cluster = _ThrowawayCluster(*binaries)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        _unavailable(f"set {ENV_DSN}; no local server; a throwaway cluster failed: {detail}")
+        return
+    try:
+        yield PostgresServer(cluster.dsn, "throwaway cluster")
+    finally:
+        cluster.stop()
+
+
+def _terminate_and_drop(admin: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> Iterator[str]:
+    """The name of a database migrated once per session, cloned by each test."""
+    from cereal.drivers.postgres import PostgresDriver
+
+    name = f"cereal_tpl_{os.getpid()}"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+        _terminate_and_drop(admin, name)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    driver = PostgresDriver(postgres_server.database_dsn(name))
+    # fixtures may be set up while an event loop runs: migrate on a thread of its own
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        worker.submit(lambda: asyncio.run(driver.migrate())).result()
+    try:
+        yield name
+    finally:
+        with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+            _terminate_and_drop(admin, name)
+
+
+@pytest.fixture
+def postgres_admin_dsn(postgres_server: PostgresServer) -> str:
+    """A DSN of the server's maintenance database (for tests that administer)."""
+    return postgres_server.dsn
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test; dropped afterwards."""
+    name = f"cereal_t_{uuid.uuid4().hex[:20]}"
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(postgres_template)
+    )
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+        for attempt in range(50):
+            try:
+                admin.execute(create)
+                break
+            except psycopg.errors.ObjectInUse:  # the template still has a session
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+    try:
+        yield postgres_server.database_dsn(name)
+    finally:
+        with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+            _terminate_and_drop(admin, name)
+
+
+@pytest.fixture
+def postgres_empty_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests); dropped afterwards."""
+    name = f"cereal_e_{uuid.uuid4().hex[:20]}"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield postgres_server.database_dsn(name)
+    finally:
+        with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+            _terminate_and_drop(admin, name)

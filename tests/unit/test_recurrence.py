@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil import tz
-from dateutil.rrule import DAILY, HOURLY, SECONDLY, rrule, rrulestr, rruleset
+from dateutil.rrule import DAILY, HOURLY, SECONDLY, rrule, rruleset, rrulestr
 
 from cereal import errors, recurrence
 from cereal.recurrence import next_after, normalize
@@ -317,7 +317,7 @@ _NEW_YORK_RULES = [
     "DTSTART;TZID=America/New_York:20210313T001234\nRRULE:FREQ=SECONDLY;INTERVAL=7",
     "DTSTART;TZID=America/New_York:20210310T001234\nRRULE:FREQ=MINUTELY;INTERVAL=13;BYHOUR=1,2,3",
     "DTSTART;TZID=America/New_York:20210301T023000\nRRULE:FREQ=DAILY;INTERVAL=3",
-    "DTSTART;TZID=America/New_York:20210301T000000\nRRULE:FREQ=HOURLY;BYDAY=SU;BYSETPOS=3",
+    "DTSTART;TZID=America/New_York:20210301T000000\nRRULE:FREQ=DAILY;BYHOUR=1,2,3;BYSETPOS=-1",
 ]
 _BERLIN_RULES = [
     "DTSTART;TZID=Europe/Berlin:20210327T001234\nRRULE:FREQ=SECONDLY;INTERVAL=7",

@@ -214,7 +214,10 @@ async def test_run_callback_awaits_async_callbacks_on_the_loop() -> None:
 
 async def test_a_raising_callback_becomes_the_engines_failure() -> None:
     decision = await testing.run_callback(
-        AsyncCallbacks(), "on_task_complete", testing.make_instance(), testing.task_complete_event("t")
+        AsyncCallbacks(),
+        "on_task_complete",
+        testing.make_instance(),
+        testing.task_complete_event("t"),
     )
 
     testing.assert_failed(decision, "KeyError: 'missing'")

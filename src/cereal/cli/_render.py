@@ -136,17 +136,15 @@ def instances_table(instances: Sequence[WorkflowInstanceData]) -> None:
         out.print("no workflow instances")
         return
     table = Table(title=f"{len(instances)} workflow instance(s)")
-    for column in ("workflow", "instance", "status", "started", "ended", "result / error"):
-        table.add_column(column, overflow="fold")
+    table.add_column("workflow", overflow="fold", min_width=10)
+    table.add_column("instance", overflow="fold", min_width=10)
+    table.add_column("status", no_wrap=True)
+    table.add_column("ended", no_wrap=True)
+    table.add_column("result / error", overflow="ellipsis", max_width=32)
     for data in instances:
         outcome = data.err if data.err is not None else _short(_decoded(data.result))
         table.add_row(
-            data.workflow_name,
-            data.instance_name,
-            _status(data),
-            _time(data.started_at),
-            _time(data.ended_at),
-            outcome,
+            data.workflow_name, data.instance_name, _status(data), _time(data.ended_at), outcome
         )
     out.print(table)
 
@@ -252,10 +250,12 @@ def demo_progress(items: int) -> tuple[Progress, ProgressCallback]:
 
 def demo_report(report: DemoReport) -> None:
     """The results table printed at the end of ``cereal demo``."""
-    table = Table(title=f"cereal demo: {report.workflow_name}/{report.instance_name}")
+    table = Table(title="cereal demo results")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     table.add_row("database", report.database)
+    table.add_row("workflow", report.workflow_name)
+    table.add_row("instance", report.instance_name)
     table.add_row("items", str(report.items))
     table.add_row("succeeded", Text(str(report.succeeded), style="green"))
     table.add_row("retried (items)", Text(str(report.retried_items), style="yellow"))

@@ -36,6 +36,7 @@ from cereal.models import TaskResultData, TaskStatus, WorkflowInstanceData, Work
 logger = logging.getLogger(__name__)
 
 _UNLIMITED = 2**62
+"""Size limit for values re-encoded here: the Manager checked them against its own limit."""
 
 
 def task_parameters_object(parameters: Any, *, where: str) -> dict[str, Any]:
@@ -135,9 +136,11 @@ class WorkflowState:
             status=WorkflowInstanceStatus.COMPLETED
             if self.is_finished
             else WorkflowInstanceStatus.RUNNING,
-            parameters=values.encode(parameters, where="sub-workflow parameters"),
-            payload=values.encode(self.payload, where="sub-workflow payload"),
-            result=values.encode(self.result, where="sub-workflow result"),
+            parameters=values.encode(
+                parameters, where="sub-workflow parameters", max_bytes=_UNLIMITED
+            ),
+            payload=values.encode(self.payload, where="sub-workflow payload", max_bytes=_UNLIMITED),
+            result=values.encode(self.result, where="sub-workflow result", max_bytes=_UNLIMITED),
             err=self.err,
         )
         return ImmutableWorkflowInstance(data)
@@ -162,8 +165,12 @@ class SubWorkflowInstance(LiveWorkflowInstance):
         super().__init__(
             parent.workflow_name,
             parent.instance_name,
-            parameters=values.encode(parameters, where="sub-workflow parameters"),
-            payload=values.encode(state.payload, where="sub-workflow payload"),
+            parameters=values.encode(
+                parameters, where="sub-workflow parameters", max_bytes=_UNLIMITED
+            ),
+            payload=values.encode(
+                state.payload, where="sub-workflow payload", max_bytes=_UNLIMITED
+            ),
             enqueued_tasks=state.enqueued_tasks,
             completed_tasks=state.completed_tasks,
             max_value_bytes=_UNLIMITED,
@@ -203,7 +210,7 @@ def strip_routing(event: TaskCompleteEvent, routing_key: str) -> TaskCompleteEve
     data = TaskResultData(
         task_name=result.task_name,
         status=result.status,
-        parameters=values.encode(parameters or None, where="task parameters"),
+        parameters=values.encode(parameters or None, where="task parameters", max_bytes=_UNLIMITED),
         error_text=text,
         result=None
         if failure is not None

@@ -115,6 +115,11 @@ class PostgresBase(Driver):
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: NotificationListener | None = None
 
+    @property
+    def dsn(self) -> str:
+        """The libpq URL or conninfo this driver connects with (cereal's options removed)."""
+        return self._conninfo
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._display!r})"
 

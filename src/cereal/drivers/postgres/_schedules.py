@@ -31,7 +31,7 @@ class PostgresSchedules(PostgresBase):
         Raises:
             WorkflowScheduleExistsError: one with these names exists.
         """
-        wakes: list[Wake] = [("schedule", workflow_name)]
+        wakes: list[Wake] = [("schedule", None)]
         params = {
             "workflow_name": workflow_name,
             "instance_name": instance_name,
@@ -77,7 +77,7 @@ class PostgresSchedules(PostgresBase):
         Raises:
             WorkflowScheduleNotFoundError: no such schedule; nothing changed.
         """
-        wakes: list[Wake] = [("schedule", workflow_name)]
+        wakes: list[Wake] = [("schedule", None)]
         unset = isinstance(update.parameters, Unset)
         params = {
             "workflow_name": workflow_name,
@@ -101,11 +101,17 @@ class PostgresSchedules(PostgresBase):
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        params = {"workflow_name": workflow_name, "instance_name": instance_name}
+        wakes: list[Wake] = [("schedule", None)]
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "note": self._note(wakes),
+        }
         async with self._connection("delete_workflow_schedule") as conn:
             row = await fetch_one(conn, "delete_schedule", params)
         if row is None:
             raise errors.WorkflowScheduleNotFoundError()
+        self._wake_all(wakes)
 
     async def get_due_scheduled_workflow(
         self,

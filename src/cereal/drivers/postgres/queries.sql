@@ -380,9 +380,15 @@ FROM changed
 
 -- name: delete_schedule
 -- Remove a schedule.
-DELETE FROM cereal_workflow_schedules
-WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
-RETURNING id
+WITH removed AS (
+    DELETE FROM cereal_workflow_schedules
+    WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+    RETURNING id
+)
+SELECT id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM removed
 
 -- name: lock_due_schedule
 -- The earliest due enabled schedule no other scheduler holds.

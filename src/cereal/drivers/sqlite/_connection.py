@@ -63,6 +63,54 @@ class Settings:
     attempts: int
     watch_interval: float
 
+    @classmethod
+    def parse(
+        cls,
+        path: str,
+        *,
+        busy_timeout: object,
+        busy_retries: object,
+        synchronous: object,
+        wakeup_interval: object,
+    ) -> Settings:
+        """Check the driver's options (numbers may be strings from a URL query).
+
+        Raises:
+            ValueError: an option is out of range or not a number.
+        """
+        sync = str(synchronous).upper()
+        if sync not in SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}"
+            )
+        retries = number(busy_retries, "busy_retries")
+        if retries != int(retries):
+            raise ValueError(f"busy_retries must be a whole number, got {busy_retries!r}")
+        return cls(
+            path=path,
+            busy_timeout=number(busy_timeout, "busy_timeout"),
+            synchronous=sync,
+            attempts=int(retries) + 1,
+            watch_interval=number(wakeup_interval, "wakeup_interval"),
+        )
+
+
+def number(value: object, name: str) -> float:
+    """A finite option >= 0 given as a number or a numeric string (from a URL query).
+
+    Raises:
+        ValueError: ``value`` is not such a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        result = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not 0 <= result < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return result
+
 
 class _Stop:
     """Marks the end of the job queue."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from cereal import errors
 from cereal.drivers.base import TaskCompleter
+from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
 from cereal.models import HistoryRetention, TaskData, TaskMetadata, TaskStatus, WorkflowEventType
 
@@ -171,6 +172,36 @@ class SQLiteTaskCompleter(TaskCompleter):
 
 
 # ---- sweep -----------------------------------------------------------------------------
+
+
+async def sweep(
+    db: Connection, expiry: float, retention: HistoryRetention
+) -> tuple[list[str], int, int]:
+    """Expire dead leases, release stale claims, trim history: three short transactions.
+
+    Each step first reads whether it has anything to do, so an idle sweep
+    never takes the write lock.
+
+    Returns:
+        The workflow of each expired task, the claims released, the rows trimmed.
+    """
+    cutoff = now() - expiry
+    expired: list[str] = await db.call(
+        lambda conn: expire_tasks(conn, cutoff),
+        ready=lambda conn: has_expired_task(conn, cutoff),
+        empty=[],
+    )
+    released: int = await db.call(
+        lambda conn: release_stale_claims(conn, cutoff),
+        ready=lambda conn: has_stale_claim(conn, cutoff),
+        empty=0,
+    )
+    trimmed: int = await db.call(
+        lambda conn: trim_history(conn, retention),
+        ready=lambda conn: history_to_trim(conn, retention),
+        empty=0,
+    )
+    return expired, released, trimmed
 
 
 def has_expired_task(conn: sqlite3.Connection, cutoff: float) -> bool:

@@ -25,6 +25,7 @@ from cereal import errors
 from cereal.drivers.base import WorkflowCompleter
 from cereal.drivers.sqlite._sql import Q, blob, epoch, finish_instance, instant, now
 from cereal.models import (
+    ListWorkflowFilter,
     NewTask,
     TaskResultData,
     TaskStatus,
@@ -159,6 +160,33 @@ def enqueue(
         },
     )
     return True
+
+
+def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error: str) -> None:
+    """Finish the live instance with ``error`` whether or not it is claimed.
+
+    Raises:
+        WorkflowInstanceNotFoundError: no live instance.
+    """
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    row = conn.execute(Q["find_live_instance"], names).fetchone()
+    if row is None:
+        raise errors.WorkflowInstanceNotFoundError()
+    finish_instance(conn, int(row["id"]), None, error, now())
+
+
+def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlite3.Row]:
+    """Live rows, then the newest finished run of each pair without one (one snapshot)."""
+    names = {"workflow_name": where.workflow_name, "instance_name": where.instance_name}
+    rows: list[sqlite3.Row] = []
+    if where.is_running is not False:
+        rows += conn.execute(Q["list_live_instances"], names).fetchall()
+    if where.is_running is not True:
+        if where.workflow_name is None:
+            rows += conn.execute(Q["list_history_of_any_workflow"], names).fetchall()
+        else:
+            rows += conn.execute(Q["list_history_of_workflow"], names).fetchall()
+    return rows
 
 
 class SQLiteWorkflowCompleter(WorkflowCompleter):

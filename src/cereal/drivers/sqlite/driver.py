@@ -15,7 +15,6 @@ through ``PRAGMA data_version``; in-process wakeups follow each commit.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -29,12 +28,11 @@ from cereal.drivers.base import (
     WorkflowCompleter,
 )
 from cereal.drivers.sqlite import _schedules, _tasks, _workflows
-from cereal.drivers.sqlite._connection import SYNCHRONOUS, Connection, Settings
+from cereal.drivers.sqlite._connection import Connection, Settings, number
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.drivers.sqlite._sql import (
     Q,
     epoch,
-    finish_instance,
     instance_from_row,
     now,
     schedule_from_row,
@@ -91,19 +89,14 @@ class SQLiteDriver(Driver):
         retention: HistoryRetention | None = None,
     ) -> None:
         super().__init__(retention=retention)
-        sync = str(synchronous).upper()
-        if sync not in SYNCHRONOUS:
-            raise ValueError(
-                f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}"
-            )
-        self._settings = Settings(
-            path=os.fspath(path),
-            busy_timeout=_number(busy_timeout, "busy_timeout"),
-            synchronous=sync,
-            attempts=_count(busy_retries, "busy_retries") + 1,
-            watch_interval=_number(wakeup_interval, "wakeup_interval"),
+        self._settings = Settings.parse(
+            os.fspath(path),
+            busy_timeout=busy_timeout,
+            busy_retries=busy_retries,
+            synchronous=synchronous,
+            wakeup_interval=wakeup_interval,
         )
-        self._schedule_claim_timeout = _number(schedule_claim_timeout, "schedule_claim_timeout")
+        self._schedule_claim_timeout = number(schedule_claim_timeout, "schedule_claim_timeout")
         self._db: Connection | None = None
         self._applied_at_open: list[str] = []
 
@@ -226,15 +219,9 @@ class SQLiteDriver(Driver):
         Raises:
             WorkflowInstanceNotFoundError: no live instance.
         """
-        names = {"workflow_name": workflow_name, "instance_name": instance_name}
-
-        def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute(Q["find_live_instance"], names).fetchone()
-            if row is None:
-                raise errors.WorkflowInstanceNotFoundError()
-            finish_instance(conn, int(row["id"]), None, error, now())
-
-        await self._connection().call(job)
+        await self._connection().call(
+            lambda conn: _workflows.kill(conn, workflow_name, instance_name, error)
+        )
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
@@ -259,22 +246,9 @@ class SQLiteDriver(Driver):
 
         Sorted by workflow name, then instance name.
         """
-        names = {"workflow_name": where.workflow_name, "instance_name": where.instance_name}
-        history = (
-            Q["list_history_of_any_workflow"]
-            if where.workflow_name is None
-            else Q["list_history_of_workflow"]
+        rows = await self._connection().call(
+            lambda conn: _workflows.list_rows(conn, where), mode="read"
         )
-
-        def job(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            rows: list[sqlite3.Row] = []
-            if where.is_running is not False:
-                rows += conn.execute(Q["list_live_instances"], names).fetchall()
-            if where.is_running is not True:
-                rows += conn.execute(history, names).fetchall()
-            return rows
-
-        rows = await self._connection().call(job, mode="read")
         found = [instance_from_row(row) for row in rows]
         return sorted(found, key=lambda inst: (inst.workflow_name, inst.instance_name))
 
@@ -295,31 +269,9 @@ class SQLiteDriver(Driver):
         return [(lease.data, _tasks.SQLiteTaskCompleter(self, lease)) for lease in leases]
 
     async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire dead task leases as ``LOST``, release stale claims, trim history.
-
-        Each step first reads whether it has anything to do, so an idle sweep
-        never takes the write lock. ``task_expiry`` also bounds how long a
-        workflow claim may go without a heartbeat.
-        """
+        """Expire leases as ``LOST``, release claims idle past ``task_expiry``, trim history."""
         expiry = _time.seconds(task_expiry, name="task_expiry")
-        db = self._connection()
-        cutoff = now() - expiry
-        expired: list[str] = await db.call(
-            lambda conn: _tasks.expire_tasks(conn, cutoff),
-            ready=lambda conn: _tasks.has_expired_task(conn, cutoff),
-            empty=[],
-        )
-        released = await db.call(
-            lambda conn: _tasks.release_stale_claims(conn, cutoff),
-            ready=lambda conn: _tasks.has_stale_claim(conn, cutoff),
-            empty=0,
-        )
-        retention = self.retention
-        trimmed = await db.call(
-            lambda conn: _tasks.trim_history(conn, retention),
-            ready=lambda conn: _tasks.history_to_trim(conn, retention),
-            empty=0,
-        )
+        expired, released, trimmed = await _tasks.sweep(self._connection(), expiry, self.retention)
         for workflow_name in dict.fromkeys(expired):
             self._wake("workflow", workflow_name)
         if released:
@@ -443,24 +395,3 @@ class SQLiteDriver(Driver):
         if row is None:
             raise errors.NoScheduledWorkflowsError()
         return schedule_from_row(row)
-
-
-def _number(value: object, name: str) -> float:
-    """A finite option >= 0 given as a number or a numeric string (from a URL query)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not 0 <= number < float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return number
-
-
-def _count(value: object, name: str) -> int:
-    """A whole-number option >= 0 (a numeric string is accepted)."""
-    number = _number(value, name)
-    if number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(number)

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Bootstrap the development environment, then run a project command in it.
+
+Run with the system Python (3.11+, standard library only):
+
+    python3 scripts/dev.py demo [cereal demo options]   # run the demo
+    python3 scripts/dev.py test [pytest options]        # ruff, ruff format, mypy, pytest
+    python3 scripts/dev.py lock                         # refresh constraints.txt from the venv
+
+It creates ``.venv`` when missing and (re)installs the project with
+``pip install -e '.[dev]' -c constraints.txt`` whenever pyproject.toml or
+constraints.txt changed since the last install (a stamp file in .venv
+records their hash). Exit codes of the steps are propagated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".cereal-dev-install"
+INPUTS = ("pyproject.toml", "constraints.txt")
+LOCK_HEADER = """\
+# Pinned versions of every dependency of the dev environment (the lock).
+# scripts/dev.py installs with: pip install -e '.[dev]' -c constraints.txt
+# Refresh after changing dependencies in pyproject.toml:
+#     python3 scripts/dev.py lock
+# (that is: .venv/bin/pip install -U -e '.[dev]' && .venv/bin/pip freeze --exclude-editable)
+"""
+PYTEST_NO_TESTS = 5
+
+
+def say(message: str) -> None:
+    print(f"[dev] {message}", file=sys.stderr, flush=True)
+
+
+def run(command: Sequence[str | Path]) -> int:
+    say("$ " + " ".join(str(part) for part in command))
+    return subprocess.call([str(part) for part in command], cwd=ROOT)
+
+
+def inputs_digest() -> str:
+    digest = hashlib.sha256()
+    for name in INPUTS:
+        path = ROOT / name
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path.exists() else b"<missing>")
+    return digest.hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create .venv if needed and install the project when its inputs changed."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"[dev] Python 3.11+ is required, this is {sys.version.split()[0]}")
+    if not PYTHON.exists():
+        say(f"creating virtualenv {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = inputs_digest()
+    installed = STAMP.read_text().strip() if STAMP.exists() else ""
+    if installed == wanted and (BIN / "cereal").exists():
+        return
+    say("installing the project and its dev dependencies")
+    command: list[str | Path] = [PYTHON, "-m", "pip", "install", "-q", "-e", ".[dev]"]
+    if (ROOT / "constraints.txt").exists():
+        command += ["-c", "constraints.txt"]
+    code = run(command)
+    if code != 0:
+        sys.exit(f"[dev] pip install failed with exit code {code}")
+    STAMP.write_text(wanted + "\n")
+
+
+def cmd_demo(args: Sequence[str]) -> int:
+    return run([PYTHON, "-m", "cereal", "demo", *args])
+
+
+def cmd_test(args: Sequence[str]) -> int:
+    steps: list[tuple[str, list[str | Path]]] = [
+        ("ruff check", [BIN / "ruff", "check", "src", "tests"]),
+        ("ruff format --check", [BIN / "ruff", "format", "--check", "src", "tests"]),
+        ("mypy --strict", [BIN / "mypy", "--strict"]),
+        ("pytest", [BIN / "pytest", *args]),
+    ]
+    for name, command in steps:
+        code = run(command)
+        if name == "pytest" and code == PYTEST_NO_TESTS:
+            say("FAILED: pytest collected no tests (exit code 5)")
+            return code
+        if code != 0:
+            say(f"FAILED: {name} (exit code {code})")
+            return code
+        say(f"ok: {name}")
+    say("all checks passed")
+    return 0
+
+
+def cmd_lock(args: Sequence[str]) -> int:
+    code = run([PYTHON, "-m", "pip", "install", "-q", "-U", "-e", ".[dev]"])
+    if code != 0:
+        return code
+    frozen = subprocess.run(
+        [str(PYTHON), "-m", "pip", "freeze", "--exclude-editable"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (ROOT / "constraints.txt").write_text(LOCK_HEADER + frozen)
+    STAMP.write_text(inputs_digest() + "\n")
+    say("constraints.txt refreshed")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "test": cmd_test, "lock": cmd_lock}
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ensure_venv()
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,178 @@
+"""PostgreSQL claims under contention: SKIP LOCKED claimers, leases, sweeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import psycopg
+import pytest
+
+from cereal import errors
+from cereal.drivers.postgres import PostgresDriver
+from cereal.models import NewTask, TaskStatus, WorkflowEventType
+
+WF = "wf"
+
+
+async def fan_out(driver: PostgresDriver, count: int, task_name: str = "t") -> None:
+    """One instance whose start event enqueues ``count`` tasks in one continue_."""
+    await driver.enqueue_workflow(WF, "fan", None)
+    _, completer = await driver.dequeue_workflow([WF])
+    async with completer:
+        tasks = [NewTask(task_name, str(n).encode()) for n in range(count)]
+        await completer.continue_(None, tasks)
+
+
+async def test_eight_claimers_never_share_a_task(postgres_dsn: str) -> None:
+    drivers = [PostgresDriver(postgres_dsn, max_size=2, notify=False) for _ in range(8)]
+    for each in drivers:
+        await each.init()
+    try:
+        await fan_out(drivers[0], 2000)
+        claimed: list[str] = []
+
+        async def claimer(driver: PostgresDriver) -> None:
+            while True:
+                batch = await driver.dequeue_tasks("t", 7)
+                if not batch:
+                    return
+                claimed.extend(data.metadata.task_id for data, _ in batch)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(claimer(each) for each in drivers))
+
+        assert len(claimed) == 2000
+        assert [tid for tid, n in Counter(claimed).items() if n > 1] == []
+        with psycopg.connect(postgres_dsn) as conn:
+            states = conn.execute("SELECT state, count(*) FROM cereal_tasks GROUP BY 1").fetchall()
+        assert states == [("running", 2000)]
+    finally:
+        for each in drivers:
+            await each.close()
+
+
+async def test_a_zombie_cannot_complete_after_its_lease_expired(postgres_dsn: str) -> None:
+    async with PostgresDriver(postgres_dsn) as driver:
+        await fan_out(driver, 1)
+        [(_, zombie)] = await driver.dequeue_tasks("t", 1)
+        await asyncio.sleep(0.05)
+
+        report = await driver.sweep(0.01)  # the lease is older than 10 ms: expired
+        assert report.expired_tasks == 1
+
+        for late in (zombie.succeed(b'"late"'), zombie.fail("late"), zombie.heartbeat()):
+            with pytest.raises(errors.TaskLostError):
+                await late
+        with pytest.raises(errors.TaskLostError):
+            await zombie.abandon()
+
+        event, completer = await driver.dequeue_workflow([WF])
+        async with completer:
+            assert event.type == WorkflowEventType.TASK_COMPLETE
+            assert event.task_result is not None
+            assert event.task_result.status == TaskStatus.LOST
+            assert event.task_result.result is None
+            await completer.continue_(None, [])
+        with pytest.raises(errors.NoWorkflowInstancesError):
+            await driver.dequeue_workflow([WF])  # the zombie added no second event
+
+
+async def test_a_stale_lease_token_is_rejected(postgres_dsn: str) -> None:
+    async with PostgresDriver(postgres_dsn) as driver:
+        await fan_out(driver, 1)
+        [(data, real)] = await driver.dequeue_tasks("t", 1)
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            # the lease moves on (as if re-claimed): the old token must not work
+            conn.execute("UPDATE cereal_tasks SET lease = gen_random_uuid()")
+        with pytest.raises(errors.TaskLostError):
+            await real.succeed(b'"x"')
+        with psycopg.connect(postgres_dsn) as conn:
+            row = conn.execute("SELECT state FROM cereal_tasks").fetchone()
+            results = conn.execute("SELECT count(*) FROM cereal_task_results").fetchone()
+        assert row == ("running",)
+        assert results == (0,)
+        assert data.metadata.attempt == 1
+
+
+async def test_sweep_expires_only_stale_leases_once_across_sweepers(postgres_dsn: str) -> None:
+    drivers = [PostgresDriver(postgres_dsn, notify=False) for _ in range(4)]
+    for each in drivers:
+        await each.init()
+    try:
+        await fan_out(drivers[0], 30)
+        claimed = await drivers[0].dequeue_tasks("t", 30)
+        fresh = {data.metadata.task_id for data, _ in claimed[:10]}
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE cereal_tasks SET heartbeat_at = now() - interval '1 hour'"
+                " WHERE NOT (id = ANY(%s))",
+                ([int(t) for t in fresh],),
+            )
+
+        reports = await asyncio.gather(*(each.sweep(60) for each in drivers))
+
+        assert sum(report.expired_tasks for report in reports) == 20
+        for data, completer in claimed:
+            if data.metadata.task_id in fresh:
+                await completer.heartbeat()
+            else:
+                with pytest.raises(errors.TaskLostError):
+                    await completer.heartbeat()
+        with psycopg.connect(postgres_dsn) as conn:
+            lost = conn.execute(
+                "SELECT count(*) FROM cereal_workflow_events WHERE event_type = 'task_complete'"
+            ).fetchone()
+        assert lost == (20,)
+    finally:
+        for each in drivers:
+            await each.close()
+
+
+async def test_callbacks_of_one_instance_never_overlap_across_drivers(postgres_dsn: str) -> None:
+    drivers = [PostgresDriver(postgres_dsn, notify=False) for _ in range(4)]
+    for each in drivers:
+        await each.init()
+    try:
+        for n in range(6):
+            await drivers[0].enqueue_workflow(WF, f"i{n}", None)
+            for _ in range(4):
+                await drivers[0].cancel_workflow(WF, f"i{n}")
+        busy: set[str] = set()
+        handled: Counter[str] = Counter()
+
+        async def consume(driver: PostgresDriver) -> None:
+            idle = 0
+            while idle < 3:
+                try:
+                    event, completer = await driver.dequeue_workflow([WF])
+                except errors.NoWorkflowInstancesError:
+                    idle += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                idle = 0
+                async with completer:
+                    name = event.instance.instance_name
+                    assert name not in busy
+                    busy.add(name)
+                    await asyncio.sleep(0.002)
+                    busy.discard(name)
+                    handled[name] += 1
+                    await completer.continue_(None, [])
+
+        await asyncio.gather(*(consume(each) for each in drivers))
+        assert handled == Counter({f"i{n}": 5 for n in range(6)})
+    finally:
+        for each in drivers:
+            await each.close()
+
+
+async def test_kill_does_not_wait_for_a_running_callback(postgres_dsn: str) -> None:
+    async with PostgresDriver(postgres_dsn) as driver:
+        await driver.enqueue_workflow(WF, "i", None)
+        _, completer = await driver.dequeue_workflow([WF])
+        await asyncio.wait_for(driver.kill_workflow(WF, "i", "killed"), timeout=5)
+        with pytest.raises(errors.WorkflowClaimLostError):
+            await completer.continue_(None, [NewTask("t")])
+        assert await driver.dequeue_tasks("t", 5) == []
+        assert (await driver.get_workflow_instance(WF, "i")).err == "killed"

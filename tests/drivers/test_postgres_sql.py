@@ -1,0 +1,51 @@
+"""The PostgreSQL driver's SQL files and URL options (no server needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cereal.drivers import open_driver
+from cereal.drivers.postgres import PostgresDriver
+from cereal.drivers.postgres._base import split_url_options
+from cereal.drivers.postgres._db import QUERIES
+
+PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "postgres"
+CALL = re.compile(r"""(?:fetch_one|fetch_all|execute)\(\s*\w+,\s*"([a-z_]+)\"""")
+
+
+def used_names() -> set[str]:
+    return {name for path in PACKAGE.glob("*.py") for name in CALL.findall(path.read_text())}
+
+
+def test_every_query_is_used_and_every_used_name_exists() -> None:
+    assert used_names() == set(QUERIES)
+
+
+def test_queries_bind_every_value() -> None:
+    for name, text in QUERIES.items():
+        assert "{" not in text and "format(" not in text, name
+        # every placeholder is a named bind parameter
+        assert re.findall(r"%(?!\()", text.replace("%%", "")) == [], name
+
+
+def test_url_options_are_taken_and_the_rest_passed_to_libpq() -> None:
+    url, options = split_url_options(
+        "postgresql://u:secret@h:5433/db?sslmode=disable&max_size=4&notify=false&min_size=0"
+    )
+    assert url == "postgresql://u:secret@h:5433/db?sslmode=disable"
+    assert options == {"max_size": 4, "notify": False, "min_size": 0}
+    assert split_url_options("host=h dbname=db") == ("host=h dbname=db", {})
+    with pytest.raises(ValueError, match="max_size"):
+        split_url_options("postgresql://h/db?max_size=many")
+
+
+def test_open_driver_builds_it_without_io_and_hides_the_password() -> None:
+    driver = open_driver("postgresql://u:secret@h/db?max_size=3")
+    assert isinstance(driver, PostgresDriver)
+    assert "secret" not in repr(driver)
+    assert not driver.is_open
+    with pytest.raises(ValueError):
+        PostgresDriver("postgresql://h/db", min_size=5, max_size=2)

@@ -1,0 +1,320 @@
+"""The real ``cereal`` command line, run in subprocesses against a SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+COMMAND_TIMEOUT = 90
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CEREAL_DATABASE_URL", None)
+    env["COLUMNS"] = "200"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class Cli:
+    """Runs ``python -m cereal --db <url> ...`` in ``cwd`` and returns the finished process."""
+
+    def __init__(self, url: str, cwd: Path) -> None:
+        self.url = url
+        self.cwd = cwd
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "cereal", "--db", self.url, *args],
+            cwd=self.cwd,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+        )
+        if check and done.returncode != 0:
+            pytest.fail(
+                f"cereal {' '.join(args)} exited {done.returncode}\n"
+                f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+            )
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path) -> Cli:
+    return Cli(db_url, tmp_path)
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_migrate_applies_then_reports_up_to_date(cli: Cli) -> None:
+    first = cli("migrate")
+    assert "applied" in first.stdout
+    second = cli("migrate")
+    assert "up to date" in second.stdout or "applied" in second.stdout
+
+
+def test_workflows_enqueue_list_show_cancel_kill(cli: Cli) -> None:
+    # Given two enqueued instances (no worker runs them, so they stay live)
+    cli("workflows", "enqueue", "orders", "first", "--parameters", '{"n": 3, "tags": ["a"]}')
+    cli("workflows", "enqueue", "orders", "second")
+
+    # When listed and shown
+    listed = cli.json("workflows", "list")
+    shown = cli.json("workflows", "show", "orders", "first")
+
+    # Then both are running with their parameters
+    assert sorted(item["instance_name"] for item in listed) == ["first", "second"]
+    assert all(item["is_running"] for item in listed)
+    assert shown["parameters"] == {"n": 3, "tags": ["a"]}
+    assert shown["workflow_name"] == "orders"
+    assert cli.json("workflows", "list", "--instance-name", "second")[0]["parameters"] is None
+    assert cli.json("workflows", "list", "--finished") == []
+    assert len(cli.json("workflows", "list", "--workflow-name", "orders", "--running")) == 2
+
+    # A second enqueue of a live instance is refused
+    again = cli("workflows", "enqueue", "orders", "first", check=False)
+    assert "exists" in _one_error_line(again)
+
+    # Killing ends the instance with the error "killed"
+    cli("workflows", "kill", "orders", "first")
+    killed = cli.json("workflows", "show", "orders", "first")
+    assert killed["is_running"] is False
+    assert killed["error"] == "killed"
+    assert [i["instance_name"] for i in cli.json("workflows", "list", "--finished")] == ["first"]
+
+    # Cancelling is accepted for a live instance (on_cancel runs in a worker later)
+    cli("workflows", "cancel", "orders", "second")
+
+    # Human output renders too
+    assert "orders" in cli("workflows", "list").stdout
+    assert "killed" in cli("workflows", "show", "orders", "first").stdout
+
+
+def test_workflows_errors_are_one_red_line(cli: Cli) -> None:
+    bad_json = cli("workflows", "enqueue", "orders", "x", "--parameters", "{nope", check=False)
+    assert "--parameters is not valid JSON" in _one_error_line(bad_json)
+
+    missing = cli("workflows", "show", "orders", "missing", check=False)
+    assert "not found" in _one_error_line(missing)
+
+    for command in ("cancel", "kill"):
+        done = cli("workflows", command, "orders", "missing", check=False)
+        assert "not found" in _one_error_line(done)
+
+
+def test_schedules_lifecycle(cli: Cli) -> None:
+    # Given a schedule created disabled
+    cli(
+        "schedules", "create", "report", "nightly",
+        "--rrule", "FREQ=DAILY;BYHOUR=3", "--parameters", '{"full": true}', "--disabled",
+    )  # fmt: skip
+
+    # Then it lists and shows as created
+    listed = cli.json("schedules", "list")
+    assert [(s["workflow_name"], s["instance_name"]) for s in listed] == [("report", "nightly")]
+    shown = cli.json("schedules", "show", "report", "nightly")
+    assert shown["enabled"] is False
+    assert shown["parameters"] == {"full": True}
+    assert "FREQ=DAILY" in shown["recurrence"]
+
+    # Enable / disable flip the flag
+    cli("schedules", "enable", "report", "nightly")
+    assert cli.json("schedules", "show", "report", "nightly")["enabled"] is True
+    cli("schedules", "disable", "report", "nightly")
+    assert cli.json("schedules", "show", "report", "nightly")["enabled"] is False
+
+    # Update changes rule and parameters together
+    cli(
+        "schedules", "update", "report", "nightly",
+        "--rrule", "FREQ=HOURLY;INTERVAL=6", "--parameters", '{"full": false}',
+    )  # fmt: skip
+    updated = cli.json("schedules", "show", "report", "nightly")
+    assert "FREQ=HOURLY" in updated["recurrence"]
+    assert "INTERVAL=6" in updated["recurrence"]
+    assert updated["parameters"] == {"full": False}
+
+    # A duplicate is refused; human output renders
+    duplicate = cli(
+        "schedules", "create", "report", "nightly", "--rrule", "FREQ=DAILY", check=False
+    )
+    assert "exists" in _one_error_line(duplicate)
+    assert "nightly" in cli("schedules", "list").stdout
+    assert "FREQ=HOURLY" in cli("schedules", "show", "report", "nightly").stdout
+
+    # Delete removes it; a second delete and a show fail cleanly
+    cli("schedules", "delete", "report", "nightly")
+    assert cli.json("schedules", "list") == []
+    assert "not found" in _one_error_line(
+        cli("schedules", "delete", "report", "nightly", check=False)
+    )
+    assert "not found" in _one_error_line(
+        cli("schedules", "show", "report", "nightly", check=False)
+    )
+
+
+def test_schedules_bad_input(cli: Cli) -> None:
+    bad_rule = cli("schedules", "create", "report", "x", "--rrule", "FREQ=SOMETIMES", check=False)
+    line = _one_error_line(bad_rule)
+    assert "FREQ=SOMETIMES" in line or "not valid" in line
+    assert cli.json("schedules", "list") == []
+
+    bad_json = cli(
+        "schedules", "create", "report", "x", "--rrule", "FREQ=DAILY", "--parameters", "[1,",
+        check=False,
+    )  # fmt: skip
+    assert "--parameters is not valid JSON" in _one_error_line(bad_json)
+
+    cli("schedules", "create", "report", "x", "--rrule", "FREQ=DAILY")
+    bad_update = cli("schedules", "update", "report", "x", "--rrule", "FREQ=WHENEVER", check=False)
+    _one_error_line(bad_update)
+    assert "FREQ=DAILY" in cli.json("schedules", "show", "report", "x")["recurrence"]
+    nothing = cli("schedules", "update", "report", "x", check=False)
+    assert "nothing to update" in _one_error_line(nothing)
+
+
+def test_verbose_errors_show_the_traceback(cli: Cli, db_url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cereal", "-v", "--db", db_url, "workflows", "show", "a", "b"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    assert done.returncode == 1
+    assert "error: " in done.stderr
+    assert "Traceback" in done.stderr
+
+
+def test_database_url_from_environment(tmp_path: Path) -> None:
+    env = {**_env(), "CEREAL_DATABASE_URL": f"sqlite:///{tmp_path / 'env.db'}"}
+    args = [sys.executable, "-m", "cereal", "workflows", "enqueue", "w", "i"]
+    subprocess.run(args, cwd=tmp_path, env=env, check=True, timeout=COMMAND_TIMEOUT)
+    assert (tmp_path / "env.db").exists()
+
+
+def test_demo_runs_twice_on_the_same_database(cli: Cli) -> None:
+    for _ in range(2):
+        done = cli("demo", "--items", "40")
+        assert "cereal demo results" in done.stdout
+        lines = {
+            cells[0]: cells[1]
+            for cells in (
+                [part.strip() for part in line.strip("│┃ ").split("│")]
+                for line in done.stdout.splitlines()
+            )
+            if len(cells) == 2
+        }
+        assert lines["items"] == "40"
+        assert lines["succeeded"] == "40"  # items 17 and 34 fail once, then succeed
+        assert lines["retried (items)"] == "2"
+        assert lines["permanently failed"] == "0"
+        assert int(lines["schedule runs (heartbeat)"]) >= 1
+    assert cli.json("schedules", "list") == []
+    batches = cli.json("workflows", "list", "--workflow-name", "demo-order-batch")
+    assert len(batches) == 2
+    assert all(b["result"]["succeeded"] == 40 for b in batches)
+
+
+APP_MODULE = """
+from __future__ import annotations
+
+from cereal import Manager, open_driver
+
+
+class Greeter:
+    def on_start(self, w, ev):
+        w.enqueue_task("greet", w.get_parameters())
+        return w.continue_()
+
+    def on_task_complete(self, w, ev):
+        return w.complete(ev.result.get())
+
+    def on_cancel(self, w, ev):
+        return w.fail("cancelled")
+
+
+async def greet(task):
+    return "hello " + task.get_parameters()["name"]
+
+
+def build() -> Manager:
+    made = Manager(open_driver({url!r}), task_poll_interval=0.1, workflow_poll_interval=0.1)
+    made.register_workflow_executor("greeter", Greeter())
+    made.register_task_executor("greet", greet, workers=2)
+    return made
+
+
+manager = build()
+"""
+
+
+@pytest.mark.parametrize("target", ["greeter_app:manager", "greeter_app:build"])
+def test_worker_runs_until_sigterm(cli: Cli, db_url: str, tmp_path: Path, target: str) -> None:
+    # Given an app module exposing a Manager (or a factory) on the test database
+    (tmp_path / "greeter_app.py").write_text(textwrap.dedent(APP_MODULE.format(url=db_url)))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cereal", "worker", target],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # When a workflow is enqueued through the CLI
+        cli("workflows", "enqueue", "greeter", "one", "--parameters", '{"name": "cereal"}')
+
+        # Then the worker runs it to completion
+        deadline = time.monotonic() + 60
+        shown = cli.json("workflows", "show", "greeter", "one")
+        while shown["is_running"] and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.1)
+            shown = cli.json("workflows", "show", "greeter", "one")
+        assert shown["result"] == "hello cereal", shown
+
+        # And SIGTERM stops it gracefully with exit status 0
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 0, stderr
+        assert "SIGTERM" in stderr
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+
+
+def test_worker_target_errors(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "not_a_manager.py").write_text("thing = 42\n")
+    for target, expected in [
+        ("no_colon", "must look like"),
+        ("missing_module_xyz:manager", "cannot import"),
+        ("not_a_manager:other", "no attribute"),
+        ("not_a_manager:thing", "not a cereal.Manager"),
+    ]:
+        assert expected in _one_error_line(cli("worker", target, check=False))
