@@ -156,7 +156,9 @@ class WorkflowScheduler:
                 # Strictly after both now and the due time being served: the run
                 # enqueued now covers them, so the same occurrence never fires twice.
                 after = max(now, schedule.next_due_at)
-                next_due = recurrence.next_after(schedule.recurrence, after, inclusive=False)
+                next_due = await recurrence.next_after_off_loop(
+                    schedule.recurrence, after, inclusive=False
+                )
             except errors.InvalidScheduleError as exc:
                 logger.warning(
                     "disabling schedule %s/%s: %s",

@@ -443,7 +443,7 @@ class Manager:
             parameters, where="create_workflow_schedule", max_bytes=self._max_value_bytes
         )
         rule = _normalize(recurrence)
-        next_due = _first_due(rule)
+        next_due = await _first_due(rule)
         driver = await self._storage()
         await driver.create_workflow_schedule(
             workflow_name, instance_name, encoded, enabled, rule, next_due
@@ -494,10 +494,10 @@ class Manager:
         driver = await self._storage()
         next_due = None
         if rule is not None:
-            next_due = _first_due(rule)
+            next_due = await _first_due(rule)
         elif enabled:
             current = await driver.get_workflow_schedule(workflow_name, instance_name)
-            next_due = _first_due(current.recurrence)
+            next_due = await _first_due(current.recurrence)
         update = ScheduleUpdate(
             enabled=enabled, parameters=encoded, recurrence=rule, next_due_at=next_due
         )
@@ -524,8 +524,8 @@ def _normalize(rule: Any) -> str:
     return _recurrence.normalize(rule)
 
 
-def _first_due(rule: str) -> datetime:
-    due = _recurrence.next_after(rule, _time.utcnow())
+async def _first_due(rule: str) -> datetime:
+    due = await _recurrence.next_after_off_loop(rule, _time.utcnow())
     if due is None:
         raise errors.InvalidScheduleError(
             f"workflow schedule is not valid: recurrence {rule!r} has no future occurrence"

@@ -29,8 +29,10 @@ gap fire once. Use a UTC DTSTART to count elapsed time instead.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -295,3 +297,53 @@ def _zone(name: str | None) -> tzinfo:
 
 def _stamp(value: datetime) -> str:
     return f"{value.year:04d}{value.month:02d}{value.day:02d}T{value:%H%M%S}"
+
+
+EVALUATION_BUDGET = 5.0
+"""Seconds one next-occurrence search may take before the rule is refused."""
+
+
+async def next_after_off_loop(
+    recurrence: str, now: datetime, *, inclusive: bool = True, budget: float = EVALUATION_BUDGET
+) -> datetime | None:
+    """:func:`next_after` in a worker thread, refused if it takes longer than ``budget``.
+
+    dateutil scans a rule that can never match (``FREQ=HOURLY;BYSETPOS=3``,
+    February 30th) year by year up to 9999, which can take minutes and cannot
+    be interrupted; running it off the event loop keeps the Manager responsive,
+    and the budget turns such a rule into a clear error. The abandoned search
+    finishes in its thread.
+
+    Raises:
+        InvalidScheduleError: the rule does not parse, or its search ran out of budget.
+    """
+    loop = asyncio.get_running_loop()
+    search: asyncio.Future[datetime | None] = loop.create_future()
+
+    def settle(outcome: datetime | None, failure: BaseException | None) -> None:
+        if search.done():
+            return
+        if failure is None:
+            search.set_result(outcome)
+        else:
+            search.set_exception(failure)
+
+    def work() -> None:
+        try:
+            outcome, failure = next_after(recurrence, now, inclusive=inclusive), None
+        except BaseException as exc:
+            outcome, failure = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, outcome, failure)
+        except RuntimeError:  # the loop closed while the search ran on
+            pass
+
+    # A daemon thread, not the loop's executor: asyncio.run would wait for it at exit.
+    threading.Thread(target=work, name="cereal-rrule-search", daemon=True).start()
+    try:
+        return await asyncio.wait_for(search, timeout=budget)
+    except TimeoutError:
+        raise errors.InvalidScheduleError(
+            f"recurrence {recurrence!r} found no occurrence within {budget:g} s of searching; "
+            "it probably can never fire"
+        ) from None

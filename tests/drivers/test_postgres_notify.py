@@ -113,7 +113,7 @@ async def test_delayed_tasks_are_not_announced(
 async def test_notify_off_sends_nothing(
     postgres_dsn: str, listening: psycopg.AsyncConnection[object]
 ) -> None:
-    async with PostgresDriver(f"{postgres_dsn} ", notify=False) as driver:
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await driver.enqueue_workflow(WF, "i", None)
         _, completer = await driver.dequeue_workflow([WF])
         async with completer:

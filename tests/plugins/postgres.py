@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -55,6 +56,11 @@ class PostgresServer:
     origin: str
 
     def database_dsn(self, name: str) -> str:
+        """The DSN of database ``name`` on this server (a URL when ours is one)."""
+        parts = urlsplit(self.dsn)
+        if parts.scheme in ("postgresql", "postgres"):
+            query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"])
+            return urlunsplit(parts._replace(path=f"/{name}", query=query))
         return make_conninfo(self.dsn, dbname=name)
 
 

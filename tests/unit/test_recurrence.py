@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
@@ -451,3 +452,23 @@ def test_a_shifted_gap_time_does_not_hide_an_earlier_instant_after_the_gap() -> 
     rule = "DTSTART;TZID=America/New_York:20210314T015800\nRRULE:FREQ=MINUTELY;INTERVAL=7"
 
     assert next_after(rule, utc(2021, 3, 14, 7, 6)) == utc(2021, 3, 14, 7, 8)
+
+
+async def test_a_rule_that_never_fires_is_refused_within_the_budget_off_the_loop() -> None:
+    # Given a rule dateutil would scan year by year to 9999 (February 30th)
+    rule = "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    # When its next occurrence is searched with a small budget
+    with pytest.raises(errors.InvalidScheduleError, match="can never fire"):
+        await recurrence.next_after_off_loop(rule, datetime(2026, 1, 1, tzinfo=UTC), budget=0.3)
+    beat.cancel()
+    # Then the event loop kept running meanwhile
+    assert ticks > 0

@@ -192,15 +192,23 @@ class PostgresBase(Driver):
         return await pool.getconn()
 
     async def _release(self, pool: AsyncConnectionPool[Conn], conn: Conn) -> None:
-        """Roll back any open transaction and return ``conn`` to ``pool``."""
+        """Roll back any open transaction and return ``conn`` to ``pool``.
+
+        A connection that cannot roll back is closed (the pool replaces it);
+        that failure is not raised, since whatever used the connection has
+        already raised or finished.
+        """
         try:
             if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                 await conn.rollback()
+        except Exception as exc:
+            logger.debug("dropping a connection that failed to roll back: %s", exc)
+            await conn.close()
         except BaseException:
             await conn.close()
-            await pool.putconn(conn)
             raise
-        await pool.putconn(conn)
+        finally:
+            await pool.putconn(conn)
 
     @contextlib.asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[Conn]:
