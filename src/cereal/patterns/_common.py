@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cereal import _callbacks, errors, values
 from cereal.instance import (
@@ -34,6 +34,8 @@ from cereal.instance import (
 from cereal.models import TaskResultData, TaskStatus, WorkflowInstanceData, WorkflowInstanceStatus
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _UNLIMITED = 2**62
 """Size limit for values re-encoded here: the Manager checked them against its own limit."""
@@ -283,3 +285,38 @@ def composite_state(instance: ImmutableWorkflowInstance) -> dict[str, Any]:
 def not_found(what: str) -> errors.WorkflowInstanceNotFoundError:
     """The error of a sub-workflow lookup that found nothing."""
     return errors.WorkflowInstanceNotFoundError(f"sub-workflow {what} not found")
+
+
+class CompositeInstance:
+    """What the chain and parallel readers share: the composite instance itself."""
+
+    def __init__(self, instance: ImmutableWorkflowInstance) -> None:
+        self._instance = instance
+        self.workflow_name = instance.workflow_name
+        self.instance_name = instance.instance_name
+
+    @property
+    def instance(self) -> ImmutableWorkflowInstance:
+        """The underlying instance."""
+        return self._instance
+
+    def is_running(self) -> bool:
+        """True while the composite instance runs."""
+        return self._instance.is_running()
+
+    def get_payload(self, type: type[T] | None = None) -> Any:
+        """The composite's stored payload (its sub-workflows' states) while running."""
+        return self._instance.get_payload(type)
+
+    def get_result(self, type: type[T] | None = None) -> Any:
+        """The composite's stored result (its sub-workflows' states) once finished.
+
+        Raises:
+            WorkflowNotCompleteError: while running.
+            WorkflowFailedError: the composite itself failed (structural error, killed).
+        """
+        return self._instance.get_result(type)
+
+    def err(self) -> Exception | None:
+        """The composite's own failure (a failed sub-workflow is in its view's ``err()``)."""
+        return self._instance.err()

@@ -211,25 +211,18 @@ async def enqueue_chain_workflow(
     await manager.enqueue_workflow(workflow_name, instance_name, chain_parameters(parameters))
 
 
-class ChainWorkflowInstance:
+class ChainWorkflowInstance(_common.CompositeInstance):
     """A read-only view of a chain instance and of each of its links."""
 
     def __init__(self, instance: ImmutableWorkflowInstance) -> None:
         """Read ``instance``, a chain workflow's instance."""
-        self._instance = instance
-        self.workflow_name = instance.workflow_name
-        self.instance_name = instance.instance_name
+        super().__init__(instance)
         composite = _common.composite_state(instance)
         self._cancelled = bool(composite.get("Cancelled", False))
         self._states = [WorkflowState.from_json(raw) for raw in composite.get("State") or []]
         parameters = instance.get_parameters()
         links = parameters.get("WorkflowParams") if isinstance(parameters, dict) else None
         self._params: list[Any] = links if isinstance(links, list) else []
-
-    @property
-    def instance(self) -> ImmutableWorkflowInstance:
-        """The underlying instance."""
-        return self._instance
 
     def get_sub_workflow(self, index: int) -> ImmutableWorkflowInstance:
         """Link ``index`` as an instance view (running, completed or failed).
@@ -250,30 +243,9 @@ class ChainWorkflowInstance:
         """True once the chain was asked to cancel."""
         return self._cancelled
 
-    def is_running(self) -> bool:
-        """True while the chain instance runs."""
-        return self._instance.is_running()
-
     def get_parameters(self) -> list[Any]:
         """The parameters of each link, in order."""
         return list(self._params)
-
-    def get_payload(self, type: type[T] | None = None) -> Any:
-        """The chain's stored payload (``{"Cancelled", "State"}``) while running."""
-        return self._instance.get_payload(type)
-
-    def get_result(self, type: type[T] | None = None) -> Any:
-        """The chain's stored result (``{"Cancelled", "State"}``) once it has finished.
-
-        Raises:
-            WorkflowNotCompleteError: while running.
-            WorkflowFailedError: the chain itself failed (bad parameters, killed).
-        """
-        return self._instance.get_result(type)
-
-    def err(self) -> Exception | None:
-        """The chain's own failure (a failed link is in its sub-workflow's ``err()``)."""
-        return self._instance.err()
 
 
 async def get_chain_workflow_instance(

@@ -236,14 +236,12 @@ async def enqueue_parallel_workflow(
     await manager.enqueue_workflow(workflow_name, instance_name, parallel_parameters(parameters))
 
 
-class ParallelWorkflowInstance:
+class ParallelWorkflowInstance(_common.CompositeInstance):
     """A read-only view of a parallel instance and of each of its sub-workflows."""
 
     def __init__(self, instance: ImmutableWorkflowInstance) -> None:
         """Read ``instance``, a parallel workflow's instance."""
-        self._instance = instance
-        self.workflow_name = instance.workflow_name
-        self.instance_name = instance.instance_name
+        super().__init__(instance)
         raw_states = _common.composite_state(instance).get("State") or {}
         self._states = {
             key: WorkflowState.from_json(raw)
@@ -253,11 +251,6 @@ class ParallelWorkflowInstance:
             self._params = _read_parameters(instance.get_parameters())
         except ValueError:
             self._params = {}
-
-    @property
-    def instance(self) -> ImmutableWorkflowInstance:
-        """The underlying instance."""
-        return self._instance
 
     def get_sub_workflow(self, key: str) -> ImmutableWorkflowInstance:
         """Sub-workflow ``key`` as an instance view (running, completed or failed).
@@ -274,30 +267,9 @@ class ParallelWorkflowInstance:
         """The keys of the started sub-workflows, in start order."""
         return list(self._states)
 
-    def is_running(self) -> bool:
-        """True while the parallel instance runs."""
-        return self._instance.is_running()
-
     def get_parameters(self) -> dict[str, Any]:
         """Each key's parameters."""
         return dict(self._params)
-
-    def get_payload(self, type: type[T] | None = None) -> Any:
-        """The stored payload (``{"State": {...}}``) while running."""
-        return self._instance.get_payload(type)
-
-    def get_result(self, type: type[T] | None = None) -> Any:
-        """The stored result (``{"State": {...}}``) once finished.
-
-        Raises:
-            WorkflowNotCompleteError: while running.
-            WorkflowFailedError: the composite itself failed (structural error, killed).
-        """
-        return self._instance.get_result(type)
-
-    def err(self) -> Exception | None:
-        """The composite's own failure (a failed sub-workflow is in its view's ``err()``)."""
-        return self._instance.err()
 
 
 async def get_parallel_workflow_instance(
