@@ -265,6 +265,13 @@ async def _drop_heartbeat(manager: Manager) -> None:
         pass
 
 
+async def _kill_quietly(manager: Manager, instance_name: str) -> None:
+    try:
+        await manager.kill_workflow(BATCH_WORKFLOW, instance_name)
+    except errors.WorkflowInstanceNotFoundError:
+        pass
+
+
 async def run_demo(
     url: str,
     *,
@@ -293,6 +300,7 @@ async def run_demo(
     manager = build_manager(url, stats, workers=workers)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
     instance_name = f"batch-{stamp}-{os.getpid()}"
+    finished = False
     try:
         await manager.start()
         await _reset_heartbeat(manager, f"FREQ=SECONDLY;INTERVAL={heartbeat_every}")
@@ -303,6 +311,7 @@ async def run_demo(
         result = await _wait_batch(
             manager, instance_name, items, on_progress, poll_interval, started + timeout
         )
+        finished = True
         elapsed = time.monotonic() - started
         executions = stats.task_executions
         heartbeat_deadline = time.monotonic() + heartbeat_every * (min_heartbeats + 1) + 2
@@ -311,6 +320,8 @@ async def run_demo(
     finally:
         try:
             await _drop_heartbeat(manager)
+            if not finished:  # interrupted or failed: leave no half-done batch behind
+                await _kill_quietly(manager, instance_name)
         finally:
             await manager.stop()
     return DemoReport(

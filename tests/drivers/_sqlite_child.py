@@ -8,6 +8,7 @@ Commands (each prints ``ready`` first, then waits for the go file if one is give
 - ``hold DB WORKFLOW``: dequeue one workflow event, print ``claimed``, sleep forever.
 - ``hold-task DB TASK``: claim one task, print ``claimed``, sleep forever.
 - ``enqueue DB WORKFLOW INSTANCE``: enqueue one instance, print ``done``.
+- ``hammer DB GO SECONDS``: enqueue instances back to back for SECONDS, print how many.
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ async def enqueue(db: str, workflow_name: str, instance_name: str) -> None:
     say("done")
 
 
+async def hammer(db: str, go: str, seconds: str) -> None:
+    driver = SQLiteDriver(db)
+    await driver.init()
+    say("ready")
+    wait_for(go)
+    deadline = time.monotonic() + float(seconds)
+    count = 0
+    while time.monotonic() < deadline:
+        await driver.enqueue_workflow("hammer", f"{os.getpid()}-{count}", None)
+        count += 1
+    await driver.close()
+    say(str(count))
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
     commands = {
@@ -97,6 +112,7 @@ def main(argv: list[str]) -> None:
         "hold": hold,
         "hold-task": hold_task,
         "enqueue": enqueue,
+        "hammer": hammer,
     }
     asyncio.run(commands[command](*args))
 

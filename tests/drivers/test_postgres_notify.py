@@ -60,7 +60,7 @@ async def test_another_driver_is_woken(postgres_dsn: str) -> None:
 
         [(_, task)] = await sender.dequeue_tasks("t", 1)
         heard.calls.clear()
-        await task.succeed(None)
+        await task.abandon()  # a stop hands LOST on to the others (plain completions stay local)
         await eventually(lambda: ("workflow", WF) in heard.calls)
 
 
@@ -92,6 +92,9 @@ async def test_one_notify_for_a_continue_with_100_tasks(
         claimed = await driver.dequeue_tasks("task-0", 50)
         assert await drain(listening, 0.2) == []  # never on claim
         await claimed[0][1].succeed(None)
+        await claimed[1][1].fail("boom")
+        assert await drain(listening, 0.3) == []  # never on completion
+        await claimed[2][1].abandon()  # a stopping process hands its LOST task on at once
         assert len(await drain(listening)) == 1
 
 

@@ -9,6 +9,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -102,6 +103,35 @@ async def test_processes_claiming_concurrently_never_claim_a_task_twice(tmp_path
                 await completer.continue_(None, [])
             seen += 1
         assert seen == 300
+
+
+async def test_a_writer_is_not_starved_by_processes_writing_back_to_back(
+    tmp_path: Path,
+) -> None:
+    # a heartbeat must get the write lock promptly however busy the file is, or its
+    # lease expires: SQLite's own busy handler backs off to 100 ms naps and can starve
+    db, go = str(tmp_path / "cereal.db"), tmp_path / "go"
+    async with SQLiteDriver(db) as driver:
+        await driver.enqueue_workflow("wf", "i", None)
+        _, completer = await driver.dequeue_workflow(["wf"])
+        async with completer:
+            await completer.continue_(None, [NewTask("t")])
+        ((_, lease),) = await driver.dequeue_tasks("t", 1)
+        children = [await Child.start("hammer", db, str(go), "2") for _ in range(2)]
+        for child in children:
+            assert await child.line() == "ready"
+        go.touch()
+        await asyncio.sleep(0.2)
+        latencies = []
+        for _ in range(40):
+            started = time.monotonic()
+            await lease.heartbeat()
+            latencies.append(time.monotonic() - started)
+            await asyncio.sleep(0.02)
+        writes = [int(await child.finish()) for child in children]
+        assert all(count > 50 for count in writes), writes  # they really were busy
+        assert max(latencies) < 0.5, sorted(latencies)[-5:]
+        await lease.succeed(None)
 
 
 async def test_a_process_killed_holding_a_workflow_claim_is_redelivered(tmp_path: Path) -> None:

@@ -194,10 +194,10 @@ def postgres_template(postgres_server: PostgresServer) -> Iterator[str]:
         _terminate_and_drop(admin, name)
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     driver = PostgresDriver(postgres_server.database_dsn(name))
-    # fixtures may be set up while an event loop runs: migrate on a thread of its own
-    with concurrent.futures.ThreadPoolExecutor(1) as worker:
-        worker.submit(lambda: asyncio.run(driver.migrate())).result()
     try:
+        # fixtures may be set up while an event loop runs: migrate on a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(1) as worker:
+            worker.submit(lambda: asyncio.run(driver.migrate())).result()
         yield name
     finally:
         with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:

@@ -70,6 +70,7 @@ def global_options(
         str,
         typer.Option(
             "--db",
+            metavar="URL",
             envvar="CEREAL_DATABASE_URL",
             help="Database URL: sqlite:///path.db, postgresql://..., memory://",
         ),

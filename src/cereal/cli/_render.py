@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.progress import (
@@ -220,14 +221,27 @@ def schedule_detail(schedule: Schedule) -> None:
 # ---- migrate and demo -----------------------------------------------------------------
 
 
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, fit for printing."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "<database URL>"
+
+
 def migrations(applied: Sequence[str], url: str) -> None:
     """What ``cereal migrate`` did."""
     if not applied:
-        out.print(f"database {url} is up to date: no migration applied")
+        out.print(f"database {safe_url(url)} is up to date: no migration applied")
         return
     for name in applied:
         done(f"applied {name}")
-    out.print(f"{len(applied)} migration(s) applied to {url}")
+    out.print(f"{len(applied)} migration(s) applied to {safe_url(url)}")
 
 
 def demo_progress(items: int) -> tuple[Progress, ProgressCallback]:
@@ -253,7 +267,7 @@ def demo_report(report: DemoReport) -> None:
     table = Table(title="cereal demo results")
     table.add_column("metric")
     table.add_column("value", justify="right", overflow="fold")
-    table.add_row("database", report.database)
+    table.add_row("database", safe_url(report.database))
     table.add_row("workflow", report.workflow_name)
     table.add_row("instance", report.instance_name)
     table.add_row("items", str(report.items))

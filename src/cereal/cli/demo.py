@@ -32,7 +32,7 @@ def demo(
     on the same database.
     """
     url = state(ctx).database_url
-    _render.note(f"cereal demo on {url}: {items} items, {workers} task workers")
+    _render.note(f"cereal demo on {_render.safe_url(url)}: {items} items, {workers} task workers")
     progress, on_progress = _render.demo_progress(items)
     with progress:
         report = run(

@@ -16,12 +16,16 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-WorkflowArg = Annotated[str, typer.Argument(help="Workflow name.", show_default=False)]
-InstanceArg = Annotated[str, typer.Argument(help="Instance name.", show_default=False)]
+WorkflowArg = Annotated[
+    str, typer.Argument(help="Workflow name.", metavar="WORKFLOW", show_default=False)
+]
+InstanceArg = Annotated[
+    str, typer.Argument(help="Instance name.", metavar="INSTANCE", show_default=False)
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ParametersOption = Annotated[
     str | None,
-    typer.Option("--parameters", "-p", help="Parameters of each run, as JSON."),
+    typer.Option("--parameters", "-p", metavar="JSON", help="Parameters of each run, as JSON."),
 ]
 
 
@@ -70,6 +74,7 @@ def create(
         typer.Option(
             "--rrule",
             "-r",
+            metavar="RULE",
             help="Recurrence, e.g. 'FREQ=HOURLY;INTERVAL=2' (optionally with DTSTART).",
             show_default=False,
         ),
@@ -119,10 +124,17 @@ def update(
     ctx: typer.Context,
     workflow_name: WorkflowArg,
     instance_name: InstanceArg,
-    rrule: Annotated[str | None, typer.Option("--rrule", "-r", help="New recurrence rule.")] = None,
+    rrule: Annotated[
+        str | None, typer.Option("--rrule", "-r", metavar="RULE", help="New recurrence rule.")
+    ] = None,
     parameters: Annotated[
         str | None,
-        typer.Option("--parameters", "-p", help="New parameters as JSON ('null' clears them)."),
+        typer.Option(
+            "--parameters",
+            "-p",
+            metavar="JSON",
+            help="New parameters as JSON ('null' clears them).",
+        ),
     ] = None,
 ) -> None:
     """Change a schedule's rule and/or parameters; both changes apply atomically."""

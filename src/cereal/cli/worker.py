@@ -97,6 +97,7 @@ def worker(
     target: Annotated[
         str,
         typer.Argument(
+            metavar="MODULE:MANAGER",
             help="The Manager to run, as 'module:attribute' (or a zero-argument factory).",
             show_default=False,
         ),

@@ -16,8 +16,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-WorkflowArg = Annotated[str, typer.Argument(help="Workflow name.", show_default=False)]
-InstanceArg = Annotated[str, typer.Argument(help="Instance name.", show_default=False)]
+WorkflowArg = Annotated[
+    str, typer.Argument(help="Workflow name.", metavar="WORKFLOW", show_default=False)
+]
+InstanceArg = Annotated[
+    str, typer.Argument(help="Instance name.", metavar="INSTANCE", show_default=False)
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -78,7 +82,9 @@ def enqueue(
     instance_name: InstanceArg,
     parameters: Annotated[
         str | None,
-        typer.Option("--parameters", "-p", help="Parameters as JSON, e.g. '{\"n\": 3}'."),
+        typer.Option(
+            "--parameters", "-p", metavar="JSON", help="Parameters as JSON, e.g. '{\"n\": 3}'."
+        ),
     ] = None,
 ) -> None:
     """Start a new instance (a running worker with this workflow registered will run it)."""

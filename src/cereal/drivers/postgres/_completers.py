@@ -257,13 +257,18 @@ class PostgresTaskCompleter(TaskCompleter):
 
     async def _complete(self, status: str, error: str, result: bytes | None) -> None:
         wakes: list[Wake] = [("workflow", self._workflow_name)]
+        # No NOTIFY on an ordinary completion: it is the hottest commit, a NOTIFYing
+        # commit serialises on a cluster-wide lock, and this process's own workflow
+        # runner is woken locally. A task abandoned at stop does notify: this process
+        # is going away, so another one must pick the LOST event up now.
+        note = self._driver._note(wakes) if status == "lost" else None
         params = {
             "task_id": self._task_id,
             "lease": self._lease,
             "status": status,
             "error": error,
             "result": result,
-            "note": self._driver._note(wakes),
+            "note": note,
         }
         async with self._driver._connection("task completion") as conn:
             row = await fetch_one(conn, "complete_task", params)

@@ -215,7 +215,7 @@ class Connection:
 
         def job() -> T:
             conn = self._require()
-            if ready is not None and not ready(conn):
+            if ready is not None and not self._with_retries(conn, ready, "auto"):
                 return empty  # type: ignore[return-value]
             return self._with_retries(conn, fn, mode)
 
@@ -289,9 +289,18 @@ class Connection:
         return self._conn
 
     def _with_retries(self, conn: sqlite3.Connection, fn: Job[T], mode: Mode) -> T:
-        """Run ``fn`` (in a transaction unless ``mode`` is auto), retrying on a busy lock."""
-        attempts = self.settings.attempts
-        for attempt in range(1, attempts + 1):
+        """Run ``fn`` (in a transaction unless ``mode`` is auto), retrying while busy.
+
+        SQLite's own busy handler backs off to 100 ms sleeps, so under steady
+        contention a waiting process keeps waking up to find the lock taken
+        again and can starve for seconds (long enough to lose a task lease).
+        We wait here instead, polling every 0.5-2 ms with jitter, for up to
+        ``busy_timeout`` per attempt.
+        """
+        settings = self.settings
+        attempt = 1
+        deadline = time.monotonic() + settings.busy_timeout
+        while True:
             try:
                 if mode == "auto":
                     return fn(conn)
@@ -299,22 +308,25 @@ class Connection:
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     raise
-                if attempt == attempts:
+                if time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.0005, 0.002))
+                    continue
+                if attempt == settings.attempts:
                     raise errors.DriverError(
-                        f"SQLite database {self.settings.path!r} stayed locked: another "
+                        f"SQLite database {settings.path!r} stayed locked: another "
                         f"connection held it for longer than busy_timeout="
-                        f"{self.settings.busy_timeout:g}s on each of {attempts} attempts; "
+                        f"{settings.busy_timeout:g}s on each of {attempt} attempts; "
                         "raise busy_timeout or reduce write contention"
                     ) from exc
                 logger.warning(
                     "SQLite database %s busy for %gs (attempt %d of %d); retrying",
-                    self.settings.path,
-                    self.settings.busy_timeout,
+                    settings.path,
+                    settings.busy_timeout,
                     attempt,
-                    attempts,
+                    settings.attempts,
                 )
-                time.sleep(random.uniform(0.01, 0.05))
-        raise AssertionError("unreachable")  # pragma: no cover
+                attempt += 1
+                deadline = time.monotonic() + settings.busy_timeout
 
     def _driver_error(self, exc: sqlite3.Error) -> errors.DriverError:
         error = errors.DriverError(f"SQLite error on {self.settings.path!r}: {exc}")
@@ -326,7 +338,7 @@ class Connection:
         try:
             conn = sqlite3.connect(
                 settings.path,
-                timeout=settings.busy_timeout,
+                timeout=0,  # no SQLite busy handler: _with_retries waits (see there)
                 isolation_level=None,
                 cached_statements=256,
             )
