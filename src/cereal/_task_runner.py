@@ -153,9 +153,7 @@ class TaskRunner:
         except errors.CerealError:
             logger.warning("recording a %r outcome failed", self._name, exc_info=True)
 
-    async def _supervise(
-        self, work: asyncio.Future[object], run: _Run
-    ) -> _Outcome | None:
+    async def _supervise(self, work: asyncio.Future[object], run: _Run) -> _Outcome | None:
         """Wait for the work while heartbeating; ``None`` when the outcome is dropped."""
         loop = asyncio.get_running_loop()
         deadline = None if self._timeout is None else loop.time() + self._timeout
