@@ -26,6 +26,7 @@ from cereal.models import TaskData
 logger = logging.getLogger(__name__)
 
 _BACKOFF_MAX = 5.0
+_RECORD_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -141,17 +142,35 @@ class TaskRunner:
         else:
             work = start_in_thread(self._function, task, name=f"cereal-task-{self._name}")
         outcome = await self._supervise(work, run)
-        if outcome is None:
-            return
-        try:
-            if outcome.error is None:
-                await completer.succeed(outcome.result)
-            else:
-                await completer.fail(outcome.error)
-        except errors.TaskLostError:
-            logger.debug("task %r lost before its outcome was recorded; dropped", self._name)
-        except errors.CerealError:
-            logger.warning("recording a %r outcome failed", self._name, exc_info=True)
+        if outcome is not None:
+            await self._record(completer, outcome)
+
+    async def _record(self, completer: TaskCompleter, outcome: _Outcome) -> None:
+        """Report the outcome, retrying while the storage is unavailable.
+
+        Retrying is safe: completion presents the lease, so if an attempt did
+        commit before its connection dropped, the retry gets ``TaskLostError``.
+        """
+        for attempt in range(_RECORD_ATTEMPTS):
+            try:
+                if outcome.error is None:
+                    await completer.succeed(outcome.result)
+                else:
+                    await completer.fail(outcome.error)
+                return
+            except errors.TaskLostError:
+                logger.debug("task %r lost before its outcome was recorded; dropped", self._name)
+                return
+            except errors.CerealError:
+                last = attempt == _RECORD_ATTEMPTS - 1
+                logger.warning(
+                    "recording a %r outcome failed%s",
+                    self._name,
+                    "; giving up, the task will expire as LOST" if last else "; retrying",
+                    exc_info=True,
+                )
+                if not last:
+                    await asyncio.sleep(min(_BACKOFF_MAX, 0.1 * 2.0**attempt))
 
     async def _supervise(self, work: asyncio.Future[object], run: _Run) -> _Outcome | None:
         """Wait for the work while heartbeating; ``None`` when the outcome is dropped."""

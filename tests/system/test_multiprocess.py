@@ -127,3 +127,31 @@ async def test_kill_9_mid_task_reports_lost_and_another_worker_carries_on(
     final = await wait_finished(client, "slow-then-quick", "crash-1", timeout=60)
     assert final.get_result() == {"outcomes": [["slow", "lost"], ["quick", "success"]]}
     await client.stop()
+
+
+async def test_kill_9_mid_callback_redelivers_the_event_and_applies_it_once(
+    driver_factory: Callable[[], Driver],
+    spawn_worker: Callable[[str], subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # Given a worker whose on_start hangs on the first delivery
+    client = Manager(driver_factory())
+    url = _driver_url(client.driver)
+    record = tmp_path / "records"
+    victim = spawn_worker(url)
+    await _ready(record, [victim])
+    await client.enqueue_workflow("hang-on-first-delivery", "crash-2")
+    await eventually(lambda: (record / "first-delivery").exists(), timeout=30, what="callback")
+
+    # When that worker is killed mid-callback and a second worker runs
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    survivor = spawn_worker(url)
+    await _ready(record, [survivor])
+
+    # Then the start event was redelivered and its effect (three tasks) applied exactly once
+    final = await wait_finished(client, "hang-on-first-delivery", "crash-2", timeout=60)
+    assert final.get_result() == {"completed": [0, 1, 2], "enqueued": 3}
+    assert sorted((record / f"{survivor.pid}.ran").read_text().split()) == ["0", "1", "2"]
+    assert not (record / f"{victim.pid}.ran").exists()
+    await client.stop()

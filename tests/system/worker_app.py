@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,58 @@ from cereal.instance import CancelEvent, Decision, WorkflowInstance
 
 
 class FanOut:
-    """Enqueues ``count`` squaring tasks; completes with the sum once every one came back."""
+    """Enqueues ``count`` squaring tasks; completes with the sum once every one succeeded.
+
+    A task that comes back LOST or FAILED (a worker died, the database dropped a
+    connection) is enqueued again, as a real workflow would retry it.
+    """
 
     def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
         count = w.get_parameters()["count"]
         for index in range(count):
             w.enqueue_task("square", {"i": index})
-        return w.continue_({"sum": 0, "seen": []})
+        return w.continue_({"sum": 0, "seen": [], "retried": 0})
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
         payload = w.get_payload()
         index = ev.result.get_parameters()["i"]
+        if ev.result.status is not TaskStatus.SUCCESS:
+            payload["retried"] += 1
+            w.enqueue_task("square", {"i": index})
+            return w.continue_(payload)
         payload["seen"].append(index)
         payload["sum"] += ev.result.get()
-        if w.total_completed_tasks() == w.get_parameters()["count"]:
+        if len(payload["seen"]) == w.get_parameters()["count"]:
             seen = payload["seen"]
             return w.complete(
                 {"sum": payload["sum"], "completions": len(seen), "distinct": len(set(seen))}
             )
         return w.continue_(payload)
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+class HangOnFirstDelivery:
+    """The first delivery of on_start hangs (the test kills that process); a redelivery
+    enqueues three tasks, and the workflow completes when all three came back."""
+
+    def __init__(self, record_dir: Path) -> None:
+        self._marker = record_dir / "first-delivery"
+
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        if not self._marker.exists():
+            self._marker.write_text(str(os.getpid()))
+            time.sleep(600)
+        for index in range(3):
+            w.enqueue_task("square", {"i": index})
+        return w.continue_([])
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        seen = [*w.get_payload(), ev.result.get_parameters()["i"]]
+        if w.total_completed_tasks() == 3:
+            return w.complete({"completed": sorted(seen), "enqueued": w.total_enqueued_tasks()})
+        return w.continue_(seen)
 
     def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
         return w.fail("cancelled")
@@ -85,6 +119,7 @@ def build_manager(url: str, record_dir: Path, **options: Any) -> Manager:
     manager = Manager(open_driver(url), **options)
     manager.register_workflow_executor("fan-out", FanOut())
     manager.register_workflow_executor("slow-then-quick", SlowThenQuick())
+    manager.register_workflow_executor("hang-on-first-delivery", HangOnFirstDelivery(record_dir))
     manager.register_task_executor("square", square, workers=8)
     manager.register_task_executor("slow", slow)
     manager.register_task_executor("quick", quick)
@@ -101,6 +136,7 @@ async def serve(url: str, record_dir: Path) -> None:
         task_heartbeat_interval=0.2,
         task_expiry=1.5,
         stop_grace_period=2.0,
+        workflow_workers=int(os.environ.get("CEREAL_TEST_WORKFLOW_WORKERS", "1")),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
