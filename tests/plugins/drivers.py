@@ -63,6 +63,9 @@ def driver_factory(
     driver_name: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Callable[[], Driver]:
     """Builds drivers over one shared store (for tests with several Managers)."""
+    if driver_name == "postgres":
+        # set the database up now, so that it is torn down after the Managers using it
+        request.getfixturevalue("postgres_dsn")
     for marker in request.node.iter_markers("requires"):
         build = DRIVER_FACTORIES[driver_name]
         capability = marker.args[0]
