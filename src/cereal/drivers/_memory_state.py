@@ -77,6 +77,7 @@ class Task:
     enqueued_at: datetime
     lease: int | None = None
     heartbeat_at: datetime | None = None
+    attempt: int = 0
 
 
 @dataclass(eq=False)
@@ -226,6 +227,7 @@ class MemoryState:
             del queue[task.seq]
             task.lease = next(self.leases)
             task.heartbeat_at = now
+            task.attempt += 1
             self.running[task.seq] = task
             leased.append((task, task.lease))
         if not queue:

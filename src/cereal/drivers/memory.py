@@ -188,7 +188,7 @@ class MemoryDriver(Driver):
                 task_name=task.task_name,
                 workflow_name=task.instance.workflow_name,
                 instance_name=task.instance.instance_name,
-                attempt=1,
+                attempt=task.attempt,
                 task_id=str(task.seq),
             )
             data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
