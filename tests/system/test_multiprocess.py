@@ -70,6 +70,27 @@ async def _ready(record: Path, processes: list[subprocess.Popen[bytes]]) -> None
     )
 
 
+async def _crash_mid_run(
+    client: Manager,
+    spawn_worker: Callable[[str], subprocess.Popen[bytes]],
+    record: Path,
+    workflow: str,
+    instance: str,
+    marker: Callable[[subprocess.Popen[bytes]], Path],
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """Start a worker, enqueue, wait for ``marker(worker)``, SIGKILL it, start a survivor."""
+    url = _driver_url(client.driver)
+    victim = spawn_worker(url)
+    await _ready(record, [victim])
+    await client.enqueue_workflow(workflow, instance)
+    await eventually(lambda: marker(victim).exists(), timeout=30, what="crash point reached")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    survivor = spawn_worker(url)
+    await _ready(record, [survivor])
+    return victim, survivor
+
+
 async def test_two_workers_share_a_fan_out_of_1000_tasks_exactly_once(
     driver_factory: Callable[[], Driver],
     spawn_worker: Callable[[str], subprocess.Popen[bytes]],
@@ -108,20 +129,17 @@ async def test_kill_9_mid_task_reports_lost_and_another_worker_carries_on(
 ) -> None:
     # Given one worker that will take the slow task
     client = Manager(driver_factory())
-    url = _driver_url(client.driver)
     record = tmp_path / "records"
-    victim = spawn_worker(url)
-    await _ready(record, [victim])
-    await client.enqueue_workflow("slow-then-quick", "crash-1")
-    await eventually(
-        lambda: (record / f"{victim.pid}.started-slow").exists(), timeout=30, what="slow started"
-    )
 
     # When that worker is killed with SIGKILL mid-task and a second worker runs
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=10)
-    survivor = spawn_worker(url)
-    await _ready(record, [survivor])
+    await _crash_mid_run(
+        client,
+        spawn_worker,
+        record,
+        "slow-then-quick",
+        "crash-1",
+        lambda victim: record / f"{victim.pid}.started-slow",
+    )
 
     # Then the task reaches its workflow as LOST, and the survivor finishes the workflow
     final = await wait_finished(client, "slow-then-quick", "crash-1", timeout=60)
@@ -136,18 +154,17 @@ async def test_kill_9_mid_callback_redelivers_the_event_and_applies_it_once(
 ) -> None:
     # Given a worker whose on_start hangs on the first delivery
     client = Manager(driver_factory())
-    url = _driver_url(client.driver)
     record = tmp_path / "records"
-    victim = spawn_worker(url)
-    await _ready(record, [victim])
-    await client.enqueue_workflow("hang-on-first-delivery", "crash-2")
-    await eventually(lambda: (record / "first-delivery").exists(), timeout=30, what="callback")
 
     # When that worker is killed mid-callback and a second worker runs
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=10)
-    survivor = spawn_worker(url)
-    await _ready(record, [survivor])
+    victim, survivor = await _crash_mid_run(
+        client,
+        spawn_worker,
+        record,
+        "hang-on-first-delivery",
+        "crash-2",
+        lambda _: record / "first-delivery",
+    )
 
     # Then the start event was redelivered and its effect (three tasks) applied exactly once
     final = await wait_finished(client, "hang-on-first-delivery", "crash-2", timeout=60)
