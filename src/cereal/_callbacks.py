@@ -11,6 +11,7 @@ unit test holds the two together.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -81,6 +82,18 @@ async def decide(
         raise TypeError(f"{type(executor).__name__} has no callable {callback_name}(w, ev)")
     try:
         decision = await call_plain_or_async(callback, instance, event)
+    except asyncio.CancelledError as exc:
+        current = asyncio.current_task()
+        if current is None or current.cancelling():
+            raise  # the engine is cancelling us (stop): not the callback's failure
+        logger.error(
+            "workflow %s/%s: %s raised CancelledError",
+            instance.workflow_name,
+            instance.instance_name,
+            callback_name,
+            extra={"event": "callback_failed", "workflow_name": instance.workflow_name},
+        )
+        return Decision(DecisionKind.FAIL, error=raised_text(exc))
     except Exception as exc:
         logger.exception(
             "workflow %s/%s: %s raised",

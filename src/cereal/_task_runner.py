@@ -205,7 +205,7 @@ class TaskRunner:
         if failure is not None:
             if not isinstance(failure, Exception):
                 raise failure
-            return _Outcome(error=str(failure))
+            return _Outcome(error=values.storable_text(str(failure)))
         try:
             encoded = values.encode(
                 work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from cereal import _callbacks, errors
+from cereal import _callbacks, errors, values
 from cereal.drivers.base import Driver, WorkflowCompleter
 from cereal.executors import WorkflowExecutor
 from cereal.instance import (
@@ -175,7 +175,7 @@ class WorkflowRunner:
         self, decision: Decision, event: WorkflowEvent, completer: WorkflowCompleter
     ) -> None:
         if decision.is_failed:
-            await completer.fail(decision.error or "workflow failed")
+            await completer.fail(values.storable_text(decision.error or "workflow failed"))
             self._finished(event)
         elif decision.is_complete:
             await completer.done(decision.result)

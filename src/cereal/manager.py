@@ -211,7 +211,11 @@ class Manager:
         if self._started:
             raise RuntimeError("Manager.start() called more than once")
         self._started = True
-        driver = await self._storage()
+        try:
+            driver = await self._storage()
+        except BaseException:
+            self._started = False  # nothing started: stop() has nothing to stop, start may retry
+            raise
         self._loop = asyncio.get_running_loop()
         dequeue_slots = asyncio.Semaphore(self._dequeue_workers)
         self._workflow_runner = WorkflowRunner(

@@ -50,12 +50,30 @@ def encode(value: object, *, where: str, max_bytes: int = DEFAULT_MAX_VALUE_BYTE
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"{where}: value is not JSON-encodable: {exc}") from exc
-    raw = text.encode("utf-8")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: not Unicode text, so not JSON
+        raise TypeError(f"{where}: value is not JSON-encodable: {exc}") from exc
     if len(raw) > max_bytes:
         raise ValueError(
             f"{where}: encoded value is {len(raw)} bytes, over the limit of {max_bytes} bytes"
         )
     return raw
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what no store can hold as text escaped: NUL and lone surrogates.
+
+    PostgreSQL text refuses NUL and every store refuses a lone surrogate (it
+    is not UTF-8), so an error text holding one would never commit.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def check_size(raw: bytes | None, *, where: str, max_bytes: int) -> bytes | None:

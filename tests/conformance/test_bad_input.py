@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cereal import Decision, Manager, WorkflowInstance
+from cereal import Decision, Manager, WorkflowInstance, errors
 from tests.conformance._executors import INST, WF, Flow, echo, enqueue, register
 from tests.plugins.manager import MakeManager, wait_finished
 
@@ -254,3 +254,104 @@ async def test_stop_is_idempotent_and_fine_when_never_started(make_manager: Make
     await started.start()
     await started.stop()
     await started.stop()
+
+
+async def test_lone_surrogate_in_a_value_raises_type_error_naming_the_call(
+    make_manager: MakeManager,
+) -> None:
+    manager = make_manager()
+
+    with pytest.raises(TypeError, match="enqueue_workflow"):
+        await manager.enqueue_workflow(WF, INST, {"text": "half \ud800 a pair"})
+
+    assert await nothing_stored(manager)
+
+
+ODD_ERROR_TEXTS = ["nul\x00inside", "lone \ud800 surrogate"]
+
+
+@pytest.mark.parametrize("text", ODD_ERROR_TEXTS, ids=repr)
+async def test_fail_with_unstorable_text_still_fails_the_instance_once(
+    make_manager: MakeManager, text: str
+) -> None:
+    # Given a workflow that fails with text the store cannot hold as is
+    manager = make_manager()
+    flow = Flow(lambda w, ev: w.fail(text))
+    register(manager, {WF: flow, "after": Flow()}, {})
+    await manager.start()
+
+    # When it runs, and another instance is enqueued after it
+    await manager.enqueue_workflow(WF, INST)
+    failed = await wait_finished(manager, WF, INST)
+    await manager.enqueue_workflow("after", INST, {"ok": True})
+    after = await wait_finished(manager, "after", INST)
+
+    # Then it failed once with a text close to the one given, and the runner goes on
+    assert failed.err() is not None
+    assert str(failed.err()).split()[0] == text.split()[0].replace("\x00", "\\x00")
+    assert flow.count("start") == 1
+    assert after.get_result() == {"ok": True}
+
+
+@pytest.mark.parametrize("text", ODD_ERROR_TEXTS, ids=repr)
+async def test_task_raising_unstorable_text_is_reported_failed(
+    make_manager: MakeManager, text: str
+) -> None:
+    # Given a task whose exception message the store cannot hold as is
+    def explode(task: Any) -> None:
+        raise RuntimeError(text)
+
+    manager = make_manager(task_expiry=30.0)
+    register(manager, {WF: Flow(enqueue(("t", None)))}, {"t": explode})
+    await manager.start()
+
+    # When it runs
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST, timeout=10.0)
+
+    # Then the workflow sees it FAILED (not LOST after the expiry)
+    [entry] = done.get_result()
+    assert entry["status"] == "failed"
+
+
+async def test_start_that_cannot_open_the_store_can_be_stopped_and_retried(
+    make_manager: MakeManager,
+) -> None:
+    # Given a Manager whose store is unavailable at start
+    manager = make_manager()
+    register(manager, {WF: Flow()}, {})
+    driver = manager.driver
+
+    async def unavailable() -> None:
+        raise errors.DriverError("storage unavailable")
+
+    driver._open = unavailable  # type: ignore[method-assign]
+    with pytest.raises(errors.DriverError):
+        await manager.start()
+
+    # When the store comes back, start is retried and the Manager is stopped
+    del driver._open
+    await manager.start()
+    await manager.enqueue_workflow(WF, INST, {"ok": True})
+    done = await wait_finished(manager, WF, INST)
+    await manager.stop()
+
+    # Then the retry ran the workflow and nothing was left open
+    assert done.get_result() == {"ok": True}
+    assert not driver.is_open
+
+
+async def test_stop_after_a_failed_start_releases_everything(make_manager: MakeManager) -> None:
+    manager = make_manager()
+    driver = manager.driver
+
+    async def unavailable() -> None:
+        raise errors.DriverError("storage unavailable")
+
+    driver._open = unavailable  # type: ignore[method-assign]
+    with pytest.raises(errors.DriverError):
+        await manager.start()
+
+    await manager.stop()  # no AssertionError: nothing was started
+
+    assert not driver.is_open

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -494,3 +495,26 @@ async def test_async_and_plain_callbacks_both_work(make_manager: MakeManager) ->
     assert (await wait_finished(manager, "plain", INST)).get_result() == "plain done"
     assert (await wait_finished(manager, "async", INST)).get_result() == "async done"
     assert plain.threads and plain.threads[0] is not threading.current_thread()
+
+
+async def test_callback_raising_cancelled_error_fails_its_instance_and_the_runner_goes_on(
+    make_manager: MakeManager,
+) -> None:
+    # Given an async on_start that raises CancelledError of its own (not a stop)
+    async def on_start(w: WorkflowInstance, ev: Any) -> Decision:
+        raise asyncio.CancelledError("gave up waiting")
+
+    flow = Flow(on_start)
+    manager = register(make_manager(), {WF: flow, "after": Flow()})
+    await manager.start()
+
+    # When it runs, and another workflow is enqueued after it
+    await manager.enqueue_workflow(WF, INST)
+    failed = await wait_finished(manager, WF, INST)
+    await manager.enqueue_workflow("after", INST, {"ok": True})
+    after = await wait_finished(manager, "after", INST)
+
+    # Then the callback failed its instance like any raise, and the runner still works
+    assert str(failed.err()) == "CancelledError: gave up waiting"
+    assert flow.count("start", INST) == 1
+    assert after.get_result() == {"ok": True}
