@@ -9,9 +9,7 @@ task's result. The task executor is a plain function.
 
 from __future__ import annotations
 
-import asyncio
-
-from _helpers import FAST, parse_db, wait_finished
+from _helpers import FAST, run, wait_finished
 
 import cereal
 
@@ -46,4 +44,4 @@ async def main(db: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_db(__doc__ or "")))
+    run(main, __doc__)

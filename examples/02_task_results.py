@@ -11,10 +11,9 @@ into dataclasses with ``get_parameters(Type)`` / ``get(Type)``.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from _helpers import FAST, parse_db, wait_finished
+from _helpers import FAST, run, wait_finished
 
 import cereal
 
@@ -76,4 +75,4 @@ async def main(db: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_db(__doc__ or "")))
+    run(main, __doc__)

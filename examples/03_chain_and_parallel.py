@@ -16,10 +16,9 @@ routing key (``__idx`` / ``__key``) to them, which task executors can ignore.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from _helpers import FAST, parse_db, wait_finished
+from _helpers import FAST, run, wait_finished
 
 import cereal
 from cereal.patterns import (
@@ -94,4 +93,4 @@ async def main(db: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_db(__doc__ or "")))
+    run(main, __doc__)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 
-from _helpers import FAST, parse_db
+from _helpers import FAST, run
 
 import cereal
 
@@ -67,4 +67,4 @@ async def main(db: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_db(__doc__ or "")))
+    run(main, __doc__)

@@ -20,7 +20,7 @@ import asyncio
 import threading
 import time
 
-from _helpers import FAST, parse_db, wait_finished
+from _helpers import FAST, run, wait_finished
 
 import cereal
 
@@ -98,4 +98,4 @@ async def main(db: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_db(__doc__ or "")))
+    run(main, __doc__)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import cereal
 
@@ -25,6 +28,16 @@ def parse_db(description: str) -> str:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     return str(args.db)
+
+
+def run(main: Callable[[str], Coroutine[Any, Any, None]], description: str | None) -> None:
+    """Parse ``--db`` and run ``main(db)``; a bad database or URL is one line on stderr, exit 1."""
+    db = parse_db(description or "")
+    try:
+        asyncio.run(main(db))
+    except (cereal.errors.CerealError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 async def wait_finished(

@@ -127,6 +127,20 @@ def test_workflows_errors_are_one_red_line(cli: Cli) -> None:
         assert "not found" in _one_error_line(done)
 
 
+def test_parameters_that_json_refuses_are_one_line_errors_naming_the_option(cli: Cli) -> None:
+    for text in ("NaN", '{"a": Infinity}', '"\\ud800"'):
+        done = cli("workflows", "enqueue", "orders", "x", "--parameters", text, check=False)
+        assert "--parameters is not valid JSON" in _one_error_line(done), text
+    assert cli.json("workflows", "list") == []
+
+
+def test_bad_names_are_one_line_errors_without_exception_class_names(cli: Cli) -> None:
+    for name, expected in [("", "must not be empty"), ("x" * 300, "limit is 255")]:
+        line = _one_error_line(cli("workflows", "enqueue", "orders", name, check=False))
+        assert expected in line
+        assert "ValueError" not in line
+
+
 def test_schedules_lifecycle(cli: Cli) -> None:
     # Given a schedule created disabled
     cli(
@@ -311,10 +325,19 @@ def test_worker_runs_until_sigterm(cli: Cli, db_url: str, tmp_path: Path, target
 
 def test_worker_target_errors(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "not_a_manager.py").write_text("thing = 42\n")
+    (tmp_path / "broken_on_import.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "broken_on_import_syntax.py").write_text("def (:\n")
+    (tmp_path / "needs_arguments.py").write_text("def factory(x):\n    return x\n")
     for target, expected in [
         ("no_colon", "must look like"),
         ("missing_module_xyz:manager", "cannot import"),
         ("not_a_manager:other", "no attribute"),
         ("not_a_manager:thing", "not a cereal.Manager"),
+        ("broken_on_import:manager", "importing module 'broken_on_import' failed: RuntimeError"),
+        ("broken_on_import_syntax:manager", "SyntaxError"),
+        ("needs_arguments:factory", "zero-argument factory"),
     ]:
         assert expected in _one_error_line(cli("worker", target, check=False))
+    bad_grace = cli("worker", "not_a_manager:thing", "--grace-period", "-1", check=False)
+    assert bad_grace.returncode == 2
+    assert "--grace-period" in bad_grace.stderr

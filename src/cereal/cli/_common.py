@@ -2,8 +2,9 @@
 
 Each command parses its arguments, then hands a coroutine to :func:`run`,
 which runs it with ``asyncio.run`` and turns the errors a user can cause
-(``CerealError``, ``ValueError``, ``TypeError``) into one red line and a
-non-zero exit. With ``-v`` the traceback follows.
+(``CerealError``, ``ValueError``, ``TypeError``) into one red line (the
+message alone, no exception class name) and a non-zero exit. With ``-v`` the
+traceback follows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from cereal import errors
+from cereal import errors, values
 from cereal.cli import _render
 from cereal.drivers import open_driver
 from cereal.manager import Manager
@@ -78,9 +79,7 @@ def fail(ctx: typer.Context, message: str) -> NoReturn:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
-    if isinstance(exc, errors.CerealError | CliError):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__
 
 
 def parse_json(text: str | None, *, option: str = "--parameters") -> Any:
@@ -92,12 +91,24 @@ def parse_json(text: str | None, *, option: str = "--parameters") -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise CliError(
             f"{option} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
             f"{text!r}"
         ) from exc
+    except ValueError as exc:
+        raise CliError(f"{option} is not valid JSON ({exc}): {text!r}") from exc
+    try:
+        values.encode(value, where=option, max_bytes=len(text.encode("utf-8", "replace")) * 6 + 16)
+    except (TypeError, ValueError) as exc:  # e.g. a lone surrogate escape such as "\ud800"
+        raise CliError(f"{option} is not valid JSON text: {exc}") from exc
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` parse in Python but are not JSON."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 @asynccontextmanager

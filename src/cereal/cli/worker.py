@@ -40,7 +40,11 @@ def load_target(target: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
             raise CliError(f"cannot import module {module_name!r} for worker {target!r}") from exc
-        raise
+        raise CliError(f"importing module {module_name!r} failed: {exc}") from exc
+    except Exception as exc:  # the user's module is broken: say so in one line (-v: traceback)
+        raise CliError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attribute.split("."):
         try:
             found = getattr(found, part)
@@ -56,9 +60,15 @@ async def resolve_manager(found: Any, target: str) -> Manager:
         CliError: the target is neither.
     """
     if not isinstance(found, Manager) and callable(found):
-        found = found()
-        if inspect.isawaitable(found):
-            found = await found
+        try:
+            found = found()
+            if inspect.isawaitable(found):
+                found = await found
+        except Exception as exc:  # a user's factory failed, or it needs arguments
+            raise CliError(
+                f"calling {target!r} failed ({type(exc).__name__}: {exc}); the worker target "
+                "must be a cereal.Manager or a zero-argument factory returning one"
+            ) from exc
     if not isinstance(found, Manager):
         raise CliError(
             f"worker target {target!r} is a {type(found).__name__}, "
@@ -111,5 +121,10 @@ def worker(
     ] = None,
 ) -> None:
     """Run a Manager's executors and schedules until SIGINT or SIGTERM, then stop gracefully."""
+    if grace_period is not None and not 0 <= grace_period < float("inf"):
+        raise typer.BadParameter(
+            f"must be a finite number of seconds >= 0, got {grace_period}",
+            param_hint="--grace-period",
+        )
     signal_name = run(ctx, serve(target, grace_period))
     _render.note(f"cereal worker stopped after {signal_name}")

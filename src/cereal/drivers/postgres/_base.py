@@ -137,7 +137,7 @@ class PostgresBase(Driver):
             DriverError: the database is unreachable, or a migration check or
                 step failed (nothing of a failed step is kept).
         """
-        with translate("connecting to migrate"):
+        with translate("opening the database (connect, then migrate its schema)"):
             async with await self._connect() as conn:
                 return await apply_migrations(conn)
 
