@@ -116,10 +116,12 @@ class TaskRunner:
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
                 return
             self._failures = 0
-            if not claimed:
-                return
             for data, completer in claimed:
                 self._start(data, completer)
+            if len(claimed) < free:
+                # the queue is drained for now: asking again would almost always come
+                # back empty; new work arrives with a wakeup, due delayed work by polling
+                return
 
     def _start(self, data: TaskData, completer: TaskCompleter) -> None:
         run = _Run(Task(data), completer)

@@ -270,8 +270,11 @@ class Manager:
         """Stop taking work, wait up to the grace period, then cancel what runs and report it LOST.
 
         Idempotent; fine on a Manager that never started (it only releases the driver).
+        Storage calls after ``stop()`` open the driver again; another ``stop()``
+        releases it again.
         """
         if self._stopped:
+            await self._release_driver()
             return
         self._stopped = True
         grace = (
@@ -281,6 +284,9 @@ class Manager:
         )
         if self._started:
             await self._stop_runners(grace)
+        await self._release_driver()
+
+    async def _release_driver(self) -> None:
         if self._initialised:
             self._driver.remove_wakeup_listener(self._on_driver_wakeup)
             self._initialised = False

@@ -184,3 +184,21 @@ async def test_storage_calls_work_before_start(make_manager: MakeManager) -> Non
     assert len(await manager.list_workflow_schedules()) == 1
     await manager.kill_workflow(WF, INST)
     assert str((await manager.get_workflow_instance(WF, INST)).err()) == "killed"
+
+
+async def test_storage_calls_after_stop_reopen_the_driver_and_stop_releases_it_again(
+    make_manager: MakeManager,
+) -> None:
+    # Given a stopped Manager
+    manager = make_manager()
+    await manager.start()
+    await manager.stop()
+    assert not manager.driver.is_open
+
+    # When it is used for storage again
+    await manager.enqueue_workflow("after-stop", "one")
+    assert manager.driver.is_open
+
+    # Then another stop() releases the driver again
+    await manager.stop()
+    assert not manager.driver.is_open
