@@ -103,6 +103,13 @@ class Manager:
             else driver.default_workflow_poll_interval,
             name="workflow_poll_interval",
         )
+        # Zero would make the runners poll without pausing, keeping a core busy.
+        for option, interval in (
+            ("task_poll_interval", self._task_poll),
+            ("workflow_poll_interval", self._workflow_poll),
+        ):
+            if interval <= 0:
+                raise ValueError(f"{option} must be positive, got {interval:g}")
         self._dequeue_workers = _positive_int(
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )

@@ -355,3 +355,23 @@ async def test_stop_after_a_failed_start_releases_everything(make_manager: MakeM
     await manager.stop()  # no AssertionError: nothing was started
 
     assert not driver.is_open
+
+
+async def test_a_rule_dateutil_fails_on_later_is_an_invalid_schedule_error(
+    make_manager: MakeManager,
+) -> None:
+    manager = make_manager()
+
+    with pytest.raises(errors.InvalidScheduleError, match="BYHOUR"):
+        await manager.create_workflow_schedule(WF, INST, None, "FREQ=MINUTELY;BYHOUR=25")
+
+    assert await nothing_stored(manager)
+
+
+@pytest.mark.parametrize("option", ["workflow_poll_interval", "task_poll_interval"])
+@pytest.mark.parametrize("value", [0, 0.0, -1, float("nan"), float("inf")], ids=repr)
+async def test_a_poll_interval_that_would_spin_is_refused(
+    make_manager: MakeManager, option: str, value: float
+) -> None:
+    with pytest.raises(ValueError, match=option):
+        make_manager(**{option: value})
