@@ -493,7 +493,9 @@ class Manager:
     ) -> None:
         """Change a schedule; every given change commits atomically, or none does.
 
-        A new recurrence, or re-enabling, recomputes the next due time from now.
+        A new recurrence, or re-enabling a disabled schedule, recomputes the
+        next due time from now; enabling an enabled schedule keeps it. The
+        update is one atomic driver call: a change made meanwhile is not lost.
 
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
@@ -510,13 +512,20 @@ class Manager:
         rule = None if recurrence is None else _normalize(recurrence)
         driver = await self._storage()
         next_due = None
+        due_rule = None
         if rule is not None:
             next_due = await _first_due(rule)
         elif enabled:
-            current = await driver.get_workflow_schedule(workflow_name, instance_name)
-            next_due = await _first_due(current.recurrence)
+            # Computed from the rule read now; the driver stores it only if the
+            # schedule is still disabled with this rule when the update lands.
+            due_rule = (await driver.get_workflow_schedule(workflow_name, instance_name)).recurrence
+            next_due = await _first_due(due_rule)
         update = ScheduleUpdate(
-            enabled=enabled, parameters=encoded, recurrence=rule, next_due_at=next_due
+            enabled=enabled,
+            parameters=encoded,
+            recurrence=rule,
+            next_due_at=next_due,
+            due_rule=due_rule,
         )
         await driver.update_workflow_schedule(workflow_name, instance_name, update)
         self._trigger_scheduler()
