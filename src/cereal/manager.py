@@ -52,10 +52,13 @@ Duration = float | timedelta
 
 
 class _TaskRegistration:
-    def __init__(self, function: TaskFunction, workers: int, timeout: float | None) -> None:
+    def __init__(
+        self, function: TaskFunction, workers: int, timeout: float | None, max_strays: int | None
+    ) -> None:
         self.function = function
         self.workers = workers
         self.timeout = timeout
+        self.max_strays = max_strays
 
 
 class Manager:
@@ -171,11 +174,15 @@ class Manager:
         *,
         workers: int = 1,
         timeout: Duration | None = None,
+        max_stray_threads: int | None = None,
     ) -> None:
         """Run tasks of ``task_name`` with ``executor``, at most ``workers`` at a time here.
 
         A task running longer than ``timeout`` is cancelled (async) or abandoned
-        (plain: its thread runs on) and reported failed.
+        (plain: its thread runs on) and reported failed. While
+        ``max_stray_threads`` (default: ``workers``) such abandoned threads of
+        a plain executor still run, no more tasks of this name are claimed
+        here; a WARNING says so.
 
         Raises:
             RuntimeError: after :meth:`start`, or the name is registered already.
@@ -187,7 +194,10 @@ class Manager:
         limit = _time.optional_seconds(timeout, name="timeout")
         if limit is not None and limit <= 0:
             raise ValueError("timeout must be positive (or None for no timeout)")
-        self._task_registrations[task_name] = _TaskRegistration(function, count, limit)
+        strays = None
+        if max_stray_threads is not None:
+            strays = _positive_int(max_stray_threads, "max_stray_threads")
+        self._task_registrations[task_name] = _TaskRegistration(function, count, limit, strays)
 
     def _check_registration(self, name: str, what: str, registry: dict[str, Any]) -> None:
         if self._started:
@@ -248,6 +258,7 @@ class Manager:
                 dequeue_slots=dequeue_slots,
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,
+                max_stray_threads=registration.max_strays,
             )
         self._scheduler = WorkflowScheduler(
             driver,
