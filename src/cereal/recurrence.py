@@ -285,7 +285,7 @@ def _parse_stamp(value: str, what: str) -> tuple[datetime, bool]:
 def _build(rule: _Rule, start: datetime) -> rrule:
     try:
         built = rrulestr(rule.body(), dtstart=start)
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise errors.InvalidScheduleError(f"invalid recurrence {rule.text()!r}: {exc}") from exc
     assert isinstance(built, rrule)  # one RRULE line never gives an rruleset
     return built
