@@ -7,6 +7,11 @@ its interval with jitter and wakes at once when work is announced. A task
 whose lease is lost (its workflow ended, it expired) is cancelled and its
 result dropped. On stop, running tasks get a grace period, then they are
 cancelled and reported ``LOST`` at once.
+
+A plain executor cannot be interrupted: after a timeout or a lost lease its
+thread runs on, unowned. Such stray threads are counted; while a runner has
+``max_stray_threads`` of them it claims nothing (and says so at WARNING), so
+a task that always hangs cannot pile up threads without bound.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class _Run:
         self.task = task
         self.completer = completer
         self.abandoned = False
+        self.thread_running = False  # a plain executor's thread has not ended yet
+        self.stray = False  # ... and the runner has stopped waiting for it
 
 
 class TaskRunner:
@@ -63,6 +70,7 @@ class TaskRunner:
         dequeue_slots: asyncio.Semaphore,
         max_value_bytes: int,
         on_task_finished: Callable[[], None],
+        max_stray_threads: int | None = None,
     ) -> None:
         self._driver = driver
         self._name = task_name
@@ -80,6 +88,9 @@ class TaskRunner:
         self._stopping = False
         self._runs: dict[asyncio.Task[None], _Run] = {}
         self._failures = 0
+        self._strays = 0
+        self._max_strays = workers if max_stray_threads is None else max_stray_threads
+        self._cap_reported = False
 
     @property
     def running(self) -> int:
@@ -103,8 +114,26 @@ class TaskRunner:
             return min(_BACKOFF_MAX, 0.1 * 2.0 ** min(self._failures, 6))
         return max(0.001, self._poll_interval - random.random() * self._poll_jitter)
 
+    def _at_thread_cap(self) -> bool:
+        if self._strays < self._max_strays:
+            self._cap_reported = False
+            return False
+        if not self._cap_reported:  # once per episode, not once per poll
+            self._cap_reported = True
+            logger.warning(
+                "not claiming %r tasks: %d executor threads still run after their task "
+                "timed out or was lost (limit %d); claiming resumes as they end",
+                self._name,
+                self._strays,
+                self._max_strays,
+                extra={"event": "task_thread_cap", "task_name": self._name},
+            )
+        return True
+
     async def _fill(self) -> None:
         while not self._stopping and len(self._runs) < self._workers:
+            if self._at_thread_cap():
+                return
             free = self._workers - len(self._runs)
             try:
                 async with self._dequeue_slots:
@@ -142,10 +171,31 @@ class TaskRunner:
         if self._is_async:
             work: asyncio.Future[object] = asyncio.ensure_future(self._function(task))
         else:
-            work = start_in_thread(self._function, task, name=f"cereal-task-{self._name}")
-        outcome = await self._supervise(work, run)
+            run.thread_running = True
+            work = start_in_thread(
+                self._function,
+                task,
+                name=f"cereal-task-{self._name}",
+                on_exit=lambda: self._thread_ended(run),
+            )
+        try:
+            outcome = await self._supervise(work, run)
+        finally:
+            # Given up on (timeout, lost, stop): its thread runs on unowned. A thread
+            # that delivered its outcome is only returning, not a stray.
+            if run.thread_running and (work.cancelled() or not work.done()):
+                run.stray = True
+                self._strays += 1
         if outcome is not None:
             await self._record(completer, outcome)
+
+    def _thread_ended(self, run: _Run) -> None:
+        run.thread_running = False
+        if run.stray:
+            run.stray = False
+            self._strays -= 1
+            if not self._stopping:
+                self._wakeup.set()  # below the cap again: claim now
 
     async def _record(self, completer: TaskCompleter, outcome: _Outcome) -> None:
         """Report the outcome, retrying while the storage is unavailable.

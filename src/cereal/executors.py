@@ -8,6 +8,7 @@ cannot be interrupted: it sees :meth:`Task.is_cancelled` turn true instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -131,11 +132,19 @@ async def call_plain_or_async(function: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
-def start_in_thread(function: TaskFunction, task: Task, *, name: str) -> asyncio.Future[Any]:
+def start_in_thread(
+    function: TaskFunction,
+    task: Task,
+    *,
+    name: str,
+    on_exit: Callable[[], None] | None = None,
+) -> asyncio.Future[Any]:
     """Run a plain task executor in its own daemon thread; returns a future of its outcome.
 
     A dedicated thread (not a pool) is used so that a timed-out or lost
     executor, which cannot be interrupted, never holds a slot other tasks need.
+    ``on_exit`` is called on the loop once the thread has ended, even when
+    nobody waits for the outcome any more.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -155,6 +164,10 @@ def start_in_thread(function: TaskFunction, task: Task, *, name: str) -> asyncio
             _deliver(loop, settle, None, exc)
         else:
             _deliver(loop, settle, outcome, None)
+        finally:
+            if on_exit is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(on_exit)
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return future

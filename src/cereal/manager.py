@@ -52,10 +52,13 @@ Duration = float | timedelta
 
 
 class _TaskRegistration:
-    def __init__(self, function: TaskFunction, workers: int, timeout: float | None) -> None:
+    def __init__(
+        self, function: TaskFunction, workers: int, timeout: float | None, max_strays: int | None
+    ) -> None:
         self.function = function
         self.workers = workers
         self.timeout = timeout
+        self.max_strays = max_strays
 
 
 class Manager:
@@ -103,6 +106,13 @@ class Manager:
             else driver.default_workflow_poll_interval,
             name="workflow_poll_interval",
         )
+        # Zero would make the runners poll without pausing, keeping a core busy.
+        for option, interval in (
+            ("task_poll_interval", self._task_poll),
+            ("workflow_poll_interval", self._workflow_poll),
+        ):
+            if interval <= 0:
+                raise ValueError(f"{option} must be positive, got {interval:g}")
         self._dequeue_workers = _positive_int(
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )
@@ -164,11 +174,15 @@ class Manager:
         *,
         workers: int = 1,
         timeout: Duration | None = None,
+        max_stray_threads: int | None = None,
     ) -> None:
         """Run tasks of ``task_name`` with ``executor``, at most ``workers`` at a time here.
 
         A task running longer than ``timeout`` is cancelled (async) or abandoned
-        (plain: its thread runs on) and reported failed.
+        (plain: its thread runs on) and reported failed. While
+        ``max_stray_threads`` (default: ``workers``) such abandoned threads of
+        a plain executor still run, no more tasks of this name are claimed
+        here; a WARNING says so.
 
         Raises:
             RuntimeError: after :meth:`start`, or the name is registered already.
@@ -180,7 +194,10 @@ class Manager:
         limit = _time.optional_seconds(timeout, name="timeout")
         if limit is not None and limit <= 0:
             raise ValueError("timeout must be positive (or None for no timeout)")
-        self._task_registrations[task_name] = _TaskRegistration(function, count, limit)
+        strays = None
+        if max_stray_threads is not None:
+            strays = _positive_int(max_stray_threads, "max_stray_threads")
+        self._task_registrations[task_name] = _TaskRegistration(function, count, limit, strays)
 
     def _check_registration(self, name: str, what: str, registry: dict[str, Any]) -> None:
         if self._started:
@@ -241,6 +258,7 @@ class Manager:
                 dequeue_slots=dequeue_slots,
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,
+                max_stray_threads=registration.max_strays,
             )
         self._scheduler = WorkflowScheduler(
             driver,
@@ -486,7 +504,9 @@ class Manager:
     ) -> None:
         """Change a schedule; every given change commits atomically, or none does.
 
-        A new recurrence, or re-enabling, recomputes the next due time from now.
+        A new recurrence, or re-enabling a disabled schedule, recomputes the
+        next due time from now; enabling an enabled schedule keeps it. The
+        update is one atomic driver call: a change made meanwhile is not lost.
 
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
@@ -503,13 +523,20 @@ class Manager:
         rule = None if recurrence is None else _normalize(recurrence)
         driver = await self._storage()
         next_due = None
+        due_rule = None
         if rule is not None:
             next_due = await _first_due(rule)
         elif enabled:
-            current = await driver.get_workflow_schedule(workflow_name, instance_name)
-            next_due = await _first_due(current.recurrence)
+            # Computed from the rule read now; the driver stores it only if the
+            # schedule is still disabled with this rule when the update lands.
+            due_rule = (await driver.get_workflow_schedule(workflow_name, instance_name)).recurrence
+            next_due = await _first_due(due_rule)
         update = ScheduleUpdate(
-            enabled=enabled, parameters=encoded, recurrence=rule, next_due_at=next_due
+            enabled=enabled,
+            parameters=encoded,
+            recurrence=rule,
+            next_due_at=next_due,
+            due_rule=due_rule,
         )
         await driver.update_workflow_schedule(workflow_name, instance_name, update)
         self._trigger_scheduler()

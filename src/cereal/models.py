@@ -185,12 +185,17 @@ class ScheduleUpdate:
     ``enabled`` and ``recurrence`` are ``None`` when unchanged; ``parameters`` is
     ``UNSET`` when unchanged. When ``next_due_at`` is set it is stored as the
     new due time (the Manager computes it for a recurrence change or a re-enable).
+    With ``due_rule`` set, ``next_due_at`` is stored only if, when the update
+    lands, the schedule is disabled and its recurrence is ``due_rule`` (the rule
+    the due time was computed from): enabling an enabled schedule keeps its due
+    time, and a rule changed meanwhile keeps the due time its change stored.
     """
 
     enabled: bool | None = None
     parameters: bytes | Unset | None = UNSET
     recurrence: str | None = None
     next_due_at: datetime | None = None
+    due_rule: str | None = None
 
 
 @dataclass(frozen=True)

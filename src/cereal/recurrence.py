@@ -30,10 +30,12 @@ gap fire once. Use a UTC DTSTART to count elapsed time instead.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import logging
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,6 +45,8 @@ from dateutil.rrule import rrule, rrulestr
 from cereal import _time, errors
 
 __all__ = ["next_after", "normalize"]
+
+logger = logging.getLogger(__name__)
 
 _KEYS = (
     "FREQ", "INTERVAL", "WKST", "COUNT", "UNTIL", "BYSETPOS", "BYMONTH", "BYMONTHDAY",
@@ -56,6 +60,23 @@ _CHECKS = {
     "INTERVAL": (r"0*[1-9]\d*", "a positive integer"),
     "COUNT": (r"\d+", "a non-negative integer"),
 }
+# Allowed values of the numeric BY parts (lists of integers); a signed range
+# also allows the negated values. dateutil accepts some out-of-range values and
+# fails only while iterating, so they are refused here.
+_RANGES = {
+    "BYSECOND": (0, 59, False),
+    "BYMINUTE": (0, 59, False),
+    "BYHOUR": (0, 23, False),
+    "BYMONTH": (1, 12, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+    "BYSETPOS": (1, 366, True),
+}
+# Keys that make the number of occurrences per period vary or differ from one.
+_BY_KEYS = tuple(key for key in _KEYS if key.startswith("BY"))
+MAX_OCCURRENCES_WALKED = 100_000
+"""Occurrences one evaluation may step through before ``now``; past it the rule is refused."""
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?")
 
 
@@ -116,15 +137,30 @@ def next_after(recurrence: str, now: datetime, *, inclusive: bool = True) -> dat
     """
     rule = _parse(recurrence)
     limit_t = _time.to_utc(now, name="now").replace(microsecond=0)
+    try:
+        return _search(rule, limit_t, inclusive)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # dateutil checks some values only while iterating (BYHOUR=25 passes rrulestr)
+        raise errors.InvalidScheduleError(f"invalid recurrence {recurrence!r}: {exc}") from None
+
+
+def _search(rule: _Rule, limit_t: datetime, inclusive: bool) -> datetime | None:
     zone = _zone(rule.zone)
     start = rule.dtstart if rule.dtstart is not None else limit_t.replace(tzinfo=None)
     freq = rule.parts["FREQ"]
-    if "COUNT" not in rule.parts and freq in _PERIOD:
+    counted = "COUNT" in rule.parts
+    # One occurrence per period: COUNT can be skipped ahead by arithmetic too.
+    if freq in _PERIOD and not (counted and any(key in rule.parts for key in _BY_KEYS)):
         step = timedelta(seconds=_PERIOD[freq] * int(rule.parts.get("INTERVAL", "1")))
-        start = _skip_ahead(start, step, zone, limit_t)
+        start, skipped = _skip_ahead(start, step, zone, limit_t)
+        if counted:
+            left = int(rule.parts["COUNT"]) - skipped
+            if left <= 0:
+                return None
+            rule = _Rule({**rule.parts, "COUNT": str(left)}, rule.dtstart, rule.zone)
     found: datetime | None = None
     horizon: datetime | None = None
-    for occurrence in _build(rule, start.replace(tzinfo=zone, fold=0)):
+    for walked, occurrence in enumerate(_build(rule, start.replace(tzinfo=zone, fold=0))):
         wall = occurrence.replace(tzinfo=None)
         if horizon is not None and wall >= horizon:
             break
@@ -136,6 +172,11 @@ def next_after(recurrence: str, now: datetime, *, inclusive: bool = True) -> dat
                 # that follow it, for up to the gap's length: look that far.
                 gap = instant - occurrence.replace(fold=1).astimezone(UTC)
                 horizon = wall + max(gap, timedelta(0))
+        elif walked >= MAX_OCCURRENCES_WALKED:
+            raise errors.InvalidScheduleError(
+                f"recurrence {rule.text()!r} has more than {MAX_OCCURRENCES_WALKED} "
+                "occurrences before now to step through; move its DTSTART closer to now"
+            )
     return found
 
 
@@ -184,6 +225,9 @@ def _parse_rule(text: str) -> _Rule:
             raise ValueError(f"{key} must be {what}, got {parts[key]!r}")
     if "COUNT" in parts and "UNTIL" in parts:
         raise ValueError("COUNT and UNTIL cannot be used together")
+    for key, (low, high, signed) in _RANGES.items():
+        if key in parts:
+            _check_range(key, parts[key], low, high, signed)
     dtstart, zone = _parse_dtstart(dtstart_line) if dtstart_line else (None, None)
     if "UNTIL" in parts:
         until, is_utc = _parse_stamp(parts["UNTIL"], "UNTIL")
@@ -191,6 +235,16 @@ def _parse_rule(text: str) -> _Rule:
             until = until.replace(tzinfo=_zone(zone)).astimezone(UTC).replace(tzinfo=None)
         parts["UNTIL"] = _stamp(until) + "Z"
     return _Rule(parts, dtstart, zone)
+
+
+def _check_range(key: str, value: str, low: int, high: int, signed: bool) -> None:
+    for item in value.split(","):
+        number = item.strip().removeprefix("+") if signed else item.strip()
+        if not re.fullmatch(r"-?\d+" if signed else r"\d+", number):
+            raise ValueError(f"{key} must be a list of integers, got {value!r}")
+        if not low <= abs(int(number)) <= high:
+            what = f"{low}..{high}" + (f" or -{high}..-{low}" if signed else "")
+            raise ValueError(f"{key} values must be in {what}, got {item.strip()}")
 
 
 def _parse_dtstart(line: str) -> tuple[datetime, str | None]:
@@ -231,21 +285,24 @@ def _parse_stamp(value: str, what: str) -> tuple[datetime, bool]:
 def _build(rule: _Rule, start: datetime) -> rrule:
     try:
         built = rrulestr(rule.body(), dtstart=start)
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise errors.InvalidScheduleError(f"invalid recurrence {rule.text()!r}: {exc}") from exc
     assert isinstance(built, rrule)  # one RRULE line never gives an rruleset
     return built
 
 
-def _skip_ahead(start: datetime, step: timedelta, zone: tzinfo, now: datetime) -> datetime:
+def _skip_ahead(
+    start: datetime, step: timedelta, zone: tzinfo, now: datetime
+) -> tuple[datetime, int]:
     """Move a fixed-period rule's start by whole periods to shortly before ``now``.
 
     Later occurrences do not change (same grid, same defaults from DTSTART).
+    Returns the new start and the number of periods skipped.
     """
     offsets = [(now + timedelta(days=d)).astimezone(zone).utcoffset() for d in (-1, 0, 1)]
     lowest_wall = now.replace(tzinfo=None) + min(o or timedelta(0) for o in offsets)
     periods = (lowest_wall - start) // step - 1
-    return start + periods * step if periods > 0 else start
+    return (start + periods * step, periods) if periods > 0 else (start, 0)
 
 
 def _from_rrule(rule: rrule) -> str:
@@ -303,22 +360,34 @@ EVALUATION_BUDGET = 5.0
 """Seconds one next-occurrence search may take before the rule is refused."""
 
 
+class _SearchStopped(BaseException):
+    """Raised inside a search thread whose caller gave up, to end the search."""
+
+
+@dataclass
+class _SearchState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    searching: bool = True
+
+
 async def next_after_off_loop(
     recurrence: str, now: datetime, *, inclusive: bool = True, budget: float = EVALUATION_BUDGET
 ) -> datetime | None:
     """:func:`next_after` in a worker thread, refused if it takes longer than ``budget``.
 
     dateutil scans a rule that can never match (``FREQ=HOURLY;BYSETPOS=3``,
-    February 30th) year by year up to 9999, which can take minutes and cannot
-    be interrupted; running it off the event loop keeps the Manager responsive,
-    and the budget turns such a rule into a clear error. The abandoned search
-    finishes in its thread.
+    February 30th) year by year up to 9999, which can take minutes; running it
+    off the event loop keeps the Manager responsive, and the budget turns such
+    a rule into a clear error. A search past its budget is stopped: an
+    exception is raised inside its thread (dateutil is pure Python, so it
+    lands at once), so no abandoned search keeps a core busy.
 
     Raises:
         InvalidScheduleError: the rule does not parse, or its search ran out of budget.
     """
     loop = asyncio.get_running_loop()
     search: asyncio.Future[datetime | None] = loop.create_future()
+    state = _SearchState()
 
     def settle(outcome: datetime | None, failure: BaseException | None) -> None:
         if search.done():
@@ -330,16 +399,24 @@ async def next_after_off_loop(
 
     def work() -> None:
         try:
-            outcome, failure = next_after(recurrence, now, inclusive=inclusive), None
-        except BaseException as exc:
-            outcome, failure = None, exc
-        try:
-            loop.call_soon_threadsafe(settle, outcome, failure)
-        except RuntimeError:  # the loop closed while the search ran on
-            pass
+            try:
+                outcome, failure = next_after(recurrence, now, inclusive=inclusive), None
+            except _SearchStopped:
+                return
+            except BaseException as exc:
+                outcome, failure = None, exc
+            with state.lock:
+                state.searching = False
+            try:
+                loop.call_soon_threadsafe(settle, outcome, failure)
+            except RuntimeError:  # the loop closed while the search ran on
+                pass
+        except _SearchStopped:  # the stop landed just after the search ended
+            return
 
     # A daemon thread, not the loop's executor: asyncio.run would wait for it at exit.
-    threading.Thread(target=work, name="cereal-rrule-search", daemon=True).start()
+    thread = threading.Thread(target=work, name="cereal-rrule-search", daemon=True)
+    thread.start()
     try:
         return await asyncio.wait_for(search, timeout=budget)
     except TimeoutError:
@@ -347,3 +424,18 @@ async def next_after_off_loop(
             f"recurrence {recurrence!r} found no occurrence within {budget:g} s of searching; "
             "it probably can never fire"
         ) from None
+    finally:
+        _stop_search(thread, state)
+
+
+def _stop_search(thread: threading.Thread, state: _SearchState) -> None:
+    """End a search still running (its caller timed out or was cancelled)."""
+    with state.lock:
+        if not state.searching or thread.ident is None:
+            return
+        state.searching = False
+        stopped = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(_SearchStopped)
+        )
+    if stopped != 1:
+        logger.warning("could not stop a recurrence search thread", extra={"event": "rrule_stop"})

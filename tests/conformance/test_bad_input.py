@@ -355,3 +355,95 @@ async def test_stop_after_a_failed_start_releases_everything(make_manager: MakeM
     await manager.stop()  # no AssertionError: nothing was started
 
     assert not driver.is_open
+
+
+async def test_a_rule_dateutil_fails_on_later_is_an_invalid_schedule_error(
+    make_manager: MakeManager,
+) -> None:
+    manager = make_manager()
+
+    with pytest.raises(errors.InvalidScheduleError, match="BYHOUR"):
+        await manager.create_workflow_schedule(WF, INST, None, "FREQ=MINUTELY;BYHOUR=25")
+
+    assert await nothing_stored(manager)
+
+
+@pytest.mark.parametrize("option", ["workflow_poll_interval", "task_poll_interval"])
+@pytest.mark.parametrize("value", [0, 0.0, -1, float("nan"), float("inf")], ids=repr)
+async def test_a_poll_interval_that_would_spin_is_refused(
+    make_manager: MakeManager, option: str, value: float
+) -> None:
+    with pytest.raises(ValueError, match=option):
+        make_manager(**{option: value})
+
+
+LIMIT = 1000
+BIG = {"blob": "x" * 2000}
+
+
+def oversize_continue(w: WorkflowInstance, ev: Any) -> Decision:
+    return w.continue_(BIG)
+
+
+def oversize_complete(w: WorkflowInstance, ev: Any) -> Decision:
+    return w.complete(BIG)
+
+
+def oversize_task_parameters(w: WorkflowInstance, ev: Any) -> Decision:
+    w.enqueue_task("t", BIG)
+    return w.continue_({"small": True})
+
+
+@pytest.mark.parametrize(
+    ("on_start", "where"),
+    [
+        (oversize_continue, "continue_"),
+        (oversize_complete, "complete"),
+        (oversize_task_parameters, "enqueue_task"),
+    ],
+    ids=["continue_payload", "complete_result", "task_parameters"],
+)
+async def test_an_oversize_value_made_in_a_callback_fails_the_instance_storing_none_of_it(
+    make_manager: MakeManager, on_start: Any, where: str
+) -> None:
+    # Given a Manager with a small value limit and a callback producing a larger value
+    manager = make_manager(max_value_bytes=LIMIT)
+    ran: list[Any] = []
+    register(manager, {WF: Flow(on_start)}, {"t": lambda task: ran.append(task)})
+    await manager.start()
+
+    # When the instance runs
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST)
+
+    # Then it failed with an error naming the call and the limit, and stored none of the value
+    text = str(done.err())
+    assert text.startswith("ValueError: ")
+    assert where in text
+    assert f"limit of {LIMIT} bytes" in text
+    assert done.get_payload() is None
+    assert ran == []  # no task was stored
+
+
+async def test_an_oversize_task_result_fails_the_task_naming_the_limit(
+    make_manager: MakeManager,
+) -> None:
+    # Given a task executor returning a value over the limit
+    manager = make_manager(max_value_bytes=LIMIT)
+
+    def report(w: WorkflowInstance, ev: Any) -> Decision:
+        result = ev.result
+        return w.complete({"status": str(result.status), "error": str(result.err())})
+
+    register(manager, {WF: Flow(enqueue(("t", None)), report)}, {"t": lambda task: BIG})
+    await manager.start()
+
+    # When it runs
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST)
+
+    # Then the task failed with an error naming the limit, and no result was kept
+    outcome = done.get_result()
+    assert outcome["status"] == "failed"
+    assert "result" in outcome["error"]
+    assert f"limit of {LIMIT} bytes" in outcome["error"]

@@ -346,3 +346,33 @@ async def test_odd_names_round_trip(driver: Driver, name: str) -> None:
         assert await completer.enqueue_and_update(next_due_at=in_minutes(5), enabled=True)
     assert (await driver.get_workflow_instance(name, name)).is_running()
     await driver.delete_workflow_schedule(name, name)
+
+
+async def test_a_due_time_for_enabling_applies_only_to_a_disabled_schedule_with_that_rule(
+    driver: Driver,
+) -> None:
+    # A due time computed from a rule, for re-enabling: applied only if the
+    # schedule is still disabled and still has that rule when the update lands.
+    old_due, new_due = in_minutes(30), in_minutes(60)
+    enable_from_rule = ScheduleUpdate(enabled=True, next_due_at=new_due, due_rule=RULE)
+
+    # an enabled schedule keeps its due time
+    await create(driver, "wf-a", INST, due=old_due)
+    await driver.update_workflow_schedule("wf-a", INST, enable_from_rule)
+    got = await driver.get_workflow_schedule("wf-a", INST)
+    assert (got.enabled, got.next_due_at) == (True, old_due)
+
+    # a schedule whose rule changed meanwhile keeps the due time of that change
+    await create(driver, "wf-b", INST, due=old_due, enabled=False)
+    await driver.update_workflow_schedule(
+        "wf-b", INST, ScheduleUpdate(recurrence="FREQ=DAILY", next_due_at=in_minutes(90))
+    )
+    await driver.update_workflow_schedule("wf-b", INST, enable_from_rule)
+    got = await driver.get_workflow_schedule("wf-b", INST)
+    assert (got.enabled, got.recurrence, got.next_due_at) == (True, "FREQ=DAILY", in_minutes(90))
+
+    # a disabled schedule with that rule takes it
+    await create(driver, "wf-c", INST, due=old_due, enabled=False)
+    await driver.update_workflow_schedule("wf-c", INST, enable_from_rule)
+    got = await driver.get_workflow_schedule("wf-c", INST)
+    assert (got.enabled, got.next_due_at) == (True, new_due)

@@ -337,3 +337,21 @@ async def test_enabled_rule_without_dtstart_is_due_at_once(make_manager: MakeMan
     got = await manager.get_workflow_schedule(WF, SCHED)
     assert got.enabled is True
     assert got.next_due_at > datetime.now(UTC) + timedelta(hours=1)
+
+
+async def test_enabling_an_enabled_schedule_keeps_its_next_due_time(
+    make_manager: MakeManager,
+) -> None:
+    # Given an enabled schedule without DTSTART: due at once, then every day from then
+    manager = make_manager()
+    await manager.create_workflow_schedule(WF, SCHED, None, "FREQ=DAILY")
+    before = (await manager.get_workflow_schedule(WF, SCHED)).next_due_at
+    await eventually(lambda: datetime.now(UTC) > before + timedelta(seconds=1), what="time passes")
+
+    # When it is enabled again, alone and together with a parameter change
+    await manager.update_workflow_schedule(WF, SCHED, enabled=True)
+    await manager.update_workflow_schedule(WF, SCHED, enabled=True, parameters={"p": 2})
+
+    # Then its next due time has not moved (no extra or lost run)
+    got = await manager.get_workflow_schedule(WF, SCHED)
+    assert (got.enabled, got.next_due_at, got.get_parameters()) == (True, before, {"p": 2})

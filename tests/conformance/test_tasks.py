@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from cereal import Decision, Task, TaskStatus, WorkflowInstance
 from tests.conformance._executors import (
@@ -372,3 +375,50 @@ async def test_dataclass_task_result_round_trips(make_manager: MakeManager) -> N
     # Then the workflow decodes it back, and the plain JSON is an object
     assert decoded == [Point(1, 2)]
     assert done.get_result() == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+async def test_plain_executor_threads_left_by_timeouts_are_capped(
+    make_manager: MakeManager, caplog: pytest.LogCaptureFixture, limit: int | None
+) -> None:
+    # Given a plain executor that ignores cancellation and blocks on a gate, with
+    # one worker and a tiny timeout: each timed-out run leaves its thread behind
+    gate = threading.Event()
+    started: list[int] = []
+
+    def stubborn(task: Task) -> str:
+        started.append(task.get_parameters())
+        gate.wait(60)
+        return "done"
+
+    manager = register(
+        make_manager(),
+        {WF: Flow(enqueue(("stuck", 1), ("stuck", 2), ("stuck", 3)))},
+        {"stuck": stubborn},
+        timeout=0.05,
+        max_stray_threads=limit,
+    )
+    cap = 1 if limit is None else limit  # the default is the worker count
+    caplog.set_level(logging.WARNING, logger="cereal")
+    await manager.start()
+
+    try:
+        # When tasks time out while their threads still run
+        await manager.enqueue_workflow(WF, INST)
+
+        def capped() -> bool:
+            return any("threads" in r.getMessage() for r in caplog.records)
+
+        await eventually(lambda: capped() or len(started) > cap, what="the cap or one run more")
+        # Then the runner stops claiming, and says why, instead of starting more threads
+        assert started == [1, 2][:cap]
+        [warning] = [r for r in caplog.records if "threads" in r.getMessage()]
+        assert warning.levelno == logging.WARNING
+        assert "'stuck'" in warning.getMessage()
+    finally:
+        gate.set()
+
+    # And once the thread ends, claiming resumes and every task is reported
+    done = await wait_finished(manager, WF, INST)
+    assert sorted(started) == [1, 2, 3]
+    assert len(done.get_result()) == 3

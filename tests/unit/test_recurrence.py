@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -205,7 +207,7 @@ def test_normalize_refuses_other_types(value: object) -> None:
         ("FREQ=DAILY;FREQ=HOURLY", "FREQ is given twice"),
         ("FREQ=DAILY;COUNT=2;UNTIL=20300101T000000Z", "COUNT and UNTIL"),
         ("FREQ=DAILY;BYDAY=XX", "BYDAY"),
-        ("FREQ=DAILY;BYHOUR=25", "hour must be in 0..23"),
+        ("FREQ=DAILY;BYHOUR=25", "BYHOUR values must be in 0..23"),
         ("FREQ=DAILY;UNTIL=tomorrow", "UNTIL must be YYYYMMDD"),
         ("DTSTART:2019-01-02\nRRULE:FREQ=DAILY", "DTSTART must be YYYYMMDD"),
         ("DTSTART:20190230T000000Z\nRRULE:FREQ=DAILY", "not a valid time"),
@@ -472,3 +474,76 @@ async def test_a_rule_that_never_fires_is_refused_within_the_budget_off_the_loop
     beat.cancel()
     # Then the event loop kept running meanwhile
     assert ticks > 0
+
+
+def _searches() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "cereal-rrule-search" and t.is_alive()]
+
+
+async def _no_search_left() -> bool:
+    deadline = time.monotonic() + 15
+    while _searches() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return not _searches()
+
+
+async def test_a_search_past_its_budget_is_stopped_not_left_running() -> None:
+    # Given a rule dateutil would scan hour by hour to 9999 (no third time in an hour)
+    rule = "DTSTART:20200101T000000Z\nRRULE:FREQ=HOURLY;BYSETPOS=3"
+    assert await _no_search_left()
+    # When three searches run out of their budget
+    for _ in range(3):
+        with pytest.raises(errors.InvalidScheduleError, match="can never fire"):
+            await recurrence.next_after_off_loop(rule, utc(2026, 1, 1), budget=0.05)
+    # Then no search thread is left burning CPU
+    assert await _no_search_left()
+
+
+def test_a_huge_count_on_a_fixed_period_is_evaluated_without_walking_it() -> None:
+    rule = "DTSTART:20200101T000000Z\nRRULE:FREQ=SECONDLY;COUNT=4000000000"
+
+    assert next_after(rule, utc(2026, 1, 1, 0, 0, 0, 500)) == utc(2026, 1, 1)
+    assert next_after(rule, utc(2026, 1, 1), inclusive=False) == utc(2026, 1, 1, 0, 0, 1)
+    # COUNT=3 from 2020 ran out long ago; the 4th second is not an occurrence
+    assert (
+        next_after("DTSTART:20200101T000000Z\nRRULE:FREQ=SECONDLY;COUNT=3", utc(2026, 1, 1)) is None
+    )
+    assert next_after(
+        "DTSTART:20200101T000000Z\nRRULE:FREQ=SECONDLY;COUNT=3", utc(2020, 1, 1, 0, 0, 1)
+    ) == utc(2020, 1, 1, 0, 0, 1)
+    assert (
+        next_after(
+            "DTSTART:20200101T000000Z\nRRULE:FREQ=SECONDLY;COUNT=3", utc(2020, 1, 1, 0, 0, 3)
+        )
+        is None
+    )
+
+
+def test_a_count_that_needs_too_many_occurrences_walked_is_refused() -> None:
+    # BYMINUTE keeps dateutil walking every matching second since 2020
+    rule = "DTSTART:20200101T000000Z\nRRULE:FREQ=SECONDLY;BYMINUTE=0;COUNT=4000000000"
+
+    with pytest.raises(errors.InvalidScheduleError, match="occurrences"):
+        next_after(rule, utc(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("FREQ=MINUTELY;BYHOUR=25", "BYHOUR"),
+        ("FREQ=HOURLY;BYMINUTE=60", "BYMINUTE"),
+        ("FREQ=MINUTELY;BYSECOND=61", "BYSECOND"),
+        ("FREQ=DAILY;BYMONTH=13", "BYMONTH"),
+        ("FREQ=DAILY;BYMONTHDAY=32", "BYMONTHDAY"),
+        ("FREQ=DAILY;BYMONTHDAY=0", "BYMONTHDAY"),
+        ("FREQ=YEARLY;BYYEARDAY=367", "BYYEARDAY"),
+        ("FREQ=YEARLY;BYWEEKNO=54", "BYWEEKNO"),
+        ("FREQ=DAILY;BYSETPOS=0", "BYSETPOS"),
+        ("FREQ=DAILY;BYHOUR=x", "BYHOUR"),
+    ],
+)
+def test_out_of_range_by_values_are_refused_up_front(body: str, key: str) -> None:
+    with pytest.raises(errors.InvalidScheduleError, match=key):
+        normalize(body)
+    with pytest.raises(errors.InvalidScheduleError, match=key):
+        next_after(body, utc(2026, 1, 1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cereal import errors
@@ -351,8 +351,16 @@ def live_view(inst: LiveInstance) -> WorkflowInstanceData:
     )
 
 
+def resolve_schedule_update(row: ScheduleRow, update: ScheduleUpdate) -> ScheduleUpdate:
+    """``update`` with its ``due_rule`` condition decided against ``row`` as it is now."""
+    if update.due_rule is None:
+        return update
+    applies = not row.enabled and row.recurrence == update.due_rule
+    return replace(update, next_due_at=update.next_due_at if applies else None, due_rule=None)
+
+
 def apply_schedule_update(row: ScheduleRow, update: ScheduleUpdate) -> None:
-    """Apply every field ``update`` sets to ``row``."""
+    """Apply every field ``update`` sets to ``row`` (its ``due_rule`` already resolved)."""
     if update.enabled is not None:
         row.enabled = update.enabled
     if update.parameters is not UNSET:

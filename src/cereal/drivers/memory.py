@@ -25,6 +25,7 @@ from cereal.drivers._memory_state import (
     Task,
     apply_schedule_update,
     live_view,
+    resolve_schedule_update,
 )
 from cereal.drivers.base import (
     Driver,
@@ -264,6 +265,8 @@ class MemoryDriver(Driver):
         """
         with self._lock:
             row = self._schedule(workflow_name, instance_name)
+            # decided under the lock, so a replay after a scheduler's lock is unconditional
+            update = resolve_schedule_update(row, update)
             apply_schedule_update(row, update)
             if row.locked_by is not None:
                 row.updates_while_locked.append(update)

@@ -87,6 +87,7 @@ class PostgresSchedules(PostgresBase):
             "parameters": None if isinstance(update.parameters, Unset) else update.parameters,
             "recurrence": update.recurrence,
             "next_due_at": update.next_due_at,
+            "due_rule": update.due_rule,
             "note": self._note(wakes),
         }
         async with self._connection("update_workflow_schedule") as conn:

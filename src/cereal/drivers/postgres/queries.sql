@@ -369,7 +369,13 @@ WITH changed AS (
         parameters = CASE WHEN %(set_parameters)s::boolean THEN %(parameters)s::bytea
                           ELSE parameters END,
         recurrence = COALESCE(%(recurrence)s::text, recurrence),
-        next_due_at = COALESCE(%(next_due_at)s::timestamptz, next_due_at)
+        -- with due_rule, the due time applies only to a disabled schedule with that
+        -- rule, judged on the row this statement locked (its latest committed state)
+        next_due_at = CASE
+            WHEN %(due_rule)s::text IS NULL
+                 OR (NOT enabled AND recurrence = %(due_rule)s::text)
+            THEN COALESCE(%(next_due_at)s::timestamptz, next_due_at)
+            ELSE next_due_at END
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
     RETURNING id
 )

@@ -47,6 +47,7 @@ def update_parameters(update: ScheduleUpdate) -> dict[str, object]:
         "parameters": update.parameters if set_parameters else None,
         "recurrence": update.recurrence,
         "next_due_at": None if update.next_due_at is None else epoch(update.next_due_at),
+        "due_rule": update.due_rule,
     }
 
 

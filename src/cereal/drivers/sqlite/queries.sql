@@ -320,11 +320,17 @@ UPDATE cereal_workflow_schedules
 SET enabled = coalesce(:enabled, enabled),
     parameters = CASE WHEN :set_parameters THEN :parameters ELSE parameters END,
     recurrence = coalesce(:recurrence, recurrence),
-    next_due_at = coalesce(:next_due_at, next_due_at),
+    -- with :due_rule, the due time applies only to a disabled schedule with that rule
+    -- (SET expressions see the row as it was before this statement)
+    next_due_at = CASE WHEN :due_rule IS NULL OR (enabled = 0 AND recurrence = :due_rule)
+                       THEN coalesce(:next_due_at, next_due_at) ELSE next_due_at END,
     override_enabled = CASE WHEN claim_token IS NULL THEN NULL
                             ELSE coalesce(:enabled, override_enabled) END,
-    override_next_due_at = CASE WHEN claim_token IS NULL THEN NULL
-                                ELSE coalesce(:next_due_at, override_next_due_at) END
+    override_next_due_at = CASE
+        WHEN claim_token IS NULL THEN NULL
+        WHEN :due_rule IS NULL OR (enabled = 0 AND recurrence = :due_rule)
+            THEN coalesce(:next_due_at, override_next_due_at)
+        ELSE override_next_due_at END
 WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 
 -- name: delete_schedule
