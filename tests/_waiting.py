@@ -48,6 +48,6 @@ def wait_until_sync(predicate: Callable[[], bool], *, what: str, timeout: float 
 
 
 async def wait_past(instant: datetime, seconds: float = 0.0) -> None:
-    """Wait until the clock reads later than ``instant + seconds`` (e.g. a row's age past a limit)."""
+    """Wait until the clock reads later than ``instant + seconds`` (a row older than a limit)."""
     target = instant + timedelta(seconds=seconds)
     await wait_until(lambda: utcnow() > target, what=f"the clock to pass {target.isoformat()}")

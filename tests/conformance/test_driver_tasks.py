@@ -16,6 +16,7 @@ from cereal.models import (
     TaskStatus,
     WorkflowEventType,
 )
+from tests._waiting import wait_past, wait_until
 from tests.conformance._driver_helpers import (
     INST,
     WF,
@@ -24,7 +25,6 @@ from tests.conformance._driver_helpers import (
     started,
     take,
 )
-from tests._waiting import wait_past, wait_until
 
 
 async def claim_one(driver: Driver, task_name: str = "t") -> TaskCompleter:

@@ -121,9 +121,7 @@ async def test_one_notify_for_a_continue_with_100_tasks(
         assert len(await listening.drain()) == 1
 
 
-async def test_delayed_tasks_are_not_announced(
-    postgres_dsn: str, listening: Channel
-) -> None:
+async def test_delayed_tasks_are_not_announced(postgres_dsn: str, listening: Channel) -> None:
     from cereal._time import utcnow
 
     later = utcnow().replace(year=utcnow().year + 1)
@@ -136,9 +134,7 @@ async def test_delayed_tasks_are_not_announced(
         assert await listening.drain() == []
 
 
-async def test_notify_off_sends_nothing(
-    postgres_dsn: str, listening: Channel
-) -> None:
+async def test_notify_off_sends_nothing(postgres_dsn: str, listening: Channel) -> None:
     async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await driver.enqueue_workflow(WF, "i", None)
         _, completer = await driver.dequeue_workflow([WF])
