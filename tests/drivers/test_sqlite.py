@@ -446,13 +446,10 @@ async def test_own_commits_wake_by_name_and_never_as_foreign(
 
 async def test_another_connection_commit_wakes_every_kind(db_path: str) -> None:
     async with SQLiteDriver(db_path) as watcher, SQLiteDriver(db_path) as other:
-        woken = asyncio.Event()
         calls: list[tuple[str, str | None]] = []
-        loop = asyncio.get_running_loop()
 
         def listener(kind: str, name: str | None) -> None:
             calls.append((kind, name))
-            loop.call_soon_threadsafe(woken.set)
 
         watcher.add_wakeup_listener(listener)
         commits = 0
@@ -470,7 +467,6 @@ async def test_another_connection_commit_wakes_every_kind(db_path: str) -> None:
             return False
 
         await wait_until(heard_every_kind, what="wakeups of every kind from the other driver")
-        assert woken.is_set()
         watcher.remove_wakeup_listener(listener)
 
 
