@@ -252,14 +252,16 @@ async def blocked_on_the_lock(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # a short wait per attempt and many attempts: the driver says it is waiting, and keeps waiting
-WAITING = {"busy_timeout": 0.05, "busy_retries": 100_000}
+WAIT_PER_ATTEMPT, ATTEMPTS = 0.05, 100_000
 
 
 async def test_a_write_waits_for_a_held_lock(
     db_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cereal")
-    async with SQLiteDriver(db_path, **WAITING) as driver:
+    async with SQLiteDriver(
+        db_path, busy_timeout=WAIT_PER_ATTEMPT, busy_retries=ATTEMPTS
+    ) as driver:
         with WriteLock(db_path) as lock:
             write = asyncio.create_task(driver.enqueue_workflow("wf", "i", None))
             await blocked_on_the_lock(caplog)
@@ -286,7 +288,9 @@ async def test_a_cancelled_dequeue_gives_its_tasks_back(
     db_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cereal")
-    async with SQLiteDriver(db_path, **WAITING) as driver:
+    async with SQLiteDriver(
+        db_path, busy_timeout=WAIT_PER_ATTEMPT, busy_retries=ATTEMPTS
+    ) as driver:
         await start_with_tasks(driver, 2)
         with WriteLock(db_path):
             waiting = asyncio.create_task(driver.dequeue_tasks("t", 2))
@@ -321,7 +325,7 @@ async def sweep_until(
 
     async def reached() -> bool:
         nonlocal total
-        total += getattr(await driver.sweep(task_expiry), counter)
+        total += int(getattr(await driver.sweep(task_expiry), counter))
         return total >= expected
 
     await wait_until(reached, what=f"sweeps to report {counter}={expected}")

@@ -68,7 +68,7 @@ async def sweep_until(driver: SQLiteDriver, counter: str, expected: int) -> None
 
     async def reached() -> bool:
         nonlocal total
-        total += getattr(await driver.sweep(0.1), counter)
+        total += int(getattr(await driver.sweep(0.1), counter))
         return total >= expected
 
     await wait_until(reached, what=f"sweeps to report {counter}={expected}")
