@@ -91,14 +91,6 @@ class Wakeups:
         """True if ``kind`` was announced for exactly ``name`` (a wildcard is not a match)."""
         return (kind, name) in self.calls
 
-    def saw_any(self, kind: WorkKind, name: str) -> bool:
-        """True if ``kind`` was announced for ``name`` or as a wildcard (``None``).
-
-        Only for wakeups the contract allows to be coarse; a named wakeup is
-        checked with :meth:`saw`.
-        """
-        return (kind, name) in self.calls or (kind, None) in self.calls
-
 
 async def eventually(predicate: Callable[[], bool], what: str = "condition") -> None:
     """Wait until ``predicate()`` holds; fail with ``what`` after a generous deadline."""
