@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from cereal._time import utcnow
 from cereal.drivers import Driver, WorkflowCompleter, WorkKind
 from cereal.models import NewTask, WorkflowEvent
+from tests._waiting import wait_until
 
 WF = "wf"
 INST = "inst"
@@ -89,19 +88,10 @@ class Wakeups:
         self.calls.append((kind, name))
 
     def saw(self, kind: WorkKind, name: str | None) -> bool:
-        """True if ``kind`` was announced for ``name`` (or for any name)."""
-        return (kind, name) in self.calls or (kind, None) in self.calls
+        """True if ``kind`` was announced for exactly ``name`` (a wildcard is not a match)."""
+        return (kind, name) in self.calls
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-async def let_time_pass(seconds: float = 0.02) -> None:
-    """Let the clock move on (for lease expiry and history order); never an assertion."""
-    await asyncio.sleep(seconds)
+async def eventually(predicate: Callable[[], bool], what: str = "condition") -> None:
+    """Wait until ``predicate()`` holds; fail with ``what`` after a generous deadline."""
+    await wait_until(predicate, what=what)

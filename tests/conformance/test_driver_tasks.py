@@ -16,12 +16,12 @@ from cereal.models import (
     TaskStatus,
     WorkflowEventType,
 )
+from tests._waiting import wait_past, wait_until
 from tests.conformance._driver_helpers import (
     INST,
     WF,
     finished,
     hour_ahead,
-    let_time_pass,
     started,
     take,
 )
@@ -30,6 +30,13 @@ from tests.conformance._driver_helpers import (
 async def claim_one(driver: Driver, task_name: str = "t") -> TaskCompleter:
     [(_, completer)] = await driver.dequeue_tasks(task_name, 1)
     return completer
+
+
+async def after_end_of(driver: Driver, instance_name: str) -> None:
+    """Wait until the clock has passed the end of the instance's latest finished run."""
+    ended_at = (await driver.get_workflow_instance(WF, instance_name)).ended_at
+    assert ended_at is not None, f"{instance_name} has not finished"
+    await wait_past(ended_at)
 
 
 # ---- readiness and order ------------------------------------------------------------------
@@ -258,11 +265,17 @@ async def test_completion_while_the_event_is_claimed(driver: Driver) -> None:
 async def test_sweep_expires_stale_leases_as_lost(driver: Driver) -> None:
     await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
     completer = await claim_one(driver)
-    await let_time_pass()
+    expired = 0
 
-    report = await driver.sweep(task_expiry=0)
+    async def lease_expired() -> bool:
+        # with no expiry a lease is stale as soon as the clock moves past its last heartbeat
+        nonlocal expired
+        expired += (await driver.sweep(task_expiry=0)).expired_tasks
+        return expired > 0
 
-    assert report.expired_tasks == 1
+    await wait_until(lease_expired, what="a sweep with task_expiry=0 to expire the lease")
+
+    assert expired == 1
     with pytest.raises(errors.TaskLostError):
         await completer.heartbeat()
     with pytest.raises(errors.TaskLostError):
@@ -308,12 +321,12 @@ async def test_sweep_trims_history_by_count(driver: Driver) -> None:
     driver.retention = HistoryRetention(max_rows=5, margin_rows=2)
     for n in range(5):
         await finished(driver, WF, f"i{n}")
-        await let_time_pass(0.002)
+        await after_end_of(driver, f"i{n}")  # distinct end times, so the order is unambiguous
     await driver.enqueue_workflow("other", "live", None)
 
     assert (await driver.sweep(task_expiry=3600)).trimmed_results == 0  # 5 rows: not over
     await finished(driver, WF, "i5")
-    await let_time_pass(0.002)
+    await after_end_of(driver, "i5")
     await finished(driver, WF, "i6")
 
     report = await driver.sweep(task_expiry=3600)
@@ -327,8 +340,12 @@ async def test_sweep_trims_history_by_count(driver: Driver) -> None:
 
 async def test_sweep_trims_history_by_age(driver: Driver) -> None:
     await finished(driver, WF, "old")
-    await let_time_pass(0.3)
-    driver.retention = HistoryRetention(max_age=0.25)
+    # "old" is older than max_age before "new" ends; "new" stays younger unless the
+    # sweep below starts more than max_age after it ended
+    old_end = (await driver.get_workflow_instance(WF, "old")).ended_at
+    assert old_end is not None
+    await wait_past(old_end, 1.0)
+    driver.retention = HistoryRetention(max_age=1.0)
     await finished(driver, WF, "new")
 
     report = await driver.sweep(task_expiry=3600)
@@ -340,9 +357,9 @@ async def test_sweep_trims_history_by_age(driver: Driver) -> None:
 async def test_trimming_keeps_a_newer_run_of_the_same_names(driver: Driver) -> None:
     driver.retention = HistoryRetention(max_rows=2, margin_rows=1)
     await finished(driver, WF, INST, result=b"1")
-    await let_time_pass(0.002)
+    await after_end_of(driver, INST)
     await finished(driver, WF, "other")
-    await let_time_pass(0.002)
+    await after_end_of(driver, "other")
     await finished(driver, WF, INST, result=b"3")
 
     await driver.sweep(task_expiry=3600)

@@ -210,12 +210,15 @@ async def test_disabling_a_schedule_stops_its_runs(make_manager: MakeManager) ->
 async def test_reenabling_recomputes_next_due_at_from_now(make_manager: MakeManager) -> None:
     # Given a disabled daily schedule whose next due time has passed
     manager = make_manager()
-    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    # (DTSTART at least a second ahead, so it is still the next occurrence when created)
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
     rule = f"DTSTART:{stamp(first)}\nRRULE:FREQ=DAILY"
     await manager.create_workflow_schedule(WF, SCHED, None, rule, enabled=False)
     stale = (await manager.get_workflow_schedule(WF, SCHED)).next_due_at
     assert stale == first
-    await eventually(lambda: datetime.now(UTC) > stale + timedelta(seconds=1), what="time passes")
+    # rules work in whole seconds: wait until the stored time is a full second in the past
+    past = stale + timedelta(seconds=1)
+    await eventually(lambda: datetime.now(UTC) > past, what="the stored next due time to pass")
 
     # When it is enabled again
     enabled_at = datetime.now(UTC)

@@ -3,12 +3,15 @@
 Commands (each prints ``ready`` first, then waits for the go file if one is given):
 
 - ``migrate DB GO``: migrate, print the JSON list of migrations applied here.
-- ``claim DB TASK GO``: claim tasks (1-5 at a time) and succeed them until the
-  queue stays empty; print the JSON list of claimed task ids.
+- ``claim DB TASK GO STEADY``: claim and succeed a first batch (1-5 tasks),
+  print ``first``, wait for the STEADY file, then claim batches and succeed
+  them until a claim comes back empty (every task was queued before GO, so
+  empty means drained); print the JSON list of claimed task ids.
 - ``hold DB WORKFLOW``: dequeue one workflow event, print ``claimed``, sleep forever.
 - ``hold-task DB TASK``: claim one task, print ``claimed``, sleep forever.
 - ``enqueue DB WORKFLOW INSTANCE``: enqueue one instance, print ``done``.
-- ``hammer DB GO SECONDS``: enqueue instances back to back for SECONDS, print how many.
+- ``hammer DB GO STOP``: enqueue instances back to back, print ``busy`` after the
+  first 50, stop when the STOP file appears, print how many.
 """
 
 from __future__ import annotations
@@ -42,23 +45,25 @@ async def migrate(db: str, go: str) -> None:
     say(json.dumps(await driver.migrate()))
 
 
-async def claim(db: str, task_name: str, go: str) -> None:
+async def claim(db: str, task_name: str, go: str, steady: str) -> None:
     driver = SQLiteDriver(db, busy_timeout=10)
     await driver.init()
     say("ready")
     wait_for(go)
     claimed: list[str] = []
-    empty_in_a_row = 0
-    while empty_in_a_row < 20:
+    first = True
+    while True:
         batch = await driver.dequeue_tasks(task_name, random.randint(1, 5))
         if not batch:
-            empty_in_a_row += 1
-            await asyncio.sleep(0.005)
-            continue
-        empty_in_a_row = 0
+            break
         for task, completer in batch:
             claimed.append(task.metadata.task_id)
             await completer.succeed(None)
+        if first:
+            # every process wins a batch before any drains the queue: a gate, not luck
+            say("first")
+            wait_for(steady)
+            first = False
     await driver.close()
     say(json.dumps(claimed))
 
@@ -90,16 +95,17 @@ async def enqueue(db: str, workflow_name: str, instance_name: str) -> None:
     say("done")
 
 
-async def hammer(db: str, go: str, seconds: str) -> None:
+async def hammer(db: str, go: str, stop: str) -> None:
     driver = SQLiteDriver(db)
     await driver.init()
     say("ready")
     wait_for(go)
-    deadline = time.monotonic() + float(seconds)
     count = 0
-    while time.monotonic() < deadline:
+    while not os.path.exists(stop):
         await driver.enqueue_workflow("hammer", f"{os.getpid()}-{count}", None)
         count += 1
+        if count == 50:
+            say("busy")
     await driver.close()
     say(str(count))
 

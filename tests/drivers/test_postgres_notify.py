@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -12,6 +10,7 @@ import pytest
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._listen import MAX_PAYLOAD_BYTES, decode_note, encode_note
 from cereal.models import NewTask
+from tests._waiting import DEADLINE, wait_until
 
 WF = "wf"
 
@@ -24,25 +23,48 @@ class Heard:
         self.calls.append((kind, name))
 
 
-async def eventually(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+# A note from a foreign sender, sent after the action under test has committed. PostgreSQL
+# delivers notifications in commit order, so whatever the action announced arrives before
+# it: "nothing was announced" is checked without waiting for a quiet period.
+BARRIER_WAKE = ("task", "barrier")
+BARRIER = encode_note("test-barrier", [BARRIER_WAKE])  # type: ignore[list-item]
+
+
+async def send_barrier(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SELECT pg_notify('cereal_wakeup', %s)", (BARRIER,))
+
+
+class Channel:
+    """A connection listening on the wakeup channel."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[object], dsn: str) -> None:
+        self.conn = conn
+        self.dsn = dsn
+
+    async def drain(self) -> list[str]:
+        """Every payload committed before now (up to a barrier note sent now)."""
+        await send_barrier(self.dsn)
+        got: list[str] = []
+        async for note in self.conn.notifies(timeout=DEADLINE):
+            if note.payload == BARRIER:
+                return got
+            got.append(note.payload)
+        raise AssertionError(f"the barrier notification did not arrive within {DEADLINE:g} s")
 
 
 @pytest.fixture
-async def listening(postgres_dsn: str) -> AsyncIterator[psycopg.AsyncConnection[object]]:
+async def listening(postgres_dsn: str) -> AsyncIterator[Channel]:
     conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
     await conn.execute("LISTEN cereal_wakeup")
     try:
-        yield conn
+        yield Channel(conn, postgres_dsn)
     finally:
         await conn.close()
 
 
-async def drain(conn: psycopg.AsyncConnection[object], wait: float = 0.5) -> list[str]:
-    return [n.payload async for n in conn.notifies(timeout=wait)]
+async def heard_eventually(heard: Heard, *wakes: tuple[str, str | None]) -> None:
+    await wait_until(lambda: all(w in heard.calls for w in wakes), what=f"wakeups {wakes}")
 
 
 async def test_another_driver_is_woken(postgres_dsn: str) -> None:
@@ -51,17 +73,17 @@ async def test_another_driver_is_woken(postgres_dsn: str) -> None:
         other.add_wakeup_listener(heard)
 
         await sender.enqueue_workflow(WF, "i", None)
-        await eventually(lambda: ("workflow", WF) in heard.calls)
+        await heard_eventually(heard, ("workflow", WF))
 
         _, completer = await sender.dequeue_workflow([WF])
         async with completer:
             await completer.continue_(None, [NewTask("t"), NewTask("u")])
-        await eventually(lambda: ("task", "t") in heard.calls and ("task", "u") in heard.calls)
+        await heard_eventually(heard, ("task", "t"), ("task", "u"))
 
         [(_, task)] = await sender.dequeue_tasks("t", 1)
         heard.calls.clear()
         await task.abandon()  # a stop hands LOST on to the others (plain completions stay local)
-        await eventually(lambda: ("workflow", WF) in heard.calls)
+        await heard_eventually(heard, ("workflow", WF))
 
 
 async def test_a_driver_ignores_its_own_notifications(postgres_dsn: str) -> None:
@@ -69,59 +91,56 @@ async def test_a_driver_ignores_its_own_notifications(postgres_dsn: str) -> None
         heard = Heard()
         driver.add_wakeup_listener(heard)
         await driver.enqueue_workflow(WF, "i", None)
-        await asyncio.sleep(0.3)  # time for an echo to arrive, if there were one
-        assert heard.calls == [("workflow", WF)]
+        await send_barrier(postgres_dsn)  # an echo of the enqueue would arrive before it
+        await heard_eventually(heard, BARRIER_WAKE)
+        assert heard.calls == [("workflow", WF), BARRIER_WAKE]
 
 
 async def test_one_notify_for_a_continue_with_100_tasks(
-    postgres_dsn: str, listening: psycopg.AsyncConnection[object]
+    postgres_dsn: str, listening: Channel
 ) -> None:
     async with PostgresDriver(postgres_dsn) as driver:
         await driver.enqueue_workflow(WF, "i", None)
-        assert len(await drain(listening)) == 1
+        assert len(await listening.drain()) == 1
 
         _, completer = await driver.dequeue_workflow([WF])
-        assert await drain(listening, 0.2) == []  # never on claim
+        assert await listening.drain() == []  # never on claim
         async with completer:
             await completer.continue_(None, [NewTask(f"task-{n % 7}") for n in range(100)])
 
-        [payload] = await drain(listening)
+        [payload] = await listening.drain()
         _, wakes = decode_note(payload)
         assert sorted(wakes) == sorted(("task", f"task-{n}") for n in range(7))
 
         claimed = await driver.dequeue_tasks("task-0", 50)
-        assert await drain(listening, 0.2) == []  # never on claim
+        assert await listening.drain() == []  # never on claim
         await claimed[0][1].succeed(None)
         await claimed[1][1].fail("boom")
-        assert await drain(listening, 0.3) == []  # never on completion
+        assert await listening.drain() == []  # never on completion
         await claimed[2][1].abandon()  # a stopping process hands its LOST task on at once
-        assert len(await drain(listening)) == 1
+        assert len(await listening.drain()) == 1
 
 
-async def test_delayed_tasks_are_not_announced(
-    postgres_dsn: str, listening: psycopg.AsyncConnection[object]
-) -> None:
+async def test_delayed_tasks_are_not_announced(postgres_dsn: str, listening: Channel) -> None:
     from cereal._time import utcnow
 
     later = utcnow().replace(year=utcnow().year + 1)
     async with PostgresDriver(postgres_dsn) as driver:
         await driver.enqueue_workflow(WF, "i", None)
-        await drain(listening)
+        await listening.drain()
         _, completer = await driver.dequeue_workflow([WF])
         async with completer:
             await completer.continue_(None, [NewTask("t", None, later)])
-        assert await drain(listening, 0.3) == []
+        assert await listening.drain() == []
 
 
-async def test_notify_off_sends_nothing(
-    postgres_dsn: str, listening: psycopg.AsyncConnection[object]
-) -> None:
+async def test_notify_off_sends_nothing(postgres_dsn: str, listening: Channel) -> None:
     async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await driver.enqueue_workflow(WF, "i", None)
         _, completer = await driver.dequeue_workflow([WF])
         async with completer:
             await completer.continue_(None, [NewTask("t")])
-        assert await drain(listening, 0.3) == []
+        assert await listening.drain() == []
 
 
 def test_payload_round_trips_and_collapses_when_too_long() -> None:

@@ -7,10 +7,10 @@ multi-process tests are in test_sqlite_multiprocess.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +23,14 @@ from cereal.drivers import open_driver
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import split_statements
 from cereal.drivers.sqlite._sql import Q
-from cereal.models import HistoryRetention, ListWorkflowFilter, NewTask, WorkflowEventType
+from cereal.models import (
+    HistoryRetention,
+    ListWorkflowFilter,
+    NewTask,
+    TaskData,
+    WorkflowEventType,
+)
+from tests._waiting import DEADLINE, wait_until
 
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
 
@@ -204,39 +211,69 @@ def test_sql_files_are_package_data() -> None:
 # ---- locking --------------------------------------------------------------------------
 
 
-def hold_write_lock(db_path: str, seconds: float) -> threading.Thread:
-    """Hold the write lock from a foreign connection for ``seconds`` (in a thread)."""
-    locked = threading.Event()
+class WriteLock:
+    """The write lock held by a foreign connection (on a thread) until :meth:`release`."""
 
-    def run() -> None:
+    def __init__(self, db_path: str) -> None:
+        self._locked = threading.Event()
+        self._release = threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(db_path,))
+
+    def _hold(self, db_path: str) -> None:
         conn = sqlite3.connect(db_path, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            locked.set()
-            time.sleep(seconds)
+            self._locked.set()
+            self._release.wait(DEADLINE)
             conn.execute("COMMIT")
         finally:
             conn.close()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert locked.wait(5)
-    return thread
+    def __enter__(self) -> WriteLock:
+        self._thread.start()
+        assert self._locked.wait(DEADLINE), "the foreign connection never got the write lock"
+        return self
+
+    def release(self) -> None:
+        """Commit the foreign transaction and wait for its thread."""
+        self._release.set()
+        self._thread.join()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
-async def test_a_write_waits_for_a_briefly_held_lock(db_path: str) -> None:
-    async with SQLiteDriver(db_path, busy_timeout=5) as driver:
-        holder = hold_write_lock(db_path, 0.3)
-        started = time.monotonic()
-        await driver.enqueue_workflow("wf", "i", None)
-        assert time.monotonic() - started >= 0.2
-        holder.join()
+async def blocked_on_the_lock(caplog: pytest.LogCaptureFixture) -> None:
+    """Wait until the driver has found the lock taken (it logs each busy retry)."""
+    await wait_until(
+        lambda: any("busy for" in r.getMessage() for r in caplog.records),
+        what="the driver to log that the database is busy",
+    )
+
+
+# a short wait per attempt and many attempts: the driver says it is waiting, and keeps waiting
+WAIT_PER_ATTEMPT, ATTEMPTS = 0.05, 100_000
+
+
+async def test_a_write_waits_for_a_held_lock(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cereal")
+    async with SQLiteDriver(
+        db_path, busy_timeout=WAIT_PER_ATTEMPT, busy_retries=ATTEMPTS
+    ) as driver:
+        with WriteLock(db_path) as lock:
+            write = asyncio.create_task(driver.enqueue_workflow("wf", "i", None))
+            await blocked_on_the_lock(caplog)
+            assert not write.done()
+            lock.release()
+            await write  # waited, then went through
+        assert (await driver.get_workflow_instance("wf", "i")).instance_name == "i"
 
 
 async def test_a_lock_held_past_every_retry_is_a_clear_driver_error(db_path: str) -> None:
     async with SQLiteDriver(db_path, busy_timeout=0.1, busy_retries=1) as driver:
-        holder = hold_write_lock(db_path, 1.0)
-        try:
+        with WriteLock(db_path):
             with pytest.raises(errors.DriverError, match=r"locked.*busy_timeout=0\.1s.*2 attempts"):
                 await driver.enqueue_workflow("wf", "i", None)
             # readers are never blocked by a writer (WAL)
@@ -244,31 +281,55 @@ async def test_a_lock_held_past_every_retry_is_a_clear_driver_error(db_path: str
                 await driver.get_workflow_instance("wf", "i")
             # an idle dequeue only reads, so it does not wait for the lock either
             assert await driver.dequeue_tasks("t", 5) == []
-        finally:
-            holder.join()
         await driver.enqueue_workflow("wf", "i", None)  # the lock is free again
 
 
-async def test_a_cancelled_dequeue_gives_its_tasks_back(db_path: str) -> None:
-    async with SQLiteDriver(db_path, busy_timeout=5) as driver:
+async def test_a_cancelled_dequeue_gives_its_tasks_back(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cereal")
+    async with SQLiteDriver(
+        db_path, busy_timeout=WAIT_PER_ATTEMPT, busy_retries=ATTEMPTS
+    ) as driver:
         await start_with_tasks(driver, 2)
-        holder = hold_write_lock(db_path, 0.3)
-        waiting = asyncio.create_task(driver.dequeue_tasks("t", 2))
-        await asyncio.sleep(0.1)  # the claim is now waiting for the write lock
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        holder.join()
-        for _ in range(100):  # the claim commits, then its undo job runs
-            claimed = await driver.dequeue_tasks("t", 2)
-            if claimed:
-                break
-            await asyncio.sleep(0.01)
+        with WriteLock(db_path):
+            waiting = asyncio.create_task(driver.dequeue_tasks("t", 2))
+            await blocked_on_the_lock(caplog)  # the claim is running, waiting for the lock
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        # the claim commits once the lock is free, then its undo job runs
+        claimed: list[tuple[TaskData, object]] = []
+
+        async def given_back() -> bool:
+            claimed[:] = await driver.dequeue_tasks("t", 2)
+            return bool(claimed)
+
+        await wait_until(given_back, what="the cancelled claim's tasks to be given back")
         assert [task.parameters for task, _ in claimed] == [b"0", b"1"]
         assert [task.metadata.attempt for task, _ in claimed] == [1, 1]
 
 
 # ---- claims, leases and sweep -----------------------------------------------------------
+
+
+async def sweep_until(
+    driver: SQLiteDriver, counter: str, expected: int, *, task_expiry: float = 0.01
+) -> None:
+    """Sweep until ``counter`` of the reports adds up to ``expected`` (fail if it overshoots).
+
+    What a sweep removes depends on the clock having moved past a stored
+    instant; polling waits for exactly that instead of sleeping a fixed time.
+    """
+    total = 0
+
+    async def reached() -> bool:
+        nonlocal total
+        total += int(getattr(await driver.sweep(task_expiry), counter))
+        return total >= expected
+
+    await wait_until(reached, what=f"sweeps to report {counter}={expected}")
+    assert total == expected
 
 
 async def test_kill_while_claimed_makes_the_decision_lose_its_claim(drv: SQLiteDriver) -> None:
@@ -287,9 +348,7 @@ async def test_sweep_releases_a_stale_claim_and_the_decision_then_fails(
 ) -> None:
     await drv.enqueue_workflow("wf", "i", None)
     first, stale = await drv.dequeue_workflow(["wf"])
-    await asyncio.sleep(0.05)
-    report = await drv.sweep(0.01)
-    assert report.released_claims == 1
+    await sweep_until(drv, "released_claims", 1)
     again, fresh = await drv.dequeue_workflow(["wf"])
     assert again == first
     with pytest.raises(errors.WorkflowClaimLostError):
@@ -300,21 +359,32 @@ async def test_sweep_releases_a_stale_claim_and_the_decision_then_fails(
 
 
 async def test_heartbeat_keeps_a_claim_from_the_sweep(drv: SQLiteDriver) -> None:
-    await drv.enqueue_workflow("wf", "i", None)
-    _, completer = await drv.dequeue_workflow(["wf"])
-    for _ in range(3):
-        await asyncio.sleep(0.03)
-        await completer.heartbeat()
-        assert (await drv.sweep(0.2)).released_claims == 0
-    async with completer:
-        await completer.done(None)
+    # two claims of the same age; only "kept" heartbeats, right before each sweep
+    await drv.enqueue_workflow("wf", "kept", None)
+    await drv.enqueue_workflow("wf", "idle", None)
+    _, kept = await drv.dequeue_workflow(["wf"])
+    _, idle = await drv.dequeue_workflow(["wf"])
+    released = 0
+
+    async def idle_released() -> bool:
+        nonlocal released
+        await kept.heartbeat()
+        released += (await drv.sweep(1.0)).released_claims
+        return released > 0
+
+    await wait_until(idle_released, what="the sweep to release the claim that never heartbeats")
+    assert released == 1  # the idle one only
+    async with kept:
+        await kept.done(None)
+    with pytest.raises(errors.WorkflowClaimLostError):
+        await idle.done(None)
+    await idle.close()
 
 
 async def test_sweep_expires_a_dead_lease_as_lost(drv: SQLiteDriver) -> None:
     await start_with_tasks(drv, 1)
     ((_, lease),) = await drv.dequeue_tasks("t", 1)
-    await asyncio.sleep(0.05)
-    assert (await drv.sweep(0.01)).expired_tasks == 1
+    await sweep_until(drv, "expired_tasks", 1)
     with pytest.raises(errors.TaskLostError):
         await lease.succeed(None)
     event, completer = await drv.dequeue_workflow(["wf"])
@@ -338,39 +408,69 @@ async def test_sweep_trims_history_by_count_and_age(db_path: str) -> None:
         assert [inst.instance_name for inst in kept] == ["i4", "i5", "i6"]
         assert (await driver.sweep(60)).trimmed_results == 0
         driver.retention = HistoryRetention(max_age=0.0)
-        await asyncio.sleep(0.01)
-        assert (await driver.sweep(60)).trimmed_results == 3
+        await sweep_until(driver, "trimmed_results", 3, task_expiry=60)
 
 
 # ---- wakeups ------------------------------------------------------------------------------
 
 
-async def test_own_commits_wake_by_name_and_never_as_foreign(drv: SQLiteDriver) -> None:
+def foreign_commit(db_path: str) -> None:
+    """Commit from a plain connection: the watcher's data_version changes."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS test_marker (n INTEGER)")
+        conn.execute("INSERT INTO test_marker VALUES (1)")
+    finally:
+        conn.close()
+
+
+FOREIGN = {("workflow", None), ("task", None), ("schedule", None)}
+
+
+async def test_own_commits_wake_by_name_and_never_as_foreign(
+    drv: SQLiteDriver, db_path: str
+) -> None:
     calls: list[tuple[str, str | None]] = []
     drv.add_wakeup_listener(lambda kind, name: calls.append((kind, name)))
     await start_with_tasks(drv, 2, task_name="tn")
-    await asyncio.sleep(0.15)  # several watcher ticks
     assert ("workflow", "wf") in calls
     assert ("task", "tn") in calls
-    assert all(name is not None for _, name in calls), calls
+    ours = len(calls)
+
+    async def watcher_saw_a_foreign_commit() -> bool:
+        if set(calls) >= FOREIGN:
+            return True
+        foreign_commit(db_path)  # again: the watcher may not have read a first data_version
+        return False
+
+    # the watcher has looked at data_version after our commits once it reports a foreign one
+    await wait_until(watcher_saw_a_foreign_commit, what="the watcher to report a foreign commit")
+    assert all(name is not None for _, name in calls[:ours]), calls
 
 
 async def test_another_connection_commit_wakes_every_kind(db_path: str) -> None:
     async with SQLiteDriver(db_path) as watcher, SQLiteDriver(db_path) as other:
-        woken = asyncio.Event()
         calls: list[tuple[str, str | None]] = []
-        loop = asyncio.get_running_loop()
 
         def listener(kind: str, name: str | None) -> None:
             calls.append((kind, name))
-            loop.call_soon_threadsafe(woken.set)
 
         watcher.add_wakeup_listener(listener)
-        await asyncio.sleep(0.1)  # the watcher has read a first data_version
-        await other.create_workflow_schedule("wf", "s", None, True, "FREQ=DAILY", utcnow())
-        await asyncio.wait_for(woken.wait(), 2)
-        await asyncio.sleep(0.05)
-        assert {("workflow", None), ("task", None), ("schedule", None)} <= set(calls)
+        commits = 0
+
+        async def heard_every_kind() -> bool:
+            # the watcher reports a change only once it has read a first data_version,
+            # so commit again until it does
+            nonlocal commits
+            if set(calls) >= FOREIGN:
+                return True
+            commits += 1
+            await other.create_workflow_schedule(
+                "wf", f"s{commits}", None, True, "FREQ=DAILY", utcnow()
+            )
+            return False
+
+        await wait_until(heard_every_kind, what="wakeups of every kind from the other driver")
         watcher.remove_wakeup_listener(listener)
 
 

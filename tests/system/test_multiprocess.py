@@ -105,7 +105,8 @@ async def test_two_workers_share_a_fan_out_of_1000_tasks_exactly_once(
 
     # When a workflow fans out 1000 tasks
     count = 1000
-    await client.enqueue_workflow("fan-out", "batch-1", {"count": count})
+    # (peers=2: each worker's tasks wait until both have started one, see worker_app)
+    await client.enqueue_workflow("fan-out", "batch-1", {"count": count, "peers": 2})
     final = await wait_finished(client, "fan-out", "batch-1", timeout=120)
 
     # Then every completion reached the workflow exactly once and the result is right

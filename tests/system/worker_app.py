@@ -4,6 +4,11 @@ Runs a Manager with a fan-out workflow and its tasks until SIGTERM. It writes
 ``DIR/<pid>.ran`` (one line per task it executed) so tests can see who did
 what, and ``DIR/<pid>.started-slow`` when it starts a slow task (the kill -9
 test waits for that file, then kills the process).
+
+A fan-out started with ``{"count": N, "peers": P}`` gates its squaring tasks:
+each process, at its first task, writes ``DIR/<pid>.took-part`` and runs no
+task until P processes have written one, so every process takes part by
+construction rather than by the luck of the scheduler.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ class FanOut:
 
     def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
         count = w.get_parameters()["count"]
+        gate = {"peers": w.get_parameters()["peers"]} if "peers" in w.get_parameters() else {}
         for index in range(count):
-            w.enqueue_task("square", {"i": index})
+            w.enqueue_task("square", {"i": index, **gate})
         return w.continue_({"sum": 0, "seen": [], "retried": 0})
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
@@ -38,7 +44,7 @@ class FanOut:
         index = ev.result.get_parameters()["i"]
         if ev.result.status is not TaskStatus.SUCCESS:
             payload["retried"] += 1
-            w.enqueue_task("square", {"i": index})
+            w.enqueue_task("square", ev.result.get_parameters())
             return w.continue_(payload)
         payload["seen"].append(index)
         payload["sum"] += ev.result.get()
@@ -101,8 +107,24 @@ class SlowThenQuick:
 def build_manager(url: str, record_dir: Path, **options: Any) -> Manager:
     """The Manager every worker process runs."""
     ran = record_dir / f"{os.getpid()}.ran"
+    took_part = False
+
+    async def wait_for_peers(peers: int) -> None:
+        # every task of this process waits here until each peer has started one
+        nonlocal took_part
+        if took_part:
+            return
+        (record_dir / f"{os.getpid()}.took-part").write_text("took part")
+        deadline = time.monotonic() + 60
+        while len(list(record_dir.glob("*.took-part"))) < peers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {peers} processes took part within 60 s")
+            await asyncio.sleep(0.01)
+        took_part = True
 
     async def square(task: Task) -> int:
+        if "peers" in task.get_parameters():
+            await wait_for_peers(task.get_parameters()["peers"])
         index: int = task.get_parameters()["i"]
         with ran.open("a") as out:
             out.write(f"{index}\n")

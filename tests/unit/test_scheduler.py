@@ -363,11 +363,20 @@ async def test_a_trigger_from_another_thread_wakes_the_idle_loop() -> None:
 
 
 async def test_a_trigger_before_run_is_harmless() -> None:
+    driver = _CountingDriver()
     scheduler = WorkflowScheduler(
-        MemoryDriver(), on_enqueued=_Counter(), max_wakeup_interval=1.0, late_warning_threshold=1.0
+        driver, on_enqueued=_Counter(), max_wakeup_interval=3600.0, late_warning_threshold=10.0
     )
 
-    scheduler.trigger()  # nothing to wake yet; run() starts with a pass anyway
+    scheduler.trigger()  # nothing to wake yet: dropped, and no pass runs
+    assert driver.passes == 0
+
+    # run() starts with a pass anyway, and later triggers still wake the idle loop
+    async with driver, _running(scheduler) as task:
+        await eventually(lambda: driver.passes == 1, what="the first pass")
+        scheduler.trigger()
+        await eventually(lambda: driver.passes == 2, what="a pass after a trigger while running")
+        assert not task.done()
 
 
 class _FailingDriver(MemoryDriver):

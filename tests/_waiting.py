@@ -1,0 +1,53 @@
+"""Waiting for a condition instead of sleeping: poll until it holds, fail clearly at a deadline.
+
+Tests synchronise on what they can observe (a row, a wakeup, a log line, the
+clock having passed a stored instant), never on a fixed sleep. The deadlines
+are generous because the machine may be loaded; a healthy run returns as soon
+as the condition holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from cereal._time import utcnow
+
+DEADLINE = 15.0
+_POLL = 0.01
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool] | bool],
+    *,
+    what: str,
+    timeout: float = DEADLINE,
+) -> None:
+    """Poll ``predicate`` (plain or async) until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = predicate()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:g} s for: {what}")
+        await asyncio.sleep(_POLL)
+
+
+def wait_until_sync(predicate: Callable[[], bool], *, what: str, timeout: float = DEADLINE) -> None:
+    """:func:`wait_until` for code outside an event loop (threads, process supervisors)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:g} s for: {what}")
+        time.sleep(_POLL)
+
+
+async def wait_past(instant: datetime, seconds: float = 0.0) -> None:
+    """Wait until the clock reads later than ``instant + seconds`` (a row older than a limit)."""
+    target = instant + timedelta(seconds=seconds)
+    await wait_until(lambda: utcnow() > target, what=f"the clock to pass {target.isoformat()}")
