@@ -6,7 +6,8 @@ Commands (each prints ``ready`` first, then waits for the go file if one is give
 - ``claim DB TASK GO``: claim tasks (1-5 at a time) and succeed them until the
   queue stays empty; print the JSON list of claimed task ids.
 - ``hold DB WORKFLOW``: dequeue one workflow event, print ``claimed``, sleep forever.
-- ``hold-task DB TASK``: claim one task, print ``claimed``, sleep forever.
+- ``hold-task DB TASK``: claim one task with a 0.1 s lease expiry, print ``claimed``,
+  sleep forever (never heartbeating).
 - ``enqueue DB WORKFLOW INSTANCE``: enqueue one instance, print ``done``.
 - ``hammer DB GO SECONDS``: enqueue instances back to back for SECONDS, print how many.
 """
@@ -76,7 +77,7 @@ async def hold_task(db: str, task_name: str) -> None:
     driver = SQLiteDriver(db)
     await driver.init()
     say("ready")
-    await driver.dequeue_task(task_name)
+    await driver.dequeue_task(task_name, task_expiry=0.1)
     say("claimed")
     await asyncio.sleep(3600)
 
