@@ -21,7 +21,7 @@ from cereal import errors
 from cereal._time import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.sqlite import SQLiteDriver
-from cereal.drivers.sqlite._migrate import split_statements
+from cereal.drivers.sqlite._migrate import apply_migrations, migrations, split_statements
 from cereal.drivers.sqlite._sql import Q
 from cereal.models import HistoryRetention, ListWorkflowFilter, NewTask, WorkflowEventType
 
@@ -175,6 +175,45 @@ async def test_a_migration_from_a_newer_cereal_is_a_hard_error(db_path: str) -> 
     conn.close()
     with pytest.raises(errors.DriverError, match="newer cereal"):
         await SQLiteDriver(db_path).init()
+
+
+async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
+    db_path: str,
+) -> None:
+    # Given a file at schema version 1 where one lease was heartbeated just now and
+    # one 5 minutes ago
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    assert apply_migrations(conn, migrations()[:1]) == ["0001_initial"]
+    now = time.time()
+    instance = conn.execute(
+        "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
+        " started_at, enqueued_tasks) VALUES ('wf', 'i', 'running', ?, 2)",
+        (now,),
+    ).lastrowid
+    conn.executemany(
+        "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name,"
+        " state, enqueued_at, start_after, lease_token, lease_heartbeat_at, attempt)"
+        " VALUES (?, 'wf', 'i', ?, 'running', ?, ?, ?, ?, 1)",
+        [(instance, "held", now, now, "a", now), (instance, "stale", now, now, "b", now - 300)],
+    )
+    conn.close()
+
+    # When it is migrated
+    assert await SQLiteDriver(db_path).migrate() == ["0002_lease_deadline"]
+
+    # Then both held leases got the default expiry, and a sweeper with a 10 ms expiry of
+    # its own expires only the one past 60 s
+    with sqlite3.connect(db_path) as conn:
+        expiries = dict(conn.execute("SELECT task_name, lease_expiry FROM cereal_tasks"))
+    conn.close()
+    assert expiries == {"held": 60.0, "stale": 60.0}
+    async with SQLiteDriver(db_path) as driver:
+        assert (await driver.sweep(0.01)).expired_tasks == 1
+        event, completer = await driver.dequeue_workflow(["wf"])
+        async with completer:
+            assert event.task_result is not None
+            assert (event.task_result.task_name, event.task_result.status) == ("stale", "lost")
+            await completer.continue_(None, [])
 
 
 def test_split_statements() -> None:
