@@ -372,20 +372,28 @@ async def test_heartbeat_renews_a_lease_by_its_holders_expiry(driver: Driver) ->
     long = await claim_one(driver, "long", task_expiry=3600)
     await clock_passes(0.05)
     await long.heartbeat()
-    # and a lease held with a 10 ms expiry, heartbeated at once
+
+    # When a sweeper with a 10 ms expiry sweeps after more time passed
+    await clock_passes(0.05)
+    spared = await driver.sweep(task_expiry=0.01)
+
+    # Then the heartbeat renewed it by its holder's hour, not by the sweeper's 10 ms
+    assert spared.expired_tasks == 0
+    await long.heartbeat()
+
+    # Given a lease held with a 10 ms expiry, heartbeated at once
     short = await claim_one(driver, "short", task_expiry=0.01)
     await short.heartbeat()
 
-    # When sweepers with a 10 ms and with an hour's expiry sweep
-    spared = await driver.sweep(task_expiry=0.01)
+    # When a sweeper with an hour's expiry sweeps until something expires
     expired = await sweep_until_expired(driver)
 
-    # Then each heartbeat renewed by its holder's expiry, not the sweeper's nor a default:
-    # the long lease survives the short sweeper, the short one expires under the long sweeper
-    assert (spared.expired_tasks, expired.expired_tasks) == (0, 1)
-    await long.heartbeat()
+    # Then the heartbeat renewed it by its holder's 10 ms, not by the sweeper's hour nor
+    # a default: only it expired
+    assert expired.expired_tasks == 1
     with pytest.raises(errors.TaskLostError):
         await short.heartbeat()
+    await long.heartbeat()
 
 
 # ---- history retention ---------------------------------------------------------------------
