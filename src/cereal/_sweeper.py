@@ -23,7 +23,11 @@ def sweep_interval(task_expiry: float) -> float:
 
 
 async def run_sweeper(driver: Driver, *, task_expiry: float) -> None:
-    """Sweep every :func:`sweep_interval` (with jitter) until cancelled."""
+    """Sweep every :func:`sweep_interval` (with jitter) until cancelled.
+
+    ``task_expiry`` (this Manager's) sets the pace and judges workflow claims;
+    task leases are judged by the expiry stored with each of them.
+    """
     interval = sweep_interval(task_expiry)
     while True:
         await asyncio.sleep(interval * (0.75 + random.random() / 2))
@@ -33,10 +37,10 @@ async def run_sweeper(driver: Driver, *, task_expiry: float) -> None:
             logger.warning("maintenance sweep failed", exc_info=True)
             continue
         if report.expired_tasks:
+            # each lease is judged by its holder's expiry, which may differ from ours
             logger.warning(
-                "%d task(s) lost (no heartbeat for %.1f s)",
+                "%d task(s) lost (no heartbeat within their holder's task_expiry)",
                 report.expired_tasks,
-                task_expiry,
                 extra={"event": "tasks_lost", "count": report.expired_tasks},
             )
         if report.released_claims:

@@ -67,6 +67,7 @@ class TaskRunner:
         poll_interval: float,
         poll_jitter: float,
         heartbeat_interval: float,
+        task_expiry: float,
         dequeue_slots: asyncio.Semaphore,
         max_value_bytes: int,
         on_task_finished: Callable[[], None],
@@ -81,6 +82,7 @@ class TaskRunner:
         self._poll_interval = poll_interval
         self._poll_jitter = poll_jitter
         self._heartbeat_interval = heartbeat_interval
+        self._task_expiry = task_expiry
         self._dequeue_slots = dequeue_slots
         self._max_value_bytes = max_value_bytes
         self._on_task_finished = on_task_finished
@@ -139,7 +141,10 @@ class TaskRunner:
                 async with self._dequeue_slots:
                     if self._stopping:
                         return
-                    claimed = await self._driver.dequeue_tasks(self._name, free)
+                    # the lease carries this Manager's expiry: other sweepers judge by it
+                    claimed = await self._driver.dequeue_tasks(
+                        self._name, free, task_expiry=self._task_expiry
+                    )
             except errors.CerealError:
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)

@@ -255,6 +255,7 @@ class Manager:
                 poll_interval=self._task_poll,
                 poll_jitter=self._task_jitter,
                 heartbeat_interval=self._heartbeat,
+                task_expiry=self._expiry,
                 dequeue_slots=dequeue_slots,
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta, timezone
 
 import pytest
@@ -13,6 +14,7 @@ from cereal.models import (
     HistoryRetention,
     ListWorkflowFilter,
     NewTask,
+    SweepReport,
     TaskStatus,
     WorkflowEventType,
 )
@@ -27,8 +29,10 @@ from tests.conformance._driver_helpers import (
 )
 
 
-async def claim_one(driver: Driver, task_name: str = "t") -> TaskCompleter:
-    [(_, completer)] = await driver.dequeue_tasks(task_name, 1)
+async def claim_one(
+    driver: Driver, task_name: str = "t", *, task_expiry: float = 3600
+) -> TaskCompleter:
+    [(_, completer)] = await driver.dequeue_tasks(task_name, 1, task_expiry=task_expiry)
     return completer
 
 
@@ -37,6 +41,24 @@ async def after_end_of(driver: Driver, instance_name: str) -> None:
     ended_at = (await driver.get_workflow_instance(WF, instance_name)).ended_at
     assert ended_at is not None, f"{instance_name} has not finished"
     await wait_past(ended_at)
+
+
+async def sweep_until_expired(driver: Driver, count: int = 1) -> SweepReport:
+    """Sweep (with a sweeper expiry that never expires anything) until ``count`` leases expire."""
+    reports: list[SweepReport] = []
+
+    async def expired() -> bool:
+        reports.append(await driver.sweep(task_expiry=3600))
+        return sum(report.expired_tasks for report in reports) >= count
+
+    await wait_until(expired, what=f"{count} lease(s) expired")
+    return SweepReport(expired_tasks=sum(report.expired_tasks for report in reports))
+
+
+async def clock_passes(seconds: float) -> None:
+    """Wait (polling) until ``seconds`` have passed on the host clock; never an assertion."""
+    since = time.monotonic()
+    await wait_until(lambda: time.monotonic() - since > seconds, what=f"{seconds} s passed")
 
 
 # ---- readiness and order ------------------------------------------------------------------
@@ -264,18 +286,11 @@ async def test_completion_while_the_event_is_claimed(driver: Driver) -> None:
 
 async def test_sweep_expires_stale_leases_as_lost(driver: Driver) -> None:
     await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
-    completer = await claim_one(driver)
-    expired = 0
+    completer = await claim_one(driver, task_expiry=0.01)
 
-    async def lease_expired() -> bool:
-        # with no expiry a lease is stale as soon as the clock moves past its last heartbeat
-        nonlocal expired
-        expired += (await driver.sweep(task_expiry=0)).expired_tasks
-        return expired > 0
+    report = await sweep_until_expired(driver)
 
-    await wait_until(lease_expired, what="a sweep with task_expiry=0 to expire the lease")
-
-    assert expired == 1
+    assert report.expired_tasks == 1
     with pytest.raises(errors.TaskLostError):
         await completer.heartbeat()
     with pytest.raises(errors.TaskLostError):
@@ -306,6 +321,85 @@ async def test_sweep_spares_fresh_leases(driver: Driver) -> None:
 async def test_sweep_on_an_empty_store(driver: Driver) -> None:
     report = await driver.sweep(task_expiry=0)
     assert (report.expired_tasks, report.trimmed_results) == (0, 0)
+
+
+# ---- leases judged by their holder's expiry (several Managers, different task_expiry) ----------
+
+
+async def test_a_short_expiry_sweep_spares_a_lease_within_its_holders_expiry(
+    driver: Driver,
+) -> None:
+    # Given a lease taken with a long expiry, not heartbeated since
+    await started(driver, tasks=[NewTask("t")])
+    completer = await claim_one(driver, task_expiry=3600)
+    await clock_passes(0.05)
+
+    # When a sweeper whose own expiry is 10 ms sweeps
+    report = await driver.sweep(task_expiry=0.01)
+
+    # Then the lease is still held: it is judged by its holder's expiry
+    assert report.expired_tasks == 0
+    await completer.heartbeat()
+    await completer.succeed(b"1")
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.task_result is not None
+        assert event.task_result.status == TaskStatus.SUCCESS
+
+
+async def test_a_lease_expires_after_its_holders_expiry_whatever_the_sweeper_uses(
+    driver: Driver,
+) -> None:
+    # Given two leases on one store: one held with a 10 ms expiry, one with an hour
+    await started(driver, tasks=[NewTask("short", b"1"), NewTask("long", b"2")])
+    short = await claim_one(driver, "short", task_expiry=0.01)
+    long = await claim_one(driver, "long", task_expiry=3600)
+
+    # When a sweeper with a long expiry of its own sweeps after the short deadline
+    report = await sweep_until_expired(driver)
+
+    # Then only the short-expiry lease expired, as LOST
+    assert report.expired_tasks == 1
+    with pytest.raises(errors.TaskLostError):
+        await short.heartbeat()
+    await long.heartbeat()
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.task_result is not None
+        assert (event.task_result.task_name, event.task_result.status) == (
+            "short",
+            TaskStatus.LOST,
+        )
+
+
+async def test_heartbeat_renews_a_lease_by_its_holders_expiry(driver: Driver) -> None:
+    # Given a lease held with an hour's expiry, heartbeated after some time passed
+    await started(driver, tasks=[NewTask("long"), NewTask("short")])
+    long = await claim_one(driver, "long", task_expiry=3600)
+    await clock_passes(0.05)
+    await long.heartbeat()
+
+    # When a sweeper with a 10 ms expiry sweeps after more time passed
+    await clock_passes(0.05)
+    spared = await driver.sweep(task_expiry=0.01)
+
+    # Then the heartbeat renewed it by its holder's hour, not by the sweeper's 10 ms
+    assert spared.expired_tasks == 0
+    await long.heartbeat()
+
+    # Given a lease held with a 10 ms expiry, heartbeated at once
+    short = await claim_one(driver, "short", task_expiry=0.01)
+    await short.heartbeat()
+
+    # When a sweeper with an hour's expiry sweeps until something expires
+    expired = await sweep_until_expired(driver)
+
+    # Then the heartbeat renewed it by its holder's 10 ms, not by the sweeper's hour nor
+    # a default: only it expired
+    assert expired.expired_tasks == 1
+    with pytest.raises(errors.TaskLostError):
+        await short.heartbeat()
+    await long.heartbeat()
 
 
 # ---- history retention ---------------------------------------------------------------------

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from cereal import Decision, TaskStatus, WorkflowInstance, errors
+from cereal.drivers import Driver
 from tests.conformance._executors import INST, WF, AsyncBlocker, Flow, enqueue, register
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -25,29 +28,33 @@ class Outcomes:
 
 
 async def test_task_whose_heartbeat_stops_reaches_its_workflow_as_lost(
-    make_manager: MakeManager,
+    make_manager: MakeManager, driver_factory: Callable[[], Driver]
 ) -> None:
-    # Given a Manager running the workflow that sweeps leases with a 1 s expiry
+    # Given a Manager running the workflow, sweeping with a 2 s expiry of its own
     outcomes = Outcomes()
     sweeping = register(
-        make_manager(task_heartbeat_interval=0.1, task_expiry=1.0),
+        make_manager(task_heartbeat_interval=0.1, task_expiry=2.0),
         {WF: Flow(enqueue(("silent", None)), outcomes)},
     )
-    # and a Manager running the task that heartbeats far less often than that expiry
-    blocker = AsyncBlocker()
-    silent = register(
-        make_manager(task_heartbeat_interval=30.0, task_expiry=60.0), tasks={"silent": blocker}
-    )
-    await silent.start()
     await sweeping.start()
-
+    # and a holder on the same store that claims the task with a 0.2 s expiry, then goes
+    # silent (never heartbeats, as a crashed process)
+    holder = driver_factory()
+    await holder.init()
     try:
-        # When the task runs without a heartbeat past the expiry
         await sweeping.enqueue_workflow(WF, INST)
-        await eventually(lambda: len(blocker.started) == 1, what="task started")
+        claimed: list[Any] = []
+
+        async def claim() -> bool:
+            claimed.extend(await holder.dequeue_tasks("silent", 1, task_expiry=0.2))
+            return bool(claimed)
+
+        await eventually(claim, what="task claimed")
+
+        # When the holder's expiry passes: the sweep judges the lease by its holder's expiry
         done = await wait_finished(sweeping, WF, INST, timeout=30)
     finally:
-        blocker.release.set()
+        await holder.close()
 
     # Then the workflow saw it LOST, with TaskLostError, counted as completed
     assert done.get_result() == {"silent": "lost"}
@@ -93,3 +100,45 @@ async def test_graceful_stop_reports_running_tasks_lost_at_once(make_manager: Ma
     by_name = {result.task_name: result for result in outcomes.results}
     assert by_name["short"].get() == "short done"
     assert isinstance(by_name["long"].err(), errors.TaskLostError)
+
+
+async def test_a_short_expiry_managers_sweep_spares_a_long_expiry_managers_task(
+    make_manager: MakeManager, driver_factory: Callable[[], Driver]
+) -> None:
+    # Given a Manager that runs the workflow and sweeps with a 0.2 s task expiry
+    outcomes = Outcomes()
+    short = register(
+        make_manager(task_heartbeat_interval=0.05, task_expiry=0.2),
+        {WF: Flow(enqueue(("slow", None)), outcomes)},
+    )
+    # and a Manager on the same store running the task with a 600 s expiry (heartbeat 30 s)
+    blocker = AsyncBlocker(result="slow done")
+    long = register(
+        make_manager(task_heartbeat_interval=30.0, task_expiry=600.0), tasks={"slow": blocker}
+    )
+    sweeper = driver_factory()
+    await sweeper.init()
+    await long.start()
+    await short.start()
+    try:
+        await short.enqueue_workflow(WF, INST)
+        await eventually(lambda: len(blocker.started) == 1, what="task started")
+
+        # When far more than the short expiry passes without a heartbeat (the holder's
+        # next one is 30 s away) and the short-expiry side sweeps, by its sweeper and by hand
+        since = time.monotonic()
+        await eventually(lambda: time.monotonic() - since > 1.0, what="1 s passed")
+        report = await sweeper.sweep(0.2)
+
+        # Then the task is still running under its holder's lease, not LOST
+        assert report.expired_tasks == 0
+        assert outcomes.results == []
+        assert blocker.cancelled == []
+    finally:
+        blocker.release.set()
+        await sweeper.close()
+
+    done = await wait_finished(short, WF, INST)
+    assert done.get_result() == {"slow": "success"}
+    [result] = outcomes.results
+    assert result.get() == "slow done"

@@ -8,7 +8,8 @@ Commands (each prints ``ready`` first, then waits for the go file if one is give
   them until a claim comes back empty (every task was queued before GO, so
   empty means drained); print the JSON list of claimed task ids.
 - ``hold DB WORKFLOW``: dequeue one workflow event, print ``claimed``, sleep forever.
-- ``hold-task DB TASK``: claim one task, print ``claimed``, sleep forever.
+- ``hold-task DB TASK``: claim one task with a 0.1 s lease expiry, print ``claimed``,
+  sleep forever (never heartbeating).
 - ``enqueue DB WORKFLOW INSTANCE``: enqueue one instance, print ``done``.
 - ``hammer DB GO STOP``: enqueue instances back to back, print ``busy`` after the
   first 50, stop when the STOP file appears, print how many.
@@ -81,7 +82,7 @@ async def hold_task(db: str, task_name: str) -> None:
     driver = SQLiteDriver(db)
     await driver.init()
     say("ready")
-    await driver.dequeue_task(task_name)
+    await driver.dequeue_task(task_name, task_expiry=0.1)
     say("claimed")
     await asyncio.sleep(3600)
 

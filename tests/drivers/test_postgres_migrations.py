@@ -10,7 +10,7 @@ import pytest
 
 from cereal import errors
 from cereal.drivers.postgres import PostgresDriver
-from cereal.drivers.postgres._migrate import migrations
+from cereal.drivers.postgres._migrate import _CREATE_TABLE, migrations
 
 ALL = [f"{m.version:04d}_{m.name}" for m in migrations()]
 
@@ -94,3 +94,62 @@ async def test_unreachable_server_is_a_driver_error() -> None:
     with pytest.raises(errors.DriverError):
         await driver.init()
     assert not driver.is_open
+
+
+async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database at schema version 1 (as cereal before 0002 left it) where one
+    # task lease was heartbeated just now, one 5 minutes ago, and one task is queued
+    [initial, *_] = migrations()
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        conn.execute(_CREATE_TABLE)
+        with conn.transaction():
+            conn.execute(initial.sql)
+            conn.execute(
+                "INSERT INTO cereal_schema_migrations (version, name, checksum)"
+                " VALUES (%s, %s, %s)",
+                (initial.version, initial.name, initial.checksum),
+            )
+        [(instance_id,)] = conn.execute(
+            "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
+            " enqueued_tasks) VALUES ('wf', 'i', 'running', 3) RETURNING id"
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name,"
+            " state, attempt, lease, heartbeat_at) VALUES"
+            " (%(id)s, 'wf', 'i', 'held', 'running', 1, gen_random_uuid(), now()),"
+            " (%(id)s, 'wf', 'i', 'stale', 'running', 1, gen_random_uuid(),"
+            "  now() - interval '5 minutes'),"
+            " (%(id)s, 'wf', 'i', 'queued', 'queued', 0, NULL, NULL)",
+            {"id": instance_id},
+        )
+
+    # When it is migrated
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == ["0002_lease_deadline"]
+
+    # Then each held lease got the default expiry (60 s) and the queued task none
+    with psycopg.connect(postgres_empty_dsn) as conn:
+        expiries = dict(conn.execute("SELECT task_name, lease_expiry FROM cereal_tasks").fetchall())
+    assert expiries == {"held": 60.0, "stale": 60.0, "queued": None}
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        # and a sweeper with a 10 ms expiry of its own expires only the lease past 60 s
+        assert (await driver.sweep(0.01)).expired_tasks == 1
+        event, completer = await driver.dequeue_workflow(["wf"])
+        async with completer:
+            assert event.task_result is not None
+            assert (event.task_result.task_name, event.task_result.status) == ("stale", "lost")
+            await completer.continue_(None, [])
+
+        # and a lease taken afterwards by a process still on version-1 code (no expiry
+        # stored) is judged by the sweeper's own expiry, as before
+        with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE cereal_tasks SET lease_expiry = NULL,"
+                " heartbeat_at = now() - interval '10 seconds' WHERE task_name = 'held'"
+            )
+        assert (await driver.sweep(3600)).expired_tasks == 0
+        assert (await driver.sweep(5)).expired_tasks == 1
+        with psycopg.connect(postgres_empty_dsn) as conn:
+            left = conn.execute("SELECT task_name, state FROM cereal_tasks").fetchall()
+        assert left == [("queued", "queued")]

@@ -11,6 +11,7 @@ import logging
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from cereal import errors
 from cereal._time import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.sqlite import SQLiteDriver
-from cereal.drivers.sqlite._migrate import split_statements
+from cereal.drivers.sqlite._migrate import apply_migrations, migrations, split_statements
 from cereal.drivers.sqlite._sql import Q
 from cereal.models import (
     HistoryRetention,
@@ -149,7 +150,7 @@ def test_options_from_the_url(tmp_path: Path) -> None:
 
 async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
     driver = SQLiteDriver(db_path)
-    assert await driver.migrate() == ["0001_initial"]
+    assert await driver.migrate() == ["0001_initial", "0002_lease_deadline"]
     assert await driver.migrate() == []
     async with driver:
         assert await driver.migrate() == []  # while open, too
@@ -158,7 +159,7 @@ async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
             "SELECT version, name, length(checksum), applied_at > 0 FROM cereal_schema_migrations"
         ).fetchall()
     conn.close()
-    assert rows == [(1, "initial", 64, 1)]
+    assert rows == [(1, "initial", 64, 1), (2, "lease_deadline", 64, 1)]
 
 
 async def test_changed_checksum_of_an_applied_migration_is_a_hard_error(db_path: str) -> None:
@@ -177,11 +178,50 @@ async def test_a_migration_from_a_newer_cereal_is_a_hard_error(db_path: str) -> 
     await SQLiteDriver(db_path).migrate()
     with sqlite3.connect(db_path) as conn:
         conn.execute(
-            "INSERT INTO cereal_schema_migrations VALUES (2, 'future', 'x', 0)",
+            "INSERT INTO cereal_schema_migrations VALUES (9999, 'future', 'x', 0)",
         )
     conn.close()
     with pytest.raises(errors.DriverError, match="newer cereal"):
         await SQLiteDriver(db_path).init()
+
+
+async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
+    db_path: str,
+) -> None:
+    # Given a file at schema version 1 where one lease was heartbeated just now and
+    # one 5 minutes ago
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    assert apply_migrations(conn, migrations()[:1]) == ["0001_initial"]
+    now = time.time()
+    instance = conn.execute(
+        "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
+        " started_at, enqueued_tasks) VALUES ('wf', 'i', 'running', ?, 2)",
+        (now,),
+    ).lastrowid
+    conn.executemany(
+        "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name,"
+        " state, enqueued_at, start_after, lease_token, lease_heartbeat_at, attempt)"
+        " VALUES (?, 'wf', 'i', ?, 'running', ?, ?, ?, ?, 1)",
+        [(instance, "held", now, now, "a", now), (instance, "stale", now, now, "b", now - 300)],
+    )
+    conn.close()
+
+    # When it is migrated
+    assert await SQLiteDriver(db_path).migrate() == ["0002_lease_deadline"]
+
+    # Then both held leases got the default expiry, and a sweeper with a 10 ms expiry of
+    # its own expires only the one past 60 s
+    with sqlite3.connect(db_path) as conn:
+        expiries = dict(conn.execute("SELECT task_name, lease_expiry FROM cereal_tasks"))
+    conn.close()
+    assert expiries == {"held": 60.0, "stale": 60.0}
+    async with SQLiteDriver(db_path) as driver:
+        assert (await driver.sweep(0.01)).expired_tasks == 1
+        event, completer = await driver.dequeue_workflow(["wf"])
+        async with completer:
+            assert event.task_result is not None
+            assert (event.task_result.task_name, event.task_result.status) == ("stale", "lost")
+            await completer.continue_(None, [])
 
 
 def test_split_statements() -> None:
@@ -383,8 +423,9 @@ async def test_heartbeat_keeps_a_claim_from_the_sweep(drv: SQLiteDriver) -> None
 
 async def test_sweep_expires_a_dead_lease_as_lost(drv: SQLiteDriver) -> None:
     await start_with_tasks(drv, 1)
-    ((_, lease),) = await drv.dequeue_tasks("t", 1)
-    await sweep_until(drv, "expired_tasks", 1)
+    ((_, lease),) = await drv.dequeue_tasks("t", 1, task_expiry=0.01)
+    # the holder's 10 ms lease lapses; a sweeper with an hour-long expiry still expires it
+    await sweep_until(drv, "expired_tasks", 1, task_expiry=3600)
     with pytest.raises(errors.TaskLostError):
         await lease.succeed(None)
     event, completer = await drv.dequeue_workflow(["wf"])

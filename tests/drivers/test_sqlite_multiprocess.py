@@ -62,13 +62,15 @@ class Child:
         assert self.proc.returncode == -signal.SIGKILL
 
 
-async def sweep_until(driver: SQLiteDriver, counter: str, expected: int) -> None:
-    """Sweep (expiry 0.1 s) until ``counter`` adds up to ``expected``; fail if it overshoots."""
+async def sweep_until(
+    driver: SQLiteDriver, counter: str, expected: int, *, task_expiry: float = 0.1
+) -> None:
+    """Sweep until ``counter`` adds up to ``expected``; fail if it overshoots."""
     total = 0
 
     async def reached() -> bool:
         nonlocal total
-        total += int(getattr(await driver.sweep(0.1), counter))
+        total += int(getattr(await driver.sweep(task_expiry), counter))
         return total >= expected
 
     await wait_until(reached, what=f"sweeps to report {counter}={expected}")
@@ -82,7 +84,7 @@ async def test_three_processes_migrating_at_once_apply_each_step_once(tmp_path: 
         assert await child.line() == "ready"
     go.touch()
     results = [json.loads(await child.finish()) for child in children]
-    assert sorted(results) == [[], [], ["0001_initial"]]
+    assert sorted(results) == [[], [], ["0001_initial", "0002_lease_deadline"]]
     assert await SQLiteDriver(db).migrate() == []
 
 
@@ -178,7 +180,9 @@ async def test_a_process_killed_holding_a_task_lease_reports_it_lost(tmp_path: P
         assert await child.line() == "ready"
         assert await child.line() == "claimed"
         await child.kill()
-        await sweep_until(driver, "expired_tasks", 1)
+        # the lease lapses after its holder's 0.1 s expiry; a sweeper with its own
+        # hour-long expiry still expires it
+        await sweep_until(driver, "expired_tasks", 1, task_expiry=3600)
         event, completer = await driver.dequeue_workflow(["wf"])
         async with completer:
             assert event.task_result is not None

@@ -76,7 +76,8 @@ class Task:
     start_after: datetime
     enqueued_at: datetime
     lease: int | None = None
-    heartbeat_at: datetime | None = None
+    # the lease's deadline: claim or last heartbeat plus the holder's expiry
+    lease_deadline: datetime | None = None
     attempt: int = 0
 
 
@@ -211,8 +212,13 @@ class MemoryState:
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
 
-    def claim_tasks(self, task_name: str, max_tasks: int, now: datetime) -> list[tuple[Task, int]]:
-        """Lease up to ``max_tasks`` ready tasks of ``task_name``, oldest first."""
+    def claim_tasks(
+        self, task_name: str, max_tasks: int, now: datetime, expiry: float
+    ) -> list[tuple[Task, int]]:
+        """Lease up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
+
+        Each lease's deadline is ``now`` plus ``expiry`` seconds (the claimer's).
+        """
         queue = self.queued.get(task_name)
         if not queue or max_tasks <= 0:
             return []
@@ -226,7 +232,7 @@ class MemoryState:
         for task in claimed:
             del queue[task.seq]
             task.lease = next(self.leases)
-            task.heartbeat_at = now
+            task.lease_deadline = now + timedelta(seconds=expiry)
             task.attempt += 1
             self.running[task.seq] = task
             leased.append((task, task.lease))
@@ -270,12 +276,12 @@ class MemoryState:
         self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
         return task.instance.workflow_name
 
-    def expire_tasks(self, cutoff: datetime, now: datetime) -> list[str]:
-        """Turn running tasks last seen before ``cutoff`` into LOST results."""
+    def expire_tasks(self, now: datetime) -> list[str]:
+        """Turn running tasks whose lease deadline is before ``now`` into LOST results."""
         expired = [
             task
             for task in self.running.values()
-            if task.heartbeat_at is not None and task.heartbeat_at < cutoff
+            if task.lease_deadline is not None and task.lease_deadline < now
         ]
         return [self.complete_task(task, TaskStatus.LOST, now) for task in expired]
 

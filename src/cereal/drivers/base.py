@@ -20,10 +20,15 @@ Rules that hold for every driver (the conformance suite checks each one):
    PostgreSQL uses the database's ``now()``; memory and SQLite the host clock.
 6. **Events of one instance are ordered by a monotonic sequence**, never by a
    timestamp, so a cancel can never be seen before its start.
-7. **Task leases.** A claimed task carries a lease. ``heartbeat`` refreshes
-   it; :meth:`Driver.sweep` turns leases older than the expiry into ``LOST``
-   results for the workflow. Once a lease is gone (expired, the instance
-   ended, or abandoned) every call on its completer raises
+7. **Task leases.** A claimed task carries a lease with a deadline stored
+   with it: the claim's time plus the ``task_expiry`` the claimer passed to
+   :meth:`Driver.dequeue_tasks`. ``heartbeat`` moves the deadline to now plus
+   that same expiry (the holder's, kept with the lease).
+   :meth:`Driver.sweep` turns leases whose stored deadline has passed, by the
+   driver's clock, into ``LOST`` results for the workflow; the sweeper's own
+   ``task_expiry`` never judges a lease that has a deadline, so Managers with
+   different expiries can share a store. Once a lease is gone (expired, the
+   instance ended, or abandoned) every call on its completer raises
    :class:`~cereal.errors.TaskLostError` and changes nothing.
 8. **Optional knobs are attributes with defaults** (poll intervals,
    capabilities), not optional interfaces.
@@ -60,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 WorkKind = Literal["workflow", "task", "schedule"]
 """What kind of work a wakeup announces."""
+
+DEFAULT_TASK_EXPIRY = 60.0
+"""Seconds a task lease lasts without a heartbeat when the claimer passes no ``task_expiry``."""
 
 WakeupListener = Callable[[WorkKind, str | None], None]
 """Called with the kind of new work and its name (``None``: any name).
@@ -136,7 +144,7 @@ class TaskCompleter(abc.ABC):
 
     @abc.abstractmethod
     async def heartbeat(self) -> None:
-        """Refresh the lease.
+        """Move the lease's deadline to now plus the expiry it was claimed with.
 
         Raises:
             TaskLostError: the task is gone (its workflow ended, it expired, or
@@ -361,21 +369,26 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int
+        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> list[tuple[TaskData, TaskCompleter]]:
         """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
 
         A task is ready when it is queued and its ``start_after`` has passed.
-        Returns an empty list when none is ready.
+        Each lease's deadline is stored as now (the driver's clock) plus
+        ``task_expiry`` seconds, the claimer's expiry; each completer's
+        ``heartbeat`` renews it by the same amount. Returns an empty list when
+        none is ready.
         """
 
-    async def dequeue_task(self, task_name: str) -> tuple[TaskData, TaskCompleter]:
-        """Claim one ready task.
+    async def dequeue_task(
+        self, task_name: str, *, task_expiry: float = DEFAULT_TASK_EXPIRY
+    ) -> tuple[TaskData, TaskCompleter]:
+        """Claim one ready task (its lease lasts ``task_expiry`` seconds per heartbeat).
 
         Raises:
             NoTasksError: none is ready.
         """
-        claimed = await self.dequeue_tasks(task_name, 1)
+        claimed = await self.dequeue_tasks(task_name, 1, task_expiry=task_expiry)
         if not claimed:
             raise errors.NoTasksError()
         return claimed[0]
@@ -384,10 +397,13 @@ class Driver(abc.ABC):
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Maintenance, safe to run from many Managers at once.
 
-        Turns tasks whose lease is older than ``task_expiry`` seconds into
-        ``LOST`` results with ``task_complete`` events, releases stale
-        workflow claims (drivers that lease them), and trims history per
-        :attr:`retention`.
+        Turns tasks whose stored lease deadline has passed into ``LOST``
+        results with ``task_complete`` events, releases workflow claims idle
+        for longer than ``task_expiry`` seconds (drivers that lease them), and
+        trims history per :attr:`retention`. ``task_expiry`` judges a task
+        lease only when it has no stored deadline (taken by a cereal older
+        than the deadline column): then it expires ``task_expiry`` seconds
+        after its last heartbeat, as before.
         """
 
     # ---- schedules ------------------------------------------------------------------

@@ -28,6 +28,7 @@ from cereal.drivers._memory_state import (
     resolve_schedule_update,
 )
 from cereal.drivers.base import (
+    DEFAULT_TASK_EXPIRY,
     Driver,
     ScheduledWorkflowCompleter,
     TaskCompleter,
@@ -177,11 +178,11 @@ class MemoryDriver(Driver):
     # ---- tasks ----------------------------------------------------------------------
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int
+        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> list[tuple[TaskData, TaskCompleter]]:
-        """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first."""
+        """Claim up to ``max_tasks`` ready tasks, each leased for ``task_expiry`` seconds."""
         with self._lock:
-            leased = self._state.claim_tasks(task_name, max_tasks, utcnow())
+            leased = self._state.claim_tasks(task_name, max_tasks, utcnow(), task_expiry)
         result: list[tuple[TaskData, TaskCompleter]] = []
         for task, lease in leased:
             metadata = TaskMetadata(
@@ -193,14 +194,17 @@ class MemoryDriver(Driver):
                 task_id=str(task.seq),
             )
             data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
-            result.append((data, _MemoryTaskCompleter(self, task, lease)))
+            result.append((data, _MemoryTaskCompleter(self, task, lease, task_expiry)))
         return result
 
     async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire leases older than ``task_expiry`` seconds as ``LOST``; trim history."""
+        """Expire leases past their deadline as ``LOST``; trim history.
+
+        Every lease here has a deadline, so ``task_expiry`` (the sweeper's) is unused.
+        """
         with self._lock:
             now = utcnow()
-            woken = self._state.expire_tasks(now - timedelta(seconds=task_expiry), now)
+            woken = self._state.expire_tasks(now)
             trimmed = self._state.trim_history(self.retention, now)
         for workflow_name in dict.fromkeys(woken):
             self._wake("workflow", workflow_name)
@@ -397,10 +401,11 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
 class _MemoryTaskCompleter(TaskCompleter):
     """The lease on one running task."""
 
-    def __init__(self, driver: MemoryDriver, task: Task, lease: int) -> None:
+    def __init__(self, driver: MemoryDriver, task: Task, lease: int, expiry: float) -> None:
         self._driver = driver
         self._task = task
         self._lease = lease
+        self._expiry = timedelta(seconds=expiry)
 
     def _held(self) -> Task:
         """The leased task, or raise TaskLostError (caller holds the lock)."""
@@ -409,13 +414,13 @@ class _MemoryTaskCompleter(TaskCompleter):
         return self._task
 
     async def heartbeat(self) -> None:
-        """Refresh the lease.
+        """Move the lease's deadline to now plus the expiry it was claimed with.
 
         Raises:
             TaskLostError: the task is gone.
         """
         with self._driver._lock:
-            self._held().heartbeat_at = utcnow()
+            self._held().lease_deadline = utcnow() + self._expiry
 
     async def succeed(self, result: bytes | None) -> None:
         """Record success with ``result`` and queue a ``task_complete`` event.

@@ -18,7 +18,10 @@ EXPIRE_BATCH = 500
 
 
 async def expire_leases(conn: Conn, task_expiry: float) -> list[str]:
-    """Turn leases older than ``task_expiry`` seconds into LOST results.
+    """Turn leases past their deadline (last heartbeat + holder's expiry) into LOST results.
+
+    ``task_expiry`` (the sweeper's) judges only leases stored without an
+    expiry, which older code took.
 
     Returns:
         The workflow name of each expired task.

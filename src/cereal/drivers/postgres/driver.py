@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from cereal import errors
-from cereal.drivers.base import TaskCompleter
+from cereal import _time, errors
+from cereal.drivers.base import DEFAULT_TASK_EXPIRY, TaskCompleter
 from cereal.drivers.postgres import _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
@@ -224,12 +224,13 @@ class PostgresDriver(PostgresSchedules):
     # ---- tasks ----------------------------------------------------------------------
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int
+        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> list[tuple[TaskData, TaskCompleter]]:
-        """Claim up to ``max_tasks`` ready tasks in one statement, oldest first."""
+        """Claim up to ``max_tasks`` ready tasks in one statement, each leased ``task_expiry`` s."""
         if max_tasks <= 0:
             return []
-        params = {"task_name": task_name, "max_tasks": max_tasks}
+        expiry = _time.seconds(task_expiry, name="task_expiry")
+        params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry}
         async with self._connection("dequeue_tasks") as conn:
             rows = await fetch_all(conn, "claim_tasks", params)
         rows.sort(key=lambda row: (row["start_after"], row["id"]))
@@ -249,7 +250,11 @@ class PostgresDriver(PostgresSchedules):
         return claimed
 
     async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire dead leases (any process) and trim history (one process at a time)."""
+        """Expire leases past their deadline (any process); trim history (one at a time).
+
+        A lease is judged by the expiry its holder stored with it; ``task_expiry``
+        only judges leases taken by older code, stored without one.
+        """
         async with self._connection("sweep") as conn:
             expired = await _maintenance.expire_leases(conn, task_expiry)
             wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(expired)]

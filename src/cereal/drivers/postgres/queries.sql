@@ -214,10 +214,11 @@ WHERE %(is_running)s::boolean IS NULL
 ORDER BY workflow_name, instance_name
 
 -- name: claim_tasks
--- Claim up to max_tasks ready tasks of one name with a fresh lease each.
+-- Claim up to max_tasks ready tasks of one name with a fresh lease each, stamped
+-- with the claimer's expiry (the deadline is heartbeat_at + lease_expiry seconds).
 UPDATE cereal_tasks AS t
 SET state = 'running', lease = gen_random_uuid(), heartbeat_at = now(),
-    attempt = t.attempt + 1
+    lease_expiry = %(expiry)s, attempt = t.attempt + 1
 FROM (
     SELECT id FROM cereal_tasks
     WHERE task_name = %(task_name)s AND state = 'queued' AND start_after <= now()
@@ -261,13 +262,15 @@ SELECT task.id,
 FROM task
 
 -- name: expire_leases
--- Sweep: running tasks whose lease is older than the expiry become lost results.
+-- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
+-- expiry) become lost results; a lease without a stored expiry (taken by older
+-- code) is judged by the sweeper's expiry.
 WITH task AS (
     DELETE FROM cereal_tasks AS t
     USING (
         SELECT id FROM cereal_tasks
         WHERE state = 'running'
-          AND heartbeat_at < now() - make_interval(secs => %(expiry)s)
+          AND heartbeat_at < now() - make_interval(secs => coalesce(lease_expiry, %(expiry)s))
         ORDER BY heartbeat_at
         LIMIT %(batch)s
         FOR UPDATE SKIP LOCKED

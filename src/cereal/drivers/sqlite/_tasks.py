@@ -40,11 +40,15 @@ def has_ready_task(conn: sqlite3.Connection, task_name: str) -> bool:
     return row is not None
 
 
-def claim_tasks(conn: sqlite3.Connection, task_name: str, max_tasks: int) -> list[Lease]:
-    """Lease up to ``max_tasks`` ready tasks, oldest first (inside ``BEGIN IMMEDIATE``)."""
-    rows = conn.execute(
-        Q["claim_tasks"], {"task_name": task_name, "max_tasks": max_tasks, "now": now()}
-    ).fetchall()
+def claim_tasks(
+    conn: sqlite3.Connection, task_name: str, max_tasks: int, expiry: float
+) -> list[Lease]:
+    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, oldest first.
+
+    Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease.
+    """
+    params = {"task_name": task_name, "max_tasks": max_tasks, "now": now(), "expiry": expiry}
+    rows = conn.execute(Q["claim_tasks"], params).fetchall()
     leases = []
     for row in sorted(rows, key=lambda row: int(row["id"])):
         metadata = TaskMetadata(
@@ -179,16 +183,20 @@ async def sweep(
 ) -> tuple[list[str], int, int]:
     """Expire dead leases, release stale claims, trim history: three short transactions.
 
+    ``expiry`` (the sweeper's) judges workflow claims and leases without a
+    stored expiry; every other lease is judged by its holder's.
+
     Each step first reads whether it has anything to do, so an idle sweep
     never takes the write lock.
 
     Returns:
         The workflow of each expired task, the claims released, the rows trimmed.
     """
-    cutoff = now() - expiry
+    at = now()
+    cutoff = at - expiry
     expired: list[str] = await db.call(
-        lambda conn: expire_tasks(conn, cutoff),
-        ready=lambda conn: has_expired_task(conn, cutoff),
+        lambda conn: expire_tasks(conn, at, cutoff),
+        ready=lambda conn: has_expired_task(conn, at, cutoff),
         empty=[],
     )
     released: int = await db.call(
@@ -204,14 +212,20 @@ async def sweep(
     return expired, released, trimmed
 
 
-def has_expired_task(conn: sqlite3.Connection, cutoff: float) -> bool:
-    """Whether a running task's lease heartbeat is older than ``cutoff``."""
-    return conn.execute(Q["expired_tasks"], {"cutoff": cutoff}).fetchone() is not None
+def has_expired_task(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
+    """Whether a running task's lease deadline is before ``at`` (see :func:`expire_tasks`)."""
+    params = {"now": at, "cutoff": cutoff}
+    return conn.execute(Q["expired_tasks"], params).fetchone() is not None
 
 
-def expire_tasks(conn: sqlite3.Connection, cutoff: float) -> list[str]:
-    """Turn every lease older than ``cutoff`` into a LOST result; returns the workflows."""
-    expired = conn.execute(Q["expired_tasks"], {"cutoff": cutoff}).fetchall()
+def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> list[str]:
+    """Turn every lease past its deadline at ``at`` into a LOST result; returns the workflows.
+
+    A lease's deadline is its last heartbeat plus its holder's stored expiry; a
+    lease without one (taken by older code) expires once its heartbeat is
+    before ``cutoff``, the sweeper's own expiry.
+    """
+    expired = conn.execute(Q["expired_tasks"], {"now": at, "cutoff": cutoff}).fetchall()
     for task in expired:
         record_outcome(conn, task, TaskStatus.LOST, "", None)
     return [str(task["workflow_name"]) for task in expired]

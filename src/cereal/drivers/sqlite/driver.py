@@ -20,6 +20,7 @@ from datetime import datetime
 
 from cereal import _time, errors
 from cereal.drivers.base import (
+    DEFAULT_TASK_EXPIRY,
     DURABLE,
     MULTIPROCESS,
     Driver,
@@ -255,13 +256,14 @@ class SQLiteDriver(Driver):
     # ---- tasks ------------------------------------------------------------------------
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int
+        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> list[tuple[TaskData, TaskCompleter]]:
-        """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first."""
+        """Claim up to ``max_tasks`` ready tasks, each leased for ``task_expiry`` seconds."""
         if max_tasks <= 0:
             return []
+        expiry = _time.seconds(task_expiry, name="task_expiry")
         leases: list[_tasks.Lease] = await self._connection().call(
-            lambda conn: _tasks.claim_tasks(conn, task_name, max_tasks),
+            lambda conn: _tasks.claim_tasks(conn, task_name, max_tasks, expiry),
             ready=lambda conn: _tasks.has_ready_task(conn, task_name),
             empty=[],
             undo=_tasks.unclaim,
@@ -269,7 +271,11 @@ class SQLiteDriver(Driver):
         return [(lease.data, _tasks.SQLiteTaskCompleter(self, lease)) for lease in leases]
 
     async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire leases as ``LOST``, release claims idle past ``task_expiry``, trim history."""
+        """Expire leases past their deadline as ``LOST``, release idle claims, trim history.
+
+        ``task_expiry`` judges workflow claims (and leases taken by older code);
+        a task lease is judged by the expiry its holder stored with it.
+        """
         expiry = _time.seconds(task_expiry, name="task_expiry")
         expired, released, trimmed = await _tasks.sweep(self._connection(), expiry, self.retention)
         for workflow_name in dict.fromkeys(expired):

@@ -196,11 +196,13 @@ WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
 LIMIT 1;
 
 -- name: claim_tasks
--- Lease up to :max_tasks ready tasks of one name, oldest first, each with a random token.
+-- Lease up to :max_tasks ready tasks of one name, oldest first, each with a random token
+-- and the claimer's expiry (the deadline is lease_heartbeat_at + lease_expiry).
 UPDATE cereal_tasks
 SET state = 'running',
     lease_token = lower(hex(randomblob(16))),
     lease_heartbeat_at = :now,
+    lease_expiry = :expiry,
     attempt = attempt + 1
 WHERE id IN (
     SELECT id FROM cereal_tasks
@@ -214,7 +216,8 @@ RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
 UPDATE cereal_tasks
-SET state = 'queued', lease_token = NULL, lease_heartbeat_at = NULL, attempt = attempt - 1
+SET state = 'queued', lease_token = NULL, lease_heartbeat_at = NULL, lease_expiry = NULL,
+    attempt = attempt - 1
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
 -- name: heartbeat_task
@@ -243,10 +246,13 @@ VALUES
 DELETE FROM cereal_tasks WHERE id = :task_id;
 
 -- name: expired_tasks
--- Running tasks whose lease heartbeat is older than the cutoff.
+-- Running tasks whose lease deadline (last heartbeat + the holder's expiry) has passed;
+-- a lease without a stored expiry (taken by older code) by the sweeper's cutoff.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at
 FROM cereal_tasks
-WHERE state = 'running' AND lease_heartbeat_at < :cutoff;
+WHERE state = 'running'
+  AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
+           ELSE lease_heartbeat_at + lease_expiry < :now END;
 
 -- name: has_stale_claim
 -- Whether any workflow claim's heartbeat is older than the cutoff.

@@ -1,0 +1,13 @@
+-- cereal SQLite schema, version 2: each task lease carries its holder's expiry.
+--
+-- A lease's deadline is lease_heartbeat_at + lease_expiry: the claimer stores
+-- its own task_expiry (seconds) with the lease, every heartbeat moves
+-- lease_heartbeat_at, and the sweep expires a lease only once that deadline
+-- has passed, whatever expiry the sweeping process uses itself.
+ALTER TABLE cereal_tasks ADD COLUMN lease_expiry REAL;
+
+-- Leases held when this runs were taken without an expiry: give them the
+-- default task_expiry (60 s), which their holders' heartbeats keep extending.
+-- Leases taken later by a process still running older code stay NULL and are
+-- judged by the sweeper's own expiry, as before this migration.
+UPDATE cereal_tasks SET lease_expiry = 60.0 WHERE state = 'running';
