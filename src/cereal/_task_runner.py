@@ -150,6 +150,11 @@ class TaskRunner:
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
                 return
             self._failures = 0
+            if self._stopping:
+                # stop began while this claim was in flight: nothing may start now, and
+                # waiting for the lease to expire would hold the workflows up needlessly
+                await asyncio.shield(self._abandon_claimed(claimed))
+                return
             for data, completer in claimed:
                 self._start(data, completer)
             if len(claimed) < free:
@@ -287,12 +292,21 @@ class TaskRunner:
         work.cancel()
 
     async def _abandon(self, run: _Run) -> None:
+        await self._abandon_lease(run.completer)
+
+    async def _abandon_lease(self, completer: TaskCompleter) -> None:
         try:
-            await run.completer.abandon()
+            await completer.abandon()
         except errors.TaskLostError:
             pass
         except errors.CerealError:
             logger.warning("reporting an abandoned %r task failed", self._name, exc_info=True)
+
+    async def _abandon_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
+        if not claimed:
+            return
+        _warn_abandoned("claimed as stop began, not started", [data for data, _ in claimed])
+        await asyncio.gather(*(self._abandon_lease(completer) for _, completer in claimed))
 
     def stop_claiming(self) -> None:
         """Claim nothing more; running tasks go on."""
@@ -308,8 +322,22 @@ class TaskRunner:
     async def abandon_running(self) -> None:
         """Cancel what still runs and report it ``LOST`` now."""
         jobs = list(self._runs.items())
+        if jobs:
+            _warn_abandoned("still running after the grace period", [run.task for _, run in jobs])
         for job, run in jobs:
             run.abandoned = True
             job.cancel()
         if jobs:
             await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)
+
+
+def _warn_abandoned(why: str, tasks: list[TaskData] | list[Task]) -> None:
+    """Say at WARNING which tasks a stop gives up: their workflows see them ``LOST`` now."""
+    named = ", ".join(f"{task.metadata.task_name} (id {task.metadata.task_id})" for task in tasks)
+    logger.warning(
+        "stop abandoned %d task(s) %s; their workflows see them LOST: %s",
+        len(tasks),
+        why,
+        named,
+        extra={"event": "tasks_abandoned"},
+    )

@@ -313,15 +313,21 @@ class Manager:
 
     async def _stop_runners(self, grace: float) -> None:
         assert self._workflow_runner is not None
+        logger.info(
+            "manager stopping: grace period %g s", grace, extra={"event": "manager_stopping"}
+        )
         self._workflow_runner.stop()
         for runner in self._task_runners.values():
             runner.stop_claiming()
         workflow_jobs = [job for job in self._background if job.get_name() == "cereal-workflows"]
+        # task runners end once a claim in flight returns (its tasks are abandoned, not
+        # started); cancelling one mid-claim would leave that claim to the driver's undo
+        claim_jobs = [job for job in self._background if job.get_name().startswith("cereal-tasks-")]
         others = [job for job in self._background if job not in workflow_jobs]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        if workflow_jobs:
-            await asyncio.wait(workflow_jobs, timeout=grace)
+        if workflow_jobs or claim_jobs:
+            await asyncio.wait([*workflow_jobs, *claim_jobs], timeout=grace)
         for runner in self._task_runners.values():
             await runner.wait_running(max(0.0, deadline - loop.time()))
         for runner in self._task_runners.values():

@@ -115,3 +115,48 @@ async def test_history_is_not_trimmed_outside_sweep() -> None:
     ] == ["c"]
     with pytest.raises(errors.WorkflowInstanceNotFoundError):
         await driver.get_workflow_instance("wf", "a")
+
+
+class ThreadGatedMemoryDriver(MemoryDriver):
+    """A MemoryDriver whose open waits for a threading.Event (it runs on another loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.opened = False
+
+    async def _open(self) -> None:
+        self.entered.set()
+        await asyncio.to_thread(self.release.wait, 30)
+        self.opened = True
+
+
+async def test_an_init_on_another_event_loop_waits_for_the_open_in_progress() -> None:
+    # Given a driver being opened by a thread with its own event loop
+    driver = ThreadGatedMemoryDriver()
+    opener = threading.Thread(target=lambda: asyncio.run(driver.init()))
+    opener.start()
+    await asyncio.to_thread(driver.entered.wait, 30)
+
+    # When this loop's init runs meanwhile, and the other open then finishes
+    seen: list[bool] = []
+    started = asyncio.Event()
+
+    async def init_here() -> None:
+        started.set()
+        await driver.init()
+        seen.append(driver.opened)
+
+    here = asyncio.create_task(init_here())
+    await started.wait()
+    driver.release.set()
+    await here
+    await asyncio.to_thread(opener.join, 30)
+
+    # Then it returned only with the store open, held by both
+    assert seen == [True]
+    await driver.close()
+    assert driver.is_open
+    await driver.close()
+    assert not driver.is_open

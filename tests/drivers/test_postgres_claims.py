@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import psycopg
 import pytest
@@ -179,3 +180,80 @@ async def test_kill_does_not_wait_for_a_running_callback(postgres_dsn: str) -> N
             await completer.continue_(None, [NewTask("t")])
         assert await driver.dequeue_tasks("t", 5) == []
         assert (await driver.get_workflow_instance(WF, "i")).err == "killed"
+
+
+class ReleaseGatedDriver(PostgresDriver):
+    """A PostgresDriver whose next connection release, once armed, waits at a gate."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(dsn, notify=False)
+        self.armed = False
+        self.at_gate = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _release(self, pool: Any, conn: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.at_gate.set()
+            await self.gate.wait()
+        await super()._release(pool, conn)
+
+
+async def test_a_claim_cancelled_after_its_statement_gives_the_tasks_back(
+    postgres_dsn: str,
+) -> None:
+    async with ReleaseGatedDriver(postgres_dsn) as driver:
+        await fan_out(driver, 2)
+        # Given a claim whose statement has run, held while its connection is released
+        driver.armed = True
+        claiming = asyncio.create_task(driver.dequeue_tasks("t", 2))
+        await driver.at_gate.wait()
+
+        # When the claimer is cancelled there (as a stopping runner is)
+        claiming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claiming
+
+        # Then both tasks are queued again, unleased, and the next claim gets them
+        with psycopg.connect(postgres_dsn) as conn:
+            rows = conn.execute(
+                "SELECT state, lease IS NULL, attempt FROM cereal_tasks ORDER BY id"
+            ).fetchall()
+        assert rows == [("queued", True, 0), ("queued", True, 0)]
+        again = await driver.dequeue_tasks("t", 2)
+        assert sorted(data.get_parameters() for data, _ in again) == [0, 1]
+        assert [data.metadata.attempt for data, _ in again] == [1, 1]
+
+
+async def test_a_claim_blocked_by_another_transaction_and_cancelled_claims_nothing(
+    postgres_dsn: str,
+) -> None:
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await fan_out(driver, 1)
+        with psycopg.connect(postgres_dsn) as locker:
+            # Given another transaction holding the tasks table, so the claim statement blocks
+            locker.execute("LOCK TABLE cereal_tasks IN ACCESS EXCLUSIVE MODE")
+            claiming = asyncio.create_task(driver.dequeue_tasks("t", 1))
+
+            async def claim_waits() -> bool:
+                with psycopg.connect(postgres_dsn) as probe:
+                    row = probe.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND query LIKE '%%cereal_tasks%%'"
+                    ).fetchone()
+                return row is not None and row[0] > 0
+
+            deadline = asyncio.get_running_loop().time() + 15
+            while not await claim_waits():
+                assert asyncio.get_running_loop().time() < deadline, "the claim never blocked"
+                await asyncio.sleep(0.02)
+
+            # When the claimer is cancelled, and then the lock is released
+            claiming.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await claiming
+            locker.rollback()
+
+        # Then the task is still queued and the next claim gets it
+        [(data, _)] = await driver.dequeue_tasks("t", 1)
+        assert data.metadata.attempt == 1

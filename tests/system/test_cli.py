@@ -341,3 +341,93 @@ def test_worker_target_errors(cli: Cli, tmp_path: Path) -> None:
     bad_grace = cli("worker", "not_a_manager:thing", "--grace-period", "-1", check=False)
     assert bad_grace.returncode == 2
     assert "--grace-period" in bad_grace.stderr
+
+
+LONG_TASK_APP = """
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cereal import Manager, open_driver
+
+
+class Waits:
+    def on_start(self, w, ev):
+        w.enqueue_task("long", None)
+        return w.continue_()
+
+    def on_task_complete(self, w, ev):
+        return w.complete(str(ev.result.status))
+
+    def on_cancel(self, w, ev):
+        return w.fail("cancelled")
+
+
+async def long(task):
+    Path("long-started").write_text(task.metadata.task_id)
+    await asyncio.Event().wait()  # runs until the worker stops
+
+
+def build() -> Manager:
+    # a lease that never expires in this test: only abandoning can end the task
+    made = Manager(
+        open_driver({url!r}), task_poll_interval=0.1, workflow_poll_interval=0.1, task_expiry=3600
+    )
+    made.register_workflow_executor("waits", Waits())
+    made.register_task_executor("long", long)
+    return made
+"""
+
+
+def _start_worker(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cereal", "worker", *args],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_worker_sigterm_abandons_running_tasks_with_a_warning(
+    cli: Cli, db_url: str, tmp_path: Path
+) -> None:
+    # Given a worker running a task that would run for ever
+    (tmp_path / "long_app.py").write_text(textwrap.dedent(LONG_TASK_APP.format(url=db_url)))
+    started = tmp_path / "long-started"
+    worker = _start_worker(tmp_path, "long_app:build", "--grace-period", "0")
+    try:
+        cli("workflows", "enqueue", "waits", "one")
+        deadline = time.monotonic() + 60
+        while not started.exists() and worker.poll() is None:
+            assert time.monotonic() < deadline, "the long task never started"
+            time.sleep(0.05)
+        task_id = started.read_text()
+
+        # When SIGTERM stops the worker
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+
+        # Then it exits cleanly and its log names the abandoned task
+        assert worker.returncode == 0, stderr
+        assert "WARNING" in stderr and f"long (id {task_id})" in stderr, stderr
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+
+    # And the next worker's workflow sees the task LOST without waiting for its expiry
+    started.unlink()
+    again = _start_worker(tmp_path, "long_app:build")
+    try:
+        deadline = time.monotonic() + 60
+        shown = cli.json("workflows", "show", "waits", "one")
+        while shown["is_running"] and time.monotonic() < deadline and again.poll() is None:
+            time.sleep(0.1)
+            shown = cli.json("workflows", "show", "waits", "one")
+        assert shown["result"] == "lost", shown
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=60)

@@ -41,6 +41,8 @@ A driver may be shared by several Managers in one process: ``init`` and
 from __future__ import annotations
 
 import abc
+import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -206,6 +208,11 @@ class ScheduledWorkflowCompleter(abc.ABC):
         await self.close()
 
 
+async def _wait_for(pending: concurrent.futures.Future[None]) -> None:
+    """Wait for another caller's open/close to end; cancelling this wait leaves it running."""
+    await asyncio.shield(asyncio.wrap_future(pending))
+
+
 class Driver(abc.ABC):
     """Durable storage for workflow instances, tasks and schedules.
 
@@ -225,32 +232,71 @@ class Driver(abc.ABC):
         self.retention = retention or HistoryRetention()
         self._open_count = 0
         self._open_lock = threading.Lock()
+        # the open or last close in progress; a concurrent Future because a driver may be
+        # shared across event loops (e.g. one per thread), which an asyncio.Lock cannot span
+        self._transition: concurrent.futures.Future[None] | None = None
         self._listeners: list[WakeupListener] = []
 
     # ---- lifecycle -------------------------------------------------------------
 
     async def init(self) -> None:
-        """Open the store (and apply pending migrations) unless already open."""
-        with self._open_lock:
-            self._open_count += 1
-            first = self._open_count == 1
-        if first:
+        """Open the store (and apply pending migrations) unless already open.
+
+        Returns only once the store is open: a call made while another user's
+        open (or the last close) is in progress waits for it. If that open
+        fails, the waiting call tries to open the store itself.
+        """
+        while True:
+            with self._open_lock:
+                pending = self._transition
+                if pending is None:
+                    if self._open_count > 0:
+                        self._open_count += 1
+                        return
+                    pending = self._transition = concurrent.futures.Future()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                await _wait_for(pending)
+                continue  # look again: open now, or the open failed and this call tries
             try:
                 await self._open()
             except BaseException:
-                with self._open_lock:
-                    self._open_count -= 1
+                self._end_transition(pending, count=0)
                 raise
+            self._end_transition(pending, count=1)
+            return
 
     async def close(self) -> None:
         """Release one ``init``; the last one closes the store. Idempotent when closed."""
+        while True:
+            with self._open_lock:
+                pending = self._transition
+                if pending is None:
+                    if self._open_count == 0:
+                        return
+                    self._open_count -= 1
+                    if self._open_count > 0:
+                        return
+                    pending = self._transition = concurrent.futures.Future()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                await _wait_for(pending)
+                continue
+            try:
+                await self._close()
+            finally:
+                self._end_transition(pending, count=0)
+            return
+
+    def _end_transition(self, pending: concurrent.futures.Future[None], *, count: int) -> None:
         with self._open_lock:
-            if self._open_count == 0:
-                return
-            self._open_count -= 1
-            last = self._open_count == 0
-        if last:
-            await self._close()
+            self._open_count = count
+            self._transition = None
+        pending.set_result(None)
 
     @property
     def is_open(self) -> bool:

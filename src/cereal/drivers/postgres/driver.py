@@ -12,6 +12,7 @@ wakeups (polling stays the fallback).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC
@@ -231,8 +232,16 @@ class PostgresDriver(PostgresSchedules):
             return []
         expiry = _time.seconds(task_expiry, name="task_expiry")
         params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry}
-        async with self._connection("dequeue_tasks") as conn:
-            rows = await fetch_all(conn, "claim_tasks", params)
+        rows: list[Row] = []
+        try:
+            # a transaction, so that a claim cancelled before its rows are known rolls back
+            async with self._connection("dequeue_tasks") as conn, conn.transaction():
+                rows = await fetch_all(conn, "claim_tasks", params)
+        except asyncio.CancelledError:
+            if rows:
+                # cancelled at or after the commit: nobody will run these, so give them back
+                await asyncio.shield(self._unclaim(rows))
+            raise
         rows.sort(key=lambda row: (row["start_after"], row["id"]))
         claimed: list[tuple[TaskData, TaskCompleter]] = []
         for row in rows:
@@ -248,6 +257,22 @@ class PostgresDriver(PostgresSchedules):
             completer = PostgresTaskCompleter(self, row["id"], row["lease"], row["workflow_name"])
             claimed.append((data, completer))
         return claimed
+
+    async def _unclaim(self, rows: list[Row]) -> None:
+        """Undo a cancelled claim: queue its tasks again (a no-op for a rolled-back claim)."""
+        params = {"task_ids": [row["id"] for row in rows], "leases": [row["lease"] for row in rows]}
+        try:
+            async with self._connection("unclaim_tasks") as conn:
+                await execute(conn, "unclaim_tasks", params)
+        except errors.CerealError:
+            logger.warning(
+                "giving back %d cancelled %r claim(s) failed; they go LOST at their expiry",
+                len(rows),
+                rows[0]["task_name"],
+                exc_info=True,
+            )
+            return
+        self._wake("task", rows[0]["task_name"])
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline (any process); trim history (one at a time).

@@ -230,6 +230,15 @@ WHERE t.id = picked.id
 RETURNING t.id, t.lease, t.task_name, t.parameters, t.workflow_name, t.instance_name,
           t.enqueued_at, t.start_after, t.attempt
 
+-- name: unclaim_tasks
+-- Give leased tasks back to the queue (their claimer was cancelled before using them);
+-- a lease that was never committed, or is gone, matches nothing.
+UPDATE cereal_tasks AS t
+SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
+    attempt = t.attempt - 1
+FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[]) AS given(id, lease)
+WHERE t.id = given.id AND t.lease = given.lease AND t.state = 'running'
+
 -- name: heartbeat_task
 -- Refresh a lease; no row when the lease is gone.
 UPDATE cereal_tasks SET heartbeat_at = now()
