@@ -34,8 +34,8 @@ def gate_claims(driver: Driver, task_name: str) -> ClaimGate:
     gate = ClaimGate(task_name)
     base: type[Any] = type(driver)
 
-    async def dequeue_tasks(self: Any, name: str, max_tasks: int) -> Any:
-        claimed = await base.dequeue_tasks(self, name, max_tasks)
+    async def dequeue_tasks(self: Any, name: str, max_tasks: int, **options: Any) -> Any:
+        claimed = await base.dequeue_tasks(self, name, max_tasks, **options)
         if name == gate.task_name and claimed:
             gate.claims.extend(data for data, _ in claimed)
             gate.claimed.set()

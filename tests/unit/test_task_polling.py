@@ -28,14 +28,14 @@ class GatedDriver(MemoryDriver):
         self.callers: set[str] = set()
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int
+        self, task_name: str, max_tasks: int, *, task_expiry: float = 60.0
     ) -> list[tuple[TaskData, TaskCompleter]]:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         self.callers.add(task_name)
         try:
             await self.gate.wait()
-            return await super().dequeue_tasks(task_name, max_tasks)
+            return await super().dequeue_tasks(task_name, max_tasks, task_expiry=task_expiry)
         finally:
             self.in_flight -= 1
 
@@ -79,6 +79,7 @@ def runner(poll_interval: float, poll_jitter: float) -> TaskRunner:
         poll_interval=poll_interval,
         poll_jitter=poll_jitter,
         heartbeat_interval=1.0,
+        task_expiry=60.0,
         dequeue_slots=asyncio.Semaphore(1),
         max_value_bytes=1000,
         on_task_finished=lambda: None,
