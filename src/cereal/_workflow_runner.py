@@ -47,6 +47,7 @@ class WorkflowRunner:
         *,
         poll_interval: float,
         heartbeat_interval: float,
+        claim_expiry: float,
         max_value_bytes: int,
         on_tasks_enqueued: Callable[[set[str]], None],
         on_workflow_complete: Callable[[WorkflowEvent], None] | None,
@@ -56,6 +57,7 @@ class WorkflowRunner:
         self._executors = dict(executors)
         self._poll_interval = poll_interval
         self._heartbeat_interval = heartbeat_interval
+        self._claim_expiry = claim_expiry
         self._max_value_bytes = max_value_bytes
         self._on_tasks_enqueued = on_tasks_enqueued
         self._on_workflow_complete = on_workflow_complete
@@ -106,7 +108,9 @@ class WorkflowRunner:
             if not names:
                 return False
             try:
-                event, completer = await self._driver.dequeue_workflow(names)
+                event, completer = await self._driver.dequeue_workflow(
+                    names, claim_expiry=self._claim_expiry
+                )
             except errors.NoWorkflowInstancesError:
                 self._failures = 0
                 return False

@@ -240,6 +240,7 @@ class Manager:
             self._workflow_executors,
             poll_interval=self._workflow_poll,
             heartbeat_interval=self._heartbeat,
+            claim_expiry=self._expiry,
             max_value_bytes=self._max_value_bytes,
             on_tasks_enqueued=self._wake_task_runners,
             on_workflow_complete=self._on_workflow_complete,

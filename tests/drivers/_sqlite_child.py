@@ -73,7 +73,7 @@ async def hold(db: str, workflow_name: str) -> None:
     driver = SQLiteDriver(db)
     await driver.init()
     say("ready")
-    await driver.dequeue_workflow([workflow_name])
+    await driver.dequeue_workflow([workflow_name], claim_expiry=0.1)
     say("claimed")
     await asyncio.sleep(3600)
 

@@ -31,7 +31,7 @@ from cereal.models import (
     TaskData,
     WorkflowEventType,
 )
-from tests._waiting import DEADLINE, wait_until
+from tests._waiting import DEADLINE, wait_past, wait_until
 
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
 
@@ -387,8 +387,9 @@ async def test_sweep_releases_a_stale_claim_and_the_decision_then_fails(
     drv: SQLiteDriver,
 ) -> None:
     await drv.enqueue_workflow("wf", "i", None)
-    first, stale = await drv.dequeue_workflow(["wf"])
-    await sweep_until(drv, "released_claims", 1)
+    first, stale = await drv.dequeue_workflow(["wf"], claim_expiry=0.01)
+    # the claimer's 10 ms lapse; a sweeper with an hour-long expiry still releases it
+    await sweep_until(drv, "released_claims", 1, task_expiry=3600)
     again, fresh = await drv.dequeue_workflow(["wf"])
     assert again == first
     with pytest.raises(errors.WorkflowClaimLostError):
@@ -402,14 +403,14 @@ async def test_heartbeat_keeps_a_claim_from_the_sweep(drv: SQLiteDriver) -> None
     # two claims of the same age; only "kept" heartbeats, right before each sweep
     await drv.enqueue_workflow("wf", "kept", None)
     await drv.enqueue_workflow("wf", "idle", None)
-    _, kept = await drv.dequeue_workflow(["wf"])
-    _, idle = await drv.dequeue_workflow(["wf"])
+    _, kept = await drv.dequeue_workflow(["wf"], claim_expiry=1.0)
+    _, idle = await drv.dequeue_workflow(["wf"], claim_expiry=1.0)
     released = 0
 
     async def idle_released() -> bool:
         nonlocal released
         await kept.heartbeat()
-        released += (await drv.sweep(1.0)).released_claims
+        released += (await drv.sweep(3600)).released_claims
         return released > 0
 
     await wait_until(idle_released, what="the sweep to release the claim that never heartbeats")
@@ -419,6 +420,25 @@ async def test_heartbeat_keeps_a_claim_from_the_sweep(drv: SQLiteDriver) -> None
     with pytest.raises(errors.WorkflowClaimLostError):
         await idle.done(None)
     await idle.close()
+
+
+async def test_a_short_expiry_sweep_spares_a_claim_within_its_claimers_expiry(
+    drv: SQLiteDriver,
+) -> None:
+    # Given a claim taken with an hour's expiry, older than the sweeper's 10 ms
+    await drv.enqueue_workflow("wf", "i", None)
+    _, completer = await drv.dequeue_workflow(["wf"], claim_expiry=3600)
+    claimed_at = utcnow()
+    await wait_past(claimed_at, 0.05)
+
+    # When a sweeper whose own expiry is 10 ms sweeps
+    report = await drv.sweep(0.01)
+
+    # Then the claim is still held: it is judged by its claimer's expiry
+    assert report.released_claims == 0
+    async with completer:
+        await completer.done(b"1")
+    assert (await drv.get_workflow_instance("wf", "i")).result == b"1"
 
 
 async def test_sweep_expires_a_dead_lease_as_lost(drv: SQLiteDriver) -> None:

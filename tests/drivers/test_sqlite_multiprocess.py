@@ -160,7 +160,8 @@ async def test_a_process_killed_holding_a_workflow_claim_is_redelivered(tmp_path
         with pytest.raises(errors.NoWorkflowInstancesError):
             await driver.dequeue_workflow(["wf"])  # the dead process's claim is still live
         await child.kill()
-        await sweep_until(driver, "released_claims", 1)
+        # the claim lapses after its claimer's 0.1 s expiry, whatever the sweeper's own
+        await sweep_until(driver, "released_claims", 1, task_expiry=3600)
         event, completer = await driver.dequeue_workflow(["wf"])
         async with completer:
             assert event.type == WorkflowEventType.START

@@ -255,6 +255,7 @@ async def test_run_callback_matches_the_workflow_runner(executor, callback, even
         {"wf": executor},
         poll_interval=1.0,
         heartbeat_interval=3600.0,
+        claim_expiry=7200.0,
         max_value_bytes=1 << 20,
         on_tasks_enqueued=lambda names: None,
         on_workflow_complete=None,

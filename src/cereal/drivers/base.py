@@ -367,13 +367,19 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def dequeue_workflow(
-        self, workflow_names: Sequence[str]
+        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> tuple[WorkflowEvent, WorkflowCompleter]:
         """Claim the oldest event (by sequence) of any unclaimed instance of these names.
 
         For a ``task_complete`` event the task result is consumed with the
         event and the completed count in the returned event is already
         incremented. A missing result gives status ``UNUSABLE_RESULT``.
+
+        ``claim_expiry`` is the claimer's own expiry: a driver whose claims
+        can outlive a crashed claimer (SQLite) stores it with the claim, and the
+        sweep releases the claim only once that long has passed since its last
+        heartbeat, whatever expiry the sweeping process uses. Drivers whose
+        claims end with their holder's session (PostgreSQL, memory) ignore it.
 
         Raises:
             NoWorkflowInstancesError: nothing is ready.

@@ -91,7 +91,7 @@ class MemoryDriver(Driver):
         self._wake("workflow", workflow_name)
 
     async def dequeue_workflow(
-        self, workflow_names: Sequence[str]
+        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> tuple[WorkflowEvent, WorkflowCompleter]:
         """Claim the oldest event (by sequence) of any unclaimed instance of these names.
 

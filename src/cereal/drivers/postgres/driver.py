@@ -100,7 +100,7 @@ class PostgresDriver(PostgresSchedules):
         self._wake_all(wakes)
 
     async def dequeue_workflow(
-        self, workflow_names: Sequence[str]
+        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> tuple[WorkflowEvent, PostgresWorkflowCompleter]:
         """Claim the oldest event of an instance no other callback holds.
 

@@ -183,8 +183,8 @@ async def sweep(
 ) -> tuple[list[str], int, int]:
     """Expire dead leases, release stale claims, trim history: three short transactions.
 
-    ``expiry`` (the sweeper's) judges workflow claims and leases without a
-    stored expiry; every other lease is judged by its holder's.
+    ``expiry`` (the sweeper's) judges only claims and leases stored without
+    an expiry (by older code); every other one is judged by its holder's.
 
     Each step first reads whether it has anything to do, so an idle sweep
     never takes the write lock.
@@ -200,8 +200,8 @@ async def sweep(
         empty=[],
     )
     released: int = await db.call(
-        lambda conn: release_stale_claims(conn, cutoff),
-        ready=lambda conn: has_stale_claim(conn, cutoff),
+        lambda conn: release_stale_claims(conn, at, cutoff),
+        ready=lambda conn: has_stale_claim(conn, at, cutoff),
         empty=0,
     )
     trimmed: int = await db.call(
@@ -231,14 +231,18 @@ def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> list[str
     return [str(task["workflow_name"]) for task in expired]
 
 
-def has_stale_claim(conn: sqlite3.Connection, cutoff: float) -> bool:
-    """Whether a workflow claim's heartbeat is older than ``cutoff``."""
-    return conn.execute(Q["has_stale_claim"], {"cutoff": cutoff}).fetchone() is not None
+def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
+    """Whether a workflow claim is past its claimer's expiry at ``at``.
+
+    A claim stored without an expiry is stale when its heartbeat is older than ``cutoff``.
+    """
+    params = {"now": at, "cutoff": cutoff}
+    return conn.execute(Q["has_stale_claim"], params).fetchone() is not None
 
 
-def release_stale_claims(conn: sqlite3.Connection, cutoff: float) -> int:
-    """Release workflow claims whose heartbeat is older than ``cutoff``; returns how many."""
-    return int(conn.execute(Q["release_stale_claims"], {"cutoff": cutoff}).rowcount)
+def release_stale_claims(conn: sqlite3.Connection, at: float, cutoff: float) -> int:
+    """Release workflow claims past their claimer's expiry (as :func:`has_stale_claim`)."""
+    return int(conn.execute(Q["release_stale_claims"], {"now": at, "cutoff": cutoff}).rowcount)
 
 
 def history_to_trim(conn: sqlite3.Connection, retention: HistoryRetention) -> bool:

@@ -63,14 +63,21 @@ def has_event(conn: sqlite3.Connection, names_json: str) -> bool:
     return row is not None
 
 
-def claim_next_event(conn: sqlite3.Connection, names_json: str) -> Claim | None:
-    """Claim the instance of the oldest eligible event (inside ``BEGIN IMMEDIATE``)."""
+def claim_next_event(conn: sqlite3.Connection, names_json: str, expiry: float) -> Claim | None:
+    """Claim the instance of the oldest eligible event (inside ``BEGIN IMMEDIATE``).
+
+    The claim stores the claimer's ``expiry``: the sweep releases it only once
+    that long has passed since its last heartbeat.
+    """
     row = conn.execute(Q["next_workflow_event"], {"workflow_names": names_json}).fetchone()
     if row is None:
         return None
     token = uuid.uuid4().hex
     instance_id = int(row["instance_id"])
-    conn.execute(Q["claim_instance"], {"instance_id": instance_id, "token": token, "now": now()})
+    conn.execute(
+        Q["claim_instance"],
+        {"instance_id": instance_id, "token": token, "now": now(), "expiry": expiry},
+    )
     event_type = WorkflowEventType(row["event_type"])
     task_result_id = None if row["task_result_id"] is None else int(row["task_result_id"])
     task_result = None

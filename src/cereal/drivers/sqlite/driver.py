@@ -182,7 +182,7 @@ class SQLiteDriver(Driver):
         self._wake("workflow", workflow_name)
 
     async def dequeue_workflow(
-        self, workflow_names: Sequence[str]
+        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> tuple[WorkflowEvent, WorkflowCompleter]:
         """Claim the oldest event (by sequence) of any unclaimed instance of these names.
 
@@ -190,8 +190,9 @@ class SQLiteDriver(Driver):
             NoWorkflowInstancesError: nothing is ready.
         """
         names = _workflows.names_json(workflow_names)
+        expiry = _time.seconds(claim_expiry, name="claim_expiry")
         claim: _workflows.Claim | None = await self._connection().call(
-            lambda conn: _workflows.claim_next_event(conn, names),
+            lambda conn: _workflows.claim_next_event(conn, names, expiry),
             ready=lambda conn: _workflows.has_event(conn, names),
             empty=None,
             undo=_workflows.release,

@@ -44,9 +44,10 @@ ORDER BY e.id
 LIMIT 1;
 
 -- name: claim_instance
--- Take the claim on an unclaimed instance.
+-- Take the claim on an unclaimed instance, stamped with the claimer's expiry
+-- (the claim is stale once claim_heartbeat_at + claim_expiry has passed).
 UPDATE cereal_workflow_instances
-SET claim_token = :token, claim_heartbeat_at = :now
+SET claim_token = :token, claim_heartbeat_at = :now, claim_expiry = :expiry
 WHERE id = :instance_id AND claim_token IS NULL;
 
 -- name: get_task_result
@@ -255,16 +256,21 @@ WHERE state = 'running'
            ELSE lease_heartbeat_at + lease_expiry < :now END;
 
 -- name: has_stale_claim
--- Whether any workflow claim's heartbeat is older than the cutoff.
+-- Whether any workflow claim is past its claimer's expiry (a claim stored
+-- without one, by older code, is judged by the sweeper's cutoff).
 SELECT 1 FROM cereal_workflow_instances
-WHERE claim_token IS NOT NULL AND claim_heartbeat_at < :cutoff
+WHERE claim_token IS NOT NULL
+  AND CASE WHEN claim_expiry IS NULL THEN claim_heartbeat_at < :cutoff
+           ELSE claim_heartbeat_at + claim_expiry < :now END
 LIMIT 1;
 
 -- name: release_stale_claims
--- Release workflow claims whose heartbeat is older than the cutoff.
+-- Release workflow claims past their claimer's expiry (as has_stale_claim).
 UPDATE cereal_workflow_instances
-SET claim_token = NULL, claim_heartbeat_at = NULL
-WHERE claim_token IS NOT NULL AND claim_heartbeat_at < :cutoff;
+SET claim_token = NULL, claim_heartbeat_at = NULL, claim_expiry = NULL
+WHERE claim_token IS NOT NULL
+  AND CASE WHEN claim_expiry IS NULL THEN claim_heartbeat_at < :cutoff
+           ELSE claim_heartbeat_at + claim_expiry < :now END;
 
 -- name: history_row_at_offset
 -- The (ended_at, id) of the history row at this offset, newest first (none: fewer

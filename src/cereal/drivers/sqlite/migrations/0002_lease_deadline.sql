@@ -1,4 +1,5 @@
--- cereal SQLite schema, version 2: each task lease carries its holder's expiry.
+-- cereal SQLite schema, version 2: each task lease and workflow claim carries its
+-- holder's expiry.
 --
 -- A lease's deadline is lease_heartbeat_at + lease_expiry: the claimer stores
 -- its own task_expiry (seconds) with the lease, every heartbeat moves
@@ -11,3 +12,8 @@ ALTER TABLE cereal_tasks ADD COLUMN lease_expiry REAL;
 -- Leases taken later by a process still running older code stay NULL and are
 -- judged by the sweeper's own expiry, as before this migration.
 UPDATE cereal_tasks SET lease_expiry = 60.0 WHERE state = 'running';
+
+-- A workflow claim likewise stores its claimer's expiry: it is stale once
+-- claim_heartbeat_at + claim_expiry has passed. Claims held now, and claims
+-- taken by older code, stay NULL and are judged by the sweeper's expiry.
+ALTER TABLE cereal_workflow_instances ADD COLUMN claim_expiry REAL;
