@@ -17,6 +17,7 @@ import pytest
 from cereal import errors
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._db import QUERIES
+from cereal.drivers.postgres._migrate import _CREATE_TABLE, migrations
 from cereal.models import NewTask
 
 WF = "wf"
@@ -222,3 +223,47 @@ async def test_kill_and_continue_run_together_many_times(postgres_dsn: str) -> N
                 }
         finally:
             await watcher.close()
+
+
+async def test_the_foreign_key_migration_removes_existing_orphans(postgres_empty_dsn: str) -> None:
+    first = migrations()[0]
+    with psycopg.connect(postgres_empty_dsn) as conn:  # a database still at version 1
+        conn.execute(first.sql)
+        conn.execute(_CREATE_TABLE)
+        conn.execute(
+            "INSERT INTO cereal_schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            (first.version, first.name, first.checksum),
+        )
+        # rows left behind by the old kill, for an instance id that does not exist
+        conn.execute(
+            "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name)"
+            " VALUES (999, 'wf', 'gone', 't')"
+        )
+        cur = conn.execute(
+            "INSERT INTO cereal_task_results (instance_id, task_id, task_name, status,"
+            " enqueued_at) VALUES (999, 1, 't', 'success', now()) RETURNING id"
+        )
+        row = cur.fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type,"
+            " task_result_id) VALUES (999, 'wf', 'task_complete', %s)",
+            (row[0],),
+        )
+
+    async with PostgresDriver(postgres_empty_dsn, notify=False) as driver:  # migrates
+        watcher = await _connect(postgres_empty_dsn)
+        try:
+            assert await _orphans(watcher) == {
+                "cereal_tasks": 0,
+                "cereal_workflow_events": 0,
+                "cereal_task_results": 0,
+            }
+        finally:
+            await watcher.close()
+        # the workflow name no longer stalls behind the dead instance's event
+        await driver.enqueue_workflow(WF, "fresh", None)
+        event, completer = await driver.dequeue_workflow([WF])
+        async with completer:
+            assert event.instance.instance_name == "fresh"
+            await completer.done(None)
