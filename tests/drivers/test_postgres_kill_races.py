@@ -267,3 +267,32 @@ async def test_the_foreign_key_migration_removes_existing_orphans(postgres_empty
         async with completer:
             assert event.instance.instance_name == "fresh"
             await completer.done(None)
+
+
+async def test_kill_and_task_completions_run_together_many_times(postgres_dsn: str) -> None:
+    async with PostgresDriver(postgres_dsn, notify=False, max_size=12) as driver:
+        watcher = await _connect(postgres_dsn)
+        await watcher.set_autocommit(True)
+        try:
+            for round_ in range(20):
+                name = f"i{round_}"
+                await driver.enqueue_workflow(WF, name, None)
+                _, completer = await driver.dequeue_workflow([WF])
+                async with completer:
+                    await completer.continue_(None, [NewTask("t", None)] * 10)
+                claimed = await driver.dequeue_tasks("t", 10)
+                outcomes = await asyncio.gather(
+                    driver.kill_workflow(WF, name, "killed"),
+                    *(task.succeed(b"1") for _, task in claimed),
+                    return_exceptions=True,
+                )
+                assert outcomes[0] is None, outcomes[0]
+                for outcome in outcomes[1:]:
+                    assert outcome is None or isinstance(outcome, errors.TaskLostError), outcome
+                assert await _orphans(watcher) == {
+                    "cereal_tasks": 0,
+                    "cereal_workflow_events": 0,
+                    "cereal_task_results": 0,
+                }
+        finally:
+            await watcher.close()
