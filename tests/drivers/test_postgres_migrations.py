@@ -126,7 +126,10 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
         )
 
     # When it is migrated
-    assert await PostgresDriver(postgres_empty_dsn).migrate() == ["0002_lease_deadline"]
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == [
+        "0002_lease_deadline",
+        "0003_instance_foreign_keys",
+    ]
 
     # Then each held lease got the default expiry (60 s) and the queued task none
     with psycopg.connect(postgres_empty_dsn) as conn:

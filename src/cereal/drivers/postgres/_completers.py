@@ -130,10 +130,8 @@ class PostgresWorkflowCompleter(_HeldConnection, WorkflowCompleter):
         params = {"instance_id": self._instance_id, "result": result, "error": error}
         try:
             with translate("finishing a workflow"):
-                async with conn.transaction():
-                    row = await fetch_one(conn, "finish_instance", params)
-                    if row is not None:
-                        await execute(conn, "purge_instance", {"instance_id": self._instance_id})
+                # one statement: the cascade removes the instance's tasks and events
+                row = await fetch_one(conn, "finish_instance", params)
         finally:
             await self.close()
         if row is None:

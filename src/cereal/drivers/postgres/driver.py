@@ -188,11 +188,11 @@ class PostgresDriver(PostgresSchedules):
             WorkflowInstanceNotFoundError: no live instance.
         """
         params = {"workflow_name": workflow_name, "instance_name": instance_name, "error": error}
-        async with self._connection("kill_workflow") as conn, conn.transaction():
+        # one statement: the foreign keys' cascade removes tasks, events and results
+        async with self._connection("kill_workflow") as conn:
             row = await fetch_one(conn, "kill_instance", params)
-            if row is None:
-                raise errors.WorkflowInstanceNotFoundError()
-            await execute(conn, "purge_instance", {"instance_id": row["id"]})
+        if row is None:
+            raise errors.WorkflowInstanceNotFoundError()
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str

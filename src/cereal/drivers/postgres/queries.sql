@@ -88,10 +88,16 @@ SELECT pg_advisory_unlock_all()
 -- name: continue_workflow
 -- Store a continue decision in one statement: consume the event and its task
 -- result, store payload and counters, insert all the callback's tasks. No row
--- (and no change) when the instance ended meanwhile.
-WITH consumed AS (
+-- (and no change) when the instance ended meanwhile. Lock order (every
+-- statement): the instance row first, then its events, tasks and results;
+-- `owner` locks the instance before `consumed` touches the event row.
+WITH owner AS (
+    SELECT id FROM cereal_workflow_instances
+    WHERE id = %(instance_id)s
+    FOR NO KEY UPDATE
+), consumed AS (
     DELETE FROM cereal_workflow_events
-    WHERE id = %(event_id)s AND instance_id = %(instance_id)s
+    WHERE id = %(event_id)s AND instance_id IN (SELECT id FROM owner)
     RETURNING id
 ), inst AS (
     UPDATE cereal_workflow_instances
@@ -122,8 +128,10 @@ SELECT inst.id,
 FROM inst
 
 -- name: finish_instance
--- First step of done/fail: move the instance to history and drop its tasks
--- (waiting for in-flight task completions, whose events the purge then sees).
+-- done/fail: move the instance to history. Deleting the row takes the
+-- instance lock first; the foreign keys' ON DELETE CASCADE then removes its
+-- tasks, events and task results with a fresh snapshot, including those of
+-- task completions it waited for.
 WITH inst AS (
     DELETE FROM cereal_workflow_instances
     WHERE id = %(instance_id)s
@@ -134,14 +142,13 @@ WITH inst AS (
     SELECT workflow_name, instance_name, parameters, %(result)s, %(error)s::text,
            started_at, clock_timestamp()
     FROM inst
-), tasks AS (
-    DELETE FROM cereal_tasks WHERE instance_id IN (SELECT id FROM inst)
 )
 SELECT id FROM inst
 
 -- name: kill_instance
--- First step of a kill: as finish_instance, found by names. It does not wait
--- for a running callback: that callback's claim is lost.
+-- A kill: as finish_instance, found by names. It does not wait for a running
+-- callback (the claim is a session advisory lock, not a row lock): that
+-- callback's decision finds the instance gone.
 WITH inst AS (
     DELETE FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
@@ -152,17 +159,8 @@ WITH inst AS (
     SELECT workflow_name, instance_name, parameters, NULL, %(error)s::text,
            started_at, clock_timestamp()
     FROM inst
-), tasks AS (
-    DELETE FROM cereal_tasks WHERE instance_id IN (SELECT id FROM inst)
 )
 SELECT id FROM inst
-
--- name: purge_instance
--- Second step of a finish: the instance's pending events and task results.
-WITH results AS (
-    DELETE FROM cereal_task_results WHERE instance_id = %(instance_id)s
-)
-DELETE FROM cereal_workflow_events WHERE instance_id = %(instance_id)s
 
 -- name: get_workflow_instance
 -- The live instance if any, else the newest finished run.
@@ -247,10 +245,18 @@ RETURNING id
 
 -- name: complete_task
 -- Turn a leased task into a task result and a task_complete event; no row
--- (and no change) when the lease is gone.
-WITH task AS (
+-- (and no change) when the lease or the instance is gone. `owner` key-share
+-- locks the instance before the task row (the one lock order), so a kill or
+-- finish in progress is waited for and the completion then finds nothing.
+WITH owner AS (
+    SELECT i.id FROM cereal_tasks AS t
+    JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
+    WHERE t.id = %(task_id)s
+    FOR KEY SHARE OF i
+), task AS (
     DELETE FROM cereal_tasks
     WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
+      AND instance_id IN (SELECT id FROM owner)
     RETURNING id, instance_id, workflow_name, task_name, parameters, enqueued_at
 ), stored AS (
     INSERT INTO cereal_task_results
@@ -277,12 +283,17 @@ FROM task
 WITH task AS (
     DELETE FROM cereal_tasks AS t
     USING (
-        SELECT id FROM cereal_tasks
-        WHERE state = 'running'
-          AND heartbeat_at < now() - make_interval(secs => coalesce(lease_expiry, %(expiry)s))
-        ORDER BY heartbeat_at
+        -- instance row and task row both skipped when locked: the sweep never
+        -- waits, so it cannot deadlock with a kill holding the instance
+        SELECT lt.id FROM cereal_tasks AS lt
+        JOIN cereal_workflow_instances AS li ON li.id = lt.instance_id
+        WHERE lt.state = 'running'
+          AND lt.heartbeat_at
+              < now() - make_interval(secs => coalesce(lt.lease_expiry, %(expiry)s))
+        ORDER BY lt.heartbeat_at
         LIMIT %(batch)s
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF lt SKIP LOCKED
+        FOR KEY SHARE OF li SKIP LOCKED
     ) AS expired
     WHERE t.id = expired.id
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
