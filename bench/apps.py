@@ -8,7 +8,6 @@ from the store instead of polling for them.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import cereal
 from cereal.instance import CancelEvent, Decision, StartEvent, TaskCompleteEvent, WorkflowInstance

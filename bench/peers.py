@@ -46,8 +46,19 @@ def queue_peer(name: str, dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     """pgqueuer or procrastinate: 2-process drain and idle-worker pickup latency."""
     harness = str(SHARED / "peers" / "harness.py")
     phases = _phases(
-        [sys.executable, harness, name, "--phases", "drain,latency", "--n", str(jobs),
-         "--procs", "2", "--samples", str(samples)],
+        [
+            sys.executable,
+            harness,
+            name,
+            "--phases",
+            "drain,latency",
+            "--n",
+            str(jobs),
+            "--procs",
+            "2",
+            "--samples",
+            str(samples),
+        ],
         dsn,
         timeout=900,
     )

@@ -24,17 +24,13 @@ async def workers(
         command.append("--no-tasks")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
-        subprocess.Popen(
-            command, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+        subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         for _ in range(count)
     ]
     try:
         for proc in procs:
             assert proc.stdout is not None
-            line = await asyncio.wait_for(
-                asyncio.to_thread(proc.stdout.readline), READY_TIMEOUT_S
-            )
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), READY_TIMEOUT_S)
             if line.strip() != b"READY":
                 raise RuntimeError(f"bench worker did not start (exit {proc.poll()}): {line!r}")
         yield procs

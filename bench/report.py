@@ -29,13 +29,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 # name -> (numerator path, denominator path); every key is always in the JSON (null when unknown)
 RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "drain_vs_pgqueuer": (("postgres", "drain", "tasks_per_s"), ("peers", "pgqueuer", "drain_jobs_per_s")),
+    "drain_vs_pgqueuer": (
+        ("postgres", "drain", "tasks_per_s"),
+        ("peers", "pgqueuer", "drain_jobs_per_s"),
+    ),
     "drain_vs_procrastinate": (
         ("postgres", "drain", "tasks_per_s"),
         ("peers", "procrastinate", "drain_jobs_per_s"),
     ),
-    "single_vs_drain": (("postgres", "single", "workflows_per_s"), ("postgres", "drain", "tasks_per_s")),
-    "single_vs_dbos": (("postgres", "single", "workflows_per_s"), ("peers", "dbos", "workflows_per_s")),
+    "single_vs_drain": (
+        ("postgres", "single", "workflows_per_s"),
+        ("postgres", "drain", "tasks_per_s"),
+    ),
+    "single_vs_dbos": (
+        ("postgres", "single", "workflows_per_s"),
+        ("peers", "dbos", "workflows_per_s"),
+    ),
     "pickup_on_start_p50_vs_pgqueuer": (
         ("postgres", "pickup", "on_start_p50_ms"),
         ("peers", "pgqueuer", "pickup_p50_ms"),
@@ -44,7 +53,10 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("postgres", "pickup", "task_start_p50_ms"),
         ("peers", "pgqueuer", "pickup_p50_ms"),
     ),
-    "pickup_task_p50_vs_dbos": (("postgres", "pickup", "task_start_p50_ms"), ("peers", "dbos", "step_p50_ms")),
+    "pickup_task_p50_vs_dbos": (
+        ("postgres", "pickup", "task_start_p50_ms"),
+        ("peers", "dbos", "step_p50_ms"),
+    ),
     "backlog_large_vs_small": (
         ("postgres", "backlog", "large_tasks_per_s"),
         ("postgres", "backlog", "small_tasks_per_s"),
@@ -53,7 +65,10 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("postgres", "single", "commits_per_workflow"),
         ("peers", "dbos", "commits_per_workflow"),
     ),
-    "sqlite_drain_vs_postgres": (("sqlite", "drain", "tasks_per_s"), ("postgres", "drain", "tasks_per_s")),
+    "sqlite_drain_vs_postgres": (
+        ("sqlite", "drain", "tasks_per_s"),
+        ("postgres", "drain", "tasks_per_s"),
+    ),
     "sqlite_backlog_large_vs_small": (
         ("sqlite", "backlog", "large_tasks_per_s"),
         ("sqlite", "backlog", "small_tasks_per_s"),
@@ -70,16 +85,29 @@ TARGETS: dict[str, tuple[tuple[str, ...], Callable[[float, float], bool], float,
     "single_vs_drain": (("ratios", "single_vs_drain"), _GE, 1 / 3, ">= 1/3 of (a)"),
     "single_vs_dbos": (("ratios", "single_vs_dbos"), _GE, 8.0, ">= 8x DBOS"),
     "pickup_on_start_p50_vs_pgqueuer": (
-        ("ratios", "pickup_on_start_p50_vs_pgqueuer"), _LE, 1.0, "<= 1.0x pgqueuer p50"),
+        ("ratios", "pickup_on_start_p50_vs_pgqueuer"),
+        _LE,
+        1.0,
+        "<= 1.0x pgqueuer p50",
+    ),
     "pickup_task_p50_vs_pgqueuer": (
-        ("ratios", "pickup_task_p50_vs_pgqueuer"), _LE, 1.5, "<= 1.5x pgqueuer p50"),
+        ("ratios", "pickup_task_p50_vs_pgqueuer"),
+        _LE,
+        1.5,
+        "<= 1.5x pgqueuer p50",
+    ),
     "pickup_task_p99_ms": (("postgres", "pickup", "task_start_p99_ms"), _LT, 25.0, "< 25 ms"),
     "fanout_commit_s": (("postgres", "fanout_commit", "commit_s"), _LT, 0.5, "< 0.5 s"),
     "backlog_large_vs_small": (("ratios", "backlog_large_vs_small"), _GE, 0.8, ">= 0.8x"),
     "idle_cpu_percent": (("postgres", "idle", "cpu_percent"), _LT, 1.0, "< 1 % of a core"),
     "idle_rss_mb": (("postgres", "idle", "rss_mb"), _LT, 80.0, "< 80 MB"),
     "commits_per_workflow": (("postgres", "single", "commits_per_workflow"), _LE, 3.0, "<= 3"),
-    "sqlite_drain_vs_postgres": (("ratios", "sqlite_drain_vs_postgres"), _GE, 0.5, ">= 1/2 of PostgreSQL"),
+    "sqlite_drain_vs_postgres": (
+        ("ratios", "sqlite_drain_vs_postgres"),
+        _GE,
+        0.5,
+        ">= 1/2 of PostgreSQL",
+    ),
     "sqlite_pickup_task_p99_ms": (("sqlite", "pickup", "task_start_p99_ms"), _LT, 25.0, "< 25 ms"),
 }
 
@@ -103,42 +131,135 @@ def _fmt(value: float | None) -> str:
 
 # (label, cereal PostgreSQL path, cereal SQLite path, peer label, peer path, ratio key)
 ROWS: list[tuple[str, tuple[str, ...], tuple[str, ...], str, tuple[str, ...], str]] = [
-    ("(a) drain, tasks/s", ("postgres", "drain", "tasks_per_s"), ("sqlite", "drain", "tasks_per_s"),
-     "pgqueuer drain", ("peers", "pgqueuer", "drain_jobs_per_s"), "drain_vs_pgqueuer"),
-    ("(a) drain, tasks/s", ("postgres", "drain", "tasks_per_s"), ("sqlite", "drain", "tasks_per_s"),
-     "procrastinate drain", ("peers", "procrastinate", "drain_jobs_per_s"), "drain_vs_procrastinate"),
-    ("(b) single-task workflows/s", ("postgres", "single", "workflows_per_s"),
-     ("sqlite", "single", "workflows_per_s"), "DBOS workflows/s", ("peers", "dbos", "workflows_per_s"),
-     "single_vs_dbos"),
-    ("(b) start->complete p50 ms", ("postgres", "single", "complete_p50_ms"),
-     ("sqlite", "single", "complete_p50_ms"), "", (), ""),
-    ("(b) start->complete p99 ms", ("postgres", "single", "complete_p99_ms"),
-     ("sqlite", "single", "complete_p99_ms"), "", (), ""),
-    ("(c) ->on_start p50 ms", ("postgres", "pickup", "on_start_p50_ms"), ("sqlite", "pickup", "on_start_p50_ms"),
-     "pgqueuer pickup p50", ("peers", "pgqueuer", "pickup_p50_ms"), "pickup_on_start_p50_vs_pgqueuer"),
-    ("(c) ->task start p50 ms", ("postgres", "pickup", "task_start_p50_ms"),
-     ("sqlite", "pickup", "task_start_p50_ms"), "pgqueuer pickup p50", ("peers", "pgqueuer", "pickup_p50_ms"),
-     "pickup_task_p50_vs_pgqueuer"),
-    ("(c) ->task start p95 ms", ("postgres", "pickup", "task_start_p95_ms"),
-     ("sqlite", "pickup", "task_start_p95_ms"), "pgqueuer pickup p95", ("peers", "pgqueuer", "pickup_p95_ms"), ""),
-    ("(c) ->task start p99 ms", ("postgres", "pickup", "task_start_p99_ms"),
-     ("sqlite", "pickup", "task_start_p99_ms"), "pgqueuer pickup p99", ("peers", "pgqueuer", "pickup_p99_ms"), ""),
-    ("(c) ->task start p50 ms", ("postgres", "pickup", "task_start_p50_ms"),
-     ("sqlite", "pickup", "task_start_p50_ms"), "DBOS step p50", ("peers", "dbos", "step_p50_ms"),
-     "pickup_task_p50_vs_dbos"),
-    ("(d) fan-out commit s", ("postgres", "fanout_commit", "commit_s"), ("sqlite", "fanout_commit", "commit_s"),
-     "", (), ""),
-    ("(e) drain, small backlog tasks/s", ("postgres", "backlog", "small_tasks_per_s"),
-     ("sqlite", "backlog", "small_tasks_per_s"), "", (), ""),
-    ("(e) drain, large backlog tasks/s", ("postgres", "backlog", "large_tasks_per_s"),
-     ("sqlite", "backlog", "large_tasks_per_s"), "", (), "backlog_large_vs_small"),
-    ("(f) idle CPU % of a core", ("postgres", "idle", "cpu_percent"), ("sqlite", "idle", "cpu_percent"),
-     "", (), ""),
+    (
+        "(a) drain, tasks/s",
+        ("postgres", "drain", "tasks_per_s"),
+        ("sqlite", "drain", "tasks_per_s"),
+        "pgqueuer drain",
+        ("peers", "pgqueuer", "drain_jobs_per_s"),
+        "drain_vs_pgqueuer",
+    ),
+    (
+        "(a) drain, tasks/s",
+        ("postgres", "drain", "tasks_per_s"),
+        ("sqlite", "drain", "tasks_per_s"),
+        "procrastinate drain",
+        ("peers", "procrastinate", "drain_jobs_per_s"),
+        "drain_vs_procrastinate",
+    ),
+    (
+        "(b) single-task workflows/s",
+        ("postgres", "single", "workflows_per_s"),
+        ("sqlite", "single", "workflows_per_s"),
+        "DBOS workflows/s",
+        ("peers", "dbos", "workflows_per_s"),
+        "single_vs_dbos",
+    ),
+    (
+        "(b) start->complete p50 ms",
+        ("postgres", "single", "complete_p50_ms"),
+        ("sqlite", "single", "complete_p50_ms"),
+        "",
+        (),
+        "",
+    ),
+    (
+        "(b) start->complete p99 ms",
+        ("postgres", "single", "complete_p99_ms"),
+        ("sqlite", "single", "complete_p99_ms"),
+        "",
+        (),
+        "",
+    ),
+    (
+        "(c) ->on_start p50 ms",
+        ("postgres", "pickup", "on_start_p50_ms"),
+        ("sqlite", "pickup", "on_start_p50_ms"),
+        "pgqueuer pickup p50",
+        ("peers", "pgqueuer", "pickup_p50_ms"),
+        "pickup_on_start_p50_vs_pgqueuer",
+    ),
+    (
+        "(c) ->task start p50 ms",
+        ("postgres", "pickup", "task_start_p50_ms"),
+        ("sqlite", "pickup", "task_start_p50_ms"),
+        "pgqueuer pickup p50",
+        ("peers", "pgqueuer", "pickup_p50_ms"),
+        "pickup_task_p50_vs_pgqueuer",
+    ),
+    (
+        "(c) ->task start p95 ms",
+        ("postgres", "pickup", "task_start_p95_ms"),
+        ("sqlite", "pickup", "task_start_p95_ms"),
+        "pgqueuer pickup p95",
+        ("peers", "pgqueuer", "pickup_p95_ms"),
+        "",
+    ),
+    (
+        "(c) ->task start p99 ms",
+        ("postgres", "pickup", "task_start_p99_ms"),
+        ("sqlite", "pickup", "task_start_p99_ms"),
+        "pgqueuer pickup p99",
+        ("peers", "pgqueuer", "pickup_p99_ms"),
+        "",
+    ),
+    (
+        "(c) ->task start p50 ms",
+        ("postgres", "pickup", "task_start_p50_ms"),
+        ("sqlite", "pickup", "task_start_p50_ms"),
+        "DBOS step p50",
+        ("peers", "dbos", "step_p50_ms"),
+        "pickup_task_p50_vs_dbos",
+    ),
+    (
+        "(d) fan-out commit s",
+        ("postgres", "fanout_commit", "commit_s"),
+        ("sqlite", "fanout_commit", "commit_s"),
+        "",
+        (),
+        "",
+    ),
+    (
+        "(e) drain, small backlog tasks/s",
+        ("postgres", "backlog", "small_tasks_per_s"),
+        ("sqlite", "backlog", "small_tasks_per_s"),
+        "",
+        (),
+        "",
+    ),
+    (
+        "(e) drain, large backlog tasks/s",
+        ("postgres", "backlog", "large_tasks_per_s"),
+        ("sqlite", "backlog", "large_tasks_per_s"),
+        "",
+        (),
+        "backlog_large_vs_small",
+    ),
+    (
+        "(f) idle CPU % of a core",
+        ("postgres", "idle", "cpu_percent"),
+        ("sqlite", "idle", "cpu_percent"),
+        "",
+        (),
+        "",
+    ),
     ("(f) idle RSS MB", ("postgres", "idle", "rss_mb"), ("sqlite", "idle", "rss_mb"), "", (), ""),
-    ("(g) commits per workflow", ("postgres", "single", "commits_per_workflow"), (), "DBOS commits/workflow",
-     ("peers", "dbos", "commits_per_workflow"), "commits_vs_dbos"),
-    ("pgbench commit ceiling /s", (), (), "pgbench 8 clients", ("peers", "pgbench", "commits_per_s_8_clients"),
-     ""),
+    (
+        "(g) commits per workflow",
+        ("postgres", "single", "commits_per_workflow"),
+        (),
+        "DBOS commits/workflow",
+        ("peers", "dbos", "commits_per_workflow"),
+        "commits_vs_dbos",
+    ),
+    (
+        "pgbench commit ceiling /s",
+        (),
+        (),
+        "pgbench 8 clients",
+        ("peers", "pgbench", "commits_per_s_8_clients"),
+        "",
+    ),
 ]
 
 _TARGET_OF_RATIO = {
@@ -182,10 +303,11 @@ def table(result: Result) -> str:
 def chart(result: Result, path: Path) -> bool:
     """A PNG of the ratios against their targets; False when matplotlib is not installed."""
     try:
-        import matplotlib
+        # only in .venv-bench; the quick bench runs without it
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return False
     names = [n for n, t in result["targets"].items() if t["value"] is not None]

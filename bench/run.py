@@ -39,10 +39,25 @@ def ensure_bench_venv() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     wanted = _digest()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        print("[bench] installing the project and the peers' dependencies", file=sys.stderr, flush=True)
+        print(
+            "[bench] installing the project and the peers' dependencies",
+            file=sys.stderr,
+            flush=True,
+        )
         subprocess.run(
-            [str(PYTHON), "-m", "pip", "install", "-q", "-e", ".[postgres]",
-             "-r", "bench/requirements.txt", "-c", "bench/constraints.txt"],
+            [
+                str(PYTHON),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-e",
+                ".[postgres]",
+                "-r",
+                "bench/requirements.txt",
+                "-c",
+                "bench/constraints.txt",
+            ],
             cwd=ROOT,
             check=True,
         )
@@ -52,8 +67,9 @@ def ensure_bench_venv() -> Path:
 
 def _can_run_quick() -> bool:
     try:
-        import cereal  # noqa: F401
         import psycopg  # noqa: F401
+
+        import cereal  # noqa: F401
     except ImportError:
         return False
     return True
@@ -61,12 +77,20 @@ def _can_run_quick() -> bool:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, no peers (under 60 s)")
-    parser.add_argument("--large", type=int, default=None,
-                        help="tasks queued in the large-backlog drain (e); full default 200000")
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=None,
+        help="tasks queued in the large-backlog drain (e); full default 200000",
+    )
     parser.add_argument("--no-peers", action="store_true", help="full sizes but skip the peers")
-    parser.add_argument("--only", choices=("postgres", "sqlite"), default=None, help="one store only")
+    parser.add_argument(
+        "--only", choices=("postgres", "sqlite"), default=None, help="one store only"
+    )
     return parser.parse_args(argv)
 
 

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         jobs = sizes.drain_workflows * sizes.drain_tasks
         samples = sizes.pickup_samples
         _peer(result, "pgqueuer", lambda: peers.queue_peer("pgqueuer", dsn, jobs, samples))
-        _peer(result, "procrastinate", lambda: peers.queue_peer("procrastinate", dsn, jobs, samples))
+        _peer(
+            result, "procrastinate", lambda: peers.queue_peer("procrastinate", dsn, jobs, samples)
+        )
         _peer(result, "dbos", lambda: peers.dbos(dsn, sizes.single_workflows, samples))
         _peer(result, "pgbench", lambda: peers.pgbench(dsn, 10))
     result["seconds"] = round(time.monotonic() - began, 1)

@@ -91,7 +91,11 @@ async def drain(url: str, sizes: Sizes) -> Figures:
     finally:
         await client.stop()
     tasks = sizes.drain_workflows * sizes.drain_tasks
-    return {"tasks": tasks, "seconds": round(end - t0, 3), "tasks_per_s": round(tasks / (end - t0), 1)}
+    return {
+        "tasks": tasks,
+        "seconds": round(end - t0, 3),
+        "tasks_per_s": round(tasks / (end - t0), 1),
+    }
 
 
 async def single(url: str, sizes: Sizes, postgres_dsn: str | None) -> Figures:
@@ -187,7 +191,9 @@ async def _backlog_rate(url: str, queued: int, sizes: Sizes) -> Figures:
         t_setup = time.time()
         async with procs.workers(url, 1, tasks=False):
             for i in range(0, queued, chunk):
-                await client.enqueue_workflow(apps.FANOUT, f"b{i}", {"count": min(chunk, queued - i)})
+                await client.enqueue_workflow(
+                    apps.FANOUT, f"b{i}", {"count": min(chunk, queued - i)}
+                )
             deadline = time.monotonic() + sizes.deadline_s
             while any(
                 row.payload is None

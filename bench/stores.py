@@ -1,4 +1,4 @@
-"""Where a scenario's data lives: a fresh PostgreSQL database or a fresh SQLite file per scenario."""
+"""Where a scenario's data lives: a fresh PostgreSQL database or SQLite file per scenario."""
 
 from __future__ import annotations
 
