@@ -16,7 +16,12 @@ from bench import stores
 
 log = logging.getLogger("cereal.bench.peers")
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "bench"
+# CI clones the repository with a copy of shared/ beside it; BENCH_SHARED overrides (a worktree)
+SHARED = Path(
+    os.environ.get(
+        "BENCH_SHARED", Path(__file__).resolve().parent.parent.parent / "shared" / "bench"
+    )
+)
 PGBENCH_DEFAULT = "/usr/lib/postgresql/15/bin/pgbench"
 
 
