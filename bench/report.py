@@ -300,6 +300,19 @@ def table(result: Result) -> str:
     return "\n".join(lines)
 
 
+# throughput bars of the chart: ours beside the peers'
+THROUGHPUT: list[tuple[str, tuple[str, ...]]] = [
+    ("cereal PG drain tasks/s", ("postgres", "drain", "tasks_per_s")),
+    ("cereal SQLite drain tasks/s", ("sqlite", "drain", "tasks_per_s")),
+    ("pgqueuer drain jobs/s", ("peers", "pgqueuer", "drain_jobs_per_s")),
+    ("procrastinate drain jobs/s", ("peers", "procrastinate", "drain_jobs_per_s")),
+    ("cereal PG workflows/s", ("postgres", "single", "workflows_per_s")),
+    ("cereal SQLite workflows/s", ("sqlite", "single", "workflows_per_s")),
+    ("DBOS workflows/s", ("peers", "dbos", "workflows_per_s")),
+    ("pgbench commits/s (8 clients)", ("peers", "pgbench", "commits_per_s_8_clients")),
+]
+
+
 def chart(result: Result, path: Path) -> bool:
     """A PNG of the ratios against their targets; False when matplotlib is not installed."""
     try:
@@ -314,12 +327,25 @@ def chart(result: Result, path: Path) -> bool:
     values = [result["targets"][n]["value"] for n in names]
     bounds = [TARGETS[n][2] for n in names]
     colours = ["tab:green" if result["targets"][n]["met"] else "tab:red" for n in names]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
-    ax.barh(names, [v / b if b else 0 for v, b in zip(values, bounds, strict=True)], color=colours)
-    ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("value / target bound (1 = on the bound; green = met)")
-    ax.set_title(f"cereal bench ({result['mode']}, {result['date']})")
+    rates = [(label, _get(result, *path)) for label, path in THROUGHPUT]
+    rates = [(label, value) for label, value in rates if value is not None]
+    fig, (top, bottom) = plt.subplots(
+        2,
+        1,
+        figsize=(9, 0.4 * (len(names) + len(rates)) + 3),
+        height_ratios=[len(rates) + 1, len(names) + 1],
+    )
+    top.barh([r[0] for r in rates], [r[1] for r in rates], color="tab:blue")
+    top.set_xscale("log")
+    top.set_xlim(left=1)  # bars start at 1/s, so their lengths compare on the log scale
+    top.set_xlabel("per second (log scale)")
+    top.set_title(f"cereal bench ({result['mode']}, {result['date']})")
+    bottom.barh(
+        names, [v / b if b else 0 for v, b in zip(values, bounds, strict=True)], color=colours
+    )
+    bottom.axvline(1.0, color="black", linewidth=1)
+    bottom.set_xscale("log")
+    bottom.set_xlabel("value / target bound (1 = on the bound; green = met)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
