@@ -125,7 +125,7 @@ def pgbench(dsn: str, seconds: int) -> dict[str, Any] | None:
         if line.startswith("== ("):
             section = line[4]
         elif line.startswith("tps = ") and section:
-            tps[section] = float(line.split()[2])
+            tps[section] = round(float(line.split()[2]), 1)
     return {
         "tpcb_tps": tps.get("a"),
         "commits_per_s_8_clients": tps.get("b"),
