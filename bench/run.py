@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Run the bench: ``python3 bench/run.py [--quick]`` (see bench/README.md).
+
+Full mode runs in ``.venv-bench`` (created here when missing: the project plus
+the peers' dependencies, pinned by bench/constraints.txt) and measures the
+peers too. ``--quick`` (small sizes, no peers) runs in any interpreter that
+can import cereal and psycopg, else in ``.venv-bench`` as well. This launcher
+uses only the standard library until it has the right interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv-bench"
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".cereal-bench-install"
+INPUTS = ("pyproject.toml", "bench/requirements.txt", "bench/constraints.txt")
+
+
+def _digest() -> str:
+    digest = hashlib.sha256()
+    for name in INPUTS:
+        digest.update(name.encode() + (ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_bench_venv() -> Path:
+    """Create .venv-bench if needed; (re)install when its inputs changed."""
+    if not PYTHON.exists():
+        print(f"[bench] creating {VENV}", file=sys.stderr, flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = _digest()
+    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
+        print(
+            "[bench] installing the project and the peers' dependencies",
+            file=sys.stderr,
+            flush=True,
+        )
+        subprocess.run(
+            [
+                str(PYTHON),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-e",
+                ".[postgres]",
+                "-r",
+                "bench/requirements.txt",
+                "-c",
+                "bench/constraints.txt",
+            ],
+            cwd=ROOT,
+            check=True,
+        )
+        STAMP.write_text(wanted + "\n")
+    return PYTHON
+
+
+def _can_run_quick() -> bool:
+    try:
+        import psycopg  # noqa: F401
+
+        import cereal  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, no peers (under 60 s)")
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=None,
+        help="tasks queued in the large-backlog drain (e); full default 200000",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="full sizes but skip the peers")
+    parser.add_argument(
+        "--only", choices=("postgres", "sqlite"), default=None, help="one store only"
+    )
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    """Pick the interpreter, then run the bench in it."""
+    args = parse_args(sys.argv[1:])
+    in_bench_venv = Path(sys.prefix).resolve() == VENV.resolve()
+    if not in_bench_venv and not (args.quick and _can_run_quick()):
+        python = ensure_bench_venv()
+        os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+    sys.path.insert(0, str(ROOT))
+    from bench import runner
+
+    sys.exit(runner.run(args))
+
+
+if __name__ == "__main__":
+    main()

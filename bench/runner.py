@@ -1,0 +1,96 @@
+"""The bench itself: every scenario on PostgreSQL and SQLite, the peers, the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import peers, report, scenarios, stores
+
+log = logging.getLogger("cereal.bench")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PGBENCH_SECONDS = 5  # per pgbench phase; the script runs about 5.5 times this
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _measure(store: stores.PostgresStore | stores.SqliteStore, sizes: scenarios.Sizes) -> Any:
+    try:
+        return await scenarios.run_all(store, sizes)
+    finally:
+        store.cleanup()
+
+
+def _peer(result: dict[str, Any], name: str, call: Any) -> None:
+    log.info("peer %s ...", name)
+    try:
+        result["peers"][name] = call()
+    except Exception as exc:  # a broken peer must not hide our figures
+        log.exception("peer %s failed", name)
+        result["errors"].append(f"peer {name}: {type(exc).__name__}: {exc}")
+    log.info("peer %s: %s", name, result["peers"][name])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run everything; print the table and, last, the JSON line. Exit 1 if anything failed."""
+    logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
+    logging.getLogger("cereal.drivers").setLevel(logging.WARNING)
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    if args.large is not None:
+        sizes = dataclasses.replace(sizes, backlog_large=args.large)
+    dsn = os.environ.get("BENCH_DSN", stores.DEFAULT_DSN)
+    result: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sizes": dataclasses.asdict(sizes),
+        "postgres": {},
+        "sqlite": {},
+        "peers": {"pgqueuer": None, "procrastinate": None, "dbos": None, "pgbench": None},
+        "errors": [],
+    }
+    began = time.monotonic()
+    if args.only in (None, "postgres"):
+        try:
+            pg = stores.PostgresStore(dsn)
+            pg.ensure_bench_database()
+            result["postgres"] = asyncio.run(_measure(pg, sizes))
+        except Exception as exc:  # no server: still run SQLite and report why
+            log.exception("PostgreSQL unavailable")
+            result["errors"].append(f"postgres: {type(exc).__name__}: {exc}")
+    if args.only in (None, "sqlite"):
+        result["sqlite"] = asyncio.run(_measure(stores.SqliteStore(), sizes))
+    for kind in ("postgres", "sqlite"):
+        for name, figures in result[kind].items():
+            if "error" in figures:
+                result["errors"].append(f"{kind} {name}: {figures['error']}")
+    if not args.quick and not args.no_peers and args.only != "sqlite":
+        jobs = sizes.drain_workflows * sizes.drain_tasks
+        samples = sizes.pickup_samples
+        _peer(result, "pgqueuer", lambda: peers.queue_peer("pgqueuer", dsn, jobs, samples))
+        _peer(
+            result, "procrastinate", lambda: peers.queue_peer("procrastinate", dsn, jobs, samples)
+        )
+        _peer(result, "dbos", lambda: peers.dbos(dsn, sizes.single_workflows, samples))
+        _peer(result, "pgbench", lambda: peers.pgbench(dsn, PGBENCH_SECONDS))
+    result["seconds"] = round(time.monotonic() - began, 1)
+    report.evaluate(result)
+    md, png = report.write(result, RESULTS)
+    _say(report.table(result))
+    if sizes.backlog_large < 1_000_000:
+        _say(f"note: (e) used a large backlog of {sizes.backlog_large} tasks, not 1 000 000")
+    _say(f"written: {md}" + (f", {png}" if png else " (no chart: matplotlib is not installed)"))
+    for error in result["errors"]:
+        _say(f"ERROR: {error}")
+    _say(report.json_line(result))
+    return 1 if result["errors"] else 0

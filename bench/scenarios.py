@@ -1,0 +1,278 @@
+"""Scenarios a-g of issue 8, run by the coordinator against one store (PostgreSQL or SQLite).
+
+Each scenario gets a fresh database, starts real worker processes
+(``bench.worker``) and reads the times the workflows stamped into their
+payloads and results back from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cereal
+from bench import apps, procs, stores
+from bench.stores import PostgresStore, SqliteStore
+
+log = logging.getLogger("cereal.bench")
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is (full and quick runs differ only here)."""
+
+    drain_workflows: int
+    drain_tasks: int
+    single_workflows: int
+    pickup_samples: int
+    pickup_gap_s: float
+    fanout_tasks: int
+    backlog_small: int
+    backlog_large: int
+    backlog_window: int
+    idle_seconds: float
+    deadline_s: float
+
+
+FULL = Sizes(20, 1000, 5000, 200, 0.02, 10_000, 10_000, 200_000, 4000, 30.0, 900.0)
+QUICK = Sizes(2, 100, 100, 20, 0.02, 1000, 500, 2000, 200, 2.0, 60.0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (the peers' harness uses the same rule)."""
+    ordered = sorted(values)
+    rank = max(1, round(q / 100.0 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _ms(values: list[float], prefix: str, qs: tuple[int, ...] = (50, 95, 99)) -> Figures:
+    out: Figures = {f"{prefix}_p{q}_ms": round(percentile(values, q) * 1000, 2) for q in qs}
+    out[f"{prefix}_mean_ms"] = round(statistics.fmean(values) * 1000, 2)
+    return out
+
+
+async def _wait_finished(client: cereal.Manager, workflow: str, deadline_s: float) -> None:
+    """Poll (with a deadline) until no instance of ``workflow`` is running."""
+    deadline = time.monotonic() + deadline_s
+    while await client.list_workflow_instances(workflow_name=workflow, is_running=True):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workflow} instances still running after {deadline_s} s")
+        await asyncio.sleep(0.2)
+
+
+async def _results(client: cereal.Manager, workflow: str) -> list[Any]:
+    rows = await client.list_workflow_instances(workflow_name=workflow)
+    return [row.get_result() for row in rows]
+
+
+async def _client(url: str) -> cereal.Manager:
+    """An unstarted Manager for enqueuing and reading; creates the schema first."""
+    client = cereal.Manager(cereal.open_driver(url))
+    await client.list_workflow_instances(workflow_name=apps.SINGLE)
+    return client
+
+
+async def drain(url: str, sizes: Sizes) -> Figures:
+    """(a) fan-out workflows x no-op tasks, 2 worker processes x 8 task workers."""
+    client = await _client(url)
+    try:
+        async with procs.workers(url, 2, task_workers=8):
+            t0 = time.time()
+            for i in range(sizes.drain_workflows):
+                await client.enqueue_workflow(apps.FANOUT, f"d{i}", {"count": sizes.drain_tasks})
+            await _wait_finished(client, apps.FANOUT, sizes.deadline_s)
+        end = max(r["t_done"] for r in await _results(client, apps.FANOUT))
+    finally:
+        await client.stop()
+    tasks = sizes.drain_workflows * sizes.drain_tasks
+    return {
+        "tasks": tasks,
+        "seconds": round(end - t0, 3),
+        "tasks_per_s": round(tasks / (end - t0), 1),
+    }
+
+
+async def single(url: str, sizes: Sizes, postgres_dsn: str | None) -> Figures:
+    """(b) single-task workflows: rate and start->complete latency; (g) commits per workflow."""
+    client = await _client(url)
+    n = sizes.single_workflows
+    try:
+        async with procs.workers(url, 2, task_workers=8):
+            before = await stores.settled_xact_commit(postgres_dsn) if postgres_dsn else 0
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in range(n):
+                queue.put_nowait(i)
+
+            async def producer() -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    await client.enqueue_workflow(apps.SINGLE, f"s{i}", {"t0": time.time()})
+
+            await asyncio.gather(*(producer() for _ in range(8)))
+            await _wait_finished(client, apps.SINGLE, sizes.deadline_s)
+        results = await _results(client, apps.SINGLE)
+    finally:
+        await client.stop()
+    first = min(r["t0"] for r in results)
+    last = max(r["t_done"] for r in results)
+    out: Figures = {
+        "workflows": n,
+        "seconds": round(last - first, 3),
+        "workflows_per_s": round(n / (last - first), 1),
+        **_ms([r["t_done"] - r["t0"] for r in results], "complete", (50, 99)),
+    }
+    if postgres_dsn:
+        # workers and client have exited, so every session has reported its commits
+        after = await stores.settled_xact_commit(postgres_dsn)
+        out["commits_per_workflow"] = round((after - before) / n, 2)
+    return out
+
+
+async def pickup(url: str, sizes: Sizes) -> Figures:
+    """(c) an idle worker: enqueue_workflow -> on_start, and -> the task starts."""
+    client = await _client(url)
+    try:
+        async with procs.workers(url, 1, task_workers=8):
+            await client.enqueue_workflow(apps.PICKUP, "warm-up", {"t0": time.time()})
+            await _wait_finished(client, apps.PICKUP, sizes.deadline_s)
+            for i in range(sizes.pickup_samples):
+                # paced like the peers' harness: one start call every gap
+                await client.enqueue_workflow(apps.PICKUP, f"p{i}", {"t0": time.time()})
+                await asyncio.sleep(sizes.pickup_gap_s)
+            await _wait_finished(client, apps.PICKUP, sizes.deadline_s)
+        rows = await client.list_workflow_instances(workflow_name=apps.PICKUP)
+        results = [row.get_result() for row in rows if row.instance_name != "warm-up"]
+    finally:
+        await client.stop()
+    return {
+        "samples": len(results),
+        **_ms([r["t_on_start"] - r["t0"] for r in results], "on_start"),
+        **_ms([r["t_task"] - r["t0"] for r in results], "task_start"),
+    }
+
+
+async def fanout_commit(url: str, sizes: Sizes) -> Figures:
+    """(d) one callback enqueuing many tasks: callback start -> decision visible (committed)."""
+    client = await _client(url)
+    try:
+        async with procs.workers(url, 1, tasks=False):
+            await client.enqueue_workflow(apps.FANOUT, "big", {"count": sizes.fanout_tasks})
+            deadline = time.monotonic() + sizes.deadline_s
+            while (await client.get_workflow_instance(apps.FANOUT, "big")).get_payload() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the fan-out decision never committed")
+                await asyncio.sleep(0.005)
+            seen = time.time()
+        payload = (await client.get_workflow_instance(apps.FANOUT, "big")).get_payload()
+    finally:
+        await client.stop()
+    return {
+        "tasks": sizes.fanout_tasks,
+        "callback_s": round(payload["cb_end"] - payload["cb_start"], 3),
+        "commit_s": round(seen - payload["cb_start"], 3),
+    }
+
+
+async def _done_count(client: cereal.Manager) -> int:
+    rows = await client.list_workflow_instances(workflow_name=apps.FANOUT)
+    return sum(int((row.get_payload() or {}).get("done", 0)) for row in rows)
+
+
+async def _backlog_rate(url: str, queued: int, sizes: Sizes) -> Figures:
+    client = await _client(url)
+    chunk = min(queued, sizes.fanout_tasks)
+    try:
+        t_setup = time.time()
+        async with procs.workers(url, 1, tasks=False):
+            for i in range(0, queued, chunk):
+                await client.enqueue_workflow(
+                    apps.FANOUT, f"b{i}", {"count": min(chunk, queued - i)}
+                )
+            deadline = time.monotonic() + sizes.deadline_s
+            while any(
+                row.payload is None
+                for row in await client.list_workflow_instances(workflow_name=apps.FANOUT)
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"queueing {queued} tasks took over {sizes.deadline_s} s")
+                await asyncio.sleep(0.2)
+        setup_s = time.time() - t_setup
+        async with procs.workers(url, 2, task_workers=8):
+            start, t0 = await _done_count(client), time.monotonic()
+            deadline = t0 + sizes.deadline_s
+            while (done := await _done_count(client)) < start + sizes.backlog_window:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the backlog drain made too little progress")
+                await asyncio.sleep(0.1)
+            seconds = time.monotonic() - t0
+    finally:
+        await client.stop()
+    return {
+        "queued": queued,
+        "setup_s": round(setup_s, 1),
+        "tasks_per_s": round((done - start) / seconds, 1),
+    }
+
+
+async def backlog(url_small: str, url_large: str, sizes: Sizes) -> Figures:
+    """(e) drain rate with a large backlog queued vs a small one."""
+    small = await _backlog_rate(url_small, sizes.backlog_small, sizes)
+    large = await _backlog_rate(url_large, sizes.backlog_large, sizes)
+    return {
+        "small_queued": small["queued"],
+        "small_tasks_per_s": small["tasks_per_s"],
+        "large_queued": large["queued"],
+        "large_tasks_per_s": large["tasks_per_s"],
+        "large_setup_s": large["setup_s"],
+        "large_vs_small": round(large["tasks_per_s"] / small["tasks_per_s"], 3),
+    }
+
+
+async def idle(url: str, sizes: Sizes) -> Figures:
+    """(f) an idle Manager's CPU share of one core and its RSS."""
+    await (await _client(url)).stop()
+    async with procs.workers(url, 1, task_workers=8) as (worker,):
+        cpu0, t0 = procs.cpu_seconds(worker.pid), time.monotonic()
+        await asyncio.sleep(sizes.idle_seconds)  # the measuring window itself
+        cpu1, t1 = procs.cpu_seconds(worker.pid), time.monotonic()
+        rss = procs.rss_mb(worker.pid)
+    return {
+        "seconds": sizes.idle_seconds,
+        "cpu_percent": round(100.0 * (cpu1 - cpu0) / (t1 - t0), 3),
+        "rss_mb": round(rss, 1),
+    }
+
+
+async def run_all(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
+    """Every scenario on one store; a failed scenario is reported, the rest still run."""
+    steps: dict[str, Any] = {
+        "drain": lambda: drain(store.fresh("drain"), sizes),
+        "single": lambda: _single(store, sizes),
+        "pickup": lambda: pickup(store.fresh("pickup"), sizes),
+        "fanout_commit": lambda: fanout_commit(store.fresh("fanout"), sizes),
+        "backlog": lambda: backlog(store.fresh("backlog_s"), store.fresh("backlog_l"), sizes),
+        "idle": lambda: idle(store.fresh("idle"), sizes),
+    }
+    out: Figures = {}
+    for name, step in steps.items():
+        log.info("%s: %s ...", store.kind, name)
+        began = time.monotonic()
+        try:
+            out[name] = await step()
+        except Exception as exc:  # one broken scenario must not hide the others' figures
+            log.exception("%s: %s failed", store.kind, name)
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        log.info("%s: %s took %.1f s: %s", store.kind, name, time.monotonic() - began, out[name])
+    return out
+
+
+async def _single(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
+    url = store.fresh("single")
+    # (g) is read from PostgreSQL's statistics of the scenario's own database
+    return await single(url, sizes, url if isinstance(store, PostgresStore) else None)

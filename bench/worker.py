@@ -1,0 +1,47 @@
+"""A bench worker process: its own Manager on the shared store, run until stdin closes.
+
+``python -m bench.worker URL --task-workers 8 [--no-tasks] [--no-workflows]``
+prints ``READY`` once the Manager has started, and stops gracefully when its
+standard input reaches end of file (the coordinator closes it), so no signal
+handling is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import cereal
+from bench import apps
+
+log = logging.getLogger("cereal.bench.worker")
+
+
+async def serve(url: str, *, task_workers: int, tasks: bool) -> None:
+    """Start a Manager, announce it, and run until stdin closes."""
+    manager = cereal.Manager(cereal.open_driver(url))
+    apps.register(manager, tasks=tasks, task_workers=task_workers)
+    async with manager:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+        loop = asyncio.get_running_loop()
+        # read on a thread: stdin EOF is the stop signal
+        await loop.run_in_executor(None, sys.stdin.read)
+    log.debug("worker stopped")
+
+
+def main() -> None:
+    """Parse the command line and serve."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--task-workers", type=int, default=8)
+    parser.add_argument("--no-tasks", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(serve(args.url, task_workers=args.task_workers, tasks=not args.no_tasks))
+
+
+if __name__ == "__main__":
+    main()
