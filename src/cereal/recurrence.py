@@ -75,8 +75,6 @@ _RANGES = {
 }
 # Keys that make the number of occurrences per period vary or differ from one.
 _BY_KEYS = tuple(key for key in _KEYS if key.startswith("BY"))
-MAX_OCCURRENCES_WALKED = 100_000
-"""Occurrences one evaluation may step through before ``now``; past it the rule is refused."""
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?")
 
 
@@ -160,7 +158,7 @@ def _search(rule: _Rule, limit_t: datetime, inclusive: bool) -> datetime | None:
             rule = _Rule({**rule.parts, "COUNT": str(left)}, rule.dtstart, rule.zone)
     found: datetime | None = None
     horizon: datetime | None = None
-    for walked, occurrence in enumerate(_build(rule, start.replace(tzinfo=zone, fold=0))):
+    for occurrence in _build(rule, start.replace(tzinfo=zone, fold=0)):
         wall = occurrence.replace(tzinfo=None)
         if horizon is not None and wall >= horizon:
             break
@@ -172,11 +170,6 @@ def _search(rule: _Rule, limit_t: datetime, inclusive: bool) -> datetime | None:
                 # that follow it, for up to the gap's length: look that far.
                 gap = instant - occurrence.replace(fold=1).astimezone(UTC)
                 horizon = wall + max(gap, timedelta(0))
-        elif walked >= MAX_OCCURRENCES_WALKED:
-            raise errors.InvalidScheduleError(
-                f"recurrence {rule.text()!r} has more than {MAX_OCCURRENCES_WALKED} "
-                "occurrences before now to step through; move its DTSTART closer to now"
-            )
     return found
 
 
@@ -429,13 +422,27 @@ async def next_after_off_loop(
 
 
 def _stop_search(thread: threading.Thread, state: _SearchState) -> None:
-    """End a search still running (its caller timed out or was cancelled)."""
+    """End a search still running (its caller timed out or was cancelled).
+
+    CPython can raise an exception in another thread; dateutil's search is
+    pure Python, so it lands at its next bytecode. Elsewhere the search runs
+    to its end (dateutil stops at year 9999), and a WARNING says so.
+    """
     with state.lock:
         if not state.searching or thread.ident is None:
             return
         state.searching = False
-        stopped = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(_SearchStopped)
+        set_async_exc = getattr(
+            getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None
         )
+        if set_async_exc is None:
+            stopped = 0
+        else:
+            stopped = set_async_exc(ctypes.c_ulong(thread.ident), ctypes.py_object(_SearchStopped))
+            if stopped > 1:  # never expected: undo rather than hit other threads
+                set_async_exc(ctypes.c_ulong(thread.ident), None)
     if stopped != 1:
-        logger.warning("could not stop a recurrence search thread", extra={"event": "rrule_stop"})
+        logger.warning(
+            "could not stop a recurrence search that ran out of its budget; "
+            "it runs on in a daemon thread until dateutil gives up",
+        )

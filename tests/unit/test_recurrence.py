@@ -519,12 +519,15 @@ def test_a_huge_count_on_a_fixed_period_is_evaluated_without_walking_it() -> Non
     )
 
 
-def test_a_count_that_needs_too_many_occurrences_walked_is_refused() -> None:
-    # BYMINUTE keeps dateutil walking every matching second since 2020
+async def test_a_count_rule_too_long_to_walk_is_refused_by_the_budget_and_stopped() -> None:
+    # BYMINUTE keeps dateutil walking every matching second since 2020: no
+    # arithmetic skip applies, so only the time budget bounds the search
     rule = "DTSTART:20200101T000000Z\nRRULE:FREQ=SECONDLY;BYMINUTE=0;COUNT=4000000000"
 
-    with pytest.raises(errors.InvalidScheduleError, match="occurrences"):
-        next_after(rule, utc(2026, 1, 1))
+    with pytest.raises(errors.InvalidScheduleError, match=r"within 0\.2 s"):
+        await recurrence.next_after_off_loop(rule, utc(2026, 1, 1), budget=0.2)
+
+    assert await _no_search_left()
 
 
 @pytest.mark.parametrize(
@@ -547,3 +550,11 @@ def test_out_of_range_by_values_are_refused_up_front(body: str, key: str) -> Non
         normalize(body)
     with pytest.raises(errors.InvalidScheduleError, match=key):
         next_after(body, utc(2026, 1, 1))
+
+
+def test_a_count_rule_with_more_than_a_hundred_thousand_past_occurrences_still_fires() -> None:
+    # 70 days of minutes (about 100 800 occurrences) lie before "now": a rule
+    # that was valid when created must keep firing as its past grows
+    rule = "DTSTART:20260101T000000Z\nRRULE:FREQ=MINUTELY;BYSECOND=0;COUNT=1000000"
+
+    assert next_after(rule, utc(2026, 3, 12, 0, 0, 30)) == utc(2026, 3, 12, 0, 1)
