@@ -131,25 +131,25 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
         "0003_instance_foreign_keys",
     ]
 
-    # Then each held lease got the default expiry (60 s) and the queued task none
+    # Then no lease got an expiry: held leases are judged by the sweeper's own, as before
     with psycopg.connect(postgres_empty_dsn) as conn:
         expiries = dict(conn.execute("SELECT task_name, lease_expiry FROM cereal_tasks").fetchall())
-    assert expiries == {"held": 60.0, "stale": 60.0, "queued": None}
+    assert expiries == {"held": None, "stale": None, "queued": None}
     async with PostgresDriver(postgres_empty_dsn) as driver:
-        # and a sweeper with a 10 ms expiry of its own expires only the lease past 60 s
-        assert (await driver.sweep(0.01)).expired_tasks == 1
+        # and a sweeper with a 2-minute expiry expires only the lease silent for 5 minutes
+        assert (await driver.sweep(3600)).expired_tasks == 0
+        assert (await driver.sweep(120)).expired_tasks == 1
         event, completer = await driver.dequeue_workflow(["wf"])
         async with completer:
             assert event.task_result is not None
             assert (event.task_result.task_name, event.task_result.status) == ("stale", "lost")
             await completer.continue_(None, [])
 
-        # and a lease taken afterwards by a process still on version-1 code (no expiry
-        # stored) is judged by the sweeper's own expiry, as before
+        # and a lease whose old-code holder went silent 10 s ago is judged the same way
         with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
             conn.execute(
-                "UPDATE cereal_tasks SET lease_expiry = NULL,"
-                " heartbeat_at = now() - interval '10 seconds' WHERE task_name = 'held'"
+                "UPDATE cereal_tasks SET heartbeat_at = now() - interval '10 seconds'"
+                " WHERE task_name = 'held'"
             )
         assert (await driver.sweep(3600)).expired_tasks == 0
         assert (await driver.sweep(5)).expired_tasks == 1

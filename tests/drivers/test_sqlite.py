@@ -209,14 +209,15 @@ async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
     # When it is migrated
     assert await SQLiteDriver(db_path).migrate() == ["0002_lease_deadline"]
 
-    # Then both held leases got the default expiry, and a sweeper with a 10 ms expiry of
-    # its own expires only the one past 60 s
+    # Then no lease got an expiry: both are judged by the sweeper's own, as before, so a
+    # sweeper with a 2-minute expiry expires only the one silent for 5 minutes
     with sqlite3.connect(db_path) as conn:
         expiries = dict(conn.execute("SELECT task_name, lease_expiry FROM cereal_tasks"))
     conn.close()
-    assert expiries == {"held": 60.0, "stale": 60.0}
+    assert expiries == {"held": None, "stale": None}
     async with SQLiteDriver(db_path) as driver:
-        assert (await driver.sweep(0.01)).expired_tasks == 1
+        assert (await driver.sweep(3600)).expired_tasks == 0
+        assert (await driver.sweep(120)).expired_tasks == 1
         event, completer = await driver.dequeue_workflow(["wf"])
         async with completer:
             assert event.task_result is not None

@@ -230,12 +230,20 @@ RETURNING t.id, t.lease, t.task_name, t.parameters, t.workflow_name, t.instance_
 
 -- name: unclaim_tasks
 -- Give leased tasks back to the queue (their claimer was cancelled before using them);
--- a lease that was never committed, or is gone, matches nothing.
+-- a lease that was never committed, or is gone, matches nothing. It takes no
+-- instance lock, so it skips task rows locked meanwhile (a finish or kill
+-- deleting them) instead of waiting for them against the lock order.
 UPDATE cereal_tasks AS t
 SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
     attempt = t.attempt - 1
-FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[]) AS given(id, lease)
-WHERE t.id = given.id AND t.lease = given.lease AND t.state = 'running'
+FROM (
+    SELECT lt.id FROM cereal_tasks AS lt
+    JOIN unnest(%(task_ids)s::bigint[], %(leases)s::uuid[]) AS given(id, lease)
+        ON lt.id = given.id AND lt.lease = given.lease
+    WHERE lt.state = 'running'
+    FOR UPDATE OF lt SKIP LOCKED
+) AS mine
+WHERE t.id = mine.id
 
 -- name: heartbeat_task
 -- Refresh a lease; no row when the lease is gone.

@@ -3,7 +3,12 @@
 -- runs after the deleting statement with a fresh snapshot, so it also removes
 -- rows that a concurrent transaction committed while the delete waited for the
 -- instance row lock (a kill landing on a large continue_ left such tasks behind).
--- Rows already orphaned that way are removed first.
+-- Rows already orphaned that way are removed first, with the tables locked
+-- against writers so that a process still on older code cannot add an orphan
+-- between the clean-up and the constraints.
+
+LOCK TABLE cereal_workflow_instances, cereal_tasks, cereal_workflow_events,
+    cereal_task_results IN SHARE ROW EXCLUSIVE MODE;
 
 DELETE FROM cereal_tasks AS c
 WHERE NOT EXISTS (SELECT 1 FROM cereal_workflow_instances AS i WHERE i.id = c.instance_id);

@@ -7,11 +7,10 @@
 -- has passed, whatever expiry the sweeping process uses itself.
 ALTER TABLE cereal_tasks ADD COLUMN lease_expiry REAL;
 
--- Leases held when this runs were taken without an expiry: give them the
--- default task_expiry (60 s), which their holders' heartbeats keep extending.
--- Leases taken later by a process still running older code stay NULL and are
--- judged by the sweeper's own expiry, as before this migration.
-UPDATE cereal_tasks SET lease_expiry = 60.0 WHERE state = 'running';
+-- Leases held when this runs, and leases taken later by a process still on
+-- older code, stay NULL: they are judged by the sweeper's own expiry, as
+-- before this migration. Giving them a fixed expiry would declare LOST the
+-- healthy tasks of a holder that heartbeats less often than that, mid-upgrade.
 
 -- A workflow claim likewise stores its claimer's expiry: it is stale once
 -- claim_heartbeat_at + claim_expiry has passed. Claims held now, and claims
