@@ -6,8 +6,6 @@ Tests never assert on timing: they wait for a condition with ``eventually``
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 
 from cereal import ImmutableWorkflowInstance, Manager, errors
 from cereal.drivers import Driver
+from tests._waiting import wait_until
 
 FAST_OPTIONS: dict[str, Any] = {
     "task_poll_interval": 0.05,
@@ -30,16 +29,7 @@ async def eventually(
     predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 15.0, what: str = ""
 ) -> None:
     """Wait until ``predicate`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = predicate()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s: {what or predicate}")
-        await asyncio.sleep(0.02)
+    await wait_until(predicate, what=what or repr(predicate), timeout=timeout)
 
 
 async def wait_finished(
