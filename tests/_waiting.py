@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from cereal._time import utcnow
+from cereal.drivers import Driver
 
 DEADLINE = 15.0
 _POLL = 0.01
@@ -51,3 +52,20 @@ async def wait_past(instant: datetime, seconds: float = 0.0) -> None:
     """Wait until the clock reads later than ``instant + seconds`` (a row older than a limit)."""
     target = instant + timedelta(seconds=seconds)
     await wait_until(lambda: utcnow() > target, what=f"the clock to pass {target.isoformat()}")
+
+
+async def sweep_until(driver: Driver, counter: str, expected: int, *, task_expiry: float) -> None:
+    """Sweep until ``counter`` of the reports adds up to ``expected`` (fail if it overshoots).
+
+    What a sweep removes depends on the clock having moved past a stored
+    instant; polling waits for exactly that instead of sleeping a fixed time.
+    """
+    total = 0
+
+    async def reached() -> bool:
+        nonlocal total
+        total += int(getattr(await driver.sweep(task_expiry), counter))
+        return total >= expected
+
+    await wait_until(reached, what=f"sweeps to report {counter}={expected}")
+    assert total == expected

@@ -31,7 +31,7 @@ from cereal.models import (
     TaskData,
     WorkflowEventType,
 )
-from tests._waiting import DEADLINE, wait_past, wait_until
+from tests._waiting import DEADLINE, sweep_until, wait_past, wait_until
 
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
 
@@ -352,25 +352,6 @@ async def test_a_cancelled_dequeue_gives_its_tasks_back(
 
 
 # ---- claims, leases and sweep -----------------------------------------------------------
-
-
-async def sweep_until(
-    driver: SQLiteDriver, counter: str, expected: int, *, task_expiry: float = 0.01
-) -> None:
-    """Sweep until ``counter`` of the reports adds up to ``expected`` (fail if it overshoots).
-
-    What a sweep removes depends on the clock having moved past a stored
-    instant; polling waits for exactly that instead of sleeping a fixed time.
-    """
-    total = 0
-
-    async def reached() -> bool:
-        nonlocal total
-        total += int(getattr(await driver.sweep(task_expiry), counter))
-        return total >= expected
-
-    await wait_until(reached, what=f"sweeps to report {counter}={expected}")
-    assert total == expected
 
 
 async def test_kill_while_claimed_makes_the_decision_lose_its_claim(drv: SQLiteDriver) -> None:

@@ -17,7 +17,7 @@ import pytest
 from cereal import errors
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.models import NewTask, TaskStatus, WorkflowEventType
-from tests._waiting import wait_until
+from tests._waiting import sweep_until, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,21 +60,6 @@ class Child:
         self.proc.send_signal(signal.SIGKILL)
         await self.proc.communicate()
         assert self.proc.returncode == -signal.SIGKILL
-
-
-async def sweep_until(
-    driver: SQLiteDriver, counter: str, expected: int, *, task_expiry: float = 0.1
-) -> None:
-    """Sweep until ``counter`` adds up to ``expected``; fail if it overshoots."""
-    total = 0
-
-    async def reached() -> bool:
-        nonlocal total
-        total += int(getattr(await driver.sweep(task_expiry), counter))
-        return total >= expected
-
-    await wait_until(reached, what=f"sweeps to report {counter}={expected}")
-    assert total == expected
 
 
 async def test_three_processes_migrating_at_once_apply_each_step_once(tmp_path: Path) -> None:
