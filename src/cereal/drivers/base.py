@@ -71,6 +71,9 @@ WorkKind = Literal["workflow", "task", "schedule"]
 DEFAULT_TASK_EXPIRY = 60.0
 """Seconds a task lease lasts without a heartbeat when the claimer passes no ``task_expiry``."""
 
+ClaimedWorkflow = tuple[list[WorkflowEvent], "WorkflowCompleter"]
+"""One claimed instance: its events in sequence order, and the completer that decides them."""
+
 WakeupListener = Callable[[WorkKind, str | None], None]
 """Called with the kind of new work and its name (``None``: any name).
 
@@ -83,20 +86,23 @@ MULTIPROCESS = "multiprocess"  # several processes may share the store safely
 
 
 class WorkflowCompleter(abc.ABC):
-    """Holds one dequeued workflow event until a decision is applied or it is closed.
+    """Holds the claimed event(s) of one instance until a decision is applied or it is closed.
 
-    Exactly one of :meth:`continue_`, :meth:`done` or :meth:`fail` may be
-    called; afterwards (or without any) :meth:`close` releases the event. A
-    completer closed without a decision rolls back: the event is redelivered.
+    A claim holds one event (:meth:`Driver.dequeue_workflow`) or a batch of
+    them (:meth:`Driver.claim_workflows`). Exactly one of :meth:`continue_`,
+    :meth:`done` or :meth:`fail` may be called, for the whole batch;
+    afterwards (or without any) :meth:`close` releases the claim. A completer
+    closed without a decision rolls back: every claimed event is redelivered.
     """
 
     @abc.abstractmethod
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
         """Apply a continue decision atomically.
 
-        Consume the event, store the payload, mark the instance ``running``,
-        add ``len(tasks)`` to the enqueued count and this event's completion to
-        the completed count, and insert ``tasks``.
+        Consume every claimed event (and the task results they refer to),
+        store the payload, mark the instance ``running``, add ``len(tasks)``
+        to the enqueued count, set the completed count to the last claimed
+        event's ``completed_task_count``, and insert ``tasks`` in order.
 
         Raises:
             WorkflowClaimLostError: the instance ended (killed) or the claim
@@ -384,6 +390,39 @@ class Driver(abc.ABC):
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
+
+    async def claim_workflows(
+        self,
+        workflow_names: Sequence[str],
+        *,
+        max_instances: int = 1,
+        max_events: int = 1,
+        claim_expiry: float = DEFAULT_TASK_EXPIRY,
+    ) -> list[ClaimedWorkflow]:
+        """Claim up to ``max_instances`` instances, each with up to ``max_events`` events.
+
+        The batch form of :meth:`dequeue_workflow`: instances whose oldest
+        ready event is oldest come first, and each claimed instance comes
+        with its oldest events in sequence order. Counts are as
+        :meth:`dequeue_workflow` gives them, event by event: each event's
+        ``completed_task_count`` includes the ``task_complete`` events up to
+        and including it; ``enqueued_task_count`` is the stored count (the
+        caller adds what earlier callbacks of the batch enqueued). One
+        completer decides the whole batch of an instance. Returns an empty
+        list when nothing is ready.
+
+        This default claims one event of one instance; drivers override it
+        to claim in one round trip.
+        """
+        if max_instances < 1 or max_events < 1:
+            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        try:
+            event, completer = await self.dequeue_workflow(
+                workflow_names, claim_expiry=claim_expiry
+            )
+        except errors.NoWorkflowInstancesError:
+            return []
+        return [([event], completer)]
 
     @abc.abstractmethod
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
