@@ -1,8 +1,12 @@
-"""The workflow loop: dequeue an event, run its callback, apply the decision.
+"""The workflow loop: claim instances with a batch of events, run the callbacks, apply.
 
-One runner per Manager. Its drain loop claims events (the driver guarantees
-one callback per instance at a time anywhere), calls the executor and applies
-the decision through the completer in one atomic step. A callback that
+One runner per Manager. It claims up to ``concurrency`` instances per round
+trip, each with up to ``batch_events`` of its pending events (the driver
+guarantees one callback per instance at a time anywhere). The callbacks of a
+batch run in order, each on the payload and counts the previous decision
+left, and the batch's outcome is applied through its completer in one atomic
+step, so a fan-out's completions cost one commit per batch, not per event.
+A callback that
 raises or returns no decision fails its instance; nothing is redelivered in
 a loop. Events of workflows with no executor here are left for others: the
 name is set aside ("wayward") for a while so it does not block the loop.
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from cereal import _callbacks, errors, values
-from cereal.drivers.base import Driver, WorkflowCompleter
+from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
 from cereal.executors import WorkflowExecutor
 from cereal.instance import (
     CancelEvent,
@@ -27,7 +31,13 @@ from cereal.instance import (
     TaskCompleteEvent,
     TaskResult,
 )
-from cereal.models import TaskResultData, TaskStatus, WorkflowEvent, WorkflowEventType
+from cereal.models import (
+    NewTask,
+    TaskResultData,
+    TaskStatus,
+    WorkflowEvent,
+    WorkflowEventType,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +45,9 @@ WAYWARD_SECONDS = 60.0
 """How long a workflow name with no usable executor is left out of dequeues."""
 
 _BACKOFF_MAX = 5.0
+
+DEFAULT_BATCH_EVENTS = 64
+"""Most events of one instance claimed and decided together (one commit for all)."""
 
 
 class WorkflowRunner:
@@ -52,6 +65,7 @@ class WorkflowRunner:
         on_tasks_enqueued: Callable[[set[str]], None],
         on_workflow_complete: Callable[[WorkflowEvent], None] | None,
         concurrency: int = 1,
+        batch_events: int = DEFAULT_BATCH_EVENTS,
     ) -> None:
         self._driver = driver
         self._executors = dict(executors)
@@ -62,6 +76,7 @@ class WorkflowRunner:
         self._on_tasks_enqueued = on_tasks_enqueued
         self._on_workflow_complete = on_workflow_complete
         self._concurrency = max(1, concurrency)
+        self._batch_events = max(1, batch_events)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._wayward: dict[str, float] = {}
@@ -77,95 +92,143 @@ class WorkflowRunner:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Poll and drain until :meth:`stop`; a crash of one drain is logged, not fatal."""
+        """Claim and process batches until :meth:`stop`; then finish the batches in hand."""
         if not self._executors:
             return
-        await asyncio.gather(*(self._loop() for _ in range(self._concurrency)))
+        active: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                free = self._concurrency - len(active)
+                if free <= 0:
+                    await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                claimed = await self._claim(free)
+                if self._stopping:
+                    for _, completer in claimed:
+                        await completer.close()  # untouched: delivered again elsewhere
+                    break
+                for events, completer in claimed:
+                    job = asyncio.create_task(self._process_batch(events, completer))
+                    active.add(job)
+                    job.add_done_callback(self._batch_done(active))
+                if claimed and len(claimed) == free:
+                    continue  # perhaps more ready: claim again as soon as a slot is free
+                # nothing more is ready now: wait for a wakeup, a finished batch or the poll
+                await self._idle()
+        except asyncio.CancelledError:
+            # a stop past its grace period: cancel the callbacks; each batch then
+            # releases its claim, so another Manager gets the events at once
+            for job in active:
+                job.cancel()
+            raise
+        finally:
+            if active:
+                await asyncio.gather(*active, return_exceptions=True)
 
-    async def _loop(self) -> None:
-        while not self._stopping:
-            more = await self.drain()
-            if self._stopping:
-                return
-            if more:
-                continue
-            timeout = self._poll_interval
-            if self._failures:
-                timeout = min(_BACKOFF_MAX, 0.1 * 2.0 ** min(self._failures, 6))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
-            self._wakeup.clear()
+    def _batch_done(self, active: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(job: asyncio.Task[None]) -> None:
+            active.discard(job)
+            if not job.cancelled() and job.exception() is not None:
+                logger.error("workflow batch crashed", exc_info=job.exception())
+            # the instance may have more events now, and a slot is free
+            self._wakeup.set()
+
+        return done
+
+    async def _idle(self) -> None:
+        timeout = self._poll_interval
+        if self._failures:
+            timeout = min(_BACKOFF_MAX, 0.1 * 2.0 ** min(self._failures, 6))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+        self._wakeup.clear()
 
     def _names(self) -> list[str]:
         now = time.monotonic()
         self._wayward = {name: until for name, until in self._wayward.items() if until > now}
         return [name for name in self._executors if name not in self._wayward]
 
-    async def drain(self) -> bool:
-        """Process events until none is ready; True means stopped with more perhaps waiting."""
-        while not self._stopping:
-            names = self._names()
-            if not names:
-                return False
-            try:
-                event, completer = await self._driver.dequeue_workflow(
-                    names, claim_expiry=self._claim_expiry
-                )
-            except errors.NoWorkflowInstancesError:
-                self._failures = 0
-                return False
-            except errors.CerealError:
-                self._failures += 1
-                logger.warning("dequeuing a workflow event failed; backing off", exc_info=True)
-                return False
-            async with completer:
-                await self._process(event, completer)
-        return True
-
-    async def _process(self, event: WorkflowEvent, completer: WorkflowCompleter) -> None:
-        name = event.instance.workflow_name
-        executor = self._executors.get(name)
-        if executor is None:
-            logger.error("no executor for workflow %r here; setting it aside", name)
-            self._wayward[name] = time.monotonic() + WAYWARD_SECONDS
-            return  # closing the completer rolls the event back for someone else
-        instance = LiveWorkflowInstance(
-            name,
-            event.instance.instance_name,
-            parameters=event.instance.parameters,
-            payload=event.instance.payload,
-            enqueued_tasks=event.enqueued_task_count,
-            completed_tasks=event.completed_task_count,
-            max_value_bytes=self._max_value_bytes,
-        )
-        decision = await self._decide(executor, instance, event, completer)
+    async def _claim(self, free: int) -> list[ClaimedWorkflow]:
+        names = self._names()
+        if not names:
+            return []
+        self._wakeup.clear()  # a wakeup from now on means work this claim may miss
         try:
-            await self._apply(decision, event, completer)
-        except errors.WorkflowClaimLostError:
-            logger.warning(
-                "workflow %s/%s ended or lost its claim during the callback; decision dropped",
-                name,
-                event.instance.instance_name,
+            claimed = await self._driver.claim_workflows(
+                names,
+                max_instances=free,
+                max_events=self._batch_events,
+                claim_expiry=self._claim_expiry,
             )
         except errors.CerealError:
             self._failures += 1
-            logger.warning(
-                "applying a decision failed; the event will be redelivered", exc_info=True
-            )
+            logger.warning("claiming workflow events failed; backing off", exc_info=True)
+            return []
+        self._failures = 0
+        return claimed
 
-    async def _decide(
-        self,
-        executor: WorkflowExecutor,
-        instance: LiveWorkflowInstance,
-        event: WorkflowEvent,
-        completer: WorkflowCompleter,
-    ) -> Decision:
-        callback_name, ev = _callback_for(event)
-        keepalive = asyncio.create_task(self._keep_claim(completer))
-        try:
-            return await _callbacks.decide(executor, callback_name, instance, ev)
-        finally:
-            keepalive.cancel()
+    async def _process_batch(
+        self, events: list[WorkflowEvent], completer: WorkflowCompleter
+    ) -> None:
+        """Run the batch's callbacks in order, each on the state the previous left; apply once."""
+        async with completer:
+            first = events[0]
+            name = first.instance.workflow_name
+            executor = self._executors.get(name)
+            if executor is None:
+                logger.error("no executor for workflow %r here; setting it aside", name)
+                self._wayward[name] = time.monotonic() + WAYWARD_SECONDS
+                return  # closing the completer rolls the events back for someone else
+            keepalive = asyncio.create_task(self._keep_claim(completer))
+            try:
+                decision, last, tasks = await self._decide_batch(executor, events)
+            finally:
+                keepalive.cancel()
+            try:
+                await self._apply(decision, tasks, last, completer)
+            except errors.WorkflowClaimLostError:
+                logger.warning(
+                    "workflow %s/%s ended or lost its claim during the callback; decision dropped",
+                    name,
+                    first.instance.instance_name,
+                )
+            except errors.CerealError:
+                self._failures += 1
+                logger.warning(
+                    "applying a decision failed; the event will be redelivered", exc_info=True
+                )
+
+    async def _decide_batch(
+        self, executor: WorkflowExecutor, events: list[WorkflowEvent]
+    ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
+        """The batch's outcome: the last decision, its event, and every task to enqueue.
+
+        A continue decision's payload is what the next callback sees; a
+        complete or fail ends the batch (the instance's other events go with it).
+        """
+        data = events[0].instance
+        payload = data.payload
+        tasks: list[NewTask] = []
+        decision: Decision | None = None
+        event = events[0]
+        for event in events:
+            instance = LiveWorkflowInstance(
+                data.workflow_name,
+                data.instance_name,
+                parameters=data.parameters,
+                payload=payload,
+                enqueued_tasks=event.enqueued_task_count + len(tasks),
+                completed_tasks=event.completed_task_count,
+                max_value_bytes=self._max_value_bytes,
+            )
+            callback_name, ev = _callback_for(event)
+            decision = await _callbacks.decide(executor, callback_name, instance, ev)
+            if not decision.is_continuing:
+                break
+            payload = decision.payload
+            tasks.extend(decision.tasks)
+        assert decision is not None
+        return decision, event, tasks
 
     async def _keep_claim(self, completer: WorkflowCompleter) -> None:
         while True:
@@ -176,7 +239,11 @@ class WorkflowRunner:
                 logger.warning("refreshing a workflow claim failed", exc_info=True)
 
     async def _apply(
-        self, decision: Decision, event: WorkflowEvent, completer: WorkflowCompleter
+        self,
+        decision: Decision,
+        tasks: list[NewTask],
+        event: WorkflowEvent,
+        completer: WorkflowCompleter,
     ) -> None:
         if decision.is_failed:
             await completer.fail(values.storable_text(decision.error or "workflow failed"))
@@ -185,9 +252,9 @@ class WorkflowRunner:
             await completer.done(decision.result)
             self._finished(event)
         else:
-            await completer.continue_(decision.payload, decision.tasks)
-            if decision.tasks:
-                self._on_tasks_enqueued({task.task_name for task in decision.tasks})
+            await completer.continue_(decision.payload, tasks)
+            if tasks:
+                self._on_tasks_enqueued({task.task_name for task in tasks})
         self._failures = 0
 
     def _finished(self, event: WorkflowEvent) -> None:

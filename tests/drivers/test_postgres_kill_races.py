@@ -89,20 +89,21 @@ async def test_kill_during_a_continue_commit_leaves_no_tasks_behind(postgres_dsn
         decider = await _connect(postgres_dsn)
         try:
             await driver.enqueue_workflow(WF, "big", None)
-            event_id, instance_id = await _start_event(watcher, "big")
-            # the continue_ statement itself, its transaction held open
+            _, claimed_big = await driver.dequeue_workflow([WF])
+            claim = {"instance_id": claimed_big._instance_id, "token": claimed_big._token}
+            # the decision's statements themselves, their transaction held open
+            await decider.execute(QUERIES["lock_claimed_instance"], claim)
             await decider.execute(
-                QUERIES["continue_workflow"],
+                QUERIES["continue_claimed"],
                 {
-                    "instance_id": instance_id,
-                    "event_id": event_id,
-                    "task_result_id": None,
+                    **claim,
+                    "event_ids": claimed_big._event_ids,
+                    "task_result_ids": [],
                     "payload": None,
                     "completed_tasks": 0,
                     "task_names": ["t"] * TASKS,
                     "task_parameters": [None] * TASKS,
                     "task_start_after": [None] * TASKS,
-                    "note": None,
                 },
             )
             kill = asyncio.ensure_future(driver.kill_workflow(WF, "big", "killed"))

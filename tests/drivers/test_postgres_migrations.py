@@ -129,6 +129,7 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
     assert await PostgresDriver(postgres_empty_dsn).migrate() == [
         "0002_lease_deadline",
         "0003_instance_foreign_keys",
+        "0004_instance_claims",
     ]
 
     # Then no lease got an expiry: held leases are judged by the sweeper's own, as before
@@ -156,3 +157,56 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
         with psycopg.connect(postgres_empty_dsn) as conn:
             left = conn.execute("SELECT task_name, state FROM cereal_tasks").fetchall()
         assert left == [("queued", "queued")]
+
+
+async def test_a_version_3_database_with_pending_events_migrates_to_instance_claims(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database at schema version 3 where one instance has two pending events
+    # (one of them a task completion) and another has none
+    *older, claims = migrations()
+    assert (claims.version, claims.name) == (4, "instance_claims")
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        conn.execute(_CREATE_TABLE)
+        for migration in older:
+            with conn.transaction():
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO cereal_schema_migrations (version, name, checksum)"
+                    " VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+        [(waiting,)] = conn.execute(
+            "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
+            " enqueued_tasks) VALUES ('wf', 'waiting', 'running', 1) RETURNING id"
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status)"
+            " VALUES ('wf', 'idle', 'running')"
+        )
+        [(result_id,)] = conn.execute(
+            "INSERT INTO cereal_task_results (instance_id, task_id, task_name, status,"
+            " enqueued_at) VALUES (%s, 1, 't', 'success', now()) RETURNING id",
+            (waiting,),
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type,"
+            " task_result_id, enqueued_at) VALUES"
+            " (%(id)s, 'wf', 'task_complete', %(result)s, now() - interval '1 minute'),"
+            " (%(id)s, 'wf', 'cancel', NULL, now())",
+            {"id": waiting, "result": result_id},
+        )
+
+    # When it is migrated
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == ["0004_instance_claims"]
+
+    # Then the instance with events is claimable, with both events in order, and the
+    # idle one is not
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        [(events, completer)] = await driver.claim_workflows(["wf"], max_instances=2, max_events=5)
+        async with completer:
+            assert events[0].instance.instance_name == "waiting"
+            assert [event.type.value for event in events] == ["task_complete", "cancel"]
+            assert [event.completed_task_count for event in events] == [1, 1]
+            await completer.done(None)
+        assert await driver.claim_workflows(["wf"], max_instances=2, max_events=5) == []

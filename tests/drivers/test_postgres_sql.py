@@ -13,11 +13,20 @@ from cereal.drivers.postgres._base import split_url_options
 from cereal.drivers.postgres._db import QUERIES
 
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "postgres"
-CALL = re.compile(r"""(?:fetch_one|fetch_all|execute)\(\s*\w+,\s*"([a-z_]+)\"""")
+# a query is used by name in a fetch/execute call, through QUERIES[...], or as
+# the first item of a (name, params) statement tuple given to the group commit
+CALL = re.compile(
+    r"""(?:(?:fetch_one|fetch_all|execute)\(\s*\w+,\s*|QUERIES\[)"([a-z_]+)"|"""
+    r"""\(\s*"([a-z_]+)",\s*(?:params|self\._claim\(\))\)"""
+)
 
 
 def used_names() -> set[str]:
-    return {name for path in PACKAGE.glob("*.py") for name in CALL.findall(path.read_text())}
+    return {
+        call or statement
+        for path in PACKAGE.glob("*.py")
+        for call, statement in CALL.findall(path.read_text())
+    }
 
 
 def test_every_query_is_used_and_every_used_name_exists() -> None:

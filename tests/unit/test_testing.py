@@ -272,9 +272,7 @@ async def test_run_callback_matches_the_workflow_runner(executor, callback, even
 
         task_result = TaskResultData(task_name="t", status=TaskStatus.SUCCESS)
     workflow_event = WorkflowEvent(kind, data, 0, 0, event.enqueued_at, task_result)
-    engine_instance = LiveWorkflowInstance("wf", "i", parameters=b'{"n":1}')
-
-    by_engine = await runner._decide(executor, engine_instance, workflow_event, None)
+    by_engine, _, _ = await runner._decide_batch(executor, [workflow_event])
     by_testing = await testing.run_callback(
         executor, callback, testing.make_instance("wf", "i", parameters={"n": 1}), event
     )

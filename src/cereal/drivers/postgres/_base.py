@@ -7,9 +7,11 @@ connection, connection checkout with a cheap liveness check, and wakeups.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,7 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
 from cereal.drivers.base import DURABLE, MULTIPROCESS, Driver, WorkKind
-from cereal.drivers.postgres._db import Conn, looks_alive, translate
+from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
+from cereal.drivers.postgres._group_commit import GroupCommitter, Statement
+from cereal.drivers.postgres._heartbeats import HeartbeatBatcher
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
 from cereal.drivers.postgres._migrate import apply_migrations
 from cereal.models import HistoryRetention
@@ -114,6 +118,13 @@ class PostgresBase(Driver):
         self._sender = uuid.uuid4().hex[:16]
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: NotificationListener | None = None
+        # per event loop: their queues hold futures of that loop
+        self._committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._beaters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatBatcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def dsn(self) -> str:
@@ -167,6 +178,9 @@ class PostgresBase(Driver):
         self._pool, self._listener = pool, listener
 
     async def _close(self) -> None:
+        committer = self._committers.get(asyncio.get_running_loop())
+        if committer is not None:
+            await committer.drain()  # writes already queued still commit
         listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
         if listener is not None:
@@ -220,6 +234,25 @@ class PostgresBase(Driver):
                 yield conn
             finally:
                 await self._release(pool, conn)
+
+    async def _group_commit(
+        self, order: int, statements: Sequence[Statement], *, announce: Sequence[Wake] = ()
+    ) -> list[Row | None]:
+        """Run ``statements`` in a transaction shared with other writes (see ``_group_commit``)."""
+        loop = asyncio.get_running_loop()
+        committer = self._committers.get(loop)
+        if committer is None:
+            committer = self._committers[loop] = GroupCommitter(self)
+        return await committer.run(order, statements, announce=announce)
+
+    @property
+    def _heartbeats(self) -> HeartbeatBatcher:
+        """This event loop's lease heartbeat batcher."""
+        loop = asyncio.get_running_loop()
+        beater = self._beaters.get(loop)
+        if beater is None:
+            beater = self._beaters[loop] = HeartbeatBatcher(self)
+        return beater
 
     def _note(self, wakes: Sequence[Wake]) -> str | None:
         """The NOTIFY payload announcing ``wakes`` (None: nothing to send)."""

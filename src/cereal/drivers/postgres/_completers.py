@@ -1,8 +1,9 @@
 """The completers the PostgreSQL driver hands out.
 
-A workflow completer owns a pooled connection whose session holds the
-instance's advisory lock (the claim); the event is untouched until a decision
-commits, so closing without one just drops the lock. A scheduled-workflow
+A workflow completer owns a claim token stored in its instance's row; the
+events are untouched until a decision commits, so closing without one just
+clears the token. Decisions and task completions go through the driver's
+group commit (:mod:`._group_commit`). A scheduled-workflow
 completer owns a pooled connection with an open transaction holding the
 schedule's row lock. A task completer owns only the lease token: every call
 presents it, so a lost lease changes nothing.
@@ -16,12 +17,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from psycopg.pq import TransactionStatus
-
 from cereal import errors
 from cereal._time import utcnow
 from cereal.drivers.base import ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
+from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
 from cereal.models import NewTask
 
@@ -56,33 +56,52 @@ class _HeldConnection:
             await self._driver._release(self._pool, conn)
 
 
-class PostgresWorkflowCompleter(_HeldConnection, WorkflowCompleter):
-    """One claimed event: the claim is the instance's advisory lock on our session."""
+class PostgresWorkflowCompleter(WorkflowCompleter):
+    """A claimed batch of one instance's events: the claim is a token in the instance row.
+
+    No connection is held while the callbacks run. The decision goes through
+    the driver's group commit: lock the claimed row, then (in a fresh
+    snapshot) consume the batch, store the outcome and release the claim.
+    """
 
     def __init__(
         self,
         driver: PostgresBase,
-        pool: AsyncConnectionPool[Conn],
-        conn: Conn,
         *,
         instance_id: int,
-        event_id: int,
-        task_result_id: int | None,
+        token: UUID,
+        event_ids: list[int],
+        task_result_ids: list[int],
         completed_tasks: int,
     ) -> None:
-        super().__init__(driver, pool, conn)
+        self._driver = driver
         self._instance_id = instance_id
-        self._event_id = event_id
-        self._task_result_id = task_result_id
+        self._token = token
+        self._event_ids = event_ids
+        self._task_result_ids = task_result_ids
         self._completed_tasks = completed_tasks
+        self._open = True  # no decision committed yet, and not closed
+        self._deciding = False
+
+    def _begin_decision(self) -> None:
+        if not self._open or self._deciding:
+            raise RuntimeError("a decision was already applied to this completer, or it is closed")
+        self._deciding = True
+
+    def _decided(self) -> None:
+        """The decision committed (or found the claim gone): nothing is left to release."""
+        self._open = False
+
+    def _claim(self) -> dict[str, object]:
+        return {"instance_id": self._instance_id, "token": self._token}
 
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
-        """Store the payload and counters, insert ``tasks`` and consume the event.
+        """Consume the batch, store payload and counters, insert ``tasks``, release the claim.
 
         Raises:
-            WorkflowClaimLostError: the instance ended meanwhile; nothing stored.
+            WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
         """
-        conn = self._begin_decision()
+        self._begin_decision()
         now = utcnow()
         wakes: list[Wake] = [
             ("task", task.task_name)
@@ -90,30 +109,29 @@ class PostgresWorkflowCompleter(_HeldConnection, WorkflowCompleter):
             if task.start_after is None or task.start_after <= now
         ]
         params = {
-            "instance_id": self._instance_id,
-            "event_id": self._event_id,
-            "task_result_id": self._task_result_id,
+            **self._claim(),
+            "event_ids": self._event_ids,
+            "task_result_ids": self._task_result_ids,
             "payload": payload,
             "completed_tasks": self._completed_tasks,
             "task_names": [task.task_name for task in tasks],
             "task_parameters": [task.parameters for task in tasks],
             "task_start_after": [task.start_after for task in tasks],
-            "note": self._driver._note(wakes),
         }
-        try:
-            with translate("continue_"):
-                row = await fetch_one(conn, "continue_workflow", params)
-        finally:
-            await self.close()
-        if row is None:
+        rows = await self._driver._group_commit(
+            self._instance_id,
+            [("lock_claimed_instance", self._claim()), ("continue_claimed", params)],
+            announce=wakes,
+        )
+        self._decided()
+        if rows[1] is None:
             raise errors.WorkflowClaimLostError()
-        self._driver._wake_all(wakes)
 
     async def done(self, result: bytes | None) -> None:
         """Finish the instance with ``result``.
 
         Raises:
-            WorkflowClaimLostError: the instance ended meanwhile; nothing stored.
+            WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
         """
         await self._finish(result, None)
 
@@ -121,39 +139,49 @@ class PostgresWorkflowCompleter(_HeldConnection, WorkflowCompleter):
         """Finish the instance with the error text ``error``.
 
         Raises:
-            WorkflowClaimLostError: the instance ended meanwhile; nothing stored.
+            WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
         """
         await self._finish(None, error)
 
     async def _finish(self, result: bytes | None, error: str | None) -> None:
-        conn = self._begin_decision()
-        params = {"instance_id": self._instance_id, "result": result, "error": error}
-        try:
-            with translate("finishing a workflow"):
-                # one statement: the cascade removes the instance's tasks and events
-                row = await fetch_one(conn, "finish_instance", params)
-        finally:
-            await self.close()
-        if row is None:
+        self._begin_decision()
+        params = {**self._claim(), "result": result, "error": error}
+        # one statement: the cascade removes the instance's tasks and events
+        rows = await self._driver._group_commit(self._instance_id, [("finish_claimed", params)])
+        self._decided()
+        if rows[0] is None:
             raise errors.WorkflowClaimLostError()
 
+    async def heartbeat(self) -> None:
+        """Keep the claim alive during a long callback."""
+        async with self._driver._connection("workflow claim heartbeat") as conn:
+            row = await fetch_one(conn, "heartbeat_claim", self._claim())
+        if row is None:
+            logger.debug("the claim on instance %d is gone", self._instance_id)
+
     async def close(self) -> None:
-        """Drop the claim; without a decision the event is delivered again."""
-        conn, self._conn = self._conn, None
-        if conn is None:
+        """Release the claim unless a decision committed: the batch is delivered again.
+
+        A decision that failed to commit (storage unavailable) leaves the claim
+        to be released here, so the events are redelivered at once.
+        """
+        if not self._open:
             return
+        self._open = False
+        statements: list[Statement] = [
+            ("lock_claimed_instance", self._claim()),
+            ("release_claimed", self._claim()),
+        ]
         try:
-            if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
-                await execute(conn, "release_claims", {})
-            else:
-                await conn.close()  # the server drops the session's locks with it
-        except BaseException as exc:
-            await conn.close()
-            if not isinstance(exc, Exception):
-                raise
-            logger.debug("dropped a connection that failed to release its claim: %s", exc)
-        finally:
-            await self._driver._release(self._pool, conn)
+            await self._driver._group_commit(self._instance_id, statements)
+        except errors.CerealError:
+            # the claim lapses by itself: the sweep releases it after its expiry
+            logger.warning(
+                "releasing the claim on workflow instance %d failed; it is released "
+                "when its expiry passes",
+                self._instance_id,
+                exc_info=True,
+            )
 
 
 class PostgresScheduledWorkflowCompleter(_HeldConnection, ScheduledWorkflowCompleter):
@@ -211,22 +239,27 @@ class PostgresScheduledWorkflowCompleter(_HeldConnection, ScheduledWorkflowCompl
 class PostgresTaskCompleter(TaskCompleter):
     """The lease on one claimed task; every call presents the lease token."""
 
-    def __init__(self, driver: PostgresBase, task_id: int, lease: UUID, workflow_name: str):
+    def __init__(
+        self,
+        driver: PostgresBase,
+        task_id: int,
+        lease: UUID,
+        instance_id: int,
+        workflow_name: str,
+    ):
         self._driver = driver
         self._task_id = task_id
         self._lease = lease
+        self._instance_id = instance_id
         self._workflow_name = workflow_name
 
     async def heartbeat(self) -> None:
-        """Refresh the lease.
+        """Refresh the lease (joined with other heartbeats of this process).
 
         Raises:
             TaskLostError: the lease is gone.
         """
-        params = {"task_id": self._task_id, "lease": self._lease}
-        async with self._driver._connection("task heartbeat") as conn:
-            row = await fetch_one(conn, "heartbeat_task", params)
-        if row is None:
+        if not await self._driver._heartbeats.beat(self._task_id, self._lease):
             raise errors.TaskLostError()
 
     async def succeed(self, result: bytes | None) -> None:
@@ -259,17 +292,18 @@ class PostgresTaskCompleter(TaskCompleter):
         # commit serialises on a cluster-wide lock, and this process's own workflow
         # runner is woken locally. A task abandoned at stop does notify: this process
         # is going away, so another one must pick the LOST event up now.
-        note = self._driver._note(wakes) if status == "lost" else None
+        announce = wakes if status == "lost" else []
         params = {
             "task_id": self._task_id,
             "lease": self._lease,
+            "instance_id": self._instance_id,
             "status": status,
             "error": error,
             "result": result,
-            "note": note,
         }
-        async with self._driver._connection("task completion") as conn:
-            row = await fetch_one(conn, "complete_task", params)
-        if row is None:
+        rows = await self._driver._group_commit(
+            self._instance_id, [("complete_task", params)], announce=announce
+        )
+        if rows[0] is None:
             raise errors.TaskLostError()
         self._driver._wake_all(wakes)

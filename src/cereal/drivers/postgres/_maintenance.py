@@ -66,3 +66,15 @@ async def trim_history(conn: Conn, retention: HistoryRetention) -> int | None:
                 {"ended_at": last_kept["ended_at"], "id": last_kept["id"]},
             )
         return trimmed
+
+
+async def release_lapsed_claims(conn: Conn, task_expiry: float) -> list[str]:
+    """Release workflow claims whose holder stopped heartbeating for its expiry.
+
+    ``task_expiry`` (the sweeper's) judges only claims stored without one.
+
+    Returns:
+        The workflow name of each released instance.
+    """
+    rows = await fetch_all(conn, "release_lapsed_claims", {"expiry": float(task_expiry)})
+    return [row["workflow_name"] for row in rows]

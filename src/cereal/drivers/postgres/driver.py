@@ -1,10 +1,13 @@
 """The PostgreSQL driver: durable, shared by many processes and hosts.
 
 Every step is one transaction. Tasks and schedules are claimed with ``FOR
-UPDATE SKIP LOCKED``. A workflow event is claimed by taking its instance's
-session-level advisory lock on a pooled connection held for the callback, so
-no two callbacks of one instance overlap anywhere, no transaction stays open
-during a callback, and a kill never waits for one. The database's ``now()``
+UPDATE SKIP LOCKED``. Workflow instances are claimed with a token written
+into their row (found through a partial index of ready, unclaimed
+instances), together with a batch of their events, so no two callbacks of
+one instance overlap anywhere, no transaction stays open during a callback,
+no session state outlives a transaction (PgBouncer's transaction pooling
+works), and a kill never waits for a callback. Task completions and
+decisions share transactions through a group commit. The database's ``now()``
 decides what is due. A commit that makes work ready sends at most one
 ``NOTIFY``, which the LISTEN connection of every other driver turns into
 wakeups (polling stays the fallback).
@@ -14,15 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
+from psycopg.rows import dict_row
+
 from cereal import _time, errors
-from cereal.drivers.base import DEFAULT_TASK_EXPIRY, TaskCompleter
+from cereal.drivers.base import (
+    DEFAULT_TASK_EXPIRY,
+    ClaimedWorkflow,
+    TaskCompleter,
+    WorkflowCompleter,
+)
 from cereal.drivers.postgres import _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
+    QUERIES,
     Conn,
     Row,
     bytes_or_none,
@@ -30,7 +42,6 @@ from cereal.drivers.postgres._db import (
     fetch_all,
     fetch_one,
     instance_from_row,
-    translate,
 )
 from cereal.drivers.postgres._listen import Wake
 from cereal.drivers.postgres._schedules import PostgresSchedules
@@ -49,12 +60,6 @@ from cereal.models import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["PostgresDriver"]
-
-CLAIM_LOCK_SPACE = 0x63657201
-"""First key of the advisory locks that claim workflow instances."""
-
-_CLAIM_ATTEMPTS = 5
-"""Claims retried when the claimed event was consumed just before the lock."""
 
 
 class PostgresDriver(PostgresSchedules):
@@ -101,67 +106,95 @@ class PostgresDriver(PostgresSchedules):
 
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
-    ) -> tuple[WorkflowEvent, PostgresWorkflowCompleter]:
+    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
         """Claim the oldest event of an instance no other callback holds.
 
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
-        names = list(dict.fromkeys(workflow_names))
-        if not names:
+        claims = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
+        if not claims:
             raise errors.NoWorkflowInstancesError()
-        params = {"workflow_names": names, "lock_space": CLAIM_LOCK_SPACE}
-        with translate("dequeue_workflow"):
-            pool = self._require_pool()
-            conn = await self._acquire(pool)
-            try:
-                row = await self._claim(conn, params)
-            except errors.NoWorkflowInstancesError:
-                await self._release(pool, conn)
-                raise
-            except BaseException:
-                await conn.close()  # the server drops any claim with the session
-                await self._release(pool, conn)
-                raise
-        completed = row["completed_tasks"]
-        task_result: TaskResultData | None = None
-        event_type = WorkflowEventType(row["event_type"])
-        if event_type == WorkflowEventType.TASK_COMPLETE:
-            completed += 1
-            task_result = _task_result(row)
-        event = WorkflowEvent(
-            type=event_type,
-            instance=instance_from_row(row),
-            enqueued_task_count=row["enqueued_tasks"],
-            completed_task_count=completed,
-            enqueued_at=row["enqueued_at"].astimezone(UTC),
-            task_result=task_result,
-        )
-        completer = PostgresWorkflowCompleter(
-            self,
-            pool,
-            conn,
-            instance_id=row["instance_id"],
-            event_id=row["event_id"],
-            task_result_id=row["task_result_id"],
-            completed_tasks=completed,
-        )
+        [([event], completer)] = claims
         return event, completer
 
-    async def _claim(self, conn: Conn, params: dict[str, Any]) -> Row:
-        """Lock an instance with a ready event, then load it in a fresh snapshot."""
-        for _ in range(_CLAIM_ATTEMPTS):
-            claimed = await fetch_one(conn, "claim_workflow_event", params)
-            if claimed is None:
-                raise errors.NoWorkflowInstancesError()
-            row = await fetch_one(
-                conn, "load_claimed_event", {"instance_id": claimed["instance_id"]}
+    async def claim_workflows(
+        self,
+        workflow_names: Sequence[str],
+        *,
+        max_instances: int = 1,
+        max_events: int = 1,
+        claim_expiry: float = DEFAULT_TASK_EXPIRY,
+    ) -> list[ClaimedWorkflow]:
+        """Claim instances with their oldest events in one round trip and one transaction.
+
+        The claim is a token written into each instance row; a claimer that
+        dies leaves it until its ``claim_expiry`` has passed since its last
+        heartbeat, when the sweep releases it.
+        """
+        if max_instances < 1 or max_events < 1:
+            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        names = list(dict.fromkeys(workflow_names))
+        if not names:
+            return []
+        token = uuid.uuid4()
+        claim = {
+            "workflow_names": names,
+            "max_instances": max_instances,
+            "token": token,
+            "expiry": _time.seconds(claim_expiry, name="claim_expiry"),
+        }
+        load = {"token": token, "max_events": max_events}
+        try:
+            async with self._connection("claiming workflow events") as conn:
+                instances, events = await _claim_pipelined(conn, claim, load)
+        except asyncio.CancelledError:
+            # the claim may have committed: give it back so the events are not held
+            # until the claim's expiry
+            await asyncio.shield(self._release_token(token))
+            raise
+        by_instance: dict[int, list[Row]] = {}
+        for row in events:
+            by_instance.setdefault(row["instance_id"], []).append(row)
+        claimed: list[ClaimedWorkflow] = []
+        for row in instances:
+            mine = by_instance.get(row["instance_id"], [])
+            completer = PostgresWorkflowCompleter(
+                self,
+                instance_id=row["instance_id"],
+                token=token,
+                event_ids=[event["event_id"] for event in mine],
+                task_result_ids=[
+                    event["task_result_id"] for event in mine if event["task_result_id"] is not None
+                ],
+                completed_tasks=row["completed_tasks"]
+                + sum(event["event_type"] == "task_complete" for event in mine),
             )
-            if row is not None:
-                return row
-            # its last event was consumed (or it ended) just before our lock
-            await execute(conn, "release_claims", {})
-        raise errors.NoWorkflowInstancesError()
+            if not mine:  # marked ready, but its events were consumed or never written
+                await completer.close()
+                continue
+            claimed.append((_events_of(row, mine), completer))
+        return claimed
+
+    async def _release_token(self, token: uuid.UUID) -> None:
+        """Release every instance a cancelled claim took (none if it rolled back)."""
+        try:
+            async with self._connection("releasing a cancelled claim") as conn:
+                rows = await fetch_all(conn, "load_claimed_instances", {"token": token})
+            for row in rows:
+                await PostgresWorkflowCompleter(
+                    self,
+                    instance_id=row["instance_id"],
+                    token=token,
+                    event_ids=[],
+                    task_result_ids=[],
+                    completed_tasks=0,
+                ).close()
+        except errors.CerealError:
+            logger.warning(
+                "releasing a cancelled workflow claim failed; it lapses at its expiry",
+                exc_info=True,
+            )
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """Append a cancel event to the live instance.
@@ -234,9 +267,10 @@ class PostgresDriver(PostgresSchedules):
         params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry}
         rows: list[Row] = []
         try:
-            # a transaction, so that a claim cancelled before its rows are known rolls back
-            async with self._connection("dequeue_tasks") as conn, conn.transaction():
-                rows = await fetch_all(conn, "claim_tasks", params)
+            # a transaction, so that a claim cancelled before its rows are known rolls
+            # back; pipelined, so BEGIN, the claim and COMMIT take one round trip
+            async with self._connection("dequeue_tasks") as conn:
+                rows = await _claim_tasks_pipelined(conn, params)
         except asyncio.CancelledError:
             if rows:
                 # cancelled at or after the commit: nobody will run these, so give them back
@@ -254,7 +288,9 @@ class PostgresDriver(PostgresSchedules):
                 task_id=str(row["id"]),
             )
             data = TaskData(row["task_name"], bytes_or_none(row["parameters"]), metadata)
-            completer = PostgresTaskCompleter(self, row["id"], row["lease"], row["workflow_name"])
+            completer = PostgresTaskCompleter(
+                self, row["id"], row["lease"], row["instance_id"], row["workflow_name"]
+            )
             claimed.append((data, completer))
         return claimed
 
@@ -282,7 +318,10 @@ class PostgresDriver(PostgresSchedules):
         """
         async with self._connection("sweep") as conn:
             expired = await _maintenance.expire_leases(conn, task_expiry)
-            wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(expired)]
+            released = await _maintenance.release_lapsed_claims(conn, task_expiry)
+            wakes: list[Wake] = [
+                ("workflow", name) for name in dict.fromkeys([*expired, *released])
+            ]
             note = self._note(wakes)
             if note is not None:
                 await fetch_one(conn, "notify", {"note": note})
@@ -290,6 +329,59 @@ class PostgresDriver(PostgresSchedules):
         self._wake_all(wakes)
         notes = () if trimmed is not None else ("history not trimmed: another process is on it",)
         return SweepReport(expired_tasks=len(expired), trimmed_results=trimmed or 0, notes=notes)
+
+
+async def _claim_pipelined(
+    conn: Conn, claim: dict[str, Any], load: dict[str, Any]
+) -> tuple[list[Row], list[Row]]:
+    """Claim, then load what was claimed, in one transaction sent in one round trip.
+
+    The loads are later statements of the transaction, so (read committed)
+    they see every commit made before the claim took its rows: never an event
+    that a decision committed just before consumed.
+    """
+    async with conn.pipeline():
+        async with conn.transaction():
+            claiming = conn.cursor(row_factory=dict_row)
+            await claiming.execute(QUERIES["claim_instances"], claim)
+            instances = conn.cursor(row_factory=dict_row)
+            await instances.execute(QUERIES["load_claimed_instances"], load)
+            events = conn.cursor(row_factory=dict_row)
+            await events.execute(QUERIES["load_claimed_events"], load)
+        return await instances.fetchall(), await events.fetchall()
+
+
+async def _claim_tasks_pipelined(conn: Conn, params: dict[str, Any]) -> list[Row]:
+    """Claim tasks in a transaction (BEGIN, claim, COMMIT) sent in one round trip."""
+    async with conn.pipeline():
+        async with conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(QUERIES["claim_tasks"], params)
+        return await cur.fetchall()
+
+
+def _events_of(instance: Row, rows: list[Row]) -> list[WorkflowEvent]:
+    """The claimed events of one instance, with counts as each callback sees them."""
+    data = instance_from_row(instance)
+    completed = instance["completed_tasks"]
+    events: list[WorkflowEvent] = []
+    for row in rows:
+        event_type = WorkflowEventType(row["event_type"])
+        task_result: TaskResultData | None = None
+        if event_type == WorkflowEventType.TASK_COMPLETE:
+            completed += 1
+            task_result = _task_result(row)
+        events.append(
+            WorkflowEvent(
+                type=event_type,
+                instance=data,
+                enqueued_task_count=instance["enqueued_tasks"],
+                completed_task_count=completed,
+                enqueued_at=row["enqueued_at"].astimezone(UTC),
+                task_result=task_result,
+            )
+        )
+    return events
 
 
 def _task_result(row: Row) -> TaskResultData:

@@ -5,8 +5,8 @@
 -- name: enqueue_workflow
 -- Create a live instance and its start event; no row when the names are live.
 WITH inst AS (
-    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters)
-    VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s)
+    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
+    VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s, now())
     ON CONFLICT (workflow_name, instance_name) DO NOTHING
     RETURNING id, workflow_name
 ), ev AS (
@@ -20,12 +20,15 @@ SELECT ev.instance_id,
 FROM ev
 
 -- name: cancel_workflow
--- Append a cancel event to the live instance; the key-share lock orders it
--- before a concurrent finish, which then deletes the event.
+-- Append a cancel event to the live instance and mark it ready. Updating the
+-- instance row first orders this before or after a concurrent decision or
+-- finish (a finish then deletes the event); the update applies to the row's
+-- latest version, so a decision that just emptied the queue cannot hide the
+-- new event.
 WITH inst AS (
-    SELECT id, workflow_name FROM cereal_workflow_instances
+    UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
-    FOR KEY SHARE
+    RETURNING id, workflow_name
 ), ev AS (
     INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
     SELECT id, workflow_name, 'cancel' FROM inst
@@ -36,38 +39,44 @@ SELECT ev.instance_id,
             ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
 FROM ev
 
--- name: claim_workflow_event
--- Walk the events of the requested workflows oldest first and take the session
--- advisory lock (the claim) of the first instance no other session holds. The
--- lock function runs once per visited event, never for rows not visited.
-WITH RECURSIVE walk AS (
-    (SELECT head.id, head.instance_id,
-            pg_try_advisory_lock(%(lock_space)s::integer,
-                                 (head.instance_id & 2147483647)::integer) AS locked
-     FROM (SELECT id, instance_id FROM cereal_workflow_events
-           WHERE workflow_name = ANY(%(workflow_names)s::text[])
-           ORDER BY id
-           LIMIT 1) AS head)
-    UNION ALL
-    (SELECT later.id, later.instance_id,
-            pg_try_advisory_lock(%(lock_space)s::integer,
-                                 (later.instance_id & 2147483647)::integer)
-     FROM walk
-     CROSS JOIN LATERAL (
-         SELECT id, instance_id FROM cereal_workflow_events
-         WHERE workflow_name = ANY(%(workflow_names)s::text[]) AND id > walk.id
-         ORDER BY id
-         LIMIT 1) AS later
-     WHERE NOT walk.locked)
+-- name: claim_instances
+-- Claim up to max_instances unclaimed instances with pending events, oldest
+-- ready first, for the claimer's token. Each workflow name is an index range
+-- scan of the claimable index (ready and unclaimed instances only), so the
+-- cost does not grow with the queued events or the history. Rows locked by a
+-- concurrent completion or claim are skipped, never waited for.
+WITH picked AS (
+    SELECT c.id FROM unnest(%(workflow_names)s::text[]) AS n(name)
+    CROSS JOIN LATERAL (
+        SELECT id, ready_at FROM cereal_workflow_instances
+        WHERE workflow_name = n.name AND ready_at IS NOT NULL AND claim_token IS NULL
+        ORDER BY ready_at, id
+        LIMIT %(max_instances)s
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.ready_at, c.id
+    LIMIT %(max_instances)s
+), claimed AS (
+    UPDATE cereal_workflow_instances AS i
+    SET claim_token = %(token)s, claimed_at = now(), claim_expiry = %(expiry)s
+    FROM picked
+    WHERE i.id = picked.id
+    RETURNING i.id
 )
-SELECT id, instance_id FROM walk WHERE locked LIMIT 1
+SELECT count(*) AS claimed FROM claimed
 
--- name: load_claimed_event
--- After the claim (a fresh snapshot): the instance, its oldest event and the
--- task result that event refers to.
-SELECT e.id AS event_id, e.event_type, e.task_result_id, e.enqueued_at,
-       i.id AS instance_id, i.workflow_name, i.instance_name, i.status,
-       i.parameters, i.payload, i.enqueued_tasks, i.completed_tasks, i.started_at,
+-- name: load_claimed_instances
+-- What a claim took (a later statement: it sees every commit before the claim).
+SELECT id AS instance_id, workflow_name, instance_name, status, parameters, payload,
+       enqueued_tasks, completed_tasks, started_at
+FROM cereal_workflow_instances
+WHERE claim_token = %(token)s
+ORDER BY ready_at, id
+
+-- name: load_claimed_events
+-- The oldest max_events events of each claimed instance, with the task
+-- result each task_complete event refers to.
+SELECT i.id AS instance_id, e.id AS event_id, e.event_type, e.task_result_id, e.enqueued_at,
        r.id AS result_id, r.task_name AS result_task_name,
        r.parameters AS result_parameters, r.status AS result_status,
        r.error AS result_error, r.result AS result_result
@@ -76,41 +85,44 @@ CROSS JOIN LATERAL (
     SELECT id, event_type, task_result_id, enqueued_at FROM cereal_workflow_events
     WHERE instance_id = i.id
     ORDER BY id
-    LIMIT 1
+    LIMIT %(max_events)s
 ) AS e
 LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
-WHERE i.id = %(instance_id)s
+WHERE i.claim_token = %(token)s
+ORDER BY i.id, e.id
 
--- name: release_claims
--- Drop every workflow claim this session holds.
-SELECT pg_advisory_unlock_all()
+-- name: lock_claimed_instance
+-- The first statement of a decision or release: lock our claimed instance, so
+-- that the next statement's fresh snapshot sees every event committed before
+-- it (event writers update the instance row first, and wait for this lock).
+SELECT id FROM cereal_workflow_instances
+WHERE id = %(instance_id)s AND claim_token = %(token)s
+FOR NO KEY UPDATE
 
--- name: continue_workflow
--- Store a continue decision in one statement: consume the event and its task
--- result, store payload and counters, insert all the callback's tasks. No row
--- (and no change) when the instance ended meanwhile. Lock order (every
--- statement): the instance row first, then its events, tasks and results;
--- `owner` locks the instance before `consumed` touches the event row.
-WITH owner AS (
-    SELECT id FROM cereal_workflow_instances
-    WHERE id = %(instance_id)s
-    FOR NO KEY UPDATE
-), consumed AS (
-    DELETE FROM cereal_workflow_events
-    WHERE id = %(event_id)s AND instance_id IN (SELECT id FROM owner)
-    RETURNING id
-), inst AS (
+-- name: continue_claimed
+-- Store a continue decision for a claimed batch: consume its events and task
+-- results, store payload and counters, insert the callbacks' tasks, recompute
+-- ready_at from the events left and release the claim. No row (and no change)
+-- when the instance ended or the claim lapsed and was taken by another.
+WITH inst AS (
     UPDATE cereal_workflow_instances
     SET payload = %(payload)s,
         status = 'running',
         enqueued_tasks = enqueued_tasks + cardinality(%(task_names)s::text[]),
         completed_tasks = %(completed_tasks)s,
-        updated_at = now()
-    WHERE id = %(instance_id)s AND EXISTS (SELECT 1 FROM consumed)
+        updated_at = now(),
+        ready_at = (SELECT min(enqueued_at) FROM cereal_workflow_events
+                    WHERE instance_id = %(instance_id)s
+                      AND id <> ALL(%(event_ids)s::bigint[])),
+        claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+    WHERE id = %(instance_id)s AND claim_token = %(token)s
     RETURNING id, workflow_name, instance_name
+), consumed AS (
+    DELETE FROM cereal_workflow_events
+    WHERE instance_id IN (SELECT id FROM inst) AND id = ANY(%(event_ids)s::bigint[])
 ), used AS (
     DELETE FROM cereal_task_results
-    WHERE id = %(task_result_id)s AND instance_id IN (SELECT id FROM inst)
+    WHERE instance_id IN (SELECT id FROM inst) AND id = ANY(%(task_result_ids)s::bigint[])
 ), added AS (
     INSERT INTO cereal_tasks
         (instance_id, workflow_name, instance_name, task_name, parameters, start_after)
@@ -122,19 +134,47 @@ WITH owner AS (
              AS t(task_name, parameters, start_after, position)
     ORDER BY t.position
 )
-SELECT inst.id,
-       CASE WHEN %(note)s::text IS NULL THEN NULL
-            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
-FROM inst
+SELECT id FROM inst
 
--- name: finish_instance
--- done/fail: move the instance to history. Deleting the row takes the
--- instance lock first; the foreign keys' ON DELETE CASCADE then removes its
--- tasks, events and task results with a fresh snapshot, including those of
--- task completions it waited for.
+-- name: release_claimed
+-- Give a claim up without a decision: its events stay and are delivered again.
+-- ready_at is recomputed (after lock_claimed_instance) in case the claim found
+-- no event at all.
+UPDATE cereal_workflow_instances
+SET claim_token = NULL, claimed_at = NULL, claim_expiry = NULL,
+    ready_at = (SELECT min(enqueued_at) FROM cereal_workflow_events
+                WHERE instance_id = %(instance_id)s)
+WHERE id = %(instance_id)s AND claim_token = %(token)s
+RETURNING id
+
+-- name: heartbeat_claim
+-- Keep a claim alive during a long callback; no row when it is gone.
+UPDATE cereal_workflow_instances SET claimed_at = now()
+WHERE id = %(instance_id)s AND claim_token = %(token)s
+RETURNING id
+
+-- name: release_lapsed_claims
+-- Sweep: claims whose holder stopped heartbeating (crashed) for longer than
+-- its own expiry are released; their events are delivered again.
+UPDATE cereal_workflow_instances AS i
+SET claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+FROM (
+    SELECT id FROM cereal_workflow_instances
+    WHERE claim_token IS NOT NULL
+      AND claimed_at < now() - make_interval(secs => coalesce(claim_expiry, %(expiry)s))
+    FOR NO KEY UPDATE SKIP LOCKED
+) AS lapsed
+WHERE i.id = lapsed.id
+RETURNING i.workflow_name
+
+-- name: finish_claimed
+-- done/fail of a claimed batch: move the instance to history. Deleting the row
+-- takes the instance lock first; the foreign keys' ON DELETE CASCADE then
+-- removes its tasks, events and task results with a fresh snapshot, including
+-- those of task completions it waited for.
 WITH inst AS (
     DELETE FROM cereal_workflow_instances
-    WHERE id = %(instance_id)s
+    WHERE id = %(instance_id)s AND claim_token = %(token)s
     RETURNING id, workflow_name, instance_name, parameters, started_at
 ), history AS (
     INSERT INTO cereal_workflow_results
@@ -146,9 +186,9 @@ WITH inst AS (
 SELECT id FROM inst
 
 -- name: kill_instance
--- A kill: as finish_instance, found by names. It does not wait for a running
--- callback (the claim is a session advisory lock, not a row lock): that
--- callback's decision finds the instance gone.
+-- A kill: as finish_claimed, found by names, whoever holds the claim. It does
+-- not wait for a running callback (a claim is a token in the row, not a lock):
+-- that callback's decision finds the instance gone.
 WITH inst AS (
     DELETE FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
@@ -225,8 +265,8 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS picked
 WHERE t.id = picked.id
-RETURNING t.id, t.lease, t.task_name, t.parameters, t.workflow_name, t.instance_name,
-          t.enqueued_at, t.start_after, t.attempt
+RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+          t.instance_name, t.enqueued_at, t.start_after, t.attempt
 
 -- name: unclaim_tasks
 -- Give leased tasks back to the queue (their claimer was cancelled before using them);
@@ -245,22 +285,41 @@ FROM (
 ) AS mine
 WHERE t.id = mine.id
 
--- name: heartbeat_task
--- Refresh a lease; no row when the lease is gone.
-UPDATE cereal_tasks SET heartbeat_at = now()
-WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
-RETURNING id
+-- name: heartbeat_tasks
+-- Refresh many leases in one statement; returns the ids whose lease still
+-- exists. A row locked by a concurrent completion or expiry is skipped, not
+-- waited for (it is being finished anyway), and reported as live.
+WITH given AS (
+    SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[]) AS g(id, lease)
+), refreshed AS (
+    UPDATE cereal_tasks AS t SET heartbeat_at = now()
+    FROM (
+        SELECT lt.id FROM cereal_tasks AS lt
+        JOIN given ON lt.id = given.id AND lt.lease = given.lease
+        WHERE lt.state = 'running'
+        FOR NO KEY UPDATE OF lt SKIP LOCKED
+    ) AS mine
+    WHERE t.id = mine.id
+    RETURNING t.id
+)
+SELECT given.id FROM given
+WHERE given.id IN (SELECT id FROM refreshed)
+   OR EXISTS (SELECT 1 FROM cereal_tasks AS lt
+              WHERE lt.id = given.id AND lt.lease = given.lease AND lt.state = 'running')
 
 -- name: complete_task
 -- Turn a leased task into a task result and a task_complete event; no row
--- (and no change) when the lease or the instance is gone. `owner` key-share
--- locks the instance before the task row (the one lock order), so a kill or
--- finish in progress is waited for and the completion then finds nothing.
+-- (and no change) when the lease or the instance is gone. `owner` updates the
+-- instance row first (the one lock order) and marks it ready: the update
+-- applies to the row's latest version, so it waits for a decision in
+-- progress, which then sees this event, and a kill or finish first makes the
+-- completion find nothing.
 WITH owner AS (
-    SELECT i.id FROM cereal_tasks AS t
-    JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
-    WHERE t.id = %(task_id)s
-    FOR KEY SHARE OF i
+    UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
+    WHERE id = %(instance_id)s
+      AND EXISTS (SELECT 1 FROM cereal_tasks
+                  WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running')
+    RETURNING id
 ), task AS (
     DELETE FROM cereal_tasks
     WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
@@ -279,10 +338,7 @@ WITH owner AS (
     SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
     FROM stored, task
 )
-SELECT task.id,
-       CASE WHEN %(note)s::text IS NULL THEN NULL
-            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
-FROM task
+SELECT task.id FROM task
 
 -- name: expire_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
@@ -301,10 +357,14 @@ WITH task AS (
         ORDER BY lt.heartbeat_at
         LIMIT %(batch)s
         FOR UPDATE OF lt SKIP LOCKED
-        FOR KEY SHARE OF li SKIP LOCKED
+        FOR NO KEY UPDATE OF li SKIP LOCKED
     ) AS expired
     WHERE t.id = expired.id
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
+), marked AS (
+    -- the instance rows are locked above already: mark them ready
+    UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
+    WHERE id IN (SELECT instance_id FROM task)
 ), stored AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, enqueued_at)
@@ -464,8 +524,8 @@ LIMIT 1
 -- Enqueue a locked schedule's instance and advance it; last_enqueued_at moves
 -- only when an instance was created (a live one means the run is skipped).
 WITH inst AS (
-    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters)
-    SELECT workflow_name, instance_name, parameters
+    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
+    SELECT workflow_name, instance_name, parameters, now()
     FROM cereal_workflow_schedules WHERE id = %(schedule_id)s
     ON CONFLICT (workflow_name, instance_name) DO NOTHING
     RETURNING id, workflow_name
