@@ -1,8 +1,10 @@
 """The workflow loop: claim instances with a batch of events, run the callbacks, apply.
 
-One runner per Manager. It claims up to ``concurrency`` instances per round
-trip, each with up to ``batch_events`` of its pending events (the driver
-guarantees one callback per instance at a time anywhere). The callbacks of a
+One runner per Manager. It claims several instances per round trip, each
+with up to ``batch_events`` of its pending events (the driver guarantees one
+callback per instance at a time anywhere), and runs at most ``concurrency``
+callbacks at a time: while one runs, the next instances are already claimed
+and earlier decisions commit (grouped by the driver). The callbacks of a
 batch run in order, each on the payload and counts the previous decision
 left, and the batch's outcome is applied through its completer in one atomic
 step, so a fan-out's completions cost one commit per batch, not per event.
@@ -49,6 +51,9 @@ _BACKOFF_MAX = 5.0
 DEFAULT_BATCH_EVENTS = 64
 """Most events of one instance claimed and decided together (one commit for all)."""
 
+MIN_IN_FLIGHT = 4
+"""Instances a runner keeps claimed or committing at once, even with one callback slot."""
+
 
 class WorkflowRunner:
     """Processes workflow events for the executors registered on one Manager."""
@@ -76,6 +81,10 @@ class WorkflowRunner:
         self._on_tasks_enqueued = on_tasks_enqueued
         self._on_workflow_complete = on_workflow_complete
         self._concurrency = max(1, concurrency)
+        # callbacks run at most `concurrency` at a time, but more instances may be
+        # claimed and decided around them: claims and commits overlap the callbacks
+        self._callback_slots = asyncio.Semaphore(self._concurrency)
+        self._in_flight = max(self._concurrency, MIN_IN_FLIGHT)
         self._batch_events = max(1, batch_events)
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -98,7 +107,7 @@ class WorkflowRunner:
         active: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping:
-                free = self._concurrency - len(active)
+                free = self._in_flight - len(active)
                 if free <= 0:
                     await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
                     continue
@@ -181,7 +190,10 @@ class WorkflowRunner:
                 return  # closing the completer rolls the events back for someone else
             keepalive = asyncio.create_task(self._keep_claim(completer))
             try:
-                decision, last, tasks = await self._decide_batch(executor, events)
+                async with self._callback_slots:
+                    if self._stopping:
+                        return  # not started: released, delivered again elsewhere
+                    decision, last, tasks = await self._decide_batch(executor, events)
             finally:
                 keepalive.cancel()
             try:
