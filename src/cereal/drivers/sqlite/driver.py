@@ -23,6 +23,7 @@ from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
     MULTIPROCESS,
+    ClaimedWorkflow,
     Driver,
     ScheduledWorkflowCompleter,
     TaskCompleter,
@@ -189,17 +190,39 @@ class SQLiteDriver(Driver):
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
+        claimed = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
+        if not claimed:
+            raise errors.NoWorkflowInstancesError()
+        [([event], completer)] = claimed
+        return event, completer
+
+    async def claim_workflows(
+        self,
+        workflow_names: Sequence[str],
+        *,
+        max_instances: int = 1,
+        max_events: int = 1,
+        claim_expiry: float = DEFAULT_TASK_EXPIRY,
+    ) -> list[ClaimedWorkflow]:
+        """Claim up to ``max_instances`` instances, each with up to ``max_events`` events.
+
+        One ``BEGIN IMMEDIATE`` transaction, taken only when a cheap read finds
+        a claimable instance; its cost depends on the batch size, not on how
+        many events are queued.
+        """
+        if max_instances < 1 or max_events < 1:
+            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
         names = _workflows.names_json(workflow_names)
         expiry = _time.seconds(claim_expiry, name="claim_expiry")
-        claim: _workflows.Claim | None = await self._connection().call(
-            lambda conn: _workflows.claim_next_event(conn, names, expiry),
-            ready=lambda conn: _workflows.has_event(conn, names),
-            empty=None,
+        claims: list[_workflows.Claim] = await self._connection().call(
+            lambda conn: _workflows.claim_batch(
+                conn, names, max_instances=max_instances, max_events=max_events, expiry=expiry
+            ),
+            ready=lambda conn: _workflows.has_claimable(conn, names),
+            empty=[],
             undo=_workflows.release,
         )
-        if claim is None:
-            raise errors.NoWorkflowInstancesError()
-        return claim.event, _workflows.SQLiteWorkflowCompleter(self, claim)
+        return [(claim.events, _workflows.SQLiteWorkflowCompleter(self, claim)) for claim in claims]
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """Append a ``cancel`` event to the live instance.
