@@ -5,7 +5,9 @@ event) on every instance and a partial index over the ready, unclaimed ones.
 These tests check the claim reads that index instead of walking events, count
 the SQLite VM steps of a claim with a large backlog claimed elsewhere
 (deterministic, no timing), keep the marker equal to its definition through
-every path that adds or consumes events, and migrate a version-2 file.
+every path that adds or consumes events, and migrate a version-2 file. The
+last test holds for the memory driver too: events that landed while an
+instance was claimed wake the runner once the claim ends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cereal._time import utcnow
+from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.drivers.sqlite._sql import Q
@@ -241,3 +244,34 @@ async def test_a_version_2_file_gets_ready_markers_for_live_instances(db_path: s
         assert [e[0].instance.instance_name for e, _ in more] == ["dead"]
         for _, completer in claimed + more:
             await completer.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("decision", ["continue", "close"])
+async def test_events_that_landed_during_the_claim_wake_the_runner_once_it_ends(
+    db_path: str, kind: str, decision: str
+) -> None:
+    # the wakeups those events sent found the instance claimed; without another the
+    # events would wait for the next poll
+    driver = MemoryDriver() if kind == "memory" else SQLiteDriver(db_path)
+    async with driver:
+        await driver.enqueue_workflow("wf", "i", None)
+        [(_, completer)] = await driver.claim_workflows(["wf"])
+        await driver.cancel_workflow("wf", "i")
+        woken: list[tuple[str, str | None]] = []
+        driver.add_wakeup_listener(lambda kind, name: woken.append((kind, name)))
+
+        if decision == "continue":
+            await completer.continue_(None, [])
+        else:
+            await completer.close()
+
+        assert ("workflow", "wf") in woken
+        woken.clear()
+        [(events, completer)] = await driver.claim_workflows(["wf"], max_events=5)
+        expected = [WorkflowEventType.CANCEL]
+        if decision == "close":
+            expected.insert(0, WorkflowEventType.START)
+        assert [e.type for e in events] == expected
+        await completer.continue_(None, [])
+        assert woken == []  # nothing left: no wakeup
