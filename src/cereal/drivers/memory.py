@@ -342,7 +342,6 @@ class MemoryDriver(Driver):
 
 def _event_views(inst: LiveInstance, events: Sequence[Event]) -> list[WorkflowEvent]:
     """What the callbacks see: each event counts the completions up to and including it."""
-    view = live_view(inst)
     completed = inst.completed_tasks
     views: list[WorkflowEvent] = []
     for event in events:
@@ -351,7 +350,7 @@ def _event_views(inst: LiveInstance, events: Sequence[Event]) -> list[WorkflowEv
         views.append(
             WorkflowEvent(
                 type=event.type,
-                instance=view,
+                instance=live_view(inst),  # its own copy: callers may update it per callback
                 enqueued_task_count=inst.enqueued_tasks,
                 completed_task_count=completed,
                 enqueued_at=event.enqueued_at,

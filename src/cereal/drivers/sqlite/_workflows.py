@@ -23,7 +23,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cereal import errors
@@ -130,7 +130,7 @@ def _claim_events(conn: sqlite3.Connection, row: sqlite3.Row, max_events: int) -
         events.append(
             WorkflowEvent(
                 type=event_type,
-                instance=instance,
+                instance=replace(instance),  # its own copy: callers may update it per callback
                 enqueued_task_count=enqueued,
                 completed_task_count=completed,
                 enqueued_at=instant(event_row["enqueued_at"]),
