@@ -8,6 +8,7 @@ module's caller; views handed to users are fresh dataclasses from
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,10 @@ class LiveInstance:
     enqueued_tasks: int = 0
     completed_tasks: int = 0
     claimed_by: object | None = None
+    # pending events in sequence order (dicts keep insertion order)
     events: dict[int, Event] = field(default_factory=dict)
+    # the sequence of this instance's entry in its name's ready heap (None: no entry)
+    ready_seq: int | None = None
     tasks: dict[int, Task] = field(default_factory=dict)
 
     @property
@@ -120,8 +124,11 @@ class MemoryState:
         self.history_ids = itertools.count(1)
         self.schedule_ids = itertools.count(1)
         self.instances: dict[Key, LiveInstance] = {}
-        # per workflow name, events in sequence order (dicts keep insertion order)
-        self.events: dict[str, dict[int, Event]] = {}
+        # per workflow name, a heap of (oldest event seq, tiebreak, instance) over ready,
+        # unclaimed instances; entries go stale (ready_seq no longer matches) and are
+        # dropped when they surface, so a claim never walks events
+        self.ready: dict[str, list[tuple[int, int, LiveInstance]]] = {}
+        self._ready_entries = itertools.count()
         # per task name, queued tasks in sequence order
         self.queued: dict[str, dict[int, Task]] = {}
         self.running: dict[int, Task] = {}
@@ -150,30 +157,59 @@ class MemoryState:
         now: datetime,
         task_result: TaskResultData | None = None,
     ) -> None:
-        """Append an event to ``inst``'s queue."""
+        """Append an event to ``inst``'s queue (it becomes claimable unless claimed)."""
         event = Event(next(self.sequence), type, inst, now, task_result)
         inst.events[event.seq] = event
-        self.events.setdefault(inst.workflow_name, {})[event.seq] = event
+        self.mark_ready(inst)
 
-    def next_event(self, workflow_names: Iterable[str]) -> Event | None:
-        """The oldest event of an unclaimed instance of these names, if any."""
-        best: Event | None = None
+    def mark_ready(self, inst: LiveInstance) -> None:
+        """Put ``inst`` in its ready heap if it is unclaimed, has events and is not there."""
+        if inst.claimed_by is not None or inst.ready_seq is not None or not inst.events:
+            return
+        inst.ready_seq = next(iter(inst.events))
+        heap = self.ready.setdefault(inst.workflow_name, [])
+        heapq.heappush(heap, (inst.ready_seq, next(self._ready_entries), inst))
+
+    def claim_instances(
+        self, workflow_names: Iterable[str], max_instances: int
+    ) -> list[LiveInstance]:
+        """Take up to ``max_instances`` ready instances out of the heaps, oldest event first.
+
+        The caller sets each one's ``claimed_by`` before it releases the lock.
+        """
+        heaps = [heap for name in set(workflow_names) if (heap := self.ready.get(name))]
+        claimed: list[LiveInstance] = []
+        while len(claimed) < max_instances:
+            best: list[tuple[int, int, LiveInstance]] | None = None
+            for heap in heaps:
+                while heap and not self._is_ready_entry(heap[0]):
+                    heapq.heappop(heap)  # stale: claimed, finished or re-queued since
+                if heap and (best is None or heap[0] < best[0]):
+                    best = heap
+            if best is None:
+                break
+            _, _, inst = heapq.heappop(best)
+            inst.ready_seq = None  # no entry left, so it cannot be taken twice
+            claimed.append(inst)
         for name in set(workflow_names):
-            for event in self.events.get(name, {}).values():
-                if best is not None and event.seq > best.seq:
-                    break
-                if event.instance.claimed_by is None:
-                    best = event
-                    break
-        return best
+            if name in self.ready and not self.ready[name]:
+                del self.ready[name]
+        return claimed
 
-    def consume_event(self, event: Event) -> None:
-        """Delete one event."""
-        del event.instance.events[event.seq]
-        queue = self.events[event.instance.workflow_name]
-        del queue[event.seq]
-        if not queue:
-            del self.events[event.instance.workflow_name]
+    def _is_ready_entry(self, entry: tuple[int, int, LiveInstance]) -> bool:
+        seq, _, inst = entry
+        return inst.ready_seq == seq and inst.claimed_by is None and self.is_live(inst)
+
+    def release(self, inst: LiveInstance) -> bool:
+        """Drop the claim on ``inst``; True when it has events left (claimable again)."""
+        inst.claimed_by = None
+        self.mark_ready(inst)
+        return inst.ready_seq is not None
+
+    def consume_events(self, events: Iterable[Event]) -> None:
+        """Delete claimed events."""
+        for event in events:
+            del event.instance.events[event.seq]
 
     def is_live(self, inst: LiveInstance) -> bool:
         """True while ``inst`` is the live instance of its names (not finished)."""
@@ -195,8 +231,8 @@ class MemoryState:
         )
         self.history.append(row)
         self.latest[inst.key] = row
-        for event in list(inst.events.values()):
-            self.consume_event(event)
+        inst.events.clear()
+        inst.ready_seq = None  # its heap entry, if any, is stale now
         for task in list(inst.tasks.values()):
             self.remove_task(task)
         inst.claimed_by = None

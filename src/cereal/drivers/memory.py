@@ -11,6 +11,7 @@ data survives ``close`` / ``init`` cycles but not the process.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from cereal.drivers._memory_state import (
 )
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
+    ClaimedWorkflow,
     Driver,
     ScheduledWorkflowCompleter,
     TaskCompleter,
@@ -98,23 +100,34 @@ class MemoryDriver(Driver):
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
+        claimed = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
+        if not claimed:
+            raise errors.NoWorkflowInstancesError()
+        [([event], completer)] = claimed
+        return event, completer
+
+    async def claim_workflows(
+        self,
+        workflow_names: Sequence[str],
+        *,
+        max_instances: int = 1,
+        max_events: int = 1,
+        claim_expiry: float = DEFAULT_TASK_EXPIRY,
+    ) -> list[ClaimedWorkflow]:
+        """Claim up to ``max_instances`` instances, each with up to ``max_events`` events.
+
+        Claims end with their completer, so ``claim_expiry`` is unused.
+        """
+        if max_instances < 1 or max_events < 1:
+            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        result: list[ClaimedWorkflow] = []
         with self._lock:
-            event = self._state.next_event(workflow_names)
-            if event is None:
-                raise errors.NoWorkflowInstancesError()
-            inst = event.instance
-            completer = _MemoryWorkflowCompleter(self, event)
-            inst.claimed_by = completer
-            completes_task = event.type is WorkflowEventType.TASK_COMPLETE
-            view = WorkflowEvent(
-                type=event.type,
-                instance=live_view(inst),
-                enqueued_task_count=inst.enqueued_tasks,
-                completed_task_count=inst.completed_tasks + (1 if completes_task else 0),
-                enqueued_at=event.enqueued_at,
-                task_result=event.task_result,
-            )
-        return view, completer
+            for inst in self._state.claim_instances(workflow_names, max_instances):
+                events = list(itertools.islice(inst.events.values(), max_events))
+                completer = _MemoryWorkflowCompleter(self, inst, events)
+                inst.claimed_by = completer
+                result.append((_event_views(inst, events), completer))
+        return result
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """Append a ``cancel`` event to the live instance.
@@ -327,26 +340,47 @@ class MemoryDriver(Driver):
         return row
 
 
-class _MemoryWorkflowCompleter(WorkflowCompleter):
-    """The claim on one instance, holding one of its events."""
+def _event_views(inst: LiveInstance, events: Sequence[Event]) -> list[WorkflowEvent]:
+    """What the callbacks see: each event counts the completions up to and including it."""
+    completed = inst.completed_tasks
+    views: list[WorkflowEvent] = []
+    for event in events:
+        if event.type is WorkflowEventType.TASK_COMPLETE:
+            completed += 1
+        views.append(
+            WorkflowEvent(
+                type=event.type,
+                instance=live_view(inst),  # its own copy: callers may update it per callback
+                enqueued_task_count=inst.enqueued_tasks,
+                completed_task_count=completed,
+                enqueued_at=event.enqueued_at,
+                task_result=event.task_result,
+            )
+        )
+    return views
 
-    def __init__(self, driver: MemoryDriver, event: Event) -> None:
+
+class _MemoryWorkflowCompleter(WorkflowCompleter):
+    """The claim on one instance, holding a batch of its oldest events."""
+
+    def __init__(self, driver: MemoryDriver, inst: LiveInstance, events: list[Event]) -> None:
         self._driver = driver
-        self._event = event
+        self._inst = inst
+        self._events = events
         self._open = True
 
     def _claimed(self) -> LiveInstance:
         """The claimed instance, or raise if the claim is gone (caller holds the lock)."""
         if not self._open:
             raise RuntimeError("this workflow completer already applied a decision or closed")
-        inst = self._event.instance
+        inst = self._inst
         if not self._driver._state.is_live(inst) or inst.claimed_by is not self:
             self._open = False
             raise errors.WorkflowClaimLostError()
         return inst
 
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
-        """Consume the event, store payload and counts, and queue ``tasks``, atomically.
+        """Consume every claimed event, store payload and counts, queue ``tasks``, atomically.
 
         Raises:
             WorkflowClaimLostError: the instance was killed meanwhile; nothing was stored.
@@ -354,17 +388,20 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
         state = self._driver._state
         with self._driver._lock:
             inst = self._claimed()
-            state.consume_event(self._event)
+            state.consume_events(self._events)
             inst.payload = payload
             inst.status = WorkflowInstanceStatus.RUNNING
             inst.enqueued_tasks += len(tasks)
-            if self._event.type is WorkflowEventType.TASK_COMPLETE:
-                inst.completed_tasks += 1
+            inst.completed_tasks += sum(
+                1 for event in self._events if event.type is WorkflowEventType.TASK_COMPLETE
+            )
             state.add_tasks(inst, tasks, utcnow())
-            inst.claimed_by = None
+            ready_again = state.release(inst)
             self._open = False
         for task_name in dict.fromkeys(task.task_name for task in tasks):
             self._driver._wake("task", task_name)
+        if ready_again:  # events arrived during the callback; wakeups then found it claimed
+            self._driver._wake("workflow", inst.workflow_name)
 
     async def done(self, result: bytes | None) -> None:
         """Finish the instance with ``result``.
@@ -389,13 +426,16 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
             self._open = False
 
     async def close(self) -> None:
-        """Release the claim; without a decision the event stays queued. Idempotent."""
+        """Release the claim; without a decision every event stays queued. Idempotent."""
         with self._driver._lock:
-            if self._open:
-                self._open = False
-                inst = self._event.instance
-                if inst.claimed_by is self:
-                    inst.claimed_by = None
+            if not self._open:
+                return
+            self._open = False
+            inst = self._inst
+            if inst.claimed_by is not self or not self._driver._state.is_live(inst):
+                return
+            self._driver._state.release(inst)
+        self._driver._wake("workflow", inst.workflow_name)
 
 
 class _MemoryTaskCompleter(TaskCompleter):

@@ -1,13 +1,19 @@
-"""Workflow events on SQLite: claim an instance, apply a decision, or release it.
+"""Workflow events on SQLite: claim instances, apply a decision, or release a claim.
 
-A dequeue claims the instance row with a random token and a heartbeat time in
-a short ``BEGIN IMMEDIATE`` transaction; only instances without a claim are
-eligible, so one callback per instance runs at a time across processes. No
-write transaction stays open during the user's callback. The decision runs in
-its own ``BEGIN IMMEDIATE`` transaction that first checks the token (else
+A claim takes up to N instance rows with a random token each and a heartbeat
+time, in one short ``BEGIN IMMEDIATE`` transaction, together with up to M of
+each instance's oldest events. Claimable instances are found from the instance
+table: ``ready_seq`` (migration 0003) is the id of an instance's oldest pending
+event, kept by a trigger on every event insert and recomputed by the decision
+that consumes events, and a partial index holds only ready, unclaimed
+instances, so a claim never walks events (nor those of instances claimed
+elsewhere). Only instances without a claim are eligible, so one callback per
+instance runs at a time across processes. No write transaction stays open
+during the user's callback. The decision runs in its own ``BEGIN IMMEDIATE``
+transaction that first checks the token (else
 :class:`~cereal.errors.WorkflowClaimLostError`, nothing changed) and then
 applies everything at once. A ``task_complete`` event's task result is only
-read at dequeue and deleted by the decision, so a rollback has nothing to
+read at claim time and deleted by the decision, so a rollback has nothing to
 restore: closing without a decision just drops the claim.
 """
 
@@ -16,9 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cereal import errors
@@ -47,96 +52,135 @@ _Job = Callable[[sqlite3.Connection], None]
 
 @dataclass(frozen=True)
 class Claim:
-    """What a dequeue claimed: the instance (by token) and the event it holds."""
+    """One claimed instance (by token) and the events it holds, in sequence order."""
 
     instance_id: int
     token: str
-    event_id: int
     workflow_name: str
-    task_result_id: int | None
-    event: WorkflowEvent
+    event_ids: list[int]
+    task_result_ids: list[int]
+    events: list[WorkflowEvent]
 
 
-def has_event(conn: sqlite3.Connection, names_json: str) -> bool:
+def has_claimable(conn: sqlite3.Connection, names_json: str) -> bool:
     """Whether an unclaimed instance of these names has an event (autocommit read)."""
-    row = conn.execute(Q["next_workflow_event"], {"workflow_names": names_json}).fetchone()
+    row = conn.execute(Q["has_claimable_instance"], {"workflow_names": names_json}).fetchone()
     return row is not None
 
 
-def claim_next_event(conn: sqlite3.Connection, names_json: str, expiry: float) -> Claim | None:
-    """Claim the instance of the oldest eligible event (inside ``BEGIN IMMEDIATE``).
+def claim_batch(
+    conn: sqlite3.Connection,
+    names_json: str,
+    *,
+    max_instances: int,
+    max_events: int,
+    expiry: float,
+) -> list[Claim]:
+    """Claim instances with their oldest events (inside ``BEGIN IMMEDIATE``).
 
-    The claim stores the claimer's ``expiry``: the sweep releases it only once
-    that long has passed since its last heartbeat.
+    Up to ``max_instances`` unclaimed instances whose oldest event is oldest,
+    each with up to ``max_events`` events. Each claim stores the claimer's
+    ``expiry``: the sweep releases it only once that long has passed since its
+    last heartbeat.
     """
-    row = conn.execute(Q["next_workflow_event"], {"workflow_names": names_json}).fetchone()
-    if row is None:
-        return None
-    token = uuid.uuid4().hex
-    instance_id = int(row["instance_id"])
-    conn.execute(
-        Q["claim_instance"],
-        {"instance_id": instance_id, "token": token, "now": now(), "expiry": expiry},
+    rows = conn.execute(
+        Q["claim_instances"],
+        {
+            "workflow_names": names_json,
+            "max_instances": max_instances,
+            "now": now(),
+            "expiry": expiry,
+        },
+    ).fetchall()
+    # RETURNING gives no order: oldest ready event first, as claimed
+    rows.sort(key=lambda row: int(row["ready_seq"]))
+    return [_claim_events(conn, row, max_events) for row in rows]
+
+
+def _claim_events(conn: sqlite3.Connection, row: sqlite3.Row, max_events: int) -> Claim:
+    """The claimed instance ``row`` with its oldest events and their counts."""
+    instance_id = int(row["id"])
+    event_rows = conn.execute(
+        Q["instance_events"], {"instance_id": instance_id, "max_events": max_events}
+    ).fetchall()
+    result_ids = [int(e["task_result_id"]) for e in event_rows if e["task_result_id"] is not None]
+    results = _read_task_results(conn, result_ids)
+    instance = WorkflowInstanceData(
+        workflow_name=str(row["workflow_name"]),
+        instance_name=str(row["instance_name"]),
+        status=WorkflowInstanceStatus(row["status"]),
+        parameters=blob(row["parameters"]),
+        payload=blob(row["payload"]),
+        started_at=instant(row["started_at"]),
     )
-    event_type = WorkflowEventType(row["event_type"])
-    task_result_id = None if row["task_result_id"] is None else int(row["task_result_id"])
-    task_result = None
-    if event_type is WorkflowEventType.TASK_COMPLETE:
-        task_result = _read_task_result(conn, task_result_id)
-    completed = int(row["completed_tasks"]) + (1 if task_result is not None else 0)
-    event = WorkflowEvent(
-        type=event_type,
-        instance=WorkflowInstanceData(
-            workflow_name=str(row["workflow_name"]),
-            instance_name=str(row["instance_name"]),
-            status=WorkflowInstanceStatus(row["status"]),
-            parameters=blob(row["parameters"]),
-            payload=blob(row["payload"]),
-            started_at=instant(row["started_at"]),
-        ),
-        enqueued_task_count=int(row["enqueued_tasks"]),
-        completed_task_count=completed,
-        enqueued_at=instant(row["event_enqueued_at"]),
-        task_result=task_result,
-    )
+    enqueued = int(row["enqueued_tasks"])
+    completed = int(row["completed_tasks"])
+    events: list[WorkflowEvent] = []
+    for event_row in event_rows:
+        event_type = WorkflowEventType(event_row["event_type"])
+        task_result = None
+        if event_type is WorkflowEventType.TASK_COMPLETE:
+            result_id = event_row["task_result_id"]
+            task_result = results.get(None if result_id is None else int(result_id))
+            if task_result is None:
+                task_result = TaskResultData(
+                    task_name="", status=TaskStatus.UNUSABLE_RESULT, error_text=MISSING_RESULT_TEXT
+                )
+            completed += 1  # each event counts the completions up to and including it
+        events.append(
+            WorkflowEvent(
+                type=event_type,
+                instance=replace(instance),  # its own copy: callers may update it per callback
+                enqueued_task_count=enqueued,
+                completed_task_count=completed,
+                enqueued_at=instant(event_row["enqueued_at"]),
+                task_result=task_result,
+            )
+        )
     return Claim(
         instance_id=instance_id,
-        token=token,
-        event_id=int(row["event_id"]),
-        workflow_name=event.instance.workflow_name,
-        task_result_id=task_result_id,
-        event=event,
+        token=str(row["claim_token"]),
+        workflow_name=instance.workflow_name,
+        event_ids=[int(e["id"]) for e in event_rows],
+        task_result_ids=result_ids,
+        events=events,
     )
 
 
-def _read_task_result(conn: sqlite3.Connection, task_result_id: int | None) -> TaskResultData:
-    row = None
-    if task_result_id is not None:
-        row = conn.execute(Q["get_task_result"], {"task_result_id": task_result_id}).fetchone()
-    if row is None:
-        return TaskResultData(
-            task_name="", status=TaskStatus.UNUSABLE_RESULT, error_text=MISSING_RESULT_TEXT
+def _read_task_results(
+    conn: sqlite3.Connection, task_result_ids: list[int]
+) -> dict[int | None, TaskResultData]:
+    if not task_result_ids:
+        return {}
+    rows = conn.execute(
+        Q["get_task_results"], {"task_result_ids": json.dumps(task_result_ids)}
+    ).fetchall()
+    return {
+        int(row["id"]): TaskResultData(
+            task_name=str(row["task_name"]),
+            status=TaskStatus(row["status"]),
+            parameters=blob(row["parameters"]),
+            error_text=str(row["error_text"]),
+            result=blob(row["result"]),
         )
-    return TaskResultData(
-        task_name=str(row["task_name"]),
-        status=TaskStatus(row["status"]),
-        parameters=blob(row["parameters"]),
-        error_text=str(row["error_text"]),
-        result=blob(row["result"]),
-    )
+        for row in rows
+    }
 
 
-def release(claim: Claim) -> _Job:
-    """A job dropping ``claim`` without a decision (the event is redelivered)."""
+def release(claims: list[Claim]) -> _Job:
+    """A job dropping ``claims`` without a decision (their events are redelivered)."""
 
     def job(conn: sqlite3.Connection) -> None:
-        conn.execute(Q["release_claim"], {"instance_id": claim.instance_id, "token": claim.token})
+        conn.executemany(
+            Q["release_claim"],
+            [{"instance_id": claim.instance_id, "token": claim.token} for claim in claims],
+        )
 
     return job
 
 
 def names_json(workflow_names: Sequence[str]) -> str:
-    """The workflow names as the JSON array ``next_workflow_event`` expects."""
+    """The workflow names as the JSON array the claim queries expect."""
     return json.dumps(sorted(set(workflow_names)))
 
 
@@ -197,7 +241,7 @@ def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlit
 
 
 class SQLiteWorkflowCompleter(WorkflowCompleter):
-    """Holds the claim on one instance and the event it was dequeued for."""
+    """Holds the claim on one instance and the events it was claimed with."""
 
     def __init__(self, driver: SQLiteDriver, claim: Claim) -> None:
         self._driver = driver
@@ -209,32 +253,31 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
             raise RuntimeError("this workflow completer already applied a decision or closed")
 
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
-        """Consume the event, store payload and counts, and queue ``tasks``, atomically.
+        """Consume every claimed event, store payload and counts, queue ``tasks``, atomically.
 
         Raises:
             WorkflowClaimLostError: the instance ended or the claim expired; nothing stored.
         """
         self._check_open()
         claim = self._claim
-        completes_task = 1 if claim.event.type is WorkflowEventType.TASK_COMPLETE else 0
         start_afters = [None if t.start_after is None else epoch(t.start_after) for t in tasks]
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: sqlite3.Connection) -> bool:
             at = now()
-            updated = conn.execute(
+            self._check_claim(conn)
+            self._consume(conn)
+            # after the consume, so ready_seq is recomputed from the events left
+            row = conn.execute(
                 Q["continue_instance"],
                 {
                     "payload": payload,
                     "added_tasks": len(tasks),
-                    "completed_tasks": completes_task,
+                    "completed_tasks": claim.events[-1].completed_task_count,
                     "instance_id": claim.instance_id,
                     "token": claim.token,
                 },
-            )
-            if updated.rowcount != 1:
-                raise errors.WorkflowClaimLostError()
-            self._consume(conn)
-            instance = claim.event.instance
+            ).fetchone()
+            instance = claim.events[-1].instance
             conn.executemany(
                 Q["insert_task"],
                 [
@@ -250,10 +293,13 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],
             )
+            return row is not None and row["ready_seq"] is not None
 
-        await self._decide(job)
+        ready_again = await self._decide(job)
         for task_name in dict.fromkeys(task.task_name for task in tasks):
             self._driver._wake("task", task_name)
+        if ready_again:  # events arrived during the callback; wakeups then found it claimed
+            self._driver._wake("workflow", claim.workflow_name)
 
     async def done(self, result: bytes | None) -> None:
         """Finish the instance with ``result``.
@@ -275,26 +321,37 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
         self._check_open()
         claim = self._claim
 
-        def job(conn: sqlite3.Connection) -> None:
-            ids = {"instance_id": claim.instance_id, "token": claim.token}
-            if conn.execute(Q["check_claim"], ids).fetchone() is None:
-                raise errors.WorkflowClaimLostError()
+        def job(conn: sqlite3.Connection) -> bool:
+            self._check_claim(conn)
             finish_instance(conn, claim.instance_id, result, error, now())
+            return False
 
         await self._decide(job)
 
-    def _consume(self, conn: sqlite3.Connection) -> None:
-        conn.execute(Q["delete_event"], {"event_id": self._claim.event_id})
-        if self._claim.task_result_id is not None:
-            conn.execute(Q["delete_task_result"], {"task_result_id": self._claim.task_result_id})
+    def _check_claim(self, conn: sqlite3.Connection) -> None:
+        ids = {"instance_id": self._claim.instance_id, "token": self._claim.token}
+        if conn.execute(Q["check_claim"], ids).fetchone() is None:
+            raise errors.WorkflowClaimLostError()
 
-    async def _decide(self, job: _Job) -> None:
+    def _consume(self, conn: sqlite3.Connection) -> None:
+        claim = self._claim
+        ids: dict[str, object] = {"instance_id": claim.instance_id}
+        conn.execute(Q["delete_events"], {**ids, "event_ids": json.dumps(claim.event_ids)})
+        if claim.task_result_ids:
+            conn.execute(
+                Q["delete_task_results"],
+                {**ids, "task_result_ids": json.dumps(claim.task_result_ids)},
+            )
+
+    async def _decide(self, job: Callable[[sqlite3.Connection], bool]) -> bool:
         try:
-            await self._driver._connection().call(job)
+            applied = await self._driver._connection().call(job)
         except errors.WorkflowClaimLostError:
             self._open = False
             raise
+        # any other failure leaves it open, so close() releases the claim at once
         self._open = False
+        return applied
 
     async def heartbeat(self) -> None:
         """Refresh the claim so the sweep does not release it during a long callback."""
@@ -310,12 +367,14 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
         await self._driver._connection().call(job)
 
     async def close(self) -> None:
-        """Drop the claim if no decision was applied (the event is redelivered). Idempotent."""
+        """Drop the claim if no decision was applied (the events are redelivered). Idempotent."""
         if not self._open:
             return
         self._open = False
         try:
-            await self._driver._connection().call(release(self._claim))
+            await self._driver._connection().call(release([self._claim]))
         except errors.CerealError:
             # the sweep releases the claim once its heartbeat is older than the task expiry
             logger.warning("could not release a workflow claim", exc_info=True)
+            return
+        self._driver._wake("workflow", self._claim.workflow_name)

@@ -23,38 +23,53 @@ SELECT id, workflow_name, 'cancel', :now
 FROM cereal_workflow_instances
 WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 
--- name: next_workflow_event
--- The oldest event (by sequence) of any unclaimed instance of the named workflows:
--- per name, walk that name's events in sequence order to the first unclaimed one,
--- then take the oldest of those few.
-SELECT e.id AS event_id, e.event_type, e.task_result_id, e.enqueued_at AS event_enqueued_at,
-       i.id AS instance_id, i.workflow_name, i.instance_name, i.status, i.parameters,
-       i.payload, i.started_at, i.enqueued_tasks, i.completed_tasks
+-- name: has_claimable_instance
+-- Whether an unclaimed instance of the named workflows has a pending event
+-- (a read before taking the write lock; one probe of the ready index per name).
+SELECT 1
 FROM json_each(:workflow_names) AS n
-JOIN cereal_workflow_events AS e ON e.id = (
-    SELECT first.id
-    FROM cereal_workflow_events AS first
-    JOIN cereal_workflow_instances AS owner ON owner.id = first.instance_id
-    WHERE first.workflow_name = n.value AND owner.claim_token IS NULL
-    ORDER BY first.id
-    LIMIT 1
+WHERE EXISTS (
+    SELECT 1 FROM cereal_workflow_instances AS i
+    WHERE i.workflow_name = n.value AND i.ready_seq IS NOT NULL AND i.claim_token IS NULL
 )
-JOIN cereal_workflow_instances AS i ON i.id = e.instance_id
-ORDER BY e.id
 LIMIT 1;
 
--- name: claim_instance
--- Take the claim on an unclaimed instance, stamped with the claimer's expiry
--- (the claim is stale once claim_heartbeat_at + claim_expiry has passed).
+-- name: claim_instances
+-- Claim up to :max_instances unclaimed instances of the named workflows whose oldest
+-- pending event is oldest, each with its own random token and the claimer's expiry
+-- (the claim is stale once claim_heartbeat_at + claim_expiry has passed). Per name
+-- it reads at most :max_instances entries of the ready index (ready and unclaimed
+-- instances only), then keeps the oldest of those: no event is visited.
 UPDATE cereal_workflow_instances
-SET claim_token = :token, claim_heartbeat_at = :now, claim_expiry = :expiry
-WHERE id = :instance_id AND claim_token IS NULL;
+SET claim_token = lower(hex(randomblob(16))), claim_heartbeat_at = :now, claim_expiry = :expiry
+WHERE id IN (
+    SELECT i.id
+    FROM json_each(:workflow_names) AS n
+    JOIN cereal_workflow_instances AS i ON i.id IN (
+        SELECT r.id FROM cereal_workflow_instances AS r
+        WHERE r.workflow_name = n.value AND r.ready_seq IS NOT NULL AND r.claim_token IS NULL
+        ORDER BY r.ready_seq
+        LIMIT :max_instances
+    )
+    ORDER BY i.ready_seq
+    LIMIT :max_instances
+)
+RETURNING id, workflow_name, instance_name, status, parameters, payload, started_at,
+          enqueued_tasks, completed_tasks, claim_token, ready_seq;
 
--- name: get_task_result
--- The task result a task_complete event refers to (deleted only by the decision).
-SELECT task_name, status, parameters, error_text, result
+-- name: instance_events
+-- The oldest :max_events pending events of one instance, in sequence order.
+SELECT id, event_type, task_result_id, enqueued_at
+FROM cereal_workflow_events
+WHERE instance_id = :instance_id
+ORDER BY id
+LIMIT :max_events;
+
+-- name: get_task_results
+-- The task results these task_complete events refer to (deleted only by the decision).
+SELECT id, task_name, status, parameters, error_text, result
 FROM cereal_task_results
-WHERE id = :task_result_id;
+WHERE id IN (SELECT value FROM json_each(:task_result_ids));
 
 -- name: check_claim
 -- Whether the instance is still live and claimed with this token.
@@ -73,23 +88,31 @@ SET claim_token = NULL, claim_heartbeat_at = NULL
 WHERE id = :instance_id AND claim_token = :token;
 
 -- name: continue_instance
--- Store a continue decision on the claimed instance and drop the claim.
+-- Store a continue decision on the claimed instance and drop the claim; run after the
+-- claimed events are consumed, so ready_seq becomes the oldest event left (one that
+-- arrived during the callback), NULL when none is.
 UPDATE cereal_workflow_instances
 SET payload = :payload,
     status = 'running',
     enqueued_tasks = enqueued_tasks + :added_tasks,
-    completed_tasks = completed_tasks + :completed_tasks,
+    completed_tasks = :completed_tasks,
     claim_token = NULL,
-    claim_heartbeat_at = NULL
-WHERE id = :instance_id AND claim_token = :token;
+    claim_heartbeat_at = NULL,
+    ready_seq = (
+        SELECT min(e.id) FROM cereal_workflow_events AS e WHERE e.instance_id = :instance_id
+    )
+WHERE id = :instance_id AND claim_token = :token
+RETURNING ready_seq;
 
--- name: delete_event
--- Consume one event.
-DELETE FROM cereal_workflow_events WHERE id = :event_id;
+-- name: delete_events
+-- Consume the claimed events.
+DELETE FROM cereal_workflow_events
+WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:event_ids));
 
--- name: delete_task_result
--- Consume one task result.
-DELETE FROM cereal_task_results WHERE id = :task_result_id;
+-- name: delete_task_results
+-- Consume the task results of the claimed task_complete events.
+DELETE FROM cereal_task_results
+WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_result_ids));
 
 -- name: insert_task
 -- Queue one task of an instance.
