@@ -24,7 +24,11 @@ from psycopg_pool import AsyncConnectionPool
 from cereal import errors
 from cereal.drivers.base import DURABLE, MULTIPROCESS, Driver, WorkKind
 from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
-from cereal.drivers.postgres._group_commit import GroupCommitter, Statement
+from cereal.drivers.postgres._group_commit import (
+    GroupCommitter,
+    Statement,
+    run_completions_merged,
+)
 from cereal.drivers.postgres._heartbeats import HeartbeatBatcher
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
 from cereal.drivers.postgres._migrate import apply_migrations
@@ -119,9 +123,9 @@ class PostgresBase(Driver):
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: NotificationListener | None = None
         # per event loop: their queues hold futures of that loop
-        self._committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._committers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, GroupCommitter]
+        ] = weakref.WeakKeyDictionary()
         self._beaters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatBatcher] = (
             weakref.WeakKeyDictionary()
         )
@@ -178,8 +182,7 @@ class PostgresBase(Driver):
         self._pool, self._listener = pool, listener
 
     async def _close(self) -> None:
-        committer = self._committers.get(asyncio.get_running_loop())
-        if committer is not None:
+        for committer in self._committers.get(asyncio.get_running_loop(), {}).values():
             await committer.drain()  # writes already queued still commit
         listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
@@ -236,14 +239,28 @@ class PostgresBase(Driver):
                 await self._release(pool, conn)
 
     async def _group_commit(
-        self, order: int, statements: Sequence[Statement], *, announce: Sequence[Wake] = ()
+        self,
+        order: int,
+        statements: Sequence[Statement],
+        *,
+        announce: Sequence[Wake] = (),
+        kind: str = "decision",
     ) -> list[Row | None]:
-        """Run ``statements`` in a transaction shared with other writes (see ``_group_commit``)."""
+        """Run ``statements`` in a transaction shared with other writes (see ``_group_commit``).
+
+        Task completions (``kind="completion"``, one ``complete_tasks`` row each)
+        are merged into one set-based statement per group; decisions share a
+        transaction. The two kinds commit separately, each locking instances in
+        id order, so neither can wait for the other in a cycle.
+        """
         loop = asyncio.get_running_loop()
-        committer = self._committers.get(loop)
-        if committer is None:
-            committer = self._committers[loop] = GroupCommitter(self)
-        return await committer.run(order, statements, announce=announce)
+        committers = self._committers.get(loop)
+        if committers is None:
+            committers = self._committers[loop] = {
+                "decision": GroupCommitter(self),
+                "completion": GroupCommitter(self, run_completions_merged),
+            }
+        return await committers[kind].run(order, statements, announce=announce)
 
     @property
     def _heartbeats(self) -> HeartbeatBatcher:

@@ -302,7 +302,7 @@ class PostgresTaskCompleter(TaskCompleter):
             "result": result,
         }
         rows = await self._driver._group_commit(
-            self._instance_id, [("complete_task", params)], announce=announce
+            self._instance_id, [("complete_tasks", params)], announce=announce, kind="completion"
         )
         if rows[0] is None:
             raise errors.TaskLostError()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,11 +52,16 @@ class _Write:
     future: asyncio.Future[list[Row | None]] = field(repr=False)
 
 
+GroupRunner = Callable[[Conn, list[_Write], str | None], Awaitable[list[list[Row | None]]]]
+"""Commits one group on a connection: each write's rows, in the group's order."""
+
+
 class GroupCommitter:
     """Runs queued writes of one driver in shared transactions, one group at a time."""
 
-    def __init__(self, driver: PostgresBase) -> None:
+    def __init__(self, driver: PostgresBase, runner: GroupRunner | None = None) -> None:
         self._driver = driver
+        self._runner: GroupRunner = runner or run_each_in_one_transaction
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -117,14 +122,14 @@ class GroupCommitter:
         announce = [wake for write in group for wake in write.announce]
         note = self._driver._note(announce)
         async with self._driver._connection("a group commit") as conn:
-            results = await _run_pipelined(conn, group, note)
+            results = await self._runner(conn, group, note)
         for write, rows in zip(group, results, strict=True):
             if not write.future.done():
                 write.future.set_result(rows)
         self._driver._wake_all(announce)
 
 
-async def _run_pipelined(
+async def run_each_in_one_transaction(
     conn: Conn, group: list[_Write], note: str | None
 ) -> list[list[Row | None]]:
     """Send the whole group as one transaction in one round trip; each statement's first row."""
@@ -147,3 +152,30 @@ async def _run_pipelined(
 def _fail(write: _Write, exc: BaseException) -> None:
     if not write.future.done():
         write.future.set_exception(exc)
+
+
+async def run_completions_merged(
+    conn: Conn, group: list[_Write], note: str | None
+) -> list[list[Row | None]]:
+    """Complete a group of tasks with one set-based statement (no transaction block needed).
+
+    Each write holds one task's ``complete_tasks`` parameters; together they become
+    the arrays of ``complete_tasks``, which locks the instances in id order.
+    A write's row is its task id when its lease was still held, else None.
+    """
+    params = [dict(write.statements[0][1]) for write in group]
+    merged = {
+        "task_ids": [p["task_id"] for p in params],
+        "leases": [p["lease"] for p in params],
+        "instance_ids": [p["instance_id"] for p in params],
+        "statuses": [p["status"] for p in params],
+        "errors": [p["error"] for p in params],
+        "results": [p["result"] for p in params],
+    }
+    with translate("completing tasks"):
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(QUERIES["complete_tasks"], merged)
+            done = {row["id"]: row for row in await cur.fetchall()}
+        if note is not None:
+            await conn.execute(QUERIES["notify"], {"note": note})
+    return [[done.get(p["task_id"])] for p in params]

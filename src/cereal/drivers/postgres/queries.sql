@@ -307,38 +307,54 @@ WHERE given.id IN (SELECT id FROM refreshed)
    OR EXISTS (SELECT 1 FROM cereal_tasks AS lt
               WHERE lt.id = given.id AND lt.lease = given.lease AND lt.state = 'running')
 
--- name: complete_task
--- Turn a leased task into a task result and a task_complete event; no row
--- (and no change) when the lease or the instance is gone. `owner` updates the
--- instance row first (the one lock order) and marks it ready: the update
--- applies to the row's latest version, so it waits for a decision in
--- progress, which then sees this event, and a kill or finish first makes the
--- completion find nothing.
-WITH owner AS (
-    UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
-    WHERE id = %(instance_id)s
-      AND EXISTS (SELECT 1 FROM cereal_tasks
-                  WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running')
-    RETURNING id
+-- name: complete_tasks
+-- Turn leased tasks (a group commit of completions) into task results and
+-- task_complete events. The instance rows are locked first (the one lock
+-- order), in id order, so concurrent groups cannot deadlock, and marked ready
+-- on their latest version: a decision in progress is waited for and then sees
+-- these events; a kill or finish first makes the completion find nothing.
+-- Returns the ids of the tasks completed; one whose lease or instance is gone
+-- is left out.
+WITH given AS (
+    SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
+                         %(instance_ids)s::bigint[], %(statuses)s::text[],
+                         %(errors)s::text[], %(results)s::bytea[]) WITH ORDINALITY
+        AS g(task_id, lease, instance_id, status, error, result, position)
+), owners AS (
+    SELECT i.id FROM cereal_workflow_instances AS i
+    WHERE i.id IN (SELECT given.instance_id FROM given
+                   JOIN cereal_tasks AS t
+                     ON t.id = given.task_id AND t.lease = given.lease
+                    AND t.state = 'running')
+    ORDER BY i.id
+    FOR NO KEY UPDATE
+), marked AS (
+    UPDATE cereal_workflow_instances AS i SET ready_at = coalesce(i.ready_at, now())
+    FROM owners
+    WHERE i.id = owners.id
+    RETURNING i.id
 ), task AS (
-    DELETE FROM cereal_tasks
-    WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
-      AND instance_id IN (SELECT id FROM owner)
-    RETURNING id, instance_id, workflow_name, task_name, parameters, enqueued_at
+    DELETE FROM cereal_tasks AS t
+    USING given
+    WHERE t.id = given.task_id AND t.lease = given.lease AND t.state = 'running'
+      AND t.instance_id IN (SELECT id FROM marked)
+    RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
 ), stored AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at)
-    SELECT instance_id, id, task_name, parameters, %(status)s, %(error)s, %(result)s,
-           enqueued_at
-    FROM task
-    RETURNING id, instance_id
+    SELECT task.instance_id, task.id, task.task_name, task.parameters, given.status,
+           given.error, given.result, task.enqueued_at
+    FROM task JOIN given ON given.task_id = task.id
+    ORDER BY given.position
+    RETURNING id, instance_id, task_id
 ), event AS (
     INSERT INTO cereal_workflow_events
         (instance_id, workflow_name, event_type, task_result_id)
     SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
-    FROM stored, task
+    FROM stored JOIN task ON task.id = stored.task_id
+    ORDER BY stored.id
 )
-SELECT task.id FROM task
+SELECT id FROM task
 
 -- name: expire_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
