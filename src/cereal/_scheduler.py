@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from cereal import _time, errors, recurrence
+from cereal._waits import wait_for_event
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter
 from cereal.models import Schedule
 
@@ -65,6 +66,16 @@ class WorkflowScheduler:
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """End :meth:`run` after the pass in hand (call on the loop's thread).
+
+        The Manager also cancels the loop; this flag ends it even when a
+        cancellation is lost inside a storage call that swallows it.
+        """
+        self._stopping = True
+        self._wakeup.set()
 
     def trigger(self) -> None:
         """Ask for a pass now; never blocks and may be called from any thread.
@@ -87,7 +98,7 @@ class WorkflowScheduler:
                 loop.call_soon_threadsafe(self._wakeup.set)
 
     async def run(self) -> None:
-        """Run passes until cancelled: at once, then on a trigger or after the computed sleep.
+        """Run passes until stopped or cancelled: at once, then on a trigger or after a sleep.
 
         A failing pass (for example :class:`~cereal.errors.DriverError`) is
         logged and retried after a growing pause; it never ends the loop.
@@ -95,7 +106,7 @@ class WorkflowScheduler:
         self._loop = asyncio.get_running_loop()
         failures = 0
         try:
-            while True:
+            while not self._stopping:
                 # Cleared before the pass: a trigger during the pass stays set.
                 self._wakeup.clear()
                 try:
@@ -109,8 +120,7 @@ class WorkflowScheduler:
                         delay,
                         extra={"event": "scheduler_pass_failed"},
                     )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                await wait_for_event(self._wakeup, delay)
         finally:
             self._loop = None
 

@@ -17,13 +17,13 @@ a task that always hangs cannot pile up threads without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cereal import errors, values
+from cereal._waits import wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
 from cereal.models import TaskData
@@ -107,8 +107,7 @@ class TaskRunner:
         """Poll and claim until :meth:`stop_claiming`."""
         while not self._stopping:
             await self._fill()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._next_sleep())
+            await wait_for_event(self._wakeup, self._next_sleep())
             self._wakeup.clear()
 
     def _next_sleep(self) -> float:

@@ -17,12 +17,12 @@ name is set aside ("wayward") for a while so it does not block the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 
 from cereal import _callbacks, errors, values
+from cereal._waits import wait_for_event
 from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
 from cereal.executors import WorkflowExecutor
 from cereal.instance import (
@@ -148,8 +148,7 @@ class WorkflowRunner:
         timeout = self._poll_interval
         if self._failures:
             timeout = min(_BACKOFF_MAX, 0.1 * 2.0 ** min(self._failures, 6))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+        await wait_for_event(self._wakeup, timeout)
         self._wakeup.clear()
 
     def _names(self) -> list[str]:

@@ -318,6 +318,8 @@ class Manager:
             "manager stopping: grace period %g s", grace, extra={"event": "manager_stopping"}
         )
         self._workflow_runner.stop()
+        if self._scheduler is not None:
+            self._scheduler.stop()
         for runner in self._task_runners.values():
             runner.stop_claiming()
         workflow_jobs = [job for job in self._background if job.get_name() == "cereal-workflows"]

@@ -138,49 +138,51 @@ class PostgresDriver(PostgresSchedules):
         if not names:
             return []
         token = uuid.uuid4()
-        claim = {
+        params = {
             "workflow_names": names,
             "max_instances": max_instances,
+            "max_events": max_events,
             "token": token,
             "expiry": _time.seconds(claim_expiry, name="claim_expiry"),
         }
-        load = {"token": token, "max_events": max_events}
         try:
             async with self._connection("claiming workflow events") as conn:
-                instances, events = await _claim_pipelined(conn, claim, load)
+                rows = await fetch_all(conn, "claim_instances", params)
         except asyncio.CancelledError:
             # the claim may have committed: give it back so the events are not held
             # until the claim's expiry
             await asyncio.shield(self._release_token(token))
             raise
         by_instance: dict[int, list[Row]] = {}
-        for row in events:
+        for row in rows:
             by_instance.setdefault(row["instance_id"], []).append(row)
         claimed: list[ClaimedWorkflow] = []
-        for row in instances:
-            mine = by_instance.get(row["instance_id"], [])
+        for instance_id, mine in by_instance.items():
+            events = [row for row in mine if row["event_id"] is not None]
             completer = PostgresWorkflowCompleter(
                 self,
-                instance_id=row["instance_id"],
+                instance_id=instance_id,
                 token=token,
-                event_ids=[event["event_id"] for event in mine],
+                event_ids=[event["event_id"] for event in events],
                 task_result_ids=[
-                    event["task_result_id"] for event in mine if event["task_result_id"] is not None
+                    event["task_result_id"]
+                    for event in events
+                    if event["task_result_id"] is not None
                 ],
-                completed_tasks=row["completed_tasks"]
-                + sum(event["event_type"] == "task_complete" for event in mine),
+                completed_tasks=mine[0]["completed_tasks"]
+                + sum(event["event_type"] == "task_complete" for event in events),
             )
-            if not mine:  # marked ready, but its events were consumed or never written
+            if not events:  # marked ready, but its events were consumed or never written
                 await completer.close()
                 continue
-            claimed.append((_events_of(row, mine), completer))
+            claimed.append((_events_of(mine[0], events), completer))
         return claimed
 
     async def _release_token(self, token: uuid.UUID) -> None:
         """Release every instance a cancelled claim took (none if it rolled back)."""
         try:
             async with self._connection("releasing a cancelled claim") as conn:
-                rows = await fetch_all(conn, "load_claimed_instances", {"token": token})
+                rows = await fetch_all(conn, "claimed_instances", {"token": token})
             for row in rows:
                 await PostgresWorkflowCompleter(
                     self,
@@ -329,26 +331,6 @@ class PostgresDriver(PostgresSchedules):
         self._wake_all(wakes)
         notes = () if trimmed is not None else ("history not trimmed: another process is on it",)
         return SweepReport(expired_tasks=len(expired), trimmed_results=trimmed or 0, notes=notes)
-
-
-async def _claim_pipelined(
-    conn: Conn, claim: dict[str, Any], load: dict[str, Any]
-) -> tuple[list[Row], list[Row]]:
-    """Claim, then load what was claimed, in one transaction sent in one round trip.
-
-    The loads are later statements of the transaction, so (read committed)
-    they see every commit made before the claim took its rows: never an event
-    that a decision committed just before consumed.
-    """
-    async with conn.pipeline():
-        async with conn.transaction():
-            claiming = conn.cursor(row_factory=dict_row)
-            await claiming.execute(QUERIES["claim_instances"], claim)
-            instances = conn.cursor(row_factory=dict_row)
-            await instances.execute(QUERIES["load_claimed_instances"], load)
-            events = conn.cursor(row_factory=dict_row)
-            await events.execute(QUERIES["load_claimed_events"], load)
-        return await instances.fetchall(), await events.fetchall()
 
 
 async def _claim_tasks_pipelined(conn: Conn, params: dict[str, Any]) -> list[Row]:

@@ -40,56 +40,17 @@ SELECT ev.instance_id,
 FROM ev
 
 -- name: claim_instances
--- Claim up to max_instances unclaimed instances with pending events, oldest
--- ready first, for the claimer's token. Each workflow name is an index range
--- scan of the claimable index (ready and unclaimed instances only), so the
--- cost does not grow with the queued events or the history. Rows locked by a
--- concurrent completion or claim are skipped, never waited for.
-WITH picked AS (
-    SELECT c.id FROM unnest(%(workflow_names)s::text[]) AS n(name)
-    CROSS JOIN LATERAL (
-        SELECT id, ready_at FROM cereal_workflow_instances
-        WHERE workflow_name = n.name AND ready_at IS NOT NULL AND claim_token IS NULL
-        ORDER BY ready_at, id
-        LIMIT %(max_instances)s
-        FOR NO KEY UPDATE SKIP LOCKED
-    ) AS c
-    ORDER BY c.ready_at, c.id
-    LIMIT %(max_instances)s
-), claimed AS (
-    UPDATE cereal_workflow_instances AS i
-    SET claim_token = %(token)s, claimed_at = now(), claim_expiry = %(expiry)s
-    FROM picked
-    WHERE i.id = picked.id
-    RETURNING i.id
-)
-SELECT count(*) AS claimed FROM claimed
+-- Claim up to max_instances instances with their oldest events, in one
+-- statement (see the function in migration 0004): each workflow name is an
+-- index range scan of the claimable index (ready, unclaimed instances only),
+-- so the cost does not grow with the queued events or the history, and rows
+-- locked by a concurrent completion or claim are skipped, never waited for.
+SELECT * FROM cereal_claim_instances(%(workflow_names)s::text[], %(max_instances)s,
+                                     %(max_events)s, %(token)s, %(expiry)s)
 
--- name: load_claimed_instances
--- What a claim took (a later statement: it sees every commit before the claim).
-SELECT id AS instance_id, workflow_name, instance_name, status, parameters, payload,
-       enqueued_tasks, completed_tasks, started_at
-FROM cereal_workflow_instances
-WHERE claim_token = %(token)s
-ORDER BY ready_at, id
-
--- name: load_claimed_events
--- The oldest max_events events of each claimed instance, with the task
--- result each task_complete event refers to.
-SELECT i.id AS instance_id, e.id AS event_id, e.event_type, e.task_result_id, e.enqueued_at,
-       r.id AS result_id, r.task_name AS result_task_name,
-       r.parameters AS result_parameters, r.status AS result_status,
-       r.error AS result_error, r.result AS result_result
-FROM cereal_workflow_instances AS i
-CROSS JOIN LATERAL (
-    SELECT id, event_type, task_result_id, enqueued_at FROM cereal_workflow_events
-    WHERE instance_id = i.id
-    ORDER BY id
-    LIMIT %(max_events)s
-) AS e
-LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
-WHERE i.claim_token = %(token)s
-ORDER BY i.id, e.id
+-- name: claimed_instances
+-- The instances a claim token holds (to release a claim whose caller was cancelled).
+SELECT id AS instance_id FROM cereal_workflow_instances WHERE claim_token = %(token)s
 
 -- name: lock_claimed_instance
 -- The first statement of a decision or release: lock our claimed instance, so

@@ -37,3 +37,65 @@ CREATE INDEX cereal_workflow_instances_claims
     WHERE claim_token IS NOT NULL;
 
 DROP INDEX cereal_workflow_events_workflow;
+
+-- Claim up to p_max_instances ready, unclaimed instances of the given workflow
+-- names for p_token, then return each with its oldest p_max_events events in
+-- one round trip. Two statements, because the second must see every commit
+-- made before the first locked its rows (a volatile function's statements
+-- each take a new snapshot): an event consumed by a decision that committed
+-- just before the claim is never returned. Instance columns come on the first
+-- row of each instance only (a payload may be large); an instance whose
+-- events are gone comes as one row without an event, for the caller to
+-- release.
+CREATE FUNCTION cereal_claim_instances(
+    p_workflow_names text[], p_max_instances integer, p_max_events integer,
+    p_token uuid, p_expiry double precision
+) RETURNS TABLE (
+    instance_id bigint, first_row boolean, workflow_name text, instance_name text,
+    status text, parameters bytea, payload bytea, enqueued_tasks bigint,
+    completed_tasks bigint, started_at timestamptz, event_id bigint, event_type text,
+    task_result_id bigint, enqueued_at timestamptz, result_id bigint,
+    result_task_name text, result_parameters bytea, result_status text,
+    result_error text, result_result bytea
+) LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    UPDATE cereal_workflow_instances AS i
+    SET claim_token = p_token, claimed_at = now(), claim_expiry = p_expiry
+    FROM (
+        SELECT c.id FROM unnest(p_workflow_names) AS n(name)
+        CROSS JOIN LATERAL (
+            SELECT w.id, w.ready_at FROM cereal_workflow_instances AS w
+            WHERE w.workflow_name = n.name AND w.ready_at IS NOT NULL
+              AND w.claim_token IS NULL
+            ORDER BY w.ready_at, w.id
+            LIMIT p_max_instances
+            FOR NO KEY UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.ready_at, c.id
+        LIMIT p_max_instances
+    ) AS picked
+    WHERE i.id = picked.id;
+
+    RETURN QUERY
+    SELECT i.id, coalesce(e.position = 1, true),
+           i.workflow_name, i.instance_name, i.status,
+           CASE WHEN coalesce(e.position = 1, true) THEN i.parameters END,
+           CASE WHEN coalesce(e.position = 1, true) THEN i.payload END,
+           i.enqueued_tasks, i.completed_tasks, i.started_at,
+           e.id, e.event_type, e.task_result_id, e.enqueued_at,
+           r.id, r.task_name, r.parameters, r.status, r.error, r.result
+    FROM cereal_workflow_instances AS i
+    LEFT JOIN LATERAL (
+        SELECT ev.id, ev.event_type, ev.task_result_id, ev.enqueued_at,
+               row_number() OVER (ORDER BY ev.id) AS position
+        FROM cereal_workflow_events AS ev
+        WHERE ev.instance_id = i.id
+        ORDER BY ev.id
+        LIMIT p_max_events
+    ) AS e ON true
+    LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+    WHERE i.claim_token = p_token
+    ORDER BY i.ready_at, i.id, e.id;
+END
+$$;
