@@ -90,20 +90,24 @@ async def test_kill_during_a_continue_commit_leaves_no_tasks_behind(postgres_dsn
         try:
             await driver.enqueue_workflow(WF, "big", None)
             _, claimed_big = await driver.dequeue_workflow([WF])
-            claim = {"instance_id": claimed_big._instance_id, "token": claimed_big._token}
-            # the decision's statements themselves, their transaction held open
-            await decider.execute(QUERIES["lock_claimed_instance"], claim)
+            # the decision's statement itself, its transaction held open
             await decider.execute(
-                QUERIES["continue_claimed"],
+                QUERIES["apply_decisions"],
                 {
-                    **claim,
+                    "instance_ids": [claimed_big._instance_id],
+                    "tokens": [claimed_big._token],
+                    "finishes": [False],
+                    "payloads": [None],
+                    "completed": [0],
+                    "results": [None],
+                    "errors": [None],
                     "event_ids": claimed_big._event_ids,
-                    "task_result_ids": [],
-                    "payload": None,
-                    "completed_tasks": 0,
+                    "result_ids": [],
+                    "task_owners": [1] * TASKS,
                     "task_names": ["t"] * TASKS,
                     "task_parameters": [None] * TASKS,
                     "task_start_after": [None] * TASKS,
+                    "note": None,
                 },
             )
             kill = asyncio.ensure_future(driver.kill_workflow(WF, "big", "killed"))

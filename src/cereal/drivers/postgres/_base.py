@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,6 +28,7 @@ from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
     Statement,
     run_completions_merged,
+    run_decisions_merged,
 )
 from cereal.drivers.postgres._heartbeats import HeartbeatBatcher
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
@@ -126,6 +127,7 @@ class PostgresBase(Driver):
         self._committers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, GroupCommitter]
         ] = weakref.WeakKeyDictionary()
+        self._background: set[asyncio.Task[None]] = set()
         self._beaters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatBatcher] = (
             weakref.WeakKeyDictionary()
         )
@@ -184,6 +186,8 @@ class PostgresBase(Driver):
     async def _close(self) -> None:
         for committer in self._committers.get(asyncio.get_running_loop(), {}).values():
             await committer.drain()  # writes already queued still commit
+        if self._background:  # claims given back after a cancel
+            await asyncio.wait(set(self._background), timeout=self._pool_timeout)
         listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
         if listener is not None:
@@ -248,19 +252,27 @@ class PostgresBase(Driver):
     ) -> list[Row | None]:
         """Run ``statements`` in a transaction shared with other writes (see ``_group_commit``).
 
-        Task completions (``kind="completion"``, one ``complete_tasks`` row each)
-        are merged into one set-based statement per group; decisions share a
-        transaction. The two kinds commit separately, each locking instances in
-        id order, so neither can wait for the other in a cycle.
+        Task completions (``kind="completion"``) and decisions
+        (``kind="decision"``) are each merged into one set-based statement per
+        group; releases of claims (``kind="release"``) share a transaction.
+        The kinds commit separately, each locking instances in id order, so
+        none can wait for another in a cycle.
         """
         loop = asyncio.get_running_loop()
         committers = self._committers.get(loop)
         if committers is None:
             committers = self._committers[loop] = {
-                "decision": GroupCommitter(self),
+                "decision": GroupCommitter(self, run_decisions_merged),
                 "completion": GroupCommitter(self, run_completions_merged),
+                "release": GroupCommitter(self),
             }
         return await committers[kind].run(order, statements, announce=announce)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run clean-up work without making the caller wait (kept until it ends)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @property
     def _heartbeats(self) -> HeartbeatBatcher:

@@ -101,31 +101,20 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         Raises:
             WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
         """
-        self._begin_decision()
         now = utcnow()
         wakes: list[Wake] = [
             ("task", task.task_name)
             for task in tasks
             if task.start_after is None or task.start_after <= now
         ]
-        params = {
-            **self._claim(),
-            "event_ids": self._event_ids,
-            "task_result_ids": self._task_result_ids,
-            "payload": payload,
-            "completed_tasks": self._completed_tasks,
-            "task_names": [task.task_name for task in tasks],
-            "task_parameters": [task.parameters for task in tasks],
-            "task_start_after": [task.start_after for task in tasks],
-        }
-        rows = await self._driver._group_commit(
-            self._instance_id,
-            [("lock_claimed_instance", self._claim()), ("continue_claimed", params)],
+        await self._decide(
+            finish=False,
+            payload=payload,
+            result=None,
+            error=None,
+            tasks=tasks,
             announce=wakes,
         )
-        self._decided()
-        if rows[1] is None:
-            raise errors.WorkflowClaimLostError()
 
     async def done(self, result: bytes | None) -> None:
         """Finish the instance with ``result``.
@@ -133,7 +122,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         Raises:
             WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
         """
-        await self._finish(result, None)
+        await self._decide(finish=True, payload=None, result=result, error=None)
 
     async def fail(self, error: str) -> None:
         """Finish the instance with the error text ``error``.
@@ -141,13 +130,36 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         Raises:
             WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
         """
-        await self._finish(None, error)
+        await self._decide(finish=True, payload=None, result=None, error=error)
 
-    async def _finish(self, result: bytes | None, error: str | None) -> None:
+    async def _decide(
+        self,
+        *,
+        finish: bool,
+        payload: bytes | None,
+        result: bytes | None,
+        error: str | None,
+        tasks: Sequence[NewTask] = (),
+        announce: Sequence[Wake] = (),
+    ) -> None:
         self._begin_decision()
-        params = {**self._claim(), "result": result, "error": error}
-        # one statement: the cascade removes the instance's tasks and events
-        rows = await self._driver._group_commit(self._instance_id, [("finish_claimed", params)])
+        params = {
+            **self._claim(),
+            "finish": finish,
+            "payload": payload,
+            "completed": self._completed_tasks,
+            "result": result,
+            "error": error,
+            "event_ids": self._event_ids,
+            "result_ids": self._task_result_ids,
+            "task_names": [task.task_name for task in tasks],
+            "task_parameters": [task.parameters for task in tasks],
+            "task_start_after": [task.start_after for task in tasks],
+        }
+        # a finish needs no more: the cascade removes the instance's tasks and events
+        rows = await self._driver._group_commit(
+            self._instance_id, [("apply_decisions", params)], announce=announce
+        )
         self._decided()
         if rows[0] is None:
             raise errors.WorkflowClaimLostError()
@@ -173,7 +185,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             ("release_claimed", self._claim()),
         ]
         try:
-            await self._driver._group_commit(self._instance_id, statements)
+            await self._driver._group_commit(self._instance_id, statements, kind="release")
         except errors.CerealError:
             # the claim lapses by itself: the sweep releases it after its expiry
             logger.warning(

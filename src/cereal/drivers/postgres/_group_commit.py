@@ -179,3 +179,53 @@ async def run_completions_merged(
         if note is not None:
             await conn.execute(QUERIES["notify"], {"note": note})
     return [[done.get(p["task_id"])] for p in params]
+
+
+async def run_decisions_merged(
+    conn: Conn, group: list[_Write], note: str | None
+) -> list[list[Row | None]]:
+    """Apply a group of decisions with one statement (``cereal_apply_decisions``).
+
+    Each write holds one decision's ``apply_decisions`` parameters (its own
+    lists of events, task results and tasks); together they become the
+    function's flat arrays. A write's row is its instance id when its decision
+    was applied, else None (the claim was gone).
+    """
+    decisions = [dict(write.statements[0][1]) for write in group]
+    merged: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "instance_ids",
+            "tokens",
+            "finishes",
+            "payloads",
+            "completed",
+            "results",
+            "errors",
+            "event_ids",
+            "result_ids",
+            "task_owners",
+            "task_names",
+            "task_parameters",
+            "task_start_after",
+        )
+    }
+    for position, decision in enumerate(decisions, start=1):
+        merged["instance_ids"].append(decision["instance_id"])
+        merged["tokens"].append(decision["token"])
+        merged["finishes"].append(decision["finish"])
+        merged["payloads"].append(decision["payload"])
+        merged["completed"].append(decision["completed"])
+        merged["results"].append(decision["result"])
+        merged["errors"].append(decision["error"])
+        merged["event_ids"].extend(decision["event_ids"])
+        merged["result_ids"].extend(decision["result_ids"])
+        merged["task_owners"].extend([position] * len(decision["task_names"]))
+        merged["task_names"].extend(decision["task_names"])
+        merged["task_parameters"].extend(decision["task_parameters"])
+        merged["task_start_after"].extend(decision["task_start_after"])
+    with translate("applying decisions"):
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(QUERIES["apply_decisions"], {**merged, "note": note})
+            applied = {row["id"]: row for row in await cur.fetchall()}
+    return [[applied.get(decision["instance_id"])] for decision in decisions]

@@ -20,9 +20,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
-
-from psycopg.rows import dict_row
 
 from cereal import _time, errors
 from cereal.drivers.base import (
@@ -34,8 +31,6 @@ from cereal.drivers.base import (
 from cereal.drivers.postgres import _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
-    QUERIES,
-    Conn,
     Row,
     bytes_or_none,
     execute,
@@ -149,9 +144,9 @@ class PostgresDriver(PostgresSchedules):
             async with self._connection("claiming workflow events") as conn:
                 rows = await fetch_all(conn, "claim_instances", params)
         except asyncio.CancelledError:
-            # the claim may have committed: give it back so the events are not held
-            # until the claim's expiry
-            await asyncio.shield(self._release_token(token))
+            # the claim may have committed: give it back (in the background) so the
+            # events are not held until the claim's expiry
+            self._in_background(self._release_token(token))
             raise
         by_instance: dict[int, list[Row]] = {}
         for row in rows:
@@ -266,17 +261,20 @@ class PostgresDriver(PostgresSchedules):
         if max_tasks <= 0:
             return []
         expiry = _time.seconds(task_expiry, name="task_expiry")
-        params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry}
+        # one lease token for the whole claim: each task is still completed by its
+        # (id, lease) pair, and a cancelled claim is given back by the token alone
+        lease = uuid.uuid4()
+        params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry, "lease": lease}
         rows: list[Row] = []
         try:
             # a transaction, so that a claim cancelled before its rows are known rolls
-            # back; pipelined, so BEGIN, the claim and COMMIT take one round trip
-            async with self._connection("dequeue_tasks") as conn:
-                rows = await _claim_tasks_pipelined(conn, params)
+            # back (not pipelined: psycopg's async pipeline busy-polls while it waits)
+            async with self._connection("dequeue_tasks") as conn, conn.transaction():
+                rows = await fetch_all(conn, "claim_tasks", params)
         except asyncio.CancelledError:
             if rows:
                 # cancelled at or after the commit: nobody will run these, so give them back
-                await asyncio.shield(self._unclaim(rows))
+                await asyncio.shield(self._unclaim(task_name, lease))
             raise
         rows.sort(key=lambda row: (row["start_after"], row["id"]))
         claimed: list[tuple[TaskData, TaskCompleter]] = []
@@ -296,21 +294,20 @@ class PostgresDriver(PostgresSchedules):
             claimed.append((data, completer))
         return claimed
 
-    async def _unclaim(self, rows: list[Row]) -> None:
-        """Undo a cancelled claim: queue its tasks again (a no-op for a rolled-back claim)."""
-        params = {"task_ids": [row["id"] for row in rows], "leases": [row["lease"] for row in rows]}
+    async def _unclaim(self, task_name: str, lease: uuid.UUID) -> None:
+        """Undo a cancelled claim: queue its tasks again (a no-op if it never committed)."""
         try:
             async with self._connection("unclaim_tasks") as conn:
-                await execute(conn, "unclaim_tasks", params)
+                given_back = await execute(conn, "unclaim_tasks", {"lease": lease})
         except errors.CerealError:
             logger.warning(
-                "giving back %d cancelled %r claim(s) failed; they go LOST at their expiry",
-                len(rows),
-                rows[0]["task_name"],
+                "giving back a cancelled claim of %r tasks failed; they go LOST at their expiry",
+                task_name,
                 exc_info=True,
             )
             return
-        self._wake("task", rows[0]["task_name"])
+        if given_back:
+            self._wake("task", task_name)
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline (any process); trim history (one at a time).
@@ -331,15 +328,6 @@ class PostgresDriver(PostgresSchedules):
         self._wake_all(wakes)
         notes = () if trimmed is not None else ("history not trimmed: another process is on it",)
         return SweepReport(expired_tasks=len(expired), trimmed_results=trimmed or 0, notes=notes)
-
-
-async def _claim_tasks_pipelined(conn: Conn, params: dict[str, Any]) -> list[Row]:
-    """Claim tasks in a transaction (BEGIN, claim, COMMIT) sent in one round trip."""
-    async with conn.pipeline():
-        async with conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(QUERIES["claim_tasks"], params)
-        return await cur.fetchall()
 
 
 def _events_of(instance: Row, rows: list[Row]) -> list[WorkflowEvent]:

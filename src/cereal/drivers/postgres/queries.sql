@@ -53,49 +53,22 @@ SELECT * FROM cereal_claim_instances(%(workflow_names)s::text[], %(max_instances
 SELECT id AS instance_id FROM cereal_workflow_instances WHERE claim_token = %(token)s
 
 -- name: lock_claimed_instance
--- The first statement of a decision or release: lock our claimed instance, so
--- that the next statement's fresh snapshot sees every event committed before
--- it (event writers update the instance row first, and wait for this lock).
+-- The first statement of a release: lock our claimed instance, so that the
+-- next statement's fresh snapshot sees every event committed before it (event
+-- writers update the instance row first, and wait for this lock).
 SELECT id FROM cereal_workflow_instances
 WHERE id = %(instance_id)s AND claim_token = %(token)s
 FOR NO KEY UPDATE
 
--- name: continue_claimed
--- Store a continue decision for a claimed batch: consume its events and task
--- results, store payload and counters, insert the callbacks' tasks, recompute
--- ready_at from the events left and release the claim. No row (and no change)
--- when the instance ended or the claim lapsed and was taken by another.
-WITH inst AS (
-    UPDATE cereal_workflow_instances
-    SET payload = %(payload)s,
-        status = 'running',
-        enqueued_tasks = enqueued_tasks + cardinality(%(task_names)s::text[]),
-        completed_tasks = %(completed_tasks)s,
-        updated_at = now(),
-        ready_at = (SELECT min(enqueued_at) FROM cereal_workflow_events
-                    WHERE instance_id = %(instance_id)s
-                      AND id <> ALL(%(event_ids)s::bigint[])),
-        claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
-    WHERE id = %(instance_id)s AND claim_token = %(token)s
-    RETURNING id, workflow_name, instance_name
-), consumed AS (
-    DELETE FROM cereal_workflow_events
-    WHERE instance_id IN (SELECT id FROM inst) AND id = ANY(%(event_ids)s::bigint[])
-), used AS (
-    DELETE FROM cereal_task_results
-    WHERE instance_id IN (SELECT id FROM inst) AND id = ANY(%(task_result_ids)s::bigint[])
-), added AS (
-    INSERT INTO cereal_tasks
-        (instance_id, workflow_name, instance_name, task_name, parameters, start_after)
-    SELECT inst.id, inst.workflow_name, inst.instance_name,
-           t.task_name, t.parameters, COALESCE(t.start_after, now())
-    FROM inst,
-         unnest(%(task_names)s::text[], %(task_parameters)s::bytea[],
-                %(task_start_after)s::timestamptz[]) WITH ORDINALITY
-             AS t(task_name, parameters, start_after, position)
-    ORDER BY t.position
-)
-SELECT id FROM inst
+-- name: apply_decisions
+-- A group of decisions in one statement (see the function in migration 0004);
+-- returns the instance ids whose decision was applied.
+SELECT d.id FROM cereal_apply_decisions(
+    %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
+    %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
+    %(errors)s::text[], %(event_ids)s::bigint[], %(result_ids)s::bigint[],
+    %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
+    %(task_start_after)s::timestamptz[], %(note)s::text) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -127,24 +100,6 @@ FROM (
 ) AS lapsed
 WHERE i.id = lapsed.id
 RETURNING i.workflow_name
-
--- name: finish_claimed
--- done/fail of a claimed batch: move the instance to history. Deleting the row
--- takes the instance lock first; the foreign keys' ON DELETE CASCADE then
--- removes its tasks, events and task results with a fresh snapshot, including
--- those of task completions it waited for.
-WITH inst AS (
-    DELETE FROM cereal_workflow_instances
-    WHERE id = %(instance_id)s AND claim_token = %(token)s
-    RETURNING id, workflow_name, instance_name, parameters, started_at
-), history AS (
-    INSERT INTO cereal_workflow_results
-        (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
-    SELECT workflow_name, instance_name, parameters, %(result)s, %(error)s::text,
-           started_at, clock_timestamp()
-    FROM inst
-)
-SELECT id FROM inst
 
 -- name: kill_instance
 -- A kill: as finish_claimed, found by names, whoever holds the claim. It does
@@ -213,10 +168,10 @@ WHERE %(is_running)s::boolean IS NULL
 ORDER BY workflow_name, instance_name
 
 -- name: claim_tasks
--- Claim up to max_tasks ready tasks of one name with a fresh lease each, stamped
--- with the claimer's expiry (the deadline is heartbeat_at + lease_expiry seconds).
+-- Claim up to max_tasks ready tasks of one name under the claim's lease token,
+-- stamped with the claimer's expiry (the deadline is heartbeat_at + lease_expiry seconds).
 UPDATE cereal_tasks AS t
-SET state = 'running', lease = gen_random_uuid(), heartbeat_at = now(),
+SET state = 'running', lease = %(lease)s, heartbeat_at = now(),
     lease_expiry = %(expiry)s, attempt = t.attempt + 1
 FROM (
     SELECT id FROM cereal_tasks
@@ -230,18 +185,17 @@ RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_na
           t.instance_name, t.enqueued_at, t.start_after, t.attempt
 
 -- name: unclaim_tasks
--- Give leased tasks back to the queue (their claimer was cancelled before using them);
--- a lease that was never committed, or is gone, matches nothing. It takes no
--- instance lock, so it skips task rows locked meanwhile (a finish or kill
--- deleting them) instead of waiting for them against the lock order.
+-- Give the tasks of one claim (its lease token) back to the queue: their
+-- claimer was cancelled before using them. A claim that never committed, or
+-- whose leases are gone, matches nothing. It takes no instance lock, so it
+-- skips task rows locked meanwhile (a finish or kill deleting them) instead of
+-- waiting for them against the lock order.
 UPDATE cereal_tasks AS t
 SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
     attempt = t.attempt - 1
 FROM (
     SELECT lt.id FROM cereal_tasks AS lt
-    JOIN unnest(%(task_ids)s::bigint[], %(leases)s::uuid[]) AS given(id, lease)
-        ON lt.id = given.id AND lt.lease = given.lease
-    WHERE lt.state = 'running'
+    WHERE lt.state = 'running' AND lt.lease = %(lease)s
     FOR UPDATE OF lt SKIP LOCKED
 ) AS mine
 WHERE t.id = mine.id

@@ -99,3 +99,99 @@ BEGIN
     ORDER BY i.ready_at, i.id, e.id;
 END
 $$;
+
+-- Apply a group of decisions (a group commit) in one statement. Each decision
+-- is a continue (consume its events and task results, store payload and
+-- counters, insert its tasks, recompute ready_at, release the claim) or a
+-- finish (move the instance to history; the cascade removes the rest). Every
+-- decision names its instance and claim token; one whose claim is gone (the
+-- instance was killed, or its claim lapsed and was taken) changes nothing and
+-- is left out of the returned ids. The instance rows are locked first, in id
+-- order, so concurrent groups cannot deadlock; the later statements take fresh
+-- snapshots, so ready_at counts every event committed before the lock.
+-- Events, task results and tasks come as flat arrays with the index (1-based)
+-- of the decision they belong to.
+CREATE FUNCTION cereal_apply_decisions(
+    p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[],
+    p_completed bigint[], p_results bytea[], p_errors text[],
+    p_event_ids bigint[], p_result_ids bigint[],
+    p_task_owners integer[], p_task_names text[], p_task_parameters bytea[],
+    p_task_start_after timestamptz[], p_note text
+) RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_continued bigint[];
+    v_finished bigint[];
+BEGIN
+    PERFORM 1 FROM cereal_workflow_instances
+    WHERE id = ANY(p_instance_ids)
+    ORDER BY id
+    FOR UPDATE;
+
+    WITH decided AS (
+        SELECT d.instance_id, d.token, d.payload, d.completed, d.position
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
+             WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
+        WHERE NOT d.finish
+    ), added AS (
+        SELECT t.owner, count(*) AS n
+        FROM unnest(p_task_owners) AS t(owner)
+        GROUP BY t.owner
+    ), updated AS (
+        UPDATE cereal_workflow_instances AS i
+        SET payload = decided.payload,
+            status = 'running',
+            enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
+            completed_tasks = decided.completed,
+            updated_at = now(),
+            ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                        WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
+            claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+        FROM decided
+        LEFT JOIN added ON added.owner = decided.position
+        WHERE i.id = decided.instance_id AND i.claim_token = decided.token
+        RETURNING i.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_continued FROM updated;
+
+    DELETE FROM cereal_workflow_events
+    WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
+    DELETE FROM cereal_task_results
+    WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+
+    INSERT INTO cereal_tasks
+        (instance_id, workflow_name, instance_name, task_name, parameters, start_after)
+    SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
+           coalesce(t.start_after, now())
+    FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after)
+             WITH ORDINALITY AS t(owner, task_name, parameters, start_after, position)
+    JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
+    WHERE i.id = ANY(v_continued)
+    ORDER BY t.position;
+
+    WITH finishing AS (
+        SELECT d.instance_id, d.token, d.result, d.error
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors)
+             AS d(instance_id, token, finish, result, error)
+        WHERE d.finish
+    ), gone AS (
+        DELETE FROM cereal_workflow_instances AS i
+        USING finishing
+        WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
+        RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
+                  finishing.result, finishing.error
+    ), history AS (
+        INSERT INTO cereal_workflow_results
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+        SELECT workflow_name, instance_name, parameters, result, error, started_at,
+               clock_timestamp()
+        FROM gone
+        ORDER BY id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM gone;
+
+    IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
+        PERFORM pg_notify('cereal_wakeup', p_note);
+    END IF;
+    RETURN QUERY SELECT unnest(v_continued || v_finished);
+END
+$$;
