@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from types import EllipsisType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -38,11 +39,42 @@ def _parse_bool(value: str) -> bool:
     raise ValueError(f"expected a boolean, got {value!r}")
 
 
-_URL_OPTIONS: dict[str, Any] = {
+def _parse_prepare_threshold(value: str) -> int | None:
+    if value.strip().lower() in ("none", "off", "never"):
+        return None
+    return _check_prepare_threshold(int(value))
+
+
+def _check_prepare_threshold(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"prepare_threshold must be None or an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_listen_url(value: str) -> str:
+    """A usable libpq URL or conninfo for the LISTEN connection (no cereal options in it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("listen_url must be a non-empty PostgreSQL URL")
+    conninfo, options = split_url_options(value)
+    if options:
+        raise ValueError(f"listen_url takes libpq options only, not {sorted(options)}")
+    try:
+        pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"invalid listen_url: {exc}") from exc
+    return conninfo
+
+
+PSYCOPG_PREPARE_THRESHOLD = 5
+"""psycopg's default: a statement is prepared on its 5th execution on a connection."""
+
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "min_size": int,
     "max_size": int,
     "pool_timeout": float,
     "notify": _parse_bool,
+    "prepare_threshold": _parse_prepare_threshold,
+    "listen_url": _check_listen_url,
 }
 
 
@@ -68,6 +100,27 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
     return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
+async def _ignore_notifications(conn: Conn) -> None:
+    """Drop notifications a pooled connection happens to receive.
+
+    Only the LISTEN connection should get any; but behind a transaction pooler
+    the server session a misdirected LISTEN ran on is later lent to pooled
+    connections, and psycopg would keep whatever they receive forever.
+    """
+    conn.add_notify_handler(lambda _: None)
+
+
+def _prober(pool: AsyncConnectionPool[Conn]) -> Callable[[str], Awaitable[None]]:
+    """Send a wakeup probe the way real announcements go: through the pool."""
+
+    async def send(payload: str) -> None:
+        with translate("sending a wakeup probe"):
+            async with pool.connection() as conn:
+                await conn.execute("SELECT pg_notify('cereal_wakeup', %s)", (payload,))
+
+    return send
+
+
 class PostgresBase(Driver):
     """What every part of the PostgreSQL driver shares; see :class:`PostgresDriver`."""
 
@@ -87,6 +140,8 @@ class PostgresBase(Driver):
         max_size: int | None = None,
         pool_timeout: float | None = None,
         notify: bool | None = None,
+        listen_url: str | None = None,
+        prepare_threshold: int | EllipsisType | None = ...,
     ) -> None:
         super().__init__(retention=retention)
         if not isinstance(url, str) or not url:
@@ -99,13 +154,25 @@ class PostgresBase(Driver):
             pool_timeout if pool_timeout is not None else from_url.get("pool_timeout", 30.0)
         )
         self._notify: bool = notify if notify is not None else from_url.get("notify", True)
+        # LISTEN needs a session of its own: behind a transaction pooler it must go direct
+        self._listen_conninfo: str = (
+            _check_listen_url(listen_url)
+            if listen_url is not None
+            else from_url.get("listen_url", conninfo)
+        )
+        # ``...`` means "not given" (None is a value: never prepare, as in psycopg)
+        self._prepare_threshold: int | None = (
+            _check_prepare_threshold(prepare_threshold)
+            if not isinstance(prepare_threshold, EllipsisType)
+            else from_url.get("prepare_threshold", PSYCOPG_PREPARE_THRESHOLD)
+        )
         if self._min_size < 0 or self._max_size < max(self._min_size, 1):
             raise ValueError("PostgresDriver needs 0 <= min_size <= max_size and max_size >= 1")
         try:
             given = pg_conninfo.conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
             raise ValueError(f"invalid PostgreSQL URL: {exc}") from exc
-        self._connect_kwargs: dict[str, Any] = {}
+        self._connect_kwargs: dict[str, Any] = {"prepare_threshold": self._prepare_threshold}
         if "application_name" not in given:
             self._connect_kwargs["application_name"] = "cereal"
         self._display = " ".join(
@@ -148,6 +215,7 @@ class PostgresBase(Driver):
             min_size=self._min_size,
             max_size=self._max_size,
             kwargs={"autocommit": True, **self._connect_kwargs},
+            configure=_ignore_notifications,
             timeout=self._pool_timeout,
             name="cereal",
             open=False,
@@ -158,7 +226,11 @@ class PostgresBase(Driver):
                 await pool.open(wait=True, timeout=self._pool_timeout)
             if self._notify:
                 listener = NotificationListener(
-                    self._conninfo, self._connect_kwargs, self._sender, self._wake
+                    self._listen_conninfo,
+                    self._connect_kwargs,
+                    self._sender,
+                    self._wake,
+                    probe=_prober(pool),
                 )
                 await listener.start()
         except BaseException:
