@@ -100,6 +100,14 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
     return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
+def _connect_kwargs(given: dict[str, Any], prepare_threshold: int | None) -> dict[str, Any]:
+    """The psycopg connect arguments for a conninfo (its own application_name wins)."""
+    kwargs: dict[str, Any] = {"prepare_threshold": prepare_threshold}
+    if "application_name" not in given:
+        kwargs["application_name"] = "cereal"
+    return kwargs
+
+
 async def _ignore_notifications(conn: Conn) -> None:
     """Drop notifications a pooled connection happens to receive.
 
@@ -172,9 +180,10 @@ class PostgresBase(Driver):
             given = pg_conninfo.conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
             raise ValueError(f"invalid PostgreSQL URL: {exc}") from exc
-        self._connect_kwargs: dict[str, Any] = {"prepare_threshold": self._prepare_threshold}
-        if "application_name" not in given:
-            self._connect_kwargs["application_name"] = "cereal"
+        self._connect_kwargs = _connect_kwargs(given, self._prepare_threshold)
+        self._listen_kwargs = _connect_kwargs(
+            pg_conninfo.conninfo_to_dict(self._listen_conninfo), self._prepare_threshold
+        )
         self._display = " ".join(
             f"{key}={value}" for key, value in given.items() if key != "password"
         )
@@ -227,7 +236,7 @@ class PostgresBase(Driver):
             if self._notify:
                 listener = NotificationListener(
                     self._listen_conninfo,
-                    self._connect_kwargs,
+                    self._listen_kwargs,
                     self._sender,
                     self._wake,
                     probe=_prober(pool),

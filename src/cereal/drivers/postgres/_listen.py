@@ -84,6 +84,16 @@ def decode_note(payload: str) -> tuple[str, list[Wake]]:
     return sender, wakes
 
 
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Wait for ``event`` for at most ``timeout`` seconds (TimeoutError after that).
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that
+    arrives as the event is set, and ``stop()`` would then wait a probe interval.
+    """
+    async with asyncio.timeout(timeout):
+        await event.wait()
+
+
 class NotificationListener:
     """A dedicated connection that LISTENs and reports each announcement.
 
@@ -138,7 +148,7 @@ class NotificationListener:
             probing = asyncio.create_task(self._probe_loop(), name="cereal-postgres-probe")
             self._tasks.append(probing)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), timeout)
+            await _wait(self._listening, timeout)
 
     async def stop(self) -> None:
         """Stop listening and probing, and close the connection."""
@@ -205,7 +215,7 @@ class NotificationListener:
             # under it) is retried soon; a judged one is repeated rarely
             pause = self._probe_interval if judged else min(self._probe_interval, 30.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconnected.wait(), pause)
+                await _wait(self._reconnected, pause)
 
     async def _probe_once(self) -> bool:
         """Send one probe and judge whether it arrived; False if it could not be judged."""
@@ -221,7 +231,7 @@ class NotificationListener:
             logger.debug("could not send a wakeup probe: %s", exc)
             return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._probe_arrived.wait(), self._probe_timeout)
+            await _wait(self._probe_arrived, self._probe_timeout)
         arrived = self._probe_arrived.is_set()
         if not arrived and (self.connected_count != generation or not self._listening.is_set()):
             return False  # reconnecting: the probe may have gone to the old connection
