@@ -130,7 +130,25 @@ def _prober(pool: AsyncConnectionPool[Conn]) -> Callable[[str], Awaitable[None]]
 
 
 class PostgresBase(Driver):
-    """What every part of the PostgreSQL driver shares; see :class:`PostgresDriver`."""
+    """What every part of the PostgreSQL driver shares; see :class:`PostgresDriver`.
+
+    The options for a transaction-pooling proxy (PgBouncer in ``pool_mode =
+    transaction``, or a managed pooler), as keywords or URL query options:
+
+    - ``listen_url``: a URL straight to the server (URL-encoded in the query)
+      for the one LISTEN connection. A LISTEN made through such a proxy hears
+      nothing; NOTIFY still goes through the pool. Default: the main URL.
+    - ``prepare_threshold``: psycopg's: a statement is prepared server-side on
+      its n-th execution on a connection; ``None`` (``none`` in the URL) never
+      prepares. Default: psycopg's, 5. Set ``none`` behind a proxy that does
+      not track prepared statements (PgBouncer before 1.21, or without
+      ``max_prepared_statements``).
+
+    The LISTEN connection checks that announcements reach it: at start, after
+    a reconnect and every few minutes it sends itself a probe through the pool.
+    If a probe does not arrive, one WARNING (logger
+    ``cereal.drivers.postgres._listen``) says so; polling carries the work.
+    """
 
     default_task_poll_interval: float = 5.0
     """Seconds between task polls; NOTIFY wakes pollers sooner."""
