@@ -68,9 +68,7 @@ async def test_a_fan_out_drain_finishes_through_pgbouncer(bounced_workers: Worke
     for number in range(4):
         await client.enqueue_workflow("fan-out", f"drain-{number}", {"count": 50})
     try:
-        await wait_until(
-            lambda: _finished(client, 4), what="4 fan-out workflows through PgBouncer", timeout=90
-        )
+        await wait_all_finished(client, 4)
 
         # Then every workflow saw each of its 50 completions exactly once
         for data in await client.list_workflow_instances(workflow_name="fan-out"):
@@ -91,17 +89,26 @@ async def test_200_single_task_workflows_finish_through_pgbouncer(
     for number in range(200):
         await client.enqueue_workflow("fan-out", f"single-{number}", {"count": 1})
     try:
-        await wait_until(
-            lambda: _finished(client, 200),
-            what="200 single-task workflows through PgBouncer",
-            timeout=90,
-        )
+        await wait_all_finished(client, 200)
 
         # Then each one completed with its task's result
         for data in await client.list_workflow_instances(workflow_name="fan-out"):
             assert data.get_result() == expected(1), data.instance_name
     finally:
         await client.stop()
+
+
+async def wait_all_finished(client: Manager, count: int) -> None:
+    """Wait for ``count`` finished fan-outs; the failure says how many finished."""
+    try:
+        await wait_until(
+            lambda: _finished(client, count),
+            what=f"{count} fan-out workflows to finish through PgBouncer",
+            timeout=90,
+        )
+    except AssertionError as exc:
+        done = await finished_count(client, "fan-out")
+        raise AssertionError(f"{exc} ({done} of {count} finished)") from None
 
 
 async def _finished(client: Manager, count: int) -> bool:
@@ -161,8 +168,10 @@ async def test_listen_url_receives_wakeups_sent_through_pgbouncer(
         await client.enqueue_workflow("wake", "woken", {"name": "woken"})
 
         # Then the announcement arrives and the workflow starts well before the next poll
-        await wait_until(lambda: starts.started == ["woken"], what="on_start of 'woken'")
-        assert ("workflow", "wake") in heard
+        await wait_until(
+            lambda: ("workflow", "wake") in heard and starts.started == ["woken"],
+            what="the wakeup from the other driver, and on_start of 'woken'",
+        )
         await client.stop()
     assert WARNING_TEXT not in caplog.text
 
