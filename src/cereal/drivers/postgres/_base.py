@@ -118,12 +118,18 @@ async def _ignore_notifications(conn: Conn) -> None:
     conn.add_notify_handler(lambda _: None)
 
 
-def _prober(pool: AsyncConnectionPool[Conn]) -> Callable[[str], Awaitable[None]]:
-    """Send a wakeup probe the way real announcements go: through the pool."""
+def _prober(conninfo: str, kwargs: dict[str, Any]) -> Callable[[str], Awaitable[None]]:
+    """Send a wakeup probe the way real announcements go: to the pool's URL.
+
+    A short connection of its own, not a pooled one: a probe must never hold
+    a connection a runner waits for (nor wait for one), and it runs only at
+    start, after a reconnect and every few minutes.
+    """
 
     async def send(payload: str) -> None:
         with translate("sending a wakeup probe"):
-            async with pool.connection() as conn:
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
+            async with conn:
                 await conn.execute("SELECT pg_notify('cereal_wakeup', %s)", (payload,))
 
     return send
@@ -145,7 +151,8 @@ class PostgresBase(Driver):
       ``max_prepared_statements``).
 
     The LISTEN connection checks that announcements reach it: at start, after
-    a reconnect and every few minutes it sends itself a probe through the pool.
+    a reconnect and every few minutes it sends itself a probe through the main
+    URL (the pool's route).
     If a probe does not arrive, one WARNING (logger
     ``cereal.drivers.postgres._listen``) says so; polling carries the work.
     """
@@ -257,7 +264,7 @@ class PostgresBase(Driver):
                     self._listen_kwargs,
                     self._sender,
                     self._wake,
-                    probe=_prober(pool),
+                    probe=_prober(self._conninfo, self._connect_kwargs),
                 )
                 await listener.start()
         except BaseException:

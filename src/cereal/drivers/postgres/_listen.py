@@ -8,7 +8,7 @@ A payload that would exceed PostgreSQL's limit collapses to kinds only.
 
 The listener also checks that announcements reach it at all: now and then it
 sends a probe (a ``probe<TAB>token`` line, ignored by every other listener)
-through the pool, the way real announcements travel. Behind a
+to the pool's URL, the way real announcements travel. Behind a
 transaction-pooling proxy such as PgBouncer, a LISTEN made through the proxy
 hears nothing; the probe then never arrives, and one WARNING says so while
 polling carries the work.
@@ -243,7 +243,7 @@ class NotificationListener:
         elif not arrived and not self._warned:
             self._warned = True
             logger.warning(
-                "cereal wakeups are not received: a NOTIFY sent through the pool did not"
+                "cereal wakeups are not received: a probe NOTIFY sent through the main URL did not"
                 " reach the LISTEN connection within %g s (a transaction-pooling proxy such"
                 " as PgBouncer?); polling carries on; set listen_url to a direct connection"
                 " to the server",
