@@ -2,4 +2,9 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.plugins.postgres", "tests.plugins.drivers", "tests.plugins.manager"]
+pytest_plugins = [
+    "tests.plugins.postgres",
+    "tests.plugins.pgbouncer",
+    "tests.plugins.drivers",
+    "tests.plugins.manager",
+]

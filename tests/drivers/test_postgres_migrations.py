@@ -62,8 +62,9 @@ def test_three_processes_migrate_at_once(postgres_empty_dsn: str) -> None:
         assert proc.returncode == 0, err
         outputs.append(out.strip())
 
-    # exactly one process applied everything; the others found nothing to do
-    assert sorted(outputs) == ["", "", ",".join(ALL)]
+    # every migration was applied exactly once (the processes may have taken turns)
+    applied = [name for out in outputs for name in out.split(",") if name]
+    assert sorted(applied) == sorted(ALL)
     assert len(recorded(postgres_empty_dsn)) == len(ALL)
 
 

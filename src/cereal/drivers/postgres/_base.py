@@ -12,7 +12,8 @@ import contextlib
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from types import EllipsisType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -47,11 +48,42 @@ def _parse_bool(value: str) -> bool:
     raise ValueError(f"expected a boolean, got {value!r}")
 
 
-_URL_OPTIONS: dict[str, Any] = {
+def _parse_prepare_threshold(value: str) -> int | None:
+    if value.strip().lower() in ("none", "off", "never"):
+        return None
+    return _check_prepare_threshold(int(value))
+
+
+def _check_prepare_threshold(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"prepare_threshold must be None or an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_listen_url(value: str) -> str:
+    """A usable libpq URL or conninfo for the LISTEN connection (no cereal options in it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("listen_url must be a non-empty PostgreSQL URL")
+    conninfo, options = split_url_options(value)
+    if options:
+        raise ValueError(f"listen_url takes libpq options only, not {sorted(options)}")
+    try:
+        pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"invalid listen_url: {exc}") from exc
+    return conninfo
+
+
+PSYCOPG_PREPARE_THRESHOLD = 5
+"""psycopg's default: a statement is prepared on its 5th execution on a connection."""
+
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "min_size": int,
     "max_size": int,
     "pool_timeout": float,
     "notify": _parse_bool,
+    "prepare_threshold": _parse_prepare_threshold,
+    "listen_url": _check_listen_url,
 }
 
 
@@ -77,8 +109,62 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
     return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
+def _connect_kwargs(given: dict[str, Any], prepare_threshold: int | None) -> dict[str, Any]:
+    """The psycopg connect arguments for a conninfo (its own application_name wins)."""
+    kwargs: dict[str, Any] = {"prepare_threshold": prepare_threshold}
+    if "application_name" not in given:
+        kwargs["application_name"] = "cereal"
+    return kwargs
+
+
+async def _ignore_notifications(conn: Conn) -> None:
+    """Drop notifications a pooled connection happens to receive.
+
+    Only the LISTEN connection should get any; but behind a transaction pooler
+    the server session a misdirected LISTEN ran on is later lent to pooled
+    connections, and psycopg would keep whatever they receive forever.
+    """
+    conn.add_notify_handler(lambda _: None)
+
+
+def _prober(conninfo: str, kwargs: dict[str, Any]) -> Callable[[str], Awaitable[None]]:
+    """Send a wakeup probe the way real announcements go: to the pool's URL.
+
+    A short connection of its own, not a pooled one: a probe must never hold
+    a connection a runner waits for (nor wait for one), and it runs only at
+    start, after a reconnect and every few minutes.
+    """
+
+    async def send(payload: str) -> None:
+        with translate("sending a wakeup probe"):
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
+            async with conn:
+                await conn.execute("SELECT pg_notify('cereal_wakeup', %s)", (payload,))
+
+    return send
+
+
 class PostgresBase(Driver):
-    """What every part of the PostgreSQL driver shares; see :class:`PostgresDriver`."""
+    """What every part of the PostgreSQL driver shares; see :class:`PostgresDriver`.
+
+    The options for a transaction-pooling proxy (PgBouncer in ``pool_mode =
+    transaction``, or a managed pooler), as keywords or URL query options:
+
+    - ``listen_url``: a URL straight to the server (URL-encoded in the query)
+      for the one LISTEN connection. A LISTEN made through such a proxy hears
+      nothing; NOTIFY still goes through the pool. Default: the main URL.
+    - ``prepare_threshold``: psycopg's: a statement is prepared server-side on
+      its n-th execution on a connection; ``None`` (``none`` in the URL) never
+      prepares. Default: psycopg's, 5. Set ``none`` behind a proxy that does
+      not track prepared statements (PgBouncer before 1.21, or without
+      ``max_prepared_statements``).
+
+    The LISTEN connection checks that announcements reach it: at start, after
+    a reconnect and every few minutes it sends itself a probe through the main
+    URL (the pool's route).
+    If a probe does not arrive, one WARNING (logger
+    ``cereal.drivers.postgres._listen``) says so; polling carries the work.
+    """
 
     default_task_poll_interval: float = 5.0
     """Seconds between task polls; NOTIFY wakes pollers sooner."""
@@ -96,6 +182,8 @@ class PostgresBase(Driver):
         max_size: int | None = None,
         pool_timeout: float | None = None,
         notify: bool | None = None,
+        listen_url: str | None = None,
+        prepare_threshold: int | EllipsisType | None = ...,
     ) -> None:
         super().__init__(retention=retention)
         if not isinstance(url, str) or not url:
@@ -108,15 +196,28 @@ class PostgresBase(Driver):
             pool_timeout if pool_timeout is not None else from_url.get("pool_timeout", 30.0)
         )
         self._notify: bool = notify if notify is not None else from_url.get("notify", True)
+        # LISTEN needs a session of its own: behind a transaction pooler it must go direct
+        self._listen_conninfo: str = (
+            _check_listen_url(listen_url)
+            if listen_url is not None
+            else from_url.get("listen_url", conninfo)
+        )
+        # ``...`` means "not given" (None is a value: never prepare, as in psycopg)
+        self._prepare_threshold: int | None = (
+            _check_prepare_threshold(prepare_threshold)
+            if not isinstance(prepare_threshold, EllipsisType)
+            else from_url.get("prepare_threshold", PSYCOPG_PREPARE_THRESHOLD)
+        )
         if self._min_size < 0 or self._max_size < max(self._min_size, 1):
             raise ValueError("PostgresDriver needs 0 <= min_size <= max_size and max_size >= 1")
         try:
             given = pg_conninfo.conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
             raise ValueError(f"invalid PostgreSQL URL: {exc}") from exc
-        self._connect_kwargs: dict[str, Any] = {}
-        if "application_name" not in given:
-            self._connect_kwargs["application_name"] = "cereal"
+        self._connect_kwargs = _connect_kwargs(given, self._prepare_threshold)
+        self._listen_kwargs = _connect_kwargs(
+            pg_conninfo.conninfo_to_dict(self._listen_conninfo), self._prepare_threshold
+        )
         self._display = " ".join(
             f"{key}={value}" for key, value in given.items() if key != "password"
         )
@@ -165,6 +266,7 @@ class PostgresBase(Driver):
             min_size=self._min_size,
             max_size=self._max_size,
             kwargs={"autocommit": True, **self._connect_kwargs},
+            configure=_ignore_notifications,
             timeout=self._pool_timeout,
             name="cereal",
             open=False,
@@ -175,7 +277,11 @@ class PostgresBase(Driver):
                 await pool.open(wait=True, timeout=self._pool_timeout)
             if self._notify:
                 listener = NotificationListener(
-                    self._conninfo, self._connect_kwargs, self._sender, self._wake
+                    self._listen_conninfo,
+                    self._listen_kwargs,
+                    self._sender,
+                    self._wake,
+                    probe=_prober(self._conninfo, self._connect_kwargs),
                 )
                 await listener.start()
         except BaseException:

@@ -24,6 +24,12 @@ from cereal.models import Schedule, WorkflowInstanceData, WorkflowInstanceStatus
 QUERIES = load_queries("cereal.drivers.postgres")
 """The named runtime queries of ``queries.sql``."""
 
+PREPARE_HINT = (
+    " (behind a transaction-pooling proxy such as PgBouncer before 1.21, add"
+    " prepare_threshold=none to the URL)"
+)
+"""Appended to errors that show server-side prepared statements crossing sessions."""
+
 Conn = psycopg.AsyncConnection[Any]
 Row = dict[str, Any]
 
@@ -35,6 +41,12 @@ def translate(what: str) -> Iterator[None]:
         yield
     except errors.CerealError:
         raise
+    except (
+        psycopg.errors.DuplicatePreparedStatement,
+        psycopg.errors.InvalidSqlStatementName,
+    ) as exc:
+        # the prepared statements of one session met another: a transaction pooler
+        raise errors.DriverError(f"PostgreSQL: {what} failed: {exc}{PREPARE_HINT}") from exc
     except (psycopg.Error, OSError) as exc:
         raise errors.DriverError(f"PostgreSQL: {what} failed: {exc}") from exc
 

@@ -1,9 +1,10 @@
 """Schema migrations: numbered SQL files applied under an advisory lock.
 
-Every process that opens the driver runs :func:`apply_migrations`; the
-session-level ``pg_advisory_lock`` makes concurrent migrators take turns, so
-each pending migration is applied exactly once, each in its own transaction,
-and recorded in ``cereal_schema_migrations`` with the checksum of its file.
+Every process that opens the driver runs :func:`apply_migrations`; a
+transaction-level ``pg_advisory_xact_lock`` makes concurrent migrators take
+turns, so each pending migration is applied exactly once, each in its own
+transaction (which also takes the lock and rereads what is recorded), and
+recorded in ``cereal_schema_migrations`` with the checksum of its file.
 A recorded checksum that differs from the file's is a hard error: an applied
 migration must never change.
 """
@@ -52,31 +53,32 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     known = migrations()
     applied_now: list[str] = []
     try:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        try:
-            await conn.execute(_CREATE_TABLE)
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(
-                    "SELECT version, name, checksum FROM cereal_schema_migrations ORDER BY version"
-                )
-                recorded = {row["version"]: row for row in await cur.fetchall()}
-            _check_recorded(known, recorded)
-            for migration in known:
-                if migration.version in recorded:
-                    continue
-                label = _label(migration)
-                async with conn.transaction():
-                    await conn.execute(migration.sql)
-                    await conn.execute(
-                        "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                        " VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
+        while True:
+            # one transaction per migration, each under the transaction-level lock: no
+            # session state, so this also works through a transaction-pooling proxy
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                await conn.execute(_CREATE_TABLE)
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    await cur.execute(
+                        "SELECT version, name, checksum FROM cereal_schema_migrations"
+                        " ORDER BY version"
                     )
-                logger.info("applied migration %s", label)
-                applied_now.append(label)
-        finally:
-            if not conn.closed:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+                    recorded = {row["version"]: row for row in await cur.fetchall()}
+                _check_recorded(known, recorded)
+                pending = [m for m in known if m.version not in recorded]
+                if not pending:
+                    break
+                migration = pending[0]
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO cereal_schema_migrations (version, name, checksum)"
+                    " VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+            label = _label(migration)
+            logger.info("applied migration %s", label)
+            applied_now.append(label)
     except errors.CerealError:
         raise
     except (psycopg.Error, OSError) as exc:

@@ -62,18 +62,28 @@ class PostgresDriver(PostgresSchedules):
 
     Args:
         url: a libpq URL or conninfo string. Query options ``min_size``,
-            ``max_size``, ``pool_timeout`` and ``notify`` are taken by cereal;
-            the rest go to libpq.
+            ``max_size``, ``pool_timeout``, ``notify``, ``listen_url`` and
+            ``prepare_threshold`` are taken by cereal; the rest go to libpq.
         retention: how much finished-run history :meth:`sweep` keeps.
         min_size: connections the pool keeps open (default 1).
         max_size: most connections the pool opens (default 10). An open
-            workflow or schedule completer holds one until it is closed.
+            schedule completer holds one until it is closed; workflow
+            completers hold none (their claim is a token in the row).
         pool_timeout: seconds to wait for a pooled connection before an
             operation fails with :class:`~cereal.errors.DriverError` (default 30).
         notify: announce new work to other processes with NOTIFY and listen
-            for their announcements (default on). Turn it off behind a
-            transaction-pooling proxy, where LISTEN does not work; polling
-            then carries the wakeups.
+            for their announcements (default on). When a probe shows that
+            announcements do not reach the LISTEN connection, one WARNING
+            says so and polling carries the wakeups.
+        listen_url: a URL straight to the server for the LISTEN connection
+            (URL-encoded in the query: ``?listen_url=postgresql%3A%2F%2F...``).
+            Needed behind a transaction-pooling proxy such as PgBouncer in
+            ``pool_mode = transaction``, where a LISTEN hears nothing; NOTIFY
+            still goes through ``url``. Default: ``url``.
+        prepare_threshold: psycopg's: a statement is prepared server-side on
+            its n-th execution on a connection; ``None`` (``none`` in the URL)
+            never prepares. Default: psycopg's, 5. Use ``None`` behind
+            PgBouncer before 1.21 (or without ``max_prepared_statements``).
     """
 
     # ---- workflow instances -------------------------------------------------------
