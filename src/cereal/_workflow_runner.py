@@ -51,8 +51,11 @@ _BACKOFF_MAX = 5.0
 DEFAULT_BATCH_EVENTS = 64
 """Most events of one instance claimed and decided together (one commit for all)."""
 
-MIN_IN_FLIGHT = 4
+MIN_IN_FLIGHT = 16
 """Instances a runner keeps claimed or committing at once, even with one callback slot."""
+
+SLOW_CALLBACK_SECONDS = 0.02
+"""Above this average callback duration a runner claims no more than it can run at once."""
 
 
 class WorkflowRunner:
@@ -85,6 +88,8 @@ class WorkflowRunner:
         # claimed and decided around them: claims and commits overlap the callbacks
         self._callback_slots = asyncio.Semaphore(self._concurrency)
         self._in_flight = max(self._concurrency, MIN_IN_FLIGHT)
+        self._claim_at_least = max(1, self._in_flight // 4)
+        self._callback_seconds = 0.0  # moving average of one callback's duration
         self._batch_events = max(1, batch_events)
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -107,8 +112,10 @@ class WorkflowRunner:
         active: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping:
-                free = self._in_flight - len(active)
-                if free <= 0:
+                free = self._limit() - len(active)
+                if free <= 0 or (active and free < min(self._claim_at_least, self._limit())):
+                    # claim in chunks, not one instance per finished batch: each
+                    # claim is a round trip and a commit, whatever it takes
                     await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 claimed = await self._claim(free)
@@ -143,6 +150,19 @@ class WorkflowRunner:
             self._wakeup.set()
 
         return done
+
+    def _limit(self) -> int:
+        """Instances to hold at once: claim ahead only while callbacks are quick.
+
+        Instances claimed ahead wait for a callback slot; with slow callbacks
+        they would wait long while another Manager could run them.
+        """
+        if self._callback_seconds > SLOW_CALLBACK_SECONDS:
+            return self._concurrency
+        return self._in_flight
+
+    def _note_callback_time(self, seconds: float) -> None:
+        self._callback_seconds += (seconds - self._callback_seconds) * 0.2
 
     async def _idle(self) -> None:
         timeout = self._poll_interval
@@ -192,7 +212,9 @@ class WorkflowRunner:
                 async with self._callback_slots:
                     if self._stopping:
                         return  # not started: released, delivered again elsewhere
+                    began = time.monotonic()
                     decision, last, tasks = await self._decide_batch(executor, events)
+                    self._note_callback_time((time.monotonic() - began) / len(events))
             finally:
                 keepalive.cancel()
             try:
