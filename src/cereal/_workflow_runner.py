@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from cereal import _callbacks, errors, values
-from cereal._waits import wait_for_event
+from cereal._waits import ClaimPacer, wait_for_event
 from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
 from cereal.executors import WorkflowExecutor
 from cereal.instance import (
@@ -53,6 +53,9 @@ DEFAULT_BATCH_EVENTS = 64
 
 MIN_IN_FLIGHT = 16
 """Instances a runner keeps claimed or committing at once, even with one callback slot."""
+
+CLAIM_INTERVAL = 0.002
+"""Least seconds between two claims of one runner (see :class:`ClaimPacer`)."""
 
 SLOW_CALLBACK_SECONDS = 0.02
 """Above this average callback duration a runner claims no more than it can run at once."""
@@ -90,6 +93,7 @@ class WorkflowRunner:
         self._in_flight = max(self._concurrency, MIN_IN_FLIGHT)
         self._claim_at_least = max(1, self._in_flight // 4)
         self._callback_seconds = 0.0  # moving average of one callback's duration
+        self._pacer = ClaimPacer(CLAIM_INTERVAL)
         self._batch_events = max(1, batch_events)
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -180,6 +184,7 @@ class WorkflowRunner:
         names = self._names()
         if not names:
             return []
+        await self._pacer.pace()
         self._wakeup.clear()  # a wakeup from now on means work this claim may miss
         try:
             claimed = await self._driver.claim_workflows(
