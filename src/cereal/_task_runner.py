@@ -239,7 +239,10 @@ class TaskRunner:
         deadline = None if self._timeout is None else loop.time() + self._timeout
         try:
             while not work.done():
-                wait = self._heartbeat_interval
+                # beat on the process-wide tick (a multiple of the interval on the loop's
+                # clock): every running task of this process beats at the same moment,
+                # and the driver joins those beats into one statement
+                wait = self._heartbeat_interval - loop.time() % self._heartbeat_interval
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - loop.time()))
                 await asyncio.wait({work}, timeout=wait)
