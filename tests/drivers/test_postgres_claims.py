@@ -239,7 +239,7 @@ async def test_a_claim_blocked_by_another_transaction_and_cancelled_claims_nothi
                 with psycopg.connect(postgres_dsn) as probe:
                     row = probe.execute(
                         "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock' AND query LIKE '%%cereal_tasks%%'"
+                        " WHERE wait_event_type = 'Lock' AND query LIKE '%%claim_tasks%%'"
                     ).fetchone()
                 return row is not None and row[0] > 0
 

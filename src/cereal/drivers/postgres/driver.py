@@ -275,16 +275,19 @@ class PostgresDriver(PostgresSchedules):
         # (id, lease) pair, and a cancelled claim is given back by the token alone
         lease = uuid.uuid4()
         params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry, "lease": lease}
-        rows: list[Row] = []
+        rows: list[Row] | None = None
         try:
-            # a transaction, so that a claim cancelled before its rows are known rolls
-            # back (not pipelined: psycopg's async pipeline busy-polls while it waits)
-            async with self._connection("dequeue_tasks") as conn, conn.transaction():
+            async with self._connection("dequeue_tasks") as conn:
                 rows = await fetch_all(conn, "claim_tasks", params)
         except asyncio.CancelledError:
             if rows:
-                # cancelled at or after the commit: nobody will run these, so give them back
+                # cancelled after the claim: nobody will run these, so give them back
                 await asyncio.shield(self._unclaim(task_name, lease))
+            elif rows is None:
+                # cancelled during it: psycopg cancelled the statement on the server or
+                # let it finish; give back whatever it may have committed, in the
+                # background, so the caller does not wait behind other locks
+                self._in_background(self._unclaim(task_name, lease))
             raise
         rows.sort(key=lambda row: (row["start_after"], row["id"]))
         claimed: list[tuple[TaskData, TaskCompleter]] = []

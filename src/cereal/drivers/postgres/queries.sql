@@ -168,21 +168,9 @@ WHERE %(is_running)s::boolean IS NULL
 ORDER BY workflow_name, instance_name
 
 -- name: claim_tasks
--- Claim up to max_tasks ready tasks of one name under the claim's lease token,
--- stamped with the claimer's expiry (the deadline is heartbeat_at + lease_expiry seconds).
-UPDATE cereal_tasks AS t
-SET state = 'running', lease = %(lease)s, heartbeat_at = now(),
-    lease_expiry = %(expiry)s, attempt = t.attempt + 1
-FROM (
-    SELECT id FROM cereal_tasks
-    WHERE task_name = %(task_name)s AND state = 'queued' AND start_after <= now()
-    ORDER BY start_after, id
-    LIMIT %(max_tasks)s
-    FOR UPDATE SKIP LOCKED
-) AS picked
-WHERE t.id = picked.id
-RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-          t.instance_name, t.enqueued_at, t.start_after, t.attempt
+-- Claim up to max_tasks ready tasks of one name under the claim's lease token
+-- (see the function in migration 0004), in one statement.
+SELECT * FROM cereal_claim_tasks(%(task_name)s, %(max_tasks)s, %(lease)s, %(expiry)s)
 
 -- name: unclaim_tasks
 -- Give the tasks of one claim (its lease token) back to the queue: their

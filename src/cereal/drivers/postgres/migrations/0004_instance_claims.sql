@@ -60,6 +60,10 @@ CREATE FUNCTION cereal_claim_instances(
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
+    -- a claim is a lease: if the server crashes before this commit reaches disk
+    -- the claim is simply gone and the events are delivered again, so the
+    -- commit need not wait for the WAL flush (the decision's commit does)
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE cereal_workflow_instances AS i
     SET claim_token = p_token, claimed_at = now(), claim_expiry = p_expiry
     FROM (
@@ -193,5 +197,37 @@ BEGIN
         PERFORM pg_notify('cereal_wakeup', p_note);
     END IF;
     RETURN QUERY SELECT unnest(v_continued || v_finished);
+END
+$$;
+
+-- Claim up to p_max_tasks ready tasks of one name under the lease token
+-- p_lease, stamped with the claimer's expiry (the deadline is heartbeat_at +
+-- lease_expiry seconds). As for workflow claims, the commit does not wait for
+-- the WAL flush: a claim lost in a server crash leaves the task queued, to
+-- run again, and its holder's completion finds no lease.
+CREATE FUNCTION cereal_claim_tasks(
+    p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision
+) RETURNS TABLE (
+    id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea,
+    workflow_name text, instance_name text, enqueued_at timestamptz,
+    start_after timestamptz, attempt integer
+) LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    UPDATE cereal_tasks AS t
+    SET state = 'running', lease = p_lease, heartbeat_at = now(),
+        lease_expiry = p_expiry, attempt = t.attempt + 1
+    FROM (
+        SELECT q.id FROM cereal_tasks AS q
+        WHERE q.task_name = p_task_name AND q.state = 'queued' AND q.start_after <= now()
+        ORDER BY q.start_after, q.id
+        LIMIT p_max_tasks
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+              t.instance_name, t.enqueued_at, t.start_after, t.attempt;
 END
 $$;
