@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from cereal.drivers import sqlite_path_from_url
+
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/bench"
 
 
@@ -53,6 +55,16 @@ class PostgresStore:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.made.append(name)
         return with_database(self.dsn, name)
+
+    def drop(self, url: str) -> None:
+        """Drop one scenario's database now (a large one need not wait for the end)."""
+        name = database_of(url)
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        if name in self.made:
+            self.made.remove(name)
 
     def cleanup(self) -> None:
         """Drop every database this store made."""
@@ -101,6 +113,12 @@ class SqliteStore:
     def fresh(self, scenario: str) -> str:
         """The URL of a new, empty file."""
         return f"sqlite:///{Path(self._dir.name) / scenario}.db"
+
+    def drop(self, url: str) -> None:
+        """Remove one scenario's file (and its WAL) now."""
+        path = Path(sqlite_path_from_url(url))
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
 
     def cleanup(self) -> None:
         """Remove the files."""
