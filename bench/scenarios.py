@@ -11,6 +11,7 @@ import asyncio
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,24 +79,45 @@ async def _client(url: str) -> cereal.Manager:
     return client
 
 
-async def drain(url: str, sizes: Sizes) -> Figures:
-    """(a) fan-out workflows x no-op tasks, 2 worker processes x 8 task workers."""
+async def drain(
+    url: str,
+    sizes: Sizes,
+    postgres_dsn: str | None = None,
+    wrap: Callable[[int], list[str]] | None = None,
+) -> Figures:
+    """(a) fan-out workflows x no-op tasks, 2 worker processes x 8 task workers.
+
+    Also the CPU the worker processes (and, on a local PostgreSQL, the server
+    backends of the scenario's database) used per task from READY to the end.
+    ``wrap`` starts the workers under a profiler (``--profile``).
+    """
     client = await _client(url)
     try:
-        async with procs.workers(url, 2, task_workers=8):
+        async with procs.workers(url, 2, task_workers=8, wrap=wrap) as workers:
+            pids = [procs.python_pid(worker) for worker in workers]
+            cpu0 = sum(procs.cpu_seconds(pid) for pid in pids)
+            db0 = await asyncio.to_thread(stores.backend_cpu, postgres_dsn) if postgres_dsn else {}
             t0 = time.time()
             for i in range(sizes.drain_workflows):
                 await client.enqueue_workflow(apps.FANOUT, f"d{i}", {"count": sizes.drain_tasks})
             await _wait_finished(client, apps.FANOUT, sizes.deadline_s)
+            cpu1 = sum(procs.cpu_seconds(pid) for pid in pids)
+            db1 = await asyncio.to_thread(stores.backend_cpu, postgres_dsn) if postgres_dsn else {}
         end = max(r["t_done"] for r in await _results(client, apps.FANOUT))
     finally:
         await client.stop()
     tasks = sizes.drain_workflows * sizes.drain_tasks
-    return {
+    out: Figures = {
         "tasks": tasks,
         "seconds": round(end - t0, 3),
         "tasks_per_s": round(tasks / (end - t0), 1),
+        "worker_cpu_ms_per_task": round(1000.0 * (cpu1 - cpu0) / tasks, 3),
     }
+    if db1:
+        # a backend that started mid-run counts from zero; one that ended is missed
+        used = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
+        out["db_cpu_ms_per_task"] = round(1000.0 * used / tasks, 3)
+    return out
 
 
 async def single(url: str, sizes: Sizes, postgres_dsn: str | None) -> Figures:
@@ -262,7 +284,7 @@ async def idle(url: str, sizes: Sizes) -> Figures:
 async def run_all(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
     """Every scenario on one store; a failed scenario is reported, the rest still run."""
     steps: dict[str, Any] = {
-        "drain": lambda: drain(store.fresh("drain"), sizes),
+        "drain": lambda: _drain(store, sizes),
         "single": lambda: _single(store, sizes),
         "pickup": lambda: pickup(store.fresh("pickup"), sizes),
         "fanout_commit": lambda: fanout_commit(store.fresh("fanout"), sizes),
@@ -280,6 +302,11 @@ async def run_all(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
         log.info("%s: %s took %.1f s: %s", store.kind, name, time.monotonic() - began, out[name])
     return out
+
+
+async def _drain(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
+    url = store.fresh("drain")
+    return await drain(url, sizes, url if isinstance(store, PostgresStore) else None)
 
 
 async def _single(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:

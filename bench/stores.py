@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from bench import procs
 from cereal.drivers import sqlite_path_from_url
 
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/bench"
@@ -83,6 +84,27 @@ def xact_commit(dsn: str) -> int:
             "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (database_of(dsn),)
         ).fetchone()
     return int(row[0]) if row is not None else 0
+
+
+def backend_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds so far of each server backend connected to the DSN's database, by pid.
+
+    Read from ``/proc``, so only when the server runs on this machine (else empty).
+    """
+    with psycopg.connect(with_database(dsn, "postgres"), autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database_of(dsn),)
+            )
+        ]
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            out[pid] = procs.cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):  # gone, or not on this machine
+            continue
+    return out
 
 
 async def settled_xact_commit(dsn: str, timeout: float = 5.0) -> int:
