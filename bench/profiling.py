@@ -95,6 +95,7 @@ class Profile:
         self.self_by_function: Counter[tuple[str, str]] = Counter()
         self.total_by_function: Counter[tuple[str, str]] = Counter()
         self.self_by_file: Counter[str] = Counter()
+        self.self_by_line: Counter[str] = Counter()
         self.by_thread: Counter[str] = Counter()
 
     @property
@@ -116,7 +117,7 @@ class Profile:
                 self.samples += 1
                 labels = [frames[i] for i in stack]  # root first, leaf last
                 stacks[";".join(f"{n} ({f}:{line})" for n, f, line in labels)] += 1
-                name, file, _ = labels[-1]
+                name, file, line = labels[-1]
                 if (file, name) in WAITING:
                     self.waiting += 1
                     continue
@@ -126,6 +127,7 @@ class Profile:
                 self.by_thread[thread or "(unnamed)"] += 1
                 self.self_by_function[(name, file)] += 1
                 self.self_by_file[file] += 1
+                self.self_by_line[f"{file}:{line}  {name}"] += 1
                 for key in {(n, f) for n, f, _ in labels}:
                     self.total_by_function[key] += 1
         folded.write_text("".join(f"{stack} {count}\n" for stack, count in stacks.items()))
@@ -163,6 +165,11 @@ class Profile:
         ours = Counter({key: c for key, c in self.total_by_function.items() if _is_cereal(key[1])})
         lines += ["", "top 25 cereal functions by TOTAL time (inclusive: what each step costs)"]
         lines += [row(c, f"{n}  {f}") for (n, f), c in ours.most_common(25)]
+        lines += [
+            "",
+            "top 15 lines by SELF time (a C call, e.g. a query or a commit, counts on its line)",
+        ]
+        lines += [row(c, at) for at, c in self.self_by_line.most_common(15)]
         lines += ["", "self time by file"]
         lines += [row(c, f) for f, c in self.self_by_file.most_common(15)]
         lines += ["", "busy samples by thread"]
