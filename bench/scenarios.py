@@ -41,6 +41,9 @@ class Sizes:
     deadline_s: float
 
 
+# (e) gives up when no task completes for this long
+STALL_S = 60.0
+
 FULL = Sizes(20, 1000, 5000, 200, 0.02, 10_000, 10_000, 1_000_000, 4000, 30.0, 900.0)
 QUICK = Sizes(2, 100, 100, 20, 0.02, 1000, 500, 2000, 200, 2.0, 60.0)
 
@@ -236,9 +239,17 @@ async def _backlog_rate(
         async with procs.workers(url, 2, task_workers=8):
             start, t0 = await _done_count(client), time.monotonic()
             deadline = t0 + sizes.deadline_s
+            last, moved = start, t0
             while (done := await _done_count(client)) < start + sizes.backlog_window:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the backlog drain made too little progress")
+                now = time.monotonic()
+                if done != last:
+                    last, moved = done, now
+                if now > deadline or now - moved > STALL_S:
+                    # e.g. a schema change left the seeded rows unclaimable
+                    raise TimeoutError(
+                        f"the backlog drain stalled at {done - start} of"
+                        f" {sizes.backlog_window} completions"
+                    )
                 await asyncio.sleep(0.1)
             seconds = time.monotonic() - t0
     finally:
