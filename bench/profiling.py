@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import logging
 import os
@@ -80,6 +81,82 @@ def _is_cereal(file: str) -> bool:
     return file.startswith(("src/cereal/", "cereal/"))
 
 
+class _Node:
+    """One frame of the merged call tree (by function, not line): samples through it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiting = 0
+        self.children: dict[tuple[str, str], _Node] = {}
+
+    def add(self, stack: list[tuple[str, str]], waiting: bool) -> None:
+        node = self
+        node.count += 1
+        for key in stack:
+            node = node.children.setdefault(key, _Node())
+            node.count += 1
+            node.waiting += waiting
+
+
+FLAME_WIDTH = 1600
+FLAME_ROW = 17
+
+
+def _colour(file: str, waiting_share: float) -> str:
+    if waiting_share > 0.5:
+        return "#c8c8c8"  # mostly blocked below this frame
+    if _is_cereal(file):
+        return "#f0a040"
+    if file.startswith("psycopg"):
+        return "#6fa8dc"
+    if file.startswith("stdlib/asyncio"):
+        return "#93c47d"
+    return "#e6d16b" if file.startswith("stdlib/") else "#d5a6bd"
+
+
+def flame_svg(tree: _Node, title: str) -> str:
+    """A flame graph (root at the bottom) of the merged stacks as a standalone SVG.
+
+    Frame width is its share of all samples; grey frames are mostly waiting,
+    orange is cereal, blue psycopg, green asyncio, yellow the rest of the
+    standard library. Hover a frame for its name, file and share.
+    """
+    total = max(tree.count, 1)
+    boxes: list[tuple[float, int, float, str, str, _Node]] = []
+
+    def walk(node: _Node, x: float, depth: int) -> int:
+        deepest = depth
+        for (name, file), child in sorted(node.children.items()):
+            width = FLAME_WIDTH * child.count / total
+            if width >= 0.5:  # narrower frames are invisible anyway
+                boxes.append((x, depth, width, name, file, child))
+                deepest = max(deepest, walk(child, x, depth + 1))
+            x += width
+        return deepest
+
+    depth = walk(tree, 0.0, 0) + 1
+    height = (depth + 2) * FLAME_ROW
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{FLAME_WIDTH}" height="{height}"'
+        ' font-family="monospace" font-size="11">',
+        f'<text x="4" y="13">{html.escape(title)}</text>',
+    ]
+    for x, level, width, name, file, node in boxes:
+        y = height - (level + 1) * FLAME_ROW
+        share = 100.0 * node.count / total
+        label = html.escape(f"{name}  {file}")
+        fits = int(width / 7)
+        text = html.escape(name[:fits]) if fits >= 3 else ""
+        out.append(
+            f"<g><title>{label}: {node.count} samples, {share:.2f} %</title>"
+            f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{FLAME_ROW - 1}"'
+            f' fill="{_colour(file, node.waiting / node.count)}"/>'
+            f'<text x="{x + 2:.1f}" y="{y + FLAME_ROW - 5}">{text}</text></g>'
+        )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 class Profile:
     """Samples of several speedscope recordings, aggregated by function, file and thread.
 
@@ -97,6 +174,7 @@ class Profile:
         self.self_by_file: Counter[str] = Counter()
         self.self_by_line: Counter[str] = Counter()
         self.by_thread: Counter[str] = Counter()
+        self.tree = _Node()
 
     @property
     def busy(self) -> int:
@@ -118,6 +196,7 @@ class Profile:
                 labels = [frames[i] for i in stack]  # root first, leaf last
                 stacks[";".join(f"{n} ({f}:{line})" for n, f, line in labels)] += 1
                 name, file, line = labels[-1]
+                self.tree.add([(n, f) for n, f, _ in labels], (file, name) in WAITING)
                 if (file, name) in WAITING:
                     self.waiting += 1
                     continue
@@ -229,10 +308,13 @@ def _profile_store(
     )
     summary = out / f"{kind}-summary.txt"
     summary.write_text(profile.text(title, tasks))
+    flame = out / f"{kind}-flamegraph.svg"
+    flame.write_text(flame_svg(profile.tree, title + " (all samples; grey = waiting)"))
     result["profile"][kind] = {
         "speedscope": [str(p) for p in recordings],
         "folded": [str(p) for p in folded],
         "summary": str(summary),
+        "flamegraph": str(flame),
         "samples": profile.samples,
         "busy_samples": profile.busy,
         "busy_ms_per_task": round(1000.0 * profile.busy / RATE / tasks, 3),
