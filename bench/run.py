@@ -88,7 +88,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--large",
         type=int,
         default=None,
-        help="tasks queued in the large-backlog drain (e); full default 200000",
+        help="tasks queued in the large-backlog drain (e); full default 1000000",
     )
     parser.add_argument("--no-peers", action="store_true", help="full sizes but skip the peers")
     parser.add_argument(
