@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,23 +16,36 @@ READY_TIMEOUT_S = 60.0
 
 @asynccontextmanager
 async def workers(
-    url: str, count: int, *, task_workers: int = 8, tasks: bool = True
+    url: str,
+    count: int,
+    *,
+    task_workers: int = 8,
+    tasks: bool = True,
+    wrap: Callable[[int], list[str]] | None = None,
 ) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
-    """``count`` worker processes on ``url``, each with its own Manager, started and READY."""
+    """``count`` worker processes on ``url``, each with its own Manager, started and READY.
+
+    ``wrap(i)``, when given, is a command prefix for worker ``i`` (a profiler
+    such as ``py-spy record ... --``); the Popen is then the wrapper's, see
+    :func:`python_pid`.
+    """
     command = [sys.executable, "-m", "bench.worker", url, "--task-workers", str(task_workers)]
     if not tasks:
         command.append("--no-tasks")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
-        subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        for _ in range(count)
+        subprocess.Popen(
+            [*(wrap(i) if wrap else []), *command],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for i in range(count)
     ]
     try:
         for proc in procs:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), READY_TIMEOUT_S)
-            if line.strip() != b"READY":
-                raise RuntimeError(f"bench worker did not start (exit {proc.poll()}): {line!r}")
+            await asyncio.wait_for(asyncio.to_thread(_await_ready, proc), READY_TIMEOUT_S)
         yield procs
     finally:
         for proc in procs:
@@ -44,6 +57,32 @@ async def workers(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _await_ready(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    while line := proc.stdout.readline():
+        if line.strip() == b"READY":
+            return
+        # a wrapper's own chatter (py-spy prints "py-spy> Sampling ...") comes first
+    raise RuntimeError(f"bench worker did not start (exit {proc.poll()})")
+
+
+def python_pid(proc: subprocess.Popen[bytes]) -> int:
+    """The worker's own pid: ``proc``'s, or its only child's when a wrapper started it."""
+    children = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _parent_of(entry) == proc.pid
+    ]
+    return children[0] if len(children) == 1 else proc.pid
+
+
+def _parent_of(entry: Path) -> int | None:
+    try:
+        return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # the process has gone
+        return None
 
 
 def cpu_seconds(pid: int) -> float:

@@ -27,39 +27,53 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-# name -> (numerator path, denominator path); every key is always in the JSON (null when unknown)
-RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "drain_vs_pgqueuer": (
-        ("postgres", "drain", "tasks_per_s"),
-        ("peers", "pgqueuer", "drain_jobs_per_s"),
-    ),
+# ours vs a peer: name -> ((scenario, figure) of ours, the peer's path); each is
+# computed for PostgreSQL under its name and for SQLite under "sqlite_" + name
+PEER_RATIOS: dict[str, tuple[tuple[str, str], tuple[str, ...]]] = {
+    "drain_vs_pgqueuer": (("drain", "tasks_per_s"), ("peers", "pgqueuer", "drain_jobs_per_s")),
     "drain_vs_procrastinate": (
-        ("postgres", "drain", "tasks_per_s"),
+        ("drain", "tasks_per_s"),
         ("peers", "procrastinate", "drain_jobs_per_s"),
     ),
+    "single_vs_dbos": (("single", "workflows_per_s"), ("peers", "dbos", "workflows_per_s")),
+    "pickup_on_start_p50_vs_pgqueuer": (
+        ("pickup", "on_start_p50_ms"),
+        ("peers", "pgqueuer", "pickup_p50_ms"),
+    ),
+    "pickup_task_p50_vs_pgqueuer": (
+        ("pickup", "task_start_p50_ms"),
+        ("peers", "pgqueuer", "pickup_p50_ms"),
+    ),
+    "pickup_task_p95_vs_pgqueuer": (
+        ("pickup", "task_start_p95_ms"),
+        ("peers", "pgqueuer", "pickup_p95_ms"),
+    ),
+    "pickup_task_p99_vs_pgqueuer": (
+        ("pickup", "task_start_p99_ms"),
+        ("peers", "pgqueuer", "pickup_p99_ms"),
+    ),
+    "pickup_task_p50_vs_dbos": (("pickup", "task_start_p50_ms"), ("peers", "dbos", "step_p50_ms")),
+}
+
+# name -> (numerator path, denominator path); every key is always in the JSON (null when unknown)
+RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **{name: (("postgres", *ours), peer) for name, (ours, peer) in PEER_RATIOS.items()},
+    **{f"sqlite_{name}": (("sqlite", *ours), peer) for name, (ours, peer) in PEER_RATIOS.items()},
     "single_vs_drain": (
         ("postgres", "single", "workflows_per_s"),
         ("postgres", "drain", "tasks_per_s"),
     ),
-    "single_vs_dbos": (
-        ("postgres", "single", "workflows_per_s"),
-        ("peers", "dbos", "workflows_per_s"),
-    ),
-    "pickup_on_start_p50_vs_pgqueuer": (
-        ("postgres", "pickup", "on_start_p50_ms"),
-        ("peers", "pgqueuer", "pickup_p50_ms"),
-    ),
-    "pickup_task_p50_vs_pgqueuer": (
-        ("postgres", "pickup", "task_start_p50_ms"),
-        ("peers", "pgqueuer", "pickup_p50_ms"),
-    ),
-    "pickup_task_p50_vs_dbos": (
-        ("postgres", "pickup", "task_start_p50_ms"),
-        ("peers", "dbos", "step_p50_ms"),
+    "sqlite_single_vs_drain": (
+        ("sqlite", "single", "workflows_per_s"),
+        ("sqlite", "drain", "tasks_per_s"),
     ),
     "backlog_large_vs_small": (
         ("postgres", "backlog", "large_tasks_per_s"),
         ("postgres", "backlog", "small_tasks_per_s"),
+    ),
+    "sqlite_backlog_large_vs_small": (
+        ("sqlite", "backlog", "large_tasks_per_s"),
+        ("sqlite", "backlog", "small_tasks_per_s"),
     ),
     "commits_vs_dbos": (
         ("postgres", "single", "commits_per_workflow"),
@@ -68,10 +82,6 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sqlite_drain_vs_postgres": (
         ("sqlite", "drain", "tasks_per_s"),
         ("postgres", "drain", "tasks_per_s"),
-    ),
-    "sqlite_backlog_large_vs_small": (
-        ("sqlite", "backlog", "large_tasks_per_s"),
-        ("sqlite", "backlog", "small_tasks_per_s"),
     ),
 }
 
@@ -129,133 +139,96 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:,.3f}".rstrip("0").rstrip(".")
 
 
-# (label, cereal PostgreSQL path, cereal SQLite path, peer label, peer path, ratio key)
-ROWS: list[tuple[str, tuple[str, ...], tuple[str, ...], str, tuple[str, ...], str]] = [
+# (label, (scenario, figure) of ours on both stores, peer label, peer path, ratio key);
+# the SQLite ratio is "sqlite_" + the key; labels are formatted with the sizes
+ROWS: list[tuple[str, tuple[str, str], str, tuple[str, ...], str]] = [
     (
         "(a) drain, tasks/s",
-        ("postgres", "drain", "tasks_per_s"),
-        ("sqlite", "drain", "tasks_per_s"),
+        ("drain", "tasks_per_s"),
         "pgqueuer drain",
         ("peers", "pgqueuer", "drain_jobs_per_s"),
         "drain_vs_pgqueuer",
     ),
     (
         "(a) drain, tasks/s",
-        ("postgres", "drain", "tasks_per_s"),
-        ("sqlite", "drain", "tasks_per_s"),
+        ("drain", "tasks_per_s"),
         "procrastinate drain",
         ("peers", "procrastinate", "drain_jobs_per_s"),
         "drain_vs_procrastinate",
     ),
+    ("(a) worker CPU ms per task", ("drain", "worker_cpu_ms_per_task"), "", (), ""),
+    ("(a) PostgreSQL backends' CPU ms per task", ("drain", "db_cpu_ms_per_task"), "", (), ""),
     (
         "(b) single-task workflows/s",
-        ("postgres", "single", "workflows_per_s"),
-        ("sqlite", "single", "workflows_per_s"),
+        ("single", "workflows_per_s"),
         "DBOS workflows/s",
         ("peers", "dbos", "workflows_per_s"),
         "single_vs_dbos",
     ),
-    (
-        "(b) start->complete p50 ms",
-        ("postgres", "single", "complete_p50_ms"),
-        ("sqlite", "single", "complete_p50_ms"),
-        "",
-        (),
-        "",
-    ),
-    (
-        "(b) start->complete p99 ms",
-        ("postgres", "single", "complete_p99_ms"),
-        ("sqlite", "single", "complete_p99_ms"),
-        "",
-        (),
-        "",
-    ),
+    ("(b) start->complete p50 ms", ("single", "complete_p50_ms"), "", (), ""),
+    ("(b) start->complete p99 ms", ("single", "complete_p99_ms"), "", (), ""),
     (
         "(c) ->on_start p50 ms",
-        ("postgres", "pickup", "on_start_p50_ms"),
-        ("sqlite", "pickup", "on_start_p50_ms"),
+        ("pickup", "on_start_p50_ms"),
         "pgqueuer pickup p50",
         ("peers", "pgqueuer", "pickup_p50_ms"),
         "pickup_on_start_p50_vs_pgqueuer",
     ),
     (
         "(c) ->task start p50 ms",
-        ("postgres", "pickup", "task_start_p50_ms"),
-        ("sqlite", "pickup", "task_start_p50_ms"),
+        ("pickup", "task_start_p50_ms"),
         "pgqueuer pickup p50",
         ("peers", "pgqueuer", "pickup_p50_ms"),
         "pickup_task_p50_vs_pgqueuer",
     ),
     (
         "(c) ->task start p95 ms",
-        ("postgres", "pickup", "task_start_p95_ms"),
-        ("sqlite", "pickup", "task_start_p95_ms"),
+        ("pickup", "task_start_p95_ms"),
         "pgqueuer pickup p95",
         ("peers", "pgqueuer", "pickup_p95_ms"),
-        "",
+        "pickup_task_p95_vs_pgqueuer",
     ),
     (
         "(c) ->task start p99 ms",
-        ("postgres", "pickup", "task_start_p99_ms"),
-        ("sqlite", "pickup", "task_start_p99_ms"),
+        ("pickup", "task_start_p99_ms"),
         "pgqueuer pickup p99",
         ("peers", "pgqueuer", "pickup_p99_ms"),
-        "",
+        "pickup_task_p99_vs_pgqueuer",
     ),
     (
         "(c) ->task start p50 ms",
-        ("postgres", "pickup", "task_start_p50_ms"),
-        ("sqlite", "pickup", "task_start_p50_ms"),
+        ("pickup", "task_start_p50_ms"),
         "DBOS step p50",
         ("peers", "dbos", "step_p50_ms"),
         "pickup_task_p50_vs_dbos",
     ),
+    ("(d) fan-out commit of {fanout_tasks:,} tasks, s", ("fanout_commit", "commit_s"), "", (), ""),
     (
-        "(d) fan-out commit s",
-        ("postgres", "fanout_commit", "commit_s"),
-        ("sqlite", "fanout_commit", "commit_s"),
+        "(e) drain with {backlog_small:,} queued, tasks/s",
+        ("backlog", "small_tasks_per_s"),
         "",
         (),
         "",
     ),
     (
-        "(e) drain, small backlog tasks/s",
-        ("postgres", "backlog", "small_tasks_per_s"),
-        ("sqlite", "backlog", "small_tasks_per_s"),
-        "",
-        (),
-        "",
-    ),
-    (
-        "(e) drain, large backlog tasks/s",
-        ("postgres", "backlog", "large_tasks_per_s"),
-        ("sqlite", "backlog", "large_tasks_per_s"),
+        "(e) drain with {backlog_large:,} queued, tasks/s (ratio: vs {backlog_small:,})",
+        ("backlog", "large_tasks_per_s"),
         "",
         (),
         "backlog_large_vs_small",
     ),
-    (
-        "(f) idle CPU % of a core",
-        ("postgres", "idle", "cpu_percent"),
-        ("sqlite", "idle", "cpu_percent"),
-        "",
-        (),
-        "",
-    ),
-    ("(f) idle RSS MB", ("postgres", "idle", "rss_mb"), ("sqlite", "idle", "rss_mb"), "", (), ""),
+    ("(f) idle CPU % of a core", ("idle", "cpu_percent"), "", (), ""),
+    ("(f) idle RSS MB", ("idle", "rss_mb"), "", (), ""),
     (
         "(g) commits per workflow",
-        ("postgres", "single", "commits_per_workflow"),
-        (),
+        ("single", "commits_per_workflow"),
         "DBOS commits/workflow",
         ("peers", "dbos", "commits_per_workflow"),
         "commits_vs_dbos",
     ),
     (
         "pgbench commit ceiling /s",
-        (),
-        (),
+        ("", ""),
         "pgbench 8 clients",
         ("peers", "pgbench", "commits_per_s_8_clients"),
         "",
@@ -278,20 +251,28 @@ def _verdict(target: dict[str, Any] | None) -> str:
     return f"{target['target']}: {met}"
 
 
+STORES = ("postgres", "sqlite")
+
+
 def table(result: Result) -> str:
     """The markdown table: each figure beside the peer's, the ratio, and its target."""
     lines = [
-        "| figure | cereal PostgreSQL | cereal SQLite | peer | peer value | ratio | target |",
-        "|---|---|---|---|---|---|---|",
+        "| figure | cereal PostgreSQL | cereal SQLite | peer | peer value"
+        " | ratio PostgreSQL | ratio SQLite | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     targets = result["targets"]
-    for label, pg, lite, peer, peer_path, ratio in ROWS:
+    ratios = result["ratios"]
+    for label, (scenario, figure), peer, peer_path, ratio in ROWS:
         target = targets.get(_TARGET_OF_RATIO.get(ratio, ""))
+        ours = [_get(result, kind, scenario, figure) if scenario else None for kind in STORES]
+        theirs = _get(result, *peer_path) if peer_path else None
+        pair = [ratios.get(ratio), ratios.get(f"sqlite_{ratio}")] if ratio else [None, None]
         lines.append(
-            f"| {label} | {_fmt(_get(result, *pg) if pg else None)} "
-            f"| {_fmt(_get(result, *lite) if lite else None)} | {peer} "
-            f"| {_fmt(_get(result, *peer_path) if peer_path else None)} "
-            f"| {_fmt(result['ratios'].get(ratio)) if ratio else ''} | {_verdict(target)} |"
+            f"| {label.format(**result['sizes'])} | {_fmt(ours[0])} | {_fmt(ours[1])} | {peer} "
+            f"| {_fmt(theirs) if peer else ''} "
+            f"| {_fmt(pair[0]) if ratio else ''} | {_fmt(pair[1]) if ratio else ''} "
+            f"| {_verdict(target)} |"
         )
     lines += ["", "| target | value | bound | verdict |", "|---|---|---|---|"]
     for name, target in targets.items():

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Run the bench: ``python3 bench/run.py [--quick]`` (see bench/README.md).
 
+``--profile`` runs only the drain, with py-spy recording the worker
+processes, and writes the profiles to bench/results/.
+
 Full mode runs in ``.venv-bench`` (created here when missing: the project plus
 the peers' dependencies, pinned by bench/constraints.txt) and measures the
 peers too. ``--quick`` (small sizes, no peers) runs in any interpreter that
@@ -85,9 +88,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--large",
         type=int,
         default=None,
-        help="tasks queued in the large-backlog drain (e); full default 200000",
+        help="tasks queued in the large-backlog drain (e); full default 1000000",
     )
     parser.add_argument("--no-peers", action="store_true", help="full sizes but skip the peers")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only the drain (a), each worker under py-spy; profiles to bench/results/",
+    )
     parser.add_argument(
         "--only", choices=("postgres", "sqlite"), default=None, help="one store only"
     )
@@ -98,7 +106,8 @@ def main() -> None:
     """Pick the interpreter, then run the bench in it."""
     args = parse_args(sys.argv[1:])
     in_bench_venv = Path(sys.prefix).resolve() == VENV.resolve()
-    if not in_bench_venv and not (args.quick and _can_run_quick()):
+    # --profile needs py-spy, which only the bench venv has
+    if not in_bench_venv and not (args.quick and not args.profile and _can_run_quick()):
         python = ensure_bench_venv()
         os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
     sys.path.insert(0, str(ROOT))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import peers, report, scenarios, stores
+from bench import peers, profiling, report, scenarios, stores
 
 log = logging.getLogger("cereal.bench")
 
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     """Run everything; print the table and, last, the JSON line. Exit 1 if anything failed."""
     logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
     logging.getLogger("cereal.drivers").setLevel(logging.WARNING)
+    if args.profile:
+        return profiling.run(args, RESULTS)
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     if args.large is not None:
         sizes = dataclasses.replace(sizes, backlog_large=args.large)

@@ -11,6 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from bench import procs
+from cereal.drivers import sqlite_path_from_url
+
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/bench"
 
 
@@ -54,6 +57,16 @@ class PostgresStore:
         self.made.append(name)
         return with_database(self.dsn, name)
 
+    def drop(self, url: str) -> None:
+        """Drop one scenario's database now (a large one need not wait for the end)."""
+        name = database_of(url)
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        if name in self.made:
+            self.made.remove(name)
+
     def cleanup(self) -> None:
         """Drop every database this store made."""
         with psycopg.connect(self.admin, autocommit=True) as conn:
@@ -71,6 +84,27 @@ def xact_commit(dsn: str) -> int:
             "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (database_of(dsn),)
         ).fetchone()
     return int(row[0]) if row is not None else 0
+
+
+def backend_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds so far of each server backend connected to the DSN's database, by pid.
+
+    Read from ``/proc``, so only when the server runs on this machine (else empty).
+    """
+    with psycopg.connect(with_database(dsn, "postgres"), autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database_of(dsn),)
+            )
+        ]
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            out[pid] = procs.cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):  # gone, or not on this machine
+            continue
+    return out
 
 
 async def settled_xact_commit(dsn: str, timeout: float = 5.0) -> int:
@@ -101,6 +135,12 @@ class SqliteStore:
     def fresh(self, scenario: str) -> str:
         """The URL of a new, empty file."""
         return f"sqlite:///{Path(self._dir.name) / scenario}.db"
+
+    def drop(self, url: str) -> None:
+        """Remove one scenario's file (and its WAL) now."""
+        path = Path(sqlite_path_from_url(url))
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
 
     def cleanup(self) -> None:
         """Remove the files."""

@@ -19,6 +19,11 @@ from bench import apps
 log = logging.getLogger("cereal.bench.worker")
 
 
+def wait_for_eof() -> None:
+    """Block until standard input closes (its own frame: profiles count it as waiting)."""
+    sys.stdin.read()
+
+
 async def serve(url: str, *, task_workers: int, tasks: bool) -> None:
     """Start a Manager, announce it, and run until stdin closes."""
     manager = cereal.Manager(cereal.open_driver(url))
@@ -28,7 +33,7 @@ async def serve(url: str, *, task_workers: int, tasks: bool) -> None:
         sys.stdout.flush()
         loop = asyncio.get_running_loop()
         # read on a thread: stdin EOF is the stop signal
-        await loop.run_in_executor(None, sys.stdin.read)
+        await loop.run_in_executor(None, wait_for_eof)
     log.debug("worker stopped")
 
 

@@ -39,7 +39,7 @@ TOP_KEYS = {
     "errors",
 }
 SCENARIO_KEYS = {
-    "drain": {"tasks", "seconds", "tasks_per_s"},
+    "drain": {"tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
     "single": {"workflows", "seconds", "workflows_per_s", "complete_p50_ms", "complete_p99_ms"},
     "pickup": {
         "samples",
@@ -54,25 +54,34 @@ SCENARIO_KEYS = {
     "backlog": {
         "small_queued",
         "small_tasks_per_s",
+        "small_setup_s",
         "large_queued",
         "large_tasks_per_s",
+        "large_setup_s",
         "large_vs_small",
     },
     "idle": {"seconds", "cpu_percent", "rss_mb"},
 }
 PEERS = {"pgqueuer", "procrastinate", "dbos", "pgbench"}
-RATIOS = {
+PEER_RATIOS = {
     "drain_vs_pgqueuer",
     "drain_vs_procrastinate",
-    "single_vs_drain",
     "single_vs_dbos",
     "pickup_on_start_p50_vs_pgqueuer",
     "pickup_task_p50_vs_pgqueuer",
+    "pickup_task_p95_vs_pgqueuer",
+    "pickup_task_p99_vs_pgqueuer",
     "pickup_task_p50_vs_dbos",
+}
+RATIOS = {
+    *PEER_RATIOS,
+    *(f"sqlite_{name}" for name in PEER_RATIOS),
+    "single_vs_drain",
+    "sqlite_single_vs_drain",
     "backlog_large_vs_small",
+    "sqlite_backlog_large_vs_small",
     "commits_vs_dbos",
     "sqlite_drain_vs_postgres",
-    "sqlite_backlog_large_vs_small",
 }
 TARGETS = {
     "drain_vs_pgqueuer",
@@ -121,6 +130,7 @@ def test_quick_bench_prints_the_documented_json_last(bench_dsn: str) -> None:
         for scenario, keys in SCENARIO_KEYS.items():
             assert keys <= result[store][scenario].keys(), (store, scenario)
     assert "commits_per_workflow" in result["postgres"]["single"]
+    assert "db_cpu_ms_per_task" in result["postgres"]["drain"]
     assert set(result["peers"]) == PEERS
     assert all(value is None for value in result["peers"].values())  # quick: no peers
     assert set(result["ratios"]) == RATIOS
