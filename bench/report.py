@@ -244,6 +244,13 @@ _TARGET_OF_RATIO = {
 }
 
 
+class _Sizes(dict[str, Any]):
+    """Scenario sizes for row labels; a size the result lacks shows as "nan"."""
+
+    def __missing__(self, key: str) -> float:
+        return float("nan")
+
+
 def _verdict(target: dict[str, Any] | None) -> str:
     if target is None:
         return ""
@@ -268,8 +275,9 @@ def table(result: Result) -> str:
         ours = [_get(result, kind, scenario, figure) if scenario else None for kind in STORES]
         theirs = _get(result, *peer_path) if peer_path else None
         pair = [ratios.get(ratio), ratios.get(f"sqlite_{ratio}")] if ratio else [None, None]
+        shown = label.format_map(_Sizes(result.get("sizes", {})))
         lines.append(
-            f"| {label.format(**result['sizes'])} | {_fmt(ours[0])} | {_fmt(ours[1])} | {peer} "
+            f"| {shown} | {_fmt(ours[0])} | {_fmt(ours[1])} | {peer} "
             f"| {_fmt(theirs) if peer else ''} "
             f"| {_fmt(pair[0]) if ratio else ''} | {_fmt(pair[1]) if ratio else ''} "
             f"| {_verdict(target)} |"

@@ -12,7 +12,9 @@ unit test holds the two together.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from cereal.executors import call_plain_or_async
@@ -64,6 +66,36 @@ def check_callback(callback_name: str, event: object) -> None:
         raise TypeError(f"{callback_name} takes a {expected.__name__}, got {type(event).__name__}")
 
 
+def _callback(executor: object, callback_name: str, event: object) -> Any:
+    check_callback(callback_name, event)
+    callback = getattr(executor, callback_name, None)
+    if not callable(callback):
+        raise TypeError(f"{type(executor).__name__} has no callable {callback_name}(w, ev)")
+    return callback
+
+
+def _failed(instance: WorkflowInstance, callback_name: str, exc: BaseException) -> Decision:
+    """The decision for a raising callback, logged with its traceback."""
+    logger.error(
+        "workflow %s/%s: %s raised",
+        instance.workflow_name,
+        instance.instance_name,
+        callback_name,
+        exc_info=exc,
+        extra={"event": "callback_failed", "workflow_name": instance.workflow_name},
+    )
+    return Decision(DecisionKind.FAIL, error=raised_text(exc))
+
+
+def _checked(instance: WorkflowInstance, callback_name: str, decision: object) -> Decision:
+    """``decision`` if it is one, else a failed decision (logged)."""
+    if not isinstance(decision, Decision):
+        message = not_a_decision_text(callback_name, decision)
+        logger.error("workflow %s/%s: %s", instance.workflow_name, instance.instance_name, message)
+        return Decision(DecisionKind.FAIL, error=message)
+    return decision
+
+
 async def decide(
     executor: object, callback_name: str, instance: WorkflowInstance, event: object
 ) -> Decision:
@@ -76,10 +108,7 @@ async def decide(
         ValueError / TypeError: see :func:`check_callback`; or the executor
             has no such callback.
     """
-    check_callback(callback_name, event)
-    callback = getattr(executor, callback_name, None)
-    if not callable(callback):
-        raise TypeError(f"{type(executor).__name__} has no callable {callback_name}(w, ev)")
+    callback = _callback(executor, callback_name, event)
     try:
         decision = await call_plain_or_async(callback, instance, event)
     except asyncio.CancelledError as exc:
@@ -95,16 +124,34 @@ async def decide(
         )
         return Decision(DecisionKind.FAIL, error=raised_text(exc))
     except Exception as exc:
-        logger.exception(
-            "workflow %s/%s: %s raised",
-            instance.workflow_name,
-            instance.instance_name,
-            callback_name,
-            extra={"event": "callback_failed", "workflow_name": instance.workflow_name},
-        )
-        return Decision(DecisionKind.FAIL, error=raised_text(exc))
-    if not isinstance(decision, Decision):
-        message = not_a_decision_text(callback_name, decision)
-        logger.error("workflow %s/%s: %s", instance.workflow_name, instance.instance_name, message)
-        return Decision(DecisionKind.FAIL, error=message)
-    return decision
+        return _failed(instance, callback_name, exc)
+    return _checked(instance, callback_name, decision)
+
+
+def decide_in_thread(
+    executor: object,
+    callback_name: str,
+    instance: WorkflowInstance,
+    event: object,
+    loop: asyncio.AbstractEventLoop,
+) -> Decision:
+    """:func:`decide` for a plain callback, called on a worker thread (not the loop's).
+
+    Lets a batch of plain callbacks run in one thread hop. A callback that
+    returns an awaitable has it awaited on ``loop``.
+
+    Raises:
+        ValueError / TypeError: as for :func:`decide`.
+    """
+    callback = _callback(executor, callback_name, event)
+    try:
+        decision = callback(instance, event)
+        if inspect.isawaitable(decision):
+            decision = asyncio.run_coroutine_threadsafe(_await(decision), loop).result()
+    except Exception as exc:
+        return _failed(instance, callback_name, exc)
+    return _checked(instance, callback_name, decision)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from cereal import _callbacks, errors, values
 from cereal._waits import ClaimPacer, wait_for_event
 from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
-from cereal.executors import WorkflowExecutor
+from cereal.executors import WorkflowExecutor, is_async_callable
 from cereal.instance import (
     CancelEvent,
     Decision,
@@ -242,31 +242,42 @@ class WorkflowRunner:
         """The batch's outcome: the last decision, its event, and every task to enqueue.
 
         A continue decision's payload is what the next callback sees; a
-        complete or fail ends the batch (the instance's other events go with it).
+        complete or fail ends the batch (the instance's other events go with
+        it). When every callback the batch needs is plain, the whole batch
+        runs in one worker thread (one hop, not one per event).
         """
-        data = events[0].instance
-        payload = data.payload
-        tasks: list[NewTask] = []
-        decision: Decision | None = None
-        event = events[0]
+        names = [_callback_for(event)[0] for event in events]
+        if len(events) > 1 and not any(_is_async(executor, name) for name in names):
+            loop = asyncio.get_running_loop()
+            return await asyncio.to_thread(self._decide_all, executor, events, loop)
+        return await self._decide_all_async(executor, events)
+
+    async def _decide_all_async(
+        self, executor: WorkflowExecutor, events: list[WorkflowEvent]
+    ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
+        batch = _Batch(events, self._max_value_bytes)
         for event in events:
-            instance = LiveWorkflowInstance(
-                data.workflow_name,
-                data.instance_name,
-                parameters=data.parameters,
-                payload=payload,
-                enqueued_tasks=event.enqueued_task_count + len(tasks),
-                completed_tasks=event.completed_task_count,
-                max_value_bytes=self._max_value_bytes,
-            )
             callback_name, ev = _callback_for(event)
-            decision = await _callbacks.decide(executor, callback_name, instance, ev)
-            if not decision.is_continuing:
+            decision = await _callbacks.decide(executor, callback_name, batch.instance(event), ev)
+            if not batch.absorb(decision, event):
                 break
-            payload = decision.payload
-            tasks.extend(decision.tasks)
-        assert decision is not None
-        return decision, event, tasks
+        return batch.outcome()
+
+    def _decide_all(
+        self,
+        executor: WorkflowExecutor,
+        events: list[WorkflowEvent],
+        loop: asyncio.AbstractEventLoop,
+    ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
+        """:meth:`_decide_all_async` for plain callbacks, on a worker thread."""
+        batch = _Batch(events, self._max_value_bytes)
+        for event in events:
+            callback_name, ev = _callback_for(event)
+            instance = batch.instance(event)
+            decision = _callbacks.decide_in_thread(executor, callback_name, instance, ev, loop)
+            if not batch.absorb(decision, event):
+                break
+        return batch.outcome()
 
     async def _keep_claim(self, completer: WorkflowCompleter) -> None:
         while True:
@@ -302,6 +313,48 @@ class WorkflowRunner:
             self._on_workflow_complete(event)
         except Exception:
             logger.exception("on_workflow_complete callback raised")
+
+
+class _Batch:
+    """The state a batch's callbacks see, carried from one decision to the next."""
+
+    def __init__(self, events: list[WorkflowEvent], max_value_bytes: int) -> None:
+        self._max_value_bytes = max_value_bytes
+        self._payload = events[0].instance.payload
+        self._tasks: list[NewTask] = []
+        self._last: tuple[Decision, WorkflowEvent] | None = None
+
+    def instance(self, event: WorkflowEvent) -> LiveWorkflowInstance:
+        """The instance as the callback of ``event`` sees it."""
+        data = event.instance
+        return LiveWorkflowInstance(
+            data.workflow_name,
+            data.instance_name,
+            parameters=data.parameters,
+            payload=self._payload,
+            enqueued_tasks=event.enqueued_task_count + len(self._tasks),
+            completed_tasks=event.completed_task_count,
+            max_value_bytes=self._max_value_bytes,
+        )
+
+    def absorb(self, decision: Decision, event: WorkflowEvent) -> bool:
+        """Take ``decision`` in; False when it ends the batch (complete or fail)."""
+        self._last = (decision, event)
+        if not decision.is_continuing:
+            return False
+        self._payload = decision.payload
+        self._tasks.extend(decision.tasks)
+        return True
+
+    def outcome(self) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
+        """The last decision, its event, and every task the batch enqueues."""
+        assert self._last is not None
+        return self._last[0], self._last[1], self._tasks
+
+
+def _is_async(executor: object, callback_name: str) -> bool:
+    callback = getattr(executor, callback_name, None)
+    return callback is None or is_async_callable(callback)
 
 
 def _callback_for(event: WorkflowEvent) -> tuple[str, object]:
