@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cereal import errors, values
-from cereal._waits import wait_for_event
+from cereal._waits import ClaimPacer, wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
 from cereal.models import TaskData
@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 _BACKOFF_MAX = 5.0
 _RECORD_ATTEMPTS = 6
+
+CLAIM_INTERVAL = 0.005
+"""Least seconds between two claims of one runner under load (see :class:`ClaimPacer`)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class TaskRunner:
         self._strays = 0
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
+        self._pacer = ClaimPacer(CLAIM_INTERVAL)
 
     @property
     def running(self) -> int:
@@ -135,6 +139,7 @@ class TaskRunner:
         while not self._stopping and len(self._runs) < self._workers:
             if self._at_thread_cap():
                 return
+            await self._pacer.pace()
             free = self._workers - len(self._runs)
             try:
                 async with self._dequeue_slots:

@@ -54,8 +54,8 @@ DEFAULT_BATCH_EVENTS = 64
 MIN_IN_FLIGHT = 16
 """Instances a runner keeps claimed or committing at once, even with one callback slot."""
 
-CLAIM_INTERVAL = 0.002
-"""Least seconds between two claims of one runner (see :class:`ClaimPacer`)."""
+CLAIM_INTERVAL = 0.005
+"""Least seconds between two claims of one runner under load (see :class:`ClaimPacer`)."""
 
 SLOW_CALLBACK_SECONDS = 0.02
 """Above this average callback duration a runner claims no more than it can run at once."""
