@@ -120,6 +120,12 @@ class _Stop:
 class _Job:
     fn: Callable[[], Any]
     future: concurrent.futures.Future[Any]
+    # a plain write (no ``ready`` pre-check): it may share a transaction with others
+    write: Job[Any] | None = None
+
+
+MAX_GROUP = 64
+"""Most queued writes committed together in one transaction (one fsync)."""
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -220,7 +226,8 @@ class Connection:
             return self._with_retries(conn, fn, mode)
 
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put(_Job(job, future))
+        groupable = fn if mode == "write" and ready is None else None
+        self._jobs.put(_Job(job, future, groupable))
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -255,6 +262,10 @@ class Connection:
                 item = None
             if isinstance(item, _Stop):
                 return
+            if item is not None and item.write is not None:
+                item = self._execute_writes(item)  # the first queued item that is not a write
+                if isinstance(item, _Stop):
+                    return
             if item is not None:
                 self._execute(item)
             if time.monotonic() < next_check:
@@ -271,17 +282,89 @@ class Connection:
                 self._on_foreign_change()
             last_version = version
 
-    def _execute(self, job: _Job) -> None:
-        if not job.future.set_running_or_notify_cancel():
-            return
+    def _execute_writes(self, first: _Job) -> _Job | _Stop | None:
+        """Commit ``first`` and the plain writes queued behind it in one transaction.
+
+        Group commit: with ``synchronous=FULL`` every commit is an fsync, the
+        cost that bounds SQLite's throughput, so writes that queued up while
+        the previous one ran share one. Each write runs in its own savepoint:
+        one that raises is rolled back alone and only its caller sees the
+        error; every caller resumes after the shared commit. Returns the next
+        queued item that is not a plain write (to run after), if one was taken.
+        """
+        group = [first]
+        after: _Job | _Stop | None = None
+        while len(group) < MAX_GROUP:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Job) and item.write is not None:
+                group.append(item)
+            else:
+                after = item
+                break
+        group = [job for job in group if job.future.set_running_or_notify_cancel()]
+        if len(group) == 1:
+            self._settle(group[0], group[0].fn)
+        elif group:
+            self._commit_group(group)
+        return after
+
+    def _commit_group(self, group: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+
+        def run_all(conn: sqlite3.Connection) -> None:
+            outcomes.clear()  # a busy retry runs the whole group again
+            for job in group:
+                assert job.write is not None
+                conn.execute("SAVEPOINT cereal_write")
+                try:
+                    value = job.write(conn)
+                except sqlite3.OperationalError as exc:
+                    if is_busy(exc):
+                        raise
+                    conn.execute("ROLLBACK TO cereal_write")
+                    outcomes.append((False, exc))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO cereal_write")
+                    outcomes.append((False, exc))
+                else:
+                    outcomes.append((True, value))
+                conn.execute("RELEASE cereal_write")
+
         try:
-            result = job.fn()
+            self._with_retries(self._require(), run_all, "write")
+        except BaseException as exc:
+            failure = self._driver_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            for job in group:
+                job.future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for job, (ok, value) in zip(group, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            elif isinstance(value, sqlite3.Error):
+                job.future.set_exception(self._driver_error(value))
+            else:
+                job.future.set_exception(value)
+
+    def _settle(self, job: _Job, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` for a job already marked running, and resolve its future."""
+        try:
+            result = fn()
         except sqlite3.Error as exc:
             job.future.set_exception(self._driver_error(exc))
         except BaseException as exc:
             job.future.set_exception(exc)
         else:
             job.future.set_result(result)
+
+    def _execute(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        self._settle(job, job.fn)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
