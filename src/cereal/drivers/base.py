@@ -214,6 +214,16 @@ class ScheduledWorkflowCompleter(abc.ABC):
         await self.close()
 
 
+def check_claim_sizes(max_instances: int, max_events: int) -> None:
+    """Refuse a claim for fewer than one instance or event.
+
+    Raises:
+        ValueError: ``max_instances`` or ``max_events`` is below 1.
+    """
+    if max_instances < 1 or max_events < 1:
+        raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+
+
 async def _wait_for(pending: concurrent.futures.Future[None]) -> None:
     """Wait for another caller's open/close to end; cancelling this wait leaves it running."""
     await asyncio.shield(asyncio.wrap_future(pending))
@@ -414,8 +424,7 @@ class Driver(abc.ABC):
         This default claims one event of one instance; drivers override it
         to claim in one round trip.
         """
-        if max_instances < 1 or max_events < 1:
-            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        check_claim_sizes(max_instances, max_events)
         try:
             event, completer = await self.dequeue_workflow(
                 workflow_names, claim_expiry=claim_expiry
@@ -423,6 +432,20 @@ class Driver(abc.ABC):
         except errors.NoWorkflowInstancesError:
             return []
         return [([event], completer)]
+
+    async def _dequeue_one_claimed(
+        self, workflow_names: Sequence[str], claim_expiry: float
+    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
+        """:meth:`dequeue_workflow` for a driver whose :meth:`claim_workflows` does the work.
+
+        Raises:
+            NoWorkflowInstancesError: nothing is ready.
+        """
+        claimed = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
+        if not claimed:
+            raise errors.NoWorkflowInstancesError()
+        [([event], completer)] = claimed
+        return event, completer
 
     @abc.abstractmethod
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:

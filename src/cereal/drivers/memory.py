@@ -35,6 +35,7 @@ from cereal.drivers.base import (
     ScheduledWorkflowCompleter,
     TaskCompleter,
     WorkflowCompleter,
+    check_claim_sizes,
 )
 from cereal.models import (
     HistoryRetention,
@@ -100,11 +101,7 @@ class MemoryDriver(Driver):
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
-        claimed = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
-        if not claimed:
-            raise errors.NoWorkflowInstancesError()
-        [([event], completer)] = claimed
-        return event, completer
+        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,
@@ -118,8 +115,7 @@ class MemoryDriver(Driver):
 
         Claims end with their completer, so ``claim_expiry`` is unused.
         """
-        if max_instances < 1 or max_events < 1:
-            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        check_claim_sizes(max_instances, max_events)
         result: list[ClaimedWorkflow] = []
         with self._lock:
             for inst in self._state.claim_instances(workflow_names, max_instances):

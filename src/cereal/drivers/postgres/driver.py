@@ -27,6 +27,7 @@ from cereal.drivers.base import (
     ClaimedWorkflow,
     TaskCompleter,
     WorkflowCompleter,
+    check_claim_sizes,
 )
 from cereal.drivers.postgres import _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
@@ -117,11 +118,7 @@ class PostgresDriver(PostgresSchedules):
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
-        claims = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
-        if not claims:
-            raise errors.NoWorkflowInstancesError()
-        [([event], completer)] = claims
-        return event, completer
+        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,
@@ -137,8 +134,7 @@ class PostgresDriver(PostgresSchedules):
         dies leaves it until its ``claim_expiry`` has passed since its last
         heartbeat, when the sweep releases it.
         """
-        if max_instances < 1 or max_events < 1:
-            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        check_claim_sizes(max_instances, max_events)
         names = list(dict.fromkeys(workflow_names))
         if not names:
             return []

@@ -28,6 +28,7 @@ from cereal.drivers.base import (
     ScheduledWorkflowCompleter,
     TaskCompleter,
     WorkflowCompleter,
+    check_claim_sizes,
 )
 from cereal.drivers.sqlite import _schedules, _tasks, _workflows
 from cereal.drivers.sqlite._connection import Connection, Settings, number
@@ -194,11 +195,7 @@ class SQLiteDriver(Driver):
         Raises:
             NoWorkflowInstancesError: nothing is ready.
         """
-        claimed = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
-        if not claimed:
-            raise errors.NoWorkflowInstancesError()
-        [([event], completer)] = claimed
-        return event, completer
+        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,
@@ -214,8 +211,7 @@ class SQLiteDriver(Driver):
         a claimable instance; its cost depends on the batch size, not on how
         many events are queued.
         """
-        if max_instances < 1 or max_events < 1:
-            raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+        check_claim_sizes(max_instances, max_events)
         names = _workflows.names_json(workflow_names)
         expiry = _time.seconds(claim_expiry, name="claim_expiry")
         claims: list[_workflows.Claim] = await self._connection().call(
