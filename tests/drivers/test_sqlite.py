@@ -12,7 +12,6 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,22 +33,6 @@ from cereal.models import (
 from tests._waiting import DEADLINE, sweep_until, wait_past, wait_until
 
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "cereal.db")
-
-
-@pytest.fixture
-async def drv(db_path: str) -> AsyncIterator[SQLiteDriver]:
-    driver = SQLiteDriver(db_path)
-    await driver.init()
-    try:
-        yield driver
-    finally:
-        while driver.is_open:
-            await driver.close()
 
 
 def sqlite_threads() -> list[threading.Thread]:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -29,22 +28,6 @@ from cereal.models import NewTask, TaskStatus, WorkflowEventType
 from tests._waiting import sweep_until
 
 BACKLOG = 50_000
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "cereal.db")
-
-
-@pytest.fixture
-async def drv(db_path: str) -> AsyncIterator[SQLiteDriver]:
-    driver = SQLiteDriver(db_path)
-    await driver.init()
-    try:
-        yield driver
-    finally:
-        while driver.is_open:
-            await driver.close()
 
 
 def query_plan(conn: sqlite3.Connection, name: str, params: Mapping[str, object]) -> list[str]:

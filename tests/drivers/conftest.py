@@ -1,0 +1,28 @@
+"""Fixtures shared by the driver test modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cereal.drivers.sqlite import SQLiteDriver
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    """A SQLite database file in the test's own directory."""
+    return str(tmp_path / "cereal.db")
+
+
+@pytest.fixture
+async def drv(db_path: str) -> AsyncIterator[SQLiteDriver]:
+    """An open SQLite driver on :func:`db_path`, closed however often it was opened."""
+    driver = SQLiteDriver(db_path)
+    await driver.init()
+    try:
+        yield driver
+    finally:
+        while driver.is_open:
+            await driver.close()
