@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import psycopg
 import pytest
 
 from cereal import errors
+from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._migrate import _CREATE_TABLE, migrations
 
@@ -97,6 +99,19 @@ async def test_unreachable_server_is_a_driver_error() -> None:
     assert not driver.is_open
 
 
+def _apply_by_hand(conn: psycopg.Connection[Any], applied: list[Migration]) -> None:
+    """Bring an empty database to the schema ``applied`` leaves, as older cereal did."""
+    conn.execute(_CREATE_TABLE)
+    for migration in applied:
+        with conn.transaction():
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO cereal_schema_migrations (version, name, checksum)"
+                " VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+
+
 async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines(
     postgres_empty_dsn: str,
 ) -> None:
@@ -104,14 +119,7 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
     # task lease was heartbeated just now, one 5 minutes ago, and one task is queued
     [initial, *_] = migrations()
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        conn.execute(_CREATE_TABLE)
-        with conn.transaction():
-            conn.execute(initial.sql)
-            conn.execute(
-                "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                " VALUES (%s, %s, %s)",
-                (initial.version, initial.name, initial.checksum),
-            )
+        _apply_by_hand(conn, [initial])
         [(instance_id,)] = conn.execute(
             "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
             " enqueued_tasks) VALUES ('wf', 'i', 'running', 3) RETURNING id"
@@ -168,15 +176,7 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
     *older, claims = migrations()
     assert (claims.version, claims.name) == (4, "instance_claims")
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        conn.execute(_CREATE_TABLE)
-        for migration in older:
-            with conn.transaction():
-                conn.execute(migration.sql)
-                conn.execute(
-                    "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                    " VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
-                )
+        _apply_by_hand(conn, older)
         [(waiting,)] = conn.execute(
             "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
             " enqueued_tasks) VALUES ('wf', 'waiting', 'running', 1) RETURNING id"

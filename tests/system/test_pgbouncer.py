@@ -58,42 +58,28 @@ def expected(count: int) -> dict[str, int]:
     return {"sum": sum(i * i for i in range(count)), "completions": count, "distinct": count}
 
 
-async def test_a_fan_out_drain_finishes_through_pgbouncer(bounced_workers: Workers) -> None:
-    # Given two worker processes that reach PostgreSQL through PgBouncer only
-    bounced_workers.spawn(2)
-    await bounced_workers.ready()
-    client = Manager(PostgresDriver(bounced_workers.dsn))
-
-    # When four workflows of 50 tasks each are enqueued
-    for number in range(4):
-        await client.enqueue_workflow("fan-out", f"drain-{number}", {"count": 50})
-    try:
-        await wait_all_finished(client, 4)
-
-        # Then every workflow saw each of its 50 completions exactly once
-        for data in await client.list_workflow_instances(workflow_name="fan-out"):
-            assert data.get_result() == expected(50), data.instance_name
-    finally:
-        await client.stop()
-
-
-async def test_200_single_task_workflows_finish_through_pgbouncer(
-    bounced_workers: Workers,
+@pytest.mark.parametrize(
+    ("workflows", "tasks"),
+    [(4, 50), (200, 1)],
+    ids=["fan-out drain, 4 x 50 tasks", "200 single-task workflows"],
+)
+async def test_workflows_finish_through_pgbouncer(
+    bounced_workers: Workers, workflows: int, tasks: int
 ) -> None:
     # Given two worker processes that reach PostgreSQL through PgBouncer only
     bounced_workers.spawn(2)
     await bounced_workers.ready()
     client = Manager(PostgresDriver(bounced_workers.dsn))
 
-    # When 200 workflows of one task each are enqueued
-    for number in range(200):
-        await client.enqueue_workflow("fan-out", f"single-{number}", {"count": 1})
+    # When the workflows are enqueued
+    for number in range(workflows):
+        await client.enqueue_workflow("fan-out", f"wf-{number}", {"count": tasks})
     try:
-        await wait_all_finished(client, 200)
+        await wait_all_finished(client, workflows)
 
-        # Then each one completed with its task's result
+        # Then every workflow saw each of its completions exactly once
         for data in await client.list_workflow_instances(workflow_name="fan-out"):
-            assert data.get_result() == expected(1), data.instance_name
+            assert data.get_result() == expected(tasks), data.instance_name
     finally:
         await client.stop()
 
