@@ -217,7 +217,7 @@ WHERE given.id IN (SELECT id FROM refreshed)
 -- on their latest version: a decision in progress is waited for and then sees
 -- these events; a kill or finish first makes the completion find nothing.
 -- Returns the ids of the tasks completed; one whose lease or instance is gone
--- is left out.
+-- is left out. ``note``, when given, is sent with the commit if any completed.
 WITH given AS (
     SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
                          %(instance_ids)s::bigint[], %(statuses)s::text[],
@@ -256,8 +256,12 @@ WITH given AS (
     SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
     FROM stored JOIN task ON task.id = stored.task_id
     ORDER BY stored.id
+), announced AS (
+    -- the wakeup travels with this commit: no transaction of its own
+    SELECT pg_notify('cereal_wakeup', %(note)s::text)
+    WHERE %(note)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM task)
 )
-SELECT id FROM task
+SELECT id FROM task WHERE (SELECT count(*) FROM announced) >= 0
 
 -- name: expire_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
