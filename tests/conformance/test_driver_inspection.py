@@ -5,6 +5,9 @@ Each case runs on memory, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import pytest
+
+from cereal import Manager
 from cereal.drivers import Driver
 from cereal.models import ListWorkflowFilter, NewTask, TaskStatus, WorkflowEventType
 from tests.conformance._driver_helpers import ODD_NAMES, finished, started, take
@@ -125,3 +128,25 @@ async def test_task_queue_stats_count_queued_and_running_per_name(driver: Driver
     assert (stats["b"].queued, stats["b"].running, stats["b"].oldest_queued_at) == (0, 1, None)
     await lease.succeed(None)
     assert [s.task_name for s in await driver.task_queue_stats()] == ["a"]
+
+
+async def test_manager_checks_paging_arguments_and_stores_nothing(driver: Driver) -> None:
+    manager = Manager(driver)
+    for bad, error in [
+        ({"limit": 0}, ValueError),
+        ({"limit": -1}, ValueError),
+        ({"offset": -1}, ValueError),
+        ({"limit": True}, TypeError),
+        ({"offset": 1.5}, TypeError),
+    ]:
+        with pytest.raises(error, match=r"limit|offset"):
+            await manager.list_workflow_instances(**bad)
+    await started(driver, "wf", "a")
+    await started(driver, "wf", "b")
+    page = await manager.list_workflow_instances(limit=1, offset=1)
+    assert _pairs(page) == [("wf", "b")]
+    assert [t.task_name for t in await manager.list_instance_tasks("wf", "a")] == []
+    assert await manager.list_instance_events("wf", "a") == []
+    assert await manager.task_queue_stats() == []
+    with pytest.raises(ValueError, match="instance name"):
+        await manager.list_instance_tasks("wf", "")

@@ -54,6 +54,6 @@ def dashboard(
         app = create_app(manager, token=token if token else None)
     except ValueError as exc:
         fail(ctx, str(exc))
-    mode = "actions need the token" if token else "read-only (no token)"
+    mode = "log in with the token to act" if token else "read-only: no token"
     _render.note(f"cereal dashboard on http://{host}:{port} ({mode})")
     uvicorn.run(app, host=host, port=port, log_level="debug" if state(ctx).verbose else "warning")
