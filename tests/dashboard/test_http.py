@@ -138,11 +138,15 @@ async def test_an_action_that_fails_says_why_and_changes_nothing(serve: Any, see
         assert visitor.post("/actions/instance/explode/wf/x", {"csrf": visitor.csrf()})[0] == 404
         assert visitor.post("/actions/instance/kill/wf", {"csrf": visitor.csrf()})[0] == 404
         # an off-site "next" is ignored: the redirect stays on the dashboard
+        for off_site in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+            status, page = visitor.post(
+                "/actions/instance/cancel/wf/ghost", {"csrf": visitor.csrf(), "next": off_site}
+            )
+            assert status == 200 and 'id="instances"' in page, off_site
         status, page = visitor.post(
-            "/actions/instance/cancel/wf/ghost",
-            {"csrf": visitor.csrf(), "next": "//evil.example/"},
+            "/actions/instance/cancel/wf/ghost", {"csrf": visitor.csrf(), "next": "/schedules"}
         )
-        assert status == 200 and 'id="instances"' in page
+        assert status == 200 and 'id="schedules"' in page
 
 
 async def test_odd_names_are_escaped_and_round_trip_through_the_url(

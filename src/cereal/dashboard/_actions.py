@@ -106,5 +106,15 @@ def _set_enabled(manager: Manager, workflow: str, instance: str, enabled: bool) 
 def _back(form: FormData, *, default: str) -> RedirectResponse:
     """Redirect (303) to the form's ``next`` if it is a path on this site, else ``default``."""
     target = form.get("next")
-    local = isinstance(target, str) and target.startswith("/") and not target.startswith("//")
-    return RedirectResponse(target if local and isinstance(target, str) else default, 303)
+    if isinstance(target, str) and _is_local_path(target):
+        return RedirectResponse(target, 303)
+    return RedirectResponse(default, 303)
+
+
+def _is_local_path(target: str) -> bool:
+    """A path on this site: browsers read ``//host`` and ``/\\host`` as another site."""
+    return (
+        target.startswith("/")
+        and target[1:2] not in ("/", "\\")
+        and all(ch.isprintable() and not ch.isspace() for ch in target)
+    )
