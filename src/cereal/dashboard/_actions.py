@@ -112,7 +112,7 @@ def _back(form: FormData, *, default: str) -> RedirectResponse:
 
 
 def _is_local_path(target: str) -> bool:
-    """A path on this site: browsers read ``//host`` and ``/\\host`` as another site."""
+    """A path on this site (browsers read ``//host``, or a backslash for a slash, as a host)."""
     return (
         target.startswith("/")
         and target[1:2] not in ("/", "\\")
