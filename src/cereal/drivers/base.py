@@ -53,12 +53,15 @@ from typing import ClassVar, Literal, Self
 from cereal import errors
 from cereal.models import (
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     NewTask,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskQueueStats,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -477,7 +480,32 @@ class Driver(abc.ABC):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair: the live row, else the newest finished run."""
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run.
+
+        With ``where.limit`` or ``where.offset`` set, entries are ordered by
+        (workflow name, instance name) and the store returns only that page.
+        """
+
+    # ---- read-only inspection (dashboard) ----------------------------------------------
+
+    @abc.abstractmethod
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order.
+
+        Empty when no instance with these names is live.
+        """
+
+    @abc.abstractmethod
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order (empty when none is live)."""
+
+    @abc.abstractmethod
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
 
     # ---- tasks ----------------------------------------------------------------------
 
