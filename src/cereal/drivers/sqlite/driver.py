@@ -30,7 +30,7 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     check_claim_sizes,
 )
-from cereal.drivers.sqlite import _schedules, _tasks, _workflows
+from cereal.drivers.sqlite import _caller_transaction, _schedules, _tasks, _workers, _workflows
 from cereal.drivers.sqlite._connection import Connection, Settings, number
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.drivers.sqlite._sql import (
@@ -43,10 +43,12 @@ from cereal.drivers.sqlite._sql import (
 from cereal.models import (
     HistoryRetention,
     ListWorkflowFilter,
+    NewWorker,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -187,6 +189,31 @@ class SQLiteDriver(Driver):
             raise errors.WorkflowInstanceExistsError()
         self._wake("workflow", workflow_name)
 
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """Create the instance on the caller's ``sqlite3.Connection`` to this file.
+
+        The statements run at once on the caller's connection, in the calling
+        thread (``sqlite3`` connections belong to their thread), inside its
+        transaction; a connection in legacy transaction mode gets the
+        ``BEGIN`` it would have issued itself. The caller commits or rolls
+        back. Workers learn of the commit through ``PRAGMA data_version``.
+
+        Raises:
+            TypeError: ``connection`` is not a ``sqlite3.Connection``.
+            ValueError: it is on another file, or in autocommit mode outside
+                a transaction.
+            WorkflowInstanceExistsError: a live instance with these names exists.
+        """
+        self._connection()  # open, so the schema is migrated
+        conn = _caller_transaction.check_connection(connection, self.path)
+        _caller_transaction.enqueue(conn, workflow_name, instance_name, parameters)
+
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> tuple[WorkflowEvent, WorkflowCompleter]:
@@ -309,6 +336,28 @@ class SQLiteDriver(Driver):
         return SweepReport(
             expired_tasks=len(expired), released_claims=released, trimmed_results=trimmed
         )
+
+    # ---- live workers -------------------------------------------------------------------
+
+    async def register_worker(self, worker: NewWorker) -> None:
+        """Store ``worker``'s row as seen now (replacing a row with its id)."""
+        await self._connection().call(lambda conn: _workers.register(conn, worker))
+
+    async def refresh_worker(self, worker_id: str) -> bool:
+        """Mark the worker seen now and drop dead rows; False when its row is gone."""
+        refreshed: bool = await self._connection().call(
+            lambda conn: _workers.refresh(conn, worker_id)
+        )
+        return refreshed
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row; a missing row is fine."""
+        await self._connection().call(lambda conn: _workers.unregister(conn, worker_id))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers, oldest first; dead rows are deleted on the way."""
+        found: list[WorkerInfo] = await self._connection().call(_workers.list_live)
+        return found
 
     # ---- schedules ----------------------------------------------------------------------
 
