@@ -12,13 +12,13 @@ from cereal.drivers.postgres._base import PostgresBase
 from cereal.drivers.postgres._db import Conn, Row
 from cereal.models import NewWorker, WorkerInfo
 
-Q = load_queries("cereal.drivers.postgres", "workers.sql")
+WORKER_SQL = load_queries("cereal.drivers.postgres", "workers.sql")
 """The worker queries, by the name of their ``-- name:`` block in ``workers.sql``."""
 
 
 async def _rows(conn: Conn, name: str, params: dict[str, Any]) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(Q[name], params)
+        await cur.execute(WORKER_SQL[name], params)
         return await cur.fetchall() if cur.description is not None else []
 
 

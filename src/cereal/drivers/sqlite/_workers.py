@@ -13,14 +13,14 @@ from cereal.drivers._sqlfiles import load_queries
 from cereal.drivers.sqlite._sql import instant, now
 from cereal.models import NewWorker, WorkerInfo
 
-Q = load_queries("cereal.drivers.sqlite", "workers.sql")
+WORKER_SQL = load_queries("cereal.drivers.sqlite", "workers.sql")
 """The worker queries, by the name of their ``-- name:`` block in ``workers.sql``."""
 
 
 def register(conn: sqlite3.Connection, worker: NewWorker) -> None:
     """Insert or renew ``worker``'s row, seen now."""
     conn.execute(
-        Q["register_worker"],
+        WORKER_SQL["register_worker"],
         {
             "id": worker.id,
             "host": worker.host,
@@ -37,20 +37,23 @@ def register(conn: sqlite3.Connection, worker: NewWorker) -> None:
 def refresh(conn: sqlite3.Connection, worker_id: str) -> bool:
     """Mark the worker seen now and delete dead rows; False when its row is gone."""
     at = now()
-    conn.execute(Q["drop_dead_workers"], {"now": at})
-    return conn.execute(Q["refresh_worker"], {"id": worker_id, "now": at}).fetchone() is not None
+    conn.execute(WORKER_SQL["drop_dead_workers"], {"now": at})
+    return (
+        conn.execute(WORKER_SQL["refresh_worker"], {"id": worker_id, "now": at}).fetchone()
+        is not None
+    )
 
 
 def unregister(conn: sqlite3.Connection, worker_id: str) -> None:
     """Delete the worker's row (none is fine)."""
-    conn.execute(Q["unregister_worker"], {"id": worker_id})
+    conn.execute(WORKER_SQL["unregister_worker"], {"id": worker_id})
 
 
 def list_live(conn: sqlite3.Connection) -> list[WorkerInfo]:
     """Delete dead rows, then read the live ones, oldest first."""
     at = now()
-    conn.execute(Q["drop_dead_workers"], {"now": at})
-    rows = conn.execute(Q["list_workers"], {"now": at}).fetchall()
+    conn.execute(WORKER_SQL["drop_dead_workers"], {"now": at})
+    rows = conn.execute(WORKER_SQL["list_workers"], {"now": at}).fetchall()
     return [
         WorkerInfo(
             id=str(row["id"]),
