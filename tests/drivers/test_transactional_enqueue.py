@@ -76,8 +76,8 @@ class Store:
                 conn.execute(ddl)
             conn.close()
         else:
-            async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
-                await conn.execute(ddl)
+            async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as pg:
+                await pg.execute(ddl)
 
     async def orders_seen_elsewhere(self) -> list[int]:
         return await self._read_elsewhere("SELECT id FROM orders ORDER BY id")
