@@ -169,3 +169,18 @@ async def test_rows_are_shared_by_every_driver_on_the_store(
         assert await _ids(reader) == ["w1"]
         await reader.unregister_worker("w1")
         assert await _ids(writer) == []
+
+
+async def test_a_manager_whose_row_was_dropped_registers_again(make_manager: MakeManager) -> None:
+    manager = make_manager(task_heartbeat_interval=0.05, task_expiry=1.0)
+    await manager.start()
+    [info] = await manager.list_workers()
+
+    # When its row goes (as after a pause longer than its expiry)
+    await manager.driver.unregister_worker(info.id)
+
+    # Then its next heartbeat writes it again, under the same id
+    async def back() -> bool:
+        return await _ids(manager) == [info.id]
+
+    await eventually(back, what="the Manager to register again")
