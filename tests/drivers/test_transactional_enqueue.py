@@ -368,3 +368,35 @@ async def test_a_failed_psycopg_transaction_is_refused(
             await manager.enqueue_workflow(WF, INST, connection=conn)
         await conn.rollback()
     assert await manager.list_workflow_instances() == []
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_a_failing_postgres_enqueue_leaves_the_callers_transaction_usable(
+    postgres_dsn: str, postgres_empty_dsn: str, managers: Callable[..., Manager], flavour: str
+) -> None:
+    # Given a caller's transaction on a database without cereal's tables
+    manager = managers(PostgresDriver(postgres_dsn))
+    ddl = "CREATE TABLE orders (id integer PRIMARY KEY)"
+    if flavour == "async":
+        conn: Any = await psycopg.AsyncConnection.connect(postgres_empty_dsn)
+        await conn.execute(ddl)
+    else:
+        conn = psycopg.connect(postgres_empty_dsn)
+        conn.execute(ddl)
+    caller = Caller(conn, "%s")
+    try:
+        await caller.insert_order(1)
+
+        # When the enqueue fails there
+        with pytest.raises(errors.DriverError, match="cereal_workflow_instances"):
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+
+        # Then the caller's transaction goes on and commits its own rows
+        await caller.insert_order(2)
+        await caller.commit()
+    finally:
+        await caller.close()
+    async with await psycopg.AsyncConnection.connect(postgres_empty_dsn) as check:
+        rows = await (await check.execute("SELECT id FROM orders ORDER BY id")).fetchall()
+    assert [row[0] for row in rows] == [1, 2]
+    assert await manager.list_workflow_instances() == []
