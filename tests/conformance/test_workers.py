@@ -154,7 +154,9 @@ async def test_a_silent_worker_is_dropped_after_its_own_expiry(driver: Driver) -
         return await _ids(driver) == ["alive"]
 
     await eventually(dropped, what="the silent worker to drop out")
-    # its row was deleted, not only hidden: a refresh finds nothing, so it registers again
+    # and a refresh (here the live worker's) deletes the dead row: a late refresh of the
+    # silent worker cannot bring it back, it has to register again
+    assert await driver.refresh_worker("alive") is True
     assert await driver.refresh_worker("silent") is False
     await driver.register_worker(_worker("silent", expiry=0.2))
     assert "silent" in await _ids(driver)

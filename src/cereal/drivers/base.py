@@ -35,7 +35,8 @@ Rules that hold for every driver (the conformance suite checks each one):
 9. **Live workers.** A started Manager registers a row
    (:meth:`Driver.register_worker`), refreshes it every heartbeat and removes
    it at stop. A row not refreshed within the expiry stored with it is dead:
-   :meth:`Driver.list_workers` never returns it and deletes it.
+   :meth:`Driver.list_workers` never returns it, and the next
+   :meth:`Driver.refresh_worker` (of any worker) deletes it.
 
 A driver may be shared by several Managers in one process: ``init`` and
 ``close`` are reference-counted by this base class, and a driver supports
@@ -218,6 +219,11 @@ class ScheduledWorkflowCompleter(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _is_dead(worker: NewWorker, last_seen_at: datetime, now: datetime) -> bool:
+    """Whether a worker row went unrefreshed for longer than its own expiry."""
+    return (now - last_seen_at).total_seconds() > worker.expiry
 
 
 def check_claim_sizes(max_instances: int, max_events: int) -> None:
@@ -585,11 +591,12 @@ class Driver(abc.ABC):
             self._local_workers.pop(worker_id, None)
 
     async def list_workers(self) -> list[WorkerInfo]:
-        """The live workers, oldest first; dead rows are deleted on the way."""
+        """The live workers, oldest first; dead rows are left out (refreshes delete them)."""
         now = _time.utcnow()
         with self._local_workers_lock:
-            self._drop_dead_local_workers(now)
-            rows = list(self._local_workers.values())
+            rows = [
+                row for row in self._local_workers.values() if not _is_dead(row[0], row[2], now)
+            ]
         found = [
             WorkerInfo(
                 id=worker.id,
@@ -609,7 +616,7 @@ class Driver(abc.ABC):
         dead = [
             worker_id
             for worker_id, (worker, _, seen) in self._local_workers.items()
-            if (now - seen).total_seconds() > worker.expiry
+            if _is_dead(worker, seen, now)
         ]
         for worker_id in dead:
             del self._local_workers[worker_id]

@@ -51,9 +51,8 @@ class PostgresWorkers(PostgresBase):
             await _rows(conn, "unregister_worker", {"id": worker_id})
 
     async def list_workers(self) -> list[WorkerInfo]:
-        """The live workers, oldest first; dead rows are deleted on the way."""
+        """The live workers, oldest first (dead rows are left out; refreshes delete them)."""
         async with self._connection("listing workers") as conn:
-            await _rows(conn, "drop_dead_workers", {})
             rows = await _rows(conn, "list_workers", {})
         return [
             WorkerInfo(

@@ -50,10 +50,8 @@ def unregister(conn: sqlite3.Connection, worker_id: str) -> None:
 
 
 def list_live(conn: sqlite3.Connection) -> list[WorkerInfo]:
-    """Delete dead rows, then read the live ones, oldest first."""
-    at = now()
-    conn.execute(WORKER_SQL["drop_dead_workers"], {"now": at})
-    rows = conn.execute(WORKER_SQL["list_workers"], {"now": at}).fetchall()
+    """The live rows, oldest first (dead ones are left out; refreshes delete them)."""
+    rows = conn.execute(WORKER_SQL["list_workers"], {"now": now()}).fetchall()
     return [
         WorkerInfo(
             id=str(row["id"]),

@@ -355,8 +355,8 @@ class SQLiteDriver(Driver):
         await self._connection().call(lambda conn: _workers.unregister(conn, worker_id))
 
     async def list_workers(self) -> list[WorkerInfo]:
-        """The live workers, oldest first; dead rows are deleted on the way."""
-        found: list[WorkerInfo] = await self._connection().call(_workers.list_live)
+        """The live workers, oldest first; a read only, so it never waits for the write lock."""
+        found: list[WorkerInfo] = await self._connection().call(_workers.list_live, mode="read")
         return found
 
     # ---- schedules ----------------------------------------------------------------------
