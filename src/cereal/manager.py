@@ -18,6 +18,7 @@ from cereal import recurrence as _recurrence
 from cereal._scheduler import WorkflowScheduler
 from cereal._sweeper import run_sweeper
 from cereal._task_runner import TaskRunner
+from cereal._worker_presence import WorkerPresence, describe_this_process
 from cereal._workflow_runner import WorkflowRunner
 from cereal.drivers.base import Driver, WorkKind
 from cereal.executors import (
@@ -37,6 +38,7 @@ from cereal.models import (
     ScheduleUpdate,
     TaskQueueStats,
     Unset,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -150,6 +152,7 @@ class Manager:
         self._workflow_runner: WorkflowRunner | None = None
         self._task_runners: dict[str, TaskRunner] = {}
         self._scheduler: WorkflowScheduler | None = None
+        self._presence: WorkerPresence | None = None
         self._background: list[asyncio.Task[None]] = []
 
     @property
@@ -277,6 +280,16 @@ class Manager:
             self._spawn(runner.run(), f"tasks-{name}")
         self._spawn(self._scheduler.run(), "scheduler")
         self._spawn(run_sweeper(driver, task_expiry=self._expiry), "sweeper")
+        # listed once start() returns; the loop keeps the row fresh (or retries)
+        self._presence = WorkerPresence(
+            driver,
+            describe_this_process(
+                self._workflow_executors, self._task_registrations, expiry=self._expiry
+            ),
+            interval=self._heartbeat,
+        )
+        registered = await self._presence.register()
+        self._spawn(self._presence.run(registered=registered), "presence")
         logger.info(
             "manager started: %d workflow executor(s), %d task executor(s)",
             len(self._workflow_executors),
@@ -307,6 +320,8 @@ class Manager:
         )
         if self._started:
             await self._stop_runners(grace)
+            if self._presence is not None:
+                await self._presence.unregister()
         await self._release_driver()
 
     async def _release_driver(self) -> None:
@@ -391,19 +406,41 @@ class Manager:
     # ---- workflow instances -----------------------------------------------------------
 
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: Any = None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: Any = None,
+        *,
+        connection: object | None = None,
     ) -> None:
         """Start a new instance.
+
+        With ``connection``, the instance is written on the caller's open
+        transaction (the outbox pattern): it exists if and only if the caller
+        commits, and workers are woken by that commit. cereal never commits
+        or rolls back that transaction. The SQLite driver takes a
+        ``sqlite3.Connection`` on its file, the PostgreSQL driver a psycopg
+        ``AsyncConnection`` or ``Connection`` (a plain one runs in a thread).
 
         Raises:
             WorkflowInstanceExistsError: an instance with these names is running.
             ValueError / TypeError: bad names, or parameters that are not JSON or too large.
+            TypeError: ``connection`` is not of a type the driver takes (the
+                memory driver takes none).
+            ValueError: ``connection`` has no open transaction (autocommit) or,
+                for SQLite, is on another database file.
         """
         _check_pair(workflow_name, instance_name)
         encoded = values.encode(
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
         driver = await self._storage()
+        if connection is not None:
+            # no wakeup here: nothing is visible until the caller commits
+            await driver.enqueue_workflow_in_transaction(
+                connection, workflow_name, instance_name, encoded
+            )
+            return
         await driver.enqueue_workflow(workflow_name, instance_name, encoded)
         self.wakeup_workflow_executor()
 
@@ -490,6 +527,18 @@ class Manager:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""
         driver = await self._storage()
         return await driver.task_queue_stats()
+
+    # ---- live workers ------------------------------------------------------------------
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers on this store: started Managers, here or in other processes.
+
+        A Manager is listed from its ``start()`` until its ``stop()``; one that
+        died without stopping drops out once its ``task_expiry`` has passed
+        since its last heartbeat.
+        """
+        driver = await self._storage()
+        return await driver.list_workers()
 
     # ---- schedules --------------------------------------------------------------------
 

@@ -275,3 +275,38 @@ class SweepReport:
     released_claims: int = 0
     trimmed_results: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class NewWorker:
+    """A starting Manager as it registers itself; the driver's clock adds the times.
+
+    ``expiry`` is the Manager's ``task_expiry``: its row counts as dead (and is
+    dropped) once that many seconds pass without a refresh.
+    """
+
+    id: str
+    host: str
+    pid: int
+    workflow_names: tuple[str, ...]
+    task_names: tuple[str, ...]
+    version: str
+    expiry: float
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live Manager (a worker), as ``Manager.list_workers()`` returns it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen_at: datetime
+    workflow_names: tuple[str, ...]
+    task_names: tuple[str, ...]
+    version: str
+
+    def handles_workflow(self, workflow_name: str) -> bool:
+        """Whether this worker runs the callbacks of ``workflow_name``."""
+        return workflow_name in self.workflow_names

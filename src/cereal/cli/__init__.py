@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from cereal.cli import dashboard, demo, migrate, schedules, worker, workflows
+from cereal.cli import dashboard, demo, migrate, schedules, worker, workers, workflows
 from cereal.cli._common import DEFAULT_DATABASE_URL, CliState
 
 __all__ = ["app", "configure_logging", "main"]
@@ -32,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(workers.app, name="workers")
 app.command("demo")(demo.demo)
 app.command("worker")(worker.worker)
 app.command("migrate")(migrate.migrate)

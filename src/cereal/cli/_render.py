@@ -26,7 +26,7 @@ from rich.text import Text
 
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
-from cereal.models import Schedule, WorkflowInstanceData
+from cereal.models import Schedule, WorkerInfo, WorkflowInstanceData
 
 out = Console(highlight=False)
 """Standard output: tables, confirmations and JSON."""
@@ -216,6 +216,50 @@ def schedule_detail(schedule: Schedule) -> None:
     table.add_row("last run start", _time(schedule.last_start))
     table.add_row("last run end", _time(schedule.last_end))
     out.print(table)
+
+
+# ---- live workers ---------------------------------------------------------------------
+
+
+def worker_dict(info: WorkerInfo) -> dict[str, Any]:
+    """The JSON shape of one live worker, as ``--json`` prints it."""
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "started_at": _iso(info.started_at),
+        "last_seen_at": _iso(info.last_seen_at),
+        "workflow_names": list(info.workflow_names),
+        "task_names": list(info.task_names),
+        "version": info.version,
+    }
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> None:
+    """A table of live workers, or a note when there are none."""
+    if not workers:
+        out.print("no live workers")
+        return
+    table = Table(title=f"{len(workers)} live worker(s)")
+    for column in ("id", "host", "pid", "started", "last seen", "workflows", "tasks", "version"):
+        table.add_column(column, overflow="fold")
+    for info in workers:
+        table.add_row(
+            info.id,
+            info.host,
+            str(info.pid),
+            _time(info.started_at),
+            _time(info.last_seen_at),
+            ", ".join(info.workflow_names),
+            ", ".join(info.task_names),
+            info.version,
+        )
+    out.print(table)
+
+
+def warning(message: str) -> None:
+    """One yellow line on stderr: ``warning: <message>`` (the command still succeeds)."""
+    err.print(Text.assemble(("warning: ", "bold yellow"), (message, "yellow")), soft_wrap=True)
 
 
 # ---- migrate and demo -----------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cereal.cli import _render
+from cereal.cli import _render, workers
 from cereal.cli._common import parse_json, run, storage_manager
 from cereal.models import WorkflowInstanceData
 
@@ -93,6 +93,7 @@ def enqueue(
         value = parse_json(parameters)
         async with storage_manager(ctx) as manager:
             await manager.enqueue_workflow(workflow_name, instance_name, value)
+            await workers.warn_if_unhandled(manager, workflow_name)
 
     run(ctx, go())
     _render.done(f"enqueued {workflow_name}/{instance_name}")

@@ -32,6 +32,11 @@ Rules that hold for every driver (the conformance suite checks each one):
    :class:`~cereal.errors.TaskLostError` and changes nothing.
 8. **Optional knobs are attributes with defaults** (poll intervals,
    capabilities), not optional interfaces.
+9. **Live workers.** A started Manager registers a row
+   (:meth:`Driver.register_worker`), refreshes it every heartbeat and removes
+   it at stop. A row not refreshed within the expiry stored with it is dead:
+   :meth:`Driver.list_workers` never returns it, and the next
+   :meth:`Driver.refresh_worker` (of any worker) deletes it.
 
 A driver may be shared by several Managers in one process: ``init`` and
 ``close`` are reference-counted by this base class, and a driver supports
@@ -50,18 +55,20 @@ from datetime import datetime
 from types import TracebackType
 from typing import ClassVar, Literal, Self
 
-from cereal import errors
+from cereal import _time, errors
 from cereal.models import (
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
     NewTask,
+    NewWorker,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
     TaskQueueStats,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -217,6 +224,11 @@ class ScheduledWorkflowCompleter(abc.ABC):
         await self.close()
 
 
+def _is_dead(worker: NewWorker, last_seen_at: datetime, now: datetime) -> bool:
+    """Whether a worker row went unrefreshed for longer than its own expiry."""
+    return (now - last_seen_at).total_seconds() > worker.expiry
+
+
 def check_claim_sizes(max_instances: int, max_events: int) -> None:
     """Refuse a claim for fewer than one instance or event.
 
@@ -255,6 +267,9 @@ class Driver(abc.ABC):
         # shared across event loops (e.g. one per thread), which an asyncio.Lock cannot span
         self._transition: concurrent.futures.Future[None] | None = None
         self._listeners: list[WakeupListener] = []
+        # the default worker registry (see register_worker): rows of this object only
+        self._local_workers: dict[str, tuple[NewWorker, datetime, datetime]] = {}
+        self._local_workers_lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -383,6 +398,30 @@ class Driver(abc.ABC):
             WorkflowInstanceExistsError: a live instance with these names exists;
                 nothing was stored.
         """
+
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """As :meth:`enqueue_workflow`, on the caller's open transaction ``connection``.
+
+        The instance exists if and only if the caller commits; the driver
+        neither commits nor rolls back, and arranges for workers to be woken
+        by the commit. This default refuses: the driver's store is not
+        reachable through a caller's connection.
+
+        Raises:
+            TypeError: always here; a driver that supports it names the
+                connection types it takes.
+        """
+        raise TypeError(
+            f"{type(self).__name__} cannot enqueue on a caller's connection: transactional "
+            "enqueue needs the SQLite driver (a sqlite3.Connection) or the PostgreSQL driver "
+            "(a psycopg Connection or AsyncConnection)"
+        )
 
     @abc.abstractmethod
     async def dequeue_workflow(
@@ -547,6 +586,68 @@ class Driver(abc.ABC):
         than the deadline column): then it expires ``task_expiry`` seconds
         after its last heartbeat, as before.
         """
+
+    # ---- live workers ---------------------------------------------------------------
+    # These defaults keep the rows in this driver object, so they list the
+    # Managers of this process only; drivers whose store is shared override all four.
+
+    async def register_worker(self, worker: NewWorker) -> None:
+        """Store ``worker``'s row as seen now (replacing a row with its id)."""
+        now = _time.utcnow()
+        with self._local_workers_lock:
+            known = self._local_workers.get(worker.id)
+            self._local_workers[worker.id] = (worker, known[1] if known else now, now)
+
+    async def refresh_worker(self, worker_id: str) -> bool:
+        """Mark the worker seen now and drop dead rows.
+
+        Returns False when its row is gone (dropped after a long silence):
+        the caller registers again.
+        """
+        now = _time.utcnow()
+        with self._local_workers_lock:
+            self._drop_dead_local_workers(now)
+            known = self._local_workers.get(worker_id)
+            if known is None:
+                return False
+            self._local_workers[worker_id] = (known[0], known[1], now)
+            return True
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row; a missing row is fine."""
+        with self._local_workers_lock:
+            self._local_workers.pop(worker_id, None)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers, oldest first; dead rows are left out (refreshes delete them)."""
+        now = _time.utcnow()
+        with self._local_workers_lock:
+            rows = [
+                row for row in self._local_workers.values() if not _is_dead(row[0], row[2], now)
+            ]
+        found = [
+            WorkerInfo(
+                id=worker.id,
+                host=worker.host,
+                pid=worker.pid,
+                started_at=started,
+                last_seen_at=seen,
+                workflow_names=worker.workflow_names,
+                task_names=worker.task_names,
+                version=worker.version,
+            )
+            for worker, started, seen in rows
+        ]
+        return sorted(found, key=lambda info: (info.started_at, info.id))
+
+    def _drop_dead_local_workers(self, now: datetime) -> None:
+        dead = [
+            worker_id
+            for worker_id, (worker, _, seen) in self._local_workers.items()
+            if _is_dead(worker, seen, now)
+        ]
+        for worker_id in dead:
+            del self._local_workers[worker_id]
 
     # ---- schedules ------------------------------------------------------------------
 

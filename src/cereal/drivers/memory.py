@@ -64,7 +64,9 @@ class MemoryDriver(Driver):
     """Workflow, task and schedule storage in this process's memory.
 
     For tests, demos and single-process use: not durable, not shared between
-    processes (it declares no capabilities).
+    processes (it declares no capabilities). Live workers use the base
+    class's rows, kept in this object; a caller's connection (transactional
+    enqueue) is refused with ``TypeError``.
 
     Args:
         retention: how much finished-run history :meth:`sweep` keeps.

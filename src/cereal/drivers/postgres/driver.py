@@ -29,7 +29,7 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     check_claim_sizes,
 )
-from cereal.drivers.postgres import _maintenance
+from cereal.drivers.postgres import _caller_transaction, _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
     Row,
@@ -40,8 +40,9 @@ from cereal.drivers.postgres._db import (
     instance_from_row,
 )
 from cereal.drivers.postgres._inspect import PostgresInspection
-from cereal.drivers.postgres._listen import Wake
+from cereal.drivers.postgres._listen import Wake, encode_note
 from cereal.drivers.postgres._schedules import PostgresSchedules
+from cereal.drivers.postgres._workers import PostgresWorkers
 from cereal.models import (
     ListWorkflowFilter,
     SweepReport,
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PostgresDriver"]
 
 
-class PostgresDriver(PostgresSchedules, PostgresInspection):
+class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
     """Storage in PostgreSQL (``postgresql://user@host/db``), for production.
 
     Args:
@@ -110,6 +111,38 @@ class PostgresDriver(PostgresSchedules, PostgresInspection):
         if row is None:
             raise errors.WorkflowInstanceExistsError()
         self._wake_all(wakes)
+
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """Create the instance on the caller's psycopg connection, inside its transaction.
+
+        One statement in a savepoint (a failure leaves the caller's
+        transaction usable); its ``NOTIFY`` is delivered when, and only if,
+        the caller commits. A plain ``Connection`` runs in a worker thread.
+
+        Raises:
+            TypeError: ``connection`` is not a psycopg ``AsyncConnection`` or ``Connection``.
+            ValueError: it is closed, failed, or autocommitting outside a transaction.
+            WorkflowInstanceExistsError: a live instance with these names exists
+                (as the caller's transaction sees it).
+        """
+        conn = _caller_transaction.check_connection(connection)
+        wakes: list[Wake] = [("workflow", workflow_name)]
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": parameters,
+            "note": (
+                encode_note(_caller_transaction.CALLER_SENDER, wakes) if self._notify else None
+            ),
+        }
+        if not await _caller_transaction.enqueue(conn, params):
+            raise errors.WorkflowInstanceExistsError()
 
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY

@@ -185,9 +185,15 @@ def names_json(workflow_names: Sequence[str]) -> str:
 
 
 def enqueue(
-    conn: sqlite3.Connection, workflow_name: str, instance_name: str, params: bytes | None
+    conn: sqlite3.Connection | sqlite3.Cursor,
+    workflow_name: str,
+    instance_name: str,
+    params: bytes | None,
 ) -> bool:
-    """Create a live instance with its start event; False when one is live already."""
+    """Create a live instance with its start event; False when one is live already.
+
+    ``conn`` may be a cursor of a caller's connection (rows as ``sqlite3.Row``).
+    """
     at = now()
     row = conn.execute(
         Q["insert_instance"],

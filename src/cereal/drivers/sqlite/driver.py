@@ -30,7 +30,14 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     check_claim_sizes,
 )
-from cereal.drivers.sqlite import _inspect, _schedules, _tasks, _workflows
+from cereal.drivers.sqlite import (
+    _caller_transaction,
+    _inspect,
+    _schedules,
+    _tasks,
+    _workers,
+    _workflows,
+)
 from cereal.drivers.sqlite._connection import Connection, Settings, number
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.drivers.sqlite._sql import (
@@ -45,11 +52,13 @@ from cereal.models import (
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
+    NewWorker,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
     TaskQueueStats,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -189,6 +198,31 @@ class SQLiteDriver(Driver):
         if not created:
             raise errors.WorkflowInstanceExistsError()
         self._wake("workflow", workflow_name)
+
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """Create the instance on the caller's ``sqlite3.Connection`` to this file.
+
+        The statements run at once on the caller's connection, in the calling
+        thread (``sqlite3`` connections belong to their thread), inside its
+        transaction; a connection in legacy transaction mode gets the
+        ``BEGIN`` it would have issued itself. The caller commits or rolls
+        back. Workers learn of the commit through ``PRAGMA data_version``.
+
+        Raises:
+            TypeError: ``connection`` is not a ``sqlite3.Connection``.
+            ValueError: it is on another file, or in autocommit mode outside
+                a transaction.
+            WorkflowInstanceExistsError: a live instance with these names exists.
+        """
+        self._connection()  # open, so the schema is migrated
+        conn = _caller_transaction.check_connection(connection, self.path)
+        _caller_transaction.enqueue(conn, workflow_name, instance_name, parameters)
 
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
@@ -332,6 +366,28 @@ class SQLiteDriver(Driver):
         return SweepReport(
             expired_tasks=len(expired), released_claims=released, trimmed_results=trimmed
         )
+
+    # ---- live workers -------------------------------------------------------------------
+
+    async def register_worker(self, worker: NewWorker) -> None:
+        """Store ``worker``'s row as seen now (replacing a row with its id)."""
+        await self._connection().call(lambda conn: _workers.register(conn, worker))
+
+    async def refresh_worker(self, worker_id: str) -> bool:
+        """Mark the worker seen now and drop dead rows; False when its row is gone."""
+        refreshed: bool = await self._connection().call(
+            lambda conn: _workers.refresh(conn, worker_id)
+        )
+        return refreshed
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row; a missing row is fine."""
+        await self._connection().call(lambda conn: _workers.unregister(conn, worker_id))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers, oldest first; a read only, so it never waits for the write lock."""
+        found: list[WorkerInfo] = await self._connection().call(_workers.list_live, mode="read")
+        return found
 
     # ---- schedules ----------------------------------------------------------------------
 
