@@ -25,6 +25,8 @@ from cereal.instance import (
 from cereal.manager import LateWarningThreshold, Manager, MaxWakeupInterval
 from cereal.models import (
     UNSET,
+    Overlap,
+    RunOutcome,
     Schedule,
     TaskMetadata,
     TaskStatus,
@@ -45,6 +47,8 @@ __all__ = [
     "LateWarningThreshold",
     "Manager",
     "MaxWakeupInterval",
+    "Overlap",
+    "RunOutcome",
     "Schedule",
     "StartEvent",
     "Task",
