@@ -215,3 +215,29 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
             assert [event.completed_task_count for event in events] == [1, 1]
             await completer.done(None)
         assert await driver.claim_workflows(["wf"], max_instances=2, max_events=5) == []
+
+
+async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_catches_up(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database at the schema just before schedule_overlap, holding one schedule
+    known = migrations()
+    at = next(i for i, migration in enumerate(known) if migration.name == "schedule_overlap")
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        _apply_by_hand(conn, known[:at])
+        conn.execute(
+            "INSERT INTO cereal_workflow_schedules (workflow_name, instance_name, recurrence,"
+            " enabled, next_due_at) VALUES ('wf', 'i', 'FREQ=DAILY', true, '2099-01-01Z')"
+        )
+
+    # When it is migrated
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == [
+        _label(migration) for migration in known[at:]
+    ]
+
+    # Then the schedule keeps the Go behaviour: skip while live, no catch-up, nothing waiting
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        got = await driver.get_workflow_schedule("wf", "i")
+        with pytest.raises(errors.NoDueWorkflowsError):
+            await driver.get_due_scheduled_workflow()
+    assert (got.overlap, got.catch_up_window, got.run_pending) == ("skip", 0.0, False)

@@ -521,3 +521,27 @@ async def test_due_schedule_claim_is_exclusive_until_released(drv: SQLiteDriver)
         later = utcnow() + timedelta(days=1)
         assert await completer.enqueue_and_update(next_due_at=later, enabled=True)
     assert (await drv.get_workflow_instance("wf", "s")).parameters == b"1"
+
+
+async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_catches_up(
+    db_path: str,
+) -> None:
+    # Given a file at the schema just before schedule_overlap, holding one schedule
+    known = migrations()
+    at = next(i for i, migration in enumerate(known) if migration.name == "schedule_overlap")
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    apply_migrations(conn, known[:at])
+    conn.execute(
+        "INSERT INTO cereal_workflow_schedules (workflow_name, instance_name, parameters,"
+        " recurrence, enabled, next_due_at, created_at)"
+        " VALUES ('wf', 'i', NULL, 'FREQ=DAILY', 1, 4102444800, 0)"
+    )
+    conn.close()
+
+    # When it is migrated
+    assert await SQLiteDriver(db_path).migrate() == [label(m) for m in known[at:]]
+
+    # Then the schedule keeps the Go behaviour: skip while live, no catch-up, nothing waiting
+    async with SQLiteDriver(db_path) as driver:
+        got = await driver.get_workflow_schedule("wf", "i")
+    assert (got.overlap, got.catch_up_window, got.run_pending) == ("skip", 0.0, False)
