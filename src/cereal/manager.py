@@ -626,7 +626,7 @@ class Manager:
         outcome = await driver.trigger_workflow_schedule(
             workflow_name, instance_name, REPLACED_ERROR
         )
-        if outcome is not RunOutcome.SKIPPED:
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self.wakeup_workflow_executor()
         if outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING):
             self._trigger_scheduler()  # its pass notes the waiting run and polls for its start
