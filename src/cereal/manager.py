@@ -15,7 +15,7 @@ from typing import Any
 
 from cereal import _names, _time, errors, values
 from cereal import recurrence as _recurrence
-from cereal._scheduler import WorkflowScheduler
+from cereal._scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal._sweeper import run_sweeper
 from cereal._task_runner import TaskRunner
 from cereal._worker_presence import WorkerPresence, describe_this_process
@@ -34,6 +34,8 @@ from cereal.models import (
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
+    Overlap,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     TaskQueueStats,
@@ -41,6 +43,7 @@ from cereal.models import (
     WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
+    check_overlap,
 )
 
 logger = logging.getLogger(__name__)
@@ -249,7 +252,7 @@ class Manager:
             claim_expiry=self._expiry,
             max_value_bytes=self._max_value_bytes,
             on_tasks_enqueued=self._wake_task_runners,
-            on_workflow_complete=self._on_workflow_complete,
+            on_workflow_complete=self._instance_finished,
             concurrency=self._workflow_workers,
         )
         for name, registration in self._task_registrations.items():
@@ -389,6 +392,11 @@ class Manager:
         elif kind == "schedule" and self._scheduler is not None:
             self._scheduler.trigger()
 
+    def _instance_finished(self, event: WorkflowEvent) -> None:
+        self._instance_ended()
+        if self._on_workflow_complete is not None:
+            self._on_workflow_complete(event)
+
     def _wake_task_runners(self, names: set[str]) -> None:
         for name in names:
             runner = self._task_runners.get(name)
@@ -464,6 +472,7 @@ class Manager:
         _check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.kill_workflow(workflow_name, instance_name, KILLED)
+        self._instance_ended()
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
@@ -550,16 +559,36 @@ class Manager:
         recurrence: Any,
         *,
         enabled: bool = True,
+        overlap: Overlap = "skip",
+        catch_up_window: Duration = 0,
     ) -> None:
         """Enqueue (workflow_name, instance_name) with ``parameters`` whenever the RRULE fires.
+
+        Args:
+            workflow_name: the workflow each run starts.
+            instance_name: the instance name of every run (one live run at a time).
+            parameters: JSON value each run gets.
+            recurrence: an RRULE string (optionally with DTSTART) or a dateutil ``rrule``.
+            enabled: False creates it disabled.
+            overlap: what a due run does while the instance is still live:
+                ``skip`` (drop it, as in Go), ``buffer_one`` (start once the live
+                one ends; at most one waits), ``cancel_other`` (cancel the live
+                one, whose ``on_cancel`` decides, and start once it has ended) or
+                ``terminate_other`` (kill the live one and start at once).
+            catch_up_window: seconds or a timedelta; a due time missed while no
+                Manager ran starts one run on restart if the rule had an
+                occurrence within this window of now (0: never, as in Go).
 
         Raises:
             InvalidScheduleError: the rule does not parse or has no future occurrence.
             WorkflowScheduleExistsError: a schedule with these names exists.
+            ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
         _check_pair(workflow_name, instance_name)
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+        policy = check_overlap(overlap)
+        window = _time.seconds(catch_up_window, name="catch_up_window")
         encoded = values.encode(
             parameters, where="create_workflow_schedule", max_bytes=self._max_value_bytes
         )
@@ -567,7 +596,14 @@ class Manager:
         next_due = await _first_due(rule)
         driver = await self._storage()
         await driver.create_workflow_schedule(
-            workflow_name, instance_name, encoded, enabled, rule, next_due
+            workflow_name,
+            instance_name,
+            encoded,
+            enabled,
+            rule,
+            next_due,
+            overlap=policy,
+            catch_up_window=window,
         )
         self._trigger_scheduler()
 
@@ -594,8 +630,13 @@ class Manager:
         enabled: bool | None = None,
         parameters: Any = UNSET,
         recurrence: Any = None,
+        overlap: Overlap | None = None,
+        catch_up_window: Duration | None = None,
     ) -> None:
         """Change a schedule; every given change commits atomically, or none does.
+
+        ``overlap`` and ``catch_up_window`` are as for
+        :meth:`create_workflow_schedule`; ``None`` leaves a setting unchanged.
 
         A new recurrence, or re-enabling a disabled schedule, recomputes the
         next due time from now; enabling an enabled schedule keeps it. The
@@ -604,10 +645,13 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
             InvalidScheduleError: the new rule does not parse or never fires again.
+            ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
         _check_pair(workflow_name, instance_name)
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool or None, got {type(enabled).__name__}")
+        policy = None if overlap is None else check_overlap(overlap)
+        window = _time.optional_seconds(catch_up_window, name="catch_up_window")
         encoded: bytes | Unset | None = UNSET
         if parameters is not UNSET:
             encoded = values.encode(
@@ -630,6 +674,8 @@ class Manager:
             recurrence=rule,
             next_due_at=next_due,
             due_rule=due_rule,
+            overlap=policy,
+            catch_up_window=window,
         )
         await driver.update_workflow_schedule(workflow_name, instance_name, update)
         self._trigger_scheduler()
@@ -644,8 +690,39 @@ class Manager:
         driver = await self._storage()
         await driver.delete_workflow_schedule(workflow_name, instance_name)
 
+    async def trigger_workflow_schedule(self, workflow_name: str, instance_name: str) -> RunOutcome:
+        """Run a schedule once now, under its overlap policy; its due time does not move.
+
+        Works on a disabled schedule too, and before :meth:`start` (any
+        started Manager then runs the instance).
+
+        Returns:
+            What happened: ``STARTED``, ``REPLACED`` (``terminate_other`` killed the
+            live run), ``SKIPPED`` (``skip`` with a live run), ``BUFFERED`` or
+            ``CANCELLING`` (the run waits for the live one to end).
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        outcome = await driver.trigger_workflow_schedule(
+            workflow_name, instance_name, REPLACED_ERROR
+        )
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+            self.wakeup_workflow_executor()
+        if outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING):
+            self._trigger_scheduler()  # its pass notes the waiting run and polls for its start
+        return outcome
+
     def _trigger_scheduler(self) -> None:
         self._on_driver_wakeup("schedule", None)
+
+    def _instance_ended(self) -> None:
+        # A schedule may have a run waiting for this instance to end (buffer_one, cancel_other).
+        scheduler = self._scheduler
+        if scheduler is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(scheduler.instance_ended)
 
 
 def _normalize(rule: Any) -> str:

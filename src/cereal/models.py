@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from cereal import errors, values
 
@@ -158,6 +158,59 @@ class NewTask:
     start_after: datetime | None = None
 
 
+Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
+"""What a schedule does when a run is due while its instance is still live.
+
+``skip`` (the default, as in Go): the run is dropped. ``buffer_one``: one run
+waits and starts as soon as the live one ends (never more than one waits).
+``cancel_other``: the live one is cancelled (its ``on_cancel`` decides) and the
+run starts once it has ended. ``terminate_other``: the live one is killed and
+the run starts at once.
+"""
+
+OVERLAP_POLICIES: Final[tuple[Overlap, ...]] = get_args(Overlap)
+"""Every :data:`Overlap` value, in the order the docs list them."""
+
+
+def check_overlap(value: object) -> Overlap:
+    """``value`` as an :data:`Overlap` policy.
+
+    Raises:
+        TypeError: it is not a str.
+        ValueError: it is no known policy; the message lists the allowed ones.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"overlap must be a str, got {type(value).__name__}")
+    for policy in OVERLAP_POLICIES:
+        if value == policy:
+            return policy
+    allowed = ", ".join(repr(policy) for policy in OVERLAP_POLICIES)
+    raise ValueError(f"overlap must be one of {allowed}; got {value!r}")
+
+
+class RunOutcome(enum.StrEnum):
+    """What asking a schedule for a run did (a due time, a trigger, or a waiting run)."""
+
+    STARTED = "started"
+    """A new instance was enqueued (no live one was in the way)."""
+    REPLACED = "replaced"
+    """``terminate_other``: the live instance was killed and a new one enqueued."""
+    SKIPPED = "skipped"
+    """``skip``: the instance is live, so this run was dropped."""
+    BUFFERED = "buffered"
+    """A run waits for the live instance to end (``buffer_one``, or ``cancel_other``
+    whose cancel was already sent)."""
+    CANCELLING = "cancelling"
+    """``cancel_other``: the live instance was asked to cancel; the run waits for its end."""
+    MISSED = "missed"
+    """A due time missed while no Manager ran, outside the catch-up window: no run."""
+
+    @property
+    def started(self) -> bool:
+        """True when this outcome enqueued a new instance."""
+        return self in (RunOutcome.STARTED, RunOutcome.REPLACED)
+
+
 @dataclass
 class Schedule:
     """A recurring workflow: enqueue (workflow_name, instance_name) whenever it is due."""
@@ -172,6 +225,11 @@ class Schedule:
     last_enqueued_at: datetime | None = None
     last_start: datetime | None = None
     last_end: datetime | None = None
+    overlap: Overlap = "skip"
+    catch_up_window: float = 0.0
+    """Seconds: a due time missed while no Manager ran starts one run if this close to now."""
+    run_pending: bool = False
+    """True while a run waits for the live instance to end (``buffer_one``, ``cancel_other``)."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters each run is enqueued with, decoded."""
@@ -182,9 +240,10 @@ class Schedule:
 class ScheduleUpdate:
     """The changes one ``update_workflow_schedule`` applies atomically.
 
-    ``enabled`` and ``recurrence`` are ``None`` when unchanged; ``parameters`` is
-    ``UNSET`` when unchanged. When ``next_due_at`` is set it is stored as the
-    new due time (the Manager computes it for a recurrence change or a re-enable).
+    ``enabled``, ``recurrence``, ``overlap`` and ``catch_up_window`` are ``None``
+    when unchanged; ``parameters`` is ``UNSET`` when unchanged. When
+    ``next_due_at`` is set it is stored as the new due time (the Manager
+    computes it for a recurrence change or a re-enable).
     With ``due_rule`` set, ``next_due_at`` is stored only if, when the update
     lands, the schedule is disabled and its recurrence is ``due_rule`` (the rule
     the due time was computed from): enabling an enabled schedule keeps its due
@@ -196,6 +255,8 @@ class ScheduleUpdate:
     recurrence: str | None = None
     next_due_at: datetime | None = None
     due_rule: str | None = None
+    overlap: Overlap | None = None
+    catch_up_window: float | None = None
 
 
 @dataclass(frozen=True)

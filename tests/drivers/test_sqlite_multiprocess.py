@@ -71,6 +71,7 @@ async def test_three_processes_migrating_at_once_apply_each_step_once(tmp_path: 
     go.touch()
     results = [json.loads(await child.finish()) for child in children]
     applied = [label(migration) for migration in migrations()]
+    assert applied[:3] == ["0001_initial", "0002_lease_deadline", "0003_ready_instances"]
     assert sorted(results) == [[], [], applied]
     assert await SQLiteDriver(db).migrate() == []
 

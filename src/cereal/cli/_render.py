@@ -77,6 +77,9 @@ def schedule_dict(schedule: Schedule) -> dict[str, Any]:
         "last_enqueued_at": _iso(schedule.last_enqueued_at),
         "last_start": _iso(schedule.last_start),
         "last_end": _iso(schedule.last_end),
+        "overlap": schedule.overlap,
+        "catch_up_window": schedule.catch_up_window,
+        "run_pending": schedule.run_pending,
     }
 
 
@@ -187,7 +190,8 @@ def schedules_table(schedules: Sequence[Schedule]) -> None:
         out.print("no workflow schedules")
         return
     table = Table(title=f"{len(schedules)} schedule(s)")
-    for column in ("workflow", "instance", "enabled", "recurrence", "next due", "last enqueued"):
+    columns = ("workflow", "instance", "enabled", "recurrence", "overlap", "next due")
+    for column in (*columns, "last enqueued"):
         table.add_column(column, overflow="fold")
     for schedule in schedules:
         table.add_row(
@@ -195,10 +199,16 @@ def schedules_table(schedules: Sequence[Schedule]) -> None:
             schedule.instance_name,
             _enabled(schedule.enabled),
             schedule.recurrence,
+            _overlap(schedule),
             _time(schedule.next_due_at) if schedule.enabled else "",
             _time(schedule.last_enqueued_at),
         )
     out.print(table)
+
+
+def _overlap(schedule: Schedule) -> str:
+    """The overlap policy, noting a run that waits for the live one to end."""
+    return f"{schedule.overlap} (a run waits)" if schedule.run_pending else schedule.overlap
 
 
 def schedule_detail(schedule: Schedule) -> None:
@@ -211,6 +221,8 @@ def schedule_detail(schedule: Schedule) -> None:
     table.add_row("enabled", _enabled(schedule.enabled))
     table.add_row("recurrence", schedule.recurrence)
     table.add_row("parameters", _pretty(_decoded(schedule.parameters)))
+    table.add_row("overlap", _overlap(schedule))
+    table.add_row("catch-up window", f"{schedule.catch_up_window:g} s")
     table.add_row("next due", _time(schedule.next_due_at))
     table.add_row("last enqueued", _time(schedule.last_enqueued_at))
     table.add_row("last run start", _time(schedule.last_start))

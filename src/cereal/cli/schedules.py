@@ -1,4 +1,4 @@
-"""``cereal schedules``: create, inspect, enable, disable, update and delete schedules."""
+"""``cereal schedules``: create, inspect, enable, disable, update, trigger and delete schedules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from cereal.cli import _render
 from cereal.cli._common import CliError, parse_json, run, storage_manager
-from cereal.models import UNSET, Schedule
+from cereal.models import OVERLAP_POLICIES, UNSET, RunOutcome, Schedule, check_overlap
 
 app = typer.Typer(
     name="schedules",
@@ -27,6 +27,39 @@ ParametersOption = Annotated[
     str | None,
     typer.Option("--parameters", "-p", metavar="JSON", help="Parameters of each run, as JSON."),
 ]
+OverlapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--overlap",
+        metavar="POLICY",
+        help=(
+            "What a due run does while the previous one is live: "
+            + ", ".join(OVERLAP_POLICIES)
+            + " (default for a new schedule: skip)."
+        ),
+        show_default=False,
+    ),
+]
+CatchUpOption = Annotated[
+    float | None,
+    typer.Option(
+        "--catch-up-window",
+        metavar="SECONDS",
+        help=(
+            "A run missed while no worker ran starts once on restart if due within "
+            "this many seconds (default for a new schedule: 0, never)."
+        ),
+        show_default=False,
+    ),
+]
+
+_OUTCOMES = {
+    RunOutcome.STARTED: "started a run",
+    RunOutcome.REPLACED: "killed the live run and started a new one",
+    RunOutcome.SKIPPED: "skipped: a run is live and the overlap policy is skip",
+    RunOutcome.BUFFERED: "a run waits for the live one to end",
+    RunOutcome.CANCELLING: "asked the live run to cancel; a run starts once it has ended",
+}
 
 
 @app.command("list")
@@ -83,6 +116,8 @@ def create(
     disabled: Annotated[
         bool, typer.Option("--disabled", help="Create it disabled (enable it later).")
     ] = False,
+    overlap: OverlapOption = None,
+    catch_up_window: CatchUpOption = None,
 ) -> None:
     """Create a schedule that enqueues WORKFLOW_NAME/INSTANCE_NAME whenever the rule fires."""
 
@@ -90,7 +125,13 @@ def create(
         value = parse_json(parameters)
         async with storage_manager(ctx) as manager:
             await manager.create_workflow_schedule(
-                workflow_name, instance_name, value, rrule, enabled=not disabled
+                workflow_name,
+                instance_name,
+                value,
+                rrule,
+                enabled=not disabled,
+                overlap="skip" if overlap is None else check_overlap(overlap),
+                catch_up_window=0 if catch_up_window is None else catch_up_window,
             )
 
     run(ctx, go())
@@ -136,20 +177,45 @@ def update(
             help="New parameters as JSON ('null' clears them).",
         ),
     ] = None,
+    overlap: OverlapOption = None,
+    catch_up_window: CatchUpOption = None,
 ) -> None:
-    """Change a schedule's rule and/or parameters; both changes apply atomically."""
+    """Change a schedule's rule, parameters, overlap and/or catch-up window, atomically."""
 
     async def go() -> None:
-        if rrule is None and parameters is None:
-            raise CliError("nothing to update: give --rrule and/or --parameters")
+        if (rrule, parameters, overlap, catch_up_window) == (None, None, None, None):
+            raise CliError(
+                "nothing to update: give --rrule, --parameters, --overlap and/or --catch-up-window"
+            )
         value: Any = UNSET if parameters is None else parse_json(parameters)
         async with storage_manager(ctx) as manager:
             await manager.update_workflow_schedule(
-                workflow_name, instance_name, parameters=value, recurrence=rrule
+                workflow_name,
+                instance_name,
+                parameters=value,
+                recurrence=rrule,
+                overlap=None if overlap is None else check_overlap(overlap),
+                catch_up_window=catch_up_window,
             )
 
     run(ctx, go())
     _render.done(f"updated schedule {workflow_name}/{instance_name}")
+
+
+@app.command("trigger")
+def trigger(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """Run a schedule once now, under its overlap policy; its next due time stays.
+
+    A worker picks the run up; a run that has to wait (buffer_one,
+    cancel_other) is started by a worker's scheduler once the live one ends.
+    """
+
+    async def go() -> RunOutcome:
+        async with storage_manager(ctx) as manager:
+            return await manager.trigger_workflow_schedule(workflow_name, instance_name)
+
+    outcome = run(ctx, go())
+    _render.done(f"triggered {workflow_name}/{instance_name}: {_OUTCOMES[outcome]}")
 
 
 @app.command("delete")

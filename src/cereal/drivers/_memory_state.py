@@ -16,10 +16,13 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal._time import to_utc
+from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
     HistoryRetention,
     NewTask,
+    Overlap,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     TaskResultData,
@@ -111,6 +114,9 @@ class ScheduleRow:
     recurrence: str
     next_due_at: datetime
     last_enqueued_at: datetime | None = None
+    overlap: Overlap = "skip"
+    catch_up_window: float = 0.0
+    run_pending: bool = False
     locked_by: object | None = None
     updates_while_locked: list[ScheduleUpdate] = field(default_factory=list)
 
@@ -364,6 +370,25 @@ class MemoryState:
             ended_at=row.ended_at,
         )
 
+    def start_run(
+        self, row: ScheduleRow, parameters: bytes | None, kill_error: str, now: datetime
+    ) -> RunOutcome:
+        """Ask ``row`` for a run under its overlap policy (see ``start_run_plan``)."""
+        inst = self.instances.get((row.workflow_name, row.instance_name))
+        outcome = start_run_plan(row.overlap, inst is not None, row.run_pending)
+        if outcome is RunOutcome.REPLACED and inst is not None:
+            self.finish(inst, None, kill_error, now)
+        if outcome.started:
+            self.add_instance(row.workflow_name, row.instance_name, parameters, now)
+            row.last_enqueued_at = now
+            row.run_pending = False
+        elif outcome is RunOutcome.CANCELLING and inst is not None:
+            self.add_event(inst, WorkflowEventType.CANCEL, now)
+            row.run_pending = True
+        elif outcome is RunOutcome.BUFFERED:
+            row.run_pending = True
+        return outcome
+
     def schedule_view(self, row: ScheduleRow) -> Schedule:
         """A :class:`Schedule` with the last run's times from history."""
         last = self.latest.get((row.workflow_name, row.instance_name))
@@ -378,6 +403,9 @@ class MemoryState:
             last_enqueued_at=row.last_enqueued_at,
             last_start=None if last is None else last.started_at,
             last_end=None if last is None else last.ended_at,
+            overlap=row.overlap,
+            catch_up_window=row.catch_up_window,
+            run_pending=row.run_pending,
         )
 
 
@@ -411,3 +439,7 @@ def apply_schedule_update(row: ScheduleRow, update: ScheduleUpdate) -> None:
         row.recurrence = update.recurrence
     if update.next_due_at is not None:
         row.next_due_at = to_utc(update.next_due_at)
+    if update.overlap is not None:
+        row.overlap = update.overlap
+    if update.catch_up_window is not None:
+        row.catch_up_window = update.catch_up_window

@@ -44,6 +44,8 @@ from cereal.models import (
     InstanceTask,
     ListWorkflowFilter,
     NewTask,
+    Overlap,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     SweepReport,
@@ -256,6 +258,9 @@ class MemoryDriver(Driver):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
         """Store a new schedule.
 
@@ -274,6 +279,8 @@ class MemoryDriver(Driver):
                 enabled=enabled,
                 recurrence=recurrence,
                 next_due_at=to_utc(next_due_at),
+                overlap=overlap,
+                catch_up_window=catch_up_window,
             )
         self._wake("schedule", None)
 
@@ -324,24 +331,56 @@ class MemoryDriver(Driver):
         self._wake("schedule", None)
 
     async def get_due_scheduled_workflow(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
-        """Lock the earliest enabled schedule whose due time has passed.
+        """Lock the earliest schedule that is due or whose waiting run can start.
+
+        Due: enabled and its due time has passed. A waiting run can start once
+        no live instance has the schedule's names.
 
         Raises:
             NoDueWorkflowsError: none is due (or every due one is locked).
         """
         with self._lock:
             now = utcnow()
-            due = [
+            ready = [
                 row
                 for row in self._state.schedules.values()
-                if row.enabled and row.locked_by is None and row.next_due_at <= now
+                if row.locked_by is None and (self._time_due(row, now) or self._pending_ready(row))
             ]
-            if not due:
+            if not ready:
                 raise errors.NoDueWorkflowsError()
-            row = min(due, key=lambda row: (row.next_due_at, row.id))
-            completer = _MemoryScheduleCompleter(self, row)
+            row = min(ready, key=lambda row: (row.next_due_at, row.id))
+            completer = _MemoryScheduleCompleter(self, row, due=self._time_due(row, now))
             row.locked_by = completer
             return self._state.schedule_view(row), completer
+
+    @staticmethod
+    def _time_due(row: ScheduleRow, now: datetime) -> bool:
+        return row.enabled and row.next_due_at <= now
+
+    def _pending_ready(self, row: ScheduleRow) -> bool:
+        return row.run_pending and (row.workflow_name, row.instance_name) not in (
+            self._state.instances
+        )
+
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """Ask for a run now under the schedule's overlap policy; the due time stays.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        with self._lock:
+            row = self._schedule(workflow_name, instance_name)
+            outcome = self._state.start_run(row, row.parameters, kill_error, utcnow())
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+            self._wake("workflow", workflow_name)
+        return outcome
+
+    async def has_waiting_schedule_runs(self) -> bool:
+        """Whether any schedule has a run waiting for its live instance to end."""
+        with self._lock:
+            return any(row.run_pending for row in self._state.schedules.values())
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """The enabled schedule due soonest.
@@ -521,36 +560,40 @@ class _MemoryTaskCompleter(TaskCompleter):
 class _MemoryScheduleCompleter(ScheduledWorkflowCompleter):
     """The lock on one due schedule."""
 
-    def __init__(self, driver: MemoryDriver, row: ScheduleRow) -> None:
+    def __init__(self, driver: MemoryDriver, row: ScheduleRow, *, due: bool) -> None:
         self._driver = driver
         self._row = row
         self._parameters = row.parameters  # as read when locked
+        self.due = due
 
     def _locked(self) -> ScheduleRow:
         if self._row.locked_by is not self:
             raise RuntimeError("this schedule completer already applied its change or closed")
         return self._row
 
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """Enqueue the schedule's instance unless one is live, then advance the schedule.
-
-        Returns:
-            True when an instance was enqueued.
-        """
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """Ask for a run under the overlap policy (if ``run``), then advance and release."""
         state = self._driver._state
         with self._driver._lock:
             row = self._locked()
-            now = utcnow()
-            enqueued = (row.workflow_name, row.instance_name) not in state.instances
-            if enqueued:
-                state.add_instance(row.workflow_name, row.instance_name, self._parameters, now)
-                row.last_enqueued_at = now
-            row.next_due_at = to_utc(next_due_at)
-            row.enabled = enabled
+            outcome = RunOutcome.MISSED
+            if run:
+                outcome = state.start_run(row, self._parameters, kill_error, utcnow())
+            if next_due_at is not None:
+                row.next_due_at = to_utc(next_due_at)
+            if enabled is not None:
+                row.enabled = enabled
             self._release(row)
-        if enqueued:
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._driver._wake("workflow", row.workflow_name)
-        return enqueued
+        return outcome
 
     async def disable(self) -> None:
         """Disable the schedule and release it."""

@@ -23,7 +23,8 @@ from cereal.drivers.base import ScheduledWorkflowCompleter, TaskCompleter, Workf
 from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
 from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import NewTask
+from cereal.drivers.postgres._schedule_runs import start_run
+from cereal.models import NewTask, RunOutcome
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -207,31 +208,49 @@ class PostgresScheduledWorkflowCompleter(_HeldConnection, ScheduledWorkflowCompl
         *,
         schedule_id: int,
         workflow_name: str,
+        instance_name: str,
+        due: bool,
     ) -> None:
         super().__init__(driver, pool, conn)
         self._schedule_id = schedule_id
         self._workflow_name = workflow_name
+        self._instance_name = instance_name
+        self.due = due
 
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """Enqueue the instance unless one is live, and advance the schedule."""
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """Ask for a run under the overlap policy (if ``run``), advance, commit, release."""
         conn = self._begin_decision()
-        wakes: list[Wake] = [("workflow", self._workflow_name)]
-        params = {
-            "schedule_id": self._schedule_id,
-            "next_due_at": next_due_at,
-            "enabled": enabled,
-            "note": self._driver._note(wakes),
-        }
+        outcome = RunOutcome.MISSED
+        wakes: list[Wake] = []
         try:
-            with translate("enqueueing a scheduled workflow"):
-                row = await fetch_one(conn, "enqueue_scheduled", params)
-                enqueued = row is not None and row["enqueued"] > 0
+            with translate("starting a scheduled workflow"):
+                if run:
+                    started = await start_run(
+                        self._driver, conn, self._workflow_name, self._instance_name, kill_error
+                    )
+                    if started is not None:  # the row is locked: it cannot have gone
+                        outcome, wakes = started
+                await execute(
+                    conn,
+                    "advance_schedule",
+                    {
+                        "schedule_id": self._schedule_id,
+                        "next_due_at": next_due_at,
+                        "enabled": enabled,
+                    },
+                )
                 await conn.commit()
         finally:
             await self._release()
-        if enqueued:
-            self._driver._wake_all(wakes)
-        return enqueued
+        self._driver._wake_all(wakes)
+        return outcome
 
     async def disable(self) -> None:
         """Disable the schedule and release it."""

@@ -338,9 +338,10 @@ WHERE ended_at < now() - make_interval(secs => %(max_age)s)
 -- Store a new schedule (a unique violation means the names are taken).
 WITH created AS (
     INSERT INTO cereal_workflow_schedules
-        (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at)
+        (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at,
+         overlap, catch_up_window)
     VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s, %(recurrence)s,
-            %(enabled)s, %(next_due_at)s)
+            %(enabled)s, %(next_due_at)s, %(overlap)s, %(catch_up_window)s)
     RETURNING id
 )
 SELECT id,
@@ -352,7 +353,7 @@ FROM created
 -- Every schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -366,7 +367,7 @@ ORDER BY s.workflow_name, s.instance_name
 -- One schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -384,6 +385,8 @@ WITH changed AS (
         parameters = CASE WHEN %(set_parameters)s::boolean THEN %(parameters)s::bytea
                           ELSE parameters END,
         recurrence = COALESCE(%(recurrence)s::text, recurrence),
+        overlap = COALESCE(%(overlap)s::text, overlap),
+        catch_up_window = COALESCE(%(catch_up_window)s::double precision, catch_up_window),
         -- with due_rule, the due time applies only to a disabled schedule with that
         -- rule, judged on the row this statement locked (its latest committed state)
         next_due_at = CASE
@@ -412,10 +415,12 @@ SELECT id,
 FROM removed
 
 -- name: lock_due_schedule
--- The earliest due enabled schedule no other scheduler holds.
+-- The earliest schedule no other scheduler holds that is either enabled and due
+-- (column due) or has a waiting run whose instance has ended.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending,
+       (s.enabled AND s.next_due_at <= now()) AS due
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -423,7 +428,10 @@ LEFT JOIN LATERAL (
     ORDER BY ended_at DESC, id DESC
     LIMIT 1
 ) AS h ON true
-WHERE s.enabled AND s.next_due_at <= now()
+WHERE (s.enabled AND s.next_due_at <= now())
+   OR (s.run_pending AND NOT EXISTS (
+       SELECT 1 FROM cereal_workflow_instances AS i
+       WHERE i.workflow_name = s.workflow_name AND i.instance_name = s.instance_name))
 ORDER BY s.next_due_at, s.id
 LIMIT 1
 FOR UPDATE OF s SKIP LOCKED
@@ -432,7 +440,7 @@ FOR UPDATE OF s SKIP LOCKED
 -- The enabled schedule due soonest.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -444,9 +452,19 @@ WHERE s.enabled
 ORDER BY s.next_due_at, s.id
 LIMIT 1
 
--- name: enqueue_scheduled
--- Enqueue a locked schedule's instance and advance it; last_enqueued_at moves
--- only when an instance was created (a live one means the run is skipped).
+-- name: schedule_run_state
+-- What asking a schedule for a run needs, locking its row (a trigger waits here
+-- for a scheduler holding the schedule; the scheduler holds the lock already).
+SELECT id, overlap, run_pending,
+       EXISTS (SELECT 1 FROM cereal_workflow_instances AS i
+               WHERE i.workflow_name = s.workflow_name
+                 AND i.instance_name = s.instance_name) AS live
+FROM cereal_workflow_schedules AS s
+WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+FOR UPDATE OF s
+
+-- name: start_scheduled_instance
+-- Enqueue a locked schedule's instance with its parameters (no row: one is live).
 WITH inst AS (
     INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
     SELECT workflow_name, instance_name, parameters, now()
@@ -457,18 +475,34 @@ WITH inst AS (
     INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
     SELECT id, workflow_name, 'start' FROM inst
     RETURNING instance_id
-), advanced AS (
-    UPDATE cereal_workflow_schedules
-    SET next_due_at = %(next_due_at)s,
-        enabled = %(enabled)s,
-        last_enqueued_at = CASE WHEN EXISTS (SELECT 1 FROM inst) THEN now()
-                                ELSE last_enqueued_at END
-    WHERE id = %(schedule_id)s
 )
-SELECT count(*) AS enqueued,
-       CASE WHEN count(*) = 0 OR %(note)s::text IS NULL THEN NULL
+SELECT instance_id FROM ev
+
+-- name: record_schedule_run
+-- After asking for a run: whether one waits, and when one last started; with
+-- notify, announce the change (a new instance, a cancel or a waiting run).
+WITH recorded AS (
+    UPDATE cereal_workflow_schedules
+    SET run_pending = %(run_pending)s,
+        last_enqueued_at = CASE WHEN %(started)s THEN now() ELSE last_enqueued_at END
+    WHERE id = %(schedule_id)s
+    RETURNING id
+)
+SELECT id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
             ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
-FROM ev
+FROM recorded
+
+-- name: advance_schedule
+-- Store a scheduler's new due time and enabled flag (NULL: unchanged).
+UPDATE cereal_workflow_schedules
+SET next_due_at = COALESCE(%(next_due_at)s::timestamptz, next_due_at),
+    enabled = COALESCE(%(enabled)s::boolean, enabled)
+WHERE id = %(schedule_id)s
+
+-- name: has_waiting_schedule_run
+-- Whether any schedule has a run waiting for its instance to end.
+SELECT EXISTS (SELECT 1 FROM cereal_workflow_schedules WHERE run_pending) AS waiting
 
 -- name: disable_schedule
 -- Disable a schedule whose rule no longer parses.

@@ -16,6 +16,7 @@ from cereal.models import (
     Schedule,
     WorkflowInstanceData,
     WorkflowInstanceStatus,
+    check_overlap,
 )
 
 Q = load_queries("cereal.drivers.sqlite")
@@ -88,6 +89,9 @@ def schedule_from_row(row: sqlite3.Row) -> Schedule:
         last_enqueued_at=maybe_instant(row["last_enqueued_at"]),
         last_start=maybe_instant(row["last_start"]),
         last_end=maybe_instant(row["last_end"]),
+        overlap=check_overlap(row["overlap"]),
+        catch_up_window=float(row["catch_up_window"]),
+        run_pending=bool(row["run_pending"]),
     )
 
 

@@ -53,6 +53,8 @@ from cereal.models import (
     InstanceTask,
     ListWorkflowFilter,
     NewWorker,
+    Overlap,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     SweepReport,
@@ -399,6 +401,9 @@ class SQLiteDriver(Driver):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
         """Store a new schedule.
 
@@ -412,6 +417,8 @@ class SQLiteDriver(Driver):
             "recurrence": recurrence,
             "enabled": int(enabled),
             "next_due_at": epoch(next_due_at),
+            "overlap": overlap,
+            "catch_up_window": catch_up_window,
         }
         row = await self._connection().call(
             lambda conn: conn.execute(Q["insert_schedule"], {**values, "now": now()}).fetchone()
@@ -491,6 +498,32 @@ class SQLiteDriver(Driver):
         if claim is None:
             raise errors.NoDueWorkflowsError()
         return claim.schedule, _schedules.SQLiteScheduleCompleter(self, claim)
+
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """Ask for a run now under the schedule's overlap policy; the due time stays.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        outcome = await self._connection().call(
+            _schedules.trigger(workflow_name, instance_name, kill_error)
+        )
+        if outcome is None:
+            raise errors.WorkflowScheduleNotFoundError()
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+            self._wake("workflow", workflow_name)
+        if outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING):
+            self._wake("schedule", None)
+        return outcome
+
+    async def has_waiting_schedule_runs(self) -> bool:
+        """Whether any schedule has a run waiting for its live instance to end."""
+        row = await self._connection().call(
+            lambda conn: conn.execute(Q["has_waiting_schedule_run"]).fetchone(), mode="auto"
+        )
+        return row is not None
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """The enabled schedule due soonest.

@@ -320,16 +320,19 @@ DELETE FROM cereal_workflow_results WHERE ended_at < :cutoff;
 -- name: insert_schedule
 -- Store a new schedule unless one with these names exists (no row returned then).
 INSERT INTO cereal_workflow_schedules
-    (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at, created_at)
+    (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at, created_at,
+     overlap, catch_up_window)
 VALUES
-    (:workflow_name, :instance_name, :parameters, :recurrence, :enabled, :next_due_at, :now)
+    (:workflow_name, :instance_name, :parameters, :recurrence, :enabled, :next_due_at, :now,
+     :overlap, :catch_up_window)
 ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
 -- name: list_schedules
 -- Every schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
@@ -340,7 +343,8 @@ ORDER BY s.id;
 -- name: get_schedule
 -- One schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
@@ -355,6 +359,8 @@ UPDATE cereal_workflow_schedules
 SET enabled = coalesce(:enabled, enabled),
     parameters = CASE WHEN :set_parameters THEN :parameters ELSE parameters END,
     recurrence = coalesce(:recurrence, recurrence),
+    overlap = coalesce(:overlap, overlap),
+    catch_up_window = coalesce(:catch_up_window, catch_up_window),
     -- with :due_rule, the due time applies only to a disabled schedule with that rule
     -- (SET expressions see the row as it was before this statement)
     next_due_at = CASE WHEN :due_rule IS NULL OR (enabled = 0 AND recurrence = :due_rule)
@@ -374,15 +380,21 @@ DELETE FROM cereal_workflow_schedules
 WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 
 -- name: next_due_schedule
--- The earliest enabled, due schedule that no live scheduler claim holds.
+-- The earliest schedule that no live scheduler claim holds and that is either
+-- enabled and due (column due = 1) or has a waiting run whose instance has ended.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending,
+       (s.enabled = 1 AND s.next_due_at <= :now) AS due
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
     WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
 )
-WHERE s.enabled = 1 AND s.next_due_at <= :now
+WHERE ((s.enabled = 1 AND s.next_due_at <= :now)
+       OR (s.run_pending = 1 AND NOT EXISTS (
+           SELECT 1 FROM cereal_workflow_instances AS i
+           WHERE i.workflow_name = s.workflow_name AND i.instance_name = s.instance_name)))
   AND (s.claim_token IS NULL OR s.claimed_at < :stale_before)
 ORDER BY s.next_due_at, s.id
 LIMIT 1;
@@ -398,11 +410,10 @@ WHERE id = :schedule_id;
 SELECT 1 FROM cereal_workflow_schedules WHERE id = :schedule_id AND claim_token = :token;
 
 -- name: advance_schedule
--- Store the scheduler's change (updates made meanwhile win) and drop the claim.
+-- Store the scheduler's change, if any (updates made meanwhile win), and drop the claim.
 UPDATE cereal_workflow_schedules
-SET next_due_at = coalesce(override_next_due_at, :next_due_at),
-    enabled = coalesce(override_enabled, :enabled),
-    last_enqueued_at = CASE WHEN :enqueued THEN :now ELSE last_enqueued_at END,
+SET next_due_at = coalesce(override_next_due_at, :next_due_at, next_due_at),
+    enabled = coalesce(override_enabled, :enabled, enabled),
     claim_token = NULL, claimed_at = NULL,
     override_enabled = NULL, override_next_due_at = NULL
 WHERE id = :schedule_id AND claim_token = :token;
@@ -424,7 +435,8 @@ WHERE id = :schedule_id AND claim_token = :token;
 -- name: next_scheduled
 -- The enabled schedule due soonest.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
@@ -497,3 +509,19 @@ FROM (
 ) AS s
 LEFT JOIN cereal_tasks AS t ON t.id = s.oldest_id
 ORDER BY s.task_name;
+-- name: schedule_run_state
+-- What asking a schedule for a run needs: its policy, waiting run, current parameters.
+SELECT id, overlap, run_pending, parameters
+FROM cereal_workflow_schedules
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
+
+-- name: record_schedule_run
+-- After asking for a run: whether one waits, and when one last started.
+UPDATE cereal_workflow_schedules
+SET run_pending = :run_pending,
+    last_enqueued_at = CASE WHEN :started THEN :now ELSE last_enqueued_at END
+WHERE id = :schedule_id;
+
+-- name: has_waiting_schedule_run
+-- Whether any schedule has a run waiting for its instance to end.
+SELECT 1 FROM cereal_workflow_schedules WHERE run_pending = 1 LIMIT 1;
