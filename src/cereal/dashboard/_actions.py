@@ -92,10 +92,8 @@ class Actions:
             "instance/kill": (manager.kill_workflow, "killed"),
             "schedule/enable": (lambda w, i: _set_enabled(manager, w, i, True), "enabled"),
             "schedule/disable": (lambda w, i: _set_enabled(manager, w, i, False), "disabled"),
+            "schedule/trigger": (manager.trigger_workflow_schedule, "triggered"),
         }
-        trigger = getattr(manager, "trigger_workflow_schedule", None)
-        if callable(trigger):
-            table["schedule/trigger"] = (trigger, "triggered")
         return table.get(key)
 
 

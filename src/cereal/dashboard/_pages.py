@@ -7,9 +7,7 @@ fragment in an element that re-fetches the same URL every two seconds.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -112,16 +110,11 @@ class Pages:
             "schedules",
             title="Schedules",
             schedules=await self.manager.list_workflow_schedules(),
-            can_trigger=callable(getattr(self.manager, "trigger_workflow_schedule", None)),
         )
 
     async def workers(self, request: Request) -> Response:
-        """Live workers, when this cereal's Manager can list them."""
-        list_workers = getattr(self.manager, "list_workers", None)
-        workers: list[Any] | None = None
-        if callable(list_workers):
-            found = list_workers()
-            workers = list(await found if inspect.isawaitable(found) else found)
+        """The live workers: started Managers on this store, here or elsewhere."""
+        workers = await self.manager.list_workers()
         return self.render.page(request, "workers", title="Workers", workers=workers, now=utcnow())
 
 
