@@ -445,16 +445,33 @@ class Manager:
         workflow_name: str | None = None,
         instance_name: str | None = None,
         is_running: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair, running or finished, filtered."""
+        """One entry per (workflow, instance) pair, running or finished, filtered.
+
+        Sorted by workflow name, then instance name. ``offset`` skips that many
+        entries and ``limit`` (default: no limit) caps how many are returned,
+        for reading a long listing a page at a time.
+
+        Raises:
+            TypeError: ``limit`` is not an int or None, or ``offset`` not an int.
+            ValueError: ``limit`` is below 1 or ``offset`` below 0.
+        """
         if workflow_name is not None:
             _names.check_name(workflow_name, what="workflow name")
         if instance_name is not None:
             _names.check_name(instance_name, what="instance name")
         if is_running is not None and not isinstance(is_running, bool):
             raise TypeError(f"is_running must be a bool or None, got {type(is_running).__name__}")
+        if limit is not None:
+            _positive_int(limit, "limit")
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+        if offset < 0:
+            raise ValueError(f"offset must be at least 0, got {offset}")
         driver = await self._storage()
-        where = ListWorkflowFilter(workflow_name, instance_name, is_running)
+        where = ListWorkflowFilter(workflow_name, instance_name, is_running, limit, offset)
         return await driver.list_workflow_instances(where)
 
     # ---- schedules --------------------------------------------------------------------

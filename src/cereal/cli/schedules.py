@@ -25,7 +25,12 @@ InstanceArg = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ParametersOption = Annotated[
     str | None,
-    typer.Option("--parameters", "-p", metavar="JSON", help="Parameters of each run, as JSON."),
+    typer.Option(
+        "--parameters",
+        "-p",
+        metavar="JSON",
+        help="Parameters of each run, as JSON; @FILE reads a file, - reads stdin.",
+    ),
 ]
 
 
@@ -133,7 +138,7 @@ def update(
             "--parameters",
             "-p",
             metavar="JSON",
-            help="New parameters as JSON ('null' clears them).",
+            help="New parameters as JSON ('null' clears them); @FILE reads a file, - stdin.",
         ),
     ] = None,
 ) -> None:

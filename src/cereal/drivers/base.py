@@ -477,7 +477,11 @@ class Driver(abc.ABC):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair: the live row, else the newest finished run."""
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name, and cut to the window
+        ``where.offset`` / ``where.limit`` of that order (:meth:`ListWorkflowFilter.page`).
+        """
 
     # ---- tasks ----------------------------------------------------------------------
 

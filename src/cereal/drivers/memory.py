@@ -176,7 +176,7 @@ class MemoryDriver(Driver):
                 for key in sorted(keys)
                 if where.workflow_name in (None, key[0]) and where.instance_name in (None, key[1])
             ]
-        return [view for view in found if view is not None]
+        return where.page([view for view in found if view is not None])
 
     def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
         inst = self._state.instances.get((workflow_name, instance_name))

@@ -248,11 +248,17 @@ class PostgresDriver(PostgresSchedules):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per name pair: the live row, else the newest finished run."""
+        """One entry per name pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name; the query itself applies
+        ``where.offset`` and ``where.limit``.
+        """
         params = {
             "workflow_name": where.workflow_name,
             "instance_name": where.instance_name,
             "is_running": where.is_running,
+            "limit": where.limit,
+            "offset": where.offset,
         }
         async with self._connection("list_workflow_instances") as conn:
             rows = await fetch_all(conn, "list_workflow_instances", params)

@@ -166,6 +166,7 @@ FROM live FULL OUTER JOIN finished USING (workflow_name, instance_name)
 WHERE %(is_running)s::boolean IS NULL
    OR (live.status IS NOT NULL) = %(is_running)s::boolean
 ORDER BY workflow_name, instance_name
+LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
