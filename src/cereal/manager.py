@@ -154,6 +154,16 @@ class Manager:
         """The storage driver this Manager uses."""
         return self._driver
 
+    @property
+    def workflow_names(self) -> tuple[str, ...]:
+        """The workflow names with a registered executor, in registration order."""
+        return tuple(self._workflow_executors)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The task names with a registered executor, in registration order."""
+        return tuple(self._task_registrations)
+
     # ---- registration ---------------------------------------------------------------
 
     def register_workflow_executor(self, workflow_name: str, executor: WorkflowExecutor) -> None:

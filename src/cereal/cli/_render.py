@@ -117,6 +117,11 @@ def traceback() -> None:
     err.print_exception(show_locals=False)
 
 
+def warning(message: str) -> None:
+    """One yellow line on stderr: ``warning: <message>``."""
+    err.print(Text.assemble(("warning: ", "bold yellow"), (message, "yellow")), soft_wrap=True)
+
+
 def done(message: str) -> None:
     """A one-line confirmation on stdout."""
     out.print(Text.assemble(("ok ", "bold green"), message), soft_wrap=True)
