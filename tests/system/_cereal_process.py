@@ -1,4 +1,4 @@
-"""Run the real ``cereal`` command in subprocesses: finished runs, and live ones read line by line."""
+"""Run the real ``cereal`` command in subprocesses: to the end, or live with stderr by line."""
 
 from __future__ import annotations
 
