@@ -153,3 +153,25 @@ def test_piped_tables_do_not_wrap(tmp_path: Path, db: str) -> None:
     assert len(rows) == 1 and long_name in rows[0], listed.stdout
     shown = cereal("--db", db, "workflows", "show", "a-long-workflow-name", long_name, cwd=tmp_path)
     assert any(long_name in line for line in shown.stdout.splitlines()), shown.stdout
+
+
+def test_schedules_accept_cron_and_show_the_stored_rrule(tmp_path: Path, db: str) -> None:
+    created = cereal(
+        "--db", db, "schedules", "create", "report", "nightly", "--rrule", "0 3 * * *",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    rule = "FREQ=DAILY;BYHOUR=3;BYMINUTE=0;BYSECOND=0"
+    assert f"{rule} (from '0 3 * * *')" in created.stdout
+    shown = cereal("--db", db, "schedules", "show", "report", "nightly", "--json", cwd=tmp_path)
+    assert json.loads(shown.stdout)["recurrence"] == rule
+
+    bad = cereal(
+        "--db", db, "schedules", "update", "report", "nightly", "--rrule", "0 3 1 * MON",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "invalid cron expression '0 3 1 * MON'" in one_error_line(bad)
+    neither = cereal(
+        "--db", db, "schedules", "create", "report", "x", "--rrule", "nightly", cwd=tmp_path
+    )
+    assert "nor a 5-field cron expression" in one_error_line(neither)
