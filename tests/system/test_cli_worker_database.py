@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import signal
 import textwrap
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.system._cereal_process import live_cereal
+from tests.system._cereal_process import cereal, live_cereal
 
 APP = """
 import cereal
@@ -88,3 +89,58 @@ def test_postgres_start_line_never_shows_the_password(tmp_path: Path, postgres_d
     started = next(line for line in stderr.splitlines() if "started" in line)
     assert f"on postgresql://{user}@{parts.hostname}" in started
     assert "ignored by 'cereal worker'" in stderr
+
+
+SLOW_APP = """
+import asyncio
+from pathlib import Path
+
+import cereal
+
+
+class OneTask:
+    def on_start(self, w, ev):
+        w.enqueue_task("slow", None)
+        return w.continue_(None)
+
+    def on_task_complete(self, w, ev):
+        return w.complete(None)
+
+    def on_cancel(self, w, ev):
+        return w.fail("cancelled")
+
+
+async def slow(task):
+    Path("task-started").write_text("yes")
+    await asyncio.sleep(600)
+
+
+manager = cereal.Manager(
+    cereal.open_driver({url!r}), task_poll_interval=0.1, workflow_poll_interval=0.1
+)
+manager.register_workflow_executor("wait", OneTask())
+manager.register_task_executor("slow", slow)
+"""
+
+
+def test_a_second_sigint_ends_the_graceful_stop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    (tmp_path / "slow_app.py").write_text(textwrap.dedent(SLOW_APP.format(url=url)))
+    with live_cereal("worker", "slow_app:manager", "--grace-period", "600", cwd=tmp_path) as worker:
+        worker.wait_for_line("started")
+        enqueued = cereal("--db", url, "workflows", "enqueue", "wait", "one", cwd=tmp_path)
+        assert enqueued.returncode == 0, enqueued.stderr
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "task-started").exists():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+
+        # the first SIGINT starts a graceful stop that would wait 600 s for the task
+        worker.process.send_signal(signal.SIGINT)
+        worker.wait_for_line("SIGINT received: stopping")
+        worker.process.send_signal(signal.SIGINT)
+        status, stderr = worker.finish(timeout=60)
+
+    assert status == 130, stderr
+    assert stderr.splitlines()[-1] == "error: interrupted"
+    assert "Traceback" not in stderr
