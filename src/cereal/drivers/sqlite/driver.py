@@ -269,14 +269,13 @@ class SQLiteDriver(Driver):
     ) -> list[WorkflowInstanceData]:
         """One entry per (workflow, instance) pair: the live row, else the newest finished run.
 
-        Sorted by workflow name, then instance name; ``where.offset`` and
-        ``where.limit`` pick a window of that order.
+        Sorted by workflow name, then instance name; the query itself applies
+        ``where.offset`` and ``where.limit``.
         """
         rows = await self._connection().call(
             lambda conn: _workflows.list_rows(conn, where), mode="read"
         )
-        found = [instance_from_row(row) for row in rows]
-        return where.page(sorted(found, key=lambda inst: (inst.workflow_name, inst.instance_name)))
+        return [instance_from_row(row) for row in rows]
 
     # ---- tasks ------------------------------------------------------------------------
 
