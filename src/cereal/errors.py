@@ -15,6 +15,7 @@ Every error is a :class:`CerealError`::
     ├── UnusableTaskResultError          TaskResult.err() when the stored result vanished
     ├── WorkflowClaimLostError           a workflow event's claim expired before its decision
     ├── DriverError                      the storage is unavailable or misbehaved
+    │   └── MissingDependencyError       a driver's optional packages are not installed
     ├── NoTasksError                     (driver-facing) no task is ready
     ├── NoWorkflowInstancesError         (driver-facing) no workflow event is ready
     ├── NoDueWorkflowsError              (driver-facing) no schedule is due
@@ -94,6 +95,16 @@ class DriverError(CerealError):
     """The storage backend is unavailable or failed; the cause is chained."""
 
     default_message = "storage driver error"
+
+
+class MissingDependencyError(DriverError, ImportError):
+    """A driver needs optional packages that are not installed (say, the ``postgres`` extra).
+
+    Also an :class:`ImportError`, so code that guards an optional import keeps working;
+    the message says what to install.
+    """
+
+    default_message = "a package the driver needs is not installed"
 
 
 class NoTasksError(CerealError):

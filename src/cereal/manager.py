@@ -163,6 +163,16 @@ class Manager:
         """The storage driver this Manager uses."""
         return self._driver
 
+    @property
+    def workflow_names(self) -> tuple[str, ...]:
+        """The workflow names with a registered executor, in registration order."""
+        return tuple(self._workflow_executors)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The task names with a registered executor, in registration order."""
+        return tuple(self._task_registrations)
+
     # ---- registration ---------------------------------------------------------------
 
     def register_workflow_executor(self, workflow_name: str, executor: WorkflowExecutor) -> None:
@@ -499,9 +509,13 @@ class Manager:
     ) -> list[WorkflowInstanceData]:
         """One entry per (workflow, instance) pair, running or finished, filtered.
 
-        With ``limit`` (at least 1) and/or ``offset`` (at least 0) the entries
-        are ordered by (workflow name, instance name) and one page of that
-        order is returned; the store does the paging.
+        Sorted by workflow name, then instance name. ``offset`` skips that many
+        entries and ``limit`` (default: no limit) caps how many are returned,
+        for reading a long listing a page at a time.
+
+        Raises:
+            TypeError: ``limit`` is not an int or None, or ``offset`` not an int.
+            ValueError: ``limit`` is below 1 or ``offset`` below 0.
         """
         if workflow_name is not None:
             _names.check_name(workflow_name, what="workflow name")

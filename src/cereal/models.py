@@ -261,7 +261,12 @@ class ScheduleUpdate:
 
 @dataclass(frozen=True)
 class ListWorkflowFilter:
-    """Filters of ``list_workflow_instances``; ``None`` means "any"."""
+    """Filters of ``list_workflow_instances``; ``None`` means "any".
+
+    The listing is sorted by workflow name, then instance name; ``offset``
+    skips that many entries of it and ``limit`` (``None``: no limit) caps the
+    rest, so a listing can be read a page at a time.
+    """
 
     workflow_name: str | None = None
     instance_name: str | None = None
@@ -270,6 +275,11 @@ class ListWorkflowFilter:
     """At most this many entries, ordered by (workflow name, instance name); ``None``: all."""
     offset: int = 0
     """Skip this many entries of that order first (paging)."""
+
+    def page(self, entries: list[T]) -> list[T]:
+        """The ``offset``/``limit`` window of the whole sorted listing ``entries``."""
+        end = None if self.limit is None else self.offset + self.limit
+        return entries[self.offset : end]
 
 
 @dataclass(frozen=True)

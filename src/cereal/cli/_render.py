@@ -1,7 +1,9 @@
 """Everything the CLI shows: rich tables for people, JSON for scripts, one-line errors.
 
 This is the only module of the CLI that formats output. Human output goes
-to stdout through a rich console; errors and diagnostics go to stderr.
+to stdout through a rich console; errors and diagnostics go to stderr. When
+a stream is not a terminal (piped or redirected) nothing is wrapped to a
+width: each table row stays on one line, for ``grep`` and ``cut``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,25 @@ from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
 from cereal.models import Schedule, WorkerInfo, WorkflowInstanceData
 
-out = Console(highlight=False)
+UNWRAPPED_WIDTH = 1_000_000
+"""The width given to a console that is not a terminal: wide enough to never wrap."""
+
+VALUE_PREVIEW_CHARS = 2_000
+"""``workflows show`` prints at most this many characters of a value unless ``--full``."""
+VALUE_PREVIEW_LINES = 40
+"""``workflows show`` prints at most this many lines of a value unless ``--full``."""
+
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.width = UNWRAPPED_WIDTH
+    return console
+
+
+out = _console(stderr=False)
 """Standard output: tables, confirmations and JSON."""
-err = Console(stderr=True, highlight=False)
+err = _console(stderr=True)
 """Standard error: error messages, tracebacks and progress."""
 
 
@@ -102,6 +120,11 @@ def traceback() -> None:
     err.print_exception(show_locals=False)
 
 
+def warning(message: str) -> None:
+    """One yellow line on stderr: ``warning: <message>``."""
+    err.print(Text.assemble(("warning: ", "bold yellow"), (message, "yellow")), soft_wrap=True)
+
+
 def done(message: str) -> None:
     """A one-line confirmation on stdout."""
     out.print(Text.assemble(("ok ", "bold green"), message), soft_wrap=True)
@@ -134,12 +157,21 @@ def _status(data: WorkflowInstanceData) -> Text:
     return Text("completed", style="green")
 
 
-def instances_table(instances: Sequence[WorkflowInstanceData]) -> None:
-    """A table of workflow instances, or a note when there are none."""
+def instances_table(
+    instances: Sequence[WorkflowInstanceData], *, offset: int = 0, more: bool = False
+) -> None:
+    """A table of workflow instances (entries ``offset + 1`` on), or a note when there are none.
+
+    ``more`` says that entries beyond these exist: a last line tells how to see them.
+    """
     if not instances:
-        out.print("no workflow instances")
+        out.print("no workflow instances" + (f" after the first {offset}" if offset else ""))
         return
-    table = Table(title=f"{len(instances)} workflow instance(s)")
+    first, last = offset + 1, offset + len(instances)
+    title = f"{len(instances)} workflow instance(s)"
+    if offset or more:
+        title += f" ({first}-{last} in name order)"
+    table = Table(title=title)
     table.add_column("workflow", overflow="fold", min_width=10)
     table.add_column("instance", overflow="fold", min_width=10)
     table.add_column("status", no_wrap=True)
@@ -151,14 +183,32 @@ def instances_table(instances: Sequence[WorkflowInstanceData]) -> None:
             data.workflow_name, data.instance_name, _status(data), _time(data.ended_at), outcome
         )
     out.print(table)
+    if more:
+        out.print(
+            f"more workflow instances exist after {last}: --offset {last} shows the next page"
+        )
 
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def instance_detail(data: WorkflowInstanceData) -> None:
-    """Every field of one instance, one per row."""
+def _preview(raw: bytes | None, full: bool) -> Text:
+    """A stored value as indented JSON, cut to a preview unless ``full``."""
+    text = _pretty(_decoded(raw))
+    if full or (len(text) <= VALUE_PREVIEW_CHARS and text.count("\n") < VALUE_PREVIEW_LINES):
+        return Text(text)
+    shown = "\n".join(text[:VALUE_PREVIEW_CHARS].splitlines()[:VALUE_PREVIEW_LINES])
+    size = len(raw or b"")
+    return Text.assemble(
+        shown,
+        "\n",
+        (f"... cut: the value is {size:,} bytes of JSON; --full (or --json) shows it all", "dim"),
+    )
+
+
+def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
+    """Every field of one instance, one per row; large values cut short unless ``full``."""
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -167,13 +217,13 @@ def instance_detail(data: WorkflowInstanceData) -> None:
     table.add_row("status", _status(data))
     table.add_row("started", _time(data.started_at))
     table.add_row("ended", _time(data.ended_at))
-    table.add_row("parameters", _pretty(_decoded(data.parameters)))
+    table.add_row("parameters", _preview(data.parameters, full))
     if data.is_running():
-        table.add_row("payload", _pretty(_decoded(data.payload)))
+        table.add_row("payload", _preview(data.payload, full))
     elif data.err is not None:
         table.add_row("error", Text(data.err, style="red"))
     else:
-        table.add_row("result", _pretty(_decoded(data.result)))
+        table.add_row("result", _preview(data.result, full))
     out.print(table)
 
 
@@ -267,11 +317,6 @@ def workers_table(workers: Sequence[WorkerInfo]) -> None:
             info.version,
         )
     out.print(table)
-
-
-def warning(message: str) -> None:
-    """One yellow line on stderr: ``warning: <message>`` (the command still succeeds)."""
-    err.print(Text.assemble(("warning: ", "bold yellow"), (message, "yellow")), soft_wrap=True)
 
 
 # ---- migrate and demo -----------------------------------------------------------------

@@ -17,14 +17,6 @@ DEFAULT_PORT = 8080
 
 def dashboard(
     ctx: typer.Context,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            metavar="URL",
-            help="Database URL (overrides the global --db / CEREAL_DATABASE_URL).",
-        ),
-    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (keep it local unless proxied).")
     ] = DEFAULT_HOST,
@@ -48,7 +40,7 @@ def dashboard(
         fail(
             ctx, f"the dashboard needs its extra: pip install 'cereal-workflows[dashboard]' ({exc})"
         )
-    url = db if db is not None else state(ctx).database_url
+    url = state(ctx).database_url  # the global --db, also accepted after the command
     try:
         manager = Manager(open_driver(url))
         app = create_app(manager, token=token if token else None)

@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from cereal import recurrence
 from cereal.cli import _render
 from cereal.cli._common import CliError, parse_json, run, storage_manager
 from cereal.models import OVERLAP_POLICIES, UNSET, RunOutcome, Schedule, check_overlap
 
 app = typer.Typer(
     name="schedules",
-    help="Manage recurring workflow schedules (RFC 5545 RRULEs).",
+    help="Manage recurring workflow schedules (RFC 5545 RRULEs, or 5-field cron in UTC).",
     no_args_is_help=True,
 )
 
@@ -25,7 +26,12 @@ InstanceArg = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ParametersOption = Annotated[
     str | None,
-    typer.Option("--parameters", "-p", metavar="JSON", help="Parameters of each run, as JSON."),
+    typer.Option(
+        "--parameters",
+        "-p",
+        metavar="JSON",
+        help="Parameters of each run, as JSON; @FILE reads a file, - reads stdin.",
+    ),
 ]
 OverlapOption = Annotated[
     str | None,
@@ -108,7 +114,11 @@ def create(
             "--rrule",
             "-r",
             metavar="RULE",
-            help="Recurrence, e.g. 'FREQ=HOURLY;INTERVAL=2' (optionally with DTSTART).",
+            help=(
+                "Recurrence: an RRULE such as 'FREQ=HOURLY;INTERVAL=2' (optionally with "
+                "DTSTART), or a 5-field cron expression such as '0 3 * * *' (UTC), stored "
+                "as its RRULE."
+            ),
             show_default=False,
         ),
     ],
@@ -136,7 +146,13 @@ def create(
 
     run(ctx, go())
     state = "disabled" if disabled else "enabled"
-    _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {rrule}")
+    _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {_stored_as(rrule)}")
+
+
+def _stored_as(rule: str) -> str:
+    """The rule as stored (an accepted rule normalizes again without error)."""
+    stored = recurrence.normalize(rule)
+    return stored if stored == rule else f"{stored} (from {rule!r})"
 
 
 def _set_enabled(ctx: typer.Context, workflow_name: str, instance_name: str, enabled: bool) -> None:
@@ -166,7 +182,10 @@ def update(
     workflow_name: WorkflowArg,
     instance_name: InstanceArg,
     rrule: Annotated[
-        str | None, typer.Option("--rrule", "-r", metavar="RULE", help="New recurrence rule.")
+        str | None,
+        typer.Option(
+            "--rrule", "-r", metavar="RULE", help="New recurrence: an RRULE or 5-field cron."
+        ),
     ] = None,
     parameters: Annotated[
         str | None,
@@ -174,7 +193,7 @@ def update(
             "--parameters",
             "-p",
             metavar="JSON",
-            help="New parameters as JSON ('null' clears them).",
+            help="New parameters as JSON ('null' clears them); @FILE reads a file, - stdin.",
         ),
     ] = None,
     overlap: OverlapOption = None,
@@ -199,7 +218,8 @@ def update(
             )
 
     run(ctx, go())
-    _render.done(f"updated schedule {workflow_name}/{instance_name}")
+    new_rule = "" if rrule is None else f": {_stored_as(rrule)}"
+    _render.done(f"updated schedule {workflow_name}/{instance_name}{new_rule}")
 
 
 @app.command("trigger")

@@ -574,8 +574,8 @@ class Driver(abc.ABC):
     ) -> list[WorkflowInstanceData]:
         """One entry per (workflow, instance) pair: the live row, else the newest finished run.
 
-        With ``where.limit`` or ``where.offset`` set, entries are ordered by
-        (workflow name, instance name) and the store returns only that page.
+        Sorted by workflow name, then instance name, and cut to the window
+        ``where.offset`` / ``where.limit`` of that order (:meth:`ListWorkflowFilter.page`).
         """
 
     # ---- read-only inspection (dashboard) ----------------------------------------------

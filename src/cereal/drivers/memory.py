@@ -184,9 +184,7 @@ class MemoryDriver(Driver):
                 for key in sorted(keys)
                 if where.workflow_name in (None, key[0]) and where.instance_name in (None, key[1])
             ]
-        views = [view for view in found if view is not None]
-        stop = None if where.limit is None else where.offset + where.limit
-        return views[where.offset : stop]
+        return where.page([view for view in found if view is not None])
 
     async def list_instance_tasks(
         self, workflow_name: str, instance_name: str

@@ -66,14 +66,16 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
     Args:
         url: a libpq URL or conninfo string. Query options ``min_size``,
             ``max_size``, ``pool_timeout``, ``notify``, ``listen_url`` and
-            ``prepare_threshold`` are taken by cereal; the rest go to libpq.
+            ``prepare_threshold`` are taken by cereal; the rest go to libpq,
+            among them ``connect_timeout``: seconds a new connection may take
+            (default 10 here, where psycopg's own is 130).
         retention: how much finished-run history :meth:`sweep` keeps.
         min_size: connections the pool keeps open (default 1).
         max_size: most connections the pool opens (default 10). An open
             schedule completer holds one until it is closed; workflow
             completers hold none (their claim is a token in the row).
         pool_timeout: seconds to wait for a pooled connection before an
-            operation fails with :class:`~cereal.errors.DriverError` (default 30).
+            operation fails with :class:`~cereal.errors.DriverError` (default 10).
         notify: announce new work to other processes with NOTIFY and listen
             for their announcements (default on). When a probe shows that
             announcements do not reach the LISTEN connection, one WARNING
@@ -282,7 +284,11 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per name pair: the live row, else the newest finished run."""
+        """One entry per name pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name; the query itself applies
+        ``where.offset`` and ``where.limit``.
+        """
         params = {
             "workflow_name": where.workflow_name,
             "instance_name": where.instance_name,

@@ -233,28 +233,36 @@ def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error
 
 
 def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlite3.Row]:
-    """Live rows, then the newest finished run of each pair without one (one snapshot).
+    """Live rows and the newest finished run of each pair without one, in name order.
 
-    With paging asked for, one statement returns that page in name order.
+    One statement: the two kinds are joined with UNION ALL (the pairs are
+    disjoint), sorted, and cut to ``where.offset`` / ``where.limit``.
     """
-    names = {"workflow_name": where.workflow_name, "instance_name": where.instance_name}
-    if where.limit is not None or where.offset:
-        page = {
-            **names,
-            "is_running": where.is_running,
-            "limit": -1 if where.limit is None else where.limit,  # SQLite: -1 is no limit
-            "offset": where.offset,
-        }
-        return conn.execute(Q["list_instances_page"], page).fetchall()
-    rows: list[sqlite3.Row] = []
+    parts: list[str] = []
     if where.is_running is not False:
-        rows += conn.execute(Q["list_live_instances"], names).fetchall()
-    if where.is_running is not True:
-        if where.workflow_name is None:
-            rows += conn.execute(Q["list_history_of_any_workflow"], names).fetchall()
-        else:
-            rows += conn.execute(Q["list_history_of_workflow"], names).fetchall()
-    return rows
+        parts.append(Q["list_live_instances"])
+    if where.is_running is not True and where.workflow_name is None:
+        parts.append(Q["list_history_of_any_workflow"])
+    elif where.is_running is not True:
+        parts.append(Q["list_history_of_workflow"])
+    # composed from the named queries only; every value is a bound parameter
+    union = " UNION ALL ".join(f"SELECT * FROM (\n{_subquery(part)}\n)" for part in parts)
+    statement = f"{union} ORDER BY workflow_name, instance_name LIMIT :limit OFFSET :offset"
+    params = {
+        "workflow_name": where.workflow_name,
+        "instance_name": where.instance_name,
+        "limit": -1 if where.limit is None else where.limit,  # -1: no limit
+        "offset": where.offset,
+    }
+    return conn.execute(statement, params).fetchall()
+
+
+def _subquery(query: str) -> str:
+    """A named query as a subquery: trailing comment lines and its ``;`` removed."""
+    lines = query.strip().splitlines()
+    while lines and lines[-1].lstrip().startswith("--"):
+        lines.pop()
+    return "\n".join(lines).rstrip().rstrip(";")
 
 
 class SQLiteWorkflowCompleter(WorkflowCompleter):

@@ -308,13 +308,13 @@ class SQLiteDriver(Driver):
     ) -> list[WorkflowInstanceData]:
         """One entry per (workflow, instance) pair: the live row, else the newest finished run.
 
-        Sorted by workflow name, then instance name.
+        Sorted by workflow name, then instance name; the query itself applies
+        ``where.offset`` and ``where.limit``.
         """
         rows = await self._connection().call(
             lambda conn: _workflows.list_rows(conn, where), mode="read"
         )
-        found = [instance_from_row(row) for row in rows]
-        return sorted(found, key=lambda inst: (inst.workflow_name, inst.instance_name))
+        return [instance_from_row(row) for row in rows]
 
     async def list_instance_tasks(
         self, workflow_name: str, instance_name: str

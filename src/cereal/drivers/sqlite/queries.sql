@@ -448,36 +448,6 @@ LIMIT 1;
 
 -- ---- inspection (read-only, the dashboard) --------------------------------------
 
--- name: list_instances_page
--- One page of the listing, ordered by names: live rows and the newest finished run of
--- each pair without one.
-SELECT * FROM (
-    SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
-           NULL AS result, NULL AS error, started_at, NULL AS ended_at
-    FROM cereal_workflow_instances
-    WHERE :is_running IS NOT 0
-      AND (:workflow_name IS NULL OR workflow_name = :workflow_name)
-      AND (:instance_name IS NULL OR instance_name = :instance_name)
-    UNION ALL
-    SELECT 0 AS live, r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
-           NULL AS payload, r.result, r.error, r.started_at, r.ended_at
-    FROM (
-        SELECT max(id) AS id
-        FROM cereal_workflow_results
-        WHERE :is_running IS NOT 1
-          AND (:workflow_name IS NULL OR workflow_name = :workflow_name)
-          AND (:instance_name IS NULL OR instance_name = :instance_name)
-        GROUP BY workflow_name, instance_name
-    ) AS newest
-    JOIN cereal_workflow_results AS r ON r.id = newest.id
-    WHERE NOT EXISTS (
-        SELECT 1 FROM cereal_workflow_instances AS i
-        WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name
-    )
-)
-ORDER BY workflow_name, instance_name
-LIMIT :limit OFFSET :offset;
-
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
