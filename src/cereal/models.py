@@ -106,6 +106,26 @@ class TaskResultData:
     parameters: bytes | None = None
     error_text: str = ""
     result: bytes | None = None
+    error_type: str | None = None
+    """The qualified name of the executor's exception (``FAILED`` results only)."""
+    error_traceback: str | None = None
+    """The executor's traceback, bounded (see :data:`MAX_TRACEBACK_CHARS`); ``FAILED`` only."""
+
+
+MAX_TRACEBACK_CHARS = 8192
+"""Most characters of a failed task's traceback that are stored (its last ones)."""
+
+MAX_TRACEBACK_FRAMES = 50
+"""Most stack frames of a failed task's traceback that are stored (its innermost ones)."""
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """What a task executor raised, as stored with its ``FAILED`` result."""
+
+    error: str
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,8 @@ class TaskMetadata:
     instance_name: str = ""
     attempt: int = 1
     task_id: str = ""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the callback that enqueued the task, if traced."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,8 @@ class NewTask:
     task_name: str
     parameters: bytes | None = None
     start_after: datetime | None = None
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the enqueuing callback's span (tracing only)."""
 
 
 @dataclass
@@ -219,6 +243,20 @@ class HistoryRetention:
     max_rows: int = 10_000
     margin_rows: int = 1_000
     max_age: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """The ready work of one name: how many items wait and since when the oldest does.
+
+    ``kind`` is ``"task"`` (queued tasks whose ``start_after`` has passed) or
+    ``"workflow"`` (live instances with pending events that no callback holds).
+    """
+
+    kind: str
+    name: str
+    depth: int
+    oldest_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ from cereal.models import (
     UNSET,
     HistoryRetention,
     NewTask,
+    QueueDepth,
     Schedule,
     ScheduleUpdate,
+    TaskFailure,
     TaskResultData,
     TaskStatus,
     WorkflowEventType,
@@ -83,6 +85,7 @@ class Task:
     # the lease's deadline: claim or last heartbeat plus the holder's expiry
     lease_deadline: datetime | None = None
     attempt: int = 0
+    traceparent: str | None = None
 
 
 @dataclass(eq=False)
@@ -244,7 +247,15 @@ class MemoryState:
         """Queue ``tasks`` for ``inst``; a missing ``start_after`` means ``now``."""
         for new in tasks:
             start_after = now if new.start_after is None else to_utc(new.start_after)
-            task = Task(next(self.sequence), inst, new.task_name, new.parameters, start_after, now)
+            task = Task(
+                next(self.sequence),
+                inst,
+                new.task_name,
+                new.parameters,
+                start_after,
+                now,
+                traceparent=new.traceparent,
+            )
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
 
@@ -299,6 +310,7 @@ class MemoryState:
         now: datetime,
         error_text: str = "",
         result: bytes | None = None,
+        failure: TaskFailure | None = None,
     ) -> str:
         """Record how a running task ended as a ``task_complete`` event; return its workflow."""
         task_result = TaskResultData(
@@ -307,6 +319,8 @@ class MemoryState:
             parameters=task.parameters,
             error_text=error_text,
             result=result,
+            error_type=None if failure is None else failure.error_type,
+            error_traceback=None if failure is None else failure.error_traceback,
         )
         self.remove_task(task)
         self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
@@ -320,6 +334,22 @@ class MemoryState:
             if task.lease_deadline is not None and task.lease_deadline < now
         ]
         return [self.complete_task(task, TaskStatus.LOST, now) for task in expired]
+
+    def queue_depths(self, now: datetime) -> list[QueueDepth]:
+        """Due queued tasks per task name; ready, unclaimed live instances per workflow name."""
+        depths: list[QueueDepth] = []
+        for task_name, queue in sorted(self.queued.items()):
+            due = [task.enqueued_at for task in queue.values() if task.start_after <= now]
+            if due:
+                depths.append(QueueDepth("task", task_name, len(due), min(due)))
+        waiting: dict[str, list[datetime]] = {}
+        for inst in self.instances.values():
+            if inst.claimed_by is None and inst.events:
+                oldest = next(iter(inst.events.values())).enqueued_at
+                waiting.setdefault(inst.workflow_name, []).append(oldest)
+        for workflow_name, times in sorted(waiting.items()):
+            depths.append(QueueDepth("workflow", workflow_name, len(times), min(times)))
+        return depths
 
     # ---- history -----------------------------------------------------------------
 

@@ -55,10 +55,12 @@ from cereal.models import (
     HistoryRetention,
     ListWorkflowFilter,
     NewTask,
+    QueueDepth,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskFailure,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -170,6 +172,17 @@ class TaskCompleter(abc.ABC):
     @abc.abstractmethod
     async def fail(self, error: str) -> None:
         """Record failure with the error text ``error`` (as :meth:`succeed`)."""
+
+    async def fail_with_details(self, failure: TaskFailure) -> None:
+        """Record failure with the exception's type and traceback as well as its text.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback override it.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self.fail(failure.error)
 
     @abc.abstractmethod
     async def abandon(self) -> None:
@@ -519,6 +532,17 @@ class Driver(abc.ABC):
         than the deadline column): then it expires ``task_expiry`` seconds
         after its last heartbeat, as before.
         """
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Read-only: the ready work per task name and per workflow name, for metrics.
+
+        One entry per name with ready work (none for an idle name): queued
+        tasks due now, and live unclaimed instances with pending events, each
+        with the enqueue time of its oldest item. Drivers answer from their
+        claim indexes, so the cost follows the queues, never the history.
+        This default reports nothing (a driver that cannot tell).
+        """
+        return []
 
     # ---- schedules ------------------------------------------------------------------
 

@@ -41,10 +41,12 @@ from cereal.models import (
     HistoryRetention,
     ListWorkflowFilter,
     NewTask,
+    QueueDepth,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskFailure,
     TaskMetadata,
     TaskStatus,
     WorkflowEvent,
@@ -201,10 +203,16 @@ class MemoryDriver(Driver):
                 instance_name=task.instance.instance_name,
                 attempt=task.attempt,
                 task_id=str(task.seq),
+                traceparent=task.traceparent,
             )
             data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
             result.append((data, _MemoryTaskCompleter(self, task, lease, task_expiry)))
         return result
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name."""
+        with self._lock:
+            return self._state.queue_depths(utcnow())
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline as ``LOST``; trim history.
@@ -482,11 +490,25 @@ class _MemoryTaskCompleter(TaskCompleter):
         """
         self._complete(TaskStatus.LOST, "", None)
 
-    def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+    async def fail_with_details(self, failure: TaskFailure) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        self._complete(TaskStatus.FAILED, failure.error, None, failure)
+
+    def _complete(
+        self,
+        status: TaskStatus,
+        error_text: str,
+        result: bytes | None,
+        failure: TaskFailure | None = None,
+    ) -> None:
         with self._driver._lock:
             task = self._held()
             workflow_name = self._driver._state.complete_task(
-                task, status, utcnow(), error_text, result
+                task, status, utcnow(), error_text, result, failure
             )
         self._driver._wake("workflow", workflow_name)
 

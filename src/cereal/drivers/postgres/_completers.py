@@ -23,7 +23,7 @@ from cereal.drivers.base import ScheduledWorkflowCompleter, TaskCompleter, Workf
 from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
 from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import NewTask
+from cereal.models import NewTask, TaskFailure
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -155,6 +155,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_names": [task.task_name for task in tasks],
             "task_parameters": [task.parameters for task in tasks],
             "task_start_after": [task.start_after for task in tasks],
+            "task_traceparents": [task.traceparent for task in tasks],
         }
         # a finish needs no more: the cascade removes the instance's tasks and events
         rows = await self._driver._group_commit(
@@ -290,6 +291,14 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("failed", error, None)
 
+    async def fail_with_details(self, failure: TaskFailure) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete("failed", failure.error, None, failure)
+
     async def abandon(self) -> None:
         """Report the task lost now.
 
@@ -298,7 +307,9 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("lost", "", None)
 
-    async def _complete(self, status: str, error: str, result: bytes | None) -> None:
+    async def _complete(
+        self, status: str, error: str, result: bytes | None, failure: TaskFailure | None = None
+    ) -> None:
         wakes: list[Wake] = [("workflow", self._workflow_name)]
         # No NOTIFY on an ordinary completion: it is the hottest commit, a NOTIFYing
         # commit serialises on a cluster-wide lock, and this process's own workflow
@@ -312,6 +323,8 @@ class PostgresTaskCompleter(TaskCompleter):
             "status": status,
             "error": error,
             "result": result,
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         }
         rows = await self._driver._group_commit(
             self._instance_id, [("complete_tasks", params)], announce=announce, kind="completion"

@@ -162,6 +162,8 @@ def _read_task_results(
             parameters=blob(row["parameters"]),
             error_text=str(row["error_text"]),
             result=blob(row["result"]),
+            error_type=row["error_type"],
+            error_traceback=row["error_traceback"],
         )
         for row in rows
     }
@@ -289,6 +291,7 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "parameters": task.parameters,
                         "now": at,
                         "start_after": at if start_after is None else start_after,
+                        "traceparent": task.traceparent,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],
