@@ -111,6 +111,25 @@ class TaskResult:
         """``SUCCESS``, ``FAILED``, ``LOST`` or ``UNUSABLE_RESULT``."""
         return self._data.status
 
+    @property
+    def error_type(self) -> str | None:
+        """The qualified name of the exception the executor raised (``FAILED`` only).
+
+        ``None`` for other statuses, and for a failure that was no exception of
+        the executor (a timeout, an unencodable result) or was stored by an
+        older cereal.
+        """
+        if self._data.status is not TaskStatus.FAILED:
+            return None
+        return self._data.error_type
+
+    @property
+    def error_traceback(self) -> str | None:
+        """The executor's traceback, bounded (``FAILED`` only; as :attr:`error_type`)."""
+        if self._data.status is not TaskStatus.FAILED:
+            return None
+        return self._data.error_traceback
+
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the task was enqueued with, decoded."""
         return values.decode(self._data.parameters, type)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from cereal.models import (
     WorkflowEvent,
     WorkflowInstanceData,
 )
+from cereal.observe import Observer, combine
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Manager:
         late_warning_threshold: Duration | None = None,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
         workflow_workers: int = 1,
+        observers: Sequence[Observer] = (),
     ) -> None:
         if not isinstance(driver, Driver):
             raise TypeError(f"driver must be a cereal Driver, got {type(driver).__name__}")
@@ -117,6 +119,8 @@ class Manager:
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )
         self._workflow_workers = _positive_int(workflow_workers, "workflow_workers")
+        # metrics and tracing: None when there are none, so the runners skip every hook
+        self._observer = combine(list(observers))
         self._on_workflow_complete = on_workflow_complete
         self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
         self._expiry = _time.seconds(task_expiry, name="task_expiry")
@@ -153,6 +157,11 @@ class Manager:
     def driver(self) -> Driver:
         """The storage driver this Manager uses."""
         return self._driver
+
+    @property
+    def observer(self) -> Observer | None:
+        """The instrumentation this Manager reports to (``observers``, combined), if any."""
+        return self._observer
 
     # ---- registration ---------------------------------------------------------------
 
@@ -245,6 +254,7 @@ class Manager:
             on_tasks_enqueued=self._wake_task_runners,
             on_workflow_complete=self._on_workflow_complete,
             concurrency=self._workflow_workers,
+            observer=self._observer,
         )
         for name, registration in self._task_registrations.items():
             self._task_runners[name] = TaskRunner(
@@ -261,12 +271,14 @@ class Manager:
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,
                 max_stray_threads=registration.max_strays,
+                observer=self._observer,
             )
         self._scheduler = WorkflowScheduler(
             driver,
             on_enqueued=self._workflow_runner.wake,
             max_wakeup_interval=self._max_wakeup,
             late_warning_threshold=self._late_threshold,
+            observer=self._observer,
         )
         driver.add_wakeup_listener(self._on_driver_wakeup)
         self._spawn(self._workflow_runner.run(), "workflows")
@@ -401,7 +413,11 @@ class Manager:
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
         driver = await self._storage()
-        await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+        if self._observer is None:
+            await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+        else:
+            with self._observer.enqueue(workflow_name, instance_name):
+                await driver.enqueue_workflow(workflow_name, instance_name, encoded)
         self.wakeup_workflow_executor()
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
