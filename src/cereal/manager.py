@@ -120,7 +120,8 @@ class Manager:
         )
         self._workflow_workers = _positive_int(workflow_workers, "workflow_workers")
         # metrics and tracing: None when there are none, so the runners skip every hook
-        self._observer = combine(list(observers))
+        self._observers = list(observers)
+        self._observer = combine(self._observers)
         self._on_workflow_complete = on_workflow_complete
         self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
         self._expiry = _time.seconds(task_expiry, name="task_expiry")
@@ -162,6 +163,18 @@ class Manager:
     def observer(self) -> Observer | None:
         """The instrumentation this Manager reports to (``observers``, combined), if any."""
         return self._observer
+
+    def add_observer(self, observer: Observer) -> None:
+        """Report to ``observer`` too (e.g. metrics added by ``cereal worker``).
+
+        Raises:
+            RuntimeError: after :meth:`start` (the runners hold their observer).
+            TypeError: ``observer`` is not a :class:`~cereal.observe.Observer`.
+        """
+        if self._started:
+            raise RuntimeError("add_observer must be called before start()")
+        self._observer = combine([*self._observers, observer])
+        self._observers.append(observer)
 
     # ---- registration ---------------------------------------------------------------
 
