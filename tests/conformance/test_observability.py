@@ -199,7 +199,9 @@ async def test_driver_stores_failure_details_and_traceparent(driver: Driver) -> 
                if event.task_result is not None}  # fmt: skip
     assert results["t"].status is TaskStatus.FAILED
     assert (results["t"].error_text, results["t"].error_type, results["t"].error_traceback) == (
-        "boom", "pkg.Boom", "Traceback...\nBoom"
+        "boom",
+        "pkg.Boom",
+        "Traceback...\nBoom",
     )
     assert (results["u"].error_text, results["u"].error_type) == ("plain failure", None)
     assert results["u"].error_traceback is None
