@@ -12,7 +12,7 @@ from __future__ import annotations
 import traceback
 
 from cereal import values
-from cereal.models import MAX_TRACEBACK_CHARS, MAX_TRACEBACK_FRAMES, TaskFailure
+from cereal.models import MAX_TRACEBACK_CHARS, MAX_TRACEBACK_FRAMES, FailureDetails
 
 _CUT_MARK = "...\n"
 
@@ -32,9 +32,9 @@ def bounded_traceback(exc: BaseException) -> str:
     return values.storable_text(text)
 
 
-def describe(exc: BaseException) -> TaskFailure:
+def describe(exc: BaseException) -> FailureDetails:
     """The stored failure of a task whose executor raised ``exc``."""
-    return TaskFailure(
+    return FailureDetails(
         error=values.storable_text(str(exc)),
         error_type=qualified_name(type(exc)),
         error_traceback=bounded_traceback(exc),

@@ -27,7 +27,7 @@ from cereal import _failures, errors, values
 from cereal._waits import ClaimPacer, wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
-from cereal.models import TaskData, TaskFailure, TaskStatus
+from cereal.models import FailureDetails, TaskData, TaskStatus
 from cereal.observe import Observer, TaskObservation
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class _Outcome:
 
     result: bytes | None = None
     error: str | None = None
-    failure: TaskFailure | None = None
+    failure: FailureDetails | None = None
 
 
 class _Run:

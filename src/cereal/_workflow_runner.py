@@ -37,6 +37,7 @@ from cereal.instance import (
     TaskResult,
 )
 from cereal.models import (
+    FailureDetails,
     NewTask,
     TaskResultData,
     TaskStatus,
@@ -323,7 +324,12 @@ class WorkflowRunner:
         completer: WorkflowCompleter,
     ) -> None:
         if decision.is_failed:
-            await completer.fail(values.storable_text(decision.error or "workflow failed"))
+            text = values.storable_text(decision.error or "workflow failed")
+            if decision.error_type is None:
+                await completer.fail(text)
+            else:
+                details = FailureDetails(text, decision.error_type, decision.error_traceback)
+                await completer.fail_with_details(details)
             self._finished(event)
         elif decision.is_complete:
             await completer.done(decision.result)

@@ -70,6 +70,16 @@ class WorkflowInstanceData:
     err: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    error_type: str | None = None
+    """For a failed run, the qualified type name of the exception that failed it.
+
+    A callback that raised: the task's exception type when it re-raised a
+    task's failure (``TaskResult.get()``), else its own; ``w.fail(exc)``: the
+    type of ``exc``. ``None`` for a text failure, a kill, or runs stored by
+    older cereal. Filled in by ``get_workflow_instance`` only (not by lists).
+    """
+    error_traceback: str | None = None
+    """The traceback that goes with :attr:`error_type` (bounded), if there was one."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the instance was enqueued with, decoded."""
@@ -120,8 +130,12 @@ MAX_TRACEBACK_FRAMES = 50
 
 
 @dataclass(frozen=True)
-class TaskFailure:
-    """What a task executor raised, as stored with its ``FAILED`` result."""
+class FailureDetails:
+    """A failure's text, with the exception's qualified type name and bounded traceback.
+
+    Stored with a ``FAILED`` task result (what its executor raised) and with a
+    failed workflow run (what failed it; see ``WorkflowInstanceData.error_type``).
+    """
 
     error: str
     error_type: str | None = None

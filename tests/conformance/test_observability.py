@@ -9,7 +9,7 @@ import pytest
 
 from cereal import Decision, Task, TaskStatus, WorkflowInstance
 from cereal.drivers.base import Driver
-from cereal.models import MAX_TRACEBACK_CHARS, NewTask, TaskFailure
+from cereal.models import MAX_TRACEBACK_CHARS, FailureDetails, NewTask
 from tests.conformance._executors import INST, WF, Flow, enqueue, register
 from tests.plugins.manager import MakeManager, wait_finished
 
@@ -191,7 +191,7 @@ async def test_driver_stores_failure_details_and_traceparent(driver: Driver) -> 
     other, other_completer = await _claim_one(driver, "u")
     assert other.metadata.traceparent is None
 
-    await completer.fail_with_details(TaskFailure("boom", "pkg.Boom", "Traceback...\nBoom"))
+    await completer.fail_with_details(FailureDetails("boom", "pkg.Boom", "Traceback...\nBoom"))
     await other_completer.fail("plain failure")
 
     [(events, wf_completer)] = await driver.claim_workflows([WF], max_events=10)
@@ -239,3 +239,54 @@ async def test_queue_depths_count_ready_work_only(driver: Driver) -> None:
     slack = timedelta(seconds=5)  # PostgreSQL's clock vs this host's
     assert depths[("workflow", "wf-a")].oldest_at >= before - slack  # type: ignore[operator]
     await held.close()
+
+
+async def test_failed_run_keeps_what_failed_it(make_manager: MakeManager) -> None:
+    # Given four ways to fail: a raising callback, a re-raised task failure,
+    # w.fail(exception) and w.fail(text)
+    def raising(w: WorkflowInstance, ev: Any) -> Decision:
+        _nested_failure(2)
+        raise AssertionError("unreachable")
+
+    def reraise(w: WorkflowInstance, ev: Any) -> Decision:
+        return w.complete(ev.result.get())
+
+    def fail_with_exception(w: WorkflowInstance, ev: Any) -> Decision:
+        return w.fail(KeyError("gone"))
+
+    def fail_with_text(w: WorkflowInstance, ev: Any) -> Decision:
+        return w.fail("plain words")
+
+    def explode(task: Task) -> None:
+        _nested_failure(0)
+
+    manager = register(
+        make_manager(),
+        {"raising": Flow(raising), "reraise": Flow(enqueue(("boom", None)), reraise),
+         "exception": Flow(fail_with_exception), "text": Flow(fail_with_text)},
+        {"boom": explode},
+    )  # fmt: skip
+    await manager.start()
+    for name in ("raising", "reraise", "exception", "text"):
+        await manager.enqueue_workflow(name, INST)
+    found = {name: await wait_finished(manager, name, INST)
+             for name in ("raising", "reraise", "exception", "text")}  # fmt: skip
+
+    # Then each failed run's text is as before, with the type and traceback beside it
+    raising_run = await manager.driver.get_workflow_instance("raising", INST)
+    assert raising_run.err == "DiskFull: disk full"
+    assert raising_run.error_type == f"{__name__}.DiskFull"
+    assert raising_run.error_traceback is not None and "in raising" in raising_run.error_traceback
+    reraised = await manager.driver.get_workflow_instance("reraise", INST)
+    assert reraised.err == "TaskFailedError: disk full"
+    assert reraised.error_type == f"{__name__}.DiskFull"  # the task's, the root cause
+    assert reraised.error_traceback is not None and "in explode" in reraised.error_traceback
+    exception = await manager.driver.get_workflow_instance("exception", INST)
+    assert (exception.err, exception.error_type, exception.error_traceback) == (
+        "'gone'",
+        "KeyError",
+        None,  # never raised: no traceback
+    )
+    text = await manager.driver.get_workflow_instance("text", INST)
+    assert (text.err, text.error_type, text.error_traceback) == ("plain words", None, None)
+    assert all(not data.is_running() for data in found.values())

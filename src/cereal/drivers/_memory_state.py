@@ -18,12 +18,12 @@ from cereal import errors
 from cereal._time import to_utc
 from cereal.models import (
     UNSET,
+    FailureDetails,
     HistoryRetention,
     NewTask,
     QueueDepth,
     Schedule,
     ScheduleUpdate,
-    TaskFailure,
     TaskResultData,
     TaskStatus,
     WorkflowEventType,
@@ -100,6 +100,8 @@ class HistoryRow:
     ended_at: datetime
     result: bytes | None
     err: str | None
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 @dataclass(eq=False)
@@ -219,7 +221,12 @@ class MemoryState:
         return self.instances.get(inst.key) is inst
 
     def finish(
-        self, inst: LiveInstance, result: bytes | None, err: str | None, now: datetime
+        self,
+        inst: LiveInstance,
+        result: bytes | None,
+        err: str | None,
+        now: datetime,
+        failure: FailureDetails | None = None,
     ) -> None:
         """Write the history row and delete the instance with its events and tasks."""
         row = HistoryRow(
@@ -231,6 +238,8 @@ class MemoryState:
             now,
             result,
             err,
+            error_type=None if failure is None else failure.error_type,
+            error_traceback=None if failure is None else failure.error_traceback,
         )
         self.history.append(row)
         self.latest[inst.key] = row
@@ -310,7 +319,7 @@ class MemoryState:
         now: datetime,
         error_text: str = "",
         result: bytes | None = None,
-        failure: TaskFailure | None = None,
+        failure: FailureDetails | None = None,
     ) -> str:
         """Record how a running task ended as a ``task_complete`` event; return its workflow."""
         task_result = TaskResultData(
@@ -392,6 +401,8 @@ class MemoryState:
             err=row.err,
             started_at=row.started_at,
             ended_at=row.ended_at,
+            error_type=row.error_type,
+            error_traceback=row.error_traceback,
         )
 
     def schedule_view(self, row: ScheduleRow) -> Schedule:

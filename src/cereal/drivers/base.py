@@ -52,6 +52,7 @@ from typing import ClassVar, Literal, Self
 
 from cereal import errors
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
     ListWorkflowFilter,
     NewTask,
@@ -60,7 +61,6 @@ from cereal.models import (
     ScheduleUpdate,
     SweepReport,
     TaskData,
-    TaskFailure,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -130,6 +130,17 @@ class WorkflowCompleter(abc.ABC):
             WorkflowClaimLostError: as for :meth:`continue_`.
         """
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback with the history row override it.
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+        await self.fail(failure.error)
+
     async def heartbeat(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Keep the claim alive during a long callback (drivers with claim leases)."""
 
@@ -173,7 +184,7 @@ class TaskCompleter(abc.ABC):
     async def fail(self, error: str) -> None:
         """Record failure with the error text ``error`` (as :meth:`succeed`)."""
 
-    async def fail_with_details(self, failure: TaskFailure) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
         """Record failure with the exception's type and traceback as well as its text.
 
         This default keeps only the text (:meth:`fail`); drivers that store

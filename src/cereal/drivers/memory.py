@@ -38,6 +38,7 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
     ListWorkflowFilter,
     NewTask,
@@ -46,7 +47,6 @@ from cereal.models import (
     ScheduleUpdate,
     SweepReport,
     TaskData,
-    TaskFailure,
     TaskMetadata,
     TaskStatus,
     WorkflowEvent,
@@ -423,10 +423,20 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
         """
         self._finish(None, error)
 
-    def _finish(self, result: bytes | None, err: str | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance was killed meanwhile.
+        """
+        self._finish(None, failure.error, failure)
+
+    def _finish(
+        self, result: bytes | None, err: str | None, failure: FailureDetails | None = None
+    ) -> None:
         with self._driver._lock:
             inst = self._claimed()
-            self._driver._state.finish(inst, result, err, utcnow())
+            self._driver._state.finish(inst, result, err, utcnow(), failure)
             self._open = False
 
     async def close(self) -> None:
@@ -490,7 +500,7 @@ class _MemoryTaskCompleter(TaskCompleter):
         """
         self._complete(TaskStatus.LOST, "", None)
 
-    async def fail_with_details(self, failure: TaskFailure) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
         """Record failure with the exception's text, type and traceback.
 
         Raises:
@@ -503,7 +513,7 @@ class _MemoryTaskCompleter(TaskCompleter):
         status: TaskStatus,
         error_text: str,
         result: bytes | None,
-        failure: TaskFailure | None = None,
+        failure: FailureDetails | None = None,
     ) -> None:
         with self._driver._lock:
             task = self._held()

@@ -23,7 +23,7 @@ from cereal.drivers.base import ScheduledWorkflowCompleter, TaskCompleter, Workf
 from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
 from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import NewTask, TaskFailure
+from cereal.models import FailureDetails, NewTask
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -132,6 +132,16 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         """
         await self._decide(finish=True, payload=None, result=None, error=error)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
+        """
+        await self._decide(
+            finish=True, payload=None, result=None, error=failure.error, failure=failure
+        )
+
     async def _decide(
         self,
         *,
@@ -141,6 +151,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         error: str | None,
         tasks: Sequence[NewTask] = (),
         announce: Sequence[Wake] = (),
+        failure: FailureDetails | None = None,
     ) -> None:
         self._begin_decision()
         params = {
@@ -156,6 +167,8 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_parameters": [task.parameters for task in tasks],
             "task_start_after": [task.start_after for task in tasks],
             "task_traceparents": [task.traceparent for task in tasks],
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         }
         # a finish needs no more: the cascade removes the instance's tasks and events
         rows = await self._driver._group_commit(
@@ -291,7 +304,7 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("failed", error, None)
 
-    async def fail_with_details(self, failure: TaskFailure) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
         """Record failure with the exception's text, type and traceback.
 
         Raises:
@@ -308,7 +321,7 @@ class PostgresTaskCompleter(TaskCompleter):
         await self._complete("lost", "", None)
 
     async def _complete(
-        self, status: str, error: str, result: bytes | None, failure: TaskFailure | None = None
+        self, status: str, error: str, result: bytes | None, failure: FailureDetails | None = None
     ) -> None:
         wakes: list[Wake] = [("workflow", self._workflow_name)]
         # No NOTIFY on an ordinary completion: it is the hottest commit, a NOTIFYing

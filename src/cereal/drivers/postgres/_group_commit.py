@@ -211,6 +211,8 @@ async def run_decisions_merged(
             "task_parameters",
             "task_start_after",
             "task_traceparents",
+            "error_types",
+            "error_tracebacks",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -221,6 +223,8 @@ async def run_decisions_merged(
         merged["completed"].append(decision["completed"])
         merged["results"].append(decision["result"])
         merged["errors"].append(decision["error"])
+        merged["error_types"].append(decision.get("error_type"))
+        merged["error_tracebacks"].append(decision.get("error_traceback"))
         merged["event_ids"].extend(decision["event_ids"])
         merged["result_ids"].extend(decision["result_ids"])
         merged["task_owners"].extend([position] * len(decision["task_names"]))

@@ -69,7 +69,8 @@ SELECT d.id FROM cereal_apply_decisions(
     %(errors)s::text[], %(event_ids)s::bigint[], %(result_ids)s::bigint[],
     %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
     %(task_start_after)s::timestamptz[], %(note)s::text,
-    %(task_traceparents)s::text[]) AS d(id)
+    %(task_traceparents)s::text[], %(error_types)s::text[],
+    %(error_tracebacks)s::text[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -124,12 +125,13 @@ SELECT id FROM inst
 SELECT * FROM (
     SELECT 0 AS rank, workflow_name, instance_name, status, parameters, payload,
            NULL::bytea AS result, NULL::text AS error, started_at,
-           NULL::timestamptz AS ended_at
+           NULL::timestamptz AS ended_at, NULL::text AS error_type,
+           NULL::text AS error_traceback
     FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
     UNION ALL
     (SELECT 1 AS rank, workflow_name, instance_name, 'completed', parameters, NULL,
-            result, error, started_at, ended_at
+            result, error, started_at, ended_at, error_type, error_traceback
      FROM cereal_workflow_results
      WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
      ORDER BY ended_at DESC, id DESC

@@ -19,10 +19,10 @@ from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
     QueueDepth,
     TaskData,
-    TaskFailure,
     TaskMetadata,
     TaskStatus,
     WorkflowEventType,
@@ -93,7 +93,7 @@ def record_outcome(
     status: TaskStatus,
     error_text: str,
     result: bytes | None,
-    failure: TaskFailure | None = None,
+    failure: FailureDetails | None = None,
 ) -> None:
     """Store how ``task`` ended as a result with a ``task_complete`` event; delete the task."""
     at = now()
@@ -166,7 +166,7 @@ class SQLiteTaskCompleter(TaskCompleter):
         """
         await self._complete(TaskStatus.FAILED, error, None)
 
-    async def fail_with_details(self, failure: TaskFailure) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
         """Record failure with the exception's text, type and traceback.
 
         Raises:
@@ -187,7 +187,7 @@ class SQLiteTaskCompleter(TaskCompleter):
         status: TaskStatus,
         error_text: str,
         result: bytes | None,
-        failure: TaskFailure | None = None,
+        failure: FailureDetails | None = None,
     ) -> None:
         ids = self._ids()
 

@@ -131,8 +131,10 @@ WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 -- name: record_history
 -- Write the finished run of an instance to the history.
 INSERT INTO cereal_workflow_results
-    (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
-SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now
+    (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+     error_type, error_traceback)
+SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now,
+       :error_type, :error_traceback
 FROM cereal_workflow_instances
 WHERE id = :instance_id;
 
@@ -156,13 +158,15 @@ DELETE FROM cereal_workflow_instances WHERE id = :instance_id;
 -- The live instance with these names, else its newest finished run.
 SELECT * FROM (
     SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
-           NULL AS result, NULL AS error, started_at, NULL AS ended_at
+           NULL AS result, NULL AS error, started_at, NULL AS ended_at,
+           NULL AS error_type, NULL AS error_traceback
     FROM cereal_workflow_instances
     WHERE workflow_name = :workflow_name AND instance_name = :instance_name
     UNION ALL
     SELECT * FROM (
         SELECT 0 AS live, workflow_name, instance_name, 'completed' AS status, parameters,
-               NULL AS payload, result, error, started_at, ended_at
+               NULL AS payload, result, error, started_at, ended_at,
+               error_type, error_traceback
         FROM cereal_workflow_results
         WHERE workflow_name = :workflow_name AND instance_name = :instance_name
         ORDER BY id DESC

@@ -3,7 +3,10 @@
 --   cereal_task_results.error_traceback  its traceback (bounded by the writer)
 --   cereal_tasks.traceparent             the W3C traceparent of the enqueuing callback's
 --                                        span, restored when the task runs
--- All three are NULL for rows written by older code. The three functions of
+--   cereal_workflow_results.error_type / error_traceback
+--                                        what failed a failed run (an exception's
+--                                        qualified type name and traceback)
+-- All are NULL for rows written by older code. The three functions of
 -- migration 0004 that read or write these rows are replaced: their signatures
 -- change (a new result column or argument), so each is dropped and created again
 -- with the same body apart from the new column. Completions store the new
@@ -17,6 +20,9 @@ ALTER TABLE cereal_task_results
     ADD COLUMN error_type text,
     ADD COLUMN error_traceback text;
 ALTER TABLE cereal_tasks ADD COLUMN traceparent text;
+ALTER TABLE cereal_workflow_results
+    ADD COLUMN error_type text,
+    ADD COLUMN error_traceback text;
 
 DROP FUNCTION cereal_claim_instances(text[], integer, integer, uuid, double precision);
 DROP FUNCTION cereal_apply_decisions(
@@ -85,13 +91,15 @@ END
 $$;
 
 -- As in migration 0004, and each new task's traceparent (p_task_traceparents,
--- one entry per task like p_task_names).
+-- one entry per task like p_task_names) and each failing decision's exception
+-- type and traceback (p_error_types, p_error_tracebacks, one per decision).
 CREATE FUNCTION cereal_apply_decisions(
     p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[],
     p_completed bigint[], p_results bytea[], p_errors text[],
     p_event_ids bigint[], p_result_ids bigint[],
     p_task_owners integer[], p_task_names text[], p_task_parameters bytea[],
-    p_task_start_after timestamptz[], p_note text, p_task_traceparents text[]
+    p_task_start_after timestamptz[], p_note text, p_task_traceparents text[],
+    p_error_types text[], p_error_tracebacks text[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_continued bigint[];
@@ -147,21 +155,24 @@ BEGIN
     ORDER BY t.position;
 
     WITH finishing AS (
-        SELECT d.instance_id, d.token, d.result, d.error
-        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors)
-             AS d(instance_id, token, finish, result, error)
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                    p_error_types, p_error_tracebacks)
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
         WHERE d.finish
     ), gone AS (
         DELETE FROM cereal_workflow_instances AS i
         USING finishing
         WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
         RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
-                  finishing.result, finishing.error
+                  finishing.result, finishing.error, finishing.error_type,
+                  finishing.error_traceback
     ), history AS (
         INSERT INTO cereal_workflow_results
-            (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+             error_type, error_traceback)
         SELECT workflow_name, instance_name, parameters, result, error, started_at,
-               clock_timestamp()
+               clock_timestamp(), error_type, error_traceback
         FROM gone
         ORDER BY id
     )
