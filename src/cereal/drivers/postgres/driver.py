@@ -327,11 +327,10 @@ class PostgresDriver(PostgresSchedules):
         """
         depths: list[QueueDepth] = []
         async with self._connection("queue_depths") as conn:
-            for kind, query in (
-                ("task", "task_queue_depths"),
-                ("workflow", "workflow_queue_depths"),
-            ):
-                for row in await fetch_all(conn, query, {}):
+            tasks = await fetch_all(conn, "task_queue_depths", {})
+            workflows = await fetch_all(conn, "workflow_queue_depths", {})
+            for kind, rows in (("task", tasks), ("workflow", workflows)):
+                for row in rows:
                     oldest = row["oldest_at"]
                     depths.append(
                         QueueDepth(

@@ -204,8 +204,8 @@ class SQLiteTaskCompleter(TaskCompleter):
 def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
     """Due queued tasks per task name, then ready unclaimed instances per workflow name."""
     depths = []
-    for kind, query in (("task", "task_queue_depths"), ("workflow", "workflow_queue_depths")):
-        for row in conn.execute(Q[query], {"now": now()}).fetchall():
+    for kind, query in (("task", Q["task_queue_depths"]), ("workflow", Q["workflow_queue_depths"])):
+        for row in conn.execute(query, {"now": now()}).fetchall():
             oldest = row["oldest_at"]
             depths.append(
                 QueueDepth(
