@@ -25,8 +25,11 @@ from cereal.instance import (
 from cereal.manager import LateWarningThreshold, Manager, MaxWakeupInterval
 from cereal.models import (
     UNSET,
+    InstanceEvent,
+    InstanceTask,
     Schedule,
     TaskMetadata,
+    TaskQueueStats,
     TaskStatus,
     WorkflowEvent,
     WorkflowEventType,
@@ -42,6 +45,8 @@ __all__ = [
     "Decision",
     "Driver",
     "ImmutableWorkflowInstance",
+    "InstanceEvent",
+    "InstanceTask",
     "LateWarningThreshold",
     "Manager",
     "MaxWakeupInterval",
@@ -51,6 +56,7 @@ __all__ = [
     "TaskCompleteEvent",
     "TaskExecutor",
     "TaskMetadata",
+    "TaskQueueStats",
     "TaskResult",
     "TaskStatus",
     "WorkflowEvent",

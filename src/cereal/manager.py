@@ -30,9 +30,12 @@ from cereal.executors import (
 from cereal.instance import ImmutableWorkflowInstance
 from cereal.models import (
     UNSET,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     Schedule,
     ScheduleUpdate,
+    TaskQueueStats,
     Unset,
     WorkflowEvent,
     WorkflowInstanceData,
@@ -474,17 +477,48 @@ class Manager:
         workflow_name: str | None = None,
         instance_name: str | None = None,
         is_running: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair, running or finished, filtered."""
+        """One entry per (workflow, instance) pair, running or finished, filtered.
+
+        With ``limit`` (at least 1) and/or ``offset`` (at least 0) the entries
+        are ordered by (workflow name, instance name) and one page of that
+        order is returned; the store does the paging.
+        """
         if workflow_name is not None:
             _names.check_name(workflow_name, what="workflow name")
         if instance_name is not None:
             _names.check_name(instance_name, what="instance name")
         if is_running is not None and not isinstance(is_running, bool):
             raise TypeError(f"is_running must be a bool or None, got {type(is_running).__name__}")
+        if limit is not None:
+            _positive_int(limit, "limit")
+        _non_negative_int(offset, "offset")
         driver = await self._storage()
-        where = ListWorkflowFilter(workflow_name, instance_name, is_running)
+        where = ListWorkflowFilter(workflow_name, instance_name, is_running, limit, offset)
         return await driver.list_workflow_instances(where)
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance (empty once it has finished)."""
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        return await driver.list_instance_tasks(workflow_name, instance_name)
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending (not yet handled) events of the live instance, oldest first."""
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        return await driver.list_instance_events(workflow_name, instance_name)
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """Per task name with queued or running tasks: the counts and the oldest queued time."""
+        driver = await self._storage()
+        return await driver.task_queue_stats()
 
     # ---- schedules --------------------------------------------------------------------
 
@@ -619,6 +653,14 @@ def _positive_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be at least 0, got {value}")
     return value
 
 

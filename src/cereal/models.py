@@ -243,6 +243,52 @@ class ListWorkflowFilter:
     workflow_name: str | None = None
     instance_name: str | None = None
     is_running: bool | None = None
+    limit: int | None = None
+    """At most this many entries, ordered by (workflow name, instance name); ``None``: all."""
+    offset: int = 0
+    """Skip this many entries of that order first (paging)."""
+
+
+@dataclass(frozen=True)
+class InstanceTask:
+    """One queued or running task of a live instance (a read-only view for inspection)."""
+
+    task_id: str
+    task_name: str
+    state: str
+    """``queued`` or ``running``."""
+    parameters: bytes | None
+    enqueued_at: datetime
+    start_after: datetime
+    attempt: int
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The task's parameters, decoded."""
+        return values.decode(self.parameters, type)
+
+
+@dataclass(frozen=True)
+class InstanceEvent:
+    """One pending event of a live instance, oldest first; consumed events are not kept."""
+
+    seq: int
+    type: WorkflowEventType
+    enqueued_at: datetime
+    task_name: str | None = None
+    """For a ``task_complete`` event: the task that ended."""
+    task_status: TaskStatus | None = None
+    """For a ``task_complete`` event: how it ended."""
+    error_text: str = ""
+
+
+@dataclass(frozen=True)
+class TaskQueueStats:
+    """The queue of one task name: how many wait, how many run, and the oldest waiting."""
+
+    task_name: str
+    queued: int
+    running: int
+    oldest_queued_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ from cereal import errors
 from cereal.models import (
     FailureDetails,
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     NewTask,
     QueueDepth,
@@ -61,6 +63,7 @@ from cereal.models import (
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskQueueStats,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -501,7 +504,32 @@ class Driver(abc.ABC):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair: the live row, else the newest finished run."""
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run.
+
+        With ``where.limit`` or ``where.offset`` set, entries are ordered by
+        (workflow name, instance name) and the store returns only that page.
+        """
+
+    # ---- read-only inspection (dashboard) ----------------------------------------------
+
+    @abc.abstractmethod
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order.
+
+        Empty when no instance with these names is live.
+        """
+
+    @abc.abstractmethod
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order (empty when none is live)."""
+
+    @abc.abstractmethod
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
 
     # ---- tasks ----------------------------------------------------------------------
 

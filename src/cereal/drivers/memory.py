@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal._time import to_utc, utcnow
+from cereal.drivers import _memory_inspect
 from cereal.drivers._memory_state import (
     Event,
     LiveInstance,
@@ -40,6 +41,8 @@ from cereal.drivers.base import (
 from cereal.models import (
     FailureDetails,
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     NewTask,
     QueueDepth,
@@ -48,6 +51,7 @@ from cereal.models import (
     SweepReport,
     TaskData,
     TaskMetadata,
+    TaskQueueStats,
     TaskStatus,
     WorkflowEvent,
     WorkflowEventType,
@@ -178,7 +182,28 @@ class MemoryDriver(Driver):
                 for key in sorted(keys)
                 if where.workflow_name in (None, key[0]) and where.instance_name in (None, key[1])
             ]
-        return [view for view in found if view is not None]
+        views = [view for view in found if view is not None]
+        stop = None if where.limit is None else where.offset + where.limit
+        return views[where.offset : stop]
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order."""
+        with self._lock:
+            return _memory_inspect.instance_tasks(self._state, workflow_name, instance_name)
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order."""
+        with self._lock:
+            return _memory_inspect.instance_events(self._state, workflow_name, instance_name)
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
+        with self._lock:
+            return _memory_inspect.queue_stats(self._state)
 
     def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
         inst = self._state.instances.get((workflow_name, instance_name))

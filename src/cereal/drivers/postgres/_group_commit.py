@@ -157,7 +157,7 @@ def _fail(write: _Write, exc: BaseException) -> None:
 async def run_completions_merged(
     conn: Conn, group: list[_Write], note: str | None
 ) -> list[list[Row | None]]:
-    """Complete a group of tasks with one set-based statement (no transaction block needed).
+    """Complete a group of tasks, and announce them, with one set-based statement.
 
     Each write holds one task's ``complete_tasks`` parameters; together they become
     the arrays of ``complete_tasks``, which locks the instances in id order.
@@ -173,13 +173,12 @@ async def run_completions_merged(
         "results": [p["result"] for p in params],
         "error_types": [p.get("error_type") for p in params],
         "error_tracebacks": [p.get("error_traceback") for p in params],
+        "note": note,
     }
     with translate("completing tasks"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["complete_tasks"], merged)
             done = {row["id"]: row for row in await cur.fetchall()}
-        if note is not None:
-            await conn.execute(QUERIES["notify"], {"note": note})
     return [[done.get(p["task_id"])] for p in params]
 
 

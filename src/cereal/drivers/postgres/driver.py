@@ -39,6 +39,7 @@ from cereal.drivers.postgres._db import (
     fetch_one,
     instance_from_row,
 )
+from cereal.drivers.postgres._inspect import PostgresInspection
 from cereal.drivers.postgres._listen import Wake
 from cereal.drivers.postgres._schedules import PostgresSchedules
 from cereal.models import (
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PostgresDriver"]
 
 
-class PostgresDriver(PostgresSchedules):
+class PostgresDriver(PostgresSchedules, PostgresInspection):
     """Storage in PostgreSQL (``postgresql://user@host/db``), for production.
 
     Args:
@@ -254,6 +255,8 @@ class PostgresDriver(PostgresSchedules):
             "workflow_name": where.workflow_name,
             "instance_name": where.instance_name,
             "is_running": where.is_running,
+            "limit": where.limit,
+            "offset": where.offset,
         }
         async with self._connection("list_workflow_instances") as conn:
             rows = await fetch_all(conn, "list_workflow_instances", params)

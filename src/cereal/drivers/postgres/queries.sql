@@ -169,6 +169,7 @@ FROM live FULL OUTER JOIN finished USING (workflow_name, instance_name)
 WHERE %(is_running)s::boolean IS NULL
    OR (live.status IS NOT NULL) = %(is_running)s::boolean
 ORDER BY workflow_name, instance_name
+LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
@@ -220,7 +221,7 @@ WHERE given.id IN (SELECT id FROM refreshed)
 -- on their latest version: a decision in progress is waited for and then sees
 -- these events; a kill or finish first makes the completion find nothing.
 -- Returns the ids of the tasks completed; one whose lease or instance is gone
--- is left out.
+-- is left out. ``note``, when given, is sent with the commit if any completed.
 WITH given AS (
     SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
                          %(instance_ids)s::bigint[], %(statuses)s::text[],
@@ -262,8 +263,12 @@ WITH given AS (
     SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
     FROM stored JOIN task ON task.id = stored.task_id
     ORDER BY stored.id
+), announced AS (
+    -- the wakeup travels with this commit: no transaction of its own
+    SELECT pg_notify('cereal_wakeup', %(note)s::text)
+    WHERE %(note)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM task)
 )
-SELECT id FROM task
+SELECT id FROM task WHERE (SELECT count(*) FROM announced) >= 0
 
 -- name: expire_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
@@ -493,3 +498,37 @@ FROM cereal_workflow_instances
 WHERE ready_at IS NOT NULL AND claim_token IS NULL
 GROUP BY workflow_name
 ORDER BY workflow_name
+
+-- ---- inspection (read-only, the dashboard) --------------------------------------
+
+-- name: instance_tasks
+-- The queued and running tasks of a live instance (by its unique names), in enqueue order.
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+FROM cereal_workflow_instances AS i
+JOIN cereal_tasks AS t ON t.instance_id = i.id
+WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
+ORDER BY t.id
+
+-- name: instance_pending_events
+-- The pending events of a live instance in sequence order, with their task results.
+SELECT e.id, e.event_type, e.enqueued_at, r.task_name, r.status, r.error AS error_text
+FROM cereal_workflow_instances AS i
+JOIN cereal_workflow_events AS e ON e.instance_id = i.id
+LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
+ORDER BY e.id
+
+-- name: task_queue_stats
+-- Per task name: queued and running counts and the oldest queued task's enqueue time.
+-- The task table holds only queued and running tasks, so this reads the queues alone.
+SELECT s.task_name, s.queued, s.running, t.enqueued_at AS oldest_queued_at
+FROM (
+    SELECT task_name,
+           count(*) FILTER (WHERE state = 'queued') AS queued,
+           count(*) FILTER (WHERE state = 'running') AS running,
+           min(id) FILTER (WHERE state = 'queued') AS oldest_id
+    FROM cereal_tasks
+    GROUP BY task_name
+) AS s
+LEFT JOIN cereal_tasks AS t ON t.id = s.oldest_id
+ORDER BY s.task_name

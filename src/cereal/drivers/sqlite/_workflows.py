@@ -230,8 +230,19 @@ def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error
 
 
 def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlite3.Row]:
-    """Live rows, then the newest finished run of each pair without one (one snapshot)."""
+    """Live rows, then the newest finished run of each pair without one (one snapshot).
+
+    With paging asked for, one statement returns that page in name order.
+    """
     names = {"workflow_name": where.workflow_name, "instance_name": where.instance_name}
+    if where.limit is not None or where.offset:
+        page = {
+            **names,
+            "is_running": where.is_running,
+            "limit": -1 if where.limit is None else where.limit,  # SQLite: -1 is no limit
+            "offset": where.offset,
+        }
+        return conn.execute(Q["list_instances_page"], page).fetchall()
     rows: list[sqlite3.Row] = []
     if where.is_running is not False:
         rows += conn.execute(Q["list_live_instances"], names).fetchall()

@@ -30,7 +30,7 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     check_claim_sizes,
 )
-from cereal.drivers.sqlite import _schedules, _tasks, _workflows
+from cereal.drivers.sqlite import _inspect, _schedules, _tasks, _workflows
 from cereal.drivers.sqlite._connection import Connection, Settings, number
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.drivers.sqlite._sql import (
@@ -42,12 +42,15 @@ from cereal.drivers.sqlite._sql import (
 )
 from cereal.models import (
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     QueueDepth,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskQueueStats,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -277,6 +280,26 @@ class SQLiteDriver(Driver):
         )
         found = [instance_from_row(row) for row in rows]
         return sorted(found, key=lambda inst: (inst.workflow_name, inst.instance_name))
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order."""
+        return await self._connection().call(
+            lambda conn: _inspect.instance_tasks(conn, workflow_name, instance_name), mode="read"
+        )
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order."""
+        return await self._connection().call(
+            lambda conn: _inspect.instance_events(conn, workflow_name, instance_name), mode="read"
+        )
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
+        return await self._connection().call(_inspect.queue_stats, mode="read")
 
     # ---- tasks ------------------------------------------------------------------------
 

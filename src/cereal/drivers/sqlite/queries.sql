@@ -459,3 +459,67 @@ JOIN cereal_workflow_events AS e ON e.id = i.ready_seq
 WHERE i.ready_seq IS NOT NULL AND i.claim_token IS NULL
 GROUP BY i.workflow_name
 ORDER BY i.workflow_name;
+
+-- ---- inspection (read-only, the dashboard) --------------------------------------
+
+-- name: list_instances_page
+-- One page of the listing, ordered by names: live rows and the newest finished run of
+-- each pair without one.
+SELECT * FROM (
+    SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
+           NULL AS result, NULL AS error, started_at, NULL AS ended_at
+    FROM cereal_workflow_instances
+    WHERE :is_running IS NOT 0
+      AND (:workflow_name IS NULL OR workflow_name = :workflow_name)
+      AND (:instance_name IS NULL OR instance_name = :instance_name)
+    UNION ALL
+    SELECT 0 AS live, r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
+           NULL AS payload, r.result, r.error, r.started_at, r.ended_at
+    FROM (
+        SELECT max(id) AS id
+        FROM cereal_workflow_results
+        WHERE :is_running IS NOT 1
+          AND (:workflow_name IS NULL OR workflow_name = :workflow_name)
+          AND (:instance_name IS NULL OR instance_name = :instance_name)
+        GROUP BY workflow_name, instance_name
+    ) AS newest
+    JOIN cereal_workflow_results AS r ON r.id = newest.id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM cereal_workflow_instances AS i
+        WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name
+    )
+)
+ORDER BY workflow_name, instance_name
+LIMIT :limit OFFSET :offset;
+
+-- name: instance_tasks
+-- The queued and running tasks of a live instance (by its unique names), in enqueue order.
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+FROM cereal_workflow_instances AS i
+JOIN cereal_tasks AS t ON t.instance_id = i.id
+WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
+ORDER BY t.id;
+
+-- name: instance_pending_events
+-- The pending events of a live instance in sequence order, with their task results.
+SELECT e.id, e.event_type, e.enqueued_at, r.task_name, r.status, r.error_text
+FROM cereal_workflow_instances AS i
+JOIN cereal_workflow_events AS e ON e.instance_id = i.id
+LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
+ORDER BY e.id;
+
+-- name: task_queue_stats
+-- Per task name: queued and running counts and the oldest queued task's enqueue time.
+-- The task table holds only queued and running tasks, so this reads the queues alone.
+SELECT s.task_name, s.queued, s.running, t.enqueued_at AS oldest_queued_at
+FROM (
+    SELECT task_name,
+           sum(state = 'queued') AS queued,
+           sum(state = 'running') AS running,
+           min(CASE WHEN state = 'queued' THEN id END) AS oldest_id
+    FROM cereal_tasks
+    GROUP BY task_name
+) AS s
+LEFT JOIN cereal_tasks AS t ON t.id = s.oldest_id
+ORDER BY s.task_name;
