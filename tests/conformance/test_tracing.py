@@ -91,3 +91,27 @@ async def test_enqueue_span_is_a_child_of_the_callers_span(make_manager: MakeMan
 
     [span] = [s for s in exporter.get_finished_spans() if s.name == "cereal.enqueue_workflow"]
     assert span.parent is not None and span.parent.span_id == request.get_span_context().span_id
+
+
+async def test_metrics_and_tracing_together(make_manager: MakeManager) -> None:
+    # Given both observers on one Manager (they are combined into one)
+    from cereal.metrics import PrometheusMetrics, render
+
+    provider, exporter = _traced()
+    metrics = PrometheusMetrics()
+    manager = register(
+        make_manager(observers=[metrics, OpenTelemetryTracing(provider)]),
+        {WF: Flow(enqueue(("plain", None)), collect_results)},
+        {"plain": lambda task: "ok"},
+    )
+    await manager.start()
+    await manager.enqueue_workflow(WF, INST)
+    await wait_finished(manager, WF, INST)
+
+    # Then the task span still descends from its callback's span, and the metrics count
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    task_span = spans["cereal.task plain"]
+    assert task_span.parent is not None
+    assert task_span.parent.span_id == spans["cereal.callback on_start"].context.span_id
+    body = (await render(manager.driver, metrics)).decode()
+    assert 'cereal_tasks_completed_total{task="plain",workflow="wf"} 1.0' in body
