@@ -176,7 +176,10 @@ class TaskRunner:
 
     def _start(self, data: TaskData, completer: TaskCompleter) -> None:
         run = _Run(Task(data), completer)
-        job = asyncio.create_task(self._execute(run), name=f"cereal-task-{self._name}")
+        # without instrumentation the run is one coroutine, with nothing added
+        observer = self._observer
+        work = self._execute(run) if observer is None else self._execute_observed(run, observer)
+        job = asyncio.create_task(work, name=f"cereal-task-{self._name}")
         self._runs[job] = run
         job.add_done_callback(self._finished)
 
@@ -188,14 +191,11 @@ class TaskRunner:
         if not self._stopping:
             self._wakeup.set()  # a slot is free: look for more work now
 
-    async def _execute(self, run: _Run) -> None:
-        if self._observer is None:
-            await self._execute_observed(run, None)
-            return
-        with self._observer.task(run.task.metadata) as observation:
-            await self._execute_observed(run, observation)
+    async def _execute_observed(self, run: _Run, observer: Observer) -> None:
+        with observer.task(run.task.metadata) as observation:
+            await self._execute(run, observation)
 
-    async def _execute_observed(self, run: _Run, observation: TaskObservation | None) -> None:
+    async def _execute(self, run: _Run, observation: TaskObservation | None = None) -> None:
         task, completer = run.task, run.completer
         began = time.monotonic()
         if self._is_async:
