@@ -34,6 +34,7 @@ from cereal import _time, errors, recurrence
 from cereal._waits import wait_for_event
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter
 from cereal.models import RunOutcome, Schedule
+from cereal.observe import Observer
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class WorkflowScheduler:
         late_warning_threshold: warn when a schedule is processed more than
             this many seconds after its due time.
         clock: the current time (aware UTC); injectable for tests.
+        observer: told of each processed schedule's lateness and outcome.
     """
 
     def __init__(
@@ -76,12 +78,14 @@ class WorkflowScheduler:
         max_wakeup_interval: float,
         late_warning_threshold: float,
         clock: Callable[[], datetime] = _time.utcnow,
+        observer: Observer | None = None,
     ) -> None:
         self._driver = driver
         self._on_enqueued = on_enqueued
         self._max_wakeup = max_wakeup_interval
         self._late_threshold = late_warning_threshold
         self._clock = clock
+        self._observer = observer
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -227,6 +231,13 @@ class WorkflowScheduler:
                 next_due_at=next_due or now,
                 enabled=next_due is not None,
                 kill_error=REPLACED_ERROR,
+            )
+        if self._observer is not None:
+            self._observer.schedule_fired(
+                schedule.workflow_name,
+                schedule.instance_name,
+                lateness=late,
+                enqueued=outcome.started,
             )
         if next_due is None:
             logger.info(

@@ -132,9 +132,15 @@ class NoScheduledWorkflowsError(CerealError):
 
 
 class TaskFailedError(CerealError):
-    """A task's executor raised; ``str()`` is the stored error text (the type is not kept)."""
+    """A task's executor raised; ``str()`` is the stored error text.
+
+    ``error_type`` and ``error_traceback`` carry the executor's exception type
+    (qualified name) and traceback when they were stored, else ``None``.
+    """
 
     default_message = "task failed"
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 class UnusableTaskResultError(CerealError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,7 @@ from cereal.models import (
     WorkflowInstanceData,
     check_overlap,
 )
+from cereal.observe import Observer, combine
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Manager:
         late_warning_threshold: Duration | None = None,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
         workflow_workers: int = 1,
+        observers: Sequence[Observer] = (),
     ) -> None:
         if not isinstance(driver, Driver):
             raise TypeError(f"driver must be a cereal Driver, got {type(driver).__name__}")
@@ -125,6 +127,9 @@ class Manager:
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )
         self._workflow_workers = _positive_int(workflow_workers, "workflow_workers")
+        # metrics and tracing: None when there are none, so the runners skip every hook
+        self._observers = list(observers)
+        self._observer = combine(self._observers)
         self._on_workflow_complete = on_workflow_complete
         self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
         self._expiry = _time.seconds(task_expiry, name="task_expiry")
@@ -172,6 +177,23 @@ class Manager:
     def task_names(self) -> tuple[str, ...]:
         """The task names with a registered executor, in registration order."""
         return tuple(self._task_registrations)
+
+    @property
+    def observer(self) -> Observer | None:
+        """The instrumentation this Manager reports to (``observers``, combined), if any."""
+        return self._observer
+
+    def add_observer(self, observer: Observer) -> None:
+        """Report to ``observer`` too (e.g. metrics added by ``cereal worker``).
+
+        Raises:
+            RuntimeError: after :meth:`start` (the runners hold their observer).
+            TypeError: ``observer`` is not a :class:`~cereal.observe.Observer`.
+        """
+        if self._started:
+            raise RuntimeError("add_observer must be called before start()")
+        self._observer = combine([*self._observers, observer])
+        self._observers.append(observer)
 
     # ---- registration ---------------------------------------------------------------
 
@@ -264,6 +286,7 @@ class Manager:
             on_tasks_enqueued=self._wake_task_runners,
             on_workflow_complete=self._instance_finished,
             concurrency=self._workflow_workers,
+            observer=self._observer,
         )
         for name, registration in self._task_registrations.items():
             self._task_runners[name] = TaskRunner(
@@ -280,12 +303,14 @@ class Manager:
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,
                 max_stray_threads=registration.max_strays,
+                observer=self._observer,
             )
         self._scheduler = WorkflowScheduler(
             driver,
             on_enqueued=self._workflow_runner.wake,
             max_wakeup_interval=self._max_wakeup,
             late_warning_threshold=self._late_threshold,
+            observer=self._observer,
         )
         driver.add_wakeup_listener(self._on_driver_wakeup)
         self._spawn(self._workflow_runner.run(), "workflows")
@@ -453,14 +478,34 @@ class Manager:
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
         driver = await self._storage()
+        if self._observer is None:
+            await self._store_new_instance(
+                driver, connection, workflow_name, instance_name, encoded
+            )
+        else:
+            with self._observer.enqueue(workflow_name, instance_name):
+                await self._store_new_instance(
+                    driver, connection, workflow_name, instance_name, encoded
+                )
         if connection is not None:
-            # no wakeup here: nothing is visible until the caller commits
+            return  # no wakeup here: nothing is visible until the caller commits
+        self.wakeup_workflow_executor()
+
+    @staticmethod
+    async def _store_new_instance(
+        driver: Driver,
+        connection: object | None,
+        workflow_name: str,
+        instance_name: str,
+        encoded: bytes | None,
+    ) -> None:
+        """Write the instance on the driver's own connection, or in the caller's transaction."""
+        if connection is None:
+            await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+        else:
             await driver.enqueue_workflow_in_transaction(
                 connection, workflow_name, instance_name, encoded
             )
-            return
-        await driver.enqueue_workflow(workflow_name, instance_name, encoded)
-        self.wakeup_workflow_executor()
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """Ask a running instance to cancel: its ``on_cancel`` decides what happens.

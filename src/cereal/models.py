@@ -70,6 +70,16 @@ class WorkflowInstanceData:
     err: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    error_type: str | None = None
+    """For a failed run, the qualified type name of the exception that failed it.
+
+    A callback that raised: the task's exception type when it re-raised a
+    task's failure (``TaskResult.get()``), else its own; ``w.fail(exc)``: the
+    type of ``exc``. ``None`` for a text failure, a kill, or runs stored by
+    older cereal. Filled in by ``get_workflow_instance`` only (not by lists).
+    """
+    error_traceback: str | None = None
+    """The traceback that goes with :attr:`error_type` (bounded), if there was one."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the instance was enqueued with, decoded."""
@@ -106,6 +116,30 @@ class TaskResultData:
     parameters: bytes | None = None
     error_text: str = ""
     result: bytes | None = None
+    error_type: str | None = None
+    """The qualified name of the executor's exception (``FAILED`` results only)."""
+    error_traceback: str | None = None
+    """The executor's traceback, bounded (see :data:`MAX_TRACEBACK_CHARS`); ``FAILED`` only."""
+
+
+MAX_TRACEBACK_CHARS = 8192
+"""Most characters of a failed task's traceback that are stored (its last ones)."""
+
+MAX_TRACEBACK_FRAMES = 50
+"""Most stack frames of a failed task's traceback that are stored (its innermost ones)."""
+
+
+@dataclass(frozen=True)
+class FailureDetails:
+    """A failure's text, with the exception's qualified type name and bounded traceback.
+
+    Stored with a ``FAILED`` task result (what its executor raised) and with a
+    failed workflow run (what failed it; see ``WorkflowInstanceData.error_type``).
+    """
+
+    error: str
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +168,8 @@ class TaskMetadata:
     instance_name: str = ""
     attempt: int = 1
     task_id: str = ""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the callback that enqueued the task, if traced."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +192,8 @@ class NewTask:
     task_name: str
     parameters: bytes | None = None
     start_after: datetime | None = None
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the enqueuing callback's span (tracing only)."""
 
 
 Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
@@ -336,6 +374,20 @@ class HistoryRetention:
     max_rows: int = 10_000
     margin_rows: int = 1_000
     max_age: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """The ready work of one name: how many items wait and since when the oldest does.
+
+    ``kind`` is ``"task"`` (queued tasks whose ``start_after`` has passed) or
+    ``"workflow"`` (live instances with pending events that no callback holds).
+    """
+
+    kind: str
+    name: str
+    depth: int
+    oldest_at: datetime | None
 
 
 @dataclass(frozen=True)

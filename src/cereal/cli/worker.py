@@ -26,6 +26,7 @@ import typer
 
 from cereal.cli import _databases, _render
 from cereal.cli._common import CliError, CliState, run, state
+from cereal.cli._metrics import serve_metrics
 from cereal.manager import Manager
 
 
@@ -107,11 +108,14 @@ def warn_if_db_differs(options: CliState, manager: Manager) -> None:
         )
 
 
-async def serve(target: str, grace_period: float | None, options: CliState) -> str:
+async def serve(
+    target: str, grace_period: float | None, options: CliState, metrics_port: int | None = None
+) -> str:
     """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name.
 
     A signal while the Manager is still starting (connecting, migrating) stops
     it at once; a second signal during the graceful stop ends the command.
+    With ``metrics_port``, Prometheus metrics are served on that port meanwhile.
 
     Raises:
         KeyboardInterrupt: on the second signal.
@@ -119,6 +123,7 @@ async def serve(target: str, grace_period: float | None, options: CliState) -> s
     manager = await resolve_manager(load_target(target), target)
     warn_if_db_differs(options, manager)
     loop = asyncio.get_running_loop()
+    metrics_server = None if metrics_port is None else serve_metrics(manager, metrics_port, loop)
     received: asyncio.Future[str] = loop.create_future()
 
     def on_signal(signum: signal.Signals) -> None:
@@ -145,6 +150,8 @@ async def serve(target: str, grace_period: float | None, options: CliState) -> s
         _render.note(f"{name} received: stopping (running tasks get the grace period)")
     finally:
         await manager.stop(grace_period=grace_period)
+        if metrics_server is not None:
+            metrics_server.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
     return name
@@ -167,6 +174,15 @@ def worker(
             help="Seconds stop() waits for running work (default: the Manager's own).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (needs cereal-workflows[metrics]).",
+        ),
+    ] = None,
 ) -> None:
     """Run a Manager's executors and schedules until SIGINT or SIGTERM, then stop gracefully."""
     if grace_period is not None and not 0 <= grace_period < float("inf"):
@@ -174,5 +190,5 @@ def worker(
             f"must be a finite number of seconds >= 0, got {grace_period}",
             param_hint="--grace-period",
         )
-    signal_name = run(ctx, serve(target, grace_period, state(ctx)))
+    signal_name = run(ctx, serve(target, grace_period, state(ctx), metrics_port))
     _render.note(f"cereal worker stopped after {signal_name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from cereal.cli import _render, workers
 from cereal.cli._common import parse_json, run, storage_manager
@@ -102,9 +103,19 @@ def show(
 
     data = run(ctx, go())
     if as_json:
-        _render.print_json(_render.instance_dict(data))
+        failure = {"error_type": data.error_type, "error_traceback": data.error_traceback}
+        _render.print_json({**_render.instance_dict(data), **failure})
     else:
         _render.instance_detail(data, full=full)
+        _failure_detail(data)
+
+
+def _failure_detail(data: WorkflowInstanceData) -> None:
+    """What failed a failed run: the exception's type and traceback, when stored."""
+    if data.error_type is not None:
+        _render.out.print(Text.assemble(("error type  ", "bold"), data.error_type))
+    if data.error_traceback:
+        _render.out.print(Text(data.error_traceback.rstrip(), style="dim"), soft_wrap=True)
 
 
 @app.command("enqueue")

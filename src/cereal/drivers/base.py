@@ -57,6 +57,7 @@ from typing import ClassVar, Literal, Self
 
 from cereal import _time, errors
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
@@ -64,6 +65,7 @@ from cereal.models import (
     NewTask,
     NewWorker,
     Overlap,
+    QueueDepth,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -140,6 +142,17 @@ class WorkflowCompleter(abc.ABC):
             WorkflowClaimLostError: as for :meth:`continue_`.
         """
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback with the history row override it.
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+        await self.fail(failure.error)
+
     async def heartbeat(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Keep the claim alive during a long callback (drivers with claim leases)."""
 
@@ -182,6 +195,17 @@ class TaskCompleter(abc.ABC):
     @abc.abstractmethod
     async def fail(self, error: str) -> None:
         """Record failure with the error text ``error`` (as :meth:`succeed`)."""
+
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's type and traceback as well as its text.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback override it.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self.fail(failure.error)
 
     @abc.abstractmethod
     async def abandon(self) -> None:
@@ -701,6 +725,17 @@ class Driver(abc.ABC):
         ]
         for worker_id in dead:
             del self._local_workers[worker_id]
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Read-only: the ready work per task name and per workflow name, for metrics.
+
+        One entry per name with ready work (none for an idle name): queued
+        tasks due now, and live unclaimed instances with pending events, each
+        with the enqueue time of its oldest item. Drivers answer from their
+        claim indexes, so the cost follows the queues, never the history.
+        This default reports nothing (a driver that cannot tell).
+        """
+        return []
 
     # ---- schedules ------------------------------------------------------------------
 

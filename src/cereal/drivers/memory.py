@@ -39,12 +39,14 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
     NewTask,
     Overlap,
+    QueueDepth,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -228,10 +230,16 @@ class MemoryDriver(Driver):
                 instance_name=task.instance.instance_name,
                 attempt=task.attempt,
                 task_id=str(task.seq),
+                traceparent=task.traceparent,
             )
             data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
             result.append((data, _MemoryTaskCompleter(self, task, lease, task_expiry)))
         return result
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name."""
+        with self._lock:
+            return self._state.queue_depths(utcnow())
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline as ``LOST``; trim history.
@@ -479,10 +487,20 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
         """
         self._finish(None, error)
 
-    def _finish(self, result: bytes | None, err: str | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance was killed meanwhile.
+        """
+        self._finish(None, failure.error, failure)
+
+    def _finish(
+        self, result: bytes | None, err: str | None, failure: FailureDetails | None = None
+    ) -> None:
         with self._driver._lock:
             inst = self._claimed()
-            self._driver._state.finish(inst, result, err, utcnow())
+            self._driver._state.finish(inst, result, err, utcnow(), failure)
             self._open = False
 
     async def close(self) -> None:
@@ -546,11 +564,25 @@ class _MemoryTaskCompleter(TaskCompleter):
         """
         self._complete(TaskStatus.LOST, "", None)
 
-    def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        self._complete(TaskStatus.FAILED, failure.error, None, failure)
+
+    def _complete(
+        self,
+        status: TaskStatus,
+        error_text: str,
+        result: bytes | None,
+        failure: FailureDetails | None = None,
+    ) -> None:
         with self._driver._lock:
             task = self._held()
             workflow_name = self._driver._state.complete_task(
-                task, status, utcnow(), error_text, result
+                task, status, utcnow(), error_text, result, failure
             )
         self._driver._wake("workflow", workflow_name)
 

@@ -24,7 +24,7 @@ from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
 from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
 from cereal.drivers.postgres._schedule_runs import start_run
-from cereal.models import NewTask, RunOutcome
+from cereal.models import FailureDetails, NewTask, RunOutcome
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -133,6 +133,16 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         """
         await self._decide(finish=True, payload=None, result=None, error=error)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
+        """
+        await self._decide(
+            finish=True, payload=None, result=None, error=failure.error, failure=failure
+        )
+
     async def _decide(
         self,
         *,
@@ -142,6 +152,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         error: str | None,
         tasks: Sequence[NewTask] = (),
         announce: Sequence[Wake] = (),
+        failure: FailureDetails | None = None,
     ) -> None:
         self._begin_decision()
         params = {
@@ -156,6 +167,9 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_names": [task.task_name for task in tasks],
             "task_parameters": [task.parameters for task in tasks],
             "task_start_after": [task.start_after for task in tasks],
+            "task_traceparents": [task.traceparent for task in tasks],
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         }
         # a finish needs no more: the cascade removes the instance's tasks and events
         rows = await self._driver._group_commit(
@@ -309,6 +323,14 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("failed", error, None)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete("failed", failure.error, None, failure)
+
     async def abandon(self) -> None:
         """Report the task lost now.
 
@@ -317,7 +339,9 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("lost", "", None)
 
-    async def _complete(self, status: str, error: str, result: bytes | None) -> None:
+    async def _complete(
+        self, status: str, error: str, result: bytes | None, failure: FailureDetails | None = None
+    ) -> None:
         wakes: list[Wake] = [("workflow", self._workflow_name)]
         # No NOTIFY on an ordinary completion: it is the hottest commit, a NOTIFYing
         # commit serialises on a cluster-wide lock, and this process's own workflow
@@ -331,6 +355,8 @@ class PostgresTaskCompleter(TaskCompleter):
             "status": status,
             "error": error,
             "result": result,
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         }
         rows = await self._driver._group_commit(
             self._instance_id, [("complete_tasks", params)], announce=announce, kind="completion"

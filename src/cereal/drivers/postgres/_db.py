@@ -109,6 +109,8 @@ def instance_from_row(row: Row) -> WorkflowInstanceData:
         err=row.get("error"),
         started_at=utc(row.get("started_at")),
         ended_at=utc(row.get("ended_at")),
+        error_type=row.get("error_type"),
+        error_traceback=row.get("error_traceback"),
     )
 
 

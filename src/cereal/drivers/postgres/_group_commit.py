@@ -171,6 +171,8 @@ async def run_completions_merged(
         "statuses": [p["status"] for p in params],
         "errors": [p["error"] for p in params],
         "results": [p["result"] for p in params],
+        "error_types": [p.get("error_type") for p in params],
+        "error_tracebacks": [p.get("error_traceback") for p in params],
         "note": note,
     }
     with translate("completing tasks"):
@@ -207,6 +209,9 @@ async def run_decisions_merged(
             "task_names",
             "task_parameters",
             "task_start_after",
+            "task_traceparents",
+            "error_types",
+            "error_tracebacks",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -217,12 +222,17 @@ async def run_decisions_merged(
         merged["completed"].append(decision["completed"])
         merged["results"].append(decision["result"])
         merged["errors"].append(decision["error"])
+        merged["error_types"].append(decision.get("error_type"))
+        merged["error_tracebacks"].append(decision.get("error_traceback"))
         merged["event_ids"].extend(decision["event_ids"])
         merged["result_ids"].extend(decision["result_ids"])
         merged["task_owners"].extend([position] * len(decision["task_names"]))
         merged["task_names"].extend(decision["task_names"])
         merged["task_parameters"].extend(decision["task_parameters"])
         merged["task_start_after"].extend(decision["task_start_after"])
+        merged["task_traceparents"].extend(
+            decision.get("task_traceparents") or [None] * len(decision["task_names"])
+        )
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["apply_decisions"], {**merged, "note": note})

@@ -45,6 +45,7 @@ from cereal.drivers.postgres._schedules import PostgresSchedules
 from cereal.drivers.postgres._workers import PostgresWorkers
 from cereal.models import (
     ListWorkflowFilter,
+    QueueDepth,
     SweepReport,
     TaskData,
     TaskMetadata,
@@ -337,6 +338,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
                 instance_name=row["instance_name"],
                 attempt=row["attempt"],
                 task_id=str(row["id"]),
+                traceparent=row["traceparent"],
             )
             data = TaskData(row["task_name"], bytes_or_none(row["parameters"]), metadata)
             completer = PostgresTaskCompleter(
@@ -359,6 +361,28 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
             return
         if given_back:
             self._wake("task", task_name)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name.
+
+        Two read-only statements over the claim indexes (no locks taken).
+        """
+        depths: list[QueueDepth] = []
+        async with self._connection("queue_depths") as conn:
+            tasks = await fetch_all(conn, "task_queue_depths", {})
+            workflows = await fetch_all(conn, "workflow_queue_depths", {})
+            for kind, rows in (("task", tasks), ("workflow", workflows)):
+                for row in rows:
+                    oldest = row["oldest_at"]
+                    depths.append(
+                        QueueDepth(
+                            kind=kind,
+                            name=row["name"],
+                            depth=row["depth"],
+                            oldest_at=None if oldest is None else oldest.astimezone(UTC),
+                        )
+                    )
+        return depths
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline (any process); trim history (one at a time).
@@ -419,4 +443,6 @@ def _task_result(row: Row) -> TaskResultData:
         parameters=bytes_or_none(row["result_parameters"]),
         error_text=row["result_error"] or "",
         result=bytes_or_none(row["result_result"]),
+        error_type=row["result_error_type"],
+        error_traceback=row["result_error_traceback"],
     )

@@ -68,7 +68,9 @@ SELECT d.id FROM cereal_apply_decisions(
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
     %(errors)s::text[], %(event_ids)s::bigint[], %(result_ids)s::bigint[],
     %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
-    %(task_start_after)s::timestamptz[], %(note)s::text) AS d(id)
+    %(task_start_after)s::timestamptz[], %(note)s::text,
+    %(task_traceparents)s::text[], %(error_types)s::text[],
+    %(error_tracebacks)s::text[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -123,12 +125,13 @@ SELECT id FROM inst
 SELECT * FROM (
     SELECT 0 AS rank, workflow_name, instance_name, status, parameters, payload,
            NULL::bytea AS result, NULL::text AS error, started_at,
-           NULL::timestamptz AS ended_at
+           NULL::timestamptz AS ended_at, NULL::text AS error_type,
+           NULL::text AS error_traceback
     FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
     UNION ALL
     (SELECT 1 AS rank, workflow_name, instance_name, 'completed', parameters, NULL,
-            result, error, started_at, ended_at
+            result, error, started_at, ended_at, error_type, error_traceback
      FROM cereal_workflow_results
      WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
      ORDER BY ended_at DESC, id DESC
@@ -222,8 +225,10 @@ WHERE given.id IN (SELECT id FROM refreshed)
 WITH given AS (
     SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
                          %(instance_ids)s::bigint[], %(statuses)s::text[],
-                         %(errors)s::text[], %(results)s::bytea[]) WITH ORDINALITY
-        AS g(task_id, lease, instance_id, status, error, result, position)
+                         %(errors)s::text[], %(results)s::bytea[],
+                         %(error_types)s::text[], %(error_tracebacks)s::text[]) WITH ORDINALITY
+        AS g(task_id, lease, instance_id, status, error, result, error_type, error_traceback,
+             position)
 ), owners AS (
     SELECT i.id FROM cereal_workflow_instances AS i
     WHERE i.id IN (SELECT given.instance_id FROM given
@@ -245,9 +250,10 @@ WITH given AS (
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
 ), stored AS (
     INSERT INTO cereal_task_results
-        (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at)
+        (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
+         error_type, error_traceback)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, given.status,
-           given.error, given.result, task.enqueued_at
+           given.error, given.result, task.enqueued_at, given.error_type, given.error_traceback
     FROM task JOIN given ON given.task_id = task.id
     ORDER BY given.position
     RETURNING id, instance_id, task_id
@@ -507,6 +513,25 @@ SELECT EXISTS (SELECT 1 FROM cereal_workflow_schedules WHERE run_pending) AS wai
 -- name: disable_schedule
 -- Disable a schedule whose rule no longer parses.
 UPDATE cereal_workflow_schedules SET enabled = false WHERE id = %(schedule_id)s
+
+-- name: task_queue_depths
+-- Metrics: due queued tasks per task name with the oldest one's enqueue time, read
+-- from the ready index (task_name, start_after, id WHERE queued): the cost follows the
+-- queued tasks, never the history. Read-only, no locks.
+SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
+FROM cereal_tasks
+WHERE state = 'queued' AND start_after <= now()
+GROUP BY task_name
+ORDER BY task_name
+
+-- name: workflow_queue_depths
+-- Metrics: ready, unclaimed instances per workflow name with the enqueue time of
+-- the oldest pending event (ready_at), from the claimable index of migration 0004.
+SELECT workflow_name AS name, count(*) AS depth, min(ready_at) AS oldest_at
+FROM cereal_workflow_instances
+WHERE ready_at IS NOT NULL AND claim_token IS NULL
+GROUP BY workflow_name
+ORDER BY workflow_name
 
 -- ---- inspection (read-only, the dashboard) --------------------------------------
 

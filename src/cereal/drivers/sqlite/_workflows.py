@@ -30,6 +30,7 @@ from cereal import errors
 from cereal.drivers.base import WorkflowCompleter
 from cereal.drivers.sqlite._sql import Q, blob, epoch, finish_instance, instant, now
 from cereal.models import (
+    FailureDetails,
     ListWorkflowFilter,
     NewTask,
     TaskResultData,
@@ -162,6 +163,8 @@ def _read_task_results(
             parameters=blob(row["parameters"]),
             error_text=str(row["error_text"]),
             result=blob(row["result"]),
+            error_type=row["error_type"],
+            error_traceback=row["error_traceback"],
         )
         for row in rows
     }
@@ -314,6 +317,7 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "parameters": task.parameters,
                         "now": at,
                         "start_after": at if start_after is None else start_after,
+                        "traceparent": task.traceparent,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],
@@ -342,13 +346,23 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
         """
         await self._finish(None, error)
 
-    async def _finish(self, result: bytes | None, error: str | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended or the claim expired.
+        """
+        await self._finish(None, failure.error, failure)
+
+    async def _finish(
+        self, result: bytes | None, error: str | None, failure: FailureDetails | None = None
+    ) -> None:
         self._check_open()
         claim = self._claim
 
         def job(conn: sqlite3.Connection) -> bool:
             self._check_claim(conn)
-            finish_instance(conn, claim.instance_id, result, error, now())
+            finish_instance(conn, claim.instance_id, result, error, now(), failure)
             return False
 
         await self._decide(job)

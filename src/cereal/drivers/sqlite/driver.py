@@ -54,6 +54,7 @@ from cereal.models import (
     ListWorkflowFilter,
     NewWorker,
     Overlap,
+    QueueDepth,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -352,6 +353,13 @@ class SQLiteDriver(Driver):
             undo=_tasks.unclaim,
         )
         return [(lease.data, _tasks.SQLiteTaskCompleter(self, lease)) for lease in leases]
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name.
+
+        One read snapshot over the two claim indexes (no write lock).
+        """
+        return await self._connection().call(_tasks.queue_depths, mode="read")
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline as ``LOST``, release idle claims, trim history.

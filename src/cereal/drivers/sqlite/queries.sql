@@ -67,7 +67,7 @@ LIMIT :max_events;
 
 -- name: get_task_results
 -- The task results these task_complete events refer to (deleted only by the decision).
-SELECT id, task_name, status, parameters, error_text, result
+SELECT id, task_name, status, parameters, error_text, result, error_type, error_traceback
 FROM cereal_task_results
 WHERE id IN (SELECT value FROM json_each(:task_result_ids));
 
@@ -117,9 +117,11 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 -- name: insert_task
 -- Queue one task of an instance.
 INSERT INTO cereal_tasks
-    (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after)
+    (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
+     traceparent)
 VALUES
-    (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after);
+    (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
+     :traceparent);
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -129,8 +131,10 @@ WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 -- name: record_history
 -- Write the finished run of an instance to the history.
 INSERT INTO cereal_workflow_results
-    (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
-SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now
+    (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+     error_type, error_traceback)
+SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now,
+       :error_type, :error_traceback
 FROM cereal_workflow_instances
 WHERE id = :instance_id;
 
@@ -154,13 +158,15 @@ DELETE FROM cereal_workflow_instances WHERE id = :instance_id;
 -- The live instance with these names, else its newest finished run.
 SELECT * FROM (
     SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
-           NULL AS result, NULL AS error, started_at, NULL AS ended_at
+           NULL AS result, NULL AS error, started_at, NULL AS ended_at,
+           NULL AS error_type, NULL AS error_traceback
     FROM cereal_workflow_instances
     WHERE workflow_name = :workflow_name AND instance_name = :instance_name
     UNION ALL
     SELECT * FROM (
         SELECT 0 AS live, workflow_name, instance_name, 'completed' AS status, parameters,
-               NULL AS payload, result, error, started_at, ended_at
+               NULL AS payload, result, error, started_at, ended_at,
+               error_type, error_traceback
         FROM cereal_workflow_results
         WHERE workflow_name = :workflow_name AND instance_name = :instance_name
         ORDER BY id DESC
@@ -235,7 +241,7 @@ WHERE id IN (
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          lease_token, attempt;
+          lease_token, attempt, traceparent;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
@@ -260,10 +266,10 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 -- Record how a task ended.
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
-     enqueued_at, completed_at)
+     enqueued_at, completed_at, error_type, error_traceback)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
-     :enqueued_at, :now);
+     :enqueued_at, :now, :error_type, :error_traceback);
 
 -- name: delete_task
 -- Remove a finished task.
@@ -445,6 +451,26 @@ LEFT JOIN cereal_workflow_results AS r ON r.id = (
 WHERE s.enabled = 1
 ORDER BY s.next_due_at, s.id
 LIMIT 1;
+
+-- name: task_queue_depths
+-- Metrics: due queued tasks per task name with the oldest one's enqueue time. The
+-- ready index (task_name, id, start_after WHERE queued) covers it: the cost follows
+-- the queued tasks, never the history.
+SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
+FROM cereal_tasks INDEXED BY cereal_tasks_ready
+WHERE state = 'queued' AND start_after <= :now
+GROUP BY task_name
+ORDER BY task_name;
+
+-- name: workflow_queue_depths
+-- Metrics: ready, unclaimed instances per workflow name with the enqueue time of the
+-- oldest pending event, from the ready index (migration 0003) and one event row each.
+SELECT i.workflow_name AS name, count(*) AS depth, min(e.enqueued_at) AS oldest_at
+FROM cereal_workflow_instances AS i INDEXED BY cereal_workflow_instances_ready
+JOIN cereal_workflow_events AS e ON e.id = i.ready_seq
+WHERE i.ready_seq IS NOT NULL AND i.claim_token IS NULL
+GROUP BY i.workflow_name
+ORDER BY i.workflow_name;
 
 -- ---- inspection (read-only, the dashboard) --------------------------------------
 
