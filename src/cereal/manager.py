@@ -35,6 +35,7 @@ from cereal.models import (
     InstanceTask,
     ListWorkflowFilter,
     Overlap,
+    QueueDepth,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -595,6 +596,14 @@ class Manager:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""
         driver = await self._storage()
         return await driver.task_queue_stats()
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The work ready now, per task name and per workflow name, with its oldest item's age.
+
+        What the Prometheus queue gauges show (``cereal.metrics.render``).
+        """
+        driver = await self._storage()
+        return await driver.queue_depths()
 
     # ---- live workers ------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cereal._time import utcnow
 from cereal.models import QueueDepth, TaskMetadata, TaskStatus
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from cereal.drivers.base import Driver
 
-__all__ = ["CONTENT_TYPE", "MetricsServer", "PrometheusMetrics", "render", "serve"]
+__all__ = ["CONTENT_TYPE", "MetricsServer", "PrometheusMetrics", "QueueSource", "render", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,13 +240,22 @@ class _Union:
             yield from source.collect()  # type: ignore[attr-defined]
 
 
-async def render(driver: Driver, metrics: PrometheusMetrics | None = None) -> bytes:
+class QueueSource(Protocol):
+    """Anything that reports the ready queues: a :class:`Driver` or a :class:`Manager`."""
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The ready work per task name and per workflow name."""
+        ...
+
+
+async def render(source: QueueSource, metrics: PrometheusMetrics | None = None) -> bytes:
     """The Prometheus text exposition: ``metrics``' counters and the store's queue gauges.
 
-    Call on the loop the driver runs on (e.g. from an async HTTP handler);
-    serve the bytes with :data:`CONTENT_TYPE`.
+    ``source`` is a Manager (initialised on first use) or an open driver.
+    Call on the loop it runs on (e.g. from an async HTTP handler); serve the
+    bytes with :data:`CONTENT_TYPE`.
     """
-    depths = await driver.queue_depths()
+    depths = await source.queue_depths()
     registry = CollectorRegistry()
     sources: list[object] = [_QueueCollector(lambda: depths)]
     if metrics is not None:

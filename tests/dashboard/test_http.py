@@ -233,3 +233,20 @@ async def test_static_htmx_is_served_from_the_package(serve: Any, seed: Manager)
     assert status == 200
     assert script.startswith("/*! htmx 2.")
     assert "Zero-Clause BSD" in script.splitlines()[0]
+
+
+async def test_metrics_show_the_store_queues(serve: Any, seed: Manager) -> None:
+    # Given two instances of one workflow waiting (no worker runs here)
+    await seed.enqueue_workflow("metered", "m-1", 1)
+    await seed.enqueue_workflow("metered", "m-2", 2)
+    # When Prometheus scrapes the dashboard
+    with serve() as base:
+        status, body = Visitor(base).get("/metrics")
+    # Then the queue gauges come from the store
+    assert status == 200
+    depth = re.search(r'^cereal_workflow_queue_depth\{workflow="metered"\} (\S+)$', body, re.M)
+    assert depth is not None, body
+    assert float(depth.group(1)) == 2.0
+    assert re.search(
+        r'^cereal_workflow_queue_oldest_age_seconds\{workflow="metered"\} ', body, re.M
+    )

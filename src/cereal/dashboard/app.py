@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,6 +74,18 @@ def create_app(
     async def home(request: Request) -> Response:
         return RedirectResponse("/instances", status_code=303)
 
+    async def metrics(request: Request) -> Response:
+        # the store's queue gauges; counters live in the workers (cereal worker --metrics-port)
+        try:
+            from cereal import metrics as prometheus
+        except ImportError:
+            return PlainTextResponse(
+                "metrics need their extra: pip install 'cereal-workflows[metrics]'\n",
+                status_code=501,
+            )
+        body = await prometheus.render(manager)
+        return Response(body, media_type=prometheus.CONTENT_TYPE)
+
     routes = [
         Route("/", home),
         Route("/instances", pages.instances),
@@ -81,6 +93,7 @@ def create_app(
         Route("/tasks", pages.tasks),
         Route("/schedules", pages.schedules),
         Route("/workers", pages.workers),
+        Route("/metrics", metrics),
         Route("/login", actions.login_form, methods=["GET"]),
         Route("/login", actions.login, methods=["POST"]),
         Route("/logout", actions.logout, methods=["POST"]),
