@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from cereal import Manager, errors
+from cereal import Decision, Manager, TaskCompleteEvent, WorkflowInstance, errors
 from cereal.dashboard._paths import segment
+from tests._waiting import wait_until
 from tests.dashboard.conftest import StoreFactory, build_store
 
 ODD = 'it\'s "odd" <script>alert(1)</script> & ünï/cødé 100% ✓'
@@ -250,3 +251,50 @@ async def test_metrics_show_the_store_queues(serve: Any, seed: Manager) -> None:
     assert re.search(
         r'^cereal_workflow_queue_oldest_age_seconds\{workflow="metered"\} ', body, re.M
     )
+
+
+class _FailsOnATask:
+    """Runs one task that raises; the workflow fails with the task's error."""
+
+    def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
+        w.enqueue_task("explode")
+        return w.continue_()
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        ev.result.get()  # raises the task's failure: the callback's failure fails the run
+        return w.complete()
+
+    def on_cancel(self, w: WorkflowInstance, ev: object) -> Decision:
+        return w.fail("cancelled")
+
+
+def _explode(task: object) -> None:
+    raise KeyError("no such shelf")
+
+
+async def test_a_failed_run_shows_its_exception_type_and_traceback(
+    serve: Any, seed: Manager, worker_factory: Any
+) -> None:
+    # Given a run failed by a task that raised
+    worker = worker_factory()
+    worker.register_workflow_executor("shelves", _FailsOnATask())
+    worker.register_task_executor("explode", _explode)
+    await worker.start()
+    await seed.enqueue_workflow("shelves", "s-1")
+    await wait_until(
+        lambda: _is_finished(seed, "shelves", "s-1"), what="the run failed", timeout=30
+    )
+    # When its page is opened
+    with serve() as base:
+        status, page = Visitor(base).get(_instance_path("shelves", "s-1"))
+    # Then the error, its type and its traceback are shown
+    assert status == 200
+    assert re.search(r'id="error-type">KeyError<', page), page
+    traceback = re.search(r'id="error-traceback">(.*?)</pre>', page, re.S)
+    assert traceback is not None
+    assert "_explode" in traceback.group(1)
+    assert "no such shelf" in traceback.group(1)
+
+
+async def _is_finished(manager: Manager, workflow: str, instance: str) -> bool:
+    return not (await manager.get_workflow_instance(workflow, instance)).is_running()
