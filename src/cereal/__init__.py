@@ -33,6 +33,7 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
+from cereal.retry import RetryPolicy
 
 logging.getLogger("cereal").addHandler(logging.NullHandler())
 
@@ -45,6 +46,7 @@ __all__ = [
     "LateWarningThreshold",
     "Manager",
     "MaxWakeupInterval",
+    "RetryPolicy",
     "Schedule",
     "StartEvent",
     "Task",

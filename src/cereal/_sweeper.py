@@ -1,8 +1,8 @@
 """Periodic maintenance: expire lost task leases, release stale claims, trim history.
 
 Every Manager runs one; the driver makes concurrent sweeps safe (locks), so
-a crashed process's tasks are reported ``LOST`` by whichever Manager sweeps
-first.
+a crashed process's tasks are reported ``LOST`` (or, with attempts left
+under their retry policy, queued again) by whichever Manager sweeps first.
 """
 
 from __future__ import annotations
@@ -42,6 +42,20 @@ async def run_sweeper(driver: Driver, *, task_expiry: float) -> None:
                 "%d task(s) lost (no heartbeat within their holder's task_expiry)",
                 report.expired_tasks,
                 extra={"event": "tasks_lost", "count": report.expired_tasks},
+            )
+        if report.retried_tasks:
+            logger.info(
+                "%d task(s) with an expired lease queued again under their retry policy",
+                report.retried_tasks,
+                extra={"event": "tasks_retried", "count": report.retried_tasks},
+            )
+        if report.given_up:
+            # each of these killed (or outlived) its worker on every attempt
+            logger.warning(
+                "giving up %d poison task(s) as LOST, their lease expired on every attempt: %s",
+                len(report.given_up),
+                ", ".join(report.given_up),
+                extra={"event": "poison_tasks", "count": len(report.given_up)},
             )
         if report.released_claims:
             logger.warning("%d stale workflow claim(s) released", report.released_claims)

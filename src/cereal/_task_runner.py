@@ -5,8 +5,12 @@ through the Manager-wide dequeue limit), runs each with a heartbeat that
 keeps its lease, enforces the timeout and reports the outcome. It polls at
 its interval with jitter and wakes at once when work is announced. A task
 whose lease is lost (its workflow ended, it expired) is cancelled and its
-result dropped. On stop, running tasks get a grace period, then they are
-cancelled and reported ``LOST`` at once.
+result dropped. A failed attempt (raise, timeout) with attempts left under
+the task's stored retry policy is queued again after its backoff; the
+workflow sees only the last outcome. On stop, running tasks get a grace
+period, then they are cancelled and handed back to the queue at once for
+any worker (after three hand-backs of one task the driver reports it
+``LOST``).
 
 A plain executor cannot be interrupted: after a timeout or a lost lease its
 thread runs on, unowned. Such stray threads are counted; while a runner has
@@ -21,12 +25,14 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cereal import errors, values
-from cereal._waits import ClaimPacer, wait_for_event
+from cereal._waits import ClaimPacer, wait_all_or, wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
 from cereal.models import TaskData
+from cereal.retry import load_policy
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +45,24 @@ CLAIM_INTERVAL = 0.005
 
 @dataclass(frozen=True)
 class _Outcome:
-    """How a run ended: ``error`` text for a failure, else the encoded ``result``."""
+    """How a run ended: ``error`` text for a failure, else the encoded ``result``.
+
+    ``failure`` is what the executor raised (``None`` for a timeout);
+    ``retryable`` is False for a failure no retry can mend (an unusable result).
+    """
 
     result: bytes | None = None
     error: str | None = None
+    failure: BaseException | None = None
+    retryable: bool = True
 
 
 class _Run:
     """Book-keeping of one running task."""
 
-    def __init__(self, task: Task, completer: TaskCompleter) -> None:
-        self.task = task
+    def __init__(self, data: TaskData, completer: TaskCompleter) -> None:
+        self.data = data
+        self.task = Task(data)
         self.completer = completer
         self.abandoned = False
         self.thread_running = False  # a plain executor's thread has not ended yet
@@ -75,6 +88,7 @@ class TaskRunner:
         max_value_bytes: int,
         on_task_finished: Callable[[], None],
         max_stray_threads: int | None = None,
+        retry_policy: str | None = None,
     ) -> None:
         self._driver = driver
         self._name = task_name
@@ -97,6 +111,7 @@ class TaskRunner:
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
+        self._retry_policy = retry_policy
 
     @property
     def running(self) -> int:
@@ -146,9 +161,7 @@ class TaskRunner:
                     if self._stopping:
                         return
                     # the lease carries this Manager's expiry: other sweepers judge by it
-                    claimed = await self._driver.dequeue_tasks(
-                        self._name, free, task_expiry=self._task_expiry
-                    )
+                    claimed = await self._claim(free)
             except errors.CerealError:
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
@@ -166,8 +179,15 @@ class TaskRunner:
                 # back empty; new work arrives with a wakeup, due delayed work by polling
                 return
 
+    async def _claim(self, free: int) -> list[tuple[TaskData, TaskCompleter]]:
+        if self._retry_policy is None:  # a driver predating retries takes no policy
+            return await self._driver.dequeue_tasks(self._name, free, task_expiry=self._task_expiry)
+        return await self._driver.dequeue_tasks(
+            self._name, free, task_expiry=self._task_expiry, retry_policy=self._retry_policy
+        )
+
     def _start(self, data: TaskData, completer: TaskCompleter) -> None:
-        run = _Run(Task(data), completer)
+        run = _Run(data, completer)
         job = asyncio.create_task(self._execute(run), name=f"cereal-task-{self._name}")
         self._runs[job] = run
         job.add_done_callback(self._finished)
@@ -201,7 +221,11 @@ class TaskRunner:
                 run.stray = True
                 self._strays += 1
         if outcome is not None:
-            await self._record(completer, outcome)
+            await self._record(run.data, completer, outcome)
+
+    def _wake_unless_stopping(self) -> None:
+        if not self._stopping:
+            self._wakeup.set()
 
     def _thread_ended(self, run: _Run) -> None:
         run.thread_running = False
@@ -211,16 +235,44 @@ class TaskRunner:
             if not self._stopping:
                 self._wakeup.set()  # below the cap again: claim now
 
-    async def _record(self, completer: TaskCompleter, outcome: _Outcome) -> None:
+    def _retry_delay(self, task: TaskData, outcome: _Outcome) -> float | None:
+        """Seconds until the task's next attempt, or ``None`` when this outcome is final."""
+        if outcome.error is None or not outcome.retryable:
+            return None
+        try:
+            policy = load_policy(task.retry_policy)
+        except ValueError:
+            logger.warning("task %r has a damaged retry policy; not retrying", self._name)
+            return None
+        attempt = task.metadata.attempt
+        if not policy.retries(outcome.failure, attempt):
+            return None
+        return policy.backoff(attempt, random.uniform(-1.0, 1.0))
+
+    async def _record(self, task: TaskData, completer: TaskCompleter, outcome: _Outcome) -> None:
         """Report the outcome, retrying while the storage is unavailable.
 
         Retrying is safe: completion presents the lease, so if an attempt did
         commit before its connection dropped, the retry gets ``TaskLostError``.
         """
+        delay = self._retry_delay(task, outcome)
         for attempt in range(_RECORD_ATTEMPTS):
             try:
                 if outcome.error is None:
                     await completer.succeed(outcome.result)
+                elif delay is not None:
+                    await completer.retry(outcome.error, delay)
+                    logger.info(
+                        "task %r (id %s) attempt %d failed; retrying in %.3g s: %s",
+                        self._name,
+                        task.metadata.task_id,
+                        task.metadata.attempt,
+                        delay,
+                        outcome.error,
+                        extra={"event": "task_retry", "task_name": self._name},
+                    )
+                    # the next attempt may be this runner's: look again when it is due
+                    asyncio.get_running_loop().call_later(delay, self._wake_unless_stopping)
                 else:
                     await completer.fail(outcome.error)
                 return
@@ -262,7 +314,7 @@ class TaskRunner:
         except asyncio.CancelledError:
             self._cancel(work, run)
             if run.abandoned:
-                await self._abandon(run)
+                await self._hand_back(run.data, run.completer)
                 return None
             raise
         return self._outcome(work)
@@ -274,13 +326,13 @@ class TaskRunner:
         if failure is not None:
             if not isinstance(failure, Exception):
                 raise failure
-            return _Outcome(error=values.storable_text(str(failure)))
+            return _Outcome(error=values.storable_text(str(failure)), failure=failure)
         try:
             encoded = values.encode(
                 work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes
             )
         except (TypeError, ValueError) as exc:
-            return _Outcome(error=str(exc))
+            return _Outcome(error=str(exc), retryable=False)
         return _Outcome(result=encoded)
 
     async def _heartbeat(self, run: _Run) -> bool:
@@ -298,39 +350,47 @@ class TaskRunner:
         run.task.cancel()
         work.cancel()
 
-    async def _abandon(self, run: _Run) -> None:
-        await self._abandon_lease(run.completer)
-
-    async def _abandon_lease(self, completer: TaskCompleter) -> None:
+    async def _hand_back(self, task: TaskData, completer: TaskCompleter) -> None:
+        """Give the task back to the queue (a stop); say so if it was reported LOST instead."""
         try:
-            await completer.abandon()
+            queued = await completer.hand_back()
         except errors.TaskLostError:
-            pass
+            return
         except errors.CerealError:
-            logger.warning("reporting an abandoned %r task failed", self._name, exc_info=True)
+            # the lease stays: the task comes back through expiry (and its retry policy)
+            logger.warning("handing back a %r task failed", self._name, exc_info=True)
+            return
+        if not queued:
+            logger.warning(
+                "task %s (id %s) was handed back at stop too often; its workflow sees it LOST",
+                task.metadata.task_name,
+                task.metadata.task_id,
+                extra={"event": "task_hand_back_limit", "task_name": task.metadata.task_name},
+            )
 
     async def _abandon_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
         if not claimed:
             return
-        _warn_abandoned("claimed as stop began, not started", [data for data, _ in claimed])
-        await asyncio.gather(*(self._abandon_lease(completer) for _, completer in claimed))
+        _warn_handed_back("claimed as stop began, not started", [data for data, _ in claimed])
+        await asyncio.gather(*(self._hand_back(data, completer) for data, completer in claimed))
 
     def stop_claiming(self) -> None:
         """Claim nothing more; running tasks go on."""
         self._stopping = True
         self._wakeup.set()
 
-    async def wait_running(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for the running tasks to end."""
-        jobs = set(self._runs)
-        if jobs:
-            await asyncio.wait(jobs, timeout=timeout)
+    async def wait_running(self, deadline: float, cut: asyncio.Future[Any]) -> None:
+        """Wait for the running tasks to end, until the loop's clock reaches ``deadline``.
+
+        ``cut`` done ends the wait at once (the grace period was cut short).
+        """
+        await wait_all_or(cut, list(self._runs), deadline)
 
     async def abandon_running(self) -> None:
-        """Cancel what still runs and report it ``LOST`` now."""
+        """Cancel what still runs and hand it back to the queue now, for any worker."""
         jobs = list(self._runs.items())
         if jobs:
-            _warn_abandoned("still running after the grace period", [run.task for _, run in jobs])
+            _warn_handed_back("still running after the grace period", [run.task for _, run in jobs])
         for job, run in jobs:
             run.abandoned = True
             job.cancel()
@@ -338,13 +398,13 @@ class TaskRunner:
             await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)
 
 
-def _warn_abandoned(why: str, tasks: list[TaskData] | list[Task]) -> None:
-    """Say at WARNING which tasks a stop gives up: their workflows see them ``LOST`` now."""
+def _warn_handed_back(why: str, tasks: list[TaskData] | list[Task]) -> None:
+    """Say at WARNING which tasks a stop hands back to the queue for another worker."""
     named = ", ".join(f"{task.metadata.task_name} (id {task.metadata.task_id})" for task in tasks)
     logger.warning(
-        "stop abandoned %d task(s) %s; their workflows see them LOST: %s",
+        "stop handed back %d task(s) %s to the queue for any worker: %s",
         len(tasks),
         why,
         named,
-        extra={"event": "tasks_abandoned"},
+        extra={"event": "tasks_handed_back", "count": len(tasks)},
     )

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cereal import _names, _time, errors, values
 from cereal.models import NewTask, TaskResultData, TaskStatus, WorkflowInstanceData
+from cereal.retry import RetryPolicy, check_policy
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,11 @@ class TaskResult:
         """``SUCCESS``, ``FAILED``, ``LOST`` or ``UNUSABLE_RESULT``."""
         return self._data.status
 
+    @property
+    def attempts(self) -> int:
+        """How many attempts the task took (1 unless its retry policy tried it again)."""
+        return self._data.attempts
+
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the task was enqueued with, decoded."""
         return values.decode(self._data.parameters, type)
@@ -159,7 +165,12 @@ class WorkflowInstance(Protocol):
         """The parameters the instance was enqueued with."""
 
     def enqueue_task(
-        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+        self,
+        task_name: str,
+        parameters: Any = None,
+        *,
+        start_after: datetime | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``."""
 
@@ -216,18 +227,28 @@ class LiveWorkflowInstance:
         return values.decode(self._parameters, type)
 
     def enqueue_task(
-        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+        self,
+        task_name: str,
+        parameters: Any = None,
+        *,
+        start_after: datetime | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``.
 
+        ``retry`` overrides the task executor's :class:`~cereal.RetryPolicy`
+        for this task; it is stored with the task.
+
         Raises:
             ValueError: bad task name, oversize parameters or naive ``start_after``.
-            TypeError: parameters that are not JSON.
+            TypeError: parameters that are not JSON, or ``retry`` not a RetryPolicy.
         """
         _names.check_name(task_name, what="task name")
+        policy = check_policy(retry)
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
         when = None if start_after is None else _time.to_utc(start_after, name="start_after")
-        self._tasks.append(NewTask(task_name, encoded, when))
+        stored = None if policy is None else policy.to_json()
+        self._tasks.append(NewTask(task_name, encoded, when, stored))
 
     def complete(self, result: Any = None) -> Decision:
         """Finish the instance with ``result``; fails instead if tasks were enqueued in this step.

@@ -106,6 +106,7 @@ class TaskResultData:
     parameters: bytes | None = None
     error_text: str = ""
     result: bytes | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,16 @@ class TaskMetadata:
 
 @dataclass(frozen=True)
 class TaskData:
-    """A claimed task as handed from the driver to the task runner."""
+    """A claimed task as handed from the driver to the task runner.
+
+    ``retry_policy`` is the policy stored with the task
+    (:meth:`cereal.RetryPolicy.to_json`); ``None``: a single attempt.
+    """
 
     name: str
     parameters: bytes | None
     metadata: TaskMetadata
+    retry_policy: str | None = None
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""
@@ -151,11 +157,17 @@ class TaskData:
 
 @dataclass(frozen=True)
 class NewTask:
-    """A task a workflow step enqueues; ``start_after=None`` means the driver's now."""
+    """A task a workflow step enqueues; ``start_after=None`` means the driver's now.
+
+    ``retry_policy`` is the stored form of the task's own
+    :class:`cereal.RetryPolicy`; ``None`` leaves it to the executor's (set at
+    the first claim).
+    """
 
     task_name: str
     parameters: bytes | None = None
     start_after: datetime | None = None
+    retry_policy: str | None = None
 
 
 @dataclass
@@ -229,3 +241,7 @@ class SweepReport:
     released_claims: int = 0
     trimmed_results: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    retried_tasks: int = 0
+    """Expired leases queued again under their retry policy (not reported LOST)."""
+    given_up: tuple[str, ...] = field(default_factory=tuple)
+    """Expired leases that used their last attempt of several (poison tasks): who, which."""

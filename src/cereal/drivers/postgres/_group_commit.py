@@ -208,6 +208,7 @@ async def run_decisions_merged(
             "task_names",
             "task_parameters",
             "task_start_after",
+            "task_retry_policies",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -224,6 +225,7 @@ async def run_decisions_merged(
         merged["task_names"].extend(decision["task_names"])
         merged["task_parameters"].extend(decision["task_parameters"])
         merged["task_start_after"].extend(decision["task_start_after"])
+        merged["task_retry_policies"].extend(decision["task_retry_policies"])
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["apply_decisions"], {**merged, "note": note})

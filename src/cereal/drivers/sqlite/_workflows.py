@@ -162,6 +162,7 @@ def _read_task_results(
             parameters=blob(row["parameters"]),
             error_text=str(row["error_text"]),
             result=blob(row["result"]),
+            attempts=int(row["attempts"]),
         )
         for row in rows
     }
@@ -289,6 +290,7 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "parameters": task.parameters,
                         "now": at,
                         "start_after": at if start_after is None else start_after,
+                        "retry_policy": task.retry_policy,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],
