@@ -558,9 +558,9 @@ class Driver(abc.ABC):
         retry policy leaves attempts, queues them again after its backoff),
         releases workflow claims idle for longer than ``task_expiry`` seconds
         (drivers that lease them), and trims history per :attr:`retention`.
-        ``task_expiry`` judges a task lease only when it has no stored deadline (taken by a cereal older
-        than the deadline column): then it expires ``task_expiry`` seconds
-        after its last heartbeat, as before.
+        ``task_expiry`` judges a task lease only when it has no stored
+        deadline (taken by a cereal older than the deadline column): then it
+        expires ``task_expiry`` seconds after its last heartbeat, as before.
         """
 
     # ---- schedules ------------------------------------------------------------------

@@ -109,15 +109,6 @@ RETURNING ready_seq;
 DELETE FROM cereal_workflow_events
 WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:event_ids));
 
--- name: requeue_task
--- End a task's lease and queue it again from :start_after (a retry after a
--- failed attempt, or a hand-back at stop, which also gives the attempt back).
-UPDATE cereal_tasks
-SET state = 'queued', lease_token = NULL, lease_heartbeat_at = NULL, lease_expiry = NULL,
-    start_after = :start_after, attempt = attempt - :refund,
-    hand_backs = hand_backs + :refund
-WHERE id = :task_id;
-
 -- name: delete_task_results
 -- Consume the task results of the claimed task_complete events.
 DELETE FROM cereal_task_results
