@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,6 +21,11 @@ def outcome(w: WorkflowInstance, ev: Any) -> Decision:
     """Complete with how the one task ended."""
     result = ev.result
     return w.complete({"status": str(result.status), "attempts": result.attempts})
+
+
+def started_times(executor: Endless, count: int) -> bool:
+    """Whether ``executor`` has started ``count`` times."""
+    return len(executor.started) == count
 
 
 class Endless:
@@ -96,7 +102,7 @@ async def test_a_task_handed_back_three_times_is_lost_at_the_fourth_stop(
     for stop in range(1, 5):
         worker = register(make_manager(**NO_EXPIRY), tasks={"long": endless})
         await worker.start()
-        await eventually(lambda n=stop: len(endless.started) == n, what=f"start {stop}")
+        await eventually(partial(started_times, endless, stop), what=f"start {stop}")
         await worker.stop(grace_period=0)
         if stop < 4:
             # Then the first three stops hand it back: the workflow still waits for it
