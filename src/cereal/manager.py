@@ -329,6 +329,11 @@ class Manager:
             await self._stop_runners(grace)
         await self._release_driver()
 
+    @property
+    def stop_grace_period(self) -> float:
+        """Seconds :meth:`stop` waits for running tasks when called without ``grace_period``."""
+        return self._grace
+
     def grace_period_left(self) -> float | None:
         """Seconds left of a stop's grace period; ``None`` unless a stop is waiting for it."""
         deadline = self._grace_deadline

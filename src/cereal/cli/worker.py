@@ -5,6 +5,11 @@ factory (plain or async) that returns one, as ``package.module:attribute``
 (the attribute may be dotted). The current directory is importable, so
 ``cereal worker app:manager`` finds ``./app.py``. The Manager carries its
 own driver: ``--db`` does not apply here.
+
+The first SIGINT/SIGTERM starts a graceful stop and says how long running
+tasks may still take; a second one ends that grace period at once. Tasks
+still running then are handed back to the queue for any worker (the
+Manager logs each at WARNING).
 """
 
 from __future__ import annotations
@@ -78,14 +83,16 @@ async def resolve_manager(found: Any, target: str) -> Manager:
 
 
 async def serve(target: str, grace_period: float | None) -> str:
-    """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name."""
+    """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name.
+
+    A second signal during the stop ends the grace period at once.
+    """
     manager = await resolve_manager(load_target(target), target)
     loop = asyncio.get_running_loop()
-    received: asyncio.Future[str] = loop.create_future()
+    received: asyncio.Queue[str] = asyncio.Queue()
 
     def on_signal(signum: signal.Signals) -> None:
-        if not received.done():
-            received.set_result(signum.name)
+        received.put_nowait(signum.name)
 
     handled = (signal.SIGINT, signal.SIGTERM)
     for signum in handled:
@@ -93,13 +100,39 @@ async def serve(target: str, grace_period: float | None) -> str:
     try:
         await manager.start()
         _render.note(f"cereal worker {target} started (pid {os.getpid()}); Ctrl+C to stop")
-        name = await received
-        _render.note(f"{name} received: stopping (running tasks get the grace period)")
+        name = await received.get()
+        grace = manager.stop_grace_period if grace_period is None else grace_period
+        _render.note(
+            f"{name} received: stopping; running tasks have {grace:g} s left to finish, then "
+            "they are handed back to the queue (Ctrl+C again: hand them back now)"
+        )
+        await _stop_until_done_or_cut(manager, grace_period, received)
     finally:
-        await manager.stop(grace_period=grace_period)
+        await manager.stop(grace_period=grace_period)  # idempotent; stops after a failed start
         for signum in handled:
             loop.remove_signal_handler(signum)
     return name
+
+
+async def _stop_until_done_or_cut(
+    manager: Manager, grace_period: float | None, received: asyncio.Queue[str]
+) -> None:
+    """Stop the Manager; a signal arriving meanwhile ends its grace period at once."""
+    stopping = asyncio.create_task(manager.stop(grace_period=grace_period))
+    while not stopping.done():
+        again = asyncio.create_task(received.get())
+        await asyncio.wait({stopping, again}, return_when=asyncio.FIRST_COMPLETED)
+        if not again.done():
+            again.cancel()
+            continue
+        left = manager.grace_period_left()
+        manager.end_grace_period()
+        waited = "" if left is None else f" ({left:.1f} s were left)"
+        _render.note(
+            f"{again.result()} received again: grace period ended{waited}; "
+            "handing running tasks back now"
+        )
+    await stopping
 
 
 def worker(
