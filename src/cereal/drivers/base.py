@@ -175,7 +175,8 @@ class TaskCompleter(abc.ABC):
     async def abandon(self) -> None:
         """Give the task up now: its workflow sees it as ``LOST`` at once.
 
-        Used by a graceful stop for tasks that outlived the grace period.
+        Used by :meth:`hand_back` for a task handed back too often, and by
+        its default for drivers without hand-back.
 
         Raises:
             TaskLostError: the lease is gone already.
