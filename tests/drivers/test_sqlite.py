@@ -32,6 +32,7 @@ from cereal.models import (
 )
 from tests._waiting import DEADLINE, sweep_until, wait_past, wait_until
 
+ALL_MIGRATIONS = [f"{m.version:04d}_{m.name}" for m in migrations()]
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
 
 
@@ -133,11 +134,7 @@ def test_options_from_the_url(tmp_path: Path) -> None:
 
 async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
     driver = SQLiteDriver(db_path)
-    assert await driver.migrate() == [
-        "0001_initial",
-        "0002_lease_deadline",
-        "0003_ready_instances",
-    ]
+    assert await driver.migrate() == ALL_MIGRATIONS
     assert await driver.migrate() == []
     async with driver:
         assert await driver.migrate() == []  # while open, too
@@ -146,11 +143,7 @@ async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
             "SELECT version, name, length(checksum), applied_at > 0 FROM cereal_schema_migrations"
         ).fetchall()
     conn.close()
-    assert rows == [
-        (1, "initial", 64, 1),
-        (2, "lease_deadline", 64, 1),
-        (3, "ready_instances", 64, 1),
-    ]
+    assert rows == [(m.version, m.name, 64, 1) for m in migrations()]
 
 
 async def test_changed_checksum_of_an_applied_migration_is_a_hard_error(db_path: str) -> None:
@@ -198,7 +191,7 @@ async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
     conn.close()
 
     # When it is migrated
-    assert await SQLiteDriver(db_path).migrate() == ["0002_lease_deadline", "0003_ready_instances"]
+    assert await SQLiteDriver(db_path).migrate() == ALL_MIGRATIONS[1:]
 
     # Then no lease got an expiry: both are judged by the sweeper's own, as before, so a
     # sweeper with a 2-minute expiry expires only the one silent for 5 minutes
