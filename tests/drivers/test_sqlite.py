@@ -169,6 +169,22 @@ async def test_a_migration_from_a_newer_cereal_is_a_hard_error(db_path: str) -> 
         await SQLiteDriver(db_path).init()
 
 
+def test_a_rerun_after_a_busy_error_still_reports_the_steps_committed_before_it(
+    db_path: str,
+) -> None:
+    # Given a run that committed the first step, then failed (as on a busy lock)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    applied: list[str] = []
+    apply_migrations(conn, migrations()[:1], applied)
+
+    # When the connection runs the job again with the same list
+    reported = apply_migrations(conn, migrations(), applied)
+    conn.close()
+
+    # Then every step applied by this caller is reported, each once
+    assert reported == ALL_MIGRATIONS
+
+
 async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
     db_path: str,
 ) -> None:

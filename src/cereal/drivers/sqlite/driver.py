@@ -124,9 +124,10 @@ class SQLiteDriver(Driver):
         )
         await db.start()
         known = migrations()
+        applied: list[str] = []  # survives the connection's busy retries of the job
         try:
             self._applied_at_open = await db.call(
-                lambda conn: apply_migrations(conn, known), mode="auto"
+                lambda conn: apply_migrations(conn, known, applied), mode="auto"
             )
         except BaseException:
             await db.stop()
@@ -146,8 +147,9 @@ class SQLiteDriver(Driver):
         try:
             if was_open:
                 known = migrations()
+                applied: list[str] = []
                 return await self._connection().call(
-                    lambda conn: apply_migrations(conn, known), mode="auto"
+                    lambda conn: apply_migrations(conn, known, applied), mode="auto"
                 )
             return list(self._applied_at_open)
         finally:
