@@ -2,12 +2,15 @@
 
     python3 bench/micro.py drain [--workflows 4] [--tasks 2000]
     python3 bench/micro.py single [--workflows 1000] [--managers 1] [--workflow-workers 1]
+    python3 bench/micro.py threads [--jobs 20000]
 
 ``drain``: fan-out workflows of no-op tasks, every completion through
 ``on_task_complete``, one Manager with 8 task workers: tasks/s and the
 process's CPU seconds per task. ``single``: single-task workflows enqueued
 at once: workflows/s and commits per workflow (``pg_stat_database``
-``xact_commit`` delta, settled). Both use a throwaway database
+``xact_commit`` delta, settled). ``threads``: no storage at all, only how a
+plain task executor is started on a thread and its outcome brought back to
+the loop (8 at a time): jobs/s and CPU per job. Both use a throwaway database
 ``cereal_micro`` on ``CEREAL_BENCH_DSN`` (default the local server). Quicker
 than ``bench/run.py`` for before/after comparisons of one change; run each
 twice, the machine is shared. Figures are printed, never asserted.
@@ -147,6 +150,24 @@ async def single(workflows: int, managers: int, workflow_workers: int) -> None:
     )
 
 
+async def threads(jobs: int) -> None:
+    from cereal.executors import start_in_thread
+
+    slots = asyncio.Semaphore(8)
+
+    async def one() -> None:
+        async with slots:
+            await start_in_thread(lambda task: None, None, name="micro", on_exit=lambda: None)  # type: ignore[arg-type]
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(jobs)))
+    seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    print(f"threads x{jobs}: {jobs / seconds:.0f} jobs/s, {cpu / jobs * 1e6:.1f} us CPU per job")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -157,8 +178,12 @@ def main() -> None:
     s.add_argument("--workflows", type=int, default=1000)
     s.add_argument("--managers", type=int, default=1)
     s.add_argument("--workflow-workers", type=int, default=1)
+    t = sub.add_parser("threads")
+    t.add_argument("--jobs", type=int, default=20000)
     args = parser.parse_args()
-    if args.what == "drain":
+    if args.what == "threads":
+        asyncio.run(threads(args.jobs))
+    elif args.what == "drain":
         asyncio.run(drain(args.workflows, args.tasks))
     else:
         asyncio.run(single(args.workflows, args.managers, args.workflow_workers))

@@ -23,15 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cereal import errors, values
+from cereal import _failures, errors, values
 from cereal._waits import ClaimPacer, wait_all_or, wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
-from cereal.models import TaskData
+from cereal.models import FailureDetails, TaskData, TaskStatus
+from cereal.observe import Observer, TaskObservation, note_task_retried
 from cereal.retry import load_policy
 
 logger = logging.getLogger(__name__)
@@ -47,13 +49,16 @@ CLAIM_INTERVAL = 0.005
 class _Outcome:
     """How a run ended: ``error`` text for a failure, else the encoded ``result``.
 
-    ``failure`` is what the executor raised (``None`` for a timeout);
-    ``retryable`` is False for a failure no retry can mend (an unusable result).
+    ``failure`` describes the exception when the executor raised one, and
+    ``exception`` is that exception (a retry policy's ``non_retryable`` test);
+    both are ``None`` for a timeout. ``retryable`` is False for a failure no
+    retry can mend (an unusable result).
     """
 
     result: bytes | None = None
     error: str | None = None
-    failure: BaseException | None = None
+    failure: FailureDetails | None = None
+    exception: BaseException | None = None
     retryable: bool = True
 
 
@@ -89,6 +94,7 @@ class TaskRunner:
         on_task_finished: Callable[[], None],
         max_stray_threads: int | None = None,
         retry_policy: str | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._driver = driver
         self._name = task_name
@@ -112,6 +118,7 @@ class TaskRunner:
         self._cap_reported = False
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
         self._retry_policy = retry_policy
+        self._observer = observer
 
     @property
     def running(self) -> int:
@@ -188,7 +195,10 @@ class TaskRunner:
 
     def _start(self, data: TaskData, completer: TaskCompleter) -> None:
         run = _Run(data, completer)
-        job = asyncio.create_task(self._execute(run), name=f"cereal-task-{self._name}")
+        # without instrumentation the run is one coroutine, with nothing added
+        observer = self._observer
+        work = self._execute(run) if observer is None else self._execute_observed(run, observer)
+        job = asyncio.create_task(work, name=f"cereal-task-{self._name}")
         self._runs[job] = run
         job.add_done_callback(self._finished)
 
@@ -200,8 +210,13 @@ class TaskRunner:
         if not self._stopping:
             self._wakeup.set()  # a slot is free: look for more work now
 
-    async def _execute(self, run: _Run) -> None:
+    async def _execute_observed(self, run: _Run, observer: Observer) -> None:
+        with observer.task(run.task.metadata) as observation:
+            await self._execute(run, observation)
+
+    async def _execute(self, run: _Run, observation: TaskObservation | None = None) -> None:
         task, completer = run.task, run.completer
+        began = time.monotonic()
         if self._is_async:
             work: asyncio.Future[object] = asyncio.ensure_future(self._function(task))
         else:
@@ -220,8 +235,20 @@ class TaskRunner:
             if run.thread_running and (work.cancelled() or not work.done()):
                 run.stray = True
                 self._strays += 1
-        if outcome is not None:
-            await self._record(run.data, completer, outcome)
+        if outcome is None:
+            return
+        seconds = time.monotonic() - began
+        delay = self._retry_delay(run.data, outcome)
+        if outcome.error is None:
+            _log_succeeded(task, seconds)
+        else:
+            _log_failed(task, outcome, seconds, delay)
+        if observation is not None:
+            failed = outcome.error is not None
+            observation.status = TaskStatus.FAILED if failed else TaskStatus.SUCCESS
+            observation.error = outcome.error
+            observation.error_type = None if outcome.failure is None else outcome.failure.error_type
+        await self._record(run.data, completer, outcome, delay)
 
     def _wake_unless_stopping(self) -> None:
         if not self._stopping:
@@ -245,34 +272,31 @@ class TaskRunner:
             logger.warning("task %r has a damaged retry policy; not retrying", self._name)
             return None
         attempt = task.metadata.attempt
-        if not policy.retries(outcome.failure, attempt):
+        if not policy.retries(outcome.exception, attempt):
             return None
         return policy.backoff(attempt, random.uniform(-1.0, 1.0))
 
-    async def _record(self, task: TaskData, completer: TaskCompleter, outcome: _Outcome) -> None:
-        """Report the outcome, retrying while the storage is unavailable.
+    async def _record(
+        self, task: TaskData, completer: TaskCompleter, outcome: _Outcome, delay: float | None
+    ) -> None:
+        """Report the outcome (a retry ``delay`` seconds from now, when not ``None``).
 
-        Retrying is safe: completion presents the lease, so if an attempt did
-        commit before its connection dropped, the retry gets ``TaskLostError``.
+        Recording is repeated while the storage is unavailable; that is safe:
+        completion presents the lease, so if an attempt did commit before its
+        connection dropped, the repeat gets ``TaskLostError``.
         """
-        delay = self._retry_delay(task, outcome)
         for attempt in range(_RECORD_ATTEMPTS):
             try:
                 if outcome.error is None:
                     await completer.succeed(outcome.result)
                 elif delay is not None:
                     await completer.retry(outcome.error, delay)
-                    logger.info(
-                        "task %r (id %s) attempt %d failed; retrying in %.3g s: %s",
-                        self._name,
-                        task.metadata.task_id,
-                        task.metadata.attempt,
-                        delay,
-                        outcome.error,
-                        extra={"event": "task_retry", "task_name": self._name},
-                    )
+                    meta = task.metadata
+                    note_task_retried(self._observer, meta.workflow_name, meta.task_name)
                     # the next attempt may be this runner's: look again when it is due
                     asyncio.get_running_loop().call_later(delay, self._wake_unless_stopping)
+                elif outcome.failure is not None:
+                    await completer.fail_with_details(outcome.failure)
                 else:
                     await completer.fail(outcome.error)
                 return
@@ -326,7 +350,8 @@ class TaskRunner:
         if failure is not None:
             if not isinstance(failure, Exception):
                 raise failure
-            return _Outcome(error=values.storable_text(str(failure)), failure=failure)
+            described = _failures.describe(failure)
+            return _Outcome(error=described.error, failure=described, exception=failure)
         try:
             encoded = values.encode(
                 work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes
@@ -396,6 +421,64 @@ class TaskRunner:
             job.cancel()
         if jobs:
             await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)
+
+
+def _log_succeeded(task: Task, seconds: float) -> None:
+    meta = task.metadata
+    logger.info(
+        "task %s of %s/%s succeeded in %.3f s",
+        meta.task_name,
+        meta.workflow_name,
+        meta.instance_name,
+        seconds,
+        extra={
+            "event": "task_succeeded",
+            "task_name": meta.task_name,
+            "workflow_name": meta.workflow_name,
+            "instance_name": meta.instance_name,
+            "duration": seconds,
+        },
+    )
+
+
+def _log_failed(task: Task, outcome: _Outcome, seconds: float, retry_in: float | None) -> None:
+    """One record per failed attempt: names, exception type, message and traceback.
+
+    The failure that ends the task is a WARNING (``task_failed``); an attempt
+    its retry policy tries again (``retry_in`` seconds from now) is an INFO
+    record (``task_retry``), so a task fails at WARNING once at most.
+    """
+    meta = task.metadata
+    failure = outcome.failure
+    error_type = "" if failure is None else f"{failure.error_type}: "
+    traceback = "" if failure is None or not failure.error_traceback else failure.error_traceback
+    if retry_in is None:
+        level, event, retrying = logging.WARNING, "task_failed", ""
+    else:
+        level, event = logging.INFO, "task_retry"
+        retrying = f" (attempt {meta.attempt}; retrying in {retry_in:.3g} s)"
+    logger.log(
+        level,
+        "task %s of %s/%s failed after %.3f s%s: %s%s%s",
+        meta.task_name,
+        meta.workflow_name,
+        meta.instance_name,
+        seconds,
+        retrying,
+        error_type,
+        outcome.error,
+        f"\n{traceback.rstrip()}" if traceback else "",
+        extra={
+            "event": event,
+            "task_name": meta.task_name,
+            "workflow_name": meta.workflow_name,
+            "instance_name": meta.instance_name,
+            "error_type": None if failure is None else failure.error_type,
+            "task_id": meta.task_id,
+            "attempt": meta.attempt,
+            "duration": seconds,
+        },
+    )
 
 
 def _warn_handed_back(why: str, tasks: list[TaskData] | list[Task]) -> None:

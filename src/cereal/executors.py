@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -157,9 +158,12 @@ def start_in_thread(
         else:
             future.set_result(outcome)
 
+    # the caller's context variables (e.g. the task's trace span) carry into the thread
+    context = contextvars.copy_context()
+
     def target() -> None:
         try:
-            outcome = function(task)
+            outcome = context.run(function, task)
         except BaseException as exc:  # the executor's failure is the task's outcome
             _deliver(loop, settle, None, exc)
         else:

@@ -124,6 +124,9 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_start_after": [],
                     "task_retry_policies": [],
                     "note": None,
+                    "task_traceparents": [],
+                    "error_types": [None],
+                    "error_tracebacks": [None],
                 },
             )
             pid_row = await (await decider.execute("SELECT pg_backend_pid()")).fetchone()

@@ -16,7 +16,7 @@ import pytest
 
 from cereal import errors
 from cereal.drivers.sqlite import SQLiteDriver
-from cereal.drivers.sqlite._migrate import migrations
+from cereal.drivers.sqlite._migrate import label, migrations
 from cereal.models import NewTask, TaskStatus, WorkflowEventType
 from tests._waiting import sweep_until, wait_until
 
@@ -70,10 +70,11 @@ async def test_three_processes_migrating_at_once_apply_each_step_once(tmp_path: 
         assert await child.line() == "ready"
     go.touch()
     results = [json.loads(await child.finish()) for child in children]
-    applied = [f"{m.version:04d}_{m.name}" for m in migrations()]
+    applied = [label(migration) for migration in migrations()]
+    assert applied[:3] == ["0001_initial", "0002_lease_deadline", "0003_ready_instances"]
     # each step commits on its own, so the processes may share the steps between them;
     # every step is applied exactly once, and each process applies its steps in order
-    assert sorted(label for result in results for label in result) == applied
+    assert sorted(step for result in results for step in result) == applied
     assert all(result == sorted(result) for result in results)
     assert await SQLiteDriver(db).migrate() == []
 

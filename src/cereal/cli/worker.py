@@ -4,12 +4,16 @@ The target names a :class:`~cereal.Manager` object, or a zero-argument
 factory (plain or async) that returns one, as ``package.module:attribute``
 (the attribute may be dotted). The current directory is importable, so
 ``cereal worker app:manager`` finds ``./app.py``. The Manager carries its
-own driver: ``--db`` does not apply here.
+own driver: ``--db`` does not apply here. The start line names that database
+and the registered workflows and tasks, and a warning says so when ``--db``
+or ``CEREAL_DATABASE_URL`` names another database.
 
-The first SIGINT/SIGTERM starts a graceful stop and says how long running
-tasks may still take; a second one ends that grace period at once. Tasks
-still running then are handed back to the queue for any worker (the
-Manager logs each at WARNING).
+The first SIGINT or SIGTERM stops the worker, also while it is still
+connecting. Once started, the stop is graceful and says how long running
+tasks may still take; a second signal ends that grace period at once, and
+tasks still running are handed back to the queue for any worker (the
+Manager logs each at WARNING). A signal after that (or a second one while
+connecting) ends the command without waiting for the stop to finish.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import inspect
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from cereal.cli import _render
-from cereal.cli._common import CliError, run
+from cereal.cli import _databases, _render
+from cereal.cli._common import CliError, CliState, run, state
+from cereal.cli._metrics import serve_metrics
 from cereal.manager import Manager
 
 
@@ -82,42 +88,104 @@ async def resolve_manager(found: Any, target: str) -> Manager:
     return found
 
 
-async def serve(target: str, grace_period: float | None) -> str:
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names) if names else "(none)"
+
+
+def start_line(target: str, manager: Manager) -> str:
+    """What the worker prints once started: its database and what it runs."""
+    return (
+        f"cereal worker {target} started (pid {os.getpid()}) on "
+        f"{_databases.label(manager.driver)}; workflows: {_names(manager.workflow_names)}; "
+        f"tasks: {_names(manager.task_names)}; Ctrl+C to stop"
+    )
+
+
+def warn_if_db_differs(options: CliState, manager: Manager) -> None:
+    """Warn when ``--db`` / ``CEREAL_DATABASE_URL`` names another database than the Manager's."""
+    if not options.database_url_given:
+        return
+    why = _databases.url_disagreement(options.database_url, manager.driver)
+    if why is not None:
+        _render.warning(
+            f"--db / CEREAL_DATABASE_URL is ignored by 'cereal worker' and {why}; "
+            f"the worker uses its Manager's database {_databases.label(manager.driver)}"
+        )
+
+
+async def serve(
+    target: str, grace_period: float | None, options: CliState, metrics_port: int | None = None
+) -> str:
     """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name.
 
-    A second signal during the stop ends the grace period at once.
+    A signal while the Manager is still starting (connecting, migrating) stops
+    it at once. A second signal during the graceful stop ends its grace period
+    (running tasks are handed back now); one more ends the command without
+    waiting. With ``metrics_port``, Prometheus metrics are served on that port
+    meanwhile.
+
+    Raises:
+        KeyboardInterrupt: on a signal after the grace period was ended.
     """
     manager = await resolve_manager(load_target(target), target)
+    warn_if_db_differs(options, manager)
     loop = asyncio.get_running_loop()
+    metrics_server = None if metrics_port is None else serve_metrics(manager, metrics_port, loop)
     received: asyncio.Queue[str] = asyncio.Queue()
+    waiting_ends = False  # set once no stop is left to shorten: the next signal ends at once
 
     def on_signal(signum: signal.Signals) -> None:
+        if waiting_ends:
+            raise KeyboardInterrupt  # do not wait for the stop to finish
         received.put_nowait(signum.name)
+
+    def end_waiting_on_next_signal() -> None:
+        nonlocal waiting_ends
+        waiting_ends = True
 
     handled = (signal.SIGINT, signal.SIGTERM)
     for signum in handled:
         loop.add_signal_handler(signum, on_signal, signum)
+    signalled = asyncio.ensure_future(received.get())
     try:
-        await manager.start()
-        _render.note(f"cereal worker {target} started (pid {os.getpid()}); Ctrl+C to stop")
-        name = await received.get()
+        starting = asyncio.ensure_future(manager.start())
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # a signal came first: give up connecting
+            starting.cancel()
+            await asyncio.wait({starting})
+            name = signalled.result()
+            end_waiting_on_next_signal()
+            _render.note(f"{name} received while starting: stopping")
+            return name
+        starting.result()  # a failed start raises here
+        _render.note(start_line(target, manager))
+        name = await signalled
         grace = manager.stop_grace_period if grace_period is None else grace_period
         _render.note(
             f"{name} received: stopping; running tasks have {grace:g} s left to finish, then "
             "they are handed back to the queue (Ctrl+C again: hand them back now)"
         )
-        await _stop_until_done_or_cut(manager, grace_period, received)
+        await _stop_until_done_or_cut(manager, grace_period, received, end_waiting_on_next_signal)
     finally:
+        signalled.cancel()  # still waiting after a failed start
         await manager.stop(grace_period=grace_period)  # idempotent; stops after a failed start
+        if metrics_server is not None:
+            metrics_server.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
     return name
 
 
 async def _stop_until_done_or_cut(
-    manager: Manager, grace_period: float | None, received: asyncio.Queue[str]
+    manager: Manager,
+    grace_period: float | None,
+    received: asyncio.Queue[str],
+    on_cut: Callable[[], None],
 ) -> None:
-    """Stop the Manager; a signal arriving meanwhile ends its grace period at once."""
+    """Stop the Manager; a signal arriving meanwhile ends its grace period at once.
+
+    ``on_cut`` is called once the grace period was ended that way.
+    """
     stopping = asyncio.create_task(manager.stop(grace_period=grace_period))
     while not stopping.done():
         again = asyncio.create_task(received.get())
@@ -127,6 +195,7 @@ async def _stop_until_done_or_cut(
             continue
         left = manager.grace_period_left()
         manager.end_grace_period()
+        on_cut()
         waited = "" if left is None else f" ({left:.1f} s were left)"
         _render.note(
             f"{again.result()} received again: grace period ended{waited}; "
@@ -152,6 +221,15 @@ def worker(
             help="Seconds stop() waits for running work (default: the Manager's own).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (needs cereal-workflows[metrics]).",
+        ),
+    ] = None,
 ) -> None:
     """Run a Manager's executors and schedules until SIGINT or SIGTERM, then stop gracefully."""
     if grace_period is not None and not 0 <= grace_period < float("inf"):
@@ -159,5 +237,5 @@ def worker(
             f"must be a finite number of seconds >= 0, got {grace_period}",
             param_hint="--grace-period",
         )
-    signal_name = run(ctx, serve(target, grace_period))
+    signal_name = run(ctx, serve(target, grace_period, state(ctx), metrics_port))
     _render.note(f"cereal worker stopped after {signal_name}")

@@ -10,10 +10,13 @@ from cereal.retry import load_policy_or_none
 
 @dataclass
 class ExpiredTasks:
-    """What one expiry pass did: the workflows of LOST tasks, retried names, poison notes."""
+    """What one expiry pass did: the workflows of LOST tasks, retried tasks, poison notes.
+
+    ``retried`` holds the (workflow name, task name) of each task queued again.
+    """
 
     lost: list[str] = field(default_factory=list)
-    retried: list[str] = field(default_factory=list)
+    retried: list[tuple[str, str]] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
 
 

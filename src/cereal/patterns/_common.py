@@ -223,6 +223,8 @@ def strip_routing(event: TaskCompleteEvent, routing_key: str) -> TaskCompleteEve
         result=None
         if failure is not None
         else values.encode(result.get(), where="task result", max_bytes=_UNLIMITED),
+        error_type=result.error_type,
+        error_traceback=result.error_traceback,
         attempts=result.attempts,
     )
     return TaskCompleteEvent(event.task_name, TaskResult(data), event.enqueued_at)

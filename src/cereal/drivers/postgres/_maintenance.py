@@ -19,13 +19,13 @@ EXPIRE_BATCH = 500
 """Leases expired per statement (keeps each transaction short)."""
 
 
-async def retry_expired_leases(conn: Conn, task_expiry: float) -> int:
+async def retry_expired_leases(conn: Conn, task_expiry: float) -> list[tuple[str, str]]:
     """Queue again, after their backoff, expired tasks whose retry policy leaves attempts.
 
     Runs before :func:`expire_leases`, so those tasks are not reported LOST.
-    Returns how many were queued again.
+    Returns the (workflow name, task name) of each task queued again.
     """
-    retried = 0
+    retried: list[tuple[str, str]] = []
     while True:
         async with conn.transaction():
             rows = await fetch_all(
@@ -35,20 +35,18 @@ async def retry_expired_leases(conn: Conn, task_expiry: float) -> int:
             )
             delays = [expiry_retry_delay(row["retry_policy"], row["attempt"]) for row in rows]
             chosen = [
-                (row["id"], delay)
-                for row, delay in zip(rows, delays, strict=True)
-                if delay is not None
+                (row, delay) for row, delay in zip(rows, delays, strict=True) if delay is not None
             ]
             if chosen:
                 await execute(
                     conn,
                     "retry_tasks",
                     {
-                        "task_ids": [task_id for task_id, _ in chosen],
+                        "task_ids": [row["id"] for row, _ in chosen],
                         "delays": [delay for _, delay in chosen],
                     },
                 )
-        retried += len(chosen)
+        retried.extend((row["workflow_name"], row["task_name"]) for row, _ in chosen)
         if len(rows) < EXPIRE_BATCH:
             return retried
 

@@ -19,7 +19,15 @@ from cereal.drivers._expired import ExpiredTasks, expiry_retry_delay, is_poison
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
-from cereal.models import HistoryRetention, TaskData, TaskMetadata, TaskStatus, WorkflowEventType
+from cereal.models import (
+    FailureDetails,
+    HistoryRetention,
+    QueueDepth,
+    TaskData,
+    TaskMetadata,
+    TaskStatus,
+    WorkflowEventType,
+)
 from cereal.retry import DEFAULT_MAX_HAND_BACKS, given_up_note
 
 if TYPE_CHECKING:
@@ -71,6 +79,7 @@ def claim_tasks(
             instance_name=str(row["instance_name"]),
             attempt=int(row["attempt"]),
             task_id=str(row["id"]),
+            traceparent=row["traceparent"],
         )
         data = TaskData(
             name=metadata.task_name,
@@ -100,6 +109,7 @@ def record_outcome(
     status: TaskStatus,
     error_text: str,
     result: bytes | None,
+    failure: FailureDetails | None = None,
 ) -> None:
     """Store how ``task`` ended as a result with a ``task_complete`` event; delete the task."""
     at = now()
@@ -115,6 +125,8 @@ def record_outcome(
             "result": result,
             "enqueued_at": task["enqueued_at"],
             "now": at,
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
             "attempts": max(int(task["attempt"]), 1),
         },
     )
@@ -180,6 +192,14 @@ class SQLiteTaskCompleter(TaskCompleter):
         """
         await self._complete(TaskStatus.FAILED, error, None)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete(TaskStatus.FAILED, failure.error, None, failure)
+
     async def abandon(self) -> None:
         """Report the task ``LOST`` to its workflow now.
 
@@ -229,17 +249,40 @@ class SQLiteTaskCompleter(TaskCompleter):
             self._driver._wake("workflow", self._lease.workflow_name)
         return queued
 
-    async def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+    async def _complete(
+        self,
+        status: TaskStatus,
+        error_text: str,
+        result: bytes | None,
+        failure: FailureDetails | None = None,
+    ) -> None:
         ids = self._ids()
 
         def job(conn: sqlite3.Connection) -> None:
             task = conn.execute(Q["leased_task"], ids).fetchone()
             if task is None:
                 raise errors.TaskLostError()
-            record_outcome(conn, task, status, error_text, result)
+            record_outcome(conn, task, status, error_text, result, failure)
 
         await self._driver._connection().call(job)
         self._driver._wake("workflow", self._lease.workflow_name)
+
+
+def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
+    """Due queued tasks per task name, then ready unclaimed instances per workflow name."""
+    depths = []
+    for kind, query in (("task", Q["task_queue_depths"]), ("workflow", Q["workflow_queue_depths"])):
+        for row in conn.execute(query, {"now": now()}).fetchall():
+            oldest = row["oldest_at"]
+            depths.append(
+                QueueDepth(
+                    kind=kind,
+                    name=str(row["name"]),
+                    depth=int(row["depth"]),
+                    oldest_at=None if oldest is None else instant(oldest),
+                )
+            )
+    return depths
 
 
 # ---- sweep -----------------------------------------------------------------------------
@@ -301,7 +344,7 @@ def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> ExpiredT
         delay = expiry_retry_delay(task["retry_policy"], attempt)
         if delay is not None:
             requeue(conn, int(task["id"]), at + delay, refund=False)
-            outcome.retried.append(str(task["task_name"]))
+            outcome.retried.append((str(task["workflow_name"]), str(task["task_name"])))
             continue
         if is_poison(task["retry_policy"]):
             outcome.given_up.append(given_up_note(str(task["task_name"]), task["id"], attempt))

@@ -7,9 +7,10 @@
 -- A retry's backoff is its start_after; attempt counts claims, as before.
 -- Adding columns without a volatile default rewrites nothing.
 --
--- The three functions below are those of migration 0004, each given one more
--- column or argument (a changed signature cannot be replaced in place, so the
--- old ones are dropped). Upgrade note: stop workers running older cereal first.
+-- The three functions below are those of migration 0007 (observability), each
+-- given one more column or argument (a changed signature cannot be replaced in
+-- place, so the old ones are dropped). Upgrade note: stop workers running older
+-- cereal first; their statements call the old function signatures.
 
 ALTER TABLE cereal_tasks
     ADD COLUMN retry_policy jsonb,
@@ -20,10 +21,10 @@ ALTER TABLE cereal_task_results
 DROP FUNCTION cereal_claim_instances(text[], integer, integer, uuid, double precision);
 DROP FUNCTION cereal_apply_decisions(
     bigint[], uuid[], boolean[], bytea[], bigint[], bytea[], text[], bigint[], bigint[],
-    integer[], text[], bytea[], timestamptz[], text);
+    integer[], text[], bytea[], timestamptz[], text, text[], text[], text[]);
 DROP FUNCTION cereal_claim_tasks(text, integer, uuid, double precision);
 
--- As in 0004, and each event's task result carries its attempts.
+-- As in migration 0007, and each event's task result carries its attempts.
 CREATE FUNCTION cereal_claim_instances(
     p_workflow_names text[], p_max_instances integer, p_max_events integer,
     p_token uuid, p_expiry double precision
@@ -33,7 +34,8 @@ CREATE FUNCTION cereal_claim_instances(
     completed_tasks bigint, started_at timestamptz, event_id bigint, event_type text,
     task_result_id bigint, enqueued_at timestamptz, result_id bigint,
     result_task_name text, result_parameters bytea, result_status text,
-    result_error text, result_result bytea, result_attempts integer
+    result_error text, result_result bytea, result_error_type text,
+    result_error_traceback text, result_attempts integer
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
@@ -65,7 +67,8 @@ BEGIN
            CASE WHEN coalesce(e.position = 1, true) THEN i.payload END,
            i.enqueued_tasks, i.completed_tasks, i.started_at,
            e.id, e.event_type, e.task_result_id, e.enqueued_at,
-           r.id, r.task_name, r.parameters, r.status, r.error, r.result, r.attempts
+           r.id, r.task_name, r.parameters, r.status, r.error, r.result,
+           r.error_type, r.error_traceback, r.attempts
     FROM cereal_workflow_instances AS i
     LEFT JOIN LATERAL (
         SELECT ev.id, ev.event_type, ev.task_result_id, ev.enqueued_at,
@@ -81,13 +84,15 @@ BEGIN
 END
 $$;
 
--- As in 0004, and each new task carries its own retry policy (NULL: none).
+-- As in migration 0007, and each new task carries its own retry policy
+-- (p_task_retry_policies, one entry per task like p_task_names; NULL: none).
 CREATE FUNCTION cereal_apply_decisions(
     p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[],
     p_completed bigint[], p_results bytea[], p_errors text[],
     p_event_ids bigint[], p_result_ids bigint[],
     p_task_owners integer[], p_task_names text[], p_task_parameters bytea[],
-    p_task_start_after timestamptz[], p_note text, p_task_retry_policies jsonb[]
+    p_task_start_after timestamptz[], p_note text, p_task_traceparents text[],
+    p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_continued bigint[];
@@ -131,33 +136,36 @@ BEGIN
 
     INSERT INTO cereal_tasks
         (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
-         retry_policy)
+         traceparent, retry_policy)
     SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
-           coalesce(t.start_after, now()), t.retry_policy
+           coalesce(t.start_after, now()), t.traceparent, t.retry_policy
     FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
-                p_task_retry_policies)
-             WITH ORDINALITY AS t(owner, task_name, parameters, start_after, retry_policy,
-                                  position)
+                p_task_traceparents, p_task_retry_policies)
+             WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
+                                  retry_policy, position)
     JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
     WHERE i.id = ANY(v_continued)
     ORDER BY t.position;
 
     WITH finishing AS (
-        SELECT d.instance_id, d.token, d.result, d.error
-        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors)
-             AS d(instance_id, token, finish, result, error)
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                    p_error_types, p_error_tracebacks)
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
         WHERE d.finish
     ), gone AS (
         DELETE FROM cereal_workflow_instances AS i
         USING finishing
         WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
         RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
-                  finishing.result, finishing.error
+                  finishing.result, finishing.error, finishing.error_type,
+                  finishing.error_traceback
     ), history AS (
         INSERT INTO cereal_workflow_results
-            (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+             error_type, error_traceback)
         SELECT workflow_name, instance_name, parameters, result, error, started_at,
-               clock_timestamp()
+               clock_timestamp(), error_type, error_traceback
         FROM gone
         ORDER BY id
     )
@@ -170,14 +178,15 @@ BEGIN
 END
 $$;
 
--- As in 0004, and a claimed task without a retry policy gets the claimer's.
+-- As in migration 0007, and a claimed task without a retry policy gets the
+-- claimer's (p_retry_policy; NULL: none), returned with the task.
 CREATE FUNCTION cereal_claim_tasks(
     p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision,
     p_retry_policy jsonb
 ) RETURNS TABLE (
     id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea,
     workflow_name text, instance_name text, enqueued_at timestamptz,
-    start_after timestamptz, attempt integer, retry_policy text
+    start_after timestamptz, attempt integer, traceparent text, retry_policy text
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
@@ -196,7 +205,7 @@ BEGIN
     ) AS picked
     WHERE t.id = picked.id
     RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-              t.instance_name, t.enqueued_at, t.start_after, t.attempt,
+              t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
               t.retry_policy::text;
 END
 $$;
