@@ -202,3 +202,44 @@ async def test_a_task_whose_lease_expires_on_every_attempt_is_given_up_as_lost_w
         and f"poison (id {task_id}) after 2 attempts" in record.getMessage()
         for record in caplog.records
     )
+
+
+async def test_a_retried_attempt_logs_at_info_and_the_final_failure_keeps_its_details(
+    make_manager: MakeManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cereal")
+
+    def details(w: WorkflowInstance, ev: Any) -> Decision:
+        result = ev.result
+        return w.complete(
+            {
+                "attempts": result.attempts,
+                "error_type": result.error_type,
+                "traceback_names_it": "attempt 2 failed" in (result.error_traceback or ""),
+            }
+        )
+
+    # Given a task that fails both of its 2 attempts
+    always = Attempts(failures=100)
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0)
+    flow = Flow(enqueue(("flaky", None)), details)
+    manager = register(make_manager(), {WF: flow}, {"flaky": always}, retry=policy)
+    await manager.start()
+
+    # When it runs
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST)
+
+    # Then the workflow sees the last attempt's exception type and traceback
+    assert done.get_result() == {
+        "attempts": 2,
+        "error_type": "RuntimeError",
+        "traceback_names_it": True,
+    }
+    # and the first attempt was logged at INFO as a retry, the last once at WARNING
+    events = [
+        (record.levelno, getattr(record, "event", None), getattr(record, "attempt", None))
+        for record in caplog.records
+        if getattr(record, "event", None) in ("task_retry", "task_failed")
+    ]
+    assert events == [(logging.INFO, "task_retry", 1), (logging.WARNING, "task_failed", 2)]
