@@ -39,6 +39,7 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
+from cereal.retry import RetryPolicy
 
 logging.getLogger("cereal").addHandler(logging.NullHandler())
 
@@ -54,6 +55,7 @@ __all__ = [
     "Manager",
     "MaxWakeupInterval",
     "Overlap",
+    "RetryPolicy",
     "RunOutcome",
     "Schedule",
     "StartEvent",

@@ -1,8 +1,8 @@
 """Periodic maintenance: expire lost task leases, release stale claims, trim history.
 
 Every Manager runs one; the driver makes concurrent sweeps safe (locks), so
-a crashed process's tasks are reported ``LOST`` by whichever Manager sweeps
-first.
+a crashed process's tasks are reported ``LOST`` (or, with attempts left
+under their retry policy, queued again) by whichever Manager sweeps first.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import random
 
 from cereal import errors
 from cereal.drivers.base import Driver
+from cereal.observe import Observer, note_task_retried
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +23,15 @@ def sweep_interval(task_expiry: float) -> float:
     return max(0.05, min(task_expiry / 4, 15.0))
 
 
-async def run_sweeper(driver: Driver, *, task_expiry: float) -> None:
+async def run_sweeper(
+    driver: Driver, *, task_expiry: float, observer: Observer | None = None
+) -> None:
     """Sweep every :func:`sweep_interval` (with jitter) until cancelled.
 
     ``task_expiry`` (this Manager's) sets the pace and judges workflow claims;
-    task leases are judged by the expiry stored with each of them.
+    task leases are judged by the expiry stored with each of them. Each
+    expired lease queued again under its retry policy is reported to
+    ``observer`` as a retry.
     """
     interval = sweep_interval(task_expiry)
     while True:
@@ -42,6 +47,22 @@ async def run_sweeper(driver: Driver, *, task_expiry: float) -> None:
                 "%d task(s) lost (no heartbeat within their holder's task_expiry)",
                 report.expired_tasks,
                 extra={"event": "tasks_lost", "count": report.expired_tasks},
+            )
+        for workflow_name, task_name in report.retried:
+            note_task_retried(observer, workflow_name, task_name)
+        if report.retried_tasks:
+            logger.info(
+                "%d task(s) with an expired lease queued again under their retry policy",
+                report.retried_tasks,
+                extra={"event": "tasks_retried", "count": report.retried_tasks},
+            )
+        if report.given_up:
+            # each of these killed (or outlived) its worker on every attempt
+            logger.warning(
+                "giving up %d poison task(s) as LOST, their lease expired on every attempt: %s",
+                len(report.given_up),
+                ", ".join(report.given_up),
+                extra={"event": "poison_tasks", "count": len(report.given_up)},
             )
         if report.released_claims:
             logger.warning("%d stale workflow claim(s) released", report.released_claims)

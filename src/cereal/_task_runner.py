@@ -5,8 +5,12 @@ through the Manager-wide dequeue limit), runs each with a heartbeat that
 keeps its lease, enforces the timeout and reports the outcome. It polls at
 its interval with jitter and wakes at once when work is announced. A task
 whose lease is lost (its workflow ended, it expired) is cancelled and its
-result dropped. On stop, running tasks get a grace period, then they are
-cancelled and reported ``LOST`` at once.
+result dropped. A failed attempt (raise, timeout) with attempts left under
+the task's stored retry policy is queued again after its backoff; the
+workflow sees only the last outcome. On stop, running tasks get a grace
+period, then they are cancelled and handed back to the queue at once for
+any worker (after three hand-backs of one task the driver reports it
+``LOST``).
 
 A plain executor cannot be interrupted: after a timeout or a lost lease its
 thread runs on, unowned. Such stray threads are counted; while a runner has
@@ -22,13 +26,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cereal import _failures, errors, values
-from cereal._waits import ClaimPacer, wait_for_event
+from cereal._waits import ClaimPacer, wait_all_or, wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
 from cereal.models import FailureDetails, TaskData, TaskStatus
-from cereal.observe import Observer, TaskObservation
+from cereal.observe import Observer, TaskObservation, note_task_retried
+from cereal.retry import load_policy
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +49,25 @@ CLAIM_INTERVAL = 0.005
 class _Outcome:
     """How a run ended: ``error`` text for a failure, else the encoded ``result``.
 
-    ``failure`` describes the exception when the executor raised one.
+    ``failure`` describes the exception when the executor raised one, and
+    ``exception`` is that exception (a retry policy's ``non_retryable`` test);
+    both are ``None`` for a timeout. ``retryable`` is False for a failure no
+    retry can mend (an unusable result).
     """
 
     result: bytes | None = None
     error: str | None = None
     failure: FailureDetails | None = None
+    exception: BaseException | None = None
+    retryable: bool = True
 
 
 class _Run:
     """Book-keeping of one running task."""
 
-    def __init__(self, task: Task, completer: TaskCompleter) -> None:
-        self.task = task
+    def __init__(self, data: TaskData, completer: TaskCompleter) -> None:
+        self.data = data
+        self.task = Task(data)
         self.completer = completer
         self.abandoned = False
         self.thread_running = False  # a plain executor's thread has not ended yet
@@ -81,6 +93,7 @@ class TaskRunner:
         max_value_bytes: int,
         on_task_finished: Callable[[], None],
         max_stray_threads: int | None = None,
+        retry_policy: str | None = None,
         observer: Observer | None = None,
     ) -> None:
         self._driver = driver
@@ -104,6 +117,7 @@ class TaskRunner:
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
+        self._retry_policy = retry_policy
         self._observer = observer
 
     @property
@@ -154,9 +168,7 @@ class TaskRunner:
                     if self._stopping:
                         return
                     # the lease carries this Manager's expiry: other sweepers judge by it
-                    claimed = await self._driver.dequeue_tasks(
-                        self._name, free, task_expiry=self._task_expiry
-                    )
+                    claimed = await self._claim(free)
             except errors.CerealError:
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
@@ -174,8 +186,15 @@ class TaskRunner:
                 # back empty; new work arrives with a wakeup, due delayed work by polling
                 return
 
+    async def _claim(self, free: int) -> list[tuple[TaskData, TaskCompleter]]:
+        if self._retry_policy is None:  # a driver predating retries takes no policy
+            return await self._driver.dequeue_tasks(self._name, free, task_expiry=self._task_expiry)
+        return await self._driver.dequeue_tasks(
+            self._name, free, task_expiry=self._task_expiry, retry_policy=self._retry_policy
+        )
+
     def _start(self, data: TaskData, completer: TaskCompleter) -> None:
-        run = _Run(Task(data), completer)
+        run = _Run(data, completer)
         # without instrumentation the run is one coroutine, with nothing added
         observer = self._observer
         work = self._execute(run) if observer is None else self._execute_observed(run, observer)
@@ -219,16 +238,21 @@ class TaskRunner:
         if outcome is None:
             return
         seconds = time.monotonic() - began
+        delay = self._retry_delay(run.data, outcome)
         if outcome.error is None:
             _log_succeeded(task, seconds)
         else:
-            _log_failed(task, outcome, seconds)
+            _log_failed(task, outcome, seconds, delay)
         if observation is not None:
             failed = outcome.error is not None
             observation.status = TaskStatus.FAILED if failed else TaskStatus.SUCCESS
             observation.error = outcome.error
             observation.error_type = None if outcome.failure is None else outcome.failure.error_type
-        await self._record(completer, outcome)
+        await self._record(run.data, completer, outcome, delay)
+
+    def _wake_unless_stopping(self) -> None:
+        if not self._stopping:
+            self._wakeup.set()
 
     def _thread_ended(self, run: _Run) -> None:
         run.thread_running = False
@@ -238,16 +262,39 @@ class TaskRunner:
             if not self._stopping:
                 self._wakeup.set()  # below the cap again: claim now
 
-    async def _record(self, completer: TaskCompleter, outcome: _Outcome) -> None:
-        """Report the outcome, retrying while the storage is unavailable.
+    def _retry_delay(self, task: TaskData, outcome: _Outcome) -> float | None:
+        """Seconds until the task's next attempt, or ``None`` when this outcome is final."""
+        if outcome.error is None or not outcome.retryable:
+            return None
+        try:
+            policy = load_policy(task.retry_policy)
+        except ValueError:
+            logger.warning("task %r has a damaged retry policy; not retrying", self._name)
+            return None
+        attempt = task.metadata.attempt
+        if not policy.retries(outcome.exception, attempt):
+            return None
+        return policy.backoff(attempt, random.uniform(-1.0, 1.0))
 
-        Retrying is safe: completion presents the lease, so if an attempt did
-        commit before its connection dropped, the retry gets ``TaskLostError``.
+    async def _record(
+        self, task: TaskData, completer: TaskCompleter, outcome: _Outcome, delay: float | None
+    ) -> None:
+        """Report the outcome (a retry ``delay`` seconds from now, when not ``None``).
+
+        Recording is repeated while the storage is unavailable; that is safe:
+        completion presents the lease, so if an attempt did commit before its
+        connection dropped, the repeat gets ``TaskLostError``.
         """
         for attempt in range(_RECORD_ATTEMPTS):
             try:
                 if outcome.error is None:
                     await completer.succeed(outcome.result)
+                elif delay is not None:
+                    await completer.retry(outcome.error, delay)
+                    meta = task.metadata
+                    note_task_retried(self._observer, meta.workflow_name, meta.task_name)
+                    # the next attempt may be this runner's: look again when it is due
+                    asyncio.get_running_loop().call_later(delay, self._wake_unless_stopping)
                 elif outcome.failure is not None:
                     await completer.fail_with_details(outcome.failure)
                 else:
@@ -291,7 +338,7 @@ class TaskRunner:
         except asyncio.CancelledError:
             self._cancel(work, run)
             if run.abandoned:
-                await self._abandon(run)
+                await self._hand_back(run.data, run.completer)
                 return None
             raise
         return self._outcome(work)
@@ -304,13 +351,13 @@ class TaskRunner:
             if not isinstance(failure, Exception):
                 raise failure
             described = _failures.describe(failure)
-            return _Outcome(error=described.error, failure=described)
+            return _Outcome(error=described.error, failure=described, exception=failure)
         try:
             encoded = values.encode(
                 work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes
             )
         except (TypeError, ValueError) as exc:
-            return _Outcome(error=str(exc))
+            return _Outcome(error=str(exc), retryable=False)
         return _Outcome(result=encoded)
 
     async def _heartbeat(self, run: _Run) -> bool:
@@ -328,39 +375,47 @@ class TaskRunner:
         run.task.cancel()
         work.cancel()
 
-    async def _abandon(self, run: _Run) -> None:
-        await self._abandon_lease(run.completer)
-
-    async def _abandon_lease(self, completer: TaskCompleter) -> None:
+    async def _hand_back(self, task: TaskData, completer: TaskCompleter) -> None:
+        """Give the task back to the queue (a stop); say so if it was reported LOST instead."""
         try:
-            await completer.abandon()
+            queued = await completer.hand_back()
         except errors.TaskLostError:
-            pass
+            return
         except errors.CerealError:
-            logger.warning("reporting an abandoned %r task failed", self._name, exc_info=True)
+            # the lease stays: the task comes back through expiry (and its retry policy)
+            logger.warning("handing back a %r task failed", self._name, exc_info=True)
+            return
+        if not queued:
+            logger.warning(
+                "task %s (id %s) was handed back at stop too often; its workflow sees it LOST",
+                task.metadata.task_name,
+                task.metadata.task_id,
+                extra={"event": "task_hand_back_limit", "task_name": task.metadata.task_name},
+            )
 
     async def _abandon_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
         if not claimed:
             return
-        _warn_abandoned("claimed as stop began, not started", [data for data, _ in claimed])
-        await asyncio.gather(*(self._abandon_lease(completer) for _, completer in claimed))
+        _warn_handed_back("claimed as stop began, not started", [data for data, _ in claimed])
+        await asyncio.gather(*(self._hand_back(data, completer) for data, completer in claimed))
 
     def stop_claiming(self) -> None:
         """Claim nothing more; running tasks go on."""
         self._stopping = True
         self._wakeup.set()
 
-    async def wait_running(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for the running tasks to end."""
-        jobs = set(self._runs)
-        if jobs:
-            await asyncio.wait(jobs, timeout=timeout)
+    async def wait_running(self, deadline: float, cut: asyncio.Future[Any]) -> None:
+        """Wait for the running tasks to end, until the loop's clock reaches ``deadline``.
+
+        ``cut`` done ends the wait at once (the grace period was cut short).
+        """
+        await wait_all_or(cut, list(self._runs), deadline)
 
     async def abandon_running(self) -> None:
-        """Cancel what still runs and report it ``LOST`` now."""
+        """Cancel what still runs and hand it back to the queue now, for any worker."""
         jobs = list(self._runs.items())
         if jobs:
-            _warn_abandoned("still running after the grace period", [run.task for _, run in jobs])
+            _warn_handed_back("still running after the grace period", [run.task for _, run in jobs])
         for job, run in jobs:
             run.abandoned = True
             job.cancel()
@@ -386,39 +441,53 @@ def _log_succeeded(task: Task, seconds: float) -> None:
     )
 
 
-def _log_failed(task: Task, outcome: _Outcome, seconds: float) -> None:
-    """One WARNING record per failed task: names, exception type, message and traceback."""
+def _log_failed(task: Task, outcome: _Outcome, seconds: float, retry_in: float | None) -> None:
+    """One record per failed attempt: names, exception type, message and traceback.
+
+    The failure that ends the task is a WARNING (``task_failed``); an attempt
+    its retry policy tries again (``retry_in`` seconds from now) is an INFO
+    record (``task_retry``), so a task fails at WARNING once at most.
+    """
     meta = task.metadata
     failure = outcome.failure
     error_type = "" if failure is None else f"{failure.error_type}: "
     traceback = "" if failure is None or not failure.error_traceback else failure.error_traceback
-    logger.warning(
-        "task %s of %s/%s failed after %.3f s: %s%s%s",
+    if retry_in is None:
+        level, event, retrying = logging.WARNING, "task_failed", ""
+    else:
+        level, event = logging.INFO, "task_retry"
+        retrying = f" (attempt {meta.attempt}; retrying in {retry_in:.3g} s)"
+    logger.log(
+        level,
+        "task %s of %s/%s failed after %.3f s%s: %s%s%s",
         meta.task_name,
         meta.workflow_name,
         meta.instance_name,
         seconds,
+        retrying,
         error_type,
         outcome.error,
         f"\n{traceback.rstrip()}" if traceback else "",
         extra={
-            "event": "task_failed",
+            "event": event,
             "task_name": meta.task_name,
             "workflow_name": meta.workflow_name,
             "instance_name": meta.instance_name,
             "error_type": None if failure is None else failure.error_type,
+            "task_id": meta.task_id,
+            "attempt": meta.attempt,
             "duration": seconds,
         },
     )
 
 
-def _warn_abandoned(why: str, tasks: list[TaskData] | list[Task]) -> None:
-    """Say at WARNING which tasks a stop gives up: their workflows see them ``LOST`` now."""
+def _warn_handed_back(why: str, tasks: list[TaskData] | list[Task]) -> None:
+    """Say at WARNING which tasks a stop hands back to the queue for another worker."""
     named = ", ".join(f"{task.metadata.task_name} (id {task.metadata.task_id})" for task in tasks)
     logger.warning(
-        "stop abandoned %d task(s) %s; their workflows see them LOST: %s",
+        "stop handed back %d task(s) %s to the queue for any worker: %s",
         len(tasks),
         why,
         named,
-        extra={"event": "tasks_abandoned"},
+        extra={"event": "tasks_handed_back", "count": len(tasks)},
     )

@@ -9,6 +9,8 @@ cancellation, so the engine's poll loops wait through it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
 
 async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
@@ -44,3 +46,19 @@ class ClaimPacer:
         if wait > 0:
             await asyncio.sleep(wait)
         self._last = loop.time()
+
+
+async def wait_all_or(
+    cut: asyncio.Future[Any], jobs: Iterable[asyncio.Future[Any]], deadline: float
+) -> None:
+    """Wait until every job is done, ``cut`` is done, or the loop's clock reaches ``deadline``."""
+    loop = asyncio.get_running_loop()
+    pending = {job for job in jobs if not job.done()}
+    while pending and not cut.done():
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        _, pending = await asyncio.wait(
+            pending | {cut}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+        )
+        pending.discard(cut)

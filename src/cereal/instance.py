@@ -22,6 +22,7 @@ from cereal.models import (
     TaskStatus,
     WorkflowInstanceData,
 )
+from cereal.retry import RetryPolicy, check_policy
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,11 @@ class TaskResult:
         return self._data.status
 
     @property
+    def attempts(self) -> int:
+        """How many attempts the task took (1 unless its retry policy tried it again)."""
+        return self._data.attempts
+
+    @property
     def error_type(self) -> str | None:
         """The qualified name of the exception the executor raised (``FAILED`` only).
 
@@ -203,7 +209,12 @@ class WorkflowInstance(Protocol):
         """The parameters the instance was enqueued with."""
 
     def enqueue_task(
-        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+        self,
+        task_name: str,
+        parameters: Any = None,
+        *,
+        start_after: datetime | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``."""
 
@@ -260,18 +271,28 @@ class LiveWorkflowInstance:
         return values.decode(self._parameters, type)
 
     def enqueue_task(
-        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+        self,
+        task_name: str,
+        parameters: Any = None,
+        *,
+        start_after: datetime | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``.
 
+        ``retry`` overrides the task executor's :class:`~cereal.RetryPolicy`
+        for this task; it is stored with the task.
+
         Raises:
             ValueError: bad task name, oversize parameters or naive ``start_after``.
-            TypeError: parameters that are not JSON.
+            TypeError: parameters that are not JSON, or ``retry`` not a RetryPolicy.
         """
         _names.check_name(task_name, what="task name")
+        policy = check_policy(retry)
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
         when = None if start_after is None else _time.to_utc(start_after, name="start_after")
-        self._tasks.append(NewTask(task_name, encoded, when))
+        stored = None if policy is None else policy.to_json()
+        self._tasks.append(NewTask(task_name, encoded, when, retry_policy=stored))
 
     def complete(self, result: Any = None) -> Decision:
         """Finish the instance with ``result``; fails instead if tasks were enqueued in this step.

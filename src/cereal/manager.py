@@ -18,6 +18,7 @@ from cereal import recurrence as _recurrence
 from cereal._scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal._sweeper import run_sweeper
 from cereal._task_runner import TaskRunner
+from cereal._waits import wait_all_or
 from cereal._worker_presence import WorkerPresence, describe_this_process
 from cereal._workflow_runner import WorkflowRunner
 from cereal.drivers.base import Driver, WorkKind
@@ -47,6 +48,7 @@ from cereal.models import (
     check_overlap,
 )
 from cereal.observe import Observer, combine
+from cereal.retry import RetryPolicy, check_policy
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +65,18 @@ Duration = float | timedelta
 
 class _TaskRegistration:
     def __init__(
-        self, function: TaskFunction, workers: int, timeout: float | None, max_strays: int | None
+        self,
+        function: TaskFunction,
+        workers: int,
+        timeout: float | None,
+        max_strays: int | None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.function = function
         self.workers = workers
         self.timeout = timeout
         self.max_strays = max_strays
+        self.retry_policy = None if retry is None else retry.to_json()
 
 
 class Manager:
@@ -163,6 +171,8 @@ class Manager:
         self._scheduler: WorkflowScheduler | None = None
         self._presence: WorkerPresence | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._grace_cut = asyncio.Event()
+        self._grace_deadline: float | None = None
 
     @property
     def driver(self) -> Driver:
@@ -217,6 +227,7 @@ class Manager:
         workers: int = 1,
         timeout: Duration | None = None,
         max_stray_threads: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Run tasks of ``task_name`` with ``executor``, at most ``workers`` at a time here.
 
@@ -226,11 +237,16 @@ class Manager:
         a plain executor still run, no more tasks of this name are claimed
         here; a WARNING says so.
 
+        ``retry`` is the :class:`~cereal.RetryPolicy` of tasks of this name
+        enqueued without their own: it is stored with each such task when it
+        is first claimed, so every later attempt follows it on any worker.
+
         Raises:
             RuntimeError: after :meth:`start`, or the name is registered already.
-            ValueError / TypeError: bad name, worker count, timeout or executor.
+            ValueError / TypeError: bad name, worker count, timeout, executor or retry.
         """
         self._check_registration(task_name, "task name", self._task_registrations)
+        policy = check_policy(retry)
         function = task_callable(executor)
         count = _positive_int(workers, "workers")
         limit = _time.optional_seconds(timeout, name="timeout")
@@ -239,7 +255,9 @@ class Manager:
         strays = None
         if max_stray_threads is not None:
             strays = _positive_int(max_stray_threads, "max_stray_threads")
-        self._task_registrations[task_name] = _TaskRegistration(function, count, limit, strays)
+        self._task_registrations[task_name] = _TaskRegistration(
+            function, count, limit, strays, policy
+        )
 
     def _check_registration(self, name: str, what: str, registry: dict[str, Any]) -> None:
         if self._started:
@@ -304,6 +322,7 @@ class Manager:
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,
                 max_stray_threads=registration.max_strays,
+                retry_policy=registration.retry_policy,
                 observer=self._observer,
             )
         self._scheduler = WorkflowScheduler(
@@ -318,7 +337,9 @@ class Manager:
         for name, runner in self._task_runners.items():
             self._spawn(runner.run(), f"tasks-{name}")
         self._spawn(self._scheduler.run(), "scheduler")
-        self._spawn(run_sweeper(driver, task_expiry=self._expiry), "sweeper")
+        self._spawn(
+            run_sweeper(driver, task_expiry=self._expiry, observer=self._observer), "sweeper"
+        )
         # listed once start() returns; the loop keeps the row fresh (or retries)
         self._presence = WorkerPresence(
             driver,
@@ -342,9 +363,13 @@ class Manager:
         self._background.append(job)
 
     async def stop(self, *, grace_period: Duration | None = None) -> None:
-        """Stop taking work, wait up to the grace period, then cancel what runs and report it LOST.
+        """Stop taking work, wait up to the grace period, then cancel what runs and hand it back.
 
-        Idempotent; fine on a Manager that never started (it only releases the driver).
+        A task still running when the grace period ends is cancelled and
+        queued again at once for any worker (no backoff, no attempt used);
+        only a task handed back three times before is reported ``LOST``.
+        :meth:`end_grace_period` ends the wait early. Idempotent; fine on a
+        Manager that never started (it only releases the driver).
         Storage calls after ``stop()`` open the driver again; another ``stop()``
         releases it again.
         """
@@ -362,6 +387,26 @@ class Manager:
             if self._presence is not None:
                 await self._presence.unregister()
         await self._release_driver()
+
+    @property
+    def stop_grace_period(self) -> float:
+        """Seconds :meth:`stop` waits for running tasks when called without ``grace_period``."""
+        return self._grace
+
+    def grace_period_left(self) -> float | None:
+        """Seconds left of a stop's grace period; ``None`` unless a stop is waiting for it."""
+        deadline = self._grace_deadline
+        if deadline is None or self._loop is None:
+            return None
+        return max(0.0, deadline - self._loop.time())
+
+    def end_grace_period(self) -> None:
+        """End a stop's grace period now: what still runs is handed back at once.
+
+        Call on the Manager's event loop; before or without a stop it makes
+        the next stop hand back at once.
+        """
+        self._grace_cut.set()
 
     async def _release_driver(self) -> None:
         if self._initialised:
@@ -385,11 +430,15 @@ class Manager:
         claim_jobs = [job for job in self._background if job.get_name().startswith("cereal-tasks-")]
         others = [job for job in self._background if job not in workflow_jobs]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        if workflow_jobs or claim_jobs:
-            await asyncio.wait([*workflow_jobs, *claim_jobs], timeout=grace)
-        for runner in self._task_runners.values():
-            await runner.wait_running(max(0.0, deadline - loop.time()))
+        self._grace_deadline = deadline = loop.time() + grace
+        grace_cut = loop.create_task(self._grace_cut.wait(), name="cereal-grace-cut")
+        try:
+            await wait_all_or(grace_cut, [*workflow_jobs, *claim_jobs], deadline)
+            for runner in self._task_runners.values():
+                await runner.wait_running(deadline, grace_cut)
+        finally:
+            grace_cut.cancel()
+            self._grace_deadline = None
         for runner in self._task_runners.values():
             await runner.abandon_running()
         for job in self._background:

@@ -120,6 +120,8 @@ class TaskResultData:
     """The qualified name of the executor's exception (``FAILED`` results only)."""
     error_traceback: str | None = None
     """The executor's traceback, bounded (see :data:`MAX_TRACEBACK_CHARS`); ``FAILED`` only."""
+    attempts: int = 1
+    """How many attempts the task took (claims, hand-backs at stop not counted)."""
 
 
 MAX_TRACEBACK_CHARS = 8192
@@ -174,11 +176,16 @@ class TaskMetadata:
 
 @dataclass(frozen=True)
 class TaskData:
-    """A claimed task as handed from the driver to the task runner."""
+    """A claimed task as handed from the driver to the task runner.
+
+    ``retry_policy`` is the policy stored with the task
+    (:meth:`cereal.RetryPolicy.to_json`); ``None``: a single attempt.
+    """
 
     name: str
     parameters: bytes | None
     metadata: TaskMetadata
+    retry_policy: str | None = None
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""
@@ -187,13 +194,19 @@ class TaskData:
 
 @dataclass(frozen=True)
 class NewTask:
-    """A task a workflow step enqueues; ``start_after=None`` means the driver's now."""
+    """A task a workflow step enqueues; ``start_after=None`` means the driver's now.
+
+    ``retry_policy`` is the stored form of the task's own
+    :class:`cereal.RetryPolicy`; ``None`` leaves it to the executor's (set at
+    the first claim).
+    """
 
     task_name: str
     parameters: bytes | None = None
     start_after: datetime | None = None
     traceparent: str | None = None
     """The W3C ``traceparent`` of the enqueuing callback's span (tracing only)."""
+    retry_policy: str | None = None
 
 
 Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
@@ -398,6 +411,12 @@ class SweepReport:
     released_claims: int = 0
     trimmed_results: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    retried_tasks: int = 0
+    """Expired leases queued again under their retry policy (not reported LOST)."""
+    retried: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    """The (workflow name, task name) of each of the ``retried_tasks``."""
+    given_up: tuple[str, ...] = field(default_factory=tuple)
+    """Expired leases that used their last attempt of several (poison tasks): who, which."""
 
 
 @dataclass(frozen=True)

@@ -234,12 +234,14 @@ def task_complete_event(
     status: TaskStatus | None = None,
     parameters: Any = None,
     enqueued_at: datetime | None = None,
+    attempts: int = 1,
 ) -> TaskCompleteEvent:
     """A :class:`~cereal.instance.TaskCompleteEvent` for a task that ended.
 
     ``result`` is what the executor returned (status ``SUCCESS``); ``error``
     what it raised (status ``FAILED``, stored as ``str(error)`` like the engine
-    does); ``status`` forces one, e.g. ``LOST``; ``parameters`` are the task's.
+    does); ``status`` forces one, e.g. ``LOST``; ``parameters`` are the task's;
+    ``attempts`` is what :attr:`~cereal.TaskResult.attempts` says.
 
     Example::
 
@@ -262,6 +264,7 @@ def task_complete_event(
         parameters=values.encode(parameters, where="task_complete_event(parameters)"),
         error_text=text,
         result=values.encode(result, where="task_complete_event(result)"),
+        attempts=attempts,
     )
     return TaskCompleteEvent(task_name, TaskResult(data), enqueued_at or _time.utcnow())
 
@@ -350,6 +353,9 @@ class EnqueuedTask:
     """The encoded parameters (use :meth:`get_parameters`)."""
     start_after: datetime | None
     """When it may start (``None``: at once)."""
+    retry_policy: str | None = None
+    """The task's own retry policy as stored (compare with ``RetryPolicy(...).to_json()``);
+    ``None``: the executor's applies."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""
@@ -374,7 +380,10 @@ class EnqueuedTask:
 
 def enqueued_tasks(decision: Decision) -> list[EnqueuedTask]:
     """The tasks the decision enqueues, in order (none unless it continues)."""
-    return [EnqueuedTask(t.task_name, t.parameters, t.start_after) for t in decision.tasks]
+    return [
+        EnqueuedTask(t.task_name, t.parameters, t.start_after, t.retry_policy)
+        for t in decision.tasks
+    ]
 
 
 def assert_tasks_enqueued(decision: Decision, task_name: str, count: int) -> Sequence[EnqueuedTask]:

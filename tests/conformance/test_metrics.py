@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cereal import Decision, Task, WorkflowInstance
+from cereal import Decision, RetryPolicy, Task, WorkflowInstance
+from cereal.drivers import Driver
 from cereal.metrics import CONTENT_TYPE, MetricsServer, PrometheusMetrics, render, serve
 from tests.conformance._executors import INST, WF, Flow, collect_results, enqueue, register
-from tests.plugins.manager import MakeManager, wait_finished
+from tests.plugins.manager import MakeManager, eventually, wait_finished
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -112,32 +113,99 @@ async def test_queue_depth_gauge_follows_the_store(
     assert CONTENT_TYPE.startswith("text/plain")
 
 
-async def test_lost_and_retried_counters(make_manager: MakeManager) -> None:
-    # Given a task that a stopping Manager abandons (its workflow sees LOST)
+async def test_lost_counter_moves_when_a_workflow_receives_a_lost_result(
+    make_manager: MakeManager, driver_factory: Callable[[], Driver]
+) -> None:
+    # Given a Manager running the workflow (not the task) and a holder that claims the
+    # task with a 0.2 s lease and never heartbeats (it "dies")
     metrics = PrometheusMetrics()
-    manager = make_manager(observers=[metrics], stop_grace_period=0.0)
-    started = asyncio.Event()
-
-    async def hang(task: Task) -> None:
-        started.set()
-        await asyncio.Event().wait()
-
-    register(manager, {WF: Flow(enqueue(("hang", None)), collect_results)}, {"hang": hang})
+    manager = register(make_manager(observers=[metrics]),
+                       {WF: Flow(enqueue(("hang", None)), collect_results)})  # fmt: skip
     await manager.start()
-    await manager.enqueue_workflow(WF, INST)
-    await started.wait()
-    await manager.stop()
-    # When a second Manager delivers the LOST result
-    second = register(make_manager(driver=manager.driver, observers=[metrics]),
-                      {WF: Flow(enqueue(("hang", None)), collect_results)}, {})  # fmt: skip
-    await second.start()
-    await wait_finished(second, WF, INST)
+    holder = driver_factory()
+    await holder.init()
+    try:
+        await manager.enqueue_workflow(WF, INST)
+        claimed: list[Any] = []
 
-    body = (await render(second.driver, metrics)).decode()
+        async def claim() -> bool:
+            claimed.extend(await holder.dequeue_tasks("hang", 1, task_expiry=0.2))
+            return bool(claimed)
+
+        await eventually(claim, what="the task claimed by the holder")
+        # When the sweep reports the task LOST to its workflow
+        await wait_finished(manager, WF, INST, timeout=30)
+    finally:
+        await holder.close()
+
+    # Then the lost counter moved, and nothing was retried
+    body = (await render(manager.driver, metrics)).decode()
     assert 'cereal_tasks_lost_total{task="hang",workflow="wf"} 1.0' in body
-    # and the retry hook a retry feature calls moves its counter
-    from cereal.observe import note_task_retried
+    assert "cereal_tasks_retried_total{" not in body
 
-    note_task_retried(second.observer, WF, "hang")
-    body = (await render(second.driver, metrics)).decode()
-    assert 'cereal_tasks_retried_total{task="hang",workflow="wf"} 1.0' in body
+
+async def test_retried_counter_moves_when_a_failed_attempt_is_tried_again(
+    make_manager: MakeManager,
+) -> None:
+    # Given a task whose first attempt raises, under a policy of 2 attempts
+    metrics = PrometheusMetrics()
+    manager = make_manager(observers=[metrics])
+
+    def flaky(task: Task) -> str:
+        if task.metadata.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    register(manager, {WF: Flow(enqueue(("flaky", None)), collect_results)})
+    manager.register_task_executor(
+        "flaky", flaky, retry=RetryPolicy(max_attempts=2, initial_backoff=0.01)
+    )
+    await manager.start()
+
+    # When it runs
+    await manager.enqueue_workflow(WF, INST)
+    await wait_finished(manager, WF, INST)
+
+    # Then the retry was counted once: two runs, the first failed, the second succeeded
+    after = _samples((await render(manager.driver, metrics)).decode())
+    assert after[("cereal_tasks_retried_total", _task(WF, "flaky"))] == 1
+    assert after[("cereal_tasks_started_total", _task(WF, "flaky"))] == 2
+    assert after[("cereal_tasks_failed_total", _task(WF, "flaky"))] == 1
+    assert after[("cereal_tasks_completed_total", _task(WF, "flaky"))] == 1
+    assert ("cereal_tasks_lost_total", _task(WF, "flaky")) not in after
+
+
+async def test_retried_counter_moves_when_a_sweep_retries_an_expired_lease(
+    make_manager: MakeManager, driver_factory: Callable[[], Driver]
+) -> None:
+    # Given a sweeping Manager running the workflow of a task with 2 attempts, and a holder
+    # that claims the task with a 0.2 s lease and never heartbeats (it "dies")
+    metrics = PrometheusMetrics()
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.01)
+    flow = Flow(enqueue(("hang", None), retry=policy), collect_results)
+    manager = register(make_manager(observers=[metrics]), {WF: flow})
+    await manager.start()
+    holder = driver_factory()
+    await holder.init()
+    try:
+        await manager.enqueue_workflow(WF, INST)
+        claimed: list[Any] = []
+
+        async def claim() -> bool:
+            claimed.extend(await holder.dequeue_tasks("hang", 1, task_expiry=0.2))
+            return bool(claimed)
+
+        await eventually(claim, what="the task claimed by the holder")
+
+        # When a sweep finds the lease expired with an attempt left
+        async def retried() -> bool:
+            body = (await render(manager.driver, metrics)).decode()
+            return 'cereal_tasks_retried_total{task="hang",workflow="wf"} 1.0' in body
+
+        # Then the retry is counted (the task waits for its second attempt, not LOST)
+        await eventually(retried, timeout=30, what="the sweep's retry counted")
+    finally:
+        await holder.close()
+    body = (await render(manager.driver, metrics)).decode()
+    assert "cereal_tasks_lost_total{" not in body
+    assert (await manager.get_workflow_instance(WF, INST)).is_running()

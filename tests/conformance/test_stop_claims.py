@@ -53,7 +53,7 @@ def _logged(caplog: pytest.LogCaptureFixture, level: int, *parts: str) -> bool:
     )
 
 
-async def test_a_task_claimed_while_stop_begins_is_abandoned_at_once(
+async def test_a_task_claimed_while_stop_begins_is_handed_back_at_once(
     make_manager: MakeManager,
     driver_factory: Callable[[], Driver],
     caplog: pytest.LogCaptureFixture,
@@ -81,15 +81,19 @@ async def test_a_task_claimed_while_stop_begins_is_abandoned_at_once(
     gate.release.set()
     await stopping
 
-    # Then the task never ran, its workflow saw it LOST at once, and a WARNING named it
+    # Then the task never ran there, a WARNING named it, and it was handed back at once:
+    # the next worker runs it (no expiry passes in this test)
     [claimed] = gate.claims
-    done = await wait_finished(flows, WF, INST)
     assert ran == []
-    assert [entry["status"] for entry in done.get_result()] == ["lost"]
     assert _logged(caplog, logging.WARNING, f"slow (id {claimed.metadata.task_id})")
+    later = register(make_manager(**NO_EXPIRY), {}, {"slow": slow})
+    await later.start()
+    done = await wait_finished(flows, WF, INST)
+    assert [entry["status"] for entry in done.get_result()] == ["success"]
+    assert [task.metadata.task_id for task in ran] == [claimed.metadata.task_id]
 
 
-async def test_tasks_abandoned_after_the_grace_period_are_logged_with_names_and_ids(
+async def test_tasks_handed_back_after_the_grace_period_are_logged_with_names_and_ids(
     make_manager: MakeManager, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="cereal")
@@ -112,10 +116,16 @@ async def test_tasks_abandoned_after_the_grace_period_are_logged_with_names_and_
     # When it stops with no grace period left for the task
     await manager.stop(grace_period=0)
 
-    # Then the workflow sees it LOST at once, and a WARNING names the task and its id
+    # Then a WARNING names the task and its id, and the task is queued again at once
     [task] = seen
     assert _logged(caplog, logging.WARNING, f"endless (id {task.metadata.task_id})")
-    later = register(make_manager(**NO_EXPIRY), {WF: Flow()})
+
+    def finishes(again: Task) -> str:
+        seen.append(again)
+        return "done"
+
+    later = register(make_manager(**NO_EXPIRY), {WF: Flow()}, {"endless": finishes})
     await later.start()
     done = await wait_finished(later, WF, INST)
-    assert [entry["status"] for entry in done.get_result()] == ["lost"]
+    assert [entry["status"] for entry in done.get_result()] == ["success"]
+    assert [again.metadata.task_id for again in seen] == [task.metadata.task_id] * 2

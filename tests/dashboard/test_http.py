@@ -6,6 +6,7 @@ check what a browser cannot easily show: status codes of refused requests.
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import re
 import urllib.error
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cereal import Decision, Manager, TaskCompleteEvent, WorkflowInstance, errors
+from cereal import Decision, Manager, RetryPolicy, Task, TaskCompleteEvent, WorkflowInstance, errors
 from cereal.dashboard._paths import segment
 from tests._waiting import wait_until
 from tests.dashboard.conftest import StoreFactory, build_store
@@ -298,3 +299,54 @@ async def test_a_failed_run_shows_its_exception_type_and_traceback(
 
 async def _is_finished(manager: Manager, workflow: str, instance: str) -> bool:
     return not (await manager.get_workflow_instance(workflow, instance)).is_running()
+
+
+class _OneTask:
+    """Runs one "flaky" task and completes with its result."""
+
+    def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
+        w.enqueue_task("flaky")
+        return w.continue_()
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        return w.complete(ev.result.get())
+
+    def on_cancel(self, w: WorkflowInstance, ev: object) -> Decision:
+        return w.fail("cancelled")
+
+
+async def test_a_retried_task_shows_the_attempt_it_is_on(
+    serve: Any, seed: Manager, worker_factory: Any
+) -> None:
+    # Given a task whose first attempt fails and whose second waits for the test
+    second_attempt = asyncio.Event()
+    release = asyncio.Event()
+
+    async def flaky(task: Task) -> str:
+        if task.metadata.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        second_attempt.set()
+        await release.wait()
+        return "ok"
+
+    worker = worker_factory()
+    worker.register_workflow_executor("retrying", _OneTask())
+    worker.register_task_executor(
+        "flaky", flaky, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01)
+    )
+    await worker.start()
+    await seed.enqueue_workflow("retrying", "r-1")
+    await asyncio.wait_for(second_attempt.wait(), timeout=30)
+    # When the instance's page is opened during the second attempt
+    with serve() as base:
+        status, page = await asyncio.to_thread(Visitor(base).get, _instance_path("retrying", "r-1"))
+    release.set()
+    # Then its task row shows it running as attempt 2
+    assert status == 200
+    row = re.search(r"<td>flaky</td><td>running</td>\s*<td>(\d+)</td>", page)
+    assert row is not None, page
+    assert row.group(1) == "2"
+    await wait_until(
+        lambda: _is_finished(seed, "retrying", "r-1"), what="the run ended", timeout=30
+    )
+    assert (await seed.get_workflow_instance("retrying", "r-1")).get_result() == "ok"

@@ -122,6 +122,7 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_names": [],
                     "task_parameters": [],
                     "task_start_after": [],
+                    "task_retry_policies": [],
                     "note": None,
                     "task_traceparents": [],
                     "error_types": [None],

@@ -107,6 +107,7 @@ async def test_kill_during_a_continue_commit_leaves_no_tasks_behind(postgres_dsn
                     "task_names": ["t"] * TASKS,
                     "task_parameters": [None] * TASKS,
                     "task_start_after": [None] * TASKS,
+                    "task_retry_policies": [None] * TASKS,
                     "note": None,
                     "task_traceparents": [None] * TASKS,
                     "error_types": [None],

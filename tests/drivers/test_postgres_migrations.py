@@ -136,7 +136,7 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
 
     # When it is migrated
     later = await PostgresDriver(postgres_empty_dsn).migrate()
-    assert later == [_label(migration) for migration in migrations()[1:]]
+    assert later == ALL[1:]
     assert later[:3] == [
         "0002_lease_deadline",
         "0003_instance_foreign_keys",
@@ -215,6 +215,57 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
             assert [event.completed_task_count for event in events] == [1, 1]
             await completer.done(None)
         assert await driver.claim_workflows(["wf"], max_instances=2, max_events=5) == []
+
+
+async def test_a_database_with_live_tasks_migrates_to_task_retries(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database at the schema just before task_retries, with one queued task and
+    # one unconsumed result
+    known = migrations()
+    at = next(i for i, migration in enumerate(known) if migration.name == "task_retries")
+    older = known[:at]
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        _apply_by_hand(conn, older)
+        [(instance_id,)] = conn.execute(
+            "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
+            " enqueued_tasks, ready_at) VALUES ('wf', 'i', 'running', 2, now()) RETURNING id"
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name)"
+            " VALUES (%s, 'wf', 'i', 'queued')",
+            (instance_id,),
+        )
+        [(result_id,)] = conn.execute(
+            "INSERT INTO cereal_task_results (instance_id, task_id, task_name, status,"
+            " enqueued_at) VALUES (%s, 99, 'done', 'success', now()) RETURNING id",
+            (instance_id,),
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type,"
+            " task_result_id) VALUES (%s, 'wf', 'task_complete', %s)",
+            (instance_id, result_id),
+        )
+
+    # When it is migrated
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == ALL[at:]
+
+    # Then the old result counts one attempt, and the queued task runs as attempt 1 under
+    # the claimer's policy (it had none), and can be queued again for a retry
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        [(events, workflow)] = await driver.claim_workflows(["wf"], max_events=5)
+        async with workflow:
+            [event] = events
+            assert event.task_result is not None
+            assert (event.task_result.task_name, event.task_result.attempts) == ("done", 1)
+            await workflow.continue_(None, [])
+        policy = '{"initial_backoff":0,"jitter":0,"max_attempts":2,"max_backoff":0,"multiplier":1}'
+        [(data, completer)] = await driver.dequeue_tasks("queued", 1, retry_policy=policy)
+        assert data.metadata.attempt == 1
+        assert data.retry_policy is not None
+        await completer.retry("boom", 0)
+        [(again, _)] = await driver.dequeue_tasks("queued", 1)
+        assert again.metadata.attempt == 2
 
 
 async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_catches_up(

@@ -33,6 +33,7 @@ from cereal.models import (
 )
 from tests._waiting import DEADLINE, sweep_until, wait_past, wait_until
 
+ALL_MIGRATIONS = [label(m) for m in migrations()]
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
 
 
@@ -135,7 +136,7 @@ def test_options_from_the_url(tmp_path: Path) -> None:
 async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
     driver = SQLiteDriver(db_path)
     applied = await driver.migrate()
-    assert applied == [label(migration) for migration in migrations()]
+    assert applied == ALL_MIGRATIONS
     assert applied[:3] == ["0001_initial", "0002_lease_deadline", "0003_ready_instances"]
     assert await driver.migrate() == []
     async with driver:
@@ -176,6 +177,22 @@ async def test_a_migration_from_a_newer_cereal_is_a_hard_error(db_path: str) -> 
         await SQLiteDriver(db_path).init()
 
 
+def test_a_rerun_after_a_busy_error_still_reports_the_steps_committed_before_it(
+    db_path: str,
+) -> None:
+    # Given a run that committed the first step, then failed (as on a busy lock)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    applied: list[str] = []
+    apply_migrations(conn, migrations()[:1], applied)
+
+    # When the connection runs the job again with the same list
+    reported = apply_migrations(conn, migrations(), applied)
+    conn.close()
+
+    # Then every step applied by this caller is reported, each once
+    assert reported == ALL_MIGRATIONS
+
+
 async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
     db_path: str,
 ) -> None:
@@ -199,7 +216,7 @@ async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
 
     # When it is migrated
     later = await SQLiteDriver(db_path).migrate()
-    assert later == [label(migration) for migration in migrations()[1:]]
+    assert later == ALL_MIGRATIONS[1:]
     assert later[:2] == ["0002_lease_deadline", "0003_ready_instances"]
 
     # Then no lease got an expiry: both are judged by the sweeper's own, as before, so a

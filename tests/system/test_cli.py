@@ -443,7 +443,7 @@ async def long(task):
 
 
 def build() -> Manager:
-    # a lease that never expires in this test: only abandoning can end the task
+    # a lease that never expires in this test: only a hand-back at stop moves the task on
     made = Manager(
         open_driver({url!r}), task_poll_interval=0.1, workflow_poll_interval=0.1, task_expiry=3600
     )
@@ -464,7 +464,7 @@ def _start_worker(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_worker_sigterm_abandons_running_tasks_with_a_warning(
+def test_worker_sigterm_hands_running_tasks_back_with_a_warning(
     cli: Cli, db_url: str, tmp_path: Path
 ) -> None:
     # Given a worker running a task that would run for ever
@@ -483,7 +483,7 @@ def test_worker_sigterm_abandons_running_tasks_with_a_warning(
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=60)
 
-        # Then it exits cleanly and its log names the abandoned task
+        # Then it exits cleanly and its log names the task handed back
         assert worker.returncode == 0, stderr
         assert "WARNING" in stderr and f"long (id {task_id})" in stderr, stderr
     finally:
@@ -491,16 +491,63 @@ def test_worker_sigterm_abandons_running_tasks_with_a_warning(
             worker.kill()
             worker.communicate()
 
-    # And the next worker's workflow sees the task LOST without waiting for its expiry
+    # And the next worker runs the same task again without waiting for its expiry
     started.unlink()
     again = _start_worker(tmp_path, "long_app:build")
     try:
         deadline = time.monotonic() + 60
-        shown = cli.json("workflows", "show", "waits", "one")
-        while shown["is_running"] and time.monotonic() < deadline and again.poll() is None:
-            time.sleep(0.1)
-            shown = cli.json("workflows", "show", "waits", "one")
-        assert shown["result"] == "lost", shown
+        while not started.exists() and again.poll() is None:
+            assert time.monotonic() < deadline, "the task handed back never started again"
+            time.sleep(0.05)
+        assert started.read_text() == task_id
+        assert cli.json("workflows", "show", "waits", "one")["is_running"]
     finally:
         again.send_signal(signal.SIGTERM)
         again.communicate(timeout=60)
+
+
+def test_worker_second_signal_ends_the_grace_period_and_hands_tasks_back(
+    cli: Cli, db_url: str, tmp_path: Path
+) -> None:
+    # Given a worker with a 600 s grace period running a task that would run for ever
+    (tmp_path / "long_app.py").write_text(textwrap.dedent(LONG_TASK_APP.format(url=db_url)))
+    started = tmp_path / "long-started"
+    stderr_path = tmp_path / "worker.stderr"
+    with stderr_path.open("w") as stderr_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "cereal", "worker", "long_app:build", "--grace-period", "600"],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            text=True,
+        )
+    try:
+        cli("workflows", "enqueue", "waits", "one")
+        deadline = time.monotonic() + 60
+        while not started.exists() and worker.poll() is None:
+            assert time.monotonic() < deadline, "the long task never started"
+            time.sleep(0.05)
+        task_id = started.read_text()
+
+        # When a first SIGTERM starts the stop, which says how long the tasks may take
+        worker.send_signal(signal.SIGTERM)
+        while "600 s left" not in stderr_path.read_text() and worker.poll() is None:
+            assert time.monotonic() < deadline + 60, stderr_path.read_text()
+            time.sleep(0.05)
+        # and a second signal (Ctrl+C) arrives during the grace period
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=60)
+
+        # Then the worker ended the grace period at once, handed the task back, and exited
+        stderr = stderr_path.read_text()
+        assert worker.returncode == 0, stderr
+        assert "SIGINT received again: grace period ended" in stderr, stderr
+        assert "handed back" in stderr and f"long (id {task_id})" in stderr, stderr
+        # and the workflow still waits for the task: it was not reported LOST
+        shown = cli.json("workflows", "show", "waits", "one")
+        assert shown["is_running"], shown
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
-from tests.system._cereal_process import cereal, live_cereal
+from tests.system._cereal_process import LiveProcess, cereal, live_cereal
 
 APP = """
 import cereal
@@ -123,24 +124,65 @@ manager.register_task_executor("slow", slow)
 """
 
 
-def test_a_second_sigint_ends_the_graceful_stop(tmp_path: Path) -> None:
+def _start_slow_task(tmp_path: Path, url: str, worker: LiveProcess) -> None:
+    """Enqueue the one-task workflow through the CLI and wait until its task runs."""
+    worker.wait_for_line("started")
+    enqueued = cereal("--db", url, "workflows", "enqueue", "wait", "one", cwd=tmp_path)
+    assert enqueued.returncode == 0, enqueued.stderr
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "task-started").exists():
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+
+
+def test_a_second_sigint_ends_the_grace_period_at_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'slow.db'}"
     (tmp_path / "slow_app.py").write_text(textwrap.dedent(SLOW_APP.format(url=url)))
     with live_cereal("worker", "slow_app:manager", "--grace-period", "600", cwd=tmp_path) as worker:
-        worker.wait_for_line("started")
-        enqueued = cereal("--db", url, "workflows", "enqueue", "wait", "one", cwd=tmp_path)
-        assert enqueued.returncode == 0, enqueued.stderr
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "task-started").exists():
-            assert time.monotonic() < deadline, "the task never started"
-            time.sleep(0.05)
+        _start_slow_task(tmp_path, url, worker)
 
-        # the first SIGINT starts a graceful stop that would wait 600 s for the task
+        # the first SIGINT starts a graceful stop that would wait 600 s for the task;
+        # the second ends that wait: the task is handed back and the worker exits cleanly
         worker.process.send_signal(signal.SIGINT)
         worker.wait_for_line("SIGINT received: stopping")
         worker.process.send_signal(signal.SIGINT)
         status, stderr = worker.finish(timeout=60)
 
+    assert status == 0, stderr
+    assert "SIGINT received again: grace period ended" in stderr
+    assert "handed back" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_third_sigint_ends_a_stop_stuck_handing_tasks_back(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    (tmp_path / "slow_app.py").write_text(textwrap.dedent(SLOW_APP.format(url=postgres_dsn)))
+    with live_cereal("worker", "slow_app:manager", "--grace-period", "600", cwd=tmp_path) as worker:
+        _start_slow_task(tmp_path, postgres_dsn, worker)
+        # Given the running task's row locked by another transaction: a hand-back waits for it
+        with psycopg.connect(postgres_dsn) as blocker:
+            locked = blocker.execute(
+                "SELECT id FROM cereal_tasks WHERE task_name = 'slow' FOR UPDATE"
+            ).fetchall()
+            assert len(locked) == 1
+
+            # When a first SIGINT starts the stop, a second ends its grace period (the
+            # hand-back now waits for the lock), and a third arrives
+            worker.process.send_signal(signal.SIGINT)
+            worker.wait_for_line("SIGINT received: stopping")
+            worker.process.send_signal(signal.SIGINT)
+            worker.wait_for_line("grace period ended")
+            worker.process.send_signal(signal.SIGINT)
+
+            # Then the command ends without waiting for the hand-back
+            status, stderr = worker.finish(timeout=60)
+            blocker.rollback()
+
     assert status == 130, stderr
     assert stderr.splitlines()[-1] == "error: interrupted"
     assert "Traceback" not in stderr
+    # and the task was not handed back: it returns by its lease's expiry
+    with psycopg.connect(postgres_dsn) as conn:
+        [(state,)] = conn.execute("SELECT state FROM cereal_tasks WHERE task_name = 'slow'")
+    assert state == "running"

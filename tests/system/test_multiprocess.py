@@ -173,3 +173,37 @@ async def test_kill_9_mid_callback_redelivers_the_event_and_applies_it_once(
     assert sorted((record / f"{survivor.pid}.ran").read_text().split()) == ["0", "1", "2"]
     assert not (record / f"{victim.pid}.ran").exists()
     await client.stop()
+
+
+async def test_a_task_whose_worker_is_killed_twice_succeeds_on_the_third_under_its_retry_policy(
+    driver_factory: Callable[[], Driver],
+    spawn_worker: Callable[[str], subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # Given a workflow whose "crashy" task has max_attempts=3 (see worker_app)
+    client = Manager(driver_factory())
+    url = _driver_url(client.driver)
+    record = tmp_path / "records"
+    first = spawn_worker(url)
+    await _ready(record, [first])
+    await client.enqueue_workflow("crash-then-succeed", "crash-3")
+
+    # When the worker running attempt 1 is killed with SIGKILL, then the one running attempt 2
+    victim = first
+    for attempt in (1, 2):
+        marker = record / f"{victim.pid}.started-crashy-{attempt}"
+        await eventually(marker.exists, timeout=60, what=f"attempt {attempt} started")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        victim = spawn_worker(url)
+        await _ready(record, [victim])
+
+    # Then the third worker runs attempt 3 and the workflow sees one success after 3 attempts
+    final = await wait_finished(client, "crash-then-succeed", "crash-3", timeout=60)
+    assert final.get_result() == {
+        "status": "success",
+        "attempts": 3,
+        "value": "survived attempt 3",
+    }
+    assert (record / f"{victim.pid}.started-crashy-3").exists()
+    await client.stop()

@@ -21,7 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cereal import Manager, StartEvent, Task, TaskCompleteEvent, TaskStatus, open_driver
+from cereal import (
+    Manager,
+    RetryPolicy,
+    StartEvent,
+    Task,
+    TaskCompleteEvent,
+    TaskStatus,
+    open_driver,
+)
 from cereal.instance import CancelEvent, Decision, WorkflowInstance
 
 
@@ -104,6 +112,23 @@ class SlowThenQuick:
         return w.fail("cancelled")
 
 
+class CrashThenSucceed:
+    """Runs one "crashy" task under a 3-attempt retry policy; completes with how it ended."""
+
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        w.enqueue_task("crashy", retry=RetryPolicy(max_attempts=3, initial_backoff=0.1))
+        return w.continue_()
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        result = ev.result
+        value = result.get() if result.status is TaskStatus.SUCCESS else None
+        outcome = {"status": result.status.value, "attempts": result.attempts, "value": value}
+        return w.complete(outcome)
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
 def build_manager(url: str, record_dir: Path, **options: Any) -> Manager:
     """The Manager every worker process runs."""
     ran = record_dir / f"{os.getpid()}.ran"
@@ -138,6 +163,14 @@ def build_manager(url: str, record_dir: Path, **options: Any) -> Manager:
     def quick(task: Task) -> str:
         return "quick done"
 
+    async def crashy(task: Task) -> str:
+        # attempts 1 and 2 hang until the test kills this process; attempt 3 ends
+        attempt = task.metadata.attempt
+        (record_dir / f"{os.getpid()}.started-crashy-{attempt}").write_text("started")
+        if attempt < 3:
+            await asyncio.sleep(600)
+        return f"survived attempt {attempt}"
+
     manager = Manager(open_driver(url), **options)
     manager.register_workflow_executor("fan-out", FanOut())
     manager.register_workflow_executor("slow-then-quick", SlowThenQuick())
@@ -145,6 +178,8 @@ def build_manager(url: str, record_dir: Path, **options: Any) -> Manager:
     manager.register_task_executor("square", square, workers=8)
     manager.register_task_executor("slow", slow)
     manager.register_task_executor("quick", quick)
+    manager.register_workflow_executor("crash-then-succeed", CrashThenSucceed())
+    manager.register_task_executor("crashy", crashy)
     return manager
 
 

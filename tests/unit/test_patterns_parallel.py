@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from cereal import errors, multiworkflow, testing
-from cereal.instance import ENQUEUE_AND_COMPLETE_ERROR, ImmutableWorkflowInstance
-from cereal.models import WorkflowInstanceData, WorkflowInstanceStatus
+from cereal import errors, multiworkflow, testing, values
+from cereal._time import utcnow
+from cereal.instance import (
+    ENQUEUE_AND_COMPLETE_ERROR,
+    ImmutableWorkflowInstance,
+    TaskCompleteEvent,
+    TaskResult,
+)
+from cereal.models import TaskResultData, TaskStatus, WorkflowInstanceData, WorkflowInstanceStatus
 from cereal.patterns import ParallelWorkflowExecutor, ParallelWorkflowInstance
 from cereal.patterns._common import WorkflowState
 from cereal.patterns.parallel import NO_EXECUTOR, UNROUTABLE_TASK, parallel_parameters
@@ -206,6 +212,39 @@ async def test_sub_workflow_sees_task_failures() -> None:
     )
 
     assert testing.assert_complete(done)["State"]["a"]["Err"] == "disk"
+
+
+async def test_sub_workflow_sees_the_failures_type_traceback_and_attempts() -> None:
+    def task_done(w, ev):
+        result = ev.result
+        return w.fail(f"{result.error_type} after {result.attempts}: {result.error_traceback}")
+
+    executor = ParallelWorkflowExecutor(
+        {"a": testing.make_executor(one_task().on_start, task_done)}
+    )
+    w, decision = await start(executor, {"a": 1})
+    (task,) = testing.enqueued_tasks(decision)
+    # the stored result of a task whose third attempt raised OSError
+    routed = task.complete_event(error=OSError("disk")).result
+    data = TaskResultData(
+        task_name=routed.task_name,
+        status=TaskStatus.FAILED,
+        parameters=values.encode(routed.get_parameters(), where="test"),
+        error_text="disk",
+        error_type="OSError",
+        error_traceback="Traceback: disk full",
+        attempts=3,
+    )
+
+    done = await testing.run_callback(
+        executor,
+        "on_task_complete",
+        testing.next_instance(w, decision, completed_tasks=1),
+        TaskCompleteEvent(routed.task_name, TaskResult(data), utcnow()),
+    )
+
+    failed = testing.assert_complete(done)["State"]["a"]["Err"]
+    assert failed == "OSError after 3: Traceback: disk full"
 
 
 async def test_task_of_a_finished_sub_workflow_is_counted_only() -> None:

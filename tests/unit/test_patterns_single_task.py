@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cereal import Manager, TaskStatus, testing
+from cereal import Manager, RetryPolicy, Task, TaskStatus, testing
 from cereal.drivers.memory import MemoryDriver
 from cereal.patterns import SingleTaskWorkflowExecutor, register_single_task_workflow_executor
 from cereal.patterns.single_task import CANCELLED
+from tests._waiting import wait_until
+from tests.plugins.manager import FAST_OPTIONS
 
 
 async def started(executor: SingleTaskWorkflowExecutor, parameters=None):
@@ -119,3 +121,34 @@ def test_register_refuses_bad_options_and_duplicates() -> None:
     register_single_task_workflow_executor(manager, "c", lambda task: None)
     with pytest.raises(RuntimeError, match="registered already"):
         register_single_task_workflow_executor(manager, "c", lambda task: None)
+
+
+async def test_register_gives_the_task_its_retry_policy() -> None:
+    # Given a single-task workflow whose task fails its first attempt, with 2 attempts
+    attempts: list[int] = []
+
+    def flaky(task: Task) -> str:
+        attempts.append(task.metadata.attempt)
+        if task.metadata.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return "resized"
+
+    manager = Manager(MemoryDriver(), **FAST_OPTIONS)
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.01)
+    register_single_task_workflow_executor(manager, "resize", flaky, retry=retry)
+    with pytest.raises(TypeError, match="retry"):
+        register_single_task_workflow_executor(manager, "other", flaky, retry=2)  # type: ignore[arg-type]
+
+    # When it runs
+    async with manager:
+        await manager.enqueue_workflow("resize", "img")
+
+        async def finished() -> bool:
+            return not (await manager.get_workflow_instance("resize", "img")).is_running()
+
+        await wait_until(finished, what="the workflow ended")
+        done = await manager.get_workflow_instance("resize", "img")
+
+    # Then the second attempt's result is the workflow's
+    assert attempts == [1, 2]
+    assert done.get_result() == "resized"

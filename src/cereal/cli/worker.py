@@ -9,7 +9,11 @@ and the registered workflows and tasks, and a warning says so when ``--db``
 or ``CEREAL_DATABASE_URL`` names another database.
 
 The first SIGINT or SIGTERM stops the worker, also while it is still
-connecting; a second one during the graceful stop ends it at once.
+connecting. Once started, the stop is graceful and says how long running
+tasks may still take; a second signal ends that grace period at once, and
+tasks still running are handed back to the queue for any worker (the
+Manager logs each at WARNING). A signal after that (or a second one while
+connecting) ends the command without waiting for the stop to finish.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import inspect
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -114,47 +119,89 @@ async def serve(
     """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name.
 
     A signal while the Manager is still starting (connecting, migrating) stops
-    it at once; a second signal during the graceful stop ends the command.
-    With ``metrics_port``, Prometheus metrics are served on that port meanwhile.
+    it at once. A second signal during the graceful stop ends its grace period
+    (running tasks are handed back now); one more ends the command without
+    waiting. With ``metrics_port``, Prometheus metrics are served on that port
+    meanwhile.
 
     Raises:
-        KeyboardInterrupt: on the second signal.
+        KeyboardInterrupt: on a signal after the grace period was ended.
     """
     manager = await resolve_manager(load_target(target), target)
     warn_if_db_differs(options, manager)
     loop = asyncio.get_running_loop()
     metrics_server = None if metrics_port is None else serve_metrics(manager, metrics_port, loop)
-    received: asyncio.Future[str] = loop.create_future()
+    received: asyncio.Queue[str] = asyncio.Queue()
+    waiting_ends = False  # set once no stop is left to shorten: the next signal ends at once
 
     def on_signal(signum: signal.Signals) -> None:
-        if received.done():
-            raise KeyboardInterrupt  # the second signal: do not wait for the graceful stop
-        received.set_result(signum.name)
+        if waiting_ends:
+            raise KeyboardInterrupt  # do not wait for the stop to finish
+        received.put_nowait(signum.name)
+
+    def end_waiting_on_next_signal() -> None:
+        nonlocal waiting_ends
+        waiting_ends = True
 
     handled = (signal.SIGINT, signal.SIGTERM)
     for signum in handled:
         loop.add_signal_handler(signum, on_signal, signum)
+    signalled = asyncio.ensure_future(received.get())
     try:
         starting = asyncio.ensure_future(manager.start())
-        first: set[asyncio.Future[Any]] = {starting, received}
-        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():  # a signal came first: give up connecting
             starting.cancel()
             await asyncio.wait({starting})
-            name = received.result()
+            name = signalled.result()
+            end_waiting_on_next_signal()
             _render.note(f"{name} received while starting: stopping")
             return name
         starting.result()  # a failed start raises here
         _render.note(start_line(target, manager))
-        name = await received
-        _render.note(f"{name} received: stopping (running tasks get the grace period)")
+        name = await signalled
+        grace = manager.stop_grace_period if grace_period is None else grace_period
+        _render.note(
+            f"{name} received: stopping; running tasks have {grace:g} s left to finish, then "
+            "they are handed back to the queue (Ctrl+C again: hand them back now)"
+        )
+        await _stop_until_done_or_cut(manager, grace_period, received, end_waiting_on_next_signal)
     finally:
-        await manager.stop(grace_period=grace_period)
+        signalled.cancel()  # still waiting after a failed start
+        await manager.stop(grace_period=grace_period)  # idempotent; stops after a failed start
         if metrics_server is not None:
             metrics_server.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
     return name
+
+
+async def _stop_until_done_or_cut(
+    manager: Manager,
+    grace_period: float | None,
+    received: asyncio.Queue[str],
+    on_cut: Callable[[], None],
+) -> None:
+    """Stop the Manager; a signal arriving meanwhile ends its grace period at once.
+
+    ``on_cut`` is called once the grace period was ended that way.
+    """
+    stopping = asyncio.create_task(manager.stop(grace_period=grace_period))
+    while not stopping.done():
+        again = asyncio.create_task(received.get())
+        await asyncio.wait({stopping, again}, return_when=asyncio.FIRST_COMPLETED)
+        if not again.done():
+            again.cancel()
+            continue
+        left = manager.grace_period_left()
+        manager.end_grace_period()
+        on_cut()
+        waited = "" if left is None else f" ({left:.1f} s were left)"
+        _render.note(
+            f"{again.result()} received again: grace period ended{waited}; "
+            "handing running tasks back now"
+        )
+    await stopping
 
 
 def worker(

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal._time import to_utc
+from cereal.drivers._expired import ExpiredTasks, expiry_retry_delay, is_poison
 from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
@@ -33,6 +34,7 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
+from cereal.retry import given_up_note
 
 Key = tuple[str, str]
 """(workflow_name, instance_name)."""
@@ -89,6 +91,8 @@ class Task:
     lease_deadline: datetime | None = None
     attempt: int = 0
     traceparent: str | None = None
+    retry_policy: str | None = None
+    hand_backs: int = 0
 
 
 @dataclass(eq=False)
@@ -270,16 +274,23 @@ class MemoryState:
                 start_after,
                 now,
                 traceparent=new.traceparent,
+                retry_policy=new.retry_policy,
             )
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
 
     def claim_tasks(
-        self, task_name: str, max_tasks: int, now: datetime, expiry: float
+        self,
+        task_name: str,
+        max_tasks: int,
+        now: datetime,
+        expiry: float,
+        retry_policy: str | None = None,
     ) -> list[tuple[Task, int]]:
         """Lease up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
 
-        Each lease's deadline is ``now`` plus ``expiry`` seconds (the claimer's).
+        Each lease's deadline is ``now`` plus ``expiry`` seconds (the claimer's);
+        a task without a stored retry policy gets ``retry_policy``.
         """
         queue = self.queued.get(task_name)
         if not queue or max_tasks <= 0:
@@ -296,6 +307,8 @@ class MemoryState:
             task.lease = next(self.leases)
             task.lease_deadline = now + timedelta(seconds=expiry)
             task.attempt += 1
+            if task.retry_policy is None:
+                task.retry_policy = retry_policy
             self.running[task.seq] = task
             leased.append((task, task.lease))
         if not queue:
@@ -336,19 +349,42 @@ class MemoryState:
             result=result,
             error_type=None if failure is None else failure.error_type,
             error_traceback=None if failure is None else failure.error_traceback,
+            attempts=max(task.attempt, 1),
         )
         self.remove_task(task)
         self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
         return task.instance.workflow_name
 
-    def expire_tasks(self, now: datetime) -> list[str]:
-        """Turn running tasks whose lease deadline is before ``now`` into LOST results."""
+    def requeue_task(self, task: Task, start_after: datetime) -> None:
+        """End a running task's lease and queue it again from ``start_after``."""
+        del self.running[task.seq]
+        task.lease = None
+        task.lease_deadline = None
+        task.start_after = start_after
+        self.queued.setdefault(task.task_name, {})[task.seq] = task
+
+    def expire_tasks(self, now: datetime) -> ExpiredTasks:
+        """Handle running tasks whose lease deadline is before ``now``.
+
+        One with attempts left under its retry policy is queued again after
+        its backoff; the others become LOST results.
+        """
         expired = [
             task
             for task in self.running.values()
             if task.lease_deadline is not None and task.lease_deadline < now
         ]
-        return [self.complete_task(task, TaskStatus.LOST, now) for task in expired]
+        outcome = ExpiredTasks()
+        for task in expired:
+            delay = expiry_retry_delay(task.retry_policy, task.attempt)
+            if delay is not None:
+                self.requeue_task(task, now + timedelta(seconds=delay))
+                outcome.retried.append((task.instance.workflow_name, task.task_name))
+                continue
+            if is_poison(task.retry_policy):
+                outcome.given_up.append(given_up_note(task.task_name, task.seq, task.attempt))
+            outcome.lost.append(self.complete_task(task, TaskStatus.LOST, now))
+        return outcome
 
     def queue_depths(self, now: datetime) -> list[QueueDepth]:
         """Due queued tasks per task name; ready, unclaimed live instances per workflow name."""

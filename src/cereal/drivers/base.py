@@ -211,11 +211,39 @@ class TaskCompleter(abc.ABC):
     async def abandon(self) -> None:
         """Give the task up now: its workflow sees it as ``LOST`` at once.
 
-        Used by a graceful stop for tasks that outlived the grace period.
+        Used by :meth:`hand_back` for a task handed back too often, and by
+        its default for drivers without hand-back.
 
         Raises:
             TaskLostError: the lease is gone already.
         """
+
+    async def retry(self, error: str, delay: float) -> None:
+        """Queue the task again ``delay`` seconds from now: a failed attempt with attempts left.
+
+        The lease ends; the stored attempt count stays (the next claim adds
+        one) and the workflow sees nothing. A driver without retries fails
+        the task with ``error`` instead (this default).
+
+        Raises:
+            TaskLostError: the lease is gone; nothing changed.
+        """
+        await self.fail(error)
+
+    async def hand_back(self) -> bool:
+        """Give the task back to the queue at once, for any worker (a graceful stop).
+
+        The attempt is not counted and no backoff applies; the task's
+        hand-back count grows by one. A task handed back
+        :data:`~cereal.retry.DEFAULT_MAX_HAND_BACKS` times before is reported
+        ``LOST`` instead. Returns True when queued again, False when reported
+        ``LOST``. A driver without hand-back reports ``LOST`` (this default).
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        await self.abandon()
+        return False
 
 
 class ScheduledWorkflowCompleter(abc.ABC):
@@ -627,26 +655,41 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
+        self,
+        task_name: str,
+        max_tasks: int,
+        *,
+        task_expiry: float = DEFAULT_TASK_EXPIRY,
+        retry_policy: str | None = None,
     ) -> list[tuple[TaskData, TaskCompleter]]:
         """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
 
         A task is ready when it is queued and its ``start_after`` has passed.
         Each lease's deadline is stored as now (the driver's clock) plus
         ``task_expiry`` seconds, the claimer's expiry; each completer's
-        ``heartbeat`` renews it by the same amount. Returns an empty list when
-        none is ready.
+        ``heartbeat`` renews it by the same amount. Each claim adds one to
+        the task's attempt count. ``retry_policy`` (the claimer's executor
+        policy, stored form) is stored with every claimed task that has none
+        yet, so later attempts and the sweep of an expired lease follow it;
+        each :class:`TaskData` carries the task's stored policy. Returns an
+        empty list when none is ready.
         """
 
     async def dequeue_task(
-        self, task_name: str, *, task_expiry: float = DEFAULT_TASK_EXPIRY
+        self,
+        task_name: str,
+        *,
+        task_expiry: float = DEFAULT_TASK_EXPIRY,
+        retry_policy: str | None = None,
     ) -> tuple[TaskData, TaskCompleter]:
         """Claim one ready task (its lease lasts ``task_expiry`` seconds per heartbeat).
 
         Raises:
             NoTasksError: none is ready.
         """
-        claimed = await self.dequeue_tasks(task_name, 1, task_expiry=task_expiry)
+        claimed = await self.dequeue_tasks(
+            task_name, 1, task_expiry=task_expiry, retry_policy=retry_policy
+        )
         if not claimed:
             raise errors.NoTasksError()
         return claimed[0]
@@ -656,12 +699,13 @@ class Driver(abc.ABC):
         """Maintenance, safe to run from many Managers at once.
 
         Turns tasks whose stored lease deadline has passed into ``LOST``
-        results with ``task_complete`` events, releases workflow claims idle
-        for longer than ``task_expiry`` seconds (drivers that lease them), and
-        trims history per :attr:`retention`. ``task_expiry`` judges a task
-        lease only when it has no stored deadline (taken by a cereal older
-        than the deadline column): then it expires ``task_expiry`` seconds
-        after its last heartbeat, as before.
+        results with ``task_complete`` events (or, while the task's stored
+        retry policy leaves attempts, queues them again after its backoff),
+        releases workflow claims idle for longer than ``task_expiry`` seconds
+        (drivers that lease them), and trims history per :attr:`retention`.
+        ``task_expiry`` judges a task lease only when it has no stored
+        deadline (taken by a cereal older than the deadline column): then it
+        expires ``task_expiry`` seconds after its last heartbeat, as before.
         """
 
     # ---- live workers ---------------------------------------------------------------

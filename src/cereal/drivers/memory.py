@@ -60,6 +60,7 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
+from cereal.retry import DEFAULT_MAX_HAND_BACKS
 
 __all__ = ["MemoryDriver"]
 
@@ -216,11 +217,18 @@ class MemoryDriver(Driver):
     # ---- tasks ----------------------------------------------------------------------
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
+        self,
+        task_name: str,
+        max_tasks: int,
+        *,
+        task_expiry: float = DEFAULT_TASK_EXPIRY,
+        retry_policy: str | None = None,
     ) -> list[tuple[TaskData, TaskCompleter]]:
         """Claim up to ``max_tasks`` ready tasks, each leased for ``task_expiry`` seconds."""
         with self._lock:
-            leased = self._state.claim_tasks(task_name, max_tasks, utcnow(), task_expiry)
+            leased = self._state.claim_tasks(
+                task_name, max_tasks, utcnow(), task_expiry, retry_policy
+            )
         result: list[tuple[TaskData, TaskCompleter]] = []
         for task, lease in leased:
             metadata = TaskMetadata(
@@ -232,7 +240,12 @@ class MemoryDriver(Driver):
                 task_id=str(task.seq),
                 traceparent=task.traceparent,
             )
-            data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
+            data = TaskData(
+                name=task.task_name,
+                parameters=task.parameters,
+                metadata=metadata,
+                retry_policy=task.retry_policy,
+            )
             result.append((data, _MemoryTaskCompleter(self, task, lease, task_expiry)))
         return result
 
@@ -242,17 +255,23 @@ class MemoryDriver(Driver):
             return self._state.queue_depths(utcnow())
 
     async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire leases past their deadline as ``LOST``; trim history.
+        """Expire leases past their deadline (``LOST``, or queued again to retry); trim history.
 
         Every lease here has a deadline, so ``task_expiry`` (the sweeper's) is unused.
         """
         with self._lock:
             now = utcnow()
-            woken = self._state.expire_tasks(now)
+            expired = self._state.expire_tasks(now)
             trimmed = self._state.trim_history(self.retention, now)
-        for workflow_name in dict.fromkeys(woken):
+        for workflow_name in dict.fromkeys(expired.lost):
             self._wake("workflow", workflow_name)
-        return SweepReport(expired_tasks=len(woken), trimmed_results=trimmed)
+        return SweepReport(
+            expired_tasks=len(expired.lost),
+            trimmed_results=trimmed,
+            retried_tasks=len(expired.retried),
+            retried=tuple(expired.retried),
+            given_up=tuple(expired.given_up),
+        )
 
     # ---- schedules ------------------------------------------------------------------
 
@@ -571,6 +590,38 @@ class _MemoryTaskCompleter(TaskCompleter):
             TaskLostError: the lease is gone; nothing was recorded.
         """
         self._complete(TaskStatus.FAILED, failure.error, None, failure)
+
+    async def retry(self, error: str, delay: float) -> None:
+        """Queue the task again ``delay`` seconds from now; the lease ends.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing changed.
+        """
+        with self._driver._lock:
+            task = self._held()
+            self._driver._state.requeue_task(task, utcnow() + timedelta(seconds=delay))
+
+    async def hand_back(self) -> bool:
+        """Queue the task again at once without counting the attempt (a stop).
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        with self._driver._lock:
+            task = self._held()
+            if task.hand_backs >= DEFAULT_MAX_HAND_BACKS:
+                workflow_name = self._driver._state.complete_task(task, TaskStatus.LOST, utcnow())
+                queued = False
+            else:
+                task.hand_backs += 1
+                task.attempt -= 1
+                self._driver._state.requeue_task(task, utcnow())
+                queued = True
+        if queued:
+            self._driver._wake("task", task.task_name)
+        else:
+            self._driver._wake("workflow", workflow_name)
+        return queued
 
     def _complete(
         self,

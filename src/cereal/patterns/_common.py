@@ -32,6 +32,7 @@ from cereal.instance import (
     WorkflowInstance,
 )
 from cereal.models import TaskResultData, TaskStatus, WorkflowInstanceData, WorkflowInstanceStatus
+from cereal.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,12 @@ class SubWorkflowInstance(LiveWorkflowInstance):
         self._routing_value = routing_value
 
     def enqueue_task(
-        self, task_name: str, parameters: Any = None, *, start_after: datetime | None = None
+        self,
+        task_name: str,
+        parameters: Any = None,
+        *,
+        start_after: datetime | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Buffer a task whose parameters carry this sub-workflow's routing key.
 
@@ -198,7 +204,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
                 "to sub-workflows; rename it in the task parameters"
             )
         merged[self._routing_key] = self._routing_value
-        super().enqueue_task(task_name, merged, start_after=start_after)
+        super().enqueue_task(task_name, merged, start_after=start_after, retry=retry)
 
 
 def strip_routing(event: TaskCompleteEvent, routing_key: str) -> TaskCompleteEvent:
@@ -217,6 +223,9 @@ def strip_routing(event: TaskCompleteEvent, routing_key: str) -> TaskCompleteEve
         result=None
         if failure is not None
         else values.encode(result.get(), where="task result", max_bytes=_UNLIMITED),
+        error_type=result.error_type,
+        error_traceback=result.error_traceback,
+        attempts=result.attempts,
     )
     return TaskCompleteEvent(event.task_name, TaskResult(data), event.enqueued_at)
 

@@ -22,6 +22,7 @@ from datetime import timedelta
 from cereal.executors import TaskExecutor, TaskFunction
 from cereal.instance import CancelEvent, Decision, StartEvent, TaskCompleteEvent, WorkflowInstance
 from cereal.manager import Manager
+from cereal.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -80,18 +81,24 @@ def register_single_task_workflow_executor(
     allow_cancel: bool = False,
     workers: int = 1,
     timeout: float | timedelta | None = None,
+    retry: RetryPolicy | None = None,
 ) -> None:
     """Register ``executor`` as a workflow of one task, both named ``workflow_name``.
 
-    ``workers`` and ``timeout`` apply to the task executor, as in
-    :meth:`~cereal.Manager.register_task_executor` (the original ignored them).
+    ``workers``, ``timeout`` and ``retry`` apply to the task executor, as in
+    :meth:`~cereal.Manager.register_task_executor` (the original ignored the
+    first two): with a :class:`~cereal.RetryPolicy` the workflow ends with the
+    task's last attempt.
 
     Raises:
         RuntimeError: after ``manager.start()``, or the name is taken (as a
             workflow or as a task).
-        ValueError / TypeError: a bad name, worker count, timeout or executor.
+        ValueError / TypeError: a bad name, worker count, timeout, retry
+            policy or executor.
     """
-    manager.register_task_executor(workflow_name, executor, workers=workers, timeout=timeout)
+    manager.register_task_executor(
+        workflow_name, executor, workers=workers, timeout=timeout, retry=retry
+    )
     manager.register_workflow_executor(
         workflow_name, SingleTaskWorkflowExecutor(workflow_name, allow_cancel)
     )

@@ -25,6 +25,7 @@ from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
 from cereal.drivers.postgres._schedule_runs import start_run
 from cereal.models import FailureDetails, NewTask, RunOutcome
+from cereal.retry import DEFAULT_MAX_HAND_BACKS
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -168,6 +169,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_parameters": [task.parameters for task in tasks],
             "task_start_after": [task.start_after for task in tasks],
             "task_traceparents": [task.traceparent for task in tasks],
+            "task_retry_policies": [task.retry_policy for task in tasks],
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
         }
@@ -291,12 +293,15 @@ class PostgresTaskCompleter(TaskCompleter):
         lease: UUID,
         instance_id: int,
         workflow_name: str,
+        *,
+        task_name: str = "",
     ):
         self._driver = driver
         self._task_id = task_id
         self._lease = lease
         self._instance_id = instance_id
         self._workflow_name = workflow_name
+        self._task_name = task_name
 
     async def heartbeat(self) -> None:
         """Refresh the lease (joined with other heartbeats of this process).
@@ -338,6 +343,47 @@ class PostgresTaskCompleter(TaskCompleter):
             TaskLostError: the lease is gone already.
         """
         await self._complete("lost", "", None)
+
+    async def retry(self, error: str, delay: float) -> None:
+        """Queue the task again ``delay`` seconds from now (one statement; the lease ends).
+
+        Raises:
+            TaskLostError: the lease is gone; nothing changed.
+        """
+        params = {"task_id": self._task_id, "lease": self._lease, "delay": float(delay)}
+        async with self._driver._connection("retrying a task") as conn:
+            row = await fetch_one(conn, "retry_task", params)
+        if row is None:
+            raise errors.TaskLostError()
+
+    async def hand_back(self) -> bool:
+        """Queue the task again at once for any worker, the attempt not counted (a stop).
+
+        After :data:`~cereal.retry.DEFAULT_MAX_HAND_BACKS` hand-backs the task
+        is reported LOST instead. Either way other processes are notified.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        params = {
+            "task_id": self._task_id,
+            "lease": self._lease,
+            "max_hand_backs": DEFAULT_MAX_HAND_BACKS,
+        }
+        wakes: list[Wake] = [("task", self._task_name)]
+        async with (
+            self._driver._connection("handing a task back") as conn,
+            conn.transaction(),
+        ):
+            row = await fetch_one(conn, "hand_back_task", params)
+            note = self._driver._note(wakes) if row is not None else None
+            if note is not None:
+                await fetch_one(conn, "notify", {"note": note})
+        if row is None:
+            await self.abandon()  # TaskLostError if the lease is gone
+            return False
+        self._driver._wake_all(wakes)
+        return True
 
     async def _complete(
         self, status: str, error: str, result: bytes | None, failure: FailureDetails | None = None

@@ -212,6 +212,7 @@ async def run_decisions_merged(
             "task_traceparents",
             "error_types",
             "error_tracebacks",
+            "task_retry_policies",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -232,6 +233,9 @@ async def run_decisions_merged(
         merged["task_start_after"].extend(decision["task_start_after"])
         merged["task_traceparents"].extend(
             decision.get("task_traceparents") or [None] * len(decision["task_names"])
+        )
+        merged["task_retry_policies"].extend(
+            decision.get("task_retry_policies") or [None] * len(decision["task_names"])
         )
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:

@@ -7,8 +7,10 @@ advisory lock that others skip rather than wait for.
 
 from __future__ import annotations
 
+from cereal.drivers._expired import expiry_retry_delay
 from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
 from cereal.models import HistoryRetention
+from cereal.retry import given_up_note
 
 TRIM_LOCK_KEY = 0x63657265616C02
 """The advisory lock key of history trimming (per database)."""
@@ -17,23 +19,62 @@ EXPIRE_BATCH = 500
 """Leases expired per statement (keeps each transaction short)."""
 
 
-async def expire_leases(conn: Conn, task_expiry: float) -> list[str]:
+async def retry_expired_leases(conn: Conn, task_expiry: float) -> list[tuple[str, str]]:
+    """Queue again, after their backoff, expired tasks whose retry policy leaves attempts.
+
+    Runs before :func:`expire_leases`, so those tasks are not reported LOST.
+    Returns the (workflow name, task name) of each task queued again.
+    """
+    retried: list[tuple[str, str]] = []
+    while True:
+        async with conn.transaction():
+            rows = await fetch_all(
+                conn,
+                "expired_retryable_leases",
+                {"expiry": float(task_expiry), "batch": EXPIRE_BATCH},
+            )
+            delays = [expiry_retry_delay(row["retry_policy"], row["attempt"]) for row in rows]
+            chosen = [
+                (row, delay) for row, delay in zip(rows, delays, strict=True) if delay is not None
+            ]
+            if chosen:
+                await execute(
+                    conn,
+                    "retry_tasks",
+                    {
+                        "task_ids": [row["id"] for row, _ in chosen],
+                        "delays": [delay for _, delay in chosen],
+                    },
+                )
+        retried.extend((row["workflow_name"], row["task_name"]) for row, _ in chosen)
+        if len(rows) < EXPIRE_BATCH:
+            return retried
+
+
+async def expire_leases(conn: Conn, task_expiry: float) -> tuple[list[str], list[str]]:
     """Turn leases past their deadline (last heartbeat + holder's expiry) into LOST results.
 
     ``task_expiry`` (the sweeper's) judges only leases stored without an
     expiry, which older code took.
 
     Returns:
-        The workflow name of each expired task.
+        The workflow name of each expired task, and a note for each poison
+        task (several attempts, each lost).
     """
     names: list[str] = []
+    given_up: list[str] = []
     while True:
         rows = await fetch_all(
             conn, "expire_leases", {"expiry": float(task_expiry), "batch": EXPIRE_BATCH}
         )
         names.extend(row["workflow_name"] for row in rows)
+        given_up.extend(
+            given_up_note(row["task_name"], row["id"], row["attempt"])
+            for row in rows
+            if row["poison"]
+        )
         if len(rows) < EXPIRE_BATCH:
-            return names
+            return names, given_up
 
 
 async def trim_history(conn: Conn, retention: HistoryRetention) -> int | None:

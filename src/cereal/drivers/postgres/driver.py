@@ -304,7 +304,12 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
     # ---- tasks ----------------------------------------------------------------------
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
+        self,
+        task_name: str,
+        max_tasks: int,
+        *,
+        task_expiry: float = DEFAULT_TASK_EXPIRY,
+        retry_policy: str | None = None,
     ) -> list[tuple[TaskData, TaskCompleter]]:
         """Claim up to ``max_tasks`` ready tasks in one statement, each leased ``task_expiry`` s."""
         if max_tasks <= 0:
@@ -313,7 +318,13 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
         # one lease token for the whole claim: each task is still completed by its
         # (id, lease) pair, and a cancelled claim is given back by the token alone
         lease = uuid.uuid4()
-        params = {"task_name": task_name, "max_tasks": max_tasks, "expiry": expiry, "lease": lease}
+        params = {
+            "task_name": task_name,
+            "max_tasks": max_tasks,
+            "expiry": expiry,
+            "lease": lease,
+            "retry_policy": retry_policy,
+        }
         rows: list[Row] | None = None
         try:
             async with self._connection("dequeue_tasks") as conn:
@@ -340,9 +351,19 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
                 task_id=str(row["id"]),
                 traceparent=row["traceparent"],
             )
-            data = TaskData(row["task_name"], bytes_or_none(row["parameters"]), metadata)
+            data = TaskData(
+                row["task_name"],
+                bytes_or_none(row["parameters"]),
+                metadata,
+                retry_policy=row["retry_policy"],
+            )
             completer = PostgresTaskCompleter(
-                self, row["id"], row["lease"], row["instance_id"], row["workflow_name"]
+                self,
+                row["id"],
+                row["lease"],
+                row["instance_id"],
+                row["workflow_name"],
+                task_name=row["task_name"],
             )
             claimed.append((data, completer))
         return claimed
@@ -391,7 +412,8 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
         only judges leases taken by older code, stored without one.
         """
         async with self._connection("sweep") as conn:
-            expired = await _maintenance.expire_leases(conn, task_expiry)
+            retried = await _maintenance.retry_expired_leases(conn, task_expiry)
+            expired, given_up = await _maintenance.expire_leases(conn, task_expiry)
             released = await _maintenance.release_lapsed_claims(conn, task_expiry)
             wakes: list[Wake] = [
                 ("workflow", name) for name in dict.fromkeys([*expired, *released])
@@ -402,7 +424,14 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
             trimmed = await _maintenance.trim_history(conn, self.retention)
         self._wake_all(wakes)
         notes = () if trimmed is not None else ("history not trimmed: another process is on it",)
-        return SweepReport(expired_tasks=len(expired), trimmed_results=trimmed or 0, notes=notes)
+        return SweepReport(
+            expired_tasks=len(expired),
+            trimmed_results=trimmed or 0,
+            notes=notes,
+            retried_tasks=len(retried),
+            retried=tuple(retried),
+            given_up=tuple(given_up),
+        )
 
 
 def _events_of(instance: Row, rows: list[Row]) -> list[WorkflowEvent]:
@@ -445,4 +474,5 @@ def _task_result(row: Row) -> TaskResultData:
         result=bytes_or_none(row["result_result"]),
         error_type=row["result_error_type"],
         error_traceback=row["result_error_traceback"],
+        attempts=row["result_attempts"],
     )

@@ -41,10 +41,11 @@ FROM ev
 
 -- name: claim_instances
 -- Claim up to max_instances instances with their oldest events, in one
--- statement (see the function in migration 0004): each workflow name is an
--- index range scan of the claimable index (ready, unclaimed instances only),
--- so the cost does not grow with the queued events or the history, and rows
--- locked by a concurrent completion or claim are skipped, never waited for.
+-- statement (see the function in migrations 0004, 0007 and 0008): each
+-- workflow name is an index range scan of the claimable index (ready,
+-- unclaimed instances only), so the cost does not grow with the queued
+-- events or the history, and rows locked by a concurrent completion or claim
+-- are skipped, never waited for.
 SELECT * FROM cereal_claim_instances(%(workflow_names)s::text[], %(max_instances)s,
                                      %(max_events)s, %(token)s, %(expiry)s)
 
@@ -61,8 +62,8 @@ WHERE id = %(instance_id)s AND claim_token = %(token)s
 FOR NO KEY UPDATE
 
 -- name: apply_decisions
--- A group of decisions in one statement (see the function in migration 0004);
--- returns the instance ids whose decision was applied.
+-- A group of decisions in one statement (see the function in migrations 0004,
+-- 0007 and 0008); returns the instance ids whose decision was applied.
 SELECT d.id FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
@@ -70,7 +71,7 @@ SELECT d.id FROM cereal_apply_decisions(
     %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
     %(task_start_after)s::timestamptz[], %(note)s::text,
     %(task_traceparents)s::text[], %(error_types)s::text[],
-    %(error_tracebacks)s::text[]) AS d(id)
+    %(error_tracebacks)s::text[], %(task_retry_policies)s::jsonb[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -173,8 +174,10 @@ LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
--- (see the function in migration 0004), in one statement.
-SELECT * FROM cereal_claim_tasks(%(task_name)s, %(max_tasks)s, %(lease)s, %(expiry)s)
+-- (see the function in migrations 0004, 0007 and 0008), in one statement; a
+-- task stored without a retry policy takes the claimer's.
+SELECT * FROM cereal_claim_tasks(%(task_name)s, %(max_tasks)s, %(lease)s, %(expiry)s,
+                                 %(retry_policy)s::jsonb)
 
 -- name: unclaim_tasks
 -- Give the tasks of one claim (its lease token) back to the queue: their
@@ -247,13 +250,15 @@ WITH given AS (
     USING given
     WHERE t.id = given.task_id AND t.lease = given.lease AND t.state = 'running'
       AND t.instance_id IN (SELECT id FROM marked)
-    RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
+    RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
+              t.attempt
 ), stored AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
-         error_type, error_traceback)
+         error_type, error_traceback, attempts)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, given.status,
-           given.error, given.result, task.enqueued_at, given.error_type, given.error_traceback
+           given.error, given.result, task.enqueued_at, given.error_type, given.error_traceback,
+           greatest(task.attempt, 1)
     FROM task JOIN given ON given.task_id = task.id
     ORDER BY given.position
     RETURNING id, instance_id, task_id
@@ -290,15 +295,16 @@ WITH task AS (
         FOR NO KEY UPDATE OF li SKIP LOCKED
     ) AS expired
     WHERE t.id = expired.id
-    RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
+    RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
+              t.attempt, coalesce((t.retry_policy->>'max_attempts')::integer, 1) > 1 AS poison
 ), marked AS (
     -- the instance rows are locked above already: mark them ready
     UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
     WHERE id IN (SELECT instance_id FROM task)
 ), stored AS (
     INSERT INTO cereal_task_results
-        (instance_id, task_id, task_name, parameters, status, enqueued_at)
-    SELECT instance_id, id, task_name, parameters, 'lost', enqueued_at
+        (instance_id, task_id, task_name, parameters, status, enqueued_at, attempts)
+    SELECT instance_id, id, task_name, parameters, 'lost', enqueued_at, greatest(attempt, 1)
     FROM task
     ORDER BY id
     RETURNING id, task_id, instance_id
@@ -309,7 +315,51 @@ WITH task AS (
     FROM stored JOIN task ON task.id = stored.task_id
     ORDER BY stored.id
 )
-SELECT workflow_name FROM task
+SELECT workflow_name, task_name, id, attempt, poison FROM task
+
+-- name: expired_retryable_leases
+-- Sweep, before expire_leases: running tasks past their lease deadline whose
+-- retry policy leaves attempts. They are locked here (task rows only, skipping
+-- locked ones) and queued again by retry_tasks in the same transaction, so
+-- expire_leases no longer sees them.
+SELECT t.id, t.attempt, t.retry_policy::text AS retry_policy, t.workflow_name, t.task_name
+FROM cereal_tasks AS t
+WHERE t.state = 'running'
+  AND t.heartbeat_at < now() - make_interval(secs => coalesce(t.lease_expiry, %(expiry)s))
+  AND t.attempt < (t.retry_policy->>'max_attempts')::integer
+ORDER BY t.heartbeat_at
+LIMIT %(batch)s
+FOR UPDATE SKIP LOCKED
+
+-- name: retry_tasks
+-- Queue tasks again, each after its own delay in seconds (expired leases with
+-- attempts left); their leases end.
+UPDATE cereal_tasks AS t
+SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
+    start_after = now() + make_interval(secs => d.delay)
+FROM unnest(%(task_ids)s::bigint[], %(delays)s::double precision[]) AS d(id, delay)
+WHERE t.id = d.id AND t.state = 'running'
+
+-- name: retry_task
+-- A failed attempt with attempts left: end the lease, queue the task again
+-- after its backoff. Task row only (no instance lock); returns the id when the
+-- lease was still held.
+UPDATE cereal_tasks
+SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
+    start_after = now() + make_interval(secs => %(delay)s::double precision)
+WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
+RETURNING id
+
+-- name: hand_back_task
+-- A stopping worker gives a running task back: queued at once, the attempt not
+-- counted, one more hand-back. Matches nothing once the lease is gone or the
+-- task was handed back max_hand_backs times already (then it is reported LOST).
+UPDATE cereal_tasks
+SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
+    start_after = now(), attempt = attempt - 1, hand_backs = hand_backs + 1
+WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
+  AND hand_backs < %(max_hand_backs)s::integer
+RETURNING id
 
 -- name: notify
 -- Announce new work in its own transaction (after a commit that made it).

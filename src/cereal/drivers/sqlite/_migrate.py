@@ -65,17 +65,23 @@ def split_statements(sql: str) -> list[str]:
     return statements
 
 
-def apply_migrations(conn: sqlite3.Connection, known: list[Migration]) -> list[str]:
+def apply_migrations(
+    conn: sqlite3.Connection, known: list[Migration], applied_here: list[str] | None = None
+) -> list[str]:
     """Apply every pending migration; returns the labels of those applied here.
 
     Run it outside any transaction: it takes ``BEGIN IMMEDIATE`` once per step.
+    Each step commits on its own, so a caller that runs this again after an
+    error (a busy retry) passes the same ``applied_here`` list: the steps the
+    earlier run committed stay reported.
 
     Raises:
         DriverError: an applied migration changed, or the file is newer than this code.
     """
+    if applied_here is None:
+        applied_here = []
     if _up_to_date(conn, known):
-        return []
-    applied_here: list[str] = []
+        return applied_here
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cereal import errors
+from cereal.drivers._expired import ExpiredTasks, expiry_retry_delay, is_poison
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
@@ -27,6 +28,7 @@ from cereal.models import (
     TaskStatus,
     WorkflowEventType,
 )
+from cereal.retry import DEFAULT_MAX_HAND_BACKS, given_up_note
 
 if TYPE_CHECKING:
     from cereal.drivers.sqlite.driver import SQLiteDriver
@@ -49,13 +51,24 @@ def has_ready_task(conn: sqlite3.Connection, task_name: str) -> bool:
 
 
 def claim_tasks(
-    conn: sqlite3.Connection, task_name: str, max_tasks: int, expiry: float
+    conn: sqlite3.Connection,
+    task_name: str,
+    max_tasks: int,
+    expiry: float,
+    retry_policy: str | None = None,
 ) -> list[Lease]:
     """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, oldest first.
 
-    Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease.
+    Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease, and
+    ``retry_policy`` with each task that has none yet.
     """
-    params = {"task_name": task_name, "max_tasks": max_tasks, "now": now(), "expiry": expiry}
+    params = {
+        "task_name": task_name,
+        "max_tasks": max_tasks,
+        "now": now(),
+        "expiry": expiry,
+        "retry_policy": retry_policy,
+    }
     rows = conn.execute(Q["claim_tasks"], params).fetchall()
     leases = []
     for row in sorted(rows, key=lambda row: int(row["id"])):
@@ -69,7 +82,10 @@ def claim_tasks(
             traceparent=row["traceparent"],
         )
         data = TaskData(
-            name=metadata.task_name, parameters=blob(row["parameters"]), metadata=metadata
+            name=metadata.task_name,
+            parameters=blob(row["parameters"]),
+            metadata=metadata,
+            retry_policy=row["retry_policy"],
         )
         leases.append(Lease(int(row["id"]), str(row["lease_token"]), metadata.workflow_name, data))
     return leases
@@ -111,6 +127,7 @@ def record_outcome(
             "now": at,
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
+            "attempts": max(int(task["attempt"]), 1),
         },
     )
     conn.execute(
@@ -124,6 +141,15 @@ def record_outcome(
         },
     )
     conn.execute(Q["delete_task"], {"task_id": task["id"]})
+
+
+def requeue(conn: sqlite3.Connection, task_id: int, start_after: float, *, refund: bool) -> None:
+    """End a task's lease and queue it from ``start_after``.
+
+    ``refund`` (a hand-back) gives the attempt back and counts the hand-back.
+    """
+    params = {"task_id": task_id, "start_after": start_after, "refund": 1 if refund else 0}
+    conn.execute(Q["requeue_task"], params)
 
 
 class SQLiteTaskCompleter(TaskCompleter):
@@ -182,6 +208,47 @@ class SQLiteTaskCompleter(TaskCompleter):
         """
         await self._complete(TaskStatus.LOST, "", None)
 
+    async def retry(self, error: str, delay: float) -> None:
+        """Queue the task again ``delay`` seconds from now; the lease ends.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing changed.
+        """
+        ids = self._ids()
+
+        def job(conn: sqlite3.Connection) -> None:
+            task = conn.execute(Q["leased_task"], ids).fetchone()
+            if task is None:
+                raise errors.TaskLostError()
+            requeue(conn, int(task["id"]), now() + delay, refund=False)
+
+        await self._driver._connection().call(job)
+
+    async def hand_back(self) -> bool:
+        """Queue the task again at once, the attempt not counted; LOST after too many.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        ids = self._ids()
+
+        def job(conn: sqlite3.Connection) -> bool:
+            task = conn.execute(Q["leased_task"], ids).fetchone()
+            if task is None:
+                raise errors.TaskLostError()
+            if int(task["hand_backs"]) >= DEFAULT_MAX_HAND_BACKS:
+                record_outcome(conn, task, TaskStatus.LOST, "", None)
+                return False
+            requeue(conn, int(task["id"]), now(), refund=True)
+            return True
+
+        queued: bool = await self._driver._connection().call(job)
+        if queued:
+            self._driver._wake("task", self._lease.data.name)
+        else:
+            self._driver._wake("workflow", self._lease.workflow_name)
+        return queued
+
     async def _complete(
         self,
         status: TaskStatus,
@@ -223,7 +290,7 @@ def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
 
 async def sweep(
     db: Connection, expiry: float, retention: HistoryRetention
-) -> tuple[list[str], int, int]:
+) -> tuple[ExpiredTasks, int, int]:
     """Expire dead leases, release stale claims, trim history: three short transactions.
 
     ``expiry`` (the sweeper's) judges only claims and leases stored without
@@ -233,14 +300,14 @@ async def sweep(
     never takes the write lock.
 
     Returns:
-        The workflow of each expired task, the claims released, the rows trimmed.
+        What the expiry did, the claims released, the rows trimmed.
     """
     at = now()
     cutoff = at - expiry
-    expired: list[str] = await db.call(
+    expired: ExpiredTasks = await db.call(
         lambda conn: expire_tasks(conn, at, cutoff),
         ready=lambda conn: has_expired_task(conn, at, cutoff),
-        empty=[],
+        empty=ExpiredTasks(),
     )
     released: int = await db.call(
         lambda conn: release_stale_claims(conn, at, cutoff),
@@ -261,17 +328,29 @@ def has_expired_task(conn: sqlite3.Connection, at: float, cutoff: float) -> bool
     return conn.execute(Q["expired_tasks"], params).fetchone() is not None
 
 
-def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> list[str]:
-    """Turn every lease past its deadline at ``at`` into a LOST result; returns the workflows.
+def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> ExpiredTasks:
+    """Handle every lease past its deadline at ``at``.
 
-    A lease's deadline is its last heartbeat plus its holder's stored expiry; a
-    lease without one (taken by older code) expires once its heartbeat is
-    before ``cutoff``, the sweeper's own expiry.
+    A task with attempts left under its retry policy is queued again after
+    its backoff; the others become LOST results. A lease's deadline is its
+    last heartbeat plus its holder's stored expiry; a lease without one
+    (taken by older code) expires once its heartbeat is before ``cutoff``,
+    the sweeper's own expiry.
     """
     expired = conn.execute(Q["expired_tasks"], {"now": at, "cutoff": cutoff}).fetchall()
+    outcome = ExpiredTasks()
     for task in expired:
+        attempt = int(task["attempt"])
+        delay = expiry_retry_delay(task["retry_policy"], attempt)
+        if delay is not None:
+            requeue(conn, int(task["id"]), at + delay, refund=False)
+            outcome.retried.append((str(task["workflow_name"]), str(task["task_name"])))
+            continue
+        if is_poison(task["retry_policy"]):
+            outcome.given_up.append(given_up_note(str(task["task_name"]), task["id"], attempt))
         record_outcome(conn, task, TaskStatus.LOST, "", None)
-    return [str(task["workflow_name"]) for task in expired]
+        outcome.lost.append(str(task["workflow_name"]))
+    return outcome
 
 
 def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:

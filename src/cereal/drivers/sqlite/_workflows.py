@@ -165,6 +165,7 @@ def _read_task_results(
             result=blob(row["result"]),
             error_type=row["error_type"],
             error_traceback=row["error_traceback"],
+            attempts=int(row["attempts"]),
         )
         for row in rows
     }
@@ -318,6 +319,7 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "now": at,
                         "start_after": at if start_after is None else start_after,
                         "traceparent": task.traceparent,
+                        "retry_policy": task.retry_policy,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],

@@ -143,9 +143,10 @@ class SQLiteDriver(Driver):
         )
         await db.start()
         known = migrations()
+        applied: list[str] = []  # survives the connection's busy retries of the job
         try:
             self._applied_at_open = await db.call(
-                lambda conn: apply_migrations(conn, known), mode="auto"
+                lambda conn: apply_migrations(conn, known, applied), mode="auto"
             )
         except BaseException:
             await db.stop()
@@ -165,8 +166,9 @@ class SQLiteDriver(Driver):
         try:
             if was_open:
                 known = migrations()
+                applied: list[str] = []
                 return await self._connection().call(
-                    lambda conn: apply_migrations(conn, known), mode="auto"
+                    lambda conn: apply_migrations(conn, known, applied), mode="auto"
                 )
             return list(self._applied_at_open)
         finally:
@@ -344,14 +346,19 @@ class SQLiteDriver(Driver):
     # ---- tasks ------------------------------------------------------------------------
 
     async def dequeue_tasks(
-        self, task_name: str, max_tasks: int, *, task_expiry: float = DEFAULT_TASK_EXPIRY
+        self,
+        task_name: str,
+        max_tasks: int,
+        *,
+        task_expiry: float = DEFAULT_TASK_EXPIRY,
+        retry_policy: str | None = None,
     ) -> list[tuple[TaskData, TaskCompleter]]:
         """Claim up to ``max_tasks`` ready tasks, each leased for ``task_expiry`` seconds."""
         if max_tasks <= 0:
             return []
         expiry = _time.seconds(task_expiry, name="task_expiry")
         leases: list[_tasks.Lease] = await self._connection().call(
-            lambda conn: _tasks.claim_tasks(conn, task_name, max_tasks, expiry),
+            lambda conn: _tasks.claim_tasks(conn, task_name, max_tasks, expiry, retry_policy),
             ready=lambda conn: _tasks.has_ready_task(conn, task_name),
             empty=[],
             undo=_tasks.unclaim,
@@ -373,12 +380,17 @@ class SQLiteDriver(Driver):
         """
         expiry = _time.seconds(task_expiry, name="task_expiry")
         expired, released, trimmed = await _tasks.sweep(self._connection(), expiry, self.retention)
-        for workflow_name in dict.fromkeys(expired):
+        for workflow_name in dict.fromkeys(expired.lost):
             self._wake("workflow", workflow_name)
         if released:
             self._wake("workflow", None)
         return SweepReport(
-            expired_tasks=len(expired), released_claims=released, trimmed_results=trimmed
+            expired_tasks=len(expired.lost),
+            released_claims=released,
+            trimmed_results=trimmed,
+            retried_tasks=len(expired.retried),
+            retried=tuple(expired.retried),
+            given_up=tuple(expired.given_up),
         )
 
     # ---- live workers -------------------------------------------------------------------

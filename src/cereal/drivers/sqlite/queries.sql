@@ -67,7 +67,8 @@ LIMIT :max_events;
 
 -- name: get_task_results
 -- The task results these task_complete events refer to (deleted only by the decision).
-SELECT id, task_name, status, parameters, error_text, result, error_type, error_traceback
+SELECT id, task_name, status, parameters, error_text, result, error_type, error_traceback,
+       attempts
 FROM cereal_task_results
 WHERE id IN (SELECT value FROM json_each(:task_result_ids));
 
@@ -118,10 +119,10 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 -- Queue one task of an instance.
 INSERT INTO cereal_tasks
     (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
-     traceparent)
+     traceparent, retry_policy)
 VALUES
     (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
-     :traceparent);
+     :traceparent, :retry_policy);
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -233,7 +234,8 @@ SET state = 'running',
     lease_token = lower(hex(randomblob(16))),
     lease_heartbeat_at = :now,
     lease_expiry = :expiry,
-    attempt = attempt + 1
+    attempt = attempt + 1,
+    retry_policy = coalesce(retry_policy, :retry_policy)
 WHERE id IN (
     SELECT id FROM cereal_tasks
     WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
@@ -241,7 +243,7 @@ WHERE id IN (
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          lease_token, attempt, traceparent;
+          lease_token, attempt, traceparent, retry_policy;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
@@ -258,7 +260,8 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
 -- name: leased_task
 -- The running task held under this lease token.
-SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at
+SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
+       hand_backs
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
@@ -266,10 +269,19 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 -- Record how a task ended.
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
-     enqueued_at, completed_at, error_type, error_traceback)
+     enqueued_at, completed_at, error_type, error_traceback, attempts)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
-     :enqueued_at, :now, :error_type, :error_traceback);
+     :enqueued_at, :now, :error_type, :error_traceback, :attempts);
+
+-- name: requeue_task
+-- End a task's lease and queue it again from :start_after (a retry after a
+-- failed attempt, or a hand-back at stop, which also gives the attempt back).
+UPDATE cereal_tasks
+SET state = 'queued', lease_token = NULL, lease_heartbeat_at = NULL, lease_expiry = NULL,
+    start_after = :start_after, attempt = attempt - :refund,
+    hand_backs = hand_backs + :refund
+WHERE id = :task_id;
 
 -- name: delete_task
 -- Remove a finished task.
@@ -278,7 +290,8 @@ DELETE FROM cereal_tasks WHERE id = :task_id;
 -- name: expired_tasks
 -- Running tasks whose lease deadline (last heartbeat + the holder's expiry) has passed;
 -- a lease without a stored expiry (taken by older code) by the sweeper's cutoff.
-SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at
+SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
+       retry_policy
 FROM cereal_tasks
 WHERE state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
