@@ -15,8 +15,13 @@ import psycopg
 import pytest
 
 from cereal.drivers import Driver
+from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.postgres import PostgresDriver
+from cereal.drivers.postgres._migrate import _CREATE_TABLE as postgres_migration_table
+from cereal.drivers.postgres._migrate import migrations as postgres_migrations
 from cereal.drivers.sqlite import SQLiteDriver
+from cereal.drivers.sqlite._migrate import apply_migrations
+from cereal.drivers.sqlite._migrate import migrations as sqlite_migrations
 from cereal.models import HistoryRetention, NewTask, TaskStatus
 from tests._waiting import sweep_until
 from tests.conformance._driver_helpers import finished, started
@@ -89,4 +94,68 @@ async def test_a_lost_task_is_recorded_with_its_outcome(store: Store) -> None:
     assert [(e.task_name, e.task_status, e.pending) for e in found] == [
         (None, None, False),
         ("t1", TaskStatus.LOST, True),
+    ]
+
+
+# one live instance with a pending (failed) task completion, as older cereal stored it
+_SQLITE_PENDING = [
+    "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status, started_at)"
+    " VALUES ('wf', 'waiting', 'running', 0)",
+    "INSERT INTO cereal_task_results (instance_id, task_id, task_name, status, error_text,"
+    " enqueued_at, completed_at) VALUES (1, 1, 't', 'failed', 'no', 0, 0)",
+    "INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type,"
+    " task_result_id, enqueued_at) VALUES (1, 'wf', 'task_complete', 1, 0)",
+]
+_POSTGRES_PENDING = [
+    "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status)"
+    " VALUES ('wf', 'waiting', 'running')",
+    "INSERT INTO cereal_task_results (instance_id, task_id, task_name, status, error,"
+    " enqueued_at) VALUES (1, 1, 't', 'failed', 'no', now())",
+    "INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type,"
+    " task_result_id) VALUES (1, 'wf', 'task_complete', 1)",
+]
+
+
+def _before_event_history(known: list[Migration]) -> list[Migration]:
+    at = next(i for i, migration in enumerate(known) if migration.name == "event_history")
+    return known[:at]
+
+
+async def test_sqlite_events_pending_at_migration_start_the_history(db_path: str) -> None:
+    # Given a file at the schema just before event_history with one pending task completion
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    apply_migrations(conn, _before_event_history(sqlite_migrations()))
+    for statement in _SQLITE_PENDING:
+        conn.execute(statement)
+    conn.close()
+    # When it is migrated, then the pending event is in the instance's history
+    async with SQLiteDriver(db_path) as driver:
+        await _the_pending_completion_is_listed(driver)
+
+
+async def test_postgres_events_pending_at_migration_start_the_history(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database at the schema just before event_history with one pending completion
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        conn.execute(postgres_migration_table)
+        for migration in _before_event_history(postgres_migrations()):
+            with conn.transaction():
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO cereal_schema_migrations (version, name, checksum)"
+                    " VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+        for statement in _POSTGRES_PENDING:
+            conn.execute(statement)
+    # When it is migrated, then the pending event is in the instance's history
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        await _the_pending_completion_is_listed(driver)
+
+
+async def _the_pending_completion_is_listed(driver: Driver) -> None:
+    found = await driver.list_instance_events("wf", "waiting")
+    assert [(e.type.value, e.task_name, e.task_status, e.error_text, e.pending) for e in found] == [
+        ("task_complete", "t", TaskStatus.FAILED, "no", True)
     ]

@@ -28,6 +28,16 @@ CREATE TABLE cereal_event_history (
 CREATE INDEX cereal_event_history_by_run
     ON cereal_event_history (workflow_name, instance_name, instance_id, event_id);
 
+-- events pending now (handled ones are gone): live instances start with these
+INSERT INTO cereal_event_history
+    (event_id, instance_id, workflow_name, instance_name, event_type,
+     task_name, task_status, error_text, enqueued_at)
+SELECT e.id, e.instance_id, i.workflow_name, i.instance_name, e.event_type,
+       r.task_name, r.status, coalesce(r.error_text, ''), e.enqueued_at
+FROM cereal_workflow_events AS e
+JOIN cereal_workflow_instances AS i ON i.id = e.instance_id
+LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id;
+
 CREATE TRIGGER cereal_workflow_events_history
 AFTER INSERT ON cereal_workflow_events
 FOR EACH ROW
