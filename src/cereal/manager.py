@@ -636,7 +636,11 @@ class Manager:
     async def list_instance_events(
         self, workflow_name: str, instance_name: str
     ) -> list[InstanceEvent]:
-        """The pending (not yet handled) events of the live instance, oldest first."""
+        """The event history of the live instance, else of the newest finished run, oldest first.
+
+        Handled events stay listed; those still waiting for a decision are
+        marked ``pending``. Finished runs' histories are trimmed with them.
+        """
         _check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return await driver.list_instance_events(workflow_name, instance_name)

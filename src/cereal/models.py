@@ -353,7 +353,11 @@ class InstanceTask:
 
 @dataclass(frozen=True)
 class InstanceEvent:
-    """One pending event of a live instance, oldest first; consumed events are not kept."""
+    """One event an instance received (its event history, oldest first).
+
+    ``seq`` orders an instance's events; ``pending`` is True while the event
+    still waits for a decision to handle it.
+    """
 
     seq: int
     type: WorkflowEventType
@@ -363,6 +367,8 @@ class InstanceEvent:
     task_status: TaskStatus | None = None
     """For a ``task_complete`` event: how it ended."""
     error_text: str = ""
+    pending: bool = False
+    """True while the event waits to be handled; False once a decision consumed it."""
 
 
 @dataclass(frozen=True)

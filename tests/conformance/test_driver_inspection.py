@@ -1,4 +1,4 @@
-"""The read-only inspection reads (the dashboard's): paging, instance tasks and events, queues.
+"""The read-only inspection reads (the dashboard's): paging, instance tasks, event history, queues.
 
 Each case runs on memory, SQLite and PostgreSQL.
 """
@@ -9,7 +9,14 @@ import pytest
 
 from cereal import Manager
 from cereal.drivers import Driver
-from cereal.models import ListWorkflowFilter, NewTask, TaskStatus, WorkflowEventType
+from cereal.models import (
+    HistoryRetention,
+    InstanceEvent,
+    ListWorkflowFilter,
+    NewTask,
+    TaskStatus,
+    WorkflowEventType,
+)
 from tests.conformance._driver_helpers import ODD_NAMES, finished, started, take
 
 
@@ -78,26 +85,97 @@ async def test_instance_tasks_show_queued_and_running_tasks(driver: Driver) -> N
     assert await driver.list_instance_tasks("wf", "nobody") == []
 
 
-async def test_instance_events_are_the_pending_ones_with_their_task_results(
-    driver: Driver,
-) -> None:
-    await started(driver, tasks=[NewTask("t1", None)])
+def _story(events: list[InstanceEvent]) -> list[tuple[object, ...]]:
+    return [(e.type, e.task_name, e.task_status, e.error_text, e.pending) for e in events]
+
+
+START = WorkflowEventType.START
+DONE = WorkflowEventType.TASK_COMPLETE
+CANCEL = WorkflowEventType.CANCEL
+
+
+async def test_instance_events_keep_handled_ones_and_mark_the_pending(driver: Driver) -> None:
     assert await driver.list_instance_events("wf", "inst") == []
+    await started(driver, tasks=[NewTask("t1", None)])
+    assert _story(await driver.list_instance_events("wf", "inst")) == [
+        (START, None, None, "", False)
+    ]
     [(_, completer)] = await driver.dequeue_tasks("t1", 1)
     await completer.fail("bad <input>")
     await driver.cancel_workflow("wf", "inst")
 
     events = await driver.list_instance_events("wf", "inst")
-    assert [(e.type, e.task_name, e.task_status, e.error_text) for e in events] == [
-        (WorkflowEventType.TASK_COMPLETE, "t1", TaskStatus.FAILED, "bad <input>"),
-        (WorkflowEventType.CANCEL, None, None, ""),
+    assert _story(events) == [
+        (START, None, None, "", False),
+        (DONE, "t1", TaskStatus.FAILED, "bad <input>", True),
+        (CANCEL, None, None, "", True),
     ]
-    assert events[0].seq < events[1].seq
+    assert events[0].seq < events[1].seq < events[2].seq
+    assert events[0].enqueued_at <= events[1].enqueued_at <= events[2].enqueued_at
 
     _, decision = await take(driver)
     async with decision:
         await decision.done(None)
-    assert await driver.list_instance_events("wf", "inst") == []
+    # the finished run keeps its history, every event handled now
+    assert [(e.seq, e.pending) for e in await driver.list_instance_events("wf", "inst")] == [
+        (event.seq, False) for event in events
+    ]
+
+
+async def test_runs_with_the_same_names_keep_separate_histories(driver: Driver) -> None:
+    await finished(driver)
+    await started(driver, tasks=[NewTask("t1", None)])
+    assert _story(await driver.list_instance_events("wf", "inst")) == [
+        (START, None, None, "", False)
+    ]
+    [(_, completer)] = await driver.dequeue_tasks("t1", 1)
+    await completer.succeed(b"1")
+    _, decision = await take(driver)
+    async with decision:
+        await decision.done(None)
+
+    # the newest run's story alone, not the first run's start event
+    assert _story(await driver.list_instance_events("wf", "inst")) == [
+        (START, None, None, "", False),
+        (DONE, "t1", TaskStatus.SUCCESS, "", False),
+    ]
+    await started(driver)
+    assert _story(await driver.list_instance_events("wf", "inst")) == [
+        (START, None, None, "", False)
+    ]
+
+
+async def test_event_history_is_trimmed_with_its_finished_runs(driver: Driver) -> None:
+    await finished(driver, "wf", "a")
+    await finished(driver, "wf", "a")
+    await finished(driver, "wf", "b")
+    await started(driver, "wf", "live")
+    # `retention` is the base class's public attribute; sweep reads it each time
+    driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
+    report = await driver.sweep(task_expiry=60.0)
+
+    assert report.trimmed_results == 2
+    assert await driver.list_instance_events("wf", "a") == []
+    assert len(await driver.list_instance_events("wf", "b")) == 1
+    assert len(await driver.list_instance_events("wf", "live")) == 1
+    driver.retention = HistoryRetention(max_rows=0, margin_rows=0)
+    await driver.sweep(task_expiry=60.0)
+    assert await driver.list_instance_events("wf", "b") == []
+    # a live instance's history does not depend on finished runs
+    assert len(await driver.list_instance_events("wf", "live")) == 1
+
+
+async def test_a_new_run_keeps_its_history_when_older_runs_are_trimmed(driver: Driver) -> None:
+    await finished(driver)
+    await started(driver, tasks=[NewTask("t1", None)])
+    driver.retention = HistoryRetention(max_rows=0, margin_rows=0)
+    assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 1
+    [(_, completer)] = await driver.dequeue_tasks("t1", 1)
+    await completer.succeed(None)
+    assert _story(await driver.list_instance_events("wf", "inst")) == [
+        (START, None, None, "", False),
+        (DONE, "t1", TaskStatus.SUCCESS, "", True),
+    ]
 
 
 async def test_inspection_reads_take_any_valid_name(driver: Driver) -> None:
@@ -105,6 +183,12 @@ async def test_inspection_reads_take_any_valid_name(driver: Driver) -> None:
         await started(driver, name, name, tasks=[NewTask(name, None)])
         [task] = await driver.list_instance_tasks(name, name)
         assert task.task_name == name
+        [(_, completer)] = await driver.dequeue_tasks(name, 1)
+        await completer.succeed(None)
+        assert _story(await driver.list_instance_events(name, name)) == [
+            (START, None, None, "", False),
+            (DONE, name, TaskStatus.SUCCESS, "", True),
+        ]
         assert _pairs(await driver.list_workflow_instances(ListWorkflowFilter(name, limit=1))) == [
             (name, name)
         ]
@@ -146,7 +230,7 @@ async def test_manager_checks_paging_arguments_and_stores_nothing(driver: Driver
     page = await manager.list_workflow_instances(limit=1, offset=1)
     assert _pairs(page) == [("wf", "b")]
     assert [t.task_name for t in await manager.list_instance_tasks("wf", "a")] == []
-    assert await manager.list_instance_events("wf", "a") == []
+    assert [e.type for e in await manager.list_instance_events("wf", "a")] == [START]
     assert await manager.task_queue_stats() == []
     with pytest.raises(ValueError, match="instance name"):
         await manager.list_instance_tasks("wf", "")

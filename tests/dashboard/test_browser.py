@@ -102,11 +102,19 @@ async def test_dashboard_end_to_end(
         await expect(page.locator("#tasks")).to_contain_text("pack")
         await expect(page.locator("#payload")).to_contain_text('"stage": "packing"')
         await expect(page.locator("#parameters")).to_have_text("0")
+        # the start event stays in the history once the workflow handled it
+        start_row = page.locator("#events tbody tr").first
+        await expect(start_row).to_contain_text("start")
+        await expect(start_row).to_contain_text("handled")
         await shot("instance")
         await page.click("[data-action=instance-cancel]")
         await expect(page.locator("#flash")).to_have_text("cancel requested for orders/o-1")
         await expect(page.locator("#error")).to_have_text("cancelled from the dashboard")
         await expect(page.locator("#tasks")).to_contain_text("No queued or running tasks")
+        # the finished run's history: the start, then the cancel, both handled
+        await expect(page.locator("#events tbody tr")).to_have_count(2)
+        await expect(page.locator("#events tbody tr").nth(1)).to_contain_text("cancel")
+        await expect(page.locator("#events tbody tr").nth(1)).to_contain_text("handled")
         await expect(page.locator("[data-action]")).to_have_count(0)
         with pytest.raises(errors.WorkflowFailedError, match="cancelled from the dashboard"):
             (await seed.get_workflow_instance("orders", "o-1")).get_result()

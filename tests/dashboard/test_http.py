@@ -7,6 +7,7 @@ check what a browser cannot easily show: status codes of refused requests.
 from __future__ import annotations
 
 import asyncio
+import html
 import http.cookiejar
 import re
 import urllib.error
@@ -295,6 +296,22 @@ async def test_a_failed_run_shows_its_exception_type_and_traceback(
     assert traceback is not None
     assert "_explode" in traceback.group(1)
     assert "no such shelf" in traceback.group(1)
+    # and the event history keeps the events the workflow handled, oldest first
+    table = re.search(r'<table id="events">(.*?)</table>', page, re.S)
+    assert table is not None
+    rows = [
+        [
+            html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+            for cell in re.findall(r"<td>(.*?)</td>", row, re.S)
+        ]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.group(1), re.S)
+        if "<td>" in row
+    ]
+    assert [row[1:4] + row[5:] for row in rows] == [
+        ["start", "", "", "handled"],
+        ["task_complete", "explode", "failed: 'no such shelf'", "handled"],
+    ], rows
+    assert all(row[4] for row in rows), "an event without its enqueue time"
 
 
 async def _is_finished(manager: Manager, workflow: str, instance: str) -> bool:

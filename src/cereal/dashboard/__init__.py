@@ -1,7 +1,7 @@
 """``cereal dashboard``: a small web UI over a cereal store (Starlette, Jinja2, htmx).
 
 Pages list workflow instances (filtered, paged by the store), show one
-instance with its tasks and pending events, the task queues, the schedules
+instance with its tasks and event history, the task queues, the schedules
 and the live workers; each refreshes itself every two seconds by polling its
 own URL for an HTML fragment. With a token, a logged-in visitor can cancel
 and kill instances and enable, disable or trigger schedules. htmx is vendored

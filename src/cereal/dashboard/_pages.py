@@ -70,7 +70,7 @@ class Pages:
         )
 
     async def instance(self, request: Request) -> Response:
-        """One instance: parameters, payload, result or error, tasks, pending events."""
+        """One instance: parameters, payload, result or error, tasks, event history."""
         names = names_after(request, "/instances/", 2)
         if names is None:
             raise HTTPException(404, "expected /instances/WORKFLOW/INSTANCE")

@@ -34,21 +34,27 @@ def _task_view(task: Task, state: MemoryState) -> InstanceTask:
 def instance_events(
     state: MemoryState, workflow_name: str, instance_name: str
 ) -> list[InstanceEvent]:
-    """The pending events of the live instance in sequence order."""
-    inst = state.instances.get((workflow_name, instance_name))
-    if inst is None:
+    """The event history of the live instance, else of the newest finished run, oldest first."""
+    key = (workflow_name, instance_name)
+    inst = state.instances.get(key)
+    if inst is not None:
+        received, pending = inst.received, inst.events
+    elif (row := state.latest.get(key)) is not None:
+        received, pending = row.received, {}
+    else:
         return []
     found = []
-    for seq, event in sorted(inst.events.items()):
+    for event in received:
         result = event.task_result
         found.append(
             InstanceEvent(
-                seq=seq,
+                seq=event.seq,
                 type=event.type,
                 enqueued_at=event.enqueued_at,
                 task_name=None if result is None else result.task_name,
                 task_status=None if result is None else result.status,
                 error_text="" if result is None else result.error_text,
+                pending=event.seq in pending,
             )
         )
     return found

@@ -58,6 +58,8 @@ class LiveInstance:
     # the sequence of this instance's entry in its name's ready heap (None: no entry)
     ready_seq: int | None = None
     tasks: dict[int, Task] = field(default_factory=dict)
+    # every event received, pending or handled, in sequence order (the event history)
+    received: list[Event] = field(default_factory=list)
 
     @property
     def key(self) -> Key:
@@ -109,6 +111,8 @@ class HistoryRow:
     err: str | None
     error_type: str | None = None
     error_traceback: str | None = None
+    # the events the run received (its event history), trimmed with the row
+    received: list[Event] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -175,6 +179,7 @@ class MemoryState:
         """Append an event to ``inst``'s queue (it becomes claimable unless claimed)."""
         event = Event(next(self.sequence), type, inst, now, task_result)
         inst.events[event.seq] = event
+        inst.received.append(event)
         self.mark_ready(inst)
 
     def mark_ready(self, inst: LiveInstance) -> None:
@@ -250,6 +255,7 @@ class MemoryState:
             err,
             error_type=None if failure is None else failure.error_type,
             error_traceback=None if failure is None else failure.error_traceback,
+            received=inst.received,
         )
         self.history.append(row)
         self.latest[inst.key] = row

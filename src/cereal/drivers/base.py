@@ -645,7 +645,12 @@ class Driver(abc.ABC):
     async def list_instance_events(
         self, workflow_name: str, instance_name: str
     ) -> list[InstanceEvent]:
-        """The pending events of the live instance in sequence order (empty when none is live)."""
+        """The event history of one run of these names, oldest first.
+
+        The live instance's events, else those of the newest finished run still
+        kept by the retention policy (empty when there is neither): handled
+        events and, marked ``pending``, those still waiting for a decision.
+        """
 
     @abc.abstractmethod
     async def task_queue_stats(self) -> list[TaskQueueStats]:

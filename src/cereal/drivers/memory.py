@@ -199,7 +199,7 @@ class MemoryDriver(Driver):
     async def list_instance_events(
         self, workflow_name: str, instance_name: str
     ) -> list[InstanceEvent]:
-        """The pending events of the live instance in sequence order."""
+        """The event history of the live instance, else of the newest finished run, oldest first."""
         with self._lock:
             return _memory_inspect.instance_events(self._state, workflow_name, instance_name)
 

@@ -1,7 +1,7 @@
 """Read-only inspection of the PostgreSQL store (a part of :class:`PostgresDriver`).
 
-The dashboard's reads: one live instance's tasks and pending events (through the
-unique name index, then the per-instance indexes) and the task queues.
+The dashboard's reads: one live instance's tasks, one run's event history (through
+the unique name index and the history's names index) and the task queues.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cereal.models import (
 
 
 class PostgresInspection(PostgresBase):
-    """Instance tasks, pending events and queue statistics."""
+    """Instance tasks, event history and queue statistics."""
 
     async def list_instance_tasks(
         self, workflow_name: str, instance_name: str
@@ -34,10 +34,10 @@ class PostgresInspection(PostgresBase):
     async def list_instance_events(
         self, workflow_name: str, instance_name: str
     ) -> list[InstanceEvent]:
-        """The pending events of the live instance in sequence order."""
+        """The event history of the live instance, else of the newest finished run, oldest first."""
         params = {"workflow_name": workflow_name, "instance_name": instance_name}
         async with self._connection("list_instance_events") as conn:
-            rows = await fetch_all(conn, "instance_pending_events", params)
+            rows = await fetch_all(conn, "instance_event_history", params)
         return [_event_from_row(row) for row in rows]
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
@@ -83,4 +83,5 @@ def _event_from_row(row: Row) -> InstanceEvent:
         task_name=row["task_name"],
         task_status=None if status is None else TaskStatus(status),
         error_text=row["error_text"] or "",
+        pending=bool(row["pending"]),
     )

@@ -593,14 +593,21 @@ JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
 ORDER BY t.id
 
--- name: instance_pending_events
--- The pending events of a live instance in sequence order, with their task results.
-SELECT e.id, e.event_type, e.enqueued_at, r.task_name, r.status, r.error AS error_text
-FROM cereal_workflow_instances AS i
-JOIN cereal_workflow_events AS e ON e.instance_id = i.id
-LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
-WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
-ORDER BY e.id
+-- name: instance_event_history
+-- The events one run received, oldest first: the live instance's, else the newest
+-- finished run's (runs of a pair are sequential, so the highest instance id).
+-- Pending while the event row still exists. Both lookups use the names indexes.
+SELECT h.event_id AS id, h.event_type, h.enqueued_at, h.task_name,
+       h.task_status AS status, h.error_text,
+       EXISTS (SELECT 1 FROM cereal_workflow_events AS e WHERE e.id = h.event_id) AS pending
+FROM cereal_event_history AS h
+WHERE h.workflow_name = %(workflow_name)s AND h.instance_name = %(instance_name)s
+  AND h.instance_id = coalesce(
+      (SELECT id FROM cereal_workflow_instances
+       WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s),
+      (SELECT max(instance_id) FROM cereal_event_history
+       WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s))
+ORDER BY h.event_id
 
 -- name: task_queue_stats
 -- Per task name: queued and running counts and the oldest queued task's enqueue time.

@@ -39,10 +39,10 @@ def instance_tasks(
 def instance_events(
     conn: sqlite3.Connection, workflow_name: str, instance_name: str
 ) -> list[InstanceEvent]:
-    """The pending events of the live instance in sequence order."""
+    """The event history of the live instance, else of the newest finished run, oldest first."""
     names = {"workflow_name": workflow_name, "instance_name": instance_name}
     found = []
-    for row in conn.execute(Q["instance_pending_events"], names):
+    for row in conn.execute(Q["instance_event_history"], names):
         status = row["status"]
         found.append(
             InstanceEvent(
@@ -52,6 +52,7 @@ def instance_events(
                 task_name=None if row["task_name"] is None else str(row["task_name"]),
                 task_status=None if status is None else TaskStatus(status),
                 error_text=str(row["error_text"] or ""),
+                pending=bool(row["pending"]),
             )
         )
     return found

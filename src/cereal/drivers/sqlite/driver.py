@@ -334,7 +334,7 @@ class SQLiteDriver(Driver):
     async def list_instance_events(
         self, workflow_name: str, instance_name: str
     ) -> list[InstanceEvent]:
-        """The pending events of the live instance in sequence order."""
+        """The event history of the live instance, else of the newest finished run, oldest first."""
         return await self._connection().call(
             lambda conn: _inspect.instance_events(conn, workflow_name, instance_name), mode="read"
         )
