@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from cereal.cli import demo, migrate, schedules, worker, workflows
+from cereal.cli import demo, migrate, schedules, serve, worker, workflows
 from cereal.cli._common import DEFAULT_DATABASE_URL, CliState
 
 __all__ = ["app", "configure_logging", "main"]
@@ -35,6 +35,7 @@ app.add_typer(schedules.app, name="schedules")
 app.command("demo")(demo.demo)
 app.command("worker")(worker.worker)
 app.command("migrate")(migrate.migrate)
+app.command("serve")(serve.serve)
 
 
 def configure_logging(verbose: bool) -> None:

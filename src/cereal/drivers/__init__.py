@@ -34,7 +34,12 @@ __all__ = [
     "sqlite_path_from_url",
 ]
 
-SUPPORTED_SCHEMES = ("memory://", "sqlite:///path.db", "postgresql://user@host/db")
+SUPPORTED_SCHEMES = (
+    "memory://",
+    "sqlite:///path.db",
+    "postgresql://user@host/db",
+    "grpc://host:port?domain=NAME",
+)
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -60,7 +65,8 @@ def open_driver(url: str, **options: Any) -> Driver:
     """Build the driver a URL names; options from the URL query and keywords are passed on.
 
     Supported: ``memory://``, ``sqlite:///relative.db`` / ``sqlite:////abs.db``,
-    ``postgresql://...`` (also ``postgres://``).
+    ``postgresql://...`` (also ``postgres://``), ``grpc://host:port?domain=NAME``
+    (a ``cereal serve`` server; see :class:`cereal.drivers.grpc.GrpcDriver`).
 
     Raises:
         ValueError: the URL is malformed or its scheme is unknown.
@@ -83,6 +89,10 @@ def open_driver(url: str, **options: Any) -> Driver:
         from cereal.drivers.postgres import PostgresDriver
 
         return PostgresDriver(url, **options)
+    if scheme == "grpc":
+        from cereal.drivers.grpc import GrpcDriver
+
+        return GrpcDriver.from_url(url, **options)
     raise ValueError(
         f"unknown driver URL scheme {parts.scheme!r} in {url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)

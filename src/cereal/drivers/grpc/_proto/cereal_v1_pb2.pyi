@@ -1,0 +1,438 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Value(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class Instance(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    status: str
+    parameters: Value
+    payload: Value
+    result: Value
+    err: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("task_name", "status", "parameters", "error_text", "result")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TEXT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    status: str
+    parameters: Value
+    error_text: str
+    result: Value
+    def __init__(self, task_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("type", "instance", "enqueued_task_count", "completed_task_count", "enqueued_at", "task_result")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_TASK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_TASK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASK_RESULT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    instance: Instance
+    enqueued_task_count: int
+    completed_task_count: int
+    enqueued_at: _timestamp_pb2.Timestamp
+    task_result: TaskResult
+    def __init__(self, type: _Optional[str] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., enqueued_task_count: _Optional[int] = ..., completed_task_count: _Optional[int] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
+
+class NewTask(_message.Message):
+    __slots__ = ("task_name", "parameters", "start_after")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    parameters: Value
+    start_after: _timestamp_pb2.Timestamp
+    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("name", "parameters", "enqueued_at", "task_name", "workflow_name", "instance_name", "attempt", "task_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    parameters: Value
+    enqueued_at: _timestamp_pb2.Timestamp
+    task_name: str
+    workflow_name: str
+    instance_name: str
+    attempt: int
+    task_id: str
+    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("id", "enabled", "workflow_name", "instance_name", "parameters", "recurrence", "next_due_at", "last_enqueued_at", "last_start", "last_end")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_FIELD_NUMBER: _ClassVar[int]
+    LAST_END_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    enabled: bool
+    workflow_name: str
+    instance_name: str
+    parameters: Value
+    recurrence: str
+    next_due_at: _timestamp_pb2.Timestamp
+    last_enqueued_at: _timestamp_pb2.Timestamp
+    last_start: _timestamp_pb2.Timestamp
+    last_end: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., enabled: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("kind", "message")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    message: str
+    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InstanceKey(_message.Message):
+    __slots__ = ("workflow_name", "instance_name")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ...) -> None: ...
+
+class EnqueueWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "parameters")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    parameters: Value
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class KillWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "error")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    error: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListWorkflowInstancesRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "is_running")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    IS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    is_running: bool
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., is_running: _Optional[bool] = ...) -> None: ...
+
+class ListWorkflowInstancesResponse(_message.Message):
+    __slots__ = ("instances",)
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[Instance]
+    def __init__(self, instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ...) -> None: ...
+
+class SweepRequest(_message.Message):
+    __slots__ = ("task_expiry", "max_rows", "margin_rows", "max_age")
+    TASK_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    task_expiry: float
+    max_rows: int
+    margin_rows: int
+    max_age: float
+    def __init__(self, task_expiry: _Optional[float] = ..., max_rows: _Optional[int] = ..., margin_rows: _Optional[int] = ..., max_age: _Optional[float] = ...) -> None: ...
+
+class SweepResponse(_message.Message):
+    __slots__ = ("expired_tasks", "released_claims", "trimmed_results", "notes")
+    EXPIRED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    expired_tasks: int
+    released_claims: int
+    trimmed_results: int
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, expired_tasks: _Optional[int] = ..., released_claims: _Optional[int] = ..., trimmed_results: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateScheduleRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "parameters", "enabled", "recurrence", "next_due_at")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    parameters: Value
+    enabled: bool
+    recurrence: str
+    next_due_at: _timestamp_pb2.Timestamp
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enabled: _Optional[bool] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class UpdateScheduleRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "enabled", "set_parameters", "parameters", "recurrence", "next_due_at", "due_rule")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    SET_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    DUE_RULE_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    enabled: bool
+    set_parameters: bool
+    parameters: Value
+    recurrence: str
+    next_due_at: _timestamp_pb2.Timestamp
+    due_rule: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., set_parameters: _Optional[bool] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_rule: _Optional[str] = ...) -> None: ...
+
+class ClaimWorkflowsRequest(_message.Message):
+    __slots__ = ("workflow_names", "max_instances", "max_events", "claim_expiry")
+    WORKFLOW_NAMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    workflow_names: _containers.RepeatedScalarFieldContainer[str]
+    max_instances: int
+    max_events: int
+    claim_expiry: float
+    def __init__(self, workflow_names: _Optional[_Iterable[str]] = ..., max_instances: _Optional[int] = ..., max_events: _Optional[int] = ..., claim_expiry: _Optional[float] = ...) -> None: ...
+
+class Continue(_message.Message):
+    __slots__ = ("payload", "tasks")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    payload: Value
+    tasks: _containers.RepeatedCompositeFieldContainer[NewTask]
+    def __init__(self, payload: _Optional[_Union[Value, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[NewTask, _Mapping]]] = ...) -> None: ...
+
+class Done(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: Value
+    def __init__(self, result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class Fail(_message.Message):
+    __slots__ = ("error",)
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    def __init__(self, error: _Optional[str] = ...) -> None: ...
+
+class WorkflowDecision(_message.Message):
+    __slots__ = ("request_id", "claim", "continue_", "done", "fail", "heartbeat", "close")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE__FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAIL_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    claim: int
+    continue_: Continue
+    done: Done
+    fail: Fail
+    heartbeat: Empty
+    close: Empty
+    def __init__(self, request_id: _Optional[int] = ..., claim: _Optional[int] = ..., continue_: _Optional[_Union[Continue, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., fail: _Optional[_Union[Fail, _Mapping]] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., close: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+
+class WorkflowStreamRequest(_message.Message):
+    __slots__ = ("claim", "decision")
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    claim: ClaimWorkflowsRequest
+    decision: WorkflowDecision
+    def __init__(self, claim: _Optional[_Union[ClaimWorkflowsRequest, _Mapping]] = ..., decision: _Optional[_Union[WorkflowDecision, _Mapping]] = ...) -> None: ...
+
+class ClaimedInstance(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class ClaimedWorkflows(_message.Message):
+    __slots__ = ("instances",)
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[ClaimedInstance]
+    def __init__(self, instances: _Optional[_Iterable[_Union[ClaimedInstance, _Mapping]]] = ...) -> None: ...
+
+class Answer(_message.Message):
+    __slots__ = ("request_id", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    error: Error
+    def __init__(self, request_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class WorkflowStreamResponse(_message.Message):
+    __slots__ = ("claimed", "answer")
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    claimed: ClaimedWorkflows
+    answer: Answer
+    def __init__(self, claimed: _Optional[_Union[ClaimedWorkflows, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+
+class DequeueTasksRequest(_message.Message):
+    __slots__ = ("task_name", "max_tasks", "task_expiry")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASK_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    max_tasks: int
+    task_expiry: float
+    def __init__(self, task_name: _Optional[str] = ..., max_tasks: _Optional[int] = ..., task_expiry: _Optional[float] = ...) -> None: ...
+
+class Succeed(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: Value
+    def __init__(self, result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class TaskReport(_message.Message):
+    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    SUCCEED_FIELD_NUMBER: _ClassVar[int]
+    FAIL_FIELD_NUMBER: _ClassVar[int]
+    ABANDON_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    lease: int
+    heartbeat: Empty
+    succeed: Succeed
+    fail: str
+    abandon: Empty
+    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+
+class TaskStreamRequest(_message.Message):
+    __slots__ = ("dequeue", "report")
+    DEQUEUE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    dequeue: DequeueTasksRequest
+    report: TaskReport
+    def __init__(self, dequeue: _Optional[_Union[DequeueTasksRequest, _Mapping]] = ..., report: _Optional[_Union[TaskReport, _Mapping]] = ...) -> None: ...
+
+class LeasedTasks(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class TaskStreamResponse(_message.Message):
+    __slots__ = ("leased", "answer")
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    leased: LeasedTasks
+    answer: Answer
+    def __init__(self, leased: _Optional[_Union[LeasedTasks, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+
+class ScheduleApply(_message.Message):
+    __slots__ = ("request_id", "enqueue_and_update", "disable")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUE_AND_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    enqueue_and_update: EnqueueAndUpdate
+    disable: Empty
+    def __init__(self, request_id: _Optional[int] = ..., enqueue_and_update: _Optional[_Union[EnqueueAndUpdate, _Mapping]] = ..., disable: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+
+class EnqueueAndUpdate(_message.Message):
+    __slots__ = ("next_due_at", "enabled")
+    NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    next_due_at: _timestamp_pb2.Timestamp
+    enabled: bool
+    def __init__(self, next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class ScheduleStreamRequest(_message.Message):
+    __slots__ = ("lock", "apply")
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    APPLY_FIELD_NUMBER: _ClassVar[int]
+    lock: Empty
+    apply: ScheduleApply
+    def __init__(self, lock: _Optional[_Union[Empty, _Mapping]] = ..., apply: _Optional[_Union[ScheduleApply, _Mapping]] = ...) -> None: ...
+
+class ScheduleAnswer(_message.Message):
+    __slots__ = ("request_id", "error", "enqueued")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    error: Error
+    enqueued: bool
+    def __init__(self, request_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., enqueued: _Optional[bool] = ...) -> None: ...
+
+class ScheduleStreamResponse(_message.Message):
+    __slots__ = ("due", "none", "answer")
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    NONE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    due: Schedule
+    none: Error
+    answer: ScheduleAnswer
+    def __init__(self, due: _Optional[_Union[Schedule, _Mapping]] = ..., none: _Optional[_Union[Error, _Mapping]] = ..., answer: _Optional[_Union[ScheduleAnswer, _Mapping]] = ...) -> None: ...
+
+class Wakeup(_message.Message):
+    __slots__ = ("kind", "name")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
