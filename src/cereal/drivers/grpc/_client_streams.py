@@ -103,7 +103,7 @@ class HeldStream:
         except asyncio.CancelledError:
             reason = "the driver was closed"
         except grpc.RpcError as exc:
-            reason = f"the stream to the cereal server broke: {exc.code().name}"  # type: ignore[attr-defined]
+            reason = f"the stream to the cereal server broke: {exc.code().name}"
         except Exception as exc:  # a malformed reply: treat the batch as lost
             logger.warning("bad reply on a cereal stream: %r", exc)
             reason = f"bad reply from the cereal server: {exc!r}"

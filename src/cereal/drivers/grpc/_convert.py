@@ -58,7 +58,8 @@ def time_from_pb(holder: object, field: str) -> datetime | None:
     if not holder.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: Timestamp = getattr(holder, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
+    return moment
 
 
 def _required_time(holder: object, field: str) -> datetime:

@@ -96,14 +96,15 @@ def schema_of(domain: str) -> str:
 
 
 def with_search_path(url: str, schema: str) -> str:
-    """``url`` with the libpq ``options`` setting ``search_path`` to ``schema`` (only)."""
+    """``url`` with the libpq ``options`` setting ``search_path`` to ``schema`` (only).
+
+    The setting has no space in it (``--search_path=...``): the PostgreSQL driver
+    re-encodes the URL's query, which would turn a space into a literal ``+``.
+    """
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    setting = f'-c search_path="{schema}"'
-    kept = [(k, v) for k, v in query if k != "options"]
-    given = [v for k, v in query if k == "options"]
-    options = " ".join([*given, setting])
-    return urlunsplit(parts._replace(query=urlencode([*kept, ("options", options)])))
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "options"]
+    setting = f'--search_path="{schema}"'
+    return urlunsplit(parts._replace(query=urlencode([*kept, ("options", setting)])))
 
 
 class PostgresDomainStores(DomainStores):

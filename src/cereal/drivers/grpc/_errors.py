@@ -77,12 +77,12 @@ def error_from_pb(error: pb.Error) -> Exception:
 
 def error_from_rpc(exc: grpc.RpcError) -> Exception:
     """The exception a failed call stands for (see the module doc)."""
-    trailing = exc.trailing_metadata() or ()  # type: ignore[attr-defined]
-    details = exc.details() or ""  # type: ignore[attr-defined]
+    trailing = exc.trailing_metadata() or ()
+    details = exc.details() or ""
     for key, value in trailing:
         if key == ERROR_KEY:
             return rebuild(str(value), details)
-    code = exc.code()  # type: ignore[attr-defined]
+    code = exc.code()
     name = code.name if isinstance(code, grpc.StatusCode) else str(code)
     error = errors.DriverError(f"cereal server call failed: {name}: {details}")
     error.__cause__ = exc

@@ -96,16 +96,18 @@ class CerealServer:
         server = grpc.aio.server(
             interceptors=interceptors, options=channel_options(self.options.max_message_bytes)
         )
-        pb_grpc.add_CerealServicer_to_server(CerealService(self._domains), server)
+        pb_grpc.add_CerealServicer_to_server(  # type: ignore[no-untyped-call]
+            CerealService(self._domains), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"{self.options.host}:{self.options.port}"
         if ":" in self.options.host and not self.options.host.startswith("["):
             address = f"[{self.options.host}]:{self.options.port}"
         try:
             if self._credentials is None:
-                port = server.add_insecure_port(address)
+                port = int(server.add_insecure_port(address))
             else:
-                port = server.add_secure_port(address, self._credentials)
+                port = int(server.add_secure_port(address, self._credentials))
         except RuntimeError as exc:
             await self._domains.close()
             raise RuntimeError(f"cannot listen on {address}: {exc}") from exc

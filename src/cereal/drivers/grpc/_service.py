@@ -21,10 +21,9 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
-
 from cereal import errors
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.drivers.grpc import _convert as convert
@@ -36,7 +35,8 @@ from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = Any
+"""A ``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
@@ -109,7 +109,7 @@ async def _pick(items: Sequence[Any], index: int) -> Any:
     return items[index]
 
 
-class CerealService(pb_grpc.CerealServicer):  # type: ignore[misc]
+class CerealService(pb_grpc.CerealServicer):
     """The service over a registry of domains."""
 
     def __init__(self, domains: DomainRegistry) -> None:
@@ -410,6 +410,9 @@ class CerealService(pb_grpc.CerealServicer):  # type: ignore[misc]
             hosted = await self._domains.get(domain_name(context))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        except errors.CerealError as exc:  # the domain's store failed to open
+            await abort_with(context, exc)
             raise
         peer = context.peer()  # read now: the call's context is gone by the finally block
         logger.info("client connected: peer=%s domain=%s", peer, hosted.name)

@@ -32,6 +32,7 @@ from cereal.drivers.base import (
     ScheduledWorkflowCompleter,
     TaskCompleter,
     WorkflowCompleter,
+    WorkKind,
     check_claim_sizes,
 )
 from cereal.drivers.grpc import _convert as convert
@@ -57,6 +58,7 @@ from cereal.models import (
 
 logger = logging.getLogger(__name__)
 
+ALL_KINDS: tuple[WorkKind, ...] = ("workflow", "task", "schedule")
 _RECONNECT_BACKOFF = (0.05, 5.0)  # first and largest pause between watch attempts, seconds
 _REFUSALS = (
     grpc.StatusCode.UNAUTHENTICATED,
@@ -200,7 +202,7 @@ class GrpcDriver(Driver):
             self._channel = grpc.aio.insecure_channel(self.target, options=options)
         else:
             self._channel = grpc.aio.secure_channel(self.target, self._credentials, options)
-        self._stub = pb_grpc.CerealStub(self._channel)
+        self._stub = pb_grpc.CerealStub(self._channel)  # type: ignore[no-untyped-call]
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._watcher = asyncio.create_task(self._watch(ready))
         try:
@@ -239,16 +241,17 @@ class GrpcDriver(Driver):
                             ready.set_result(None)
                         else:  # reconnected: work may have arrived unannounced meanwhile
                             logger.info("reconnected to the cereal server at %s", self.target)
-                            for kind in ("workflow", "task", "schedule"):
-                                self._wake(kind, None)  # type: ignore[arg-type]
+                            for kind in ALL_KINDS:
+                                self._wake(kind, None)
                         continue
                     name = wakeup.name if wakeup.HasField("name") else None
-                    self._wake(wakeup.kind, name)
+                    if wakeup.kind in ALL_KINDS:
+                        self._wake(wakeup.kind, name)
                 self._last_problem = "the server ended the wakeup stream"
             except grpc.RpcError as exc:
                 problem = error_from_rpc(exc)
                 self._last_problem = str(problem)
-                if exc.code() in _REFUSALS and not ready.done():  # type: ignore[attr-defined]
+                if exc.code() in _REFUSALS and not ready.done():
                     ready.set_exception(problem)
                     return
                 if ready.done():
