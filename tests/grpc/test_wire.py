@@ -89,7 +89,7 @@ async def test_a_dropped_task_stream_reports_the_task_lost(
     [(_, completer)] = await other.claim_workflows(["wf"])
     await completer.continue_(None, [NewTask("t", b"2")])
     await completer.close()
-    [(_task, lease)] = await holder.dequeue_tasks("t", 1, task_expiry=3600)
+    [(_task, _lease)] = await holder.dequeue_tasks("t", 1, task_expiry=3600)
 
     await holder.close()  # the lease's stream ends unreported
 

@@ -129,6 +129,8 @@ class GrpcDriver(Driver):
             raise ValueError(f"gRPC target must be 'host:port', not {target!r}")
         self.target = target
         self.domain = check_domain(domain)
+        self.url = f"grpc://{target}?domain={self.domain}"
+        """A URL reaching the same server and domain (without the credentials)."""
         if call_timeout <= 0 or connect_timeout <= 0:
             raise ValueError("call_timeout and connect_timeout must be positive")
         self._credentials = (
@@ -170,7 +172,10 @@ class GrpcDriver(Driver):
                     f"unknown option {name!r} in {url!r}; known: domain, token, tls, ca,"
                     " cert, key, call_timeout, connect_timeout"
                 )
-        return cls(parts.netloc, **{**given, **options})
+        driver = cls(parts.netloc, **{**given, **options})
+        if not options:
+            driver.url = url  # with its credentials: what other processes need to reach it
+        return driver
 
     # ---- lifecycle -------------------------------------------------------------------
 
