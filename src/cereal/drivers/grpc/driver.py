@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import grpc
-
 from cereal import errors
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
