@@ -44,8 +44,10 @@ class ServeProcess:
     def start(self) -> None:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cereal", "--db", self.database_url, "serve"]
-                + ["--port", str(self.port), "--task-expiry", "1"],
+                [
+                    *(sys.executable, "-m", "cereal", "--db", self.database_url, "serve"),
+                    *("--port", str(self.port), "--task-expiry", "1"),
+                ],
                 cwd=REPO,
                 stderr=sink,
                 stdout=sink,
