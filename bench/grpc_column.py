@@ -43,8 +43,9 @@ def _free_port() -> int:
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    import grpc
 
     deadline = time.monotonic() + READY_TIMEOUT_S
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
