@@ -105,3 +105,25 @@ async def test_a_dropped_task_stream_reports_the_task_lost(
     assert events[0].task_result is not None
     assert events[0].task_result.status.value == "lost"
     await completer.close()
+
+
+async def test_completers_of_a_closed_driver_report_their_work_lost(
+    tmp_path: Path, grpc_server_factory: Any, open_client: Any
+) -> None:
+    server = grpc_server_factory(f"sqlite:///{tmp_path / 'served.db'}", maintenance=False)
+    holder = await open_client(server.url())
+    await holder.enqueue_workflow("wf", "inst", None)
+    [(_, claim)] = await holder.claim_workflows(["wf"])
+    await claim.continue_(None, [NewTask("t", None)])
+    await claim.close()
+    await holder.enqueue_workflow("wf", "other", None)
+    [(_, undecided)] = await holder.claim_workflows(["wf"])
+    [(_, lease)] = await holder.dequeue_tasks("t", 1)
+
+    await holder.close()
+
+    with pytest.raises(errors.TaskLostError):
+        await lease.succeed(None)
+    with pytest.raises(errors.WorkflowClaimLostError):
+        await undecided.done(None)
+    await undecided.close()  # released with the driver's streams; closing is a no-op

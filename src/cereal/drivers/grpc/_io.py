@@ -12,6 +12,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from cereal import errors
+
 T = TypeVar("T")
 
 
@@ -24,8 +26,22 @@ class IoLoop:
         self._thread.start()
 
     async def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run ``work`` on the private loop; cancelling the caller cancels it."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+        """Run ``work`` on the private loop; cancelling the caller cancels it.
+
+        Raises:
+            DriverError: the loop was stopped (the driver is closed).
+        """
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError:  # the loop is closed
+            work.close()
+            raise errors.DriverError("the gRPC driver is closed") from None
+        return await asyncio.wrap_future(future)
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` ran."""
+        return self.loop.is_closed() or not self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop the loop, wait for its thread and close it (call from outside the loop)."""

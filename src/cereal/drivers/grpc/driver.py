@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -330,8 +330,9 @@ class GrpcDriver(Driver):
     async def _claim(self, claim: pb.ClaimWorkflowsRequest) -> list[ClaimedWorkflow]:
         call = self._stub.ClaimWorkflows(metadata=self._metadata, wait_for_ready=True)
         try:
-            await call.write(pb.WorkflowStreamRequest(claim=claim))
-            first = await asyncio.wait_for(call.read(), self._call_timeout)
+            first = await asyncio.wait_for(
+                _exchange(call, pb.WorkflowStreamRequest(claim=claim)), self._call_timeout
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
         except TimeoutError:
@@ -402,8 +403,9 @@ class GrpcDriver(Driver):
     async def _dequeue(self, ask: pb.DequeueTasksRequest) -> list[tuple[TaskData, TaskCompleter]]:
         call = self._stub.DequeueTasks(metadata=self._metadata, wait_for_ready=True)
         try:
-            await call.write(pb.TaskStreamRequest(dequeue=ask))
-            first = await asyncio.wait_for(call.read(), self._call_timeout)
+            first = await asyncio.wait_for(
+                _exchange(call, pb.TaskStreamRequest(dequeue=ask)), self._call_timeout
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
         except TimeoutError:
@@ -488,8 +490,9 @@ class GrpcDriver(Driver):
     async def _lock_due(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
         call = self._stub.GetDueScheduledWorkflow(metadata=self._metadata, wait_for_ready=True)
         try:
-            await call.write(pb.ScheduleStreamRequest(lock=pb.Empty()))
-            first = await asyncio.wait_for(call.read(), self._call_timeout)
+            first = await asyncio.wait_for(
+                _exchange(call, pb.ScheduleStreamRequest(lock=pb.Empty())), self._call_timeout
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
         except TimeoutError:
@@ -508,6 +511,22 @@ class GrpcDriver(Driver):
         return convert.schedule_from_pb(await self._call("GetNextScheduledWorkflow", pb.Empty()))
 
 
+async def _exchange(call: Any, request: Any) -> Any:
+    """Send a stream's first request and read the first reply."""
+    await call.write(request)
+    return await call.read()
+
+
+async def _on_io(io: IoLoop, work: Coroutine[Any, Any, None], lost: errors.CerealError) -> None:
+    """Run ``work`` on the driver's I/O loop; once the driver is closed, raise ``lost``."""
+    try:
+        await io.run(work)
+    except errors.DriverError:
+        if io.stopped:
+            raise lost from None
+        raise
+
+
 class _RemoteWorkflowCompleter(WorkflowCompleter):
     """Decides claim ``index`` of a claimed batch on its stream."""
 
@@ -518,7 +537,8 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
         self._closed = False
 
     async def _send(self, build: BuildRequest) -> None:
-        await self._io.run(self._stream.request(build))
+        lost = errors.WorkflowClaimLostError("workflow claim lost: the driver was closed")
+        await _on_io(self._io, self._stream.request(build), lost)
 
     def _decision(self, **action: Any) -> BuildRequest:
         index = self._index
@@ -550,7 +570,9 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
         if self._closed:
             return
         self._closed = True
-        await asyncio.shield(self._io.run(self._release()))
+        if not self._io.stopped:  # a closed driver's streams were dropped: released already
+            with contextlib.suppress(errors.DriverError):
+                await asyncio.shield(self._io.run(self._release()))
 
     async def _release(self) -> None:
         if self._stream.is_open(self._index):
@@ -575,7 +597,8 @@ class _RemoteTaskCompleter(TaskCompleter):
                 report=pb.TaskReport(request_id=request_id, lease=index, **action)
             )
 
-        await self._io.run(self._send(build, final))
+        lost = errors.TaskLostError("task lease lost: the driver was closed")
+        await _on_io(self._io, self._send(build, final), lost)
 
     async def _send(self, build: BuildRequest, final: bool) -> None:
         try:
@@ -653,7 +676,9 @@ class _RemoteScheduleCompleter(ScheduledWorkflowCompleter):
         if self._done:
             return
         self._done = True
-        await asyncio.shield(self._io.run(self._release()))
+        if not self._io.stopped:
+            with contextlib.suppress(errors.DriverError):
+                await asyncio.shield(self._io.run(self._release()))
 
     async def _release(self) -> None:
         # wait for the server's end of the stream: the schedule is released by then
