@@ -115,3 +115,14 @@ def test_cereal_serve_refuses_a_public_bind_without_token(db_url: str) -> None:
     )
     assert done.returncode != 0
     assert "without a token" in done.stderr
+
+
+def test_cereal_serve_refuses_a_store_it_cannot_serve() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cereal", "--db", "memory://", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "needs a durable store" in done.stderr
