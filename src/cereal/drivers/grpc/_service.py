@@ -281,16 +281,12 @@ class CerealService(pb_grpc.CerealServicer):
         async def apply() -> None:
             completer: WorkflowCompleter = await _pick(completers, decision.claim)
             action = decision.WhichOneof("action")
-            if action == "continue_":
-                carried = decision.continue_
-                await completer.continue_(
-                    convert.value_from_pb(carried, "payload"),
-                    [convert.new_task_from_pb(t) for t in carried.tasks],
-                )
-            elif action == "done":
-                await completer.done(convert.value_from_pb(decision.done, "result"))
-            elif action == "fail":
-                await completer.fail(decision.fail.error)
+            if action in ("continue_", "done", "fail"):
+                # a decision also releases the claim: the client's close needs no round trip
+                try:
+                    await _decide(completer, decision)
+                finally:
+                    await completer.close()
             elif action == "heartbeat":
                 await completer.heartbeat()
             elif action == "close":
@@ -424,6 +420,21 @@ class CerealService(pb_grpc.CerealServicer):
                     yield pb.Wakeup(kind=kind, name=name)
         finally:
             logger.info("client disconnected: peer=%s domain=%s", peer, hosted.name)
+
+
+async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -> None:
+    """Apply a continue, done or fail decision."""
+    action = decision.WhichOneof("action")
+    if action == "continue_":
+        carried = decision.continue_
+        await completer.continue_(
+            convert.value_from_pb(carried, "payload"),
+            [convert.new_task_from_pb(t) for t in carried.tasks],
+        )
+    elif action == "done":
+        await completer.done(convert.value_from_pb(decision.done, "result"))
+    else:
+        await completer.fail(decision.fail.error)
 
 
 class _Leases:

@@ -535,6 +535,7 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
         self._stream = stream
         self._index = index
         self._closed = False
+        self._decided = False  # the server releases the claim with a decision
 
     async def _send(self, build: BuildRequest) -> None:
         lost = errors.WorkflowClaimLostError("workflow claim lost: the driver was closed")
@@ -546,20 +547,24 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
             decision=pb.WorkflowDecision(request_id=request_id, claim=index, **action)
         )
 
+    async def _decide(self, build: BuildRequest) -> None:
+        self._decided = True
+        await self._send(build)
+
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
         """See :meth:`WorkflowCompleter.continue_`."""
         carried = pb.Continue(
             payload=convert.value_to_pb(payload), tasks=[convert.new_task_to_pb(t) for t in tasks]
         )
-        await self._send(self._decision(continue_=carried))
+        await self._decide(self._decision(continue_=carried))
 
     async def done(self, result: bytes | None) -> None:
         """See :meth:`WorkflowCompleter.done`."""
-        await self._send(self._decision(done=pb.Done(result=convert.value_to_pb(result))))
+        await self._decide(self._decision(done=pb.Done(result=convert.value_to_pb(result))))
 
     async def fail(self, error: str) -> None:
         """See :meth:`WorkflowCompleter.fail`."""
-        await self._send(self._decision(fail=pb.Fail(error=error)))
+        await self._decide(self._decision(fail=pb.Fail(error=error)))
 
     async def heartbeat(self) -> None:
         """See :meth:`WorkflowCompleter.heartbeat`."""
@@ -575,7 +580,7 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
                 await asyncio.shield(self._io.run(self._release()))
 
     async def _release(self) -> None:
-        if self._stream.is_open(self._index):
+        if self._stream.is_open(self._index) and not self._decided:
             with contextlib.suppress(errors.CerealError):
                 await self._stream.request(self._decision(close=pb.Empty()))
         await self._stream.finish(self._index)
