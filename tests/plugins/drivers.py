@@ -1,7 +1,11 @@
 """The ``driver`` fixture: every conformance test runs once per driver.
 
 Each entry of ``DRIVER_FACTORIES`` builds a fresh, isolated store. Narrow the
-set with ``--drivers=memory,sqlite``. A test marked
+set with ``--drivers=memory,sqlite``. ``grpc-sqlite`` and ``grpc-postgres`` are
+the ``grpc://`` driver talking over a real loopback port to a ``CerealServer``
+the test starts (``tests/plugins/grpc_server.py``) over a fresh SQLite file or
+PostgreSQL database; that server runs no scheduler or sweep of its own, since
+driver-level cases expect no other actor on the store. A test marked
 ``@pytest.mark.requires("multiprocess")`` is skipped, with the reason printed,
 on drivers that lack that capability.
 """
