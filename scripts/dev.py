@@ -10,7 +10,9 @@ Run with the system Python (3.11+, standard library only):
 It creates ``.venv`` when missing and (re)installs the project with
 ``pip install -e '.[dev]' -c constraints.txt`` whenever pyproject.toml or
 constraints.txt changed since the last install (a stamp file in .venv
-records their hash). Exit codes of the steps are propagated.
+records their hash). Exit codes of the steps are propagated. Ctrl+C reaches
+the running step too (same process group); this script then waits for the
+step to end and exits with its status, without a traceback of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ LOCK_HEADER = """\
 # (that is: .venv/bin/pip install -U -e '.[dev]' && .venv/bin/pip freeze --exclude-editable)
 """
 PYTEST_NO_TESTS = 5
+INTERRUPTED = 130
 
 
 def say(message: str) -> None:
@@ -45,7 +48,17 @@ def say(message: str) -> None:
 
 def run(command: Sequence[str | Path]) -> int:
     say("$ " + " ".join(str(part) for part in command))
-    return subprocess.call([str(part) for part in command], cwd=ROOT)
+    process = subprocess.Popen([str(part) for part in command], cwd=ROOT)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        pass  # the step got the same Ctrl+C: let it finish on its own
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # a second Ctrl+C: do not wait any longer
+        process.kill()
+        process.wait()
+        return INTERRUPTED
 
 
 def inputs_digest() -> str:
@@ -126,8 +139,12 @@ def main(argv: Sequence[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 2
-    ensure_venv()
-    return COMMANDS[argv[0]](argv[1:])
+    try:
+        ensure_venv()
+        return COMMANDS[argv[0]](argv[1:])
+    except KeyboardInterrupt:  # between steps
+        say("interrupted")
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

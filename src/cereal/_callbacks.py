@@ -25,6 +25,7 @@ from cereal.instance import (
     StartEvent,
     TaskCompleteEvent,
     WorkflowInstance,
+    failure_details,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,13 @@ def _failed(instance: WorkflowInstance, callback_name: str, exc: BaseException) 
         exc_info=exc,
         extra={"event": "callback_failed", "workflow_name": instance.workflow_name},
     )
-    return Decision(DecisionKind.FAIL, error=raised_text(exc))
+    details = failure_details(exc)
+    return Decision(
+        DecisionKind.FAIL,
+        error=raised_text(exc),
+        error_type=details.error_type,
+        error_traceback=details.error_traceback,
+    )
 
 
 def _checked(instance: WorkflowInstance, callback_name: str, decision: object) -> Decision:

@@ -19,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cereal import errors, values
+from cereal import _failures, errors, values
 from cereal._waits import ClaimPacer, wait_for_event
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
-from cereal.models import TaskData
+from cereal.models import FailureDetails, TaskData, TaskStatus
+from cereal.observe import Observer, TaskObservation
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,14 @@ CLAIM_INTERVAL = 0.005
 
 @dataclass(frozen=True)
 class _Outcome:
-    """How a run ended: ``error`` text for a failure, else the encoded ``result``."""
+    """How a run ended: ``error`` text for a failure, else the encoded ``result``.
+
+    ``failure`` describes the exception when the executor raised one.
+    """
 
     result: bytes | None = None
     error: str | None = None
+    failure: FailureDetails | None = None
 
 
 class _Run:
@@ -75,6 +81,7 @@ class TaskRunner:
         max_value_bytes: int,
         on_task_finished: Callable[[], None],
         max_stray_threads: int | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._driver = driver
         self._name = task_name
@@ -97,6 +104,7 @@ class TaskRunner:
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
+        self._observer = observer
 
     @property
     def running(self) -> int:
@@ -168,7 +176,10 @@ class TaskRunner:
 
     def _start(self, data: TaskData, completer: TaskCompleter) -> None:
         run = _Run(Task(data), completer)
-        job = asyncio.create_task(self._execute(run), name=f"cereal-task-{self._name}")
+        # without instrumentation the run is one coroutine, with nothing added
+        observer = self._observer
+        work = self._execute(run) if observer is None else self._execute_observed(run, observer)
+        job = asyncio.create_task(work, name=f"cereal-task-{self._name}")
         self._runs[job] = run
         job.add_done_callback(self._finished)
 
@@ -180,8 +191,13 @@ class TaskRunner:
         if not self._stopping:
             self._wakeup.set()  # a slot is free: look for more work now
 
-    async def _execute(self, run: _Run) -> None:
+    async def _execute_observed(self, run: _Run, observer: Observer) -> None:
+        with observer.task(run.task.metadata) as observation:
+            await self._execute(run, observation)
+
+    async def _execute(self, run: _Run, observation: TaskObservation | None = None) -> None:
         task, completer = run.task, run.completer
+        began = time.monotonic()
         if self._is_async:
             work: asyncio.Future[object] = asyncio.ensure_future(self._function(task))
         else:
@@ -200,8 +216,19 @@ class TaskRunner:
             if run.thread_running and (work.cancelled() or not work.done()):
                 run.stray = True
                 self._strays += 1
-        if outcome is not None:
-            await self._record(completer, outcome)
+        if outcome is None:
+            return
+        seconds = time.monotonic() - began
+        if outcome.error is None:
+            _log_succeeded(task, seconds)
+        else:
+            _log_failed(task, outcome, seconds)
+        if observation is not None:
+            failed = outcome.error is not None
+            observation.status = TaskStatus.FAILED if failed else TaskStatus.SUCCESS
+            observation.error = outcome.error
+            observation.error_type = None if outcome.failure is None else outcome.failure.error_type
+        await self._record(completer, outcome)
 
     def _thread_ended(self, run: _Run) -> None:
         run.thread_running = False
@@ -221,6 +248,8 @@ class TaskRunner:
             try:
                 if outcome.error is None:
                     await completer.succeed(outcome.result)
+                elif outcome.failure is not None:
+                    await completer.fail_with_details(outcome.failure)
                 else:
                     await completer.fail(outcome.error)
                 return
@@ -274,7 +303,8 @@ class TaskRunner:
         if failure is not None:
             if not isinstance(failure, Exception):
                 raise failure
-            return _Outcome(error=values.storable_text(str(failure)))
+            described = _failures.describe(failure)
+            return _Outcome(error=described.error, failure=described)
         try:
             encoded = values.encode(
                 work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes
@@ -336,6 +366,50 @@ class TaskRunner:
             job.cancel()
         if jobs:
             await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)
+
+
+def _log_succeeded(task: Task, seconds: float) -> None:
+    meta = task.metadata
+    logger.info(
+        "task %s of %s/%s succeeded in %.3f s",
+        meta.task_name,
+        meta.workflow_name,
+        meta.instance_name,
+        seconds,
+        extra={
+            "event": "task_succeeded",
+            "task_name": meta.task_name,
+            "workflow_name": meta.workflow_name,
+            "instance_name": meta.instance_name,
+            "duration": seconds,
+        },
+    )
+
+
+def _log_failed(task: Task, outcome: _Outcome, seconds: float) -> None:
+    """One WARNING record per failed task: names, exception type, message and traceback."""
+    meta = task.metadata
+    failure = outcome.failure
+    error_type = "" if failure is None else f"{failure.error_type}: "
+    traceback = "" if failure is None or not failure.error_traceback else failure.error_traceback
+    logger.warning(
+        "task %s of %s/%s failed after %.3f s: %s%s%s",
+        meta.task_name,
+        meta.workflow_name,
+        meta.instance_name,
+        seconds,
+        error_type,
+        outcome.error,
+        f"\n{traceback.rstrip()}" if traceback else "",
+        extra={
+            "event": "task_failed",
+            "task_name": meta.task_name,
+            "workflow_name": meta.workflow_name,
+            "instance_name": meta.instance_name,
+            "error_type": None if failure is None else failure.error_type,
+            "duration": seconds,
+        },
+    )
 
 
 def _warn_abandoned(why: str, tasks: list[TaskData] | list[Task]) -> None:

@@ -20,8 +20,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
 
 from cereal import _callbacks, errors, values
+from cereal._time import utcnow
 from cereal._waits import ClaimPacer, wait_for_event
 from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
 from cereal.executors import WorkflowExecutor, is_async_callable
@@ -34,12 +37,14 @@ from cereal.instance import (
     TaskResult,
 )
 from cereal.models import (
+    FailureDetails,
     NewTask,
     TaskResultData,
     TaskStatus,
     WorkflowEvent,
     WorkflowEventType,
 )
+from cereal.observe import Observer
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,7 @@ class WorkflowRunner:
         on_workflow_complete: Callable[[WorkflowEvent], None] | None,
         concurrency: int = 1,
         batch_events: int = DEFAULT_BATCH_EVENTS,
+        observer: Observer | None = None,
     ) -> None:
         self._driver = driver
         self._executors = dict(executors)
@@ -99,6 +105,7 @@ class WorkflowRunner:
         self._stopping = False
         self._wayward: dict[str, float] = {}
         self._failures = 0
+        self._observer = observer
 
     def wake(self) -> None:
         """Look for events now instead of at the next poll (call on the loop's thread)."""
@@ -224,6 +231,7 @@ class WorkflowRunner:
                 keepalive.cancel()
             try:
                 await self._apply(decision, tasks, last, completer)
+                self._report(events, last, decision)
             except errors.WorkflowClaimLostError:
                 logger.warning(
                     "workflow %s/%s ended or lost its claim during the callback; decision dropped",
@@ -256,10 +264,20 @@ class WorkflowRunner:
         self, executor: WorkflowExecutor, events: list[WorkflowEvent]
     ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
         batch = _Batch(events, self._max_value_bytes)
+        observer = self._observer
         for event in events:
             callback_name, ev = _callback_for(event)
-            decision = await _callbacks.decide(executor, callback_name, batch.instance(event), ev)
-            if not batch.absorb(decision, event):
+            instance = batch.instance(event)
+            if observer is None:
+                decision = await _callbacks.decide(executor, callback_name, instance, ev)
+                traceparent = None
+            else:
+                with observer.callback(
+                    instance.workflow_name, instance.instance_name, callback_name
+                ) as observation:
+                    decision = await _callbacks.decide(executor, callback_name, instance, ev)
+                traceparent = observation.traceparent
+            if not batch.absorb(decision, event, traceparent):
                 break
         return batch.outcome()
 
@@ -271,11 +289,22 @@ class WorkflowRunner:
     ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
         """:meth:`_decide_all_async` for plain callbacks, on a worker thread."""
         batch = _Batch(events, self._max_value_bytes)
+        observer = self._observer
         for event in events:
             callback_name, ev = _callback_for(event)
             instance = batch.instance(event)
-            decision = _callbacks.decide_in_thread(executor, callback_name, instance, ev, loop)
-            if not batch.absorb(decision, event):
+            if observer is None:
+                decision = _callbacks.decide_in_thread(executor, callback_name, instance, ev, loop)
+                traceparent = None
+            else:
+                with observer.callback(
+                    instance.workflow_name, instance.instance_name, callback_name
+                ) as observation:
+                    decision = _callbacks.decide_in_thread(
+                        executor, callback_name, instance, ev, loop
+                    )
+                traceparent = observation.traceparent
+            if not batch.absorb(decision, event, traceparent):
                 break
         return batch.outcome()
 
@@ -295,7 +324,12 @@ class WorkflowRunner:
         completer: WorkflowCompleter,
     ) -> None:
         if decision.is_failed:
-            await completer.fail(values.storable_text(decision.error or "workflow failed"))
+            text = values.storable_text(decision.error or "workflow failed")
+            if decision.error_type is None:
+                await completer.fail(text)
+            else:
+                details = FailureDetails(text, decision.error_type, decision.error_traceback)
+                await completer.fail_with_details(details)
             self._finished(event)
         elif decision.is_complete:
             await completer.done(decision.result)
@@ -305,6 +339,26 @@ class WorkflowRunner:
             if tasks:
                 self._on_tasks_enqueued({task.task_name for task in tasks})
         self._failures = 0
+
+    def _report(self, events: list[WorkflowEvent], last: WorkflowEvent, decision: Decision) -> None:
+        """After a committed decision: log a finished instance, tell the observer."""
+        if not decision.is_continuing:
+            _log_finished(last, decision)
+        observer = self._observer
+        if observer is None:
+            return
+        name = last.instance.workflow_name
+        for event in events:
+            if event.type is WorkflowEventType.START:
+                observer.workflow_started(name)
+            elif event.task_result is not None and event.task_result.status is TaskStatus.LOST:
+                observer.task_lost(name, event.task_result.task_name)
+            if event is last:
+                break
+        if not decision.is_continuing:
+            observer.workflow_finished(
+                name, failed=decision.is_failed, seconds=_age(last.instance.started_at)
+            )
 
     def _finished(self, event: WorkflowEvent) -> None:
         if self._on_workflow_complete is None:
@@ -337,19 +391,61 @@ class _Batch:
             max_value_bytes=self._max_value_bytes,
         )
 
-    def absorb(self, decision: Decision, event: WorkflowEvent) -> bool:
-        """Take ``decision`` in; False when it ends the batch (complete or fail)."""
+    def absorb(
+        self, decision: Decision, event: WorkflowEvent, traceparent: str | None = None
+    ) -> bool:
+        """Take ``decision`` in; False when it ends the batch (complete or fail).
+
+        ``traceparent`` (the callback's span, when traced) goes with its tasks.
+        """
         self._last = (decision, event)
         if not decision.is_continuing:
             return False
         self._payload = decision.payload
-        self._tasks.extend(decision.tasks)
+        if traceparent is None:
+            self._tasks.extend(decision.tasks)
+        else:
+            self._tasks.extend(replace(task, traceparent=traceparent) for task in decision.tasks)
         return True
 
     def outcome(self) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
         """The last decision, its event, and every task the batch enqueues."""
         assert self._last is not None
         return self._last[0], self._last[1], self._tasks
+
+
+def _age(started_at: datetime | None) -> float:
+    """Seconds since ``started_at`` (0 when unknown)."""
+    if started_at is None:
+        return 0.0
+    return max(0.0, (utcnow() - started_at).total_seconds())
+
+
+def _log_finished(event: WorkflowEvent, decision: Decision) -> None:
+    data = event.instance
+    seconds = _age(data.started_at)
+    extra = {
+        "workflow_name": data.workflow_name,
+        "instance_name": data.instance_name,
+        "duration": seconds,
+    }
+    if decision.is_failed:
+        logger.info(
+            "workflow %s/%s failed after %.3f s: %s",
+            data.workflow_name,
+            data.instance_name,
+            seconds,
+            decision.error,
+            extra={"event": "workflow_failed", **extra},
+        )
+    else:
+        logger.info(
+            "workflow %s/%s completed in %.3f s",
+            data.workflow_name,
+            data.instance_name,
+            seconds,
+            extra={"event": "workflow_completed", **extra},
+        )
 
 
 def _is_async(executor: object, callback_name: str) -> bool:

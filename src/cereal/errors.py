@@ -15,6 +15,7 @@ Every error is a :class:`CerealError`::
     ├── UnusableTaskResultError          TaskResult.err() when the stored result vanished
     ├── WorkflowClaimLostError           a workflow event's claim expired before its decision
     ├── DriverError                      the storage is unavailable or misbehaved
+    │   └── MissingDependencyError       a driver's optional packages are not installed
     ├── NoTasksError                     (driver-facing) no task is ready
     ├── NoWorkflowInstancesError         (driver-facing) no workflow event is ready
     ├── NoDueWorkflowsError              (driver-facing) no schedule is due
@@ -96,6 +97,16 @@ class DriverError(CerealError):
     default_message = "storage driver error"
 
 
+class MissingDependencyError(DriverError, ImportError):
+    """A driver needs optional packages that are not installed (say, the ``postgres`` extra).
+
+    Also an :class:`ImportError`, so code that guards an optional import keeps working;
+    the message says what to install.
+    """
+
+    default_message = "a package the driver needs is not installed"
+
+
 class NoTasksError(CerealError):
     """No task of the requested name is ready to run (driver-facing)."""
 
@@ -121,9 +132,15 @@ class NoScheduledWorkflowsError(CerealError):
 
 
 class TaskFailedError(CerealError):
-    """A task's executor raised; ``str()`` is the stored error text (the type is not kept)."""
+    """A task's executor raised; ``str()`` is the stored error text.
+
+    ``error_type`` and ``error_traceback`` carry the executor's exception type
+    (qualified name) and traceback when they were stored, else ``None``.
+    """
 
     default_message = "task failed"
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 class UnusableTaskResultError(CerealError):

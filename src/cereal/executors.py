@@ -8,13 +8,14 @@ cannot be interrupted: it sees :meth:`Task.is_cancelled` turn true instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cereal import values
-from cereal._thread_reuse import PLAIN_TASK_THREADS
 from cereal.instance import CancelEvent, Decision, StartEvent, TaskCompleteEvent, WorkflowInstance
 from cereal.models import TaskData, TaskMetadata
 
@@ -139,35 +140,40 @@ def start_in_thread(
     name: str,
     on_exit: Callable[[], None] | None = None,
 ) -> asyncio.Future[Any]:
-    """Run a plain task executor on a thread of its own; returns a future of its outcome.
+    """Run a plain task executor in its own daemon thread; returns a future of its outcome.
 
-    The thread is reused once the executor returns (``_thread_reuse``), but a
-    running executor, which cannot be interrupted when it times out or is
-    lost, keeps its thread to itself and never holds a slot other tasks need.
-    ``on_exit`` is called on the loop once the executor has returned, even
-    when nobody waits for the outcome any more.
+    A dedicated thread (not a pool) is used so that a timed-out or lost
+    executor, which cannot be interrupted, never holds a slot other tasks need.
+    ``on_exit`` is called on the loop once the thread has ended, even when
+    nobody waits for the outcome any more.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
     def settle(outcome: Any, failure: BaseException | None) -> None:
-        if not future.done():
-            if failure is not None:
-                future.set_exception(failure)
-            else:
-                future.set_result(outcome)
-        if on_exit is not None:
-            on_exit()
+        if future.done():
+            return
+        if failure is not None:
+            future.set_exception(failure)
+        else:
+            future.set_result(outcome)
 
-    def job() -> None:
+    # the caller's context variables (e.g. the task's trace span) carry into the thread
+    context = contextvars.copy_context()
+
+    def target() -> None:
         try:
-            outcome = function(task)
+            outcome = context.run(function, task)
         except BaseException as exc:  # the executor's failure is the task's outcome
             _deliver(loop, settle, None, exc)
         else:
             _deliver(loop, settle, outcome, None)
+        finally:
+            if on_exit is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(on_exit)
 
-    PLAIN_TASK_THREADS.run(job, name)
+    threading.Thread(target=target, name=name, daemon=True).start()
     return future
 
 

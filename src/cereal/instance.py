@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from cereal import _names, _time, errors, values
-from cereal.models import NewTask, TaskResultData, TaskStatus, WorkflowInstanceData
+from cereal import _failures, _names, _time, errors, values
+from cereal.models import (
+    FailureDetails,
+    NewTask,
+    TaskResultData,
+    TaskStatus,
+    WorkflowInstanceData,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,10 @@ class Decision:
     result: bytes | None = None
     error: str | None = None
     tasks: tuple[NewTask, ...] = field(default_factory=tuple)
+    error_type: str | None = None
+    """A failing decision's exception type (qualified name), when an exception failed it."""
+    error_traceback: str | None = None
+    """That exception's traceback (bounded), when it had one."""
 
     @property
     def is_complete(self) -> bool:
@@ -81,6 +91,18 @@ def error_text(error: BaseException | str | None) -> str:
     return error or GENERIC_FAILURE
 
 
+def failure_details(exc: BaseException) -> FailureDetails:
+    """The type and traceback stored with a workflow that ``exc`` failed.
+
+    A task's failure (``TaskFailedError`` from :meth:`TaskResult.err`) brings
+    the task's own exception type and traceback, the root cause.
+    """
+    if isinstance(exc, errors.TaskFailedError) and exc.error_type is not None:
+        return FailureDetails(str(exc), exc.error_type, exc.error_traceback)
+    traceback = None if exc.__traceback__ is None else _failures.bounded_traceback(exc)
+    return FailureDetails(str(exc), _failures.qualified_name(type(exc)), traceback)
+
+
 @dataclass(frozen=True)
 class StartEvent:
     """The instance was enqueued."""
@@ -111,6 +133,25 @@ class TaskResult:
         """``SUCCESS``, ``FAILED``, ``LOST`` or ``UNUSABLE_RESULT``."""
         return self._data.status
 
+    @property
+    def error_type(self) -> str | None:
+        """The qualified name of the exception the executor raised (``FAILED`` only).
+
+        ``None`` for other statuses, and for a failure that was no exception of
+        the executor (a timeout, an unencodable result) or was stored by an
+        older cereal.
+        """
+        if self._data.status is not TaskStatus.FAILED:
+            return None
+        return self._data.error_type
+
+    @property
+    def error_traceback(self) -> str | None:
+        """The executor's traceback, bounded (``FAILED`` only; as :attr:`error_type`)."""
+        if self._data.status is not TaskStatus.FAILED:
+            return None
+        return self._data.error_traceback
+
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the task was enqueued with, decoded."""
         return values.decode(self._data.parameters, type)
@@ -130,7 +171,10 @@ class TaskResult:
             return errors.TaskLostError()
         if self._data.status is TaskStatus.UNUSABLE_RESULT:
             return errors.UnusableTaskResultError(self._data.error_text or None)
-        return errors.TaskFailedError(self._data.error_text)
+        failure = errors.TaskFailedError(self._data.error_text)
+        failure.error_type = self._data.error_type
+        failure.error_traceback = self._data.error_traceback
+        return failure
 
     def __repr__(self) -> str:
         return f"TaskResult(task_name={self.task_name!r}, status={self.status.value!r})"
@@ -254,6 +298,14 @@ class LiveWorkflowInstance:
 
     def fail(self, error: BaseException | str | None) -> Decision:
         """Finish the instance with an error (``None`` gives a generic text); tasks are dropped."""
+        if isinstance(error, BaseException):
+            details = failure_details(error)
+            return Decision(
+                DecisionKind.FAIL,
+                error=error_text(error),
+                error_type=details.error_type,
+                error_traceback=details.error_traceback,
+            )
         return Decision(DecisionKind.FAIL, error=error_text(error))
 
     def total_enqueued_tasks(self) -> int:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from cereal import _names, _time, errors, values
 from cereal import recurrence as _recurrence
-from cereal._scheduler import WorkflowScheduler
+from cereal._scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal._sweeper import run_sweeper
 from cereal._task_runner import TaskRunner
+from cereal._worker_presence import WorkerPresence, describe_this_process
 from cereal._workflow_runner import WorkflowRunner
 from cereal.drivers.base import Driver, WorkKind
 from cereal.executors import (
@@ -30,13 +31,22 @@ from cereal.executors import (
 from cereal.instance import ImmutableWorkflowInstance
 from cereal.models import (
     UNSET,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
+    Overlap,
+    QueueDepth,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
+    TaskQueueStats,
     Unset,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
+    check_overlap,
 )
+from cereal.observe import Observer, combine
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +94,7 @@ class Manager:
         late_warning_threshold: Duration | None = None,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
         workflow_workers: int = 1,
+        observers: Sequence[Observer] = (),
     ) -> None:
         if not isinstance(driver, Driver):
             raise TypeError(f"driver must be a cereal Driver, got {type(driver).__name__}")
@@ -117,6 +128,9 @@ class Manager:
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )
         self._workflow_workers = _positive_int(workflow_workers, "workflow_workers")
+        # metrics and tracing: None when there are none, so the runners skip every hook
+        self._observers = list(observers)
+        self._observer = combine(self._observers)
         self._on_workflow_complete = on_workflow_complete
         self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
         self._expiry = _time.seconds(task_expiry, name="task_expiry")
@@ -147,12 +161,40 @@ class Manager:
         self._workflow_runner: WorkflowRunner | None = None
         self._task_runners: dict[str, TaskRunner] = {}
         self._scheduler: WorkflowScheduler | None = None
+        self._presence: WorkerPresence | None = None
         self._background: list[asyncio.Task[None]] = []
 
     @property
     def driver(self) -> Driver:
         """The storage driver this Manager uses."""
         return self._driver
+
+    @property
+    def workflow_names(self) -> tuple[str, ...]:
+        """The workflow names with a registered executor, in registration order."""
+        return tuple(self._workflow_executors)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The task names with a registered executor, in registration order."""
+        return tuple(self._task_registrations)
+
+    @property
+    def observer(self) -> Observer | None:
+        """The instrumentation this Manager reports to (``observers``, combined), if any."""
+        return self._observer
+
+    def add_observer(self, observer: Observer) -> None:
+        """Report to ``observer`` too (e.g. metrics added by ``cereal worker``).
+
+        Raises:
+            RuntimeError: after :meth:`start` (the runners hold their observer).
+            TypeError: ``observer`` is not a :class:`~cereal.observe.Observer`.
+        """
+        if self._started:
+            raise RuntimeError("add_observer must be called before start()")
+        self._observer = combine([*self._observers, observer])
+        self._observers.append(observer)
 
     # ---- registration ---------------------------------------------------------------
 
@@ -243,8 +285,9 @@ class Manager:
             claim_expiry=self._expiry,
             max_value_bytes=self._max_value_bytes,
             on_tasks_enqueued=self._wake_task_runners,
-            on_workflow_complete=self._on_workflow_complete,
+            on_workflow_complete=self._instance_finished,
             concurrency=self._workflow_workers,
+            observer=self._observer,
         )
         for name, registration in self._task_registrations.items():
             self._task_runners[name] = TaskRunner(
@@ -261,12 +304,14 @@ class Manager:
                 max_value_bytes=self._max_value_bytes,
                 on_task_finished=self._workflow_runner.wake,
                 max_stray_threads=registration.max_strays,
+                observer=self._observer,
             )
         self._scheduler = WorkflowScheduler(
             driver,
             on_enqueued=self._workflow_runner.wake,
             max_wakeup_interval=self._max_wakeup,
             late_warning_threshold=self._late_threshold,
+            observer=self._observer,
         )
         driver.add_wakeup_listener(self._on_driver_wakeup)
         self._spawn(self._workflow_runner.run(), "workflows")
@@ -274,6 +319,16 @@ class Manager:
             self._spawn(runner.run(), f"tasks-{name}")
         self._spawn(self._scheduler.run(), "scheduler")
         self._spawn(run_sweeper(driver, task_expiry=self._expiry), "sweeper")
+        # listed once start() returns; the loop keeps the row fresh (or retries)
+        self._presence = WorkerPresence(
+            driver,
+            describe_this_process(
+                self._workflow_executors, self._task_registrations, expiry=self._expiry
+            ),
+            interval=self._heartbeat,
+        )
+        registered = await self._presence.register()
+        self._spawn(self._presence.run(registered=registered), "presence")
         logger.info(
             "manager started: %d workflow executor(s), %d task executor(s)",
             len(self._workflow_executors),
@@ -304,6 +359,8 @@ class Manager:
         )
         if self._started:
             await self._stop_runners(grace)
+            if self._presence is not None:
+                await self._presence.unregister()
         await self._release_driver()
 
     async def _release_driver(self) -> None:
@@ -371,6 +428,11 @@ class Manager:
         elif kind == "schedule" and self._scheduler is not None:
             self._scheduler.trigger()
 
+    def _instance_finished(self, event: WorkflowEvent) -> None:
+        self._instance_ended()
+        if self._on_workflow_complete is not None:
+            self._on_workflow_complete(event)
+
     def _wake_task_runners(self, names: set[str]) -> None:
         for name in names:
             runner = self._task_runners.get(name)
@@ -388,21 +450,63 @@ class Manager:
     # ---- workflow instances -----------------------------------------------------------
 
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: Any = None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: Any = None,
+        *,
+        connection: object | None = None,
     ) -> None:
         """Start a new instance.
+
+        With ``connection``, the instance is written on the caller's open
+        transaction (the outbox pattern): it exists if and only if the caller
+        commits, and workers are woken by that commit. cereal never commits
+        or rolls back that transaction. The SQLite driver takes a
+        ``sqlite3.Connection`` on its file, the PostgreSQL driver a psycopg
+        ``AsyncConnection`` or ``Connection`` (a plain one runs in a thread).
 
         Raises:
             WorkflowInstanceExistsError: an instance with these names is running.
             ValueError / TypeError: bad names, or parameters that are not JSON or too large.
+            TypeError: ``connection`` is not of a type the driver takes (the
+                memory driver takes none).
+            ValueError: ``connection`` has no open transaction (autocommit) or,
+                for SQLite, is on another database file.
         """
         _check_pair(workflow_name, instance_name)
         encoded = values.encode(
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
         driver = await self._storage()
-        await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+        if self._observer is None:
+            await self._store_new_instance(
+                driver, connection, workflow_name, instance_name, encoded
+            )
+        else:
+            with self._observer.enqueue(workflow_name, instance_name):
+                await self._store_new_instance(
+                    driver, connection, workflow_name, instance_name, encoded
+                )
+        if connection is not None:
+            return  # no wakeup here: nothing is visible until the caller commits
         self.wakeup_workflow_executor()
+
+    @staticmethod
+    async def _store_new_instance(
+        driver: Driver,
+        connection: object | None,
+        workflow_name: str,
+        instance_name: str,
+        encoded: bytes | None,
+    ) -> None:
+        """Write the instance on the driver's own connection, or in the caller's transaction."""
+        if connection is None:
+            await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+        else:
+            await driver.enqueue_workflow_in_transaction(
+                connection, workflow_name, instance_name, encoded
+            )
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """Ask a running instance to cancel: its ``on_cancel`` decides what happens.
@@ -424,6 +528,7 @@ class Manager:
         _check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.kill_workflow(workflow_name, instance_name, KILLED)
+        self._instance_ended()
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
@@ -445,17 +550,72 @@ class Manager:
         workflow_name: str | None = None,
         instance_name: str | None = None,
         is_running: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair, running or finished, filtered."""
+        """One entry per (workflow, instance) pair, running or finished, filtered.
+
+        Sorted by workflow name, then instance name. ``offset`` skips that many
+        entries and ``limit`` (default: no limit) caps how many are returned,
+        for reading a long listing a page at a time.
+
+        Raises:
+            TypeError: ``limit`` is not an int or None, or ``offset`` not an int.
+            ValueError: ``limit`` is below 1 or ``offset`` below 0.
+        """
         if workflow_name is not None:
             _names.check_name(workflow_name, what="workflow name")
         if instance_name is not None:
             _names.check_name(instance_name, what="instance name")
         if is_running is not None and not isinstance(is_running, bool):
             raise TypeError(f"is_running must be a bool or None, got {type(is_running).__name__}")
+        if limit is not None:
+            _positive_int(limit, "limit")
+        _non_negative_int(offset, "offset")
         driver = await self._storage()
-        where = ListWorkflowFilter(workflow_name, instance_name, is_running)
+        where = ListWorkflowFilter(workflow_name, instance_name, is_running, limit, offset)
         return await driver.list_workflow_instances(where)
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance (empty once it has finished)."""
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        return await driver.list_instance_tasks(workflow_name, instance_name)
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending (not yet handled) events of the live instance, oldest first."""
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        return await driver.list_instance_events(workflow_name, instance_name)
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """Per task name with queued or running tasks: the counts and the oldest queued time."""
+        driver = await self._storage()
+        return await driver.task_queue_stats()
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The work ready now, per task name and per workflow name, with its oldest item's age.
+
+        What the Prometheus queue gauges show (``cereal.metrics.render``).
+        """
+        driver = await self._storage()
+        return await driver.queue_depths()
+
+    # ---- live workers ------------------------------------------------------------------
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers on this store: started Managers, here or in other processes.
+
+        A Manager is listed from its ``start()`` until its ``stop()``; one that
+        died without stopping drops out once its ``task_expiry`` has passed
+        since its last heartbeat.
+        """
+        driver = await self._storage()
+        return await driver.list_workers()
 
     # ---- schedules --------------------------------------------------------------------
 
@@ -467,16 +627,36 @@ class Manager:
         recurrence: Any,
         *,
         enabled: bool = True,
+        overlap: Overlap = "skip",
+        catch_up_window: Duration = 0,
     ) -> None:
         """Enqueue (workflow_name, instance_name) with ``parameters`` whenever the RRULE fires.
+
+        Args:
+            workflow_name: the workflow each run starts.
+            instance_name: the instance name of every run (one live run at a time).
+            parameters: JSON value each run gets.
+            recurrence: an RRULE string (optionally with DTSTART) or a dateutil ``rrule``.
+            enabled: False creates it disabled.
+            overlap: what a due run does while the instance is still live:
+                ``skip`` (drop it, as in Go), ``buffer_one`` (start once the live
+                one ends; at most one waits), ``cancel_other`` (cancel the live
+                one, whose ``on_cancel`` decides, and start once it has ended) or
+                ``terminate_other`` (kill the live one and start at once).
+            catch_up_window: seconds or a timedelta; a due time missed while no
+                Manager ran starts one run on restart if the rule had an
+                occurrence within this window of now (0: never, as in Go).
 
         Raises:
             InvalidScheduleError: the rule does not parse or has no future occurrence.
             WorkflowScheduleExistsError: a schedule with these names exists.
+            ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
         _check_pair(workflow_name, instance_name)
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+        policy = check_overlap(overlap)
+        window = _time.seconds(catch_up_window, name="catch_up_window")
         encoded = values.encode(
             parameters, where="create_workflow_schedule", max_bytes=self._max_value_bytes
         )
@@ -484,7 +664,14 @@ class Manager:
         next_due = await _first_due(rule)
         driver = await self._storage()
         await driver.create_workflow_schedule(
-            workflow_name, instance_name, encoded, enabled, rule, next_due
+            workflow_name,
+            instance_name,
+            encoded,
+            enabled,
+            rule,
+            next_due,
+            overlap=policy,
+            catch_up_window=window,
         )
         self._trigger_scheduler()
 
@@ -511,8 +698,13 @@ class Manager:
         enabled: bool | None = None,
         parameters: Any = UNSET,
         recurrence: Any = None,
+        overlap: Overlap | None = None,
+        catch_up_window: Duration | None = None,
     ) -> None:
         """Change a schedule; every given change commits atomically, or none does.
+
+        ``overlap`` and ``catch_up_window`` are as for
+        :meth:`create_workflow_schedule`; ``None`` leaves a setting unchanged.
 
         A new recurrence, or re-enabling a disabled schedule, recomputes the
         next due time from now; enabling an enabled schedule keeps it. The
@@ -521,10 +713,13 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
             InvalidScheduleError: the new rule does not parse or never fires again.
+            ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
         _check_pair(workflow_name, instance_name)
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool or None, got {type(enabled).__name__}")
+        policy = None if overlap is None else check_overlap(overlap)
+        window = _time.optional_seconds(catch_up_window, name="catch_up_window")
         encoded: bytes | Unset | None = UNSET
         if parameters is not UNSET:
             encoded = values.encode(
@@ -547,6 +742,8 @@ class Manager:
             recurrence=rule,
             next_due_at=next_due,
             due_rule=due_rule,
+            overlap=policy,
+            catch_up_window=window,
         )
         await driver.update_workflow_schedule(workflow_name, instance_name, update)
         self._trigger_scheduler()
@@ -561,8 +758,39 @@ class Manager:
         driver = await self._storage()
         await driver.delete_workflow_schedule(workflow_name, instance_name)
 
+    async def trigger_workflow_schedule(self, workflow_name: str, instance_name: str) -> RunOutcome:
+        """Run a schedule once now, under its overlap policy; its due time does not move.
+
+        Works on a disabled schedule too, and before :meth:`start` (any
+        started Manager then runs the instance).
+
+        Returns:
+            What happened: ``STARTED``, ``REPLACED`` (``terminate_other`` killed the
+            live run), ``SKIPPED`` (``skip`` with a live run), ``BUFFERED`` or
+            ``CANCELLING`` (the run waits for the live one to end).
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        _check_pair(workflow_name, instance_name)
+        driver = await self._storage()
+        outcome = await driver.trigger_workflow_schedule(
+            workflow_name, instance_name, REPLACED_ERROR
+        )
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+            self.wakeup_workflow_executor()
+        if outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING):
+            self._trigger_scheduler()  # its pass notes the waiting run and polls for its start
+        return outcome
+
     def _trigger_scheduler(self) -> None:
         self._on_driver_wakeup("schedule", None)
+
+    def _instance_ended(self) -> None:
+        # A schedule may have a run waiting for this instance to end (buffer_one, cancel_other).
+        scheduler = self._scheduler
+        if scheduler is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(scheduler.instance_ended)
 
 
 def _normalize(rule: Any) -> str:
@@ -590,6 +818,14 @@ def _positive_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be at least 0, got {value}")
     return value
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from cereal import errors, values
 
@@ -70,6 +70,16 @@ class WorkflowInstanceData:
     err: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    error_type: str | None = None
+    """For a failed run, the qualified type name of the exception that failed it.
+
+    A callback that raised: the task's exception type when it re-raised a
+    task's failure (``TaskResult.get()``), else its own; ``w.fail(exc)``: the
+    type of ``exc``. ``None`` for a text failure, a kill, or runs stored by
+    older cereal. Filled in by ``get_workflow_instance`` only (not by lists).
+    """
+    error_traceback: str | None = None
+    """The traceback that goes with :attr:`error_type` (bounded), if there was one."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the instance was enqueued with, decoded."""
@@ -106,6 +116,30 @@ class TaskResultData:
     parameters: bytes | None = None
     error_text: str = ""
     result: bytes | None = None
+    error_type: str | None = None
+    """The qualified name of the executor's exception (``FAILED`` results only)."""
+    error_traceback: str | None = None
+    """The executor's traceback, bounded (see :data:`MAX_TRACEBACK_CHARS`); ``FAILED`` only."""
+
+
+MAX_TRACEBACK_CHARS = 8192
+"""Most characters of a failed task's traceback that are stored (its last ones)."""
+
+MAX_TRACEBACK_FRAMES = 50
+"""Most stack frames of a failed task's traceback that are stored (its innermost ones)."""
+
+
+@dataclass(frozen=True)
+class FailureDetails:
+    """A failure's text, with the exception's qualified type name and bounded traceback.
+
+    Stored with a ``FAILED`` task result (what its executor raised) and with a
+    failed workflow run (what failed it; see ``WorkflowInstanceData.error_type``).
+    """
+
+    error: str
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +168,8 @@ class TaskMetadata:
     instance_name: str = ""
     attempt: int = 1
     task_id: str = ""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the callback that enqueued the task, if traced."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +192,61 @@ class NewTask:
     task_name: str
     parameters: bytes | None = None
     start_after: datetime | None = None
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the enqueuing callback's span (tracing only)."""
+
+
+Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
+"""What a schedule does when a run is due while its instance is still live.
+
+``skip`` (the default, as in Go): the run is dropped. ``buffer_one``: one run
+waits and starts as soon as the live one ends (never more than one waits).
+``cancel_other``: the live one is cancelled (its ``on_cancel`` decides) and the
+run starts once it has ended. ``terminate_other``: the live one is killed and
+the run starts at once.
+"""
+
+OVERLAP_POLICIES: Final[tuple[Overlap, ...]] = get_args(Overlap)
+"""Every :data:`Overlap` value, in the order the docs list them."""
+
+
+def check_overlap(value: object) -> Overlap:
+    """``value`` as an :data:`Overlap` policy.
+
+    Raises:
+        TypeError: it is not a str.
+        ValueError: it is no known policy; the message lists the allowed ones.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"overlap must be a str, got {type(value).__name__}")
+    for policy in OVERLAP_POLICIES:
+        if value == policy:
+            return policy
+    allowed = ", ".join(repr(policy) for policy in OVERLAP_POLICIES)
+    raise ValueError(f"overlap must be one of {allowed}; got {value!r}")
+
+
+class RunOutcome(enum.StrEnum):
+    """What asking a schedule for a run did (a due time, a trigger, or a waiting run)."""
+
+    STARTED = "started"
+    """A new instance was enqueued (no live one was in the way)."""
+    REPLACED = "replaced"
+    """``terminate_other``: the live instance was killed and a new one enqueued."""
+    SKIPPED = "skipped"
+    """``skip``: the instance is live, so this run was dropped."""
+    BUFFERED = "buffered"
+    """A run waits for the live instance to end (``buffer_one``, or ``cancel_other``
+    whose cancel was already sent)."""
+    CANCELLING = "cancelling"
+    """``cancel_other``: the live instance was asked to cancel; the run waits for its end."""
+    MISSED = "missed"
+    """A due time missed while no Manager ran, outside the catch-up window: no run."""
+
+    @property
+    def started(self) -> bool:
+        """True when this outcome enqueued a new instance."""
+        return self in (RunOutcome.STARTED, RunOutcome.REPLACED)
 
 
 @dataclass
@@ -172,6 +263,11 @@ class Schedule:
     last_enqueued_at: datetime | None = None
     last_start: datetime | None = None
     last_end: datetime | None = None
+    overlap: Overlap = "skip"
+    catch_up_window: float = 0.0
+    """Seconds: a due time missed while no Manager ran starts one run if this close to now."""
+    run_pending: bool = False
+    """True while a run waits for the live instance to end (``buffer_one``, ``cancel_other``)."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters each run is enqueued with, decoded."""
@@ -182,9 +278,10 @@ class Schedule:
 class ScheduleUpdate:
     """The changes one ``update_workflow_schedule`` applies atomically.
 
-    ``enabled`` and ``recurrence`` are ``None`` when unchanged; ``parameters`` is
-    ``UNSET`` when unchanged. When ``next_due_at`` is set it is stored as the
-    new due time (the Manager computes it for a recurrence change or a re-enable).
+    ``enabled``, ``recurrence``, ``overlap`` and ``catch_up_window`` are ``None``
+    when unchanged; ``parameters`` is ``UNSET`` when unchanged. When
+    ``next_due_at`` is set it is stored as the new due time (the Manager
+    computes it for a recurrence change or a re-enable).
     With ``due_rule`` set, ``next_due_at`` is stored only if, when the update
     lands, the schedule is disabled and its recurrence is ``due_rule`` (the rule
     the due time was computed from): enabling an enabled schedule keeps its due
@@ -196,15 +293,73 @@ class ScheduleUpdate:
     recurrence: str | None = None
     next_due_at: datetime | None = None
     due_rule: str | None = None
+    overlap: Overlap | None = None
+    catch_up_window: float | None = None
 
 
 @dataclass(frozen=True)
 class ListWorkflowFilter:
-    """Filters of ``list_workflow_instances``; ``None`` means "any"."""
+    """Filters of ``list_workflow_instances``; ``None`` means "any".
+
+    The listing is sorted by workflow name, then instance name; ``offset``
+    skips that many entries of it and ``limit`` (``None``: no limit) caps the
+    rest, so a listing can be read a page at a time.
+    """
 
     workflow_name: str | None = None
     instance_name: str | None = None
     is_running: bool | None = None
+    limit: int | None = None
+    """At most this many entries, ordered by (workflow name, instance name); ``None``: all."""
+    offset: int = 0
+    """Skip this many entries of that order first (paging)."""
+
+    def page(self, entries: list[T]) -> list[T]:
+        """The ``offset``/``limit`` window of the whole sorted listing ``entries``."""
+        end = None if self.limit is None else self.offset + self.limit
+        return entries[self.offset : end]
+
+
+@dataclass(frozen=True)
+class InstanceTask:
+    """One queued or running task of a live instance (a read-only view for inspection)."""
+
+    task_id: str
+    task_name: str
+    state: str
+    """``queued`` or ``running``."""
+    parameters: bytes | None
+    enqueued_at: datetime
+    start_after: datetime
+    attempt: int
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The task's parameters, decoded."""
+        return values.decode(self.parameters, type)
+
+
+@dataclass(frozen=True)
+class InstanceEvent:
+    """One pending event of a live instance, oldest first; consumed events are not kept."""
+
+    seq: int
+    type: WorkflowEventType
+    enqueued_at: datetime
+    task_name: str | None = None
+    """For a ``task_complete`` event: the task that ended."""
+    task_status: TaskStatus | None = None
+    """For a ``task_complete`` event: how it ended."""
+    error_text: str = ""
+
+
+@dataclass(frozen=True)
+class TaskQueueStats:
+    """The queue of one task name: how many wait, how many run, and the oldest waiting."""
+
+    task_name: str
+    queued: int
+    running: int
+    oldest_queued_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -222,6 +377,20 @@ class HistoryRetention:
 
 
 @dataclass(frozen=True)
+class QueueDepth:
+    """The ready work of one name: how many items wait and since when the oldest does.
+
+    ``kind`` is ``"task"`` (queued tasks whose ``start_after`` has passed) or
+    ``"workflow"`` (live instances with pending events that no callback holds).
+    """
+
+    kind: str
+    name: str
+    depth: int
+    oldest_at: datetime | None
+
+
+@dataclass(frozen=True)
 class SweepReport:
     """What one maintenance sweep did."""
 
@@ -229,3 +398,38 @@ class SweepReport:
     released_claims: int = 0
     trimmed_results: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class NewWorker:
+    """A starting Manager as it registers itself; the driver's clock adds the times.
+
+    ``expiry`` is the Manager's ``task_expiry``: its row counts as dead (and is
+    dropped) once that many seconds pass without a refresh.
+    """
+
+    id: str
+    host: str
+    pid: int
+    workflow_names: tuple[str, ...]
+    task_names: tuple[str, ...]
+    version: str
+    expiry: float
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live Manager (a worker), as ``Manager.list_workers()`` returns it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen_at: datetime
+    workflow_names: tuple[str, ...]
+    task_names: tuple[str, ...]
+    version: str
+
+    def handles_workflow(self, workflow_name: str) -> bool:
+        """Whether this worker runs the callbacks of ``workflow_name``."""
+        return workflow_name in self.workflow_names

@@ -6,6 +6,8 @@ on two lines; one line with optional ``RRULE:`` and optional ``DTSTART=`` part
 a dateutil ``rrule`` (naive DTSTART taken as UTC). FREQ is mandatory; unknown or
 repeated keys, empty values and COUNT with UNTIL are refused. A time with
 neither ``Z`` nor TZID is UTC; ``TZID=Local`` is stored as the process's zone.
+A five-field cron expression (``0 3 * * *``, see :mod:`cereal._cron`) is
+accepted too and stored as the RRULE it translates to.
 :func:`normalize` gives the stored text (``FREQ=...``, or a ``DTSTART:...Z`` or
 ``DTSTART;TZID=Zone:...`` line and an ``RRULE:`` line; Go's key order; UNTIL in
 UTC), a fixed point of itself. Rules work at second precision.
@@ -42,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil import tz
 from dateutil.rrule import rrule, rrulestr
 
-from cereal import _time, errors
+from cereal import _cron, _time, errors
 
 __all__ = ["next_after", "normalize"]
 
@@ -99,7 +101,8 @@ def normalize(recurrence: str | rrule) -> str:
     """Validate a recurrence and return the text to store (a fixed point of normalize).
 
     Args:
-        recurrence: an RRULE string in an accepted form, or a dateutil ``rrule``.
+        recurrence: an RRULE string in an accepted form, a five-field cron
+            expression (stored as its RRULE, in UTC), or a dateutil ``rrule``.
 
     Raises:
         TypeError: if ``recurrence`` is neither a ``str`` nor an ``rrule``.
@@ -109,6 +112,8 @@ def normalize(recurrence: str | rrule) -> str:
         recurrence = _from_rrule(recurrence)
     elif not isinstance(recurrence, str):
         raise TypeError(f"recurrence must be a str or an rrule, not {type(recurrence).__name__}")
+    elif _cron.looks_like_cron(recurrence):
+        recurrence = _cron.to_rrule(recurrence)
     rule = _parse(recurrence)
     reference = rule.dtstart or datetime(2000, 1, 1)
     _build(rule, reference.replace(tzinfo=_zone(rule.zone)))  # dateutil checks the values
@@ -195,6 +200,11 @@ def _parse_rule(text: str) -> _Rule:
             rule_line = line[6:] if line.upper().startswith("RRULE:") else line
     if rule_line is None:
         raise ValueError("no RRULE line (FREQ=...)")
+    if "=" not in rule_line:
+        raise ValueError(
+            "not an RRULE (KEY=VALUE parts such as FREQ=DAILY;BYHOUR=3) "
+            "nor a 5-field cron expression (such as '0 3 * * *')"
+        )
     parts: dict[str, str] = {}
     for item in rule_line.split(";"):
         key, sep, value = (piece.strip() for piece in item.partition("="))

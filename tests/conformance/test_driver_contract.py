@@ -396,6 +396,30 @@ async def test_list_filters(driver: Driver) -> None:
     assert await keys(workflow_name="nope") == set()
 
 
+async def test_list_pages_in_name_order(driver: Driver) -> None:
+    await finished(driver, "b", "2")
+    await finished(driver, "a", "10")
+    await finished(driver, "c", "1")
+    await driver.enqueue_workflow("a", "9", None)
+    await driver.enqueue_workflow("b", "1", None)
+
+    async def names(**window: object) -> list[tuple[str, str]]:
+        found = await driver.list_workflow_instances(
+            ListWorkflowFilter(**window)  # type: ignore[arg-type]
+        )
+        return [(i.workflow_name, i.instance_name) for i in found]
+
+    whole = [("a", "10"), ("a", "9"), ("b", "1"), ("b", "2"), ("c", "1")]
+    assert await names() == whole
+    assert await names(limit=2) == whole[:2]
+    assert await names(limit=2, offset=2) == whole[2:4]
+    assert await names(limit=2, offset=4) == whole[4:]
+    assert await names(offset=3) == whole[3:]
+    assert await names(offset=9) == []
+    assert await names(limit=1, is_running=True) == [("a", "9")]
+    assert await names(limit=5, offset=1, workflow_name="b") == [("b", "2")]
+
+
 async def test_list_of_an_empty_store(driver: Driver) -> None:
     assert await driver.list_workflow_instances(ListWorkflowFilter()) == []
 

@@ -10,7 +10,14 @@ import pytest
 from cereal import errors
 from cereal._time import utcnow
 from cereal.drivers import Driver
-from cereal.models import UNSET, ScheduleUpdate, WorkflowEventType, WorkflowInstanceStatus
+from cereal.models import (
+    UNSET,
+    Overlap,
+    RunOutcome,
+    ScheduleUpdate,
+    WorkflowEventType,
+    WorkflowInstanceStatus,
+)
 from tests.conformance._driver_helpers import (
     INST,
     ODD_NAMES,
@@ -376,3 +383,82 @@ async def test_a_due_time_for_enabling_applies_only_to_a_disabled_schedule_with_
     await driver.update_workflow_schedule("wf-c", INST, enable_from_rule)
     got = await driver.get_workflow_schedule("wf-c", INST)
     assert (got.enabled, got.next_due_at) == (True, new_due)
+
+
+# ---- overlap: waiting runs ---------------------------------------------------------------------
+
+
+async def test_a_waiting_run_is_handed_out_once_its_instance_ends(driver: Driver) -> None:
+    # Given a buffer_one schedule, not due, whose instance is live, and a buffered run
+    due = in_minutes(30)
+    await driver.create_workflow_schedule(WF, INST, b'"p"', True, RULE, due, overlap="buffer_one")
+    await driver.enqueue_workflow(WF, INST, b'"manual"')
+    assert await driver.trigger_workflow_schedule(WF, INST, "replaced") is RunOutcome.BUFFERED
+    assert await driver.has_waiting_schedule_runs()
+
+    # While the instance is live the schedule is not handed out
+    with pytest.raises(errors.NoDueWorkflowsError):
+        await driver.get_due_scheduled_workflow()
+
+    # When the instance ends, the schedule is handed out for its waiting run only
+    await driver.kill_workflow(WF, INST, "killed")
+    schedule, completer = await driver.get_due_scheduled_workflow()
+    async with completer:
+        assert completer.due is False
+        assert schedule.run_pending is True
+        assert await completer.run_and_advance(run=True) is RunOutcome.STARTED
+
+    # Then the run started with the schedule's parameters; the due time did not move
+    got = await driver.get_workflow_schedule(WF, INST)
+    assert (got.run_pending, got.next_due_at, got.enabled) == (False, due, True)
+    assert (await driver.get_workflow_instance(WF, INST)).parameters == b'"p"'
+    assert not await driver.has_waiting_schedule_runs()
+
+
+async def test_a_missed_due_time_advances_without_a_run(driver: Driver) -> None:
+    await create(driver)
+    _, completer = await driver.get_due_scheduled_workflow()
+    due = in_minutes(10)
+    async with completer:
+        assert completer.due is True
+        outcome = await completer.run_and_advance(run=False, next_due_at=due, enabled=True)
+    assert outcome is RunOutcome.MISSED
+    got = await driver.get_workflow_schedule(WF, INST)
+    assert (got.next_due_at, got.last_enqueued_at) == (due, None)
+    with pytest.raises(errors.WorkflowInstanceNotFoundError):
+        await driver.get_workflow_instance(WF, INST)
+
+
+@pytest.mark.parametrize(
+    ("overlap", "outcome", "live_after"),
+    [
+        ("skip", RunOutcome.SKIPPED, b'"manual"'),
+        ("buffer_one", RunOutcome.BUFFERED, b'"manual"'),
+        ("cancel_other", RunOutcome.CANCELLING, b'"manual"'),
+        ("terminate_other", RunOutcome.REPLACED, b'"p"'),
+    ],
+)
+async def test_trigger_applies_the_policy_to_a_live_instance(
+    driver: Driver, overlap: Overlap, outcome: RunOutcome, live_after: bytes
+) -> None:
+    # Given a schedule whose instance is live
+    due = in_minutes(30)
+    await driver.create_workflow_schedule(WF, INST, b'"p"', True, RULE, due, overlap=overlap)
+    await driver.enqueue_workflow(WF, INST, b'"manual"')
+
+    # When it is triggered
+    assert await driver.trigger_workflow_schedule(WF, INST, "replaced") is outcome
+
+    # Then the live instance is the old one or (terminate_other) a new one, and a
+    # cancel_other trigger queued a cancel event behind the start
+    assert (await driver.get_workflow_instance(WF, INST)).parameters == live_after
+    events, completer = (await driver.claim_workflows([WF], max_events=5))[0]
+    async with completer:
+        kinds = [event.type for event in events]
+    expected_kinds = [WorkflowEventType.START]
+    if overlap == "cancel_other":
+        expected_kinds.append(WorkflowEventType.CANCEL)
+    assert kinds == expected_kinds
+    got = await driver.get_workflow_schedule(WF, INST)
+    assert got.run_pending is (overlap in ("buffer_one", "cancel_other"))
+    assert got.next_due_at == due

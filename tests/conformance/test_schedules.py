@@ -93,6 +93,46 @@ async def test_rule_with_no_future_occurrence_raises_and_stores_nothing(
     assert await manager.list_workflow_schedules() == []
 
 
+async def test_cron_expression_is_stored_as_its_rrule(make_manager: MakeManager) -> None:
+    manager = make_manager()
+    before = datetime.now(UTC)
+
+    await manager.create_workflow_schedule(WF, SCHED, None, "30 3 * * *")
+
+    got = await manager.get_workflow_schedule(WF, SCHED)
+    assert got.recurrence == "FREQ=DAILY;BYHOUR=3;BYMINUTE=30;BYSECOND=0"
+    assert (got.next_due_at.hour, got.next_due_at.minute, got.next_due_at.second) == (3, 30, 0)
+    assert before < got.next_due_at <= before + timedelta(days=1)
+
+    await manager.update_workflow_schedule(WF, SCHED, recurrence="0 9 * * MON-FRI")
+    updated = await manager.get_workflow_schedule(WF, SCHED)
+    assert updated.recurrence == "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0;BYSECOND=0"
+    assert updated.next_due_at.weekday() < 5
+
+
+@pytest.mark.parametrize(
+    ("cron", "problem"),
+    [
+        ("61 * * * *", "minute must be in 0..59"),
+        ("0 3 1 * MON", "cannot say 'either'"),
+        ("0 3 * * FUNDAY", "day of week has 'FUNDAY'"),
+    ],
+)
+async def test_invalid_cron_raises_naming_the_problem_and_stores_nothing(
+    make_manager: MakeManager, cron: str, problem: str
+) -> None:
+    manager = make_manager()
+    await manager.create_workflow_schedule(WF, "kept", None, FAR_FUTURE)
+
+    with pytest.raises(errors.InvalidScheduleError, match=f"invalid cron expression.*{problem}"):
+        await manager.create_workflow_schedule(WF, SCHED, None, cron)
+    with pytest.raises(errors.InvalidScheduleError, match=problem):
+        await manager.update_workflow_schedule(WF, "kept", recurrence=cron)
+
+    assert [s.instance_name for s in await manager.list_workflow_schedules()] == ["kept"]
+    assert (await manager.get_workflow_schedule(WF, "kept")).next_due_at == FAR_FUTURE_DUE
+
+
 async def test_list_and_get_return_the_schedule_fields(make_manager: MakeManager) -> None:
     # Given a schedule created with a future DTSTART
     manager = make_manager()

@@ -123,6 +123,9 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_parameters": [],
                     "task_start_after": [],
                     "note": None,
+                    "task_traceparents": [],
+                    "error_types": [None],
+                    "error_tracebacks": [None],
                 },
             )
             pid_row = await (await decider.execute("SELECT pg_backend_pid()")).fetchone()

@@ -108,6 +108,9 @@ async def test_kill_during_a_continue_commit_leaves_no_tasks_behind(postgres_dsn
                     "task_parameters": [None] * TASKS,
                     "task_start_after": [None] * TASKS,
                     "note": None,
+                    "task_traceparents": [None] * TASKS,
+                    "error_types": [None],
+                    "error_tracebacks": [None],
                 },
             )
             kill = asyncio.ensure_future(driver.kill_workflow(WF, "big", "killed"))

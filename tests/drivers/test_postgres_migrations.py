@@ -12,7 +12,7 @@ import pytest
 from cereal import errors
 from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.postgres import PostgresDriver
-from cereal.drivers.postgres._migrate import _CREATE_TABLE, migrations
+from cereal.drivers.postgres._migrate import _CREATE_TABLE, _label, migrations
 
 ALL = [f"{m.version:04d}_{m.name}" for m in migrations()]
 
@@ -135,7 +135,9 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
         )
 
     # When it is migrated
-    assert await PostgresDriver(postgres_empty_dsn).migrate() == [
+    later = await PostgresDriver(postgres_empty_dsn).migrate()
+    assert later == [_label(migration) for migration in migrations()[1:]]
+    assert later[:3] == [
         "0002_lease_deadline",
         "0003_instance_foreign_keys",
         "0004_instance_claims",
@@ -173,7 +175,7 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
 ) -> None:
     # Given a database at schema version 3 where one instance has two pending events
     # (one of them a task completion) and another has none
-    *older, claims = migrations()
+    older, [claims, *newer] = migrations()[:3], migrations()[3:]
     assert (claims.version, claims.name) == (4, "instance_claims")
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
         _apply_by_hand(conn, older)
@@ -199,7 +201,9 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
         )
 
     # When it is migrated
-    assert await PostgresDriver(postgres_empty_dsn).migrate() == ["0004_instance_claims"]
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == [
+        _label(migration) for migration in [claims, *newer]
+    ]
 
     # Then the instance with events is claimable, with both events in order, and the
     # idle one is not
@@ -211,3 +215,29 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
             assert [event.completed_task_count for event in events] == [1, 1]
             await completer.done(None)
         assert await driver.claim_workflows(["wf"], max_instances=2, max_events=5) == []
+
+
+async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_catches_up(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database at the schema just before schedule_overlap, holding one schedule
+    known = migrations()
+    at = next(i for i, migration in enumerate(known) if migration.name == "schedule_overlap")
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        _apply_by_hand(conn, known[:at])
+        conn.execute(
+            "INSERT INTO cereal_workflow_schedules (workflow_name, instance_name, recurrence,"
+            " enabled, next_due_at) VALUES ('wf', 'i', 'FREQ=DAILY', true, '2099-01-01Z')"
+        )
+
+    # When it is migrated
+    assert await PostgresDriver(postgres_empty_dsn).migrate() == [
+        _label(migration) for migration in known[at:]
+    ]
+
+    # Then the schedule keeps the Go behaviour: skip while live, no catch-up, nothing waiting
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        got = await driver.get_workflow_schedule("wf", "i")
+        with pytest.raises(errors.NoDueWorkflowsError):
+            await driver.get_due_scheduled_workflow()
+    assert (got.overlap, got.catch_up_window, got.run_pending) == ("skip", 0.0, False)

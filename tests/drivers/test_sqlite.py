@@ -21,7 +21,7 @@ from cereal import errors
 from cereal._time import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.sqlite import SQLiteDriver
-from cereal.drivers.sqlite._migrate import apply_migrations, migrations, split_statements
+from cereal.drivers.sqlite._migrate import apply_migrations, label, migrations, split_statements
 from cereal.drivers.sqlite._sql import Q
 from cereal.models import (
     HistoryRetention,
@@ -133,11 +133,9 @@ def test_options_from_the_url(tmp_path: Path) -> None:
 
 async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
     driver = SQLiteDriver(db_path)
-    assert await driver.migrate() == [
-        "0001_initial",
-        "0002_lease_deadline",
-        "0003_ready_instances",
-    ]
+    applied = await driver.migrate()
+    assert applied == [label(migration) for migration in migrations()]
+    assert applied[:3] == ["0001_initial", "0002_lease_deadline", "0003_ready_instances"]
     assert await driver.migrate() == []
     async with driver:
         assert await driver.migrate() == []  # while open, too
@@ -146,7 +144,8 @@ async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
             "SELECT version, name, length(checksum), applied_at > 0 FROM cereal_schema_migrations"
         ).fetchall()
     conn.close()
-    assert rows == [
+    assert rows == [(m.version, m.name, 64, 1) for m in migrations()]
+    assert rows[:3] == [
         (1, "initial", 64, 1),
         (2, "lease_deadline", 64, 1),
         (3, "ready_instances", 64, 1),
@@ -198,7 +197,9 @@ async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
     conn.close()
 
     # When it is migrated
-    assert await SQLiteDriver(db_path).migrate() == ["0002_lease_deadline", "0003_ready_instances"]
+    later = await SQLiteDriver(db_path).migrate()
+    assert later == [label(migration) for migration in migrations()[1:]]
+    assert later[:2] == ["0002_lease_deadline", "0003_ready_instances"]
 
     # Then no lease got an expiry: both are judged by the sweeper's own, as before, so a
     # sweeper with a 2-minute expiry expires only the one silent for 5 minutes
@@ -520,3 +521,27 @@ async def test_due_schedule_claim_is_exclusive_until_released(drv: SQLiteDriver)
         later = utcnow() + timedelta(days=1)
         assert await completer.enqueue_and_update(next_due_at=later, enabled=True)
     assert (await drv.get_workflow_instance("wf", "s")).parameters == b"1"
+
+
+async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_catches_up(
+    db_path: str,
+) -> None:
+    # Given a file at the schema just before schedule_overlap, holding one schedule
+    known = migrations()
+    at = next(i for i, migration in enumerate(known) if migration.name == "schedule_overlap")
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    apply_migrations(conn, known[:at])
+    conn.execute(
+        "INSERT INTO cereal_workflow_schedules (workflow_name, instance_name, parameters,"
+        " recurrence, enabled, next_due_at, created_at)"
+        " VALUES ('wf', 'i', NULL, 'FREQ=DAILY', 1, 4102444800, 0)"
+    )
+    conn.close()
+
+    # When it is migrated
+    assert await SQLiteDriver(db_path).migrate() == [label(m) for m in known[at:]]
+
+    # Then the schedule keeps the Go behaviour: skip while live, no catch-up, nothing waiting
+    async with SQLiteDriver(db_path) as driver:
+        got = await driver.get_workflow_schedule("wf", "i")
+    assert (got.overlap, got.catch_up_window, got.run_pending) == ("skip", 0.0, False)

@@ -16,6 +16,7 @@ import pytest
 
 from cereal import errors
 from cereal.drivers.sqlite import SQLiteDriver
+from cereal.drivers.sqlite._migrate import label, migrations
 from cereal.models import NewTask, TaskStatus, WorkflowEventType
 from tests._waiting import sweep_until, wait_until
 
@@ -69,7 +70,8 @@ async def test_three_processes_migrating_at_once_apply_each_step_once(tmp_path: 
         assert await child.line() == "ready"
     go.touch()
     results = [json.loads(await child.finish()) for child in children]
-    applied = ["0001_initial", "0002_lease_deadline", "0003_ready_instances"]
+    applied = [label(migration) for migration in migrations()]
+    assert applied[:3] == ["0001_initial", "0002_lease_deadline", "0003_ready_instances"]
     assert sorted(results) == [[], [], applied]
     assert await SQLiteDriver(db).migrate() == []
 

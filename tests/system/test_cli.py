@@ -211,6 +211,79 @@ def test_schedules_bad_input(cli: Cli) -> None:
     assert "nothing to update" in _one_error_line(nothing)
 
 
+def test_schedules_overlap_catch_up_window_and_trigger(cli: Cli) -> None:
+    rule = "DTSTART:20990101T000000Z\nRRULE:FREQ=DAILY"
+    # Given a schedule created with an overlap policy and a catch-up window
+    cli(
+        "schedules", "create", "report", "nightly", "--rrule", rule,
+        "--overlap", "buffer_one", "--catch-up-window", "90",
+    )  # fmt: skip
+    shown = cli.json("schedules", "show", "report", "nightly")
+    assert (shown["overlap"], shown["catch_up_window"], shown["run_pending"]) == (
+        "buffer_one",
+        90.0,
+        False,
+    )
+    assert "buffer_one" in cli("schedules", "list").stdout
+    detail = cli("schedules", "show", "report", "nightly").stdout
+    assert "catch-up window" in detail and "90 s" in detail
+
+    # When it is triggered (no worker runs, so the run stays live), then triggered again
+    first = cli("schedules", "trigger", "report", "nightly")
+    second = cli("schedules", "trigger", "report", "nightly")
+
+    # Then the first started a run and the second is buffered behind it
+    assert "started a run" in first.stdout
+    assert "waits for the live one" in second.stdout
+    shown = cli.json("schedules", "show", "report", "nightly")
+    assert shown["run_pending"] is True
+    assert shown["next_due_at"].startswith("2099-01-01")  # a trigger does not move it
+    assert "a run waits" in cli("schedules", "show", "report", "nightly").stdout
+    assert [i["instance_name"] for i in cli.json("workflows", "list", "--running")] == ["nightly"]
+
+    # When the policy and window change together, a trigger replaces the live run
+    cli(
+        "schedules", "update", "report", "nightly",
+        "--overlap", "terminate_other", "--catch-up-window", "0",
+    )  # fmt: skip
+    shown = cli.json("schedules", "show", "report", "nightly")
+    assert (shown["overlap"], shown["catch_up_window"]) == ("terminate_other", 0.0)
+    replaced = cli("schedules", "trigger", "report", "nightly")
+    assert "killed the live run" in replaced.stdout
+    assert cli.json("workflows", "show", "report", "nightly")["is_running"] is True
+
+    # and skip reports the dropped run
+    cli("schedules", "update", "report", "nightly", "--overlap", "skip")
+    assert "skipped" in cli("schedules", "trigger", "report", "nightly").stdout
+
+
+def test_schedules_overlap_bad_input_is_one_line_and_stores_nothing(cli: Cli) -> None:
+    bad = cli(
+        "schedules", "create", "report", "x", "--rrule", "FREQ=DAILY", "--overlap", "often",
+        check=False,
+    )  # fmt: skip
+    line = _one_error_line(bad)
+    assert "'often'" in line and "'buffer_one'" in line and "'terminate_other'" in line
+    negative = cli(
+        "schedules", "create", "report", "x", "--rrule", "FREQ=DAILY",
+        "--catch-up-window", "-5", check=False,
+    )  # fmt: skip
+    assert "catch_up_window" in _one_error_line(negative)
+    not_a_number = cli(
+        "schedules", "create", "report", "x", "--rrule", "FREQ=DAILY",
+        "--catch-up-window", "soon", check=False,
+    )  # fmt: skip
+    assert not_a_number.returncode != 0
+    assert cli.json("schedules", "list") == []
+
+    cli("schedules", "create", "report", "x", "--rrule", "FREQ=DAILY", "--overlap", "skip")
+    bad_update = cli("schedules", "update", "report", "x", "--overlap", "never", check=False)
+    assert "'never'" in _one_error_line(bad_update)
+    assert cli.json("schedules", "show", "report", "x")["overlap"] == "skip"
+    missing = cli("schedules", "trigger", "report", "missing", check=False)
+    assert "not found" in _one_error_line(missing)
+
+
 def test_verbose_errors_show_the_traceback(cli: Cli, db_url: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cereal", "-v", "--db", db_url, "workflows", "show", "a", "b"],

@@ -416,3 +416,69 @@ async def test_run_pass_lets_a_driver_error_through() -> None:
 
     with pytest.raises(errors.DriverError):
         await _scheduler(driver, _now()).run_pass()
+
+
+# ---- late or missed: the catch-up window ------------------------------------------------------
+
+
+async def _first_pass_of_a_started_scheduler(
+    driver: MemoryDriver, now: datetime, woken: _Counter, *, cap: float, late: float
+) -> None:
+    """Run the loop (which notes its start at ``now``) until the schedule "i" was processed."""
+    scheduler = _scheduler(driver, now, woken, cap=cap, late=late)
+
+    async def processed() -> bool:
+        return (await driver.get_workflow_schedule("wf", "i")).next_due_at > now
+
+    async with _running(scheduler):
+        await eventually(processed, what="the due schedule processed")
+
+
+async def test_a_due_time_just_before_the_start_is_late_and_runs(memory: MemoryDriver) -> None:
+    # Given a due time 2 s before the scheduler starts, within max_wakeup + late (3 s)
+    now = _now()
+    await _create(memory, HOURLY, now - timedelta(seconds=2))
+    woken = _Counter()
+
+    # When the scheduler starts / Then the run starts despite a catch-up window of 0
+    await _first_pass_of_a_started_scheduler(memory, now, woken, cap=1.0, late=2.0)
+    assert woken.calls == 1
+    assert (await memory.get_workflow_instance("wf", "i")).is_running()
+
+
+async def test_a_due_time_missed_before_the_start_does_not_run_with_window_0(
+    memory: MemoryDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a due time 5 minutes before the scheduler starts (so no scheduler ran then)
+    now = _now()
+    await _create(memory, HOURLY, now - timedelta(minutes=5))
+    woken = _Counter()
+
+    # When the scheduler starts
+    with caplog.at_level(logging.INFO, logger="cereal._scheduler"):
+        await _first_pass_of_a_started_scheduler(memory, now, woken, cap=1.0, late=2.0)
+
+    # Then no run started, the schedule moved on, and the miss is logged (not warned as late)
+    schedule = await memory.get_workflow_schedule("wf", "i")
+    assert woken.calls == 0
+    assert schedule.next_due_at == next_after(HOURLY, now, inclusive=False)
+    assert schedule.last_enqueued_at is None
+    with pytest.raises(errors.WorkflowInstanceNotFoundError):
+        await memory.get_workflow_instance("wf", "i")
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not caught up" in message for message in messages)
+    assert not any("late" in message for message in messages)
+
+
+async def test_a_rule_without_dtstart_is_caught_up_by_any_window(memory: MemoryDriver) -> None:
+    # Given a rule without DTSTART (its occurrences count from each evaluation), missed
+    # for three hours, with a one-minute window
+    now = _now()
+    await memory.create_workflow_schedule(
+        "wf", "i", None, True, "FREQ=HOURLY", now - timedelta(hours=3), catch_up_window=60.0
+    )
+    woken = _Counter()
+
+    # When the scheduler starts / Then one run starts
+    await _first_pass_of_a_started_scheduler(memory, now, woken, cap=1.0, late=2.0)
+    assert woken.calls == 1

@@ -2,9 +2,10 @@
 
 The CLI is the only part of cereal that reads environment variables
 (``CEREAL_DATABASE_URL``) and configures logging. Global options come
-before the command::
+before or after the command::
 
     cereal --db sqlite:///./cereal.db workflows list --running
+    cereal workflows list --running --db sqlite:///./cereal.db
     cereal -v worker myapp:manager
 
 Each command group lives in its own module; all output goes through
@@ -18,7 +19,17 @@ from typing import Annotated
 
 import typer
 
-from cereal.cli import demo, migrate, schedules, serve, worker, workflows
+from cereal.cli import (
+    _command_line,
+    dashboard,
+    demo,
+    migrate,
+    schedules,
+    serve,
+    worker,
+    workers,
+    workflows,
+)
 from cereal.cli._common import DEFAULT_DATABASE_URL, CliState
 
 __all__ = ["app", "configure_logging", "main"]
@@ -29,13 +40,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_command_line.CerealGroup,
 )
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(workers.app, name="workers")
 app.command("demo")(demo.demo)
 app.command("worker")(worker.worker)
 app.command("migrate")(migrate.migrate)
 app.command("serve")(serve.serve)
+app.command("dashboard")(dashboard.dashboard)
 
 
 def configure_logging(verbose: bool) -> None:
@@ -79,12 +93,23 @@ def global_options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logging and tracebacks on errors.")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_command_line.show_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """cereal: a durable workflow and task engine."""
     configure_logging(verbose)
-    ctx.obj = CliState(database_url=db, verbose=verbose)
+    source = ctx.get_parameter_source("db")
+    given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    ctx.obj = CliState(database_url=db, verbose=verbose, database_url_given=given)
 
 
 def main() -> None:
     """Entry point of the ``cereal`` script and ``python -m cereal``."""
-    app(prog_name="cereal")
+    _command_line.build(app)(prog_name="cereal")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class CliState:
 
     database_url: str = DEFAULT_DATABASE_URL
     verbose: bool = False
+    database_url_given: bool = False
+    """True when ``--db`` or ``CEREAL_DATABASE_URL`` named the database (not the default)."""
 
 
 class CliError(Exception):
@@ -85,25 +88,51 @@ def _describe(exc: BaseException) -> str:
 def parse_json(text: str | None, *, option: str = "--parameters") -> Any:
     """Decode a JSON option; ``None`` (option not given) stays ``None``.
 
+    ``@path`` reads the JSON from a file and ``-`` from standard input (no
+    JSON text starts with ``@`` or is a lone ``-``, so neither is ambiguous).
+
     Raises:
-        CliError: the text is not valid JSON, naming the option and the position.
+        CliError: the file cannot be read, or the text is not valid JSON,
+            naming the option and the position.
     """
     if text is None:
         return None
+    text = _json_source(text, option)
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise CliError(
             f"{option} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
-            f"{text!r}"
+            f"{_excerpt(text)}"
         ) from exc
     except ValueError as exc:
-        raise CliError(f"{option} is not valid JSON ({exc}): {text!r}") from exc
+        raise CliError(f"{option} is not valid JSON ({exc}): {_excerpt(text)}") from exc
     try:
         values.encode(value, where=option, max_bytes=len(text.encode("utf-8", "replace")) * 6 + 16)
     except (TypeError, ValueError) as exc:  # e.g. a lone surrogate escape such as "\ud800"
         raise CliError(f"{option} is not valid JSON text: {exc}") from exc
     return value
+
+
+def _json_source(text: str, option: str) -> str:
+    """The JSON text an option names: itself, a file's content (``@path``) or stdin (``-``)."""
+    if text == "-":
+        return sys.stdin.read()
+    if not text.startswith("@"):
+        return text
+    path = text[1:]
+    if not path:
+        raise CliError(f"{option} @: give a file name after '@' (or '-' for standard input)")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{option} {text}: cannot read the file: {exc}") from exc
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """The start of ``text`` for an error message (a file may hold megabytes)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def _refuse_constant(name: str) -> Any:

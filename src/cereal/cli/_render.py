@@ -1,7 +1,9 @@
 """Everything the CLI shows: rich tables for people, JSON for scripts, one-line errors.
 
 This is the only module of the CLI that formats output. Human output goes
-to stdout through a rich console; errors and diagnostics go to stderr.
+to stdout through a rich console; errors and diagnostics go to stderr. When
+a stream is not a terminal (piped or redirected) nothing is wrapped to a
+width: each table row stays on one line, for ``grep`` and ``cut``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,27 @@ from rich.text import Text
 
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
-from cereal.models import Schedule, WorkflowInstanceData
+from cereal.models import Schedule, WorkerInfo, WorkflowInstanceData
 
-out = Console(highlight=False)
+UNWRAPPED_WIDTH = 1_000_000
+"""The width given to a console that is not a terminal: wide enough to never wrap."""
+
+VALUE_PREVIEW_CHARS = 2_000
+"""``workflows show`` prints at most this many characters of a value unless ``--full``."""
+VALUE_PREVIEW_LINES = 40
+"""``workflows show`` prints at most this many lines of a value unless ``--full``."""
+
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.width = UNWRAPPED_WIDTH
+    return console
+
+
+out = _console(stderr=False)
 """Standard output: tables, confirmations and JSON."""
-err = Console(stderr=True, highlight=False)
+err = _console(stderr=True)
 """Standard error: error messages, tracebacks and progress."""
 
 
@@ -77,6 +95,9 @@ def schedule_dict(schedule: Schedule) -> dict[str, Any]:
         "last_enqueued_at": _iso(schedule.last_enqueued_at),
         "last_start": _iso(schedule.last_start),
         "last_end": _iso(schedule.last_end),
+        "overlap": schedule.overlap,
+        "catch_up_window": schedule.catch_up_window,
+        "run_pending": schedule.run_pending,
     }
 
 
@@ -97,6 +118,11 @@ def error(message: str) -> None:
 def traceback() -> None:
     """The traceback of the exception being handled, on stderr (for ``-v``)."""
     err.print_exception(show_locals=False)
+
+
+def warning(message: str) -> None:
+    """One yellow line on stderr: ``warning: <message>``."""
+    err.print(Text.assemble(("warning: ", "bold yellow"), (message, "yellow")), soft_wrap=True)
 
 
 def done(message: str) -> None:
@@ -131,12 +157,21 @@ def _status(data: WorkflowInstanceData) -> Text:
     return Text("completed", style="green")
 
 
-def instances_table(instances: Sequence[WorkflowInstanceData]) -> None:
-    """A table of workflow instances, or a note when there are none."""
+def instances_table(
+    instances: Sequence[WorkflowInstanceData], *, offset: int = 0, more: bool = False
+) -> None:
+    """A table of workflow instances (entries ``offset + 1`` on), or a note when there are none.
+
+    ``more`` says that entries beyond these exist: a last line tells how to see them.
+    """
     if not instances:
-        out.print("no workflow instances")
+        out.print("no workflow instances" + (f" after the first {offset}" if offset else ""))
         return
-    table = Table(title=f"{len(instances)} workflow instance(s)")
+    first, last = offset + 1, offset + len(instances)
+    title = f"{len(instances)} workflow instance(s)"
+    if offset or more:
+        title += f" ({first}-{last} in name order)"
+    table = Table(title=title)
     table.add_column("workflow", overflow="fold", min_width=10)
     table.add_column("instance", overflow="fold", min_width=10)
     table.add_column("status", no_wrap=True)
@@ -148,14 +183,32 @@ def instances_table(instances: Sequence[WorkflowInstanceData]) -> None:
             data.workflow_name, data.instance_name, _status(data), _time(data.ended_at), outcome
         )
     out.print(table)
+    if more:
+        out.print(
+            f"more workflow instances exist after {last}: --offset {last} shows the next page"
+        )
 
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def instance_detail(data: WorkflowInstanceData) -> None:
-    """Every field of one instance, one per row."""
+def _preview(raw: bytes | None, full: bool) -> Text:
+    """A stored value as indented JSON, cut to a preview unless ``full``."""
+    text = _pretty(_decoded(raw))
+    if full or (len(text) <= VALUE_PREVIEW_CHARS and text.count("\n") < VALUE_PREVIEW_LINES):
+        return Text(text)
+    shown = "\n".join(text[:VALUE_PREVIEW_CHARS].splitlines()[:VALUE_PREVIEW_LINES])
+    size = len(raw or b"")
+    return Text.assemble(
+        shown,
+        "\n",
+        (f"... cut: the value is {size:,} bytes of JSON; --full (or --json) shows it all", "dim"),
+    )
+
+
+def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
+    """Every field of one instance, one per row; large values cut short unless ``full``."""
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -164,13 +217,13 @@ def instance_detail(data: WorkflowInstanceData) -> None:
     table.add_row("status", _status(data))
     table.add_row("started", _time(data.started_at))
     table.add_row("ended", _time(data.ended_at))
-    table.add_row("parameters", _pretty(_decoded(data.parameters)))
+    table.add_row("parameters", _preview(data.parameters, full))
     if data.is_running():
-        table.add_row("payload", _pretty(_decoded(data.payload)))
+        table.add_row("payload", _preview(data.payload, full))
     elif data.err is not None:
         table.add_row("error", Text(data.err, style="red"))
     else:
-        table.add_row("result", _pretty(_decoded(data.result)))
+        table.add_row("result", _preview(data.result, full))
     out.print(table)
 
 
@@ -187,7 +240,8 @@ def schedules_table(schedules: Sequence[Schedule]) -> None:
         out.print("no workflow schedules")
         return
     table = Table(title=f"{len(schedules)} schedule(s)")
-    for column in ("workflow", "instance", "enabled", "recurrence", "next due", "last enqueued"):
+    columns = ("workflow", "instance", "enabled", "recurrence", "overlap", "next due")
+    for column in (*columns, "last enqueued"):
         table.add_column(column, overflow="fold")
     for schedule in schedules:
         table.add_row(
@@ -195,10 +249,16 @@ def schedules_table(schedules: Sequence[Schedule]) -> None:
             schedule.instance_name,
             _enabled(schedule.enabled),
             schedule.recurrence,
+            _overlap(schedule),
             _time(schedule.next_due_at) if schedule.enabled else "",
             _time(schedule.last_enqueued_at),
         )
     out.print(table)
+
+
+def _overlap(schedule: Schedule) -> str:
+    """The overlap policy, noting a run that waits for the live one to end."""
+    return f"{schedule.overlap} (a run waits)" if schedule.run_pending else schedule.overlap
 
 
 def schedule_detail(schedule: Schedule) -> None:
@@ -211,10 +271,51 @@ def schedule_detail(schedule: Schedule) -> None:
     table.add_row("enabled", _enabled(schedule.enabled))
     table.add_row("recurrence", schedule.recurrence)
     table.add_row("parameters", _pretty(_decoded(schedule.parameters)))
+    table.add_row("overlap", _overlap(schedule))
+    table.add_row("catch-up window", f"{schedule.catch_up_window:g} s")
     table.add_row("next due", _time(schedule.next_due_at))
     table.add_row("last enqueued", _time(schedule.last_enqueued_at))
     table.add_row("last run start", _time(schedule.last_start))
     table.add_row("last run end", _time(schedule.last_end))
+    out.print(table)
+
+
+# ---- live workers ---------------------------------------------------------------------
+
+
+def worker_dict(info: WorkerInfo) -> dict[str, Any]:
+    """The JSON shape of one live worker, as ``--json`` prints it."""
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "started_at": _iso(info.started_at),
+        "last_seen_at": _iso(info.last_seen_at),
+        "workflow_names": list(info.workflow_names),
+        "task_names": list(info.task_names),
+        "version": info.version,
+    }
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> None:
+    """A table of live workers, or a note when there are none."""
+    if not workers:
+        out.print("no live workers")
+        return
+    table = Table(title=f"{len(workers)} live worker(s)")
+    for column in ("id", "host", "pid", "started", "last seen", "workflows", "tasks", "version"):
+        table.add_column(column, overflow="fold")
+    for info in workers:
+        table.add_row(
+            info.id,
+            info.host,
+            str(info.pid),
+            _time(info.started_at),
+            _time(info.last_seen_at),
+            ", ".join(info.workflow_names),
+            ", ".join(info.task_names),
+            info.version,
+        )
     out.print(table)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 
 from cereal import demo as demo_workflows
 from cereal.cli import _render
 from cereal.cli._common import run, state
+from cereal.demo import DemoReport
 
 
 def demo(
@@ -34,15 +37,28 @@ def demo(
     url = state(ctx).database_url
     _render.note(f"cereal demo on {_render.safe_url(url)}: {items} items, {workers} task workers")
     progress, on_progress = _render.demo_progress(items)
-    with progress:
-        report = run(
-            ctx,
-            demo_workflows.run_demo(
-                url,
-                items=items,
-                workers=workers,
-                heartbeat_every=heartbeat_every,
-                on_progress=on_progress,
-            ),
+
+    async def go() -> DemoReport:
+        return await demo_workflows.run_demo(
+            url,
+            items=items,
+            workers=workers,
+            heartbeat_every=heartbeat_every,
+            on_progress=on_progress,
         )
+
+    with progress:
+        report = run(ctx, _then_stop(progress, go()))
     _render.demo_report(report)
+
+
+async def _then_stop(progress: Progress, demo: Awaitable[DemoReport]) -> DemoReport:
+    """Run the demo, then take the progress bar down, before any error or result is printed.
+
+    On Ctrl+C the error line must be the last thing shown, not followed by a
+    final redraw of the bar.
+    """
+    try:
+        return await demo
+    finally:
+        progress.stop()

@@ -1,4 +1,4 @@
-"""``cereal schedules``: create, inspect, enable, disable, update and delete schedules."""
+"""``cereal schedules``: create, inspect, enable, disable, update, trigger and delete schedules."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from cereal import recurrence
 from cereal.cli import _render
 from cereal.cli._common import CliError, parse_json, run, storage_manager
-from cereal.models import UNSET, Schedule
+from cereal.models import OVERLAP_POLICIES, UNSET, RunOutcome, Schedule, check_overlap
 
 app = typer.Typer(
     name="schedules",
-    help="Manage recurring workflow schedules (RFC 5545 RRULEs).",
+    help="Manage recurring workflow schedules (RFC 5545 RRULEs, or 5-field cron in UTC).",
     no_args_is_help=True,
 )
 
@@ -25,8 +26,46 @@ InstanceArg = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ParametersOption = Annotated[
     str | None,
-    typer.Option("--parameters", "-p", metavar="JSON", help="Parameters of each run, as JSON."),
+    typer.Option(
+        "--parameters",
+        "-p",
+        metavar="JSON",
+        help="Parameters of each run, as JSON; @FILE reads a file, - reads stdin.",
+    ),
 ]
+OverlapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--overlap",
+        metavar="POLICY",
+        help=(
+            "What a due run does while the previous one is live: "
+            + ", ".join(OVERLAP_POLICIES)
+            + " (default for a new schedule: skip)."
+        ),
+        show_default=False,
+    ),
+]
+CatchUpOption = Annotated[
+    float | None,
+    typer.Option(
+        "--catch-up-window",
+        metavar="SECONDS",
+        help=(
+            "A run missed while no worker ran starts once on restart if due within "
+            "this many seconds (default for a new schedule: 0, never)."
+        ),
+        show_default=False,
+    ),
+]
+
+_OUTCOMES = {
+    RunOutcome.STARTED: "started a run",
+    RunOutcome.REPLACED: "killed the live run and started a new one",
+    RunOutcome.SKIPPED: "skipped: a run is live and the overlap policy is skip",
+    RunOutcome.BUFFERED: "a run waits for the live one to end",
+    RunOutcome.CANCELLING: "asked the live run to cancel; a run starts once it has ended",
+}
 
 
 @app.command("list")
@@ -75,7 +114,11 @@ def create(
             "--rrule",
             "-r",
             metavar="RULE",
-            help="Recurrence, e.g. 'FREQ=HOURLY;INTERVAL=2' (optionally with DTSTART).",
+            help=(
+                "Recurrence: an RRULE such as 'FREQ=HOURLY;INTERVAL=2' (optionally with "
+                "DTSTART), or a 5-field cron expression such as '0 3 * * *' (UTC), stored "
+                "as its RRULE."
+            ),
             show_default=False,
         ),
     ],
@@ -83,6 +126,8 @@ def create(
     disabled: Annotated[
         bool, typer.Option("--disabled", help="Create it disabled (enable it later).")
     ] = False,
+    overlap: OverlapOption = None,
+    catch_up_window: CatchUpOption = None,
 ) -> None:
     """Create a schedule that enqueues WORKFLOW_NAME/INSTANCE_NAME whenever the rule fires."""
 
@@ -90,12 +135,24 @@ def create(
         value = parse_json(parameters)
         async with storage_manager(ctx) as manager:
             await manager.create_workflow_schedule(
-                workflow_name, instance_name, value, rrule, enabled=not disabled
+                workflow_name,
+                instance_name,
+                value,
+                rrule,
+                enabled=not disabled,
+                overlap="skip" if overlap is None else check_overlap(overlap),
+                catch_up_window=0 if catch_up_window is None else catch_up_window,
             )
 
     run(ctx, go())
     state = "disabled" if disabled else "enabled"
-    _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {rrule}")
+    _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {_stored_as(rrule)}")
+
+
+def _stored_as(rule: str) -> str:
+    """The rule as stored (an accepted rule normalizes again without error)."""
+    stored = recurrence.normalize(rule)
+    return stored if stored == rule else f"{stored} (from {rule!r})"
 
 
 def _set_enabled(ctx: typer.Context, workflow_name: str, instance_name: str, enabled: bool) -> None:
@@ -125,7 +182,10 @@ def update(
     workflow_name: WorkflowArg,
     instance_name: InstanceArg,
     rrule: Annotated[
-        str | None, typer.Option("--rrule", "-r", metavar="RULE", help="New recurrence rule.")
+        str | None,
+        typer.Option(
+            "--rrule", "-r", metavar="RULE", help="New recurrence: an RRULE or 5-field cron."
+        ),
     ] = None,
     parameters: Annotated[
         str | None,
@@ -133,23 +193,49 @@ def update(
             "--parameters",
             "-p",
             metavar="JSON",
-            help="New parameters as JSON ('null' clears them).",
+            help="New parameters as JSON ('null' clears them); @FILE reads a file, - stdin.",
         ),
     ] = None,
+    overlap: OverlapOption = None,
+    catch_up_window: CatchUpOption = None,
 ) -> None:
-    """Change a schedule's rule and/or parameters; both changes apply atomically."""
+    """Change a schedule's rule, parameters, overlap and/or catch-up window, atomically."""
 
     async def go() -> None:
-        if rrule is None and parameters is None:
-            raise CliError("nothing to update: give --rrule and/or --parameters")
+        if (rrule, parameters, overlap, catch_up_window) == (None, None, None, None):
+            raise CliError(
+                "nothing to update: give --rrule, --parameters, --overlap and/or --catch-up-window"
+            )
         value: Any = UNSET if parameters is None else parse_json(parameters)
         async with storage_manager(ctx) as manager:
             await manager.update_workflow_schedule(
-                workflow_name, instance_name, parameters=value, recurrence=rrule
+                workflow_name,
+                instance_name,
+                parameters=value,
+                recurrence=rrule,
+                overlap=None if overlap is None else check_overlap(overlap),
+                catch_up_window=catch_up_window,
             )
 
     run(ctx, go())
-    _render.done(f"updated schedule {workflow_name}/{instance_name}")
+    new_rule = "" if rrule is None else f": {_stored_as(rrule)}"
+    _render.done(f"updated schedule {workflow_name}/{instance_name}{new_rule}")
+
+
+@app.command("trigger")
+def trigger(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
+    """Run a schedule once now, under its overlap policy; its next due time stays.
+
+    A worker picks the run up; a run that has to wait (buffer_one,
+    cancel_other) is started by a worker's scheduler once the live one ends.
+    """
+
+    async def go() -> RunOutcome:
+        async with storage_manager(ctx) as manager:
+            return await manager.trigger_workflow_schedule(workflow_name, instance_name)
+
+    outcome = run(ctx, go())
+    _render.done(f"triggered {workflow_name}/{instance_name}: {_OUTCOMES[outcome]}")
 
 
 @app.command("delete")

@@ -4,7 +4,12 @@ The target names a :class:`~cereal.Manager` object, or a zero-argument
 factory (plain or async) that returns one, as ``package.module:attribute``
 (the attribute may be dotted). The current directory is importable, so
 ``cereal worker app:manager`` finds ``./app.py``. The Manager carries its
-own driver: ``--db`` does not apply here.
+own driver: ``--db`` does not apply here. The start line names that database
+and the registered workflows and tasks, and a warning says so when ``--db``
+or ``CEREAL_DATABASE_URL`` names another database.
+
+The first SIGINT or SIGTERM stops the worker, also while it is still
+connecting; a second one during the graceful stop ends it at once.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cereal.cli import _render
-from cereal.cli._common import CliError, run
+from cereal.cli import _databases, _render
+from cereal.cli._common import CliError, CliState, run, state
+from cereal.cli._metrics import serve_metrics
 from cereal.manager import Manager
 
 
@@ -77,26 +83,75 @@ async def resolve_manager(found: Any, target: str) -> Manager:
     return found
 
 
-async def serve(target: str, grace_period: float | None) -> str:
-    """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name."""
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names) if names else "(none)"
+
+
+def start_line(target: str, manager: Manager) -> str:
+    """What the worker prints once started: its database and what it runs."""
+    return (
+        f"cereal worker {target} started (pid {os.getpid()}) on "
+        f"{_databases.label(manager.driver)}; workflows: {_names(manager.workflow_names)}; "
+        f"tasks: {_names(manager.task_names)}; Ctrl+C to stop"
+    )
+
+
+def warn_if_db_differs(options: CliState, manager: Manager) -> None:
+    """Warn when ``--db`` / ``CEREAL_DATABASE_URL`` names another database than the Manager's."""
+    if not options.database_url_given:
+        return
+    why = _databases.url_disagreement(options.database_url, manager.driver)
+    if why is not None:
+        _render.warning(
+            f"--db / CEREAL_DATABASE_URL is ignored by 'cereal worker' and {why}; "
+            f"the worker uses its Manager's database {_databases.label(manager.driver)}"
+        )
+
+
+async def serve(
+    target: str, grace_period: float | None, options: CliState, metrics_port: int | None = None
+) -> str:
+    """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name.
+
+    A signal while the Manager is still starting (connecting, migrating) stops
+    it at once; a second signal during the graceful stop ends the command.
+    With ``metrics_port``, Prometheus metrics are served on that port meanwhile.
+
+    Raises:
+        KeyboardInterrupt: on the second signal.
+    """
     manager = await resolve_manager(load_target(target), target)
+    warn_if_db_differs(options, manager)
     loop = asyncio.get_running_loop()
+    metrics_server = None if metrics_port is None else serve_metrics(manager, metrics_port, loop)
     received: asyncio.Future[str] = loop.create_future()
 
     def on_signal(signum: signal.Signals) -> None:
-        if not received.done():
-            received.set_result(signum.name)
+        if received.done():
+            raise KeyboardInterrupt  # the second signal: do not wait for the graceful stop
+        received.set_result(signum.name)
 
     handled = (signal.SIGINT, signal.SIGTERM)
     for signum in handled:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await manager.start()
-        _render.note(f"cereal worker {target} started (pid {os.getpid()}); Ctrl+C to stop")
+        starting = asyncio.ensure_future(manager.start())
+        first: set[asyncio.Future[Any]] = {starting, received}
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # a signal came first: give up connecting
+            starting.cancel()
+            await asyncio.wait({starting})
+            name = received.result()
+            _render.note(f"{name} received while starting: stopping")
+            return name
+        starting.result()  # a failed start raises here
+        _render.note(start_line(target, manager))
         name = await received
         _render.note(f"{name} received: stopping (running tasks get the grace period)")
     finally:
         await manager.stop(grace_period=grace_period)
+        if metrics_server is not None:
+            metrics_server.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
     return name
@@ -119,6 +174,15 @@ def worker(
             help="Seconds stop() waits for running work (default: the Manager's own).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (needs cereal-workflows[metrics]).",
+        ),
+    ] = None,
 ) -> None:
     """Run a Manager's executors and schedules until SIGINT or SIGTERM, then stop gracefully."""
     if grace_period is not None and not 0 <= grace_period < float("inf"):
@@ -126,5 +190,5 @@ def worker(
             f"must be a finite number of seconds >= 0, got {grace_period}",
             param_hint="--grace-period",
         )
-    signal_name = run(ctx, serve(target, grace_period))
+    signal_name = run(ctx, serve(target, grace_period, state(ctx), metrics_port))
     _render.note(f"cereal worker stopped after {signal_name}")

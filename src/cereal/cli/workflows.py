@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from cereal.cli import _render
+from cereal.cli import _render, workers
 from cereal.cli._common import parse_json, run, storage_manager
 from cereal.models import WorkflowInstanceData
 
@@ -24,35 +25,60 @@ InstanceArg = Annotated[
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
+DEFAULT_LIST_LIMIT = 100
+"""How many instances ``workflows list`` shows unless ``--limit`` says otherwise."""
+
 
 @app.command("list")
 def list_instances(
     ctx: typer.Context,
     workflow_name: Annotated[
-        str | None, typer.Option("--workflow-name", "-w", help="Only this workflow.")
+        str | None,
+        typer.Option("--workflow-name", "-w", metavar="WORKFLOW", help="Only this workflow."),
     ] = None,
     instance_name: Annotated[
-        str | None, typer.Option("--instance-name", "-i", help="Only this instance name.")
+        str | None,
+        typer.Option("--instance-name", "-i", metavar="INSTANCE", help="Only this instance name."),
     ] = None,
     running: Annotated[
         bool | None,
         typer.Option("--running/--finished", help="Only running, or only finished, instances."),
     ] = None,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=1, help="Show at most this many instances."),
+    ] = DEFAULT_LIST_LIMIT,
+    offset: Annotated[
+        int,
+        typer.Option("--offset", min=0, help="Skip this many instances first (the next page)."),
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """List workflow instances, running and finished (newest run of each)."""
+    """List workflow instances, running and finished (newest run of each), in name order.
+
+    One page at a time: --limit instances from --offset on; a last line says
+    when more exist.
+    """
 
     async def go() -> list[WorkflowInstanceData]:
         async with storage_manager(ctx) as manager:
+            # one more than shown: whether another page exists, without counting them all
             return await manager.list_workflow_instances(
-                workflow_name=workflow_name, instance_name=instance_name, is_running=running
+                workflow_name=workflow_name,
+                instance_name=instance_name,
+                is_running=running,
+                limit=limit + 1,
+                offset=offset,
             )
 
-    instances = run(ctx, go())
+    found = run(ctx, go())
+    instances, more = found[:limit], len(found) > limit
     if as_json:
         _render.print_json([_render.instance_dict(data) for data in instances])
+        if more:
+            _render.note(f"more instances exist: --offset {offset + limit} shows the next page")
     else:
-        _render.instances_table(instances)
+        _render.instances_table(instances, offset=offset, more=more)
 
 
 @app.command("show")
@@ -60,9 +86,16 @@ def show(
     ctx: typer.Context,
     workflow_name: WorkflowArg,
     instance_name: InstanceArg,
+    full: Annotated[
+        bool, typer.Option("--full", help="Print large values whole instead of a preview.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show one instance: the running one, else its newest finished run."""
+    """Show one instance: the running one, else its newest finished run.
+
+    Values over 2000 characters or 40 lines are cut to a preview unless --full;
+    --json always prints them whole.
+    """
 
     async def go() -> WorkflowInstanceData:
         async with storage_manager(ctx) as manager:
@@ -70,9 +103,19 @@ def show(
 
     data = run(ctx, go())
     if as_json:
-        _render.print_json(_render.instance_dict(data))
+        failure = {"error_type": data.error_type, "error_traceback": data.error_traceback}
+        _render.print_json({**_render.instance_dict(data), **failure})
     else:
-        _render.instance_detail(data)
+        _render.instance_detail(data, full=full)
+        _failure_detail(data)
+
+
+def _failure_detail(data: WorkflowInstanceData) -> None:
+    """What failed a failed run: the exception's type and traceback, when stored."""
+    if data.error_type is not None:
+        _render.out.print(Text.assemble(("error type  ", "bold"), data.error_type))
+    if data.error_traceback:
+        _render.out.print(Text(data.error_traceback.rstrip(), style="dim"), soft_wrap=True)
 
 
 @app.command("enqueue")
@@ -83,7 +126,10 @@ def enqueue(
     parameters: Annotated[
         str | None,
         typer.Option(
-            "--parameters", "-p", metavar="JSON", help="Parameters as JSON, e.g. '{\"n\": 3}'."
+            "--parameters",
+            "-p",
+            metavar="JSON",
+            help="Parameters as JSON, e.g. '{\"n\": 3}'; @FILE reads a file, - reads stdin.",
         ),
     ] = None,
 ) -> None:
@@ -93,6 +139,7 @@ def enqueue(
         value = parse_json(parameters)
         async with storage_manager(ctx) as manager:
             await manager.enqueue_workflow(workflow_name, instance_name, value)
+            await workers.warn_if_unhandled(manager, workflow_name)
 
     run(ctx, go())
     _render.done(f"enqueued {workflow_name}/{instance_name}")

@@ -7,9 +7,10 @@ It does no I/O: the Manager initialises the driver on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from cereal import errors
 from cereal.drivers.base import (
     DURABLE,
     MULTIPROCESS,
@@ -20,6 +21,9 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     WorkKind,
 )
+
+if TYPE_CHECKING:
+    from cereal.drivers.postgres import PostgresDriver
 
 __all__ = [
     "DURABLE",
@@ -40,6 +44,9 @@ SUPPORTED_SCHEMES = (
     "postgresql://user@host/db",
     "grpc://host:port?domain=NAME",
 )
+
+POSTGRES_PACKAGES = "'psycopg[binary]>=3.2' 'psycopg-pool>=3.2'"
+"""What the ``postgres`` extra installs, as ``pip install`` arguments."""
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -70,6 +77,9 @@ def open_driver(url: str, **options: Any) -> Driver:
 
     Raises:
         ValueError: the URL is malformed or its scheme is unknown.
+        MissingDependencyError: the driver's optional packages are not installed
+            (``postgresql://`` without the ``postgres`` extra); the message says
+            what to install.
     """
     if not isinstance(url, str) or not url:
         raise ValueError("driver URL must be a non-empty string such as 'sqlite:///cereal.db'")
@@ -86,9 +96,7 @@ def open_driver(url: str, **options: Any) -> Driver:
         path = sqlite_path_from_url(url.split("?", 1)[0])
         return SQLiteDriver(path, **{**query_options, **options})
     if scheme in ("postgresql", "postgres"):
-        from cereal.drivers.postgres import PostgresDriver
-
-        return PostgresDriver(url, **options)
+        return _postgres_driver_class()(url, **options)
     if scheme == "grpc":
         from cereal.drivers.grpc import GrpcDriver
 
@@ -97,3 +105,23 @@ def open_driver(url: str, **options: Any) -> Driver:
         f"unknown driver URL scheme {parts.scheme!r} in {url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)
     )
+
+
+def _postgres_driver_class() -> type[PostgresDriver]:
+    """The PostgreSQL driver class, imported now (its packages are an optional extra).
+
+    Raises:
+        MissingDependencyError: psycopg or psycopg-pool is missing or cannot load.
+    """
+    try:
+        from cereal.drivers.postgres import PostgresDriver
+    except ImportError as exc:
+        missing = exc.name or ""
+        if missing.partition(".")[0] not in ("psycopg", "psycopg_pool", "psycopg_binary", ""):
+            raise  # not the extra: a broken installation of cereal itself
+        raise errors.MissingDependencyError(
+            f"postgresql:// URLs need the 'postgres' extra of cereal-workflows, which is not "
+            f"installed ({exc}): pip install {POSTGRES_PACKAGES} (or, in a checkout of "
+            "cereal, pip install -e '.[postgres]')"
+        ) from exc
+    return PostgresDriver

@@ -16,10 +16,15 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal._time import to_utc
+from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
+    FailureDetails,
     HistoryRetention,
     NewTask,
+    Overlap,
+    QueueDepth,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     TaskResultData,
@@ -83,6 +88,7 @@ class Task:
     # the lease's deadline: claim or last heartbeat plus the holder's expiry
     lease_deadline: datetime | None = None
     attempt: int = 0
+    traceparent: str | None = None
 
 
 @dataclass(eq=False)
@@ -97,6 +103,8 @@ class HistoryRow:
     ended_at: datetime
     result: bytes | None
     err: str | None
+    error_type: str | None = None
+    error_traceback: str | None = None
 
 
 @dataclass(eq=False)
@@ -111,6 +119,9 @@ class ScheduleRow:
     recurrence: str
     next_due_at: datetime
     last_enqueued_at: datetime | None = None
+    overlap: Overlap = "skip"
+    catch_up_window: float = 0.0
+    run_pending: bool = False
     locked_by: object | None = None
     updates_while_locked: list[ScheduleUpdate] = field(default_factory=list)
 
@@ -216,7 +227,12 @@ class MemoryState:
         return self.instances.get(inst.key) is inst
 
     def finish(
-        self, inst: LiveInstance, result: bytes | None, err: str | None, now: datetime
+        self,
+        inst: LiveInstance,
+        result: bytes | None,
+        err: str | None,
+        now: datetime,
+        failure: FailureDetails | None = None,
     ) -> None:
         """Write the history row and delete the instance with its events and tasks."""
         row = HistoryRow(
@@ -228,6 +244,8 @@ class MemoryState:
             now,
             result,
             err,
+            error_type=None if failure is None else failure.error_type,
+            error_traceback=None if failure is None else failure.error_traceback,
         )
         self.history.append(row)
         self.latest[inst.key] = row
@@ -244,7 +262,15 @@ class MemoryState:
         """Queue ``tasks`` for ``inst``; a missing ``start_after`` means ``now``."""
         for new in tasks:
             start_after = now if new.start_after is None else to_utc(new.start_after)
-            task = Task(next(self.sequence), inst, new.task_name, new.parameters, start_after, now)
+            task = Task(
+                next(self.sequence),
+                inst,
+                new.task_name,
+                new.parameters,
+                start_after,
+                now,
+                traceparent=new.traceparent,
+            )
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
 
@@ -299,6 +325,7 @@ class MemoryState:
         now: datetime,
         error_text: str = "",
         result: bytes | None = None,
+        failure: FailureDetails | None = None,
     ) -> str:
         """Record how a running task ended as a ``task_complete`` event; return its workflow."""
         task_result = TaskResultData(
@@ -307,6 +334,8 @@ class MemoryState:
             parameters=task.parameters,
             error_text=error_text,
             result=result,
+            error_type=None if failure is None else failure.error_type,
+            error_traceback=None if failure is None else failure.error_traceback,
         )
         self.remove_task(task)
         self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
@@ -320,6 +349,22 @@ class MemoryState:
             if task.lease_deadline is not None and task.lease_deadline < now
         ]
         return [self.complete_task(task, TaskStatus.LOST, now) for task in expired]
+
+    def queue_depths(self, now: datetime) -> list[QueueDepth]:
+        """Due queued tasks per task name; ready, unclaimed live instances per workflow name."""
+        depths: list[QueueDepth] = []
+        for task_name, queue in sorted(self.queued.items()):
+            due = [task.enqueued_at for task in queue.values() if task.start_after <= now]
+            if due:
+                depths.append(QueueDepth("task", task_name, len(due), min(due)))
+        waiting: dict[str, list[datetime]] = {}
+        for inst in self.instances.values():
+            if inst.claimed_by is None and inst.events:
+                oldest = next(iter(inst.events.values())).enqueued_at
+                waiting.setdefault(inst.workflow_name, []).append(oldest)
+        for workflow_name, times in sorted(waiting.items()):
+            depths.append(QueueDepth("workflow", workflow_name, len(times), min(times)))
+        return depths
 
     # ---- history -----------------------------------------------------------------
 
@@ -362,7 +407,28 @@ class MemoryState:
             err=row.err,
             started_at=row.started_at,
             ended_at=row.ended_at,
+            error_type=row.error_type,
+            error_traceback=row.error_traceback,
         )
+
+    def start_run(
+        self, row: ScheduleRow, parameters: bytes | None, kill_error: str, now: datetime
+    ) -> RunOutcome:
+        """Ask ``row`` for a run under its overlap policy (see ``start_run_plan``)."""
+        inst = self.instances.get((row.workflow_name, row.instance_name))
+        outcome = start_run_plan(row.overlap, inst is not None, row.run_pending)
+        if outcome is RunOutcome.REPLACED and inst is not None:
+            self.finish(inst, None, kill_error, now)
+        if outcome.started:
+            self.add_instance(row.workflow_name, row.instance_name, parameters, now)
+            row.last_enqueued_at = now
+            row.run_pending = False
+        elif outcome is RunOutcome.CANCELLING and inst is not None:
+            self.add_event(inst, WorkflowEventType.CANCEL, now)
+            row.run_pending = True
+        elif outcome is RunOutcome.BUFFERED:
+            row.run_pending = True
+        return outcome
 
     def schedule_view(self, row: ScheduleRow) -> Schedule:
         """A :class:`Schedule` with the last run's times from history."""
@@ -378,6 +444,9 @@ class MemoryState:
             last_enqueued_at=row.last_enqueued_at,
             last_start=None if last is None else last.started_at,
             last_end=None if last is None else last.ended_at,
+            overlap=row.overlap,
+            catch_up_window=row.catch_up_window,
+            run_pending=row.run_pending,
         )
 
 
@@ -411,3 +480,7 @@ def apply_schedule_update(row: ScheduleRow, update: ScheduleUpdate) -> None:
         row.recurrence = update.recurrence
     if update.next_due_at is not None:
         row.next_due_at = to_utc(update.next_due_at)
+    if update.overlap is not None:
+        row.overlap = update.overlap
+    if update.catch_up_window is not None:
+        row.catch_up_window = update.catch_up_window

@@ -32,6 +32,11 @@ Rules that hold for every driver (the conformance suite checks each one):
    :class:`~cereal.errors.TaskLostError` and changes nothing.
 8. **Optional knobs are attributes with defaults** (poll intervals,
    capabilities), not optional interfaces.
+9. **Live workers.** A started Manager registers a row
+   (:meth:`Driver.register_worker`), refreshes it every heartbeat and removes
+   it at stop. A row not refreshed within the expiry stored with it is dead:
+   :meth:`Driver.list_workers` never returns it, and the next
+   :meth:`Driver.refresh_worker` (of any worker) deletes it.
 
 A driver may be shared by several Managers in one process: ``init`` and
 ``close`` are reference-counted by this base class, and a driver supports
@@ -50,15 +55,24 @@ from datetime import datetime
 from types import TracebackType
 from typing import ClassVar, Literal, Self
 
-from cereal import errors
+from cereal import _time, errors
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     NewTask,
+    NewWorker,
+    Overlap,
+    QueueDepth,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskQueueStats,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -128,6 +142,17 @@ class WorkflowCompleter(abc.ABC):
             WorkflowClaimLostError: as for :meth:`continue_`.
         """
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback with the history row override it.
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+        await self.fail(failure.error)
+
     async def heartbeat(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Keep the claim alive during a long callback (drivers with claim leases)."""
 
@@ -171,6 +196,17 @@ class TaskCompleter(abc.ABC):
     async def fail(self, error: str) -> None:
         """Record failure with the error text ``error`` (as :meth:`succeed`)."""
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's type and traceback as well as its text.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback override it.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self.fail(failure.error)
+
     @abc.abstractmethod
     async def abandon(self) -> None:
         """Give the task up now: its workflow sees it as ``LOST`` at once.
@@ -183,16 +219,48 @@ class TaskCompleter(abc.ABC):
 
 
 class ScheduledWorkflowCompleter(abc.ABC):
-    """Holds one due schedule (locked against other schedulers) until applied or closed."""
+    """Holds one schedule (locked against other schedulers) until applied or closed.
+
+    A schedule is handed out for one of two reasons, told by :attr:`due`: its
+    due time has passed (by the driver's clock), or a run it buffered
+    (``run_pending``) can start because its instance is no longer live.
+    """
+
+    due: bool = True
+    """True when the schedule was handed out because its due time passed; False when
+    only its waiting run became ready (then the due time must not move)."""
 
     @abc.abstractmethod
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """Enqueue the schedule's instance and advance the schedule, atomically.
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """Ask for a run under the schedule's stored overlap policy and advance it, atomically.
 
-        When a live instance with the schedule's names exists the run is
-        skipped: only ``next_due_at`` and ``enabled`` change (``last_enqueued_at``
-        does not). Returns True when an instance was enqueued.
+        With ``run`` the driver applies the policy (see :func:`start_run_plan`):
+        no live instance -> enqueue one with the parameters as read when the
+        schedule was handed out, clear ``run_pending``, set ``last_enqueued_at``;
+        live and ``skip`` -> nothing; ``buffer_one`` -> set ``run_pending``;
+        ``cancel_other`` -> set ``run_pending`` and, unless it was set already,
+        append a cancel event to the live instance; ``terminate_other`` -> kill
+        the live instance with ``kill_error`` and enqueue a new one. Without
+        ``run`` nothing starts (``MISSED``). ``next_due_at``/``enabled``, when
+        given, are stored too (an update made meanwhile wins, as ever).
         """
+
+    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
+        """Ask for a run and advance the schedule (:meth:`run_and_advance` with ``run``).
+
+        Returns True when an instance was enqueued; with the default ``skip``
+        policy a live instance means the run is skipped and only ``next_due_at``
+        and ``enabled`` change (``last_enqueued_at`` does not).
+        """
+        outcome = await self.run_and_advance(run=True, next_due_at=next_due_at, enabled=enabled)
+        return outcome.started
 
     @abc.abstractmethod
     async def disable(self) -> None:
@@ -212,6 +280,30 @@ class ScheduledWorkflowCompleter(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _is_dead(worker: NewWorker, last_seen_at: datetime, now: datetime) -> bool:
+    """Whether a worker row went unrefreshed for longer than its own expiry."""
+    return (now - last_seen_at).total_seconds() > worker.expiry
+
+
+def start_run_plan(overlap: str, live: bool, pending: bool) -> RunOutcome:
+    """What asking for a run does, given the policy and the state read in the transaction.
+
+    Every driver applies this one table: ``STARTED`` (enqueue), ``REPLACED``
+    (kill, then enqueue), ``SKIPPED``, ``BUFFERED`` (set ``run_pending``) or
+    ``CANCELLING`` (set ``run_pending`` and send a cancel: only the first time,
+    so a refused cancel is not repeated at every due time).
+    """
+    if not live:
+        return RunOutcome.STARTED
+    if overlap == "terminate_other":
+        return RunOutcome.REPLACED
+    if overlap == "buffer_one":
+        return RunOutcome.BUFFERED
+    if overlap == "cancel_other":
+        return RunOutcome.BUFFERED if pending else RunOutcome.CANCELLING
+    return RunOutcome.SKIPPED
 
 
 def check_claim_sizes(max_instances: int, max_events: int) -> None:
@@ -252,6 +344,9 @@ class Driver(abc.ABC):
         # shared across event loops (e.g. one per thread), which an asyncio.Lock cannot span
         self._transition: concurrent.futures.Future[None] | None = None
         self._listeners: list[WakeupListener] = []
+        # the default worker registry (see register_worker): rows of this object only
+        self._local_workers: dict[str, tuple[NewWorker, datetime, datetime]] = {}
+        self._local_workers_lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -381,6 +476,30 @@ class Driver(abc.ABC):
                 nothing was stored.
         """
 
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """As :meth:`enqueue_workflow`, on the caller's open transaction ``connection``.
+
+        The instance exists if and only if the caller commits; the driver
+        neither commits nor rolls back, and arranges for workers to be woken
+        by the commit. This default refuses: the driver's store is not
+        reachable through a caller's connection.
+
+        Raises:
+            TypeError: always here; a driver that supports it names the
+                connection types it takes.
+        """
+        raise TypeError(
+            f"{type(self).__name__} cannot enqueue on a caller's connection: transactional "
+            "enqueue needs the SQLite driver (a sqlite3.Connection) or the PostgreSQL driver "
+            "(a psycopg Connection or AsyncConnection)"
+        )
+
     @abc.abstractmethod
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
@@ -477,7 +596,32 @@ class Driver(abc.ABC):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per (workflow, instance) pair: the live row, else the newest finished run."""
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name, and cut to the window
+        ``where.offset`` / ``where.limit`` of that order (:meth:`ListWorkflowFilter.page`).
+        """
+
+    # ---- read-only inspection (dashboard) ----------------------------------------------
+
+    @abc.abstractmethod
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order.
+
+        Empty when no instance with these names is live.
+        """
+
+    @abc.abstractmethod
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order (empty when none is live)."""
+
+    @abc.abstractmethod
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
 
     # ---- tasks ----------------------------------------------------------------------
 
@@ -520,6 +664,79 @@ class Driver(abc.ABC):
         after its last heartbeat, as before.
         """
 
+    # ---- live workers ---------------------------------------------------------------
+    # These defaults keep the rows in this driver object, so they list the
+    # Managers of this process only; drivers whose store is shared override all four.
+
+    async def register_worker(self, worker: NewWorker) -> None:
+        """Store ``worker``'s row as seen now (replacing a row with its id)."""
+        now = _time.utcnow()
+        with self._local_workers_lock:
+            known = self._local_workers.get(worker.id)
+            self._local_workers[worker.id] = (worker, known[1] if known else now, now)
+
+    async def refresh_worker(self, worker_id: str) -> bool:
+        """Mark the worker seen now and drop dead rows.
+
+        Returns False when its row is gone (dropped after a long silence):
+        the caller registers again.
+        """
+        now = _time.utcnow()
+        with self._local_workers_lock:
+            self._drop_dead_local_workers(now)
+            known = self._local_workers.get(worker_id)
+            if known is None:
+                return False
+            self._local_workers[worker_id] = (known[0], known[1], now)
+            return True
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row; a missing row is fine."""
+        with self._local_workers_lock:
+            self._local_workers.pop(worker_id, None)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers, oldest first; dead rows are left out (refreshes delete them)."""
+        now = _time.utcnow()
+        with self._local_workers_lock:
+            rows = [
+                row for row in self._local_workers.values() if not _is_dead(row[0], row[2], now)
+            ]
+        found = [
+            WorkerInfo(
+                id=worker.id,
+                host=worker.host,
+                pid=worker.pid,
+                started_at=started,
+                last_seen_at=seen,
+                workflow_names=worker.workflow_names,
+                task_names=worker.task_names,
+                version=worker.version,
+            )
+            for worker, started, seen in rows
+        ]
+        return sorted(found, key=lambda info: (info.started_at, info.id))
+
+    def _drop_dead_local_workers(self, now: datetime) -> None:
+        dead = [
+            worker_id
+            for worker_id, (worker, _, seen) in self._local_workers.items()
+            if _is_dead(worker, seen, now)
+        ]
+        for worker_id in dead:
+            del self._local_workers[worker_id]
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Read-only: the ready work per task name and per workflow name, for metrics.
+
+        One entry per name with ready work (none for an idle name): queued
+        tasks due now, and live unclaimed instances with pending events, each
+        with the enqueue time of its oldest item. Drivers answer from their
+        claim indexes, so the cost follows the queues, never the history.
+        This default reports nothing (a driver that cannot tell).
+        """
+        return []
+
     # ---- schedules ------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -531,8 +748,11 @@ class Driver(abc.ABC):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
-        """Store a new schedule.
+        """Store a new schedule (values already checked by the Manager).
 
         Raises:
             WorkflowScheduleExistsError: one with these names exists.
@@ -583,3 +803,21 @@ class Driver(abc.ABC):
         Raises:
             NoScheduledWorkflowsError: no schedule is enabled.
         """
+
+    @abc.abstractmethod
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """Ask for a run now under the schedule's overlap policy, in one transaction.
+
+        As :meth:`ScheduledWorkflowCompleter.run_and_advance` with ``run`` and
+        the schedule's current parameters; the due time and ``enabled`` stay.
+        Waits for a scheduler holding the schedule where the backend locks rows.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule; nothing changed.
+        """
+
+    @abc.abstractmethod
+    async def has_waiting_schedule_runs(self) -> bool:
+        """Whether any schedule has a run waiting for its live instance to end."""

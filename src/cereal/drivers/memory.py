@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal._time import to_utc, utcnow
+from cereal.drivers import _memory_inspect
 from cereal.drivers._memory_state import (
     Event,
     LiveInstance,
@@ -38,14 +39,21 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     NewTask,
+    Overlap,
+    QueueDepth,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
     TaskMetadata,
+    TaskQueueStats,
     TaskStatus,
     WorkflowEvent,
     WorkflowEventType,
@@ -60,7 +68,9 @@ class MemoryDriver(Driver):
     """Workflow, task and schedule storage in this process's memory.
 
     For tests, demos and single-process use: not durable, not shared between
-    processes (it declares no capabilities).
+    processes (it declares no capabilities). Live workers use the base
+    class's rows, kept in this object; a caller's connection (transactional
+    enqueue) is refused with ``TypeError``.
 
     Args:
         retention: how much finished-run history :meth:`sweep` keeps.
@@ -176,7 +186,26 @@ class MemoryDriver(Driver):
                 for key in sorted(keys)
                 if where.workflow_name in (None, key[0]) and where.instance_name in (None, key[1])
             ]
-        return [view for view in found if view is not None]
+        return where.page([view for view in found if view is not None])
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order."""
+        with self._lock:
+            return _memory_inspect.instance_tasks(self._state, workflow_name, instance_name)
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order."""
+        with self._lock:
+            return _memory_inspect.instance_events(self._state, workflow_name, instance_name)
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
+        with self._lock:
+            return _memory_inspect.queue_stats(self._state)
 
     def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
         inst = self._state.instances.get((workflow_name, instance_name))
@@ -201,10 +230,16 @@ class MemoryDriver(Driver):
                 instance_name=task.instance.instance_name,
                 attempt=task.attempt,
                 task_id=str(task.seq),
+                traceparent=task.traceparent,
             )
             data = TaskData(name=task.task_name, parameters=task.parameters, metadata=metadata)
             result.append((data, _MemoryTaskCompleter(self, task, lease, task_expiry)))
         return result
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name."""
+        with self._lock:
+            return self._state.queue_depths(utcnow())
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline as ``LOST``; trim history.
@@ -229,6 +264,9 @@ class MemoryDriver(Driver):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
         """Store a new schedule.
 
@@ -247,6 +285,8 @@ class MemoryDriver(Driver):
                 enabled=enabled,
                 recurrence=recurrence,
                 next_due_at=to_utc(next_due_at),
+                overlap=overlap,
+                catch_up_window=catch_up_window,
             )
         self._wake("schedule", None)
 
@@ -297,24 +337,56 @@ class MemoryDriver(Driver):
         self._wake("schedule", None)
 
     async def get_due_scheduled_workflow(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
-        """Lock the earliest enabled schedule whose due time has passed.
+        """Lock the earliest schedule that is due or whose waiting run can start.
+
+        Due: enabled and its due time has passed. A waiting run can start once
+        no live instance has the schedule's names.
 
         Raises:
             NoDueWorkflowsError: none is due (or every due one is locked).
         """
         with self._lock:
             now = utcnow()
-            due = [
+            ready = [
                 row
                 for row in self._state.schedules.values()
-                if row.enabled and row.locked_by is None and row.next_due_at <= now
+                if row.locked_by is None and (self._time_due(row, now) or self._pending_ready(row))
             ]
-            if not due:
+            if not ready:
                 raise errors.NoDueWorkflowsError()
-            row = min(due, key=lambda row: (row.next_due_at, row.id))
-            completer = _MemoryScheduleCompleter(self, row)
+            row = min(ready, key=lambda row: (row.next_due_at, row.id))
+            completer = _MemoryScheduleCompleter(self, row, due=self._time_due(row, now))
             row.locked_by = completer
             return self._state.schedule_view(row), completer
+
+    @staticmethod
+    def _time_due(row: ScheduleRow, now: datetime) -> bool:
+        return row.enabled and row.next_due_at <= now
+
+    def _pending_ready(self, row: ScheduleRow) -> bool:
+        return row.run_pending and (row.workflow_name, row.instance_name) not in (
+            self._state.instances
+        )
+
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """Ask for a run now under the schedule's overlap policy; the due time stays.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        with self._lock:
+            row = self._schedule(workflow_name, instance_name)
+            outcome = self._state.start_run(row, row.parameters, kill_error, utcnow())
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+            self._wake("workflow", workflow_name)
+        return outcome
+
+    async def has_waiting_schedule_runs(self) -> bool:
+        """Whether any schedule has a run waiting for its live instance to end."""
+        with self._lock:
+            return any(row.run_pending for row in self._state.schedules.values())
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """The enabled schedule due soonest.
@@ -415,10 +487,20 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
         """
         self._finish(None, error)
 
-    def _finish(self, result: bytes | None, err: str | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance was killed meanwhile.
+        """
+        self._finish(None, failure.error, failure)
+
+    def _finish(
+        self, result: bytes | None, err: str | None, failure: FailureDetails | None = None
+    ) -> None:
         with self._driver._lock:
             inst = self._claimed()
-            self._driver._state.finish(inst, result, err, utcnow())
+            self._driver._state.finish(inst, result, err, utcnow(), failure)
             self._open = False
 
     async def close(self) -> None:
@@ -482,11 +564,25 @@ class _MemoryTaskCompleter(TaskCompleter):
         """
         self._complete(TaskStatus.LOST, "", None)
 
-    def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        self._complete(TaskStatus.FAILED, failure.error, None, failure)
+
+    def _complete(
+        self,
+        status: TaskStatus,
+        error_text: str,
+        result: bytes | None,
+        failure: FailureDetails | None = None,
+    ) -> None:
         with self._driver._lock:
             task = self._held()
             workflow_name = self._driver._state.complete_task(
-                task, status, utcnow(), error_text, result
+                task, status, utcnow(), error_text, result, failure
             )
         self._driver._wake("workflow", workflow_name)
 
@@ -494,36 +590,40 @@ class _MemoryTaskCompleter(TaskCompleter):
 class _MemoryScheduleCompleter(ScheduledWorkflowCompleter):
     """The lock on one due schedule."""
 
-    def __init__(self, driver: MemoryDriver, row: ScheduleRow) -> None:
+    def __init__(self, driver: MemoryDriver, row: ScheduleRow, *, due: bool) -> None:
         self._driver = driver
         self._row = row
         self._parameters = row.parameters  # as read when locked
+        self.due = due
 
     def _locked(self) -> ScheduleRow:
         if self._row.locked_by is not self:
             raise RuntimeError("this schedule completer already applied its change or closed")
         return self._row
 
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """Enqueue the schedule's instance unless one is live, then advance the schedule.
-
-        Returns:
-            True when an instance was enqueued.
-        """
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """Ask for a run under the overlap policy (if ``run``), then advance and release."""
         state = self._driver._state
         with self._driver._lock:
             row = self._locked()
-            now = utcnow()
-            enqueued = (row.workflow_name, row.instance_name) not in state.instances
-            if enqueued:
-                state.add_instance(row.workflow_name, row.instance_name, self._parameters, now)
-                row.last_enqueued_at = now
-            row.next_due_at = to_utc(next_due_at)
-            row.enabled = enabled
+            outcome = RunOutcome.MISSED
+            if run:
+                outcome = state.start_run(row, self._parameters, kill_error, utcnow())
+            if next_due_at is not None:
+                row.next_due_at = to_utc(next_due_at)
+            if enabled is not None:
+                row.enabled = enabled
             self._release(row)
-        if enqueued:
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._driver._wake("workflow", row.workflow_name)
-        return enqueued
+        return outcome
 
     async def disable(self) -> None:
         """Disable the schedule and release it."""

@@ -28,6 +28,7 @@ from cereal.models import (
     WorkflowEventType,
     WorkflowInstanceData,
     WorkflowInstanceStatus,
+    check_overlap,
 )
 
 
@@ -62,7 +63,16 @@ def time_from_pb(holder: object, field: str) -> datetime | None:
     return moment
 
 
-def _required_time(holder: object, field: str) -> datetime:
+def optional_str(holder: object, field: str) -> str | None:
+    """The ``optional string`` in ``holder.field``, or ``None`` when absent."""
+    if not holder.HasField(field):  # type: ignore[attr-defined]
+        return None
+    text: str = getattr(holder, field)
+    return text
+
+
+def required_time(holder: object, field: str) -> datetime:
+    """The aware UTC datetime in ``holder.field``; a missing one is a malformed message."""
     moment = time_from_pb(holder, field)
     if moment is None:
         raise ValueError(f"message field {field!r} is required")
@@ -81,6 +91,8 @@ def instance_to_pb(instance: WorkflowInstanceData) -> pb.Instance:
         err=instance.err,
         started_at=time_to_pb(instance.started_at),
         ended_at=time_to_pb(instance.ended_at),
+        error_type=instance.error_type,
+        error_traceback=instance.error_traceback,
     )
 
 
@@ -96,6 +108,8 @@ def instance_from_pb(message: pb.Instance) -> WorkflowInstanceData:
         err=message.err if message.HasField("err") else None,
         started_at=time_from_pb(message, "started_at"),
         ended_at=time_from_pb(message, "ended_at"),
+        error_type=optional_str(message, "error_type"),
+        error_traceback=optional_str(message, "error_traceback"),
     )
 
 
@@ -116,6 +130,8 @@ def event_to_pb(event: WorkflowEvent) -> pb.Event:
             parameters=value_to_pb(result.parameters),
             error_text=result.error_text,
             result=value_to_pb(result.result),
+            error_type=result.error_type,
+            error_traceback=result.error_traceback,
         ),
     )
 
@@ -131,13 +147,15 @@ def event_from_pb(message: pb.Event) -> WorkflowEvent:
             parameters=value_from_pb(carried, "parameters"),
             error_text=carried.error_text,
             result=value_from_pb(carried, "result"),
+            error_type=optional_str(carried, "error_type"),
+            error_traceback=optional_str(carried, "error_traceback"),
         )
     return WorkflowEvent(
         type=WorkflowEventType(message.type),
         instance=instance_from_pb(message.instance),
         enqueued_task_count=message.enqueued_task_count,
         completed_task_count=message.completed_task_count,
-        enqueued_at=_required_time(message, "enqueued_at"),
+        enqueued_at=required_time(message, "enqueued_at"),
         task_result=result,
     )
 
@@ -148,6 +166,7 @@ def new_task_to_pb(task: NewTask) -> pb.NewTask:
         task_name=task.task_name,
         parameters=value_to_pb(task.parameters),
         start_after=time_to_pb(task.start_after),
+        traceparent=task.traceparent,
     )
 
 
@@ -157,6 +176,7 @@ def new_task_from_pb(message: pb.NewTask) -> NewTask:
         task_name=message.task_name,
         parameters=value_from_pb(message, "parameters"),
         start_after=time_from_pb(message, "start_after"),
+        traceparent=optional_str(message, "traceparent"),
     )
 
 
@@ -172,6 +192,7 @@ def task_to_pb(task: TaskData) -> pb.Task:
         instance_name=meta.instance_name,
         attempt=meta.attempt,
         task_id=meta.task_id,
+        traceparent=meta.traceparent,
     )
 
 
@@ -181,12 +202,13 @@ def task_from_pb(message: pb.Task) -> TaskData:
         name=message.name,
         parameters=value_from_pb(message, "parameters"),
         metadata=TaskMetadata(
-            enqueued_at=_required_time(message, "enqueued_at"),
+            enqueued_at=required_time(message, "enqueued_at"),
             task_name=message.task_name,
             workflow_name=message.workflow_name,
             instance_name=message.instance_name,
             attempt=message.attempt,
             task_id=message.task_id,
+            traceparent=optional_str(message, "traceparent"),
         ),
     )
 
@@ -204,6 +226,9 @@ def schedule_to_pb(schedule: Schedule) -> pb.Schedule:
         last_enqueued_at=time_to_pb(schedule.last_enqueued_at),
         last_start=time_to_pb(schedule.last_start),
         last_end=time_to_pb(schedule.last_end),
+        overlap=schedule.overlap,
+        catch_up_window=schedule.catch_up_window,
+        run_pending=schedule.run_pending,
     )
 
 
@@ -216,10 +241,13 @@ def schedule_from_pb(message: pb.Schedule) -> Schedule:
         instance_name=message.instance_name,
         parameters=value_from_pb(message, "parameters"),
         recurrence=message.recurrence,
-        next_due_at=_required_time(message, "next_due_at"),
+        next_due_at=required_time(message, "next_due_at"),
         last_enqueued_at=time_from_pb(message, "last_enqueued_at"),
         last_start=time_from_pb(message, "last_start"),
         last_end=time_from_pb(message, "last_end"),
+        overlap=check_overlap(message.overlap),
+        catch_up_window=message.catch_up_window,
+        run_pending=message.run_pending,
     )
 
 
@@ -237,6 +265,8 @@ def update_to_pb(
         recurrence=update.recurrence,
         next_due_at=time_to_pb(update.next_due_at),
         due_rule=update.due_rule,
+        overlap=update.overlap,
+        catch_up_window=update.catch_up_window,
     )
 
 
@@ -248,6 +278,8 @@ def update_from_pb(message: pb.UpdateScheduleRequest) -> ScheduleUpdate:
         recurrence=message.recurrence if message.HasField("recurrence") else None,
         next_due_at=time_from_pb(message, "next_due_at"),
         due_rule=message.due_rule if message.HasField("due_rule") else None,
+        overlap=check_overlap(message.overlap) if message.HasField("overlap") else None,
+        catch_up_window=message.catch_up_window if message.HasField("catch_up_window") else None,
     )
 
 
@@ -257,6 +289,8 @@ def filter_to_pb(where: ListWorkflowFilter) -> pb.ListWorkflowInstancesRequest:
         workflow_name=where.workflow_name,
         instance_name=where.instance_name,
         is_running=where.is_running,
+        limit=where.limit,
+        offset=where.offset,
     )
 
 
@@ -266,6 +300,8 @@ def filter_from_pb(message: pb.ListWorkflowInstancesRequest) -> ListWorkflowFilt
         workflow_name=message.workflow_name if message.HasField("workflow_name") else None,
         instance_name=message.instance_name if message.HasField("instance_name") else None,
         is_running=message.is_running if message.HasField("is_running") else None,
+        limit=message.limit if message.HasField("limit") else None,
+        offset=message.offset,
     )
 
 

@@ -27,11 +27,13 @@ import grpc
 from cereal import errors
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.drivers.grpc import _convert as convert
+from cereal.drivers.grpc import _convert_views as views
 from cereal.drivers.grpc._domains import DEFAULT_DOMAIN, DOMAIN_METADATA_KEY
 from cereal.drivers.grpc._errors import ERROR_KEY, error_to_pb, is_carried, status_code
 from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
+from cereal.models import check_overlap
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +175,41 @@ class CerealService(pb_grpc.CerealServicer):
             instances=[convert.instance_to_pb(i) for i in found]
         )
 
-    # ---- maintenance --------------------------------------------------------------
+    @_unary
+    async def ListInstanceTasks(
+        self, request: pb.InstanceKey, context: Context
+    ) -> pb.ListInstanceTasksResponse:
+        """The queued and running tasks of a live instance."""
+        driver = await self._driver(context)
+        found = await driver.list_instance_tasks(request.workflow_name, request.instance_name)
+        return pb.ListInstanceTasksResponse(tasks=[views.instance_task_to_pb(t) for t in found])
+
+    @_unary
+    async def ListInstanceEvents(
+        self, request: pb.InstanceKey, context: Context
+    ) -> pb.ListInstanceEventsResponse:
+        """The pending events of a live instance."""
+        driver = await self._driver(context)
+        found = await driver.list_instance_events(request.workflow_name, request.instance_name)
+        return pb.ListInstanceEventsResponse(events=[views.instance_event_to_pb(e) for e in found])
+
+    # ---- queues and maintenance ---------------------------------------------------
+
+    @_unary
+    async def TaskQueueStats(
+        self, request: pb.Empty, context: Context
+    ) -> pb.TaskQueueStatsResponse:
+        """Queued and running tasks per task name."""
+        driver = await self._driver(context)
+        found = await driver.task_queue_stats()
+        return pb.TaskQueueStatsResponse(queues=[views.queue_stats_to_pb(q) for q in found])
+
+    @_unary
+    async def QueueDepths(self, request: pb.Empty, context: Context) -> pb.QueueDepthsResponse:
+        """Ready work per task and workflow name (metrics)."""
+        driver = await self._driver(context)
+        found = await driver.queue_depths()
+        return pb.QueueDepthsResponse(depths=[views.queue_depth_to_pb(d) for d in found])
 
     @_unary
     async def Sweep(self, request: pb.SweepRequest, context: Context) -> pb.SweepResponse:
@@ -181,6 +217,37 @@ class CerealService(pb_grpc.CerealServicer):
         driver = await self._driver(context)
         driver.retention = convert.retention_from_pb(request)
         return convert.sweep_to_pb(await driver.sweep(request.task_expiry))
+
+    # ---- live workers -------------------------------------------------------------
+
+    @_unary
+    async def RegisterWorker(self, request: pb.NewWorker, context: Context) -> pb.Empty:
+        """Store a starting worker's row in the domain's store."""
+        driver = await self._driver(context)
+        await driver.register_worker(views.new_worker_from_pb(request))
+        return pb.Empty()
+
+    @_unary
+    async def RefreshWorker(
+        self, request: pb.WorkerId, context: Context
+    ) -> pb.RefreshWorkerResponse:
+        """Mark a worker seen now; tell whether its row still existed."""
+        driver = await self._driver(context)
+        return pb.RefreshWorkerResponse(found=await driver.refresh_worker(request.id))
+
+    @_unary
+    async def UnregisterWorker(self, request: pb.WorkerId, context: Context) -> pb.Empty:
+        """Remove a stopping worker's row."""
+        driver = await self._driver(context)
+        await driver.unregister_worker(request.id)
+        return pb.Empty()
+
+    @_unary
+    async def ListWorkers(self, request: pb.Empty, context: Context) -> pb.ListWorkersResponse:
+        """The domain's live workers."""
+        driver = await self._driver(context)
+        found = await driver.list_workers()
+        return pb.ListWorkersResponse(workers=[views.worker_info_to_pb(w) for w in found])
 
     # ---- schedules ----------------------------------------------------------------
 
@@ -200,6 +267,8 @@ class CerealService(pb_grpc.CerealServicer):
             request.enabled,
             request.recurrence,
             next_due_at,
+            overlap=check_overlap(request.overlap),
+            catch_up_window=request.catch_up_window,
         )
         return pb.Empty()
 
@@ -242,6 +311,25 @@ class CerealService(pb_grpc.CerealServicer):
         """The enabled schedule due soonest."""
         driver = await self._driver(context)
         return convert.schedule_to_pb(await driver.get_next_scheduled_workflow())
+
+    @_unary
+    async def TriggerWorkflowSchedule(
+        self, request: pb.TriggerScheduleRequest, context: Context
+    ) -> pb.RunOutcomeReply:
+        """Ask a schedule for a run now, under its overlap policy."""
+        driver = await self._driver(context)
+        outcome = await driver.trigger_workflow_schedule(
+            request.workflow_name, request.instance_name, request.kill_error
+        )
+        return pb.RunOutcomeReply(outcome=outcome.value)
+
+    @_unary
+    async def HasWaitingScheduleRuns(
+        self, request: pb.Empty, context: Context
+    ) -> pb.WaitingRunsResponse:
+        """Whether a schedule's run waits for its live instance to end."""
+        driver = await self._driver(context)
+        return pb.WaitingRunsResponse(waiting=await driver.has_waiting_schedule_runs())
 
     # ---- streams holding claimed work ---------------------------------------------
 
@@ -333,6 +421,10 @@ class CerealService(pb_grpc.CerealServicer):
                     await completer.succeed(convert.value_from_pb(report.succeed, "result"))
                 elif action == "fail":
                     await completer.fail(report.fail)
+                elif action == "fail_with_details":
+                    await completer.fail_with_details(
+                        views.failure_from_pb(report.fail_with_details)
+                    )
                 elif action == "abandon":
                     await completer.abandon()
                 else:
@@ -387,7 +479,11 @@ class CerealService(pb_grpc.CerealServicer):
             await context.write(pb.ScheduleStreamResponse(none=error_to_pb(exc)))
             return
         try:
-            await context.write(pb.ScheduleStreamResponse(due=convert.schedule_to_pb(schedule)))
+            await context.write(
+                pb.ScheduleStreamResponse(
+                    due=convert.schedule_to_pb(schedule), waiting_run=not completer.due
+                )
+            )
             request = await context.read()
             if request is not grpc.aio.EOF and request.HasField("apply"):
                 await context.write(
@@ -433,6 +529,8 @@ async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -
         )
     elif action == "done":
         await completer.done(convert.value_from_pb(decision.done, "result"))
+    elif decision.fail.HasField("error_type") or decision.fail.HasField("error_traceback"):
+        await completer.fail_with_details(views.failure_from_pb(decision.fail))
     else:
         await completer.fail(decision.fail.error)
 
@@ -469,15 +567,17 @@ async def _apply_schedule(
 ) -> pb.ScheduleAnswer:
     try:
         action = apply.WhichOneof("action")
-        if action == "enqueue_and_update":
-            carried = apply.enqueue_and_update
-            next_due_at = convert.time_from_pb(carried, "next_due_at")
-            if next_due_at is None:
-                raise ValueError("next_due_at is required")
-            enqueued = await completer.enqueue_and_update(
-                next_due_at=next_due_at, enabled=carried.enabled
+        if action == "run_and_advance":
+            ask = apply.run_and_advance
+            outcome = await completer.run_and_advance(
+                run=ask.run,
+                next_due_at=convert.time_from_pb(ask, "next_due_at"),
+                enabled=ask.enabled if ask.HasField("enabled") else None,
+                kill_error=ask.kill_error,
             )
-            return pb.ScheduleAnswer(request_id=apply.request_id, enqueued=enqueued)
+            return pb.ScheduleAnswer(
+                request_id=apply.request_id, outcome=outcome.value, enqueued=outcome.started
+            )
         if action == "disable":
             await completer.disable()
             return pb.ScheduleAnswer(request_id=apply.request_id)

@@ -35,6 +35,7 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.drivers.grpc import _convert as convert
+from cereal.drivers.grpc import _convert_views as views
 from cereal.drivers.grpc._client_streams import BuildRequest, HeldStream
 from cereal.drivers.grpc._domains import DEFAULT_DOMAIN, DOMAIN_METADATA_KEY, check_domain
 from cereal.drivers.grpc._errors import error_from_pb, error_from_rpc
@@ -44,13 +45,22 @@ from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 from cereal.drivers.grpc._security import TOKEN_METADATA_KEY, channel_credentials
 from cereal.drivers.grpc._server import MAX_MESSAGE_BYTES, channel_options
 from cereal.models import (
+    FailureDetails,
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
     NewTask,
+    NewWorker,
+    Overlap,
+    QueueDepth,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskQueueStats,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -389,6 +399,58 @@ class GrpcDriver(Driver):
         found = await self._call("ListWorkflowInstances", convert.filter_to_pb(where))
         return [convert.instance_from_pb(i) for i in found.instances]
 
+    # ---- read-only inspection ------------------------------------------------------
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """See :meth:`Driver.list_instance_tasks`."""
+        found = await self._call(
+            "ListInstanceTasks",
+            pb.InstanceKey(workflow_name=workflow_name, instance_name=instance_name),
+        )
+        return [views.instance_task_from_pb(t) for t in found.tasks]
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """See :meth:`Driver.list_instance_events`."""
+        found = await self._call(
+            "ListInstanceEvents",
+            pb.InstanceKey(workflow_name=workflow_name, instance_name=instance_name),
+        )
+        return [views.instance_event_from_pb(e) for e in found.events]
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """See :meth:`Driver.task_queue_stats`."""
+        found = await self._call("TaskQueueStats", pb.Empty())
+        return [views.queue_stats_from_pb(q) for q in found.queues]
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """See :meth:`Driver.queue_depths`: the domain store's figures."""
+        found = await self._call("QueueDepths", pb.Empty())
+        return [views.queue_depth_from_pb(d) for d in found.depths]
+
+    # ---- live workers (stored by the domain's store, stamped by its clock) ---------
+
+    async def register_worker(self, worker: NewWorker) -> None:
+        """See :meth:`Driver.register_worker`."""
+        await self._call("RegisterWorker", views.new_worker_to_pb(worker))
+
+    async def refresh_worker(self, worker_id: str) -> bool:
+        """See :meth:`Driver.refresh_worker`."""
+        found = await self._call("RefreshWorker", pb.WorkerId(id=worker_id))
+        return bool(found.found)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`Driver.unregister_worker`."""
+        await self._call("UnregisterWorker", pb.WorkerId(id=worker_id))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """See :meth:`Driver.list_workers`."""
+        found = await self._call("ListWorkers", pb.Empty())
+        return [views.worker_info_from_pb(w) for w in found.workers]
+
     # ---- tasks ---------------------------------------------------------------------
 
     async def dequeue_tasks(
@@ -441,6 +503,9 @@ class GrpcDriver(Driver):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
         """See :meth:`Driver.create_workflow_schedule`."""
         await self._call(
@@ -452,6 +517,8 @@ class GrpcDriver(Driver):
                 enabled=enabled,
                 recurrence=recurrence,
                 next_due_at=convert.time_to_pb(next_due_at),
+                overlap=overlap,
+                catch_up_window=catch_up_window,
             ),
         )
 
@@ -504,11 +571,29 @@ class GrpcDriver(Driver):
             with contextlib.suppress(grpc.RpcError):
                 await call.done_writing()
             raise error_from_pb(first.none)
-        return convert.schedule_from_pb(first.due), _RemoteScheduleCompleter(self._loop(), call)
+        completer = _RemoteScheduleCompleter(self._loop(), call, due=not first.waiting_run)
+        return convert.schedule_from_pb(first.due), completer
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """See :meth:`Driver.get_next_scheduled_workflow`."""
         return convert.schedule_from_pb(await self._call("GetNextScheduledWorkflow", pb.Empty()))
+
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """See :meth:`Driver.trigger_workflow_schedule`."""
+        found = await self._call(
+            "TriggerWorkflowSchedule",
+            pb.TriggerScheduleRequest(
+                workflow_name=workflow_name, instance_name=instance_name, kill_error=kill_error
+            ),
+        )
+        return RunOutcome(found.outcome)
+
+    async def has_waiting_schedule_runs(self) -> bool:
+        """See :meth:`Driver.has_waiting_schedule_runs`."""
+        found = await self._call("HasWaitingScheduleRuns", pb.Empty())
+        return bool(found.waiting)
 
 
 async def _exchange(call: Any, request: Any) -> Any:
@@ -565,6 +650,10 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
     async def fail(self, error: str) -> None:
         """See :meth:`WorkflowCompleter.fail`."""
         await self._decide(self._decision(fail=pb.Fail(error=error)))
+
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """See :meth:`WorkflowCompleter.fail_with_details`."""
+        await self._decide(self._decision(fail=views.failure_to_pb(failure)))
 
     async def heartbeat(self) -> None:
         """See :meth:`WorkflowCompleter.heartbeat`."""
@@ -626,6 +715,10 @@ class _RemoteTaskCompleter(TaskCompleter):
         """See :meth:`TaskCompleter.fail`."""
         await self._report(True, fail=error)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """See :meth:`TaskCompleter.fail_with_details`."""
+        await self._report(True, fail_with_details=views.failure_to_pb(failure))
+
     async def abandon(self) -> None:
         """See :meth:`TaskCompleter.abandon`."""
         await self._report(True, abandon=pb.Empty())
@@ -634,7 +727,8 @@ class _RemoteTaskCompleter(TaskCompleter):
 class _RemoteScheduleCompleter(ScheduledWorkflowCompleter):
     """Applies one action to the schedule locked on its stream."""
 
-    def __init__(self, io: IoLoop, call: Any) -> None:
+    def __init__(self, io: IoLoop, call: Any, *, due: bool) -> None:
+        self.due = due
         self._io = io
         self._call = call
         self._done = False
@@ -660,17 +754,27 @@ class _RemoteScheduleCompleter(ScheduledWorkflowCompleter):
             await self._call.done_writing()
         return answer
 
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """See :meth:`ScheduledWorkflowCompleter.enqueue_and_update`."""
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """See :meth:`ScheduledWorkflowCompleter.run_and_advance`."""
         answer = await self._apply(
             pb.ScheduleApply(
                 request_id=1,
-                enqueue_and_update=pb.EnqueueAndUpdate(
-                    next_due_at=convert.time_to_pb(next_due_at), enabled=enabled
+                run_and_advance=pb.RunAndAdvance(
+                    run=run,
+                    next_due_at=convert.time_to_pb(next_due_at),
+                    enabled=enabled,
+                    kill_error=kill_error,
                 ),
             )
         )
-        return answer.enqueued
+        return RunOutcome(answer.outcome)
 
     async def disable(self) -> None:
         """See :meth:`ScheduledWorkflowCompleter.disable`."""

@@ -74,6 +74,12 @@ def _check_listen_url(value: str) -> str:
     return conninfo
 
 
+DEFAULT_CONNECT_TIMEOUT = 10
+"""Seconds a new connection may take (libpq's ``connect_timeout``) unless the URL sets it."""
+
+DEFAULT_POOL_TIMEOUT = 10.0
+"""Seconds to wait for a pooled connection (``pool_timeout``) unless set by URL or keyword."""
+
 PSYCOPG_PREPARE_THRESHOLD = 5
 """psycopg's default: a statement is prepared on its 5th execution on a connection."""
 
@@ -110,10 +116,16 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
 
 
 def _connect_kwargs(given: dict[str, Any], prepare_threshold: int | None) -> dict[str, Any]:
-    """The psycopg connect arguments for a conninfo (its own application_name wins)."""
+    """The psycopg connect arguments for a conninfo (its own settings win).
+
+    Without a ``connect_timeout`` psycopg waits 130 s for a server that
+    accepts the connection but never answers; cereal's default is 10 s.
+    """
     kwargs: dict[str, Any] = {"prepare_threshold": prepare_threshold}
     if "application_name" not in given:
         kwargs["application_name"] = "cereal"
+    if "connect_timeout" not in given:
+        kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
     return kwargs
 
 
@@ -193,7 +205,9 @@ class PostgresBase(Driver):
         self._min_size: int = min_size if min_size is not None else from_url.get("min_size", 1)
         self._max_size: int = max_size if max_size is not None else from_url.get("max_size", 10)
         self._pool_timeout: float = (
-            pool_timeout if pool_timeout is not None else from_url.get("pool_timeout", 30.0)
+            pool_timeout
+            if pool_timeout is not None
+            else from_url.get("pool_timeout", DEFAULT_POOL_TIMEOUT)
         )
         self._notify: bool = notify if notify is not None else from_url.get("notify", True)
         # LISTEN needs a session of its own: behind a transaction pooler it must go direct

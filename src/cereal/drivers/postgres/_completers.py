@@ -23,7 +23,8 @@ from cereal.drivers.base import ScheduledWorkflowCompleter, TaskCompleter, Workf
 from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
 from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import NewTask
+from cereal.drivers.postgres._schedule_runs import start_run
+from cereal.models import FailureDetails, NewTask, RunOutcome
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -132,6 +133,16 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         """
         await self._decide(finish=True, payload=None, result=None, error=error)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended or the claim lapsed; nothing stored.
+        """
+        await self._decide(
+            finish=True, payload=None, result=None, error=failure.error, failure=failure
+        )
+
     async def _decide(
         self,
         *,
@@ -141,6 +152,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
         error: str | None,
         tasks: Sequence[NewTask] = (),
         announce: Sequence[Wake] = (),
+        failure: FailureDetails | None = None,
     ) -> None:
         self._begin_decision()
         params = {
@@ -155,6 +167,9 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_names": [task.task_name for task in tasks],
             "task_parameters": [task.parameters for task in tasks],
             "task_start_after": [task.start_after for task in tasks],
+            "task_traceparents": [task.traceparent for task in tasks],
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         }
         # a finish needs no more: the cascade removes the instance's tasks and events
         rows = await self._driver._group_commit(
@@ -207,31 +222,49 @@ class PostgresScheduledWorkflowCompleter(_HeldConnection, ScheduledWorkflowCompl
         *,
         schedule_id: int,
         workflow_name: str,
+        instance_name: str,
+        due: bool,
     ) -> None:
         super().__init__(driver, pool, conn)
         self._schedule_id = schedule_id
         self._workflow_name = workflow_name
+        self._instance_name = instance_name
+        self.due = due
 
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """Enqueue the instance unless one is live, and advance the schedule."""
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """Ask for a run under the overlap policy (if ``run``), advance, commit, release."""
         conn = self._begin_decision()
-        wakes: list[Wake] = [("workflow", self._workflow_name)]
-        params = {
-            "schedule_id": self._schedule_id,
-            "next_due_at": next_due_at,
-            "enabled": enabled,
-            "note": self._driver._note(wakes),
-        }
+        outcome = RunOutcome.MISSED
+        wakes: list[Wake] = []
         try:
-            with translate("enqueueing a scheduled workflow"):
-                row = await fetch_one(conn, "enqueue_scheduled", params)
-                enqueued = row is not None and row["enqueued"] > 0
+            with translate("starting a scheduled workflow"):
+                if run:
+                    started = await start_run(
+                        self._driver, conn, self._workflow_name, self._instance_name, kill_error
+                    )
+                    if started is not None:  # the row is locked: it cannot have gone
+                        outcome, wakes = started
+                await execute(
+                    conn,
+                    "advance_schedule",
+                    {
+                        "schedule_id": self._schedule_id,
+                        "next_due_at": next_due_at,
+                        "enabled": enabled,
+                    },
+                )
                 await conn.commit()
         finally:
             await self._release()
-        if enqueued:
-            self._driver._wake_all(wakes)
-        return enqueued
+        self._driver._wake_all(wakes)
+        return outcome
 
     async def disable(self) -> None:
         """Disable the schedule and release it."""
@@ -290,6 +323,14 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("failed", error, None)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete("failed", failure.error, None, failure)
+
     async def abandon(self) -> None:
         """Report the task lost now.
 
@@ -298,7 +339,9 @@ class PostgresTaskCompleter(TaskCompleter):
         """
         await self._complete("lost", "", None)
 
-    async def _complete(self, status: str, error: str, result: bytes | None) -> None:
+    async def _complete(
+        self, status: str, error: str, result: bytes | None, failure: FailureDetails | None = None
+    ) -> None:
         wakes: list[Wake] = [("workflow", self._workflow_name)]
         # No NOTIFY on an ordinary completion: it is the hottest commit, a NOTIFYing
         # commit serialises on a cluster-wide lock, and this process's own workflow
@@ -312,6 +355,8 @@ class PostgresTaskCompleter(TaskCompleter):
             "status": status,
             "error": error,
             "result": result,
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         }
         rows = await self._driver._group_commit(
             self._instance_id, [("complete_tasks", params)], announce=announce, kind="completion"

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from cereal import errors
 from cereal.drivers._sqlfiles import load_queries
-from cereal.models import Schedule, WorkflowInstanceData, WorkflowInstanceStatus
+from cereal.models import Schedule, WorkflowInstanceData, WorkflowInstanceStatus, check_overlap
 
 QUERIES = load_queries("cereal.drivers.postgres")
 """The named runtime queries of ``queries.sql``."""
@@ -109,6 +109,8 @@ def instance_from_row(row: Row) -> WorkflowInstanceData:
         err=row.get("error"),
         started_at=utc(row.get("started_at")),
         ended_at=utc(row.get("ended_at")),
+        error_type=row.get("error_type"),
+        error_traceback=row.get("error_traceback"),
     )
 
 
@@ -127,4 +129,7 @@ def schedule_from_row(row: Row) -> Schedule:
         last_enqueued_at=utc(row["last_enqueued_at"]),
         last_start=utc(row["last_start"]),
         last_end=utc(row["last_end"]),
+        overlap=check_overlap(row["overlap"]),
+        catch_up_window=float(row["catch_up_window"]),
+        run_pending=bool(row["run_pending"]),
     )

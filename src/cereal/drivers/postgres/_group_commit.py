@@ -157,7 +157,7 @@ def _fail(write: _Write, exc: BaseException) -> None:
 async def run_completions_merged(
     conn: Conn, group: list[_Write], note: str | None
 ) -> list[list[Row | None]]:
-    """Complete a group of tasks with one set-based statement (no transaction block needed).
+    """Complete a group of tasks, and announce them, with one set-based statement.
 
     Each write holds one task's ``complete_tasks`` parameters; together they become
     the arrays of ``complete_tasks``, which locks the instances in id order.
@@ -171,13 +171,14 @@ async def run_completions_merged(
         "statuses": [p["status"] for p in params],
         "errors": [p["error"] for p in params],
         "results": [p["result"] for p in params],
+        "error_types": [p.get("error_type") for p in params],
+        "error_tracebacks": [p.get("error_traceback") for p in params],
+        "note": note,
     }
     with translate("completing tasks"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["complete_tasks"], merged)
             done = {row["id"]: row for row in await cur.fetchall()}
-        if note is not None:
-            await conn.execute(QUERIES["notify"], {"note": note})
     return [[done.get(p["task_id"])] for p in params]
 
 
@@ -208,6 +209,9 @@ async def run_decisions_merged(
             "task_names",
             "task_parameters",
             "task_start_after",
+            "task_traceparents",
+            "error_types",
+            "error_tracebacks",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -218,12 +222,17 @@ async def run_decisions_merged(
         merged["completed"].append(decision["completed"])
         merged["results"].append(decision["result"])
         merged["errors"].append(decision["error"])
+        merged["error_types"].append(decision.get("error_type"))
+        merged["error_tracebacks"].append(decision.get("error_traceback"))
         merged["event_ids"].extend(decision["event_ids"])
         merged["result_ids"].extend(decision["result_ids"])
         merged["task_owners"].extend([position] * len(decision["task_names"]))
         merged["task_names"].extend(decision["task_names"])
         merged["task_parameters"].extend(decision["task_parameters"])
         merged["task_start_after"].extend(decision["task_start_after"])
+        merged["task_traceparents"].extend(
+            decision.get("task_traceparents") or [None] * len(decision["task_names"])
+        )
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["apply_decisions"], {**merged, "note": note})

@@ -11,7 +11,8 @@ from cereal.drivers.postgres._base import PostgresBase
 from cereal.drivers.postgres._completers import PostgresScheduledWorkflowCompleter
 from cereal.drivers.postgres._db import fetch_all, fetch_one, schedule_from_row, translate
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import Schedule, ScheduleUpdate, Unset
+from cereal.drivers.postgres._schedule_runs import start_run
+from cereal.models import Overlap, RunOutcome, Schedule, ScheduleUpdate, Unset
 
 
 class PostgresSchedules(PostgresBase):
@@ -25,6 +26,9 @@ class PostgresSchedules(PostgresBase):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
         """Store a new schedule.
 
@@ -39,6 +43,8 @@ class PostgresSchedules(PostgresBase):
             "enabled": enabled,
             "recurrence": recurrence,
             "next_due_at": next_due_at,
+            "overlap": overlap,
+            "catch_up_window": catch_up_window,
             "note": self._note(wakes),
         }
         try:
@@ -88,6 +94,8 @@ class PostgresSchedules(PostgresBase):
             "recurrence": update.recurrence,
             "next_due_at": update.next_due_at,
             "due_rule": update.due_rule,
+            "overlap": update.overlap,
+            "catch_up_window": update.catch_up_window,
             "note": self._note(wakes),
         }
         async with self._connection("update_workflow_schedule") as conn:
@@ -135,9 +143,39 @@ class PostgresSchedules(PostgresBase):
                 raise
         schedule = schedule_from_row(row)
         completer = PostgresScheduledWorkflowCompleter(
-            self, pool, conn, schedule_id=schedule.id, workflow_name=schedule.workflow_name
+            self,
+            pool,
+            conn,
+            schedule_id=schedule.id,
+            workflow_name=schedule.workflow_name,
+            instance_name=schedule.instance_name,
+            due=bool(row["due"]),
         )
         return schedule, completer
+
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """Ask for a run now under the schedule's overlap policy, in one transaction.
+
+        Waits for a scheduler holding the schedule's row lock; the due time stays.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        async with self._connection("trigger_workflow_schedule") as conn, conn.transaction():
+            started = await start_run(self, conn, workflow_name, instance_name, kill_error)
+        if started is None:
+            raise errors.WorkflowScheduleNotFoundError()
+        outcome, wakes = started
+        self._wake_all(wakes)
+        return outcome
+
+    async def has_waiting_schedule_runs(self) -> bool:
+        """Whether any schedule has a run waiting for its live instance to end."""
+        async with self._connection("has_waiting_schedule_runs") as conn:
+            row = await fetch_one(conn, "has_waiting_schedule_run", {})
+        return row is not None and bool(row["waiting"])
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """The enabled schedule due soonest.

@@ -29,7 +29,7 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     check_claim_sizes,
 )
-from cereal.drivers.postgres import _maintenance
+from cereal.drivers.postgres import _caller_transaction, _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
     Row,
@@ -39,10 +39,13 @@ from cereal.drivers.postgres._db import (
     fetch_one,
     instance_from_row,
 )
-from cereal.drivers.postgres._listen import Wake
+from cereal.drivers.postgres._inspect import PostgresInspection
+from cereal.drivers.postgres._listen import Wake, encode_note
 from cereal.drivers.postgres._schedules import PostgresSchedules
+from cereal.drivers.postgres._workers import PostgresWorkers
 from cereal.models import (
     ListWorkflowFilter,
+    QueueDepth,
     SweepReport,
     TaskData,
     TaskMetadata,
@@ -58,20 +61,22 @@ logger = logging.getLogger(__name__)
 __all__ = ["PostgresDriver"]
 
 
-class PostgresDriver(PostgresSchedules):
+class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
     """Storage in PostgreSQL (``postgresql://user@host/db``), for production.
 
     Args:
         url: a libpq URL or conninfo string. Query options ``min_size``,
             ``max_size``, ``pool_timeout``, ``notify``, ``listen_url`` and
-            ``prepare_threshold`` are taken by cereal; the rest go to libpq.
+            ``prepare_threshold`` are taken by cereal; the rest go to libpq,
+            among them ``connect_timeout``: seconds a new connection may take
+            (default 10 here, where psycopg's own is 130).
         retention: how much finished-run history :meth:`sweep` keeps.
         min_size: connections the pool keeps open (default 1).
         max_size: most connections the pool opens (default 10). An open
             schedule completer holds one until it is closed; workflow
             completers hold none (their claim is a token in the row).
         pool_timeout: seconds to wait for a pooled connection before an
-            operation fails with :class:`~cereal.errors.DriverError` (default 30).
+            operation fails with :class:`~cereal.errors.DriverError` (default 10).
         notify: announce new work to other processes with NOTIFY and listen
             for their announcements (default on). When a probe shows that
             announcements do not reach the LISTEN connection, one WARNING
@@ -109,6 +114,38 @@ class PostgresDriver(PostgresSchedules):
         if row is None:
             raise errors.WorkflowInstanceExistsError()
         self._wake_all(wakes)
+
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """Create the instance on the caller's psycopg connection, inside its transaction.
+
+        One statement in a savepoint (a failure leaves the caller's
+        transaction usable); its ``NOTIFY`` is delivered when, and only if,
+        the caller commits. A plain ``Connection`` runs in a worker thread.
+
+        Raises:
+            TypeError: ``connection`` is not a psycopg ``AsyncConnection`` or ``Connection``.
+            ValueError: it is closed, failed, or autocommitting outside a transaction.
+            WorkflowInstanceExistsError: a live instance with these names exists
+                (as the caller's transaction sees it).
+        """
+        conn = _caller_transaction.check_connection(connection)
+        wakes: list[Wake] = [("workflow", workflow_name)]
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": parameters,
+            "note": (
+                encode_note(_caller_transaction.CALLER_SENDER, wakes) if self._notify else None
+            ),
+        }
+        if not await _caller_transaction.enqueue(conn, params):
+            raise errors.WorkflowInstanceExistsError()
 
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
@@ -248,11 +285,17 @@ class PostgresDriver(PostgresSchedules):
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
-        """One entry per name pair: the live row, else the newest finished run."""
+        """One entry per name pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name; the query itself applies
+        ``where.offset`` and ``where.limit``.
+        """
         params = {
             "workflow_name": where.workflow_name,
             "instance_name": where.instance_name,
             "is_running": where.is_running,
+            "limit": where.limit,
+            "offset": where.offset,
         }
         async with self._connection("list_workflow_instances") as conn:
             rows = await fetch_all(conn, "list_workflow_instances", params)
@@ -295,6 +338,7 @@ class PostgresDriver(PostgresSchedules):
                 instance_name=row["instance_name"],
                 attempt=row["attempt"],
                 task_id=str(row["id"]),
+                traceparent=row["traceparent"],
             )
             data = TaskData(row["task_name"], bytes_or_none(row["parameters"]), metadata)
             completer = PostgresTaskCompleter(
@@ -317,6 +361,28 @@ class PostgresDriver(PostgresSchedules):
             return
         if given_back:
             self._wake("task", task_name)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name.
+
+        Two read-only statements over the claim indexes (no locks taken).
+        """
+        depths: list[QueueDepth] = []
+        async with self._connection("queue_depths") as conn:
+            tasks = await fetch_all(conn, "task_queue_depths", {})
+            workflows = await fetch_all(conn, "workflow_queue_depths", {})
+            for kind, rows in (("task", tasks), ("workflow", workflows)):
+                for row in rows:
+                    oldest = row["oldest_at"]
+                    depths.append(
+                        QueueDepth(
+                            kind=kind,
+                            name=row["name"],
+                            depth=row["depth"],
+                            oldest_at=None if oldest is None else oldest.astimezone(UTC),
+                        )
+                    )
+        return depths
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline (any process); trim history (one at a time).
@@ -377,4 +443,6 @@ def _task_result(row: Row) -> TaskResultData:
         parameters=bytes_or_none(row["result_parameters"]),
         error_text=row["result_error"] or "",
         result=bytes_or_none(row["result_result"]),
+        error_type=row["result_error_type"],
+        error_traceback=row["result_error_traceback"],
     )

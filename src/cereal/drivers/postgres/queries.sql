@@ -68,7 +68,9 @@ SELECT d.id FROM cereal_apply_decisions(
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
     %(errors)s::text[], %(event_ids)s::bigint[], %(result_ids)s::bigint[],
     %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
-    %(task_start_after)s::timestamptz[], %(note)s::text) AS d(id)
+    %(task_start_after)s::timestamptz[], %(note)s::text,
+    %(task_traceparents)s::text[], %(error_types)s::text[],
+    %(error_tracebacks)s::text[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -123,12 +125,13 @@ SELECT id FROM inst
 SELECT * FROM (
     SELECT 0 AS rank, workflow_name, instance_name, status, parameters, payload,
            NULL::bytea AS result, NULL::text AS error, started_at,
-           NULL::timestamptz AS ended_at
+           NULL::timestamptz AS ended_at, NULL::text AS error_type,
+           NULL::text AS error_traceback
     FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
     UNION ALL
     (SELECT 1 AS rank, workflow_name, instance_name, 'completed', parameters, NULL,
-            result, error, started_at, ended_at
+            result, error, started_at, ended_at, error_type, error_traceback
      FROM cereal_workflow_results
      WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
      ORDER BY ended_at DESC, id DESC
@@ -166,6 +169,7 @@ FROM live FULL OUTER JOIN finished USING (workflow_name, instance_name)
 WHERE %(is_running)s::boolean IS NULL
    OR (live.status IS NOT NULL) = %(is_running)s::boolean
 ORDER BY workflow_name, instance_name
+LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
@@ -217,12 +221,14 @@ WHERE given.id IN (SELECT id FROM refreshed)
 -- on their latest version: a decision in progress is waited for and then sees
 -- these events; a kill or finish first makes the completion find nothing.
 -- Returns the ids of the tasks completed; one whose lease or instance is gone
--- is left out.
+-- is left out. ``note``, when given, is sent with the commit if any completed.
 WITH given AS (
     SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
                          %(instance_ids)s::bigint[], %(statuses)s::text[],
-                         %(errors)s::text[], %(results)s::bytea[]) WITH ORDINALITY
-        AS g(task_id, lease, instance_id, status, error, result, position)
+                         %(errors)s::text[], %(results)s::bytea[],
+                         %(error_types)s::text[], %(error_tracebacks)s::text[]) WITH ORDINALITY
+        AS g(task_id, lease, instance_id, status, error, result, error_type, error_traceback,
+             position)
 ), owners AS (
     SELECT i.id FROM cereal_workflow_instances AS i
     WHERE i.id IN (SELECT given.instance_id FROM given
@@ -244,9 +250,10 @@ WITH given AS (
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at
 ), stored AS (
     INSERT INTO cereal_task_results
-        (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at)
+        (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
+         error_type, error_traceback)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, given.status,
-           given.error, given.result, task.enqueued_at
+           given.error, given.result, task.enqueued_at, given.error_type, given.error_traceback
     FROM task JOIN given ON given.task_id = task.id
     ORDER BY given.position
     RETURNING id, instance_id, task_id
@@ -256,8 +263,12 @@ WITH given AS (
     SELECT stored.instance_id, task.workflow_name, 'task_complete', stored.id
     FROM stored JOIN task ON task.id = stored.task_id
     ORDER BY stored.id
+), announced AS (
+    -- the wakeup travels with this commit: no transaction of its own
+    SELECT pg_notify('cereal_wakeup', %(note)s::text)
+    WHERE %(note)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM task)
 )
-SELECT id FROM task
+SELECT id FROM task WHERE (SELECT count(*) FROM announced) >= 0
 
 -- name: expire_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
@@ -333,9 +344,10 @@ WHERE ended_at < now() - make_interval(secs => %(max_age)s)
 -- Store a new schedule (a unique violation means the names are taken).
 WITH created AS (
     INSERT INTO cereal_workflow_schedules
-        (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at)
+        (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at,
+         overlap, catch_up_window)
     VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s, %(recurrence)s,
-            %(enabled)s, %(next_due_at)s)
+            %(enabled)s, %(next_due_at)s, %(overlap)s, %(catch_up_window)s)
     RETURNING id
 )
 SELECT id,
@@ -347,7 +359,7 @@ FROM created
 -- Every schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -361,7 +373,7 @@ ORDER BY s.workflow_name, s.instance_name
 -- One schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -379,6 +391,8 @@ WITH changed AS (
         parameters = CASE WHEN %(set_parameters)s::boolean THEN %(parameters)s::bytea
                           ELSE parameters END,
         recurrence = COALESCE(%(recurrence)s::text, recurrence),
+        overlap = COALESCE(%(overlap)s::text, overlap),
+        catch_up_window = COALESCE(%(catch_up_window)s::double precision, catch_up_window),
         -- with due_rule, the due time applies only to a disabled schedule with that
         -- rule, judged on the row this statement locked (its latest committed state)
         next_due_at = CASE
@@ -407,10 +421,12 @@ SELECT id,
 FROM removed
 
 -- name: lock_due_schedule
--- The earliest due enabled schedule no other scheduler holds.
+-- The earliest schedule no other scheduler holds that is either enabled and due
+-- (column due) or has a waiting run whose instance has ended.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending,
+       (s.enabled AND s.next_due_at <= now()) AS due
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -418,7 +434,10 @@ LEFT JOIN LATERAL (
     ORDER BY ended_at DESC, id DESC
     LIMIT 1
 ) AS h ON true
-WHERE s.enabled AND s.next_due_at <= now()
+WHERE (s.enabled AND s.next_due_at <= now())
+   OR (s.run_pending AND NOT EXISTS (
+       SELECT 1 FROM cereal_workflow_instances AS i
+       WHERE i.workflow_name = s.workflow_name AND i.instance_name = s.instance_name))
 ORDER BY s.next_due_at, s.id
 LIMIT 1
 FOR UPDATE OF s SKIP LOCKED
@@ -427,7 +446,7 @@ FOR UPDATE OF s SKIP LOCKED
 -- The enabled schedule due soonest.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
-       h.ended_at AS last_end
+       h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at FROM cereal_workflow_results AS r
@@ -439,9 +458,19 @@ WHERE s.enabled
 ORDER BY s.next_due_at, s.id
 LIMIT 1
 
--- name: enqueue_scheduled
--- Enqueue a locked schedule's instance and advance it; last_enqueued_at moves
--- only when an instance was created (a live one means the run is skipped).
+-- name: schedule_run_state
+-- What asking a schedule for a run needs, locking its row (a trigger waits here
+-- for a scheduler holding the schedule; the scheduler holds the lock already).
+SELECT id, overlap, run_pending,
+       EXISTS (SELECT 1 FROM cereal_workflow_instances AS i
+               WHERE i.workflow_name = s.workflow_name
+                 AND i.instance_name = s.instance_name) AS live
+FROM cereal_workflow_schedules AS s
+WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+FOR UPDATE OF s
+
+-- name: start_scheduled_instance
+-- Enqueue a locked schedule's instance with its parameters (no row: one is live).
 WITH inst AS (
     INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
     SELECT workflow_name, instance_name, parameters, now()
@@ -452,19 +481,88 @@ WITH inst AS (
     INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
     SELECT id, workflow_name, 'start' FROM inst
     RETURNING instance_id
-), advanced AS (
-    UPDATE cereal_workflow_schedules
-    SET next_due_at = %(next_due_at)s,
-        enabled = %(enabled)s,
-        last_enqueued_at = CASE WHEN EXISTS (SELECT 1 FROM inst) THEN now()
-                                ELSE last_enqueued_at END
-    WHERE id = %(schedule_id)s
 )
-SELECT count(*) AS enqueued,
-       CASE WHEN count(*) = 0 OR %(note)s::text IS NULL THEN NULL
+SELECT instance_id FROM ev
+
+-- name: record_schedule_run
+-- After asking for a run: whether one waits, and when one last started; with
+-- notify, announce the change (a new instance, a cancel or a waiting run).
+WITH recorded AS (
+    UPDATE cereal_workflow_schedules
+    SET run_pending = %(run_pending)s,
+        last_enqueued_at = CASE WHEN %(started)s THEN now() ELSE last_enqueued_at END
+    WHERE id = %(schedule_id)s
+    RETURNING id
+)
+SELECT id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
             ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
-FROM ev
+FROM recorded
+
+-- name: advance_schedule
+-- Store a scheduler's new due time and enabled flag (NULL: unchanged).
+UPDATE cereal_workflow_schedules
+SET next_due_at = COALESCE(%(next_due_at)s::timestamptz, next_due_at),
+    enabled = COALESCE(%(enabled)s::boolean, enabled)
+WHERE id = %(schedule_id)s
+
+-- name: has_waiting_schedule_run
+-- Whether any schedule has a run waiting for its instance to end.
+SELECT EXISTS (SELECT 1 FROM cereal_workflow_schedules WHERE run_pending) AS waiting
 
 -- name: disable_schedule
 -- Disable a schedule whose rule no longer parses.
 UPDATE cereal_workflow_schedules SET enabled = false WHERE id = %(schedule_id)s
+
+-- name: task_queue_depths
+-- Metrics: due queued tasks per task name with the oldest one's enqueue time, read
+-- from the ready index (task_name, start_after, id WHERE queued): the cost follows the
+-- queued tasks, never the history. Read-only, no locks.
+SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
+FROM cereal_tasks
+WHERE state = 'queued' AND start_after <= now()
+GROUP BY task_name
+ORDER BY task_name
+
+-- name: workflow_queue_depths
+-- Metrics: ready, unclaimed instances per workflow name with the enqueue time of
+-- the oldest pending event (ready_at), from the claimable index of migration 0004.
+SELECT workflow_name AS name, count(*) AS depth, min(ready_at) AS oldest_at
+FROM cereal_workflow_instances
+WHERE ready_at IS NOT NULL AND claim_token IS NULL
+GROUP BY workflow_name
+ORDER BY workflow_name
+
+-- ---- inspection (read-only, the dashboard) --------------------------------------
+
+-- name: instance_tasks
+-- The queued and running tasks of a live instance (by its unique names), in enqueue order.
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+FROM cereal_workflow_instances AS i
+JOIN cereal_tasks AS t ON t.instance_id = i.id
+WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
+ORDER BY t.id
+
+-- name: instance_pending_events
+-- The pending events of a live instance in sequence order, with their task results.
+SELECT e.id, e.event_type, e.enqueued_at, r.task_name, r.status, r.error AS error_text
+FROM cereal_workflow_instances AS i
+JOIN cereal_workflow_events AS e ON e.instance_id = i.id
+LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
+ORDER BY e.id
+
+-- name: task_queue_stats
+-- Per task name: queued and running counts and the oldest queued task's enqueue time.
+-- The task table holds only queued and running tasks, so this reads the queues alone.
+SELECT s.task_name, s.queued, s.running, t.enqueued_at AS oldest_queued_at
+FROM (
+    SELECT task_name,
+           count(*) FILTER (WHERE state = 'queued') AS queued,
+           count(*) FILTER (WHERE state = 'running') AS running,
+           min(id) FILTER (WHERE state = 'queued') AS oldest_id
+    FROM cereal_tasks
+    GROUP BY task_name
+) AS s
+LEFT JOIN cereal_tasks AS t ON t.id = s.oldest_id
+ORDER BY s.task_name

@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cereal import errors
-from cereal.drivers.base import ScheduledWorkflowCompleter
+from cereal.drivers.base import ScheduledWorkflowCompleter, start_run_plan
 from cereal.drivers.sqlite._sql import Q, epoch, now, schedule_from_row
-from cereal.drivers.sqlite._workflows import enqueue
-from cereal.models import UNSET, Schedule, ScheduleUpdate
+from cereal.drivers.sqlite._workflows import enqueue, kill
+from cereal.models import UNSET, RunOutcome, Schedule, ScheduleUpdate
 
 if TYPE_CHECKING:
     from cereal.drivers.sqlite.driver import SQLiteDriver
@@ -36,6 +36,7 @@ class ScheduleClaim:
 
     token: str
     schedule: Schedule
+    due: bool
 
 
 def update_parameters(update: ScheduleUpdate) -> dict[str, object]:
@@ -48,6 +49,8 @@ def update_parameters(update: ScheduleUpdate) -> dict[str, object]:
         "recurrence": update.recurrence,
         "next_due_at": None if update.next_due_at is None else epoch(update.next_due_at),
         "due_rule": update.due_rule,
+        "overlap": update.overlap,
+        "catch_up_window": update.catch_up_window,
     }
 
 
@@ -69,7 +72,62 @@ def claim_due(conn: sqlite3.Connection, claim_timeout: float) -> ScheduleClaim |
         return None
     token = uuid.uuid4().hex
     conn.execute(Q["claim_schedule"], {"schedule_id": row["id"], "token": token, "now": now()})
-    return ScheduleClaim(token, schedule_from_row(row))
+    return ScheduleClaim(token, schedule_from_row(row), bool(row["due"]))
+
+
+def start_run(
+    conn: sqlite3.Connection,
+    workflow_name: str,
+    instance_name: str,
+    parameters: bytes | None,
+    kill_error: str,
+) -> RunOutcome | None:
+    """Ask a schedule for a run under its overlap policy (inside a write transaction).
+
+    Returns:
+        What happened, or None when the schedule no longer exists.
+    """
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    state = conn.execute(Q["schedule_run_state"], names).fetchone()
+    if state is None:
+        return None
+    live = conn.execute(Q["find_live_instance"], names).fetchone() is not None
+    outcome = start_run_plan(str(state["overlap"]), live, bool(state["run_pending"]))
+    if outcome is RunOutcome.REPLACED:
+        kill(conn, workflow_name, instance_name, kill_error)
+    if outcome.started:
+        enqueue(conn, workflow_name, instance_name, parameters)
+    elif outcome is RunOutcome.CANCELLING:
+        conn.execute(Q["insert_cancel_event"], {**names, "now": now()})
+    conn.execute(
+        Q["record_schedule_run"],
+        {
+            "schedule_id": state["id"],
+            "run_pending": int(
+                outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING)
+                or (not outcome.started and bool(state["run_pending"]))
+            ),
+            "started": int(outcome.started),
+            "now": now(),
+        },
+    )
+    return outcome
+
+
+def trigger(
+    workflow_name: str, instance_name: str, kill_error: str
+) -> Callable[[sqlite3.Connection], RunOutcome | None]:
+    """A job asking a schedule for a run now with its current parameters."""
+
+    def job(conn: sqlite3.Connection) -> RunOutcome | None:
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        state = conn.execute(Q["schedule_run_state"], names).fetchone()
+        if state is None:
+            return None
+        parameters = None if state["parameters"] is None else bytes(state["parameters"])
+        return start_run(conn, workflow_name, instance_name, parameters, kill_error)
+
+    return job
 
 
 def release(claim: ScheduleClaim) -> Callable[[sqlite3.Connection], None]:
@@ -90,44 +148,53 @@ class SQLiteScheduleCompleter(ScheduledWorkflowCompleter):
         self._driver = driver
         self._claim = claim
         self._open = True
+        self.due = claim.due
 
     def _check_open(self) -> None:
         if not self._open:
             raise RuntimeError("this schedule completer already applied its change or closed")
 
-    async def enqueue_and_update(self, *, next_due_at: datetime, enabled: bool) -> bool:
-        """Enqueue the schedule's instance unless one is live, then advance the schedule.
+    async def run_and_advance(
+        self,
+        *,
+        run: bool,
+        next_due_at: datetime | None = None,
+        enabled: bool | None = None,
+        kill_error: str = "killed",
+    ) -> RunOutcome:
+        """Ask for a run under the overlap policy (if ``run``), then advance and release.
 
-        The instance gets the parameters the schedule had when it was claimed.
-        If the claim was lost meanwhile (the schedule was deleted, or the claim
-        expired and another scheduler took it) nothing changes.
-
-        Returns:
-            True when an instance was enqueued.
+        A run gets the parameters the schedule had when it was claimed. If the
+        claim was lost meanwhile (the schedule was deleted, or the claim
+        expired and another scheduler took it) nothing changes and the outcome
+        is ``SKIPPED``.
         """
         self._check_open()
         claim = self._claim
         schedule = claim.schedule
         ids = {"schedule_id": schedule.id, "token": claim.token}
-        due = epoch(next_due_at)
 
-        def job(conn: sqlite3.Connection) -> bool | None:
+        def job(conn: sqlite3.Connection) -> RunOutcome | None:
             if conn.execute(Q["check_schedule_claim"], ids).fetchone() is None:
                 return None
-            enqueued = enqueue(
-                conn, schedule.workflow_name, schedule.instance_name, schedule.parameters
-            )
+            outcome: RunOutcome | None = RunOutcome.MISSED
+            if run:
+                outcome = start_run(
+                    conn,
+                    schedule.workflow_name,
+                    schedule.instance_name,
+                    schedule.parameters,
+                    kill_error,
+                )
             conn.execute(
                 Q["advance_schedule"],
                 {
                     **ids,
-                    "next_due_at": due,
-                    "enabled": int(enabled),
-                    "enqueued": int(enqueued),
-                    "now": now(),
+                    "next_due_at": None if next_due_at is None else epoch(next_due_at),
+                    "enabled": None if enabled is None else int(enabled),
                 },
             )
-            return enqueued
+            return outcome
 
         outcome = await self._driver._connection().call(job)
         self._open = False
@@ -138,8 +205,8 @@ class SQLiteScheduleCompleter(ScheduledWorkflowCompleter):
                 schedule.instance_name,
                 extra={"event": "schedule_claim_lost"},
             )
-            return False
-        if outcome:
+            return RunOutcome.SKIPPED
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._driver._wake("workflow", schedule.workflow_name)
         return outcome
 

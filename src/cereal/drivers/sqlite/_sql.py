@@ -13,9 +13,11 @@ from datetime import datetime
 from cereal import _time
 from cereal.drivers._sqlfiles import load_queries
 from cereal.models import (
+    FailureDetails,
     Schedule,
     WorkflowInstanceData,
     WorkflowInstanceStatus,
+    check_overlap,
 )
 
 Q = load_queries("cereal.drivers.sqlite")
@@ -61,7 +63,11 @@ def text(value: object) -> str | None:
 
 
 def instance_from_row(row: sqlite3.Row) -> WorkflowInstanceData:
-    """A live or finished instance from a row of ``get_instance``/``list_*``."""
+    """A live or finished instance from a row of ``get_instance``/``list_*``.
+
+    Only ``get_instance`` has the failure detail columns.
+    """
+    columns = row.keys()  # sqlite3.Row's `in` looks at values, not names
     return WorkflowInstanceData(
         workflow_name=str(row["workflow_name"]),
         instance_name=str(row["instance_name"]),
@@ -72,6 +78,8 @@ def instance_from_row(row: sqlite3.Row) -> WorkflowInstanceData:
         err=text(row["error"]),
         started_at=maybe_instant(row["started_at"]),
         ended_at=maybe_instant(row["ended_at"]),
+        error_type=row["error_type"] if "error_type" in columns else None,
+        error_traceback=row["error_traceback"] if "error_traceback" in columns else None,
     )
 
 
@@ -88,6 +96,9 @@ def schedule_from_row(row: sqlite3.Row) -> Schedule:
         last_enqueued_at=maybe_instant(row["last_enqueued_at"]),
         last_start=maybe_instant(row["last_start"]),
         last_end=maybe_instant(row["last_end"]),
+        overlap=check_overlap(row["overlap"]),
+        catch_up_window=float(row["catch_up_window"]),
+        run_pending=bool(row["run_pending"]),
     )
 
 
@@ -97,10 +108,21 @@ def finish_instance(
     result: bytes | None,
     error: str | None,
     at: float,
+    failure: FailureDetails | None = None,
 ) -> None:
     """Write the run to history and delete the live instance with everything attached."""
     ids = {"instance_id": instance_id}
-    conn.execute(Q["record_history"], {**ids, "result": result, "error": error, "now": at})
+    conn.execute(
+        Q["record_history"],
+        {
+            **ids,
+            "result": result,
+            "error": error,
+            "now": at,
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
+        },
+    )
     conn.execute(Q["delete_instance_events"], ids)
     conn.execute(Q["delete_instance_tasks"], ids)
     conn.execute(Q["delete_instance_task_results"], ids)

@@ -18,7 +18,15 @@ from cereal import errors
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
-from cereal.models import HistoryRetention, TaskData, TaskMetadata, TaskStatus, WorkflowEventType
+from cereal.models import (
+    FailureDetails,
+    HistoryRetention,
+    QueueDepth,
+    TaskData,
+    TaskMetadata,
+    TaskStatus,
+    WorkflowEventType,
+)
 
 if TYPE_CHECKING:
     from cereal.drivers.sqlite.driver import SQLiteDriver
@@ -58,6 +66,7 @@ def claim_tasks(
             instance_name=str(row["instance_name"]),
             attempt=int(row["attempt"]),
             task_id=str(row["id"]),
+            traceparent=row["traceparent"],
         )
         data = TaskData(
             name=metadata.task_name, parameters=blob(row["parameters"]), metadata=metadata
@@ -84,6 +93,7 @@ def record_outcome(
     status: TaskStatus,
     error_text: str,
     result: bytes | None,
+    failure: FailureDetails | None = None,
 ) -> None:
     """Store how ``task`` ended as a result with a ``task_complete`` event; delete the task."""
     at = now()
@@ -99,6 +109,8 @@ def record_outcome(
             "result": result,
             "enqueued_at": task["enqueued_at"],
             "now": at,
+            "error_type": None if failure is None else failure.error_type,
+            "error_traceback": None if failure is None else failure.error_traceback,
         },
     )
     conn.execute(
@@ -154,6 +166,14 @@ class SQLiteTaskCompleter(TaskCompleter):
         """
         await self._complete(TaskStatus.FAILED, error, None)
 
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Record failure with the exception's text, type and traceback.
+
+        Raises:
+            TaskLostError: the lease is gone; nothing was recorded.
+        """
+        await self._complete(TaskStatus.FAILED, failure.error, None, failure)
+
     async def abandon(self) -> None:
         """Report the task ``LOST`` to its workflow now.
 
@@ -162,17 +182,40 @@ class SQLiteTaskCompleter(TaskCompleter):
         """
         await self._complete(TaskStatus.LOST, "", None)
 
-    async def _complete(self, status: TaskStatus, error_text: str, result: bytes | None) -> None:
+    async def _complete(
+        self,
+        status: TaskStatus,
+        error_text: str,
+        result: bytes | None,
+        failure: FailureDetails | None = None,
+    ) -> None:
         ids = self._ids()
 
         def job(conn: sqlite3.Connection) -> None:
             task = conn.execute(Q["leased_task"], ids).fetchone()
             if task is None:
                 raise errors.TaskLostError()
-            record_outcome(conn, task, status, error_text, result)
+            record_outcome(conn, task, status, error_text, result, failure)
 
         await self._driver._connection().call(job)
         self._driver._wake("workflow", self._lease.workflow_name)
+
+
+def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
+    """Due queued tasks per task name, then ready unclaimed instances per workflow name."""
+    depths = []
+    for kind, query in (("task", Q["task_queue_depths"]), ("workflow", Q["workflow_queue_depths"])):
+        for row in conn.execute(query, {"now": now()}).fetchall():
+            oldest = row["oldest_at"]
+            depths.append(
+                QueueDepth(
+                    kind=kind,
+                    name=str(row["name"]),
+                    depth=int(row["depth"]),
+                    oldest_at=None if oldest is None else instant(oldest),
+                )
+            )
+    return depths
 
 
 # ---- sweep -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from cereal import errors
 from cereal.drivers.base import WorkflowCompleter
 from cereal.drivers.sqlite._sql import Q, blob, epoch, finish_instance, instant, now
 from cereal.models import (
+    FailureDetails,
     ListWorkflowFilter,
     NewTask,
     TaskResultData,
@@ -162,6 +163,8 @@ def _read_task_results(
             parameters=blob(row["parameters"]),
             error_text=str(row["error_text"]),
             result=blob(row["result"]),
+            error_type=row["error_type"],
+            error_traceback=row["error_traceback"],
         )
         for row in rows
     }
@@ -185,9 +188,15 @@ def names_json(workflow_names: Sequence[str]) -> str:
 
 
 def enqueue(
-    conn: sqlite3.Connection, workflow_name: str, instance_name: str, params: bytes | None
+    conn: sqlite3.Connection | sqlite3.Cursor,
+    workflow_name: str,
+    instance_name: str,
+    params: bytes | None,
 ) -> bool:
-    """Create a live instance with its start event; False when one is live already."""
+    """Create a live instance with its start event; False when one is live already.
+
+    ``conn`` may be a cursor of a caller's connection (rows as ``sqlite3.Row``).
+    """
     at = now()
     row = conn.execute(
         Q["insert_instance"],
@@ -227,17 +236,36 @@ def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error
 
 
 def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlite3.Row]:
-    """Live rows, then the newest finished run of each pair without one (one snapshot)."""
-    names = {"workflow_name": where.workflow_name, "instance_name": where.instance_name}
-    rows: list[sqlite3.Row] = []
+    """Live rows and the newest finished run of each pair without one, in name order.
+
+    One statement: the two kinds are joined with UNION ALL (the pairs are
+    disjoint), sorted, and cut to ``where.offset`` / ``where.limit``.
+    """
+    parts: list[str] = []
     if where.is_running is not False:
-        rows += conn.execute(Q["list_live_instances"], names).fetchall()
-    if where.is_running is not True:
-        if where.workflow_name is None:
-            rows += conn.execute(Q["list_history_of_any_workflow"], names).fetchall()
-        else:
-            rows += conn.execute(Q["list_history_of_workflow"], names).fetchall()
-    return rows
+        parts.append(Q["list_live_instances"])
+    if where.is_running is not True and where.workflow_name is None:
+        parts.append(Q["list_history_of_any_workflow"])
+    elif where.is_running is not True:
+        parts.append(Q["list_history_of_workflow"])
+    # composed from the named queries only; every value is a bound parameter
+    union = " UNION ALL ".join(f"SELECT * FROM (\n{_subquery(part)}\n)" for part in parts)
+    statement = f"{union} ORDER BY workflow_name, instance_name LIMIT :limit OFFSET :offset"
+    params = {
+        "workflow_name": where.workflow_name,
+        "instance_name": where.instance_name,
+        "limit": -1 if where.limit is None else where.limit,  # -1: no limit
+        "offset": where.offset,
+    }
+    return conn.execute(statement, params).fetchall()
+
+
+def _subquery(query: str) -> str:
+    """A named query as a subquery: trailing comment lines and its ``;`` removed."""
+    lines = query.strip().splitlines()
+    while lines and lines[-1].lstrip().startswith("--"):
+        lines.pop()
+    return "\n".join(lines).rstrip().rstrip(";")
 
 
 class SQLiteWorkflowCompleter(WorkflowCompleter):
@@ -289,6 +317,7 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "parameters": task.parameters,
                         "now": at,
                         "start_after": at if start_after is None else start_after,
+                        "traceparent": task.traceparent,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],
@@ -317,13 +346,23 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
         """
         await self._finish(None, error)
 
-    async def _finish(self, result: bytes | None, error: str | None) -> None:
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended or the claim expired.
+        """
+        await self._finish(None, failure.error, failure)
+
+    async def _finish(
+        self, result: bytes | None, error: str | None, failure: FailureDetails | None = None
+    ) -> None:
         self._check_open()
         claim = self._claim
 
         def job(conn: sqlite3.Connection) -> bool:
             self._check_claim(conn)
-            finish_instance(conn, claim.instance_id, result, error, now())
+            finish_instance(conn, claim.instance_id, result, error, now(), failure)
             return False
 
         await self._decide(job)

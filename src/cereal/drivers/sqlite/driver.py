@@ -30,7 +30,14 @@ from cereal.drivers.base import (
     WorkflowCompleter,
     check_claim_sizes,
 )
-from cereal.drivers.sqlite import _schedules, _tasks, _workflows
+from cereal.drivers.sqlite import (
+    _caller_transaction,
+    _inspect,
+    _schedules,
+    _tasks,
+    _workers,
+    _workflows,
+)
 from cereal.drivers.sqlite._connection import Connection, Settings, number
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.drivers.sqlite._sql import (
@@ -42,11 +49,19 @@ from cereal.drivers.sqlite._sql import (
 )
 from cereal.models import (
     HistoryRetention,
+    InstanceEvent,
+    InstanceTask,
     ListWorkflowFilter,
+    NewWorker,
+    Overlap,
+    QueueDepth,
+    RunOutcome,
     Schedule,
     ScheduleUpdate,
     SweepReport,
     TaskData,
+    TaskQueueStats,
+    WorkerInfo,
     WorkflowEvent,
     WorkflowInstanceData,
 )
@@ -187,6 +202,31 @@ class SQLiteDriver(Driver):
             raise errors.WorkflowInstanceExistsError()
         self._wake("workflow", workflow_name)
 
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """Create the instance on the caller's ``sqlite3.Connection`` to this file.
+
+        The statements run at once on the caller's connection, in the calling
+        thread (``sqlite3`` connections belong to their thread), inside its
+        transaction; a connection in legacy transaction mode gets the
+        ``BEGIN`` it would have issued itself. The caller commits or rolls
+        back. Workers learn of the commit through ``PRAGMA data_version``.
+
+        Raises:
+            TypeError: ``connection`` is not a ``sqlite3.Connection``.
+            ValueError: it is on another file, or in autocommit mode outside
+                a transaction.
+            WorkflowInstanceExistsError: a live instance with these names exists.
+        """
+        self._connection()  # open, so the schema is migrated
+        conn = _caller_transaction.check_connection(connection, self.path)
+        _caller_transaction.enqueue(conn, workflow_name, instance_name, parameters)
+
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
     ) -> tuple[WorkflowEvent, WorkflowCompleter]:
@@ -269,13 +309,33 @@ class SQLiteDriver(Driver):
     ) -> list[WorkflowInstanceData]:
         """One entry per (workflow, instance) pair: the live row, else the newest finished run.
 
-        Sorted by workflow name, then instance name.
+        Sorted by workflow name, then instance name; the query itself applies
+        ``where.offset`` and ``where.limit``.
         """
         rows = await self._connection().call(
             lambda conn: _workflows.list_rows(conn, where), mode="read"
         )
-        found = [instance_from_row(row) for row in rows]
-        return sorted(found, key=lambda inst: (inst.workflow_name, inst.instance_name))
+        return [instance_from_row(row) for row in rows]
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order."""
+        return await self._connection().call(
+            lambda conn: _inspect.instance_tasks(conn, workflow_name, instance_name), mode="read"
+        )
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order."""
+        return await self._connection().call(
+            lambda conn: _inspect.instance_events(conn, workflow_name, instance_name), mode="read"
+        )
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
+        return await self._connection().call(_inspect.queue_stats, mode="read")
 
     # ---- tasks ------------------------------------------------------------------------
 
@@ -294,6 +354,13 @@ class SQLiteDriver(Driver):
         )
         return [(lease.data, _tasks.SQLiteTaskCompleter(self, lease)) for lease in leases]
 
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready tasks per task name and ready, unclaimed instances per workflow name.
+
+        One read snapshot over the two claim indexes (no write lock).
+        """
+        return await self._connection().call(_tasks.queue_depths, mode="read")
+
     async def sweep(self, task_expiry: float) -> SweepReport:
         """Expire leases past their deadline as ``LOST``, release idle claims, trim history.
 
@@ -310,6 +377,28 @@ class SQLiteDriver(Driver):
             expired_tasks=len(expired), released_claims=released, trimmed_results=trimmed
         )
 
+    # ---- live workers -------------------------------------------------------------------
+
+    async def register_worker(self, worker: NewWorker) -> None:
+        """Store ``worker``'s row as seen now (replacing a row with its id)."""
+        await self._connection().call(lambda conn: _workers.register(conn, worker))
+
+    async def refresh_worker(self, worker_id: str) -> bool:
+        """Mark the worker seen now and drop dead rows; False when its row is gone."""
+        refreshed: bool = await self._connection().call(
+            lambda conn: _workers.refresh(conn, worker_id)
+        )
+        return refreshed
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row; a missing row is fine."""
+        await self._connection().call(lambda conn: _workers.unregister(conn, worker_id))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers, oldest first; a read only, so it never waits for the write lock."""
+        found: list[WorkerInfo] = await self._connection().call(_workers.list_live, mode="read")
+        return found
+
     # ---- schedules ----------------------------------------------------------------------
 
     async def create_workflow_schedule(
@@ -320,6 +409,9 @@ class SQLiteDriver(Driver):
         enabled: bool,
         recurrence: str,
         next_due_at: datetime,
+        *,
+        overlap: Overlap = "skip",
+        catch_up_window: float = 0.0,
     ) -> None:
         """Store a new schedule.
 
@@ -333,6 +425,8 @@ class SQLiteDriver(Driver):
             "recurrence": recurrence,
             "enabled": int(enabled),
             "next_due_at": epoch(next_due_at),
+            "overlap": overlap,
+            "catch_up_window": catch_up_window,
         }
         row = await self._connection().call(
             lambda conn: conn.execute(Q["insert_schedule"], {**values, "now": now()}).fetchone()
@@ -412,6 +506,32 @@ class SQLiteDriver(Driver):
         if claim is None:
             raise errors.NoDueWorkflowsError()
         return claim.schedule, _schedules.SQLiteScheduleCompleter(self, claim)
+
+    async def trigger_workflow_schedule(
+        self, workflow_name: str, instance_name: str, kill_error: str
+    ) -> RunOutcome:
+        """Ask for a run now under the schedule's overlap policy; the due time stays.
+
+        Raises:
+            WorkflowScheduleNotFoundError: no such schedule.
+        """
+        outcome = await self._connection().call(
+            _schedules.trigger(workflow_name, instance_name, kill_error)
+        )
+        if outcome is None:
+            raise errors.WorkflowScheduleNotFoundError()
+        if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+            self._wake("workflow", workflow_name)
+        if outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING):
+            self._wake("schedule", None)
+        return outcome
+
+    async def has_waiting_schedule_runs(self) -> bool:
+        """Whether any schedule has a run waiting for its live instance to end."""
+        row = await self._connection().call(
+            lambda conn: conn.execute(Q["has_waiting_schedule_run"]).fetchone(), mode="auto"
+        )
+        return row is not None
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """The enabled schedule due soonest.

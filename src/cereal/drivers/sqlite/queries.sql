@@ -67,7 +67,7 @@ LIMIT :max_events;
 
 -- name: get_task_results
 -- The task results these task_complete events refer to (deleted only by the decision).
-SELECT id, task_name, status, parameters, error_text, result
+SELECT id, task_name, status, parameters, error_text, result, error_type, error_traceback
 FROM cereal_task_results
 WHERE id IN (SELECT value FROM json_each(:task_result_ids));
 
@@ -117,9 +117,11 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 -- name: insert_task
 -- Queue one task of an instance.
 INSERT INTO cereal_tasks
-    (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after)
+    (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
+     traceparent)
 VALUES
-    (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after);
+    (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
+     :traceparent);
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -129,8 +131,10 @@ WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 -- name: record_history
 -- Write the finished run of an instance to the history.
 INSERT INTO cereal_workflow_results
-    (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
-SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now
+    (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+     error_type, error_traceback)
+SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now,
+       :error_type, :error_traceback
 FROM cereal_workflow_instances
 WHERE id = :instance_id;
 
@@ -154,13 +158,15 @@ DELETE FROM cereal_workflow_instances WHERE id = :instance_id;
 -- The live instance with these names, else its newest finished run.
 SELECT * FROM (
     SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
-           NULL AS result, NULL AS error, started_at, NULL AS ended_at
+           NULL AS result, NULL AS error, started_at, NULL AS ended_at,
+           NULL AS error_type, NULL AS error_traceback
     FROM cereal_workflow_instances
     WHERE workflow_name = :workflow_name AND instance_name = :instance_name
     UNION ALL
     SELECT * FROM (
         SELECT 0 AS live, workflow_name, instance_name, 'completed' AS status, parameters,
-               NULL AS payload, result, error, started_at, ended_at
+               NULL AS payload, result, error, started_at, ended_at,
+               error_type, error_traceback
         FROM cereal_workflow_results
         WHERE workflow_name = :workflow_name AND instance_name = :instance_name
         ORDER BY id DESC
@@ -235,7 +241,7 @@ WHERE id IN (
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          lease_token, attempt;
+          lease_token, attempt, traceparent;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
@@ -260,10 +266,10 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 -- Record how a task ended.
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
-     enqueued_at, completed_at)
+     enqueued_at, completed_at, error_type, error_traceback)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
-     :enqueued_at, :now);
+     :enqueued_at, :now, :error_type, :error_traceback);
 
 -- name: delete_task
 -- Remove a finished task.
@@ -320,16 +326,19 @@ DELETE FROM cereal_workflow_results WHERE ended_at < :cutoff;
 -- name: insert_schedule
 -- Store a new schedule unless one with these names exists (no row returned then).
 INSERT INTO cereal_workflow_schedules
-    (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at, created_at)
+    (workflow_name, instance_name, parameters, recurrence, enabled, next_due_at, created_at,
+     overlap, catch_up_window)
 VALUES
-    (:workflow_name, :instance_name, :parameters, :recurrence, :enabled, :next_due_at, :now)
+    (:workflow_name, :instance_name, :parameters, :recurrence, :enabled, :next_due_at, :now,
+     :overlap, :catch_up_window)
 ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
 -- name: list_schedules
 -- Every schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
@@ -340,7 +349,8 @@ ORDER BY s.id;
 -- name: get_schedule
 -- One schedule with the start and end of its newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
@@ -355,6 +365,8 @@ UPDATE cereal_workflow_schedules
 SET enabled = coalesce(:enabled, enabled),
     parameters = CASE WHEN :set_parameters THEN :parameters ELSE parameters END,
     recurrence = coalesce(:recurrence, recurrence),
+    overlap = coalesce(:overlap, overlap),
+    catch_up_window = coalesce(:catch_up_window, catch_up_window),
     -- with :due_rule, the due time applies only to a disabled schedule with that rule
     -- (SET expressions see the row as it was before this statement)
     next_due_at = CASE WHEN :due_rule IS NULL OR (enabled = 0 AND recurrence = :due_rule)
@@ -374,15 +386,21 @@ DELETE FROM cereal_workflow_schedules
 WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 
 -- name: next_due_schedule
--- The earliest enabled, due schedule that no live scheduler claim holds.
+-- The earliest schedule that no live scheduler claim holds and that is either
+-- enabled and due (column due = 1) or has a waiting run whose instance has ended.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending,
+       (s.enabled = 1 AND s.next_due_at <= :now) AS due
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
     WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
 )
-WHERE s.enabled = 1 AND s.next_due_at <= :now
+WHERE ((s.enabled = 1 AND s.next_due_at <= :now)
+       OR (s.run_pending = 1 AND NOT EXISTS (
+           SELECT 1 FROM cereal_workflow_instances AS i
+           WHERE i.workflow_name = s.workflow_name AND i.instance_name = s.instance_name)))
   AND (s.claim_token IS NULL OR s.claimed_at < :stale_before)
 ORDER BY s.next_due_at, s.id
 LIMIT 1;
@@ -398,11 +416,10 @@ WHERE id = :schedule_id;
 SELECT 1 FROM cereal_workflow_schedules WHERE id = :schedule_id AND claim_token = :token;
 
 -- name: advance_schedule
--- Store the scheduler's change (updates made meanwhile win) and drop the claim.
+-- Store the scheduler's change, if any (updates made meanwhile win), and drop the claim.
 UPDATE cereal_workflow_schedules
-SET next_due_at = coalesce(override_next_due_at, :next_due_at),
-    enabled = coalesce(override_enabled, :enabled),
-    last_enqueued_at = CASE WHEN :enqueued THEN :now ELSE last_enqueued_at END,
+SET next_due_at = coalesce(override_next_due_at, :next_due_at, next_due_at),
+    enabled = coalesce(override_enabled, :enabled, enabled),
     claim_token = NULL, claimed_at = NULL,
     override_enabled = NULL, override_next_due_at = NULL
 WHERE id = :schedule_id AND claim_token = :token;
@@ -424,7 +441,8 @@ WHERE id = :schedule_id AND claim_token = :token;
 -- name: next_scheduled
 -- The enabled schedule due soonest.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
-       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end
+       s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
+       s.overlap, s.catch_up_window, s.run_pending
 FROM cereal_workflow_schedules AS s
 LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
@@ -433,3 +451,73 @@ LEFT JOIN cereal_workflow_results AS r ON r.id = (
 WHERE s.enabled = 1
 ORDER BY s.next_due_at, s.id
 LIMIT 1;
+
+-- name: task_queue_depths
+-- Metrics: due queued tasks per task name with the oldest one's enqueue time. The
+-- ready index (task_name, id, start_after WHERE queued) covers it: the cost follows
+-- the queued tasks, never the history.
+SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
+FROM cereal_tasks INDEXED BY cereal_tasks_ready
+WHERE state = 'queued' AND start_after <= :now
+GROUP BY task_name
+ORDER BY task_name;
+
+-- name: workflow_queue_depths
+-- Metrics: ready, unclaimed instances per workflow name with the enqueue time of the
+-- oldest pending event, from the ready index (migration 0003) and one event row each.
+SELECT i.workflow_name AS name, count(*) AS depth, min(e.enqueued_at) AS oldest_at
+FROM cereal_workflow_instances AS i INDEXED BY cereal_workflow_instances_ready
+JOIN cereal_workflow_events AS e ON e.id = i.ready_seq
+WHERE i.ready_seq IS NOT NULL AND i.claim_token IS NULL
+GROUP BY i.workflow_name
+ORDER BY i.workflow_name;
+
+-- ---- inspection (read-only, the dashboard) --------------------------------------
+
+-- name: instance_tasks
+-- The queued and running tasks of a live instance (by its unique names), in enqueue order.
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+FROM cereal_workflow_instances AS i
+JOIN cereal_tasks AS t ON t.instance_id = i.id
+WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
+ORDER BY t.id;
+
+-- name: instance_pending_events
+-- The pending events of a live instance in sequence order, with their task results.
+SELECT e.id, e.event_type, e.enqueued_at, r.task_name, r.status, r.error_text
+FROM cereal_workflow_instances AS i
+JOIN cereal_workflow_events AS e ON e.instance_id = i.id
+LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
+ORDER BY e.id;
+
+-- name: task_queue_stats
+-- Per task name: queued and running counts and the oldest queued task's enqueue time.
+-- The task table holds only queued and running tasks, so this reads the queues alone.
+SELECT s.task_name, s.queued, s.running, t.enqueued_at AS oldest_queued_at
+FROM (
+    SELECT task_name,
+           sum(state = 'queued') AS queued,
+           sum(state = 'running') AS running,
+           min(CASE WHEN state = 'queued' THEN id END) AS oldest_id
+    FROM cereal_tasks
+    GROUP BY task_name
+) AS s
+LEFT JOIN cereal_tasks AS t ON t.id = s.oldest_id
+ORDER BY s.task_name;
+-- name: schedule_run_state
+-- What asking a schedule for a run needs: its policy, waiting run, current parameters.
+SELECT id, overlap, run_pending, parameters
+FROM cereal_workflow_schedules
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
+
+-- name: record_schedule_run
+-- After asking for a run: whether one waits, and when one last started.
+UPDATE cereal_workflow_schedules
+SET run_pending = :run_pending,
+    last_enqueued_at = CASE WHEN :started THEN :now ELSE last_enqueued_at END
+WHERE id = :schedule_id;
+
+-- name: has_waiting_schedule_run
+-- Whether any schedule has a run waiting for its instance to end.
+SELECT 1 FROM cereal_workflow_schedules WHERE run_pending = 1 LIMIT 1;

@@ -16,7 +16,7 @@ class Value(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at")
+    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at", "error_type", "error_traceback")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,8 @@ class Instance(_message.Message):
     ERR_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     status: str
@@ -35,21 +37,27 @@ class Instance(_message.Message):
     err: str
     started_at: _timestamp_pb2.Timestamp
     ended_at: _timestamp_pb2.Timestamp
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    error_type: str
+    error_traceback: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_name", "status", "parameters", "error_text", "result")
+    __slots__ = ("task_name", "status", "parameters", "error_text", "result", "error_type", "error_traceback")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ERROR_TEXT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     status: str
     parameters: Value
     error_text: str
     result: Value
-    def __init__(self, task_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    error_type: str
+    error_traceback: str
+    def __init__(self, task_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("type", "instance", "enqueued_task_count", "completed_task_count", "enqueued_at", "task_result")
@@ -68,17 +76,19 @@ class Event(_message.Message):
     def __init__(self, type: _Optional[str] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., enqueued_task_count: _Optional[int] = ..., completed_task_count: _Optional[int] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
 class NewTask(_message.Message):
-    __slots__ = ("task_name", "parameters", "start_after")
+    __slots__ = ("task_name", "parameters", "start_after", "traceparent")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     parameters: Value
     start_after: _timestamp_pb2.Timestamp
-    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "parameters", "enqueued_at", "task_name", "workflow_name", "instance_name", "attempt", "task_id")
+    __slots__ = ("name", "parameters", "enqueued_at", "task_name", "workflow_name", "instance_name", "attempt", "task_id", "traceparent")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +97,7 @@ class Task(_message.Message):
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     parameters: Value
     enqueued_at: _timestamp_pb2.Timestamp
@@ -95,10 +106,11 @@ class Task(_message.Message):
     instance_name: str
     attempt: int
     task_id: str
-    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "enabled", "workflow_name", "instance_name", "parameters", "recurrence", "next_due_at", "last_enqueued_at", "last_start", "last_end")
+    __slots__ = ("id", "enabled", "workflow_name", "instance_name", "parameters", "recurrence", "next_due_at", "last_enqueued_at", "last_start", "last_end", "overlap", "catch_up_window", "run_pending")
     ID_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +121,9 @@ class Schedule(_message.Message):
     LAST_ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_START_FIELD_NUMBER: _ClassVar[int]
     LAST_END_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    RUN_PENDING_FIELD_NUMBER: _ClassVar[int]
     id: int
     enabled: bool
     workflow_name: str
@@ -119,7 +134,10 @@ class Schedule(_message.Message):
     last_enqueued_at: _timestamp_pb2.Timestamp
     last_start: _timestamp_pb2.Timestamp
     last_end: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., enabled: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    overlap: str
+    catch_up_window: float
+    run_pending: bool
+    def __init__(self, id: _Optional[int] = ..., enabled: _Optional[bool] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ..., run_pending: _Optional[bool] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("kind", "message")
@@ -162,14 +180,18 @@ class KillWorkflowRequest(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowInstancesRequest(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "is_running")
+    __slots__ = ("workflow_name", "instance_name", "is_running", "limit", "offset")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     IS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     is_running: bool
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., is_running: _Optional[bool] = ...) -> None: ...
+    limit: int
+    offset: int
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., is_running: _Optional[bool] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListWorkflowInstancesResponse(_message.Message):
     __slots__ = ("instances",)
@@ -202,20 +224,24 @@ class SweepResponse(_message.Message):
     def __init__(self, expired_tasks: _Optional[int] = ..., released_claims: _Optional[int] = ..., trimmed_results: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateScheduleRequest(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "parameters", "enabled", "recurrence", "next_due_at")
+    __slots__ = ("workflow_name", "instance_name", "parameters", "enabled", "recurrence", "next_due_at", "overlap", "catch_up_window")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     RECURRENCE_FIELD_NUMBER: _ClassVar[int]
     NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_WINDOW_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     parameters: Value
     enabled: bool
     recurrence: str
     next_due_at: _timestamp_pb2.Timestamp
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enabled: _Optional[bool] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    overlap: str
+    catch_up_window: float
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enabled: _Optional[bool] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ...) -> None: ...
 
 class ListSchedulesResponse(_message.Message):
     __slots__ = ("schedules",)
@@ -224,7 +250,7 @@ class ListSchedulesResponse(_message.Message):
     def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
 class UpdateScheduleRequest(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "enabled", "set_parameters", "parameters", "recurrence", "next_due_at", "due_rule")
+    __slots__ = ("workflow_name", "instance_name", "enabled", "set_parameters", "parameters", "recurrence", "next_due_at", "due_rule", "overlap", "catch_up_window")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +259,8 @@ class UpdateScheduleRequest(_message.Message):
     RECURRENCE_FIELD_NUMBER: _ClassVar[int]
     NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
     DUE_RULE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_WINDOW_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     enabled: bool
@@ -241,7 +269,169 @@ class UpdateScheduleRequest(_message.Message):
     recurrence: str
     next_due_at: _timestamp_pb2.Timestamp
     due_rule: str
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., set_parameters: _Optional[bool] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_rule: _Optional[str] = ...) -> None: ...
+    overlap: str
+    catch_up_window: float
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., set_parameters: _Optional[bool] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_rule: _Optional[str] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ...) -> None: ...
+
+class InstanceTask(_message.Message):
+    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_name: str
+    state: str
+    parameters: Value
+    enqueued_at: _timestamp_pb2.Timestamp
+    start_after: _timestamp_pb2.Timestamp
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ListInstanceTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[InstanceTask]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[InstanceTask, _Mapping]]] = ...) -> None: ...
+
+class InstanceEvent(_message.Message):
+    __slots__ = ("seq", "type", "enqueued_at", "task_name", "task_status", "error_text")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TEXT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    type: str
+    enqueued_at: _timestamp_pb2.Timestamp
+    task_name: str
+    task_status: str
+    error_text: str
+    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., task_status: _Optional[str] = ..., error_text: _Optional[str] = ...) -> None: ...
+
+class ListInstanceEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[InstanceEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[InstanceEvent, _Mapping]]] = ...) -> None: ...
+
+class TaskQueueStats(_message.Message):
+    __slots__ = ("task_name", "queued", "running", "oldest_queued_at")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_QUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    queued: int
+    running: int
+    oldest_queued_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_name: _Optional[str] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., oldest_queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TaskQueueStatsResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[TaskQueueStats]
+    def __init__(self, queues: _Optional[_Iterable[_Union[TaskQueueStats, _Mapping]]] = ...) -> None: ...
+
+class QueueDepth(_message.Message):
+    __slots__ = ("kind", "name", "depth", "oldest_at")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    depth: int
+    oldest_at: _timestamp_pb2.Timestamp
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., depth: _Optional[int] = ..., oldest_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class QueueDepthsResponse(_message.Message):
+    __slots__ = ("depths",)
+    DEPTHS_FIELD_NUMBER: _ClassVar[int]
+    depths: _containers.RepeatedCompositeFieldContainer[QueueDepth]
+    def __init__(self, depths: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ...) -> None: ...
+
+class NewWorker(_message.Message):
+    __slots__ = ("id", "host", "pid", "workflow_names", "task_names", "version", "expiry")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAMES_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAMES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host: str
+    pid: int
+    workflow_names: _containers.RepeatedScalarFieldContainer[str]
+    task_names: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    expiry: float
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., workflow_names: _Optional[_Iterable[str]] = ..., task_names: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., expiry: _Optional[float] = ...) -> None: ...
+
+class WorkerId(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RefreshWorkerResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("id", "host", "pid", "started_at", "last_seen_at", "workflow_names", "task_names", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAMES_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAMES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host: str
+    pid: int
+    started_at: _timestamp_pb2.Timestamp
+    last_seen_at: _timestamp_pb2.Timestamp
+    workflow_names: _containers.RepeatedScalarFieldContainer[str]
+    task_names: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workflow_names: _Optional[_Iterable[str]] = ..., task_names: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class TriggerScheduleRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "kill_error")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    KILL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    kill_error: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., kill_error: _Optional[str] = ...) -> None: ...
+
+class RunOutcomeReply(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    def __init__(self, outcome: _Optional[str] = ...) -> None: ...
+
+class WaitingRunsResponse(_message.Message):
+    __slots__ = ("waiting",)
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    waiting: bool
+    def __init__(self, waiting: _Optional[bool] = ...) -> None: ...
 
 class ClaimWorkflowsRequest(_message.Message):
     __slots__ = ("workflow_names", "max_instances", "max_events", "claim_expiry")
@@ -270,10 +460,14 @@ class Done(_message.Message):
     def __init__(self, result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class Fail(_message.Message):
-    __slots__ = ("error",)
+    __slots__ = ("error", "error_type", "error_traceback")
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     error: str
-    def __init__(self, error: _Optional[str] = ...) -> None: ...
+    error_type: str
+    error_traceback: str
+    def __init__(self, error: _Optional[str] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ...) -> None: ...
 
 class WorkflowDecision(_message.Message):
     __slots__ = ("request_id", "claim", "continue_", "done", "fail", "heartbeat", "close")
@@ -346,20 +540,22 @@ class Succeed(_message.Message):
     def __init__(self, result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class TaskReport(_message.Message):
-    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon")
+    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon", "fail_with_details")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     SUCCEED_FIELD_NUMBER: _ClassVar[int]
     FAIL_FIELD_NUMBER: _ClassVar[int]
     ABANDON_FIELD_NUMBER: _ClassVar[int]
+    FAIL_WITH_DETAILS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     lease: int
     heartbeat: Empty
     succeed: Succeed
     fail: str
     abandon: Empty
-    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+    fail_with_details: Fail
+    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ..., fail_with_details: _Optional[_Union[Fail, _Mapping]] = ...) -> None: ...
 
 class TaskStreamRequest(_message.Message):
     __slots__ = ("dequeue", "report")
@@ -384,22 +580,26 @@ class TaskStreamResponse(_message.Message):
     def __init__(self, leased: _Optional[_Union[LeasedTasks, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
 
 class ScheduleApply(_message.Message):
-    __slots__ = ("request_id", "enqueue_and_update", "disable")
+    __slots__ = ("request_id", "disable", "run_and_advance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    ENQUEUE_AND_UPDATE_FIELD_NUMBER: _ClassVar[int]
     DISABLE_FIELD_NUMBER: _ClassVar[int]
+    RUN_AND_ADVANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: int
-    enqueue_and_update: EnqueueAndUpdate
     disable: Empty
-    def __init__(self, request_id: _Optional[int] = ..., enqueue_and_update: _Optional[_Union[EnqueueAndUpdate, _Mapping]] = ..., disable: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+    run_and_advance: RunAndAdvance
+    def __init__(self, request_id: _Optional[int] = ..., disable: _Optional[_Union[Empty, _Mapping]] = ..., run_and_advance: _Optional[_Union[RunAndAdvance, _Mapping]] = ...) -> None: ...
 
-class EnqueueAndUpdate(_message.Message):
-    __slots__ = ("next_due_at", "enabled")
+class RunAndAdvance(_message.Message):
+    __slots__ = ("run", "next_due_at", "enabled", "kill_error")
+    RUN_FIELD_NUMBER: _ClassVar[int]
     NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    KILL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    run: bool
     next_due_at: _timestamp_pb2.Timestamp
     enabled: bool
-    def __init__(self, next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    kill_error: str
+    def __init__(self, run: _Optional[bool] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enabled: _Optional[bool] = ..., kill_error: _Optional[str] = ...) -> None: ...
 
 class ScheduleStreamRequest(_message.Message):
     __slots__ = ("lock", "apply")
@@ -410,24 +610,28 @@ class ScheduleStreamRequest(_message.Message):
     def __init__(self, lock: _Optional[_Union[Empty, _Mapping]] = ..., apply: _Optional[_Union[ScheduleApply, _Mapping]] = ...) -> None: ...
 
 class ScheduleAnswer(_message.Message):
-    __slots__ = ("request_id", "error", "enqueued")
+    __slots__ = ("request_id", "error", "enqueued", "outcome")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENQUEUED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     error: Error
     enqueued: bool
-    def __init__(self, request_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., enqueued: _Optional[bool] = ...) -> None: ...
+    outcome: str
+    def __init__(self, request_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., enqueued: _Optional[bool] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class ScheduleStreamResponse(_message.Message):
-    __slots__ = ("due", "none", "answer")
+    __slots__ = ("due", "none", "answer", "waiting_run")
     DUE_FIELD_NUMBER: _ClassVar[int]
     NONE_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    WAITING_RUN_FIELD_NUMBER: _ClassVar[int]
     due: Schedule
     none: Error
     answer: ScheduleAnswer
-    def __init__(self, due: _Optional[_Union[Schedule, _Mapping]] = ..., none: _Optional[_Union[Error, _Mapping]] = ..., answer: _Optional[_Union[ScheduleAnswer, _Mapping]] = ...) -> None: ...
+    waiting_run: bool
+    def __init__(self, due: _Optional[_Union[Schedule, _Mapping]] = ..., none: _Optional[_Union[Error, _Mapping]] = ..., answer: _Optional[_Union[ScheduleAnswer, _Mapping]] = ..., waiting_run: _Optional[bool] = ...) -> None: ...
 
 class Wakeup(_message.Message):
     __slots__ = ("kind", "name")

@@ -59,6 +59,16 @@ class CerealStub:
                 request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkflowInstancesRequest.SerializeToString,
                 response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkflowInstancesResponse.FromString,
                 _registered_method=True)
+        self.ListInstanceTasks = channel.unary_unary(
+                '/cereal.v1.Cereal/ListInstanceTasks',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksResponse.FromString,
+                _registered_method=True)
+        self.ListInstanceEvents = channel.unary_unary(
+                '/cereal.v1.Cereal/ListInstanceEvents',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsResponse.FromString,
+                _registered_method=True)
         self.ClaimWorkflows = channel.stream_stream(
                 '/cereal.v1.Cereal/ClaimWorkflows',
                 request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkflowStreamRequest.SerializeToString,
@@ -73,6 +83,36 @@ class CerealStub:
                 '/cereal.v1.Cereal/Sweep',
                 request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.SweepRequest.SerializeToString,
                 response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.SweepResponse.FromString,
+                _registered_method=True)
+        self.TaskQueueStats = channel.unary_unary(
+                '/cereal.v1.Cereal/TaskQueueStats',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.TaskQueueStatsResponse.FromString,
+                _registered_method=True)
+        self.QueueDepths = channel.unary_unary(
+                '/cereal.v1.Cereal/QueueDepths',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.QueueDepthsResponse.FromString,
+                _registered_method=True)
+        self.RegisterWorker = channel.unary_unary(
+                '/cereal.v1.Cereal/RegisterWorker',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.NewWorker.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RefreshWorker = channel.unary_unary(
+                '/cereal.v1.Cereal/RefreshWorker',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkerId.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.RefreshWorkerResponse.FromString,
+                _registered_method=True)
+        self.UnregisterWorker = channel.unary_unary(
+                '/cereal.v1.Cereal/UnregisterWorker',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkerId.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/cereal.v1.Cereal/ListWorkers',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
         self.CreateWorkflowSchedule = channel.unary_unary(
                 '/cereal.v1.Cereal/CreateWorkflowSchedule',
@@ -108,6 +148,16 @@ class CerealStub:
                 '/cereal.v1.Cereal/GetNextScheduledWorkflow',
                 request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
                 response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.TriggerWorkflowSchedule = channel.unary_unary(
+                '/cereal.v1.Cereal/TriggerWorkflowSchedule',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.RunOutcomeReply.FromString,
+                _registered_method=True)
+        self.HasWaitingScheduleRuns = channel.unary_unary(
+                '/cereal.v1.Cereal/HasWaitingScheduleRuns',
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+                response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WaitingRunsResponse.FromString,
                 _registered_method=True)
         self.WatchWakeups = channel.unary_stream(
                 '/cereal.v1.Cereal/WatchWakeups',
@@ -150,6 +200,18 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInstanceTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstanceEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClaimWorkflows(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -164,6 +226,43 @@ class CerealServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Sweep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TaskQueueStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueueDepths(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterWorker(self, request, context):
+        """live workers, stored by the domain's store
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshWorker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterWorker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,6 +311,18 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerWorkflowSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HasWaitingScheduleRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchWakeups(self, request, context):
         """new work in the caller's domain, pushed as it happens
         """
@@ -247,6 +358,16 @@ def add_CerealServicer_to_server(servicer, server):
                     request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkflowInstancesRequest.FromString,
                     response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkflowInstancesResponse.SerializeToString,
             ),
+            'ListInstanceTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstanceTasks,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksResponse.SerializeToString,
+            ),
+            'ListInstanceEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstanceEvents,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsResponse.SerializeToString,
+            ),
             'ClaimWorkflows': grpc.stream_stream_rpc_method_handler(
                     servicer.ClaimWorkflows,
                     request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkflowStreamRequest.FromString,
@@ -261,6 +382,36 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.Sweep,
                     request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.SweepRequest.FromString,
                     response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.SweepResponse.SerializeToString,
+            ),
+            'TaskQueueStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskQueueStats,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.TaskQueueStatsResponse.SerializeToString,
+            ),
+            'QueueDepths': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueueDepths,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.QueueDepthsResponse.SerializeToString,
+            ),
+            'RegisterWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterWorker,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.NewWorker.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            ),
+            'RefreshWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshWorker,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkerId.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.RefreshWorkerResponse.SerializeToString,
+            ),
+            'UnregisterWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterWorker,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkerId.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkersResponse.SerializeToString,
             ),
             'CreateWorkflowSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWorkflowSchedule,
@@ -296,6 +447,16 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.GetNextScheduledWorkflow,
                     request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
                     response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Schedule.SerializeToString,
+            ),
+            'TriggerWorkflowSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerWorkflowSchedule,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.RunOutcomeReply.SerializeToString,
+            ),
+            'HasWaitingScheduleRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasWaitingScheduleRuns,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+                    response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WaitingRunsResponse.SerializeToString,
             ),
             'WatchWakeups': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchWakeups,
@@ -449,6 +610,60 @@ class Cereal:
             _registered_method=True)
 
     @staticmethod
+    def ListInstanceTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListInstanceTasks',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstanceEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListInstanceEvents',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ClaimWorkflows(request_iterator,
             target,
             options=(),
@@ -519,6 +734,168 @@ class Cereal:
             '/cereal.v1.Cereal/Sweep',
             cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.SweepRequest.SerializeToString,
             cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.SweepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskQueueStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/TaskQueueStats',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.TaskQueueStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueueDepths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/QueueDepths',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.QueueDepthsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/RegisterWorker',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.NewWorker.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/RefreshWorker',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkerId.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.RefreshWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/UnregisterWorker',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WorkerId.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListWorkers',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -708,6 +1085,60 @@ class Cereal:
             '/cereal.v1.Cereal/GetNextScheduledWorkflow',
             cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
             cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerWorkflowSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/TriggerWorkflowSchedule',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.TriggerScheduleRequest.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.RunOutcomeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasWaitingScheduleRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/HasWaitingScheduleRuns',
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.WaitingRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

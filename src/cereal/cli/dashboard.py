@@ -1,0 +1,51 @@
+"""``cereal dashboard``: serve the web dashboard over a store (needs the ``dashboard`` extra)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cereal.cli import _render
+from cereal.cli._common import fail, state
+from cereal.drivers import open_driver
+from cereal.manager import Manager
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (keep it local unless proxied).")
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = DEFAULT_PORT,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CEREAL_DASHBOARD_TOKEN",
+            help="Secret that lets a logged-in visitor act; without it the dashboard is read-only.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the web dashboard: instances, tasks, schedules, workers; actions with a token."""
+    try:
+        import uvicorn
+
+        from cereal.dashboard import create_app
+    except ImportError as exc:
+        fail(
+            ctx, f"the dashboard needs its extra: pip install 'cereal-workflows[dashboard]' ({exc})"
+        )
+    url = state(ctx).database_url  # the global --db, also accepted after the command
+    try:
+        manager = Manager(open_driver(url))
+        app = create_app(manager, token=token if token else None)
+    except ValueError as exc:
+        fail(ctx, str(exc))
+    mode = "log in with the token to act" if token else "read-only: no token"
+    _render.note(f"cereal dashboard on http://{host}:{port} ({mode})")
+    uvicorn.run(app, host=host, port=port, log_level="debug" if state(ctx).verbose else "warning")

@@ -1,0 +1,132 @@
+"""The read-only pages: instances, one instance, task queues, schedules, workers.
+
+Every page is served whole on a normal request and as its live fragment alone
+when htmx polls it (``HX-Request`` header): the page template wraps the
+fragment in an element that re-fetches the same URL every two seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cereal import errors
+from cereal._time import utcnow
+from cereal.dashboard._paths import names_after
+from cereal.dashboard._render import Renderer
+from cereal.manager import Manager
+
+PAGE_SIZE = 50
+"""Instances per page of the listing (``?limit=`` may ask for 1 to :data:`MAX_PAGE_SIZE`)."""
+
+MAX_PAGE_SIZE = 500
+
+STATUSES = {"": None, "running": True, "finished": False}
+"""The status filter's choices and the ``is_running`` each stands for."""
+
+
+@dataclass(frozen=True)
+class Pages:
+    """Handlers of the read-only pages, over one storage-only Manager."""
+
+    manager: Manager
+    render: Renderer
+
+    async def instances(self, request: Request) -> Response:
+        """Instances filtered by workflow name, instance name and status, one page at a time."""
+        query = request.query_params
+        workflow = query.get("workflow", "").strip() or None
+        instance = query.get("instance", "").strip() or None
+        status = query.get("status", "")
+        if status not in STATUSES:
+            raise HTTPException(400, f"unknown status {status!r}: use running or finished")
+        limit = _int_param(request, "limit", PAGE_SIZE, low=1, high=MAX_PAGE_SIZE)
+        offset = _int_param(request, "offset", 0, low=0, high=None)
+        try:
+            # one extra row tells whether a next page exists
+            found = await self.manager.list_workflow_instances(
+                workflow_name=workflow,
+                instance_name=instance,
+                is_running=STATUSES[status],
+                limit=limit + 1,
+                offset=offset,
+            )
+        except (ValueError, TypeError) as exc:
+            raise HTTPException(400, str(exc)) from exc
+        filters = {"workflow": workflow or "", "instance": instance or "", "status": status}
+        return self.render.page(
+            request,
+            "instances",
+            title="Workflow instances",
+            instances=found[:limit],
+            filters=filters,
+            limit=limit,
+            offset=offset,
+            previous_offset=max(0, offset - limit) if offset else None,
+            next_offset=offset + limit if len(found) > limit else None,
+        )
+
+    async def instance(self, request: Request) -> Response:
+        """One instance: parameters, payload, result or error, tasks, pending events."""
+        names = names_after(request, "/instances/", 2)
+        if names is None:
+            raise HTTPException(404, "expected /instances/WORKFLOW/INSTANCE")
+        workflow, instance = names
+        try:
+            data = (await self.manager.get_workflow_instance(workflow, instance)).data
+            tasks = await self.manager.list_instance_tasks(workflow, instance)
+            events = await self.manager.list_instance_events(workflow, instance)
+        except errors.WorkflowInstanceNotFoundError as exc:
+            raise HTTPException(404, f"no instance {workflow}/{instance}") from exc
+        except (ValueError, TypeError) as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return self.render.page(
+            request,
+            "instance",
+            title=f"{workflow} / {instance}",
+            data=data,
+            tasks=tasks,
+            events=events,
+            now=utcnow(),
+        )
+
+    async def tasks(self, request: Request) -> Response:
+        """Per task name: queue depth, running count and the age of the oldest queued task."""
+        return self.render.page(
+            request,
+            "tasks",
+            title="Task queues",
+            queues=await self.manager.task_queue_stats(),
+            now=utcnow(),
+        )
+
+    async def schedules(self, request: Request) -> Response:
+        """Every schedule: enabled state, rule, next and last runs."""
+        return self.render.page(
+            request,
+            "schedules",
+            title="Schedules",
+            schedules=await self.manager.list_workflow_schedules(),
+        )
+
+    async def workers(self, request: Request) -> Response:
+        """The live workers: started Managers on this store, here or elsewhere."""
+        workers = await self.manager.list_workers()
+        return self.render.page(request, "workers", title="Workers", workers=workers, now=utcnow())
+
+
+def _int_param(request: Request, name: str, default: int, *, low: int, high: int | None) -> int:
+    text = request.query_params.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPException(400, f"{name} must be a whole number, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+        raise HTTPException(400, f"{name} must be {bounds}, got {value}")
+    return value

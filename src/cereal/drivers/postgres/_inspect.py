@@ -1,0 +1,86 @@
+"""Read-only inspection of the PostgreSQL store (a part of :class:`PostgresDriver`).
+
+The dashboard's reads: one live instance's tasks and pending events (through the
+unique name index, then the per-instance indexes) and the task queues.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cereal.drivers.postgres._base import PostgresBase
+from cereal.drivers.postgres._db import Row, bytes_or_none, fetch_all, utc
+from cereal.models import (
+    InstanceEvent,
+    InstanceTask,
+    TaskQueueStats,
+    TaskStatus,
+    WorkflowEventType,
+)
+
+
+class PostgresInspection(PostgresBase):
+    """Instance tasks, pending events and queue statistics."""
+
+    async def list_instance_tasks(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order."""
+        params = {"workflow_name": workflow_name, "instance_name": instance_name}
+        async with self._connection("list_instance_tasks") as conn:
+            rows = await fetch_all(conn, "instance_tasks", params)
+        return [_task_from_row(row) for row in rows]
+
+    async def list_instance_events(
+        self, workflow_name: str, instance_name: str
+    ) -> list[InstanceEvent]:
+        """The pending events of the live instance in sequence order."""
+        params = {"workflow_name": workflow_name, "instance_name": instance_name}
+        async with self._connection("list_instance_events") as conn:
+            rows = await fetch_all(conn, "instance_pending_events", params)
+        return [_event_from_row(row) for row in rows]
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
+        async with self._connection("task_queue_stats") as conn:
+            rows = await fetch_all(conn, "task_queue_stats", {})
+        return [
+            TaskQueueStats(
+                task_name=row["task_name"],
+                queued=int(row["queued"]),
+                running=int(row["running"]),
+                oldest_queued_at=utc(row["oldest_queued_at"]),
+            )
+            for row in rows
+        ]
+
+
+def _instant(value: datetime | None) -> datetime:
+    found = utc(value)
+    if found is None:
+        raise TypeError("a NOT NULL timestamp column read as NULL")
+    return found
+
+
+def _task_from_row(row: Row) -> InstanceTask:
+    return InstanceTask(
+        task_id=str(row["id"]),
+        task_name=row["task_name"],
+        state=row["state"],
+        parameters=bytes_or_none(row["parameters"]),
+        enqueued_at=_instant(row["enqueued_at"]),
+        start_after=_instant(row["start_after"]),
+        attempt=int(row["attempt"]),
+    )
+
+
+def _event_from_row(row: Row) -> InstanceEvent:
+    status = row["status"]
+    return InstanceEvent(
+        seq=int(row["id"]),
+        type=WorkflowEventType(row["event_type"]),
+        enqueued_at=_instant(row["enqueued_at"]),
+        task_name=row["task_name"],
+        task_status=None if status is None else TaskStatus(status),
+        error_text=row["error_text"] or "",
+    )

@@ -1,0 +1,73 @@
+"""Asking a PostgreSQL schedule for a run under its overlap policy, inside a transaction.
+
+Shared by the scheduler's completer (which holds the schedule's row lock
+already) and ``trigger_workflow_schedule`` (which takes it here). The
+schedule row is locked first, then the instance (kill, insert, cancel): no
+statement locks them in the other order, so no lock cycle can form.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cereal.drivers.base import start_run_plan
+from cereal.drivers.postgres._db import Conn, fetch_one
+from cereal.drivers.postgres._listen import Wake
+from cereal.models import RunOutcome
+
+if TYPE_CHECKING:
+    from cereal.drivers.postgres._base import PostgresBase
+
+
+async def start_run(
+    driver: PostgresBase,
+    conn: Conn,
+    workflow_name: str,
+    instance_name: str,
+    kill_error: str,
+) -> tuple[RunOutcome, list[Wake]] | None:
+    """Apply the schedule's overlap policy in ``conn``'s open transaction (not committed).
+
+    The instance gets the parameters stored in the (locked) schedule row.
+
+    Returns:
+        The outcome and the wakeups to announce after the commit, or None when
+        no such schedule exists.
+    """
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    state = await fetch_one(conn, "schedule_run_state", names)
+    if state is None:
+        return None
+    schedule_id = {"schedule_id": state["id"]}
+    pending = bool(state["run_pending"])
+    outcome = start_run_plan(state["overlap"], bool(state["live"]), pending)
+    if outcome is RunOutcome.REPLACED:
+        await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
+    if outcome.started and await fetch_one(conn, "start_scheduled_instance", schedule_id) is None:
+        # an instance was enqueued since the check: the policy applies to it
+        outcome = start_run_plan(state["overlap"], True, pending)
+        if outcome is RunOutcome.REPLACED:
+            await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
+            await fetch_one(conn, "start_scheduled_instance", schedule_id)
+    if outcome is RunOutcome.CANCELLING:
+        # no NOTIFY here: record_schedule_run sends the transaction's one
+        await fetch_one(conn, "cancel_workflow", {**names, "note": None})
+    wakes: list[Wake] = []
+    if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
+        wakes.append(("workflow", workflow_name))
+    waiting = outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING) or (
+        outcome is RunOutcome.SKIPPED and pending
+    )
+    if waiting:
+        wakes.append(("schedule", None))  # other schedulers learn that a run waits
+    await fetch_one(
+        conn,
+        "record_schedule_run",
+        {
+            **schedule_id,
+            "run_pending": waiting,
+            "started": outcome.started,
+            "note": driver._note(wakes),
+        },
+    )
+    return outcome, wakes

@@ -1,0 +1,70 @@
+"""Read-only inspection of the SQLite store: the dashboard's reads.
+
+Each function runs on the driver's connection thread, inside one read snapshot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from cereal.drivers.sqlite._sql import Q, blob, instant, maybe_instant
+from cereal.models import (
+    InstanceEvent,
+    InstanceTask,
+    TaskQueueStats,
+    TaskStatus,
+    WorkflowEventType,
+)
+
+
+def instance_tasks(
+    conn: sqlite3.Connection, workflow_name: str, instance_name: str
+) -> list[InstanceTask]:
+    """The queued and running tasks of the live instance, in enqueue order."""
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    return [
+        InstanceTask(
+            task_id=str(row["id"]),
+            task_name=str(row["task_name"]),
+            state=str(row["state"]),
+            parameters=blob(row["parameters"]),
+            enqueued_at=instant(row["enqueued_at"]),
+            start_after=instant(row["start_after"]),
+            attempt=int(row["attempt"]),
+        )
+        for row in conn.execute(Q["instance_tasks"], names)
+    ]
+
+
+def instance_events(
+    conn: sqlite3.Connection, workflow_name: str, instance_name: str
+) -> list[InstanceEvent]:
+    """The pending events of the live instance in sequence order."""
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    found = []
+    for row in conn.execute(Q["instance_pending_events"], names):
+        status = row["status"]
+        found.append(
+            InstanceEvent(
+                seq=int(row["id"]),
+                type=WorkflowEventType(row["event_type"]),
+                enqueued_at=instant(row["enqueued_at"]),
+                task_name=None if row["task_name"] is None else str(row["task_name"]),
+                task_status=None if status is None else TaskStatus(status),
+                error_text=str(row["error_text"] or ""),
+            )
+        )
+    return found
+
+
+def queue_stats(conn: sqlite3.Connection) -> list[TaskQueueStats]:
+    """Per task name: queued and running counts and the oldest queued enqueue time."""
+    return [
+        TaskQueueStats(
+            task_name=str(row["task_name"]),
+            queued=int(row["queued"]),
+            running=int(row["running"]),
+            oldest_queued_at=maybe_instant(row["oldest_queued_at"]),
+        )
+        for row in conn.execute(Q["task_queue_stats"])
+    ]

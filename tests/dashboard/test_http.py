@@ -1,0 +1,300 @@
+"""The dashboard over HTTP (real uvicorn, SQLite store): access rules, input, escaping, paging.
+
+The browser tests (test_browser.py) cover the same pages in Chromium; these
+check what a browser cannot easily show: status codes of refused requests.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cereal import Decision, Manager, TaskCompleteEvent, WorkflowInstance, errors
+from cereal.dashboard._paths import segment
+from tests._waiting import wait_until
+from tests.dashboard.conftest import StoreFactory, build_store
+
+ODD = 'it\'s "odd" <script>alert(1)</script> & ünï/cødé 100% ✓'
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    return build_store("sqlite", tmp_path, request)
+
+
+class Visitor:
+    """A cookie-keeping HTTP client that reads status codes instead of raising."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        return self._send(urllib.request.Request(self.base + path, headers=headers or {}))
+
+    def post(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
+        body = urllib.parse.urlencode(fields).encode()
+        return self._send(urllib.request.Request(self.base + path, data=body, method="POST"))
+
+    def _send(self, request: urllib.request.Request) -> tuple[int, str]:
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def csrf(self, path: str = "/login") -> str:
+        status, page = self.get(path)
+        assert status == 200, page
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, "no CSRF field on the page"
+        return found.group(1)
+
+    def log_in(self, token: str) -> tuple[int, str]:
+        return self.post("/login", {"csrf": self.csrf(), "token": token})
+
+
+def _instance_path(workflow: str, instance: str) -> str:
+    return f"/instances/{segment(workflow)}/{segment(instance)}"
+
+
+async def _is_live(manager: Manager, workflow: str, instance: str) -> bool:
+    return (await manager.get_workflow_instance(workflow, instance)).is_running()
+
+
+async def test_without_a_token_the_dashboard_is_read_only(serve: Any, seed: Manager) -> None:
+    await seed.enqueue_workflow("wf", "one", None)
+    await seed.create_workflow_schedule("wf", "nightly", None, "FREQ=DAILY")
+    with serve(token=None) as base:
+        visitor = Visitor(base)
+        status, page = visitor.get("/instances")
+        assert status == 200
+        assert "one" in page and "read-only" in page
+        assert "data-action" not in page
+        assert "data-action" not in visitor.get("/schedules")[1]
+        assert 'id="read-only-note"' in visitor.get("/login")[1]
+        csrf = "no form shows one: nothing can be posted"
+        for action in ("instance/cancel/wf/one", "instance/kill/wf/one"):
+            status, page = visitor.post(f"/actions/{action}", {"csrf": csrf})
+            assert status == 403
+            assert "read-only" in page
+        status, _ = visitor.post("/actions/schedule/disable/wf/nightly", {"csrf": csrf})
+        assert status == 403
+        assert visitor.post("/login", {"csrf": csrf, "token": ""})[0] == 403
+    assert await _is_live(seed, "wf", "one")
+    assert (await seed.get_workflow_schedule("wf", "nightly")).enabled
+
+
+async def test_a_wrong_token_is_refused_and_grants_nothing(serve: Any, seed: Manager) -> None:
+    await seed.enqueue_workflow("wf", "one", None)
+    with serve() as base:
+        visitor = Visitor(base)
+        status, page = visitor.log_in("not-the-token")
+        assert status == 403
+        assert 'id="login-failed"' in page
+        status, page = visitor.post("/actions/instance/kill/wf/one", {"csrf": visitor.csrf()})
+        assert status == 403
+        assert "log in" in page
+        assert "data-action" not in visitor.get("/instances")[1]
+    assert await _is_live(seed, "wf", "one")
+
+
+async def test_actions_need_the_session_csrf_token(serve: Any, seed: Manager) -> None:
+    await seed.enqueue_workflow("wf", "one", None)
+    with serve() as base:
+        visitor = Visitor(base)
+        status, _ = visitor.log_in("s3cret-token")
+        assert status == 200
+        assert visitor.post("/actions/instance/kill/wf/one", {})[0] == 403
+        assert visitor.post("/actions/instance/kill/wf/one", {"csrf": "forged"})[0] == 403
+        # a login posted from elsewhere (no CSRF field) is refused too
+        assert Visitor(base).post("/login", {"token": "s3cret-token"})[0] == 403
+        assert await _is_live(seed, "wf", "one")
+
+        status, page = visitor.post(
+            "/actions/instance/kill/wf/one", {"csrf": visitor.csrf(), "next": "/instances"}
+        )
+        assert status == 200
+        assert "killed wf/one" in page
+    with pytest.raises(errors.WorkflowFailedError, match="killed"):
+        (await seed.get_workflow_instance("wf", "one")).get_result()
+
+
+async def test_an_action_that_fails_says_why_and_changes_nothing(serve: Any, seed: Manager) -> None:
+    with serve() as base:
+        visitor = Visitor(base)
+        visitor.log_in("s3cret-token")
+        status, page = visitor.post("/actions/instance/cancel/wf/ghost", {"csrf": visitor.csrf()})
+        assert status == 200
+        assert "instance/cancel wf/ghost failed" in page
+        assert visitor.post("/actions/instance/explode/wf/x", {"csrf": visitor.csrf()})[0] == 404
+        assert visitor.post("/actions/instance/kill/wf", {"csrf": visitor.csrf()})[0] == 404
+        # an off-site "next" is ignored: the redirect stays on the dashboard
+        for off_site in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+            status, page = visitor.post(
+                "/actions/instance/cancel/wf/ghost", {"csrf": visitor.csrf(), "next": off_site}
+            )
+            assert status == 200 and 'id="instances"' in page, off_site
+        status, page = visitor.post(
+            "/actions/instance/cancel/wf/ghost", {"csrf": visitor.csrf(), "next": "/schedules"}
+        )
+        assert status == 200 and 'id="schedules"' in page
+
+
+async def test_odd_names_are_escaped_and_round_trip_through_the_url(
+    serve: Any, seed: Manager
+) -> None:
+    await seed.enqueue_workflow("w/f <b>", ODD, {"note": "<img src=x onerror=alert(1)>"})
+    with serve() as base:
+        visitor = Visitor(base)
+        status, page = visitor.get("/instances")
+        assert status == 200
+        assert "<script>alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert "<b>" not in page
+        link = _instance_path("w/f <b>", ODD)
+        assert f'href="{link}"' in page
+
+        status, page = visitor.get(link)
+        assert status == 200
+        assert "<script>alert(1)</script>" not in page
+        assert "<img src=x" not in page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page
+        assert "&#39;s &#34;odd&#34;" in page
+
+        status, page = visitor.get(link, headers={"HX-Request": "true"})
+        assert status == 200
+        assert page.lstrip().startswith('<section id="instance">')  # the fragment alone
+
+
+async def test_bad_input_gets_a_clear_error(serve: Any, seed: Manager) -> None:
+    with serve() as base:
+        visitor = Visitor(base)
+        checks = {
+            "/instances?status=bogus": "unknown status",
+            "/instances?limit=0": "limit must be from 1 to 500",
+            "/instances?offset=-3": "offset must be at least 0",
+            "/instances?offset=ten": "offset must be a whole number",
+            "/instances?workflow=%07bell": "control character",
+        }
+        for path, message in checks.items():
+            status, page = visitor.get(path)
+            assert status == 400, path
+            assert message in page, (path, page)
+        status, page = visitor.get(_instance_path("wf", "never-enqueued"))
+        assert status == 404
+        assert "no instance wf/never-enqueued" in page
+        assert visitor.get("/instances/only-one-segment")[0] == 404
+        assert visitor.get("/instances/wf/%FF%FE")[0] == 404
+
+
+async def test_paging_and_filters_are_done_by_the_store(serve: Any, seed: Manager) -> None:
+    for name in ("a", "b", "c"):
+        await seed.enqueue_workflow("wf", name, None)
+    await seed.enqueue_workflow("other", "z", None)
+    await seed.kill_workflow("wf", "c")
+    with serve() as base:
+        visitor = Visitor(base)
+        _, first = visitor.get("/instances?workflow=wf&limit=2")
+        assert _names(first) == ["a", "b"]
+        assert 'id="next-page"' in first
+        _, second = visitor.get("/instances?workflow=wf&limit=2&offset=2")
+        assert _names(second) == ["c"]
+        assert 'id="next-page"' not in second and 'id="previous-page"' in second
+        _, running = visitor.get("/instances?status=running")
+        assert _names(running) == ["z", "a", "b"]
+        _, finished = visitor.get("/instances?status=finished")
+        assert _names(finished) == ["c"]
+
+
+def _names(page: str) -> list[str]:
+    return re.findall(r'class="instance-link"[^>]*>([^<]*)<', page)
+
+
+async def test_live_workers_page_lists_none_when_no_manager_runs(serve: Any, seed: Manager) -> None:
+    with serve() as base:
+        status, page = Visitor(base).get("/workers")
+    assert status == 200
+    assert 'id="workers"' in page
+    assert "No live workers." in page
+
+
+async def test_static_htmx_is_served_from_the_package(serve: Any, seed: Manager) -> None:
+    with serve() as base:
+        status, script = Visitor(base).get("/static/htmx.min.js")
+    assert status == 200
+    assert script.startswith("/*! htmx 2.")
+    assert "Zero-Clause BSD" in script.splitlines()[0]
+
+
+async def test_metrics_show_the_store_queues(serve: Any, seed: Manager) -> None:
+    # Given two instances of one workflow waiting (no worker runs here)
+    await seed.enqueue_workflow("metered", "m-1", 1)
+    await seed.enqueue_workflow("metered", "m-2", 2)
+    # When Prometheus scrapes the dashboard
+    with serve() as base:
+        status, body = Visitor(base).get("/metrics")
+    # Then the queue gauges come from the store
+    assert status == 200
+    depth = re.search(r'^cereal_workflow_queue_depth\{workflow="metered"\} (\S+)$', body, re.M)
+    assert depth is not None, body
+    assert float(depth.group(1)) == 2.0
+    assert re.search(
+        r'^cereal_workflow_queue_oldest_age_seconds\{workflow="metered"\} ', body, re.M
+    )
+
+
+class _FailsOnATask:
+    """Runs one task that raises; the workflow fails with the task's error."""
+
+    def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
+        w.enqueue_task("explode")
+        return w.continue_()
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        ev.result.get()  # raises the task's failure: the callback's failure fails the run
+        return w.complete()
+
+    def on_cancel(self, w: WorkflowInstance, ev: object) -> Decision:
+        return w.fail("cancelled")
+
+
+def _explode(task: object) -> None:
+    raise KeyError("no such shelf")
+
+
+async def test_a_failed_run_shows_its_exception_type_and_traceback(
+    serve: Any, seed: Manager, worker_factory: Any
+) -> None:
+    # Given a run failed by a task that raised
+    worker = worker_factory()
+    worker.register_workflow_executor("shelves", _FailsOnATask())
+    worker.register_task_executor("explode", _explode)
+    await worker.start()
+    await seed.enqueue_workflow("shelves", "s-1")
+    await wait_until(
+        lambda: _is_finished(seed, "shelves", "s-1"), what="the run failed", timeout=30
+    )
+    # When its page is opened
+    with serve() as base:
+        status, page = Visitor(base).get(_instance_path("shelves", "s-1"))
+    # Then the error, its type and its traceback are shown
+    assert status == 200
+    assert re.search(r'id="error-type">KeyError<', page), page
+    traceback = re.search(r'id="error-traceback">(.*?)</pre>', page, re.S)
+    assert traceback is not None
+    assert "_explode" in traceback.group(1)
+    assert "no such shelf" in traceback.group(1)
+
+
+async def _is_finished(manager: Manager, workflow: str, instance: str) -> bool:
+    return not (await manager.get_workflow_instance(workflow, instance)).is_running()

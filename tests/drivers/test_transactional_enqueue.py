@@ -1,0 +1,402 @@
+"""Transactional enqueue (the outbox pattern) on real SQLite and PostgreSQL connections.
+
+The caller's own connection writes an order row and enqueues a workflow in
+one transaction: after a rollback neither exists; after a commit both do,
+and an idle running worker is woken by the commit alone (its poll interval
+is far longer than any wait here). "Not before the commit" is checked
+deterministically: while the transaction is open the instance is invisible to
+other connections and, on PostgreSQL, a probe instance enqueued after it is
+run to its end, so the worker has taken everything it could see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cereal import Decision, Manager, WorkflowInstance, errors
+from cereal.drivers import Driver
+from cereal.drivers.memory import MemoryDriver
+from cereal.drivers.postgres import PostgresDriver
+from cereal.drivers.sqlite import SQLiteDriver
+from tests.plugins.manager import FAST_OPTIONS, wait_finished
+
+WF, INST, PROBE = "order-fulfilment", "order-1", "probe"
+WAIT = 30.0  # generous: the machine may be loaded
+NEVER_POLL = {"workflow_poll_interval": 3600.0, "task_poll_interval": 3600.0}
+
+
+class Caller:
+    """The application's own connection and transaction (SQLite or psycopg, async or sync)."""
+
+    def __init__(self, connection: Any, placeholder: str) -> None:
+        self.connection = connection
+        self._insert = f"INSERT INTO orders (id) VALUES ({placeholder})"
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        result = fn()
+        return await result if asyncio.iscoroutine(result) else result
+
+    async def insert_order(self, order_id: int) -> None:
+        await self._run(lambda: self.connection.execute(self._insert, (order_id,)))
+
+    async def commit(self) -> None:
+        await self._run(self.connection.commit)
+
+    async def rollback(self) -> None:
+        await self._run(self.connection.rollback)
+
+    async def close(self) -> None:
+        await self._run(self.connection.close)
+
+
+class Store:
+    """A store of one kind: the driver, and callers' connections to the same database."""
+
+    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self._callers: list[Caller] = []
+        if kind == "sqlite":
+            self.path = str(tmp_path / "cereal.db")
+            self.driver: Driver = SQLiteDriver(self.path)
+        else:
+            self.dsn: str = request.getfixturevalue("postgres_dsn")
+            self.driver = PostgresDriver(self.dsn)
+
+    async def create_orders_table(self) -> None:
+        ddl = "CREATE TABLE orders (id INTEGER PRIMARY KEY)"
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.path) as conn:
+                conn.execute(ddl)
+            conn.close()
+        else:
+            async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as pg:
+                await pg.execute(ddl)
+
+    async def orders_seen_elsewhere(self) -> list[int]:
+        return await self._read_elsewhere("SELECT id FROM orders ORDER BY id")
+
+    async def instances_seen_elsewhere(self) -> list[str]:
+        """Live instances as a fresh connection sees them (not the driver's: on SQLite its
+        thread may be waiting for the write lock the caller's transaction holds)."""
+        return await self._read_elsewhere("SELECT instance_name FROM cereal_workflow_instances")
+
+    async def _read_elsewhere(self, query: str) -> list[Any]:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.path)
+            try:
+                return [row[0] for row in conn.execute(query)]
+            finally:
+                conn.close()
+        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as pg:
+            return [row[0] for row in await (await pg.execute(query)).fetchall()]
+
+    async def caller(self) -> Caller:
+        if self.kind == "sqlite":
+            made = Caller(sqlite3.connect(self.path), "?")  # legacy mode: DML opens a transaction
+        elif self.kind == "postgres-async":
+            made = Caller(await psycopg.AsyncConnection.connect(self.dsn), "%s")
+        else:
+            made = Caller(psycopg.connect(self.dsn), "%s")
+        self._callers.append(made)
+        return made
+
+    async def close(self) -> None:
+        for made in self._callers:
+            await made.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres-async", "postgres-sync"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    built = Store(request.param, tmp_path, request)
+    await built.driver.init()
+    await built.create_orders_table()
+    try:
+        yield built
+    finally:
+        await built.close()
+        while built.driver.is_open:
+            await built.driver.close()
+
+
+class Recorder:
+    """A workflow that completes at once, noting whether the commit had been issued."""
+
+    def __init__(self) -> None:
+        self.committing = False
+        self.started: dict[str, bool] = {}
+        self.start_seen = asyncio.Event()
+
+    async def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
+        self.started[w.instance_name] = self.committing
+        if w.instance_name == INST:
+            self.start_seen.set()
+        return w.complete(w.get_parameters())
+
+    async def on_task_complete(self, w: WorkflowInstance, ev: object) -> Decision:
+        return w.fail("no tasks here")
+
+    async def on_cancel(self, w: WorkflowInstance, ev: object) -> Decision:
+        return w.fail("cancelled")
+
+
+@pytest.fixture
+async def managers() -> AsyncIterator[Callable[..., Manager]]:
+    built: list[Manager] = []
+
+    def make(driver: Driver, **options: Any) -> Manager:
+        manager = Manager(driver, **{**FAST_OPTIONS, **options})
+        built.append(manager)
+        return manager
+
+    yield make
+    for manager in built:
+        await manager.stop(grace_period=0.5)
+
+
+async def _invisible(manager: Manager, instance: str = INST) -> bool:
+    try:
+        await manager.get_workflow_instance(WF, instance)
+    except errors.WorkflowInstanceNotFoundError:
+        return True
+    return False
+
+
+# ---- commit and rollback ------------------------------------------------------------------
+
+
+async def test_a_rollback_leaves_neither_the_order_nor_the_instance(
+    store: Store, managers: Callable[..., Manager]
+) -> None:
+    manager = managers(store.driver)
+    caller = await store.caller()
+
+    # Given an order row and its workflow written in one open transaction
+    await caller.insert_order(1)
+    await manager.enqueue_workflow(WF, INST, {"order": 1}, connection=caller.connection)
+    assert await store.instances_seen_elsewhere() == []  # other connections see nothing
+
+    # When the caller rolls back
+    await caller.rollback()
+
+    # Then neither exists, and the names are free
+    assert await _invisible(manager)
+    assert await manager.list_workflow_instances() == []
+    assert await store.orders_seen_elsewhere() == []
+    await manager.enqueue_workflow(WF, INST, {"order": 1})
+
+
+async def test_a_commit_wakes_an_idle_running_worker_and_only_then(
+    store: Store, managers: Callable[..., Manager]
+) -> None:
+    # Given a running worker that only a wakeup can reach (it polls once an hour)
+    flow = Recorder()
+    manager = managers(store.driver, **NEVER_POLL)
+    manager.register_workflow_executor(WF, flow)
+    await manager.start()
+    caller = await store.caller()
+
+    # When an order and its workflow are written in one transaction, not yet committed
+    await caller.insert_order(7)
+    await manager.enqueue_workflow(WF, INST, {"order": 7}, connection=caller.connection)
+
+    # Then no one else sees the instance, and the worker has not run it
+    assert await store.instances_seen_elsewhere() == []
+    if store.kind != "sqlite":
+        # even after running everything it could see: a probe enqueued later, run to its
+        # end (on SQLite the open transaction holds the one write lock, so no worker can
+        # claim anything before the commit, and a probe could not be enqueued either)
+        await manager.enqueue_workflow(WF, PROBE)
+        await wait_finished(manager, WF, PROBE, timeout=WAIT)
+    assert INST not in flow.started
+
+    # When the caller commits
+    flow.committing = True
+    await caller.commit()
+
+    # Then the commit wakes the worker, which runs the instance with the order beside it
+    await asyncio.wait_for(flow.start_seen.wait(), timeout=WAIT)
+    assert flow.started[INST] is True
+    done = await wait_finished(manager, WF, INST, timeout=WAIT)
+    assert done.get_result() == {"order": 7}
+    assert await store.orders_seen_elsewhere() == [7]
+
+
+async def test_a_live_instance_raises_exists_and_the_callers_transaction_goes_on(
+    store: Store, managers: Callable[..., Manager]
+) -> None:
+    manager = managers(store.driver)
+    await manager.enqueue_workflow(WF, INST, "first")
+    caller = await store.caller()
+    await caller.insert_order(1)
+
+    with pytest.raises(errors.WorkflowInstanceExistsError):
+        await manager.enqueue_workflow(WF, INST, "second", connection=caller.connection)
+
+    # the failed enqueue left the caller's transaction usable
+    await caller.insert_order(2)
+    await caller.commit()
+    assert await store.orders_seen_elsewhere() == [1, 2]
+    assert (await manager.get_workflow_instance(WF, INST)).get_parameters() == "first"
+
+
+async def test_bad_input_is_refused_before_touching_the_transaction(
+    store: Store, managers: Callable[..., Manager]
+) -> None:
+    manager = managers(store.driver, max_value_bytes=64)
+    caller = await store.caller()
+    conn = caller.connection
+
+    with pytest.raises(ValueError, match="workflow name"):
+        await manager.enqueue_workflow("", INST, connection=conn)
+    with pytest.raises(ValueError, match="instance name"):
+        await manager.enqueue_workflow(WF, "bad\nname", connection=conn)
+    with pytest.raises(TypeError):
+        await manager.enqueue_workflow(WF, INST, {"not json": object()}, connection=conn)
+    with pytest.raises(ValueError, match="64"):
+        await manager.enqueue_workflow(WF, INST, "x" * 100, connection=conn)
+
+    await caller.insert_order(1)
+    await caller.commit()
+    assert await manager.list_workflow_instances() == []
+    assert await store.orders_seen_elsewhere() == [1]
+
+
+# ---- connection types and states ------------------------------------------------------------
+
+
+async def test_the_memory_driver_refuses_a_connection(tmp_path: Path) -> None:
+    manager = Manager(MemoryDriver())
+    conn = sqlite3.connect(str(tmp_path / "any.db"))
+    try:
+        with pytest.raises(TypeError, match="MemoryDriver cannot enqueue on a caller's connection"):
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+        assert await manager.list_workflow_instances() == []
+    finally:
+        conn.close()
+        await manager.stop()
+
+
+async def test_the_sqlite_driver_takes_only_a_sqlite3_connection_to_its_file(
+    tmp_path: Path, managers: Callable[..., Manager]
+) -> None:
+    path = tmp_path / "cereal.db"
+    manager = managers(SQLiteDriver(str(path)))
+    await manager.list_workflow_instances()  # opens the driver: the file now exists
+
+    for wrong in ("sqlite:///cereal.db", object()):
+        with pytest.raises(TypeError, match=r"sqlite3\.Connection"):
+            await manager.enqueue_workflow(WF, INST, connection=wrong)
+
+    other = sqlite3.connect(str(tmp_path / "other.db"))
+    in_memory = sqlite3.connect(":memory:")
+    try:
+        with pytest.raises(ValueError, match=r"other\.db"):
+            await manager.enqueue_workflow(WF, INST, connection=other)
+        with pytest.raises(ValueError, match="in-memory"):
+            await manager.enqueue_workflow(WF, INST, connection=in_memory)
+    finally:
+        other.close()
+        in_memory.close()
+    assert await manager.list_workflow_instances() == []
+
+
+async def test_a_sqlite_connection_in_autocommit_mode_needs_an_explicit_begin(
+    tmp_path: Path, managers: Callable[..., Manager]
+) -> None:
+    path = tmp_path / "cereal.db"
+    manager = managers(SQLiteDriver(str(path)))
+    await manager.list_workflow_instances()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        with pytest.raises(ValueError, match="autocommit"):
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+        assert not conn.in_transaction
+
+        conn.execute("BEGIN")
+        await manager.enqueue_workflow(WF, INST, connection=conn)
+        assert conn.in_transaction  # never committed by cereal
+        assert await _invisible(manager)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    assert not await _invisible(manager)
+
+
+async def test_the_postgres_driver_takes_only_a_psycopg_connection(
+    postgres_dsn: str, tmp_path: Path, managers: Callable[..., Manager]
+) -> None:
+    manager = managers(PostgresDriver(postgres_dsn))
+    sqlite_conn = sqlite3.connect(str(tmp_path / "x.db"))
+    try:
+        for wrong in (sqlite_conn, postgres_dsn):
+            with pytest.raises(TypeError, match="psycopg AsyncConnection or Connection"):
+                await manager.enqueue_workflow(WF, INST, connection=wrong)
+    finally:
+        sqlite_conn.close()
+    assert await manager.list_workflow_instances() == []
+
+
+async def test_a_psycopg_autocommit_connection_needs_a_transaction_block(
+    postgres_dsn: str, managers: Callable[..., Manager]
+) -> None:
+    manager = managers(PostgresDriver(postgres_dsn))
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        with pytest.raises(ValueError, match="autocommit"):
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+
+        async with conn.transaction():
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+            assert await _invisible(manager)
+    assert not await _invisible(manager)
+
+
+async def test_a_failed_psycopg_transaction_is_refused(
+    postgres_dsn: str, managers: Callable[..., Manager]
+) -> None:
+    manager = managers(PostgresDriver(postgres_dsn))
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await conn.execute("SELECT 1 / 0")
+        with pytest.raises(ValueError, match="roll it back"):
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+        await conn.rollback()
+    assert await manager.list_workflow_instances() == []
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_a_failing_postgres_enqueue_leaves_the_callers_transaction_usable(
+    postgres_dsn: str, postgres_empty_dsn: str, managers: Callable[..., Manager], flavour: str
+) -> None:
+    # Given a caller's transaction on a database without cereal's tables
+    manager = managers(PostgresDriver(postgres_dsn))
+    ddl = "CREATE TABLE orders (id integer PRIMARY KEY)"
+    if flavour == "async":
+        conn: Any = await psycopg.AsyncConnection.connect(postgres_empty_dsn)
+        await conn.execute(ddl)
+    else:
+        conn = psycopg.connect(postgres_empty_dsn)
+        conn.execute(ddl)
+    caller = Caller(conn, "%s")
+    try:
+        await caller.insert_order(1)
+
+        # When the enqueue fails there
+        with pytest.raises(errors.DriverError, match="cereal_workflow_instances"):
+            await manager.enqueue_workflow(WF, INST, connection=conn)
+
+        # Then the caller's transaction goes on and commits its own rows
+        await caller.insert_order(2)
+        await caller.commit()
+    finally:
+        await caller.close()
+    async with await psycopg.AsyncConnection.connect(postgres_empty_dsn) as check:
+        rows = await (await check.execute("SELECT id FROM orders ORDER BY id")).fetchall()
+    assert [row[0] for row in rows] == [1, 2]
+    assert await manager.list_workflow_instances() == []
