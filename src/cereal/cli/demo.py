@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import contextlib
+import logging
+from collections.abc import Awaitable, Iterator
 from typing import Annotated
 
 import typer
@@ -47,9 +49,31 @@ def demo(
             on_progress=on_progress,
         )
 
-    with progress:
+    quiet = contextlib.nullcontext() if state(ctx).verbose else _expected_failures_unlogged()
+    with quiet, progress:
         report = run(ctx, _then_stop(progress, go()))
     _render.demo_report(report)
+
+
+class _DropTaskFailures(logging.Filter):
+    """Drops the per-task failure WARNINGs: the demo fails items on purpose and counts them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "event", None) != "task_failed"
+
+
+@contextlib.contextmanager
+def _expected_failures_unlogged() -> Iterator[None]:
+    """Keep the deliberate item failures' tracebacks out of the progress display (-v shows them)."""
+    drop = _DropTaskFailures()
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
 
 
 async def _then_stop(progress: Progress, demo: Awaitable[DemoReport]) -> DemoReport:
