@@ -55,7 +55,7 @@ def ensure_bench_venv() -> Path:
                 "install",
                 "-q",
                 "-e",
-                ".[postgres]",
+                ".[postgres,grpc]",
                 "-r",
                 "bench/requirements.txt",
                 "-c",
@@ -84,6 +84,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, no peers (under 60 s)")
+    parser.add_argument(
+        "--grpc",
+        action="store_true",
+        help="with --quick: add the grpc:// column (full mode always has it)",
+    )
     parser.add_argument(
         "--large",
         type=int,

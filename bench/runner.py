@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import peers, profiling, report, scenarios, stores
+from bench import grpc_column, peers, profiling, report, scenarios, stores
 
 log = logging.getLogger("cereal.bench")
 
@@ -28,6 +28,13 @@ def _say(line: str) -> None:
 async def _measure(store: stores.PostgresStore | stores.SqliteStore, sizes: scenarios.Sizes) -> Any:
     try:
         return await scenarios.run_all(store, sizes)
+    finally:
+        store.cleanup()
+
+
+async def _measure_grpc(store: stores.PostgresStore, sizes: scenarios.Sizes) -> Any:
+    try:
+        return await grpc_column.run_all(store, sizes)
     finally:
         store.cleanup()
 
@@ -70,10 +77,18 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # no server: still run SQLite and report why
             log.exception("PostgreSQL unavailable")
             result["errors"].append(f"postgres: {type(exc).__name__}: {exc}")
+    with_grpc = (not args.quick or args.grpc) and args.only != "sqlite" and result["postgres"]
+    if with_grpc:
+        try:
+            result["grpc"] = asyncio.run(_measure_grpc(stores.PostgresStore(dsn), sizes))
+        except Exception as exc:  # no grpc extra: still report the rest
+            log.exception("grpc column failed")
+            result["errors"].append(f"grpc: {type(exc).__name__}: {exc}")
+        result["grpc_ratios"] = grpc_column.ratios(result)
     if args.only in (None, "sqlite"):
         result["sqlite"] = asyncio.run(_measure(stores.SqliteStore(), sizes))
-    for kind in ("postgres", "sqlite"):
-        for name, figures in result[kind].items():
+    for kind in ("postgres", "sqlite", "grpc"):
+        for name, figures in result.get(kind, {}).items():
             if "error" in figures:
                 result["errors"].append(f"{kind} {name}: {figures['error']}")
     if not args.quick and not args.no_peers and args.only != "sqlite":
@@ -89,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     report.evaluate(result)
     md, png = report.write(result, RESULTS)
     _say(report.table(result))
+    if "grpc" in result:
+        _say("")
+        _say(grpc_column.table(result))
     if sizes.backlog_large < 1_000_000:
         _say(f"note: (e) used a large backlog of {sizes.backlog_large} tasks, not 1 000 000")
     _say(f"written: {md}" + (f", {png}" if png else " (no chart: matplotlib is not installed)"))

@@ -32,6 +32,9 @@ def _driver_url(driver: Driver) -> str:
     dsn = getattr(driver, "dsn", None)
     if dsn is not None:
         return str(dsn)
+    url = getattr(driver, "url", None)  # a grpc:// driver: the workers reach the same server
+    if url is not None:
+        return str(url)
     raise AssertionError(f"cannot tell the URL of {driver!r}")
 
 

@@ -25,6 +25,7 @@ from cereal.cli import (
     demo,
     migrate,
     schedules,
+    serve,
     worker,
     workers,
     workflows,
@@ -47,6 +48,7 @@ app.add_typer(workers.app, name="workers")
 app.command("demo")(demo.demo)
 app.command("worker")(worker.worker)
 app.command("migrate")(migrate.migrate)
+app.command("serve")(serve.serve)
 app.command("dashboard")(dashboard.dashboard)
 
 

@@ -38,7 +38,12 @@ __all__ = [
     "sqlite_path_from_url",
 ]
 
-SUPPORTED_SCHEMES = ("memory://", "sqlite:///path.db", "postgresql://user@host/db")
+SUPPORTED_SCHEMES = (
+    "memory://",
+    "sqlite:///path.db",
+    "postgresql://user@host/db",
+    "grpc://host:port?domain=NAME",
+)
 
 POSTGRES_PACKAGES = "'psycopg[binary]>=3.2' 'psycopg-pool>=3.2'"
 """What the ``postgres`` extra installs, as ``pip install`` arguments."""
@@ -67,7 +72,8 @@ def open_driver(url: str, **options: Any) -> Driver:
     """Build the driver a URL names; options from the URL query and keywords are passed on.
 
     Supported: ``memory://``, ``sqlite:///relative.db`` / ``sqlite:////abs.db``,
-    ``postgresql://...`` (also ``postgres://``).
+    ``postgresql://...`` (also ``postgres://``), ``grpc://host:port?domain=NAME``
+    (a ``cereal serve`` server; see :class:`cereal.drivers.grpc.GrpcDriver`).
 
     Raises:
         ValueError: the URL is malformed or its scheme is unknown.
@@ -91,6 +97,10 @@ def open_driver(url: str, **options: Any) -> Driver:
         return SQLiteDriver(path, **{**query_options, **options})
     if scheme in ("postgresql", "postgres"):
         return _postgres_driver_class()(url, **options)
+    if scheme == "grpc":
+        from cereal.drivers.grpc import GrpcDriver
+
+        return GrpcDriver.from_url(url, **options)
     raise ValueError(
         f"unknown driver URL scheme {parts.scheme!r} in {url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)

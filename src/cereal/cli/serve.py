@@ -1,0 +1,102 @@
+"""``cereal serve``: run the gRPC server over the ``--db`` store until SIGINT or SIGTERM.
+
+Clients reach it with ``open_driver("grpc://host:port?domain=NAME")``. The
+server binds 127.0.0.1 unless told otherwise; a non-loopback bind needs a
+token (``--token`` / ``CEREAL_SERVE_TOKEN``) or ``--insecure``. See docs/grpc.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cereal.cli import _render
+from cereal.cli._common import run, state
+
+if TYPE_CHECKING:
+    from cereal.drivers.grpc import ServeOptions
+
+
+async def _serve(url: str, options: ServeOptions, grace: float) -> str:
+    from cereal.drivers.grpc import CerealServer
+
+    server = CerealServer(url, options)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum.name)
+        stop.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for signum in handled:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await server.serve_until(stop, grace)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+    return received[0] if received else "stop"
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any).")] = 10101,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CEREAL_SERVE_TOKEN",
+            help="Bearer token every call must carry (env CEREAL_SERVE_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="PEM server certificate (enables TLS).")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="PEM server key.")] = None,
+    tls_client_ca: Annotated[
+        str | None,
+        typer.Option("--tls-client-ca", help="PEM CA; clients must present a cert it signed."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow a non-loopback bind without a token."),
+    ] = False,
+    task_expiry: Annotated[
+        float,
+        typer.Option("--task-expiry", help="Seconds; paces the server's expiry sweep."),
+    ] = 60.0,
+    grace_period: Annotated[
+        float, typer.Option("--grace-period", help="Seconds running calls get on stop.")
+    ] = 5.0,
+) -> None:
+    """Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM."""
+    from cereal.drivers.grpc import ServeOptions
+
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"must be 0-65535, got {port}", param_hint="--port")
+    if not 0 < task_expiry < float("inf"):
+        raise typer.BadParameter("must be a positive number of seconds", param_hint="--task-expiry")
+    # connect and disconnect lines are INFO: show them even without -v
+    cereal_logger = logging.getLogger("cereal")
+    if cereal_logger.getEffectiveLevel() > logging.INFO:
+        cereal_logger.setLevel(logging.INFO)
+    options = ServeOptions(
+        host=host,
+        port=port,
+        token=token or None,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        insecure=insecure,
+        sweep_expiry=task_expiry,
+    )
+    signal_name = run(ctx, _serve(state(ctx).database_url, options, grace_period))
+    _render.note(f"cereal serve stopped after {signal_name}")

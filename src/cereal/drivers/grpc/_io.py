@@ -1,0 +1,50 @@
+"""A private event loop on its own thread, where all of a client's gRPC I/O runs.
+
+grpc.aio objects belong to the loop that made them, while a cereal driver may
+be shared by Managers on different loops and threads. Running every call on
+one private loop makes the driver usable from any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from cereal import errors
+
+T = TypeVar("T")
+
+
+class IoLoop:
+    """Owns a thread running an event loop until :meth:`stop`."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the private loop; cancelling the caller cancels it.
+
+        Raises:
+            DriverError: the loop was stopped (the driver is closed).
+        """
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError:  # the loop is closed
+            work.close()
+            raise errors.DriverError("the gRPC driver is closed") from None
+        return await asyncio.wrap_future(future)
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` ran."""
+        return self.loop.is_closed() or not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop the loop, wait for its thread and close it (call from outside the loop)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()

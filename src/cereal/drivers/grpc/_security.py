@@ -1,0 +1,134 @@
+"""Who may call the server: the bind rule, TLS credentials and the bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+TOKEN_METADATA_KEY = "authorization"
+"""Request metadata key of the bearer token (value ``Bearer <token>``)."""
+
+UNPROTECTED_SERVICES = ("/grpc.health.v1.Health/",)
+"""Method prefixes callable without the token (health probes carry no secrets)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, *, token: str | None, insecure: bool) -> None:
+    """Refuse to expose an unprotected server beyond this machine.
+
+    Raises:
+        ValueError: ``host`` is not loopback, no token is set and ``insecure`` is false.
+    """
+    if token or insecure or is_loopback(host):
+        return
+    raise ValueError(
+        f"refusing to serve on {host!r} without a token: anyone who can reach it could run"
+        " and read workflows. Set --token (or CEREAL_SERVE_TOKEN), or pass --insecure"
+    )
+
+
+def _read(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} {str(path)!r}: {exc.strerror}") from exc
+
+
+def server_credentials(
+    cert: str | None, key: str | None, client_ca: str | None
+) -> grpc.ServerCredentials | None:
+    """TLS credentials of the server (``None``: plaintext).
+
+    With ``client_ca`` every client must present a certificate signed by it.
+
+    Raises:
+        ValueError: only one of cert and key is given, client_ca without them,
+            or a file cannot be read.
+    """
+    if not cert and not key:
+        if client_ca:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not cert or not key:
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    pair = [(_read(key, "TLS key"), _read(cert, "TLS certificate"))]
+    if client_ca:
+        return grpc.ssl_server_credentials(
+            pair, root_certificates=_read(client_ca, "client CA"), require_client_auth=True
+        )
+    return grpc.ssl_server_credentials(pair)
+
+
+def channel_credentials(
+    ca: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials:
+    """TLS credentials of a client: trust ``ca`` (else the system roots); present cert/key.
+
+    Raises:
+        ValueError: only one of cert and key is given, or a file cannot be read.
+    """
+    if bool(cert) != bool(key):
+        raise ValueError("a client certificate needs both 'cert' and 'key'")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca, "CA certificate") if ca else None,
+        private_key=_read(key, "client key") if key else None,
+        certificate_chain=_read(cert, "client certificate") if cert else None,
+    )
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses every call without ``authorization: Bearer <token>`` as UNAUTHENTICATED."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Pass authorised calls on; answer the rest with a refusing handler."""
+        method: str = handler_call_details.method
+        if method.startswith(UNPROTECTED_SERVICES):
+            return await continuation(handler_call_details)
+        given = b""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == TOKEN_METADATA_KEY:
+                given = value.encode() if isinstance(value, str) else bytes(value)
+        if hmac.compare_digest(given, self._expected):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        return _refusing(handler)
+
+
+def _refusing(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that fails with UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        yield  # pragma: no cover - makes this an async generator
+
+    if handler is None or not (handler.request_streaming or handler.response_streaming):
+        return grpc.unary_unary_rpc_method_handler(refuse)
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream)
+    return grpc.stream_unary_rpc_method_handler(refuse)

@@ -1,0 +1,143 @@
+"""The cereal gRPC server: the service, health, security and graceful stop.
+
+:class:`CerealServer` is what ``cereal serve`` runs; tests and embedding
+applications can run it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+import grpc
+from cereal.drivers.base import DEFAULT_TASK_EXPIRY
+from cereal.drivers.grpc._domains import stores_for
+from cereal.drivers.grpc._hosted import DomainRegistry
+from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
+from cereal.drivers.grpc._security import TokenInterceptor, check_bind, server_credentials
+from cereal.drivers.grpc._service import CerealService
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 10101
+"""The port ``cereal serve`` listens on unless told otherwise (the original's)."""
+
+MAX_MESSAGE_BYTES = 1024 * 1024 * 1024
+"""The largest message either side accepts: claimed batches carry whole values."""
+
+SERVICE_NAME = "cereal.v1.Cereal"
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Message limits and keepalives shared by server and client."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the server listens and whom it lets in."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    insecure: bool = False
+    sweep_expiry: float = DEFAULT_TASK_EXPIRY
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    maintenance: bool = True
+    """Run each domain's scheduler and expiry sweep in the server (off: clients' Managers do)."""
+
+
+class CerealServer:
+    """Serves the store at ``database_url`` (SQLite or PostgreSQL), one store per domain.
+
+    Raises:
+        ValueError: (from the constructor) a bad URL, a refused bind, or bad TLS files.
+    """
+
+    def __init__(self, database_url: str, options: ServeOptions | None = None) -> None:
+        self.options = options or ServeOptions()
+        check_bind(self.options.host, token=self.options.token, insecure=self.options.insecure)
+        self._credentials = server_credentials(
+            self.options.tls_cert, self.options.tls_key, self.options.tls_client_ca
+        )
+        self._domains = DomainRegistry(
+            stores_for(database_url),
+            sweep_expiry=self.options.sweep_expiry,
+            maintenance=self.options.maintenance,
+        )
+        self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer()
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        """Open the existing domains, bind and start serving; returns the bound port.
+
+        Raises:
+            RuntimeError: the address could not be bound.
+            CerealError: a store failed to open.
+        """
+        await self._domains.open_existing()
+        interceptors = [TokenInterceptor(self.options.token)] if self.options.token else []
+        server = grpc.aio.server(
+            interceptors=interceptors, options=channel_options(self.options.max_message_bytes)
+        )
+        pb_grpc.add_CerealServicer_to_server(  # type: ignore[no-untyped-call]
+            CerealService(self._domains), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        address = f"{self.options.host}:{self.options.port}"
+        if ":" in self.options.host and not self.options.host.startswith("["):
+            address = f"[{self.options.host}]:{self.options.port}"
+        try:
+            if self._credentials is None:
+                port = int(server.add_insecure_port(address))
+            else:
+                port = int(server.add_secure_port(address, self._credentials))
+        except RuntimeError as exc:
+            await self._domains.close()
+            raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+        await server.start()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await self._health.set("", serving)
+        await self._health.set(SERVICE_NAME, serving)
+        self._server, self.port = server, port
+        logger.info(
+            "cereal serve listening on %s:%d (%s%s)",
+            self.options.host,
+            port,
+            "TLS" if self._credentials is not None else "plaintext",
+            ", token required" if self.options.token else "",
+        )
+        return port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking calls, let running ones end within ``grace`` s, close the stores."""
+        server, self._server = self._server, None
+        if server is not None:
+            await self._health.enter_graceful_shutdown()
+            await server.stop(grace)
+        await self._domains.close()
+        logger.info("cereal serve stopped")
+
+    async def serve_until(self, stop: asyncio.Event, grace: float = 5.0) -> None:
+        """Start, serve until ``stop`` is set, then stop gracefully."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop(grace)

@@ -1,0 +1,603 @@
+"""The ``cereal.v1.Cereal`` service: each RPC calls the caller's domain driver.
+
+Adding an RPC for a new driver method is mechanical: declare it in
+``cereal_v1.proto``, regenerate, add a conversion in :mod:`._convert` if it
+carries a new record, then add a method here decorated with
+:func:`_unary` (it resolves the domain and maps errors) and the matching
+one-line call in ``GrpcDriver``.
+
+Streams hold claimed work: a claimed batch of events, leased tasks or a locked
+schedule live on one stream and are decided on it. Whatever is undecided when
+the stream ends (the client closed it, crashed, or the connection dropped) is
+rolled back by the driver's rules: workflow claims are closed (their events are
+redelivered), unreported task leases are abandoned (their workflows see the
+tasks ``LOST``), a locked schedule is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from cereal import errors
+from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
+from cereal.drivers.grpc import _convert as convert
+from cereal.drivers.grpc import _convert_views as views
+from cereal.drivers.grpc._domains import DEFAULT_DOMAIN, DOMAIN_METADATA_KEY
+from cereal.drivers.grpc._errors import ERROR_KEY, error_to_pb, is_carried, status_code
+from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
+from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
+from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
+from cereal.models import check_overlap
+
+logger = logging.getLogger(__name__)
+
+Context: TypeAlias = Any
+"""A ``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def domain_name(context: Context) -> str:
+    """The domain named in the call's metadata (``default`` when absent)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == DOMAIN_METADATA_KEY:
+            return str(value)
+    return DEFAULT_DOMAIN
+
+
+async def abort_with(context: Context, exc: BaseException) -> None:
+    """End the call with the status a carried error travels with (see :mod:`._errors`)."""
+    await context.abort(
+        status_code(exc), str(exc), trailing_metadata=((ERROR_KEY, type(exc).__name__),)
+    )
+
+
+def _unary(handler: Handler) -> Handler:
+    """Map carried errors of ``handler`` to statuses; anything else becomes INTERNAL."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: CerealService, request: Any, context: Context) -> Any:
+        try:
+            return await handler(self, request, context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            if not is_carried(exc):
+                logger.exception("%s failed", handler.__name__)
+                exc = errors.DriverError(f"{type(exc).__name__}: {exc}")
+            await abort_with(context, exc)
+            raise  # abort raised already; keeps type checkers content
+
+    return wrapper  # type: ignore[return-value]
+
+
+async def _answer(request_id: int, apply: Callable[[], Awaitable[object]]) -> pb.Answer:
+    """Run one decision or report; its error (if any) goes into the answer.
+
+    ``apply`` returns True only for a hand-back that queued the task again.
+    """
+    try:
+        outcome = await apply()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if not is_carried(exc):
+            logger.exception("applying a streamed request failed")
+            exc = errors.DriverError(f"{type(exc).__name__}: {exc}")
+        return pb.Answer(request_id=request_id, error=error_to_pb(exc))
+    return pb.Answer(request_id=request_id, handed_back=outcome is True)
+
+
+class _StreamWriter:
+    """Serialises writes of concurrently applied answers onto one stream."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._lock = asyncio.Lock()
+
+    async def write(self, message: object) -> None:
+        async with self._lock:
+            with contextlib.suppress(Exception):  # the client is gone; nothing to tell it
+                await self._context.write(message)
+
+
+async def _pick(items: Sequence[Any], index: int) -> Any:
+    if not 0 <= index < len(items):
+        raise ValueError(f"no claim or lease #{index} on this stream")
+    return items[index]
+
+
+class CerealService(pb_grpc.CerealServicer):
+    """The service over a registry of domains."""
+
+    def __init__(self, domains: DomainRegistry) -> None:
+        self._domains = domains
+
+    async def _driver(self, context: Context) -> Driver:
+        return (await self._hosted(context)).driver
+
+    async def _hosted(self, context: Context) -> HostedDomain:
+        name = domain_name(context)
+        try:
+            return await self._domains.get(name)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+
+    # ---- instances ----------------------------------------------------------------
+
+    @_unary
+    async def EnqueueWorkflow(
+        self, request: pb.EnqueueWorkflowRequest, context: Context
+    ) -> pb.Empty:
+        """Create a live instance."""
+        driver = await self._driver(context)
+        await driver.enqueue_workflow(
+            request.workflow_name,
+            request.instance_name,
+            convert.value_from_pb(request, "parameters"),
+        )
+        return pb.Empty()
+
+    @_unary
+    async def CancelWorkflow(self, request: pb.InstanceKey, context: Context) -> pb.Empty:
+        """Append a cancel event."""
+        driver = await self._driver(context)
+        await driver.cancel_workflow(request.workflow_name, request.instance_name)
+        return pb.Empty()
+
+    @_unary
+    async def KillWorkflow(self, request: pb.KillWorkflowRequest, context: Context) -> pb.Empty:
+        """Finish an instance at once."""
+        driver = await self._driver(context)
+        await driver.kill_workflow(request.workflow_name, request.instance_name, request.error)
+        return pb.Empty()
+
+    @_unary
+    async def GetWorkflowInstance(self, request: pb.InstanceKey, context: Context) -> pb.Instance:
+        """The live instance or its newest finished run."""
+        driver = await self._driver(context)
+        found = await driver.get_workflow_instance(request.workflow_name, request.instance_name)
+        return convert.instance_to_pb(found)
+
+    @_unary
+    async def ListWorkflowInstances(
+        self, request: pb.ListWorkflowInstancesRequest, context: Context
+    ) -> pb.ListWorkflowInstancesResponse:
+        """Instances matching the filter."""
+        driver = await self._driver(context)
+        found = await driver.list_workflow_instances(convert.filter_from_pb(request))
+        return pb.ListWorkflowInstancesResponse(
+            instances=[convert.instance_to_pb(i) for i in found]
+        )
+
+    @_unary
+    async def ListInstanceTasks(
+        self, request: pb.InstanceKey, context: Context
+    ) -> pb.ListInstanceTasksResponse:
+        """The queued and running tasks of a live instance."""
+        driver = await self._driver(context)
+        found = await driver.list_instance_tasks(request.workflow_name, request.instance_name)
+        return pb.ListInstanceTasksResponse(tasks=[views.instance_task_to_pb(t) for t in found])
+
+    @_unary
+    async def ListInstanceEvents(
+        self, request: pb.InstanceKey, context: Context
+    ) -> pb.ListInstanceEventsResponse:
+        """The pending events of a live instance."""
+        driver = await self._driver(context)
+        found = await driver.list_instance_events(request.workflow_name, request.instance_name)
+        return pb.ListInstanceEventsResponse(events=[views.instance_event_to_pb(e) for e in found])
+
+    # ---- queues and maintenance ---------------------------------------------------
+
+    @_unary
+    async def TaskQueueStats(
+        self, request: pb.Empty, context: Context
+    ) -> pb.TaskQueueStatsResponse:
+        """Queued and running tasks per task name."""
+        driver = await self._driver(context)
+        found = await driver.task_queue_stats()
+        return pb.TaskQueueStatsResponse(queues=[views.queue_stats_to_pb(q) for q in found])
+
+    @_unary
+    async def QueueDepths(self, request: pb.Empty, context: Context) -> pb.QueueDepthsResponse:
+        """Ready work per task and workflow name (metrics)."""
+        driver = await self._driver(context)
+        found = await driver.queue_depths()
+        return pb.QueueDepthsResponse(depths=[views.queue_depth_to_pb(d) for d in found])
+
+    @_unary
+    async def Sweep(self, request: pb.SweepRequest, context: Context) -> pb.SweepResponse:
+        """One maintenance sweep, under the caller's retention (now the domain's)."""
+        driver = await self._driver(context)
+        driver.retention = convert.retention_from_pb(request)
+        return convert.sweep_to_pb(await driver.sweep(request.task_expiry))
+
+    # ---- live workers -------------------------------------------------------------
+
+    @_unary
+    async def RegisterWorker(self, request: pb.NewWorker, context: Context) -> pb.Empty:
+        """Store a starting worker's row in the domain's store."""
+        driver = await self._driver(context)
+        await driver.register_worker(views.new_worker_from_pb(request))
+        return pb.Empty()
+
+    @_unary
+    async def RefreshWorker(
+        self, request: pb.WorkerId, context: Context
+    ) -> pb.RefreshWorkerResponse:
+        """Mark a worker seen now; tell whether its row still existed."""
+        driver = await self._driver(context)
+        return pb.RefreshWorkerResponse(found=await driver.refresh_worker(request.id))
+
+    @_unary
+    async def UnregisterWorker(self, request: pb.WorkerId, context: Context) -> pb.Empty:
+        """Remove a stopping worker's row."""
+        driver = await self._driver(context)
+        await driver.unregister_worker(request.id)
+        return pb.Empty()
+
+    @_unary
+    async def ListWorkers(self, request: pb.Empty, context: Context) -> pb.ListWorkersResponse:
+        """The domain's live workers."""
+        driver = await self._driver(context)
+        found = await driver.list_workers()
+        return pb.ListWorkersResponse(workers=[views.worker_info_to_pb(w) for w in found])
+
+    # ---- schedules ----------------------------------------------------------------
+
+    @_unary
+    async def CreateWorkflowSchedule(
+        self, request: pb.CreateScheduleRequest, context: Context
+    ) -> pb.Empty:
+        """Store a new schedule."""
+        driver = await self._driver(context)
+        next_due_at = convert.time_from_pb(request, "next_due_at")
+        if next_due_at is None:
+            raise ValueError("next_due_at is required")
+        await driver.create_workflow_schedule(
+            request.workflow_name,
+            request.instance_name,
+            convert.value_from_pb(request, "parameters"),
+            request.enabled,
+            request.recurrence,
+            next_due_at,
+            overlap=check_overlap(request.overlap),
+            catch_up_window=request.catch_up_window,
+        )
+        return pb.Empty()
+
+    @_unary
+    async def ListWorkflowSchedules(
+        self, request: pb.Empty, context: Context
+    ) -> pb.ListSchedulesResponse:
+        """Every schedule of the domain."""
+        driver = await self._driver(context)
+        found = await driver.list_workflow_schedules()
+        return pb.ListSchedulesResponse(schedules=[convert.schedule_to_pb(s) for s in found])
+
+    @_unary
+    async def GetWorkflowSchedule(self, request: pb.InstanceKey, context: Context) -> pb.Schedule:
+        """One schedule."""
+        driver = await self._driver(context)
+        found = await driver.get_workflow_schedule(request.workflow_name, request.instance_name)
+        return convert.schedule_to_pb(found)
+
+    @_unary
+    async def UpdateWorkflowSchedule(
+        self, request: pb.UpdateScheduleRequest, context: Context
+    ) -> pb.Empty:
+        """Apply a schedule update."""
+        driver = await self._driver(context)
+        await driver.update_workflow_schedule(
+            request.workflow_name, request.instance_name, convert.update_from_pb(request)
+        )
+        return pb.Empty()
+
+    @_unary
+    async def DeleteWorkflowSchedule(self, request: pb.InstanceKey, context: Context) -> pb.Empty:
+        """Remove a schedule."""
+        driver = await self._driver(context)
+        await driver.delete_workflow_schedule(request.workflow_name, request.instance_name)
+        return pb.Empty()
+
+    @_unary
+    async def GetNextScheduledWorkflow(self, request: pb.Empty, context: Context) -> pb.Schedule:
+        """The enabled schedule due soonest."""
+        driver = await self._driver(context)
+        return convert.schedule_to_pb(await driver.get_next_scheduled_workflow())
+
+    @_unary
+    async def TriggerWorkflowSchedule(
+        self, request: pb.TriggerScheduleRequest, context: Context
+    ) -> pb.RunOutcomeReply:
+        """Ask a schedule for a run now, under its overlap policy."""
+        driver = await self._driver(context)
+        outcome = await driver.trigger_workflow_schedule(
+            request.workflow_name, request.instance_name, request.kill_error
+        )
+        return pb.RunOutcomeReply(outcome=outcome.value)
+
+    @_unary
+    async def HasWaitingScheduleRuns(
+        self, request: pb.Empty, context: Context
+    ) -> pb.WaitingRunsResponse:
+        """Whether a schedule's run waits for its live instance to end."""
+        driver = await self._driver(context)
+        return pb.WaitingRunsResponse(waiting=await driver.has_waiting_schedule_runs())
+
+    # ---- streams holding claimed work ---------------------------------------------
+
+    @_unary
+    async def ClaimWorkflows(self, request_iterator: Any, context: Context) -> None:
+        """Claim a batch of instances; decide each on the stream; roll back the rest at its end."""
+        driver = await self._driver(context)
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.HasField("claim"):
+            raise ValueError("a ClaimWorkflows stream starts with a claim request")
+        claim = first.claim
+        claimed = await driver.claim_workflows(
+            list(claim.workflow_names),
+            max_instances=claim.max_instances,
+            max_events=claim.max_events,
+            claim_expiry=claim.claim_expiry,
+        )
+        completers: list[WorkflowCompleter] = [completer for _, completer in claimed]
+        try:
+            batch = pb.ClaimedWorkflows(
+                instances=[
+                    pb.ClaimedInstance(events=[convert.event_to_pb(e) for e in events])
+                    for events, _ in claimed
+                ]
+            )
+            await context.write(pb.WorkflowStreamResponse(claimed=batch))
+            if claimed:
+                await self._serve_requests(context, completers, self._apply_decision, "decision")
+        finally:
+            await asyncio.shield(_close_all(completers))
+
+    async def _apply_decision(
+        self, completers: Sequence[WorkflowCompleter], request: pb.WorkflowStreamRequest
+    ) -> pb.WorkflowStreamResponse:
+        decision = request.decision
+
+        async def apply() -> None:
+            completer: WorkflowCompleter = await _pick(completers, decision.claim)
+            action = decision.WhichOneof("action")
+            if action in ("continue_", "done", "fail"):
+                # a decision also releases the claim: the client's close needs no round trip
+                try:
+                    await _decide(completer, decision)
+                finally:
+                    await completer.close()
+            elif action == "heartbeat":
+                await completer.heartbeat()
+            elif action == "close":
+                await completer.close()
+            else:
+                raise ValueError("a workflow decision names no action")
+
+        answer = await _answer(decision.request_id, apply)
+        return pb.WorkflowStreamResponse(answer=answer)
+
+    @_unary
+    async def DequeueTasks(self, request_iterator: Any, context: Context) -> None:
+        """Lease a batch of tasks; report each on the stream; abandon the rest at its end."""
+        driver = await self._driver(context)
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.HasField("dequeue"):
+            raise ValueError("a DequeueTasks stream starts with a dequeue request")
+        ask = first.dequeue
+        leased = await driver.dequeue_tasks(
+            ask.task_name,
+            ask.max_tasks,
+            task_expiry=ask.task_expiry,
+            retry_policy=ask.retry_policy if ask.HasField("retry_policy") else None,
+        )
+        leases = _Leases([completer for _, completer in leased])
+        try:
+            batch = pb.LeasedTasks(tasks=[convert.task_to_pb(task) for task, _ in leased])
+            await context.write(pb.TaskStreamResponse(leased=batch))
+            if leased:
+                await self._serve_requests(context, leases, self._apply_report, "report")
+        finally:
+            await asyncio.shield(leases.abandon_unreported())
+
+    async def _apply_report(
+        self, leases: _Leases, request: pb.TaskStreamRequest
+    ) -> pb.TaskStreamResponse:
+        report = request.report
+
+        async def apply() -> bool:
+            completer = await _pick(leases.completers, report.lease)
+            action = report.WhichOneof("action")
+            handed_back = False
+            try:
+                if action == "heartbeat":
+                    await completer.heartbeat()
+                    return False
+                if action == "succeed":
+                    await completer.succeed(convert.value_from_pb(report.succeed, "result"))
+                elif action == "fail":
+                    await completer.fail(report.fail)
+                elif action == "fail_with_details":
+                    await completer.fail_with_details(
+                        views.failure_from_pb(report.fail_with_details)
+                    )
+                elif action == "abandon":
+                    await completer.abandon()
+                elif action == "retry":
+                    await completer.retry(report.retry.error, report.retry.delay)
+                elif action == "hand_back":
+                    handed_back = await completer.hand_back()
+                else:
+                    raise ValueError("a task report names no action")
+            except errors.TaskLostError:
+                leases.reported.add(report.lease)
+                raise
+            leases.reported.add(report.lease)
+            return handed_back
+
+        answer = await _answer(report.request_id, apply)
+        return pb.TaskStreamResponse(answer=answer)
+
+    async def _serve_requests(
+        self,
+        context: Context,
+        held: Any,
+        apply: Callable[[Any, Any], Awaitable[object]],
+        field: str,
+    ) -> None:
+        """Apply each request of the stream concurrently; answer each; wait for all."""
+        writer = _StreamWriter(context)
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(request: Any) -> None:
+            await writer.write(await apply(held, request))
+
+        try:
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                if not request.HasField(field):
+                    raise ValueError(f"expected a {field} on this stream")
+                task = asyncio.create_task(one(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            # requests already read complete even if the client went away meanwhile
+            if running:
+                await asyncio.shield(asyncio.gather(*running, return_exceptions=True))
+
+    @_unary
+    async def GetDueScheduledWorkflow(self, request_iterator: Any, context: Context) -> None:
+        """Lock the earliest due schedule; apply one action on the stream; release at its end."""
+        driver = await self._driver(context)
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.HasField("lock"):
+            raise ValueError("a GetDueScheduledWorkflow stream starts with a lock request")
+        try:
+            schedule, completer = await driver.get_due_scheduled_workflow()
+        except errors.NoDueWorkflowsError as exc:
+            await context.write(pb.ScheduleStreamResponse(none=error_to_pb(exc)))
+            return
+        try:
+            await context.write(
+                pb.ScheduleStreamResponse(
+                    due=convert.schedule_to_pb(schedule), waiting_run=not completer.due
+                )
+            )
+            request = await context.read()
+            if request is not grpc.aio.EOF and request.HasField("apply"):
+                await context.write(
+                    pb.ScheduleStreamResponse(
+                        answer=await _apply_schedule(completer, request.apply)
+                    )
+                )
+        finally:
+            await asyncio.shield(completer.close())
+
+    # ---- wakeups ------------------------------------------------------------------
+
+    async def WatchWakeups(self, request: pb.Empty, context: Context) -> AsyncIterator[pb.Wakeup]:
+        """Push the domain's wakeups; this stream's life is the client's connection."""
+        try:
+            hosted = await self._domains.get(domain_name(context))
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        except errors.CerealError as exc:  # the domain's store failed to open
+            await abort_with(context, exc)
+            raise
+        peer = context.peer()  # read now: the call's context is gone by the finally block
+        logger.info("client connected: peer=%s domain=%s", peer, hosted.name)
+        try:
+            with hosted.watch() as queue:
+                yield pb.Wakeup(kind="ready")  # the watch is live: the client may rely on it
+                while True:
+                    kind, name = await queue.get()
+                    yield pb.Wakeup(kind=kind, name=name)
+        finally:
+            logger.info("client disconnected: peer=%s domain=%s", peer, hosted.name)
+
+
+async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -> None:
+    """Apply a continue, done or fail decision."""
+    action = decision.WhichOneof("action")
+    if action == "continue_":
+        carried = decision.continue_
+        await completer.continue_(
+            convert.value_from_pb(carried, "payload"),
+            [convert.new_task_from_pb(t) for t in carried.tasks],
+        )
+    elif action == "done":
+        await completer.done(convert.value_from_pb(decision.done, "result"))
+    elif decision.fail.HasField("error_type") or decision.fail.HasField("error_traceback"):
+        await completer.fail_with_details(views.failure_from_pb(decision.fail))
+    else:
+        await completer.fail(decision.fail.error)
+
+
+class _Leases:
+    """The task leases of one stream, and which of them were reported."""
+
+    def __init__(self, completers: list[TaskCompleter]) -> None:
+        self.completers = completers
+        self.reported: set[int] = set()
+
+    async def abandon_unreported(self) -> None:
+        for index, completer in enumerate(self.completers):
+            if index in self.reported:
+                continue
+            try:
+                await completer.abandon()
+            except errors.TaskLostError:
+                pass
+            except Exception:
+                logger.exception("abandoning an unreported task lease failed")
+
+
+async def _close_all(completers: Sequence[WorkflowCompleter]) -> None:
+    for completer in completers:
+        try:
+            await completer.close()
+        except Exception:
+            logger.exception("closing a workflow claim failed")
+
+
+async def _apply_schedule(
+    completer: ScheduledWorkflowCompleter, apply: pb.ScheduleApply
+) -> pb.ScheduleAnswer:
+    try:
+        action = apply.WhichOneof("action")
+        if action == "run_and_advance":
+            ask = apply.run_and_advance
+            outcome = await completer.run_and_advance(
+                run=ask.run,
+                next_due_at=convert.time_from_pb(ask, "next_due_at"),
+                enabled=ask.enabled if ask.HasField("enabled") else None,
+                kill_error=ask.kill_error,
+            )
+            return pb.ScheduleAnswer(
+                request_id=apply.request_id, outcome=outcome.value, enqueued=outcome.started
+            )
+        if action == "disable":
+            await completer.disable()
+            return pb.ScheduleAnswer(request_id=apply.request_id)
+        raise ValueError("a schedule apply names no action")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if not is_carried(exc):
+            logger.exception("applying a schedule failed")
+            exc = errors.DriverError(f"{type(exc).__name__}: {exc}")
+        return pb.ScheduleAnswer(request_id=apply.request_id, error=error_to_pb(exc))
