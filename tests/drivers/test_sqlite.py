@@ -21,7 +21,6 @@ from cereal import errors
 from cereal._time import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.sqlite import SQLiteDriver
-from cereal.drivers.sqlite import _connection as sqlite_connection
 from cereal.drivers.sqlite._migrate import apply_migrations, label, migrations, split_statements
 from cereal.drivers.sqlite._sql import Q
 from cereal.models import (
@@ -525,24 +524,6 @@ async def test_another_connection_commit_wakes_every_kind(db_path: str) -> None:
 
         await wait_until(heard_every_kind, what="wakeups of every kind from the other driver")
         watcher.remove_wakeup_listener(listener)
-
-
-async def test_a_quiet_watcher_still_hears_another_connection_commit(
-    db_path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the watch counts as quiet from its first check: every check runs at the slow pace
-    monkeypatch.setattr(sqlite_connection, "QUIET_AFTER", 0.0)
-    async with SQLiteDriver(db_path, wakeup_interval=0.01) as watcher:
-        calls: list[tuple[str, str | None]] = []
-        watcher.add_wakeup_listener(lambda kind, name: calls.append((kind, name)))
-
-        async def heard() -> bool:
-            if set(calls) >= FOREIGN:
-                return True
-            foreign_commit(db_path)  # again until the watcher has read a first data_version
-            return False
-
-        await wait_until(heard, what="a quiet watcher to report a foreign commit")
 
 
 async def test_due_schedule_claim_is_exclusive_until_released(drv: SQLiteDriver) -> None:

@@ -127,12 +127,6 @@ class _Job:
 MAX_GROUP = 64
 """Most queued writes committed together in one transaction (one fsync)."""
 
-QUIET_AFTER = 2.0
-"""Seconds without another connection's commit after which the watch slows down."""
-
-QUIET_FACTOR = 3.0
-"""How much slower the ``data_version`` watch runs while quiet."""
-
 
 def is_busy(exc: sqlite3.Error) -> bool:
     """True when ``exc`` means another connection holds a lock we waited for."""
@@ -258,10 +252,8 @@ class Connection:
     # ---- the thread -------------------------------------------------------------------
 
     def _serve(self) -> None:
-        busy_interval = self.settings.watch_interval
-        interval = busy_interval
+        interval = self.settings.watch_interval
         next_check = time.monotonic() + interval
-        last_active = time.monotonic()
         last_version: int | None = None
         while True:
             try:
@@ -278,12 +270,6 @@ class Connection:
                 self._execute(item)
             if time.monotonic() < next_check:
                 continue
-            # look less often once no other connection has committed for a while: an
-            # idle Manager's checks are most of its CPU, and the first pickup after a
-            # quiet spell waits at most one slower interval (our own commits wake
-            # this process in-process, never through the watch)
-            quiet = time.monotonic() - last_active > QUIET_AFTER
-            interval = busy_interval * QUIET_FACTOR if quiet else busy_interval
             next_check = time.monotonic() + interval
             if self._conn is None or not self._watching():
                 continue
@@ -293,7 +279,6 @@ class Connection:
                 logger.debug("PRAGMA data_version failed", exc_info=True)
                 continue
             if last_version is not None and version != last_version:
-                last_active = time.monotonic()
                 self._on_foreign_change()
             last_version = version
 

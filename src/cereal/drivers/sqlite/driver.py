@@ -86,13 +86,9 @@ class SQLiteDriver(Driver):
             or ``"NORMAL"`` (faster; a power cut may lose the last commits).
         wakeup_interval: seconds between checks for other processes' commits
             (each check is one ``PRAGMA data_version``, only while a Manager
-            listens). After 2 s in which no other connection committed, the
-            checks come 3x less often, until the next such commit: an idle
-            Manager's CPU is mostly these checks, and only the first pickup
-            after a quiet spell waits the slower interval. With the default
-            of 10 ms, on a 2-core machine, cross-process pickup p99 was about
-            15 ms and an idle Manager used about 0.7% of a core before this
-            slowdown (30 ms throughout: 29 ms and 0.5%).
+            listens). With the default of 10 ms, on a 2-core machine,
+            cross-process pickup p99 was about 15 ms and an idle Manager
+            used about 0.7% of a core (30 ms: 29 ms and 0.5%).
         schedule_claim_timeout: seconds after which a scheduler's claim on a
             due schedule counts as abandoned (its process died).
         retention: how much finished-run history :meth:`sweep` keeps.
