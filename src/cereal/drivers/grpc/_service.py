@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
@@ -33,9 +34,13 @@ from cereal.drivers.grpc._errors import ERROR_KEY, error_to_pb, is_carried, stat
 from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
-from cereal.models import check_overlap
+from cereal.models import TaskData, check_overlap
+from cereal.retry import load_policy_or_none
 
 logger = logging.getLogger(__name__)
+
+LOST_CLIENT_ERROR = "the worker holding the task went away (its stream to the cereal server closed)"
+"""The error of an attempt whose client vanished (as the text of a LOST task's attempt)."""
 
 Context: TypeAlias = Any
 """A ``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
@@ -402,7 +407,7 @@ class CerealService(pb_grpc.CerealServicer):
             task_expiry=ask.task_expiry,
             retry_policy=ask.retry_policy if ask.HasField("retry_policy") else None,
         )
-        leases = _Leases([completer for _, completer in leased])
+        leases = _Leases(leased)
         try:
             batch = pb.LeasedTasks(tasks=[convert.task_to_pb(task) for task, _ in leased])
             await context.write(pb.TaskStreamResponse(leased=batch))
@@ -550,20 +555,34 @@ async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -
 class _Leases:
     """The task leases of one stream, and which of them were reported."""
 
-    def __init__(self, completers: list[TaskCompleter]) -> None:
-        self.completers = completers
+    def __init__(self, leased: list[tuple[TaskData, TaskCompleter]]) -> None:
+        self.tasks = [task for task, _ in leased]
+        self.completers = [completer for _, completer in leased]
         self.reported: set[int] = set()
 
     async def abandon_unreported(self) -> None:
+        """End the leases of a stream that closed without reporting them.
+
+        Its client is gone, exactly as when a lease expires: a task whose stored
+        policy leaves attempts is queued again after its backoff, the rest are
+        reported LOST to their workflows at once.
+        """
         for index, completer in enumerate(self.completers):
             if index in self.reported:
                 continue
+            task = self.tasks[index]
+            policy = load_policy_or_none(task.retry_policy)
+            attempt = task.metadata.attempt
             try:
-                await completer.abandon()
+                if policy.retries(None, attempt):
+                    delay = policy.backoff(attempt, random.uniform(-1.0, 1.0))
+                    await completer.retry(LOST_CLIENT_ERROR, delay)
+                else:
+                    await completer.abandon()
             except errors.TaskLostError:
                 pass
             except Exception:
-                logger.exception("abandoning an unreported task lease failed")
+                logger.exception("ending an unreported task lease failed")
 
 
 async def _close_all(completers: Sequence[WorkflowCompleter]) -> None:

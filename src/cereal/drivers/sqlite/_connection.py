@@ -127,6 +127,9 @@ class _Job:
 MAX_GROUP = 64
 """Most queued writes committed together in one transaction (one fsync)."""
 
+UNWATCHED_INTERVAL = 1.0
+"""Seconds between ``data_version`` reads while no Manager listens (baseline only)."""
+
 
 def is_busy(exc: sqlite3.Error) -> bool:
     """True when ``exc`` means another connection holds a lock we waited for."""
@@ -270,15 +273,20 @@ class Connection:
                 self._execute(item)
             if time.monotonic() < next_check:
                 continue
-            next_check = time.monotonic() + interval
-            if self._conn is None or not self._watching():
+            watching = self._watching()
+            # Unwatched, the baseline is still kept (rarely): a listener that arrives
+            # while this thread is busy then compares against a version read before it
+            # came, so a foreign commit made just after it arrived is never taken for
+            # the baseline and missed.
+            next_check = time.monotonic() + (interval if watching else UNWATCHED_INTERVAL)
+            if self._conn is None:
                 continue
             try:
                 version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.Error:
                 logger.debug("PRAGMA data_version failed", exc_info=True)
                 continue
-            if last_version is not None and version != last_version:
+            if watching and last_version is not None and version != last_version:
                 self._on_foreign_change()
             last_version = version
 
