@@ -13,9 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from cereal import errors
 from cereal.drivers.postgres import PostgresDriver, _group_commit, _heartbeats
 from cereal.drivers.postgres._db import QUERIES
-from cereal.models import NewTask
+from cereal.models import NewTask, TaskStatus
+from tests._waiting import wait_until
 
 WF = "wf"
 
@@ -144,3 +146,109 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
         [(events, completer)] = await driver.claim_workflows([WF], max_events=10)
         assert [event.completed_task_count for event in events] == [2]
         await completer.done(None)
+
+
+async def _results_and_events_of(postgres_dsn: str, task_id: int) -> tuple[int, int]:
+    """How many task results, and task_complete events, the store holds for ``task_id``."""
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as other:
+        cur = await other.execute(
+            "SELECT count(DISTINCT r.id), count(e.id) FROM cereal_task_results AS r"
+            " LEFT JOIN cereal_workflow_events AS e ON e.task_result_id = r.id"
+            " WHERE r.task_id = %s",
+            (task_id,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+@pytest.mark.parametrize("second", ["succeed", "abandon", "fail"])
+async def test_two_reports_on_one_lease_merged_behind_a_busy_group_one_wins(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    groups: list[int] = []
+    merged = _group_commit.run_completions_merged
+
+    async def counting(conn: Any, group: Any, note: Any) -> Any:
+        groups.append(len(group))
+        return await merged(conn, group, note)
+
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await _fan_out(driver, 2)
+        [(busy_task, busy), (raced_task, raced)] = await driver.dequeue_tasks("t", 2)
+        completions = driver._committers[asyncio.get_running_loop()]["completion"]
+        monkeypatch.setattr(completions, "_runner", counting)
+        reports = {
+            "succeed": lambda: raced.succeed(b'"second"'),
+            "abandon": lambda: raced.abandon(),
+            "fail": lambda: raced.fail("second"),
+        }
+
+        watcher = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
+        locker = await psycopg.AsyncConnection.connect(postgres_dsn)
+        try:
+            # Given a group held busy: the instance row its statement locks first is taken
+            await locker.execute(
+                "SELECT id FROM cereal_workflow_instances WHERE id = %s FOR UPDATE",
+                (busy._instance_id,),
+            )
+            pid_row = await (await locker.execute("SELECT pg_backend_pid()")).fetchone()
+            assert pid_row is not None
+            first_group = asyncio.ensure_future(busy.succeed(None))
+            await _wait_until_blocked_by(watcher, int(pid_row[0]))
+            # When two reports on one lease queue behind it, into the same next group
+            racing = asyncio.gather(
+                raced.succeed(b'"first"'), reports[second](), return_exceptions=True
+            )
+            await wait_until(lambda: len(completions._queue) == 2, what="both reports queued")
+            await locker.rollback()
+            await first_group
+            outcomes = await racing
+        finally:
+            await locker.close()
+            await watcher.close()
+
+        # Then they were merged into one statement, and exactly one of them won
+        assert groups == [1, 2]
+        assert outcomes[0] is None, outcomes
+        assert isinstance(outcomes[1], errors.TaskLostError), outcomes
+        assert await _results_and_events_of(postgres_dsn, raced._task_id) == (1, 1)
+        [(events, completer)] = await driver.claim_workflows([WF], max_events=10)
+        results = {
+            event.task_result.parameters: (event.task_result.status, event.task_result.result)
+            for event in events
+            if event.task_result is not None
+        }
+        assert results == {
+            busy_task.parameters: (TaskStatus.SUCCESS, None),
+            raced_task.parameters: (TaskStatus.SUCCESS, b'"first"'),
+        }
+        await completer.done(None)
+
+
+async def test_two_reports_on_one_lease_retried_write_by_write_one_wins(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    merged = _group_commit.run_completions_merged
+    failed_once: list[int] = []
+
+    async def failing_first_group(conn: Any, group: Any, note: Any) -> Any:
+        if not failed_once:  # the group fails as a whole (as on a dead connection)
+            failed_once.append(len(group))
+            raise errors.DriverError("the group's connection died")
+        return await merged(conn, group, note)
+
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await _fan_out(driver, 1)
+        [(_, raced)] = await driver.dequeue_tasks("t", 1)
+        completions = driver._committers[asyncio.get_running_loop()]["completion"]
+        monkeypatch.setattr(completions, "_runner", failing_first_group)
+
+        outcomes = await asyncio.gather(
+            raced.succeed(b'"first"'), raced.abandon(), return_exceptions=True
+        )
+
+        assert failed_once == [2]
+        assert outcomes[0] is None, outcomes
+        assert isinstance(outcomes[1], errors.TaskLostError), outcomes
+        assert await _results_and_events_of(postgres_dsn, raced._task_id) == (1, 1)

@@ -161,7 +161,9 @@ async def run_completions_merged(
 
     Each write holds one task's ``complete_tasks`` parameters; together they become
     the arrays of ``complete_tasks``, which locks the instances in id order.
-    A write's row is its task id when its lease was still held, else None.
+    A write's row is its task id when its report was applied, else None: the
+    lease was gone, or another report on the same lease came first in the group
+    (the statement applies one report per lease).
     """
     params = [dict(write.statements[0][1]) for write in group]
     merged = {
@@ -178,8 +180,9 @@ async def run_completions_merged(
     with translate("completing tasks"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["complete_tasks"], merged)
-            done = {row["id"]: row for row in await cur.fetchall()}
-    return [[done.get(p["task_id"])] for p in params]
+            applied = {row["position"]: row for row in await cur.fetchall()}
+    # keyed by position, not task id: two writes may carry the same task id
+    return [[applied.get(position)] for position in range(1, len(params) + 1)]
 
 
 async def run_decisions_merged(

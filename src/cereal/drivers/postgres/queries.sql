@@ -223,8 +223,12 @@ WHERE given.id IN (SELECT id FROM refreshed)
 -- order), in id order, so concurrent groups cannot deadlock, and marked ready
 -- on their latest version: a decision in progress is waited for and then sees
 -- these events; a kill or finish first makes the completion find nothing.
--- Returns the ids of the tasks completed; one whose lease or instance is gone
--- is left out. ``note``, when given, is sent with the commit if any completed.
+-- One report per lease: reports on the same lease can share a group (two
+-- callers racing on one completer), so only the first of them in the group is
+-- applied and the others find nothing, as a report on a stale lease does.
+-- Returns the position (1-based, in the arrays) of each report applied; one
+-- whose lease or instance is gone is left out. ``note``, when given, is sent
+-- with the commit if any completed.
 WITH given AS (
     SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
                          %(instance_ids)s::bigint[], %(statuses)s::text[],
@@ -232,11 +236,15 @@ WITH given AS (
                          %(error_types)s::text[], %(error_tracebacks)s::text[]) WITH ORDINALITY
         AS g(task_id, lease, instance_id, status, error, result, error_type, error_traceback,
              position)
+), report AS (
+    SELECT DISTINCT ON (given.task_id, given.lease) given.*
+    FROM given
+    ORDER BY given.task_id, given.lease, given.position
 ), owners AS (
     SELECT i.id FROM cereal_workflow_instances AS i
-    WHERE i.id IN (SELECT given.instance_id FROM given
+    WHERE i.id IN (SELECT report.instance_id FROM report
                    JOIN cereal_tasks AS t
-                     ON t.id = given.task_id AND t.lease = given.lease
+                     ON t.id = report.task_id AND t.lease = report.lease
                     AND t.state = 'running')
     ORDER BY i.id
     FOR NO KEY UPDATE
@@ -246,21 +254,22 @@ WITH given AS (
     WHERE i.id = owners.id
     RETURNING i.id
 ), task AS (
+    -- a task row matches at most one report: a row has one lease
     DELETE FROM cereal_tasks AS t
-    USING given
-    WHERE t.id = given.task_id AND t.lease = given.lease AND t.state = 'running'
+    USING report
+    WHERE t.id = report.task_id AND t.lease = report.lease AND t.state = 'running'
       AND t.instance_id IN (SELECT id FROM marked)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt
+              t.attempt, report.position
 ), stored AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
          error_type, error_traceback, attempts)
-    SELECT task.instance_id, task.id, task.task_name, task.parameters, given.status,
-           given.error, given.result, task.enqueued_at, given.error_type, given.error_traceback,
-           greatest(task.attempt, 1)
-    FROM task JOIN given ON given.task_id = task.id
-    ORDER BY given.position
+    SELECT task.instance_id, task.id, task.task_name, task.parameters, report.status,
+           report.error, report.result, task.enqueued_at, report.error_type,
+           report.error_traceback, greatest(task.attempt, 1)
+    FROM task JOIN report ON report.position = task.position
+    ORDER BY report.position
     RETURNING id, instance_id, task_id
 ), event AS (
     INSERT INTO cereal_workflow_events
@@ -273,7 +282,7 @@ WITH given AS (
     SELECT pg_notify('cereal_wakeup', %(note)s::text)
     WHERE %(note)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM task)
 )
-SELECT id FROM task WHERE (SELECT count(*) FROM announced) >= 0
+SELECT id, position FROM task WHERE (SELECT count(*) FROM announced) >= 0
 
 -- name: expire_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
