@@ -513,15 +513,17 @@ class Manager:
         commits, and workers are woken by that commit. cereal never commits
         or rolls back that transaction. The SQLite driver takes a
         ``sqlite3.Connection`` on its file, the PostgreSQL driver a psycopg
-        ``AsyncConnection`` or ``Connection`` (a plain one runs in a thread).
+        ``AsyncConnection`` or ``Connection`` (a plain one runs in a thread)
+        to its server, database and schema.
 
         Raises:
             WorkflowInstanceExistsError: an instance with these names is running.
             ValueError / TypeError: bad names, or parameters that are not JSON or too large.
             TypeError: ``connection`` is not of a type the driver takes (the
                 memory driver takes none).
-            ValueError: ``connection`` has no open transaction (autocommit) or,
-                for SQLite, is on another database file.
+            ValueError: ``connection`` has no open transaction (autocommit) or
+                reaches another store: for SQLite another database file, for
+                PostgreSQL another server, database or schema (nothing is written).
         """
         _check_pair(workflow_name, instance_name)
         encoded = values.encode(

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -370,33 +371,147 @@ async def test_a_failed_psycopg_transaction_is_refused(
     assert await manager.list_workflow_instances() == []
 
 
-@pytest.mark.parametrize("flavour", ["async", "sync"])
-async def test_a_failing_postgres_enqueue_leaves_the_callers_transaction_usable(
-    postgres_dsn: str, postgres_empty_dsn: str, managers: Callable[..., Manager], flavour: str
-) -> None:
-    # Given a caller's transaction on a database without cereal's tables
-    manager = managers(PostgresDriver(postgres_dsn))
-    ddl = "CREATE TABLE orders (id integer PRIMARY KEY)"
+async def _connect(dsn: str, flavour: str) -> Any:
+    """The caller's psycopg connection, async or plain, with an orders table in its database."""
+    ddl = "CREATE TABLE IF NOT EXISTS orders (id integer PRIMARY KEY)"
     if flavour == "async":
-        conn: Any = await psycopg.AsyncConnection.connect(postgres_empty_dsn)
+        conn: Any = await psycopg.AsyncConnection.connect(dsn)
         await conn.execute(ddl)
     else:
-        conn = psycopg.connect(postgres_empty_dsn)
+        conn = psycopg.connect(dsn)
         conn.execute(ddl)
-    caller = Caller(conn, "%s")
+    return conn
+
+
+async def _rows(dsn: str, query: str) -> list[Any]:
+    async with await psycopg.AsyncConnection.connect(dsn) as check:
+        return [row[0] for row in await (await check.execute(query)).fetchall()]
+
+
+def with_search_path(dsn: str, schema: str) -> str:
+    """``dsn`` (a URL) whose sessions search ``schema`` only."""
+    options = quote(f"-csearch_path={schema}", safe="")
+    return f"{dsn}{'&' if '?' in dsn else '?'}options={options}"
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_a_connection_to_another_cereal_database_is_refused_and_nothing_stored(
+    postgres_dsn: str, postgres_empty_dsn: str, managers: Callable[..., Manager], flavour: str
+) -> None:
+    # Given another database of the same server, with cereal's tables too
+    await PostgresDriver(postgres_empty_dsn).migrate()
+    manager = managers(PostgresDriver(postgres_dsn))
+    caller = Caller(await _connect(postgres_empty_dsn, flavour), "%s")
     try:
         await caller.insert_order(1)
 
-        # When the enqueue fails there
-        with pytest.raises(errors.DriverError, match="cereal_workflow_instances"):
-            await manager.enqueue_workflow(WF, INST, connection=conn)
+        # When the caller enqueues on its connection to that database
+        with pytest.raises(ValueError, match="not the driver's store") as refused:
+            await manager.enqueue_workflow(WF, INST, connection=caller.connection)
 
-        # Then the caller's transaction goes on and commits its own rows
+        # Then the message names both databases, and the transaction goes on
+        other_db, ours = postgres_empty_dsn.rsplit("/", 1)[1], postgres_dsn.rsplit("/", 1)[1]
+        assert other_db in str(refused.value) and ours in str(refused.value)
         await caller.insert_order(2)
         await caller.commit()
     finally:
         await caller.close()
-    async with await psycopg.AsyncConnection.connect(postgres_empty_dsn) as check:
-        rows = await (await check.execute("SELECT id FROM orders ORDER BY id")).fetchall()
-    assert [row[0] for row in rows] == [1, 2]
+    assert await _rows(postgres_empty_dsn, "SELECT id FROM orders ORDER BY id") == [1, 2]
+    assert (
+        await _rows(postgres_empty_dsn, "SELECT instance_name FROM cereal_workflow_instances") == []
+    )
     assert await manager.list_workflow_instances() == []
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_a_connection_to_a_database_without_cereal_tables_is_refused(
+    postgres_dsn: str, postgres_empty_dsn: str, managers: Callable[..., Manager], flavour: str
+) -> None:
+    manager = managers(PostgresDriver(postgres_dsn))
+    caller = Caller(await _connect(postgres_empty_dsn, flavour), "%s")
+    try:
+        await caller.insert_order(1)
+
+        with pytest.raises(ValueError, match="no cereal tables"):
+            await manager.enqueue_workflow(WF, INST, connection=caller.connection)
+
+        await caller.insert_order(2)
+        await caller.commit()
+    finally:
+        await caller.close()
+    assert await _rows(postgres_empty_dsn, "SELECT id FROM orders ORDER BY id") == [1, 2]
+    assert await manager.list_workflow_instances() == []
+
+
+async def test_a_connection_searching_another_schema_is_refused_and_the_drivers_is_taken(
+    postgres_dsn: str, managers: Callable[..., Manager]
+) -> None:
+    # Given a second cereal store in schema "other" of the same database
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
+        await admin.execute("CREATE SCHEMA other")
+    in_other = with_search_path(postgres_dsn, "other")
+    await PostgresDriver(in_other).migrate()
+    public = managers(PostgresDriver(postgres_dsn))
+    other = managers(PostgresDriver(in_other))
+
+    async with await psycopg.AsyncConnection.connect(in_other) as conn:
+        # the public store's Manager refuses a connection that finds schema "other"
+        with pytest.raises(ValueError, match="schema 'other'"):
+            await public.enqueue_workflow(WF, INST, connection=conn)
+        # the Manager of schema "other" takes it
+        await other.enqueue_workflow(WF, INST, connection=conn)
+        await conn.commit()
+    assert await public.list_workflow_instances() == []
+    assert [i.instance_name for i in await other.list_workflow_instances()] == [INST]
+
+
+async def test_a_connection_through_pgbouncer_reaches_the_same_store(
+    postgres_dsn: str, pgbouncer_dsn: str, managers: Callable[..., Manager]
+) -> None:
+    # the driver goes through PgBouncer; the caller straight to PostgreSQL, and back
+    bounced = f"{pgbouncer_dsn}?prepare_threshold=none&listen_url={quote(postgres_dsn, safe='')}"
+    through = managers(PostgresDriver(bounced))
+    direct = managers(PostgresDriver(postgres_dsn))
+
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+        await through.enqueue_workflow(WF, "direct-caller", connection=conn)
+        await conn.commit()
+    async with await psycopg.AsyncConnection.connect(pgbouncer_dsn, prepare_threshold=None) as conn:
+        await direct.enqueue_workflow(WF, "bounced-caller", connection=conn)
+        await conn.commit()
+    names = sorted(i.instance_name for i in await direct.list_workflow_instances())
+    assert names == ["bounced-caller", "direct-caller"]
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_a_failing_postgres_enqueue_leaves_the_callers_transaction_usable(
+    postgres_dsn: str, managers: Callable[..., Manager], flavour: str
+) -> None:
+    # Given a store whose instance insert fails for one name (a trigger raises)
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
+        await admin.execute(
+            "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN IF NEW.instance_name = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        await admin.execute(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON cereal_workflow_instances"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_boom()"
+        )
+    manager = managers(PostgresDriver(postgres_dsn))
+    caller = Caller(await _connect(postgres_dsn, flavour), "%s")
+    try:
+        await caller.insert_order(1)
+
+        # When the enqueue statement fails on the caller's connection
+        with pytest.raises(errors.DriverError, match="boom refused"):
+            await manager.enqueue_workflow(WF, "boom", connection=caller.connection)
+
+        # Then the caller's transaction goes on and commits its own rows
+        await caller.insert_order(2)
+        await manager.enqueue_workflow(WF, INST, connection=caller.connection)
+        await caller.commit()
+    finally:
+        await caller.close()
+    assert await _rows(postgres_dsn, "SELECT id FROM orders ORDER BY id") == [1, 2]
+    assert [i.instance_name for i in await manager.list_workflow_instances()] == [INST]

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
 from cereal.drivers.base import DURABLE, MULTIPROCESS, Driver, WorkKind
+from cereal.drivers.postgres._caller_transaction import StoreIdentity
 from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
@@ -243,6 +244,8 @@ class PostgresBase(Driver):
             asyncio.AbstractEventLoop, dict[str, GroupCommitter]
         ] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[None]] = set()
+        # the store this driver reaches, read at the first transactional enqueue
+        self._store_identity: StoreIdentity | None = None
         self._beaters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatBatcher] = (
             weakref.WeakKeyDictionary()
         )
@@ -310,6 +313,7 @@ class PostgresBase(Driver):
             await asyncio.wait(set(self._background), timeout=self._pool_timeout)
         listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
+        self._store_identity = None  # a reopened driver may reach a recreated database
         if listener is not None:
             await listener.stop()
         if pool is not None:

@@ -126,15 +126,21 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
 
         One statement in a savepoint (a failure leaves the caller's
         transaction usable); its ``NOTIFY`` is delivered when, and only if,
-        the caller commits. A plain ``Connection`` runs in a worker thread.
+        the caller commits. The savepoint goes with a query of the
+        connection's store (server, database, instance table), compared with
+        the driver's own: no extra round trip. A plain ``Connection`` runs in
+        a worker thread.
 
         Raises:
             TypeError: ``connection`` is not a psycopg ``AsyncConnection`` or ``Connection``.
-            ValueError: it is closed, failed, or autocommitting outside a transaction.
+            ValueError: it is closed, failed, or autocommitting outside a
+                transaction, or it reaches another store than the driver's
+                (another server, database, or schema on its search path).
             WorkflowInstanceExistsError: a live instance with these names exists
                 (as the caller's transaction sees it).
         """
         conn = _caller_transaction.check_connection(connection)
+        store = await self._own_store()
         wakes: list[Wake] = [("workflow", workflow_name)]
         params = {
             "workflow_name": workflow_name,
@@ -144,8 +150,16 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
                 encode_note(_caller_transaction.CALLER_SENDER, wakes) if self._notify else None
             ),
         }
-        if not await _caller_transaction.enqueue(conn, params):
+        if not await _caller_transaction.enqueue(conn, params, store):
             raise errors.WorkflowInstanceExistsError()
+
+    async def _own_store(self) -> _caller_transaction.StoreIdentity:
+        """The store this driver's connections reach (read once per open)."""
+        if self._store_identity is None:
+            async with self._connection("reading the store's identity") as conn:
+                row = await fetch_one(conn, "store_identity", {})
+            self._store_identity = _caller_transaction.StoreIdentity.from_row(row)
+        return self._store_identity
 
     async def dequeue_workflow(
         self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY

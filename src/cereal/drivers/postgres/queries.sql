@@ -19,6 +19,20 @@ SELECT ev.instance_id,
             ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
 FROM ev
 
+-- name: store_identity
+-- Which store this session's statements reach: the cluster (its system
+-- identifier, fixed at initdb, the same through any proxy), the database (its
+-- oid, kept across renames) and the instance table the search path finds
+-- (NULL when there is none). The names are for messages only.
+SELECT (SELECT system_identifier FROM pg_control_system()) AS system_identifier,
+       (SELECT oid FROM pg_database WHERE datname = current_database()) AS database_oid,
+       current_database() AS database_name,
+       c.oid AS table_oid,
+       n.nspname AS schema_name
+FROM (SELECT to_regclass('cereal_workflow_instances') AS found) AS t
+LEFT JOIN pg_class AS c ON c.oid = t.found
+LEFT JOIN pg_namespace AS n ON n.oid = c.relnamespace
+
 -- name: cancel_workflow
 -- Append a cancel event to the live instance and mark it ready. Updating the
 -- instance row first orders this before or after a concurrent decision or
