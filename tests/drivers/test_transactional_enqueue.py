@@ -12,7 +12,9 @@ run to its end, so the worker has taken everything it could see.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,14 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from cereal import Decision, Manager, WorkflowInstance, errors
 from cereal.drivers import Driver
 from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.sqlite import SQLiteDriver
+from cereal.models import ListWorkflowFilter
 from tests.plugins.manager import FAST_OPTIONS, wait_finished
 
 WF, INST, PROBE = "order-fulfilment", "order-1", "probe"
@@ -515,3 +519,76 @@ async def test_a_failing_postgres_enqueue_leaves_the_callers_transaction_usable(
         await caller.close()
     assert await _rows(postgres_dsn, "SELECT id FROM orders ORDER BY id") == [1, 2]
     assert [i.instance_name for i in await manager.list_workflow_instances()] == [INST]
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_an_enqueue_in_psycopg_pipeline_mode_is_checked_and_stored(
+    postgres_dsn: str, postgres_empty_dsn: str, managers: Callable[..., Manager], flavour: str
+) -> None:
+    manager = managers(PostgresDriver(postgres_dsn))
+
+    async def enqueue_in_pipeline(dsn: str, instance: str) -> None:
+        if flavour == "async":
+            conn = await psycopg.AsyncConnection.connect(dsn)
+            async with conn, conn.pipeline():
+                await manager.enqueue_workflow(WF, instance, connection=conn)
+        else:
+            with psycopg.connect(dsn) as sync_conn, sync_conn.pipeline():
+                await manager.enqueue_workflow(WF, instance, connection=sync_conn)
+
+    await enqueue_in_pipeline(postgres_dsn, INST)  # committed when the connection closes
+    with pytest.raises(ValueError, match="not the driver's store"):
+        await enqueue_in_pipeline(postgres_empty_dsn, "elsewhere")
+    assert [i.instance_name for i in await manager.list_workflow_instances()] == [INST]
+
+
+def as_user(dsn: str, user: str) -> str:
+    """``dsn`` (a URL) connecting as ``user``."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}user={user}"
+
+
+async def test_a_role_that_may_not_read_the_cluster_identifier_is_checked_on_oids(
+    postgres_dsn: str,
+    postgres_empty_dsn: str,
+    postgres_admin_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a role that may use cereal's tables but not call pg_control_system()
+    role = f"cereal_limited_{uuid.uuid4().hex[:12]}"
+    await PostgresDriver(postgres_empty_dsn).migrate()
+    async with await psycopg.AsyncConnection.connect(postgres_admin_dsn, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as db:
+            await db.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+            for grant in (
+                "GRANT ALL ON SCHEMA public TO {}",
+                "GRANT ALL ON ALL TABLES IN SCHEMA public TO {}",
+                "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}",
+                "GRANT ALL ON ALL FUNCTIONS IN SCHEMA public TO {}",
+            ):
+                await db.execute(sql.SQL(grant).format(sql.Identifier(role)))
+        caplog.set_level(logging.WARNING, logger="cereal")
+
+        async with PostgresDriver(as_user(postgres_dsn, role)) as driver:
+            # When it enqueues on connections to its own database and to another one
+            async with await psycopg.AsyncConnection.connect(as_user(postgres_dsn, role)) as conn:
+                await driver.enqueue_workflow_in_transaction(conn, WF, INST, None)
+                await conn.commit()
+            async with await psycopg.AsyncConnection.connect(
+                as_user(postgres_empty_dsn, role)
+            ) as conn:
+                with pytest.raises(ValueError, match="not the driver's store"):
+                    await driver.enqueue_workflow_in_transaction(conn, WF, "elsewhere", None)
+
+            # Then the first is stored, the second refused, and a WARNING says why
+            listed = await driver.list_workflow_instances(ListWorkflowFilter())
+            assert [i.instance_name for i in listed] == [INST]
+        assert "system identifier" in caplog.text
+    finally:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as db:
+            await db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        async with await psycopg.AsyncConnection.connect(
+            postgres_admin_dsn, autocommit=True
+        ) as admin:
+            await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -24,7 +24,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
 from cereal.drivers.base import DURABLE, MULTIPROCESS, Driver, WorkKind
-from cereal.drivers.postgres._caller_transaction import StoreIdentity
 from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
@@ -35,6 +34,7 @@ from cereal.drivers.postgres._group_commit import (
 from cereal.drivers.postgres._heartbeats import HeartbeatBatcher
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
 from cereal.drivers.postgres._migrate import apply_migrations
+from cereal.drivers.postgres._store_identity import StoreIdentity
 from cereal.models import HistoryRetention
 
 logger = logging.getLogger(__name__)

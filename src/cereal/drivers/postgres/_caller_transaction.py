@@ -5,27 +5,28 @@ instance in one transaction, so both exist or neither does. The enqueue is
 the driver's usual single statement (instance, start event, ``pg_notify``),
 run inside a savepoint so that a failure leaves the caller's transaction
 usable. The connection must reach the driver's own store: the savepoint
-travels with a query of the session's :class:`StoreIdentity` (one round trip
-for both), and a connection to another server, database or schema is refused
-before anything is written. ``NOTIFY`` is transactional: it is delivered when, and only if, the
-caller commits, so workers wake after the commit. Its sender token is not
-any driver's own, so the LISTEN connection of this very driver wakes its
-Managers too (the enqueue cannot wake them directly: it does not know when
-the commit happens). Nothing here commits or rolls back.
+travels with a query of the session's
+:class:`~cereal.drivers.postgres._store_identity.StoreIdentity` (one round
+trip for both), and a connection to another server, database or schema is
+refused before anything is written. ``NOTIFY`` is transactional: it is
+delivered when, and only if, the caller commits, so workers wake after the
+commit. Its sender token is not any driver's own, so the LISTEN connection of
+this very driver wakes its Managers too (the enqueue cannot wake them
+directly: it does not know when the commit happens). Nothing here commits or
+rolls back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 from psycopg.rows import dict_row
 
-from cereal import errors
-from cereal.drivers.postgres._db import QUERIES, Row, translate
+from cereal.drivers.postgres._db import QUERIES, translate
+from cereal.drivers.postgres._store_identity import StoreIdentity, refuse_other_store
 
 CALLER_SENDER = "caller-transaction"
 """The sender token of notes sent by a caller's commit (no driver uses it)."""
@@ -33,78 +34,8 @@ CALLER_SENDER = "caller-transaction"
 _SAVEPOINT = "SAVEPOINT cereal_enqueue"
 _RELEASE = "RELEASE SAVEPOINT cereal_enqueue"
 _ROLLBACK_TO = "ROLLBACK TO SAVEPOINT cereal_enqueue"
-# two statements in one simple-protocol round trip; the savepoint comes first,
-# so that a failing identity query can be rolled back too
-_SAVEPOINT_AND_IDENTITY = _SAVEPOINT + "; " + QUERIES["store_identity"]
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
-
-
-@dataclass(frozen=True)
-class StoreIdentity:
-    """Which cereal store a session reaches (a row of the ``store_identity`` query).
-
-    Two sessions reach the same store when they agree on the cluster's system
-    identifier, the database's oid and the instance table their search paths
-    find. All three are read from the server, so a proxy (PgBouncer) or a
-    different host name or socket for the same server does not matter.
-    """
-
-    system_identifier: int
-    database_oid: int
-    table_oid: int | None
-    """``cereal_workflow_instances`` as the search path finds it; None: not found."""
-    database_name: str
-    schema_name: str | None
-
-    @classmethod
-    def from_row(cls, row: Row | None) -> StoreIdentity:
-        """The identity in a row of the ``store_identity`` query."""
-        if row is None:
-            raise errors.DriverError("PostgreSQL: the store identity query returned no row")
-        return cls(
-            system_identifier=int(row["system_identifier"]),
-            database_oid=int(row["database_oid"]),
-            table_oid=None if row["table_oid"] is None else int(row["table_oid"]),
-            database_name=str(row["database_name"]),
-            schema_name=row["schema_name"],
-        )
-
-    def same_store(self, other: StoreIdentity) -> bool:
-        """True when both reach the same cereal tables of the same database and server."""
-        return (
-            self.table_oid is not None
-            and self.system_identifier == other.system_identifier
-            and self.database_oid == other.database_oid
-            and self.table_oid == other.table_oid
-        )
-
-    def describe(self) -> str:
-        """Where this session's cereal tables are, for a message."""
-        where = f"database {self.database_name!r}"
-        if self.table_oid is None:
-            return f"{where} (no cereal tables on its search path)"
-        return f"{where}, schema {self.schema_name!r}"
-
-
-def _refuse_other_store(here: StoreIdentity, expected: StoreIdentity) -> None:
-    """Raise unless ``here`` is the driver's store ``expected``.
-
-    Raises:
-        ValueError: the caller's connection reaches another store.
-    """
-    if here.same_store(expected):
-        return
-    server = (
-        ""
-        if here.system_identifier == expected.system_identifier
-        else " on another PostgreSQL server"
-    )
-    raise ValueError(
-        f"the psycopg connection reaches {here.describe()}{server}, not the driver's store "
-        f"({expected.describe()}); nothing was written: enqueue on a connection to the "
-        "driver's database (and schema)"
-    )
 
 
 def check_connection(connection: object) -> AnyConnection:
@@ -153,15 +84,31 @@ async def enqueue(connection: AnyConnection, params: dict[str, Any], store: Stor
         return await asyncio.to_thread(_enqueue_sync, connection, params, store)
 
 
+def _with_savepoint(identity_query: LiteralString) -> LiteralString:
+    """The savepoint, then ``identity_query``: two statements in one simple-protocol round trip.
+
+    The savepoint comes first, so that a failing identity query is rolled back too.
+    """
+    return _SAVEPOINT + "; " + identity_query
+
+
+def _pipelined(conn: AnyConnection) -> bool:
+    """True in psycopg's pipeline mode: statements are sent one by one, unanswered."""
+    return conn.info.pipeline_status != PipelineStatus.OFF
+
+
 async def _enqueue_async(
     conn: psycopg.AsyncConnection[Any], params: dict[str, Any], store: StoreIdentity
 ) -> bool:
     async with conn.cursor(row_factory=dict_row) as cur:
         try:
-            # never prepared: a prepared statement holds one command only
-            await cur.execute(_SAVEPOINT_AND_IDENTITY, prepare=False)
-            cur.nextset()
-            _refuse_other_store(StoreIdentity.from_row(await cur.fetchone()), store)
+            if _pipelined(conn):  # one command per statement; they share a round trip anyway
+                await cur.execute(_SAVEPOINT)
+                await cur.execute(store.query)
+            else:  # never prepared: a prepared statement holds one command only
+                await cur.execute(_with_savepoint(store.query), prepare=False)
+                cur.nextset()
+            refuse_other_store(StoreIdentity.from_row(await cur.fetchone()), store)
             await cur.execute(QUERIES["enqueue_workflow"], params)
             row = await cur.fetchone()
         except BaseException:
@@ -182,9 +129,13 @@ def _enqueue_sync(
 ) -> bool:
     with conn.cursor(row_factory=dict_row) as cur:
         try:
-            cur.execute(_SAVEPOINT_AND_IDENTITY, prepare=False)
-            cur.nextset()
-            _refuse_other_store(StoreIdentity.from_row(cur.fetchone()), store)
+            if _pipelined(conn):
+                cur.execute(_SAVEPOINT)
+                cur.execute(store.query)
+            else:
+                cur.execute(_with_savepoint(store.query), prepare=False)
+                cur.nextset()
+            refuse_other_store(StoreIdentity.from_row(cur.fetchone()), store)
             cur.execute(QUERIES["enqueue_workflow"], params)
             row = cur.fetchone()
         except BaseException:

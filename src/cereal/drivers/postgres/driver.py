@@ -42,6 +42,7 @@ from cereal.drivers.postgres._db import (
 from cereal.drivers.postgres._inspect import PostgresInspection
 from cereal.drivers.postgres._listen import Wake, encode_note
 from cereal.drivers.postgres._schedules import PostgresSchedules
+from cereal.drivers.postgres._store_identity import StoreIdentity, read_own
 from cereal.drivers.postgres._workers import PostgresWorkers
 from cereal.models import (
     ListWorkflowFilter,
@@ -153,12 +154,11 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
         if not await _caller_transaction.enqueue(conn, params, store):
             raise errors.WorkflowInstanceExistsError()
 
-    async def _own_store(self) -> _caller_transaction.StoreIdentity:
+    async def _own_store(self) -> StoreIdentity:
         """The store this driver's connections reach (read once per open)."""
         if self._store_identity is None:
             async with self._connection("reading the store's identity") as conn:
-                row = await fetch_one(conn, "store_identity", {})
-            self._store_identity = _caller_transaction.StoreIdentity.from_row(row)
+                self._store_identity = await read_own(conn)
         return self._store_identity
 
     async def dequeue_workflow(

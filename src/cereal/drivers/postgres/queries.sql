@@ -33,6 +33,18 @@ FROM (SELECT to_regclass('cereal_workflow_instances') AS found) AS t
 LEFT JOIN pg_class AS c ON c.oid = t.found
 LEFT JOIN pg_namespace AS n ON n.oid = c.relnamespace
 
+-- name: store_identity_in_cluster
+-- store_identity for a role that may not call pg_control_system() (PUBLIC may
+-- by default; a hosting provider can revoke it): no cluster identifier.
+SELECT NULL::bigint AS system_identifier,
+       (SELECT oid FROM pg_database WHERE datname = current_database()) AS database_oid,
+       current_database() AS database_name,
+       c.oid AS table_oid,
+       n.nspname AS schema_name
+FROM (SELECT to_regclass('cereal_workflow_instances') AS found) AS t
+LEFT JOIN pg_class AS c ON c.oid = t.found
+LEFT JOIN pg_namespace AS n ON n.oid = c.relnamespace
+
 -- name: cancel_workflow
 -- Append a cancel event to the live instance and mark it ready. Updating the
 -- instance row first orders this before or after a concurrent decision or
