@@ -613,9 +613,14 @@ async def _exchange(call: Any, request: Any) -> Any:
 
 
 async def _on_io(io: IoLoop, work: Coroutine[Any, Any, T], lost: errors.CerealError) -> T:
-    """Run ``work`` on the driver's I/O loop; once the driver is closed, raise ``lost``."""
+    """Run one request of a shared stream on the driver's I/O loop, detached from its caller.
+
+    A cancelled caller stops waiting, but the request still goes out whole and
+    the stream (other callers' claims and leases) stays up. Once the driver is
+    closed, raise ``lost``.
+    """
     try:
-        return await io.run(work)
+        return await io.run_detached(work)
     except errors.DriverError:
         if io.stopped:
             raise lost from None
