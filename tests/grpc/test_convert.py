@@ -247,6 +247,9 @@ _NOT_REMOTE = {
     # defaults that call a remote method of the same object (dequeue_tasks, run_and_advance)
     "dequeue_task",
     "enqueue_and_update",
+    # the server takes leases up for its clients (a resume request): a client's lease
+    # moves to a new stream by itself, so grpc:// does not offer it (RESUMABLE_LEASES)
+    "resume_task_lease",
 }
 
 

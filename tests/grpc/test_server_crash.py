@@ -168,3 +168,52 @@ async def test_sigterm_stops_gracefully_and_connections_are_logged(
     assert (
         Path(serve_process.database_url.removeprefix("sqlite:///")).parent / "served.billing.db"
     ).exists()
+
+
+class ReportOnce:
+    """Run one task; complete with how it ended (a LOST task is not enqueued again)."""
+
+    def on_start(self, w: WorkflowInstance, ev: Any) -> Decision:
+        w.enqueue_task("square", 9)
+        return w.continue_(None)
+
+    def on_task_complete(self, w: WorkflowInstance, ev: Any) -> Decision:
+        result = ev.result
+        return w.complete(
+            {"status": str(result.status), "attempts": result.attempts, "value": result.get()}
+        )
+
+    def on_cancel(self, w: WorkflowInstance, ev: Any) -> Decision:
+        return w.fail("cancelled")
+
+
+@pytest.mark.parametrize("restart", ["kill -9", "SIGTERM"])
+async def test_a_task_finishing_after_a_server_restart_reports_success_once(
+    serve_process: ServeProcess, restart: str
+) -> None:
+    serve_process.start()
+    gate, started = asyncio.Event(), asyncio.Event()
+    driver = GrpcDriver(f"127.0.0.1:{serve_process.port}", call_timeout=60)
+    # the lease (30 s from its last heartbeat) outlives the restart
+    manager = Manager(driver, **{**FAST_OPTIONS, "task_expiry": 30.0})
+    manager.register_workflow_executor("once", ReportOnce())
+    manager.register_task_executor("square", _squares(gate, started))
+    await manager.start()
+    try:
+        await manager.enqueue_workflow("once", "run")
+        await asyncio.wait_for(started.wait(), 30)
+
+        # When the server restarts while the task runs
+        if restart == "kill -9":
+            serve_process.kill()
+        else:
+            assert serve_process.terminate() == 0
+        serve_process.start()  # same port, same store
+        gate.set()  # the task finishes once the new server is up
+
+        # Then its workflow gets its result once: not LOST, not run again
+        final = await wait_finished(manager, "once", "run", timeout=60)
+        assert final.get_result() == {"status": "success", "attempts": 1, "value": 81}
+    finally:
+        await manager.stop(grace_period=1.0)
+    assert serve_process.terminate() == 0

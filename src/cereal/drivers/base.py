@@ -97,6 +97,7 @@ Listeners may be called from any thread and must be cheap and thread-safe.
 # Capabilities a driver may declare; tests needing one skip on drivers without it.
 DURABLE = "durable"  # survives a process restart
 MULTIPROCESS = "multiprocess"  # several processes may share the store safely
+RESUMABLE_LEASES = "resumable_leases"  # a lease is taken up again by its token (resume_task_lease)
 
 
 class WorkflowCompleter(abc.ABC):
@@ -174,6 +175,9 @@ class WorkflowCompleter(abc.ABC):
 
 class TaskCompleter(abc.ABC):
     """The lease on one claimed task: heartbeat it, then report how it ended."""
+
+    lease_token: str | None = None
+    """What proves this lease to :meth:`Driver.resume_task_lease` (None: not resumable)."""
 
     @abc.abstractmethod
     async def heartbeat(self) -> None:
@@ -698,6 +702,23 @@ class Driver(abc.ABC):
         if not claimed:
             raise errors.NoTasksError()
         return claimed[0]
+
+    async def resume_task_lease(
+        self, task_id: str, lease_token: str
+    ) -> tuple[TaskData, TaskCompleter]:
+        """Take up a running task's lease again, by its id and its completer's ``lease_token``.
+
+        For a holder that lost its completer but not its lease (``cereal
+        serve`` restarted while its client ran the task on). The lease stays
+        what it was (token, stored expiry, attempt); its deadline moves as by
+        a heartbeat. Drivers declaring ``RESUMABLE_LEASES`` implement it.
+
+        Raises:
+            TaskLostError: no task ``task_id`` runs under ``lease_token`` (it
+                ended, expired or was claimed again; nothing changed), or the
+                driver cannot resume leases (this default).
+        """
+        raise errors.TaskLostError(f"{type(self).__name__} cannot resume task leases")
 
     @abc.abstractmethod
     async def sweep(self, task_expiry: float) -> SweepReport:

@@ -4,8 +4,9 @@ A :class:`HeldStream` carries one claimed batch: requests (decisions, task
 reports) go out tagged with an id, a reader task matches each answer to its
 request. Once every claim or lease of the batch is finished the client
 half-closes the stream; if the stream breaks first, every pending and later
-request fails with the batch's "lost" error (the server rolled the work back).
-All methods run on the driver's private I/O loop.
+request fails with the batch's "lost" error (the server rolled the work back,
+or, when it was stopping, left task leases for the client to re-present: see
+``broken``). All methods run on the driver's private I/O loop.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from cereal.drivers.grpc._errors import error_from_pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 
 logger = logging.getLogger(__name__)
+
+_CLOSED = "the driver was closed"
 
 BuildRequest = Callable[[int], Any]
 """Builds the stream request for a request id."""
@@ -46,6 +49,8 @@ class HeldStream:
         self._pending: dict[int, asyncio.Future[pb.Answer]] = {}
         self._write_lock = asyncio.Lock()
         self._ended: str | None = None
+        self.broken = False
+        """True once the stream ended by the server's or the connection's doing."""
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     def is_open(self, index: int) -> bool:
@@ -69,6 +74,7 @@ class HeldStream:
                 await self._call.write(build(request_id))
         except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError) as exc:
             self._pending.pop(request_id, None)
+            self.broken = self._ended != _CLOSED
             raise self._lost(f"the stream to the cereal server broke: {exc}") from None
         result = await answer
         if result.HasField("error"):
@@ -86,7 +92,7 @@ class HeldStream:
 
     def cancel(self) -> None:
         """Drop the stream now (the server rolls back whatever is still held)."""
-        self._end("the driver was closed")
+        self._end(_CLOSED)
         self._call.cancel()
 
     async def _read(self) -> None:
@@ -95,14 +101,16 @@ class HeldStream:
             while True:
                 message = await self._call.read()
                 if message is grpc.aio.EOF:
+                    self.broken = True
                     break
                 answer: pb.Answer = message.answer
                 waiter = self._pending.pop(answer.request_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(answer)
         except asyncio.CancelledError:
-            reason = "the driver was closed"
+            reason = _CLOSED
         except grpc.RpcError as exc:
+            self.broken = True
             reason = f"the stream to the cereal server broke: {exc.code().name}"
         except Exception as exc:  # a malformed reply: treat the batch as lost
             logger.warning("bad reply on a cereal stream: %r", exc)

@@ -38,6 +38,25 @@ class IoLoop:
             raise errors.DriverError("the gRPC driver is closed") from None
         return await asyncio.wrap_future(future)
 
+    async def run_detached(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the private loop; cancelling the caller only stops its wait.
+
+        For a request on a stream shared with other callers: cancelling a
+        grpc.aio write cancels the whole call, so a cancelled caller must not
+        cancel the write. ``work`` runs to its end, sending its request whole.
+
+        Raises:
+            DriverError: the loop was stopped (the driver is closed).
+        """
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError:  # the loop is closed
+            work.close()
+            raise errors.DriverError("the gRPC driver is closed") from None
+        waited = asyncio.wrap_future(future)
+        waited.add_done_callback(_consume_outcome)
+        return await asyncio.shield(waited)
+
     @property
     def stopped(self) -> bool:
         """True once :meth:`stop` ran."""
@@ -48,3 +67,9 @@ class IoLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve a detached run's outcome, which nobody awaits once its caller was cancelled."""
+    if not future.cancelled():
+        future.exception()

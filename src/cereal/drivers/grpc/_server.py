@@ -81,6 +81,7 @@ class CerealServer:
             maintenance=self.options.maintenance,
         )
         self._server: grpc.aio.Server | None = None
+        self._service: CerealService | None = None
         self._health = HealthServicer()
         self.port: int | None = None
 
@@ -96,8 +97,9 @@ class CerealServer:
         server = grpc.aio.server(
             interceptors=interceptors, options=channel_options(self.options.max_message_bytes)
         )
+        self._service = CerealService(self._domains)
         pb_grpc.add_CerealServicer_to_server(  # type: ignore[no-untyped-call]
-            CerealService(self._domains), server
+            self._service, server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"{self.options.host}:{self.options.port}"
@@ -128,6 +130,8 @@ class CerealServer:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking calls, let running ones end within ``grace`` s, close the stores."""
         server, self._server = self._server, None
+        if self._service is not None:
+            self._service.keep_leases()  # running tasks report to the next server
         if server is not None:
             await self._health.enter_graceful_shutdown()
             await server.stop(grace)

@@ -11,7 +11,10 @@ schedule live on one stream and are decided on it. Whatever is undecided when
 the stream ends (the client closed it, crashed, or the connection dropped) is
 rolled back by the driver's rules: workflow claims are closed (their events are
 redelivered), unreported task leases are abandoned (their workflows see the
-tasks ``LOST``), a locked schedule is released.
+tasks ``LOST``), a locked schedule is released. Task leases are the exception
+while the server stops: they stay in the store, and a client still running the
+task re-presents the lease (task id and lease token) on a new stream to the
+next server, which takes it up if the store still holds it.
 """
 
 from __future__ import annotations
@@ -124,6 +127,15 @@ class CerealService(pb_grpc.CerealServicer):
 
     def __init__(self, domains: DomainRegistry) -> None:
         self._domains = domains
+        self._keep_leases = False
+
+    def keep_leases(self) -> None:
+        """From now on, leave the leases of ending streams in the store (the server stops).
+
+        Their clients, still running the tasks, re-present them to the next
+        server; a lease nobody re-presents expires as usual.
+        """
+        self._keep_leases = True
 
     async def _driver(self, context: Context) -> Driver:
         return (await self._hosted(context)).driver
@@ -398,23 +410,34 @@ class CerealService(pb_grpc.CerealServicer):
         """Lease a batch of tasks; report each on the stream; abandon the rest at its end."""
         driver = await self._driver(context)
         first = await context.read()
-        if first is grpc.aio.EOF or not first.HasField("dequeue"):
-            raise ValueError("a DequeueTasks stream starts with a dequeue request")
-        ask = first.dequeue
-        leased = await driver.dequeue_tasks(
-            ask.task_name,
-            ask.max_tasks,
-            task_expiry=ask.task_expiry,
-            retry_policy=ask.retry_policy if ask.HasField("retry_policy") else None,
-        )
+        if first is not grpc.aio.EOF and first.HasField("resume"):
+            leased = [
+                await driver.resume_task_lease(first.resume.task_id, first.resume.lease_token)
+            ]
+        elif first is not grpc.aio.EOF and first.HasField("dequeue"):
+            ask = first.dequeue
+            leased = await driver.dequeue_tasks(
+                ask.task_name,
+                ask.max_tasks,
+                task_expiry=ask.task_expiry,
+                retry_policy=ask.retry_policy if ask.HasField("retry_policy") else None,
+            )
+        else:
+            raise ValueError("a DequeueTasks stream starts with a dequeue or resume request")
         leases = _Leases(leased)
         try:
-            batch = pb.LeasedTasks(tasks=[convert.task_to_pb(task) for task, _ in leased])
+            batch = pb.LeasedTasks(
+                tasks=[convert.task_to_pb(task) for task, _ in leased],
+                lease_tokens=[completer.lease_token or "" for _, completer in leased],
+            )
             await context.write(pb.TaskStreamResponse(leased=batch))
             if leased:
                 await self._serve_requests(context, leases, self._apply_report, "report")
         finally:
-            await asyncio.shield(leases.abandon_unreported())
+            if self._keep_leases:
+                leases.leave_unreported()
+            else:
+                await asyncio.shield(leases.abandon_unreported())
 
     async def _apply_report(
         self, leases: _Leases, request: pb.TaskStreamRequest
@@ -559,6 +582,12 @@ class _Leases:
         self.tasks = [task for task, _ in leased]
         self.completers = [completer for _, completer in leased]
         self.reported: set[int] = set()
+
+    def leave_unreported(self) -> None:
+        """Leave the unreported leases in the store for their clients to re-present."""
+        kept = [t.metadata.task_id for i, t in enumerate(self.tasks) if i not in self.reported]
+        if kept:
+            logger.info("server stopping: task leases %s stay for their clients", kept)
 
     async def abandon_unreported(self) -> None:
         """End the leases of a stream that closed without reporting them.

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -491,12 +492,44 @@ class GrpcDriver(Driver):
             with contextlib.suppress(grpc.RpcError):
                 await call.done_writing()
             return []
+        tokens = list(first.leased.lease_tokens)
         stream = HeldStream(call, len(tasks), _task_lost, self._untrack)
         self._track(stream)
-        return [
-            (convert.task_from_pb(task), _RemoteTaskCompleter(self._loop(), stream, index))
-            for index, task in enumerate(tasks)
-        ]
+        leased: list[tuple[TaskData, TaskCompleter]] = []
+        for index, task in enumerate(tasks):
+            data = convert.task_from_pb(task)
+            token = tokens[index] if index < len(tokens) and tokens[index] else None
+            lease = _Lease(data.metadata.task_id, token, self._resume_lease)
+            leased.append((data, _RemoteTaskCompleter(self._loop(), stream, index, lease)))
+        return leased
+
+    async def _resume_lease(self, task_id: str, lease_token: str) -> HeldStream:
+        """Re-present a lease on a new stream (the old one broke); the server takes it up.
+
+        Waits for the server (a restarting one) up to the call timeout.
+
+        Raises:
+            TaskLostError: the store no longer holds the lease under that token.
+            DriverError: the server did not answer in time.
+        """
+        call = self._stub.DequeueTasks(metadata=self._metadata, wait_for_ready=True)
+        resume = pb.ResumeLease(task_id=task_id, lease_token=lease_token)
+        try:
+            first = await asyncio.wait_for(
+                _exchange(call, pb.TaskStreamRequest(resume=resume)), self._call_timeout
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        except TimeoutError:
+            call.cancel()
+            raise errors.DriverError("the cereal server did not take a lease up in time") from None
+        if first is grpc.aio.EOF or not first.HasField("leased") or len(first.leased.tasks) != 1:
+            call.cancel()
+            raise errors.DriverError("the cereal server ended a task stream without a reply")
+        stream = HeldStream(call, 1, _task_lost, self._untrack)
+        self._track(stream)
+        logger.info("task lease %s taken up again on a new stream", task_id)
+        return stream
 
     async def sweep(self, task_expiry: float) -> SweepReport:
         """See :meth:`Driver.sweep` (the server sweeps on its own too)."""
@@ -613,9 +646,14 @@ async def _exchange(call: Any, request: Any) -> Any:
 
 
 async def _on_io(io: IoLoop, work: Coroutine[Any, Any, T], lost: errors.CerealError) -> T:
-    """Run ``work`` on the driver's I/O loop; once the driver is closed, raise ``lost``."""
+    """Run one request of a shared stream on the driver's I/O loop, detached from its caller.
+
+    A cancelled caller stops waiting, but the request still goes out whole and
+    the stream (other callers' claims and leases) stays up. Once the driver is
+    closed, raise ``lost``.
+    """
     try:
-        return await io.run(work)
+        return await io.run_detached(work)
     except errors.DriverError:
         if io.stopped:
             raise lost from None
@@ -685,13 +723,33 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
         await self._stream.finish(self._index)
 
 
-class _RemoteTaskCompleter(TaskCompleter):
-    """Reports lease ``index`` of a leased batch on its stream."""
+@dataclass(frozen=True)
+class _Lease:
+    """What re-presents a lease on a new stream when its own broke."""
 
-    def __init__(self, io: IoLoop, stream: HeldStream, index: int) -> None:
+    task_id: str
+    token: str | None  # None: the server gave none (it cannot take leases up)
+    resume: Callable[[str, str], Awaitable[HeldStream]]
+
+
+_RESUME_ATTEMPTS = 3  # new streams tried for one request (each may break again)
+
+
+class _RemoteTaskCompleter(TaskCompleter):
+    """Reports lease ``index`` of a leased batch on its stream.
+
+    When the stream breaks (the server stopped or crashed, the connection
+    dropped) the lease is re-presented on a new stream, and the request sent
+    there: the server takes it up if the store still holds it under its
+    token, so a result is applied once or, the lease gone, not at all.
+    """
+
+    def __init__(self, io: IoLoop, stream: HeldStream, index: int, lease: _Lease) -> None:
         self._io = io
         self._stream = stream
         self._index = index
+        self._lease = lease
+        self._resuming: asyncio.Lock | None = None  # made on the I/O loop
 
     async def _report(self, final: bool, **action: Any) -> pb.Answer:
         index = self._index
@@ -705,14 +763,42 @@ class _RemoteTaskCompleter(TaskCompleter):
         return await _on_io(self._io, self._send(build, final), lost)
 
     async def _send(self, build: BuildRequest, final: bool) -> pb.Answer:
-        try:
-            answer = await self._stream.request(build)
-        except errors.TaskLostError:
-            await self._stream.finish(self._index)
-            raise
-        if final:
-            await self._stream.finish(self._index)
-        return answer
+        resumed = 0
+        while True:
+            stream, index = self._stream, self._index
+            try:
+                answer = await stream.request(build)
+            except errors.TaskLostError:
+                if not stream.broken or self._lease.token is None or resumed == _RESUME_ATTEMPTS:
+                    await stream.finish(index)
+                    raise
+                resumed += 1
+                await self._take_up_again(stream)
+                continue
+            if final:
+                await stream.finish(index)
+            return answer
+
+    async def _take_up_again(self, broken: HeldStream) -> None:
+        """Move the lease from ``broken`` to a new stream (once, for concurrent requests).
+
+        Raises:
+            TaskLostError: the server no longer holds the lease.
+            DriverError: the server could not be reached in time.
+        """
+        if self._resuming is None:
+            self._resuming = asyncio.Lock()
+        async with self._resuming:
+            if self._stream is not broken:
+                return  # another request of this lease took it up already
+            assert self._lease.token is not None
+            try:
+                stream = await self._lease.resume(self._lease.task_id, self._lease.token)
+            except errors.TaskLostError:
+                await broken.finish(self._index)
+                raise
+            await broken.finish(self._index)
+            self._stream, self._index = stream, 0
 
     async def heartbeat(self) -> None:
         """See :meth:`TaskCompleter.heartbeat`."""

@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
-from cereal.drivers.base import DURABLE, MULTIPROCESS, Driver, WorkKind
+from cereal.drivers.base import DURABLE, MULTIPROCESS, RESUMABLE_LEASES, Driver, WorkKind
 from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
@@ -183,7 +183,7 @@ class PostgresBase(Driver):
     """Seconds between task polls; NOTIFY wakes pollers sooner."""
     default_workflow_poll_interval: float = 5.0
     """Seconds between workflow-event polls; NOTIFY wakes pollers sooner."""
-    capabilities: ClassVar[frozenset[str]] = frozenset({DURABLE, MULTIPROCESS})
+    capabilities: ClassVar[frozenset[str]] = frozenset({DURABLE, MULTIPROCESS, RESUMABLE_LEASES})
     """Durable and shared safely by many processes."""
 
     def __init__(

@@ -299,6 +299,7 @@ class PostgresTaskCompleter(TaskCompleter):
         self._driver = driver
         self._task_id = task_id
         self._lease = lease
+        self.lease_token = str(lease)
         self._instance_id = instance_id
         self._workflow_name = workflow_name
         self._task_name = task_name

@@ -354,33 +354,48 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
                 self._in_background(self._unclaim(task_name, lease))
             raise
         rows.sort(key=lambda row: (row["start_after"], row["id"]))
-        claimed: list[tuple[TaskData, TaskCompleter]] = []
-        for row in rows:
-            metadata = TaskMetadata(
-                enqueued_at=row["enqueued_at"].astimezone(UTC),
-                task_name=row["task_name"],
-                workflow_name=row["workflow_name"],
-                instance_name=row["instance_name"],
-                attempt=row["attempt"],
-                task_id=str(row["id"]),
-                traceparent=row["traceparent"],
-            )
-            data = TaskData(
-                row["task_name"],
-                bytes_or_none(row["parameters"]),
-                metadata,
-                retry_policy=row["retry_policy"],
-            )
-            completer = PostgresTaskCompleter(
-                self,
-                row["id"],
-                row["lease"],
-                row["instance_id"],
-                row["workflow_name"],
-                task_name=row["task_name"],
-            )
-            claimed.append((data, completer))
-        return claimed
+        return [self._leased_task(row) for row in rows]
+
+    async def resume_task_lease(
+        self, task_id: str, lease_token: str
+    ) -> tuple[TaskData, TaskCompleter]:
+        """See :meth:`Driver.resume_task_lease`: one statement refreshes and returns the lease."""
+        try:
+            params = {"task_id": int(task_id), "lease": uuid.UUID(lease_token)}
+        except ValueError:
+            raise errors.TaskLostError(f"no task lease {task_id!r}") from None
+        async with self._connection("resume_task_lease") as conn:
+            row = await fetch_one(conn, "resume_task_lease", params)
+        if row is None:
+            raise errors.TaskLostError()
+        return self._leased_task(row)
+
+    def _leased_task(self, row: Row) -> tuple[TaskData, TaskCompleter]:
+        """The task and completer of a row returned by a claim or a resumed lease."""
+        metadata = TaskMetadata(
+            enqueued_at=row["enqueued_at"].astimezone(UTC),
+            task_name=row["task_name"],
+            workflow_name=row["workflow_name"],
+            instance_name=row["instance_name"],
+            attempt=row["attempt"],
+            task_id=str(row["id"]),
+            traceparent=row["traceparent"],
+        )
+        data = TaskData(
+            row["task_name"],
+            bytes_or_none(row["parameters"]),
+            metadata,
+            retry_policy=row["retry_policy"],
+        )
+        completer = PostgresTaskCompleter(
+            self,
+            row["id"],
+            row["lease"],
+            row["instance_id"],
+            row["workflow_name"],
+            task_name=row["task_name"],
+        )
+        return data, completer
 
     async def _unclaim(self, task_name: str, lease: uuid.UUID) -> None:
         """Undo a cancelled claim: queue its tasks again (a no-op if it never committed)."""

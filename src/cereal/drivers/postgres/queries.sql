@@ -221,6 +221,16 @@ FROM (
 ) AS mine
 WHERE t.id = mine.id
 
+-- name: resume_task_lease
+-- Take up one task lease again by its token (its holder lost its completer,
+-- not the lease): refresh it like a heartbeat and return what a claim returns.
+-- It touches the task row only, so it waits for no instance lock.
+UPDATE cereal_tasks AS t SET heartbeat_at = now()
+WHERE t.id = %(task_id)s AND t.lease = %(lease)s AND t.state = 'running'
+RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+          t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
+          t.retry_policy::text AS retry_policy
+
 -- name: heartbeat_tasks
 -- Refresh many leases in one statement; returns the ids whose lease still
 -- exists. A row locked by a concurrent completion or expiry is skipped, not

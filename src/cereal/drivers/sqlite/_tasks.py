@@ -70,25 +70,41 @@ def claim_tasks(
         "retry_policy": retry_policy,
     }
     rows = conn.execute(Q["claim_tasks"], params).fetchall()
-    leases = []
-    for row in sorted(rows, key=lambda row: int(row["id"])):
-        metadata = TaskMetadata(
-            enqueued_at=instant(row["enqueued_at"]),
-            task_name=str(row["task_name"]),
-            workflow_name=str(row["workflow_name"]),
-            instance_name=str(row["instance_name"]),
-            attempt=int(row["attempt"]),
-            task_id=str(row["id"]),
-            traceparent=row["traceparent"],
-        )
-        data = TaskData(
-            name=metadata.task_name,
-            parameters=blob(row["parameters"]),
-            metadata=metadata,
-            retry_policy=row["retry_policy"],
-        )
-        leases.append(Lease(int(row["id"]), str(row["lease_token"]), metadata.workflow_name, data))
-    return leases
+    return [_lease_from_row(row) for row in sorted(rows, key=lambda row: int(row["id"]))]
+
+
+def resume_lease(conn: sqlite3.Connection, task_id: str, token: str) -> Lease:
+    """Take up the lease of running task ``task_id`` held under ``token``; refresh it.
+
+    Raises:
+        TaskLostError: no such lease (ended, expired or claimed again).
+    """
+    if not task_id.isdigit():
+        raise errors.TaskLostError(f"no task lease {task_id!r}")
+    params = {"task_id": int(task_id), "token": token, "now": now()}
+    row = conn.execute(Q["resume_task_lease"], params).fetchone()
+    if row is None:
+        raise errors.TaskLostError()
+    return _lease_from_row(row)
+
+
+def _lease_from_row(row: sqlite3.Row) -> Lease:
+    metadata = TaskMetadata(
+        enqueued_at=instant(row["enqueued_at"]),
+        task_name=str(row["task_name"]),
+        workflow_name=str(row["workflow_name"]),
+        instance_name=str(row["instance_name"]),
+        attempt=int(row["attempt"]),
+        task_id=str(row["id"]),
+        traceparent=row["traceparent"],
+    )
+    data = TaskData(
+        name=metadata.task_name,
+        parameters=blob(row["parameters"]),
+        metadata=metadata,
+        retry_policy=row["retry_policy"],
+    )
+    return Lease(int(row["id"]), str(row["lease_token"]), metadata.workflow_name, data)
 
 
 def unclaim(leases: list[Lease]) -> Callable[[sqlite3.Connection], None]:
@@ -158,6 +174,7 @@ class SQLiteTaskCompleter(TaskCompleter):
     def __init__(self, driver: SQLiteDriver, lease: Lease) -> None:
         self._driver = driver
         self._lease = lease
+        self.lease_token = lease.token
 
     def _ids(self) -> dict[str, object]:
         return {"task_id": self._lease.task_id, "token": self._lease.token}

@@ -23,6 +23,7 @@ from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
     MULTIPROCESS,
+    RESUMABLE_LEASES,
     ClaimedWorkflow,
     Driver,
     ScheduledWorkflowCompleter,
@@ -97,7 +98,7 @@ class SQLiteDriver(Driver):
         ValueError: an option is out of range or not a number.
     """
 
-    capabilities = frozenset({DURABLE, MULTIPROCESS})
+    capabilities = frozenset({DURABLE, MULTIPROCESS, RESUMABLE_LEASES})
 
     def __init__(
         self,
@@ -360,6 +361,15 @@ class SQLiteDriver(Driver):
             undo=_tasks.unclaim,
         )
         return [(lease.data, _tasks.SQLiteTaskCompleter(self, lease)) for lease in leases]
+
+    async def resume_task_lease(
+        self, task_id: str, lease_token: str
+    ) -> tuple[TaskData, TaskCompleter]:
+        """See :meth:`Driver.resume_task_lease`: one statement refreshes and returns the lease."""
+        lease: _tasks.Lease = await self._connection().call(
+            lambda conn: _tasks.resume_lease(conn, task_id, lease_token)
+        )
+        return lease.data, _tasks.SQLiteTaskCompleter(self, lease)
 
     async def queue_depths(self) -> list[QueueDepth]:
         """Ready tasks per task name and ready, unclaimed instances per workflow name.

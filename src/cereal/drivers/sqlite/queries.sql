@@ -258,6 +258,15 @@ UPDATE cereal_tasks
 SET lease_heartbeat_at = :now
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
+-- name: resume_task_lease
+-- Take up a task lease again by its token (its holder lost its completer, not
+-- the lease): refresh it like a heartbeat and return what a claim returns.
+UPDATE cereal_tasks
+SET lease_heartbeat_at = :now
+WHERE id = :task_id AND lease_token = :token AND state = 'running'
+RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
+          lease_token, attempt, traceparent, retry_policy;
+
 -- name: leased_task
 -- The running task held under this lease token.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,

@@ -595,19 +595,31 @@ class TaskReport(_message.Message):
     hand_back: Empty
     def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ..., fail_with_details: _Optional[_Union[Fail, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., hand_back: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
 
+class ResumeLease(_message.Message):
+    __slots__ = ("task_id", "lease_token")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease_token: str
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
+
 class TaskStreamRequest(_message.Message):
-    __slots__ = ("dequeue", "report")
+    __slots__ = ("dequeue", "report", "resume")
     DEQUEUE_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     dequeue: DequeueTasksRequest
     report: TaskReport
-    def __init__(self, dequeue: _Optional[_Union[DequeueTasksRequest, _Mapping]] = ..., report: _Optional[_Union[TaskReport, _Mapping]] = ...) -> None: ...
+    resume: ResumeLease
+    def __init__(self, dequeue: _Optional[_Union[DequeueTasksRequest, _Mapping]] = ..., report: _Optional[_Union[TaskReport, _Mapping]] = ..., resume: _Optional[_Union[ResumeLease, _Mapping]] = ...) -> None: ...
 
 class LeasedTasks(_message.Message):
-    __slots__ = ("tasks",)
+    __slots__ = ("tasks", "lease_tokens")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+    lease_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., lease_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskStreamResponse(_message.Message):
     __slots__ = ("leased", "answer")

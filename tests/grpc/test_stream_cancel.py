@@ -1,0 +1,130 @@
+"""A caller cancelled mid-request affects only its own request, never the shared stream.
+
+The leases of one dequeued batch (and the claims of one claimed batch) share
+a stream. Cancelling a grpc.aio write cancels the whole call, after which the
+server ends every unreported lease of the stream: a cancelled report (a
+graceful stop past its grace period, a cancelled keepalive) must not do that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+import pytest
+
+from cereal import errors
+from cereal.models import NewTask, TaskStatus, WorkflowEvent, WorkflowInstanceStatus
+from tests._waiting import wait_until
+
+
+class HeldWrite:
+    """Wraps a stream's grpc.aio call: its next write is held until :meth:`release`.
+
+    Stands for a write stuck on a slow connection. A cancelled write cancels the
+    whole call, as grpc.aio's own ``write`` does when cancelled mid-way.
+    """
+
+    def __init__(self, call: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._call = call
+        self._loop = loop
+        self._gate = asyncio.Event()
+        self.entered: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    async def write(self, request: Any) -> None:
+        if not self.entered.done():
+            self.entered.set_result(None)
+            try:
+                await self._gate.wait()
+            except asyncio.CancelledError:
+                self._call.cancel()
+                raise
+        await self._call.write(request)
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self._gate.set)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+
+async def _task_events(client: Any, count: int) -> list[WorkflowEvent]:
+    """The instance's next ``count`` task completions (claimed, then released)."""
+    found: list[WorkflowEvent] = []
+
+    async def claimed() -> bool:
+        batch = await client.claim_workflows(["wf"], max_events=count)
+        for events, completer in batch:
+            if len(events) == count:
+                found.extend(events)
+            await completer.close()
+        return bool(found)
+
+    await wait_until(claimed, what=f"{count} task completions queued")
+    return found
+
+
+async def test_a_cancelled_report_leaves_the_other_leases_of_its_stream_alone(
+    served_url: str, grpc_server_factory: Any, open_client: Any
+) -> None:
+    server = grpc_server_factory(served_url, maintenance=False)
+    client = await open_client(server.url())
+    await client.enqueue_workflow("wf", "inst", None)
+    [(_, completer)] = await client.claim_workflows(["wf"])
+    await completer.continue_(None, [NewTask("t", b"1"), NewTask("t", b"2")])
+    await completer.close()
+    [(_, first), (_, second)] = await client.dequeue_tasks("t", 2)
+    stream = first._stream
+    assert second._stream is stream  # both leases live on one stream
+    held = HeldWrite(stream._call, client._io.loop)
+    stream._call = held
+
+    # Given the first lease's report is mid-write when its caller is cancelled
+    report = asyncio.create_task(first.succeed(b"10"))
+    await asyncio.wrap_future(held.entered)
+    report.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await report
+    held.release()
+
+    # Then the other lease of the stream still reports normally
+    await second.succeed(b"20")
+    # And the cancelled report reached the server whole: both tasks succeeded, none LOST
+    events = await _task_events(client, 2)
+    results = sorted(
+        (e.task_result.status, e.task_result.result) for e in events if e.task_result is not None
+    )
+    assert results == [(TaskStatus.SUCCESS, b"10"), (TaskStatus.SUCCESS, b"20")]
+    with pytest.raises(errors.TaskLostError):  # applied once: the lease is spent
+        await first.succeed(b"10")
+
+
+async def test_a_cancelled_heartbeat_leaves_the_claims_of_its_stream_alone(
+    served_url: str, grpc_server_factory: Any, open_client: Any
+) -> None:
+    server = grpc_server_factory(served_url, maintenance=False)
+    client = await open_client(server.url())
+    await client.enqueue_workflow("wf", "a", None)
+    await client.enqueue_workflow("wf", "b", None)
+    claimed = await client.claim_workflows(["wf"], max_instances=2)
+    [(_, first), (_, second)] = claimed
+    stream = first._stream
+    held = HeldWrite(stream._call, client._io.loop)
+    stream._call = held
+
+    # Given a claim's keepalive is cancelled while its heartbeat is mid-write
+    beat = asyncio.create_task(first.heartbeat())
+    await asyncio.wrap_future(held.entered)
+    beat.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await beat
+    held.release()
+
+    # Then the other claim of the stream still decides, and the first one too
+    await second.done(None)
+    await first.done(None)
+    for name in ("a", "b"):
+        assert (
+            await client.get_workflow_instance("wf", name)
+        ).status == WorkflowInstanceStatus.COMPLETED
