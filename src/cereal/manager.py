@@ -84,6 +84,12 @@ class Manager:
 
     Storage operations (enqueue, cancel, kill, lookups, schedules) work before
     :meth:`start`; executors run only between :meth:`start` and :meth:`stop`.
+
+    Names (workflow, instance, task) are 1-255 characters of printable text
+    (unicode, right-to-left letters and emoji included); a control character
+    or an invisible one (bidi embeddings, overrides and isolates U+202A-U+202E
+    and U+2066-U+2069, U+2028, U+2029, U+200B, U+FEFF) is refused with a
+    one-line ``ValueError`` naming it and its position.
     """
 
     def __init__(
