@@ -76,14 +76,29 @@ def serve(
     grace_period: Annotated[
         float, typer.Option("--grace-period", help="Seconds running calls get on stop.")
     ] = 5.0,
+    max_message_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-message-size",
+            help="Largest request in bytes; larger ones are refused"
+            " (default: 4 values at the 16 MiB value limit + 1 MiB = 68157440).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM."""
     from cereal.drivers.grpc import ServeOptions
+    from cereal.drivers.grpc._server import DEFAULT_MAX_MESSAGE_BYTES, check_max_message_bytes
 
     if not 0 <= port <= 65535:
         raise typer.BadParameter(f"must be 0-65535, got {port}", param_hint="--port")
     if not 0 < task_expiry < float("inf"):
         raise typer.BadParameter("must be a positive number of seconds", param_hint="--task-expiry")
+    message_limit = DEFAULT_MAX_MESSAGE_BYTES if max_message_size is None else max_message_size
+    try:
+        check_max_message_bytes(message_limit)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-message-size") from exc
     # connect and disconnect lines are INFO: show them even without -v
     cereal_logger = logging.getLogger("cereal")
     if cereal_logger.getEffectiveLevel() > logging.INFO:
@@ -97,6 +112,7 @@ def serve(
         tls_client_ca=tls_client_ca,
         insecure=insecure,
         sweep_expiry=task_expiry,
+        max_message_bytes=message_limit,
     )
     signal_name = run(ctx, _serve(state(ctx).database_url, options, grace_period))
     _render.note(f"cereal serve stopped after {signal_name}")
