@@ -15,6 +15,7 @@ from grpc_health.v1._async import HealthServicer
 
 import grpc
 from cereal.drivers.base import DEFAULT_TASK_EXPIRY
+from cereal.drivers.grpc._checks import RequestChecks
 from cereal.drivers.grpc._domains import stores_for
 from cereal.drivers.grpc._hosted import DomainRegistry
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
@@ -29,6 +30,9 @@ DEFAULT_PORT = 10101
 
 MESSAGE_OVERHEAD_BYTES = 1024 * 1024
 """Room for a message's names, counters and framing besides its values."""
+
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
+"""gRPC's message length limits are 32-bit signed integers."""
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * DEFAULT_MAX_VALUE_BYTES + MESSAGE_OVERHEAD_BYTES
 """The largest request the server reads unless told otherwise (65 MiB).
@@ -46,9 +50,6 @@ MAX_MESSAGE_BYTES = DEFAULT_MAX_MESSAGE_BYTES
 MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 """The largest message the server sends and a client receives: claimed batches carry
 many whole values, and only the server, once a call is authorised, sends them."""
-
-GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
-"""gRPC's message length limits are 32-bit signed integers."""
 
 SERVICE_NAME = "cereal.v1.Cereal"
 
@@ -73,6 +74,11 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """The server's message limits and keepalives: it reads at most ``max_message_bytes``."""
     return _channel_options(MAX_RESPONSE_BYTES, max_message_bytes)
+
+
+def message_limit_for(max_value_bytes: int) -> int:
+    """The request size limit that fits values of ``max_value_bytes`` (capped at gRPC's)."""
+    return min(4 * max_value_bytes + MESSAGE_OVERHEAD_BYTES, GRPC_MAX_MESSAGE_BYTES)
 
 
 def check_max_message_bytes(value: object) -> int:
@@ -101,6 +107,8 @@ class ServeOptions:
     tls_client_ca: str | None = None
     insecure: bool = False
     sweep_expiry: float = DEFAULT_TASK_EXPIRY
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    """The largest JSON value a request may store (the Manager's ``max_value_bytes``)."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """The largest request read; a larger one is refused with RESOURCE_EXHAUSTED."""
     maintenance: bool = True
@@ -118,6 +126,7 @@ class CerealServer:
     def __init__(self, database_url: str, options: ServeOptions | None = None) -> None:
         self.options = options or ServeOptions()
         check_max_message_bytes(self.options.max_message_bytes)
+        self._checks = RequestChecks(self.options.max_value_bytes)  # refuses a bad limit now
         check_bind(self.options.host, token=self.options.token, insecure=self.options.insecure)
         self._credentials = server_credentials(
             self.options.tls_cert, self.options.tls_key, self.options.tls_client_ca
@@ -144,7 +153,7 @@ class CerealServer:
             interceptors=interceptors, options=server_options(self.options.max_message_bytes)
         )
         pb_grpc.add_CerealServicer_to_server(  # type: ignore[no-untyped-call]
-            CerealService(self._domains), server
+            CerealService(self._domains, self._checks), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"{self.options.host}:{self.options.port}"
