@@ -51,7 +51,9 @@ def _peak_rss_bytes(served: ServeProcess) -> int:
 
 def _enqueue_request(instance: str, size: int) -> bytes:
     request = pb.EnqueueWorkflowRequest(
-        workflow_name="wf", instance_name=instance, parameters=pb.Value(data=b"1" * size)
+        workflow_name="wf",
+        instance_name=instance,
+        parameters=pb.Value(data=b'"' + b"x" * (size - 2) + b'"'),
     )
     body: bytes = request.SerializeToString()
     return body
