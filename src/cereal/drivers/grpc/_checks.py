@@ -70,7 +70,7 @@ class RequestChecks:
         return parameters, rule
 
     async def schedule_update(self, request: pb.UpdateScheduleRequest) -> ScheduleUpdate:
-        """A schedule update's fields; returns the update with its rules normalised.
+        """A schedule update's fields; returns the update with its new rule normalised.
 
         Raises:
             InvalidScheduleError: a new rule does not parse or never fires again.
@@ -83,12 +83,12 @@ class RequestChecks:
         if recurrence is not None:
             recurrence = _validation.normalize_recurrence(recurrence)
             await _validation.first_due(recurrence)
-        due_rule = update.due_rule
-        if due_rule is not None:
-            due_rule = _validation.normalize_recurrence(due_rule)
+        if update.due_rule is not None:
+            # checked only: it is compared with the stored rule, so it stays as read
+            _validation.normalize_recurrence(update.due_rule)
         if update.catch_up_window is not None:
             _time.seconds(update.catch_up_window, name="catch_up_window")
-        return dataclasses.replace(update, recurrence=recurrence, due_rule=due_rule)
+        return dataclasses.replace(update, recurrence=recurrence)
 
     @staticmethod
     def claim(claim: pb.ClaimWorkflowsRequest) -> None:
