@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from cereal import _names, _time, errors, values
-from cereal import recurrence as _recurrence
+from cereal import _names, _time, _validation, values
 from cereal._scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal._sweeper import run_sweeper
 from cereal._task_runner import TaskRunner
@@ -84,6 +83,12 @@ class Manager:
 
     Storage operations (enqueue, cancel, kill, lookups, schedules) work before
     :meth:`start`; executors run only between :meth:`start` and :meth:`stop`.
+
+    Names (workflow, instance, task) are 1-255 characters of printable text
+    (unicode, right-to-left letters and emoji included); a control character
+    or an invisible one (bidi embeddings, overrides and isolates U+202A-U+202E
+    and U+2066-U+2069, U+2028, U+2029, U+200B, U+FEFF) is refused with a
+    one-line ``ValueError`` naming it and its position.
     """
 
     def __init__(
@@ -132,10 +137,10 @@ class Manager:
         ):
             if interval <= 0:
                 raise ValueError(f"{option} must be positive, got {interval:g}")
-        self._dequeue_workers = _positive_int(
+        self._dequeue_workers = _validation.positive_int(
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )
-        self._workflow_workers = _positive_int(workflow_workers, "workflow_workers")
+        self._workflow_workers = _validation.positive_int(workflow_workers, "workflow_workers")
         # metrics and tracing: None when there are none, so the runners skip every hook
         self._observers = list(observers)
         self._observer = combine(self._observers)
@@ -158,7 +163,7 @@ class Manager:
             LateWarningThreshold if late_warning_threshold is None else late_warning_threshold,
             name="late_warning_threshold",
         )
-        self._max_value_bytes = _positive_int(max_value_bytes, "max_value_bytes")
+        self._max_value_bytes = _validation.positive_int(max_value_bytes, "max_value_bytes")
         self._workflow_executors: dict[str, WorkflowExecutor] = {}
         self._task_registrations: dict[str, _TaskRegistration] = {}
         self._started = False
@@ -248,13 +253,13 @@ class Manager:
         self._check_registration(task_name, "task name", self._task_registrations)
         policy = check_policy(retry)
         function = task_callable(executor)
-        count = _positive_int(workers, "workers")
+        count = _validation.positive_int(workers, "workers")
         limit = _time.optional_seconds(timeout, name="timeout")
         if limit is not None and limit <= 0:
             raise ValueError("timeout must be positive (or None for no timeout)")
         strays = None
         if max_stray_threads is not None:
-            strays = _positive_int(max_stray_threads, "max_stray_threads")
+            strays = _validation.positive_int(max_stray_threads, "max_stray_threads")
         self._task_registrations[task_name] = _TaskRegistration(
             function, count, limit, strays, policy
         )
@@ -525,7 +530,7 @@ class Manager:
                 reaches another store: for SQLite another database file, for
                 PostgreSQL another server, database or schema (nothing is written).
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         encoded = values.encode(
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
@@ -565,7 +570,7 @@ class Manager:
         Raises:
             WorkflowInstanceNotFoundError: no running instance with these names.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.cancel_workflow(workflow_name, instance_name)
         self.wakeup_workflow_executor()
@@ -576,7 +581,7 @@ class Manager:
         Raises:
             WorkflowInstanceNotFoundError: no running instance with these names.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.kill_workflow(workflow_name, instance_name, KILLED)
         self._instance_ended()
@@ -589,7 +594,7 @@ class Manager:
         Raises:
             WorkflowInstanceNotFoundError: never enqueued (or trimmed from history).
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return ImmutableWorkflowInstance(
             await driver.get_workflow_instance(workflow_name, instance_name)
@@ -621,8 +626,8 @@ class Manager:
         if is_running is not None and not isinstance(is_running, bool):
             raise TypeError(f"is_running must be a bool or None, got {type(is_running).__name__}")
         if limit is not None:
-            _positive_int(limit, "limit")
-        _non_negative_int(offset, "offset")
+            _validation.positive_int(limit, "limit")
+        _validation.non_negative_int(offset, "offset")
         driver = await self._storage()
         where = ListWorkflowFilter(workflow_name, instance_name, is_running, limit, offset)
         return await driver.list_workflow_instances(where)
@@ -631,7 +636,7 @@ class Manager:
         self, workflow_name: str, instance_name: str
     ) -> list[InstanceTask]:
         """The queued and running tasks of the live instance (empty once it has finished)."""
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return await driver.list_instance_tasks(workflow_name, instance_name)
 
@@ -643,7 +648,7 @@ class Manager:
         Handled events stay listed; those still waiting for a decision are
         marked ``pending``. Finished runs' histories are trimmed with them.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return await driver.list_instance_events(workflow_name, instance_name)
 
@@ -707,7 +712,7 @@ class Manager:
             WorkflowScheduleExistsError: a schedule with these names exists.
             ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
         policy = check_overlap(overlap)
@@ -715,8 +720,8 @@ class Manager:
         encoded = values.encode(
             parameters, where="create_workflow_schedule", max_bytes=self._max_value_bytes
         )
-        rule = _normalize(recurrence)
-        next_due = await _first_due(rule)
+        rule = _validation.normalize_recurrence(recurrence)
+        next_due = await _validation.first_due(rule)
         driver = await self._storage()
         await driver.create_workflow_schedule(
             workflow_name,
@@ -741,7 +746,7 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return await driver.get_workflow_schedule(workflow_name, instance_name)
 
@@ -770,7 +775,7 @@ class Manager:
             InvalidScheduleError: the new rule does not parse or never fires again.
             ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool or None, got {type(enabled).__name__}")
         policy = None if overlap is None else check_overlap(overlap)
@@ -780,17 +785,17 @@ class Manager:
             encoded = values.encode(
                 parameters, where="update_workflow_schedule", max_bytes=self._max_value_bytes
             )
-        rule = None if recurrence is None else _normalize(recurrence)
+        rule = None if recurrence is None else _validation.normalize_recurrence(recurrence)
         driver = await self._storage()
         next_due = None
         due_rule = None
         if rule is not None:
-            next_due = await _first_due(rule)
+            next_due = await _validation.first_due(rule)
         elif enabled:
             # Computed from the rule read now; the driver stores it only if the
             # schedule is still disabled with this rule when the update lands.
             due_rule = (await driver.get_workflow_schedule(workflow_name, instance_name)).recurrence
-            next_due = await _first_due(due_rule)
+            next_due = await _validation.first_due(due_rule)
         update = ScheduleUpdate(
             enabled=enabled,
             parameters=encoded,
@@ -809,7 +814,7 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.delete_workflow_schedule(workflow_name, instance_name)
 
@@ -827,7 +832,7 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        _check_pair(workflow_name, instance_name)
+        _validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         outcome = await driver.trigger_workflow_schedule(
             workflow_name, instance_name, REPLACED_ERROR
@@ -846,42 +851,6 @@ class Manager:
         scheduler = self._scheduler
         if scheduler is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(scheduler.instance_ended)
-
-
-def _normalize(rule: Any) -> str:
-    if rule is None:
-        raise TypeError("recurrence is required: an RRULE string or a dateutil rrule")
-    return _recurrence.normalize(rule)
-
-
-async def _first_due(rule: str) -> datetime:
-    due = await _recurrence.next_after_off_loop(rule, _time.utcnow())
-    if due is None:
-        raise errors.InvalidScheduleError(
-            f"workflow schedule is not valid: recurrence {rule!r} has no future occurrence"
-        )
-    return due
-
-
-def _check_pair(workflow_name: str, instance_name: str) -> None:
-    _names.check_name(workflow_name, what="workflow name")
-    _names.check_name(instance_name, what="instance name")
-
-
-def _positive_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be at least 0, got {value}")
-    return value
 
 
 def _log_crash(job: asyncio.Task[None]) -> None:

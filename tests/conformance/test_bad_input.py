@@ -447,3 +447,86 @@ async def test_an_oversize_task_result_fails_the_task_naming_the_limit(
     assert outcome["status"] == "failed"
     assert "result" in outcome["error"]
     assert f"limit of {LIMIT} bytes" in outcome["error"]
+
+
+# bidi embeddings/overrides, bidi isolates, line and paragraph separators, zero-width space, BOM
+INVISIBLE = [
+    *(chr(code) for code in range(0x202A, 0x202F)),
+    *(chr(code) for code in range(0x2066, 0x206A)),
+    "\u2028",
+    "\u2029",
+    "\u200b",
+    "\ufeff",
+]
+NON_ASCII_NAMES = ["café", "名前と仕事", "🚀 launch 🎉", "שלום עולם", "مرحبا"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda char: f"U+{ord(char):04X}")
+async def test_invisible_characters_in_names_are_refused_like_control_characters(
+    make_manager: MakeManager, char: str
+) -> None:
+    # Given a name hiding one of the refused characters
+    manager = make_manager()
+    bad = f"pay{char}roll"
+
+    # When it is used as a workflow, instance, task or schedule name
+    for workflow, instance in [(bad, INST), (WF, bad)]:
+        with pytest.raises(ValueError, match=r"position 3$") as refused:
+            await manager.enqueue_workflow(workflow, instance)
+        assert "\n" not in str(refused.value) and char not in str(refused.value)
+        with pytest.raises(ValueError, match=r"position 3$"):
+            await manager.create_workflow_schedule(workflow, instance, None, RULE)
+    with pytest.raises(ValueError, match="workflow name"):
+        manager.register_workflow_executor(bad, Flow())
+    with pytest.raises(ValueError, match="task name"):
+        manager.register_task_executor(bad, echo)
+
+    # Then nothing was stored
+    assert await nothing_stored(manager)
+
+
+async def test_a_task_name_with_an_invisible_character_fails_the_instance(
+    make_manager: MakeManager,
+) -> None:
+    # Given a workflow enqueueing tasks whose names hide each refused character
+    def on_start(w: WorkflowInstance, ev: Any) -> Decision:
+        refused = []
+        for char in INVISIBLE:
+            try:
+                w.enqueue_task(f"task{char}", None)
+            except ValueError as exc:
+                refused.append(str(exc))
+        return w.complete(refused)
+
+    manager = register(make_manager(), {WF: Flow(on_start)}, {})
+    await manager.start()
+
+    # When it runs
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST)
+
+    # Then every one was refused with a one-line error naming the task name
+    refused = done.get_result()
+    assert len(refused) == len(INVISIBLE)
+    assert all(text.startswith("task name ") and "\n" not in text for text in refused)
+
+
+@pytest.mark.parametrize("name", NON_ASCII_NAMES, ids=repr)
+async def test_ordinary_non_ascii_names_round_trip_everywhere(
+    make_manager: MakeManager, name: str
+) -> None:
+    # Given a workflow and a task registered under an ordinary non-ASCII name
+    manager = register(make_manager(), {name: Flow(enqueue((name, "ping")))}, {name: echo})
+    await manager.start()
+
+    # When an instance and a schedule are stored under it and the instance runs
+    await manager.create_workflow_schedule(name, f"{name} schedule", {"name": name}, RULE)
+    await manager.enqueue_workflow(name, name, {"name": name})
+    done = await wait_finished(manager, name, name)
+
+    # Then every name comes back unchanged
+    assert (done.workflow_name, done.instance_name) == (name, name)
+    [entry] = done.get_result()
+    assert (entry["task"], entry["result"]) == (name, "ping")
+    schedule = await manager.get_workflow_schedule(name, f"{name} schedule")
+    assert (schedule.workflow_name, schedule.get_parameters()) == (name, {"name": name})

@@ -357,8 +357,8 @@ async def test_pending_events_vanish_when_the_instance_ends(driver: Driver) -> N
 
 async def test_list_returns_one_entry_per_pair(driver: Driver) -> None:
     await finished(driver, WF, "done", result=b"2")
-    await finished(driver, WF, "again", result=b"old")
-    await driver.enqueue_workflow(WF, "again", b"new")  # live row wins over history
+    await finished(driver, WF, "again", result=b'"old"')
+    await driver.enqueue_workflow(WF, "again", b'"new"')  # live row wins over history
     await finished(driver, "other", "done", error="x")
     await finished(driver, "other", "twice", result=b"1")
     await finished(driver, "other", "twice", result=b"2")  # newest history row wins
@@ -372,7 +372,7 @@ async def test_list_returns_one_entry_per_pair(driver: Driver) -> None:
     assert by_key[(WF, "done")].result == b"2"
     assert by_key[(WF, "done")].payload is None
     assert by_key[(WF, "again")].is_running()
-    assert by_key[(WF, "again")].parameters == b"new"
+    assert by_key[(WF, "again")].parameters == b'"new"'
     assert by_key[(WF, "again")].result is None
     assert by_key[("other", "done")].err == "x"
     assert by_key[("other", "twice")].result == b"2"

@@ -43,7 +43,7 @@ async def test_kill_with_a_decision_and_a_completion_in_flight(driver: Driver) -
     await driver.kill_workflow(WF, INST, "killed")
 
     with pytest.raises(errors.WorkflowClaimLostError):
-        await decision.continue_(b"late", [NewTask("t")])
+        await decision.continue_(b'"late"', [NewTask("t")])
     await decision.close()
     with pytest.raises(errors.TaskLostError):
         await second.succeed(b"2")

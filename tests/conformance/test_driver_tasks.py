@@ -92,7 +92,7 @@ async def test_default_start_after_is_ready_at_once(driver: Driver) -> None:
 
 async def test_tasks_come_oldest_first_up_to_max(driver: Driver) -> None:
     await started(driver, "a", INST, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
-    await started(driver, "b", INST, tasks=[NewTask("t", b"3"), NewTask("other", b"x")])
+    await started(driver, "b", INST, tasks=[NewTask("t", b"3"), NewTask("other", b'"x"')])
     await started(driver, "a", "second", tasks=[NewTask("t", b"4")])
 
     first = await driver.dequeue_tasks("t", 2)
@@ -294,7 +294,7 @@ async def test_sweep_expires_stale_leases_as_lost(driver: Driver) -> None:
     with pytest.raises(errors.TaskLostError):
         await completer.heartbeat()
     with pytest.raises(errors.TaskLostError):
-        await completer.succeed(b"late")
+        await completer.succeed(b'"late"')
     event, workflow = await take(driver)
     async with workflow:
         result = event.task_result

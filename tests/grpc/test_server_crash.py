@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,11 @@ def _free_port() -> int:
 class ServeProcess:
     """``python -m cereal --db URL serve --port PORT`` in a child process."""
 
-    def __init__(self, database_url: str, port: int, log: Path) -> None:
+    def __init__(
+        self, database_url: str, port: int, log: Path, extra_args: Sequence[str] = ()
+    ) -> None:
         self.database_url, self.port, self.log = database_url, port, log
+        self.extra_args = tuple(extra_args)  # more ``serve`` options
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -47,6 +50,7 @@ class ServeProcess:
                 [
                     *(sys.executable, "-m", "cereal", "--db", self.database_url, "serve"),
                     *("--port", str(self.port), "--task-expiry", "1"),
+                    *self.extra_args,
                 ],
                 cwd=REPO,
                 stderr=sink,

@@ -16,6 +16,7 @@ import typer
 
 from cereal.cli import _render
 from cereal.cli._common import run, state
+from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
 if TYPE_CHECKING:
     from cereal.drivers.grpc import ServeOptions
@@ -76,14 +77,40 @@ def serve(
     grace_period: Annotated[
         float, typer.Option("--grace-period", help="Seconds running calls get on stop.")
     ] = 5.0,
+    max_value_size: Annotated[
+        int,
+        typer.Option(
+            "--max-value-size",
+            help="Largest JSON value a request may store, in bytes (Manager max_value_bytes).",
+        ),
+    ] = DEFAULT_MAX_VALUE_BYTES,
+    max_message_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-message-size",
+            help="Largest request in bytes; larger ones are refused"
+            " (default: 4 values of --max-value-size + 1 MiB; 68157440).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM."""
     from cereal.drivers.grpc import ServeOptions
+    from cereal.drivers.grpc._server import check_max_message_bytes, message_limit_for
 
     if not 0 <= port <= 65535:
         raise typer.BadParameter(f"must be 0-65535, got {port}", param_hint="--port")
     if not 0 < task_expiry < float("inf"):
         raise typer.BadParameter("must be a positive number of seconds", param_hint="--task-expiry")
+    if max_value_size < 1:
+        raise typer.BadParameter("must be at least 1 byte", param_hint="--max-value-size")
+    message_limit = (
+        message_limit_for(max_value_size) if max_message_size is None else max_message_size
+    )
+    try:
+        check_max_message_bytes(message_limit)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-message-size") from exc
     # connect and disconnect lines are INFO: show them even without -v
     cereal_logger = logging.getLogger("cereal")
     if cereal_logger.getEffectiveLevel() > logging.INFO:
@@ -97,6 +124,8 @@ def serve(
         tls_client_ca=tls_client_ca,
         insecure=insecure,
         sweep_expiry=task_expiry,
+        max_value_bytes=max_value_size,
+        max_message_bytes=message_limit,
     )
     signal_name = run(ctx, _serve(state(ctx).database_url, options, grace_period))
     _render.note(f"cereal serve stopped after {signal_name}")

@@ -1,6 +1,6 @@
 """Names in URL paths: one percent-encoded segment per name, read back from the raw path.
 
-A workflow or instance name may hold any character but control characters,
+A workflow or instance name may hold any character but control and invisible ones,
 ``/`` and ``%`` included. Each name is encoded as one path segment with every
 reserved character escaped, and routes read the *raw* (still encoded) request
 path, so an encoded ``/`` (``%2F``) never splits a name in two.

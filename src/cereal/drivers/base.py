@@ -5,6 +5,9 @@ Rules that hold for every driver (the conformance suite checks each one):
 1. **Bytes in, bytes out.** Drivers store and return encoded JSON bytes and
    never validate, encode or size-check values: the Manager does that once.
    ``None`` means "no bytes" and is stored as SQL NULL, never as ``null``.
+   (The ``grpc://`` driver's server is the exception: its clients need not be
+   Managers, so it applies the Manager's checks to every request, see
+   :mod:`cereal._validation`, and refuses bytes that are not JSON.)
 2. **Drivers raise only** :mod:`cereal.errors`. Backend exceptions are
    translated; unknown failures become :class:`~cereal.errors.DriverError`
    with the cause chained.

@@ -91,7 +91,14 @@ def channel_credentials(
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses every call without ``authorization: Bearer <token>`` as UNAUTHENTICATED."""
+    """Refuses every call without ``authorization: Bearer <token>`` as UNAUTHENTICATED.
+
+    The check reads only the call's metadata, and a refused call never has its
+    request read: grpc.aio reads a unary request in full before it calls the
+    handler, so the refusal is a handler that takes a request *stream* and
+    aborts without reading it. An unauthenticated client thus cannot make the
+    server buffer a large body.
+    """
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
@@ -111,24 +118,14 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 given = value.encode() if isinstance(value, str) else bytes(value)
         if hmac.compare_digest(given, self._expected):
             return await continuation(handler_call_details)
-        handler = await continuation(handler_call_details)
-        return _refusing(handler)
+        return _REFUSING
 
 
-def _refusing(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that fails with UNAUTHENTICATED."""
+async def _refuse(request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    # never iterates the requests: nothing of the body is read
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
-    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        yield  # pragma: no cover - makes this an async generator
-
-    if handler is None or not (handler.request_streaming or handler.response_streaming):
-        return grpc.unary_unary_rpc_method_handler(refuse)
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream)
-    return grpc.stream_unary_rpc_method_handler(refuse)
+_REFUSING = grpc.stream_unary_rpc_method_handler(_refuse)
+"""Fails any call with UNAUTHENTICATED before reading a message (whatever the method's shape:
+on the wire a refusal is the same trailers-only answer)."""

@@ -32,6 +32,7 @@ from cereal import errors
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc import _convert_views as views
+from cereal.drivers.grpc._checks import RequestChecks
 from cereal.drivers.grpc._domains import DEFAULT_DOMAIN, DOMAIN_METADATA_KEY
 from cereal.drivers.grpc._errors import ERROR_KEY, error_to_pb, is_carried, status_code
 from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
@@ -125,8 +126,9 @@ async def _pick(items: Sequence[Any], index: int) -> Any:
 class CerealService(pb_grpc.CerealServicer):
     """The service over a registry of domains."""
 
-    def __init__(self, domains: DomainRegistry) -> None:
+    def __init__(self, domains: DomainRegistry, checks: RequestChecks | None = None) -> None:
         self._domains = domains
+        self._checks = checks or RequestChecks()
         self._keep_leases = False
 
     def keep_leases(self) -> None:
@@ -155,17 +157,15 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.EnqueueWorkflowRequest, context: Context
     ) -> pb.Empty:
         """Create a live instance."""
+        parameters = self._checks.enqueue(request)
         driver = await self._driver(context)
-        await driver.enqueue_workflow(
-            request.workflow_name,
-            request.instance_name,
-            convert.value_from_pb(request, "parameters"),
-        )
+        await driver.enqueue_workflow(request.workflow_name, request.instance_name, parameters)
         return pb.Empty()
 
     @_unary
     async def CancelWorkflow(self, request: pb.InstanceKey, context: Context) -> pb.Empty:
         """Append a cancel event."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         await driver.cancel_workflow(request.workflow_name, request.instance_name)
         return pb.Empty()
@@ -173,6 +173,7 @@ class CerealService(pb_grpc.CerealServicer):
     @_unary
     async def KillWorkflow(self, request: pb.KillWorkflowRequest, context: Context) -> pb.Empty:
         """Finish an instance at once."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         await driver.kill_workflow(request.workflow_name, request.instance_name, request.error)
         return pb.Empty()
@@ -180,6 +181,7 @@ class CerealService(pb_grpc.CerealServicer):
     @_unary
     async def GetWorkflowInstance(self, request: pb.InstanceKey, context: Context) -> pb.Instance:
         """The live instance or its newest finished run."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         found = await driver.get_workflow_instance(request.workflow_name, request.instance_name)
         return convert.instance_to_pb(found)
@@ -189,6 +191,7 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.ListWorkflowInstancesRequest, context: Context
     ) -> pb.ListWorkflowInstancesResponse:
         """Instances matching the filter."""
+        self._checks.listing(request)
         driver = await self._driver(context)
         found = await driver.list_workflow_instances(convert.filter_from_pb(request))
         return pb.ListWorkflowInstancesResponse(
@@ -200,6 +203,7 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.InstanceKey, context: Context
     ) -> pb.ListInstanceTasksResponse:
         """The queued and running tasks of a live instance."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         found = await driver.list_instance_tasks(request.workflow_name, request.instance_name)
         return pb.ListInstanceTasksResponse(tasks=[views.instance_task_to_pb(t) for t in found])
@@ -209,6 +213,7 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.InstanceKey, context: Context
     ) -> pb.ListInstanceEventsResponse:
         """The pending events of a live instance."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         found = await driver.list_instance_events(request.workflow_name, request.instance_name)
         return pb.ListInstanceEventsResponse(events=[views.instance_event_to_pb(e) for e in found])
@@ -276,6 +281,7 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.CreateScheduleRequest, context: Context
     ) -> pb.Empty:
         """Store a new schedule."""
+        parameters, rule = await self._checks.new_schedule(request)
         driver = await self._driver(context)
         next_due_at = convert.time_from_pb(request, "next_due_at")
         if next_due_at is None:
@@ -283,9 +289,9 @@ class CerealService(pb_grpc.CerealServicer):
         await driver.create_workflow_schedule(
             request.workflow_name,
             request.instance_name,
-            convert.value_from_pb(request, "parameters"),
+            parameters,
             request.enabled,
-            request.recurrence,
+            rule,
             next_due_at,
             overlap=check_overlap(request.overlap),
             catch_up_window=request.catch_up_window,
@@ -304,6 +310,7 @@ class CerealService(pb_grpc.CerealServicer):
     @_unary
     async def GetWorkflowSchedule(self, request: pb.InstanceKey, context: Context) -> pb.Schedule:
         """One schedule."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         found = await driver.get_workflow_schedule(request.workflow_name, request.instance_name)
         return convert.schedule_to_pb(found)
@@ -313,15 +320,15 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.UpdateScheduleRequest, context: Context
     ) -> pb.Empty:
         """Apply a schedule update."""
+        update = await self._checks.schedule_update(request)
         driver = await self._driver(context)
-        await driver.update_workflow_schedule(
-            request.workflow_name, request.instance_name, convert.update_from_pb(request)
-        )
+        await driver.update_workflow_schedule(request.workflow_name, request.instance_name, update)
         return pb.Empty()
 
     @_unary
     async def DeleteWorkflowSchedule(self, request: pb.InstanceKey, context: Context) -> pb.Empty:
         """Remove a schedule."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         await driver.delete_workflow_schedule(request.workflow_name, request.instance_name)
         return pb.Empty()
@@ -337,6 +344,7 @@ class CerealService(pb_grpc.CerealServicer):
         self, request: pb.TriggerScheduleRequest, context: Context
     ) -> pb.RunOutcomeReply:
         """Ask a schedule for a run now, under its overlap policy."""
+        self._checks.pair(request)
         driver = await self._driver(context)
         outcome = await driver.trigger_workflow_schedule(
             request.workflow_name, request.instance_name, request.kill_error
@@ -361,6 +369,7 @@ class CerealService(pb_grpc.CerealServicer):
         if first is grpc.aio.EOF or not first.HasField("claim"):
             raise ValueError("a ClaimWorkflows stream starts with a claim request")
         claim = first.claim
+        self._checks.claim(claim)
         claimed = await driver.claim_workflows(
             list(claim.workflow_names),
             max_instances=claim.max_instances,
@@ -392,6 +401,7 @@ class CerealService(pb_grpc.CerealServicer):
             if action in ("continue_", "done", "fail"):
                 # a decision also releases the claim: the client's close needs no round trip
                 try:
+                    self._checks.decision(decision)
                     await _decide(completer, decision)
                 finally:
                     await completer.close()
@@ -416,6 +426,7 @@ class CerealService(pb_grpc.CerealServicer):
             ]
         elif first is not grpc.aio.EOF and first.HasField("dequeue"):
             ask = first.dequeue
+            self._checks.dequeue(ask)
             leased = await driver.dequeue_tasks(
                 ask.task_name,
                 ask.max_tasks,
@@ -449,6 +460,7 @@ class CerealService(pb_grpc.CerealServicer):
             action = report.WhichOneof("action")
             handed_back = False
             try:
+                self._checks.report(report)
                 if action == "heartbeat":
                     await completer.heartbeat()
                     return False

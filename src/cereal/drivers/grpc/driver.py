@@ -44,7 +44,11 @@ from cereal.drivers.grpc._io import IoLoop
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 from cereal.drivers.grpc._security import TOKEN_METADATA_KEY, channel_credentials
-from cereal.drivers.grpc._server import MAX_MESSAGE_BYTES, channel_options
+from cereal.drivers.grpc._server import (
+    MAX_MESSAGE_BYTES,
+    channel_options,
+    check_max_message_bytes,
+)
 from cereal.models import (
     FailureDetails,
     HistoryRetention,
@@ -111,7 +115,9 @@ class GrpcDriver(Driver):
         key: the PEM key of ``cert``.
         call_timeout: seconds a call may wait for the server (including reconnecting).
         connect_timeout: seconds ``init`` waits for the server before failing.
-        max_message_bytes: the largest message sent or received.
+        max_message_bytes: the largest request sent (default: the server's default
+            limit, 65 MiB); set it to the server's ``--max-message-size``.
+            Answers may be up to 1 GiB.
         retention: how much history the domain keeps; sent with every :meth:`sweep`,
             after which the server's own sweeps of the domain use it too.
 
@@ -154,7 +160,7 @@ class GrpcDriver(Driver):
         self._metadata = tuple(metadata)
         self._call_timeout = float(call_timeout)
         self._connect_timeout = float(connect_timeout)
-        self._max_message_bytes = max_message_bytes
+        self._max_message_bytes = check_max_message_bytes(max_message_bytes)
         self._io: IoLoop | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
@@ -179,10 +185,12 @@ class GrpcDriver(Driver):
                 given[name] = _parse_bool(value)
             elif name in ("call_timeout", "connect_timeout"):
                 given[name] = float(value)
+            elif name == "max_message_bytes":
+                given[name] = int(value)
             else:
                 raise ValueError(
                     f"unknown option {name!r} in {url!r}; known: domain, token, tls, ca,"
-                    " cert, key, call_timeout, connect_timeout"
+                    " cert, key, call_timeout, connect_timeout, max_message_bytes"
                 )
         driver = cls(parts.netloc, **{**given, **options})
         if not options:

@@ -1,0 +1,133 @@
+"""The input checks every way into the engine applies, in one place.
+
+The Manager applies them to what users pass before it calls a driver, and
+``cereal serve`` applies the same functions to every request before it
+stores anything (a gRPC client need not be a Manager). Each check raises
+``ValueError`` or ``TypeError`` (``InvalidScheduleError`` for a rule with no
+future occurrence) with a message naming the field; the rules themselves live
+in :mod:`cereal._names`, :mod:`cereal.values`, :mod:`cereal.recurrence`,
+:mod:`cereal.retry` and :mod:`cereal._time`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from cereal import _names, _time, errors, values
+from cereal import recurrence as _recurrence
+from cereal.models import NewTask
+from cereal.retry import load_policy
+
+
+def check_pair(workflow_name: object, instance_name: object) -> None:
+    """Refuse a bad workflow or instance name (see :func:`cereal._names.check_name`)."""
+    _names.check_name(workflow_name, what="workflow name")
+    _names.check_name(instance_name, what="instance name")
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` if it is an int of at least 1.
+
+    Raises:
+        TypeError: not an int (a bool is not one).
+        ValueError: below 1.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(value: object, name: str) -> int:
+    """``value`` if it is an int of at least 0.
+
+    Raises:
+        TypeError: not an int (a bool is not one).
+        ValueError: below 0.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be at least 0, got {value}")
+    return value
+
+
+def normalize_recurrence(rule: Any) -> str:
+    """The stored text of a schedule's rule (RRULE, cron or dateutil ``rrule``).
+
+    Raises:
+        TypeError: no rule, or not a str or rrule.
+        InvalidScheduleError: it does not parse; the message names the problem.
+    """
+    if rule is None:
+        raise TypeError("recurrence is required: an RRULE string or a dateutil rrule")
+    return _recurrence.normalize(rule)
+
+
+async def first_due(rule: str) -> datetime:
+    """The first occurrence of a normalised rule from now.
+
+    Raises:
+        InvalidScheduleError: the rule has no future occurrence.
+    """
+    due = await _recurrence.next_after_off_loop(rule, _time.utcnow())
+    if due is None:
+        raise errors.InvalidScheduleError(
+            f"workflow schedule is not valid: recurrence {rule!r} has no future occurrence"
+        )
+    return due
+
+
+def check_encoded_value(raw: bytes | None, *, where: str, max_bytes: int) -> bytes | None:
+    """Refuse already-encoded bytes that :func:`cereal.values.encode` would not have made.
+
+    ``None`` (no value) passes. Otherwise the bytes must be at most
+    ``max_bytes`` long and be UTF-8 JSON that ``encode`` accepts (no NaN or
+    infinities, no lone surrogates), so what a remote client stores is what a
+    Manager could have stored.
+
+    Raises:
+        ValueError: over ``max_bytes`` (checked before the value is parsed).
+        TypeError: not UTF-8 JSON, or JSON that ``encode`` refuses.
+    """
+    if raw is None:
+        return None
+    values.check_size(raw, where=where, max_bytes=max_bytes)
+    try:
+        decoded = json.loads(raw.decode("utf-8"))  # UTF-8 only: json.loads(bytes) guesses
+    except (ValueError, RecursionError) as exc:
+        raise TypeError(f"{where}: value is not JSON: {exc}") from exc
+    values.encode(decoded, where=where, max_bytes=max_bytes)  # NaN, surrogates: as for users
+    return raw
+
+
+def check_stored_retry_policy(stored: str | None, *, where: str) -> str | None:
+    """Refuse a task's stored retry policy that workers could not read (``None`` passes).
+
+    Raises:
+        ValueError: not a policy :func:`cereal.retry.load_policy` accepts.
+    """
+    if stored is None:
+        return None
+    try:
+        load_policy(stored)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    return stored
+
+
+def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
+    """Refuse a task to enqueue whose name, parameters, start time or retry policy is bad.
+
+    Raises:
+        ValueError / TypeError: naming the field (``where`` says which task).
+    """
+    _names.check_name(task.task_name, what=f"{where} task name")
+    check_encoded_value(task.parameters, where=f"{where} parameters", max_bytes=max_bytes)
+    if task.start_after is not None:
+        _time.to_utc(task.start_after, name=f"{where} start_after")
+    check_stored_retry_policy(task.retry_policy, where=f"{where} retry_policy")
+    return task

@@ -1,0 +1,127 @@
+"""What ``cereal serve`` checks in a request before its domain's driver sees it.
+
+A client need not be a Manager, so the service applies the Manager's own
+checks (:mod:`cereal._validation`) to every field a request would store or
+look up: names, JSON values and their size, recurrence rules, overlap, the
+catch-up window, tasks inside decisions (name, parameters, start time, retry
+policy), results and retry delays. A refused request raises ``ValueError`` or
+``TypeError`` naming the field, which the service answers as
+INVALID_ARGUMENT (inside a stream: an error answer of that class); nothing
+is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cereal import _names, _time, _validation
+from cereal.drivers.grpc import _convert as convert
+from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
+from cereal.models import ScheduleUpdate, check_overlap
+from cereal.values import DEFAULT_MAX_VALUE_BYTES
+
+
+class RequestChecks:
+    """The checks, with the server's value size limit."""
+
+    def __init__(self, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
+        self.max_value_bytes = _validation.positive_int(max_value_bytes, "max_value_bytes")
+
+    def value(self, holder: object, field: str, *, where: str) -> bytes | None:
+        """The optional value in ``holder.field``, refused unless JSON within the limit."""
+        raw = convert.value_from_pb(holder, field)
+        return _validation.check_encoded_value(
+            raw, where=f"{where} {field}", max_bytes=self.max_value_bytes
+        )
+
+    @staticmethod
+    def pair(request: pb.InstanceKey | pb.KillWorkflowRequest | pb.TriggerScheduleRequest) -> None:
+        """The workflow and instance names of a request."""
+        _validation.check_pair(request.workflow_name, request.instance_name)
+
+    def enqueue(self, request: pb.EnqueueWorkflowRequest) -> bytes | None:
+        """A new instance's names and parameters; returns the parameters."""
+        _validation.check_pair(request.workflow_name, request.instance_name)
+        return self.value(request, "parameters", where="enqueue_workflow")
+
+    @staticmethod
+    def listing(request: pb.ListWorkflowInstancesRequest) -> None:
+        """A listing's filter, as the Manager checks it."""
+        if request.HasField("workflow_name"):
+            _names.check_name(request.workflow_name, what="workflow name")
+        if request.HasField("instance_name"):
+            _names.check_name(request.instance_name, what="instance name")
+        if request.HasField("limit"):
+            _validation.positive_int(request.limit, "limit")
+        _validation.non_negative_int(request.offset, "offset")
+
+    async def new_schedule(self, request: pb.CreateScheduleRequest) -> tuple[bytes | None, str]:
+        """A new schedule's fields; returns its parameters and its normalised rule.
+
+        Raises:
+            InvalidScheduleError: the rule does not parse or never fires again.
+        """
+        _validation.check_pair(request.workflow_name, request.instance_name)
+        parameters = self.value(request, "parameters", where="create_workflow_schedule")
+        rule = _validation.normalize_recurrence(request.recurrence)
+        await _validation.first_due(rule)
+        check_overlap(request.overlap)
+        _time.seconds(request.catch_up_window, name="catch_up_window")
+        return parameters, rule
+
+    async def schedule_update(self, request: pb.UpdateScheduleRequest) -> ScheduleUpdate:
+        """A schedule update's fields; returns the update with its new rule normalised.
+
+        Raises:
+            InvalidScheduleError: a new rule does not parse or never fires again.
+        """
+        _validation.check_pair(request.workflow_name, request.instance_name)
+        if request.set_parameters:
+            self.value(request, "parameters", where="update_workflow_schedule")
+        update = convert.update_from_pb(request)
+        recurrence = update.recurrence
+        if recurrence is not None:
+            recurrence = _validation.normalize_recurrence(recurrence)
+            await _validation.first_due(recurrence)
+        if update.due_rule is not None:
+            # checked only: it is compared with the stored rule, so it stays as read
+            _validation.normalize_recurrence(update.due_rule)
+        if update.catch_up_window is not None:
+            _time.seconds(update.catch_up_window, name="catch_up_window")
+        return dataclasses.replace(update, recurrence=recurrence)
+
+    @staticmethod
+    def claim(claim: pb.ClaimWorkflowsRequest) -> None:
+        """The workflow names a claim asks for."""
+        for name in claim.workflow_names:
+            _names.check_name(name, what="workflow name")
+
+    @staticmethod
+    def dequeue(ask: pb.DequeueTasksRequest) -> None:
+        """The task name and the executor's retry policy a dequeue carries."""
+        _names.check_name(ask.task_name, what="task name")
+        if ask.HasField("retry_policy"):
+            _validation.check_stored_retry_policy(ask.retry_policy, where="dequeue retry_policy")
+
+    def decision(self, decision: pb.WorkflowDecision) -> None:
+        """The values and tasks a workflow decision would store."""
+        action = decision.WhichOneof("action")
+        if action == "continue_":
+            carried = decision.continue_
+            self.value(carried, "payload", where="continue_")
+            for index, task in enumerate(carried.tasks):
+                _validation.check_new_task(
+                    convert.new_task_from_pb(task),
+                    where=f"continue_ tasks[{index}]",
+                    max_bytes=self.max_value_bytes,
+                )
+        elif action == "done":
+            self.value(decision.done, "result", where="complete")
+
+    def report(self, report: pb.TaskReport) -> None:
+        """The result or retry delay a task report would store."""
+        action = report.WhichOneof("action")
+        if action == "succeed":
+            self.value(report.succeed, "result", where="task")
+        elif action == "retry":
+            _time.seconds(report.retry.delay, name="retry delay")

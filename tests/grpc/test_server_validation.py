@@ -1,0 +1,313 @@
+"""``cereal serve`` checks requests itself: a raw client (no Manager, no GrpcDriver checks)
+sending bad fields gets INVALID_ARGUMENT naming the field, and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import grpc
+from cereal.drivers.grpc._errors import error_from_pb, status_code
+from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
+from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
+
+WF, INST = "wf", "inst"
+RULE = "FREQ=DAILY"
+BIG = json.dumps("x" * (20 * 1024 * 1024)).encode()  # 20 MiB: over the 16 MiB value limit
+BAD_POLICY = '{"max_attempts": "lots"}'
+GOOD_POLICY = (
+    '{"initial_backoff":1.0,"jitter":0.1,"max_attempts":2,"max_backoff":300.0,'
+    '"multiplier":2.0,"non_retryable":[]}'
+)
+
+
+@pytest.fixture
+async def stub(served_url: str, grpc_server_factory: Any) -> AsyncIterator[Any]:
+    """A raw ``cereal.v1.Cereal`` stub on a fresh served store."""
+    server = grpc_server_factory(served_url, maintenance=False)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        yield pb_grpc.CerealStub(channel)  # type: ignore[no-untyped-call]
+
+
+def value(data: bytes) -> pb.Value:
+    return pb.Value(data=data)
+
+
+async def snapshot(stub: Any) -> tuple[Any, ...]:
+    """Everything a refused request could have changed."""
+    instances = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
+    schedules = await stub.ListWorkflowSchedules(pb.Empty())
+    stats = await stub.TaskQueueStats(pb.Empty())
+    return (
+        sorted(i.SerializeToString(deterministic=True) for i in instances.instances),
+        sorted(
+            (s.workflow_name, s.instance_name, s.recurrence, s.parameters.data, s.overlap)
+            for s in schedules.schedules
+        ),
+        [(q.task_name, q.queued, q.running) for q in stats.queues],
+    )
+
+
+async def refused(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await call
+    return failure.value
+
+
+# ---- unary requests -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("workflow", "instance", "parameters", "field"),
+    [
+        ("", INST, None, "workflow name"),
+        ("wf\x00nul", INST, None, "workflow name"),
+        ("wf\x1besc", INST, None, "workflow name"),
+        ("wf\nline", INST, None, "workflow name"),
+        ("wf\u202eoverride", INST, None, "workflow name"),
+        (WF, "in\nst", None, "instance name"),
+        (WF, "", None, "instance name"),
+        (WF, INST, b"not json", "parameters"),
+        (WF, INST, b'{"x": NaN}', "parameters"),
+        (WF, INST, b'"\\ud800"', "parameters"),
+        (WF, INST, BIG, "parameters"),
+    ],
+    ids=repr,
+)
+async def test_enqueue_with_a_bad_field_is_invalid_argument_and_stores_nothing(
+    stub: Any, workflow: str, instance: str, parameters: bytes | None, field: str
+) -> None:
+    request = pb.EnqueueWorkflowRequest(
+        workflow_name=workflow,
+        instance_name=instance,
+        parameters=None if parameters is None else value(parameters),
+    )
+
+    error = await refused(stub.EnqueueWorkflow(request))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    assert await snapshot(stub) == ([], [], [])
+
+
+def schedule_request(**fields: Any) -> pb.CreateScheduleRequest:
+    request = pb.CreateScheduleRequest(
+        workflow_name=WF,
+        instance_name=INST,
+        parameters=value(b'{"s": 1}'),
+        enabled=True,
+        recurrence=RULE,
+        overlap="skip",
+        catch_up_window=0.0,
+    )
+    request.next_due_at.GetCurrentTime()
+    for name, given in fields.items():
+        if name == "parameters":
+            request.parameters.CopyFrom(value(given))
+        else:
+            setattr(request, name, given)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"recurrence": "NOT A RULE"}, "recurrence"),
+        ({"recurrence": "FREQ=DAILY;UNTIL=20000101T000000Z"}, "no future occurrence"),
+        ({"workflow_name": "w\x00f"}, "workflow name"),
+        ({"instance_name": "i\u2028nst"}, "instance name"),
+        ({"parameters": b"{oops"}, "parameters"),
+        ({"parameters": BIG}, "parameters"),
+        ({"overlap": "sometimes"}, "overlap"),
+        ({"catch_up_window": -1.0}, "catch_up_window"),
+        ({"catch_up_window": float("nan")}, "catch_up_window"),
+    ],
+    ids=repr,
+)
+async def test_create_schedule_with_a_bad_field_is_invalid_argument_and_stores_nothing(
+    stub: Any, fields: dict[str, Any], field: str
+) -> None:
+    error = await refused(stub.CreateWorkflowSchedule(schedule_request(**fields)))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    assert await snapshot(stub) == ([], [], [])
+
+
+async def test_a_cron_rule_is_stored_normalised(stub: Any) -> None:
+    await stub.CreateWorkflowSchedule(schedule_request(recurrence="0 3 * * *"))
+
+    found = await stub.GetWorkflowSchedule(pb.InstanceKey(workflow_name=WF, instance_name=INST))
+    assert found.recurrence == "FREQ=DAILY;BYHOUR=3;BYMINUTE=0;BYSECOND=0"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"recurrence": "NOT A RULE"}, "recurrence"),
+        ({"set_parameters": True, "parameters": value(b"nope")}, "parameters"),
+        ({"set_parameters": True, "parameters": value(BIG)}, "parameters"),
+        ({"overlap": "sometimes"}, "overlap"),
+        ({"catch_up_window": -5.0}, "catch_up_window"),
+        ({"instance_name": "\x1b[31mred"}, "instance name"),
+    ],
+    ids=repr,
+)
+async def test_update_schedule_with_a_bad_field_is_invalid_argument_and_changes_nothing(
+    stub: Any, fields: dict[str, Any], field: str
+) -> None:
+    await stub.CreateWorkflowSchedule(schedule_request())
+    before = await snapshot(stub)
+    request = pb.UpdateScheduleRequest(**{"workflow_name": WF, "instance_name": INST, **fields})
+
+    error = await refused(stub.UpdateWorkflowSchedule(request))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    assert await snapshot(stub) == before
+
+
+# ---- decisions and reports on the streams ------------------------------------------------
+
+
+class ClaimStream:
+    """One ClaimWorkflows stream holding the one live instance."""
+
+    def __init__(self, stub: Any) -> None:
+        self.call = stub.ClaimWorkflows()
+        self.next_id = 0
+
+    async def claim(self) -> None:
+        ask = pb.ClaimWorkflowsRequest(
+            workflow_names=[WF], max_instances=1, max_events=1, claim_expiry=60.0
+        )
+        await self.call.write(pb.WorkflowStreamRequest(claim=ask))
+        reply = await self.call.read()
+        assert len(reply.claimed.instances) == 1
+
+    async def decide(self, decision: pb.WorkflowDecision) -> pb.Answer:
+        self.next_id += 1
+        decision.request_id, decision.claim = self.next_id, 0
+        await self.call.write(pb.WorkflowStreamRequest(decision=decision))
+        reply = await self.call.read()
+        answer: pb.Answer = reply.answer
+        return answer
+
+    async def end(self) -> None:
+        await self.call.done_writing()
+        while await self.call.read() is not grpc.aio.EOF:
+            pass
+
+
+def continue_with(payload: bytes | None = None, *tasks: pb.NewTask) -> pb.WorkflowDecision:
+    carried = pb.Continue(payload=None if payload is None else value(payload), tasks=tasks)
+    return pb.WorkflowDecision(continue_=carried)
+
+
+def assert_invalid(answer: pb.Answer, field: str) -> None:
+    assert answer.HasField("error")
+    error = error_from_pb(answer.error)
+    assert status_code(error) == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in str(error)
+
+
+@pytest.mark.parametrize(
+    ("decision", "field"),
+    [
+        (continue_with(None, pb.NewTask(task_name="t", retry_policy=BAD_POLICY)), "retry_policy"),
+        (continue_with(None, pb.NewTask(task_name="t", retry_policy="[]")), "retry_policy"),
+        (continue_with(None, pb.NewTask(task_name="")), "task name"),
+        (continue_with(None, pb.NewTask(task_name="t\x00")), "task name"),
+        (continue_with(None, pb.NewTask(task_name="t\ufeff")), "task name"),
+        (continue_with(None, pb.NewTask(task_name="t", parameters=value(b"?"))), "parameters"),
+        (continue_with(None, pb.NewTask(task_name="t", parameters=value(BIG))), "parameters"),
+        (continue_with(b"not json"), "payload"),
+        (continue_with(BIG), "payload"),
+        (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),
+        (pb.WorkflowDecision(done=pb.Done(result=value(BIG))), "result"),
+    ],
+    ids=repr,
+)
+async def test_a_decision_with_a_bad_field_is_invalid_argument_and_stores_nothing(
+    stub: Any, decision: pb.WorkflowDecision, field: str
+) -> None:
+    # Given a live instance, claimed by a raw client
+    await stub.EnqueueWorkflow(pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST))
+    before = await snapshot(stub)
+    stream = ClaimStream(stub)
+    await stream.claim()
+
+    # When it sends a decision holding a bad field
+    answer = await stream.decide(decision)
+    await stream.end()
+
+    # Then the answer is INVALID_ARGUMENT naming it, and the instance is as it was
+    assert_invalid(answer, field)
+    assert await snapshot(stub) == before
+    again = ClaimStream(stub)
+    await again.claim()  # the event was not consumed
+    await again.end()
+
+
+async def test_a_dequeue_with_a_bad_retry_policy_is_invalid_argument(stub: Any) -> None:
+    call = stub.DequeueTasks()
+    ask = pb.DequeueTasksRequest(
+        task_name="t", max_tasks=1, task_expiry=60.0, retry_policy=BAD_POLICY
+    )
+    await call.write(pb.TaskStreamRequest(dequeue=ask))
+
+    error = await refused(call.read())
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "retry_policy" in (error.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("report", "field"),
+    [
+        (pb.TaskReport(succeed=pb.Succeed(result=value(b"nope"))), "result"),
+        (pb.TaskReport(succeed=pb.Succeed(result=value(BIG))), "result"),
+        (pb.TaskReport(retry=pb.Retry(error="e", delay=-1.0)), "delay"),
+    ],
+    ids=repr,
+)
+async def test_a_task_report_with_a_bad_field_is_invalid_argument_and_stores_nothing(
+    stub: Any, report: pb.TaskReport, field: str
+) -> None:
+    # Given a leased task, enqueued with a retry policy by a valid decision
+    await stub.EnqueueWorkflow(pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST))
+    stream = ClaimStream(stub)
+    await stream.claim()
+    task = pb.NewTask(task_name="t", parameters=value(b"1"), retry_policy=GOOD_POLICY)
+    assert not (await stream.decide(continue_with(b"{}", task))).HasField("error")
+    await stream.end()
+    call = stub.DequeueTasks()
+    ask = pb.DequeueTasksRequest(task_name="t", max_tasks=1, task_expiry=60.0)
+    await call.write(pb.TaskStreamRequest(dequeue=ask))
+    assert len((await call.read()).leased.tasks) == 1
+
+    # When a report with a bad field is sent, then a good one
+    report.request_id, report.lease = 1, 0
+    await call.write(pb.TaskStreamRequest(report=report))
+    bad = (await call.read()).answer
+    good = pb.TaskReport(request_id=2, lease=0, succeed=pb.Succeed(result=value(b'"ok"')))
+    await call.write(pb.TaskStreamRequest(report=good))
+    accepted = (await call.read()).answer
+    await call.done_writing()
+
+    # Then the first is INVALID_ARGUMENT naming the field, and only the good result is stored
+    assert_invalid(bad, field)
+    assert not accepted.HasField("error")
+    stream = ClaimStream(stub)
+    ask_events = pb.ClaimWorkflowsRequest(
+        workflow_names=[WF], max_instances=1, max_events=8, claim_expiry=60.0
+    )
+    await stream.call.write(pb.WorkflowStreamRequest(claim=ask_events))
+    [claimed] = (await stream.call.read()).claimed.instances
+    [completion] = claimed.events
+    assert completion.task_result.status == "success"
+    assert completion.task_result.result.data == b'"ok"'
+    await stream.end()
