@@ -18,7 +18,7 @@ from cereal.testing import enqueued_tasks, make_instance
 @pytest.mark.parametrize(
     ("options", "error", "text"),
     [
-        ({"max_attempts": 0}, ValueError, "max_attempts must be at least 1"),
+        ({"max_attempts": 0}, ValueError, "max_attempts must be between 1 and 1000000"),
         ({"max_attempts": 2.5}, TypeError, "max_attempts must be an int"),
         ({"max_attempts": True}, TypeError, "max_attempts must be an int"),
         ({"initial_backoff": -1}, ValueError, "initial_backoff"),
@@ -78,7 +78,7 @@ def test_non_retryable_types_are_stored_by_name_and_match_subclasses() -> None:
 
 
 def test_a_damaged_stored_policy_is_refused() -> None:
-    with pytest.raises(ValueError, match="damaged"):
+    with pytest.raises(ValueError, match="invalid retry policy"):
         load_policy('{"max_attempts": "x"}')
 
 
