@@ -42,6 +42,10 @@ class RetryPolicy:
     An exception whose class is, or derives from, one of ``non_retryable``
     fails the task at once. ``max_attempts=1`` (the default) never retries.
 
+    Bounds every store can hold: ``max_attempts`` an int from 1 to
+    :data:`MAX_ATTEMPTS`, backoffs from 0 to :data:`MAX_BACKOFF` (366 days),
+    ``multiplier`` finite and at least 1, ``jitter`` in [0, 1).
+
     Raises:
         TypeError / ValueError: a field of the wrong type or out of range.
     """
