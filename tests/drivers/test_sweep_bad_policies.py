@@ -27,6 +27,7 @@ from cereal._time import utcnow
 from cereal.drivers import Driver
 from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.postgres import PostgresDriver, _maintenance
+from cereal.drivers.postgres._db import QUERIES
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite import _tasks as sqlite_tasks
 from cereal.instance import TaskResult
@@ -303,3 +304,26 @@ async def test_a_failing_trim_step_leaves_lease_expiry_running(
         assert event.task_result is not None
         assert event.task_result.status == TaskStatus.LOST
         await completer.continue_(None, [])
+
+
+async def test_a_postgres_sweep_skipping_a_held_instance_keeps_none_of_its_tasks_locked(
+    postgres_dsn: str,
+) -> None:
+    # The lease-locking statement locks the instance row before the task row: a sweep
+    # that skips an instance another sweep holds must leave that instance's tasks free
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
+        assert len(await driver.dequeue_tasks("t", 2)) == 2
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE cereal_tasks SET heartbeat_at = now() - interval '1 hour'")
+    with psycopg.connect(postgres_dsn) as holder, psycopg.connect(postgres_dsn) as sweeper:
+        # Given a transaction holding the instance row
+        holder.execute("SELECT id FROM cereal_workflow_instances FOR NO KEY UPDATE")
+        # When a sweep's locking statement runs meanwhile, its transaction still open
+        params = {"expiry": 60.0, "batch": 500}
+        assert sweeper.execute(QUERIES["lock_expired_leases"], params).fetchall() == []
+        # Then it holds none of the task rows
+        free = holder.execute(
+            "SELECT id FROM cereal_tasks WHERE state = 'running' FOR UPDATE SKIP LOCKED"
+        ).fetchall()
+        assert len(free) == 2

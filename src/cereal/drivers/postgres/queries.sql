@@ -280,9 +280,12 @@ SELECT id FROM task WHERE (SELECT count(*) FROM announced) >= 0
 -- expiry; a lease without a stored expiry, taken by older code, by the
 -- sweeper's), locked with their instance rows. Both are skipped when locked:
 -- the sweep never waits, so it cannot deadlock with a kill holding the
--- instance. The sweep decides each task in Python under its stored retry
--- policy (never parsed here, so no stored value can make this fail) and ends
--- every lease it locked in the same transaction: retry_tasks or lose_tasks.
+-- instance. The instance row is locked first (rows are locked in clause
+-- order): a sweep that skips a task because another holds its instance keeps
+-- no lock on the task row, which that other sweep would then skip. The sweep
+-- decides each task in Python under its stored retry policy (never parsed
+-- here, so no stored value can make this fail) and ends every lease it locked
+-- in the same transaction: retry_tasks or lose_tasks.
 SELECT t.id, t.attempt, t.retry_policy::text AS retry_policy, t.workflow_name,
        t.task_name, i.instance_name
 FROM cereal_tasks AS t
@@ -291,8 +294,8 @@ WHERE t.state = 'running'
   AND t.heartbeat_at < now() - make_interval(secs => coalesce(t.lease_expiry, %(expiry)s))
 ORDER BY t.heartbeat_at
 LIMIT %(batch)s
-FOR UPDATE OF t SKIP LOCKED
 FOR NO KEY UPDATE OF i SKIP LOCKED
+FOR UPDATE OF t SKIP LOCKED
 
 -- name: lose_tasks
 -- Sweep: expired tasks locked by lock_expired_leases become LOST results, each
