@@ -3,6 +3,9 @@
 Every Manager runs one; the driver makes concurrent sweeps safe (locks), so
 a crashed process's tasks are reported ``LOST`` (or, with attempts left
 under their retry policy, queued again) by whichever Manager sweeps first.
+The drivers run a sweep's steps independently and decide each expired lease
+on its own (``drivers/_sweep_steps.py``, ``drivers/_expired.py``), logging
+what failed; a sweep that fails as a whole is logged and the next one runs.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ async def run_sweeper(
             report = await driver.sweep(task_expiry)
         except errors.CerealError:
             logger.warning("maintenance sweep failed", exc_info=True)
+            continue
+        except Exception:
+            # a driver's bug or a row it cannot handle: the next sweep still runs
+            logger.error("maintenance sweep failed unexpectedly", exc_info=True)
             continue
         if report.expired_tasks:
             # each lease is judged by its holder's expiry, which may differ from ours

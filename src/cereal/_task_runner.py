@@ -268,8 +268,14 @@ class TaskRunner:
             return None
         try:
             policy = load_policy(task.retry_policy)
-        except ValueError:
-            logger.warning("task %r has a damaged retry policy; not retrying", self._name)
+        except ValueError as exc:
+            logger.warning(
+                "task %r (id %s) is not retried: %s",
+                self._name,
+                task.metadata.task_id,
+                exc,
+                extra={"event": "invalid_retry_policy", "task_id": task.metadata.task_id},
+            )
             return None
         attempt = task.metadata.attempt
         if not policy.retries(outcome.exception, attempt):

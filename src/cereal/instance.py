@@ -174,7 +174,8 @@ class TaskResult:
         if self._data.status is TaskStatus.SUCCESS:
             return None
         if self._data.status is TaskStatus.LOST:
-            return errors.TaskLostError()
+            # a sweep that refused the task's stored retry policy says so here
+            return errors.TaskLostError(self._data.error_text or None)
         if self._data.status is TaskStatus.UNUSABLE_RESULT:
             return errors.UnusableTaskResultError(self._data.error_text or None)
         failure = errors.TaskFailedError(self._data.error_text)

@@ -411,7 +411,11 @@ class QueueDepth:
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one maintenance sweep did."""
+    """What one maintenance sweep did.
+
+    ``notes`` include one ``"<step> failed: <error>"`` per step that failed
+    (logged at ERROR); the other steps ran regardless.
+    """
 
     expired_tasks: int = 0
     released_claims: int = 0
@@ -423,6 +427,12 @@ class SweepReport:
     """The (workflow name, task name) of each of the ``retried_tasks``."""
     given_up: tuple[str, ...] = field(default_factory=tuple)
     """Expired leases that used their last attempt of several (poison tasks): who, which."""
+    invalid_policies: tuple[str, ...] = field(default_factory=tuple)
+    """Expired leases reported LOST because their stored retry policy was refused: who, which.
+
+    Each is also logged at WARNING, and its LOST result's error text says why.
+    (Not carried over gRPC: the server that swept logs them.)
+    """
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,15 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
-
-from cereal import _time
 
 DEFAULT_MAX_HAND_BACKS = 3
 """Hand-backs of one task at stop before it is reported ``LOST``."""
+
+MAX_ATTEMPTS = 1_000_000
+"""The most attempts a policy may allow (the stores count attempts in 32-bit integers)."""
+
+MAX_BACKOFF = 366 * 24 * 3600.0
+"""The longest backoff, in seconds (366 days): ``now`` plus it fits every store's time type."""
 
 
 def qualified_name(cls: type) -> str:
@@ -39,6 +42,10 @@ class RetryPolicy:
     An exception whose class is, or derives from, one of ``non_retryable``
     fails the task at once. ``max_attempts=1`` (the default) never retries.
 
+    Bounds every store can hold: ``max_attempts`` an int from 1 to
+    :data:`MAX_ATTEMPTS`, backoffs from 0 to :data:`MAX_BACKOFF` (366 days),
+    ``multiplier`` finite and at least 1, ``jitter`` in [0, 1).
+
     Raises:
         TypeError / ValueError: a field of the wrong type or out of range.
     """
@@ -51,27 +58,10 @@ class RetryPolicy:
     non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
-            raise TypeError(f"max_attempts must be an int, got {type(self.max_attempts).__name__}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        initial = _time.seconds(self.initial_backoff, name="initial_backoff")
-        cap = _time.seconds(self.max_backoff, name="max_backoff")
-        if cap < initial:
-            raise ValueError(
-                f"max_backoff ({cap:g} s) must not be below initial_backoff ({initial:g} s)"
-            )
-        multiplier = _finite(self.multiplier, "multiplier")
-        if multiplier < 1:
-            raise ValueError(f"multiplier must be at least 1, got {self.multiplier!r}")
-        jitter = _finite(self.jitter, "jitter")
-        if not 0 <= jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
-        kinds = self.non_retryable
-        if not isinstance(kinds, tuple) or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds
-        ):
-            raise TypeError("non_retryable must be a tuple of exception classes")
+        _check_kinds(self.non_retryable)
+        initial, cap, multiplier, jitter = _check_numbers(
+            self.max_attempts, self.initial_backoff, self.max_backoff, self.multiplier, self.jitter
+        )
         # normalise durations to seconds so equal policies compare (and store) equal
         object.__setattr__(self, "initial_backoff", initial)
         object.__setattr__(self, "max_backoff", cap)
@@ -94,12 +84,90 @@ class RetryPolicy:
         )
 
 
+def _check_numbers(
+    max_attempts: object,
+    initial_backoff: object,
+    max_backoff: object,
+    multiplier: object,
+    jitter: object,
+) -> tuple[float, float, float, float]:
+    """Check a policy's numbers against the bounds every store can hold.
+
+    The one check for both forms (a :class:`RetryPolicy` and its stored JSON).
+
+    Returns:
+        ``initial_backoff``, ``max_backoff`` (seconds), ``multiplier``, ``jitter`` as floats.
+
+    Raises:
+        TypeError / ValueError: naming the field and the bound.
+    """
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool):
+        raise TypeError(f"max_attempts must be an int, got {type(max_attempts).__name__}")
+    if not 1 <= max_attempts <= MAX_ATTEMPTS:
+        raise ValueError(
+            f"max_attempts must be between 1 and {MAX_ATTEMPTS}, got {_short(max_attempts)}"
+        )
+    initial = _backoff_seconds(initial_backoff, "initial_backoff")
+    cap = _backoff_seconds(max_backoff, "max_backoff")
+    if cap < initial:
+        raise ValueError(
+            f"max_backoff ({cap:g} s) must not be below initial_backoff ({initial:g} s)"
+        )
+    factor = _finite(multiplier, "multiplier")
+    if factor < 1:
+        raise ValueError(f"multiplier must be at least 1, got {_short(multiplier)}")
+    spread = _finite(jitter, "jitter")
+    if not 0 <= spread < 1:
+        raise ValueError(f"jitter must be in [0, 1), got {_short(jitter)}")
+    return initial, cap, factor, spread
+
+
+def _check_kinds(kinds: object) -> None:
+    if not isinstance(kinds, tuple) or not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds
+    ):
+        raise TypeError("non_retryable must be a tuple of exception classes")
+
+
+def _backoff_seconds(value: object, name: str) -> float:
+    """A backoff in seconds: a number or a timedelta, finite, within ``[0, MAX_BACKOFF]``."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not (isinstance(value, int) or math.isfinite(value)):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        if value < 0 or value > MAX_BACKOFF:  # compared before float(): a huge int overflows
+            raise ValueError(
+                f"{name} must be between 0 and {MAX_BACKOFF:.0f} s (366 days), got {_short(value)}"
+            )
+        return float(value)
+    else:
+        raise TypeError(
+            f"{name} must be seconds (int/float) or a timedelta, got {type(value).__name__}"
+        )
+    if not 0 <= seconds <= MAX_BACKOFF:
+        raise ValueError(
+            f"{name} must be between 0 and {MAX_BACKOFF:.0f} s (366 days), got {_short(value)}"
+        )
+    return seconds
+
+
 def _finite(value: object, name: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond any float
+        raise ValueError(f"{name} must be finite, got {_short(value)}") from None
+    if not math.isfinite(result):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    return result
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a stored number can be very long)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 @dataclass(frozen=True)
@@ -116,6 +184,8 @@ class StoredRetryPolicy:
     def base_backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based), before jitter."""
         exponent = max(attempt - 1, 0)
+        if self.initial_backoff == 0:
+            return 0.0
         try:
             grown = self.initial_backoff * self.multiplier**exponent
         except OverflowError:
@@ -146,29 +216,66 @@ NO_RETRY = StoredRetryPolicy()
 
 @lru_cache(maxsize=256)
 def load_policy(stored: str | None) -> StoredRetryPolicy:
-    """The policy stored with a task (``None``: a single attempt).
+    """The policy stored with a task (``None``: a single attempt), checked as at construction.
+
+    The same bounds as :class:`RetryPolicy` hold, so a row stored by other
+    means (SQL, an older version, a gRPC client) cannot make a retry's time
+    overflow a store. Keys other than a policy's are ignored.
 
     Raises:
-        ValueError: the stored text is not a policy (a damaged row).
+        ValueError: the stored text is not a valid policy; the text starts
+            ``invalid retry policy:`` and names the field.
     """
     if stored is None:
         return NO_RETRY
     try:
-        fields: dict[str, Any] = json.loads(stored)
-        return StoredRetryPolicy(
-            max_attempts=int(fields["max_attempts"]),
-            initial_backoff=float(fields["initial_backoff"]),
-            max_backoff=float(fields["max_backoff"]),
-            multiplier=float(fields["multiplier"]),
-            jitter=float(fields["jitter"]),
-            non_retryable=frozenset(str(name) for name in fields.get("non_retryable", ())),
-        )
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"stored retry policy is damaged: {stored!r}") from exc
+        fields = json.loads(stored)
+        if not isinstance(fields, dict):
+            raise TypeError(f"a JSON object is needed, got {type(fields).__name__}")
+        missing = [key for key in _STORED_KEYS if key not in fields]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
+        numbers = [fields[key] for key in _STORED_KEYS]
+        initial, cap, multiplier, jitter = _check_numbers(*numbers)
+        names = fields.get("non_retryable", [])
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise TypeError("non_retryable must be a list of class names")
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"invalid retry policy: {reason} (stored: {_short(stored, 200)})") from exc
+    return StoredRetryPolicy(
+        max_attempts=fields["max_attempts"],
+        initial_backoff=initial,
+        max_backoff=cap,
+        multiplier=multiplier,
+        jitter=jitter,
+        non_retryable=frozenset(names),
+    )
+
+
+_STORED_KEYS = ("max_attempts", "initial_backoff", "max_backoff", "multiplier", "jitter")
+
+
+def check_stored_policy(stored: object, *, name: str = "retry_policy") -> str | None:
+    """Return ``stored`` if it is ``None`` or a valid stored policy (:meth:`RetryPolicy.to_json`).
+
+    For policies that arrive in their stored form (a gRPC request), checked
+    as :func:`load_policy` reads them back.
+
+    Raises:
+        TypeError: not a string.
+        ValueError: not a valid policy (the text names the field and the bound).
+    """
+    if stored is None:
+        return None
+    if not isinstance(stored, str):
+        raise TypeError(f"{name} must be a JSON string or None, got {type(stored).__name__}")
+    load_policy(stored)
+    return stored
 
 
 def load_policy_or_none(stored: str | None) -> StoredRetryPolicy:
-    """As :func:`load_policy`, but a damaged policy counts as a single attempt (for sweeps)."""
+    """As :func:`load_policy`, but an invalid policy counts as a single attempt (for sweeps)."""
     try:
         return load_policy(stored)
     except ValueError:
@@ -181,11 +288,23 @@ def given_up_note(task_name: str, task_id: object, attempts: int) -> str:
 
 
 def check_policy(retry: object, *, name: str = "retry") -> RetryPolicy | None:
-    """Return ``retry`` if it is a :class:`RetryPolicy` or ``None``.
+    """Return ``retry`` if it is a valid :class:`RetryPolicy` or ``None``.
+
+    Its fields are checked again (a frozen dataclass can still be altered
+    with ``object.__setattr__``), and so is its stored form, so nothing out
+    of bounds is ever stored.
 
     Raises:
-        TypeError: anything else.
+        TypeError: not a policy, or a field of the wrong type.
+        ValueError: a field out of range.
     """
-    if retry is not None and not isinstance(retry, RetryPolicy):
+    if retry is None:
+        return None
+    if not isinstance(retry, RetryPolicy):
         raise TypeError(f"{name} must be a cereal.RetryPolicy or None, got {type(retry).__name__}")
+    _check_kinds(retry.non_retryable)
+    _check_numbers(
+        retry.max_attempts, retry.initial_backoff, retry.max_backoff, retry.multiplier, retry.jitter
+    )
+    load_policy(retry.to_json())
     return retry

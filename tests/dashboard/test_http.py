@@ -20,6 +20,7 @@ import pytest
 
 from cereal import Decision, Manager, RetryPolicy, Task, TaskCompleteEvent, WorkflowInstance, errors
 from cereal.dashboard._paths import segment
+from tests._poisoned import lose_a_task_to_a_bad_policy
 from tests._waiting import wait_until
 from tests.dashboard.conftest import StoreFactory, build_store
 
@@ -367,3 +368,18 @@ async def test_a_retried_task_shows_the_attempt_it_is_on(
         lambda: _is_finished(seed, "retrying", "r-1"), what="the run ended", timeout=30
     )
     assert (await seed.get_workflow_instance("retrying", "r-1")).get_result() == "ok"
+
+
+async def test_a_task_lost_to_an_invalid_retry_policy_shows_why(serve: Any, tmp_path: Path) -> None:
+    # Given a task a sweep reported LOST because its stored retry policy was invalid
+    await lose_a_task_to_a_bad_policy(str(tmp_path / "cereal.db"), "orders", "o-1")
+    # When its instance's page is opened
+    with serve() as base:
+        status, page = await asyncio.to_thread(Visitor(base).get, _instance_path("orders", "o-1"))
+    # Then the event history shows the LOST outcome with the reason
+    assert status == 200
+    table = re.search(r'<table id="events">(.*?)</table>', page, re.S)
+    assert table is not None, page
+    assert "lost: invalid retry policy: max_attempts must be an int, got float" in html.unescape(
+        table.group(1)
+    )

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests._poisoned import lose_a_task_to_a_bad_policy
+
 COMMAND_TIMEOUT = 90
 
 
@@ -551,3 +553,23 @@ def test_worker_second_signal_ends_the_grace_period_and_hands_tasks_back(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+async def test_workflows_events_shows_a_task_lost_to_an_invalid_retry_policy(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # Given a task a sweep reported LOST because its stored retry policy was invalid
+    await lose_a_task_to_a_bad_policy(str(tmp_path / "cli.db"), "orders", "o-1")
+
+    # When its instance's events are listed
+    shown = cli("workflows", "events", "orders", "o-1").stdout
+    listed = cli.json("workflows", "events", "orders", "o-1")
+
+    # Then the LOST outcome says why
+    assert "lost: invalid retry policy: max_attempts must be an int, got float" in shown
+    assert [(each["type"], each["task_status"]) for each in listed] == [
+        ("start", None),
+        ("task_complete", "lost"),
+    ]
+    assert listed[1]["error_text"].startswith("invalid retry policy: max_attempts")
+    assert listed[1]["pending"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -11,14 +12,22 @@ import pytest
 import cereal
 from cereal import Manager, RetryPolicy
 from cereal.drivers.memory import MemoryDriver
-from cereal.retry import load_policy
+from cereal.retry import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF,
+    NO_RETRY,
+    check_policy,
+    check_stored_policy,
+    load_policy,
+    load_policy_or_none,
+)
 from cereal.testing import enqueued_tasks, make_instance
 
 
 @pytest.mark.parametrize(
     ("options", "error", "text"),
     [
-        ({"max_attempts": 0}, ValueError, "max_attempts must be at least 1"),
+        ({"max_attempts": 0}, ValueError, "max_attempts must be between 1 and 1000000"),
         ({"max_attempts": 2.5}, TypeError, "max_attempts must be an int"),
         ({"max_attempts": True}, TypeError, "max_attempts must be an int"),
         ({"initial_backoff": -1}, ValueError, "initial_backoff"),
@@ -78,7 +87,7 @@ def test_non_retryable_types_are_stored_by_name_and_match_subclasses() -> None:
 
 
 def test_a_damaged_stored_policy_is_refused() -> None:
-    with pytest.raises(ValueError, match="damaged"):
+    with pytest.raises(ValueError, match="invalid retry policy"):
         load_policy('{"max_attempts": "x"}')
 
 
@@ -100,3 +109,129 @@ def test_the_testing_instance_shows_the_policy_an_enqueue_stores() -> None:
     first, second = enqueued_tasks(w.continue_())
     assert first.retry_policy == policy.to_json()
     assert second.retry_policy is None
+
+
+# ---- bounds that fit every store (issue 17, point 4) -------------------------------------
+
+YEAR_PLUS = MAX_BACKOFF + 1
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "text"),
+    [
+        ({"initial_backoff": 1e13, "max_backoff": 1e13}, ValueError, "initial_backoff must be"),
+        ({"max_backoff": YEAR_PLUS}, ValueError, "max_backoff must be between 0 and 31622400"),
+        ({"max_backoff": timedelta(days=367)}, ValueError, "max_backoff must be between"),
+        ({"initial_backoff": 10**400, "max_backoff": 10**400}, ValueError, "initial_backoff"),
+        ({"initial_backoff": float("nan")}, ValueError, "initial_backoff must be finite"),
+        ({"max_backoff": float("inf")}, ValueError, "max_backoff must be finite"),
+        ({"initial_backoff": -0.5}, ValueError, "initial_backoff must be between 0"),
+        ({"initial_backoff": timedelta(seconds=-1)}, ValueError, "initial_backoff must be"),
+        ({"initial_backoff": True}, TypeError, "initial_backoff must be seconds"),
+        ({"max_attempts": 1_000_001}, ValueError, "max_attempts must be between 1 and 1000000"),
+        ({"max_attempts": -3}, ValueError, "max_attempts must be between 1"),
+        ({"max_attempts": 2.0}, TypeError, "max_attempts must be an int, got float"),
+        ({"max_attempts": "lots"}, TypeError, "max_attempts must be an int, got str"),
+        ({"multiplier": float("inf")}, ValueError, "multiplier must be finite"),
+        ({"multiplier": 10**400}, ValueError, "multiplier must be finite"),
+        ({"multiplier": -2}, ValueError, "multiplier must be at least 1"),
+        ({"multiplier": False}, TypeError, "multiplier must be a number"),
+        ({"jitter": float("nan")}, ValueError, "jitter must be finite"),
+        ({"jitter": True}, TypeError, "jitter must be a number"),
+    ],
+)
+def test_a_policy_out_of_the_stores_bounds_is_refused(
+    options: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=re.escape(text)):
+        RetryPolicy(**options)
+
+
+def test_the_bounds_themselves_are_accepted_and_stored() -> None:
+    policy = RetryPolicy(
+        max_attempts=MAX_ATTEMPTS, initial_backoff=MAX_BACKOFF, max_backoff=timedelta(days=366)
+    )
+    stored = load_policy(policy.to_json())
+    assert (stored.max_attempts, stored.max_backoff) == (MAX_ATTEMPTS, MAX_BACKOFF)
+    assert stored.backoff(1, 1.0) == MAX_BACKOFF  # the cap holds after the jitter
+
+
+def _stored(**fields: Any) -> str:
+    base: dict[str, Any] = {
+        "max_attempts": 3,
+        "initial_backoff": 1,
+        "max_backoff": 10,
+        "multiplier": 2,
+        "jitter": 0.1,
+        "non_retryable": [],
+    }
+    return json.dumps({**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("stored", "text"),
+    [
+        (_stored(initial_backoff=1e13, max_backoff=1e13), "initial_backoff must be between 0"),
+        (_stored(max_attempts=2.5), "max_attempts must be an int, got float"),
+        (_stored(max_attempts="lots"), "max_attempts must be an int, got str"),
+        (_stored(max_attempts=True), "max_attempts must be an int, got bool"),
+        (_stored(max_attempts=0), "max_attempts must be between 1 and 1000000"),
+        (_stored(max_attempts=2**40), "max_attempts must be between 1 and 1000000"),
+        (_stored(initial_backoff=-1), "initial_backoff must be between 0"),
+        (_stored(max_backoff=True), "max_backoff must be seconds"),
+        (
+            '{"max_attempts": 3, "initial_backoff": NaN, "max_backoff": 10, "multiplier": 2,'
+            ' "jitter": 0}',
+            "initial_backoff must be finite",
+        ),
+        (
+            '{"max_attempts": 3, "initial_backoff": 1, "max_backoff": Infinity, "multiplier": 2,'
+            ' "jitter": 0}',
+            "max_backoff must be finite",
+        ),
+        (_stored(multiplier=0.5), "multiplier must be at least 1"),
+        (_stored(jitter=1), "jitter must be in [0, 1)"),
+        (_stored(non_retryable="ValueError"), "non_retryable must be a list of class names"),
+        (_stored(non_retryable=[3]), "non_retryable must be a list of class names"),
+        ('{"max_attempts": 3}', "missing initial_backoff, max_backoff, multiplier, jitter"),
+        ("[3]", "a JSON object is needed, got list"),
+        ("{not json", "Expecting property name"),
+        ("[" * 100_000, "invalid retry policy"),  # nested past the recursion limit
+    ],
+)
+def test_a_stored_policy_out_of_bounds_is_refused_when_read_back(stored: str, text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(text)) as refused:
+        load_policy(stored)
+    assert str(refused.value).startswith("invalid retry policy: ")
+    # the check for policies that arrive stored (the gRPC server's) refuses the same
+    with pytest.raises(ValueError, match=re.escape(text)):
+        check_stored_policy(stored)
+    # and a sweep reads it as a single attempt
+    assert load_policy_or_none(stored) == NO_RETRY
+
+
+def test_a_valid_stored_policy_passes_the_stored_check_unchanged() -> None:
+    text = RetryPolicy(max_attempts=4, non_retryable=(KeyError,)).to_json()
+    assert check_stored_policy(text) == text
+    assert check_stored_policy(None) is None
+    with pytest.raises(TypeError, match="retry_policy must be a JSON string or None"):
+        check_stored_policy(b"{}")
+
+
+def test_a_policy_altered_after_construction_is_refused_at_register_and_enqueue() -> None:
+    # a frozen dataclass can still be altered: the entry points check again
+    policy = RetryPolicy(max_attempts=2)
+    object.__setattr__(policy, "initial_backoff", 1e13)
+    object.__setattr__(policy, "max_backoff", 1e13)
+    manager = Manager(MemoryDriver())
+    with pytest.raises(ValueError, match="initial_backoff must be between 0"):
+        manager.register_task_executor("t", lambda task: None, retry=policy)
+    assert list(manager.task_names) == []
+    w = make_instance()
+    with pytest.raises(ValueError, match="initial_backoff must be between 0"):
+        w.enqueue_task("t", retry=policy)
+    assert enqueued_tasks(w.continue_()) == []  # nothing was buffered
+    altered = RetryPolicy()
+    object.__setattr__(altered, "max_attempts", 2.5)
+    with pytest.raises(TypeError, match="max_attempts must be an int, got float"):
+        check_policy(altered)

@@ -28,7 +28,7 @@ from rich.text import Text
 
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
-from cereal.models import Schedule, WorkerInfo, WorkflowInstanceData
+from cereal.models import InstanceEvent, Schedule, WorkerInfo, WorkflowInstanceData
 
 UNWRAPPED_WIDTH = 1_000_000
 """The width given to a console that is not a terminal: wide enough to never wrap."""
@@ -224,6 +224,47 @@ def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
         table.add_row("error", Text(data.err, style="red"))
     else:
         table.add_row("result", _preview(data.result, full))
+    out.print(table)
+
+
+def event_dict(event: InstanceEvent) -> dict[str, Any]:
+    """One event of an instance's history as JSON-able data."""
+    return {
+        "seq": event.seq,
+        "type": str(event.type),
+        "task_name": event.task_name,
+        "task_status": None if event.task_status is None else str(event.task_status),
+        "error_text": event.error_text,
+        "enqueued_at": _iso(event.enqueued_at),
+        "pending": event.pending,
+    }
+
+
+def events_table(events: Sequence[InstanceEvent]) -> None:
+    """An instance's event history, oldest first; a task's outcome with its error text."""
+    if not events:
+        out.print("no events recorded")
+        return
+    table = Table(title=f"{len(events)} event(s), oldest first")
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("task", overflow="fold")
+    table.add_column("outcome", overflow="fold")
+    table.add_column("enqueued", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for event in events:
+        outcome = "" if event.task_status is None else str(event.task_status)
+        if event.error_text:
+            outcome += f": {event.error_text}"
+        state = Text("pending", style="yellow") if event.pending else Text("handled", style="dim")
+        table.add_row(
+            str(event.seq),
+            str(event.type),
+            event.task_name or "",
+            outcome,
+            _time(event.enqueued_at),
+            state,
+        )
     out.print(table)
 
 

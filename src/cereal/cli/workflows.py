@@ -1,4 +1,4 @@
-"""``cereal workflows``: list, show, enqueue, cancel and kill workflow instances."""
+"""``cereal workflows``: list, show, events, enqueue, cancel and kill workflow instances."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.text import Text
 
 from cereal.cli import _render, workers
 from cereal.cli._common import parse_json, run, storage_manager
-from cereal.models import WorkflowInstanceData
+from cereal.models import InstanceEvent, WorkflowInstanceData
 
 app = typer.Typer(
     name="workflows",
@@ -116,6 +116,30 @@ def _failure_detail(data: WorkflowInstanceData) -> None:
         _render.out.print(Text.assemble(("error type  ", "bold"), data.error_type))
     if data.error_traceback:
         _render.out.print(Text(data.error_traceback.rstrip(), style="dim"), soft_wrap=True)
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    workflow_name: WorkflowArg,
+    instance_name: InstanceArg,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one instance's event history (the running one, else its newest finished run).
+
+    Oldest first; a task's outcome comes with its error text: a task a sweep
+    reported LOST because its stored retry policy was invalid says so here.
+    """
+
+    async def go() -> list[InstanceEvent]:
+        async with storage_manager(ctx) as manager:
+            return await manager.list_instance_events(workflow_name, instance_name)
+
+    found = run(ctx, go())
+    if as_json:
+        _render.print_json([_render.event_dict(event) for event in found])
+    else:
+        _render.events_table(found)
 
 
 @app.command("enqueue")

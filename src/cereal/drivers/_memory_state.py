@@ -16,7 +16,12 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal._time import to_utc
-from cereal.drivers._expired import ExpiredTasks, expiry_retry_delay, is_poison
+from cereal.drivers._expired import (
+    ExpiredLease,
+    ExpiredTasks,
+    decide_expiry,
+    invalid_policy_note,
+)
 from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
@@ -382,14 +387,18 @@ class MemoryState:
         ]
         outcome = ExpiredTasks()
         for task in expired:
-            delay = expiry_retry_delay(task.retry_policy, task.attempt)
-            if delay is not None:
-                self.requeue_task(task, now + timedelta(seconds=delay))
-                outcome.retried.append((task.instance.workflow_name, task.task_name))
+            inst = task.instance
+            lease = ExpiredLease(task.seq, task.task_name, inst.workflow_name, inst.instance_name)
+            decision = decide_expiry(lease, task.retry_policy, task.attempt)
+            if decision.delay is not None:
+                self.requeue_task(task, now + timedelta(seconds=decision.delay))
+                outcome.retried.append((inst.workflow_name, task.task_name))
                 continue
-            if is_poison(task.retry_policy):
+            if decision.poison:
                 outcome.given_up.append(given_up_note(task.task_name, task.seq, task.attempt))
-            outcome.lost.append(self.complete_task(task, TaskStatus.LOST, now))
+            if decision.error:
+                outcome.invalid.append(invalid_policy_note(lease))
+            outcome.lost.append(self.complete_task(task, TaskStatus.LOST, now, decision.error))
         return outcome
 
     def queue_depths(self, now: datetime) -> list[QueueDepth]:

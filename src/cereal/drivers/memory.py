@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from cereal import errors
 from cereal._time import to_utc, utcnow
 from cereal.drivers import _memory_inspect
+from cereal.drivers._expired import ExpiredTasks
 from cereal.drivers._memory_state import (
     Event,
     LiveInstance,
@@ -29,6 +30,7 @@ from cereal.drivers._memory_state import (
     live_view,
     resolve_schedule_update,
 )
+from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
@@ -259,18 +261,25 @@ class MemoryDriver(Driver):
 
         Every lease here has a deadline, so ``task_expiry`` (the sweeper's) is unused.
         """
+        steps = SweepSteps()
         with self._lock:
             now = utcnow()
-            expired = self._state.expire_tasks(now)
-            trimmed = self._state.trim_history(self.retention, now)
+            expired = steps.run_now(
+                "expire leases", lambda: self._state.expire_tasks(now), ExpiredTasks()
+            )
+            trimmed = steps.run_now(
+                "trim history", lambda: self._state.trim_history(self.retention, now), 0
+            )
         for workflow_name in dict.fromkeys(expired.lost):
             self._wake("workflow", workflow_name)
         return SweepReport(
             expired_tasks=len(expired.lost),
             trimmed_results=trimmed,
+            notes=tuple(steps.failures),
             retried_tasks=len(expired.retried),
             retried=tuple(expired.retried),
             given_up=tuple(expired.given_up),
+            invalid_policies=tuple(expired.invalid),
         )
 
     # ---- schedules ------------------------------------------------------------------

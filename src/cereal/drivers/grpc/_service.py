@@ -23,12 +23,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from cereal import errors
+from cereal.drivers._expired import ExpiredLease, decide_expiry
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc import _convert_views as views
@@ -39,7 +39,6 @@ from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 from cereal.models import TaskData, check_overlap
-from cereal.retry import load_policy_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -612,12 +611,13 @@ class _Leases:
             if index in self.reported:
                 continue
             task = self.tasks[index]
-            policy = load_policy_or_none(task.retry_policy)
-            attempt = task.metadata.attempt
+            meta = task.metadata
+            lease = ExpiredLease(meta.task_id, task.name, meta.workflow_name, meta.instance_name)
+            # as a sweep decides: an invalid stored policy is logged and gives no retry
+            decision = decide_expiry(lease, task.retry_policy, meta.attempt)
             try:
-                if policy.retries(None, attempt):
-                    delay = policy.backoff(attempt, random.uniform(-1.0, 1.0))
-                    await completer.retry(LOST_CLIENT_ERROR, delay)
+                if decision.delay is not None:
+                    await completer.retry(LOST_CLIENT_ERROR, decision.delay)
                 else:
                     await completer.abandon()
             except errors.TaskLostError:

@@ -7,7 +7,12 @@ advisory lock that others skip rather than wait for.
 
 from __future__ import annotations
 
-from cereal.drivers._expired import expiry_retry_delay
+from cereal.drivers._expired import (
+    ExpiredLease,
+    ExpiredTasks,
+    decide_expiry,
+    invalid_policy_note,
+)
 from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
 from cereal.models import HistoryRetention
 from cereal.retry import given_up_note
@@ -19,62 +24,59 @@ EXPIRE_BATCH = 500
 """Leases expired per statement (keeps each transaction short)."""
 
 
-async def retry_expired_leases(conn: Conn, task_expiry: float) -> list[tuple[str, str]]:
-    """Queue again, after their backoff, expired tasks whose retry policy leaves attempts.
+async def expire_leases(conn: Conn, task_expiry: float) -> ExpiredTasks:
+    """Handle leases past their deadline (last heartbeat + holder's expiry).
 
-    Runs before :func:`expire_leases`, so those tasks are not reported LOST.
-    Returns the (workflow name, task name) of each task queued again.
-    """
-    retried: list[tuple[str, str]] = []
-    while True:
-        async with conn.transaction():
-            rows = await fetch_all(
-                conn,
-                "expired_retryable_leases",
-                {"expiry": float(task_expiry), "batch": EXPIRE_BATCH},
-            )
-            delays = [expiry_retry_delay(row["retry_policy"], row["attempt"]) for row in rows]
-            chosen = [
-                (row, delay) for row, delay in zip(rows, delays, strict=True) if delay is not None
-            ]
-            if chosen:
-                await execute(
-                    conn,
-                    "retry_tasks",
-                    {
-                        "task_ids": [row["id"] for row, _ in chosen],
-                        "delays": [delay for _, delay in chosen],
-                    },
-                )
-        retried.extend((row["workflow_name"], row["task_name"]) for row, _ in chosen)
-        if len(rows) < EXPIRE_BATCH:
-            return retried
-
-
-async def expire_leases(conn: Conn, task_expiry: float) -> tuple[list[str], list[str]]:
-    """Turn leases past their deadline (last heartbeat + holder's expiry) into LOST results.
-
+    A task with attempts left under its stored retry policy is queued again
+    after its backoff; the others become LOST results (with the reason when
+    the policy was refused). Each batch is one transaction that ends every
+    lease it locked, so a batch that is full is followed by the next.
     ``task_expiry`` (the sweeper's) judges only leases stored without an
     expiry, which older code took.
-
-    Returns:
-        The workflow name of each expired task, and a note for each poison
-        task (several attempts, each lost).
     """
-    names: list[str] = []
-    given_up: list[str] = []
+    outcome = ExpiredTasks()
     while True:
-        rows = await fetch_all(
-            conn, "expire_leases", {"expiry": float(task_expiry), "batch": EXPIRE_BATCH}
-        )
-        names.extend(row["workflow_name"] for row in rows)
-        given_up.extend(
-            given_up_note(row["task_name"], row["id"], row["attempt"])
-            for row in rows
-            if row["poison"]
-        )
+        retried: list[tuple[str, str]] = []
+        async with conn.transaction():
+            rows = await fetch_all(
+                conn, "lock_expired_leases", {"expiry": float(task_expiry), "batch": EXPIRE_BATCH}
+            )
+            retry_ids: list[int] = []
+            delays: list[float] = []
+            lost_ids: list[int] = []
+            lost_errors: list[str] = []
+            given_up: list[str] = []
+            invalid: list[str] = []
+            for row in rows:
+                lease = ExpiredLease(
+                    row["id"], row["task_name"], row["workflow_name"], row["instance_name"]
+                )
+                decision = decide_expiry(lease, row["retry_policy"], row["attempt"])
+                if decision.delay is not None:
+                    retry_ids.append(row["id"])
+                    delays.append(decision.delay)
+                    retried.append((lease.workflow_name, lease.task_name))
+                    continue
+                lost_ids.append(row["id"])
+                lost_errors.append(decision.error)
+                if decision.poison:
+                    given_up.append(given_up_note(lease.task_name, row["id"], row["attempt"]))
+                if decision.error:
+                    invalid.append(invalid_policy_note(lease))
+            if retry_ids:
+                await execute(conn, "retry_tasks", {"task_ids": retry_ids, "delays": delays})
+            lost = []
+            if lost_ids:
+                lost = await fetch_all(
+                    conn, "lose_tasks", {"task_ids": lost_ids, "errors": lost_errors}
+                )
+        # committed: report it
+        outcome.retried.extend(retried)
+        outcome.lost.extend(row["workflow_name"] for row in lost)
+        outcome.given_up.extend(given_up)
+        outcome.invalid.extend(invalid)
         if len(rows) < EXPIRE_BATCH:
-            return names, given_up
+            return outcome
 
 
 async def trim_history(conn: Conn, retention: HistoryRetention) -> int | None:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from cereal import _time, errors
+from cereal.drivers._expired import ExpiredTasks
+from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
@@ -440,26 +442,44 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
         A lease is judged by the expiry its holder stored with it; ``task_expiry``
         only judges leases taken by older code, stored without one.
         """
+        steps = SweepSteps()
         async with self._connection("sweep") as conn:
-            retried = await _maintenance.retry_expired_leases(conn, task_expiry)
-            expired, given_up = await _maintenance.expire_leases(conn, task_expiry)
-            released = await _maintenance.release_lapsed_claims(conn, task_expiry)
+            expired = await steps.run(
+                "expire leases",
+                lambda: _maintenance.expire_leases(conn, task_expiry),
+                ExpiredTasks(),
+            )
+            none_released: list[str] = []
+            released = await steps.run(
+                "release stale claims",
+                lambda: _maintenance.release_lapsed_claims(conn, task_expiry),
+                none_released,
+            )
             wakes: list[Wake] = [
-                ("workflow", name) for name in dict.fromkeys([*expired, *released])
+                ("workflow", name) for name in dict.fromkeys([*expired.lost, *released])
             ]
             note = self._note(wakes)
             if note is not None:
-                await fetch_one(conn, "notify", {"note": note})
-            trimmed = await _maintenance.trim_history(conn, self.retention)
+                await steps.run("notify", lambda: fetch_one(conn, "notify", {"note": note}), None)
+            none_trimmed: int | None = 0
+            trimmed = await steps.run(
+                "trim history",
+                lambda: _maintenance.trim_history(conn, self.retention),
+                none_trimmed,
+            )
         self._wake_all(wakes)
-        notes = () if trimmed is not None else ("history not trimmed: another process is on it",)
+        notes = [*steps.failures]
+        if trimmed is None:
+            notes.append("history not trimmed: another process is on it")
         return SweepReport(
-            expired_tasks=len(expired),
+            expired_tasks=len(expired.lost),
+            released_claims=len(released),
             trimmed_results=trimmed or 0,
-            notes=notes,
-            retried_tasks=len(retried),
-            retried=tuple(retried),
-            given_up=tuple(given_up),
+            notes=tuple(notes),
+            retried_tasks=len(expired.retried),
+            retried=tuple(expired.retried),
+            given_up=tuple(expired.given_up),
+            invalid_policies=tuple(expired.invalid),
         )
 
 

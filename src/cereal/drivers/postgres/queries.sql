@@ -320,36 +320,49 @@ WITH given AS (
 )
 SELECT id, position FROM task WHERE (SELECT count(*) FROM announced) >= 0
 
--- name: expire_leases
+-- name: lock_expired_leases
 -- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
--- expiry) become lost results; a lease without a stored expiry (taken by older
--- code) is judged by the sweeper's expiry.
-WITH task AS (
+-- expiry; a lease without a stored expiry, taken by older code, by the
+-- sweeper's), locked with their instance rows. Both are skipped when locked:
+-- the sweep never waits, so it cannot deadlock with a kill holding the
+-- instance. The instance row is locked first (rows are locked in clause
+-- order): a sweep that skips a task because another holds its instance keeps
+-- no lock on the task row, which that other sweep would then skip. The sweep
+-- decides each task in Python under its stored retry policy (never parsed
+-- here, so no stored value can make this fail) and ends every lease it locked
+-- in the same transaction: retry_tasks or lose_tasks.
+SELECT t.id, t.attempt, t.retry_policy::text AS retry_policy, t.workflow_name,
+       t.task_name, i.instance_name
+FROM cereal_tasks AS t
+JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
+WHERE t.state = 'running'
+  AND t.heartbeat_at < now() - make_interval(secs => coalesce(t.lease_expiry, %(expiry)s))
+ORDER BY t.heartbeat_at
+LIMIT %(batch)s
+FOR NO KEY UPDATE OF i SKIP LOCKED
+FOR UPDATE OF t SKIP LOCKED
+
+-- name: lose_tasks
+-- Sweep: expired tasks locked by lock_expired_leases become LOST results, each
+-- with its error text ('' or why its retry policy was refused), and a
+-- task_complete event for its workflow.
+WITH given AS (
+    SELECT * FROM unnest(%(task_ids)s::bigint[], %(errors)s::text[]) AS g(id, error)
+), task AS (
     DELETE FROM cereal_tasks AS t
-    USING (
-        -- instance row and task row both skipped when locked: the sweep never
-        -- waits, so it cannot deadlock with a kill holding the instance
-        SELECT lt.id FROM cereal_tasks AS lt
-        JOIN cereal_workflow_instances AS li ON li.id = lt.instance_id
-        WHERE lt.state = 'running'
-          AND lt.heartbeat_at
-              < now() - make_interval(secs => coalesce(lt.lease_expiry, %(expiry)s))
-        ORDER BY lt.heartbeat_at
-        LIMIT %(batch)s
-        FOR UPDATE OF lt SKIP LOCKED
-        FOR NO KEY UPDATE OF li SKIP LOCKED
-    ) AS expired
-    WHERE t.id = expired.id
+    USING given
+    WHERE t.id = given.id AND t.state = 'running'
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, coalesce((t.retry_policy->>'max_attempts')::integer, 1) > 1 AS poison
+              t.attempt, given.error
 ), marked AS (
-    -- the instance rows are locked above already: mark them ready
+    -- the instance rows are locked already: mark them ready
     UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
     WHERE id IN (SELECT instance_id FROM task)
 ), stored AS (
     INSERT INTO cereal_task_results
-        (instance_id, task_id, task_name, parameters, status, enqueued_at, attempts)
-    SELECT instance_id, id, task_name, parameters, 'lost', enqueued_at, greatest(attempt, 1)
+        (instance_id, task_id, task_name, parameters, status, error, enqueued_at, attempts)
+    SELECT instance_id, id, task_name, parameters, 'lost', error, enqueued_at,
+           greatest(attempt, 1)
     FROM task
     ORDER BY id
     RETURNING id, task_id, instance_id
@@ -360,25 +373,11 @@ WITH task AS (
     FROM stored JOIN task ON task.id = stored.task_id
     ORDER BY stored.id
 )
-SELECT workflow_name, task_name, id, attempt, poison FROM task
-
--- name: expired_retryable_leases
--- Sweep, before expire_leases: running tasks past their lease deadline whose
--- retry policy leaves attempts. They are locked here (task rows only, skipping
--- locked ones) and queued again by retry_tasks in the same transaction, so
--- expire_leases no longer sees them.
-SELECT t.id, t.attempt, t.retry_policy::text AS retry_policy, t.workflow_name, t.task_name
-FROM cereal_tasks AS t
-WHERE t.state = 'running'
-  AND t.heartbeat_at < now() - make_interval(secs => coalesce(t.lease_expiry, %(expiry)s))
-  AND t.attempt < (t.retry_policy->>'max_attempts')::integer
-ORDER BY t.heartbeat_at
-LIMIT %(batch)s
-FOR UPDATE SKIP LOCKED
+SELECT workflow_name FROM task
 
 -- name: retry_tasks
 -- Queue tasks again, each after its own delay in seconds (expired leases with
--- attempts left); their leases end.
+-- attempts left, locked by lock_expired_leases); their leases end.
 UPDATE cereal_tasks AS t
 SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
     start_after = now() + make_interval(secs => d.delay)

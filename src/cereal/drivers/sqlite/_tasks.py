@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cereal import errors
-from cereal.drivers._expired import ExpiredTasks, expiry_retry_delay, is_poison
+from cereal.drivers._expired import (
+    ExpiredLease,
+    ExpiredTasks,
+    decide_expiry,
+    invalid_policy_note,
+)
+from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
@@ -306,7 +312,7 @@ def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
 
 
 async def sweep(
-    db: Connection, expiry: float, retention: HistoryRetention
+    db: Connection, expiry: float, retention: HistoryRetention, steps: SweepSteps
 ) -> tuple[ExpiredTasks, int, int]:
     """Expire dead leases, release stale claims, trim history: three short transactions.
 
@@ -314,27 +320,40 @@ async def sweep(
     an expiry (by older code); every other one is judged by its holder's.
 
     Each step first reads whether it has anything to do, so an idle sweep
-    never takes the write lock.
+    never takes the write lock. The steps run under ``steps``: one that
+    fails is noted there and the others still run.
 
     Returns:
         What the expiry did, the claims released, the rows trimmed.
     """
     at = now()
     cutoff = at - expiry
-    expired: ExpiredTasks = await db.call(
-        lambda conn: expire_tasks(conn, at, cutoff),
-        ready=lambda conn: has_expired_task(conn, at, cutoff),
-        empty=ExpiredTasks(),
+    expired: ExpiredTasks = await steps.run(
+        "expire leases",
+        lambda: db.call(
+            lambda conn: expire_tasks(conn, at, cutoff),
+            ready=lambda conn: has_expired_task(conn, at, cutoff),
+            empty=ExpiredTasks(),
+        ),
+        ExpiredTasks(),
     )
-    released: int = await db.call(
-        lambda conn: release_stale_claims(conn, at, cutoff),
-        ready=lambda conn: has_stale_claim(conn, at, cutoff),
-        empty=0,
+    released: int = await steps.run(
+        "release stale claims",
+        lambda: db.call(
+            lambda conn: release_stale_claims(conn, at, cutoff),
+            ready=lambda conn: has_stale_claim(conn, at, cutoff),
+            empty=0,
+        ),
+        0,
     )
-    trimmed: int = await db.call(
-        lambda conn: trim_history(conn, retention),
-        ready=lambda conn: history_to_trim(conn, retention),
-        empty=0,
+    trimmed: int = await steps.run(
+        "trim history",
+        lambda: db.call(
+            lambda conn: trim_history(conn, retention),
+            ready=lambda conn: history_to_trim(conn, retention),
+            empty=0,
+        ),
+        0,
     )
     return expired, released, trimmed
 
@@ -358,15 +377,23 @@ def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> ExpiredT
     outcome = ExpiredTasks()
     for task in expired:
         attempt = int(task["attempt"])
-        delay = expiry_retry_delay(task["retry_policy"], attempt)
-        if delay is not None:
-            requeue(conn, int(task["id"]), at + delay, refund=False)
-            outcome.retried.append((str(task["workflow_name"]), str(task["task_name"])))
+        lease = ExpiredLease(
+            task["id"],
+            str(task["task_name"]),
+            str(task["workflow_name"]),
+            str(task["instance_name"]),
+        )
+        decision = decide_expiry(lease, task["retry_policy"], attempt)
+        if decision.delay is not None:
+            requeue(conn, int(task["id"]), at + decision.delay, refund=False)
+            outcome.retried.append((lease.workflow_name, lease.task_name))
             continue
-        if is_poison(task["retry_policy"]):
-            outcome.given_up.append(given_up_note(str(task["task_name"]), task["id"], attempt))
-        record_outcome(conn, task, TaskStatus.LOST, "", None)
-        outcome.lost.append(str(task["workflow_name"]))
+        if decision.poison:
+            outcome.given_up.append(given_up_note(lease.task_name, task["id"], attempt))
+        if decision.error:
+            outcome.invalid.append(invalid_policy_note(lease))
+        record_outcome(conn, task, TaskStatus.LOST, decision.error, None)
+        outcome.lost.append(lease.workflow_name)
     return outcome
 
 

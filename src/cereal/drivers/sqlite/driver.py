@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cereal import _time, errors
+from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
@@ -385,7 +386,10 @@ class SQLiteDriver(Driver):
         a task lease is judged by the expiry its holder stored with it.
         """
         expiry = _time.seconds(task_expiry, name="task_expiry")
-        expired, released, trimmed = await _tasks.sweep(self._connection(), expiry, self.retention)
+        steps = SweepSteps()
+        expired, released, trimmed = await _tasks.sweep(
+            self._connection(), expiry, self.retention, steps
+        )
         for workflow_name in dict.fromkeys(expired.lost):
             self._wake("workflow", workflow_name)
         if released:
@@ -397,6 +401,8 @@ class SQLiteDriver(Driver):
             retried_tasks=len(expired.retried),
             retried=tuple(expired.retried),
             given_up=tuple(expired.given_up),
+            invalid_policies=tuple(expired.invalid),
+            notes=tuple(steps.failures),
         )
 
     # ---- live workers -------------------------------------------------------------------

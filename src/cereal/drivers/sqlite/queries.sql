@@ -300,7 +300,9 @@ DELETE FROM cereal_tasks WHERE id = :task_id;
 -- Running tasks whose lease deadline (last heartbeat + the holder's expiry) has passed;
 -- a lease without a stored expiry (taken by older code) by the sweeper's cutoff.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       retry_policy
+       retry_policy,
+       (SELECT i.instance_name FROM cereal_workflow_instances AS i
+        WHERE i.id = cereal_tasks.instance_id) AS instance_name
 FROM cereal_tasks
 WHERE state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
