@@ -77,13 +77,26 @@ async def worker_factory(store_factory: StoreFactory) -> AsyncIterator[Callable[
 
 
 @contextmanager
-def serving(store_factory: StoreFactory, *, token: str | None) -> Iterator[str]:
-    """Serve the dashboard over the store with real uvicorn; yields its base URL."""
+def serving(
+    store_factory: StoreFactory, *, token: str | None, allowed_hosts: list[str] | None = None
+) -> Iterator[str]:
+    """Serve the dashboard over the store with real uvicorn; yields its base URL.
+
+    The app trusts the names of its 127.0.0.1 bind plus ``allowed_hosts``.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(Manager(store_factory()), token=token)
+    manager = Manager(store_factory())
+    if allowed_hosts is None:
+        app = create_app(manager, token=token)  # the default trusts the loopback names
+    else:
+        from cereal.dashboard import allowed_hosts_for
+
+        app = create_app(
+            manager, token=token, allowed_hosts=allowed_hosts_for("127.0.0.1", allowed_hosts)
+        )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -367,3 +367,34 @@ async def test_a_retried_task_shows_the_attempt_it_is_on(
         lambda: _is_finished(seed, "retrying", "r-1"), what="the run ended", timeout=30
     )
     assert (await seed.get_workflow_instance("retrying", "r-1")).get_result() == "ok"
+
+
+async def test_a_request_for_another_host_name_is_refused_without_data(
+    serve: Any, seed: Manager
+) -> None:
+    # DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host
+    await seed.enqueue_workflow("wf", "secret-instance", None)
+    with serve(token=None) as base:
+        visitor = Visitor(base)
+        port = base.rsplit(":", 1)[1]
+        for path in ("/instances", "/instances/wf/secret-instance", "/metrics", "/login"):
+            status, page = visitor.get(path, headers={"Host": f"attacker.example:{port}"})
+            assert status == 400, path
+            assert "secret-instance" not in page
+        for name in ("127.0.0.1", "localhost", "[::1]", "LocalHost"):
+            status, page = visitor.get("/instances", headers={"Host": f"{name}:{port}"})
+            assert status == 200, name
+            assert "secret-instance" in page
+
+
+async def test_names_the_user_allows_pass_the_host_check(
+    store_factory: StoreFactory, seed: Manager
+) -> None:
+    from tests.dashboard.conftest import serving
+
+    await seed.enqueue_workflow("wf", "one", None)
+    with serving(store_factory, token=None, allowed_hosts=["dash.example.org"]) as base:
+        visitor = Visitor(base)
+        assert visitor.get("/instances", headers={"Host": "dash.example.org"})[0] == 200
+        assert visitor.get("/instances")[0] == 200  # the bound address still works
+        assert visitor.get("/instances", headers={"Host": "evil.example.org"})[0] == 400
