@@ -21,6 +21,7 @@ import pytest
 
 from cereal import Manager
 from cereal.drivers import Driver
+from cereal.models import NewTask
 from tests._waiting import wait_until_sync
 from tests.plugins.manager import FAST_OPTIONS
 
@@ -47,6 +48,23 @@ def build_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> St
 
     dsn: str = request.getfixturevalue("postgres_dsn")
     return lambda: PostgresDriver(dsn)
+
+
+async def run_with_completions(store_factory: StoreFactory, completed: int, left: int) -> None:
+    """An instance 'wf/big' whose ``completed`` tasks completed and ``left`` tasks still queue."""
+    driver = store_factory()
+    await driver.init()
+    try:
+        await driver.enqueue_workflow("wf", "big", None)
+        _, decision = await driver.dequeue_workflow(["wf"])
+        async with decision:
+            tasks = [NewTask("t", None) for _ in range(completed)]
+            await decision.continue_(None, [*tasks, *(NewTask("later", None) for _ in range(left))])
+        while batch := await driver.dequeue_tasks("t", 500):
+            for _, lease in batch:
+                await lease.succeed(b"1")
+    finally:
+        await driver.close()
 
 
 @pytest.fixture
