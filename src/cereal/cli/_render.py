@@ -28,7 +28,7 @@ from rich.text import Text
 
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
-from cereal.models import Schedule, WorkerInfo, WorkflowInstanceData
+from cereal.models import InstanceEvent, InstanceTask, Schedule, WorkerInfo, WorkflowInstanceData
 
 UNWRAPPED_WIDTH = 1_000_000
 """The width given to a console that is not a terminal: wide enough to never wrap."""
@@ -225,6 +225,81 @@ def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
     else:
         table.add_row("result", _preview(data.result, full))
     out.print(table)
+
+
+def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
+    """The JSON shape of one queued or running task of an instance."""
+    return {
+        "task_id": task.task_id,
+        "task_name": task.task_name,
+        "state": task.state,
+        "attempt": task.attempt,
+        "parameters": _decoded(task.parameters),
+        "enqueued_at": _iso(task.enqueued_at),
+        "start_after": _iso(task.start_after),
+    }
+
+
+def instance_event_dict(event: InstanceEvent) -> dict[str, Any]:
+    """The JSON shape of one event of an instance's history."""
+    return {
+        "seq": event.seq,
+        "type": str(event.type),
+        "task_name": event.task_name,
+        "task_status": None if event.task_status is None else str(event.task_status),
+        "error_text": event.error_text,
+        "pending": event.pending,
+        "enqueued_at": _iso(event.enqueued_at),
+    }
+
+
+def instance_tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) -> None:
+    """One page of an instance's tasks, newest first; a last line says how to see older ones."""
+    if not tasks:
+        out.print("no queued or running tasks" + (" older than that" if older else ""))
+        return
+    table = Table(title=f"{len(tasks)} task(s), newest first")
+    table.add_column("id", no_wrap=True)
+    table.add_column("task", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("attempt", no_wrap=True)
+    table.add_column("enqueued", no_wrap=True)
+    for task in tasks:
+        table.add_row(
+            task.task_id, task.task_name, task.state, str(task.attempt), _time(task.enqueued_at)
+        )
+    out.print(table)
+    if older is not None:
+        out.print(f"older tasks exist: --tasks-before {older} shows the next page")
+
+
+def instance_events_table(events: Sequence[InstanceEvent], *, older: int | None) -> None:
+    """One page of an instance's event history, newest first, and how to see older events."""
+    if not events:
+        out.print("no events recorded")
+        return
+    table = Table(title=f"{len(events)} event(s), newest first")
+    table.add_column("seq", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("task", overflow="fold")
+    table.add_column("outcome", overflow="ellipsis", max_width=40)
+    table.add_column("enqueued", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for event in events:
+        outcome = "" if event.task_status is None else str(event.task_status)
+        if event.error_text:
+            outcome += f": {event.error_text}"
+        table.add_row(
+            str(event.seq),
+            str(event.type),
+            event.task_name or "",
+            outcome,
+            _time(event.enqueued_at),
+            "pending" if event.pending else "handled",
+        )
+    out.print(table)
+    if older is not None:
+        out.print(f"older events exist: --events-before {older} shows the next page")
 
 
 # ---- schedules ------------------------------------------------------------------------
