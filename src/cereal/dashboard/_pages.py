@@ -2,7 +2,10 @@
 
 Every page is served whole on a normal request and as its live fragment alone
 when htmx polls it (``HX-Request`` header): the page template wraps the
-fragment in an element that re-fetches the same URL every two seconds.
+fragment in an element that re-fetches the same URL every two seconds. An
+instance page shows one page of its tasks and events (the newest
+:data:`INSTANCE_PAGE_SIZE`, or older ones through ``?tasks_before=`` /
+``?events_before=``), so a poll never re-sends a whole long history.
 """
 
 from __future__ import annotations
