@@ -96,7 +96,11 @@ async def worker_factory(store_factory: StoreFactory) -> AsyncIterator[Callable[
 
 @contextmanager
 def serving(
-    store_factory: StoreFactory, *, token: str | None, allowed_hosts: list[str] | None = None
+    store_factory: StoreFactory,
+    *,
+    token: str | None,
+    allowed_hosts: list[str] | None = None,
+    login_to_read: bool = False,
 ) -> Iterator[str]:
     """Serve the dashboard over the store with real uvicorn; yields its base URL.
 
@@ -107,7 +111,9 @@ def serving(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     manager = Manager(store_factory())
-    if allowed_hosts is None:
+    if login_to_read:
+        app = create_app(manager, token=token, login_to_read=True)
+    elif allowed_hosts is None:
         app = create_app(manager, token=token)  # the default trusts the loopback names
     else:
         from cereal.dashboard import allowed_hosts_for

@@ -456,3 +456,35 @@ async def test_an_instance_page_shows_a_bounded_newest_page_of_events_and_tasks(
         assert _link(page, "tasks-older") is None
         assert visitor.get("/instances/wf/big?events_before=x")[0] == 400
         assert visitor.get("/instances/wf/big?tasks_before=x")[0] == 400
+
+
+async def test_beyond_loopback_reads_need_the_login_too(
+    store_factory: StoreFactory, seed: Manager
+) -> None:
+    from tests.dashboard.conftest import TOKEN, serving
+
+    await seed.enqueue_workflow("wf", "secret-instance", None)
+    with serving(store_factory, token=TOKEN, login_to_read=True) as base:
+        visitor = Visitor(base)
+        for path in ("/instances", "/instances/wf/secret-instance", "/tasks", "/metrics"):
+            status, page = visitor.get(path)  # the redirect lands on the login page
+            assert status == 200 and 'id="login-form"' in page, path
+            assert "secret-instance" not in page
+        status, page = visitor.get("/instances", headers={"HX-Request": "true"})
+        assert status == 401 and "secret-instance" not in page
+        assert visitor.get("/static/htmx.min.js")[0] == 200
+        status, page = visitor.get("/instances", headers={"Authorization": "Bearer wrong"})
+        assert "secret-instance" not in page
+        status, page = visitor.get("/instances", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and "secret-instance" in page
+
+        assert visitor.log_in(TOKEN)[0] == 200
+        status, page = visitor.get("/instances/wf/secret-instance")
+        assert status == 200 and "secret-instance" in page
+
+
+def test_a_login_to_read_needs_a_token(seed: Manager) -> None:
+    from cereal.dashboard import create_app
+
+    with pytest.raises(ValueError, match="needs a token"):
+        create_app(seed, token=None, login_to_read=True)

@@ -67,9 +67,16 @@ def dashboard(
     try:
         hosts = allowed_hosts_for(host, allowed_host or [])
         manager = Manager(open_driver(url))
-        app = create_app(manager, token=token if token else None, allowed_hosts=hosts)
+        app = create_app(
+            manager,
+            token=token if token else None,
+            allowed_hosts=hosts,
+            login_to_read=not is_loopback(host),  # beyond this machine, reads need the token too
+        )
     except ValueError as exc:
         fail(ctx, str(exc))
     mode = "log in with the token to act" if token else "read-only: no token"
+    if not is_loopback(host):
+        mode = "log in with the token to read and act"
     _render.note(f"cereal dashboard on http://{host}:{port} ({mode})")
     uvicorn.run(app, host=host, port=port, log_level="debug" if state(ctx).verbose else "warning")

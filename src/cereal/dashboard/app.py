@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cereal.dashboard._actions import Actions
-from cereal.dashboard._auth import Access
+from cereal.dashboard._auth import Access, LoginToRead
 from cereal.dashboard._hosts import LOOPBACK_NAMES
 from cereal.dashboard._pages import Pages
 from cereal.dashboard._render import Renderer
@@ -45,6 +45,7 @@ def create_app(
     token: str | None = None,
     session_secret: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    login_to_read: bool = False,
 ) -> Starlette:
     """The dashboard over ``manager``'s store (the Manager is used for storage calls only).
 
@@ -59,12 +60,17 @@ def create_app(
             data (a DNS-rebinding page sends its own name). Defaults to the
             loopback names; :func:`cereal.dashboard.allowed_hosts_for` derives
             them from a bind address.
+        login_to_read: every page but the login page needs a login (or the
+            token as a bearer header); ``cereal dashboard`` sets it for a bind
+            beyond loopback.
 
     Raises:
-        ValueError: ``token`` is empty or blank.
+        ValueError: ``token`` is empty or blank, or ``login_to_read`` without a token.
     """
     if token is not None and not token.strip():
         raise ValueError("the dashboard token must not be empty; omit it for read-only")
+    if login_to_read and token is None:
+        raise ValueError("requiring a login to read needs a token")
     access = Access(token)
     render = Renderer(access)
     pages = Pages(manager, render)
@@ -126,6 +132,7 @@ def create_app(
                 max_age=SESSION_MAX_AGE,
                 same_site="strict",
             ),
+            *([Middleware(LoginToRead, access=access)] if login_to_read else []),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
