@@ -20,6 +20,7 @@ from cereal._task_runner import TaskRunner
 from cereal._waits import wait_all_or
 from cereal._worker_presence import WorkerPresence, describe_this_process
 from cereal._workflow_runner import WorkflowRunner
+from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor
 from cereal.drivers.base import Driver, WorkKind
 from cereal.executors import (
     TaskExecutor,
@@ -633,24 +634,60 @@ class Manager:
         return await driver.list_workflow_instances(where)
 
     async def list_instance_tasks(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[InstanceTask]:
-        """The queued and running tasks of the live instance (empty once it has finished)."""
+        """The queued and running tasks of the live instance (empty once it has finished).
+
+        Without ``limit`` and ``before``: all of them, oldest first. With
+        either: one page, newest first, of the ``limit`` newest tasks enqueued
+        before the task whose ``task_id`` is ``before`` (give the last
+        ``task_id`` of a page to get the next, older page).
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is not a task id.
+        """
         _validation.check_pair(workflow_name, instance_name)
+        check_page(limit, task_cursor(before))
         driver = await self._storage()
-        return await driver.list_instance_tasks(workflow_name, instance_name)
+        if not is_paged(limit, before):
+            return await driver.list_instance_tasks(workflow_name, instance_name)
+        return await driver.list_instance_tasks(
+            workflow_name, instance_name, limit=limit, before=before
+        )
 
     async def list_instance_events(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
     ) -> list[InstanceEvent]:
         """The event history of the live instance, else of the newest finished run, oldest first.
 
         Handled events stay listed; those still waiting for a decision are
         marked ``pending``. Finished runs' histories are trimmed with them.
+        With ``limit`` or ``before``: one page, newest first, of the ``limit``
+        newest events whose ``seq`` is below ``before`` (give the last
+        ``seq`` of a page to get the next, older page); no OFFSET scan, and
+        events arriving meanwhile never shift the older pages.
+
+        Raises:
+            ValueError: ``limit`` is below 1 or ``before`` below 0.
         """
         _validation.check_pair(workflow_name, instance_name)
+        check_page(limit, before)
         driver = await self._storage()
-        return await driver.list_instance_events(workflow_name, instance_name)
+        if not is_paged(limit, before):
+            return await driver.list_instance_events(workflow_name, instance_name)
+        return await driver.list_instance_events(
+            workflow_name, instance_name, limit=limit, before=before
+        )
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""

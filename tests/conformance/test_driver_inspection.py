@@ -234,3 +234,123 @@ async def test_manager_checks_paging_arguments_and_stores_nothing(driver: Driver
     assert await manager.task_queue_stats() == []
     with pytest.raises(ValueError, match="instance name"):
         await manager.list_instance_tasks("wf", "")
+
+
+async def _complete(driver: Driver, count: int) -> None:
+    """Complete ``count`` queued ``t`` tasks: each adds a task_complete event to the history."""
+    for _, completer in await driver.dequeue_tasks("t", count):
+        await completer.succeed(b"1")
+
+
+async def test_instance_events_page_newest_first_without_skips_while_events_arrive(
+    driver: Driver,
+) -> None:
+    await started(driver, tasks=[NewTask("t", None) for _ in range(9)])
+    await _complete(driver, 5)
+    before_paging = await driver.list_instance_events("wf", "inst")
+    assert len(before_paging) == 6  # the start and five completions
+
+    first = await driver.list_instance_events("wf", "inst", limit=2)
+    assert [e.seq for e in first] == [e.seq for e in reversed(before_paging)][:2]
+    walked = list(first)
+    await _complete(driver, 3)  # new events arrive while a reader pages back
+    while True:
+        page = await driver.list_instance_events("wf", "inst", limit=2, before=walked[-1].seq)
+        assert len(page) <= 2
+        if not page:
+            break
+        walked.extend(page)
+    seqs = [e.seq for e in walked]
+    assert seqs == sorted(seqs, reverse=True)
+    assert seqs == [e.seq for e in reversed(before_paging)]  # nothing skipped or repeated
+    assert _story(list(reversed(walked))) == _story(before_paging)
+
+    newest = await driver.list_instance_events("wf", "inst", limit=4)
+    assert newest[3].seq == first[0].seq  # the three new events come first
+    assert all(e.seq > first[0].seq for e in newest[:3])
+    everything = await driver.list_instance_events("wf", "inst")
+    assert [e.seq for e in await driver.list_instance_events("wf", "inst", limit=100)] == [
+        e.seq for e in reversed(everything)
+    ]
+    middle = everything[4].seq
+    assert [e.seq for e in await driver.list_instance_events("wf", "inst", before=middle)] == [
+        e.seq for e in reversed(everything[:4])
+    ]
+    assert await driver.list_instance_events("wf", "inst", before=everything[0].seq) == []
+    assert await driver.list_instance_events("wf", "nobody", limit=5) == []
+
+
+async def test_a_finished_runs_history_pages_too(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", None) for _ in range(3)])
+    await _complete(driver, 3)
+    _, decision = await take(driver)
+    async with decision:
+        await decision.done(None)
+    history = await driver.list_instance_events("wf", "inst")
+    assert len(history) == 4 and not any(e.pending for e in history)
+    page = await driver.list_instance_events("wf", "inst", limit=3)
+    assert [e.seq for e in page] == [e.seq for e in reversed(history)][:3]
+    rest = await driver.list_instance_events("wf", "inst", limit=3, before=page[-1].seq)
+    assert [e.seq for e in rest] == [history[0].seq]
+
+
+async def test_instance_tasks_page_newest_first_by_task_id(driver: Driver) -> None:
+    await started(driver, tasks=[NewTask("t", f'{{"n": {n}}}'.encode()) for n in range(7)])
+    everything = await driver.list_instance_tasks("wf", "inst")
+    assert [t.get_parameters()["n"] for t in everything] == list(range(7))  # enqueue order
+
+    walked = []
+    page = await driver.list_instance_tasks("wf", "inst", limit=3)
+    while page:
+        assert len(page) <= 3
+        walked.extend(page)
+        page = await driver.list_instance_tasks("wf", "inst", limit=3, before=page[-1].task_id)
+    assert [t.get_parameters()["n"] for t in walked] == list(range(6, -1, -1))
+    assert [t.task_id for t in walked] == [t.task_id for t in reversed(everything)]
+
+    older = await driver.list_instance_tasks("wf", "inst", before=everything[2].task_id)
+    assert [t.task_id for t in older] == [everything[1].task_id, everything[0].task_id]
+    [(claimed, lease)] = await driver.dequeue_tasks("t", 1)
+    await lease.succeed(None)  # a finished task leaves every page
+    remaining = await driver.list_instance_tasks("wf", "inst", limit=10)
+    assert claimed.metadata.task_id not in [t.task_id for t in remaining]
+    assert len(remaining) == 6
+    assert await driver.list_instance_tasks("wf", "nobody", limit=2) == []
+
+
+async def test_manager_checks_instance_page_arguments(driver: Driver) -> None:
+    manager = Manager(driver)
+    await started(driver, tasks=[NewTask("t", None), NewTask("t", None)])
+    for bad, error in [
+        ({"limit": 0}, ValueError),
+        ({"limit": -2}, ValueError),
+        ({"limit": True}, TypeError),
+        ({"limit": 2.5}, TypeError),
+        ({"before": "not-an-id"}, ValueError),
+        ({"before": "-1"}, ValueError),
+        ({"before": 3}, TypeError),
+    ]:
+        with pytest.raises(error, match=r"limit|before"):
+            await manager.list_instance_tasks("wf", "inst", **bad)
+    for bad, error in [
+        ({"limit": 0}, ValueError),
+        ({"before": -1}, ValueError),
+        ({"before": "3"}, TypeError),
+        ({"limit": False}, TypeError),
+    ]:
+        with pytest.raises(error, match=r"limit|before"):
+            await manager.list_instance_events("wf", "inst", **bad)
+    tasks = await manager.list_instance_tasks("wf", "inst", limit=1)
+    assert [t.task_id for t in tasks] == [
+        (await manager.list_instance_tasks("wf", "inst"))[1].task_id
+    ]
+    [event] = await manager.list_instance_events("wf", "inst", limit=1)
+    assert event.type is START
+
+
+async def test_drivers_refuse_bad_page_arguments_themselves(driver: Driver) -> None:
+    # what a gRPC server or another caller passes without the Manager's checks
+    with pytest.raises(ValueError, match="limit"):
+        await driver.list_instance_events("wf", "inst", limit=0)
+    with pytest.raises(ValueError, match="before"):
+        await driver.list_instance_tasks("wf", "inst", before="x1")

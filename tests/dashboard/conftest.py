@@ -21,6 +21,7 @@ import pytest
 
 from cereal import Manager
 from cereal.drivers import Driver
+from cereal.models import NewTask
 from tests._waiting import wait_until_sync
 from tests.plugins.manager import FAST_OPTIONS
 
@@ -47,6 +48,23 @@ def build_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> St
 
     dsn: str = request.getfixturevalue("postgres_dsn")
     return lambda: PostgresDriver(dsn)
+
+
+async def run_with_completions(store_factory: StoreFactory, completed: int, left: int) -> None:
+    """An instance 'wf/big' whose ``completed`` tasks completed and ``left`` tasks still queue."""
+    driver = store_factory()
+    await driver.init()
+    try:
+        await driver.enqueue_workflow("wf", "big", None)
+        _, decision = await driver.dequeue_workflow(["wf"])
+        async with decision:
+            tasks = [NewTask("t", None) for _ in range(completed)]
+            await decision.continue_(None, [*tasks, *(NewTask("later", None) for _ in range(left))])
+        while batch := await driver.dequeue_tasks("t", 500):
+            for _, lease in batch:
+                await lease.succeed(b"1")
+    finally:
+        await driver.close()
 
 
 @pytest.fixture
@@ -77,13 +95,32 @@ async def worker_factory(store_factory: StoreFactory) -> AsyncIterator[Callable[
 
 
 @contextmanager
-def serving(store_factory: StoreFactory, *, token: str | None) -> Iterator[str]:
-    """Serve the dashboard over the store with real uvicorn; yields its base URL."""
+def serving(
+    store_factory: StoreFactory,
+    *,
+    token: str | None,
+    allowed_hosts: list[str] | None = None,
+    login_to_read: bool = False,
+) -> Iterator[str]:
+    """Serve the dashboard over the store with real uvicorn; yields its base URL.
+
+    The app trusts the names of its 127.0.0.1 bind plus ``allowed_hosts``.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(Manager(store_factory()), token=token)
+    manager = Manager(store_factory())
+    if login_to_read:
+        app = create_app(manager, token=token, login_to_read=True)
+    elif allowed_hosts is None:
+        app = create_app(manager, token=token)  # the default trusts the loopback names
+    else:
+        from cereal.dashboard import allowed_hosts_for
+
+        app = create_app(
+            manager, token=token, allowed_hosts=allowed_hosts_for("127.0.0.1", allowed_hosts)
+        )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cereal import Decision, Manager, WorkflowInstance, errors
-from tests.dashboard.conftest import TOKEN, StoreFactory, build_store
+from tests.dashboard.conftest import TOKEN, StoreFactory, build_store, run_with_completions
 from tests.plugins.manager import eventually
 
 expect: Any = pytest.importorskip("playwright.async_api").expect
@@ -111,10 +111,11 @@ async def test_dashboard_end_to_end(
         await expect(page.locator("#flash")).to_have_text("cancel requested for orders/o-1")
         await expect(page.locator("#error")).to_have_text("cancelled from the dashboard")
         await expect(page.locator("#tasks")).to_contain_text("No queued or running tasks")
-        # the finished run's history: the start, then the cancel, both handled
+        # the finished run's history, newest first: the cancel, then the start, both handled
         await expect(page.locator("#events tbody tr")).to_have_count(2)
-        await expect(page.locator("#events tbody tr").nth(1)).to_contain_text("cancel")
-        await expect(page.locator("#events tbody tr").nth(1)).to_contain_text("handled")
+        await expect(page.locator("#events tbody tr").first).to_contain_text("cancel")
+        await expect(page.locator("#events tbody tr").first).to_contain_text("handled")
+        await expect(page.locator("#events tbody tr").nth(1)).to_contain_text("start")
         await expect(page.locator("[data-action]")).to_have_count(0)
         with pytest.raises(errors.WorkflowFailedError, match="cancelled from the dashboard"):
             (await seed.get_workflow_instance("orders", "o-1")).get_result()
@@ -172,5 +173,41 @@ async def test_dashboard_end_to_end(
         await page.click("#logout")
         await expect(page.locator("#login-link")).to_be_visible()
         await expect(page.locator("[data-action]")).to_have_count(0)
+        await page.close()
+    assert page_errors == []
+
+
+async def test_older_links_page_back_through_a_long_history(
+    serve: Any, store_factory: StoreFactory, browser: Any
+) -> None:
+    await run_with_completions(store_factory, completed=70, left=0)
+    with serve(token=None) as base:
+        page = await browser.new_page(base_url=base)
+        page_errors: list[str] = []
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        page.on(
+            "console",
+            lambda message: message.type == "error" and page_errors.append(message.text),
+        )
+        await page.goto("/instances/wf/big")
+        rows = page.locator("#events tbody tr")
+        await expect(rows).to_have_count(50)  # of 71, newest first
+        newest = int(await rows.first.locator("td").first.inner_text())
+        await page.click("#events-older")
+        await expect(page).to_have_url(
+            f"{base}/instances/wf/big?tasks_before=&events_before={newest - 49}"
+        )
+        await expect(rows).to_have_count(21)
+        await expect(rows.first.locator("td").first).to_have_text(str(newest - 50))
+        await expect(page.locator("#events-older")).to_have_count(0)
+        # the live poll now refreshes this older page (50 rows at most), not the history
+        async with page.expect_request(
+            lambda sent: sent.headers.get("hx-request") == "true" and "events_before=" in sent.url,
+            timeout=15_000,
+        ):
+            pass
+        await expect(rows).to_have_count(21)
+        await page.click("#events-newest")
+        await expect(rows).to_have_count(50)
         await page.close()
     assert page_errors == []

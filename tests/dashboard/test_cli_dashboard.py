@@ -122,3 +122,45 @@ def test_templates_and_static_files_are_package_data() -> None:
     htmx = package.joinpath("static", "htmx.min.js").read_text(encoding="utf-8")
     assert htmx.startswith("/*! htmx 2.") and "Zero-Clause BSD" in htmx.splitlines()[0]
     assert "Zero-Clause BSD" in package.joinpath("static", "htmx.LICENSE").read_text("utf-8")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_a_non_loopback_bind_without_a_token_is_refused(tmp_path: Path, host: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cereal", "dashboard", "--db", "sqlite:///x.db", "--host", host],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"refusing to serve the dashboard on {host!r} without a token" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_allowed_host_names_come_from_options_and_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    env = {"CEREAL_DASHBOARD_ALLOWED_HOSTS": "from-env.example"}
+    with dashboard(tmp_path, "--db", url, **env) as base:
+        assert _host_status(base, "from-env.example") == 200
+        assert _host_status(base, "attacker.example") == 400
+    with dashboard(
+        tmp_path, "--db", url, "--allowed-host", "a.example", "--allowed-host", "b.example"
+    ) as base:
+        assert _host_status(base, "a.example") == 200
+        assert _host_status(base, "b.example") == 200
+        assert _host_status(base, "localhost") == 200
+        assert _host_status(base, "attacker.example") == 400
+
+
+def _host_status(base: str, name: str) -> int | None:
+    port = base.rsplit(":", 1)[1]
+    request = urllib.request.Request(base + "/instances", headers={"Host": f"{name}:{port}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -22,7 +22,7 @@ from cereal import Decision, Manager, RetryPolicy, Task, TaskCompleteEvent, Work
 from cereal.dashboard._paths import segment
 from tests._poisoned import lose_a_task_to_a_bad_policy
 from tests._waiting import wait_until
-from tests.dashboard.conftest import StoreFactory, build_store
+from tests.dashboard.conftest import StoreFactory, build_store, run_with_completions
 
 ODD = 'it\'s "odd" <script>alert(1)</script> & ünï/cødé 100% ✓'
 
@@ -308,9 +308,9 @@ async def test_a_failed_run_shows_its_exception_type_and_traceback(
         for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.group(1), re.S)
         if "<td>" in row
     ]
-    assert [row[1:4] + row[5:] for row in rows] == [
-        ["start", "", "", "handled"],
+    assert [row[1:4] + row[5:] for row in rows] == [  # newest first
         ["task_complete", "explode", "failed: 'no such shelf'", "handled"],
+        ["start", "", "", "handled"],
     ], rows
     assert all(row[4] for row in rows), "an event without its enqueue time"
 
@@ -383,3 +383,124 @@ async def test_a_task_lost_to_an_invalid_retry_policy_shows_why(serve: Any, tmp_
     assert "lost: invalid retry policy: max_attempts must be an int, got float" in html.unescape(
         table.group(1)
     )
+
+
+async def test_a_request_for_another_host_name_is_refused_without_data(
+    serve: Any, seed: Manager
+) -> None:
+    # DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host
+    await seed.enqueue_workflow("wf", "secret-instance", None)
+    with serve(token=None) as base:
+        visitor = Visitor(base)
+        port = base.rsplit(":", 1)[1]
+        for path in ("/instances", "/instances/wf/secret-instance", "/metrics", "/login"):
+            status, page = visitor.get(path, headers={"Host": f"attacker.example:{port}"})
+            assert status == 400, path
+            assert "secret-instance" not in page
+        for name in ("127.0.0.1", "localhost", "[::1]", "LocalHost"):
+            status, page = visitor.get("/instances", headers={"Host": f"{name}:{port}"})
+            assert status == 200, name
+            assert "secret-instance" in page
+
+
+async def test_names_the_user_allows_pass_the_host_check(
+    store_factory: StoreFactory, seed: Manager
+) -> None:
+    from tests.dashboard.conftest import serving
+
+    await seed.enqueue_workflow("wf", "one", None)
+    with serving(store_factory, token=None, allowed_hosts=["dash.example.org"]) as base:
+        visitor = Visitor(base)
+        assert visitor.get("/instances", headers={"Host": "dash.example.org"})[0] == 200
+        assert visitor.get("/instances")[0] == 200  # the bound address still works
+        assert visitor.get("/instances", headers={"Host": "evil.example.org"})[0] == 400
+
+
+def _rows(page: str, table: str) -> list[str]:
+    body = page.split(f'<table id="{table}">', 1)[1].split("</table>", 1)[0]
+    return re.findall(
+        r"<tr(?: class=\"pending\")?>\s*<td>([^<]*)</td>", body.split("<tbody>", 1)[1]
+    )
+
+
+def _link(page: str, link_id: str) -> str | None:
+    found = re.search(rf'<a id="{link_id}" href="([^"]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+async def test_an_instance_page_shows_a_bounded_newest_page_of_events_and_tasks(
+    serve: Any, store_factory: StoreFactory
+) -> None:
+    await run_with_completions(store_factory, completed=4000, left=120)
+    with serve(token=None) as base:
+        visitor = Visitor(base)
+        status, page = visitor.get("/instances/wf/big")
+        assert status == 200
+        events = _rows(page, "events")
+        assert len(events) == 50  # of 4001: the start and 4000 completions
+        assert [int(seq) for seq in events] == sorted((int(s) for s in events), reverse=True)
+        assert len(_rows(page, "tasks")) == 50  # of 120 queued
+        assert len(page) < 60_000, len(page)
+        # the 2 s poll re-sends the same bounded page, not the history
+        status, fragment = visitor.get("/instances/wf/big", headers={"HX-Request": "true"})
+        assert status == 200
+        assert _rows(fragment, "events") == events
+        assert len(fragment) < 60_000
+
+        # "older" walks back without skipping or repeating
+        seen = list(events)
+        older = _link(page, "events-older")
+        pages = 1
+        while older is not None and pages < 4:
+            status, page = visitor.get(older)
+            assert status == 200
+            rows = _rows(page, "events")
+            assert len(rows) == 50
+            assert int(rows[0]) < int(seen[-1])
+            seen.extend(rows)
+            older = _link(page, "events-older")
+            pages += 1
+        assert len(set(seen)) == len(seen) == 200
+        assert _link(page, "events-newest") is not None
+
+        tasks = _rows(visitor.get("/instances/wf/big")[1], "tasks")
+        status, page = visitor.get(_link(visitor.get("/instances/wf/big")[1], "tasks-older") or "")
+        more = _rows(page, "tasks")
+        assert len(more) == 50 and int(more[0]) < int(tasks[-1])
+        status, page = visitor.get(_link(page, "tasks-older") or "")
+        assert len(_rows(page, "tasks")) == 20
+        assert _link(page, "tasks-older") is None
+        assert visitor.get("/instances/wf/big?events_before=x")[0] == 400
+        assert visitor.get("/instances/wf/big?tasks_before=x")[0] == 400
+
+
+async def test_beyond_loopback_reads_need_the_login_too(
+    store_factory: StoreFactory, seed: Manager
+) -> None:
+    from tests.dashboard.conftest import TOKEN, serving
+
+    await seed.enqueue_workflow("wf", "secret-instance", None)
+    with serving(store_factory, token=TOKEN, login_to_read=True) as base:
+        visitor = Visitor(base)
+        for path in ("/instances", "/instances/wf/secret-instance", "/tasks", "/metrics"):
+            status, page = visitor.get(path)  # the redirect lands on the login page
+            assert status == 200 and 'id="login-form"' in page, path
+            assert "secret-instance" not in page
+        status, page = visitor.get("/instances", headers={"HX-Request": "true"})
+        assert status == 401 and "secret-instance" not in page
+        assert visitor.get("/static/htmx.min.js")[0] == 200
+        status, page = visitor.get("/instances", headers={"Authorization": "Bearer wrong"})
+        assert "secret-instance" not in page
+        status, page = visitor.get("/instances", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and "secret-instance" in page
+
+        assert visitor.log_in(TOKEN)[0] == 200
+        status, page = visitor.get("/instances/wf/secret-instance")
+        assert status == 200 and "secret-instance" in page
+
+
+def test_a_login_to_read_needs_a_token(seed: Manager) -> None:
+    from cereal.dashboard import create_app
+
+    with pytest.raises(ValueError, match="needs a token"):
+        create_app(seed, token=None, login_to_read=True)

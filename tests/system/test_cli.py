@@ -573,3 +573,60 @@ async def test_workflows_events_shows_a_task_lost_to_an_invalid_retry_policy(
     ]
     assert listed[1]["error_text"].startswith("invalid retry policy: max_attempts")
     assert listed[1]["pending"] is True
+
+
+async def _seed_history(db_url: str, *, completed: int, left: int) -> None:
+    """wf/big: ``completed`` task completions in its history and ``left`` tasks still queued."""
+    from cereal.drivers import open_driver
+    from cereal.models import NewTask
+
+    driver = open_driver(db_url)
+    await driver.init()
+    try:
+        await driver.enqueue_workflow("wf", "big", None)
+        _, decision = await driver.dequeue_workflow(["wf"])
+        async with decision:
+            done = [NewTask("t", None) for _ in range(completed)]
+            await decision.continue_(None, [*done, *(NewTask("later", None) for _ in range(left))])
+        while batch := await driver.dequeue_tasks("t", 100):
+            for _, lease in batch:
+                await lease.succeed(None)
+    finally:
+        await driver.close()
+
+
+async def test_workflows_show_pages_events_and_tasks_newest_first(cli: Cli, db_url: str) -> None:
+    await _seed_history(db_url, completed=25, left=5)
+
+    first = cli.json("workflows", "show", "wf", "big", "--limit", "10")
+    seqs = [event["seq"] for event in first["events"]]
+    assert len(seqs) == 10 and seqs == sorted(seqs, reverse=True)
+    assert first["events"][0]["type"] == "task_complete"
+    assert first["older_events"] == seqs[-1]
+    walked = list(seqs)
+    cursor = first["older_events"]
+    while cursor is not None:
+        page = cli.json(
+            "workflows", "show", "wf", "big", "-n", "10", "--events-before", str(cursor)
+        )
+        walked.extend(event["seq"] for event in page["events"])
+        cursor = page["older_events"]
+    assert len(walked) == len(set(walked)) == 26  # the start and 25 completions
+    assert walked == sorted(walked, reverse=True)
+
+    tasks = cli.json("workflows", "show", "wf", "big", "--limit", "3")
+    assert [task["task_name"] for task in tasks["tasks"]] == ["later"] * 3
+    ids = [int(task["task_id"]) for task in tasks["tasks"]]
+    assert ids == sorted(ids, reverse=True)
+    rest = cli.json(
+        "workflows", "show", "wf", "big", "-n", "3", "--tasks-before", tasks["older_tasks"]
+    )
+    assert len(rest["tasks"]) == 2 and rest["older_tasks"] is None
+    assert max(int(task["task_id"]) for task in rest["tasks"]) < min(ids)
+
+    text = cli("workflows", "show", "wf", "big", "--limit", "4").stdout
+    assert "4 event(s), newest first" in text
+    assert f"--events-before {seqs[3]} shows the next page" in text
+    assert "4 task(s), newest first" in text
+    bad = cli("workflows", "show", "wf", "big", "--tasks-before", "nope", check=False)
+    assert "before must be a task id" in _one_error_line(bad)

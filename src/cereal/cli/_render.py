@@ -28,7 +28,7 @@ from rich.text import Text
 
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
-from cereal.models import InstanceEvent, Schedule, WorkerInfo, WorkflowInstanceData
+from cereal.models import InstanceEvent, InstanceTask, Schedule, WorkerInfo, WorkflowInstanceData
 
 UNWRAPPED_WIDTH = 1_000_000
 """The width given to a console that is not a terminal: wide enough to never wrap."""
@@ -227,26 +227,66 @@ def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
     out.print(table)
 
 
-def event_dict(event: InstanceEvent) -> dict[str, Any]:
-    """One event of an instance's history as JSON-able data."""
+def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
+    """The JSON shape of one queued or running task of an instance."""
+    return {
+        "task_id": task.task_id,
+        "task_name": task.task_name,
+        "state": task.state,
+        "attempt": task.attempt,
+        "parameters": _decoded(task.parameters),
+        "enqueued_at": _iso(task.enqueued_at),
+        "start_after": _iso(task.start_after),
+    }
+
+
+def instance_event_dict(event: InstanceEvent) -> dict[str, Any]:
+    """The JSON shape of one event of an instance's history."""
     return {
         "seq": event.seq,
         "type": str(event.type),
         "task_name": event.task_name,
         "task_status": None if event.task_status is None else str(event.task_status),
         "error_text": event.error_text,
-        "enqueued_at": _iso(event.enqueued_at),
         "pending": event.pending,
+        "enqueued_at": _iso(event.enqueued_at),
     }
 
 
-def events_table(events: Sequence[InstanceEvent]) -> None:
-    """An instance's event history, oldest first; a task's outcome with its error text."""
+def instance_tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) -> None:
+    """One page of an instance's tasks, newest first; a last line says how to see older ones."""
+    if not tasks:
+        out.print("no queued or running tasks" + (" older than that" if older else ""))
+        return
+    table = Table(title=f"{len(tasks)} task(s), newest first")
+    table.add_column("id", no_wrap=True)
+    table.add_column("task", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("attempt", no_wrap=True)
+    table.add_column("enqueued", no_wrap=True)
+    for task in tasks:
+        table.add_row(
+            task.task_id, task.task_name, task.state, str(task.attempt), _time(task.enqueued_at)
+        )
+    out.print(table)
+    if older is not None:
+        out.print(f"older tasks exist: --tasks-before {older} shows the next page")
+
+
+def instance_events_table(
+    events: Sequence[InstanceEvent], *, older: int | None = None, newest_first: bool = True
+) -> None:
+    """Events of an instance's history (one page, newest first, or all, oldest first).
+
+    A task's outcome carries its error text; when ``older`` is set a last line
+    names the ``--events-before`` that shows the next, older page.
+    """
     if not events:
         out.print("no events recorded")
         return
-    table = Table(title=f"{len(events)} event(s), oldest first")
-    table.add_column("seq", justify="right", no_wrap=True)
+    order = "newest first" if newest_first else "oldest first"
+    table = Table(title=f"{len(events)} event(s), {order}")
+    table.add_column("seq", no_wrap=True)
     table.add_column("event", no_wrap=True)
     table.add_column("task", overflow="fold")
     table.add_column("outcome", overflow="fold")
@@ -266,6 +306,8 @@ def events_table(events: Sequence[InstanceEvent]) -> None:
             state,
         )
     out.print(table)
+    if older is not None:
+        out.print(f"older events exist: --events-before {older} shows the next page")
 
 
 # ---- schedules ------------------------------------------------------------------------

@@ -18,7 +18,12 @@ DEFAULT_PORT = 8080
 def dashboard(
     ctx: typer.Context,
     host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (keep it local unless proxied).")
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on; anything but loopback needs --token (keep it local"
+            " unless proxied).",
+        ),
     ] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = DEFAULT_PORT,
     token: Annotated[
@@ -30,22 +35,48 @@ def dashboard(
             show_default=False,
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            envvar="CEREAL_DASHBOARD_ALLOWED_HOSTS",
+            help="Host name the dashboard also answers, e.g. a reverse proxy's (repeatable;"
+            " env: space-separated). Other names get 400.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the web dashboard: instances, tasks, schedules, workers; actions with a token."""
     try:
         import uvicorn
 
-        from cereal.dashboard import create_app
+        from cereal.dashboard import allowed_hosts_for, create_app
+        from cereal.dashboard._hosts import is_loopback
     except ImportError as exc:
         fail(
             ctx, f"the dashboard needs its extra: pip install 'cereal-workflows[dashboard]' ({exc})"
         )
+    if not token and not is_loopback(host):
+        fail(
+            ctx,
+            f"refusing to serve the dashboard on {host!r} without a token: anyone who can"
+            " reach it could read every workflow. Set --token (or CEREAL_DASHBOARD_TOKEN)"
+            " or keep --host on loopback behind a proxy",
+        )
     url = state(ctx).database_url  # the global --db, also accepted after the command
     try:
+        hosts = allowed_hosts_for(host, allowed_host or [])
         manager = Manager(open_driver(url))
-        app = create_app(manager, token=token if token else None)
+        app = create_app(
+            manager,
+            token=token if token else None,
+            allowed_hosts=hosts,
+            login_to_read=not is_loopback(host),  # beyond this machine, reads need the token too
+        )
     except ValueError as exc:
         fail(ctx, str(exc))
     mode = "log in with the token to act" if token else "read-only: no token"
+    if not is_loopback(host):
+        mode = "log in with the token to read and act"
     _render.note(f"cereal dashboard on http://{host}:{port} ({mode})")
     uvicorn.run(app, host=host, port=port, log_level="debug" if state(ctx).verbose else "warning")

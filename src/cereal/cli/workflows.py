@@ -9,7 +9,7 @@ from rich.text import Text
 
 from cereal.cli import _render, workers
 from cereal.cli._common import parse_json, run, storage_manager
-from cereal.models import InstanceEvent, WorkflowInstanceData
+from cereal.models import InstanceEvent, InstanceTask, WorkflowInstanceData
 
 app = typer.Typer(
     name="workflows",
@@ -27,6 +27,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 
 DEFAULT_LIST_LIMIT = 100
 """How many instances ``workflows list`` shows unless ``--limit`` says otherwise."""
+
+DEFAULT_SHOW_LIMIT = 20
+"""How many events and tasks ``workflows show`` lists unless ``--limit`` says otherwise."""
 
 
 @app.command("list")
@@ -89,25 +92,69 @@ def show(
     full: Annotated[
         bool, typer.Option("--full", help="Print large values whole instead of a preview.")
     ] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=1, help="Show at most this many events and tasks."),
+    ] = DEFAULT_SHOW_LIMIT,
+    events_before: Annotated[
+        int | None,
+        typer.Option(
+            "--events-before",
+            min=0,
+            metavar="SEQ",
+            help="Only events older than this seq (the next page of the history).",
+            show_default=False,
+        ),
+    ] = None,
+    tasks_before: Annotated[
+        str | None,
+        typer.Option(
+            "--tasks-before",
+            metavar="TASK_ID",
+            help="Only tasks enqueued before this task id (the next page of tasks).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show one instance: the running one, else its newest finished run.
 
-    Values over 2000 characters or 40 lines are cut to a preview unless --full;
-    --json always prints them whole.
+    Then its queued and running tasks and its event history, newest first,
+    --limit of each; a last line names the --events-before / --tasks-before
+    that shows the next, older page. Values over 2000 characters or 40 lines
+    are cut to a preview unless --full; --json always prints them whole.
     """
 
-    async def go() -> WorkflowInstanceData:
+    async def go() -> tuple[WorkflowInstanceData, list[InstanceTask], list[InstanceEvent]]:
         async with storage_manager(ctx) as manager:
-            return (await manager.get_workflow_instance(workflow_name, instance_name)).data
+            data = (await manager.get_workflow_instance(workflow_name, instance_name)).data
+            # one more than shown: whether an older page exists
+            tasks = await manager.list_instance_tasks(
+                workflow_name, instance_name, limit=limit + 1, before=tasks_before
+            )
+            events = await manager.list_instance_events(
+                workflow_name, instance_name, limit=limit + 1, before=events_before
+            )
+            return data, tasks, events
 
-    data = run(ctx, go())
+    data, tasks, events = run(ctx, go())
+    older_tasks = tasks[limit - 1].task_id if len(tasks) > limit else None
+    older_events = events[limit - 1].seq if len(events) > limit else None
+    tasks, events = tasks[:limit], events[:limit]
     if as_json:
         failure = {"error_type": data.error_type, "error_traceback": data.error_traceback}
-        _render.print_json({**_render.instance_dict(data), **failure})
+        pages = {
+            "tasks": [_render.instance_task_dict(task) for task in tasks],
+            "older_tasks": older_tasks,
+            "events": [_render.instance_event_dict(event) for event in events],
+            "older_events": older_events,
+        }
+        _render.print_json({**_render.instance_dict(data), **failure, **pages})
     else:
         _render.instance_detail(data, full=full)
         _failure_detail(data)
+        _render.instance_tasks_table(tasks, older=older_tasks)
+        _render.instance_events_table(events, older=older_events)
 
 
 def _failure_detail(data: WorkflowInstanceData) -> None:
@@ -137,9 +184,9 @@ def events(
 
     found = run(ctx, go())
     if as_json:
-        _render.print_json([_render.event_dict(event) for event in found])
+        _render.print_json([_render.instance_event_dict(event) for event in found])
     else:
-        _render.events_table(found)
+        _render.instance_events_table(found, newest_first=False)
 
 
 @app.command("enqueue")

@@ -12,6 +12,7 @@ Needs the ``dashboard`` extra: ``pip install 'cereal-workflows[dashboard]'``.
 
 from __future__ import annotations
 
+from cereal.dashboard._hosts import allowed_hosts_for
 from cereal.dashboard.app import create_app
 
-__all__ = ["create_app"]
+__all__ = ["allowed_hosts_for", "create_app"]

@@ -4,7 +4,9 @@ Without a token the dashboard is read-only: action buttons are hidden and
 every action endpoint answers 403. With one, a visitor logs in once by posting
 the token; the signed, HttpOnly session cookie then marks them as logged in.
 Every form (login included) carries a per-session CSRF token that a POST must
-echo, so another site cannot make a logged-in browser act.
+echo, so another site cannot make a logged-in browser act. Served beyond
+loopback, reads need the login too (:class:`LoginToRead`), or the token as a
+bearer header (a metrics scraper).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("cereal.dashboard")
 
@@ -44,6 +48,11 @@ class Access:
         if self.token is None:
             return False
         return hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8"))
+
+    def bearer_matches(self, header: str | None) -> bool:
+        """Whether an ``Authorization: Bearer <token>`` header carries the configured token."""
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and self.token_matches(given.strip())
 
     def log_in(self, request: Request) -> None:
         """Mark the session as logged in, with a fresh CSRF token (no fixation)."""
@@ -91,3 +100,41 @@ def require_csrf(request: Request, form: FormData) -> None:
     ):
         logger.warning("dashboard: refused a form without a valid CSRF token")
         raise HTTPException(403, "missing or stale form token: reload the page and try again")
+
+
+_OPEN_PATHS = ("/login", "/logout")
+_OPEN_PREFIXES = ("/static/",)
+
+
+class LoginToRead:
+    """ASGI middleware: every page but the login page and static files needs a login.
+
+    Placed inside the session middleware. A visitor who is not logged in is
+    sent to ``/login`` (an htmx poll gets 401, so no login form lands inside
+    a page); a request carrying the token as a bearer header passes.
+    """
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        if access.read_only:
+            raise ValueError("requiring a login to read needs a token")
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass an open path or a logged-in visitor on; refuse anyone else without data."""
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if request.session.get(_LOGGED_IN) is True or self.access.bearer_matches(
+            request.headers.get("authorization")
+        ):
+            await self.app(scope, receive, send)
+            return
+        response: Response
+        if request.headers.get("HX-Request") == "true":
+            response = PlainTextResponse("log in again", status_code=401)
+        else:
+            response = RedirectResponse("/login", status_code=303)
+        await response(scope, receive, send)

@@ -2,12 +2,17 @@
 
 Every page is served whole on a normal request and as its live fragment alone
 when htmx polls it (``HX-Request`` header): the page template wraps the
-fragment in an element that re-fetches the same URL every two seconds.
+fragment in an element that re-fetches the same URL every two seconds. An
+instance page shows one page of its tasks and events (the newest
+:data:`INSTANCE_PAGE_SIZE`, or older ones through ``?tasks_before=`` /
+``?events_before=``), so a poll never re-sends a whole long history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,10 +24,15 @@ from cereal.dashboard._paths import names_after
 from cereal.dashboard._render import Renderer
 from cereal.manager import Manager
 
+T = TypeVar("T")
+
 PAGE_SIZE = 50
 """Instances per page of the listing (``?limit=`` may ask for 1 to :data:`MAX_PAGE_SIZE`)."""
 
 MAX_PAGE_SIZE = 500
+
+INSTANCE_PAGE_SIZE = 50
+"""Newest events and tasks an instance page shows; older ones are a link away (``?..._before=``)."""
 
 STATUSES = {"": None, "running": True, "finished": False}
 """The status filter's choices and the ``is_running`` each stands for."""
@@ -75,10 +85,17 @@ class Pages:
         if names is None:
             raise HTTPException(404, "expected /instances/WORKFLOW/INSTANCE")
         workflow, instance = names
+        tasks_before = request.query_params.get("tasks_before", "").strip() or None
+        events_before = _optional_int_param(request, "events_before")
+        # one extra row each tells whether an older page exists
         try:
             data = (await self.manager.get_workflow_instance(workflow, instance)).data
-            tasks = await self.manager.list_instance_tasks(workflow, instance)
-            events = await self.manager.list_instance_events(workflow, instance)
+            tasks = await self.manager.list_instance_tasks(
+                workflow, instance, limit=INSTANCE_PAGE_SIZE + 1, before=tasks_before
+            )
+            events = await self.manager.list_instance_events(
+                workflow, instance, limit=INSTANCE_PAGE_SIZE + 1, before=events_before
+            )
         except errors.WorkflowInstanceNotFoundError as exc:
             raise HTTPException(404, f"no instance {workflow}/{instance}") from exc
         except (ValueError, TypeError) as exc:
@@ -88,8 +105,11 @@ class Pages:
             "instance",
             title=f"{workflow} / {instance}",
             data=data,
-            tasks=tasks,
-            events=events,
+            tasks=tasks[:INSTANCE_PAGE_SIZE],
+            events=events[:INSTANCE_PAGE_SIZE],
+            older_tasks=_older(tasks, INSTANCE_PAGE_SIZE, lambda task: task.task_id),
+            older_events=_older(events, INSTANCE_PAGE_SIZE, lambda event: str(event.seq)),
+            paging={"tasks_before": tasks_before or "", "events_before": events_before or ""},
             now=utcnow(),
         )
 
@@ -116,6 +136,17 @@ class Pages:
         """The live workers: started Managers on this store, here or elsewhere."""
         workers = await self.manager.list_workers()
         return self.render.page(request, "workers", title="Workers", workers=workers, now=utcnow())
+
+
+def _older(found: Sequence[T], size: int, cursor: Callable[[T], str]) -> str | None:
+    """The cursor of the page after ``found`` (fetched one longer than ``size``), if any."""
+    return cursor(found[size - 1]) if len(found) > size else None
+
+
+def _optional_int_param(request: Request, name: str) -> int | None:
+    if not request.query_params.get(name, "").strip():
+        return None
+    return _int_param(request, name, 0, low=0, high=None)
 
 
 def _int_param(request: Request, name: str, default: int, *, low: int, high: int | None) -> int:

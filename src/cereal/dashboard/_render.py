@@ -41,7 +41,11 @@ class Renderer:
         self, request: Request, name: str, *, status_code: int = 200, **context: Any
     ) -> Response:
         """``name.html`` (the whole page) or ``_name.html`` (its fragment, for htmx)."""
-        polled = request.headers.get("HX-Request") == "true"
+        # a boosted link (HX-Boosted) swaps the whole body: it gets the page, not the fragment
+        polled = (
+            request.headers.get("HX-Request") == "true"
+            and request.headers.get("HX-Boosted") != "true"
+        )
         context.update(
             can_act=self.access.can_act(request),
             read_only=self.access.read_only,

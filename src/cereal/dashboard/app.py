@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -17,7 +18,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cereal.dashboard._actions import Actions
-from cereal.dashboard._auth import Access
+from cereal.dashboard._auth import Access, LoginToRead
+from cereal.dashboard._hosts import LOOPBACK_NAMES
 from cereal.dashboard._pages import Pages
 from cereal.dashboard._render import Renderer
 from cereal.manager import Manager
@@ -38,7 +40,12 @@ _SECURITY_HEADERS = [
 
 
 def create_app(
-    manager: Manager, *, token: str | None = None, session_secret: str | None = None
+    manager: Manager,
+    *,
+    token: str | None = None,
+    session_secret: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    login_to_read: bool = False,
 ) -> Starlette:
     """The dashboard over ``manager``'s store (the Manager is used for storage calls only).
 
@@ -49,12 +56,21 @@ def create_app(
             dashboard read-only.
         session_secret: signs the session cookie; a random one per process by
             default (logins then end with the process).
+        allowed_hosts: the ``Host`` names answered; any other gets 400 and no
+            data (a DNS-rebinding page sends its own name). Defaults to the
+            loopback names; :func:`cereal.dashboard.allowed_hosts_for` derives
+            them from a bind address.
+        login_to_read: every page but the login page needs a login (or the
+            token as a bearer header); ``cereal dashboard`` sets it for a bind
+            beyond loopback.
 
     Raises:
-        ValueError: ``token`` is empty or blank.
+        ValueError: ``token`` is empty or blank, or ``login_to_read`` without a token.
     """
     if token is not None and not token.strip():
         raise ValueError("the dashboard token must not be empty; omit it for read-only")
+    if login_to_read and token is None:
+        raise ValueError("requiring a login to read needs a token")
     access = Access(token)
     render = Renderer(access)
     pages = Pages(manager, render)
@@ -105,12 +121,18 @@ def create_app(
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=list(LOOPBACK_NAMES if allowed_hosts is None else allowed_hosts),
+                www_redirect=False,
+            ),
+            Middleware(
                 SessionMiddleware,
                 secret_key=session_secret or secrets.token_urlsafe(32),
                 session_cookie=SESSION_COOKIE,
                 max_age=SESSION_MAX_AGE,
                 same_site="strict",
             ),
+            *([Middleware(LoginToRead, access=access)] if login_to_read else []),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -5,18 +5,28 @@ Every function expects the caller to hold the store's lock.
 
 from __future__ import annotations
 
+from cereal.drivers._inspect_pages import is_paged, newest_first
 from cereal.drivers._memory_state import MemoryState, Task
 from cereal.models import InstanceEvent, InstanceTask, TaskQueueStats
 
 
 def instance_tasks(
-    state: MemoryState, workflow_name: str, instance_name: str
+    state: MemoryState,
+    workflow_name: str,
+    instance_name: str,
+    *,
+    limit: int | None = None,
+    before: int | None = None,
+    paged: bool = False,
 ) -> list[InstanceTask]:
-    """The queued and running tasks of the live instance, in enqueue order."""
+    """The live instance's queued and running tasks, in enqueue order (a page: newest first)."""
     inst = state.instances.get((workflow_name, instance_name))
     if inst is None:
         return []
-    return [_task_view(task, state) for _, task in sorted(inst.tasks.items())]
+    tasks = sorted(inst.tasks.items())
+    if paged:
+        tasks = newest_first(tasks, lambda item: item[0], limit, before)
+    return [_task_view(task, state) for _, task in tasks]
 
 
 def _task_view(task: Task, state: MemoryState) -> InstanceTask:
@@ -32,9 +42,17 @@ def _task_view(task: Task, state: MemoryState) -> InstanceTask:
 
 
 def instance_events(
-    state: MemoryState, workflow_name: str, instance_name: str
+    state: MemoryState,
+    workflow_name: str,
+    instance_name: str,
+    *,
+    limit: int | None = None,
+    before: int | None = None,
 ) -> list[InstanceEvent]:
-    """The event history of the live instance, else of the newest finished run, oldest first."""
+    """The event history of the live instance, else of the newest finished run, oldest first.
+
+    With ``limit`` or ``before``: that page, newest first.
+    """
     key = (workflow_name, instance_name)
     inst = state.instances.get(key)
     if inst is not None:
@@ -43,6 +61,8 @@ def instance_events(
         received, pending = row.received, {}
     else:
         return []
+    if is_paged(limit, before):
+        received = newest_first(received, lambda event: event.seq, limit, before)
     found = []
     for event in received:
         result = event.task_result

@@ -641,22 +641,48 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def list_instance_tasks(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[InstanceTask]:
         """The queued and running tasks of the live instance, in enqueue order.
 
-        Empty when no instance with these names is live.
+        Empty when no instance with these names is live. With ``limit`` or
+        ``before`` the answer is one page, newest first: the ``limit`` (all
+        when ``None``) newest tasks enqueued before the task whose
+        ``task_id`` is ``before`` (keyset paging: pass the last ``task_id`` of
+        a page to get the next, older one). Callers pass them only when set,
+        so a driver written before paging keeps working for full listings.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is not one of this
+                driver's task ids.
         """
 
     @abc.abstractmethod
     async def list_instance_events(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
     ) -> list[InstanceEvent]:
         """The event history of one run of these names, oldest first.
 
         The live instance's events, else those of the newest finished run still
         kept by the retention policy (empty when there is neither): handled
         events and, marked ``pending``, those still waiting for a decision.
+        With ``limit`` or ``before`` the answer is one page, newest first: the
+        ``limit`` (all when ``None``) newest events whose ``seq`` is below
+        ``before`` (pass the last ``seq`` of a page to get the next, older
+        one); events arriving meanwhile never shift the older pages.
+
+        Raises:
+            ValueError: ``limit`` is below 1 or ``before`` below 0.
         """
 
     @abc.abstractmethod

@@ -20,6 +20,7 @@ from cereal import errors
 from cereal._time import to_utc, utcnow
 from cereal.drivers import _memory_inspect
 from cereal.drivers._expired import ExpiredTasks
+from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor
 from cereal.drivers._memory_state import (
     Event,
     LiveInstance,
@@ -192,18 +193,40 @@ class MemoryDriver(Driver):
         return where.page([view for view in found if view is not None])
 
     async def list_instance_tasks(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[InstanceTask]:
-        """The queued and running tasks of the live instance, in enqueue order."""
+        """See :meth:`Driver.list_instance_tasks`."""
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
         with self._lock:
-            return _memory_inspect.instance_tasks(self._state, workflow_name, instance_name)
+            return _memory_inspect.instance_tasks(
+                self._state,
+                workflow_name,
+                instance_name,
+                limit=limit,
+                before=cursor,
+                paged=is_paged(limit, before),
+            )
 
     async def list_instance_events(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
     ) -> list[InstanceEvent]:
-        """The event history of the live instance, else of the newest finished run, oldest first."""
+        """See :meth:`Driver.list_instance_events`."""
+        check_page(limit, before)
         with self._lock:
-            return _memory_inspect.instance_events(self._state, workflow_name, instance_name)
+            return _memory_inspect.instance_events(
+                self._state, workflow_name, instance_name, limit=limit, before=before
+            )
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""

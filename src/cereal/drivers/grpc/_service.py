@@ -199,22 +199,34 @@ class CerealService(pb_grpc.CerealServicer):
 
     @_unary
     async def ListInstanceTasks(
-        self, request: pb.InstanceKey, context: Context
+        self, request: pb.ListInstanceTasksRequest, context: Context
     ) -> pb.ListInstanceTasksResponse:
-        """The queued and running tasks of a live instance."""
+        """The queued and running tasks of a live instance (a page when limit/before are set)."""
         self._checks.pair(request)
         driver = await self._driver(context)
-        found = await driver.list_instance_tasks(request.workflow_name, request.instance_name)
+        names = (request.workflow_name, request.instance_name)
+        limit = request.limit if request.HasField("limit") else None
+        before = request.before if request.HasField("before") else None
+        if limit is None and before is None:
+            found = await driver.list_instance_tasks(*names)
+        else:
+            found = await driver.list_instance_tasks(*names, limit=limit, before=before)
         return pb.ListInstanceTasksResponse(tasks=[views.instance_task_to_pb(t) for t in found])
 
     @_unary
     async def ListInstanceEvents(
-        self, request: pb.InstanceKey, context: Context
+        self, request: pb.ListInstanceEventsRequest, context: Context
     ) -> pb.ListInstanceEventsResponse:
-        """The pending events of a live instance."""
+        """One run's event history (a page, newest first, when limit/before are set)."""
         self._checks.pair(request)
         driver = await self._driver(context)
-        found = await driver.list_instance_events(request.workflow_name, request.instance_name)
+        names = (request.workflow_name, request.instance_name)
+        limit = request.limit if request.HasField("limit") else None
+        before = request.before if request.HasField("before") else None
+        if limit is None and before is None:
+            found = await driver.list_instance_events(*names)
+        else:
+            found = await driver.list_instance_events(*names, limit=limit, before=before)
         return pb.ListInstanceEventsResponse(events=[views.instance_event_to_pb(e) for e in found])
 
     # ---- queues and maintenance ---------------------------------------------------

@@ -413,22 +413,36 @@ class GrpcDriver(Driver):
     # ---- read-only inspection ------------------------------------------------------
 
     async def list_instance_tasks(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[InstanceTask]:
         """See :meth:`Driver.list_instance_tasks`."""
         found = await self._call(
             "ListInstanceTasks",
-            pb.InstanceKey(workflow_name=workflow_name, instance_name=instance_name),
+            pb.ListInstanceTasksRequest(
+                workflow_name=workflow_name, instance_name=instance_name, limit=limit, before=before
+            ),
         )
         return [views.instance_task_from_pb(t) for t in found.tasks]
 
     async def list_instance_events(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
     ) -> list[InstanceEvent]:
         """See :meth:`Driver.list_instance_events`."""
         found = await self._call(
             "ListInstanceEvents",
-            pb.InstanceKey(workflow_name=workflow_name, instance_name=instance_name),
+            pb.ListInstanceEventsRequest(
+                workflow_name=workflow_name, instance_name=instance_name, limit=limit, before=before
+            ),
         )
         return [views.instance_event_from_pb(e) for e in found.events]
 

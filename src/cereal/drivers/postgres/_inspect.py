@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
 from cereal.drivers.postgres._base import PostgresBase
 from cereal.drivers.postgres._db import Row, bytes_or_none, fetch_all, utc
 from cereal.models import (
@@ -23,21 +24,42 @@ class PostgresInspection(PostgresBase):
     """Instance tasks, event history and queue statistics."""
 
     async def list_instance_tasks(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[InstanceTask]:
-        """The queued and running tasks of the live instance, in enqueue order."""
-        params = {"workflow_name": workflow_name, "instance_name": instance_name}
+        """See :meth:`Driver.list_instance_tasks`."""
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
+        params: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
+        query = "instance_tasks"
+        if is_paged(limit, before):
+            params.update(Page(limit, cursor).params())
+            query = "instance_tasks_page"
         async with self._connection("list_instance_tasks") as conn:
-            rows = await fetch_all(conn, "instance_tasks", params)
+            rows = await fetch_all(conn, query, params)
         return [_task_from_row(row) for row in rows]
 
     async def list_instance_events(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
     ) -> list[InstanceEvent]:
-        """The event history of the live instance, else of the newest finished run, oldest first."""
-        params = {"workflow_name": workflow_name, "instance_name": instance_name}
+        """See :meth:`Driver.list_instance_events`."""
+        check_page(limit, before)
+        params: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
+        query = "instance_event_history"
+        if is_paged(limit, before):
+            params.update(Page(limit, before).params())
+            query = "instance_event_history_page"
         async with self._connection("list_instance_events") as conn:
-            rows = await fetch_all(conn, "instance_event_history", params)
+            rows = await fetch_all(conn, query, params)
         return [_event_from_row(row) for row in rows]
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:

@@ -653,6 +653,51 @@ WHERE h.workflow_name = %(workflow_name)s AND h.instance_name = %(instance_name)
        WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s))
 ORDER BY h.event_id
 
+-- name: instance_tasks_page
+-- One page of a live instance's tasks, newest first: those enqueued before the
+-- task id %(before)s, at most %(page_limit)s (NULL: all). The instance's task ids
+-- come from the (instance_id) index first and only they are sorted (MATERIALIZED
+-- keeps the planner from walking the whole table's primary key backwards
+-- instead), so a page costs that instance's live tasks, never the others'.
+WITH ids AS MATERIALIZED (
+    SELECT t.id
+    FROM cereal_tasks AS t
+    WHERE t.instance_id = (SELECT id FROM cereal_workflow_instances
+                           WHERE workflow_name = %(workflow_name)s
+                             AND instance_name = %(instance_name)s)
+      AND t.id < %(before)s
+), page AS (
+    SELECT id FROM ids ORDER BY id DESC LIMIT %(page_limit)s
+)
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+FROM page
+JOIN cereal_tasks AS t ON t.id = page.id
+ORDER BY t.id DESC
+
+-- name: instance_event_history_page
+-- One page of a run's event history, newest first: the events below %(before)s,
+-- read backwards through the (names, instance id, event id) index and cut at
+-- %(page_limit)s (NULL: all), so a long history costs one page per call. The page
+-- is cut before the pending check, so that check probes the events' primary key
+-- once per listed event instead of reading every pending event.
+SELECT p.id, p.event_type, p.enqueued_at, p.task_name, p.status, p.error_text,
+       EXISTS (SELECT 1 FROM cereal_workflow_events AS e WHERE e.id = p.id) AS pending
+FROM (
+    SELECT h.event_id AS id, h.event_type, h.enqueued_at, h.task_name,
+           h.task_status AS status, h.error_text
+    FROM cereal_event_history AS h
+    WHERE h.workflow_name = %(workflow_name)s AND h.instance_name = %(instance_name)s
+      AND h.instance_id = coalesce(
+          (SELECT id FROM cereal_workflow_instances
+           WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s),
+          (SELECT max(instance_id) FROM cereal_event_history
+           WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s))
+      AND h.event_id < %(before)s
+    ORDER BY h.event_id DESC
+    LIMIT %(page_limit)s
+) AS p
+ORDER BY p.id DESC
+
 -- name: task_queue_stats
 -- Per task name: queued and running counts and the oldest queued task's enqueue time.
 -- The task table holds only queued and running tasks, so this reads the queues alone.

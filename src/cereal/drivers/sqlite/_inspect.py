@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from cereal.drivers._inspect_pages import Page
 from cereal.drivers.sqlite._sql import Q, blob, instant, maybe_instant
 from cereal.models import (
     InstanceEvent,
@@ -18,10 +19,14 @@ from cereal.models import (
 
 
 def instance_tasks(
-    conn: sqlite3.Connection, workflow_name: str, instance_name: str
+    conn: sqlite3.Connection, workflow_name: str, instance_name: str, page: Page | None = None
 ) -> list[InstanceTask]:
-    """The queued and running tasks of the live instance, in enqueue order."""
-    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    """The live instance's queued and running tasks, in enqueue order (a page: newest first)."""
+    names: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
+    query = Q["instance_tasks"]
+    if page is not None:
+        names.update(page.params())
+        query = Q["instance_tasks_page"]
     return [
         InstanceTask(
             task_id=str(row["id"]),
@@ -32,17 +37,24 @@ def instance_tasks(
             start_after=instant(row["start_after"]),
             attempt=int(row["attempt"]),
         )
-        for row in conn.execute(Q["instance_tasks"], names)
+        for row in conn.execute(query, names)
     ]
 
 
 def instance_events(
-    conn: sqlite3.Connection, workflow_name: str, instance_name: str
+    conn: sqlite3.Connection, workflow_name: str, instance_name: str, page: Page | None = None
 ) -> list[InstanceEvent]:
-    """The event history of the live instance, else of the newest finished run, oldest first."""
-    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    """The event history of the live instance, else of the newest finished run, oldest first.
+
+    Given a ``page``: that page, newest first.
+    """
+    names: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
+    query = Q["instance_event_history"]
+    if page is not None:
+        names.update(page.params())
+        query = Q["instance_event_history_page"]
     found = []
-    for row in conn.execute(Q["instance_event_history"], names):
+    for row in conn.execute(query, names):
         status = row["status"]
         found.append(
             InstanceEvent(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cereal import _time, errors
+from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
 from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
@@ -322,19 +323,40 @@ class SQLiteDriver(Driver):
         return [instance_from_row(row) for row in rows]
 
     async def list_instance_tasks(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[InstanceTask]:
-        """The queued and running tasks of the live instance, in enqueue order."""
+        """See :meth:`Driver.list_instance_tasks`."""
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
+        paged = is_paged(limit, before)
         return await self._connection().call(
-            lambda conn: _inspect.instance_tasks(conn, workflow_name, instance_name), mode="read"
+            lambda conn: _inspect.instance_tasks(
+                conn, workflow_name, instance_name, Page(limit, cursor) if paged else None
+            ),
+            mode="read",
         )
 
     async def list_instance_events(
-        self, workflow_name: str, instance_name: str
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
     ) -> list[InstanceEvent]:
-        """The event history of the live instance, else of the newest finished run, oldest first."""
+        """See :meth:`Driver.list_instance_events`."""
+        check_page(limit, before)
+        paged = is_paged(limit, before)
         return await self._connection().call(
-            lambda conn: _inspect.instance_events(conn, workflow_name, instance_name), mode="read"
+            lambda conn: _inspect.instance_events(
+                conn, workflow_name, instance_name, Page(limit, before) if paged else None
+            ),
+            mode="read",
         )
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:

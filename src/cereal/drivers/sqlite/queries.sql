@@ -522,6 +522,40 @@ WHERE h.workflow_name = :workflow_name AND h.instance_name = :instance_name
        WHERE workflow_name = :workflow_name AND instance_name = :instance_name))
 ORDER BY h.event_id;
 
+-- name: instance_tasks_page
+-- One page of a live instance's tasks, newest first: those enqueued before the
+-- task id :before. The (instance_id) index holds the rowid as its last key, so
+-- this walks the instance's entries backwards from :before and stops at the limit.
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+FROM cereal_workflow_instances AS i
+JOIN cereal_tasks AS t ON t.instance_id = i.id
+WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
+  AND t.id < :before
+ORDER BY t.id DESC
+LIMIT coalesce(:page_limit, -1);
+-- name: instance_event_history_page
+-- One page of a run's event history, newest first: the events below :before,
+-- read backwards through the (names, instance id, event id) index and cut at
+-- :page_limit (NULL: all), so a long history costs one page per call. The page
+-- is cut before the pending check, so that check probes the events' primary key
+-- once per listed event instead of reading every pending event.
+SELECT p.id, p.event_type, p.enqueued_at, p.task_name, p.status, p.error_text,
+       EXISTS (SELECT 1 FROM cereal_workflow_events AS e WHERE e.id = p.id) AS pending
+FROM (
+    SELECT h.event_id AS id, h.event_type, h.enqueued_at, h.task_name,
+           h.task_status AS status, h.error_text
+    FROM cereal_event_history AS h
+    WHERE h.workflow_name = :workflow_name AND h.instance_name = :instance_name
+      AND h.instance_id = coalesce(
+          (SELECT id FROM cereal_workflow_instances
+           WHERE workflow_name = :workflow_name AND instance_name = :instance_name),
+          (SELECT max(instance_id) FROM cereal_event_history
+           WHERE workflow_name = :workflow_name AND instance_name = :instance_name))
+      AND h.event_id < :before
+    ORDER BY h.event_id DESC
+    LIMIT coalesce(:page_limit, -1)
+) AS p
+ORDER BY p.id DESC;
 -- name: task_queue_stats
 -- Per task name: queued and running counts and the oldest queued task's enqueue time.
 -- The task table holds only queued and running tasks, so this reads the queues alone.

@@ -311,6 +311,18 @@ class InstanceTask(_message.Message):
     attempt: int
     def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
+class ListInstanceTasksRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "limit", "before")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    limit: int
+    before: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
+
 class ListInstanceTasksResponse(_message.Message):
     __slots__ = ("tasks",)
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +346,18 @@ class InstanceEvent(_message.Message):
     error_text: str
     pending: bool
     def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., task_status: _Optional[str] = ..., error_text: _Optional[str] = ..., pending: _Optional[bool] = ...) -> None: ...
+
+class ListInstanceEventsRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "limit", "before")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    limit: int
+    before: int
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[int] = ...) -> None: ...
 
 class ListInstanceEventsResponse(_message.Message):
     __slots__ = ("events",)

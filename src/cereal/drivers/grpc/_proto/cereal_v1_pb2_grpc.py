@@ -61,12 +61,12 @@ class CerealStub:
                 _registered_method=True)
         self.ListInstanceTasks = channel.unary_unary(
                 '/cereal.v1.Cereal/ListInstanceTasks',
-                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksRequest.SerializeToString,
                 response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksResponse.FromString,
                 _registered_method=True)
         self.ListInstanceEvents = channel.unary_unary(
                 '/cereal.v1.Cereal/ListInstanceEvents',
-                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+                request_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsRequest.SerializeToString,
                 response_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsResponse.FromString,
                 _registered_method=True)
         self.ClaimWorkflows = channel.stream_stream(
@@ -360,12 +360,12 @@ def add_CerealServicer_to_server(servicer, server):
             ),
             'ListInstanceTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInstanceTasks,
-                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.FromString,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksRequest.FromString,
                     response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksResponse.SerializeToString,
             ),
             'ListInstanceEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInstanceEvents,
-                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.FromString,
+                    request_deserializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsRequest.FromString,
                     response_serializer=cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsResponse.SerializeToString,
             ),
             'ClaimWorkflows': grpc.stream_stream_rpc_method_handler(
@@ -624,7 +624,7 @@ class Cereal:
             request,
             target,
             '/cereal.v1.Cereal/ListInstanceTasks',
-            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksRequest.SerializeToString,
             cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceTasksResponse.FromString,
             options,
             channel_credentials,
@@ -651,7 +651,7 @@ class Cereal:
             request,
             target,
             '/cereal.v1.Cereal/ListInstanceEvents',
-            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+            cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsRequest.SerializeToString,
             cereal_dot_drivers_dot_grpc_dot___proto_dot_cereal__v1__pb2.ListInstanceEventsResponse.FromString,
             options,
             channel_credentials,
