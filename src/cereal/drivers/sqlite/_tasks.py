@@ -18,6 +18,7 @@ from cereal import errors
 from cereal.drivers._expired import ExpiredTasks, expiry_retry_delay, is_poison
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
+from cereal.drivers.sqlite._history import trim_history
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
 from cereal.models import (
     FailureDetails,
@@ -291,13 +292,13 @@ def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
 async def sweep(
     db: Connection, expiry: float, retention: HistoryRetention
 ) -> tuple[ExpiredTasks, int, int]:
-    """Expire dead leases, release stale claims, trim history: three short transactions.
+    """Expire dead leases, release stale claims, trim history: short transactions.
 
     ``expiry`` (the sweeper's) judges only claims and leases stored without
     an expiry (by older code); every other one is judged by its holder's.
 
     Each step first reads whether it has anything to do, so an idle sweep
-    never takes the write lock.
+    never takes the write lock; trimming commits in bounded batches.
 
     Returns:
         What the expiry did, the claims released, the rows trimmed.
@@ -314,11 +315,7 @@ async def sweep(
         ready=lambda conn: has_stale_claim(conn, at, cutoff),
         empty=0,
     )
-    trimmed: int = await db.call(
-        lambda conn: trim_history(conn, retention),
-        ready=lambda conn: history_to_trim(conn, retention),
-        empty=0,
-    )
+    trimmed = await trim_history(db, retention)
     return expired, released, trimmed
 
 
@@ -365,34 +362,3 @@ def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
 def release_stale_claims(conn: sqlite3.Connection, at: float, cutoff: float) -> int:
     """Release workflow claims past their claimer's expiry (as :func:`has_stale_claim`)."""
     return int(conn.execute(Q["release_stale_claims"], {"now": at, "cutoff": cutoff}).rowcount)
-
-
-def history_to_trim(conn: sqlite3.Connection, retention: HistoryRetention) -> bool:
-    """Whether :func:`trim_history` would delete anything (autocommit read)."""
-    if retention.max_age is not None:
-        cutoff = now() - retention.max_age
-        if conn.execute(Q["has_history_before"], {"cutoff": cutoff}).fetchone() is not None:
-            return True
-    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
-    return over is not None
-
-
-def trim_history(conn: sqlite3.Connection, retention: HistoryRetention) -> int:
-    """Apply ``retention``: drop rows past ``max_age``, then the oldest past ``max_rows``.
-
-    Rows are ordered by ``(ended_at, id)``; counting walks at most ``max_rows``
-    entries of the ``ended_at`` index (``OFFSET``), never the whole table.
-    """
-    trimmed = 0
-    if retention.max_age is not None:
-        cutoff = now() - retention.max_age
-        trimmed += int(conn.execute(Q["trim_history_before"], {"cutoff": cutoff}).rowcount)
-    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
-    if over is None:
-        return trimmed
-    keep = max(retention.max_rows - retention.margin_rows, 0)
-    boundary = conn.execute(Q["history_row_at_offset"], {"offset": keep}).fetchone()
-    if boundary is not None:
-        bounds = {"ended_at": boundary["ended_at"], "last_id": boundary["id"]}
-        trimmed += int(conn.execute(Q["trim_history_through"], bounds).rowcount)
-    return trimmed

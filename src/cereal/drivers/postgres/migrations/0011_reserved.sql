@@ -1,0 +1,2 @@
+-- Placeholder: this number belongs to another branch of issue 17 and is
+-- replaced by that branch's migration at merge. It changes nothing.
