@@ -58,7 +58,7 @@ def claim_tasks(
     expiry: float,
     retry_policy: str | None = None,
 ) -> list[Lease]:
-    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, oldest first.
+    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, earliest due first.
 
     Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease, and
     ``retry_policy`` with each task that has none yet.
@@ -72,7 +72,8 @@ def claim_tasks(
     }
     rows = conn.execute(Q["claim_tasks"], params).fetchall()
     leases = []
-    for row in sorted(rows, key=lambda row: int(row["id"])):
+    # RETURNING follows the update's row order, not the claim's
+    for row in sorted(rows, key=lambda row: (float(row["start_after"]), int(row["id"]))):
         metadata = TaskMetadata(
             enqueued_at=instant(row["enqueued_at"]),
             task_name=str(row["task_name"]),

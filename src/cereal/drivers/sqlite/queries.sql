@@ -246,7 +246,7 @@ WHERE id IN (
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          lease_token, attempt, traceparent, retry_policy;
+          start_after, lease_token, attempt, traceparent, retry_policy;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
