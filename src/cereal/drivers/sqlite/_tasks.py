@@ -1,7 +1,7 @@
 """Tasks on SQLite: lease ready tasks, report how they ended, expire dead leases.
 
 A dequeue leases up to N ready tasks (queued, ``start_after`` passed) in one
-``BEGIN IMMEDIATE`` transaction, oldest first, each with its own random
+``BEGIN IMMEDIATE`` transaction, earliest due first, each with its own random
 128-bit token and a heartbeat time. Every completer call presents the token;
 once the row is gone or holds another token the call raises
 :class:`~cereal.errors.TaskLostError` and changes nothing.
