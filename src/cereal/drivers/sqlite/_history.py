@@ -28,7 +28,7 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
 
     Runs are ordered by ``(ended_at, id)``; counting walks at most ``max_rows``
     entries of the ``ended_at`` index (``OFFSET``), never the whole table.
-    Nothing is to do: no write lock is taken.
+    With nothing to remove, the write lock is never taken.
 
     Returns:
         The number of finished runs removed.
