@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Run the bench: ``python3 bench/run.py [--quick]`` (see bench/README.md).
 
-``--profile`` runs only the drain, with py-spy recording the worker
-processes, and writes the profiles to bench/results/.
+``--scenario NAME`` runs one scenario alone (in any interpreter that can
+import cereal and psycopg, like ``--quick``). ``--profile`` runs only the drain,
+with py-spy recording the worker processes, and writes the profiles to
+bench/results/.
 
 Full mode runs in ``.venv-bench`` (created here when missing: the project plus
 the peers' dependencies, pinned by bench/constraints.txt) and measures the
@@ -104,6 +106,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("postgres", "sqlite"), default=None, help="one store only"
     )
+    parser.add_argument(
+        "--scenario",
+        choices=("delayed_claim",),
+        default=None,
+        help="run this one scenario alone (delayed_claim: a task claim behind 200 000"
+        " delayed tasks vs none; see bench/delayed_claim.py)",
+    )
     return parser.parse_args(argv)
 
 
@@ -112,7 +121,8 @@ def main() -> None:
     args = parse_args(sys.argv[1:])
     in_bench_venv = Path(sys.prefix).resolve() == VENV.resolve()
     # --profile needs py-spy, which only the bench venv has
-    if not in_bench_venv and not (args.quick and not args.profile and _can_run_quick()):
+    light = (args.quick or args.scenario is not None) and not args.profile
+    if not in_bench_venv and not (light and _can_run_quick()):
         python = ensure_bench_venv()
         os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
     sys.path.insert(0, str(ROOT))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import grpc_column, peers, profiling, report, scenarios, stores
+from bench import delayed_claim, grpc_column, peers, profiling, report, scenarios, stores
 
 log = logging.getLogger("cereal.bench")
 
@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("cereal.drivers").setLevel(logging.WARNING)
     if args.profile:
         return profiling.run(args, RESULTS)
+    if args.scenario == "delayed_claim":
+        delayed_claim.run(os.environ.get("BENCH_DSN", stores.DEFAULT_DSN), args.only)
+        return 0
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     if args.large is not None:
         sizes = dataclasses.replace(sizes, backlog_large=args.large)

@@ -82,6 +82,20 @@ async def test_trimming_keeps_the_history_of_the_runs_still_kept(store: Store) -
     assert [e.pending for e in await driver.list_instance_events("wf", "a")] == [False]
 
 
+async def test_a_killed_run_is_trimmed_with_its_history(store: Store) -> None:
+    # a kill writes the finished run (with its instance id) by another statement
+    # than a decision does; trimming it must take its history too
+    driver = store.driver
+    await started(driver, "wf", "a")
+    await driver.kill_workflow("wf", "a", "killed")
+    await finished(driver, "wf", "a")
+    assert store.runs_per_name() == [("a", 2)]
+
+    driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
+    assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 1
+    assert store.runs_per_name() == [("a", 1)]
+
+
 async def test_a_lost_task_is_recorded_with_its_outcome(store: Store) -> None:
     # the sweep writes the result and its event in one statement (PostgreSQL: one
     # CTE), so the statement trigger must see the result the statement inserted

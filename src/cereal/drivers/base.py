@@ -703,6 +703,9 @@ class Driver(abc.ABC):
         """Claim up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
 
         A task is ready when it is queued and its ``start_after`` has passed.
+        SQLite and PostgreSQL take the earliest ``start_after`` first (then
+        the id), which for a task enqueued without delay is its enqueue time,
+        so a claim never reads tasks that are not yet due.
         Each lease's deadline is stored as now (the driver's clock) plus
         ``task_expiry`` seconds, the claimer's expiry; each completer's
         ``heartbeat`` renews it by the same amount. Each claim adds one to

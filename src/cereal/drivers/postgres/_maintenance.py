@@ -2,10 +2,13 @@
 
 Lease expiry is safe to run from every process at once (``SKIP LOCKED``);
 history trimming runs in one process at a time under a transaction-level
-advisory lock that others skip rather than wait for.
+advisory lock that others skip rather than wait for, in batches of bounded
+size, each its own transaction.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from cereal.drivers._expired import (
     ExpiredLease,
@@ -22,6 +25,9 @@ TRIM_LOCK_KEY = 0x63657265616C02
 
 EXPIRE_BATCH = 500
 """Leases expired per statement (keeps each transaction short)."""
+
+TRIM_BATCH = 500
+"""Finished runs trimmed per transaction (each commits before the next begins)."""
 
 
 async def expire_leases(conn: Conn, task_expiry: float) -> ExpiredTasks:
@@ -79,36 +85,70 @@ async def expire_leases(conn: Conn, task_expiry: float) -> ExpiredTasks:
             return outcome
 
 
-async def trim_history(conn: Conn, retention: HistoryRetention) -> int | None:
-    """Apply ``retention`` to the finished-run history.
+async def trim_history(
+    conn: Conn, retention: HistoryRetention, batch: int = TRIM_BATCH
+) -> int | None:
+    """Apply ``retention`` to the finished-run history, in batches of at most ``batch`` runs.
+
+    Each batch is its own transaction under the trimming lock (the history
+    trigger drops the batch's events in it), so no transaction grows with the
+    history to remove.
 
     Returns:
         The number of rows removed, or ``None`` when another process holds the
         trimming lock (and this sweep skipped it).
     """
-    async with conn.transaction():
-        locked = await fetch_one(conn, "try_trim_lock", {"key": TRIM_LOCK_KEY})
-        if locked is None or not locked["locked"]:
+    trimmed = 0
+    if retention.max_age is not None:
+        max_age = float(retention.max_age)
+        removed = await _in_batches(
+            conn,
+            lambda: execute(conn, "trim_history_age", {"max_age": max_age, "batch": batch}),
+            batch,
+        )
+        if removed is None:
             return None
-        trimmed = 0
-        if retention.max_age is not None:
-            trimmed += await execute(
-                conn, "trim_history_age", {"max_age": float(retention.max_age)}
-            )
-        over = await fetch_one(conn, "history_row_at", {"position": retention.max_rows})
-        if over is None:
-            return trimmed
-        keep = max(retention.max_rows - retention.margin_rows, 0)
-        if keep == 0:
-            return trimmed + await execute(conn, "trim_history_all", {})
-        last_kept = await fetch_one(conn, "history_row_at", {"position": keep - 1})
-        if last_kept is not None:
-            trimmed += await execute(
-                conn,
-                "trim_history_before",
-                {"ended_at": last_kept["ended_at"], "id": last_kept["id"]},
-            )
+        trimmed += removed
+    over = await fetch_one(conn, "history_row_at", {"position": retention.max_rows})
+    if over is None:
         return trimmed
+    keep = max(retention.max_rows - retention.margin_rows, 0)
+    if keep == 0:
+        removed = await _in_batches(
+            conn, lambda: execute(conn, "trim_history_all", {"batch": batch}), batch
+        )
+    else:
+        last_kept = await fetch_one(conn, "history_row_at", {"position": keep - 1})
+        if last_kept is None:
+            return trimmed
+        bound = {"ended_at": last_kept["ended_at"], "id": last_kept["id"], "batch": batch}
+        removed = await _in_batches(
+            conn, lambda: execute(conn, "trim_history_before", bound), batch
+        )
+    if removed is None:
+        return None if trimmed == 0 else trimmed
+    return trimmed + removed
+
+
+async def _in_batches(
+    conn: Conn, delete_batch: Callable[[], Awaitable[int]], batch: int
+) -> int | None:
+    """Run ``delete_batch`` (at most ``batch`` runs), one transaction each, until one is short.
+
+    Returns:
+        The runs removed, or ``None`` when another process held the trimming
+        lock before this removed anything.
+    """
+    trimmed = 0
+    while True:
+        async with conn.transaction():
+            locked = await fetch_one(conn, "try_trim_lock", {"key": TRIM_LOCK_KEY})
+            if locked is None or not locked["locked"]:
+                return trimmed or None
+            removed = await delete_batch()
+        trimmed += removed
+        if removed < batch:
+            return trimmed
 
 
 async def release_lapsed_claims(conn: Conn, task_expiry: float) -> list[str]:

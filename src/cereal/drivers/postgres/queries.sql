@@ -140,9 +140,10 @@ WITH inst AS (
     RETURNING id, workflow_name, instance_name, parameters, started_at
 ), history AS (
     INSERT INTO cereal_workflow_results
-        (workflow_name, instance_name, parameters, result, error, started_at, ended_at)
+        (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+         instance_id)
     SELECT workflow_name, instance_name, parameters, NULL, %(error)s::text,
-           started_at, clock_timestamp()
+           started_at, clock_timestamp(), id
     FROM inst
 )
 SELECT id FROM inst
@@ -421,18 +422,34 @@ OFFSET %(position)s
 LIMIT 1
 
 -- name: trim_history_before
--- Delete finished runs older than a given row.
+-- Delete up to a batch of the oldest finished runs older than a given row (the
+-- ended_at index from its start); the history trigger drops their events.
 DELETE FROM cereal_workflow_results
-WHERE (ended_at, id) < (%(ended_at)s::timestamptz, %(id)s::bigint)
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    WHERE (ended_at, id) < (%(ended_at)s::timestamptz, %(id)s::bigint)
+    ORDER BY ended_at, id
+    LIMIT %(batch)s
+)
 
 -- name: trim_history_all
--- Delete every finished run (retention keeps none).
+-- Delete up to a batch of the oldest finished runs (retention keeps none).
 DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    ORDER BY ended_at, id
+    LIMIT %(batch)s
+)
 
 -- name: trim_history_age
--- Delete finished runs older than max_age seconds.
+-- Delete up to a batch of the oldest finished runs older than max_age seconds.
 DELETE FROM cereal_workflow_results
-WHERE ended_at < now() - make_interval(secs => %(max_age)s)
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    WHERE ended_at < now() - make_interval(secs => %(max_age)s)
+    ORDER BY ended_at, id
+    LIMIT %(batch)s
+)
 
 -- name: create_schedule
 -- Store a new schedule (a unique violation means the names are taken).

@@ -1,7 +1,7 @@
 """Tasks on SQLite: lease ready tasks, report how they ended, expire dead leases.
 
 A dequeue leases up to N ready tasks (queued, ``start_after`` passed) in one
-``BEGIN IMMEDIATE`` transaction, oldest first, each with its own random
+``BEGIN IMMEDIATE`` transaction, earliest due first, each with its own random
 128-bit token and a heartbeat time. Every completer call presents the token;
 once the row is gone or holds another token the call raises
 :class:`~cereal.errors.TaskLostError` and changes nothing.
@@ -24,6 +24,7 @@ from cereal.drivers._expired import (
 from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.sqlite._connection import Connection
+from cereal.drivers.sqlite._history import trim_history
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
 from cereal.models import (
     FailureDetails,
@@ -63,7 +64,7 @@ def claim_tasks(
     expiry: float,
     retry_policy: str | None = None,
 ) -> list[Lease]:
-    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, oldest first.
+    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, earliest due first.
 
     Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease, and
     ``retry_policy`` with each task that has none yet.
@@ -76,7 +77,7 @@ def claim_tasks(
         "retry_policy": retry_policy,
     }
     rows = conn.execute(Q["claim_tasks"], params).fetchall()
-    return [_lease_from_row(row) for row in sorted(rows, key=lambda row: int(row["id"]))]
+    return [_lease_from_row(row) for row in sorted(rows, key=_claim_order)]
 
 
 def resume_lease(conn: sqlite3.Connection, task_id: str, token: str) -> Lease:
@@ -92,6 +93,11 @@ def resume_lease(conn: sqlite3.Connection, task_id: str, token: str) -> Lease:
     if row is None:
         raise errors.TaskLostError()
     return _lease_from_row(row)
+
+
+def _claim_order(row: sqlite3.Row) -> tuple[float, int]:
+    # RETURNING follows the update's row order, not the claim's
+    return (float(row["start_after"]), int(row["id"]))
 
 
 def _lease_from_row(row: sqlite3.Row) -> Lease:
@@ -314,14 +320,14 @@ def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
 async def sweep(
     db: Connection, expiry: float, retention: HistoryRetention, steps: SweepSteps
 ) -> tuple[ExpiredTasks, int, int]:
-    """Expire dead leases, release stale claims, trim history: three short transactions.
+    """Expire dead leases, release stale claims, trim history: short transactions.
 
     ``expiry`` (the sweeper's) judges only claims and leases stored without
     an expiry (by older code); every other one is judged by its holder's.
 
     Each step first reads whether it has anything to do, so an idle sweep
-    never takes the write lock. The steps run under ``steps``: one that
-    fails is noted there and the others still run.
+    never takes the write lock; trimming commits in bounded batches. The steps
+    run under ``steps``: one that fails is noted there and the others still run.
 
     Returns:
         What the expiry did, the claims released, the rows trimmed.
@@ -346,15 +352,7 @@ async def sweep(
         ),
         0,
     )
-    trimmed: int = await steps.run(
-        "trim history",
-        lambda: db.call(
-            lambda conn: trim_history(conn, retention),
-            ready=lambda conn: history_to_trim(conn, retention),
-            empty=0,
-        ),
-        0,
-    )
+    trimmed: int = await steps.run("trim history", lambda: trim_history(db, retention), 0)
     return expired, released, trimmed
 
 
@@ -409,34 +407,3 @@ def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
 def release_stale_claims(conn: sqlite3.Connection, at: float, cutoff: float) -> int:
     """Release workflow claims past their claimer's expiry (as :func:`has_stale_claim`)."""
     return int(conn.execute(Q["release_stale_claims"], {"now": at, "cutoff": cutoff}).rowcount)
-
-
-def history_to_trim(conn: sqlite3.Connection, retention: HistoryRetention) -> bool:
-    """Whether :func:`trim_history` would delete anything (autocommit read)."""
-    if retention.max_age is not None:
-        cutoff = now() - retention.max_age
-        if conn.execute(Q["has_history_before"], {"cutoff": cutoff}).fetchone() is not None:
-            return True
-    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
-    return over is not None
-
-
-def trim_history(conn: sqlite3.Connection, retention: HistoryRetention) -> int:
-    """Apply ``retention``: drop rows past ``max_age``, then the oldest past ``max_rows``.
-
-    Rows are ordered by ``(ended_at, id)``; counting walks at most ``max_rows``
-    entries of the ``ended_at`` index (``OFFSET``), never the whole table.
-    """
-    trimmed = 0
-    if retention.max_age is not None:
-        cutoff = now() - retention.max_age
-        trimmed += int(conn.execute(Q["trim_history_before"], {"cutoff": cutoff}).rowcount)
-    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
-    if over is None:
-        return trimmed
-    keep = max(retention.max_rows - retention.margin_rows, 0)
-    boundary = conn.execute(Q["history_row_at_offset"], {"offset": keep}).fetchone()
-    if boundary is not None:
-        bounds = {"ended_at": boundary["ended_at"], "last_id": boundary["id"]}
-        trimmed += int(conn.execute(Q["trim_history_through"], bounds).rowcount)
-    return trimmed

@@ -133,9 +133,9 @@ WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 -- Write the finished run of an instance to the history.
 INSERT INTO cereal_workflow_results
     (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
-     error_type, error_traceback)
+     error_type, error_traceback, instance_id)
 SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now,
-       :error_type, :error_traceback
+       :error_type, :error_traceback, id
 FROM cereal_workflow_instances
 WHERE id = :instance_id;
 
@@ -227,8 +227,11 @@ WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
 LIMIT 1;
 
 -- name: claim_tasks
--- Lease up to :max_tasks ready tasks of one name, oldest first, each with a random token
--- and the claimer's expiry (the deadline is lease_heartbeat_at + lease_expiry).
+-- Lease up to :max_tasks ready tasks of one name, earliest due first (for a task enqueued
+-- without delay, its enqueue time), each with a random token and the claimer's expiry
+-- (the deadline is lease_heartbeat_at + lease_expiry). The ready index (task_name,
+-- start_after, id; migration 0010) yields due tasks in that order: tasks not yet due
+-- sort after now and are never visited.
 UPDATE cereal_tasks
 SET state = 'running',
     lease_token = lower(hex(randomblob(16))),
@@ -239,11 +242,11 @@ SET state = 'running',
 WHERE id IN (
     SELECT id FROM cereal_tasks
     WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
-    ORDER BY id
+    ORDER BY start_after, id
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          lease_token, attempt, traceparent, retry_policy;
+          start_after, lease_token, attempt, traceparent, retry_policy;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
@@ -333,17 +336,39 @@ ORDER BY ended_at DESC, id DESC
 LIMIT 1 OFFSET :offset;
 
 -- name: trim_history_through
--- Delete the history rows at or before this (ended_at, id), oldest first.
+-- Delete up to :batch of the history rows at or before this (ended_at, id), oldest
+-- first (a walk of the ended_at index from its start), returning each run's
+-- instance so its event history goes too.
 DELETE FROM cereal_workflow_results
-WHERE ended_at < :ended_at OR (ended_at = :ended_at AND id <= :last_id);
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results INDEXED BY cereal_workflow_results_by_end
+    WHERE ended_at < :ended_at OR (ended_at = :ended_at AND id <= :last_id)
+    ORDER BY ended_at, id
+    LIMIT :batch
+)
+RETURNING workflow_name, instance_name, instance_id;
 
 -- name: has_history_before
 -- Whether a history row ended before the cutoff.
 SELECT 1 FROM cereal_workflow_results WHERE ended_at < :cutoff LIMIT 1;
 
 -- name: trim_history_before
--- Delete the history rows that ended before the cutoff.
-DELETE FROM cereal_workflow_results WHERE ended_at < :cutoff;
+-- Delete up to :batch of the history rows that ended before the cutoff, oldest first,
+-- returning each run's instance so its event history goes too.
+DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    WHERE ended_at < :cutoff
+    ORDER BY ended_at, id
+    LIMIT :batch
+)
+RETURNING workflow_name, instance_name, instance_id;
+
+-- name: trim_run_events
+-- Delete the event history of one trimmed run (the history index's prefix).
+DELETE FROM cereal_event_history
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name
+  AND instance_id = :instance_id;
 
 -- ---- schedules ------------------------------------------------------------------
 
@@ -478,7 +503,7 @@ LIMIT 1;
 
 -- name: task_queue_depths
 -- Metrics: due queued tasks per task name with the oldest one's enqueue time. The
--- ready index (task_name, id, start_after WHERE queued) covers it: the cost follows
+-- ready index (task_name, start_after, id WHERE queued) covers it: the cost follows
 -- the queued tasks, never the history.
 SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
 FROM cereal_tasks INDEXED BY cereal_tasks_ready

@@ -1,0 +1,105 @@
+"""Finished-run retention on SQLite: trim runs and their event history in bounded batches.
+
+Each batch is one short write transaction: it deletes at most
+:data:`TRIM_BATCH` of the oldest finished runs, then the event history of
+each by its instance id (the history index's ``(workflow_name,
+instance_name, instance_id)`` prefix), so a batch's cost follows the rows it
+removes, never the history a long-lived schedule's name pair has built up.
+The write lock is released between batches, so another process's enqueue
+waits for one batch at most, not for the whole trim.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from cereal.drivers.sqlite._connection import Connection
+from cereal.drivers.sqlite._sql import Q, now
+from cereal.models import HistoryRetention
+
+TRIM_BATCH = 500
+"""Finished runs removed per transaction (each commits before the next begins)."""
+
+
+async def trim_history(db: Connection, retention: HistoryRetention, batch: int = TRIM_BATCH) -> int:
+    """Apply ``retention``: drop runs past ``max_age``, then the oldest past ``max_rows``.
+
+    Runs are ordered by ``(ended_at, id)``; counting walks at most ``max_rows``
+    entries of the ``ended_at`` index (``OFFSET``), never the whole table.
+    With nothing to remove, the write lock is never taken.
+
+    Returns:
+        The number of finished runs removed.
+    """
+    trimmed = 0
+    if retention.max_age is not None:
+        cutoff = {"cutoff": now() - retention.max_age}
+        trimmed += await _in_batches(
+            db,
+            Q["trim_history_before"],
+            cutoff,
+            batch,
+            ready=lambda conn: has_history_before(conn, cutoff),
+        )
+    boundary = await db.call(lambda conn: trim_boundary(conn, retention), mode="read")
+    if boundary is not None:
+        trimmed += await _in_batches(db, Q["trim_history_through"], boundary, batch)
+    return trimmed
+
+
+def has_history_before(conn: sqlite3.Connection, cutoff: dict[str, float]) -> bool:
+    """Whether a finished run ended before the cutoff (autocommit read)."""
+    return conn.execute(Q["has_history_before"], cutoff).fetchone() is not None
+
+
+def trim_boundary(conn: sqlite3.Connection, retention: HistoryRetention) -> dict[str, Any] | None:
+    """The newest run to remove under ``max_rows`` as ``(ended_at, last_id)``; None: none."""
+    over = conn.execute(Q["history_row_at_offset"], {"offset": retention.max_rows}).fetchone()
+    if over is None:
+        return None
+    keep = max(retention.max_rows - retention.margin_rows, 0)
+    boundary = conn.execute(Q["history_row_at_offset"], {"offset": keep}).fetchone()
+    if boundary is None:
+        return None
+    return {"ended_at": boundary["ended_at"], "last_id": boundary["id"]}
+
+
+def trim_batch(conn: sqlite3.Connection, query: str, params: dict[str, Any]) -> int:
+    """Delete one batch of runs with ``query`` (SQL) and the event history of each; their count."""
+    runs = conn.execute(query, params).fetchall()
+    conn.executemany(
+        Q["trim_run_events"],
+        [
+            {
+                "workflow_name": run["workflow_name"],
+                "instance_name": run["instance_name"],
+                "instance_id": run["instance_id"],
+            }
+            for run in runs
+            # stored before the event history existed: nothing to delete
+            if run["instance_id"] is not None
+        ],
+    )
+    return len(runs)
+
+
+async def _in_batches(
+    db: Connection,
+    query: str,
+    params: dict[str, Any],
+    batch: int,
+    ready: Callable[[sqlite3.Connection], bool] | None = None,
+) -> int:
+    """Run :func:`trim_batch` until a batch comes back short; the runs removed."""
+    bounded = {**params, "batch": batch}
+    trimmed = 0
+    while True:
+        removed: int = await db.call(
+            lambda conn: trim_batch(conn, query, bounded), ready=ready, empty=0
+        )
+        trimmed += removed
+        if removed < batch:
+            return trimmed
+        ready = None
