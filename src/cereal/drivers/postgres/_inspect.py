@@ -35,12 +35,12 @@ class PostgresInspection(PostgresBase):
         cursor = task_cursor(before)
         check_page(limit, cursor)
         params: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
-        query = "instance_tasks"
-        if is_paged(limit, before):
-            params.update(Page(limit, cursor).params())
-            query = "instance_tasks_page"
         async with self._connection("list_instance_tasks") as conn:
-            rows = await fetch_all(conn, query, params)
+            if is_paged(limit, before):
+                params.update(Page(limit, cursor).params())
+                rows = await fetch_all(conn, "instance_tasks_page", params)
+            else:
+                rows = await fetch_all(conn, "instance_tasks", params)
         return [_task_from_row(row) for row in rows]
 
     async def list_instance_events(
@@ -54,12 +54,12 @@ class PostgresInspection(PostgresBase):
         """See :meth:`Driver.list_instance_events`."""
         check_page(limit, before)
         params: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
-        query = "instance_event_history"
-        if is_paged(limit, before):
-            params.update(Page(limit, before).params())
-            query = "instance_event_history_page"
         async with self._connection("list_instance_events") as conn:
-            rows = await fetch_all(conn, query, params)
+            if is_paged(limit, before):
+                params.update(Page(limit, before).params())
+                rows = await fetch_all(conn, "instance_event_history_page", params)
+            else:
+                rows = await fetch_all(conn, "instance_event_history", params)
         return [_event_from_row(row) for row in rows]
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
