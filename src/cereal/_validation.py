@@ -55,6 +55,23 @@ def non_negative_int(value: object, name: str) -> int:
     return value
 
 
+MAX_EXPIRY = 366 * 24 * 3600.0
+"""The longest lease or claim expiry, in seconds (366 days: ``now + expiry`` fits every store)."""
+
+
+def expiry_seconds(value: object, name: str) -> float:
+    """A lease, claim or worker expiry: a duration above 0 and at most :data:`MAX_EXPIRY`.
+
+    Raises:
+        TypeError: not a number of seconds or a ``timedelta``.
+        ValueError: not finite, not above 0, or over :data:`MAX_EXPIRY`.
+    """
+    result = _time.seconds(value, name=name)  # type: ignore[arg-type]
+    if not 0 < result <= MAX_EXPIRY:
+        raise ValueError(f"{name} must be above 0 and at most {MAX_EXPIRY:.0f} s, got {value!r}")
+    return result
+
+
 def normalize_recurrence(rule: Any) -> str:
     """The stored text of a schedule's rule (RRULE, cron or dateutil ``rrule``).
 

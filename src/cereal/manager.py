@@ -147,7 +147,7 @@ class Manager:
         self._observer = combine(self._observers)
         self._on_workflow_complete = on_workflow_complete
         self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
-        self._expiry = _time.seconds(task_expiry, name="task_expiry")
+        self._expiry = _validation.expiry_seconds(task_expiry, "task_expiry")
         if self._heartbeat <= 0 or self._expiry <= self._heartbeat:
             raise ValueError(
                 f"task_expiry ({self._expiry:g} s) must be longer than "

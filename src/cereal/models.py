@@ -394,6 +394,37 @@ class HistoryRetention:
     margin_rows: int = 1_000
     max_age: float | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse counts and ages the stores cannot hold (a sweep would fail on them).
+
+        Raises:
+            TypeError: a count is not an int, or ``max_age`` not a number.
+            ValueError: a count is negative or over :data:`MAX_RETENTION_ROWS`,
+                or ``max_age`` is negative, not finite or over :data:`MAX_RETENTION_AGE`.
+        """
+        for name in ("max_rows", "margin_rows"):
+            count = getattr(self, name)
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise TypeError(f"{name} must be an int, got {type(count).__name__}")
+            if not 0 <= count <= MAX_RETENTION_ROWS:
+                raise ValueError(f"{name} must be between 0 and {MAX_RETENTION_ROWS}, got {count}")
+        age = self.max_age
+        if age is None:
+            return
+        if isinstance(age, bool) or not isinstance(age, int | float):
+            raise TypeError(f"max_age must be a number of seconds, got {type(age).__name__}")
+        if not 0 <= age <= MAX_RETENTION_AGE:  # NaN fails this too
+            raise ValueError(
+                f"max_age must be between 0 and {MAX_RETENTION_AGE:.0f} s, got {age!r}"
+            )
+
+
+MAX_RETENTION_ROWS: Final = 2**31 - 1
+"""The most finished runs a retention may name (a 32-bit count in every store)."""
+
+MAX_RETENTION_AGE: Final = 100 * 366 * 24 * 3600.0
+"""The longest ``max_age`` (about a century): ``now - max_age`` stays a valid time."""
+
 
 @dataclass(frozen=True)
 class QueueDepth:

@@ -311,3 +311,100 @@ async def test_a_task_report_with_a_bad_field_is_invalid_argument_and_stores_not
     assert completion.task_result.status == "success"
     assert completion.task_result.result.data == b'"ok"'
     await stream.end()
+
+
+# ---- expiries, counts and retention ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"task_expiry": 60.0, "max_rows": -1}, "max_rows"),
+        ({"task_expiry": 60.0, "margin_rows": -1}, "margin_rows"),
+        ({"task_expiry": 60.0, "max_age": float("nan")}, "max_age"),
+        ({"task_expiry": 60.0, "max_age": 1e300}, "max_age"),
+        ({"task_expiry": -1.0}, "task_expiry"),
+        ({"task_expiry": 1e300}, "task_expiry"),
+    ],
+    ids=repr,
+)
+async def test_a_sweep_with_a_bad_field_is_invalid_argument_and_trims_nothing(
+    stub: Any, request_fields: dict[str, Any], field: str
+) -> None:
+    await stub.EnqueueWorkflow(pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST))
+    await stub.KillWorkflow(pb.KillWorkflowRequest(workflow_name=WF, instance_name=INST))
+    before = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
+    assert len(before.instances) == 1  # the killed run, kept as history
+
+    error = await refused(stub.Sweep(pb.SweepRequest(**request_fields)))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    # the refused retention did not become the domain's: a good sweep still keeps the run
+    await stub.Sweep(pb.SweepRequest(task_expiry=60.0, max_rows=10, margin_rows=1))
+    after = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
+    assert len(after.instances) == 1
+
+
+@pytest.mark.parametrize(
+    ("ask", "field"),
+    [
+        (pb.DequeueTasksRequest(task_name="t", max_tasks=1, task_expiry=-5.0), "task_expiry"),
+        (pb.DequeueTasksRequest(task_name="t", max_tasks=1, task_expiry=1e300), "task_expiry"),
+        (pb.DequeueTasksRequest(task_name="t", max_tasks=0, task_expiry=60.0), "max_tasks"),
+    ],
+    ids=repr,
+)
+async def test_a_dequeue_with_a_bad_count_or_expiry_is_invalid_argument(
+    stub: Any, ask: Any, field: str
+) -> None:
+    call = stub.DequeueTasks()
+    await call.write(pb.TaskStreamRequest(dequeue=ask))
+
+    error = await refused(call.read())
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("claim", "field"),
+    [
+        (
+            pb.ClaimWorkflowsRequest(
+                workflow_names=[WF], max_instances=1, max_events=1, claim_expiry=1e300
+            ),
+            "claim_expiry",
+        ),
+        (
+            pb.ClaimWorkflowsRequest(
+                workflow_names=[WF], max_instances=0, max_events=1, claim_expiry=60.0
+            ),
+            "max_instances",
+        ),
+    ],
+    ids=repr,
+)
+async def test_a_claim_with_a_bad_count_or_expiry_is_invalid_argument(
+    stub: Any, claim: Any, field: str
+) -> None:
+    await stub.EnqueueWorkflow(pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST))
+    call = stub.ClaimWorkflows()
+    await call.write(pb.WorkflowStreamRequest(claim=claim))
+
+    error = await refused(call.read())
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+
+
+async def test_a_worker_with_a_bad_expiry_or_name_is_invalid_argument(stub: Any) -> None:
+    for worker, field in (
+        (pb.NewWorker(id="w1", host="h", pid=1, expiry=1e300), "expiry"),
+        (pb.NewWorker(id="w1", host="h", pid=1, expiry=60.0, task_names=["a\nb"]), "task name"),
+        (pb.NewWorker(id="", host="h", pid=1, expiry=60.0), "worker id"),
+    ):
+        error = await refused(stub.RegisterWorker(worker))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (error.details() or ""), field
+    assert not (await stub.ListWorkers(pb.Empty())).workers

@@ -17,7 +17,7 @@ import dataclasses
 from cereal import _names, _time, _validation
 from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-from cereal.models import ScheduleUpdate, check_overlap
+from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
 
@@ -92,14 +92,19 @@ class RequestChecks:
 
     @staticmethod
     def claim(claim: pb.ClaimWorkflowsRequest) -> None:
-        """The workflow names a claim asks for."""
+        """The workflow names, counts and expiry a claim asks for."""
         for name in claim.workflow_names:
             _names.check_name(name, what="workflow name")
+        _validation.positive_int(claim.max_instances, "max_instances")
+        _validation.positive_int(claim.max_events, "max_events")
+        _validation.expiry_seconds(claim.claim_expiry, "claim_expiry")
 
     @staticmethod
     def dequeue(ask: pb.DequeueTasksRequest) -> None:
-        """The task name and the executor's retry policy a dequeue carries."""
+        """The task name, count, lease expiry and the executor's retry policy of a dequeue."""
         _names.check_name(ask.task_name, what="task name")
+        _validation.positive_int(ask.max_tasks, "max_tasks")
+        _validation.expiry_seconds(ask.task_expiry, "task_expiry")
         if ask.HasField("retry_policy"):
             _validation.check_stored_retry_policy(ask.retry_policy, where="dequeue retry_policy")
 
@@ -125,3 +130,19 @@ class RequestChecks:
             self.value(report.succeed, "result", where="task")
         elif action == "retry":
             _time.seconds(report.retry.delay, name="retry delay")
+
+    @staticmethod
+    def sweep(request: pb.SweepRequest) -> HistoryRetention:
+        """A sweep's expiry and the retention it carries; returns that retention."""
+        _validation.expiry_seconds(request.task_expiry, "task_expiry")
+        return convert.retention_from_pb(request)  # HistoryRetention checks its own fields
+
+    @staticmethod
+    def worker(request: pb.NewWorker) -> None:
+        """A starting worker's row: its id, the names it serves and its expiry."""
+        _names.check_name(request.id, what="worker id")
+        for name in request.workflow_names:
+            _names.check_name(name, what="workflow name")
+        for name in request.task_names:
+            _names.check_name(name, what="task name")
+        _validation.expiry_seconds(request.expiry, "expiry")

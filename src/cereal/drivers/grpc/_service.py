@@ -250,8 +250,9 @@ class CerealService(pb_grpc.CerealServicer):
     @_unary
     async def Sweep(self, request: pb.SweepRequest, context: Context) -> pb.SweepResponse:
         """One maintenance sweep, under the caller's retention (now the domain's)."""
+        retention = self._checks.sweep(request)
         driver = await self._driver(context)
-        driver.retention = convert.retention_from_pb(request)
+        driver.retention = retention
         return convert.sweep_to_pb(await driver.sweep(request.task_expiry))
 
     # ---- live workers -------------------------------------------------------------
@@ -259,6 +260,7 @@ class CerealService(pb_grpc.CerealServicer):
     @_unary
     async def RegisterWorker(self, request: pb.NewWorker, context: Context) -> pb.Empty:
         """Store a starting worker's row in the domain's store."""
+        self._checks.worker(request)
         driver = await self._driver(context)
         await driver.register_worker(views.new_worker_from_pb(request))
         return pb.Empty()
