@@ -9,9 +9,13 @@ as the condition holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
 
 from cereal._time import utcnow
 from cereal.drivers import Driver
@@ -37,6 +41,55 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"still waiting after {timeout:g} s for: {what}")
         await asyncio.sleep(_POLL)
+
+
+async def wait_for_value(
+    read: Callable[[], Awaitable[Any] | Any],
+    expected: Any,
+    *,
+    what: str,
+    timeout: float = DEADLINE,
+) -> None:
+    """Poll ``read`` (plain or async) until it returns ``expected``; fail showing the last read.
+
+    For what is produced after the store changed (a callback count, a metric,
+    an observer call): wait on that value itself, not on the related store state.
+    """
+    last: list[Any] = []
+
+    async def matches() -> bool:
+        value = read()
+        if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+            value = await value
+        last[:] = [value]
+        return bool(value == expected)
+
+    try:
+        await wait_until(matches, what=what, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; expected {expected!r}, last read {last[0]!r}") from None
+
+
+async def wait_for_record(
+    caplog: pytest.LogCaptureFixture,
+    predicate: Callable[[logging.LogRecord], bool],
+    *,
+    what: str,
+    timeout: float = DEADLINE,
+) -> logging.LogRecord:
+    """Wait until a captured log record satisfies ``predicate``; returns the first that does."""
+    found: list[logging.LogRecord] = []
+
+    def logged() -> bool:
+        found[:] = [record for record in caplog.records if predicate(record)][:1]
+        return bool(found)
+
+    try:
+        await wait_until(logged, what=what, timeout=timeout)
+    except AssertionError as exc:
+        seen = [record.getMessage() for record in caplog.records]
+        raise AssertionError(f"{exc}; records seen: {seen}") from None
+    return found[0]
 
 
 def wait_until_sync(predicate: Callable[[], bool], *, what: str, timeout: float = DEADLINE) -> None:

@@ -17,6 +17,7 @@ import pytest
 from cereal import Decision, Manager, Overlap, RunOutcome, WorkflowInstance, errors
 from cereal._time import utcnow
 from cereal.models import ScheduleUpdate
+from tests._waiting import wait_for_value
 from tests.conformance._executors import WF, AsyncBlocker, Completions, Flow, fail_cancelled
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -227,7 +228,9 @@ async def test_terminate_other_kills_the_live_run_and_starts_at_once(
     g.gate.release.set()
     finished = await wait_finished(g.manager, WF, SCHED)
     assert finished.get_result() == "through the gate"
-    assert len(g.done.events) == 1  # a kill reports no completion
+    # on_workflow_complete runs after the decision committed: wait for the report itself.
+    # One report, the new run's: a kill reports no completion
+    await wait_for_value(lambda: len(g.done.events), 1, what="the new run's completion reported")
 
 
 # ---- triggers -------------------------------------------------------------------------------
