@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cereal import Decision, RetryPolicy, Task, WorkflowInstance
 from cereal.drivers import Driver
 from cereal.metrics import CONTENT_TYPE, MetricsServer, PrometheusMetrics, render, serve
+from tests._waiting import wait_for_value
 from tests.conformance._executors import INST, WF, Flow, collect_results, enqueue, register
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -50,6 +51,13 @@ def _task(workflow: str, task: str) -> tuple[tuple[str, str], ...]:
     return (("task", task), ("workflow", workflow))
 
 
+async def _counter(
+    driver: Driver, metrics: PrometheusMetrics, name: str, labels: tuple[tuple[str, str], ...]
+) -> float | None:
+    """One sample of the rendered exposition (``None`` while it is absent)."""
+    return _samples((await render(driver, metrics)).decode()).get((name, labels))
+
+
 async def test_counters_move_as_work_runs(metrics_server: tuple[Any, MetricsServer]) -> None:
     manager, server = metrics_server
 
@@ -76,20 +84,30 @@ async def test_counters_move_as_work_runs(metrics_server: tuple[Any, MetricsServ
     await wait_finished(manager, WF, INST)
     await wait_finished(manager, "wf-bad", INST)
 
-    after = await _scrape(server)
-    assert after[("cereal_tasks_started_total", _task(WF, "ok"))] == 2
-    assert after[("cereal_tasks_completed_total", _task(WF, "ok"))] == 2
-    assert after[("cereal_tasks_started_total", _task("wf-bad", "bad"))] == 1
-    assert after[("cereal_tasks_failed_total", _task("wf-bad", "bad"))] == 1
-    assert after[("cereal_workflows_started_total", (("workflow", WF),))] == 1
-    assert after[("cereal_workflows_completed_total", (("workflow", WF),))] == 1
-    assert after[("cereal_workflows_failed_total", (("workflow", "wf-bad"),))] == 1
-    assert ("cereal_tasks_lost_total", _task(WF, "ok")) not in after
+    # The counters move after each commit (a task's after its result is stored, a
+    # workflow's after its decision): wait for the scraped values themselves
     duration_labels = tuple(sorted((*_task(WF, "ok"), ("outcome", "success"))))
-    assert after[("cereal_task_duration_seconds_count", duration_labels)] == 2
     callbacks = ("cereal_callback_duration_seconds_count",
                  (("callback", "on_task_complete"), ("workflow", WF)))  # fmt: skip
-    assert after[callbacks] == 2
+    expected = {
+        ("cereal_tasks_started_total", _task(WF, "ok")): 2,
+        ("cereal_tasks_completed_total", _task(WF, "ok")): 2,
+        ("cereal_tasks_started_total", _task("wf-bad", "bad")): 1,
+        ("cereal_tasks_failed_total", _task("wf-bad", "bad")): 1,
+        ("cereal_workflows_started_total", (("workflow", WF),)): 1,
+        ("cereal_workflows_completed_total", (("workflow", WF),)): 1,
+        ("cereal_workflows_failed_total", (("workflow", "wf-bad"),)): 1,
+        ("cereal_task_duration_seconds_count", duration_labels): 2,
+        callbacks: 2,
+    }
+    scraped: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    async def counted() -> dict[Any, float | None]:
+        scraped.update(await _scrape(server))
+        return {key: scraped.get(key) for key in expected}
+
+    await wait_for_value(counted, expected, what="every counter moved")
+    assert ("cereal_tasks_lost_total", _task(WF, "ok")) not in scraped
 
 
 async def test_queue_depth_gauge_follows_the_store(
@@ -138,9 +156,14 @@ async def test_lost_counter_moves_when_a_workflow_receives_a_lost_result(
     finally:
         await holder.close()
 
-    # Then the lost counter moved, and nothing was retried
+    # Then the lost counter moved (after the workflow's decision committed: wait for it),
+    # and nothing was retried
+    await wait_for_value(
+        lambda: _counter(manager.driver, metrics, "cereal_tasks_lost_total", _task(WF, "hang")),
+        1,
+        what="the lost task counted",
+    )
     body = (await render(manager.driver, metrics)).decode()
-    assert 'cereal_tasks_lost_total{task="hang",workflow="wf"} 1.0' in body
     assert "cereal_tasks_retried_total{" not in body
 
 
@@ -167,11 +190,20 @@ async def test_retried_counter_moves_when_a_failed_attempt_is_tried_again(
     await wait_finished(manager, WF, INST)
 
     # Then the retry was counted once: two runs, the first failed, the second succeeded
-    after = _samples((await render(manager.driver, metrics)).decode())
-    assert after[("cereal_tasks_retried_total", _task(WF, "flaky"))] == 1
-    assert after[("cereal_tasks_started_total", _task(WF, "flaky"))] == 2
-    assert after[("cereal_tasks_failed_total", _task(WF, "flaky"))] == 1
-    assert after[("cereal_tasks_completed_total", _task(WF, "flaky"))] == 1
+    # (each counted after its result was stored: wait for the counters themselves)
+    expected = {
+        "cereal_tasks_retried_total": 1,
+        "cereal_tasks_started_total": 2,
+        "cereal_tasks_failed_total": 1,
+        "cereal_tasks_completed_total": 1,
+    }
+    after: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    async def counted() -> dict[str, float | None]:
+        after.update(_samples((await render(manager.driver, metrics)).decode()))
+        return {name: after.get((name, _task(WF, "flaky"))) for name in expected}
+
+    await wait_for_value(counted, expected, what="the retry and both attempts counted")
     assert ("cereal_tasks_lost_total", _task(WF, "flaky")) not in after
 
 

@@ -13,6 +13,7 @@ import pytest
 from cereal import Decision, RetryPolicy, Task, TaskStatus, WorkflowInstance
 from cereal.drivers import Driver
 from cereal.retry import load_policy
+from tests._waiting import wait_for_record
 from tests.conformance._executors import INST, WF, Flow, enqueue, register
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -196,11 +197,15 @@ async def test_a_task_whose_lease_expires_on_every_attempt_is_given_up_as_lost_w
     assert done.get_result()["status"] == str(TaskStatus.LOST)
     assert done.get_result()["attempts"] == 2
     task_id = claims[0][0].metadata.task_id
-    assert any(
-        record.levelno == logging.WARNING
-        and "poison task" in record.getMessage()
-        and f"poison (id {task_id}) after 2 attempts" in record.getMessage()
-        for record in caplog.records
+    # the sweep logs after its transaction committed: the workflow may finish first
+    await wait_for_record(
+        caplog,
+        lambda record: (
+            record.levelno == logging.WARNING
+            and "poison task" in record.getMessage()
+            and f"poison (id {task_id}) after 2 attempts" in record.getMessage()
+        ),
+        what="the sweep's warning about the poison task",
     )
 
 

@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from cereal import Decision, Task, WorkflowInstance
 from cereal.tracing import OpenTelemetryTracing
+from tests._waiting import wait_until
 from tests.conformance._executors import INST, WF, Flow, collect_results, enqueue, register
 from tests.plugins.manager import MakeManager, wait_finished
 
@@ -108,10 +109,19 @@ async def test_metrics_and_tracing_together(make_manager: MakeManager) -> None:
     await manager.enqueue_workflow(WF, INST)
     await wait_finished(manager, WF, INST)
 
-    # Then the task span still descends from its callback's span, and the metrics count
+    # Then the metrics count the task and its span ends; both after its result was stored
+    # (the workflow may finish first), so wait for them, not for the instance
+    async def counted() -> bool:
+        body = (await render(manager.driver, metrics)).decode()
+        return 'cereal_tasks_completed_total{task="plain",workflow="wf"} 1.0' in body
+
+    await wait_until(counted, what="the task's completion counted")
+    await wait_until(
+        lambda: any(s.name == "cereal.task plain" for s in exporter.get_finished_spans()),
+        what="the task span ended",
+    )
+    # and the task span still descends from its callback's span
     spans = {span.name: span for span in exporter.get_finished_spans()}
     task_span = spans["cereal.task plain"]
     assert task_span.parent is not None
     assert task_span.parent.span_id == spans["cereal.callback on_start"].context.span_id
-    body = (await render(manager.driver, metrics)).decode()
-    assert 'cereal_tasks_completed_total{task="plain",workflow="wf"} 1.0' in body

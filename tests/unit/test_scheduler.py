@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -422,9 +422,22 @@ async def test_run_pass_lets_a_driver_error_through() -> None:
 
 
 async def _first_pass_of_a_started_scheduler(
-    driver: MemoryDriver, now: datetime, woken: _Counter, *, cap: float, late: float
+    driver: MemoryDriver,
+    now: datetime,
+    woken: _Counter,
+    *,
+    cap: float,
+    late: float,
+    reported: Callable[[], bool],
+    what: str,
 ) -> None:
-    """Run the loop (which notes its start at ``now``) until the schedule "i" was processed."""
+    """Run the loop (which notes its start at ``now``) until schedule "i" was processed and
+    ``reported`` holds.
+
+    The pass reports (wakeup, log line) after its transaction committed, so the
+    stored due time moving is not enough: the loop runs on until the report the
+    test asserts was made.
+    """
     scheduler = _scheduler(driver, now, woken, cap=cap, late=late)
 
     async def processed() -> bool:
@@ -432,6 +445,7 @@ async def _first_pass_of_a_started_scheduler(
 
     async with _running(scheduler):
         await eventually(processed, what="the due schedule processed")
+        await eventually(reported, what=what)
 
 
 async def test_a_due_time_just_before_the_start_is_late_and_runs(memory: MemoryDriver) -> None:
@@ -441,7 +455,9 @@ async def test_a_due_time_just_before_the_start_is_late_and_runs(memory: MemoryD
     woken = _Counter()
 
     # When the scheduler starts / Then the run starts despite a catch-up window of 0
-    await _first_pass_of_a_started_scheduler(memory, now, woken, cap=1.0, late=2.0)
+    await _first_pass_of_a_started_scheduler(
+        memory, now, woken, cap=1.0, late=2.0, reported=lambda: woken.calls >= 1, what="a wakeup"
+    )
     assert woken.calls == 1
     assert (await memory.get_workflow_instance("wf", "i")).is_running()
 
@@ -455,10 +471,16 @@ async def test_a_due_time_missed_before_the_start_does_not_run_with_window_0(
     woken = _Counter()
 
     # When the scheduler starts
-    with caplog.at_level(logging.INFO, logger="cereal._scheduler"):
-        await _first_pass_of_a_started_scheduler(memory, now, woken, cap=1.0, late=2.0)
+    def miss_logged() -> bool:
+        return any("not caught up" in record.getMessage() for record in caplog.records)
 
-    # Then no run started, the schedule moved on, and the miss is logged (not warned as late)
+    with caplog.at_level(logging.INFO, logger="cereal._scheduler"):
+        await _first_pass_of_a_started_scheduler(
+            memory, now, woken, cap=1.0, late=2.0, reported=miss_logged, what="the miss logged"
+        )
+
+    # Then no run started, the schedule moved on, and the miss is logged (not warned as late);
+    # a missed run's report ends with that line, so no wakeup can follow it
     schedule = await memory.get_workflow_schedule("wf", "i")
     assert woken.calls == 0
     assert schedule.next_due_at == next_after(HOURLY, now, inclusive=False)
@@ -480,5 +502,7 @@ async def test_a_rule_without_dtstart_is_caught_up_by_any_window(memory: MemoryD
     woken = _Counter()
 
     # When the scheduler starts / Then one run starts
-    await _first_pass_of_a_started_scheduler(memory, now, woken, cap=1.0, late=2.0)
+    await _first_pass_of_a_started_scheduler(
+        memory, now, woken, cap=1.0, late=2.0, reported=lambda: woken.calls >= 1, what="a wakeup"
+    )
     assert woken.calls == 1
