@@ -135,11 +135,15 @@ def test_worker_serves_metrics_that_move(cli: Cli, db_url: str, tmp_path: Path) 
         assert 'cereal_tasks_completed_total{task="echo",workflow="echo"}' not in body
 
         cli("workflows", "enqueue", "echo", "one", "--parameters", "7")
-        expected = 'cereal_tasks_completed_total{task="echo",workflow="echo"} 1.0'
-        while expected not in (body := _get(url) or ""):
-            assert time.monotonic() < deadline, body
+        # the workflow's counter moves after its decision commits, which may be after the
+        # task's: wait for both lines, not for the task's alone
+        expected = [
+            'cereal_tasks_completed_total{task="echo",workflow="echo"} 1.0',
+            'cereal_workflows_completed_total{workflow="echo"} 1.0',
+        ]
+        while not all(line in (body := _get(url) or "") for line in expected):
+            assert time.monotonic() < deadline, f"still waiting for {expected} in: {body}"
             time.sleep(0.1)
-        assert 'cereal_workflows_completed_total{workflow="echo"}' in body
 
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=60)
