@@ -68,6 +68,13 @@ class LiveProcess:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._stdout_chunks: list[str] = []
+        self._stdout_reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._stdout_reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        self._stdout_chunks.append(self.process.stdout.read())
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -78,7 +85,12 @@ class LiveProcess:
     def wait_for_line(self, needle: str, timeout: float = COMMAND_TIMEOUT) -> str:
         """The first new stderr line containing ``needle`` (fails if the stream ends first)."""
         while True:
-            line = self._lines.get(timeout=timeout)
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(
+                    f"no stderr line with {needle!r} within {timeout:g} s: {self.stderr_lines}"
+                ) from None
             if line is None:
                 raise AssertionError(f"stderr ended without {needle!r}: {self.stderr_lines}")
             self.stderr_lines.append(line)
@@ -86,10 +98,15 @@ class LiveProcess:
                 return line
 
     def finish(self, timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
-        """Wait for the exit; returns the exit status and the whole stderr."""
-        assert self.process.stdout is not None
-        self.stdout = self.process.stdout.read()
-        self.process.wait(timeout=timeout)
+        """Wait for the exit, at most ``timeout`` s; returns the exit status and all stderr."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after {timeout:g} s; stderr so far: {self.stderr_lines}"
+            ) from None
+        self._stdout_reader.join(timeout=timeout)
+        self.stdout = "".join(self._stdout_chunks)
         self._reader.join(timeout=timeout)
         while (line := self._lines.get_nowait()) is not None:
             self.stderr_lines.append(line)
@@ -101,6 +118,7 @@ class LiveProcess:
             self.process.kill()
         self.process.wait()
         self._reader.join()
+        self._stdout_reader.join()
         for pipe in (self.process.stdout, self.process.stderr):
             if pipe is not None:
                 pipe.close()

@@ -186,3 +186,46 @@ def test_a_third_sigint_ends_a_stop_stuck_handing_tasks_back(
     with psycopg.connect(postgres_dsn) as conn:
         [(state,)] = conn.execute("SELECT state FROM cereal_tasks WHERE task_name = 'slow'")
     assert state == "running"
+
+
+STUCK_STOP_APP = """
+import asyncio
+
+import cereal
+
+
+class StuckStop(cereal.Manager):
+    async def stop(self, *, grace_period=None):
+        # a stop that never ends, whatever is cancelled: like a task hand-back that began
+        # after its one cancellation was spent, waiting for a row lock nobody releases
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+
+
+manager = StuckStop(cereal.open_driver({url!r}))
+"""
+
+
+def test_the_third_sigint_ends_the_command_whatever_the_stop_waits_for(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    (tmp_path / "stuck_app.py").write_text(textwrap.dedent(STUCK_STOP_APP.format(url=url)))
+    with live_cereal("worker", "stuck_app:manager", cwd=tmp_path) as worker:
+        worker.wait_for_line("started")
+        # Given a stop that cannot finish, its grace period ended by a second SIGINT
+        worker.process.send_signal(signal.SIGINT)
+        worker.wait_for_line("SIGINT received: stopping")
+        worker.process.send_signal(signal.SIGINT)
+        worker.wait_for_line("grace period ended")
+
+        # When a third SIGINT arrives
+        worker.process.send_signal(signal.SIGINT)
+
+        # Then the command ends at once (asyncio.run's clean-up would wait for the stop)
+        status, stderr = worker.finish(timeout=60)
+
+    assert status == 130, stderr
+    assert stderr.splitlines()[-1] == "error: interrupted"
+    assert "Traceback" not in stderr

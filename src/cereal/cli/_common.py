@@ -32,6 +32,9 @@ DEFAULT_DATABASE_URL = "sqlite:///./cereal.db"
 EXIT_ERROR = 1
 """Exit status of a command that failed on a cereal error or bad input."""
 
+EXIT_INTERRUPTED = 130
+"""Exit status of a command ended by a signal (Ctrl+C), as shells report SIGINT."""
+
 
 @dataclass(frozen=True)
 class CliState:
@@ -65,7 +68,7 @@ def run(ctx: typer.Context, coroutine: Coroutine[Any, Any, T]) -> T:
         fail(ctx, _describe(exc))
     except KeyboardInterrupt:
         _render.error("interrupted")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def fail(ctx: typer.Context, message: str) -> NoReturn:

@@ -25,12 +25,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from cereal.cli import _databases, _render
-from cereal.cli._common import CliError, CliState, run, state
+from cereal.cli._common import EXIT_INTERRUPTED, CliError, CliState, run, state
 from cereal.cli._metrics import serve_metrics
 from cereal.manager import Manager
 
@@ -124,8 +124,8 @@ async def serve(
     waiting. With ``metrics_port``, Prometheus metrics are served on that port
     meanwhile.
 
-    Raises:
-        KeyboardInterrupt: on a signal after the grace period was ended.
+    A signal after the grace period was ended (or a second one while
+    starting) ends the process at once with status 130.
     """
     manager = await resolve_manager(load_target(target), target)
     warn_if_db_differs(options, manager)
@@ -136,7 +136,7 @@ async def serve(
 
     def on_signal(signum: signal.Signals) -> None:
         if waiting_ends:
-            raise KeyboardInterrupt  # do not wait for the stop to finish
+            _interrupt_now()  # do not wait for the stop to finish
         received.put_nowait(signum.name)
 
     def end_waiting_on_next_signal() -> None:
@@ -174,6 +174,21 @@ async def serve(
         for signum in handled:
             loop.remove_signal_handler(signum)
     return name
+
+
+def _interrupt_now() -> NoReturn:
+    """End the process now, with status 130, leaving the stop unfinished.
+
+    Not ``KeyboardInterrupt``: ``asyncio.run`` would then cancel every task
+    and wait for each to end, and a stop can be stuck where one cancellation
+    does not reach (a task hand-back that began after its cancellation was
+    spent, blocked on a row lock): the very wait this signal is meant to end.
+    Tasks not handed back return through their lease's expiry.
+    """
+    _render.error("interrupted")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 async def _stop_until_done_or_cut(
