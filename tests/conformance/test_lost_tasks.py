@@ -85,9 +85,15 @@ async def test_graceful_stop_hands_running_tasks_back_at_once(make_manager: Make
         )
 
         # When the task Manager stops with a grace period; the short task ends within it
-        stopping = asyncio.create_task(tasks.stop(grace_period=1.0))
-        await asyncio.sleep(0)  # let stop() begin before the short task ends
+        stopping = asyncio.create_task(tasks.stop(grace_period=600.0))
+        await eventually(
+            lambda: tasks.grace_period_left() is not None, what="the stop waiting for tasks"
+        )
         short_task.release.set()
+        await eventually(lambda: len(outcomes.results) == 1, what="the short task reported")
+        # and the grace period then ends (cut short, not waited out: no timing involved)
+        assert not stopping.done()
+        tasks.end_grace_period()
         await stopping
     finally:
         long_task.release.set()

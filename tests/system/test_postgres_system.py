@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -122,11 +121,24 @@ async def test_terminating_every_backend_mid_run_loses_and_doubles_nothing(
     for number in range(40):
         await client.enqueue_workflow("fan-out", f"outage-{number}", {"count": 50})
 
-    # When every other backend of this database is terminated, five times during the run
+    # When every other backend of this database is terminated, five times during the run:
+    # each time once the workers have run more tasks since the last (progress, not a sleep),
+    # while most of the 2000 tasks are still to run
+    total = 40 * 50
     terminated = 0
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
-        for _ in range(5):
-            await asyncio.sleep(0.4)
+        for round_number in range(1, 6):
+            ran = round_number * 100
+
+            def progressed(ran: int = ran) -> bool:
+                return len(workers.executions()) >= ran
+
+            await eventually(
+                progressed,
+                timeout=120,
+                what=f"{ran} task executions before termination {round_number}",
+            )
+            assert len(workers.executions()) < total, "the run ended before the outage"
             cursor = await admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
