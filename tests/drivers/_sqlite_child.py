@@ -32,7 +32,7 @@ def say(line: str) -> None:
 
 
 def wait_for(go: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # the parent waits up to 60 s for each sibling to be ready
     while not os.path.exists(go):
         if time.monotonic() > deadline:
             raise SystemExit("go file never appeared")

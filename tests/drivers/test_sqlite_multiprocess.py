@@ -44,16 +44,26 @@ class Child:
         )
         return cls(proc)
 
-    async def line(self, timeout: float = 30) -> str:
+    async def line(self, timeout: float = 60) -> str:
         assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        try:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            _, err = await self.proc.communicate()
+            raise AssertionError(f"no child line in {timeout:g} s: {err.decode()}") from None
         if not raw:
             _, err = await self.proc.communicate()
             raise AssertionError(f"child ended early: {err.decode()}")
         return raw.decode().strip()
 
-    async def finish(self, timeout: float = 60) -> str:
-        out, err = await asyncio.wait_for(self.proc.communicate(), timeout)
+    async def finish(self, timeout: float = 120) -> str:
+        try:
+            out, err = await asyncio.wait_for(self.proc.communicate(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            _, err = await self.proc.communicate()
+            raise AssertionError(f"child running after {timeout:g} s: {err.decode()}") from None
         assert self.proc.returncode == 0, err.decode()
         return out.decode().strip().splitlines()[-1]
 
