@@ -103,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
         )
         _peer(result, "dbos", lambda: peers.dbos(dsn, sizes.single_workflows, samples))
         _peer(result, "pgbench", lambda: peers.pgbench(dsn, PGBENCH_SECONDS))
+    if not args.quick:  # a claim behind 200 000 delayed tasks, on each store (issue 17)
+        try:
+            result["delayed_claim"] = delayed_claim.run(dsn, args.only)
+        except Exception as exc:
+            log.exception("delayed_claim failed")
+            result["errors"].append(f"delayed_claim: {type(exc).__name__}: {exc}")
     result["seconds"] = round(time.monotonic() - began, 1)
     report.evaluate(result)
     md, png = report.write(result, RESULTS)
