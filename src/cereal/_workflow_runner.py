@@ -238,11 +238,37 @@ class WorkflowRunner:
                     name,
                     first.instance.instance_name,
                 )
+            except errors.RequestTooLargeError as exc:
+                await self._fail_unsendable(exc, last_event=last, completer=completer)
             except errors.CerealError:
                 self._failures += 1
                 logger.warning(
                     "applying a decision failed; the event will be redelivered", exc_info=True
                 )
+
+    async def _fail_unsendable(
+        self,
+        exc: errors.RequestTooLargeError,
+        *,
+        last_event: WorkflowEvent,
+        completer: WorkflowCompleter,
+    ) -> None:
+        """Fail the instance whose decision the driver cannot carry: it would never fit."""
+        instance = last_event.instance
+        logger.error(
+            "workflow %s/%s failed: its decision is too large to send: %s",
+            instance.workflow_name,
+            instance.instance_name,
+            exc,
+        )
+        text = f"decision too large to apply: {exc}"
+        try:
+            await completer.fail(text)
+        except errors.CerealError:
+            self._failures += 1
+            logger.warning("failing an unsendable decision failed; redelivered", exc_info=True)
+            return
+        self._finished(last_event)
 
     async def _decide_batch(
         self, executor: WorkflowExecutor, events: list[WorkflowEvent]

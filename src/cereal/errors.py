@@ -91,6 +91,15 @@ class WorkflowClaimLostError(CerealError):
     default_message = "workflow event claim lost before the decision was applied"
 
 
+class RequestTooLargeError(CerealError):
+    """A decision or report is larger than the driver can carry; nothing was sent.
+
+    A ``grpc://`` client sends at most ``max_message_bytes`` per request (the
+    server's ``--max-message-size``). The workflow runner fails the instance
+    with this error's text rather than retrying a decision that can never fit.
+    """
+
+
 class DriverError(CerealError):
     """The storage backend is unavailable or failed; the cause is chained."""
 

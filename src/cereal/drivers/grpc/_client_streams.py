@@ -40,8 +40,10 @@ class HeldStream:
         count: int,
         lost: Callable[[str], errors.CerealError],
         on_end: Callable[[HeldStream], None],
+        max_bytes: int,
     ) -> None:
         self._call = call
+        self._max_bytes = max_bytes
         self._lost = lost
         self._on_end = on_end
         self._open = set(range(count))
@@ -61,17 +63,28 @@ class HeldStream:
         """Send one request and wait for its answer; raise the error it carries.
 
         Raises:
+            RequestTooLargeError: the request is over the server's message
+                limit; it was not sent and the stream is untouched (a write
+                over gRPC's own limit would end the stream, and every other
+                claim or lease on it).
             CerealError: the answer's error, or the batch's "lost" error when
                 the stream has ended.
         """
         if self._ended is not None:
             raise self._lost(self._ended)
         request_id = next(self._ids)
+        message = build(request_id)
+        size = message.ByteSize()
+        if size > self._max_bytes:
+            raise errors.RequestTooLargeError(
+                f"the request is {size} bytes, over the {self._max_bytes} bytes a cereal"
+                " server accepts (max_message_bytes); it was not sent"
+            )
         answer: asyncio.Future[pb.Answer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
         try:
             async with self._write_lock:
-                await self._call.write(build(request_id))
+                await self._call.write(message)
         except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError) as exc:
             self._pending.pop(request_id, None)
             self.broken = self._ended != _CLOSED

@@ -367,7 +367,9 @@ class GrpcDriver(Driver):
             with contextlib.suppress(grpc.RpcError):
                 await call.done_writing()
             return []
-        stream = HeldStream(call, len(instances), _workflow_lost, self._untrack)
+        stream = HeldStream(
+            call, len(instances), _workflow_lost, self._untrack, self._max_message_bytes
+        )
         self._track(stream)
         return [
             (
@@ -515,7 +517,7 @@ class GrpcDriver(Driver):
                 await call.done_writing()
             return []
         tokens = list(first.leased.lease_tokens)
-        stream = HeldStream(call, len(tasks), _task_lost, self._untrack)
+        stream = HeldStream(call, len(tasks), _task_lost, self._untrack, self._max_message_bytes)
         self._track(stream)
         leased: list[tuple[TaskData, TaskCompleter]] = []
         for index, task in enumerate(tasks):
@@ -548,7 +550,7 @@ class GrpcDriver(Driver):
         if first is grpc.aio.EOF or not first.HasField("leased") or len(first.leased.tasks) != 1:
             call.cancel()
             raise errors.DriverError("the cereal server ended a task stream without a reply")
-        stream = HeldStream(call, 1, _task_lost, self._untrack)
+        stream = HeldStream(call, 1, _task_lost, self._untrack, self._max_message_bytes)
         self._track(stream)
         logger.info("task lease %s taken up again on a new stream", task_id)
         return stream
