@@ -271,6 +271,7 @@ async def test_a_dequeue_with_a_bad_retry_policy_is_invalid_argument(stub: Any) 
         (pb.TaskReport(succeed=pb.Succeed(result=value(b"nope"))), "result"),
         (pb.TaskReport(succeed=pb.Succeed(result=value(BIG))), "result"),
         (pb.TaskReport(retry=pb.Retry(error="e", delay=-1.0)), "delay"),
+        (pb.TaskReport(retry=pb.Retry(error="e", delay=1e300)), "delay"),
     ],
     ids=repr,
 )

@@ -630,3 +630,23 @@ async def test_workflows_show_pages_events_and_tasks_newest_first(cli: Cli, db_u
     assert "4 task(s), newest first" in text
     bad = cli("workflows", "show", "wf", "big", "--tasks-before", "nope", check=False)
     assert "before must be a task id" in _one_error_line(bad)
+
+
+async def test_workflows_events_pages_back_through_a_long_history(cli: Cli, db_url: str) -> None:
+    await _seed_history(db_url, completed=25, left=0)
+
+    first = cli.json("workflows", "events", "wf", "big", "--limit", "10")
+    seqs = [event["seq"] for event in first]
+    assert len(seqs) == 10 and seqs == sorted(seqs)  # the newest ten, listed oldest first
+    walked = list(seqs)
+    text = cli("workflows", "events", "wf", "big", "-n", "10").stdout
+    assert f"--before {seqs[0]} shows the next page" in text
+    cursor = seqs[0]
+    while True:
+        page = cli.json("workflows", "events", "wf", "big", "-n", "10", "--before", str(cursor))
+        assert all(event["seq"] < cursor for event in page)
+        walked.extend(event["seq"] for event in page)
+        if len(page) < 10:
+            break
+        cursor = page[0]["seq"]
+    assert len(walked) == len(set(walked)) == 26  # the start and 25 completions

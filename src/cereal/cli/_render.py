@@ -274,12 +274,16 @@ def instance_tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) ->
 
 
 def instance_events_table(
-    events: Sequence[InstanceEvent], *, older: int | None = None, newest_first: bool = True
+    events: Sequence[InstanceEvent],
+    *,
+    older: int | None = None,
+    newest_first: bool = True,
+    cursor: str = "--events-before",
 ) -> None:
     """Events of an instance's history (one page, newest first, or all, oldest first).
 
     A task's outcome carries its error text; when ``older`` is set a last line
-    names the ``--events-before`` that shows the next, older page.
+    names the ``cursor`` option that shows the next, older page.
     """
     if not events:
         out.print("no events recorded")
@@ -307,7 +311,7 @@ def instance_events_table(
         )
     out.print(table)
     if older is not None:
-        out.print(f"older events exist: --events-before {older} shows the next page")
+        out.print(f"older events exist: {cursor} {older} shows the next page")
 
 
 # ---- schedules ------------------------------------------------------------------------

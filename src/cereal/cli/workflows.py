@@ -29,6 +29,7 @@ DEFAULT_LIST_LIMIT = 100
 """How many instances ``workflows list`` shows unless ``--limit`` says otherwise."""
 
 DEFAULT_SHOW_LIMIT = 20
+DEFAULT_EVENTS_LIMIT = 100
 """How many events and tasks ``workflows show`` lists unless ``--limit`` says otherwise."""
 
 
@@ -170,23 +171,46 @@ def events(
     ctx: typer.Context,
     workflow_name: WorkflowArg,
     instance_name: InstanceArg,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=1, help="Show at most this many (the newest) events."),
+    ] = DEFAULT_EVENTS_LIMIT,
+    before: Annotated[
+        int | None,
+        typer.Option(
+            "--before",
+            min=0,
+            metavar="SEQ",
+            help="Only events older than this seq (the next, older page).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show one instance's event history (the running one, else its newest finished run).
 
-    Oldest first; a task's outcome comes with its error text: a task a sweep
-    reported LOST because its stored retry policy was invalid says so here.
+    The newest --limit events (older than --before, if given), listed oldest
+    first; a last line names the --before that shows the next, older page. A
+    task's outcome comes with its error text: a task a sweep reported LOST
+    because its stored retry policy was invalid says so here.
     """
 
     async def go() -> list[InstanceEvent]:
         async with storage_manager(ctx) as manager:
-            return await manager.list_instance_events(workflow_name, instance_name)
+            # one more than shown: whether an older page exists
+            return await manager.list_instance_events(
+                workflow_name, instance_name, limit=limit + 1, before=before
+            )
 
     found = run(ctx, go())
+    older = found[limit - 1].seq if len(found) > limit else None
+    page = list(reversed(found[:limit]))
     if as_json:
-        _render.print_json([_render.instance_event_dict(event) for event in found])
+        _render.print_json([_render.instance_event_dict(event) for event in page])
+        if older is not None:
+            _render.note(f"older events exist: --before {older} shows the next page")
     else:
-        _render.instance_events_table(found, newest_first=False)
+        _render.instance_events_table(page, older=older, newest_first=False, cursor="--before")
 
 
 @app.command("enqueue")

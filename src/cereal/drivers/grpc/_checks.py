@@ -18,6 +18,7 @@ from cereal import _names, _time, _validation
 from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
+from cereal.retry import MAX_BACKOFF
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
 
@@ -129,7 +130,11 @@ class RequestChecks:
         if action == "succeed":
             self.value(report.succeed, "result", where="task")
         elif action == "retry":
-            _time.seconds(report.retry.delay, name="retry delay")
+            delay = _time.seconds(report.retry.delay, name="retry delay")
+            if delay > MAX_BACKOFF:  # no policy backs off longer; a store may not hold more
+                raise ValueError(
+                    f"retry delay must be at most {MAX_BACKOFF:.0f} s (366 days), got {delay!r}"
+                )
 
     @staticmethod
     def sweep(request: pb.SweepRequest) -> HistoryRetention:

@@ -230,7 +230,7 @@ LIMIT 1;
 -- Lease up to :max_tasks ready tasks of one name, earliest due first (for a task enqueued
 -- without delay, its enqueue time), each with a random token and the claimer's expiry
 -- (the deadline is lease_heartbeat_at + lease_expiry). The ready index (task_name,
--- start_after, id; migration 0010) yields due tasks in that order: tasks not yet due
+-- start_after, id; migration 0009) yields due tasks in that order: tasks not yet due
 -- sort after now and are never visited.
 UPDATE cereal_tasks
 SET state = 'running',
