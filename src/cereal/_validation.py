@@ -72,6 +72,19 @@ def expiry_seconds(value: object, name: str) -> float:
     return result
 
 
+def sweep_expiry_seconds(value: object, name: str) -> float:
+    """A sweep's expiry: like :func:`expiry_seconds`, but 0 (every lease judged stale) is allowed.
+
+    Raises:
+        TypeError: not a number of seconds or a ``timedelta``.
+        ValueError: negative, not finite, or over :data:`MAX_EXPIRY`.
+    """
+    result = _time.seconds(value, name=name)  # type: ignore[arg-type]
+    if result > MAX_EXPIRY:
+        raise ValueError(f"{name} must be at most {MAX_EXPIRY:.0f} s, got {value!r}")
+    return result
+
+
 def normalize_recurrence(rule: Any) -> str:
     """The stored text of a schedule's rule (RRULE, cron or dateutil ``rrule``).
 

@@ -139,7 +139,7 @@ class RequestChecks:
     @staticmethod
     def sweep(request: pb.SweepRequest) -> HistoryRetention:
         """A sweep's expiry and the retention it carries; returns that retention."""
-        _validation.expiry_seconds(request.task_expiry, "task_expiry")
+        _validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
         return convert.retention_from_pb(request)  # HistoryRetention checks its own fields
 
     @staticmethod
