@@ -34,11 +34,7 @@ def positive_int(value: object, name: str) -> int:
         TypeError: not an int (a bool is not one).
         ValueError: below 1.
     """
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
+    return _int_at_least(value, name, 1)
 
 
 def non_negative_int(value: object, name: str) -> int:
@@ -48,10 +44,14 @@ def non_negative_int(value: object, name: str) -> int:
         TypeError: not an int (a bool is not one).
         ValueError: below 0.
     """
+    return _int_at_least(value, name, 0)
+
+
+def _int_at_least(value: object, name: str, least: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be at least 0, got {value}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}")
     return value
 
 

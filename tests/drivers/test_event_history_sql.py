@@ -17,7 +17,6 @@ import pytest
 from cereal.drivers import Driver
 from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.postgres import PostgresDriver
-from cereal.drivers.postgres._migrate import _CREATE_TABLE as postgres_migration_table
 from cereal.drivers.postgres._migrate import migrations as postgres_migrations
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import apply_migrations
@@ -25,6 +24,7 @@ from cereal.drivers.sqlite._migrate import migrations as sqlite_migrations
 from cereal.models import HistoryRetention, NewTask, TaskStatus
 from tests._waiting import sweep_until
 from tests.conformance._driver_helpers import finished, started
+from tests.drivers._postgres_schema import apply_migrations_by_hand
 
 _RUNS = (
     "SELECT instance_name, count(DISTINCT instance_id) FROM cereal_event_history"
@@ -152,15 +152,7 @@ async def test_postgres_events_pending_at_migration_start_the_history(
 ) -> None:
     # Given a database at the schema just before event_history with one pending completion
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        conn.execute(postgres_migration_table)
-        for migration in _before_event_history(postgres_migrations()):
-            with conn.transaction():
-                conn.execute(migration.sql)
-                conn.execute(
-                    "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                    " VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
-                )
+        apply_migrations_by_hand(conn, _before_event_history(postgres_migrations()))
         for statement in _POSTGRES_PENDING:
             conn.execute(statement)
     # When it is migrated, then the pending event is in the instance's history

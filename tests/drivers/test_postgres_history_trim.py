@@ -12,7 +12,6 @@ hundreds of thousands of buffers), and the runs must go in several batches.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
@@ -20,9 +19,9 @@ import psycopg
 from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._maintenance import trim_history
-from cereal.drivers.postgres._migrate import _CREATE_TABLE as postgres_migration_table
 from cereal.drivers.postgres._migrate import migrations
 from cereal.models import HistoryRetention
+from tests.drivers._postgres_schema import apply_migrations_by_hand, log_every_plan, plan_nodes
 
 RUNS = 11_001
 """Finished runs of the schedule's pair: run k has instance id k (and result id k)."""
@@ -36,15 +35,7 @@ def before_store_costs(known: list[Migration]) -> list[Migration]:
 
 def migrate_before_store_costs(conn: psycopg.Connection[Any]) -> None:
     """Bring an empty database to the schema just before migration 0010, recorded."""
-    conn.execute(postgres_migration_table)
-    for migration in before_store_costs(migrations()):
-        with conn.transaction():
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                " VALUES (%s, %s, %s)",
-                (migration.version, migration.name, migration.checksum),
-            )
+    apply_migrations_by_hand(conn, before_store_costs(migrations()))
 
 
 def build_store(dsn: str) -> None:
@@ -81,20 +72,6 @@ def build_store(dsn: str) -> None:
         )
 
 
-def keep_plan(plans: list[dict[str, Any]], message: str | None) -> None:
-    """Keep the JSON plan an ``auto_explain`` notice carries (``duration: ... plan: {...}``)."""
-    if message is not None and "plan:" in message:
-        plans.append(json.loads(message.split("plan:", 1)[1]))
-
-
-def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """A JSON plan node and all nodes below it."""
-    found = [node]
-    for child in node.get("Plans", []):
-        found.extend(plan_nodes(child))
-    return found
-
-
 async def test_trimming_without_statistics_reads_only_the_trimmed_runs(
     postgres_empty_dsn: str,
 ) -> None:
@@ -102,19 +79,8 @@ async def test_trimming_without_statistics_reads_only_the_trimmed_runs(
     async with PostgresDriver(postgres_empty_dsn):
         pass  # migrates
 
-    plans: list[dict[str, Any]] = []
     async with await psycopg.AsyncConnection.connect(postgres_empty_dsn, autocommit=True) as conn:
-        conn.add_notice_handler(lambda notice: keep_plan(plans, notice.message_primary))
-        for setting in (
-            "LOAD 'auto_explain'",
-            "SET auto_explain.log_min_duration = 0",
-            "SET auto_explain.log_nested_statements = on",
-            "SET auto_explain.log_analyze = on",
-            "SET auto_explain.log_buffers = on",
-            "SET auto_explain.log_format = 'json'",
-            "SET client_min_messages = log",
-        ):
-            await conn.execute(setting)
+        plans = await log_every_plan(conn)
         retention = HistoryRetention(max_rows=RUNS - TRIMMED, margin_rows=0)
         trimmed = await trim_history(conn, retention)
         await conn.execute("RESET client_min_messages")

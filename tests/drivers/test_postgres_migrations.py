@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
 
 import psycopg
 import pytest
 
 from cereal import errors
-from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.postgres import PostgresDriver
-from cereal.drivers.postgres._migrate import _CREATE_TABLE, _label, migrations
+from cereal.drivers.postgres._migrate import _label, migrations
+from tests.drivers._postgres_schema import apply_migrations_by_hand
 
 ALL = [f"{m.version:04d}_{m.name}" for m in migrations()]
 
@@ -99,19 +98,6 @@ async def test_unreachable_server_is_a_driver_error() -> None:
     assert not driver.is_open
 
 
-def _apply_by_hand(conn: psycopg.Connection[Any], applied: list[Migration]) -> None:
-    """Bring an empty database to the schema ``applied`` leaves, as older cereal did."""
-    conn.execute(_CREATE_TABLE)
-    for migration in applied:
-        with conn.transaction():
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                " VALUES (%s, %s, %s)",
-                (migration.version, migration.name, migration.checksum),
-            )
-
-
 async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines(
     postgres_empty_dsn: str,
 ) -> None:
@@ -119,7 +105,7 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
     # task lease was heartbeated just now, one 5 minutes ago, and one task is queued
     [initial, *_] = migrations()
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        _apply_by_hand(conn, [initial])
+        apply_migrations_by_hand(conn, [initial])
         [(instance_id,)] = conn.execute(
             "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
             " enqueued_tasks) VALUES ('wf', 'i', 'running', 3) RETURNING id"
@@ -178,7 +164,7 @@ async def test_a_version_3_database_with_pending_events_migrates_to_instance_cla
     older, [claims, *newer] = migrations()[:3], migrations()[3:]
     assert (claims.version, claims.name) == (4, "instance_claims")
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        _apply_by_hand(conn, older)
+        apply_migrations_by_hand(conn, older)
         [(waiting,)] = conn.execute(
             "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
             " enqueued_tasks) VALUES ('wf', 'waiting', 'running', 1) RETURNING id"
@@ -226,7 +212,7 @@ async def test_a_database_with_live_tasks_migrates_to_task_retries(
     at = next(i for i, migration in enumerate(known) if migration.name == "task_retries")
     older = known[:at]
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        _apply_by_hand(conn, older)
+        apply_migrations_by_hand(conn, older)
         [(instance_id,)] = conn.execute(
             "INSERT INTO cereal_workflow_instances (workflow_name, instance_name, status,"
             " enqueued_tasks, ready_at) VALUES ('wf', 'i', 'running', 2, now()) RETURNING id"
@@ -275,7 +261,7 @@ async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_ca
     known = migrations()
     at = next(i for i, migration in enumerate(known) if migration.name == "schedule_overlap")
     with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
-        _apply_by_hand(conn, known[:at])
+        apply_migrations_by_hand(conn, known[:at])
         conn.execute(
             "INSERT INTO cereal_workflow_schedules (workflow_name, instance_name, recurrence,"
             " enabled, next_due_at) VALUES ('wf', 'i', 'FREQ=DAILY', true, '2099-01-01Z')"

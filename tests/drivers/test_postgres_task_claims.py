@@ -9,11 +9,9 @@ with buffer counts (deterministic, no timing).
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
-from tests.drivers.test_postgres_history_trim import keep_plan, plan_nodes
+from tests.drivers._postgres_schema import log_every_plan, plan_nodes
 
 DELAYED = 200_000
 
@@ -39,19 +37,8 @@ async def test_a_claim_reads_only_due_tasks_without_statistics(postgres_dsn: str
         )
 
     # When a claim runs, with every plan logged
-    plans: list[dict[str, Any]] = []
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
-        conn.add_notice_handler(lambda notice: keep_plan(plans, notice.message_primary))
-        for setting in (
-            "LOAD 'auto_explain'",
-            "SET auto_explain.log_min_duration = 0",
-            "SET auto_explain.log_nested_statements = on",
-            "SET auto_explain.log_analyze = on",
-            "SET auto_explain.log_buffers = on",
-            "SET auto_explain.log_format = 'json'",
-            "SET client_min_messages = log",
-        ):
-            await conn.execute(setting)
+        plans = await log_every_plan(conn)
         claimed = await conn.execute(
             "SELECT parameters FROM cereal_claim_tasks('t', 4, gen_random_uuid(), 60, NULL)"
         )

@@ -8,6 +8,7 @@ one private loop makes the driver usable from any of them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -31,12 +32,7 @@ class IoLoop:
         Raises:
             DriverError: the loop was stopped (the driver is closed).
         """
-        try:
-            future = asyncio.run_coroutine_threadsafe(work, self.loop)
-        except RuntimeError:  # the loop is closed
-            work.close()
-            raise errors.DriverError("the gRPC driver is closed") from None
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(self._submit(work))
 
     async def run_detached(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the private loop; cancelling the caller only stops its wait.
@@ -48,14 +44,16 @@ class IoLoop:
         Raises:
             DriverError: the loop was stopped (the driver is closed).
         """
+        waited = asyncio.wrap_future(self._submit(work))
+        waited.add_done_callback(_consume_outcome)
+        return await asyncio.shield(waited)
+
+    def _submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         try:
-            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+            return asyncio.run_coroutine_threadsafe(work, self.loop)
         except RuntimeError:  # the loop is closed
             work.close()
             raise errors.DriverError("the gRPC driver is closed") from None
-        waited = asyncio.wrap_future(future)
-        waited.add_done_callback(_consume_outcome)
-        return await asyncio.shield(waited)
 
     @property
     def stopped(self) -> bool:
