@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +52,16 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def default_sigint() -> None:
+    """In a child before exec: Ctrl+C at its default, whatever the test run inherited.
+
+    A run started in the background of a shell without job control has
+    SIGINT ignored, and the ignore would pass to every command, which then
+    could not be interrupted the way a terminal's Ctrl+C interrupts it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LiveProcess:
     """A running command whose stderr is read line by line (stdout collected at the end)."""
 
@@ -62,6 +73,7 @@ class LiveProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_sigint,
         )
         self.stderr_lines: list[str] = []
         self.stdout = ""

@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.system._cereal_process import COMMAND_TIMEOUT, cereal, cli_env
+from tests.system._cereal_process import COMMAND_TIMEOUT, cereal, cli_env, default_sigint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +37,7 @@ def interrupt_like_a_terminal(command: list[str], db: str, cwd: Path) -> tuple[i
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     try:
         wait_until_the_demo_batch_exists(db, cwd)
