@@ -363,7 +363,7 @@ class TaskRunner:
                 work.result(), where=f"task {self._name!r} result", max_bytes=self._max_value_bytes
             )
         except (TypeError, ValueError) as exc:
-            return _Outcome(error=str(exc), retryable=False)
+            return _Outcome(error=values.storable_text(str(exc)), retryable=False)
         return _Outcome(result=encoded)
 
     async def _heartbeat(self, run: _Run) -> bool:

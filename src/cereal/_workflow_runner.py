@@ -261,7 +261,7 @@ class WorkflowRunner:
             instance.instance_name,
             exc,
         )
-        text = f"decision too large to apply: {exc}"
+        text = values.storable_text(f"decision too large to apply: {exc}")
         try:
             await completer.fail(text)
         except errors.CerealError:
@@ -354,7 +354,12 @@ class WorkflowRunner:
             if decision.error_type is None:
                 await completer.fail(text)
             else:
-                details = FailureDetails(text, decision.error_type, decision.error_traceback)
+                traceback = decision.error_traceback
+                details = FailureDetails(
+                    text,
+                    values.storable_text(decision.error_type),
+                    None if traceback is None else values.storable_text(traceback),
+                )
                 await completer.fail_with_details(details)
             self._finished(event)
         elif decision.is_complete:

@@ -61,11 +61,21 @@ def encode(value: object, *, where: str, max_bytes: int = DEFAULT_MAX_VALUE_BYTE
     return raw
 
 
+MAX_ERROR_CHARS = 32_768
+"""Most characters of any stored error text (an error, its type name, its traceback).
+
+A Manager cuts a longer text to this (its start kept, the cut said); ``cereal
+serve`` refuses a report or decision carrying a longer one.
+"""
+
+
 def storable_text(text: str) -> str:
-    """``text`` with what no store can hold as text escaped: NUL and lone surrogates.
+    """``text`` as every store can hold it: NUL and lone surrogates escaped, length bounded.
 
     PostgreSQL text refuses NUL and every store refuses a lone surrogate (it
-    is not UTF-8), so an error text holding one would never commit.
+    is not UTF-8), so an error text holding one would never commit. A text
+    over :data:`MAX_ERROR_CHARS` keeps its start and says how
+    much was cut (an exception's message may hold a whole request body).
     """
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
@@ -73,6 +83,9 @@ def storable_text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_ERROR_CHARS:
+        kept = MAX_ERROR_CHARS - 64  # room for the note, which is shorter than that
+        text = f"{text[:kept]}... [{len(text) - kept} characters cut]"
     return text
 
 

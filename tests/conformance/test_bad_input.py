@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cereal import Decision, Manager, WorkflowInstance, errors
+from cereal.values import MAX_ERROR_CHARS
 from tests.conformance._executors import INST, WF, Flow, echo, enqueue, register
 from tests.plugins.manager import MakeManager, wait_finished
 
@@ -312,6 +313,29 @@ async def test_task_raising_unstorable_text_is_reported_failed(
     # Then the workflow sees it FAILED (not LOST after the expiry)
     [entry] = done.get_result()
     assert entry["status"] == "failed"
+
+
+async def test_a_huge_error_text_is_stored_cut_to_the_bound(make_manager: MakeManager) -> None:
+    # Given a task whose exception message holds a megabyte (a whole request body, say)
+    huge = "head " + "x" * 1_000_000
+
+    def explode(task: Any) -> None:
+        raise RuntimeError(huge)
+
+    manager = make_manager(task_expiry=30.0)
+    register(manager, {WF: Flow(enqueue(("t", None)))}, {"t": explode})
+    await manager.start()
+
+    # When it runs
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST, timeout=10.0)
+
+    # Then the workflow sees it FAILED, its text cut to the bound with its start kept
+    [entry] = done.get_result()
+    assert entry["status"] == "failed"
+    assert entry["error"].startswith("head xxx")
+    assert entry["error"].endswith("characters cut]")
+    assert len(entry["error"]) <= MAX_ERROR_CHARS
 
 
 async def test_start_that_cannot_open_the_store_can_be_stopped_and_retried(

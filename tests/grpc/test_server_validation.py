@@ -13,10 +13,12 @@ import grpc
 from cereal.drivers.grpc._errors import error_from_pb, status_code
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
+from cereal.values import MAX_ERROR_CHARS
 
 WF, INST = "wf", "inst"
 RULE = "FREQ=DAILY"
 BIG = json.dumps("x" * (20 * 1024 * 1024)).encode()  # 20 MiB: over the 16 MiB value limit
+LONG_TEXT = "e" * (MAX_ERROR_CHARS + 1)  # an error text one character over what is stored
 BAD_POLICY = '{"max_attempts": "lots"}'
 GOOD_POLICY = (
     '{"initial_backoff":1.0,"jitter":0.1,"max_attempts":2,"max_backoff":300.0,'
@@ -228,6 +230,9 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),
         (pb.WorkflowDecision(done=pb.Done(result=value(BIG))), "result"),
+        (pb.WorkflowDecision(fail=pb.Fail(error=LONG_TEXT)), "fail error"),
+        (pb.WorkflowDecision(fail=pb.Fail(error="e", error_type=LONG_TEXT)), "error_type"),
+        (pb.WorkflowDecision(fail=pb.Fail(error="e", error_traceback=LONG_TEXT)), "traceback"),
     ],
     ids=repr,
 )
@@ -272,6 +277,13 @@ async def test_a_dequeue_with_a_bad_retry_policy_is_invalid_argument(stub: Any) 
         (pb.TaskReport(succeed=pb.Succeed(result=value(BIG))), "result"),
         (pb.TaskReport(retry=pb.Retry(error="e", delay=-1.0)), "delay"),
         (pb.TaskReport(retry=pb.Retry(error="e", delay=1e300)), "delay"),
+        (pb.TaskReport(retry=pb.Retry(error=LONG_TEXT, delay=1.0)), "retry error"),
+        (pb.TaskReport(fail=LONG_TEXT), "fail error"),
+        (pb.TaskReport(fail_with_details=pb.Fail(error=LONG_TEXT)), "fail_with_details error"),
+        (
+            pb.TaskReport(fail_with_details=pb.Fail(error="e", error_traceback=LONG_TEXT)),
+            "error_traceback",
+        ),
     ],
     ids=repr,
 )

@@ -128,3 +128,87 @@ async def test_a_cancelled_heartbeat_leaves_the_claims_of_its_stream_alone(
         assert (
             await client.get_workflow_instance("wf", name)
         ).status == WorkflowInstanceStatus.COMPLETED
+
+
+class HeldReply:
+    """Wraps a dequeue's grpc.aio call: its first reply is read, then held until released.
+
+    Stands for a reply that the server sent (the tasks are leased) but that
+    has not reached its caller yet when the caller is cancelled.
+    """
+
+    def __init__(self, call: Any, held: HeldWrite) -> None:
+        self._call = call
+        self._held = held
+
+    async def read(self) -> Any:
+        reply = await self._call.read()
+        await self._held.write(None)  # the gate: entered now, released by the test
+        return reply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+
+class _NoWrite:
+    """What :class:`HeldWrite` wraps to act as a bare gate (nothing is written)."""
+
+    async def write(self, request: Any) -> None:
+        return None
+
+    def cancel(self) -> bool:
+        return True
+
+
+class StubHoldingDequeue:
+    """Wraps the client's stub: the next dequeue's first reply is held by ``gate``."""
+
+    def __init__(self, stub: Any, gate: HeldWrite) -> None:
+        self._stub = stub
+        self._gate = gate
+
+    def DequeueTasks(self, *args: Any, **kwargs: Any) -> Any:
+        return HeldReply(self._stub.DequeueTasks(*args, **kwargs), self._gate)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stub, name)
+
+
+async def test_a_dequeue_cancelled_after_the_server_leased_hands_the_tasks_back(
+    served_url: str, grpc_server_factory: Any, open_client: Any
+) -> None:
+    server = grpc_server_factory(served_url, maintenance=False)
+    client = await open_client(server.url())
+    await client.enqueue_workflow("wf", "inst", None)
+    [(_, completer)] = await client.claim_workflows(["wf"])
+    await completer.continue_(None, [NewTask("t", b"1"), NewTask("t", b"2")])
+    await completer.close()
+    gate = HeldWrite(_NoWrite(), client._io.loop)
+    client._stub = StubHoldingDequeue(client._stub, gate)
+
+    # Given the server leased both tasks, and the caller is cancelled before the reply reaches it
+    dequeue = asyncio.create_task(client.dequeue_tasks("t", 2))
+    await asyncio.wrap_future(gate.entered)
+    dequeue.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dequeue
+    gate.release()
+
+    # Then the leases come back to the queue at once (the attempt not counted), never LOST
+    client._stub = client._stub._stub
+    again: list[Any] = []
+
+    async def back_in_the_queue() -> bool:
+        again.extend(await client.dequeue_tasks("t", 2))  # one hand-back may come first
+        return len(again) == 2
+
+    await wait_until(back_in_the_queue, what="the cancelled dequeue's tasks to be handed back")
+    assert sorted(task.parameters for task, _ in again) == [b"1", b"2"]
+    assert [task.metadata.attempt for task, _ in again] == [1, 1]
+    for _, lease in again:
+        await lease.succeed(b"1")
+    events = await _task_events(client, 2)
+    assert [e.task_result.status for e in events if e.task_result is not None] == [
+        TaskStatus.SUCCESS,
+        TaskStatus.SUCCESS,
+    ]

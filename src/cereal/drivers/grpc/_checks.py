@@ -4,7 +4,7 @@ A client need not be a Manager, so the service applies the Manager's own
 checks (:mod:`cereal._validation`) to every field a request would store or
 look up: names, JSON values and their size, recurrence rules, overlap, the
 catch-up window, tasks inside decisions (name, parameters, start time, retry
-policy), results and retry delays. A refused request raises ``ValueError`` or
+policy), results, retry delays and error texts. A refused request raises ``ValueError`` or
 ``TypeError`` naming the field, which the service answers as
 INVALID_ARGUMENT (inside a stream: an error answer of that class); nothing
 is stored.
@@ -19,7 +19,7 @@ from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
 from cereal.retry import MAX_BACKOFF
-from cereal.values import DEFAULT_MAX_VALUE_BYTES
+from cereal.values import DEFAULT_MAX_VALUE_BYTES, MAX_ERROR_CHARS
 
 
 class RequestChecks:
@@ -123,13 +123,20 @@ class RequestChecks:
                 )
         elif action == "done":
             self.value(decision.done, "result", where="complete")
+        elif action == "fail":
+            _failure_texts(decision.fail, where="fail")
 
     def report(self, report: pb.TaskReport) -> None:
         """The result or retry delay a task report would store."""
         action = report.WhichOneof("action")
         if action == "succeed":
             self.value(report.succeed, "result", where="task")
+        elif action == "fail":
+            _error_text(report.fail, where="fail error")
+        elif action == "fail_with_details":
+            _failure_texts(report.fail_with_details, where="fail_with_details")
         elif action == "retry":
+            _error_text(report.retry.error, where="retry error")
             delay = _time.seconds(report.retry.delay, name="retry delay")
             if delay > MAX_BACKOFF:  # no policy backs off longer; a store may not hold more
                 raise ValueError(
@@ -151,3 +158,18 @@ class RequestChecks:
         for name in request.task_names:
             _names.check_name(name, what="task name")
         _validation.expiry_seconds(request.expiry, "expiry")
+
+
+def _error_text(text: str, *, where: str) -> None:
+    """Refuse an error text longer than any Manager stores (a Manager cuts its own)."""
+    if len(text) > MAX_ERROR_CHARS:
+        raise ValueError(f"{where} is {len(text)} characters, over the limit of {MAX_ERROR_CHARS}")
+
+
+def _failure_texts(failure: pb.Fail, *, where: str) -> None:
+    """A failure's error text, exception type name and traceback, each bounded."""
+    _error_text(failure.error, where=f"{where} error")
+    if failure.HasField("error_type"):
+        _error_text(failure.error_type, where=f"{where} error_type")
+    if failure.HasField("error_traceback"):
+        _error_text(failure.error_traceback, where=f"{where} error_traceback")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from cereal import errors
 
 T = TypeVar("T")
+
+logger = logging.getLogger("cereal")
 
 
 class IoLoop:
@@ -34,19 +37,43 @@ class IoLoop:
         """
         return await asyncio.wrap_future(self._submit(work))
 
-    async def run_detached(self, work: Coroutine[Any, Any, T]) -> T:
+    async def run_detached(
+        self,
+        work: Coroutine[Any, Any, T],
+        *,
+        if_abandoned: Callable[[T], Coroutine[Any, Any, None]] | None = None,
+    ) -> T:
         """Run ``work`` on the private loop; cancelling the caller only stops its wait.
 
         For a request on a stream shared with other callers: cancelling a
         grpc.aio write cancels the whole call, so a cancelled caller must not
         cancel the write. ``work`` runs to its end, sending its request whole.
+        When the caller was cancelled and ``work`` then succeeds, its result
+        reaches nobody: ``if_abandoned(result)`` runs on the private loop to
+        undo it (a dequeue's leases are handed back).
 
         Raises:
             DriverError: the loop was stopped (the driver is closed).
         """
         waited = asyncio.wrap_future(self._submit(work))
         waited.add_done_callback(_consume_outcome)
-        return await asyncio.shield(waited)
+        try:
+            return await asyncio.shield(waited)
+        except asyncio.CancelledError:
+            if if_abandoned is not None:
+                undo = if_abandoned
+                waited.add_done_callback(lambda done: self._undo_abandoned(done, undo))
+            raise
+
+    def _undo_abandoned(
+        self, done: asyncio.Future[T], undo: Callable[[T], Coroutine[Any, Any, None]]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # nothing was won, so nothing needs undoing
+        try:
+            self._submit(undo(done.result())).add_done_callback(_log_failed_undo)
+        except errors.DriverError:
+            logger.warning("the gRPC driver closed before an abandoned result could be undone")
 
     def _submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         try:
@@ -65,6 +92,11 @@ class IoLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+def _log_failed_undo(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and (failure := future.exception()) is not None:
+        logger.warning("undoing an abandoned gRPC result failed", exc_info=failure)
 
 
 def _consume_outcome(future: asyncio.Future[Any]) -> None:

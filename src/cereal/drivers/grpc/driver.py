@@ -495,7 +495,9 @@ class GrpcDriver(Driver):
             task_expiry=task_expiry,
             retry_policy=retry_policy,
         )
-        return await self._loop().run(self._dequeue(ask))
+        # detached: a caller cancelled after the server leased tasks hands them back
+        # (attempt not counted) instead of the stream's end reporting them LOST
+        return await self._loop().run_detached(self._dequeue(ask), if_abandoned=_give_back)
 
     async def _dequeue(self, ask: pb.DequeueTasksRequest) -> list[tuple[TaskData, TaskCompleter]]:
         call = self._stub.DequeueTasks(metadata=self._metadata, wait_for_ready=True)
@@ -661,6 +663,23 @@ class GrpcDriver(Driver):
         """See :meth:`Driver.has_waiting_schedule_runs`."""
         found = await self._call("HasWaitingScheduleRuns", pb.Empty())
         return bool(found.waiting)
+
+
+async def _give_back(leased: list[tuple[TaskData, TaskCompleter]]) -> None:
+    """Hand back the leases of a dequeue whose caller was cancelled: nobody runs them."""
+    if not leased:
+        return
+    logger.info("a cancelled dequeue won %d task(s); handing them back", len(leased))
+    outcomes = await asyncio.gather(
+        *(completer.hand_back() for _, completer in leased), return_exceptions=True
+    )
+    for (task, _), outcome in zip(leased, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            logger.warning(
+                "handing back task %s of a cancelled dequeue failed",
+                task.metadata.task_id,
+                exc_info=outcome,
+            )
 
 
 async def _exchange(call: Any, request: Any) -> Any:
