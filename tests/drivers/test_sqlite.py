@@ -12,6 +12,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -153,6 +154,44 @@ async def test_migrate_from_empty_then_again_is_a_no_op(db_path: str) -> None:
     ]
 
 
+async def test_a_migrate_waiting_on_another_process_mid_step_applies_only_what_is_left(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Why processes migrating one file at once apply each step exactly once, shown
+    without racing processes: the pending step is read under the write lock."""
+    caplog.set_level(logging.WARNING, logger="cereal")
+    known = migrations()
+    # Given another process committed the first two steps and is mid-way through the third
+    seed = sqlite3.connect(db_path, isolation_level=None)
+    apply_migrations(seed, known[:2])
+    seed.close()
+
+    def third_step_uncommitted(conn: sqlite3.Connection) -> None:
+        for statement in split_statements(known[2].sql):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO cereal_schema_migrations (version, name, checksum, applied_at)"
+            " VALUES (?, ?, ?, 1)",
+            (known[2].version, known[2].name, known[2].checksum),
+        )
+
+    with WriteLock(db_path, inside=third_step_uncommitted) as lock:
+        # When this process migrates meanwhile (it waits for the lock)
+        driver = SQLiteDriver(db_path, busy_timeout=WAIT_PER_ATTEMPT, busy_retries=ATTEMPTS)
+        migrating = asyncio.create_task(driver.migrate())
+        await blocked_on_the_lock(caplog)
+        assert not migrating.done()
+        lock.release()  # the third step commits
+        applied_here = await migrating
+
+    # Then it applied only the steps after the third, each once, in order
+    assert applied_here == ALL_MIGRATIONS[3:]
+    with sqlite3.connect(db_path) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM cereal_schema_migrations")]
+    conn.close()
+    assert sorted(versions) == [m.version for m in known]
+
+
 async def test_changed_checksum_of_an_applied_migration_is_a_hard_error(db_path: str) -> None:
     await SQLiteDriver(db_path).migrate()
     with sqlite3.connect(db_path) as conn:
@@ -264,7 +303,10 @@ def test_sql_files_are_package_data() -> None:
 class WriteLock:
     """The write lock held by a foreign connection (on a thread) until :meth:`release`."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(
+        self, db_path: str, inside: Callable[[sqlite3.Connection], None] | None = None
+    ) -> None:
+        self._inside = inside  # what the foreign transaction does before it waits
         self._locked = threading.Event()
         self._release = threading.Event()
         self._thread = threading.Thread(target=self._hold, args=(db_path,))
@@ -273,6 +315,8 @@ class WriteLock:
         conn = sqlite3.connect(db_path, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if self._inside is not None:
+                self._inside(conn)
             self._locked.set()
             self._release.wait(DEADLINE)
             conn.execute("COMMIT")
