@@ -362,7 +362,8 @@ async def test_a_due_time_for_enabling_applies_only_to_a_disabled_schedule_with_
 ) -> None:
     # A due time computed from a rule, for re-enabling: applied only if the
     # schedule is still disabled and still has that rule when the update lands.
-    old_due, new_due = in_minutes(30), in_minutes(60)
+    # each due time computed once: computed again, it may fall in the next second
+    old_due, new_due, changed_due = in_minutes(30), in_minutes(60), in_minutes(90)
     enable_from_rule = ScheduleUpdate(enabled=True, next_due_at=new_due, due_rule=RULE)
 
     # an enabled schedule keeps its due time
@@ -374,11 +375,11 @@ async def test_a_due_time_for_enabling_applies_only_to_a_disabled_schedule_with_
     # a schedule whose rule changed meanwhile keeps the due time of that change
     await create(driver, "wf-b", INST, due=old_due, enabled=False)
     await driver.update_workflow_schedule(
-        "wf-b", INST, ScheduleUpdate(recurrence="FREQ=DAILY", next_due_at=in_minutes(90))
+        "wf-b", INST, ScheduleUpdate(recurrence="FREQ=DAILY", next_due_at=changed_due)
     )
     await driver.update_workflow_schedule("wf-b", INST, enable_from_rule)
     got = await driver.get_workflow_schedule("wf-b", INST)
-    assert (got.enabled, got.recurrence, got.next_due_at) == (True, "FREQ=DAILY", in_minutes(90))
+    assert (got.enabled, got.recurrence, got.next_due_at) == (True, "FREQ=DAILY", changed_due)
 
     # a disabled schedule with that rule takes it
     await create(driver, "wf-c", INST, due=old_due, enabled=False)
