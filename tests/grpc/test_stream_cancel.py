@@ -19,7 +19,31 @@ from cereal.models import NewTask, TaskStatus, WorkflowEvent, WorkflowInstanceSt
 from tests._waiting import wait_until
 
 
-class HeldWrite:
+class Gate:
+    """Held shut on the client's I/O loop until the test, on its own loop, releases it.
+
+    ``entered`` is set the first time something waits at the gate; later
+    passes go through without waiting.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._open = asyncio.Event()
+        self.entered: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    async def pass_once(self) -> bool:
+        """Wait at the gate the first time; returns whether this pass waited."""
+        if self.entered.done():
+            return False
+        self.entered.set_result(None)
+        await self._open.wait()
+        return True
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.set)
+
+
+class HeldWrite(Gate):
     """Wraps a stream's grpc.aio call: its next write is held until :meth:`release`.
 
     Stands for a write stuck on a slow connection. A cancelled write cancels the
@@ -27,23 +51,16 @@ class HeldWrite:
     """
 
     def __init__(self, call: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self._call = call
-        self._loop = loop
-        self._gate = asyncio.Event()
-        self.entered: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     async def write(self, request: Any) -> None:
-        if not self.entered.done():
-            self.entered.set_result(None)
-            try:
-                await self._gate.wait()
-            except asyncio.CancelledError:
-                self._call.cancel()
-                raise
+        try:
+            await self.pass_once()
+        except asyncio.CancelledError:
+            self._call.cancel()
+            raise
         await self._call.write(request)
-
-    def release(self) -> None:
-        self._loop.call_soon_threadsafe(self._gate.set)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._call, name)
@@ -131,39 +148,29 @@ async def test_a_cancelled_heartbeat_leaves_the_claims_of_its_stream_alone(
 
 
 class HeldReply:
-    """Wraps a dequeue's grpc.aio call: its first reply is read, then held until released.
+    """Wraps a dequeue's grpc.aio call: its first reply is read, then held at ``gate``.
 
     Stands for a reply that the server sent (the tasks are leased) but that
     has not reached its caller yet when the caller is cancelled.
     """
 
-    def __init__(self, call: Any, held: HeldWrite) -> None:
+    def __init__(self, call: Any, gate: Gate) -> None:
         self._call = call
-        self._held = held
+        self._gate = gate
 
     async def read(self) -> Any:
         reply = await self._call.read()
-        await self._held.write(None)  # the gate: entered now, released by the test
+        await self._gate.pass_once()
         return reply
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._call, name)
 
 
-class _NoWrite:
-    """What :class:`HeldWrite` wraps to act as a bare gate (nothing is written)."""
-
-    async def write(self, request: Any) -> None:
-        return None
-
-    def cancel(self) -> bool:
-        return True
-
-
 class StubHoldingDequeue:
     """Wraps the client's stub: the next dequeue's first reply is held by ``gate``."""
 
-    def __init__(self, stub: Any, gate: HeldWrite) -> None:
+    def __init__(self, stub: Any, gate: Gate) -> None:
         self._stub = stub
         self._gate = gate
 
@@ -183,7 +190,7 @@ async def test_a_dequeue_cancelled_after_the_server_leased_hands_the_tasks_back(
     [(_, completer)] = await client.claim_workflows(["wf"])
     await completer.continue_(None, [NewTask("t", b"1"), NewTask("t", b"2")])
     await completer.close()
-    gate = HeldWrite(_NoWrite(), client._io.loop)
+    gate = Gate(client._io.loop)
     client._stub = StubHoldingDequeue(client._stub, gate)
 
     # Given the server leased both tasks, and the caller is cancelled before the reply reaches it
