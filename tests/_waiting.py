@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import Driver
 
 DEADLINE = 15.0

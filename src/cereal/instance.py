@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from cereal import _failures, _names, _time, errors, values
+from cereal import errors, values
+from cereal.checks import names as name_checks
+from cereal.checks import times
+from cereal.engine import failures
 from cereal.models import (
     FailureDetails,
     NewTask,
@@ -100,8 +103,8 @@ def failure_details(exc: BaseException) -> FailureDetails:
     """
     if isinstance(exc, errors.TaskFailedError) and exc.error_type is not None:
         return FailureDetails(str(exc), exc.error_type, exc.error_traceback)
-    traceback = None if exc.__traceback__ is None else _failures.bounded_traceback(exc)
-    return FailureDetails(str(exc), _failures.qualified_name(type(exc)), traceback)
+    traceback = None if exc.__traceback__ is None else failures.bounded_traceback(exc)
+    return FailureDetails(str(exc), failures.qualified_name(type(exc)), traceback)
 
 
 @dataclass(frozen=True)
@@ -288,10 +291,10 @@ class LiveWorkflowInstance:
             ValueError: bad task name, oversize parameters or naive ``start_after``.
             TypeError: parameters that are not JSON, or ``retry`` not a RetryPolicy.
         """
-        _names.check_name(task_name, what="task name")
+        name_checks.check_name(task_name, what="task name")
         policy = check_policy(retry)
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
-        when = None if start_after is None else _time.to_utc(start_after, name="start_after")
+        when = None if start_after is None else times.to_utc(start_after, name="start_after")
         stored = None if policy is None else policy.to_json()
         self._tasks.append(NewTask(task_name, encoded, when, retry_policy=stored))
 

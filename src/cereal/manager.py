@@ -13,15 +13,17 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from cereal import _names, _time, _validation, values
-from cereal._scheduler import REPLACED_ERROR, WorkflowScheduler
-from cereal._sweeper import run_sweeper
-from cereal._task_runner import TaskRunner
-from cereal._waits import wait_all_or
-from cereal._worker_presence import WorkerPresence, describe_this_process
-from cereal._workflow_runner import WorkflowRunner
+from cereal import values
+from cereal.checks import names as name_checks
+from cereal.checks import times, validation
 from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor
 from cereal.drivers.base import Driver, WorkKind
+from cereal.engine.scheduler import REPLACED_ERROR, WorkflowScheduler
+from cereal.engine.sweeper import run_sweeper
+from cereal.engine.task_runner import TaskRunner
+from cereal.engine.waits import wait_all_or
+from cereal.engine.worker_presence import WorkerPresence, describe_this_process
+from cereal.engine.workflow_runner import WorkflowRunner
 from cereal.executors import (
     TaskExecutor,
     TaskFunction,
@@ -113,19 +115,19 @@ class Manager:
         if not isinstance(driver, Driver):
             raise TypeError(f"driver must be a cereal Driver, got {type(driver).__name__}")
         self._driver = driver
-        self._task_poll = _time.seconds(
+        self._task_poll = times.seconds(
             task_poll_interval
             if task_poll_interval is not None
             else driver.default_task_poll_interval,
             name="task_poll_interval",
         )
-        jitter = _time.optional_seconds(
+        jitter = times.optional_seconds(
             task_poll_interval_max_jitter, name="task_poll_interval_max_jitter"
         )
         self._task_jitter = min(
             jitter if jitter is not None else self._task_poll / 10, self._task_poll
         )
-        self._workflow_poll = _time.seconds(
+        self._workflow_poll = times.seconds(
             workflow_poll_interval
             if workflow_poll_interval is not None
             else driver.default_workflow_poll_interval,
@@ -138,33 +140,33 @@ class Manager:
         ):
             if interval <= 0:
                 raise ValueError(f"{option} must be positive, got {interval:g}")
-        self._dequeue_workers = _validation.positive_int(
+        self._dequeue_workers = validation.positive_int(
             2 if task_dequeue_workers is None else task_dequeue_workers, "task_dequeue_workers"
         )
-        self._workflow_workers = _validation.positive_int(workflow_workers, "workflow_workers")
+        self._workflow_workers = validation.positive_int(workflow_workers, "workflow_workers")
         # metrics and tracing: None when there are none, so the runners skip every hook
         self._observers = list(observers)
         self._observer = combine(self._observers)
         self._on_workflow_complete = on_workflow_complete
-        self._heartbeat = _time.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
-        self._expiry = _validation.expiry_seconds(task_expiry, "task_expiry")
+        self._heartbeat = times.seconds(task_heartbeat_interval, name="task_heartbeat_interval")
+        self._expiry = validation.expiry_seconds(task_expiry, "task_expiry")
         if self._heartbeat <= 0 or self._expiry <= self._heartbeat:
             raise ValueError(
                 f"task_expiry ({self._expiry:g} s) must be longer than "
                 f"task_heartbeat_interval ({self._heartbeat:g} s), which must be positive"
             )
-        self._grace = _time.seconds(stop_grace_period, name="stop_grace_period")
-        self._max_wakeup = _time.seconds(
+        self._grace = times.seconds(stop_grace_period, name="stop_grace_period")
+        self._max_wakeup = times.seconds(
             MaxWakeupInterval
             if scheduler_max_wakeup_interval is None
             else scheduler_max_wakeup_interval,
             name="scheduler_max_wakeup_interval",
         )
-        self._late_threshold = _time.seconds(
+        self._late_threshold = times.seconds(
             LateWarningThreshold if late_warning_threshold is None else late_warning_threshold,
             name="late_warning_threshold",
         )
-        self._max_value_bytes = _validation.positive_int(max_value_bytes, "max_value_bytes")
+        self._max_value_bytes = validation.positive_int(max_value_bytes, "max_value_bytes")
         self._workflow_executors: dict[str, WorkflowExecutor] = {}
         self._task_registrations: dict[str, _TaskRegistration] = {}
         self._started = False
@@ -254,13 +256,13 @@ class Manager:
         self._check_registration(task_name, "task name", self._task_registrations)
         policy = check_policy(retry)
         function = task_callable(executor)
-        count = _validation.positive_int(workers, "workers")
-        limit = _time.optional_seconds(timeout, name="timeout")
+        count = validation.positive_int(workers, "workers")
+        limit = times.optional_seconds(timeout, name="timeout")
         if limit is not None and limit <= 0:
             raise ValueError("timeout must be positive (or None for no timeout)")
         strays = None
         if max_stray_threads is not None:
-            strays = _validation.positive_int(max_stray_threads, "max_stray_threads")
+            strays = validation.positive_int(max_stray_threads, "max_stray_threads")
         self._task_registrations[task_name] = _TaskRegistration(
             function, count, limit, strays, policy
         )
@@ -268,7 +270,7 @@ class Manager:
     def _check_registration(self, name: str, what: str, registry: dict[str, Any]) -> None:
         if self._started:
             raise RuntimeError(f"cannot register {what} {name!r} after Manager.start()")
-        _names.check_name(name, what=what)
+        name_checks.check_name(name, what=what)
         if name in registry:
             raise RuntimeError(f"{what} {name!r} is registered already")
 
@@ -386,7 +388,7 @@ class Manager:
         grace = (
             self._grace
             if grace_period is None
-            else _time.seconds(grace_period, name="grace_period")
+            else times.seconds(grace_period, name="grace_period")
         )
         if self._started:
             await self._stop_runners(grace)
@@ -531,7 +533,7 @@ class Manager:
                 reaches another store: for SQLite another database file, for
                 PostgreSQL another server, database or schema (nothing is written).
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         encoded = values.encode(
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
@@ -571,7 +573,7 @@ class Manager:
         Raises:
             WorkflowInstanceNotFoundError: no running instance with these names.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.cancel_workflow(workflow_name, instance_name)
         self.wakeup_workflow_executor()
@@ -582,7 +584,7 @@ class Manager:
         Raises:
             WorkflowInstanceNotFoundError: no running instance with these names.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.kill_workflow(workflow_name, instance_name, KILLED)
         self._instance_ended()
@@ -595,7 +597,7 @@ class Manager:
         Raises:
             WorkflowInstanceNotFoundError: never enqueued (or trimmed from history).
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return ImmutableWorkflowInstance(
             await driver.get_workflow_instance(workflow_name, instance_name)
@@ -621,14 +623,14 @@ class Manager:
             ValueError: ``limit`` is below 1 or ``offset`` below 0.
         """
         if workflow_name is not None:
-            _names.check_name(workflow_name, what="workflow name")
+            name_checks.check_name(workflow_name, what="workflow name")
         if instance_name is not None:
-            _names.check_name(instance_name, what="instance name")
+            name_checks.check_name(instance_name, what="instance name")
         if is_running is not None and not isinstance(is_running, bool):
             raise TypeError(f"is_running must be a bool or None, got {type(is_running).__name__}")
         if limit is not None:
-            _validation.positive_int(limit, "limit")
-        _validation.non_negative_int(offset, "offset")
+            validation.positive_int(limit, "limit")
+        validation.non_negative_int(offset, "offset")
         driver = await self._storage()
         where = ListWorkflowFilter(workflow_name, instance_name, is_running, limit, offset)
         return await driver.list_workflow_instances(where)
@@ -651,7 +653,7 @@ class Manager:
         Raises:
             ValueError: ``limit`` is below 1, or ``before`` is not a task id.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         check_page(limit, task_cursor(before))
         driver = await self._storage()
         if not is_paged(limit, before):
@@ -680,7 +682,7 @@ class Manager:
         Raises:
             ValueError: ``limit`` is below 1 or ``before`` below 0.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         check_page(limit, before)
         driver = await self._storage()
         if not is_paged(limit, before):
@@ -749,16 +751,16 @@ class Manager:
             WorkflowScheduleExistsError: a schedule with these names exists.
             ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
         policy = check_overlap(overlap)
-        window = _time.seconds(catch_up_window, name="catch_up_window")
+        window = times.seconds(catch_up_window, name="catch_up_window")
         encoded = values.encode(
             parameters, where="create_workflow_schedule", max_bytes=self._max_value_bytes
         )
-        rule = _validation.normalize_recurrence(recurrence)
-        next_due = await _validation.first_due(rule)
+        rule = validation.normalize_recurrence(recurrence)
+        next_due = await validation.first_due(rule)
         driver = await self._storage()
         await driver.create_workflow_schedule(
             workflow_name,
@@ -783,7 +785,7 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         return await driver.get_workflow_schedule(workflow_name, instance_name)
 
@@ -812,27 +814,27 @@ class Manager:
             InvalidScheduleError: the new rule does not parse or never fires again.
             ValueError: an unknown ``overlap`` or a negative ``catch_up_window``.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool or None, got {type(enabled).__name__}")
         policy = None if overlap is None else check_overlap(overlap)
-        window = _time.optional_seconds(catch_up_window, name="catch_up_window")
+        window = times.optional_seconds(catch_up_window, name="catch_up_window")
         encoded: bytes | Unset | None = UNSET
         if parameters is not UNSET:
             encoded = values.encode(
                 parameters, where="update_workflow_schedule", max_bytes=self._max_value_bytes
             )
-        rule = None if recurrence is None else _validation.normalize_recurrence(recurrence)
+        rule = None if recurrence is None else validation.normalize_recurrence(recurrence)
         driver = await self._storage()
         next_due = None
         due_rule = None
         if rule is not None:
-            next_due = await _validation.first_due(rule)
+            next_due = await validation.first_due(rule)
         elif enabled:
             # Computed from the rule read now; the driver stores it only if the
             # schedule is still disabled with this rule when the update lands.
             due_rule = (await driver.get_workflow_schedule(workflow_name, instance_name)).recurrence
-            next_due = await _validation.first_due(due_rule)
+            next_due = await validation.first_due(due_rule)
         update = ScheduleUpdate(
             enabled=enabled,
             parameters=encoded,
@@ -851,7 +853,7 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         await driver.delete_workflow_schedule(workflow_name, instance_name)
 
@@ -869,7 +871,7 @@ class Manager:
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
-        _validation.check_pair(workflow_name, instance_name)
+        validation.check_pair(workflow_name, instance_name)
         driver = await self._storage()
         outcome = await driver.trigger_workflow_schedule(
             workflow_name, instance_name, REPLACED_ERROR

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.models import QueueDepth, TaskMetadata, TaskStatus
 from cereal.observe import CallbackObservation, Observer, TaskObservation
 

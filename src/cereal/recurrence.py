@@ -6,7 +6,7 @@ on two lines; one line with optional ``RRULE:`` and optional ``DTSTART=`` part
 a dateutil ``rrule`` (naive DTSTART taken as UTC). FREQ is mandatory; unknown or
 repeated keys, empty values and COUNT with UNTIL are refused. A time with
 neither ``Z`` nor TZID is UTC; ``TZID=Local`` is stored as the process's zone.
-A five-field cron expression (``0 3 * * *``, see :mod:`cereal._cron`) is
+A five-field cron expression (``0 3 * * *``, see :mod:`cereal.checks.cron`) is
 accepted too and stored as the RRULE it translates to.
 :func:`normalize` gives the stored text (``FREQ=...``, or a ``DTSTART:...Z`` or
 ``DTSTART;TZID=Zone:...`` line and an ``RRULE:`` line; Go's key order; UNTIL in
@@ -44,7 +44,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil import tz
 from dateutil.rrule import rrule, rrulestr
 
-from cereal import _cron, _time, errors
+from cereal import errors
+from cereal.checks import cron, times
 
 __all__ = ["next_after", "normalize"]
 
@@ -112,8 +113,8 @@ def normalize(recurrence: str | rrule) -> str:
         recurrence = _from_rrule(recurrence)
     elif not isinstance(recurrence, str):
         raise TypeError(f"recurrence must be a str or an rrule, not {type(recurrence).__name__}")
-    elif _cron.looks_like_cron(recurrence):
-        recurrence = _cron.to_rrule(recurrence)
+    elif cron.looks_like_cron(recurrence):
+        recurrence = cron.to_rrule(recurrence)
     rule = _parse(recurrence)
     reference = rule.dtstart or datetime(2000, 1, 1)
     _build(rule, reference.replace(tzinfo=_zone(rule.zone)))  # dateutil checks the values
@@ -139,7 +140,7 @@ def next_after(recurrence: str, now: datetime, *, inclusive: bool = True) -> dat
         InvalidScheduleError: if the rule does not parse.
     """
     rule = _parse(recurrence)
-    limit_t = _time.to_utc(now, name="now").replace(microsecond=0)
+    limit_t = times.to_utc(now, name="now").replace(microsecond=0)
     try:
         return _search(rule, limit_t, inclusive)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:

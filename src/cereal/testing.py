@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from cereal import _callbacks, _time, values
+from cereal import values
+from cereal.checks import times
+from cereal.engine import callbacks
 from cereal.instance import (
     CancelEvent,
     Decision,
@@ -118,7 +120,7 @@ class FunctionExecutor:
     ) -> None:
         """Use the given functions (plain or async) as the three callbacks."""
         self._callbacks = dict(
-            zip(_callbacks.CALLBACK_EVENTS, (on_start, on_task_complete, on_cancel), strict=True)
+            zip(callbacks.CALLBACK_EVENTS, (on_start, on_task_complete, on_cancel), strict=True)
         )
 
     def _call(self, name: str, w: WorkflowInstance, ev: object) -> Any:
@@ -218,12 +220,12 @@ def next_instance(
 
 def start_event(enqueued_at: datetime | None = None) -> StartEvent:
     """A :class:`~cereal.instance.StartEvent` (enqueued now unless given)."""
-    return StartEvent(enqueued_at or _time.utcnow())
+    return StartEvent(enqueued_at or times.utcnow())
 
 
 def cancel_event(enqueued_at: datetime | None = None) -> CancelEvent:
     """A :class:`~cereal.instance.CancelEvent` (enqueued now unless given)."""
-    return CancelEvent(enqueued_at or _time.utcnow())
+    return CancelEvent(enqueued_at or times.utcnow())
 
 
 def task_complete_event(
@@ -266,7 +268,7 @@ def task_complete_event(
         result=values.encode(result, where="task_complete_event(result)"),
         attempts=attempts,
     )
-    return TaskCompleteEvent(task_name, TaskResult(data), enqueued_at or _time.utcnow())
+    return TaskCompleteEvent(task_name, TaskResult(data), enqueued_at or times.utcnow())
 
 
 async def run_callback(
@@ -288,7 +290,7 @@ async def run_callback(
             or ``on_cancel``.
         TypeError: ``event`` does not fit the callback, or the executor lacks it.
     """
-    return await _callbacks.decide(executor, callback_name, instance, event)
+    return await callbacks.decide(executor, callback_name, instance, event)
 
 
 def _describe(decision: Decision) -> str:

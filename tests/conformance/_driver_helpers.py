@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import Driver, WorkflowCompleter, WorkKind
 from cereal.models import NewTask, WorkflowEvent
 from tests._waiting import wait_until

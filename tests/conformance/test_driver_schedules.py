@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from cereal import errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import Driver
 from cereal.models import (
     UNSET,

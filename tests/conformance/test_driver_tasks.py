@@ -8,7 +8,7 @@ from datetime import timedelta, timezone
 import pytest
 
 from cereal import errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import Driver, TaskCompleter
 from cereal.models import (
     HistoryRetention,

@@ -211,7 +211,7 @@ async def test_driver_stores_failure_details_and_traceparent(driver: Driver) -> 
 async def test_queue_depths_count_ready_work_only(driver: Driver) -> None:
     from datetime import timedelta
 
-    from cereal._time import utcnow
+    from cereal.checks.times import utcnow
 
     assert await driver.queue_depths() == []
     # Given two queued tasks of "t", one of "u", one "t" not due yet and one "v" claimed

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from cereal import Manager, RetryPolicy, WorkflowInstance
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import Driver
 from cereal.models import NewTask
 from cereal.retry import MAX_BACKOFF

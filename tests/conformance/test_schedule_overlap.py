@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from cereal import Decision, Manager, Overlap, RunOutcome, WorkflowInstance, errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.models import ScheduleUpdate
 from tests._waiting import wait_for_value
 from tests.conformance._executors import WF, AsyncBlocker, Completions, Flow, fail_cancelled

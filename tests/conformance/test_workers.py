@@ -14,8 +14,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from cereal import Manager, WorkerInfo
-from cereal._worker_presence import cereal_version
 from cereal.drivers import Driver
+from cereal.engine.worker_presence import cereal_version
 from cereal.models import NewWorker
 from tests.conformance._executors import WF, Flow, register
 from tests.plugins.manager import MakeManager, eventually

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from cereal import errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.memory import MemoryDriver
 from cereal.models import HistoryRetention, ListWorkflowFilter, NewTask, ScheduleUpdate

@@ -126,7 +126,7 @@ async def test_one_notify_for_a_continue_with_100_tasks(
 
 
 async def test_delayed_tasks_are_not_announced(postgres_dsn: str, listening: Channel) -> None:
-    from cereal._time import utcnow
+    from cereal.checks.times import utcnow
 
     later = utcnow().replace(year=utcnow().year + 1)
     async with PostgresDriver(postgres_dsn) as driver:

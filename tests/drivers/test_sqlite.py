@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cereal import errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import apply_migrations, label, migrations, split_statements

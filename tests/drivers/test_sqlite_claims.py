@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import pytest
 
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import apply_migrations, label, migrations

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from cereal import RetryPolicy, TaskStatus, errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.drivers import Driver
 from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.postgres import PostgresDriver, _maintenance

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cereal import errors, recurrence
-from cereal._cron import looks_like_cron, to_rrule
+from cereal.checks.cron import looks_like_cron, to_rrule
 
 START = datetime(2026, 11, 29, 9, 0, 30, tzinfo=UTC)  # a Sunday
 

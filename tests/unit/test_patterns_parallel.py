@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cereal import errors, multiworkflow, testing, values
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.instance import (
     ENQUEUE_AND_COMPLETE_ERROR,
     ImmutableWorkflowInstance,

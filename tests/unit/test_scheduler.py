@@ -1,4 +1,4 @@
-"""cereal._scheduler: passes against the memory driver, with an injected scheduler clock.
+"""cereal.engine.scheduler: passes against the memory driver, with an injected scheduler clock.
 
 The memory driver decides due-ness with the host clock, so schedules are made
 due by giving them a due time in the real past; the scheduler's own clock is
@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from cereal import _time, errors
-from cereal._scheduler import WorkflowScheduler
+from cereal import errors
+from cereal.checks import times
 from cereal.drivers.base import ScheduledWorkflowCompleter
 from cereal.drivers.memory import MemoryDriver
+from cereal.engine.scheduler import WorkflowScheduler
 from cereal.models import ListWorkflowFilter, Schedule
 from cereal.recurrence import next_after
 from tests.plugins.manager import eventually
@@ -68,7 +69,7 @@ async def _create(
 
 def _now() -> datetime:
     """The real now, to whole seconds, plus one second: never behind the driver's clock."""
-    return _time.utcnow().replace(microsecond=0) + timedelta(seconds=1)
+    return times.utcnow().replace(microsecond=0) + timedelta(seconds=1)
 
 
 # ---- one pass -------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ async def test_a_live_instance_skips_the_run_and_keeps_last_enqueued_at(
     await _create(memory, HOURLY, now - timedelta(minutes=5))
     woken = _Counter()
 
-    with caplog.at_level(logging.INFO, logger="cereal._scheduler"):
+    with caplog.at_level(logging.INFO, logger="cereal.engine.scheduler"):
         await _scheduler(memory, now, woken).run_pass()
 
     schedule = await memory.get_workflow_schedule("wf", "i")
@@ -164,7 +165,7 @@ async def test_an_invalid_stored_rule_disables_the_schedule(
     await _create(memory, "FREQ=SOMETIMES", now - timedelta(minutes=1))
     woken = _Counter()
 
-    with caplog.at_level(logging.WARNING, logger="cereal._scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cereal.engine.scheduler"):
         await _scheduler(memory, now, woken).run_pass()
 
     schedule = await memory.get_workflow_schedule("wf", "i")
@@ -195,7 +196,7 @@ async def test_a_late_schedule_is_warned_about_with_its_names(
     now = _now() + timedelta(minutes=10)  # the scheduler's clock runs ahead of the driver's
     await _create(memory, HOURLY, _now() - timedelta(minutes=1))
 
-    with caplog.at_level(logging.WARNING, logger="cereal._scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cereal.engine.scheduler"):
         await _scheduler(memory, now, late=60.0).run_pass()
 
     late = [record for record in caplog.records if "late" in record.getMessage()]
@@ -210,7 +211,7 @@ async def test_a_schedule_on_time_is_not_warned_about(
     now = _now()
     await _create(memory, HOURLY, now - timedelta(seconds=5))
 
-    with caplog.at_level(logging.WARNING, logger="cereal._scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cereal.engine.scheduler"):
         await _scheduler(memory, now, late=10.0).run_pass()
 
     assert not [record for record in caplog.records if "late" in record.getMessage()]
@@ -301,7 +302,7 @@ class _TriggeringDriver(MemoryDriver):
     async def get_due_scheduled_workflow(self) -> tuple[Schedule, ScheduledWorkflowCompleter]:
         if not self.created:
             self.created = True
-            await _create(self, HOURLY, _time.utcnow() - timedelta(minutes=1), name="late")
+            await _create(self, HOURLY, times.utcnow() - timedelta(minutes=1), name="late")
             assert self.scheduler is not None
             self.scheduler.trigger()
             raise errors.NoDueWorkflowsError()  # this pass does not see it
@@ -400,8 +401,8 @@ async def test_driver_errors_are_logged_and_the_loop_keeps_going(
         driver, on_enqueued=woken, max_wakeup_interval=0.01, late_warning_threshold=600.0
     )
     async with driver:
-        await _create(driver, HOURLY, _time.utcnow() - timedelta(minutes=1))
-        with caplog.at_level(logging.ERROR, logger="cereal._scheduler"):
+        await _create(driver, HOURLY, times.utcnow() - timedelta(minutes=1))
+        with caplog.at_level(logging.ERROR, logger="cereal.engine.scheduler"):
             async with _running(scheduler) as task:
                 await eventually(lambda: woken.calls == 1, what="a pass after the outage")
                 assert not task.done()
@@ -474,7 +475,7 @@ async def test_a_due_time_missed_before_the_start_does_not_run_with_window_0(
     def miss_logged() -> bool:
         return any("not caught up" in record.getMessage() for record in caplog.records)
 
-    with caplog.at_level(logging.INFO, logger="cereal._scheduler"):
+    with caplog.at_level(logging.INFO, logger="cereal.engine.scheduler"):
         await _first_pass_of_a_started_scheduler(
             memory, now, woken, cap=1.0, late=2.0, reported=miss_logged, what="the miss logged"
         )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import cereal
-from cereal._validation import MAX_EXPIRY
+from cereal.checks.validation import MAX_EXPIRY
 from cereal.models import MAX_RETENTION_AGE, MAX_RETENTION_ROWS, HistoryRetention
 
 

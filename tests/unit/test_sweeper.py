@@ -8,8 +8,8 @@ from typing import cast
 
 import pytest
 
-from cereal._sweeper import run_sweeper
 from cereal.drivers import Driver
+from cereal.engine.sweeper import run_sweeper
 from cereal.models import SweepReport
 
 

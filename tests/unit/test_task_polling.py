@@ -8,9 +8,9 @@ import random
 import pytest
 
 from cereal import Manager, Task
-from cereal._task_runner import TaskRunner
 from cereal.drivers.base import TaskCompleter
 from cereal.drivers.memory import MemoryDriver
+from cereal.engine.task_runner import TaskRunner
 from cereal.models import TaskData
 from tests.plugins.manager import eventually
 
@@ -88,7 +88,7 @@ def runner(poll_interval: float, poll_jitter: float) -> TaskRunner:
 
 def test_poll_delays_are_jittered_down_within_the_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a runner polling every 2 s with up to 0.5 s of jitter, on a seeded RNG
-    monkeypatch.setattr("cereal._task_runner.random.random", random.Random(7).random)
+    monkeypatch.setattr("cereal.engine.task_runner.random.random", random.Random(7).random)
     polling = runner(2.0, 0.5)
 
     # When it computes many poll delays
@@ -105,7 +105,7 @@ def test_poll_delays_are_jittered_down_within_the_jitter(monkeypatch: pytest.Mon
 def test_poll_delay_is_interval_minus_a_fraction_of_the_jitter(
     monkeypatch: pytest.MonkeyPatch, draw: float, expected: float
 ) -> None:
-    monkeypatch.setattr("cereal._task_runner.random.random", lambda: draw)
+    monkeypatch.setattr("cereal.engine.task_runner.random.random", lambda: draw)
 
     assert runner(2.0, 0.5)._next_sleep() == pytest.approx(expected)
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from cereal import TaskStatus, errors, testing
-from cereal._time import utcnow
-from cereal._workflow_runner import WorkflowRunner
+from cereal.checks.times import utcnow
 from cereal.drivers.memory import MemoryDriver
+from cereal.engine.workflow_runner import WorkflowRunner
 from cereal.instance import ENQUEUE_AND_COMPLETE_ERROR, LiveWorkflowInstance
 from cereal.models import WorkflowEvent, WorkflowEventType, WorkflowInstanceData
 from cereal.models import WorkflowInstanceStatus as Status

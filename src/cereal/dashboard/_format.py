@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 
 
 def json_text(value: bytes | None) -> str:

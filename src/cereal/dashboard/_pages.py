@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cereal import errors
-from cereal._time import utcnow
+from cereal.checks.times import utcnow
 from cereal.dashboard._paths import names_after
 from cereal.dashboard._render import Renderer
 from cereal.manager import Manager

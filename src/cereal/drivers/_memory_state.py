@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cereal import errors
-from cereal._time import to_utc
+from cereal.checks.times import to_utc
 from cereal.drivers._expired import (
     ExpiredLease,
     ExpiredTasks,

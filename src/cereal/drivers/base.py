@@ -7,7 +7,7 @@ Rules that hold for every driver (the conformance suite checks each one):
    ``None`` means "no bytes" and is stored as SQL NULL, never as ``null``.
    (The ``grpc://`` driver's server is the exception: its clients need not be
    Managers, so it applies the Manager's checks to every request, see
-   :mod:`cereal._validation`, and refuses bytes that are not JSON.)
+   :mod:`cereal.checks.validation`, and refuses bytes that are not JSON.)
 2. **Drivers raise only** :mod:`cereal.errors`. Backend exceptions are
    translated; unknown failures become :class:`~cereal.errors.DriverError`
    with the cause chained.
@@ -58,7 +58,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import ClassVar, Literal, Self
 
-from cereal import _time, errors
+from cereal import errors
+from cereal.checks import times
 from cereal.models import (
     FailureDetails,
     HistoryRetention,
@@ -772,7 +773,7 @@ class Driver(abc.ABC):
 
     async def register_worker(self, worker: NewWorker) -> None:
         """Store ``worker``'s row as seen now (replacing a row with its id)."""
-        now = _time.utcnow()
+        now = times.utcnow()
         with self._local_workers_lock:
             known = self._local_workers.get(worker.id)
             self._local_workers[worker.id] = (worker, known[1] if known else now, now)
@@ -783,7 +784,7 @@ class Driver(abc.ABC):
         Returns False when its row is gone (dropped after a long silence):
         the caller registers again.
         """
-        now = _time.utcnow()
+        now = times.utcnow()
         with self._local_workers_lock:
             self._drop_dead_local_workers(now)
             known = self._local_workers.get(worker_id)
@@ -799,7 +800,7 @@ class Driver(abc.ABC):
 
     async def list_workers(self) -> list[WorkerInfo]:
         """The live workers, oldest first; dead rows are left out (refreshes delete them)."""
-        now = _time.utcnow()
+        now = times.utcnow()
         with self._local_workers_lock:
             rows = [
                 row for row in self._local_workers.values() if not _is_dead(row[0], row[2], now)

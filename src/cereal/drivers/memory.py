@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cereal import errors
-from cereal._time import to_utc, utcnow
+from cereal.checks.times import to_utc, utcnow
 from cereal.drivers import _memory_inspect
 from cereal.drivers._expired import ExpiredTasks
 from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from cereal import _callbacks, errors, values
+from cereal import errors, values
+from cereal.engine import callbacks
 from cereal.instance import (
     Decision,
     DecisionKind,
@@ -248,7 +249,7 @@ async def run_sub_callback(
     event: object,
 ) -> Decision:
     """Run one sub-workflow callback with the engine's rules (a raise fails that sub-workflow)."""
-    return await _callbacks.decide(executor, callback_name, instance, event)
+    return await callbacks.decide(executor, callback_name, instance, event)
 
 
 def decode_composite(parent: WorkflowInstance, what: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """What ``cereal serve`` checks in a request before its domain's driver sees it.
 
 A client need not be a Manager, so the service applies the Manager's own
-checks (:mod:`cereal._validation`) to every field a request would store or
+checks (:mod:`cereal.checks.validation`) to every field a request would store or
 look up: names, JSON values and their size, recurrence rules, overlap, the
 catch-up window, tasks inside decisions (name, parameters, start time, retry
 policy), results, retry delays and error texts. A refused request raises ``ValueError`` or
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from cereal import _names, _time, _validation
+from cereal.checks import names as name_checks
+from cereal.checks import times, validation
 from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
@@ -26,35 +27,35 @@ class RequestChecks:
     """The checks, with the server's value size limit."""
 
     def __init__(self, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
-        self.max_value_bytes = _validation.positive_int(max_value_bytes, "max_value_bytes")
+        self.max_value_bytes = validation.positive_int(max_value_bytes, "max_value_bytes")
 
     def value(self, holder: object, field: str, *, where: str) -> bytes | None:
         """The optional value in ``holder.field``, refused unless JSON within the limit."""
         raw = convert.value_from_pb(holder, field)
-        return _validation.check_encoded_value(
+        return validation.check_encoded_value(
             raw, where=f"{where} {field}", max_bytes=self.max_value_bytes
         )
 
     @staticmethod
     def pair(request: pb.InstanceKey | pb.KillWorkflowRequest | pb.TriggerScheduleRequest) -> None:
         """The workflow and instance names of a request."""
-        _validation.check_pair(request.workflow_name, request.instance_name)
+        validation.check_pair(request.workflow_name, request.instance_name)
 
     def enqueue(self, request: pb.EnqueueWorkflowRequest) -> bytes | None:
         """A new instance's names and parameters; returns the parameters."""
-        _validation.check_pair(request.workflow_name, request.instance_name)
+        validation.check_pair(request.workflow_name, request.instance_name)
         return self.value(request, "parameters", where="enqueue_workflow")
 
     @staticmethod
     def listing(request: pb.ListWorkflowInstancesRequest) -> None:
         """A listing's filter, as the Manager checks it."""
         if request.HasField("workflow_name"):
-            _names.check_name(request.workflow_name, what="workflow name")
+            name_checks.check_name(request.workflow_name, what="workflow name")
         if request.HasField("instance_name"):
-            _names.check_name(request.instance_name, what="instance name")
+            name_checks.check_name(request.instance_name, what="instance name")
         if request.HasField("limit"):
-            _validation.positive_int(request.limit, "limit")
-        _validation.non_negative_int(request.offset, "offset")
+            validation.positive_int(request.limit, "limit")
+        validation.non_negative_int(request.offset, "offset")
 
     async def new_schedule(self, request: pb.CreateScheduleRequest) -> tuple[bytes | None, str]:
         """A new schedule's fields; returns its parameters and its normalised rule.
@@ -62,12 +63,12 @@ class RequestChecks:
         Raises:
             InvalidScheduleError: the rule does not parse or never fires again.
         """
-        _validation.check_pair(request.workflow_name, request.instance_name)
+        validation.check_pair(request.workflow_name, request.instance_name)
         parameters = self.value(request, "parameters", where="create_workflow_schedule")
-        rule = _validation.normalize_recurrence(request.recurrence)
-        await _validation.first_due(rule)
+        rule = validation.normalize_recurrence(request.recurrence)
+        await validation.first_due(rule)
         check_overlap(request.overlap)
-        _time.seconds(request.catch_up_window, name="catch_up_window")
+        times.seconds(request.catch_up_window, name="catch_up_window")
         return parameters, rule
 
     async def schedule_update(self, request: pb.UpdateScheduleRequest) -> ScheduleUpdate:
@@ -76,38 +77,38 @@ class RequestChecks:
         Raises:
             InvalidScheduleError: a new rule does not parse or never fires again.
         """
-        _validation.check_pair(request.workflow_name, request.instance_name)
+        validation.check_pair(request.workflow_name, request.instance_name)
         if request.set_parameters:
             self.value(request, "parameters", where="update_workflow_schedule")
         update = convert.update_from_pb(request)
         recurrence = update.recurrence
         if recurrence is not None:
-            recurrence = _validation.normalize_recurrence(recurrence)
-            await _validation.first_due(recurrence)
+            recurrence = validation.normalize_recurrence(recurrence)
+            await validation.first_due(recurrence)
         if update.due_rule is not None:
             # checked only: it is compared with the stored rule, so it stays as read
-            _validation.normalize_recurrence(update.due_rule)
+            validation.normalize_recurrence(update.due_rule)
         if update.catch_up_window is not None:
-            _time.seconds(update.catch_up_window, name="catch_up_window")
+            times.seconds(update.catch_up_window, name="catch_up_window")
         return dataclasses.replace(update, recurrence=recurrence)
 
     @staticmethod
     def claim(claim: pb.ClaimWorkflowsRequest) -> None:
         """The workflow names, counts and expiry a claim asks for."""
         for name in claim.workflow_names:
-            _names.check_name(name, what="workflow name")
-        _validation.positive_int(claim.max_instances, "max_instances")
-        _validation.positive_int(claim.max_events, "max_events")
-        _validation.expiry_seconds(claim.claim_expiry, "claim_expiry")
+            name_checks.check_name(name, what="workflow name")
+        validation.positive_int(claim.max_instances, "max_instances")
+        validation.positive_int(claim.max_events, "max_events")
+        validation.expiry_seconds(claim.claim_expiry, "claim_expiry")
 
     @staticmethod
     def dequeue(ask: pb.DequeueTasksRequest) -> None:
         """The task name, count, lease expiry and the executor's retry policy of a dequeue."""
-        _names.check_name(ask.task_name, what="task name")
-        _validation.positive_int(ask.max_tasks, "max_tasks")
-        _validation.expiry_seconds(ask.task_expiry, "task_expiry")
+        name_checks.check_name(ask.task_name, what="task name")
+        validation.positive_int(ask.max_tasks, "max_tasks")
+        validation.expiry_seconds(ask.task_expiry, "task_expiry")
         if ask.HasField("retry_policy"):
-            _validation.check_stored_retry_policy(ask.retry_policy, where="dequeue retry_policy")
+            validation.check_stored_retry_policy(ask.retry_policy, where="dequeue retry_policy")
 
     def decision(self, decision: pb.WorkflowDecision) -> None:
         """The values and tasks a workflow decision would store."""
@@ -116,7 +117,7 @@ class RequestChecks:
             carried = decision.continue_
             self.value(carried, "payload", where="continue_")
             for index, task in enumerate(carried.tasks):
-                _validation.check_new_task(
+                validation.check_new_task(
                     convert.new_task_from_pb(task),
                     where=f"continue_ tasks[{index}]",
                     max_bytes=self.max_value_bytes,
@@ -137,7 +138,7 @@ class RequestChecks:
             _failure_texts(report.fail_with_details, where="fail_with_details")
         elif action == "retry":
             _error_text(report.retry.error, where="retry error")
-            delay = _time.seconds(report.retry.delay, name="retry delay")
+            delay = times.seconds(report.retry.delay, name="retry delay")
             if delay > MAX_BACKOFF:  # no policy backs off longer; a store may not hold more
                 raise ValueError(
                     f"retry delay must be at most {MAX_BACKOFF:.0f} s (366 days), got {delay!r}"
@@ -146,18 +147,18 @@ class RequestChecks:
     @staticmethod
     def sweep(request: pb.SweepRequest) -> HistoryRetention:
         """A sweep's expiry and the retention it carries; returns that retention."""
-        _validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
+        validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
         return convert.retention_from_pb(request)  # HistoryRetention checks its own fields
 
     @staticmethod
     def worker(request: pb.NewWorker) -> None:
         """A starting worker's row: its id, the names it serves and its expiry."""
-        _names.check_name(request.id, what="worker id")
+        name_checks.check_name(request.id, what="worker id")
         for name in request.workflow_names:
-            _names.check_name(name, what="workflow name")
+            name_checks.check_name(name, what="workflow name")
         for name in request.task_names:
-            _names.check_name(name, what="task name")
-        _validation.expiry_seconds(request.expiry, "expiry")
+            name_checks.check_name(name, what="task name")
+        validation.expiry_seconds(request.expiry, "expiry")
 
 
 def _error_text(text: str, *, where: str) -> None:

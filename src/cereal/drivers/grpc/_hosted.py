@@ -13,10 +13,10 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from cereal._scheduler import WorkflowScheduler
-from cereal._sweeper import run_sweeper
 from cereal.drivers.base import DEFAULT_TASK_EXPIRY, Driver, WorkKind
 from cereal.drivers.grpc._domains import DomainStores, check_domain
+from cereal.engine.scheduler import WorkflowScheduler
+from cereal.engine.sweeper import run_sweeper
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC
 
-from cereal import _time, errors
+from cereal import errors
+from cereal.checks import times
 from cereal.drivers._expired import ExpiredTasks
 from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
@@ -197,7 +198,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
             "max_instances": max_instances,
             "max_events": max_events,
             "token": token,
-            "expiry": _time.seconds(claim_expiry, name="claim_expiry"),
+            "expiry": times.seconds(claim_expiry, name="claim_expiry"),
         }
         try:
             async with self._connection("claiming workflow events") as conn:
@@ -330,7 +331,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
         """Claim up to ``max_tasks`` ready tasks in one statement, each leased ``task_expiry`` s."""
         if max_tasks <= 0:
             return []
-        expiry = _time.seconds(task_expiry, name="task_expiry")
+        expiry = times.seconds(task_expiry, name="task_expiry")
         # one lease token for the whole claim: each task is still completed by its
         # (id, lease) pair, and a cancelled claim is given back by the token alone
         lease = uuid.uuid4()

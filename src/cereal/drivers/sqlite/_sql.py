@@ -10,7 +10,7 @@ import sqlite3
 import time
 from datetime import datetime
 
-from cereal import _time
+from cereal.checks import times
 from cereal.drivers._sqlfiles import load_queries
 from cereal.models import (
     FailureDetails,
@@ -31,14 +31,14 @@ def now() -> float:
 
 def epoch(value: datetime) -> float:
     """An aware datetime as stored (epoch seconds)."""
-    return _time.to_epoch(_time.to_utc(value))
+    return times.to_epoch(times.to_utc(value))
 
 
 def instant(value: object) -> datetime:
     """A stored instant as an aware UTC datetime."""
     if not isinstance(value, int | float):
         raise TypeError(f"stored instant is {type(value).__name__}, not a number")
-    return _time.from_epoch(float(value))
+    return times.from_epoch(float(value))
 
 
 def maybe_instant(value: object) -> datetime | None:

@@ -18,7 +18,8 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 
-from cereal import _time, errors
+from cereal import errors
+from cereal.checks import times
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
 from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
@@ -258,7 +259,7 @@ class SQLiteDriver(Driver):
         """
         check_claim_sizes(max_instances, max_events)
         names = _workflows.names_json(workflow_names)
-        expiry = _time.seconds(claim_expiry, name="claim_expiry")
+        expiry = times.seconds(claim_expiry, name="claim_expiry")
         claims: list[_workflows.Claim] = await self._connection().call(
             lambda conn: _workflows.claim_batch(
                 conn, names, max_instances=max_instances, max_events=max_events, expiry=expiry
@@ -376,7 +377,7 @@ class SQLiteDriver(Driver):
         """Claim up to ``max_tasks`` ready tasks, each leased for ``task_expiry`` seconds."""
         if max_tasks <= 0:
             return []
-        expiry = _time.seconds(task_expiry, name="task_expiry")
+        expiry = times.seconds(task_expiry, name="task_expiry")
         leases: list[_tasks.Lease] = await self._connection().call(
             lambda conn: _tasks.claim_tasks(conn, task_name, max_tasks, expiry, retry_policy),
             ready=lambda conn: _tasks.has_ready_task(conn, task_name),
@@ -407,7 +408,7 @@ class SQLiteDriver(Driver):
         ``task_expiry`` judges workflow claims (and leases taken by older code);
         a task lease is judged by the expiry its holder stored with it.
         """
-        expiry = _time.seconds(task_expiry, name="task_expiry")
+        expiry = times.seconds(task_expiry, name="task_expiry")
         steps = SweepSteps()
         expired, released, trimmed = await _tasks.sweep(
             self._connection(), expiry, self.retention, steps

@@ -23,10 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from cereal import _callbacks, errors, values
-from cereal._time import utcnow
-from cereal._waits import ClaimPacer, wait_for_event
+from cereal import errors, values
+from cereal.checks.times import utcnow
 from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
+from cereal.engine import callbacks
+from cereal.engine.waits import ClaimPacer, wait_for_event
 from cereal.executors import WorkflowExecutor, is_async_callable
 from cereal.instance import (
     CancelEvent,
@@ -295,13 +296,13 @@ class WorkflowRunner:
             callback_name, ev = _callback_for(event)
             instance = batch.instance(event)
             if observer is None:
-                decision = await _callbacks.decide(executor, callback_name, instance, ev)
+                decision = await callbacks.decide(executor, callback_name, instance, ev)
                 traceparent = None
             else:
                 with observer.callback(
                     instance.workflow_name, instance.instance_name, callback_name
                 ) as observation:
-                    decision = await _callbacks.decide(executor, callback_name, instance, ev)
+                    decision = await callbacks.decide(executor, callback_name, instance, ev)
                 traceparent = observation.traceparent
             if not batch.absorb(decision, event, traceparent):
                 break
@@ -320,13 +321,13 @@ class WorkflowRunner:
             callback_name, ev = _callback_for(event)
             instance = batch.instance(event)
             if observer is None:
-                decision = _callbacks.decide_in_thread(executor, callback_name, instance, ev, loop)
+                decision = callbacks.decide_in_thread(executor, callback_name, instance, ev, loop)
                 traceparent = None
             else:
                 with observer.callback(
                     instance.workflow_name, instance.instance_name, callback_name
                 ) as observation:
-                    decision = _callbacks.decide_in_thread(
+                    decision = callbacks.decide_in_thread(
                         executor, callback_name, instance, ev, loop
                     )
                 traceparent = observation.traceparent

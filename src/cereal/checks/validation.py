@@ -5,8 +5,8 @@ The Manager applies them to what users pass before it calls a driver, and
 stores anything (a gRPC client need not be a Manager). Each check raises
 ``ValueError`` or ``TypeError`` (``InvalidScheduleError`` for a rule with no
 future occurrence) with a message naming the field; the rules themselves live
-in :mod:`cereal._names`, :mod:`cereal.values`, :mod:`cereal.recurrence`,
-:mod:`cereal.retry` and :mod:`cereal._time`.
+in :mod:`cereal.checks.names`, :mod:`cereal.values`, :mod:`cereal.recurrence`,
+:mod:`cereal.retry` and :mod:`cereal.checks.times`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ import json
 from datetime import datetime
 from typing import Any
 
-from cereal import _names, _time, errors, values
+from cereal import errors, values
 from cereal import recurrence as _recurrence
+from cereal.checks import names as name_checks
+from cereal.checks import times
 from cereal.models import NewTask
 from cereal.retry import load_policy
 
 
 def check_pair(workflow_name: object, instance_name: object) -> None:
-    """Refuse a bad workflow or instance name (see :func:`cereal._names.check_name`)."""
-    _names.check_name(workflow_name, what="workflow name")
-    _names.check_name(instance_name, what="instance name")
+    """Refuse a bad workflow or instance name (see :func:`cereal.checks.names.check_name`)."""
+    name_checks.check_name(workflow_name, what="workflow name")
+    name_checks.check_name(instance_name, what="instance name")
 
 
 def positive_int(value: object, name: str) -> int:
@@ -66,7 +68,7 @@ def expiry_seconds(value: object, name: str) -> float:
         TypeError: not a number of seconds or a ``timedelta``.
         ValueError: not finite, not above 0, or over :data:`MAX_EXPIRY`.
     """
-    result = _time.seconds(value, name=name)  # type: ignore[arg-type]
+    result = times.seconds(value, name=name)  # type: ignore[arg-type]
     if not 0 < result <= MAX_EXPIRY:
         raise ValueError(f"{name} must be above 0 and at most {MAX_EXPIRY:.0f} s, got {value!r}")
     return result
@@ -79,7 +81,7 @@ def sweep_expiry_seconds(value: object, name: str) -> float:
         TypeError: not a number of seconds or a ``timedelta``.
         ValueError: negative, not finite, or over :data:`MAX_EXPIRY`.
     """
-    result = _time.seconds(value, name=name)  # type: ignore[arg-type]
+    result = times.seconds(value, name=name)  # type: ignore[arg-type]
     if result > MAX_EXPIRY:
         raise ValueError(f"{name} must be at most {MAX_EXPIRY:.0f} s, got {value!r}")
     return result
@@ -103,7 +105,7 @@ async def first_due(rule: str) -> datetime:
     Raises:
         InvalidScheduleError: the rule has no future occurrence.
     """
-    due = await _recurrence.next_after_off_loop(rule, _time.utcnow())
+    due = await _recurrence.next_after_off_loop(rule, times.utcnow())
     if due is None:
         raise errors.InvalidScheduleError(
             f"workflow schedule is not valid: recurrence {rule!r} has no future occurrence"
@@ -155,9 +157,9 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
     Raises:
         ValueError / TypeError: naming the field (``where`` says which task).
     """
-    _names.check_name(task.task_name, what=f"{where} task name")
+    name_checks.check_name(task.task_name, what=f"{where} task name")
     check_encoded_value(task.parameters, where=f"{where} parameters", max_bytes=max_bytes)
     if task.start_after is not None:
-        _time.to_utc(task.start_after, name=f"{where} start_after")
+        times.to_utc(task.start_after, name=f"{where} start_after")
     check_stored_retry_policy(task.retry_policy, where=f"{where} retry_policy")
     return task

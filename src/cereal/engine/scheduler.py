@@ -30,9 +30,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from cereal import _time, errors, recurrence
-from cereal._waits import wait_for_event
+from cereal import errors, recurrence
+from cereal.checks import times
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter
+from cereal.engine.waits import wait_for_event
 from cereal.models import RunOutcome, Schedule
 from cereal.observe import Observer
 
@@ -77,7 +78,7 @@ class WorkflowScheduler:
         on_enqueued: Callable[[], None],
         max_wakeup_interval: float,
         late_warning_threshold: float,
-        clock: Callable[[], datetime] = _time.utcnow,
+        clock: Callable[[], datetime] = times.utcnow,
         observer: Observer | None = None,
     ) -> None:
         self._driver = driver

@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cereal import _failures, errors, values
-from cereal._waits import ClaimPacer, wait_all_or, wait_for_event
+from cereal import errors, values
 from cereal.drivers.base import Driver, TaskCompleter
+from cereal.engine import failures
+from cereal.engine.waits import ClaimPacer, wait_all_or, wait_for_event
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
 from cereal.models import FailureDetails, TaskData, TaskStatus
 from cereal.observe import Observer, TaskObservation, note_task_retried
@@ -356,7 +357,7 @@ class TaskRunner:
         if failure is not None:
             if not isinstance(failure, Exception):
                 raise failure
-            described = _failures.describe(failure)
+            described = failures.describe(failure)
             return _Outcome(error=described.error, failure=described, exception=failure)
         try:
             encoded = values.encode(
