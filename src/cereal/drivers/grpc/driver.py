@@ -66,7 +66,6 @@ from cereal.models import (
     TaskData,
     TaskQueueStats,
     WorkerInfo,
-    WorkflowEvent,
     WorkflowInstanceData,
 )
 
@@ -323,12 +322,6 @@ class GrpcDriver(Driver):
                 parameters=convert.value_to_pb(parameters),
             ),
         )
-
-    async def dequeue_workflow(
-        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
-    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
-        """See :meth:`Driver.dequeue_workflow`."""
-        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,
