@@ -19,9 +19,8 @@ conversion does no type inspection:
 
 A dataclass field without a message field of the same name, or of a type
 that field cannot carry, fails when the codec is built (at import), not on
-the wire. A :class:`WrittenCodec` holds a conversion written out by hand, for
-records whose message is shaped differently and for the hot path's records,
-where the generic walk costs measurably more (see :mod:`.convert`).
+the wire. A :class:`WrittenCodec` offers functions written out by hand in the
+same shape (:mod:`.convert` says which records have one, and why).
 """
 
 from __future__ import annotations
