@@ -47,7 +47,6 @@ from cereal.models import (
     WorkflowInstanceStatus,
 )
 from cereal.wire import convert
-from cereal.wire import convert_views as views
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
@@ -91,12 +90,12 @@ METADATA = TaskMetadata(
 
 def _through_event(result: TaskResultData) -> TaskResultData | None:
     event = WorkflowEvent(WorkflowEventType.TASK_COMPLETE, FAILED_RUN, 1, 1, T0, result)
-    return convert.event_from_pb(convert.event_to_pb(event)).task_result
+    return convert.EVENT.from_pb(convert.EVENT.to_pb(event)).task_result
 
 
 def _through_task(metadata: TaskMetadata) -> TaskMetadata:
     task = TaskData(name="t", parameters=None, metadata=metadata)
-    return convert.task_from_pb(convert.task_to_pb(task)).metadata
+    return convert.TASK.from_pb(convert.TASK.to_pb(task)).metadata
 
 
 def _through_update(update: ScheduleUpdate) -> ScheduleUpdate:
@@ -104,24 +103,24 @@ def _through_update(update: ScheduleUpdate) -> ScheduleUpdate:
 
 
 def _through_retention(retention: HistoryRetention) -> HistoryRetention:
-    return convert.retention_from_pb(convert.sweep_request(1.0, retention))
+    return convert.RETENTION.from_pb(convert.sweep_request(1.0, retention))
 
 
 # (a fully set sample, a round trip through its message)
 ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
-    (FAILED_RUN, lambda x: convert.instance_from_pb(convert.instance_to_pb(x))),
+    (FAILED_RUN, lambda x: convert.INSTANCE.from_pb(convert.INSTANCE.to_pb(x))),
     (FAILED_RESULT, _through_event),
     (
         WorkflowEvent(WorkflowEventType.TASK_COMPLETE, FAILED_RUN, 4, 2, T2, FAILED_RESULT),
-        lambda x: convert.event_from_pb(convert.event_to_pb(x)),
+        lambda x: convert.EVENT.from_pb(convert.EVENT.to_pb(x)),
     ),
     (
         NewTask("t", b"x", start_after=T1, traceparent=TRACEPARENT, retry_policy=POLICY),
-        lambda x: convert.new_task_from_pb(convert.new_task_to_pb(x)),
+        lambda x: convert.NEW_TASK.from_pb(convert.NEW_TASK.to_pb(x)),
     ),
     (
         TaskData(name="t", parameters=b"x", metadata=METADATA, retry_policy=POLICY),
-        lambda x: convert.task_from_pb(convert.task_to_pb(x)),
+        lambda x: convert.TASK.from_pb(convert.TASK.to_pb(x)),
     ),
     (METADATA, _through_task),
     (
@@ -140,7 +139,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
             catch_up_window=30.5,
             run_pending=True,
         ),
-        lambda x: convert.schedule_from_pb(convert.schedule_to_pb(x)),
+        lambda x: convert.SCHEDULE.from_pb(convert.SCHEDULE.to_pb(x)),
     ),
     (
         ScheduleUpdate(
@@ -158,7 +157,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         ListWorkflowFilter(
             workflow_name="wf", instance_name="inst", is_running=False, limit=0, offset=20
         ),
-        lambda x: convert.filter_from_pb(convert.filter_to_pb(x)),
+        lambda x: convert.LISTING.from_pb(convert.LISTING.to_pb(x)),
     ),
     (
         SweepReport(
@@ -170,38 +169,38 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
             retried=(("wf", "t"),),
             given_up=("t of wf/inst",),
         ),
-        lambda x: convert.sweep_from_pb(convert.sweep_to_pb(x)),
+        lambda x: convert.SWEEP_REPORT.from_pb(convert.SWEEP_REPORT.to_pb(x)),
     ),
     (HistoryRetention(max_rows=5, margin_rows=1, max_age=60.0), _through_retention),
     (
         InstanceTask("id-1", "t", "running", b"", T0, T1, 2),
-        lambda x: views.instance_task_from_pb(views.instance_task_to_pb(x)),
+        lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),
     ),
     (
         InstanceEvent(
             3, WorkflowEventType.TASK_COMPLETE, T0, "t", TaskStatus.LOST, "gone", pending=True
         ),
-        lambda x: views.instance_event_from_pb(views.instance_event_to_pb(x)),
+        lambda x: convert.INSTANCE_EVENT.from_pb(convert.INSTANCE_EVENT.to_pb(x)),
     ),
     (
         TaskQueueStats("t", 4, 1, T0),
-        lambda x: views.queue_stats_from_pb(views.queue_stats_to_pb(x)),
+        lambda x: convert.QUEUE_STATS.from_pb(convert.QUEUE_STATS.to_pb(x)),
     ),
     (
         QueueDepth("workflow", "wf", 9, T1),
-        lambda x: views.queue_depth_from_pb(views.queue_depth_to_pb(x)),
+        lambda x: convert.QUEUE_DEPTH.from_pb(convert.QUEUE_DEPTH.to_pb(x)),
     ),
     (
         NewWorker("w-1", "host", 42, ("wf",), ("t", "u"), "1.2.3", 12.5),
-        lambda x: views.new_worker_from_pb(views.new_worker_to_pb(x)),
+        lambda x: convert.NEW_WORKER.from_pb(convert.NEW_WORKER.to_pb(x)),
     ),
     (
         WorkerInfo("w-1", "host", 42, T0, T2, ("wf",), ("t",), "1.2.3"),
-        lambda x: views.worker_info_from_pb(views.worker_info_to_pb(x)),
+        lambda x: convert.WORKER_INFO.from_pb(convert.WORKER_INFO.to_pb(x)),
     ),
     (
         FailureDetails("boom", "builtins.KeyError", "Traceback ..."),
-        lambda x: views.failure_from_pb(views.failure_to_pb(x)),
+        lambda x: convert.FAILURE.from_pb(convert.FAILURE.to_pb(x)),
     ),
 ]
 
@@ -225,13 +224,13 @@ def test_every_field_survives_its_message(
 
 def test_absent_optionals_stay_absent() -> None:
     bare_run = WorkflowInstanceData("wf", "inst", WorkflowInstanceStatus.RUNNING)
-    assert convert.instance_from_pb(convert.instance_to_pb(bare_run)) == bare_run
-    assert convert.new_task_from_pb(convert.new_task_to_pb(NewTask("t"))) == NewTask("t")
+    assert convert.INSTANCE.from_pb(convert.INSTANCE.to_pb(bare_run)) == bare_run
+    assert convert.NEW_TASK.from_pb(convert.NEW_TASK.to_pb(NewTask("t"))) == NewTask("t")
     bare_failure = FailureDetails("only text")
-    assert views.failure_from_pb(views.failure_to_pb(bare_failure)) == bare_failure
+    assert convert.FAILURE.from_pb(convert.FAILURE.to_pb(bare_failure)) == bare_failure
     assert _through_update(ScheduleUpdate()) == ScheduleUpdate()
     everything = ListWorkflowFilter()
-    assert convert.filter_from_pb(convert.filter_to_pb(everything)) == everything
+    assert convert.LISTING.from_pb(convert.LISTING.to_pb(everything)) == everything
 
 
 # kept by the base class for every driver, or meaningless across the wire

@@ -20,6 +20,7 @@ from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
 from cereal.retry import MAX_BACKOFF
 from cereal.values import DEFAULT_MAX_VALUE_BYTES, MAX_ERROR_CHARS
 from cereal.wire import convert
+from cereal.wire.codec import value_from_pb
 from cereal.wire.proto import cereal_v1_pb2 as pb
 
 
@@ -31,7 +32,7 @@ class RequestChecks:
 
     def value(self, holder: object, field: str, *, where: str) -> bytes | None:
         """The optional value in ``holder.field``, refused unless JSON within the limit."""
-        raw = convert.value_from_pb(holder, field)
+        raw = value_from_pb(holder, field)
         return validation.check_encoded_value(
             raw, where=f"{where} {field}", max_bytes=self.max_value_bytes
         )
@@ -118,7 +119,7 @@ class RequestChecks:
             self.value(carried, "payload", where="continue_")
             for index, task in enumerate(carried.tasks):
                 validation.check_new_task(
-                    convert.new_task_from_pb(task),
+                    convert.NEW_TASK.from_pb(task),
                     where=f"continue_ tasks[{index}]",
                     max_bytes=self.max_value_bytes,
                 )
@@ -148,7 +149,7 @@ class RequestChecks:
     def sweep(request: pb.SweepRequest) -> HistoryRetention:
         """A sweep's expiry and the retention it carries; returns that retention."""
         validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
-        return convert.retention_from_pb(request)  # HistoryRetention checks its own fields
+        return convert.RETENTION.from_pb(request)  # HistoryRetention checks its own fields
 
     @staticmethod
     def worker(request: pb.NewWorker) -> None:

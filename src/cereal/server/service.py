@@ -34,7 +34,7 @@ from cereal.models import TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert
-from cereal.wire import convert_views as views
+from cereal.wire.codec import time_from_pb, value_from_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN
 from cereal.wire.error_status import error_to_pb, is_carried, status_code
 from cereal.wire.metadata import DOMAIN_METADATA_KEY, ERROR_KEY
@@ -184,7 +184,7 @@ class CerealService(pb_grpc.CerealServicer):
         self._checks.pair(request)
         driver = await self._driver(context)
         found = await driver.get_workflow_instance(request.workflow_name, request.instance_name)
-        return convert.instance_to_pb(found)
+        return convert.INSTANCE.to_pb(found)
 
     @_unary
     async def ListWorkflowInstances(
@@ -193,9 +193,9 @@ class CerealService(pb_grpc.CerealServicer):
         """Instances matching the filter."""
         self._checks.listing(request)
         driver = await self._driver(context)
-        found = await driver.list_workflow_instances(convert.filter_from_pb(request))
+        found = await driver.list_workflow_instances(convert.LISTING.from_pb(request))
         return pb.ListWorkflowInstancesResponse(
-            instances=[convert.instance_to_pb(i) for i in found]
+            instances=[convert.INSTANCE.to_pb(i) for i in found]
         )
 
     @_unary
@@ -212,7 +212,7 @@ class CerealService(pb_grpc.CerealServicer):
             found = await driver.list_instance_tasks(*names)
         else:
             found = await driver.list_instance_tasks(*names, limit=limit, before=before)
-        return pb.ListInstanceTasksResponse(tasks=[views.instance_task_to_pb(t) for t in found])
+        return pb.ListInstanceTasksResponse(tasks=[convert.INSTANCE_TASK.to_pb(t) for t in found])
 
     @_unary
     async def ListInstanceEvents(
@@ -228,7 +228,9 @@ class CerealService(pb_grpc.CerealServicer):
             found = await driver.list_instance_events(*names)
         else:
             found = await driver.list_instance_events(*names, limit=limit, before=before)
-        return pb.ListInstanceEventsResponse(events=[views.instance_event_to_pb(e) for e in found])
+        return pb.ListInstanceEventsResponse(
+            events=[convert.INSTANCE_EVENT.to_pb(e) for e in found]
+        )
 
     # ---- queues and maintenance ---------------------------------------------------
 
@@ -239,14 +241,14 @@ class CerealService(pb_grpc.CerealServicer):
         """Queued and running tasks per task name."""
         driver = await self._driver(context)
         found = await driver.task_queue_stats()
-        return pb.TaskQueueStatsResponse(queues=[views.queue_stats_to_pb(q) for q in found])
+        return pb.TaskQueueStatsResponse(queues=[convert.QUEUE_STATS.to_pb(q) for q in found])
 
     @_unary
     async def QueueDepths(self, request: pb.Empty, context: Context) -> pb.QueueDepthsResponse:
         """Ready work per task and workflow name (metrics)."""
         driver = await self._driver(context)
         found = await driver.queue_depths()
-        return pb.QueueDepthsResponse(depths=[views.queue_depth_to_pb(d) for d in found])
+        return pb.QueueDepthsResponse(depths=[convert.QUEUE_DEPTH.to_pb(d) for d in found])
 
     @_unary
     async def Sweep(self, request: pb.SweepRequest, context: Context) -> pb.SweepResponse:
@@ -254,7 +256,7 @@ class CerealService(pb_grpc.CerealServicer):
         retention = self._checks.sweep(request)
         driver = await self._driver(context)
         driver.retention = retention
-        return convert.sweep_to_pb(await driver.sweep(request.task_expiry))
+        return convert.SWEEP_REPORT.to_pb(await driver.sweep(request.task_expiry))
 
     # ---- live workers -------------------------------------------------------------
 
@@ -263,7 +265,7 @@ class CerealService(pb_grpc.CerealServicer):
         """Store a starting worker's row in the domain's store."""
         self._checks.worker(request)
         driver = await self._driver(context)
-        await driver.register_worker(views.new_worker_from_pb(request))
+        await driver.register_worker(convert.NEW_WORKER.from_pb(request))
         return pb.Empty()
 
     @_unary
@@ -286,7 +288,7 @@ class CerealService(pb_grpc.CerealServicer):
         """The domain's live workers."""
         driver = await self._driver(context)
         found = await driver.list_workers()
-        return pb.ListWorkersResponse(workers=[views.worker_info_to_pb(w) for w in found])
+        return pb.ListWorkersResponse(workers=[convert.WORKER_INFO.to_pb(w) for w in found])
 
     # ---- schedules ----------------------------------------------------------------
 
@@ -297,7 +299,7 @@ class CerealService(pb_grpc.CerealServicer):
         """Store a new schedule."""
         parameters, rule = await self._checks.new_schedule(request)
         driver = await self._driver(context)
-        next_due_at = convert.time_from_pb(request, "next_due_at")
+        next_due_at = time_from_pb(request, "next_due_at")
         if next_due_at is None:
             raise ValueError("next_due_at is required")
         await driver.create_workflow_schedule(
@@ -319,7 +321,7 @@ class CerealService(pb_grpc.CerealServicer):
         """Every schedule of the domain."""
         driver = await self._driver(context)
         found = await driver.list_workflow_schedules()
-        return pb.ListSchedulesResponse(schedules=[convert.schedule_to_pb(s) for s in found])
+        return pb.ListSchedulesResponse(schedules=[convert.SCHEDULE.to_pb(s) for s in found])
 
     @_unary
     async def GetWorkflowSchedule(self, request: pb.InstanceKey, context: Context) -> pb.Schedule:
@@ -327,7 +329,7 @@ class CerealService(pb_grpc.CerealServicer):
         self._checks.pair(request)
         driver = await self._driver(context)
         found = await driver.get_workflow_schedule(request.workflow_name, request.instance_name)
-        return convert.schedule_to_pb(found)
+        return convert.SCHEDULE.to_pb(found)
 
     @_unary
     async def UpdateWorkflowSchedule(
@@ -351,7 +353,7 @@ class CerealService(pb_grpc.CerealServicer):
     async def GetNextScheduledWorkflow(self, request: pb.Empty, context: Context) -> pb.Schedule:
         """The enabled schedule due soonest."""
         driver = await self._driver(context)
-        return convert.schedule_to_pb(await driver.get_next_scheduled_workflow())
+        return convert.SCHEDULE.to_pb(await driver.get_next_scheduled_workflow())
 
     @_unary
     async def TriggerWorkflowSchedule(
@@ -394,7 +396,7 @@ class CerealService(pb_grpc.CerealServicer):
         try:
             batch = pb.ClaimedWorkflows(
                 instances=[
-                    pb.ClaimedInstance(events=[convert.event_to_pb(e) for e in events])
+                    pb.ClaimedInstance(events=[convert.EVENT.to_pb(e) for e in events])
                     for events, _ in claimed
                 ]
             )
@@ -452,7 +454,7 @@ class CerealService(pb_grpc.CerealServicer):
         leases = _Leases(leased)
         try:
             batch = pb.LeasedTasks(
-                tasks=[convert.task_to_pb(task) for task, _ in leased],
+                tasks=[convert.TASK.to_pb(task) for task, _ in leased],
                 lease_tokens=[completer.lease_token or "" for _, completer in leased],
             )
             await context.write(pb.TaskStreamResponse(leased=batch))
@@ -479,12 +481,12 @@ class CerealService(pb_grpc.CerealServicer):
                     await completer.heartbeat()
                     return False
                 if action == "succeed":
-                    await completer.succeed(convert.value_from_pb(report.succeed, "result"))
+                    await completer.succeed(value_from_pb(report.succeed, "result"))
                 elif action == "fail":
                     await completer.fail(report.fail)
                 elif action == "fail_with_details":
                     await completer.fail_with_details(
-                        views.failure_from_pb(report.fail_with_details)
+                        convert.FAILURE.from_pb(report.fail_with_details)
                     )
                 elif action == "abandon":
                     await completer.abandon()
@@ -547,7 +549,7 @@ class CerealService(pb_grpc.CerealServicer):
         try:
             await context.write(
                 pb.ScheduleStreamResponse(
-                    due=convert.schedule_to_pb(schedule), waiting_run=not completer.due
+                    due=convert.SCHEDULE.to_pb(schedule), waiting_run=not completer.due
                 )
             )
             request = await context.read()
@@ -590,13 +592,13 @@ async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -
     if action == "continue_":
         carried = decision.continue_
         await completer.continue_(
-            convert.value_from_pb(carried, "payload"),
-            [convert.new_task_from_pb(t) for t in carried.tasks],
+            value_from_pb(carried, "payload"),
+            [convert.NEW_TASK.from_pb(t) for t in carried.tasks],
         )
     elif action == "done":
-        await completer.done(convert.value_from_pb(decision.done, "result"))
+        await completer.done(value_from_pb(decision.done, "result"))
     elif decision.fail.HasField("error_type") or decision.fail.HasField("error_traceback"):
-        await completer.fail_with_details(views.failure_from_pb(decision.fail))
+        await completer.fail_with_details(convert.FAILURE.from_pb(decision.fail))
     else:
         await completer.fail(decision.fail.error)
 
@@ -658,7 +660,7 @@ async def _apply_schedule(
             ask = apply.run_and_advance
             outcome = await completer.run_and_advance(
                 run=ask.run,
-                next_due_at=convert.time_from_pb(ask, "next_due_at"),
+                next_due_at=time_from_pb(ask, "next_due_at"),
                 enabled=ask.enabled if ask.HasField("enabled") else None,
                 kill_error=ask.kill_error,
             )

@@ -3,7 +3,8 @@
 What both ends of a ``cereal serve`` connection must agree on, and nothing
 else: the service declared in ``proto/cereal_v1.proto`` with its generated
 modules (``python -m cereal.wire.codegen`` regenerates them), records of
-:mod:`cereal.models` to and from their messages (:mod:`.convert`), errors to
+:mod:`cereal.models` to and from their messages (:mod:`.convert`, one codec
+per record; the generic one is in :mod:`.codec`), errors to
 status codes and back (:mod:`.error_status`), the domain name rule
 (:mod:`.domain_names`), the request metadata keys (:mod:`.metadata`) and the
 message size limits and channel options (:mod:`.limits`).

@@ -58,7 +58,7 @@ from cereal.models import (
     WorkflowInstanceData,
 )
 from cereal.wire import convert
-from cereal.wire import convert_views as views
+from cereal.wire.codec import time_to_pb, value_to_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN, check_domain
 from cereal.wire.error_status import error_from_pb, error_from_rpc
 from cereal.wire.limits import MAX_MESSAGE_BYTES, channel_options, check_max_message_bytes
@@ -316,7 +316,7 @@ class GrpcDriver(Driver):
             pb.EnqueueWorkflowRequest(
                 workflow_name=workflow_name,
                 instance_name=instance_name,
-                parameters=convert.value_to_pb(parameters),
+                parameters=value_to_pb(parameters),
             ),
         )
 
@@ -363,7 +363,7 @@ class GrpcDriver(Driver):
         self._track(stream)
         return [
             (
-                [convert.event_from_pb(e) for e in claimed.events],
+                [convert.EVENT.from_pb(e) for e in claimed.events],
                 _RemoteWorkflowCompleter(self._loop(), stream, index),
             )
             for index, claimed in enumerate(instances)
@@ -393,14 +393,14 @@ class GrpcDriver(Driver):
             "GetWorkflowInstance",
             pb.InstanceKey(workflow_name=workflow_name, instance_name=instance_name),
         )
-        return convert.instance_from_pb(found)
+        return convert.INSTANCE.from_pb(found)
 
     async def list_workflow_instances(
         self, where: ListWorkflowFilter
     ) -> list[WorkflowInstanceData]:
         """See :meth:`Driver.list_workflow_instances`."""
-        found = await self._call("ListWorkflowInstances", convert.filter_to_pb(where))
-        return [convert.instance_from_pb(i) for i in found.instances]
+        found = await self._call("ListWorkflowInstances", convert.LISTING.to_pb(where))
+        return [convert.INSTANCE.from_pb(i) for i in found.instances]
 
     # ---- read-only inspection ------------------------------------------------------
 
@@ -419,7 +419,7 @@ class GrpcDriver(Driver):
                 workflow_name=workflow_name, instance_name=instance_name, limit=limit, before=before
             ),
         )
-        return [views.instance_task_from_pb(t) for t in found.tasks]
+        return [convert.INSTANCE_TASK.from_pb(t) for t in found.tasks]
 
     async def list_instance_events(
         self,
@@ -436,23 +436,23 @@ class GrpcDriver(Driver):
                 workflow_name=workflow_name, instance_name=instance_name, limit=limit, before=before
             ),
         )
-        return [views.instance_event_from_pb(e) for e in found.events]
+        return [convert.INSTANCE_EVENT.from_pb(e) for e in found.events]
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """See :meth:`Driver.task_queue_stats`."""
         found = await self._call("TaskQueueStats", pb.Empty())
-        return [views.queue_stats_from_pb(q) for q in found.queues]
+        return [convert.QUEUE_STATS.from_pb(q) for q in found.queues]
 
     async def queue_depths(self) -> list[QueueDepth]:
         """See :meth:`Driver.queue_depths`: the domain store's figures."""
         found = await self._call("QueueDepths", pb.Empty())
-        return [views.queue_depth_from_pb(d) for d in found.depths]
+        return [convert.QUEUE_DEPTH.from_pb(d) for d in found.depths]
 
     # ---- live workers (stored by the domain's store, stamped by its clock) ---------
 
     async def register_worker(self, worker: NewWorker) -> None:
         """See :meth:`Driver.register_worker`."""
-        await self._call("RegisterWorker", views.new_worker_to_pb(worker))
+        await self._call("RegisterWorker", convert.NEW_WORKER.to_pb(worker))
 
     async def refresh_worker(self, worker_id: str) -> bool:
         """See :meth:`Driver.refresh_worker`."""
@@ -466,7 +466,7 @@ class GrpcDriver(Driver):
     async def list_workers(self) -> list[WorkerInfo]:
         """See :meth:`Driver.list_workers`."""
         found = await self._call("ListWorkers", pb.Empty())
-        return [views.worker_info_from_pb(w) for w in found.workers]
+        return [convert.WORKER_INFO.from_pb(w) for w in found.workers]
 
     # ---- tasks ---------------------------------------------------------------------
 
@@ -513,7 +513,7 @@ class GrpcDriver(Driver):
         self._track(stream)
         leased: list[tuple[TaskData, TaskCompleter]] = []
         for index, task in enumerate(tasks):
-            data = convert.task_from_pb(task)
+            data = convert.TASK.from_pb(task)
             token = tokens[index] if index < len(tokens) and tokens[index] else None
             lease = _Lease(data.metadata.task_id, token, self._resume_lease)
             leased.append((data, _RemoteTaskCompleter(self._loop(), stream, index, lease)))
@@ -550,7 +550,7 @@ class GrpcDriver(Driver):
     async def sweep(self, task_expiry: float) -> SweepReport:
         """See :meth:`Driver.sweep` (the server sweeps on its own too)."""
         found = await self._call("Sweep", convert.sweep_request(task_expiry, self.retention))
-        return convert.sweep_from_pb(found)
+        return convert.SWEEP_REPORT.from_pb(found)
 
     # ---- schedules -----------------------------------------------------------------
 
@@ -572,10 +572,10 @@ class GrpcDriver(Driver):
             pb.CreateScheduleRequest(
                 workflow_name=workflow_name,
                 instance_name=instance_name,
-                parameters=convert.value_to_pb(parameters),
+                parameters=value_to_pb(parameters),
                 enabled=enabled,
                 recurrence=recurrence,
-                next_due_at=convert.time_to_pb(next_due_at),
+                next_due_at=time_to_pb(next_due_at),
                 overlap=overlap,
                 catch_up_window=catch_up_window,
             ),
@@ -584,7 +584,7 @@ class GrpcDriver(Driver):
     async def list_workflow_schedules(self) -> list[Schedule]:
         """See :meth:`Driver.list_workflow_schedules`."""
         found = await self._call("ListWorkflowSchedules", pb.Empty())
-        return [convert.schedule_from_pb(s) for s in found.schedules]
+        return [convert.SCHEDULE.from_pb(s) for s in found.schedules]
 
     async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
         """See :meth:`Driver.get_workflow_schedule`."""
@@ -592,7 +592,7 @@ class GrpcDriver(Driver):
             "GetWorkflowSchedule",
             pb.InstanceKey(workflow_name=workflow_name, instance_name=instance_name),
         )
-        return convert.schedule_from_pb(found)
+        return convert.SCHEDULE.from_pb(found)
 
     async def update_workflow_schedule(
         self, workflow_name: str, instance_name: str, update: ScheduleUpdate
@@ -631,11 +631,11 @@ class GrpcDriver(Driver):
                 await call.done_writing()
             raise error_from_pb(first.none)
         completer = _RemoteScheduleCompleter(self._loop(), call, due=not first.waiting_run)
-        return convert.schedule_from_pb(first.due), completer
+        return convert.SCHEDULE.from_pb(first.due), completer
 
     async def get_next_scheduled_workflow(self) -> Schedule:
         """See :meth:`Driver.get_next_scheduled_workflow`."""
-        return convert.schedule_from_pb(await self._call("GetNextScheduledWorkflow", pb.Empty()))
+        return convert.SCHEDULE.from_pb(await self._call("GetNextScheduledWorkflow", pb.Empty()))
 
     async def trigger_workflow_schedule(
         self, workflow_name: str, instance_name: str, kill_error: str
@@ -720,13 +720,13 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
     async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
         """See :meth:`WorkflowCompleter.continue_`."""
         carried = pb.Continue(
-            payload=convert.value_to_pb(payload), tasks=[convert.new_task_to_pb(t) for t in tasks]
+            payload=value_to_pb(payload), tasks=[convert.NEW_TASK.to_pb(t) for t in tasks]
         )
         await self._decide(self._decision(continue_=carried))
 
     async def done(self, result: bytes | None) -> None:
         """See :meth:`WorkflowCompleter.done`."""
-        await self._decide(self._decision(done=pb.Done(result=convert.value_to_pb(result))))
+        await self._decide(self._decision(done=pb.Done(result=value_to_pb(result))))
 
     async def fail(self, error: str) -> None:
         """See :meth:`WorkflowCompleter.fail`."""
@@ -734,7 +734,7 @@ class _RemoteWorkflowCompleter(WorkflowCompleter):
 
     async def fail_with_details(self, failure: FailureDetails) -> None:
         """See :meth:`WorkflowCompleter.fail_with_details`."""
-        await self._decide(self._decision(fail=views.failure_to_pb(failure)))
+        await self._decide(self._decision(fail=convert.FAILURE.to_pb(failure)))
 
     async def heartbeat(self) -> None:
         """See :meth:`WorkflowCompleter.heartbeat`."""
@@ -839,7 +839,7 @@ class _RemoteTaskCompleter(TaskCompleter):
 
     async def succeed(self, result: bytes | None) -> None:
         """See :meth:`TaskCompleter.succeed`."""
-        await self._report(True, succeed=pb.Succeed(result=convert.value_to_pb(result)))
+        await self._report(True, succeed=pb.Succeed(result=value_to_pb(result)))
 
     async def fail(self, error: str) -> None:
         """See :meth:`TaskCompleter.fail`."""
@@ -847,7 +847,7 @@ class _RemoteTaskCompleter(TaskCompleter):
 
     async def fail_with_details(self, failure: FailureDetails) -> None:
         """See :meth:`TaskCompleter.fail_with_details`."""
-        await self._report(True, fail_with_details=views.failure_to_pb(failure))
+        await self._report(True, fail_with_details=convert.FAILURE.to_pb(failure))
 
     async def abandon(self) -> None:
         """See :meth:`TaskCompleter.abandon`."""
@@ -907,7 +907,7 @@ class _RemoteScheduleCompleter(ScheduledWorkflowCompleter):
                 request_id=1,
                 run_and_advance=pb.RunAndAdvance(
                     run=run,
-                    next_due_at=convert.time_to_pb(next_due_at),
+                    next_due_at=time_to_pb(next_due_at),
                     enabled=enabled,
                     kill_error=kill_error,
                 ),
