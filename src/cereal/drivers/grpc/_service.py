@@ -28,7 +28,6 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from cereal import errors
-from cereal.drivers._expired import ExpiredLease, decide_expiry
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.drivers.grpc import _convert as convert
 from cereal.drivers.grpc import _convert_views as views
@@ -38,7 +37,9 @@ from cereal.drivers.grpc._errors import ERROR_KEY, error_to_pb, is_carried, stat
 from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
 from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
-from cereal.models import TaskData, check_overlap
+from cereal.engine.expiry import decide_expiry, warn_refused_policy
+from cereal.engine.sweep import sweep_store
+from cereal.models import ExpiredLease, TaskData, check_overlap
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ class CerealService(pb_grpc.CerealServicer):
         retention = self._checks.sweep(request)
         driver = await self._driver(context)
         driver.retention = retention
-        return convert.sweep_to_pb(await driver.sweep(request.task_expiry))
+        return convert.sweep_to_pb(await sweep_store(driver, request.task_expiry))
 
     # ---- live workers -------------------------------------------------------------
 
@@ -626,14 +627,23 @@ class _Leases:
                 continue
             task = self.tasks[index]
             meta = task.metadata
-            lease = ExpiredLease(meta.task_id, task.name, meta.workflow_name, meta.instance_name)
-            # as a sweep decides: an invalid stored policy is logged and gives no retry
-            decision = decide_expiry(lease, task.retry_policy, meta.attempt)
+            lease = ExpiredLease(
+                task_id=meta.task_id,
+                lease=completer.lease_token or "",
+                attempt=meta.attempt,
+                task_name=task.name,
+                workflow_name=meta.workflow_name,
+                instance_name=meta.instance_name,
+                retry_policy=task.retry_policy,
+            )
+            # as a sweep decides: an invalid stored policy gives no retry, and is logged
+            decision = decide_expiry(lease)
             try:
                 if decision.delay is not None:
                     await completer.retry(LOST_CLIENT_ERROR, decision.delay)
                 else:
                     await completer.abandon()
+                    warn_refused_policy(lease, decision)
             except errors.TaskLostError:
                 pass
             except Exception:
