@@ -24,17 +24,18 @@ from cereal.drivers.grpc.driver import (
     _RemoteWorkflowCompleter,
 )
 from cereal.models import (
+    ExpiredLease,
     FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     NewWorker,
     QueueDepth,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskMetadata,
     TaskQueueStats,
@@ -104,7 +105,7 @@ def _through_update(update: ScheduleUpdate) -> ScheduleUpdate:
 
 
 def _through_retention(retention: HistoryRetention) -> HistoryRetention:
-    return convert.retention_from_pb(convert.sweep_request(1.0, retention))
+    return convert.retention_from_pb(convert.trim_request(retention))
 
 
 # (a fully set sample, a round trip through its message)
@@ -161,16 +162,12 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         lambda x: convert.filter_from_pb(convert.filter_to_pb(x)),
     ),
     (
-        SweepReport(
-            expired_tasks=1,
-            released_claims=2,
-            trimmed_results=3,
-            notes=("n",),
-            retried_tasks=1,
-            retried=(("wf", "t"),),
-            given_up=("t of wf/inst",),
-        ),
-        lambda x: convert.sweep_from_pb(convert.sweep_to_pb(x)),
+        ExpiredLease("12", "a-lease", 3, "t", "wf", "inst", '{"max_attempts": 2}'),
+        lambda x: convert.expired_lease_from_pb(convert.expired_lease_to_pb(x)),
+    ),
+    (
+        LeaseSettlement("12", "a-lease", delay=2.5, error="why"),
+        lambda x: convert.settlement_from_pb(convert.settlement_to_pb(x)),
     ),
     (HistoryRetention(max_rows=5, margin_rows=1, max_age=60.0), _through_retention),
     (
@@ -232,6 +229,12 @@ def test_absent_optionals_stay_absent() -> None:
     assert _through_update(ScheduleUpdate()) == ScheduleUpdate()
     everything = ListWorkflowFilter()
     assert convert.filter_from_pb(convert.filter_to_pb(everything)) == everything
+    no_policy = ExpiredLease("1", "l", 1, "t", "wf", "inst", None)
+    assert convert.expired_lease_from_pb(convert.expired_lease_to_pb(no_policy)) == no_policy
+    lost = LeaseSettlement("1", "l")  # no delay: LOST
+    assert convert.settlement_from_pb(convert.settlement_to_pb(lost)) == lost
+    retry_now = LeaseSettlement("1", "l", delay=0.0)  # zero is a delay, not an absent one
+    assert convert.settlement_from_pb(convert.settlement_to_pb(retry_now)) == retry_now
 
 
 # kept by the base class for every driver, or meaningless across the wire

@@ -30,7 +30,6 @@ import grpc
 from cereal import errors
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.engine.expiry import decide_expiry, warn_refused_policy
-from cereal.engine.sweep import sweep_store
 from cereal.models import ExpiredLease, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
 from cereal.server.request_checks import RequestChecks
@@ -250,12 +249,50 @@ class CerealService(pb_grpc.CerealServicer):
         return pb.QueueDepthsResponse(depths=[views.queue_depth_to_pb(d) for d in found])
 
     @_unary
-    async def Sweep(self, request: pb.SweepRequest, context: Context) -> pb.SweepResponse:
-        """One maintenance sweep, under the caller's retention (now the domain's)."""
-        retention = self._checks.sweep(request)
+    async def ExpiredTaskLeases(
+        self, request: pb.ExpiredTaskLeasesRequest, context: Context
+    ) -> pb.ExpiredTaskLeasesResponse:
+        """Running tasks past their lease deadline, for the caller's sweep to decide."""
+        self._checks.expired_leases(request)
+        driver = await self._driver(context)
+        found = await driver.expired_task_leases(request.task_expiry, request.limit)
+        return pb.ExpiredTaskLeasesResponse(
+            leases=[convert.expired_lease_to_pb(lease) for lease in found]
+        )
+
+    @_unary
+    async def SettleExpiredLeases(
+        self, request: pb.SettleExpiredLeasesRequest, context: Context
+    ) -> pb.SettleExpiredLeasesResponse:
+        """Apply the caller's sweep decisions where their leases are still expired."""
+        self._checks.settlements(request)
+        driver = await self._driver(context)
+        applied = await driver.settle_expired_leases(
+            [convert.settlement_from_pb(each) for each in request.settlements],
+            task_expiry=request.task_expiry,
+        )
+        return pb.SettleExpiredLeasesResponse(task_ids=applied)
+
+    @_unary
+    async def ReleaseStaleClaims(
+        self, request: pb.ReleaseStaleClaimsRequest, context: Context
+    ) -> pb.ReleaseStaleClaimsResponse:
+        """Release workflow claims whose claimer stopped heartbeating."""
+        self._checks.stale_claims(request)
+        driver = await self._driver(context)
+        return pb.ReleaseStaleClaimsResponse(
+            released=await driver.release_stale_claims(request.task_expiry)
+        )
+
+    @_unary
+    async def TrimHistory(
+        self, request: pb.TrimHistoryRequest, context: Context
+    ) -> pb.TrimHistoryResponse:
+        """Trim finished runs under the caller's retention (now the domain's)."""
+        retention = self._checks.trim(request)
         driver = await self._driver(context)
         driver.retention = retention
-        return convert.sweep_to_pb(await sweep_store(driver, request.task_expiry))
+        return pb.TrimHistoryResponse(trimmed=await driver.trim_history(retention))
 
     # ---- live workers -------------------------------------------------------------
 

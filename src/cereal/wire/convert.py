@@ -13,12 +13,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cereal.models import (
     UNSET,
+    ExpiredLease,
     HistoryRetention,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskMetadata,
     TaskResultData,
@@ -311,47 +312,63 @@ def filter_from_pb(message: pb.ListWorkflowInstancesRequest) -> ListWorkflowFilt
     )
 
 
-def sweep_to_pb(report: SweepReport) -> pb.SweepResponse:
-    """A sweep report as its response."""
-    return pb.SweepResponse(
-        expired_tasks=report.expired_tasks,
-        released_claims=report.released_claims,
-        trimmed_results=report.trimmed_results,
-        notes=list(report.notes),
-        retried_tasks=report.retried_tasks,
-        retried=[
-            pb.RetriedTask(workflow_name=workflow, task_name=task)
-            for workflow, task in report.retried
-        ],
-        given_up=list(report.given_up),
+def expired_lease_to_pb(lease: ExpiredLease) -> pb.ExpiredLease:
+    """An expired lease as a message."""
+    return pb.ExpiredLease(
+        task_id=lease.task_id,
+        lease=lease.lease,
+        attempt=lease.attempt,
+        task_name=lease.task_name,
+        workflow_name=lease.workflow_name,
+        instance_name=lease.instance_name,
+        retry_policy=lease.retry_policy,
     )
 
 
-def sweep_from_pb(message: pb.SweepResponse) -> SweepReport:
-    """The sweep report a response carries."""
-    return SweepReport(
-        expired_tasks=message.expired_tasks,
-        released_claims=message.released_claims,
-        trimmed_results=message.trimmed_results,
-        notes=tuple(message.notes),
-        retried_tasks=message.retried_tasks,
-        retried=tuple((each.workflow_name, each.task_name) for each in message.retried),
-        given_up=tuple(message.given_up),
+def expired_lease_from_pb(message: pb.ExpiredLease) -> ExpiredLease:
+    """The expired lease a message carries."""
+    return ExpiredLease(
+        task_id=message.task_id,
+        lease=message.lease,
+        attempt=message.attempt,
+        task_name=message.task_name,
+        workflow_name=message.workflow_name,
+        instance_name=message.instance_name,
+        retry_policy=message.retry_policy if message.HasField("retry_policy") else None,
     )
 
 
-def sweep_request(task_expiry: float, retention: HistoryRetention) -> pb.SweepRequest:
-    """A sweep request carrying the caller's retention."""
-    return pb.SweepRequest(
-        task_expiry=task_expiry,
+def settlement_to_pb(settlement: LeaseSettlement) -> pb.LeaseSettlement:
+    """A sweep's decision for one lease as a message."""
+    return pb.LeaseSettlement(
+        task_id=settlement.task_id,
+        lease=settlement.lease,
+        delay=settlement.delay,
+        error=settlement.error,
+    )
+
+
+def settlement_from_pb(message: pb.LeaseSettlement) -> LeaseSettlement:
+    """The decision for one lease a message carries."""
+    return LeaseSettlement(
+        task_id=message.task_id,
+        lease=message.lease,
+        delay=message.delay if message.HasField("delay") else None,
+        error=message.error,
+    )
+
+
+def trim_request(retention: HistoryRetention) -> pb.TrimHistoryRequest:
+    """A trim request carrying the caller's retention."""
+    return pb.TrimHistoryRequest(
         max_rows=retention.max_rows,
         margin_rows=retention.margin_rows,
         max_age=retention.max_age,
     )
 
 
-def retention_from_pb(message: pb.SweepRequest) -> HistoryRetention:
-    """The retention a sweep request carries."""
+def retention_from_pb(message: pb.TrimHistoryRequest) -> HistoryRetention:
+    """The retention a trim request carries (``HistoryRetention`` checks its fields)."""
     return HistoryRetention(
         max_rows=message.max_rows,
         margin_rows=message.margin_rows,
