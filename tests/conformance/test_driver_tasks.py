@@ -10,6 +10,7 @@ import pytest
 from cereal import errors
 from cereal.checks.times import utcnow
 from cereal.drivers import Driver, TaskCompleter
+from cereal.engine.sweep import sweep_store
 from cereal.models import (
     ExpiredLease,
     HistoryRetention,
@@ -397,6 +398,20 @@ async def test_a_settlement_applies_only_while_its_lease_is_still_expired(
     await reclaimed.succeed(None)
     with pytest.raises(errors.TaskLostError):
         await holders[b"3"].heartbeat()
+
+
+async def test_a_sweep_settles_a_backlog_larger_than_its_batch(driver: Driver) -> None:
+    # Given five expired leases and a sweep that reads and settles two at a time
+    await started(driver, tasks=[NewTask("t", f"{n}".encode()) for n in range(5)])
+    assert len(await driver.dequeue_tasks("t", 5, task_expiry=0.01)) == 5
+    await expired_leases(driver, 5)
+
+    # When one sweep runs
+    report = await sweep_store(driver, 3600, batch=2)
+
+    # Then all five are LOST (three batches: two full, one short)
+    assert report.expired_tasks == 5
+    assert await driver.expired_task_leases(3600, 100) == []
 
 
 # ---- leases judged by their holder's expiry (several Managers, different task_expiry) ----------

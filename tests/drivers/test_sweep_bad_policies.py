@@ -29,6 +29,7 @@ from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._db import QUERIES
 from cereal.drivers.sqlite import SQLiteDriver
+from cereal.engine.sweep import sweep_store
 from cereal.instance import TaskResult
 from cereal.models import HistoryRetention, NewTask
 from tests.conformance._driver_helpers import finished, started, sweep, take
@@ -323,3 +324,24 @@ async def test_a_postgres_sweep_skipping_a_held_instance_keeps_none_of_its_tasks
             "SELECT id FROM cereal_tasks WHERE state = 'running' FOR UPDATE SKIP LOCKED"
         ).fetchall()
         assert len(free) == 2
+
+
+async def test_a_postgres_sweep_ends_when_another_holds_every_expired_lease(
+    postgres_dsn: str,
+) -> None:
+    # Given expired leases whose instance another transaction holds
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
+        assert len(await driver.dequeue_tasks("t", 2)) == 2
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE cereal_tasks SET heartbeat_at = now() - interval '1 hour'")
+        with psycopg.connect(postgres_dsn) as holder:
+            holder.execute("SELECT id FROM cereal_workflow_instances FOR NO KEY UPDATE")
+
+            # When a sweep reading one lease at a time runs meanwhile
+            report = await sweep_store(driver, 60.0, batch=1)
+
+            # Then it ends without settling them (no loop over leases it cannot lock)
+            assert (report.expired_tasks, report.retried_tasks, report.notes) == (0, 0, ())
+        # and once the holder is gone, the next sweep settles both
+        assert (await sweep_store(driver, 60.0, batch=1)).expired_tasks == 2
