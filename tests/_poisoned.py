@@ -6,7 +6,7 @@ import sqlite3
 
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.models import NewTask
-from tests.conformance._driver_helpers import started
+from tests.conformance._driver_helpers import started, sweep
 
 BAD_POLICY = (
     '{"max_attempts": 2.5, "initial_backoff": 1, "max_backoff": 10, "multiplier": 2, "jitter": 0}'
@@ -32,7 +32,7 @@ async def lose_a_task_to_a_bad_policy(path: str, workflow: str, instance: str) -
             )
         finally:
             conn.close()
-        report = await driver.sweep(task_expiry=3600)
+        report = await sweep(driver, task_expiry=3600)
         assert report.expired_tasks == 1, report
     finally:
         await driver.close()

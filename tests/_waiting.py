@@ -19,6 +19,7 @@ import pytest
 
 from cereal.checks.times import utcnow
 from cereal.drivers import Driver
+from cereal.engine.sweep import sweep_store
 
 DEADLINE = 15.0
 _POLL = 0.01
@@ -117,7 +118,7 @@ async def sweep_until(driver: Driver, counter: str, expected: int, *, task_expir
 
     async def reached() -> bool:
         nonlocal total
-        total += int(getattr(await driver.sweep(task_expiry), counter))
+        total += int(getattr(await sweep_store(driver, task_expiry), counter))
         return total >= expected
 
     await wait_until(reached, what=f"sweeps to report {counter}={expected}")

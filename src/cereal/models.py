@@ -462,8 +462,42 @@ class SweepReport:
     """Expired leases reported LOST because their stored retry policy was refused: who, which.
 
     Each is also logged at WARNING, and its LOST result's error text says why.
-    (Not carried over gRPC: the server that swept logs them.)
     """
+
+
+@dataclass(frozen=True)
+class ExpiredLease:
+    """A running task whose lease deadline has passed, as a store reports it to a sweep.
+
+    ``lease`` is what fences the lease (the store's token for this claim of
+    the task): a settlement naming it changes the task only while the task
+    still runs under that same lease, past its deadline.
+    """
+
+    task_id: str
+    lease: str
+    attempt: int
+    """The attempt the lease was running (1 for the first)."""
+    task_name: str
+    workflow_name: str
+    instance_name: str
+    retry_policy: str | None
+    """The task's stored retry policy (JSON text, unparsed), or ``None``."""
+
+
+@dataclass(frozen=True)
+class LeaseSettlement:
+    """What a sweep decided for one :class:`ExpiredLease`: retry after a delay, or LOST.
+
+    With ``delay`` set the task is queued again ``delay`` seconds from now
+    (the store's clock); with ``delay`` ``None`` it becomes a ``LOST`` result
+    with the error text ``error`` and a ``task_complete`` event.
+    """
+
+    task_id: str
+    lease: str
+    delay: float | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from cereal.checks.times import utcnow
 from cereal.drivers import Driver, WorkflowCompleter, WorkKind
-from cereal.models import NewTask, WorkflowEvent
+from cereal.engine.sweep import sweep_store
+from cereal.models import NewTask, SweepReport, WorkflowEvent
 from tests._waiting import wait_until
 
 WF = "wf"
@@ -29,6 +30,11 @@ def ago(seconds: float) -> timedelta:
 def hour_ahead() -> datetime:
     """An instant one hour from now (aware UTC)."""
     return utcnow() + timedelta(hours=1)
+
+
+async def sweep(driver: Driver, task_expiry: float) -> SweepReport:
+    """One maintenance sweep of ``driver``'s store, as a Manager's sweeper runs it."""
+    return await sweep_store(driver, task_expiry)
 
 
 async def take(

@@ -17,7 +17,7 @@ from cereal.models import (
     TaskStatus,
     WorkflowEventType,
 )
-from tests.conformance._driver_helpers import ODD_NAMES, finished, started, take
+from tests.conformance._driver_helpers import ODD_NAMES, finished, started, sweep, take
 
 
 def _pairs(found: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
@@ -152,14 +152,14 @@ async def test_event_history_is_trimmed_with_its_finished_runs(driver: Driver) -
     await started(driver, "wf", "live")
     # `retention` is the base class's public attribute; sweep reads it each time
     driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
-    report = await driver.sweep(task_expiry=60.0)
+    report = await sweep(driver, task_expiry=60.0)
 
     assert report.trimmed_results == 2
     assert await driver.list_instance_events("wf", "a") == []
     assert len(await driver.list_instance_events("wf", "b")) == 1
     assert len(await driver.list_instance_events("wf", "live")) == 1
     driver.retention = HistoryRetention(max_rows=0, margin_rows=0)
-    await driver.sweep(task_expiry=60.0)
+    await sweep(driver, task_expiry=60.0)
     assert await driver.list_instance_events("wf", "b") == []
     # a live instance's history does not depend on finished runs
     assert len(await driver.list_instance_events("wf", "live")) == 1
@@ -169,7 +169,7 @@ async def test_a_new_run_keeps_its_history_when_older_runs_are_trimmed(driver: D
     await finished(driver)
     await started(driver, tasks=[NewTask("t1", None)])
     driver.retention = HistoryRetention(max_rows=0, margin_rows=0)
-    assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 1
+    assert (await sweep(driver, task_expiry=60.0)).trimmed_results == 1
     [(_, completer)] = await driver.dequeue_tasks("t1", 1)
     await completer.succeed(None)
     assert _story(await driver.list_instance_events("wf", "inst")) == [

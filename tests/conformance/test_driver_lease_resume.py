@@ -13,7 +13,7 @@ from cereal import errors
 from cereal.drivers import Driver
 from cereal.models import NewTask, TaskStatus
 from tests._waiting import wait_until
-from tests.conformance._driver_helpers import WF, started
+from tests.conformance._driver_helpers import WF, started, sweep
 
 pytestmark = pytest.mark.requires("resumable_leases")
 
@@ -88,7 +88,7 @@ async def test_an_expired_lease_is_not_resurrected(driver: Driver) -> None:
     assert lease.lease_token
 
     async def swept() -> bool:
-        return (await driver.sweep(3600.0)).expired_tasks == 1
+        return (await sweep(driver, 3600.0)).expired_tasks == 1
 
     await wait_until(swept, what="the lease expired and was swept")
     with pytest.raises(errors.TaskLostError):

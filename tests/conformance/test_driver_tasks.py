@@ -10,8 +10,11 @@ import pytest
 from cereal import errors
 from cereal.checks.times import utcnow
 from cereal.drivers import Driver, TaskCompleter
+from cereal.engine.sweep import sweep_store
 from cereal.models import (
+    ExpiredLease,
     HistoryRetention,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     SweepReport,
@@ -25,6 +28,7 @@ from tests.conformance._driver_helpers import (
     finished,
     hour_ahead,
     started,
+    sweep,
     take,
 )
 
@@ -48,7 +52,7 @@ async def sweep_until_expired(driver: Driver, count: int = 1) -> SweepReport:
     reports: list[SweepReport] = []
 
     async def expired() -> bool:
-        reports.append(await driver.sweep(task_expiry=3600))
+        reports.append(await sweep(driver, task_expiry=3600))
         return sum(report.expired_tasks for report in reports) >= count
 
     await wait_until(expired, what=f"{count} lease(s) expired")
@@ -311,7 +315,7 @@ async def test_sweep_spares_fresh_leases(driver: Driver) -> None:
     await started(driver, tasks=[NewTask("t")])
     completer = await claim_one(driver)
 
-    report = await driver.sweep(task_expiry=3600)
+    report = await sweep(driver, task_expiry=3600)
 
     assert report.expired_tasks == 0
     await completer.heartbeat()
@@ -319,8 +323,95 @@ async def test_sweep_spares_fresh_leases(driver: Driver) -> None:
 
 
 async def test_sweep_on_an_empty_store(driver: Driver) -> None:
-    report = await driver.sweep(task_expiry=0)
+    report = await sweep(driver, task_expiry=0)
     assert (report.expired_tasks, report.trimmed_results) == (0, 0)
+
+
+async def expired_leases(driver: Driver, count: int) -> list[ExpiredLease]:
+    """Read expired leases (sweeper expiry an hour) until ``count`` are; in task id order."""
+    found: list[ExpiredLease] = []
+
+    async def all_expired() -> bool:
+        nonlocal found
+        found = await driver.expired_task_leases(3600, 100)
+        return len(found) >= count
+
+    await wait_until(all_expired, what=f"{count} lease(s) past their deadline")
+    return sorted(found, key=lambda lease: int(lease.task_id))
+
+
+async def test_a_settlement_applies_only_while_its_lease_is_still_expired(
+    driver: Driver,
+) -> None:
+    # Given four leases past their holder's 10 ms expiry, as a sweep reads them
+    await started(driver, tasks=[NewTask("t", f"{n}".encode()) for n in range(1, 5)])
+    leased = await driver.dequeue_tasks("t", 4, task_expiry=0.01)
+    holders = {data.parameters: completer for data, completer in leased}
+    expired = await expired_leases(driver, 4)
+    ids = {data.parameters: data.metadata.task_id for data, _ in leased}
+    assert [lease.task_id for lease in expired] == [ids[b"1"], ids[b"2"], ids[b"3"], ids[b"4"]]
+    assert {(lease.task_name, lease.workflow_name, lease.instance_name) for lease in expired} == {
+        ("t", WF, INST)
+    }
+    assert {(lease.attempt, lease.retry_policy) for lease in expired} == {(1, None)}
+    first, second, third, fourth = expired
+
+    # When, before the settlement, the first task completes and the second is handed
+    # back and claimed again (a new lease, an hour long)
+    await holders[b"1"].succeed(b'"done"')
+    assert await holders[b"2"].hand_back()
+    [(again, reclaimed)] = await driver.dequeue_tasks("t", 1, task_expiry=3600)
+    assert again.metadata.task_id == second.task_id
+    # ... and a sweep settles all four (the third as LOST, the fourth to retry at once),
+    # plus settlements naming a lease or a task that does not exist
+    settlements = [
+        LeaseSettlement(first.task_id, first.lease, delay=0.0),
+        LeaseSettlement(second.task_id, second.lease, error="swept"),
+        LeaseSettlement(third.task_id, third.lease, error="swept"),
+        LeaseSettlement(fourth.task_id, fourth.lease, delay=0.0),
+        LeaseSettlement(third.task_id, "not the lease", error="wrong"),
+        LeaseSettlement("999999999", third.lease, error="wrong"),
+    ]
+    applied = await driver.settle_expired_leases(settlements, task_expiry=3600)
+
+    # Then only the two leases still expired are settled, each once
+    assert sorted(applied, key=int) == [third.task_id, fourth.task_id]
+    assert await driver.settle_expired_leases(settlements, task_expiry=3600) == []
+    # the completed task's result stands, the expired third is LOST with the text given
+    outcomes = []
+    for _ in range(2):
+        event, workflow = await take(driver)
+        async with workflow:
+            result = event.task_result
+            assert result is not None
+            outcomes.append((result.parameters, result.status, result.result, result.error_text))
+            await workflow.continue_(None, [])
+    assert outcomes == [
+        (b"1", TaskStatus.SUCCESS, b'"done"', ""),
+        (b"3", TaskStatus.LOST, None, "swept"),
+    ]
+    # the fourth is queued again: its next claim is its second attempt
+    [(retried, _)] = await driver.dequeue_tasks("t", 1, task_expiry=3600)
+    assert (retried.parameters, retried.metadata.attempt) == (b"4", 2)
+    # the second runs on under its new lease
+    await reclaimed.heartbeat()
+    await reclaimed.succeed(None)
+    with pytest.raises(errors.TaskLostError):
+        await holders[b"3"].heartbeat()
+
+
+async def test_a_sweep_settles_a_backlog_larger_than_its_batch(driver: Driver) -> None:
+    # Given five expired leases and a sweep that reads and settles two at a time
+    await started(driver, tasks=[NewTask("t", f"{n}".encode()) for n in range(5)])
+    assert len(await driver.dequeue_tasks("t", 5, task_expiry=0.01)) == 5
+    await expired_leases(driver, 5)
+
+    # When one sweep runs
+    report = await sweep_store(driver, 3600, batch=2)
+
+    # Then all five are LOST (three batches: two full, one short)
+    assert report.expired_tasks == 5
+    assert await driver.expired_task_leases(3600, 100) == []
 
 
 # ---- leases judged by their holder's expiry (several Managers, different task_expiry) ----------
@@ -335,7 +426,7 @@ async def test_a_short_expiry_sweep_spares_a_lease_within_its_holders_expiry(
     await clock_passes(0.05)
 
     # When a sweeper whose own expiry is 10 ms sweeps
-    report = await driver.sweep(task_expiry=0.01)
+    report = await sweep(driver, task_expiry=0.01)
 
     # Then the lease is still held: it is judged by its holder's expiry
     assert report.expired_tasks == 0
@@ -381,7 +472,7 @@ async def test_heartbeat_renews_a_lease_by_its_holders_expiry(driver: Driver) ->
 
     # When a sweeper with a 10 ms expiry sweeps after more time passed
     await clock_passes(0.05)
-    spared = await driver.sweep(task_expiry=0.01)
+    spared = await sweep(driver, task_expiry=0.01)
 
     # Then the heartbeat renewed it by its holder's hour, not by the sweeper's 10 ms
     assert spared.expired_tasks == 0
@@ -418,12 +509,12 @@ async def test_sweep_trims_history_by_count(driver: Driver) -> None:
         await after_end_of(driver, f"i{n}")  # distinct end times, so the order is unambiguous
     await driver.enqueue_workflow("other", "live", None)
 
-    assert (await driver.sweep(task_expiry=3600)).trimmed_results == 0  # 5 rows: not over
+    assert (await sweep(driver, task_expiry=3600)).trimmed_results == 0  # 5 rows: not over
     await finished(driver, WF, "i5")
     await after_end_of(driver, "i5")
     await finished(driver, WF, "i6")
 
-    report = await driver.sweep(task_expiry=3600)
+    report = await sweep(driver, task_expiry=3600)
 
     assert report.trimmed_results == 4  # 7 rows -> the newest 3 are kept
     assert await history(driver) == ["i4", "i5", "i6"]
@@ -442,7 +533,7 @@ async def test_sweep_trims_history_by_age(driver: Driver) -> None:
     driver.retention = HistoryRetention(max_age=1.0)
     await finished(driver, WF, "new")
 
-    report = await driver.sweep(task_expiry=3600)
+    report = await sweep(driver, task_expiry=3600)
 
     assert report.trimmed_results == 1
     assert await history(driver) == ["new"]
@@ -456,7 +547,7 @@ async def test_trimming_keeps_a_newer_run_of_the_same_names(driver: Driver) -> N
     await after_end_of(driver, "other")
     await finished(driver, WF, INST, result=b"3")
 
-    await driver.sweep(task_expiry=3600)
+    await sweep(driver, task_expiry=3600)
 
     assert await history(driver) == [INST]
     assert (await driver.get_workflow_instance(WF, INST)).result == b"3"

@@ -9,6 +9,7 @@ from typing import Any
 
 from cereal import Decision, TaskStatus, WorkflowInstance, errors
 from cereal.drivers import Driver
+from tests.conformance._driver_helpers import sweep
 from tests.conformance._executors import INST, WF, AsyncBlocker, Flow, enqueue, register
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -143,7 +144,7 @@ async def test_a_short_expiry_managers_sweep_spares_a_long_expiry_managers_task(
         # next one is 30 s away) and the short-expiry side sweeps, by its sweeper and by hand
         since = time.monotonic()
         await eventually(lambda: time.monotonic() - since > 1.0, what="1 s passed")
-        report = await sweeper.sweep(0.2)
+        report = await sweep(sweeper, 0.2)
 
         # Then the task is still running under its holder's lease, not LOST
         assert report.expired_tasks == 0

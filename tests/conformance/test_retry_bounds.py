@@ -17,7 +17,7 @@ from cereal.drivers import Driver
 from cereal.models import NewTask
 from cereal.retry import MAX_BACKOFF
 from tests._waiting import wait_until
-from tests.conformance._driver_helpers import started
+from tests.conformance._driver_helpers import started, sweep
 from tests.conformance._executors import INST, WF, Flow, echo, register
 from tests.plugins.manager import MakeManager, wait_finished
 
@@ -64,7 +64,7 @@ async def test_a_policy_at_the_bounds_fits_every_store(driver: Driver) -> None:
 
     # When its lease expires and a sweep queues it again
     async def retried() -> bool:
-        return (await driver.sweep(task_expiry=3600)).retried_tasks == 1
+        return (await sweep(driver, task_expiry=3600)).retried_tasks == 1
 
     await wait_until(retried, what="the expired lease queued again")
 

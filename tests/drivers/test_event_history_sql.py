@@ -23,7 +23,7 @@ from cereal.drivers.sqlite._migrate import apply_migrations
 from cereal.drivers.sqlite._migrate import migrations as sqlite_migrations
 from cereal.models import HistoryRetention, NewTask, TaskStatus
 from tests._waiting import sweep_until
-from tests.conformance._driver_helpers import finished, started
+from tests.conformance._driver_helpers import finished, started, sweep
 from tests.drivers._postgres_schema import apply_migrations_by_hand
 
 _RUNS = (
@@ -72,12 +72,12 @@ async def test_trimming_keeps_the_history_of_the_runs_still_kept(store: Store) -
     assert store.runs_per_name() == [("a", 3), ("b", 1)]
 
     driver.retention = HistoryRetention(max_rows=3, margin_rows=0)
-    assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 1
+    assert (await sweep(driver, task_expiry=60.0)).trimmed_results == 1
     assert store.runs_per_name() == [("a", 2), ("b", 1)]
 
     await started(driver, "wf", "a")  # a live run of a trimmed pair keeps its history
     driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
-    assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 2
+    assert (await sweep(driver, task_expiry=60.0)).trimmed_results == 2
     assert store.runs_per_name() == [("a", 1), ("b", 1)]
     assert [e.pending for e in await driver.list_instance_events("wf", "a")] == [False]
 
@@ -92,7 +92,7 @@ async def test_a_killed_run_is_trimmed_with_its_history(store: Store) -> None:
     assert store.runs_per_name() == [("a", 2)]
 
     driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
-    assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 1
+    assert (await sweep(driver, task_expiry=60.0)).trimmed_results == 1
     assert store.runs_per_name() == [("a", 1)]
 
 

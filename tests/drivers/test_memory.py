@@ -13,6 +13,7 @@ from cereal.checks.times import utcnow
 from cereal.drivers import open_driver
 from cereal.drivers.memory import MemoryDriver
 from cereal.models import HistoryRetention, ListWorkflowFilter, NewTask, ScheduleUpdate
+from tests.conformance._driver_helpers import sweep
 
 
 def test_open_driver_builds_a_memory_driver() -> None:
@@ -107,7 +108,7 @@ async def test_history_is_not_trimmed_outside_sweep() -> None:
         await completer.done(None)
     assert len(await driver.list_workflow_instances(ListWorkflowFilter())) == 3
 
-    report = await driver.sweep(60)
+    report = await sweep(driver, 60)
 
     assert report.trimmed_results == 2
     assert [

@@ -13,6 +13,7 @@ import pytest
 from cereal import errors
 from cereal.drivers.postgres import PostgresDriver
 from cereal.models import NewTask, TaskStatus, WorkflowEventType
+from tests.conformance._driver_helpers import sweep
 
 WF = "wf"
 
@@ -62,7 +63,7 @@ async def test_a_zombie_cannot_complete_after_its_lease_expired(postgres_dsn: st
         expired = 0
         deadline = time.monotonic() + 15
         while expired == 0 and time.monotonic() < deadline:  # until its 10 ms lease lapses
-            expired += (await driver.sweep(3600)).expired_tasks
+            expired += (await sweep(driver, 3600)).expired_tasks
         assert expired == 1
 
         for late in (zombie.succeed(b'"late"'), zombie.fail("late"), zombie.heartbeat()):
@@ -114,7 +115,7 @@ async def test_sweep_expires_only_stale_leases_once_across_sweepers(postgres_dsn
                 ([int(t) for t in fresh],),
             )
 
-        reports = await asyncio.gather(*(each.sweep(60) for each in drivers))
+        reports = await asyncio.gather(*(sweep(each, 60) for each in drivers))
 
         assert sum(report.expired_tasks for report in reports) == 20
         for data, completer in claimed:

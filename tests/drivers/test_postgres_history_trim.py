@@ -21,6 +21,7 @@ from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._maintenance import trim_history
 from cereal.drivers.postgres._migrate import migrations
 from cereal.models import HistoryRetention
+from tests.conformance._driver_helpers import sweep
 from tests.drivers._postgres_schema import apply_migrations_by_hand, log_every_plan, plan_nodes
 
 RUNS = 11_001
@@ -158,7 +159,7 @@ async def test_migrating_links_each_finished_run_to_its_history(postgres_empty_d
 
         # and trimming the two oldest drops run 20's history only
         driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
-        assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 2
+        assert (await sweep(driver, task_expiry=60.0)).trimmed_results == 2
     with psycopg.connect(postgres_empty_dsn) as check:
         remaining = check.execute(
             "SELECT DISTINCT instance_id FROM cereal_event_history ORDER BY instance_id"

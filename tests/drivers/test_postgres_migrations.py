@@ -11,6 +11,7 @@ import pytest
 from cereal import errors
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._migrate import _label, migrations
+from tests.conformance._driver_helpers import sweep
 from tests.drivers._postgres_schema import apply_migrations_by_hand
 
 ALL = [f"{m.version:04d}_{m.name}" for m in migrations()]
@@ -135,8 +136,8 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
     assert expiries == {"held": None, "stale": None, "queued": None}
     async with PostgresDriver(postgres_empty_dsn) as driver:
         # and a sweeper with a 2-minute expiry expires only the lease silent for 5 minutes
-        assert (await driver.sweep(3600)).expired_tasks == 0
-        assert (await driver.sweep(120)).expired_tasks == 1
+        assert (await sweep(driver, 3600)).expired_tasks == 0
+        assert (await sweep(driver, 120)).expired_tasks == 1
         event, completer = await driver.dequeue_workflow(["wf"])
         async with completer:
             assert event.task_result is not None
@@ -149,8 +150,8 @@ async def test_a_version_1_database_with_held_leases_migrates_to_lease_deadlines
                 "UPDATE cereal_tasks SET heartbeat_at = now() - interval '10 seconds'"
                 " WHERE task_name = 'held'"
             )
-        assert (await driver.sweep(3600)).expired_tasks == 0
-        assert (await driver.sweep(5)).expired_tasks == 1
+        assert (await sweep(driver, 3600)).expired_tasks == 0
+        assert (await sweep(driver, 5)).expired_tasks == 1
         with psycopg.connect(postgres_empty_dsn) as conn:
             left = conn.execute("SELECT task_name, state FROM cereal_tasks").fetchall()
         assert left == [("queued", "queued")]

@@ -32,6 +32,7 @@ from cereal.models import (
     WorkflowEventType,
 )
 from tests._waiting import DEADLINE, sweep_until, wait_past, wait_until
+from tests.conformance._driver_helpers import sweep
 
 ALL_MIGRATIONS = [label(m) for m in migrations()]
 PACKAGE = Path(__file__).parents[2] / "src" / "cereal" / "drivers" / "sqlite"
@@ -264,8 +265,8 @@ async def test_a_version_1_file_with_held_leases_migrates_to_lease_deadlines(
     conn.close()
     assert expiries == {"held": None, "stale": None}
     async with SQLiteDriver(db_path) as driver:
-        assert (await driver.sweep(3600)).expired_tasks == 0
-        assert (await driver.sweep(120)).expired_tasks == 1
+        assert (await sweep(driver, 3600)).expired_tasks == 0
+        assert (await sweep(driver, 120)).expired_tasks == 1
         event, completer = await driver.dequeue_workflow(["wf"])
         async with completer:
             assert event.task_result is not None
@@ -445,7 +446,7 @@ async def test_heartbeat_keeps_a_claim_from_the_sweep(drv: SQLiteDriver) -> None
     async def idle_released() -> bool:
         nonlocal released
         await kept.heartbeat()
-        released += (await drv.sweep(3600)).released_claims
+        released += (await sweep(drv, 3600)).released_claims
         return released > 0
 
     await wait_until(idle_released, what="the sweep to release the claim that never heartbeats")
@@ -467,7 +468,7 @@ async def test_a_short_expiry_sweep_spares_a_claim_within_its_claimers_expiry(
     await wait_past(claimed_at, 0.05)
 
     # When a sweeper whose own expiry is 10 ms sweeps
-    report = await drv.sweep(0.01)
+    report = await sweep(drv, 0.01)
 
     # Then the claim is still held: it is judged by its claimer's expiry
     assert report.released_claims == 0
@@ -499,10 +500,10 @@ async def test_sweep_trims_history_by_count_and_age(db_path: str) -> None:
             _, completer = await driver.dequeue_workflow(["wf"])
             async with completer:
                 await completer.done(None)
-        assert (await driver.sweep(60)).trimmed_results == 4
+        assert (await sweep(driver, 60)).trimmed_results == 4
         kept = await driver.list_workflow_instances(ListWorkflowFilter())
         assert [inst.instance_name for inst in kept] == ["i4", "i5", "i6"]
-        assert (await driver.sweep(60)).trimmed_results == 0
+        assert (await sweep(driver, 60)).trimmed_results == 0
         driver.retention = HistoryRetention(max_age=0.0)
         await sweep_until(driver, "trimmed_results", 3, task_expiry=60)
 

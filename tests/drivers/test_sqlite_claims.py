@@ -26,6 +26,7 @@ from cereal.drivers.sqlite._migrate import apply_migrations, label, migrations
 from cereal.drivers.sqlite._sql import Q
 from cereal.models import NewTask, TaskStatus, WorkflowEventType
 from tests._waiting import sweep_until
+from tests.conformance._driver_helpers import sweep
 
 BACKLOG = 50_000
 
@@ -224,7 +225,7 @@ async def test_a_version_2_file_gets_ready_markers_for_live_instances(db_path: s
     async with SQLiteDriver(db_path) as driver:
         claimed = await driver.claim_workflows(["wf"], max_instances=10, max_events=10)
         assert [(e[0].instance.instance_name, len(e)) for e, _ in claimed] == [("waiting", 2)]
-        assert (await driver.sweep(60)).released_claims == 1  # the dead claimer's
+        assert (await sweep(driver, 60)).released_claims == 1  # the dead claimer's
         more = await driver.claim_workflows(["wf"], max_instances=10, max_events=10)
         assert [e[0].instance.instance_name for e, _ in more] == ["dead"]
         for _, completer in claimed + more:

@@ -20,6 +20,7 @@ from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
 from cereal.models import HistoryRetention
+from tests.conformance._driver_helpers import sweep
 
 RUNS = 11_001
 """Finished runs of the schedule's pair: run k has instance id k and result id k."""
@@ -97,7 +98,7 @@ async def test_trimming_a_long_lived_schedule_commits_in_batches_other_writers_g
         db = driver._connection()
         await db.call(lambda conn: conn.set_trace_callback(watch), mode="auto")
         driver.retention = HistoryRetention(max_rows=RUNS + 1 - TRIMMED, margin_rows=0)
-        report = await driver.sweep(task_expiry=60.0)
+        report = await sweep(driver, task_expiry=60.0)
         await db.call(lambda conn: conn.set_trace_callback(None), mode="auto")
     probe.close()
 
@@ -160,7 +161,7 @@ async def test_migrating_links_each_finished_run_to_its_history(db_path: str) ->
 
         # and trimming the two oldest drops run 20's history only
         driver.retention = HistoryRetention(max_rows=1, margin_rows=0)
-        assert (await driver.sweep(task_expiry=60.0)).trimmed_results == 2
+        assert (await sweep(driver, task_expiry=60.0)).trimmed_results == 2
         events = await driver.list_instance_events("wf", "a")
         assert len(events) == 1
     conn = sqlite3.connect(db_path)

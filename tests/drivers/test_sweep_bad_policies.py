@@ -26,13 +26,13 @@ from cereal import RetryPolicy, TaskStatus, errors
 from cereal.checks.times import utcnow
 from cereal.drivers import Driver
 from cereal.drivers.memory import MemoryDriver
-from cereal.drivers.postgres import PostgresDriver, _maintenance
+from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._db import QUERIES
 from cereal.drivers.sqlite import SQLiteDriver
-from cereal.drivers.sqlite import _tasks as sqlite_tasks
+from cereal.engine.sweep import sweep_store
 from cereal.instance import TaskResult
 from cereal.models import HistoryRetention, NewTask
-from tests.conformance._driver_helpers import finished, started, take
+from tests.conformance._driver_helpers import finished, started, sweep, take
 
 GOOD_POLICY = RetryPolicy(max_attempts=3, initial_backoff=0.01).to_json()
 
@@ -183,7 +183,7 @@ async def test_a_bad_stored_policy_is_reported_and_the_rest_of_the_sweep_runs(
         await store.age_claims()
 
     # When one sweep runs
-    report = await driver.sweep(task_expiry=3600)
+    report = await sweep(driver, task_expiry=3600)
 
     # Then both expired tasks are LOST, the claim is released and the history trimmed
     assert report.notes in ((), ("history not trimmed: another process is on it",))
@@ -235,31 +235,20 @@ async def test_a_policy_that_is_not_json_is_reported_on_sqlite(
         bad_id = await _seed(store)
         await store.poison(bad_id, "{not json")
         await store.age()
-        report = await store.driver.sweep(task_expiry=3600)
+        report = await sweep(store.driver, task_expiry=3600)
         assert report.expired_tasks == 2
         assert report.invalid_policies == (f"bad (id {bad_id}) of wf-bad/b",)
         assert any(f"(id {bad_id})" in record.getMessage() for record in caplog.records)
 
 
 def _break(store: Store, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
-    """Make one sweep step of ``store``'s driver raise."""
+    """Make the store operation behind one sweep step of ``store``'s driver raise."""
 
-    def boom(*args: object, **kwargs: object) -> Any:
+    async def boom(*args: object, **kwargs: object) -> Any:
         raise RuntimeError(f"{step} exploded")
 
-    async def async_boom(*args: object, **kwargs: object) -> Any:
-        raise RuntimeError(f"{step} exploded")
-
-    driver = store.driver
-    if isinstance(driver, MemoryDriver):
-        target = {"expire": "expire_tasks", "trim": "trim_history"}[step]
-        monkeypatch.setattr(driver._state, target, boom)
-    elif isinstance(driver, SQLiteDriver):
-        target = {"expire": "expire_tasks", "trim": "trim_history"}[step]
-        monkeypatch.setattr(sqlite_tasks, target, boom)
-    else:
-        target = {"expire": "expire_leases", "trim": "trim_history"}[step]
-        monkeypatch.setattr(_maintenance, target, async_boom)
+    target = {"expire": "expired_task_leases", "trim": "trim_history"}[step]
+    monkeypatch.setattr(store.driver, target, boom)
 
 
 async def test_a_failing_expiry_step_leaves_the_other_steps_running(
@@ -273,7 +262,7 @@ async def test_a_failing_expiry_step_leaves_the_other_steps_running(
     _break(store, monkeypatch, "expire")
 
     # When a sweep runs
-    report = await store.driver.sweep(task_expiry=3600)
+    report = await sweep(store.driver, task_expiry=3600)
 
     # Then claims are released and history trimmed; the failure is noted and logged
     assert report.expired_tasks == 0
@@ -294,7 +283,7 @@ async def test_a_failing_trim_step_leaves_lease_expiry_running(
     await store.age()
     _break(store, monkeypatch, "trim")
 
-    report = await store.driver.sweep(task_expiry=3600)
+    report = await sweep(store.driver, task_expiry=3600)
 
     # the task with attempts left is queued again, the other is LOST
     assert (report.expired_tasks, report.retried_tasks) == (1, 1)
@@ -309,21 +298,50 @@ async def test_a_failing_trim_step_leaves_lease_expiry_running(
 async def test_a_postgres_sweep_skipping_a_held_instance_keeps_none_of_its_tasks_locked(
     postgres_dsn: str,
 ) -> None:
-    # The lease-locking statement locks the instance row before the task row: a sweep
-    # that skips an instance another sweep holds must leave that instance's tasks free
+    # The settlement's locking statement locks the instance row before the task row: a
+    # sweep that skips an instance another sweep holds must leave that instance's tasks free
     async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
         assert len(await driver.dequeue_tasks("t", 2)) == 2
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute("UPDATE cereal_tasks SET heartbeat_at = now() - interval '1 hour'")
+    with psycopg.connect(postgres_dsn) as conn:
+        leases = conn.execute(QUERIES["expired_task_leases"], {"expiry": 60.0, "limit": 500})
+        expired = leases.fetchall()
+    assert len(expired) == 2
     with psycopg.connect(postgres_dsn) as holder, psycopg.connect(postgres_dsn) as sweeper:
         # Given a transaction holding the instance row
         holder.execute("SELECT id FROM cereal_workflow_instances FOR NO KEY UPDATE")
-        # When a sweep's locking statement runs meanwhile, its transaction still open
-        params = {"expiry": 60.0, "batch": 500}
-        assert sweeper.execute(QUERIES["lock_expired_leases"], params).fetchall() == []
+        # When a settlement's locking statement runs meanwhile, its transaction still open
+        params = {
+            "task_ids": [row[0] for row in expired],
+            "leases": [row[1] for row in expired],
+            "expiry": 60.0,
+        }
+        assert sweeper.execute(QUERIES["lock_settled_leases"], params).fetchall() == []
         # Then it holds none of the task rows
         free = holder.execute(
             "SELECT id FROM cereal_tasks WHERE state = 'running' FOR UPDATE SKIP LOCKED"
         ).fetchall()
         assert len(free) == 2
+
+
+async def test_a_postgres_sweep_ends_when_another_holds_every_expired_lease(
+    postgres_dsn: str,
+) -> None:
+    # Given expired leases whose instance another transaction holds
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await started(driver, tasks=[NewTask("t", b"1"), NewTask("t", b"2")])
+        assert len(await driver.dequeue_tasks("t", 2)) == 2
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE cereal_tasks SET heartbeat_at = now() - interval '1 hour'")
+        with psycopg.connect(postgres_dsn) as holder:
+            holder.execute("SELECT id FROM cereal_workflow_instances FOR NO KEY UPDATE")
+
+            # When a sweep reading one lease at a time runs meanwhile
+            report = await sweep_store(driver, 60.0, batch=1)
+
+            # Then it ends without settling them (no loop over leases it cannot lock)
+            assert (report.expired_tasks, report.retried_tasks, report.notes) == (0, 0, ())
+        # and once the holder is gone, the next sweep settles both
+        assert (await sweep_store(driver, 60.0, batch=1)).expired_tasks == 2

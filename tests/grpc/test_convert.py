@@ -24,17 +24,18 @@ from cereal.drivers.grpc.driver import (
     _RemoteWorkflowCompleter,
 )
 from cereal.models import (
+    ExpiredLease,
     FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     NewWorker,
     QueueDepth,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskMetadata,
     TaskQueueStats,
@@ -103,7 +104,7 @@ def _through_update(update: ScheduleUpdate) -> ScheduleUpdate:
 
 
 def _through_retention(retention: HistoryRetention) -> HistoryRetention:
-    return convert.RETENTION.from_pb(convert.sweep_request(1.0, retention))
+    return convert.RETENTION.from_pb(convert.RETENTION.to_pb(retention))
 
 
 # (a fully set sample, a round trip through its message)
@@ -160,16 +161,12 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         lambda x: convert.LISTING.from_pb(convert.LISTING.to_pb(x)),
     ),
     (
-        SweepReport(
-            expired_tasks=1,
-            released_claims=2,
-            trimmed_results=3,
-            notes=("n",),
-            retried_tasks=1,
-            retried=(("wf", "t"),),
-            given_up=("t of wf/inst",),
-        ),
-        lambda x: convert.SWEEP_REPORT.from_pb(convert.SWEEP_REPORT.to_pb(x)),
+        ExpiredLease("12", "a-lease", 3, "t", "wf", "inst", '{"max_attempts": 2}'),
+        lambda x: convert.EXPIRED_LEASE.from_pb(convert.EXPIRED_LEASE.to_pb(x)),
+    ),
+    (
+        LeaseSettlement("12", "a-lease", delay=2.5, error="why"),
+        lambda x: convert.SETTLEMENT.from_pb(convert.SETTLEMENT.to_pb(x)),
     ),
     (HistoryRetention(max_rows=5, margin_rows=1, max_age=60.0), _through_retention),
     (
@@ -231,6 +228,12 @@ def test_absent_optionals_stay_absent() -> None:
     assert _through_update(ScheduleUpdate()) == ScheduleUpdate()
     everything = ListWorkflowFilter()
     assert convert.LISTING.from_pb(convert.LISTING.to_pb(everything)) == everything
+    no_policy = ExpiredLease("1", "l", 1, "t", "wf", "inst", None)
+    assert convert.EXPIRED_LEASE.from_pb(convert.EXPIRED_LEASE.to_pb(no_policy)) == no_policy
+    lost = LeaseSettlement("1", "l")  # no delay: LOST
+    assert convert.SETTLEMENT.from_pb(convert.SETTLEMENT.to_pb(lost)) == lost
+    retry_now = LeaseSettlement("1", "l", delay=0.0)  # zero is a delay, not an absent one
+    assert convert.SETTLEMENT.from_pb(convert.SETTLEMENT.to_pb(retry_now)) == retry_now
 
 
 # kept by the base class for every driver, or meaningless across the wire

@@ -14,6 +14,7 @@ from cereal.values import MAX_ERROR_CHARS
 from cereal.wire.error_status import error_from_pb, status_code
 from cereal.wire.proto import cereal_v1_pb2 as pb
 from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
+from tests._waiting import wait_until
 
 WF, INST = "wf", "inst"
 RULE = "FREQ=DAILY"
@@ -332,16 +333,15 @@ async def test_a_task_report_with_a_bad_field_is_invalid_argument_and_stores_not
 @pytest.mark.parametrize(
     ("request_fields", "field"),
     [
-        ({"task_expiry": 60.0, "max_rows": -1}, "max_rows"),
-        ({"task_expiry": 60.0, "margin_rows": -1}, "margin_rows"),
-        ({"task_expiry": 60.0, "max_age": float("nan")}, "max_age"),
-        ({"task_expiry": 60.0, "max_age": 1e300}, "max_age"),
-        ({"task_expiry": -1.0}, "task_expiry"),
-        ({"task_expiry": 1e300}, "task_expiry"),
+        ({"max_rows": -1}, "max_rows"),
+        ({"margin_rows": -1}, "margin_rows"),
+        ({"max_rows": 10**12}, "max_rows"),
+        ({"max_age": float("nan")}, "max_age"),
+        ({"max_age": 1e300}, "max_age"),
     ],
     ids=repr,
 )
-async def test_a_sweep_with_a_bad_field_is_invalid_argument_and_trims_nothing(
+async def test_a_trim_with_a_bad_retention_is_invalid_argument_and_trims_nothing(
     stub: Any, request_fields: dict[str, Any], field: str
 ) -> None:
     await stub.EnqueueWorkflow(pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST))
@@ -349,14 +349,96 @@ async def test_a_sweep_with_a_bad_field_is_invalid_argument_and_trims_nothing(
     before = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
     assert len(before.instances) == 1  # the killed run, kept as history
 
-    error = await refused(stub.Sweep(pb.SweepRequest(**request_fields)))
+    error = await refused(stub.TrimHistory(pb.TrimHistoryRequest(**request_fields)))
 
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in (error.details() or "")
-    # the refused retention did not become the domain's: a good sweep still keeps the run
-    await stub.Sweep(pb.SweepRequest(task_expiry=60.0, max_rows=10, margin_rows=1))
+    # the refused retention did not become the domain's: a good trim still keeps the run
+    assert not (await stub.TrimHistory(pb.TrimHistoryRequest(max_rows=10, margin_rows=1))).trimmed
     after = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
     assert len(after.instances) == 1
+
+
+def _settle(**fields: Any) -> Any:
+    """A settlement request with one settlement of these fields (a well-formed one by default)."""
+    settlement = {"task_id": "1", "lease": "a-lease", **fields}
+    return pb.SettleExpiredLeasesRequest(
+        settlements=[pb.LeaseSettlement(**settlement)], task_expiry=60.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "ask", "field"),
+    [
+        (
+            "ExpiredTaskLeases",
+            pb.ExpiredTaskLeasesRequest(task_expiry=-1.0, limit=5),
+            "task_expiry",
+        ),
+        (
+            "ExpiredTaskLeases",
+            pb.ExpiredTaskLeasesRequest(task_expiry=1e300, limit=5),
+            "task_expiry",
+        ),
+        ("ExpiredTaskLeases", pb.ExpiredTaskLeasesRequest(task_expiry=60.0, limit=0), "limit"),
+        ("ExpiredTaskLeases", pb.ExpiredTaskLeasesRequest(task_expiry=60.0, limit=10**6), "limit"),
+        ("ReleaseStaleClaims", pb.ReleaseStaleClaimsRequest(task_expiry=-1.0), "task_expiry"),
+        ("ReleaseStaleClaims", pb.ReleaseStaleClaimsRequest(task_expiry=1e300), "task_expiry"),
+        (
+            "SettleExpiredLeases",
+            pb.SettleExpiredLeasesRequest(task_expiry=float("inf")),
+            "task_expiry",
+        ),
+        (
+            "SettleExpiredLeases",
+            pb.SettleExpiredLeasesRequest(
+                settlements=[pb.LeaseSettlement(task_id="1", lease="l")] * 10_001, task_expiry=60.0
+            ),
+            "settlements",
+        ),
+        ("SettleExpiredLeases", _settle(task_id=""), "settlements[0].task_id"),
+        ("SettleExpiredLeases", _settle(task_id="1" * 256), "settlements[0].task_id"),
+        ("SettleExpiredLeases", _settle(lease=""), "settlements[0].lease"),
+        ("SettleExpiredLeases", _settle(delay=-1.0), "settlements[0].delay"),
+        ("SettleExpiredLeases", _settle(delay=float("nan")), "settlements[0].delay"),
+        ("SettleExpiredLeases", _settle(delay=1e12), "settlements[0].delay"),
+        ("SettleExpiredLeases", _settle(error=LONG_TEXT), "settlements[0].error"),
+    ],
+    ids=repr,
+)
+async def test_a_sweep_operation_with_a_bad_field_is_invalid_argument(
+    stub: Any, method: str, ask: Any, field: str
+) -> None:
+    # Given a task whose lease has expired (held for 10 ms, never heartbeated)
+    await stub.EnqueueWorkflow(pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST))
+    stream = ClaimStream(stub)
+    await stream.claim()
+    assert not (await stream.decide(continue_with(None, pb.NewTask(task_name="t")))).error.kind
+    call = stub.DequeueTasks()
+    lease = pb.DequeueTasksRequest(task_name="t", max_tasks=1, task_expiry=0.01)
+    await call.write(pb.TaskStreamRequest(dequeue=lease))
+    [task] = (await call.read()).leased.tasks
+    expired = pb.ExpiredTaskLeasesRequest(task_expiry=3600.0, limit=5)
+    await wait_until(
+        lambda: _leases(stub.ExpiredTaskLeases(expired)), what="the lease past its deadline"
+    )
+    before = await snapshot(stub)
+
+    # When a sweep operation with a bad field arrives
+    error = await refused(getattr(stub, method)(ask))
+
+    # Then it is refused naming the field, and the expired lease is still there, unsettled
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or ""), error.details()
+    assert await snapshot(stub) == before
+    [still] = (await stub.ExpiredTaskLeases(expired)).leases
+    assert still.task_id == task.task_id
+    call.cancel()
+    await stream.end()
+
+
+async def _leases(call: Any) -> bool:
+    return len((await call).leases) == 1
 
 
 @pytest.mark.parametrize(

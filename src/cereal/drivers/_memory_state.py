@@ -16,17 +16,13 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal.checks.times import to_utc
-from cereal.drivers._expired import (
-    ExpiredLease,
-    ExpiredTasks,
-    decide_expiry,
-    invalid_policy_note,
-)
 from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
+    ExpiredLease,
     FailureDetails,
     HistoryRetention,
+    LeaseSettlement,
     NewTask,
     Overlap,
     QueueDepth,
@@ -39,7 +35,6 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
-from cereal.retry import given_up_note
 
 Key = tuple[str, str]
 """(workflow_name, instance_name)."""
@@ -374,32 +369,43 @@ class MemoryState:
         task.start_after = start_after
         self.queued.setdefault(task.task_name, {})[task.seq] = task
 
-    def expire_tasks(self, now: datetime) -> ExpiredTasks:
-        """Handle running tasks whose lease deadline is before ``now``.
-
-        One with attempts left under its retry policy is queued again after
-        its backoff; the others become LOST results.
-        """
-        expired = [
-            task
-            for task in self.running.values()
-            if task.lease_deadline is not None and task.lease_deadline < now
+    def expired_leases(self, now: datetime, limit: int) -> list[ExpiredLease]:
+        """Up to ``limit`` running tasks whose lease deadline is before ``now``, oldest first."""
+        expired = sorted(
+            (task for task in self.running.values() if self._expired(task, now)),
+            key=lambda task: (task.lease_deadline, task.seq),
+        )
+        return [
+            ExpiredLease(
+                task_id=str(task.seq),
+                lease=str(task.lease),
+                attempt=task.attempt,
+                task_name=task.task_name,
+                workflow_name=task.instance.workflow_name,
+                instance_name=task.instance.instance_name,
+                retry_policy=task.retry_policy,
+            )
+            for task in expired[: max(limit, 0)]
         ]
-        outcome = ExpiredTasks()
-        for task in expired:
-            inst = task.instance
-            lease = ExpiredLease(task.seq, task.task_name, inst.workflow_name, inst.instance_name)
-            decision = decide_expiry(lease, task.retry_policy, task.attempt)
-            if decision.delay is not None:
-                self.requeue_task(task, now + timedelta(seconds=decision.delay))
-                outcome.retried.append((inst.workflow_name, task.task_name))
-                continue
-            if decision.poison:
-                outcome.given_up.append(given_up_note(task.task_name, task.seq, task.attempt))
-            if decision.error:
-                outcome.invalid.append(invalid_policy_note(lease))
-            outcome.lost.append(self.complete_task(task, TaskStatus.LOST, now, decision.error))
-        return outcome
+
+    def settle(self, settlement: LeaseSettlement, now: datetime) -> str | None:
+        """Apply ``settlement`` if its task still runs under its lease, expired at ``now``.
+
+        Returns:
+            The settled task's workflow name, or ``None`` when nothing changed.
+        """
+        seq = settlement.task_id
+        task = self.running.get(int(seq)) if seq.isascii() and seq.isdigit() else None
+        if task is None or str(task.lease) != settlement.lease or not self._expired(task, now):
+            return None
+        if settlement.delay is not None:
+            self.requeue_task(task, now + timedelta(seconds=settlement.delay))
+            return task.instance.workflow_name
+        return self.complete_task(task, TaskStatus.LOST, now, settlement.error)
+
+    @staticmethod
+    def _expired(task: Task, now: datetime) -> bool:
+        return task.lease_deadline is not None and task.lease_deadline < now
 
     def queue_depths(self, now: datetime) -> list[QueueDepth]:
         """Due queued tasks per task name; ready, unclaimed live instances per workflow name."""

@@ -27,12 +27,14 @@ Rules that hold for every driver (the conformance suite checks each one):
    with it: the claim's time plus the ``task_expiry`` the claimer passed to
    :meth:`Driver.dequeue_tasks`. ``heartbeat`` moves the deadline to now plus
    that same expiry (the holder's, kept with the lease).
-   :meth:`Driver.sweep` turns leases whose stored deadline has passed, by the
-   driver's clock, into ``LOST`` results for the workflow; the sweeper's own
-   ``task_expiry`` never judges a lease that has a deadline, so Managers with
-   different expiries can share a store. Once a lease is gone (expired, the
-   instance ended, or abandoned) every call on its completer raises
-   :class:`~cereal.errors.TaskLostError` and changes nothing.
+   :meth:`Driver.expired_task_leases` lists leases whose stored deadline has
+   passed, by the driver's clock; the sweeper's own ``task_expiry`` never
+   judges a lease that has a deadline, so Managers with different expiries
+   can share a store. The engine decides each (retry or ``LOST``) and
+   :meth:`Driver.settle_expired_leases` applies a decision only while the
+   task still runs under that lease, past its deadline. Once a lease is gone
+   (expired, the instance ended, or abandoned) every call on its completer
+   raises :class:`~cereal.errors.TaskLostError` and changes nothing.
 8. **Optional knobs are attributes with defaults** (poll intervals,
    capabilities), not optional interfaces.
 9. **Live workers.** A started Manager registers a row
@@ -53,7 +55,8 @@ The contract comes in parts, one module each, and :class:`Driver` joins them:
                              cancel, kill, get and list instances
 :class:`TaskStore`           dequeue_tasks (+ TaskCompleter), resume a lease
 :class:`ScheduleStore`       schedules (+ ScheduledWorkflowCompleter)
-:class:`MaintenanceStore`    sweep
+:class:`MaintenanceStore`    expired task leases and their settlement, stale
+                             claims, history trimming (the engine sweeps)
 :class:`InspectionStore`     optional: an instance's tasks and events, stats
 :class:`WorkerRegistry`      optional: live workers (default: this process)
 ==========================  ==================================================

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from cereal import errors
 from cereal.checks.times import to_utc, utcnow
 from cereal.drivers import _memory_inspect
-from cereal.drivers._expired import ExpiredTasks
 from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor
 from cereal.drivers._memory_state import (
     Event,
@@ -31,7 +30,6 @@ from cereal.drivers._memory_state import (
     live_view,
     resolve_schedule_update,
 )
-from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
@@ -42,10 +40,12 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.models import (
+    ExpiredLease,
     FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     Overlap,
@@ -53,7 +53,6 @@ from cereal.models import (
     RunOutcome,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskMetadata,
     TaskQueueStats,
@@ -77,7 +76,7 @@ class MemoryDriver(Driver):
     enqueue) is refused with ``TypeError``.
 
     Args:
-        retention: how much finished-run history :meth:`sweep` keeps.
+        retention: how much finished-run history a sweep keeps.
     """
 
     capabilities = frozenset()
@@ -269,31 +268,43 @@ class MemoryDriver(Driver):
         with self._lock:
             return self._state.queue_depths(utcnow())
 
-    async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire leases past their deadline (``LOST``, or queued again to retry); trim history.
+    # ---- maintenance (the engine's sweep decides; see drivers/_maintenance_store.py) ----
+
+    async def expired_task_leases(self, task_expiry: float, limit: int) -> list[ExpiredLease]:
+        """Running tasks past their lease deadline, oldest first.
 
         Every lease here has a deadline, so ``task_expiry`` (the sweeper's) is unused.
         """
-        steps = SweepSteps()
+        with self._lock:
+            return self._state.expired_leases(utcnow(), limit)
+
+    async def settle_expired_leases(
+        self, settlements: Sequence[LeaseSettlement], *, task_expiry: float
+    ) -> list[str]:
+        """Apply each settlement whose lease is still the task's and still expired, at once."""
+        applied: list[str] = []
+        woken: list[str] = []
         with self._lock:
             now = utcnow()
-            expired = steps.run_now(
-                "expire leases", lambda: self._state.expire_tasks(now), ExpiredTasks()
-            )
-            trimmed = steps.run_now(
-                "trim history", lambda: self._state.trim_history(self.retention, now), 0
-            )
-        for workflow_name in dict.fromkeys(expired.lost):
+            for settlement in settlements:
+                workflow_name = self._state.settle(settlement, now)
+                if workflow_name is None:
+                    continue
+                applied.append(settlement.task_id)
+                if settlement.delay is None:
+                    woken.append(workflow_name)
+        for workflow_name in dict.fromkeys(woken):
             self._wake("workflow", workflow_name)
-        return SweepReport(
-            expired_tasks=len(expired.lost),
-            trimmed_results=trimmed,
-            notes=tuple(steps.failures),
-            retried_tasks=len(expired.retried),
-            retried=tuple(expired.retried),
-            given_up=tuple(expired.given_up),
-            invalid_policies=tuple(expired.invalid),
-        )
+        return applied
+
+    async def release_stale_claims(self, task_expiry: float) -> int:
+        """None to release: a claim here ends with its completer (or this process)."""
+        return 0
+
+    async def trim_history(self, retention: HistoryRetention) -> int:
+        """Apply ``retention`` to the finished runs; how many were removed."""
+        with self._lock:
+            return self._state.trim_history(retention, utcnow())
 
     # ---- schedules ------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """Periodic maintenance: expire lost task leases, release stale claims, trim history.
 
-Every Manager runs one; the driver makes concurrent sweeps safe (locks), so
-a crashed process's tasks are reported ``LOST`` (or, with attempts left
-under their retry policy, queued again) by whichever Manager sweeps first.
-The drivers run a sweep's steps independently and decide each expired lease
-on its own (``drivers/_sweep_steps.py``, ``drivers/_expired.py``), logging
-what failed; a sweep that fails as a whole is logged and the next one runs.
+Every Manager runs one (and ``cereal serve`` one per domain); the store
+makes concurrent sweeps safe (each decision is applied only while its lease
+is still expired), so a crashed process's tasks are reported ``LOST`` (or,
+with attempts left under their retry policy, queued again) by whichever
+Manager sweeps first. A sweep (:func:`cereal.engine.sweep.sweep_store`)
+runs its steps independently and decides each expired lease on its own,
+logging what failed; a sweep that fails as a whole is logged and the next
+one runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import logging
 import random
 
 from cereal import errors
-from cereal.drivers.base import Driver
+from cereal.drivers.base import MaintenanceStore
+from cereal.engine.sweep import sweep_store
 from cereal.observe import Observer, note_task_retried
 
 logger = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ def sweep_interval(task_expiry: float) -> float:
 
 
 async def run_sweeper(
-    driver: Driver, *, task_expiry: float, observer: Observer | None = None
+    store: MaintenanceStore, *, task_expiry: float, observer: Observer | None = None
 ) -> None:
     """Sweep every :func:`sweep_interval` (with jitter) until cancelled.
 
@@ -40,12 +43,12 @@ async def run_sweeper(
     while True:
         await asyncio.sleep(interval * (0.75 + random.random() / 2))
         try:
-            report = await driver.sweep(task_expiry)
+            report = await sweep_store(store, task_expiry)
         except errors.CerealError:
             logger.warning("maintenance sweep failed", exc_info=True)
             continue
         except Exception:
-            # a driver's bug or a row it cannot handle: the next sweep still runs
+            # a bug, or a row nothing handles: the next sweep still runs
             logger.error("maintenance sweep failed unexpectedly", exc_info=True)
             continue
         if report.expired_tasks:

@@ -4,7 +4,8 @@ A client need not be a Manager, so the service applies the Manager's own
 checks (:mod:`cereal.checks.validation`) to every field a request would store or
 look up: names, JSON values and their size, recurrence rules, overlap, the
 catch-up window, tasks inside decisions (name, parameters, start time, retry
-policy), results, retry delays and error texts. A refused request raises ``ValueError`` or
+policy), results, retry delays and error texts, and a sweep's expiries, batch
+sizes, settlements and retention. A refused request raises ``ValueError`` or
 ``TypeError`` naming the field, which the service answers as
 INVALID_ARGUMENT (inside a stream: an error answer of that class); nothing
 is stored.
@@ -22,6 +23,12 @@ from cereal.values import DEFAULT_MAX_VALUE_BYTES, MAX_ERROR_CHARS
 from cereal.wire import convert
 from cereal.wire.codec import value_from_pb
 from cereal.wire.proto import cereal_v1_pb2 as pb
+
+MAX_SWEEP_BATCH = 10_000
+"""The most expired leases one call reads or settles (a sweep takes 500 at a time)."""
+
+MAX_REFERENCE_CHARS = 255
+"""The longest task id or lease token a settlement may name (the stores issue far shorter)."""
 
 
 class RequestChecks:
@@ -139,17 +146,40 @@ class RequestChecks:
             _failure_texts(report.fail_with_details, where="fail_with_details")
         elif action == "retry":
             _error_text(report.retry.error, where="retry error")
-            delay = times.seconds(report.retry.delay, name="retry delay")
-            if delay > MAX_BACKOFF:  # no policy backs off longer; a store may not hold more
-                raise ValueError(
-                    f"retry delay must be at most {MAX_BACKOFF:.0f} s (366 days), got {delay!r}"
-                )
+            _delay(report.retry.delay, "retry delay")
 
     @staticmethod
-    def sweep(request: pb.SweepRequest) -> HistoryRetention:
-        """A sweep's expiry and the retention it carries; returns that retention."""
+    def expired_leases(request: pb.ExpiredTaskLeasesRequest) -> None:
+        """A sweep's expiry and how many expired leases it reads at once."""
         validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
-        return convert.RETENTION.from_pb(request)  # HistoryRetention checks its own fields
+        _batch_size(validation.positive_int(request.limit, "limit"), "limit")
+
+    @staticmethod
+    def settlements(request: pb.SettleExpiredLeasesRequest) -> None:
+        """A sweep's decisions: each names a lease (the store's fence does the rest).
+
+        A settlement naming no expired lease is not refused: the store applies
+        nothing for it, exactly as for a lease heartbeated since it was read.
+        """
+        validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
+        _batch_size(len(request.settlements), "settlements")
+        for index, settlement in enumerate(request.settlements):
+            where = f"settlements[{index}]"
+            _reference(settlement.task_id, f"{where}.task_id")
+            _reference(settlement.lease, f"{where}.lease")
+            if settlement.HasField("delay"):
+                _delay(settlement.delay, f"{where}.delay")
+            _error_text(settlement.error, where=f"{where}.error")
+
+    @staticmethod
+    def stale_claims(request: pb.ReleaseStaleClaimsRequest) -> None:
+        """A sweep's expiry (it judges claims stored without one)."""
+        validation.sweep_expiry_seconds(request.task_expiry, "task_expiry")
+
+    @staticmethod
+    def trim(request: pb.TrimHistoryRequest) -> HistoryRetention:
+        """The retention a trim carries; returns it (``HistoryRetention`` checks its fields)."""
+        return convert.RETENTION.from_pb(request)
 
     @staticmethod
     def worker(request: pb.NewWorker) -> None:
@@ -160,6 +190,27 @@ class RequestChecks:
         for name in request.task_names:
             name_checks.check_name(name, what="task name")
         validation.expiry_seconds(request.expiry, "expiry")
+
+
+def _delay(value: float, name: str) -> None:
+    """A retry delay: seconds, finite, at most :data:`~cereal.retry.MAX_BACKOFF`."""
+    delay = times.seconds(value, name=name)
+    if delay > MAX_BACKOFF:  # no policy backs off longer; a store may not hold more
+        raise ValueError(f"{name} must be at most {MAX_BACKOFF:.0f} s (366 days), got {delay!r}")
+
+
+def _batch_size(count: int, name: str) -> None:
+    """Refuse a sweep batch larger than :data:`MAX_SWEEP_BATCH`."""
+    if count > MAX_SWEEP_BATCH:
+        raise ValueError(f"{name} must be at most {MAX_SWEEP_BATCH}, got {count}")
+
+
+def _reference(text: str, name: str) -> None:
+    """A task id or lease token: present, and no longer than any a store issues."""
+    if not text:
+        raise ValueError(f"{name} must not be empty")
+    if len(text) > MAX_REFERENCE_CHARS:
+        raise ValueError(f"{name} is {len(text)} characters, over {MAX_REFERENCE_CHARS}")
 
 
 def _error_text(text: str, *, where: str) -> None:

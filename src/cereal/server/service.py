@@ -28,9 +28,9 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from cereal import errors
-from cereal.drivers._expired import ExpiredLease, decide_expiry
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
-from cereal.models import TaskData, check_overlap
+from cereal.engine.expiry import decide_expiry, warn_refused_policy
+from cereal.models import ExpiredLease, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert
@@ -251,12 +251,50 @@ class CerealService(pb_grpc.CerealServicer):
         return pb.QueueDepthsResponse(depths=[convert.QUEUE_DEPTH.to_pb(d) for d in found])
 
     @_unary
-    async def Sweep(self, request: pb.SweepRequest, context: Context) -> pb.SweepResponse:
-        """One maintenance sweep, under the caller's retention (now the domain's)."""
-        retention = self._checks.sweep(request)
+    async def ExpiredTaskLeases(
+        self, request: pb.ExpiredTaskLeasesRequest, context: Context
+    ) -> pb.ExpiredTaskLeasesResponse:
+        """Running tasks past their lease deadline, for the caller's sweep to decide."""
+        self._checks.expired_leases(request)
+        driver = await self._driver(context)
+        found = await driver.expired_task_leases(request.task_expiry, request.limit)
+        return pb.ExpiredTaskLeasesResponse(
+            leases=[convert.EXPIRED_LEASE.to_pb(lease) for lease in found]
+        )
+
+    @_unary
+    async def SettleExpiredLeases(
+        self, request: pb.SettleExpiredLeasesRequest, context: Context
+    ) -> pb.SettleExpiredLeasesResponse:
+        """Apply the caller's sweep decisions where their leases are still expired."""
+        self._checks.settlements(request)
+        driver = await self._driver(context)
+        applied = await driver.settle_expired_leases(
+            [convert.SETTLEMENT.from_pb(each) for each in request.settlements],
+            task_expiry=request.task_expiry,
+        )
+        return pb.SettleExpiredLeasesResponse(task_ids=applied)
+
+    @_unary
+    async def ReleaseStaleClaims(
+        self, request: pb.ReleaseStaleClaimsRequest, context: Context
+    ) -> pb.ReleaseStaleClaimsResponse:
+        """Release workflow claims whose claimer stopped heartbeating."""
+        self._checks.stale_claims(request)
+        driver = await self._driver(context)
+        return pb.ReleaseStaleClaimsResponse(
+            released=await driver.release_stale_claims(request.task_expiry)
+        )
+
+    @_unary
+    async def TrimHistory(
+        self, request: pb.TrimHistoryRequest, context: Context
+    ) -> pb.TrimHistoryResponse:
+        """Trim finished runs under the caller's retention (now the domain's)."""
+        retention = self._checks.trim(request)
         driver = await self._driver(context)
         driver.retention = retention
-        return convert.SWEEP_REPORT.to_pb(await driver.sweep(request.task_expiry))
+        return pb.TrimHistoryResponse(trimmed=await driver.trim_history(retention))
 
     # ---- live workers -------------------------------------------------------------
 
@@ -629,14 +667,23 @@ class _Leases:
                 continue
             task = self.tasks[index]
             meta = task.metadata
-            lease = ExpiredLease(meta.task_id, task.name, meta.workflow_name, meta.instance_name)
-            # as a sweep decides: an invalid stored policy is logged and gives no retry
-            decision = decide_expiry(lease, task.retry_policy, meta.attempt)
+            lease = ExpiredLease(
+                task_id=meta.task_id,
+                lease=completer.lease_token or "",
+                attempt=meta.attempt,
+                task_name=task.name,
+                workflow_name=meta.workflow_name,
+                instance_name=meta.instance_name,
+                retry_policy=task.retry_policy,
+            )
+            # as a sweep decides: an invalid stored policy gives no retry, and is logged
+            decision = decide_expiry(lease)
             try:
                 if decision.delay is not None:
                     await completer.retry(LOST_CLIENT_ERROR, decision.delay)
                 else:
                     await completer.abandon()
+                    warn_refused_policy(lease, decision)
             except errors.TaskLostError:
                 pass
             except Exception:

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 from cereal.models import (
     UNSET,
+    ExpiredLease,
     FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     NewWorker,
     QueueDepth,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskMetadata,
     TaskQueueStats,
@@ -44,7 +45,6 @@ from cereal.models import (
     check_overlap,
 )
 from cereal.wire.codec import (
-    FieldCodec,
     RecordCodec,
     WrittenCodec,
     optional_field,
@@ -221,26 +221,16 @@ SCHEDULE = RecordCodec(Schedule, pb.Schedule, parse={"overlap": check_overlap})
 LISTING = RecordCodec(ListWorkflowFilter, pb.ListWorkflowInstancesRequest)
 """A listing's filter, as its request."""
 
-RETENTION = RecordCodec(HistoryRetention, pb.SweepRequest)
-"""The history retention a sweep request carries."""
+RETENTION = RecordCodec(HistoryRetention, pb.TrimHistoryRequest)
+"""The history retention a trim request carries."""
 
-SWEEP_REPORT = RecordCodec(
-    SweepReport,
-    pb.SweepResponse,
-    custom={
-        "retried": FieldCodec(
-            to_pb=lambda pairs: [
-                pb.RetriedTask(workflow_name=workflow, task_name=task) for workflow, task in pairs
-            ],
-            from_pb=lambda message: tuple(
-                (each.workflow_name, each.task_name) for each in message.retried
-            ),
-        )
-    },
-    # the server that swept logs these; their results carry the reason
-    local=("invalid_policies",),
-)
-"""A sweep's report, as its response."""
+# ---- maintenance: the sweep's store operations ----------------------------------------
+
+EXPIRED_LEASE = RecordCodec(ExpiredLease, pb.ExpiredLease)
+"""A running task past its lease deadline, for the caller's sweep to decide."""
+
+SETTLEMENT = RecordCodec(LeaseSettlement, pb.LeaseSettlement)
+"""A sweep's decision for one expired lease."""
 
 # ---- inspection, metrics, live workers, failures ------------------------------------
 
@@ -299,10 +289,3 @@ def update_from_pb(message: pb.UpdateScheduleRequest) -> ScheduleUpdate:
         overlap=None if overlap is None else check_overlap(overlap),
         catch_up_window=optional_field(message, "catch_up_window"),
     )
-
-
-def sweep_request(task_expiry: float, retention: HistoryRetention) -> pb.SweepRequest:
-    """A sweep request carrying the caller's retention."""
-    request = RETENTION.to_pb(retention)
-    request.task_expiry = task_expiry
-    return request

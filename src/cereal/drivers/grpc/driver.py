@@ -39,10 +39,12 @@ from cereal.drivers.grpc._client_streams import BuildRequest, HeldStream
 from cereal.drivers.grpc._credentials import channel_credentials
 from cereal.drivers.grpc._io import IoLoop
 from cereal.models import (
+    ExpiredLease,
     FailureDetails,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     NewWorker,
@@ -51,7 +53,6 @@ from cereal.models import (
     RunOutcome,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskQueueStats,
     WorkerInfo,
@@ -114,8 +115,9 @@ class GrpcDriver(Driver):
         max_message_bytes: the largest request sent (default: the server's default
             limit, 65 MiB); set it to the server's ``--max-message-size``.
             Answers may be up to 1 GiB.
-        retention: how much history the domain keeps; sent with every :meth:`sweep`,
-            after which the server's own sweeps of the domain use it too.
+        retention: how much history the domain keeps; sent with every
+            :meth:`trim_history` (each sweep's), after which the server's own
+            sweeps of the domain use it too.
 
     Raises:
         ValueError: a malformed domain, target or option.
@@ -547,10 +549,39 @@ class GrpcDriver(Driver):
         logger.info("task lease %s taken up again on a new stream", task_id)
         return stream
 
-    async def sweep(self, task_expiry: float) -> SweepReport:
-        """See :meth:`Driver.sweep` (the server sweeps on its own too)."""
-        found = await self._call("Sweep", convert.sweep_request(task_expiry, self.retention))
-        return convert.SWEEP_REPORT.from_pb(found)
+    # ---- maintenance (the caller's engine decides; each operation is one RPC) ----
+
+    async def expired_task_leases(self, task_expiry: float, limit: int) -> list[ExpiredLease]:
+        """See :meth:`Driver.expired_task_leases`."""
+        if limit <= 0:
+            return []
+        ask = pb.ExpiredTaskLeasesRequest(task_expiry=task_expiry, limit=limit)
+        found = await self._call("ExpiredTaskLeases", ask)
+        return [convert.EXPIRED_LEASE.from_pb(lease) for lease in found.leases]
+
+    async def settle_expired_leases(
+        self, settlements: Sequence[LeaseSettlement], *, task_expiry: float
+    ) -> list[str]:
+        """See :meth:`Driver.settle_expired_leases` (the server's store applies them)."""
+        if not settlements:
+            return []
+        ask = pb.SettleExpiredLeasesRequest(
+            settlements=[convert.SETTLEMENT.to_pb(each) for each in settlements],
+            task_expiry=task_expiry,
+        )
+        found = await self._call("SettleExpiredLeases", ask)
+        return list(found.task_ids)
+
+    async def release_stale_claims(self, task_expiry: float) -> int:
+        """See :meth:`Driver.release_stale_claims`."""
+        ask = pb.ReleaseStaleClaimsRequest(task_expiry=task_expiry)
+        found = await self._call("ReleaseStaleClaims", ask)
+        return int(found.released)
+
+    async def trim_history(self, retention: HistoryRetention) -> int | None:
+        """See :meth:`Driver.trim_history`; ``retention`` becomes the domain's too."""
+        found = await self._call("TrimHistory", convert.RETENTION.to_pb(retention))
+        return int(found.trimmed) if found.HasField("trimmed") else None
 
     # ---- schedules -----------------------------------------------------------------
 

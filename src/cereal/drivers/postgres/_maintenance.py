@@ -1,88 +1,109 @@
-"""The maintenance sweep: expire dead task leases and trim finished-run history.
+"""The store side of a sweep: expired leases, their settlement, stale claims, history.
 
-Lease expiry is safe to run from every process at once (``SKIP LOCKED``);
-history trimming runs in one process at a time under a transaction-level
-advisory lock that others skip rather than wait for, in batches of bounded
-size, each its own transaction.
+Reading expired leases locks nothing. Settling a batch is one transaction
+that locks the tasks still running under the leases named and still
+expired, with their instance rows, skipping rows others hold (``SKIP
+LOCKED``), so it is safe to run from every process at once and never
+waits. History trimming runs in one process at a time under a
+transaction-level advisory lock that others skip rather than wait for, in
+batches of bounded size, each its own transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 
-from cereal.drivers._expired import (
-    ExpiredLease,
-    ExpiredTasks,
-    decide_expiry,
-    invalid_policy_note,
-)
+from cereal.drivers._lease_ids import row_id
 from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
-from cereal.models import HistoryRetention
-from cereal.retry import given_up_note
+from cereal.drivers.postgres._listen import Wake
+from cereal.models import ExpiredLease, HistoryRetention, LeaseSettlement
 
 TRIM_LOCK_KEY = 0x63657265616C02
 """The advisory lock key of history trimming (per database)."""
-
-EXPIRE_BATCH = 500
-"""Leases expired per statement (keeps each transaction short)."""
 
 TRIM_BATCH = 500
 """Finished runs trimmed per transaction (each commits before the next begins)."""
 
 
-async def expire_leases(conn: Conn, task_expiry: float) -> ExpiredTasks:
-    """Handle leases past their deadline (last heartbeat + holder's expiry).
+async def expired_leases(conn: Conn, task_expiry: float, limit: int) -> list[ExpiredLease]:
+    """Up to ``limit`` leases past their deadline (last heartbeat + holder's expiry), oldest first.
 
-    A task with attempts left under its stored retry policy is queued again
-    after its backoff; the others become LOST results (with the reason when
-    the policy was refused). Each batch is one transaction that ends every
-    lease it locked, so a batch that is full is followed by the next.
     ``task_expiry`` (the sweeper's) judges only leases stored without an
     expiry, which older code took.
     """
-    outcome = ExpiredTasks()
-    while True:
-        retried: list[tuple[str, str]] = []
-        async with conn.transaction():
-            rows = await fetch_all(
-                conn, "lock_expired_leases", {"expiry": float(task_expiry), "batch": EXPIRE_BATCH}
-            )
-            retry_ids: list[int] = []
-            delays: list[float] = []
-            lost_ids: list[int] = []
-            lost_errors: list[str] = []
-            given_up: list[str] = []
-            invalid: list[str] = []
-            for row in rows:
-                lease = ExpiredLease(
-                    row["id"], row["task_name"], row["workflow_name"], row["instance_name"]
-                )
-                decision = decide_expiry(lease, row["retry_policy"], row["attempt"])
-                if decision.delay is not None:
-                    retry_ids.append(row["id"])
-                    delays.append(decision.delay)
-                    retried.append((lease.workflow_name, lease.task_name))
-                    continue
-                lost_ids.append(row["id"])
-                lost_errors.append(decision.error)
-                if decision.poison:
-                    given_up.append(given_up_note(lease.task_name, row["id"], row["attempt"]))
-                if decision.error:
-                    invalid.append(invalid_policy_note(lease))
-            if retry_ids:
-                await execute(conn, "retry_tasks", {"task_ids": retry_ids, "delays": delays})
-            lost = []
-            if lost_ids:
-                lost = await fetch_all(
-                    conn, "lose_tasks", {"task_ids": lost_ids, "errors": lost_errors}
-                )
-        # committed: report it
-        outcome.retried.extend(retried)
-        outcome.lost.extend(row["workflow_name"] for row in lost)
-        outcome.given_up.extend(given_up)
-        outcome.invalid.extend(invalid)
-        if len(rows) < EXPIRE_BATCH:
-            return outcome
+    rows = await fetch_all(
+        conn, "expired_task_leases", {"expiry": float(task_expiry), "limit": limit}
+    )
+    return [
+        ExpiredLease(
+            task_id=str(row["id"]),
+            lease=row["lease"],
+            attempt=row["attempt"],
+            task_name=row["task_name"],
+            workflow_name=row["workflow_name"],
+            instance_name=row["instance_name"],
+            retry_policy=row["retry_policy"],
+        )
+        for row in rows
+    ]
+
+
+async def settle(
+    conn: Conn,
+    settlements: Sequence[LeaseSettlement],
+    task_expiry: float,
+    note: Callable[[Sequence[Wake]], str | None],
+) -> tuple[list[str], list[str]]:
+    """Apply, in one transaction, each settlement whose lease is still the task's and expired.
+
+    A settlement naming a task id or lease no task can have matches nothing.
+    The workflows of LOST tasks are announced with the commit (``note``
+    builds the NOTIFY payload, ``None``: none sent).
+
+    Returns:
+        The task ids applied, and the workflow name of each task made LOST.
+    """
+    keyed: dict[int, LeaseSettlement] = {}
+    leases: list[uuid.UUID] = []
+    for settlement in settlements:
+        task_id = row_id(settlement.task_id)
+        lease = _lease(settlement.lease)
+        if task_id is None or lease is None or task_id in keyed:
+            continue
+        keyed[task_id] = settlement
+        leases.append(lease)
+    if not keyed:
+        return [], []
+    params = {"task_ids": list(keyed), "leases": leases, "expiry": float(task_expiry)}
+    async with conn.transaction():
+        locked = [row["id"] for row in await fetch_all(conn, "lock_settled_leases", params)]
+        retry = [task_id for task_id in locked if keyed[task_id].delay is not None]
+        lose = [task_id for task_id in locked if keyed[task_id].delay is None]
+        applied: list[int] = []
+        lost: list[str] = []
+        if retry:
+            delays = [keyed[task_id].delay for task_id in retry]
+            rows = await fetch_all(conn, "retry_tasks", {"task_ids": retry, "delays": delays})
+            applied.extend(row["id"] for row in rows)
+        if lose:
+            texts = [keyed[task_id].error for task_id in lose]
+            rows = await fetch_all(conn, "lose_tasks", {"task_ids": lose, "errors": texts})
+            applied.extend(row["id"] for row in rows)
+            lost = [row["workflow_name"] for row in rows]
+        payload = note([("workflow", name) for name in dict.fromkeys(lost)])
+        if payload is not None:
+            # delivered with this commit
+            await fetch_one(conn, "notify", {"note": payload})
+    return [keyed[task_id].task_id for task_id in applied], lost
+
+
+def _lease(text: str) -> uuid.UUID | None:
+    """The lease token ``text`` names, or ``None`` when it is no token this store issues."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 async def trim_history(

@@ -23,8 +23,6 @@ from datetime import UTC
 
 from cereal import errors
 from cereal.checks import times
-from cereal.drivers._expired import ExpiredTasks
-from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
@@ -47,9 +45,11 @@ from cereal.drivers.postgres._schedules import PostgresSchedules
 from cereal.drivers.postgres._store_identity import StoreIdentity, read_own
 from cereal.drivers.postgres._workers import PostgresWorkers
 from cereal.models import (
+    ExpiredLease,
+    HistoryRetention,
+    LeaseSettlement,
     ListWorkflowFilter,
     QueueDepth,
-    SweepReport,
     TaskData,
     TaskMetadata,
     TaskResultData,
@@ -73,7 +73,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
             ``prepare_threshold`` are taken by cereal; the rest go to libpq,
             among them ``connect_timeout``: seconds a new connection may take
             (default 10 here, where psycopg's own is 130).
-        retention: how much finished-run history :meth:`sweep` keeps.
+        retention: how much finished-run history a sweep keeps.
         min_size: connections the pool keeps open (default 1).
         max_size: most connections the pool opens (default 10). An open
             schedule completer holds one until it is closed; workflow
@@ -426,51 +426,58 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
                     )
         return depths
 
-    async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire leases past their deadline (any process); trim history (one at a time).
+    # ---- maintenance (the engine's sweep decides; see drivers/_maintenance_store.py) ----
+
+    async def expired_task_leases(self, task_expiry: float, limit: int) -> list[ExpiredLease]:
+        """Running tasks past their lease deadline, oldest first: one read, no locks.
 
         A lease is judged by the expiry its holder stored with it; ``task_expiry``
         only judges leases taken by older code, stored without one.
         """
-        steps = SweepSteps()
-        async with self._connection("sweep") as conn:
-            expired = await steps.run(
-                "expire leases",
-                lambda: _maintenance.expire_leases(conn, task_expiry),
-                ExpiredTasks(),
-            )
-            none_released: list[str] = []
-            released = await steps.run(
-                "release stale claims",
-                lambda: _maintenance.release_lapsed_claims(conn, task_expiry),
-                none_released,
-            )
-            wakes: list[Wake] = [
-                ("workflow", name) for name in dict.fromkeys([*expired.lost, *released])
-            ]
+        expiry = times.seconds(task_expiry, name="task_expiry")
+        if limit <= 0:
+            return []
+        async with self._connection("expired_task_leases") as conn:
+            return await _maintenance.expired_leases(conn, expiry, limit)
+
+    async def settle_expired_leases(
+        self, settlements: Sequence[LeaseSettlement], *, task_expiry: float
+    ) -> list[str]:
+        """Apply the settlements whose leases are still expired: one transaction, no waits.
+
+        A lease whose task or instance row another transaction holds is
+        skipped (it stays expired, for the next sweep).
+        """
+        expiry = times.seconds(task_expiry, name="task_expiry")
+        if not settlements:
+            return []
+        async with self._connection("settle_expired_leases") as conn:
+            applied, lost = await _maintenance.settle(conn, settlements, expiry, self._note)
+        self._wake_all(("workflow", name) for name in lost)
+        return applied
+
+    async def release_stale_claims(self, task_expiry: float) -> int:
+        """Release workflow claims whose holder stopped heartbeating for its expiry.
+
+        ``task_expiry`` judges only claims stored without one (by older code).
+        """
+        expiry = times.seconds(task_expiry, name="task_expiry")
+        async with self._connection("release_stale_claims") as conn:
+            released = await _maintenance.release_lapsed_claims(conn, expiry)
+            wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(released)]
             note = self._note(wakes)
             if note is not None:
-                await steps.run("notify", lambda: fetch_one(conn, "notify", {"note": note}), None)
-            none_trimmed: int | None = 0
-            trimmed = await steps.run(
-                "trim history",
-                lambda: _maintenance.trim_history(conn, self.retention),
-                none_trimmed,
-            )
+                await fetch_one(conn, "notify", {"note": note})
         self._wake_all(wakes)
-        notes = [*steps.failures]
-        if trimmed is None:
-            notes.append("history not trimmed: another process is on it")
-        return SweepReport(
-            expired_tasks=len(expired.lost),
-            released_claims=len(released),
-            trimmed_results=trimmed or 0,
-            notes=tuple(notes),
-            retried_tasks=len(expired.retried),
-            retried=tuple(expired.retried),
-            given_up=tuple(expired.given_up),
-            invalid_policies=tuple(expired.invalid),
-        )
+        return len(released)
+
+    async def trim_history(self, retention: HistoryRetention) -> int | None:
+        """Apply ``retention`` in bounded batches, one process at a time.
+
+        Returns ``None`` when another process holds the trimming lock (this one skipped it).
+        """
+        async with self._connection("trim_history") as conn:
+            return await _maintenance.trim_history(conn, retention)
 
 
 def _events_of(instance: Row, rows: list[Row]) -> list[WorkflowEvent]:

@@ -321,30 +321,42 @@ WITH given AS (
 )
 SELECT id, position FROM task WHERE (SELECT count(*) FROM announced) >= 0
 
--- name: lock_expired_leases
--- Sweep: running tasks past their lease deadline (last heartbeat + the holder's
--- expiry; a lease without a stored expiry, taken by older code, by the
--- sweeper's), locked with their instance rows. Both are skipped when locked:
--- the sweep never waits, so it cannot deadlock with a kill holding the
--- instance. The instance row is locked first (rows are locked in clause
--- order): a sweep that skips a task because another holds its instance keeps
--- no lock on the task row, which that other sweep would then skip. The sweep
--- decides each task in Python under its stored retry policy (never parsed
--- here, so no stored value can make this fail) and ends every lease it locked
--- in the same transaction: retry_tasks or lose_tasks.
-SELECT t.id, t.attempt, t.retry_policy::text AS retry_policy, t.workflow_name,
-       t.task_name, i.instance_name
+-- name: expired_task_leases
+-- Sweep: up to a limit of running tasks past their lease deadline (last heartbeat
+-- + the holder's expiry; a lease without a stored expiry, taken by older code, by
+-- the sweeper's), oldest heartbeat first (the leases index). A read that locks
+-- nothing: the sweep decides each lease under its stored retry policy (never
+-- parsed here, so no stored value can make this fail), then settles it
+-- (lock_settled_leases, then retry_tasks or lose_tasks, in one transaction).
+SELECT t.id, t.lease::text AS lease, t.attempt, t.task_name, t.workflow_name,
+       t.instance_name, t.retry_policy::text AS retry_policy
 FROM cereal_tasks AS t
-JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
 WHERE t.state = 'running'
   AND t.heartbeat_at < now() - make_interval(secs => coalesce(t.lease_expiry, %(expiry)s))
-ORDER BY t.heartbeat_at
-LIMIT %(batch)s
+ORDER BY t.heartbeat_at, t.id
+LIMIT %(limit)s
+
+-- name: lock_settled_leases
+-- Sweep: of the given (task id, lease) pairs, the tasks still running under that
+-- lease and still past their deadline (as expired_task_leases), locked with their
+-- instance rows; a heartbeat, report or new claim since the read makes a pair match
+-- nothing. Both rows are skipped when locked: the sweep never waits, so it cannot
+-- deadlock with a kill holding the instance (a skipped lease stays expired for the
+-- next sweep). The instance row is locked first (rows are locked in clause order):
+-- a sweep that skips a task because another holds its instance keeps no lock on
+-- the task row, which that other sweep would then skip.
+SELECT t.id
+FROM cereal_tasks AS t
+JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
+WHERE (t.id, t.lease) IN (SELECT g.id, g.lease
+                          FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[]) AS g(id, lease))
+  AND t.state = 'running'
+  AND t.heartbeat_at < now() - make_interval(secs => coalesce(t.lease_expiry, %(expiry)s))
 FOR NO KEY UPDATE OF i SKIP LOCKED
 FOR UPDATE OF t SKIP LOCKED
 
 -- name: lose_tasks
--- Sweep: expired tasks locked by lock_expired_leases become LOST results, each
+-- Sweep: expired tasks locked by lock_settled_leases become LOST results, each
 -- with its error text ('' or why its retry policy was refused), and a
 -- task_complete event for its workflow.
 WITH given AS (
@@ -374,16 +386,17 @@ WITH given AS (
     FROM stored JOIN task ON task.id = stored.task_id
     ORDER BY stored.id
 )
-SELECT workflow_name FROM task
+SELECT id, workflow_name FROM task
 
 -- name: retry_tasks
--- Queue tasks again, each after its own delay in seconds (expired leases with
--- attempts left, locked by lock_expired_leases); their leases end.
+-- Sweep: queue tasks again, each after its own delay in seconds (expired leases
+-- locked by lock_settled_leases); their leases end.
 UPDATE cereal_tasks AS t
 SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
     start_after = now() + make_interval(secs => d.delay)
 FROM unnest(%(task_ids)s::bigint[], %(delays)s::double precision[]) AS d(id, delay)
 WHERE t.id = d.id AND t.state = 'running'
+RETURNING t.id
 
 -- name: retry_task
 -- A failed attempt with attempts left: end the lease, queue the task again

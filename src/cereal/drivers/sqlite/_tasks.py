@@ -1,4 +1,4 @@
-"""Tasks on SQLite: lease ready tasks, report how they ended, expire dead leases.
+"""Tasks on SQLite: lease ready tasks, report how they ended.
 
 A dequeue leases up to N ready tasks (queued, ``start_after`` passed) in one
 ``BEGIN IMMEDIATE`` transaction, earliest due first, each with its own random
@@ -15,27 +15,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cereal import errors
-from cereal.drivers._expired import (
-    ExpiredLease,
-    ExpiredTasks,
-    decide_expiry,
-    invalid_policy_note,
-)
-from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import TaskCompleter
-from cereal.drivers.sqlite._connection import Connection
-from cereal.drivers.sqlite._history import trim_history
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
 from cereal.models import (
     FailureDetails,
-    HistoryRetention,
     QueueDepth,
     TaskData,
     TaskMetadata,
     TaskStatus,
     WorkflowEventType,
 )
-from cereal.retry import DEFAULT_MAX_HAND_BACKS, given_up_note
+from cereal.retry import DEFAULT_MAX_HAND_BACKS
 
 if TYPE_CHECKING:
     from cereal.drivers.sqlite.driver import SQLiteDriver
@@ -312,98 +302,3 @@ def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:
                 )
             )
     return depths
-
-
-# ---- sweep -----------------------------------------------------------------------------
-
-
-async def sweep(
-    db: Connection, expiry: float, retention: HistoryRetention, steps: SweepSteps
-) -> tuple[ExpiredTasks, int, int]:
-    """Expire dead leases, release stale claims, trim history: short transactions.
-
-    ``expiry`` (the sweeper's) judges only claims and leases stored without
-    an expiry (by older code); every other one is judged by its holder's.
-
-    Each step first reads whether it has anything to do, so an idle sweep
-    never takes the write lock; trimming commits in bounded batches. The steps
-    run under ``steps``: one that fails is noted there and the others still run.
-
-    Returns:
-        What the expiry did, the claims released, the rows trimmed.
-    """
-    at = now()
-    cutoff = at - expiry
-    expired: ExpiredTasks = await steps.run(
-        "expire leases",
-        lambda: db.call(
-            lambda conn: expire_tasks(conn, at, cutoff),
-            ready=lambda conn: has_expired_task(conn, at, cutoff),
-            empty=ExpiredTasks(),
-        ),
-        ExpiredTasks(),
-    )
-    released: int = await steps.run(
-        "release stale claims",
-        lambda: db.call(
-            lambda conn: release_stale_claims(conn, at, cutoff),
-            ready=lambda conn: has_stale_claim(conn, at, cutoff),
-            empty=0,
-        ),
-        0,
-    )
-    trimmed: int = await steps.run("trim history", lambda: trim_history(db, retention), 0)
-    return expired, released, trimmed
-
-
-def has_expired_task(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
-    """Whether a running task's lease deadline is before ``at`` (see :func:`expire_tasks`)."""
-    params = {"now": at, "cutoff": cutoff}
-    return conn.execute(Q["expired_tasks"], params).fetchone() is not None
-
-
-def expire_tasks(conn: sqlite3.Connection, at: float, cutoff: float) -> ExpiredTasks:
-    """Handle every lease past its deadline at ``at``.
-
-    A task with attempts left under its retry policy is queued again after
-    its backoff; the others become LOST results. A lease's deadline is its
-    last heartbeat plus its holder's stored expiry; a lease without one
-    (taken by older code) expires once its heartbeat is before ``cutoff``,
-    the sweeper's own expiry.
-    """
-    expired = conn.execute(Q["expired_tasks"], {"now": at, "cutoff": cutoff}).fetchall()
-    outcome = ExpiredTasks()
-    for task in expired:
-        attempt = int(task["attempt"])
-        lease = ExpiredLease(
-            task["id"],
-            str(task["task_name"]),
-            str(task["workflow_name"]),
-            str(task["instance_name"]),
-        )
-        decision = decide_expiry(lease, task["retry_policy"], attempt)
-        if decision.delay is not None:
-            requeue(conn, int(task["id"]), at + decision.delay, refund=False)
-            outcome.retried.append((lease.workflow_name, lease.task_name))
-            continue
-        if decision.poison:
-            outcome.given_up.append(given_up_note(lease.task_name, task["id"], attempt))
-        if decision.error:
-            outcome.invalid.append(invalid_policy_note(lease))
-        record_outcome(conn, task, TaskStatus.LOST, decision.error, None)
-        outcome.lost.append(lease.workflow_name)
-    return outcome
-
-
-def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
-    """Whether a workflow claim is past its claimer's expiry at ``at``.
-
-    A claim stored without an expiry is stale when its heartbeat is older than ``cutoff``.
-    """
-    params = {"now": at, "cutoff": cutoff}
-    return conn.execute(Q["has_stale_claim"], params).fetchone() is not None
-
-
-def release_stale_claims(conn: sqlite3.Connection, at: float, cutoff: float) -> int:
-    """Release workflow claims past their claimer's expiry (as :func:`has_stale_claim`)."""
-    return int(conn.execute(Q["release_stale_claims"], {"now": at, "cutoff": cutoff}).rowcount)

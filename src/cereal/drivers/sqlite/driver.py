@@ -15,13 +15,13 @@ through ``PRAGMA data_version``; in-process wakeups follow each commit.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from cereal import errors
 from cereal.checks import times
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
-from cereal.drivers._sweep_steps import SweepSteps
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
@@ -35,7 +35,9 @@ from cereal.drivers.base import (
 )
 from cereal.drivers.sqlite import (
     _caller_transaction,
+    _history,
     _inspect,
+    _maintenance,
     _schedules,
     _tasks,
     _workers,
@@ -51,9 +53,11 @@ from cereal.drivers.sqlite._sql import (
     schedule_from_row,
 )
 from cereal.models import (
+    ExpiredLease,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    LeaseSettlement,
     ListWorkflowFilter,
     NewWorker,
     Overlap,
@@ -61,7 +65,6 @@ from cereal.models import (
     RunOutcome,
     Schedule,
     ScheduleUpdate,
-    SweepReport,
     TaskData,
     TaskQueueStats,
     WorkerInfo,
@@ -93,7 +96,7 @@ class SQLiteDriver(Driver):
             used about 0.7% of a core (30 ms: 29 ms and 0.5%).
         schedule_claim_timeout: seconds after which a scheduler's claim on a
             due schedule counts as abandoned (its process died).
-        retention: how much finished-run history :meth:`sweep` keeps.
+        retention: how much finished-run history a sweep keeps.
 
     Raises:
         ValueError: an option is out of range or not a number.
@@ -390,31 +393,55 @@ class SQLiteDriver(Driver):
         """
         return await self._connection().call(_tasks.queue_depths, mode="read")
 
-    async def sweep(self, task_expiry: float) -> SweepReport:
-        """Expire leases past their deadline as ``LOST``, release idle claims, trim history.
+    # ---- maintenance (the engine's sweep decides; see drivers/_maintenance_store.py) ----
 
-        ``task_expiry`` judges workflow claims (and leases taken by older code);
-        a task lease is judged by the expiry its holder stored with it.
+    async def expired_task_leases(self, task_expiry: float, limit: int) -> list[ExpiredLease]:
+        """Running tasks past their lease deadline, oldest first: one read, no write lock.
+
+        ``task_expiry`` judges only leases taken by older code, stored without an expiry.
         """
         expiry = times.seconds(task_expiry, name="task_expiry")
-        steps = SweepSteps()
-        expired, released, trimmed = await _tasks.sweep(
-            self._connection(), expiry, self.retention, steps
+        if limit <= 0:
+            return []
+        at = now()
+        found: list[ExpiredLease] = await self._connection().call(
+            lambda conn: _maintenance.expired_leases(conn, at, at - expiry, limit), mode="read"
         )
-        for workflow_name in dict.fromkeys(expired.lost):
+        return found
+
+    async def settle_expired_leases(
+        self, settlements: Sequence[LeaseSettlement], *, task_expiry: float
+    ) -> list[str]:
+        """Apply the settlements whose leases are still expired, in one write transaction."""
+        expiry = times.seconds(task_expiry, name="task_expiry")
+        if not settlements:
+            return []
+
+        def job(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+            at = now()
+            return _maintenance.settle(conn, settlements, at, at - expiry)
+
+        applied: list[tuple[str, str | None]] = await self._connection().call(job)
+        for workflow_name in dict.fromkeys(name for _, name in applied if name is not None):
             self._wake("workflow", workflow_name)
+        return [task_id for task_id, _ in applied]
+
+    async def release_stale_claims(self, task_expiry: float) -> int:
+        """Release workflow claims past their claimer's expiry (``task_expiry``: older ones')."""
+        expiry = times.seconds(task_expiry, name="task_expiry")
+        at = now()
+        released: int = await self._connection().call(
+            lambda conn: _maintenance.release_stale_claims(conn, at, at - expiry),
+            ready=lambda conn: _maintenance.has_stale_claim(conn, at, at - expiry),
+            empty=0,
+        )
         if released:
             self._wake("workflow", None)
-        return SweepReport(
-            expired_tasks=len(expired.lost),
-            released_claims=released,
-            trimmed_results=trimmed,
-            retried_tasks=len(expired.retried),
-            retried=tuple(expired.retried),
-            given_up=tuple(expired.given_up),
-            invalid_policies=tuple(expired.invalid),
-            notes=tuple(steps.failures),
-        )
+        return released
+
+    async def trim_history(self, retention: HistoryRetention) -> int:
+        """Apply ``retention`` in bounded batches, each its own short write transaction."""
+        return await _history.trim_history(self._connection(), retention)
 
     # ---- live workers -------------------------------------------------------------------
 

@@ -299,15 +299,25 @@ WHERE id = :task_id;
 -- Remove a finished task.
 DELETE FROM cereal_tasks WHERE id = :task_id;
 
--- name: expired_tasks
--- Running tasks whose lease deadline (last heartbeat + the holder's expiry) has passed;
--- a lease without a stored expiry (taken by older code) by the sweeper's cutoff.
-SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       retry_policy,
-       (SELECT i.instance_name FROM cereal_workflow_instances AS i
-        WHERE i.id = cereal_tasks.instance_id) AS instance_name
+-- name: expired_task_leases
+-- Up to :limit running tasks whose lease deadline (last heartbeat + the holder's
+-- expiry) has passed, oldest heartbeat first (the leases index); a lease without a
+-- stored expiry (taken by older code) by the sweeper's cutoff. A read: the sweep
+-- decides each, then settles it through expired_lease.
+SELECT id, lease_token, attempt, task_name, workflow_name, instance_name, retry_policy
 FROM cereal_tasks
 WHERE state = 'running'
+  AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
+           ELSE lease_heartbeat_at + lease_expiry < :now END
+ORDER BY lease_heartbeat_at, id
+LIMIT :limit;
+
+-- name: expired_lease
+-- The running task held under this lease token, if its deadline has still passed
+-- (as expired_task_leases): the only task a sweep's settlement may change.
+SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt
+FROM cereal_tasks
+WHERE id = :task_id AND lease_token = :token AND state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
            ELSE lease_heartbeat_at + lease_expiry < :now END;
 

@@ -205,43 +205,91 @@ class ListWorkflowInstancesResponse(_message.Message):
     instances: _containers.RepeatedCompositeFieldContainer[Instance]
     def __init__(self, instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ...) -> None: ...
 
-class SweepRequest(_message.Message):
-    __slots__ = ("task_expiry", "max_rows", "margin_rows", "max_age")
+class ExpiredTaskLeasesRequest(_message.Message):
+    __slots__ = ("task_expiry", "limit")
     TASK_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    task_expiry: float
+    limit: int
+    def __init__(self, task_expiry: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ExpiredLease(_message.Message):
+    __slots__ = ("task_id", "lease", "attempt", "task_name", "workflow_name", "instance_name", "retry_policy")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease: str
+    attempt: int
+    task_name: str
+    workflow_name: str
+    instance_name: str
+    retry_policy: str
+    def __init__(self, task_id: _Optional[str] = ..., lease: _Optional[str] = ..., attempt: _Optional[int] = ..., task_name: _Optional[str] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., retry_policy: _Optional[str] = ...) -> None: ...
+
+class ExpiredTaskLeasesResponse(_message.Message):
+    __slots__ = ("leases",)
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    leases: _containers.RepeatedCompositeFieldContainer[ExpiredLease]
+    def __init__(self, leases: _Optional[_Iterable[_Union[ExpiredLease, _Mapping]]] = ...) -> None: ...
+
+class LeaseSettlement(_message.Message):
+    __slots__ = ("task_id", "lease", "delay", "error")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lease: str
+    delay: float
+    error: str
+    def __init__(self, task_id: _Optional[str] = ..., lease: _Optional[str] = ..., delay: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SettleExpiredLeasesRequest(_message.Message):
+    __slots__ = ("settlements", "task_expiry")
+    SETTLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    TASK_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    settlements: _containers.RepeatedCompositeFieldContainer[LeaseSettlement]
+    task_expiry: float
+    def __init__(self, settlements: _Optional[_Iterable[_Union[LeaseSettlement, _Mapping]]] = ..., task_expiry: _Optional[float] = ...) -> None: ...
+
+class SettleExpiredLeasesResponse(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReleaseStaleClaimsRequest(_message.Message):
+    __slots__ = ("task_expiry",)
+    TASK_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    task_expiry: float
+    def __init__(self, task_expiry: _Optional[float] = ...) -> None: ...
+
+class ReleaseStaleClaimsResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: int
+    def __init__(self, released: _Optional[int] = ...) -> None: ...
+
+class TrimHistoryRequest(_message.Message):
+    __slots__ = ("max_rows", "margin_rows", "max_age")
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     MARGIN_ROWS_FIELD_NUMBER: _ClassVar[int]
     MAX_AGE_FIELD_NUMBER: _ClassVar[int]
-    task_expiry: float
     max_rows: int
     margin_rows: int
     max_age: float
-    def __init__(self, task_expiry: _Optional[float] = ..., max_rows: _Optional[int] = ..., margin_rows: _Optional[int] = ..., max_age: _Optional[float] = ...) -> None: ...
+    def __init__(self, max_rows: _Optional[int] = ..., margin_rows: _Optional[int] = ..., max_age: _Optional[float] = ...) -> None: ...
 
-class SweepResponse(_message.Message):
-    __slots__ = ("expired_tasks", "released_claims", "trimmed_results", "notes", "retried_tasks", "retried", "given_up")
-    EXPIRED_TASKS_FIELD_NUMBER: _ClassVar[int]
-    RELEASED_CLAIMS_FIELD_NUMBER: _ClassVar[int]
-    TRIMMED_RESULTS_FIELD_NUMBER: _ClassVar[int]
-    NOTES_FIELD_NUMBER: _ClassVar[int]
-    RETRIED_TASKS_FIELD_NUMBER: _ClassVar[int]
-    RETRIED_FIELD_NUMBER: _ClassVar[int]
-    GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
-    expired_tasks: int
-    released_claims: int
-    trimmed_results: int
-    notes: _containers.RepeatedScalarFieldContainer[str]
-    retried_tasks: int
-    retried: _containers.RepeatedCompositeFieldContainer[RetriedTask]
-    given_up: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, expired_tasks: _Optional[int] = ..., released_claims: _Optional[int] = ..., trimmed_results: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., retried_tasks: _Optional[int] = ..., retried: _Optional[_Iterable[_Union[RetriedTask, _Mapping]]] = ..., given_up: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class RetriedTask(_message.Message):
-    __slots__ = ("workflow_name", "task_name")
-    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
-    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
-    workflow_name: str
-    task_name: str
-    def __init__(self, workflow_name: _Optional[str] = ..., task_name: _Optional[str] = ...) -> None: ...
+class TrimHistoryResponse(_message.Message):
+    __slots__ = ("trimmed",)
+    TRIMMED_FIELD_NUMBER: _ClassVar[int]
+    trimmed: int
+    def __init__(self, trimmed: _Optional[int] = ...) -> None: ...
 
 class CreateScheduleRequest(_message.Message):
     __slots__ = ("workflow_name", "instance_name", "parameters", "enabled", "recurrence", "next_due_at", "overlap", "catch_up_window")

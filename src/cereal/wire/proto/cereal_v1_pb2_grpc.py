@@ -79,10 +79,25 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.FromString,
                 _registered_method=True)
-        self.Sweep = channel.unary_unary(
-                '/cereal.v1.Cereal/Sweep',
-                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SweepRequest.SerializeToString,
-                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SweepResponse.FromString,
+        self.ExpiredTaskLeases = channel.unary_unary(
+                '/cereal.v1.Cereal/ExpiredTaskLeases',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ExpiredTaskLeasesRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ExpiredTaskLeasesResponse.FromString,
+                _registered_method=True)
+        self.SettleExpiredLeases = channel.unary_unary(
+                '/cereal.v1.Cereal/SettleExpiredLeases',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SettleExpiredLeasesRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SettleExpiredLeasesResponse.FromString,
+                _registered_method=True)
+        self.ReleaseStaleClaims = channel.unary_unary(
+                '/cereal.v1.Cereal/ReleaseStaleClaims',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ReleaseStaleClaimsRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ReleaseStaleClaimsResponse.FromString,
+                _registered_method=True)
+        self.TrimHistory = channel.unary_unary(
+                '/cereal.v1.Cereal/TrimHistory',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TrimHistoryRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TrimHistoryResponse.FromString,
                 _registered_method=True)
         self.TaskQueueStats = channel.unary_unary(
                 '/cereal.v1.Cereal/TaskQueueStats',
@@ -225,7 +240,25 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Sweep(self, request, context):
+    def ExpiredTaskLeases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleExpiredLeases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseStaleClaims(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrimHistory(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -378,10 +411,25 @@ def add_CerealServicer_to_server(servicer, server):
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.SerializeToString,
             ),
-            'Sweep': grpc.unary_unary_rpc_method_handler(
-                    servicer.Sweep,
-                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SweepRequest.FromString,
-                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SweepResponse.SerializeToString,
+            'ExpiredTaskLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpiredTaskLeases,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ExpiredTaskLeasesRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ExpiredTaskLeasesResponse.SerializeToString,
+            ),
+            'SettleExpiredLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleExpiredLeases,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SettleExpiredLeasesRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SettleExpiredLeasesResponse.SerializeToString,
+            ),
+            'ReleaseStaleClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseStaleClaims,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ReleaseStaleClaimsRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ReleaseStaleClaimsResponse.SerializeToString,
+            ),
+            'TrimHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrimHistory,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TrimHistoryRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TrimHistoryResponse.SerializeToString,
             ),
             'TaskQueueStats': grpc.unary_unary_rpc_method_handler(
                     servicer.TaskQueueStats,
@@ -718,7 +766,7 @@ class Cereal:
             _registered_method=True)
 
     @staticmethod
-    def Sweep(request,
+    def ExpiredTaskLeases(request,
             target,
             options=(),
             channel_credentials=None,
@@ -731,9 +779,90 @@ class Cereal:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/cereal.v1.Cereal/Sweep',
-            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SweepRequest.SerializeToString,
-            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SweepResponse.FromString,
+            '/cereal.v1.Cereal/ExpiredTaskLeases',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ExpiredTaskLeasesRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ExpiredTaskLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleExpiredLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/SettleExpiredLeases',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SettleExpiredLeasesRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.SettleExpiredLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseStaleClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ReleaseStaleClaims',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ReleaseStaleClaimsRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ReleaseStaleClaimsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrimHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/TrimHistory',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TrimHistoryRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TrimHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,7 +2,8 @@
 
 Expiring leases, releasing stale claims and trimming history do not depend on
 each other, so an error in one (a damaged row, a statement the store
-refuses) must not leave the others undone until someone repairs it.
+refuses, a store that cannot be reached) must not leave the others undone
+until someone repairs it.
 """
 
 from __future__ import annotations
@@ -27,14 +28,6 @@ class SweepSteps:
         """Await ``step()``; on an error log it, note it and return ``empty``."""
         try:
             return await step()
-        except Exception as exc:
-            self._failed(name, exc)
-            return empty
-
-    def run_now(self, name: str, step: Callable[[], T], empty: T) -> T:
-        """As :meth:`run` for a step that does not wait."""
-        try:
-            return step()
         except Exception as exc:
             self._failed(name, exc)
             return empty
