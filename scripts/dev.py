@@ -4,7 +4,7 @@
 Run with the system Python (3.11+, standard library only):
 
     python3 scripts/dev.py demo [cereal demo options]   # run the demo
-    python3 scripts/dev.py test [pytest options]        # ruff, ruff format, mypy, pytest
+    python3 scripts/dev.py test [pytest options]        # ruff, ruff format, mypy, import-linter, pytest
     python3 scripts/dev.py lock                         # refresh constraints.txt from the venv
 
 It creates ``.venv`` when missing and (re)installs the project with
@@ -100,6 +100,7 @@ def cmd_test(args: Sequence[str]) -> int:
         ("ruff check", [BIN / "ruff", "check", "src", "tests"]),
         ("ruff format --check", [BIN / "ruff", "format", "--check", "src", "tests"]),
         ("mypy --strict", [BIN / "mypy", "--strict"]),
+        ("import-linter (layers)", [BIN / "lint-imports"]),
         ("pytest", [BIN / "pytest", *args]),
     ]
     for name, command in steps:

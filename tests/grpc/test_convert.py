@@ -18,8 +18,6 @@ import pytest
 
 from cereal.drivers import base
 from cereal.drivers.grpc import GrpcDriver
-from cereal.drivers.grpc import _convert as convert
-from cereal.drivers.grpc import _convert_views as views
 from cereal.drivers.grpc.driver import (
     _RemoteScheduleCompleter,
     _RemoteTaskCompleter,
@@ -48,6 +46,8 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
+from cereal.wire import convert
+from cereal.wire import convert_views as views
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)

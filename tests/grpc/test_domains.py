@@ -11,9 +11,9 @@ import grpc
 from cereal import errors
 from cereal.drivers import open_driver
 from cereal.drivers.grpc import GrpcDriver
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 from cereal.models import ListWorkflowFilter, NewTask, TaskStatus
+from cereal.wire.proto import cereal_v1_pb2 as pb
+from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 
 WF, INST, TASK = "wf", "inst", "work"
 

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 
 from cereal import errors
-from cereal.drivers.grpc import DEFAULT_DOMAIN
 from cereal.models import NewTask, TaskStatus
+from cereal.wire.domain_names import DEFAULT_DOMAIN
 from tests._waiting import wait_until
 
 WF, INST = "wf", "inst"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cereal import errors
-from cereal.drivers.grpc import CerealServer, ServeOptions
+from cereal.server import CerealServer, ServeOptions
 from tests.grpc._certs import Authority
 
 TOKEN = "s3cret-token"

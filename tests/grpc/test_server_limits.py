@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 import grpc
-from cereal.drivers.grpc import CerealServer, GrpcDriver, ServeOptions
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
-from cereal.drivers.grpc._server import DEFAULT_MAX_MESSAGE_BYTES
+from cereal.drivers.grpc import GrpcDriver
+from cereal.server import CerealServer, ServeOptions
+from cereal.wire.limits import DEFAULT_MAX_MESSAGE_BYTES
+from cereal.wire.proto import cereal_v1_pb2 as pb
+from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 from tests.grpc.test_server_crash import ServeProcess, _free_port
 
 TOKEN = "limits-token"

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import grpc
-from cereal.drivers.grpc._errors import error_from_pb, status_code
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 from cereal.values import MAX_ERROR_CHARS
+from cereal.wire.error_status import error_from_pb, status_code
+from cereal.wire.proto import cereal_v1_pb2 as pb
+from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 
 WF, INST = "wf", "inst"
 RULE = "FREQ=DAILY"

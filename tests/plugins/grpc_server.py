@@ -1,6 +1,6 @@
 """A real ``cereal serve`` server for tests: in a thread of its own, on a loopback port.
 
-``ServerThread`` runs :class:`~cereal.drivers.grpc.CerealServer` on its own
+``ServerThread`` runs :class:`~cereal.server.CerealServer` on its own
 event loop in a background thread (so the test's loop stays free), bound to a
 free port on 127.0.0.1; clients reach it over real TCP.
 """
@@ -20,7 +20,7 @@ class ServerThread:
     """Runs one server until :meth:`stop`."""
 
     def __init__(self, database_url: str, **options: Any) -> None:
-        from cereal.drivers.grpc import CerealServer, ServeOptions
+        from cereal.server import CerealServer, ServeOptions
 
         self._server = CerealServer(database_url, ServeOptions(**{"port": 0, **options}))
         self._loop = asyncio.new_event_loop()

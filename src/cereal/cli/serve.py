@@ -19,11 +19,11 @@ from cereal.cli._common import run, state
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
 if TYPE_CHECKING:
-    from cereal.drivers.grpc import ServeOptions
+    from cereal.server import ServeOptions
 
 
 async def _serve(url: str, options: ServeOptions, grace: float) -> str:
-    from cereal.drivers.grpc import CerealServer
+    from cereal.server import CerealServer
 
     server = CerealServer(url, options)
     loop = asyncio.get_running_loop()
@@ -95,8 +95,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM."""
-    from cereal.drivers.grpc import ServeOptions
-    from cereal.drivers.grpc._server import check_max_message_bytes, message_limit_for
+    from cereal.server import ServeOptions
+    from cereal.wire.limits import check_max_message_bytes, message_limit_for
 
     if not 0 <= port <= 65535:
         raise typer.BadParameter(f"must be 0-65535, got {port}", param_hint="--port")

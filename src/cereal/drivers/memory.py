@@ -107,16 +107,6 @@ class MemoryDriver(Driver):
             self._state.add_instance(workflow_name, instance_name, parameters, utcnow())
         self._wake("workflow", workflow_name)
 
-    async def dequeue_workflow(
-        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
-    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
-        """Claim the oldest event (by sequence) of any unclaimed instance of these names.
-
-        Raises:
-            NoWorkflowInstancesError: nothing is ready.
-        """
-        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
-
     async def claim_workflows(
         self,
         workflow_names: Sequence[str],

@@ -20,8 +20,8 @@ from typing import Any
 
 import grpc
 from cereal import errors
-from cereal.drivers.grpc._errors import error_from_pb
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
+from cereal.wire.error_status import error_from_pb
+from cereal.wire.proto import cereal_v1_pb2 as pb
 
 logger = logging.getLogger(__name__)
 

@@ -35,20 +35,9 @@ from cereal.drivers.base import (
     WorkKind,
     check_claim_sizes,
 )
-from cereal.drivers.grpc import _convert as convert
-from cereal.drivers.grpc import _convert_views as views
 from cereal.drivers.grpc._client_streams import BuildRequest, HeldStream
-from cereal.drivers.grpc._domains import DEFAULT_DOMAIN, DOMAIN_METADATA_KEY, check_domain
-from cereal.drivers.grpc._errors import error_from_pb, error_from_rpc
+from cereal.drivers.grpc._credentials import channel_credentials
 from cereal.drivers.grpc._io import IoLoop
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
-from cereal.drivers.grpc._security import TOKEN_METADATA_KEY, channel_credentials
-from cereal.drivers.grpc._server import (
-    MAX_MESSAGE_BYTES,
-    channel_options,
-    check_max_message_bytes,
-)
 from cereal.models import (
     FailureDetails,
     HistoryRetention,
@@ -66,9 +55,16 @@ from cereal.models import (
     TaskData,
     TaskQueueStats,
     WorkerInfo,
-    WorkflowEvent,
     WorkflowInstanceData,
 )
+from cereal.wire import convert
+from cereal.wire import convert_views as views
+from cereal.wire.domain_names import DEFAULT_DOMAIN, check_domain
+from cereal.wire.error_status import error_from_pb, error_from_rpc
+from cereal.wire.limits import MAX_MESSAGE_BYTES, channel_options, check_max_message_bytes
+from cereal.wire.metadata import DOMAIN_METADATA_KEY, TOKEN_METADATA_KEY, bearer
+from cereal.wire.proto import cereal_v1_pb2 as pb
+from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +152,7 @@ class GrpcDriver(Driver):
         )
         metadata = [(DOMAIN_METADATA_KEY, self.domain)]
         if token:
-            metadata.append((TOKEN_METADATA_KEY, f"Bearer {token}"))
+            metadata.append((TOKEN_METADATA_KEY, bearer(token)))
         self._metadata = tuple(metadata)
         self._call_timeout = float(call_timeout)
         self._connect_timeout = float(connect_timeout)
@@ -323,12 +319,6 @@ class GrpcDriver(Driver):
                 parameters=convert.value_to_pb(parameters),
             ),
         )
-
-    async def dequeue_workflow(
-        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
-    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
-        """See :meth:`Driver.dequeue_workflow`."""
-        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,

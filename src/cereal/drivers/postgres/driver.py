@@ -29,7 +29,6 @@ from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
     TaskCompleter,
-    WorkflowCompleter,
     check_claim_sizes,
 )
 from cereal.drivers.postgres import _caller_transaction, _maintenance
@@ -163,16 +162,6 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
             async with self._connection("reading the store's identity") as conn:
                 self._store_identity = await read_own(conn)
         return self._store_identity
-
-    async def dequeue_workflow(
-        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
-    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
-        """Claim the oldest event of an instance no other callback holds.
-
-        Raises:
-            NoWorkflowInstancesError: nothing is ready.
-        """
-        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,

@@ -31,7 +31,6 @@ from cereal.drivers.base import (
     Driver,
     ScheduledWorkflowCompleter,
     TaskCompleter,
-    WorkflowCompleter,
     check_claim_sizes,
 )
 from cereal.drivers.sqlite import (
@@ -66,7 +65,6 @@ from cereal.models import (
     TaskData,
     TaskQueueStats,
     WorkerInfo,
-    WorkflowEvent,
     WorkflowInstanceData,
 )
 
@@ -232,16 +230,6 @@ class SQLiteDriver(Driver):
         self._connection()  # open, so the schema is migrated
         conn = _caller_transaction.check_connection(connection, self.path)
         _caller_transaction.enqueue(conn, workflow_name, instance_name, parameters)
-
-    async def dequeue_workflow(
-        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
-    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
-        """Claim the oldest event (by sequence) of any unclaimed instance of these names.
-
-        Raises:
-            NoWorkflowInstancesError: nothing is ready.
-        """
-        return await self._dequeue_one_claimed(workflow_names, claim_expiry)
 
     async def claim_workflows(
         self,

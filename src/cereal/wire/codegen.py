@@ -1,6 +1,6 @@
 """Regenerate the checked-in protobuf and gRPC modules from ``cereal_v1.proto``.
 
-Run ``python -m cereal.drivers.grpc._codegen`` after editing the ``.proto``;
+Run ``python -m cereal.wire.codegen`` after editing the ``.proto``;
 a test checks that the checked-in files equal a fresh generation.
 """
 
@@ -10,10 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROTO_DIR = Path(__file__).resolve().parent / "_proto"
+PROTO_DIR = Path(__file__).resolve().parent / "proto"
 PROTO_NAME = "cereal_v1.proto"
 GENERATED = ("cereal_v1_pb2.py", "cereal_v1_pb2.pyi", "cereal_v1_pb2_grpc.py")
-_PACKAGE_ROOT = PROTO_DIR.parents[3]  # the directory holding the ``cereal`` package
+_PACKAGE_ROOT = PROTO_DIR.parents[2]  # the directory holding the ``cereal`` package
 
 
 def generate(out_dir: Path) -> dict[str, bytes]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import grpc
 from cereal import errors
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-
-ERROR_KEY = "cereal-error"
-"""Trailing metadata key naming the error class of a failed call."""
+from cereal.wire.metadata import ERROR_KEY
+from cereal.wire.proto import cereal_v1_pb2 as pb
 
 _BUILTIN: dict[str, type[Exception]] = {
     "ValueError": ValueError,

@@ -1,17 +1,15 @@
-"""Who may call the server: the bind rule, TLS credentials and the bearer token."""
+"""Who may call the server: the bind rule, the server's TLS credentials and the bearer token."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
-
-TOKEN_METADATA_KEY = "authorization"
-"""Request metadata key of the bearer token (value ``Bearer <token>``)."""
+from cereal.wire.metadata import TOKEN_METADATA_KEY, bearer
+from cereal.wire.pem import read_pem
 
 UNPROTECTED_SERVICES = ("/grpc.health.v1.Health/",)
 """Method prefixes callable without the token (health probes carry no secrets)."""
@@ -41,13 +39,6 @@ def check_bind(host: str, *, token: str | None, insecure: bool) -> None:
     )
 
 
-def _read(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read the {what} {str(path)!r}: {exc.strerror}") from exc
-
-
 def server_credentials(
     cert: str | None, key: str | None, client_ca: str | None
 ) -> grpc.ServerCredentials | None:
@@ -65,29 +56,12 @@ def server_credentials(
         return None
     if not cert or not key:
         raise ValueError("TLS needs both --tls-cert and --tls-key")
-    pair = [(_read(key, "TLS key"), _read(cert, "TLS certificate"))]
+    pair = [(read_pem(key, "TLS key"), read_pem(cert, "TLS certificate"))]
     if client_ca:
         return grpc.ssl_server_credentials(
-            pair, root_certificates=_read(client_ca, "client CA"), require_client_auth=True
+            pair, root_certificates=read_pem(client_ca, "client CA"), require_client_auth=True
         )
     return grpc.ssl_server_credentials(pair)
-
-
-def channel_credentials(
-    ca: str | None, cert: str | None, key: str | None
-) -> grpc.ChannelCredentials:
-    """TLS credentials of a client: trust ``ca`` (else the system roots); present cert/key.
-
-    Raises:
-        ValueError: only one of cert and key is given, or a file cannot be read.
-    """
-    if bool(cert) != bool(key):
-        raise ValueError("a client certificate needs both 'cert' and 'key'")
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca, "CA certificate") if ca else None,
-        private_key=_read(key, "client key") if key else None,
-        certificate_chain=_read(cert, "client certificate") if cert else None,
-    )
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -101,7 +75,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = bearer(token).encode()
 
     async def intercept_service(
         self,

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Iterator
 
 from cereal.drivers.base import DEFAULT_TASK_EXPIRY, Driver, WorkKind
-from cereal.drivers.grpc._domains import DomainStores, check_domain
 from cereal.engine.scheduler import WorkflowScheduler
 from cereal.engine.sweeper import run_sweeper
+from cereal.server.stores import DomainStores
+from cereal.wire.domain_names import check_domain
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The ``cereal.v1.Cereal`` service: each RPC calls the caller's domain driver.
 
 Adding an RPC for a new driver method is mechanical: declare it in
-``cereal_v1.proto``, regenerate, add a conversion in :mod:`._convert` if it
+``cereal_v1.proto``, regenerate, add a conversion in :mod:`cereal.wire.convert` if it
 carries a new record, then add a method here decorated with
 :func:`_unary` (it resolves the domain and maps errors) and the matching
 one-line call in ``GrpcDriver``.
@@ -30,15 +30,16 @@ import grpc
 from cereal import errors
 from cereal.drivers._expired import ExpiredLease, decide_expiry
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
-from cereal.drivers.grpc import _convert as convert
-from cereal.drivers.grpc import _convert_views as views
-from cereal.drivers.grpc._checks import RequestChecks
-from cereal.drivers.grpc._domains import DEFAULT_DOMAIN, DOMAIN_METADATA_KEY
-from cereal.drivers.grpc._errors import ERROR_KEY, error_to_pb, is_carried, status_code
-from cereal.drivers.grpc._hosted import DomainRegistry, HostedDomain
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
-from cereal.drivers.grpc._proto import cereal_v1_pb2_grpc as pb_grpc
 from cereal.models import TaskData, check_overlap
+from cereal.server.domains import DomainRegistry, HostedDomain
+from cereal.server.request_checks import RequestChecks
+from cereal.wire import convert
+from cereal.wire import convert_views as views
+from cereal.wire.domain_names import DEFAULT_DOMAIN
+from cereal.wire.error_status import error_to_pb, is_carried, status_code
+from cereal.wire.metadata import DOMAIN_METADATA_KEY, ERROR_KEY
+from cereal.wire.proto import cereal_v1_pb2 as pb
+from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def domain_name(context: Context) -> str:
 
 
 async def abort_with(context: Context, exc: BaseException) -> None:
-    """End the call with the status a carried error travels with (see :mod:`._errors`)."""
+    """End the call with the status a carried error travels with (see wire.error_status)."""
     await context.abort(
         status_code(exc), str(exc), trailing_metadata=((ERROR_KEY, type(exc).__name__),)
     )

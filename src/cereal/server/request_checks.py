@@ -16,11 +16,11 @@ import dataclasses
 
 from cereal.checks import names as name_checks
 from cereal.checks import times, validation
-from cereal.drivers.grpc import _convert as convert
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
 from cereal.retry import MAX_BACKOFF
 from cereal.values import DEFAULT_MAX_VALUE_BYTES, MAX_ERROR_CHARS
+from cereal.wire import convert
+from cereal.wire.proto import cereal_v1_pb2 as pb
 
 
 class RequestChecks:

@@ -1,4 +1,4 @@
-"""Domains: one isolated store per domain name, behind one server.
+"""The per-domain stores: one isolated store per domain name, behind one server.
 
 Every call names its domain; names (instances, tasks, schedules, history)
 are isolated per domain because each domain has its own store:
@@ -13,37 +13,13 @@ are isolated per domain because each domain has its own store:
 from __future__ import annotations
 
 import abc
-import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cereal.drivers.base import Driver
+from cereal.wire.domain_names import DEFAULT_DOMAIN, DOMAIN_PATTERN
 
-DEFAULT_DOMAIN = "default"
-"""The domain of a client that names none."""
-
-DOMAIN_METADATA_KEY = "cereal-domain"
-"""Request metadata key carrying the caller's domain."""
-
-_DOMAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}")
 _SCHEMA_PREFIX = "cereal_"
-
-
-def check_domain(name: object) -> str:
-    """Return ``name`` if it is a well-formed domain.
-
-    Raises:
-        ValueError: it is not 1-48 characters of letters, digits, ``_ . -``
-            starting with a letter or digit.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError("a domain must be specified (a non-empty string)")
-    if not _DOMAIN.fullmatch(name):
-        raise ValueError(
-            f"malformed domain {name!r}: use 1-48 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit"
-        )
-    return name
 
 
 class DomainStores(abc.ABC):
@@ -85,7 +61,7 @@ class SQLiteDomainStores(DomainStores):
                 name = entry.name
                 if name.startswith(prefix) and name.endswith(suffix) and entry.is_file():
                     domain = name[len(prefix) : len(name) - len(suffix)]
-                    if _DOMAIN.fullmatch(domain) and domain != DEFAULT_DOMAIN:
+                    if DOMAIN_PATTERN.fullmatch(domain) and domain != DEFAULT_DOMAIN:
                         found.append(domain)
         return sorted(found)
 
@@ -161,7 +137,7 @@ class PostgresDomainStores(DomainStores):
         found = {DEFAULT_DOMAIN}
         for (schema,) in rows:
             domain = str(schema)[len(_SCHEMA_PREFIX) :]
-            if _DOMAIN.fullmatch(domain):
+            if DOMAIN_PATTERN.fullmatch(domain):
                 found.add(domain)
         return sorted(found)
 

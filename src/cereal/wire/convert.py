@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.models import (
     UNSET,
     HistoryRetention,
@@ -30,6 +29,7 @@ from cereal.models import (
     WorkflowInstanceStatus,
     check_overlap,
 )
+from cereal.wire.proto import cereal_v1_pb2 as pb
 
 
 def value_to_pb(data: bytes | None) -> pb.Value | None:

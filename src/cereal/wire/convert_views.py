@@ -2,20 +2,11 @@
 
 The inspection records of the dashboard (tasks and events of an instance,
 task queues), the metrics' queue depths, the live-worker rows and a failure's
-details; the core records are in :mod:`._convert`.
+details; the core records are in :mod:`.convert`.
 """
 
 from __future__ import annotations
 
-from cereal.drivers.grpc._convert import (
-    optional_str,
-    required_time,
-    time_from_pb,
-    time_to_pb,
-    value_from_pb,
-    value_to_pb,
-)
-from cereal.drivers.grpc._proto import cereal_v1_pb2 as pb
 from cereal.models import (
     FailureDetails,
     InstanceEvent,
@@ -27,6 +18,15 @@ from cereal.models import (
     WorkerInfo,
     WorkflowEventType,
 )
+from cereal.wire.convert import (
+    optional_str,
+    required_time,
+    time_from_pb,
+    time_to_pb,
+    value_from_pb,
+    value_to_pb,
+)
+from cereal.wire.proto import cereal_v1_pb2 as pb
 
 
 def instance_task_to_pb(task: InstanceTask) -> pb.InstanceTask:

@@ -1,0 +1,87 @@
+"""Read-only inspection for the CLI, the dashboard and metrics (optional for a driver)."""
+
+from __future__ import annotations
+
+from cereal import errors
+from cereal.models import (
+    InstanceEvent,
+    InstanceTask,
+    QueueDepth,
+    TaskQueueStats,
+)
+
+
+def _not_offered(driver: object, operation: str) -> errors.DriverError:
+    return errors.DriverError(f"{type(driver).__name__} does not offer {operation} (inspection)")
+
+
+class InspectionStore:
+    """An instance's tasks and event history, per-name queue statistics and depths.
+
+    Optional: a driver that offers no inspection inherits defaults that raise
+    :class:`~cereal.errors.DriverError` naming the driver (``queue_depths``
+    reports nothing); the engine itself never needs these.
+    """
+
+    # ---- read-only inspection (dashboard) ----------------------------------------------
+
+    async def list_instance_tasks(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[InstanceTask]:
+        """The queued and running tasks of the live instance, in enqueue order.
+
+        Empty when no instance with these names is live. With ``limit`` or
+        ``before`` the answer is one page, newest first: the ``limit`` (all
+        when ``None``) newest tasks enqueued before the task whose
+        ``task_id`` is ``before`` (keyset paging: pass the last ``task_id`` of
+        a page to get the next, older one). Callers pass them only when set,
+        so a driver written before paging keeps working for full listings.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is not one of this
+                driver's task ids.
+        """
+        raise _not_offered(self, "list_instance_tasks")
+
+    async def list_instance_events(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> list[InstanceEvent]:
+        """The event history of one run of these names, oldest first.
+
+        The live instance's events, else those of the newest finished run still
+        kept by the retention policy (empty when there is neither): handled
+        events and, marked ``pending``, those still waiting for a decision.
+        With ``limit`` or ``before`` the answer is one page, newest first: the
+        ``limit`` (all when ``None``) newest events whose ``seq`` is below
+        ``before`` (pass the last ``seq`` of a page to get the next, older
+        one); events arriving meanwhile never shift the older pages.
+
+        Raises:
+            ValueError: ``limit`` is below 1 or ``before`` below 0.
+        """
+        raise _not_offered(self, "list_instance_events")
+
+    async def task_queue_stats(self) -> list[TaskQueueStats]:
+        """One entry per task name with queued or running tasks, ordered by name."""
+        raise _not_offered(self, "task_queue_stats")
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Read-only: the ready work per task name and per workflow name, for metrics.
+
+        One entry per name with ready work (none for an idle name): queued
+        tasks due now, and live unclaimed instances with pending events, each
+        with the enqueue time of its oldest item. Drivers answer from their
+        claim indexes, so the cost follows the queues, never the history.
+        This default reports nothing (a driver that cannot tell).
+        """
+        return []

@@ -1,0 +1,166 @@
+"""Opening, closing and wakeups: the part of the driver contract every driver inherits as is.
+
+``init`` and ``close`` are reference-counted, so several Managers of one
+process can share a driver, and a driver supports ``init -> close -> init``
+cycles. A driver implements only :meth:`StoreLifecycle._open` and
+:meth:`StoreLifecycle._close`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal, Self
+
+logger = logging.getLogger(__name__)
+
+WorkKind = Literal["workflow", "task", "schedule"]
+"""What kind of work a wakeup announces."""
+
+WakeupListener = Callable[[WorkKind, str | None], None]
+"""Called with the kind of new work and its name (``None``: any name).
+
+Listeners may be called from any thread and must be cheap and thread-safe.
+"""
+
+# Capabilities a driver may declare; tests needing one skip on drivers without it.
+DURABLE = "durable"  # survives a process restart
+MULTIPROCESS = "multiprocess"  # several processes may share the store safely
+RESUMABLE_LEASES = "resumable_leases"  # a lease is taken up again by its token (resume_task_lease)
+
+
+async def _wait_for(pending: concurrent.futures.Future[None]) -> None:
+    """Wait for another caller's open/close to end; cancelling this wait leaves it running."""
+    await asyncio.shield(asyncio.wrap_future(pending))
+
+
+class StoreLifecycle(abc.ABC):
+    """Reference-counted open/close, migrations and the wakeup listener registry."""
+
+    def __init__(self) -> None:
+        self._open_count = 0
+        self._open_lock = threading.Lock()
+        # the open or last close in progress; a concurrent Future because a driver may be
+        # shared across event loops (e.g. one per thread), which an asyncio.Lock cannot span
+        self._transition: concurrent.futures.Future[None] | None = None
+        self._listeners: list[WakeupListener] = []
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Open the store (and apply pending migrations) unless already open.
+
+        Returns only once the store is open: a call made while another user's
+        open (or the last close) is in progress waits for it. If that open
+        fails, the waiting call tries to open the store itself.
+        """
+        while True:
+            with self._open_lock:
+                pending = self._transition
+                if pending is None:
+                    if self._open_count > 0:
+                        self._open_count += 1
+                        return
+                    pending = self._transition = concurrent.futures.Future()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                await _wait_for(pending)
+                continue  # look again: open now, or the open failed and this call tries
+            try:
+                await self._open()
+            except BaseException:
+                self._end_transition(pending, count=0)
+                raise
+            self._end_transition(pending, count=1)
+            return
+
+    async def close(self) -> None:
+        """Release one ``init``; the last one closes the store. Idempotent when closed."""
+        while True:
+            with self._open_lock:
+                pending = self._transition
+                if pending is None:
+                    if self._open_count == 0:
+                        return
+                    self._open_count -= 1
+                    if self._open_count > 0:
+                        return
+                    pending = self._transition = concurrent.futures.Future()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                await _wait_for(pending)
+                continue
+            try:
+                await self._close()
+            finally:
+                self._end_transition(pending, count=0)
+            return
+
+    def _end_transition(self, pending: concurrent.futures.Future[None], *, count: int) -> None:
+        with self._open_lock:
+            self._open_count = count
+            self._transition = None
+        pending.set_result(None)
+
+    @property
+    def is_open(self) -> bool:
+        """True between the first ``init`` and the matching last ``close``."""
+        return self._open_count > 0
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns the names applied (none for memory)."""
+        await self.init()
+        await self.close()
+        return []
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect and migrate (called on the first ``init``)."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Disconnect (called on the last ``close``)."""
+
+    async def __aenter__(self) -> Self:
+        await self.init()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- wakeups ---------------------------------------------------------------
+
+    def add_wakeup_listener(self, listener: WakeupListener) -> None:
+        """Call ``listener`` whenever this driver learns of new ready work."""
+        with self._open_lock:
+            self._listeners.append(listener)
+
+    def remove_wakeup_listener(self, listener: WakeupListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with self._open_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _wake(self, kind: WorkKind, name: str | None = None) -> None:
+        """Tell every listener about new work (call after the commit that made it)."""
+        with self._open_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(kind, name)
+            except Exception:  # a broken listener must not break the driver
+                logger.exception("wakeup listener failed")

@@ -1,0 +1,225 @@
+"""The workflow side of the driver contract: instances, their events and claims."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from cereal import errors
+from cereal.drivers._task_store import DEFAULT_TASK_EXPIRY
+from cereal.models import (
+    FailureDetails,
+    ListWorkflowFilter,
+    NewTask,
+    WorkflowEvent,
+    WorkflowInstanceData,
+)
+
+ClaimedWorkflow = tuple[list[WorkflowEvent], "WorkflowCompleter"]
+"""One claimed instance: its events in sequence order, and the completer that decides them."""
+
+
+class WorkflowCompleter(abc.ABC):
+    """Holds the claimed event(s) of one instance until a decision is applied or it is closed.
+
+    A claim holds one event (:meth:`Driver.dequeue_workflow`) or a batch of
+    them (:meth:`Driver.claim_workflows`). Exactly one of :meth:`continue_`,
+    :meth:`done` or :meth:`fail` may be called, for the whole batch;
+    afterwards (or without any) :meth:`close` releases the claim. A completer
+    closed without a decision rolls back: every claimed event is redelivered.
+    """
+
+    @abc.abstractmethod
+    async def continue_(self, payload: bytes | None, tasks: Sequence[NewTask]) -> None:
+        """Apply a continue decision atomically.
+
+        Consume every claimed event (and the task results they refer to),
+        store the payload, mark the instance ``running``, add ``len(tasks)``
+        to the enqueued count, set the completed count to the last claimed
+        event's ``completed_task_count``, and insert ``tasks`` in order.
+
+        Raises:
+            WorkflowClaimLostError: the instance ended (killed) or the claim
+                expired meanwhile; nothing was stored.
+        """
+
+    @abc.abstractmethod
+    async def done(self, result: bytes | None) -> None:
+        """Finish the instance with ``result``.
+
+        Write a history row and delete the live instance with its events,
+        tasks and unconsumed task results.
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+
+    @abc.abstractmethod
+    async def fail(self, error: str) -> None:
+        """Finish the instance with the error text ``error`` (as :meth:`done`).
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+
+    async def fail_with_details(self, failure: FailureDetails) -> None:
+        """Finish the instance with ``failure``'s text, exception type and traceback.
+
+        This default keeps only the text (:meth:`fail`); drivers that store
+        the type and traceback with the history row override it.
+
+        Raises:
+            WorkflowClaimLostError: as for :meth:`continue_`.
+        """
+        await self.fail(failure.error)
+
+    async def heartbeat(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Keep the claim alive during a long callback (drivers with claim leases)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the event; roll back if no decision was applied. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def check_claim_sizes(max_instances: int, max_events: int) -> None:
+    """Refuse a claim for fewer than one instance or event.
+
+    Raises:
+        ValueError: ``max_instances`` or ``max_events`` is below 1.
+    """
+    if max_instances < 1 or max_events < 1:
+        raise ValueError("claim_workflows needs max_instances >= 1 and max_events >= 1")
+
+
+class WorkflowStore(abc.ABC):
+    """Live workflow instances: enqueue, claim events and decide, cancel, kill, look up."""
+
+    # ---- workflow instances -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue_workflow(
+        self, workflow_name: str, instance_name: str, parameters: bytes | None
+    ) -> None:
+        """Create a live instance and its ``start`` event atomically.
+
+        Raises:
+            WorkflowInstanceExistsError: a live instance with these names exists;
+                nothing was stored.
+        """
+
+    async def enqueue_workflow_in_transaction(
+        self,
+        connection: object,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+    ) -> None:
+        """As :meth:`enqueue_workflow`, on the caller's open transaction ``connection``.
+
+        The instance exists if and only if the caller commits; the driver
+        neither commits nor rolls back, and arranges for workers to be woken
+        by the commit. This default refuses: the driver's store is not
+        reachable through a caller's connection.
+
+        Raises:
+            TypeError: always here; a driver that supports it names the
+                connection types it takes.
+        """
+        raise TypeError(
+            f"{type(self).__name__} cannot enqueue on a caller's connection: transactional "
+            "enqueue needs the SQLite driver (a sqlite3.Connection) or the PostgreSQL driver "
+            "(a psycopg Connection or AsyncConnection)"
+        )
+
+    @abc.abstractmethod
+    async def claim_workflows(
+        self,
+        workflow_names: Sequence[str],
+        *,
+        max_instances: int = 1,
+        max_events: int = 1,
+        claim_expiry: float = DEFAULT_TASK_EXPIRY,
+    ) -> list[ClaimedWorkflow]:
+        """Claim up to ``max_instances`` unclaimed instances, each with up to ``max_events`` events.
+
+        Instances whose oldest ready event is oldest come first, and each
+        claimed instance comes with its oldest events in sequence order. For
+        a ``task_complete`` event the task result is consumed with the event
+        (a missing result gives status ``UNUSABLE_RESULT``). Each event's
+        ``completed_task_count`` includes the ``task_complete`` events up to
+        and including it; ``enqueued_task_count`` is the stored count (the
+        caller adds what earlier callbacks of the batch enqueued). One
+        completer decides the whole batch of an instance. Returns an empty
+        list when nothing is ready; refuses sizes below 1
+        (:func:`check_claim_sizes`).
+
+        ``claim_expiry`` is the claimer's own expiry: a driver whose claims
+        can outlive a crashed claimer stores it with the claim, and the
+        sweep releases the claim only once that long has passed since its
+        last heartbeat, whatever expiry the sweeping process uses.
+        """
+
+    async def dequeue_workflow(
+        self, workflow_names: Sequence[str], *, claim_expiry: float = DEFAULT_TASK_EXPIRY
+    ) -> tuple[WorkflowEvent, WorkflowCompleter]:
+        """Claim the oldest event (by sequence) of any unclaimed instance of these names.
+
+        The one-event form of :meth:`claim_workflows` (the Go API's dequeue).
+
+        Raises:
+            NoWorkflowInstancesError: nothing is ready.
+        """
+        claimed = await self.claim_workflows(workflow_names, claim_expiry=claim_expiry)
+        if not claimed:
+            raise errors.NoWorkflowInstancesError()
+        [([event], completer)] = claimed
+        return event, completer
+
+    @abc.abstractmethod
+    async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
+        """Append a ``cancel`` event to the live instance.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+
+    @abc.abstractmethod
+    async def kill_workflow(self, workflow_name: str, instance_name: str, error: str) -> None:
+        """Finish the live instance at once with ``error``; no callback runs.
+
+        Raises:
+            WorkflowInstanceNotFoundError: no live instance.
+        """
+
+    @abc.abstractmethod
+    async def get_workflow_instance(
+        self, workflow_name: str, instance_name: str
+    ) -> WorkflowInstanceData:
+        """The live instance if any, else the newest finished run.
+
+        Raises:
+            WorkflowInstanceNotFoundError: neither exists.
+        """
+
+    @abc.abstractmethod
+    async def list_workflow_instances(
+        self, where: ListWorkflowFilter
+    ) -> list[WorkflowInstanceData]:
+        """One entry per (workflow, instance) pair: the live row, else the newest finished run.
+
+        Sorted by workflow name, then instance name, and cut to the window
+        ``where.offset`` / ``where.limit`` of that order (:meth:`ListWorkflowFilter.page`).
+        """
