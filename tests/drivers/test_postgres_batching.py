@@ -42,7 +42,7 @@ async def test_concurrent_completions_share_commits_and_resume_after_theirs(
         await _fan_out(driver, 40)
         claimed = await driver.dequeue_tasks("t", 40)
         completions = driver._committers[asyncio.get_running_loop()]["completion"]
-        monkeypatch.setattr(completions, "_runner", counting)
+        monkeypatch.setattr(completions._flush, "runner", counting)
 
         async def complete_and_check(task: Any) -> bool:
             await task.succeed(None)
@@ -177,7 +177,7 @@ async def test_two_reports_on_one_lease_merged_behind_a_busy_group_one_wins(
         await _fan_out(driver, 2)
         [(busy_task, busy), (raced_task, raced)] = await driver.dequeue_tasks("t", 2)
         completions = driver._committers[asyncio.get_running_loop()]["completion"]
-        monkeypatch.setattr(completions, "_runner", counting)
+        monkeypatch.setattr(completions._flush, "runner", counting)
         reports = {
             "succeed": lambda: raced.succeed(b'"second"'),
             "abandon": lambda: raced.abandon(),
@@ -200,7 +200,7 @@ async def test_two_reports_on_one_lease_merged_behind_a_busy_group_one_wins(
             racing = asyncio.gather(
                 raced.succeed(b'"first"'), reports[second](), return_exceptions=True
             )
-            await wait_until(lambda: len(completions._queue) == 2, what="both reports queued")
+            await wait_until(lambda: completions.pending == 2, what="both reports queued")
             await locker.rollback()
             await first_group
             outcomes = await racing
@@ -242,7 +242,7 @@ async def test_two_reports_on_one_lease_retried_write_by_write_one_wins(
         await _fan_out(driver, 1)
         [(_, raced)] = await driver.dequeue_tasks("t", 1)
         completions = driver._committers[asyncio.get_running_loop()]["completion"]
-        monkeypatch.setattr(completions, "_runner", failing_first_group)
+        monkeypatch.setattr(completions._flush, "runner", failing_first_group)
 
         outcomes = await asyncio.gather(
             raced.succeed(b'"first"'), raced.abandon(), return_exceptions=True

@@ -28,10 +28,12 @@ from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
     Statement,
+    Write,
+    group_committer,
     run_completions_merged,
     run_decisions_merged,
 )
-from cereal.drivers.postgres._heartbeats import HeartbeatBatcher
+from cereal.drivers.postgres._heartbeats import HeartbeatBatcher, heartbeat_batcher
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
 from cereal.drivers.postgres._migrate import apply_migrations
 from cereal.drivers.postgres._store_identity import StoreIdentity
@@ -307,8 +309,12 @@ class PostgresBase(Driver):
         self._pool, self._listener = pool, listener
 
     async def _close(self) -> None:
-        for committer in self._committers.get(asyncio.get_running_loop(), {}).values():
+        loop = asyncio.get_running_loop()
+        for committer in self._committers.get(loop, {}).values():
             await committer.drain()  # writes already queued still commit
+        beater = self._beaters.get(loop)
+        if beater is not None:
+            await beater.drain()
         if self._background:  # claims given back after a cancel
             await asyncio.wait(set(self._background), timeout=self._pool_timeout)
         listener, self._listener = self._listener, None
@@ -386,11 +392,11 @@ class PostgresBase(Driver):
         committers = self._committers.get(loop)
         if committers is None:
             committers = self._committers[loop] = {
-                "decision": GroupCommitter(self, run_decisions_merged),
-                "completion": GroupCommitter(self, run_completions_merged),
-                "release": GroupCommitter(self),
+                "decision": group_committer(self, run_decisions_merged),
+                "completion": group_committer(self, run_completions_merged),
+                "release": group_committer(self),
             }
-        return await committers[kind].run(order, statements, announce=announce)
+        return await committers[kind].run(Write(order, statements, announce))
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run clean-up work without making the caller wait (kept until it ends)."""
@@ -404,7 +410,7 @@ class PostgresBase(Driver):
         loop = asyncio.get_running_loop()
         beater = self._beaters.get(loop)
         if beater is None:
-            beater = self._beaters[loop] = HeartbeatBatcher(self)
+            beater = self._beaters[loop] = heartbeat_batcher(self)
         return beater
 
     def _note(self, wakes: Sequence[Wake]) -> str | None:

@@ -310,7 +310,7 @@ class PostgresTaskCompleter(TaskCompleter):
         Raises:
             TaskLostError: the lease is gone.
         """
-        if not await self._driver._heartbeats.beat(self._task_id, self._lease):
+        if not await self._driver._heartbeats.run((self._task_id, self._lease)):
             raise errors.TaskLostError()
 
     async def succeed(self, result: bytes | None) -> None:

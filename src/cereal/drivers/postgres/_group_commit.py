@@ -1,39 +1,33 @@
-"""Group commit: writes that arrive together share one transaction.
+"""Group commit on PostgreSQL: writes that arrive together share one transaction.
 
 Task completions and workflow decisions are small writes made by many
 coroutines at once. Each one on its own transaction costs a commit (a WAL
-flush) and a few round trips; the :class:`GroupCommitter` instead queues
-them and runs everything queued so far as one pipelined transaction: one
-round trip, one commit. Nothing waits for a timer: the first write starts a
-flush at once, and writes arriving while it runs form the next group, so a
-lone write pays no added latency and a busy process batches by itself.
-
-Each caller resumes only after the commit that holds its write, with the
-rows its statements returned. Within a group the writes run in ascending
-order of their instance id: every statement locks its instance row first,
-so two groups (in two processes) always take instance locks in the same
-order and cannot deadlock on them. A group that fails as a whole (a dead
-connection, a deadlock with another writer, one bad statement) is retried
-write by write, so one failing write fails only its own caller.
+flush) and a few round trips; instead they queue on a shared
+:class:`~cereal.drivers._batching.Batcher` (no timer, one group in flight,
+each caller resumed after the commit holding its write, a failed group
+retried write by write) and this module commits each group: completions
+merged into one ``complete_tasks`` statement, decisions into one
+``cereal_apply_decisions`` call, releases of claims as one pipelined
+transaction. Within a group the writes run in ascending order of their
+instance id: every statement locks its instance row first, so two groups (in
+two processes) always take instance locks in the same order and cannot
+deadlock on them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
+from cereal.drivers._batching import Batcher
 from cereal.drivers.postgres._db import QUERIES, Conn, Row, translate
 from cereal.drivers.postgres._listen import Wake
 
 if TYPE_CHECKING:
     from cereal.drivers.postgres._base import PostgresBase
-
-logger = logging.getLogger(__name__)
 
 MAX_GROUP = 256
 """Most writes in one transaction (keeps each transaction and its locks short)."""
@@ -42,95 +36,77 @@ Statement = tuple[str, Mapping[str, Any]]
 """A named query of ``queries.sql`` and its parameters."""
 
 
-@dataclass
-class _Write:
-    """One caller's statements, run in order in the group's transaction."""
+@dataclass(frozen=True)
+class Write:
+    """One caller's statements, run in order in the group's transaction.
+
+    ``order`` is the instance id the statements lock first; ``announce``
+    lists wakeups to send to other processes with the commit (one NOTIFY
+    per group).
+    """
 
     order: int
     statements: Sequence[Statement]
-    announce: Sequence[Wake]
-    future: asyncio.Future[list[Row | None]] = field(repr=False)
+    announce: Sequence[Wake] = ()
 
 
-GroupRunner = Callable[[Conn, list[_Write], str | None], Awaitable[list[list[Row | None]]]]
+GroupRunner = Callable[[Conn, Sequence[Write], str | None], Awaitable[list[list[Row | None]]]]
 """Commits one group on a connection: each write's rows, in the group's order."""
 
+GroupCommitter = Batcher[Write, list[Row | None]]
+"""The queue of one kind of write; each caller gets the first row of each of its statements."""
 
-class GroupCommitter:
-    """Runs queued writes of one driver in shared transactions, one group at a time."""
 
-    def __init__(self, driver: PostgresBase, runner: GroupRunner | None = None) -> None:
+class GroupFlush:
+    """Commits a group of writes on one pooled connection, then wakes this process.
+
+    Args:
+        driver: the connections and wakeups.
+        runner: sends the group (one statement per write, or one merged statement).
+    """
+
+    def __init__(self, driver: PostgresBase, runner: GroupRunner) -> None:
         self._driver = driver
-        self._runner: GroupRunner = runner or run_each_in_one_transaction
-        self._queue: list[_Write] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self.runner = runner
 
-    async def run(
-        self, order: int, statements: Sequence[Statement], *, announce: Sequence[Wake] = ()
-    ) -> list[Row | None]:
-        """Run ``statements`` in a shared transaction; the first row of each, after commit.
-
-        ``order`` is the instance id the statements lock first. ``announce``
-        lists wakeups to send to other processes with the commit (one NOTIFY
-        per group).
+    async def __call__(self, group: Sequence[Write]) -> list[list[Row | None]]:
+        """Commit ``group``; each write's rows.
 
         Raises:
-            DriverError: the write did not commit.
+            DriverError: the group did not commit.
         """
-        loop = asyncio.get_running_loop()
-        write = _Write(order, statements, announce, loop.create_future())
-        self._queue.append(write)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush_all(), name="cereal-group-commit")
-        # a cancelled caller does not cancel the group: its write may commit anyway,
-        # exactly as a single statement already sent would
-        return await asyncio.shield(write.future)
-
-    async def drain(self) -> None:
-        """Wait until every queued write has been committed or has failed."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
-
-    async def _flush_all(self) -> None:
-        while self._queue:
-            group = self._queue[:MAX_GROUP]
-            del self._queue[:MAX_GROUP]
-            group.sort(key=lambda write: write.order)
-            try:
-                await self._commit(group)
-            except Exception as exc:
-                # Retry each write alone, once, on a fresh connection: a pooled connection
-                # found dead on use (server restart, terminated backend) fails the group
-                # without running it, and one bad write must not fail the others. Every
-                # write is guarded by its claim token or lease, so one that did commit
-                # before a connection died finds nothing the second time.
-                logger.debug(
-                    "a group of %d writes failed; retrying each alone: %s", len(group), exc
-                )
-                for write in group:
-                    try:
-                        await self._commit([write])
-                    except Exception as alone:
-                        _fail(write, alone)
-            except BaseException as exc:  # cancelled with the driver: tell every caller
-                for write in group + self._queue:
-                    _fail(write, exc)
-                self._queue.clear()
-                raise
-
-    async def _commit(self, group: list[_Write]) -> None:
         announce = [wake for write in group for wake in write.announce]
         note = self._driver._note(announce)
         async with self._driver._connection("a group commit") as conn:
-            results = await self._runner(conn, group, note)
-        for write, rows in zip(group, results, strict=True):
-            if not write.future.done():
-                write.future.set_result(rows)
+            results = await self.runner(conn, group, note)
         self._driver._wake_all(announce)
+        return results
+
+
+def group_committer(driver: PostgresBase, runner: GroupRunner | None = None) -> GroupCommitter:
+    """A queue of writes committed in groups of up to :data:`MAX_GROUP`.
+
+    Within a group the writes run in ascending order of their instance id:
+    every statement locks its instance row first, so two groups (in two
+    processes) always take instance locks in the same order and cannot
+    deadlock on them. A group that fails as a whole is retried write by write
+    on fresh connections: a pooled connection found dead on use (server
+    restart, terminated backend) fails the group without running it, and one
+    bad write must not fail the others. Every write is guarded by its claim
+    token or lease, so one that did commit before a connection died finds
+    nothing the second time. A cancelled caller's write still commits.
+    """
+    return Batcher(
+        GroupFlush(driver, runner or run_each_in_one_transaction),
+        name="cereal-group-commit",
+        max_group=MAX_GROUP,
+        retry_alone=True,
+        sort_key=lambda write: write.order,
+    )
 
 
 async def run_each_in_one_transaction(
-    conn: Conn, group: list[_Write], note: str | None
+    conn: Conn, group: Sequence[Write], note: str | None
 ) -> list[list[Row | None]]:
     """Send the whole group as one transaction in one round trip; each statement's first row."""
     with translate("a group commit"):
@@ -149,13 +125,8 @@ async def run_each_in_one_transaction(
             return [[await cur.fetchone() for cur in mine] for mine in cursors]
 
 
-def _fail(write: _Write, exc: BaseException) -> None:
-    if not write.future.done():
-        write.future.set_exception(exc)
-
-
 async def run_completions_merged(
-    conn: Conn, group: list[_Write], note: str | None
+    conn: Conn, group: Sequence[Write], note: str | None
 ) -> list[list[Row | None]]:
     """Complete a group of tasks, and announce them, with one set-based statement.
 
@@ -186,7 +157,7 @@ async def run_completions_merged(
 
 
 async def run_decisions_merged(
-    conn: Conn, group: list[_Write], note: str | None
+    conn: Conn, group: Sequence[Write], note: str | None
 ) -> list[list[Row | None]]:
     """Apply a group of decisions with one statement (``cereal_apply_decisions``).
 

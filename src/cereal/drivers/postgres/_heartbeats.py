@@ -1,65 +1,44 @@
 """Task lease heartbeats of one process, joined into one statement.
 
 Every running task renews its lease on its own timer. Renewals that come in
-while a renewal statement is in flight are queued and sent together as the
-next statement, so a process with many long tasks (whose runners tick
-together) sends one statement per round instead of one per task.
+while a renewal statement is in flight queue on a shared
+:class:`~cereal.drivers._batching.Batcher` and go out together as the next
+statement, so a process with many long tasks (whose runners tick together)
+sends one statement per round instead of one per task. A statement that
+fails fails every renewal it carried.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from cereal.drivers._batching import Batcher
 from cereal.drivers.postgres._db import fetch_all
 
 if TYPE_CHECKING:
     from cereal.drivers.postgres._base import PostgresBase
 
+Beat = tuple[int, UUID]
+"""A task id and its lease."""
 
-class HeartbeatBatcher:
-    """Renews task leases for one driver, many per statement."""
+HeartbeatBatcher = Batcher[Beat, bool]
+"""The queue of one process's renewals; each caller learns whether its lease still exists."""
 
-    def __init__(self, driver: PostgresBase) -> None:
-        self._driver = driver
-        self._queue: dict[tuple[int, UUID], asyncio.Future[bool]] = {}
-        self._flusher: asyncio.Task[None] | None = None
 
-    async def beat(self, task_id: int, lease: UUID) -> bool:
-        """Renew one lease; False when it is gone.
+def heartbeat_batcher(driver: PostgresBase) -> HeartbeatBatcher:
+    """A queue of lease renewals sent together through ``heartbeat_tasks``."""
 
-        Raises:
-            DriverError: the renewal did not reach the database.
-        """
-        key = (task_id, lease)
-        future = self._queue.get(key)
-        if future is None:
-            future = self._queue[key] = asyncio.get_running_loop().create_future()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush_all(), name="cereal-heartbeats"
-            )
-        return await asyncio.shield(future)
+    async def renew(group: Sequence[Beat]) -> list[bool]:
+        given = list(dict.fromkeys(group))  # the same lease renewed twice is sent once
+        params = {
+            "task_ids": [task_id for task_id, _ in given],
+            "leases": [lease for _, lease in given],
+        }
+        async with driver._connection("task heartbeats") as conn:
+            rows = await fetch_all(conn, "heartbeat_tasks", params)
+        live = {row["id"] for row in rows}
+        return [task_id in live for task_id, _ in group]
 
-    async def _flush_all(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, {}
-            params = {
-                "task_ids": [task_id for task_id, _ in batch],
-                "leases": [lease for _, lease in batch],
-            }
-            try:
-                async with self._driver._connection("task heartbeats") as conn:
-                    rows = await fetch_all(conn, "heartbeat_tasks", params)
-            except BaseException as exc:
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            live = {row["id"] for row in rows}
-            for (task_id, _), future in batch.items():
-                if not future.done():
-                    future.set_result(task_id in live)
+    return Batcher(renew, name="cereal-heartbeats")

@@ -9,6 +9,11 @@ retry when another process holds the write lock for longer than
 ``busy_timeout``, and translate ``sqlite3`` errors into
 :class:`~cereal.errors.DriverError`.
 
+Plain writes (no ``ready`` pre-check) queue on a
+:class:`~cereal.drivers._batching.Batcher` on the event loop instead, and
+each group of them runs as one job: one ``BEGIN IMMEDIATE`` transaction, so
+one fsync, for every write queued while the previous group ran.
+
 Between jobs the thread also watches ``PRAGMA data_version``, which changes
 when *another* connection (another process, or another driver object in this
 one) commits; the driver turns a change into wakeups. Our own commits do not
@@ -26,11 +31,13 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, LiteralString, TypeVar
 
 from cereal import errors
+from cereal.drivers._batching import Batcher, Failed
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +127,6 @@ class _Stop:
 class _Job:
     fn: Callable[[], Any]
     future: concurrent.futures.Future[Any]
-    # a plain write (no ``ready`` pre-check): it may share a transaction with others
-    write: Job[Any] | None = None
 
 
 MAX_GROUP = 64
@@ -160,7 +165,13 @@ class Connection:
         self._watching = watching
         self._on_foreign_change = on_foreign_change
         self._jobs: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
+        self._stopped = False  # no job is queued after the stop marker (it would never run)
+        self._queueing = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # per event loop: their queues hold futures of that loop
+        self._batchers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Batcher[Job[Any], Any]
+        ] = weakref.WeakKeyDictionary()
         self._thread = threading.Thread(
             target=self._serve, name=f"cereal-sqlite {settings.path}", daemon=True
         )
@@ -174,21 +185,27 @@ class Connection:
             DriverError: the file cannot be opened or configured.
         """
         self._thread.start()
-        opened: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._jobs.put(_Job(self._connect, opened))
         try:
-            return await asyncio.wrap_future(opened)
+            return await asyncio.wrap_future(self._submit(self._connect))
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        """Finish queued jobs, close the connection and end the thread."""
+        """Finish queued jobs and writes, close the connection and end the thread.
+
+        Writes still queued on another event loop's batcher fail with
+        :class:`~cereal.errors.DriverError` when their group comes.
+        """
         if not self._thread.is_alive():
             return
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._jobs.put(_Job(self._disconnect, done))
-        self._jobs.put(_Stop())
+        batcher = self._batchers.get(asyncio.get_running_loop())
+        if batcher is not None:
+            await batcher.drain()  # writes already queued still commit
+        done = self._submit(self._disconnect)
+        with self._queueing:
+            self._stopped = True
+            self._jobs.put(_Stop())
         with contextlib.suppress(Exception):
             await asyncio.wrap_future(done)
         self._thread.join(timeout=5.0)  # the thread is past its last job: returns at once
@@ -206,6 +223,10 @@ class Connection:
     ) -> T:
         """Run ``fn`` on the connection thread and return its result.
 
+        A plain write (``mode="write"``, no ``ready``, no ``undo``) shares its
+        transaction with the plain writes queued beside it (see
+        :meth:`_commit_group`); cancelled before its group starts, it never runs.
+
         Args:
             fn: the job; it receives the connection.
             mode: ``"write"`` runs it in ``BEGIN IMMEDIATE``, ``"read"`` in a
@@ -221,6 +242,10 @@ class Connection:
         Raises:
             DriverError: SQLite failed, or the lock stayed busy past every retry.
         """
+        if mode == "write" and ready is None and undo is None:
+            # a plain write: it may share a transaction with others
+            result: T = await self._batcher().run(fn)
+            return result
 
         def job() -> T:
             conn = self._require()
@@ -228,9 +253,7 @@ class Connection:
                 return empty  # type: ignore[return-value]
             return self._with_retries(conn, fn, mode)
 
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        groupable = fn if mode == "write" and ready is None else None
-        self._jobs.put(_Job(job, future, groupable))
+        future = self._submit(job)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -247,10 +270,44 @@ class Connection:
         if result is None or result == []:
             return
         compensate = undo(result)
-        ignored: concurrent.futures.Future[object] = concurrent.futures.Future()
-        self._jobs.put(
-            _Job(lambda: self._with_retries(self._require(), compensate, "write"), ignored)
+        self._submit(lambda: self._with_retries(self._require(), compensate, "write"))
+
+    def _submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn`` for the thread (any thread may call this); its future.
+
+        After :meth:`stop` the future fails at once: the thread would never run it.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._queueing:
+            if not self._stopped:
+                self._jobs.put(_Job(fn, future))
+                return future
+        future.set_exception(
+            errors.DriverError(f"SQLite database {self.settings.path!r} is closed")
         )
+        return future
+
+    # ---- group commit -------------------------------------------------------------------
+
+    def _batcher(self) -> Batcher[Job[Any], Any]:
+        """This event loop's queue of plain writes."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = Batcher(
+                self._commit_writes,
+                name="cereal-sqlite-writes",
+                max_group=MAX_GROUP,
+                # cancelled before its group is taken, a write never runs (as a job
+                # still queued for the thread never did)
+                withdraw_cancelled=True,
+            )
+        return batcher
+
+    async def _commit_writes(self, group: Sequence[Job[Any]]) -> list[Any]:
+        """Run a group of plain writes on the thread as one job (the batcher's flush)."""
+        writes = list(group)
+        return await asyncio.wrap_future(self._submit(lambda: self._commit_group(writes)))
 
     # ---- the thread -------------------------------------------------------------------
 
@@ -265,10 +322,6 @@ class Connection:
                 item = None
             if isinstance(item, _Stop):
                 return
-            if item is not None and item.write is not None:
-                item = self._execute_writes(item)  # the first queued item that is not a write
-                if isinstance(item, _Stop):
-                    return
             if item is not None:
                 self._execute(item)
             if time.monotonic() < next_check:
@@ -290,89 +343,53 @@ class Connection:
                 self._on_foreign_change()
             last_version = version
 
-    def _execute_writes(self, first: _Job) -> _Job | _Stop | None:
-        """Commit ``first`` and the plain writes queued behind it in one transaction.
+    def _commit_group(self, group: list[Job[Any]]) -> list[Any]:
+        """Commit a group of plain writes in one transaction; each one's result.
 
         Group commit: with ``synchronous=FULL`` every commit is an fsync, the
         cost that bounds SQLite's throughput, so writes that queued up while
-        the previous one ran share one. Each write runs in its own savepoint:
-        one that raises is rolled back alone and only its caller sees the
-        error; every caller resumes after the shared commit. Returns the next
-        queued item that is not a plain write (to run after), if one was taken.
-        """
-        group = [first]
-        after: _Job | _Stop | None = None
-        while len(group) < MAX_GROUP:
-            try:
-                item = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Job) and item.write is not None:
-                group.append(item)
-            else:
-                after = item
-                break
-        group = [job for job in group if job.future.set_running_or_notify_cancel()]
-        if len(group) == 1:
-            self._settle(group[0], group[0].fn)
-        elif group:
-            self._commit_group(group)
-        return after
+        the previous group ran share one. Each write runs in its own
+        savepoint: one that raises is rolled back alone and only its caller
+        sees the error (:class:`~cereal.drivers._batching.Failed`).
 
-    def _commit_group(self, group: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+        Raises:
+            sqlite3.Error: the transaction failed as a whole (busy past every
+                retry): every write of the group fails.
+        """
+        conn = self._require()
+        if len(group) == 1:
+            return [self._with_retries(conn, group[0], "write")]
+        outcomes: list[Any] = []
 
         def run_all(conn: sqlite3.Connection) -> None:
             outcomes.clear()  # a busy retry runs the whole group again
-            for job in group:
-                assert job.write is not None
+            for write in group:
                 conn.execute("SAVEPOINT cereal_write")
                 try:
-                    value = job.write(conn)
-                except sqlite3.OperationalError as exc:
-                    if is_busy(exc):
-                        raise
-                    conn.execute("ROLLBACK TO cereal_write")
-                    outcomes.append((False, exc))
+                    outcomes.append(write(conn))
                 except Exception as exc:
+                    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                        raise  # the whole transaction waits and runs again
                     conn.execute("ROLLBACK TO cereal_write")
-                    outcomes.append((False, exc))
-                else:
-                    outcomes.append((True, value))
+                    error = self._driver_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                    outcomes.append(Failed(error))
                 conn.execute("RELEASE cereal_write")
 
-        try:
-            self._with_retries(self._require(), run_all, "write")
-        except BaseException as exc:
-            failure = self._driver_error(exc) if isinstance(exc, sqlite3.Error) else exc
-            for job in group:
-                job.future.set_exception(failure)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for job, (ok, value) in zip(group, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
-            elif isinstance(value, sqlite3.Error):
-                job.future.set_exception(self._driver_error(value))
-            else:
-                job.future.set_exception(value)
+        self._with_retries(conn, run_all, "write")
+        return outcomes
 
-    def _settle(self, job: _Job, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` for a job already marked running, and resolve its future."""
+    def _execute(self, job: _Job) -> None:
+        """Run a job unless its caller cancelled it first, and resolve its future."""
+        if not job.future.set_running_or_notify_cancel():
+            return
         try:
-            result = fn()
+            result = job.fn()
         except sqlite3.Error as exc:
             job.future.set_exception(self._driver_error(exc))
         except BaseException as exc:
             job.future.set_exception(exc)
         else:
             job.future.set_result(result)
-
-    def _execute(self, job: _Job) -> None:
-        if not job.future.set_running_or_notify_cancel():
-            return
-        self._settle(job, job.fn)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
