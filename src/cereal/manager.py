@@ -16,7 +16,7 @@ from typing import Any
 from cereal import values
 from cereal.checks import names as name_checks
 from cereal.checks import times, validation
-from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor
+from cereal.drivers._read_operations import READ_OPERATIONS
 from cereal.drivers.base import Driver, WorkKind
 from cereal.engine.scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal.engine.sweeper import run_sweeper
@@ -286,6 +286,11 @@ class Manager:
                     await self._driver.init()
                     self._initialised = True
         return self._driver
+
+    async def _read(self, operation: str, *args: Any, **kwargs: Any) -> list[Any]:
+        """Check and run a read-only store operation (declared on the driver contract)."""
+        declared = READ_OPERATIONS[operation]
+        return await declared.call(await self._storage(), declared.bind(args, kwargs))
 
     async def start(self) -> None:
         """Start the runners, the scheduler and the sweeper.
@@ -653,14 +658,10 @@ class Manager:
         Raises:
             ValueError: ``limit`` is below 1, or ``before`` is not a task id.
         """
-        validation.check_pair(workflow_name, instance_name)
-        check_page(limit, task_cursor(before))
-        driver = await self._storage()
-        if not is_paged(limit, before):
-            return await driver.list_instance_tasks(workflow_name, instance_name)
-        return await driver.list_instance_tasks(
-            workflow_name, instance_name, limit=limit, before=before
+        found: list[InstanceTask] = await self._read(
+            "list_instance_tasks", workflow_name, instance_name, limit=limit, before=before
         )
+        return found
 
     async def list_instance_events(
         self,
@@ -682,27 +683,23 @@ class Manager:
         Raises:
             ValueError: ``limit`` is below 1 or ``before`` below 0.
         """
-        validation.check_pair(workflow_name, instance_name)
-        check_page(limit, before)
-        driver = await self._storage()
-        if not is_paged(limit, before):
-            return await driver.list_instance_events(workflow_name, instance_name)
-        return await driver.list_instance_events(
-            workflow_name, instance_name, limit=limit, before=before
+        found: list[InstanceEvent] = await self._read(
+            "list_instance_events", workflow_name, instance_name, limit=limit, before=before
         )
+        return found
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""
-        driver = await self._storage()
-        return await driver.task_queue_stats()
+        found: list[TaskQueueStats] = await self._read("task_queue_stats")
+        return found
 
     async def queue_depths(self) -> list[QueueDepth]:
         """The work ready now, per task name and per workflow name, with its oldest item's age.
 
         What the Prometheus queue gauges show (``cereal.metrics.render``).
         """
-        driver = await self._storage()
-        return await driver.queue_depths()
+        found: list[QueueDepth] = await self._read("queue_depths")
+        return found
 
     # ---- live workers ------------------------------------------------------------------
 

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from cereal import errors
+from cereal.checks import validation
+from cereal.drivers._inspect_pages import check_page, task_cursor
+from cereal.drivers._read_operations import read_operation
 from cereal.models import (
     InstanceEvent,
     InstanceTask,
     QueueDepth,
     TaskQueueStats,
 )
+
+
+def _instance_task_page(
+    workflow_name: str, instance_name: str, limit: int | None, before: str | None
+) -> None:
+    validation.check_pair(workflow_name, instance_name)
+    check_page(limit, task_cursor(before))
+
+
+def _instance_event_page(
+    workflow_name: str, instance_name: str, limit: int | None, before: int | None
+) -> None:
+    validation.check_pair(workflow_name, instance_name)
+    check_page(limit, before)
 
 
 def _not_offered(driver: object, operation: str) -> errors.DriverError:
@@ -20,11 +37,15 @@ class InspectionStore:
 
     Optional: a driver that offers no inspection inherits defaults that raise
     :class:`~cereal.errors.DriverError` naming the driver (``queue_depths``
-    reports nothing); the engine itself never needs these.
+    reports nothing); the engine itself never needs these. Each is a read-only
+    operation (:func:`~cereal.drivers._read_operations.read_operation`): the
+    Manager and ``cereal serve`` check its arguments with the check declared
+    here, and the gRPC driver carries it without code of its own.
     """
 
     # ---- read-only inspection (dashboard) ----------------------------------------------
 
+    @read_operation(InstanceTask, _instance_task_page)
     async def list_instance_tasks(
         self,
         workflow_name: str,
@@ -48,6 +69,7 @@ class InspectionStore:
         """
         raise _not_offered(self, "list_instance_tasks")
 
+    @read_operation(InstanceEvent, _instance_event_page)
     async def list_instance_events(
         self,
         workflow_name: str,
@@ -71,10 +93,12 @@ class InspectionStore:
         """
         raise _not_offered(self, "list_instance_events")
 
+    @read_operation(TaskQueueStats)
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""
         raise _not_offered(self, "task_queue_stats")
 
+    @read_operation(QueueDepth)
     async def queue_depths(self) -> list[QueueDepth]:
         """Read-only: the ready work per task name and per workflow name, for metrics.
 

@@ -1,10 +1,11 @@
 """The ``cereal.v1.Cereal`` service: each RPC calls the caller's domain driver.
 
-Adding an RPC for a new driver method is mechanical: declare it in
-``cereal_v1.proto``, regenerate, add a conversion in :mod:`cereal.wire.convert` if it
-carries a new record, then add a method here decorated with
-:func:`_unary` (it resolves the domain and maps errors) and the matching
-one-line call in ``GrpcDriver``.
+A read-only operation of the contract (one declared with
+:func:`~cereal.drivers._read_operations.read_operation`) needs nothing here:
+its RPC is served by a handler made from the declaration (:func:`_read_handler`),
+which checks the request as the Manager checks the call. Any other RPC is a
+method here decorated with :func:`_unary` (it resolves the domain and maps
+errors), with the matching call in ``GrpcDriver``.
 
 Streams hold claimed work: a claimed batch of events, leased tasks or a locked
 schedule live on one stream and are decided on it. Whatever is undecided when
@@ -28,12 +29,13 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from cereal import errors
+from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.engine.expiry import decide_expiry, warn_refused_policy
 from cereal.models import ExpiredLease, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
 from cereal.server.request_checks import RequestChecks
-from cereal.wire import convert
+from cereal.wire import convert, reads
 from cereal.wire.codec import time_from_pb, value_from_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN
 from cereal.wire.error_status import error_to_pb, is_carried, status_code
@@ -85,6 +87,21 @@ def _unary(handler: Handler) -> Handler:
             raise  # abort raised already; keeps type checkers content
 
     return wrapper  # type: ignore[return-value]
+
+
+def _read_handler(operation: ReadOperation) -> Callable[..., Awaitable[Any]]:
+    """The RPC handler of a read-only operation: check the request, ask the domain's store."""
+    reads.check_rpc(operation)
+
+    async def handler(self: CerealService, request: Any, context: Context) -> Any:
+        arguments = reads.arguments_from_pb(operation, request)
+        operation.check(**arguments)
+        driver = await self._driver(context)
+        return reads.results_to_pb(operation, await operation.call(driver, arguments))
+
+    handler.__name__ = handler.__qualname__ = reads.rpc_name(operation)
+    handler.__doc__ = f"Serves :meth:`Driver.{operation.name}` (a read-only operation)."
+    return _unary(handler)
 
 
 async def _answer(request_id: int, apply: Callable[[], Awaitable[object]]) -> pb.Answer:
@@ -198,57 +215,7 @@ class CerealService(pb_grpc.CerealServicer):
             instances=[convert.INSTANCE.to_pb(i) for i in found]
         )
 
-    @_unary
-    async def ListInstanceTasks(
-        self, request: pb.ListInstanceTasksRequest, context: Context
-    ) -> pb.ListInstanceTasksResponse:
-        """The queued and running tasks of a live instance (a page when limit/before are set)."""
-        self._checks.pair(request)
-        driver = await self._driver(context)
-        names = (request.workflow_name, request.instance_name)
-        limit = request.limit if request.HasField("limit") else None
-        before = request.before if request.HasField("before") else None
-        if limit is None and before is None:
-            found = await driver.list_instance_tasks(*names)
-        else:
-            found = await driver.list_instance_tasks(*names, limit=limit, before=before)
-        return pb.ListInstanceTasksResponse(tasks=[convert.INSTANCE_TASK.to_pb(t) for t in found])
-
-    @_unary
-    async def ListInstanceEvents(
-        self, request: pb.ListInstanceEventsRequest, context: Context
-    ) -> pb.ListInstanceEventsResponse:
-        """One run's event history (a page, newest first, when limit/before are set)."""
-        self._checks.pair(request)
-        driver = await self._driver(context)
-        names = (request.workflow_name, request.instance_name)
-        limit = request.limit if request.HasField("limit") else None
-        before = request.before if request.HasField("before") else None
-        if limit is None and before is None:
-            found = await driver.list_instance_events(*names)
-        else:
-            found = await driver.list_instance_events(*names, limit=limit, before=before)
-        return pb.ListInstanceEventsResponse(
-            events=[convert.INSTANCE_EVENT.to_pb(e) for e in found]
-        )
-
     # ---- queues and maintenance ---------------------------------------------------
-
-    @_unary
-    async def TaskQueueStats(
-        self, request: pb.Empty, context: Context
-    ) -> pb.TaskQueueStatsResponse:
-        """Queued and running tasks per task name."""
-        driver = await self._driver(context)
-        found = await driver.task_queue_stats()
-        return pb.TaskQueueStatsResponse(queues=[convert.QUEUE_STATS.to_pb(q) for q in found])
-
-    @_unary
-    async def QueueDepths(self, request: pb.Empty, context: Context) -> pb.QueueDepthsResponse:
-        """Ready work per task and workflow name (metrics)."""
-        driver = await self._driver(context)
-        found = await driver.queue_depths()
-        return pb.QueueDepthsResponse(depths=[convert.QUEUE_DEPTH.to_pb(d) for d in found])
 
     @_unary
     async def ExpiredTaskLeases(
@@ -725,3 +692,7 @@ async def _apply_schedule(
             logger.exception("applying a schedule failed")
             exc = errors.DriverError(f"{type(exc).__name__}: {exc}")
         return pb.ScheduleAnswer(request_id=apply.request_id, error=error_to_pb(exc))
+
+
+for _operation in READ_OPERATIONS.values():
+    setattr(CerealService, reads.rpc_name(_operation), _read_handler(_operation))

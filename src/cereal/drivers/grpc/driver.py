@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 from cereal import errors
+from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
@@ -42,23 +43,19 @@ from cereal.models import (
     ExpiredLease,
     FailureDetails,
     HistoryRetention,
-    InstanceEvent,
-    InstanceTask,
     LeaseSettlement,
     ListWorkflowFilter,
     NewTask,
     NewWorker,
     Overlap,
-    QueueDepth,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
     TaskData,
-    TaskQueueStats,
     WorkerInfo,
     WorkflowInstanceData,
 )
-from cereal.wire import convert
+from cereal.wire import convert, reads
 from cereal.wire.codec import time_to_pb, value_to_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN, check_domain
 from cereal.wire.error_status import error_from_pb, error_from_rpc
@@ -403,52 +400,6 @@ class GrpcDriver(Driver):
         """See :meth:`Driver.list_workflow_instances`."""
         found = await self._call("ListWorkflowInstances", convert.LISTING.to_pb(where))
         return [convert.INSTANCE.from_pb(i) for i in found.instances]
-
-    # ---- read-only inspection ------------------------------------------------------
-
-    async def list_instance_tasks(
-        self,
-        workflow_name: str,
-        instance_name: str,
-        *,
-        limit: int | None = None,
-        before: str | None = None,
-    ) -> list[InstanceTask]:
-        """See :meth:`Driver.list_instance_tasks`."""
-        found = await self._call(
-            "ListInstanceTasks",
-            pb.ListInstanceTasksRequest(
-                workflow_name=workflow_name, instance_name=instance_name, limit=limit, before=before
-            ),
-        )
-        return [convert.INSTANCE_TASK.from_pb(t) for t in found.tasks]
-
-    async def list_instance_events(
-        self,
-        workflow_name: str,
-        instance_name: str,
-        *,
-        limit: int | None = None,
-        before: int | None = None,
-    ) -> list[InstanceEvent]:
-        """See :meth:`Driver.list_instance_events`."""
-        found = await self._call(
-            "ListInstanceEvents",
-            pb.ListInstanceEventsRequest(
-                workflow_name=workflow_name, instance_name=instance_name, limit=limit, before=before
-            ),
-        )
-        return [convert.INSTANCE_EVENT.from_pb(e) for e in found.events]
-
-    async def task_queue_stats(self) -> list[TaskQueueStats]:
-        """See :meth:`Driver.task_queue_stats`."""
-        found = await self._call("TaskQueueStats", pb.Empty())
-        return [convert.QUEUE_STATS.from_pb(q) for q in found.queues]
-
-    async def queue_depths(self) -> list[QueueDepth]:
-        """See :meth:`Driver.queue_depths`: the domain store's figures."""
-        found = await self._call("QueueDepths", pb.Empty())
-        return [convert.QUEUE_DEPTH.from_pb(d) for d in found.depths]
 
     # ---- live workers (stored by the domain's store, stamped by its clock) ---------
 
@@ -965,3 +916,22 @@ class _RemoteScheduleCompleter(ScheduledWorkflowCompleter):
             await self._call.done_writing()
             while await self._call.read() is not grpc.aio.EOF:
                 pass
+
+
+def _remote_read(operation: ReadOperation) -> Callable[..., Awaitable[list[Any]]]:
+    """The client side of a read-only operation: its request, the RPC, its records."""
+
+    async def call(self: GrpcDriver, *args: Any, **kwargs: Any) -> list[Any]:
+        arguments = operation.bind(args, kwargs)
+        request = reads.request_to_pb(operation, arguments)
+        found = await self._call(reads.rpc_name(operation), request)
+        return reads.results_from_pb(operation, found)
+
+    call.__name__ = call.__qualname__ = operation.name
+    call.__doc__ = f"See :meth:`Driver.{operation.name}` (answered by the domain's store)."
+    return call
+
+
+# Every read-only operation of the contract is sent the same way (see cereal.wire.reads).
+for _operation in READ_OPERATIONS.values():
+    setattr(GrpcDriver, _operation.name, _remote_read(_operation))
