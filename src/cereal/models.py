@@ -345,6 +345,10 @@ class InstanceTask:
     enqueued_at: datetime
     start_after: datetime
     attempt: int
+    workflow_name: str = ""
+    """The workflow of the instance that enqueued the task (the built-in stores fill it)."""
+    instance_name: str = ""
+    """The name of that instance."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""

@@ -78,6 +78,7 @@ async def test_instance_tasks_show_queued_and_running_tasks(driver: Driver) -> N
         ("t2", "queued", None),
     ]
     assert found[0].task_id == claimed.metadata.task_id
+    assert {(t.workflow_name, t.instance_name) for t in found} == {("wf", "inst")}
     assert found[0].attempt >= found[1].attempt >= 0
     assert found[0].start_after >= found[0].enqueued_at
     await completer.succeed(b"1")
@@ -182,7 +183,9 @@ async def test_inspection_reads_take_any_valid_name(driver: Driver) -> None:
     for name in ODD_NAMES:
         await started(driver, name, name, tasks=[NewTask(name, None)])
         [task] = await driver.list_instance_tasks(name, name)
-        assert task.task_name == name
+        assert (task.task_name, task.workflow_name, task.instance_name) == (name, name, name)
+        [paged] = await driver.list_instance_tasks(name, name, limit=1)
+        assert (paged.workflow_name, paged.instance_name) == (name, name)
         [(_, completer)] = await driver.dequeue_tasks(name, 1)
         await completer.succeed(None)
         assert _story(await driver.list_instance_events(name, name)) == [

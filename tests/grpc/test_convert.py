@@ -170,7 +170,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
     ),
     (HistoryRetention(max_rows=5, margin_rows=1, max_age=60.0), _through_retention),
     (
-        InstanceTask("id-1", "t", "running", b"", T0, T1, 2),
+        InstanceTask("id-1", "t", "running", b"", T0, T1, 2, "wf", "inst"),
         lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),
     ),
     (

@@ -26,10 +26,12 @@ def instance_tasks(
     tasks = sorted(inst.tasks.items())
     if paged:
         tasks = newest_first(tasks, lambda item: item[0], limit, before)
-    return [_task_view(task, state) for _, task in tasks]
+    return [_task_view(task, state, workflow_name, instance_name) for _, task in tasks]
 
 
-def _task_view(task: Task, state: MemoryState) -> InstanceTask:
+def _task_view(
+    task: Task, state: MemoryState, workflow_name: str, instance_name: str
+) -> InstanceTask:
     return InstanceTask(
         task_id=str(task.seq),
         task_name=task.task_name,
@@ -38,6 +40,8 @@ def _task_view(task: Task, state: MemoryState) -> InstanceTask:
         enqueued_at=task.enqueued_at,
         start_after=task.start_after,
         attempt=task.attempt,
+        workflow_name=workflow_name,
+        instance_name=instance_name,
     )
 
 

@@ -93,6 +93,8 @@ def _task_from_row(row: Row) -> InstanceTask:
         enqueued_at=_instant(row["enqueued_at"]),
         start_after=_instant(row["start_after"]),
         attempt=int(row["attempt"]),
+        workflow_name=row["workflow_name"],
+        instance_name=row["instance_name"],
     )
 
 

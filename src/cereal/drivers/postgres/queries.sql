@@ -661,7 +661,8 @@ ORDER BY workflow_name
 
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
-SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       i.workflow_name, i.instance_name
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
@@ -699,9 +700,11 @@ WITH ids AS MATERIALIZED (
 ), page AS (
     SELECT id FROM ids ORDER BY id DESC LIMIT %(page_limit)s
 )
-SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       i.workflow_name, i.instance_name
 FROM page
 JOIN cereal_tasks AS t ON t.id = page.id
+JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
 ORDER BY t.id DESC
 
 -- name: instance_event_history_page

@@ -36,6 +36,8 @@ def instance_tasks(
             enqueued_at=instant(row["enqueued_at"]),
             start_after=instant(row["start_after"]),
             attempt=int(row["attempt"]),
+            workflow_name=str(row["workflow_name"]),
+            instance_name=str(row["instance_name"]),
         )
         for row in conn.execute(query, names)
     ]

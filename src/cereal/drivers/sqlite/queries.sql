@@ -535,7 +535,8 @@ ORDER BY i.workflow_name;
 
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
-SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       i.workflow_name, i.instance_name
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -561,7 +562,8 @@ ORDER BY h.event_id;
 -- One page of a live instance's tasks, newest first: those enqueued before the
 -- task id :before. The (instance_id) index holds the rowid as its last key, so
 -- this walks the instance's entries backwards from :before and stops at the limit.
-SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       i.workflow_name, i.instance_name
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name

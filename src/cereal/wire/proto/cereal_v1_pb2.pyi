@@ -342,7 +342,7 @@ class UpdateScheduleRequest(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., set_parameters: _Optional[bool] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_rule: _Optional[str] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ...) -> None: ...
 
 class InstanceTask(_message.Message):
-    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt")
+    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt", "workflow_name", "instance_name")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -350,6 +350,8 @@ class InstanceTask(_message.Message):
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_name: str
     state: str
@@ -357,7 +359,9 @@ class InstanceTask(_message.Message):
     enqueued_at: _timestamp_pb2.Timestamp
     start_after: _timestamp_pb2.Timestamp
     attempt: int
-    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+    workflow_name: str
+    instance_name: str
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ...) -> None: ...
 
 class ListInstanceTasksRequest(_message.Message):
     __slots__ = ("workflow_name", "instance_name", "limit", "before")
