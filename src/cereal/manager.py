@@ -688,6 +688,26 @@ class Manager:
         )
         return found
 
+    async def list_tasks(
+        self, task_name: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[InstanceTask]:
+        """The queued and running tasks named ``task_name``, of every live instance.
+
+        Each names the instance that enqueued it. Without ``limit`` and
+        ``before``: all of them, oldest first. With either: one page, newest
+        first, of the ``limit`` newest such tasks enqueued before the task
+        whose ``task_id`` is ``before`` (give the last ``task_id`` of a page
+        to get the next, older page).
+
+        Raises:
+            ValueError: ``task_name`` is not a valid name, ``limit`` is below
+                1, or ``before`` is not a task id.
+        """
+        found: list[InstanceTask] = await self._read(
+            "list_tasks", task_name, limit=limit, before=before
+        )
+        return found
+
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""
         found: list[TaskQueueStats] = await self._read("task_queue_stats")

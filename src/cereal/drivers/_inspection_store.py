@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cereal import errors
-from cereal.checks import validation
+from cereal.checks import names, validation
 from cereal.drivers._inspect_pages import check_page, task_cursor
 from cereal.drivers._read_operations import read_operation
 from cereal.models import (
@@ -26,6 +26,11 @@ def _instance_event_page(
 ) -> None:
     validation.check_pair(workflow_name, instance_name)
     check_page(limit, before)
+
+
+def _task_name_page(task_name: str, limit: int | None, before: str | None) -> None:
+    names.check_name(task_name, what="task name")
+    check_page(limit, task_cursor(before))
 
 
 def _not_offered(driver: object, operation: str) -> errors.DriverError:
@@ -92,6 +97,23 @@ class InspectionStore:
             ValueError: ``limit`` is below 1 or ``before`` below 0.
         """
         raise _not_offered(self, "list_instance_events")
+
+    @read_operation(InstanceTask, _task_name_page)
+    async def list_tasks(
+        self, task_name: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[InstanceTask]:
+        """The queued and running tasks named ``task_name``, of every live instance.
+
+        Without ``limit`` and ``before``: all of them, in enqueue order. With
+        either: one page, newest first, of the ``limit`` newest such tasks
+        enqueued before the task whose ``task_id`` is ``before`` (keyset
+        paging, as :meth:`list_instance_tasks`). Each names its instance.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is not one of this
+                driver's task ids.
+        """
+        raise _not_offered(self, "list_tasks")
 
     @read_operation(TaskQueueStats)
     async def task_queue_stats(self) -> list[TaskQueueStats]:

@@ -29,6 +29,21 @@ def instance_tasks(
     return [_task_view(task, state, workflow_name, instance_name) for _, task in tasks]
 
 
+def named_tasks(
+    state: MemoryState, task_name: str, *, limit: int | None, before: int | None, paged: bool
+) -> list[InstanceTask]:
+    """Every live instance's queued and running tasks of one name, in enqueue order."""
+    tasks = sorted(
+        (seq, task, key)
+        for key, inst in state.instances.items()
+        for seq, task in inst.tasks.items()
+        if task.task_name == task_name
+    )
+    if paged:
+        tasks = newest_first(tasks, lambda item: item[0], limit, before)
+    return [_task_view(task, state, *key) for _, task, key in tasks]
+
+
 def _task_view(
     task: Task, state: MemoryState, workflow_name: str, instance_name: str
 ) -> InstanceTask:

@@ -217,6 +217,17 @@ class MemoryDriver(Driver):
                 self._state, workflow_name, instance_name, limit=limit, before=before
             )
 
+    async def list_tasks(
+        self, task_name: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[InstanceTask]:
+        """See :meth:`Driver.list_tasks`."""
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
+        with self._lock:
+            return _memory_inspect.named_tasks(
+                self._state, task_name, limit=limit, before=cursor, paged=is_paged(limit, before)
+            )
+
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""
         with self._lock:

@@ -43,6 +43,21 @@ class PostgresInspection(PostgresBase):
                 rows = await fetch_all(conn, "instance_tasks", params)
         return [_task_from_row(row) for row in rows]
 
+    async def list_tasks(
+        self, task_name: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[InstanceTask]:
+        """See :meth:`Driver.list_tasks`."""
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
+        params: dict[str, object] = {"task_name": task_name}
+        async with self._connection("list_tasks") as conn:
+            if is_paged(limit, before):
+                params.update(Page(limit, cursor).params())
+                rows = await fetch_all(conn, "tasks_by_name_page", params)
+            else:
+                rows = await fetch_all(conn, "tasks_by_name", params)
+        return [_task_from_row(row) for row in rows]
+
     async def list_instance_events(
         self,
         workflow_name: str,

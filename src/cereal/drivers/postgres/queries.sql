@@ -707,6 +707,25 @@ JOIN cereal_tasks AS t ON t.id = page.id
 JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
 ORDER BY t.id DESC
 
+-- name: tasks_by_name
+-- Every live instance's queued and running tasks of one name, in enqueue order
+-- (the (task_name, id) index; a task row carries its instance's names).
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       t.workflow_name, t.instance_name
+FROM cereal_tasks AS t
+WHERE t.task_name = %(task_name)s
+ORDER BY t.id
+
+-- name: tasks_by_name_page
+-- One page of them, newest first: the (task_name, id) index walked backwards from
+-- the task id %(before)s, cut at %(page_limit)s (NULL: all).
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       t.workflow_name, t.instance_name
+FROM cereal_tasks AS t
+WHERE t.task_name = %(task_name)s AND t.id < %(before)s
+ORDER BY t.id DESC
+LIMIT %(page_limit)s
+
 -- name: instance_event_history_page
 -- One page of a run's event history, newest first: the events below %(before)s,
 -- read backwards through the (names, instance id, event id) index and cut at

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0010_store_costs
+-- Latest migration: 0011_tasks_by_name
 
 CREATE TABLE cereal_event_history (
     event_id      bigint                   NOT NULL,
@@ -74,6 +74,8 @@ CREATE TABLE cereal_tasks (
     CONSTRAINT cereal_tasks_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_tasks_state CHECK (state = ANY (ARRAY['queued'::text, 'running'::text]))
 );
+
+CREATE INDEX cereal_tasks_by_name ON cereal_tasks USING btree (task_name, id);
 
 CREATE INDEX cereal_tasks_instance ON cereal_tasks USING btree (instance_id);
 

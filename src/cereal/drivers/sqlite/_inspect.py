@@ -6,6 +6,7 @@ Each function runs on the driver's connection thread, inside one read snapshot.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 from cereal.drivers._inspect_pages import Page
 from cereal.drivers.sqlite._sql import Q, blob, instant, maybe_instant
@@ -27,6 +28,20 @@ def instance_tasks(
     if page is not None:
         names.update(page.params())
         query = Q["instance_tasks_page"]
+    return _tasks(conn.execute(query, names))
+
+
+def named_tasks(conn: sqlite3.Connection, task_name: str, page: Page | None) -> list[InstanceTask]:
+    """Every live instance's queued and running tasks of one name (a page: newest first)."""
+    names: dict[str, object] = {"task_name": task_name}
+    query = Q["tasks_by_name"]
+    if page is not None:
+        names.update(page.params())
+        query = Q["tasks_by_name_page"]
+    return _tasks(conn.execute(query, names))
+
+
+def _tasks(rows: Iterable[sqlite3.Row]) -> list[InstanceTask]:
     return [
         InstanceTask(
             task_id=str(row["id"]),
@@ -39,7 +54,7 @@ def instance_tasks(
             workflow_name=str(row["workflow_name"]),
             instance_name=str(row["instance_name"]),
         )
-        for row in conn.execute(query, names)
+        for row in rows
     ]
 
 

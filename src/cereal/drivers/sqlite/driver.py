@@ -351,6 +351,17 @@ class SQLiteDriver(Driver):
             mode="read",
         )
 
+    async def list_tasks(
+        self, task_name: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[InstanceTask]:
+        """See :meth:`Driver.list_tasks`."""
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
+        page = Page(limit, cursor) if is_paged(limit, before) else None
+        return await self._connection().call(
+            lambda conn: _inspect.named_tasks(conn, task_name, page), mode="read"
+        )
+
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""
         return await self._connection().call(_inspect.queue_stats, mode="read")

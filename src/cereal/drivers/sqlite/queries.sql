@@ -570,6 +570,25 @@ WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
   AND t.id < :before
 ORDER BY t.id DESC
 LIMIT coalesce(:page_limit, -1);
+-- name: tasks_by_name
+-- Every live instance's queued and running tasks of one name, in enqueue order
+-- (the (task_name, id) index; a task row carries its instance's names).
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       t.workflow_name, t.instance_name
+FROM cereal_tasks AS t
+WHERE t.task_name = :task_name
+ORDER BY t.id;
+
+-- name: tasks_by_name_page
+-- One page of them, newest first: the (task_name, id) index walked backwards from
+-- the task id :before, cut at :page_limit (NULL: all).
+SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
+       t.workflow_name, t.instance_name
+FROM cereal_tasks AS t
+WHERE t.task_name = :task_name AND t.id < :before
+ORDER BY t.id DESC
+LIMIT coalesce(:page_limit, -1);
+
 -- name: instance_event_history_page
 -- One page of a run's event history, newest first: the events below :before,
 -- read backwards through the (names, instance id, event id) index and cut at

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0009_store_costs
+-- Latest migration: 0010_tasks_by_name
 
 CREATE TABLE cereal_event_history (
     event_id      INTEGER PRIMARY KEY,
@@ -65,6 +65,8 @@ CREATE TABLE cereal_tasks (
 );
 
 CREATE INDEX cereal_tasks_by_instance ON cereal_tasks (instance_id);
+
+CREATE INDEX cereal_tasks_by_name ON cereal_tasks (task_name, id);
 
 CREATE INDEX cereal_tasks_leases ON cereal_tasks (lease_heartbeat_at) WHERE state = 'running';
 

@@ -381,6 +381,22 @@ class ListInstanceTasksResponse(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[InstanceTask]
     def __init__(self, tasks: _Optional[_Iterable[_Union[InstanceTask, _Mapping]]] = ...) -> None: ...
 
+class ListTasksRequest(_message.Message):
+    __slots__ = ("task_name", "limit", "before")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    limit: int
+    before: str
+    def __init__(self, task_name: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[InstanceTask]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[InstanceTask, _Mapping]]] = ...) -> None: ...
+
 class InstanceEvent(_message.Message):
     __slots__ = ("seq", "type", "enqueued_at", "task_name", "task_status", "error_text", "pending")
     SEQ_FIELD_NUMBER: _ClassVar[int]

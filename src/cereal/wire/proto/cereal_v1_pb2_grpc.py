@@ -104,6 +104,11 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskQueueStatsResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/cereal.v1.Cereal/ListTasks',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
         self.QueueDepths = channel.unary_unary(
                 '/cereal.v1.Cereal/QueueDepths',
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
@@ -265,6 +270,12 @@ class CerealServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TaskQueueStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTasks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -435,6 +446,11 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.TaskQueueStats,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskQueueStatsResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksResponse.SerializeToString,
             ),
             'QueueDepths': grpc.unary_unary_rpc_method_handler(
                     servicer.QueueDepths,
@@ -890,6 +906,33 @@ class Cereal:
             '/cereal.v1.Cereal/TaskQueueStats',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskQueueStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListTasks',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
