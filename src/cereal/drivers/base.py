@@ -57,7 +57,9 @@ The contract comes in parts, one module each, and :class:`Driver` joins them:
 :class:`ScheduleStore`       schedules (+ ScheduledWorkflowCompleter)
 :class:`MaintenanceStore`    expired task leases and their settlement, stale
                              claims, history trimming (the engine sweeps)
-:class:`InspectionStore`     optional: an instance's tasks and events, stats
+:class:`InspectionStore`     optional: an instance's tasks and events, tasks
+                             by name, stats (read operations: see
+                             :mod:`cereal.drivers._read_operations`)
 :class:`WorkerRegistry`      optional: live workers (default: this process)
 ==========================  ==================================================
 """
