@@ -76,6 +76,14 @@ def queue_peer(name: str, dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     }
 
 
+def queue_drain(name: str, dsn: str, jobs: int, processes: int) -> float:
+    """A queue peer's drain alone with ``processes`` worker processes: jobs/s."""
+    harness = str(SHARED / "peers" / "harness.py")
+    command = [sys.executable, harness, name, "--phases", "drain", "--n", str(jobs)]
+    phases = _phases([*command, "--procs", str(processes)], dsn, timeout=900)
+    return float(phases["drain"]["jobs_per_s"])
+
+
 def dbos(dsn: str, workflows: int, samples: int) -> dict[str, Any]:
     """DBOS: single-step workflow throughput (with its commits per workflow) and latency."""
     harness = str(SHARED / "peers" / "workflow_harness.py")

@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import delayed_claim, grpc_column, peers, profiling, report, scenarios, stores
+from bench import (
+    delayed_claim,
+    grpc_column,
+    peers,
+    profiling,
+    report,
+    scale_out,
+    scenarios,
+    stores,
+)
 
 log = logging.getLogger("cereal.bench")
 
@@ -49,6 +58,19 @@ def _peer(result: dict[str, Any], name: str, call: Any) -> None:
     log.info("peer %s: %s", name, result["peers"][name])
 
 
+def _scale_out(result: dict[str, Any], dsn: str, sizes: scenarios.Sizes) -> None:
+    store = stores.PostgresStore(dsn)
+    try:
+        result["scale_out"] = asyncio.run(scale_out.run(store, sizes))
+    finally:
+        store.cleanup()
+    for count, figures in result["scale_out"].items():
+        if "error" in figures:
+            result["errors"].append(f"scale_out {count}: {figures['error']}")
+    jobs = sizes.drain_workflows * sizes.drain_tasks
+    _peer(result, "pgqueuer_scale", lambda: scale_out.peer(dsn, jobs))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run everything; print the table and, last, the JSON line. Exit 1 if anything failed."""
     logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
@@ -68,7 +90,13 @@ def run(args: argparse.Namespace) -> int:
         "sizes": dataclasses.asdict(sizes),
         "postgres": {},
         "sqlite": {},
-        "peers": {"pgqueuer": None, "procrastinate": None, "dbos": None, "pgbench": None},
+        "peers": {
+            "pgqueuer": None,
+            "procrastinate": None,
+            "dbos": None,
+            "pgbench": None,
+            "pgqueuer_scale": None,
+        },
         "errors": [],
     }
     began = time.monotonic()
@@ -103,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         )
         _peer(result, "dbos", lambda: peers.dbos(dsn, sizes.single_workflows, samples))
         _peer(result, "pgbench", lambda: peers.pgbench(dsn, PGBENCH_SECONDS))
+        if result["postgres"]:  # (h): more worker processes, ours and pgqueuer's
+            _scale_out(result, dsn, sizes)
     if not args.quick:  # a claim behind 200 000 delayed tasks, on each store (issue 17)
         try:
             result["delayed_claim"] = delayed_claim.run(dsn, args.only)
@@ -116,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     if "grpc" in result:
         _say("")
         _say(grpc_column.table(result))
+    if "scale_out" in result:
+        _say("")
+        _say(scale_out.table(result))
     if sizes.backlog_large < 1_000_000:
         _say(f"note: (e) used a large backlog of {sizes.backlog_large} tasks, not 1 000 000")
     _say(f"written: {md}" + (f", {png}" if png else " (no chart: matplotlib is not installed)"))

@@ -82,40 +82,58 @@ async def _client(url: str) -> cereal.Manager:
     return client
 
 
+async def _commits(postgres_dsn: str | None) -> int:
+    """The scenario database's commit counter (0 off PostgreSQL)."""
+    return await asyncio.to_thread(stores.xact_commit, postgres_dsn) if postgres_dsn else 0
+
+
 async def drain(
     url: str,
     sizes: Sizes,
     postgres_dsn: str | None = None,
     wrap: Callable[[int], list[str]] | None = None,
+    processes: int = 2,
 ) -> Figures:
-    """(a) fan-out workflows x no-op tasks, 2 worker processes x 8 task workers.
+    """(a) fan-out workflows x no-op tasks, ``processes`` worker processes x 8 task workers.
 
     Also the CPU the worker processes (and, on a local PostgreSQL, the server
-    backends of the scenario's database) used per task from READY to the end.
+    backends of the scenario's database) used per task from READY to the end,
+    and on PostgreSQL the database's commits per second over the drain.
     ``wrap`` starts the workers under a profiler (``--profile``).
     """
     client = await _client(url)
     try:
-        async with procs.workers(url, 2, task_workers=8, wrap=wrap) as workers:
+        async with procs.workers(url, processes, task_workers=8, wrap=wrap) as workers:
             pids = [procs.python_pid(worker) for worker in workers]
             cpu0 = sum(procs.cpu_seconds(pid) for pid in pids)
             db0 = await asyncio.to_thread(stores.backend_cpu, postgres_dsn) if postgres_dsn else {}
+            commits0 = (
+                await asyncio.to_thread(stores.xact_commit, postgres_dsn) if postgres_dsn else 0
+            )
             t0 = time.time()
             for i in range(sizes.drain_workflows):
                 await client.enqueue_workflow(apps.FANOUT, f"d{i}", {"count": sizes.drain_tasks})
             await _wait_finished(client, apps.FANOUT, sizes.deadline_s)
             cpu1 = sum(procs.cpu_seconds(pid) for pid in pids)
             db1 = await asyncio.to_thread(stores.backend_cpu, postgres_dsn) if postgres_dsn else {}
+            commits1 = (
+                await asyncio.to_thread(stores.xact_commit, postgres_dsn) if postgres_dsn else 0
+            )
+            t1 = time.time()
         end = max(r["t_done"] for r in await _results(client, apps.FANOUT))
     finally:
         await client.stop()
     tasks = sizes.drain_workflows * sizes.drain_tasks
     out: Figures = {
+        "processes": processes,
         "tasks": tasks,
         "seconds": round(end - t0, 3),
         "tasks_per_s": round(tasks / (end - t0), 1),
         "worker_cpu_ms_per_task": round(1000.0 * (cpu1 - cpu0) / tasks, 3),
     }
+    if postgres_dsn:
+        # every commit of the scenario's database, idle polls included, over enqueue -> last seen
+        out["commits_per_s"] = round((commits1 - commits0) / (t1 - t0), 1)
     if db1:
         # a backend that started mid-run counts from zero; one that ended is missed
         used = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import report, scale_out
 
 
 def _result() -> dict[str, Any]:
@@ -56,3 +56,19 @@ def test_table_puts_each_figure_beside_the_peer_and_the_verdict() -> None:
         "| (a) drain, tasks/s | 600 | 300 | pgqueuer drain | 6,000 | 0.1 | 0.05 "
         "| >= 1.0x pgqueuer: missed |"
     )
+
+
+def test_scale_out_table_sets_ours_beside_pgqueuer_and_the_commit_ceiling() -> None:
+    result = _result()
+    result["postgres"]["drain"]["commits_per_s"] = 900.0
+    result["scale_out"] = {
+        "4": {"tasks_per_s": 1200.0, "commits_per_s": 1800.0},
+        "8": {"error": "boom"},
+    }
+    result["peers"]["pgqueuer_scale"] = {"4": 8000.0, "8": 9000.0}
+    result["peers"]["pgbench"] = {"commits_per_s_8_clients": 18000.0}
+    rows = scale_out.table(result).splitlines()
+    assert rows[2] == "| 2 | 600.0 | 6,000.0 | 0.100 | 900.0 | 0.050 |"
+    assert rows[3] == "| 4 | 1,200.0 | 8,000.0 | 0.150 | 1,800.0 | 0.100 |"
+    assert rows[4] == "| 8 | - | 9,000.0 | - | - | - |"
+    assert rows[-1].endswith("18,000.0 commits/s")
