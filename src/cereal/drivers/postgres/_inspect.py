@@ -6,7 +6,6 @@ the unique name index and the history's names index) and the task queues.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
@@ -33,27 +32,30 @@ class PostgresInspection(PostgresBase):
         before: str | None = None,
     ) -> list[InstanceTask]:
         """See :meth:`Driver.list_instance_tasks`."""
-        names = {"workflow_name": workflow_name, "instance_name": instance_name}
-        return await self._task_page("instance_tasks", names, limit, before)
+        cursor = task_cursor(before)
+        check_page(limit, cursor)
+        params: dict[str, object] = {"workflow_name": workflow_name, "instance_name": instance_name}
+        async with self._connection("list_instance_tasks") as conn:
+            if is_paged(limit, before):
+                params.update(Page(limit, cursor).params())
+                rows = await fetch_all(conn, "instance_tasks_page", params)
+            else:
+                rows = await fetch_all(conn, "instance_tasks", params)
+        return [_task_from_row(row) for row in rows]
 
     async def list_tasks(
         self, task_name: str, *, limit: int | None = None, before: str | None = None
     ) -> list[InstanceTask]:
         """See :meth:`Driver.list_tasks`."""
-        return await self._task_page("tasks_by_name", {"task_name": task_name}, limit, before)
-
-    async def _task_page(
-        self, query: str, params: Mapping[str, object], limit: int | None, before: str | None
-    ) -> list[InstanceTask]:
-        """Tasks by ``query`` (all, oldest first), or by ``query``'s page variant."""
         cursor = task_cursor(before)
         check_page(limit, cursor)
-        async with self._connection(query) as conn:
+        params: dict[str, object] = {"task_name": task_name}
+        async with self._connection("list_tasks") as conn:
             if is_paged(limit, before):
-                params = {**params, **Page(limit, cursor).params()}
-                rows = await fetch_all(conn, f"{query}_page", params)
+                params.update(Page(limit, cursor).params())
+                rows = await fetch_all(conn, "tasks_by_name_page", params)
             else:
-                rows = await fetch_all(conn, query, params)
+                rows = await fetch_all(conn, "tasks_by_name", params)
         return [_task_from_row(row) for row in rows]
 
     async def list_instance_events(
