@@ -39,7 +39,7 @@ TOP_KEYS = {
     "errors",
 }
 SCENARIO_KEYS = {
-    "drain": {"tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
+    "drain": {"processes", "tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
     "single": {"workflows", "seconds", "workflows_per_s", "complete_p50_ms", "complete_p99_ms"},
     "pickup": {
         "samples",
@@ -62,7 +62,7 @@ SCENARIO_KEYS = {
     },
     "idle": {"seconds", "cpu_percent", "rss_mb"},
 }
-PEERS = {"pgqueuer", "procrastinate", "dbos", "pgbench"}
+PEERS = {"pgqueuer", "procrastinate", "dbos", "pgbench", "pgqueuer_scale"}
 PEER_RATIOS = {
     "drain_vs_pgqueuer",
     "drain_vs_procrastinate",
@@ -130,7 +130,8 @@ def test_quick_bench_prints_the_documented_json_last(bench_dsn: str) -> None:
         for scenario, keys in SCENARIO_KEYS.items():
             assert keys <= result[store][scenario].keys(), (store, scenario)
     assert "commits_per_workflow" in result["postgres"]["single"]
-    assert "db_cpu_ms_per_task" in result["postgres"]["drain"]
+    assert {"db_cpu_ms_per_task", "commits_per_s"} <= result["postgres"]["drain"].keys()
+    assert "scale_out" not in result  # full mode only
     assert set(result["peers"]) == PEERS
     assert all(value is None for value in result["peers"].values())  # quick: no peers
     assert set(result["ratios"]) == RATIOS
