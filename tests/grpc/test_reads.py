@@ -15,7 +15,7 @@ from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.grpc.driver import GrpcDriver
 from cereal.models import InstanceTask
 from cereal.server.service import CerealService
-from cereal.wire import reads
+from cereal.wire import convert, reads
 from cereal.wire.proto import cereal_v1_pb2 as pb
 from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 
@@ -32,6 +32,18 @@ def test_each_read_operation_has_its_rpc_and_both_ends_serve_it(name: str) -> No
     reads.check_rpc(operation)
     assert getattr(GrpcDriver, name).__name__ == name
     assert getattr(CerealService, reads.rpc_name(operation)).__name__ == reads.rpc_name(operation)
+
+
+def test_a_read_rpc_converts_its_records_with_the_codec_of_cereal_wire_convert() -> None:
+    shared = {
+        "list_instance_tasks": convert.INSTANCE_TASK,
+        "list_tasks": convert.INSTANCE_TASK,
+        "list_instance_events": convert.INSTANCE_EVENT,
+        "task_queue_stats": convert.QUEUE_STATS,
+        "queue_depths": convert.QUEUE_DEPTH,
+    }
+    for name, codec in shared.items():
+        assert reads._shape(READ_OPERATIONS[name])[3] is codec, name
 
 
 def _operation(name: str, *parameters: str) -> ReadOperation:
@@ -110,6 +122,10 @@ async def stub(served_url: str, grpc_server_factory: Any) -> AsyncIterator[Any]:
             pb.ListInstanceEventsRequest(workflow_name="wf", instance_name="i", before=-1),
             "before",
         ),
+        ("ListTasks", pb.ListTasksRequest(task_name=""), "task name"),
+        ("ListTasks", pb.ListTasksRequest(task_name="t\x1b"), "task name"),
+        ("ListTasks", pb.ListTasksRequest(task_name="t", limit=-1), "limit"),
+        ("ListTasks", pb.ListTasksRequest(task_name="t", before="-3"), "before"),
         (
             "ListInstanceEvents",
             pb.ListInstanceEventsRequest(workflow_name="wf", instance_name="i\n", limit=1),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import operator
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -183,6 +184,16 @@ class RecordCodec(Generic[R, M]):
         for name, parse in self._parse:
             values[name] = parse(values[name])
         return self.record(**values)
+
+
+@functools.cache
+def plain_codec(record: type[Any], message: type[Any]) -> RecordCodec[Any, Any]:
+    """The one :class:`RecordCodec` of ``record`` and ``message`` with no per-field options.
+
+    Shared by :mod:`cereal.wire.convert` and :mod:`cereal.wire.reads`, so the
+    codec a read-only RPC uses is the one the conversion tests exercise.
+    """
+    return RecordCodec(record, message)
 
 
 class _Plan(NamedTuple):

@@ -48,6 +48,7 @@ from cereal.wire.codec import (
     RecordCodec,
     WrittenCodec,
     optional_field,
+    plain_codec,
     required_time,
     time_from_pb,
     time_to_pb,
@@ -234,16 +235,16 @@ SETTLEMENT = RecordCodec(LeaseSettlement, pb.LeaseSettlement)
 
 # ---- inspection, metrics, live workers, failures ------------------------------------
 
-INSTANCE_TASK = RecordCodec(InstanceTask, pb.InstanceTask)
+INSTANCE_TASK = plain_codec(InstanceTask, pb.InstanceTask)
 """A queued or running task of an instance (dashboard)."""
 
-INSTANCE_EVENT = RecordCodec(InstanceEvent, pb.InstanceEvent)
+INSTANCE_EVENT = plain_codec(InstanceEvent, pb.InstanceEvent)
 """One event of an instance's history (dashboard)."""
 
-QUEUE_STATS = RecordCodec(TaskQueueStats, pb.TaskQueueStats)
+QUEUE_STATS = plain_codec(TaskQueueStats, pb.TaskQueueStats)
 """One task name's queue figures (dashboard)."""
 
-QUEUE_DEPTH = RecordCodec(QueueDepth, pb.QueueDepth)
+QUEUE_DEPTH = plain_codec(QueueDepth, pb.QueueDepth)
 """One name's ready work (metrics)."""
 
 NEW_WORKER = RecordCodec(NewWorker, pb.NewWorker)

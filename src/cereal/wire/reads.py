@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cereal.drivers._read_operations import ReadOperation
-from cereal.wire.codec import RecordCodec
+from cereal.wire.codec import RecordCodec, plain_codec
 from cereal.wire.proto import cereal_v1_pb2 as pb
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Cereal"]
@@ -54,7 +54,7 @@ def _shape(operation: ReadOperation) -> tuple[Any, Any, str, RecordCodec[Any, An
     if len(response.fields) != 1 or response.fields[0].message_type is None:
         raise TypeError(f"{operation.name}: {response.name} must hold one repeated record field")
     items = response.fields[0]
-    codec: RecordCodec[Any, Any] = RecordCodec(operation.record, _message_class(items.message_type))
+    codec = plain_codec(operation.record, _message_class(items.message_type))
     return _message_class(request), _message_class(response), items.name, codec
 
 

@@ -570,6 +570,7 @@ WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
   AND t.id < :before
 ORDER BY t.id DESC
 LIMIT coalesce(:page_limit, -1);
+
 -- name: tasks_by_name
 -- Every live instance's queued and running tasks of one name, in enqueue order
 -- (the (task_name, id) index; a task row carries its instance's names).
