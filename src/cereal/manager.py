@@ -17,7 +17,7 @@ from cereal import values
 from cereal.checks import names as name_checks
 from cereal.checks import times, validation
 from cereal.drivers._read_operations import READ_OPERATIONS
-from cereal.drivers.base import Driver, WorkKind
+from cereal.drivers.base import Driver, LocalPromise, WorkKind
 from cereal.engine.scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal.engine.sweeper import run_sweeper
 from cereal.engine.task_runner import TaskRunner
@@ -346,6 +346,7 @@ class Manager:
             observer=self._observer,
         )
         driver.add_wakeup_listener(self._on_driver_wakeup)
+        driver.add_task_taker(self._promise_tasks)
         self._spawn(self._workflow_runner.run(), "workflows")
         for name, runner in self._task_runners.items():
             self._spawn(runner.run(), f"tasks-{name}")
@@ -424,6 +425,7 @@ class Manager:
     async def _release_driver(self) -> None:
         if self._initialised:
             self._driver.remove_wakeup_listener(self._on_driver_wakeup)
+            self._driver.remove_task_taker(self._promise_tasks)
             self._initialised = False
             await self._driver.close()
 
@@ -489,6 +491,17 @@ class Manager:
                 self._task_runners[name].wake()
         elif kind == "schedule" and self._scheduler is not None:
             self._scheduler.trigger()
+
+    def _promise_tasks(self, task_name: str, count: int) -> LocalPromise | None:
+        """A local runner's promise to take ``count`` new ``task_name`` tasks (see TaskTaker)."""
+        runner = self._task_runners.get(task_name)
+        if runner is None or self._loop is None:
+            return None
+        try:
+            on_own_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # called off any loop
+            on_own_loop = False
+        return runner.promise(count) if on_own_loop else None
 
     def _instance_finished(self, event: WorkflowEvent) -> None:
         self._instance_ended()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cereal.drivers.sqlite import SQLiteDriver
+from tests.drivers._listening import Channel
 
 
 @pytest.fixture
@@ -26,3 +28,14 @@ async def drv(db_path: str) -> AsyncIterator[SQLiteDriver]:
     finally:
         while driver.is_open:
             await driver.close()
+
+
+@pytest.fixture
+async def listening(postgres_dsn: str) -> AsyncIterator[Channel]:
+    """A connection of the test's own LISTENing on the wakeup channel."""
+    conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
+    await conn.execute("LISTEN cereal_wakeup")
+    try:
+        yield Channel(conn, postgres_dsn)
+    finally:
+        await conn.close()

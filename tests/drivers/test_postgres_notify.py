@@ -2,79 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import psycopg
-import pytest
 
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._listen import MAX_PAYLOAD_BYTES, decode_note, encode_note
 from cereal.models import NewTask
-from tests._waiting import DEADLINE, wait_until
+from tests._waiting import wait_until
+from tests.drivers._listening import (
+    ANY_WORK,
+    BARRIER_WAKE,
+    Channel,
+    Heard,
+    heard_eventually,
+    listen_with,
+    send_barrier,
+)
 
 WF = "wf"
 
 
-class Heard:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
-
-    def __call__(self, kind: str, name: str | None) -> None:
-        self.calls.append((kind, name))
-
-
-# A note from a foreign sender, sent after the action under test has committed. PostgreSQL
-# delivers notifications in commit order, so whatever the action announced arrives before
-# it: "nothing was announced" is checked without waiting for a quiet period.
-BARRIER_WAKE = ("task", "barrier")
-BARRIER = encode_note("test-barrier", [BARRIER_WAKE])  # type: ignore[list-item]
-
-
-async def send_barrier(dsn: str) -> None:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("SELECT pg_notify('cereal_wakeup', %s)", (BARRIER,))
-
-
-class Channel:
-    """A connection listening on the wakeup channel."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[object], dsn: str) -> None:
-        self.conn = conn
-        self.dsn = dsn
-
-    async def drain(self) -> list[str]:
-        """Every payload committed before now (up to a barrier note sent now).
-
-        Wakeup probes (a driver checking that its LISTEN hears anything) are left out.
-        """
-        await send_barrier(self.dsn)
-        got: list[str] = []
-        async for note in self.conn.notifies(timeout=DEADLINE):
-            if note.payload == BARRIER:
-                return got
-            if decode_note(note.payload)[1]:
-                got.append(note.payload)
-        raise AssertionError(f"the barrier notification did not arrive within {DEADLINE:g} s")
-
-
-@pytest.fixture
-async def listening(postgres_dsn: str) -> AsyncIterator[Channel]:
-    conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
-    await conn.execute("LISTEN cereal_wakeup")
-    try:
-        yield Channel(conn, postgres_dsn)
-    finally:
-        await conn.close()
-
-
-async def heard_eventually(heard: Heard, *wakes: tuple[str, str | None]) -> None:
-    await wait_until(lambda: all(w in heard.calls for w in wakes), what=f"wakeups {wakes}")
+async def listening_sessions(dsn: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query = 'LISTEN cereal_wakeup'"
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def test_another_driver_is_woken(postgres_dsn: str) -> None:
     async with PostgresDriver(postgres_dsn) as sender, PostgresDriver(postgres_dsn) as other:
         heard = Heard()
-        other.add_wakeup_listener(heard)
+        await listen_with(other, heard)
 
         await sender.enqueue_workflow(WF, "i", None)
         await heard_eventually(heard, ("workflow", WF))
@@ -93,7 +54,7 @@ async def test_another_driver_is_woken(postgres_dsn: str) -> None:
 async def test_a_driver_ignores_its_own_notifications(postgres_dsn: str) -> None:
     async with PostgresDriver(postgres_dsn) as driver:
         heard = Heard()
-        driver.add_wakeup_listener(heard)
+        await listen_with(driver, heard)
         await driver.enqueue_workflow(WF, "i", None)
         await send_barrier(postgres_dsn)  # an echo of the enqueue would arrive before it
         await heard_eventually(heard, BARRIER_WAKE)
@@ -161,3 +122,34 @@ def test_payload_round_trips_and_collapses_when_too_long() -> None:
         ("task", None),
         ("schedule", None),
     ]
+
+
+async def test_a_driver_listens_only_while_it_has_wakeup_listeners(postgres_dsn: str) -> None:
+    # every listening session pays a commit for each notification, so a driver that
+    # only enqueues and reads (a web process) must not listen
+    async with PostgresDriver(postgres_dsn) as driver:
+        await driver.enqueue_workflow(WF, "i", None)
+        assert await listening_sessions(postgres_dsn) == 0
+
+        heard = Heard()
+        await listen_with(driver, heard)
+        assert await listening_sessions(postgres_dsn) == 1
+
+        driver.remove_wakeup_listener(heard)
+        await wait_until(lambda: not driver._listener.running, what="LISTEN to stop")  # type: ignore[union-attr]
+        assert await listening_sessions(postgres_dsn) == 0
+
+
+async def test_listening_again_reports_any_work_so_nothing_announced_meanwhile_is_missed(
+    postgres_dsn: str,
+) -> None:
+    async with PostgresDriver(postgres_dsn) as sender, PostgresDriver(postgres_dsn) as other:
+        heard = Heard()
+        await listen_with(other, heard)
+        other.remove_wakeup_listener(heard)
+        await wait_until(lambda: not other._listener.running, what="LISTEN to stop")  # type: ignore[union-attr]
+        # Given work announced while nobody in `other` listened
+        await sender.enqueue_workflow(WF, "missed", None)
+        # When a listener comes back, it is told to look for any work at once
+        other.add_wakeup_listener(heard)
+        await heard_eventually(heard, *ANY_WORK)

@@ -17,6 +17,7 @@ import pytest
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._listen import NotificationListener, encode_probe
 from tests._waiting import wait_until
+from tests.drivers._listening import Heard, listen_with
 
 WARNING_TEXT = "wakeups are not received"
 
@@ -38,6 +39,7 @@ async def test_listen_url_is_used_for_listen_only(postgres_dsn: str) -> None:
     listen = with_query(postgres_dsn, "application_name=cereal-listen")
     url = with_query(postgres_dsn, f"listen_url={quote(listen, safe='')}")
     async with PostgresDriver(url) as driver:
+        await listen_with(driver, Heard())
         await driver.enqueue_workflow("wf", "i", None)
         async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
             cursor = await admin.execute(
@@ -56,6 +58,7 @@ async def test_a_direct_listen_receives_its_probe_without_warning(
 ) -> None:
     caplog.set_level(logging.INFO, logger="cereal")
     async with PostgresDriver(postgres_dsn) as driver:
+        await listen_with(driver, Heard())
         listener = driver._listener
         assert listener is not None
         await wait_until(lambda: listener.probes_judged >= 1, what="the first probe")
@@ -107,14 +110,14 @@ async def test_probes_that_do_not_arrive_warn_once_then_recovery_is_logged(
 
 
 async def test_another_listener_ignores_a_probe(postgres_dsn: str) -> None:
-    heard: list[tuple[str, str | None]] = []
+    heard = Heard()
     async with PostgresDriver(postgres_dsn) as driver:
-        driver.add_wakeup_listener(lambda kind, name: heard.append((kind, name)))
+        await listen_with(driver, heard)
         async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
             await conn.execute(
                 "SELECT pg_notify('cereal_wakeup', %s)", (encode_probe("someone-else", "1"),)
             )
             await driver.enqueue_workflow("wf", "after", None)  # our own wakeup, in process
             await conn.execute("SELECT pg_notify('cereal_wakeup', %s)", ("barrier\ntask\tbarrier",))
-        await wait_until(lambda: ("task", "barrier") in heard, what="the barrier note")
-    assert heard == [("workflow", "wf"), ("task", "barrier")]
+        await wait_until(lambda: ("task", "barrier") in heard.calls, what="the barrier note")
+    assert heard.calls == [("workflow", "wf"), ("task", "barrier")]

@@ -13,9 +13,10 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,29 @@ WakeupListener = Callable[[WorkKind, str | None], None]
 """Called with the kind of new work and its name (``None``: any name).
 
 Listeners may be called from any thread and must be cheap and thread-safe.
+"""
+
+Wakeup = tuple[WorkKind, str | None]
+"""One announcement: a kind of work and its name (``None``: any name)."""
+
+
+class LocalPromise(Protocol):
+    """Slots a local task runner holds for tasks a commit in progress adds.
+
+    The store calls :meth:`settle` once the commit has ended, whether it
+    committed or failed: the runner then looks for the tasks.
+    """
+
+    def settle(self) -> None:
+        """The commit ended; look for the promised tasks now."""
+
+
+TaskTaker = Callable[[str, int], "LocalPromise | None"]
+"""Asked ``(task_name, count)`` before a commit adds ``count`` ready tasks of that name.
+
+Returns a promise when a runner of this process will take them all (so no
+other process need be told), else ``None``. Called on the committing event
+loop's thread; a taker whose runners live on another loop answers ``None``.
 """
 
 # Capabilities a driver may declare; tests needing one skip on drivers without it.
@@ -49,6 +73,7 @@ class StoreLifecycle(abc.ABC):
         # shared across event loops (e.g. one per thread), which an asyncio.Lock cannot span
         self._transition: concurrent.futures.Future[None] | None = None
         self._listeners: list[WakeupListener] = []
+        self._takers: list[TaskTaker] = []
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -148,12 +173,74 @@ class StoreLifecycle(abc.ABC):
         """Call ``listener`` whenever this driver learns of new ready work."""
         with self._open_lock:
             self._listeners.append(listener)
+        self._wakeup_listeners_changed()
 
     def remove_wakeup_listener(self, listener: WakeupListener) -> None:
         """Stop calling ``listener``; unknown listeners are ignored."""
         with self._open_lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+        self._wakeup_listeners_changed()
+
+    @property
+    def _has_wakeup_listeners(self) -> bool:
+        with self._open_lock:
+            return bool(self._listeners)
+
+    def _wakeup_listeners_changed(self) -> None:
+        """Called after a wakeup listener came or went (a store may listen only while any do)."""
+        return  # stores whose wakeups cost nothing while unheard need not follow
+
+    def add_task_taker(self, taker: TaskTaker) -> None:
+        """Let ``taker`` keep new tasks from being announced to other processes.
+
+        A store whose announcements cost something per process (PostgreSQL's
+        NOTIFY costs a commit in every listening session) asks its takers
+        before a commit that adds ready tasks; tasks a local runner promises
+        to take are announced to this process only. Other stores need not ask.
+        """
+        with self._open_lock:
+            self._takers.append(taker)
+
+    def remove_task_taker(self, taker: TaskTaker) -> None:
+        """Stop asking ``taker``; unknown takers are ignored."""
+        with self._open_lock:
+            if taker in self._takers:
+                self._takers.remove(taker)
+
+    def announce_elsewhere(self, kind: WorkKind, name: str | None) -> None:
+        """Tell other processes about ready work a local promise could not cover.
+
+        A runner that promised tasks but was filled by other work first calls
+        this, so an idle runner elsewhere takes them. Returns at once; the
+        announcement is sent in the background. Stores that never ask their
+        takers (their announcements cost nothing extra) do nothing.
+        """
+        return  # nothing to send: this store never asked its takers
+
+    def _promise_locally(self, wakes: Iterable[Wakeup]) -> tuple[list[Wakeup], list[LocalPromise]]:
+        """Split ``wakes`` into those to announce to other processes and local promises.
+
+        Each task name's ready tasks (one wake per task) are offered to the
+        takers as one count; a name no taker promises stays in the first list.
+        """
+        wakes = list(wakes)
+        with self._open_lock:
+            takers = list(self._takers)
+        counts = Counter(name for kind, name in wakes if kind == "task" and name is not None)
+        if not takers or not counts:
+            return wakes, []
+        kept: set[str] = set()
+        promises: list[LocalPromise] = []
+        for name, count in counts.items():
+            for taker in takers:
+                promise = taker(name, count)
+                if promise is not None:
+                    promises.append(promise)
+                    kept.add(name)
+                    break
+        remote = [wake for wake in wakes if not (wake[0] == "task" and wake[1] in kept)]
+        return remote, promises
 
     def _wake(self, kind: WorkKind, name: str | None = None) -> None:
         """Tell every listener about new work (call after the commit that made it)."""

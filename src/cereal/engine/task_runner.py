@@ -31,6 +31,7 @@ from typing import Any
 from cereal import errors, values
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.engine import failures
+from cereal.engine.task_promises import Promise, TaskPromises
 from cereal.engine.waits import ClaimPacer, wait_all_or, wait_for_event
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
 from cereal.models import FailureDetails, TaskData, TaskStatus
@@ -118,6 +119,7 @@ class TaskRunner:
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
+        self._promises = TaskPromises(on_owed=self._wake_unless_stopping, hand_on=self._hand_on)
         self._retry_policy = retry_policy
         self._observer = observer
 
@@ -129,6 +131,20 @@ class TaskRunner:
     def wake(self) -> None:
         """Look for tasks now (call on the loop's thread)."""
         self._wakeup.set()
+
+    def promise(self, count: int) -> Promise | None:
+        """Hold slots for ``count`` tasks a local commit is adding, if they fit with one spare.
+
+        Call on the loop's thread. The store then announces them to this
+        process only; see :mod:`cereal.engine.task_promises`.
+        """
+        if self._stopping or self._strays >= self._max_strays:
+            return None
+        return self._promises.promise(count, self._workers - len(self._runs))
+
+    def _hand_on(self) -> None:
+        """Owed tasks this runner cannot take now: announce them to other processes."""
+        self._driver.announce_elsewhere("task", self._name)
 
     async def run(self) -> None:
         """Poll and claim until :meth:`stop_claiming`."""
@@ -161,6 +177,7 @@ class TaskRunner:
     async def _fill(self) -> None:
         while not self._stopping and len(self._runs) < self._workers:
             if self._at_thread_cap():
+                self._promises.cannot_claim()
                 return
             await self._pacer.pace()
             free = self._workers - len(self._runs)
@@ -168,6 +185,7 @@ class TaskRunner:
                 async with self._dequeue_slots:
                     if self._stopping:
                         return
+                    owed = self._promises.claim_started()
                     # the lease carries this Manager's expiry: other sweepers judge by it
                     claimed = await self._claim(free)
             except errors.CerealError:
@@ -175,6 +193,7 @@ class TaskRunner:
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
                 return
             self._failures = 0
+            self._promises.claim_ended(owed, filled=len(claimed) >= free)
             if self._stopping:
                 # stop began while this claim was in flight: nothing may start now, and
                 # waiting for the lease to expire would hold the workflows up needlessly
@@ -407,8 +426,9 @@ class TaskRunner:
         await asyncio.gather(*(self._hand_back(data, completer) for data, completer in claimed))
 
     def stop_claiming(self) -> None:
-        """Claim nothing more; running tasks go on."""
+        """Claim nothing more; running tasks go on (tasks owed to this runner are handed on)."""
         self._stopping = True
+        self._promises.close()
         self._wakeup.set()
 
     async def wait_running(self, deadline: float, cut: asyncio.Future[Any]) -> None:

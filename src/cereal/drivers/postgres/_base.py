@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
 from cereal.drivers.base import DURABLE, MULTIPROCESS, RESUMABLE_LEASES, Driver, WorkKind
-from cereal.drivers.postgres._db import Conn, Row, looks_alive, translate
+from cereal.drivers.postgres._db import Conn, Row, fetch_one, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
     Statement,
@@ -241,6 +241,7 @@ class PostgresBase(Driver):
         self._sender = uuid.uuid4().hex[:16]
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: NotificationListener | None = None
+        self._listener_loop: asyncio.AbstractEventLoop | None = None
         # per event loop: their queues hold futures of that loop
         self._committers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, GroupCommitter]
@@ -302,11 +303,14 @@ class PostgresBase(Driver):
                     self._wake,
                     probe=_prober(self._conninfo, self._connect_kwargs),
                 )
-                await listener.start()
+                # LISTEN only while someone waits for wakeups (a running Manager):
+                # every listening session pays a commit for each notification
+                await listener.follow(lambda: self._has_wakeup_listeners)
         except BaseException:
             await pool.close()
             raise
         self._pool, self._listener = pool, listener
+        self._listener_loop = asyncio.get_running_loop()
 
     async def _close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -318,6 +322,7 @@ class PostgresBase(Driver):
         if self._background:  # claims given back after a cancel
             await asyncio.wait(set(self._background), timeout=self._pool_timeout)
         listener, self._listener = self._listener, None
+        self._listener_loop = None
         pool, self._pool = self._pool, None
         self._store_identity = None  # a reopened driver may reach a recreated database
         if listener is not None:
@@ -418,6 +423,39 @@ class PostgresBase(Driver):
         if not self._notify or not wakes:
             return None
         return encode_note(self._sender, wakes)
+
+    def _wakeup_listeners_changed(self) -> None:
+        """Start LISTEN when the first wakeup listener comes, stop it when the last goes."""
+        listener, loop = self._listener, self._listener_loop
+        if listener is None or loop is None or loop.is_closed():
+            return
+
+        def follow() -> None:
+            self._in_background(listener.follow(lambda: self._has_wakeup_listeners))
+
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            follow()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(follow)
+
+    def announce_elsewhere(self, kind: WorkKind, name: str | None) -> None:
+        """NOTIFY other processes of ready work in the background (see the base class)."""
+        note = self._note([(kind, name)])
+        if note is None or self._pool is None:
+            return
+        self._in_background(self._send_note(note))
+
+    async def _send_note(self, note: str) -> None:
+        try:
+            async with self._connection("announcing work to other processes") as conn:
+                await fetch_one(conn, "notify", {"note": note})
+        except errors.DriverError as exc:  # other processes still poll
+            logger.warning("could not announce work to other processes: %s", exc)
 
     def _wake_all(self, wakes: Iterable[tuple[WorkKind, str | None]]) -> None:
         for kind, name in dict.fromkeys(wakes):

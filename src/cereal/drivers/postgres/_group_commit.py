@@ -76,9 +76,16 @@ class GroupFlush:
             DriverError: the group did not commit.
         """
         announce = [wake for write in group for wake in write.announce]
-        note = self._driver._note(announce)
-        async with self._driver._connection("a group commit") as conn:
-            results = await self.runner(conn, group, note)
+        # tasks an idle local runner promises to take are not NOTIFYed: every
+        # listening session pays a commit for each notification it receives
+        elsewhere, promises = self._driver._promise_locally(announce)
+        note = self._driver._note(elsewhere)
+        try:
+            async with self._driver._connection("a group commit") as conn:
+                results = await self.runner(conn, group, note)
+        finally:
+            for promise in promises:
+                promise.settle()
         self._driver._wake_all(announce)
         return results
 

@@ -97,8 +97,10 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
 class NotificationListener:
     """A dedicated connection that LISTENs and reports each announcement.
 
-    It reconnects with backoff when the connection drops; after a reconnect it
-    reports "any work of every kind", since notifications may have been missed.
+    It reconnects with backoff when the connection drops. Each time LISTEN
+    becomes active (the first time too) it reports "any work of every kind":
+    whatever was announced before it listened was missed, so every runner
+    looks once more.
     Given ``probe`` (which sends a payload the way announcements are sent), it
     checks at start, after each reconnect and every ``probe_interval`` seconds
     that its own probe arrives within ``probe_timeout``; when one does not, it
@@ -127,6 +129,7 @@ class NotificationListener:
         self._probe_interval = PROBE_INTERVAL if probe_interval is None else probe_interval
         self._probe_timeout = PROBE_TIMEOUT if probe_timeout is None else probe_timeout
         self._tasks: list[asyncio.Task[None]] = []
+        self._follow_lock = asyncio.Lock()
         self._listening = asyncio.Event()
         self._reconnected = asyncio.Event()
         self._probe_arrived = asyncio.Event()
@@ -149,6 +152,27 @@ class NotificationListener:
             self._tasks.append(probing)
         with contextlib.suppress(TimeoutError):
             await _wait(self._listening, timeout)
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop` (listening, or reconnecting)."""
+        return bool(self._tasks)
+
+    @property
+    def listening(self) -> bool:
+        """True while LISTEN is active on the connection."""
+        return self._listening.is_set()
+
+    async def follow(self, wanted: Callable[[], bool]) -> None:
+        """Start or stop so that the listener runs exactly when ``wanted()`` says so.
+
+        Serialised: concurrent calls apply the latest demand in turn.
+        """
+        async with self._follow_lock:
+            if wanted() and not self.running:
+                await self.start()
+            elif not wanted() and self.running:
+                await self.stop()
 
     async def stop(self) -> None:
         """Stop listening and probing, and close the connection."""
@@ -181,9 +205,9 @@ class NotificationListener:
         try:
             await conn.execute("LISTEN cereal_wakeup")
             self.connected_count += 1
+            for kind in _KINDS:  # announcements made before now were missed
+                self._on_wake(kind, None)
             if self.connected_count > 1:
-                for kind in _KINDS:
-                    self._on_wake(kind, None)
                 self._reconnected.set()  # a new route: probe it now
             self._listening.set()
             async for notification in conn.notifies():

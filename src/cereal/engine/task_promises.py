@@ -1,0 +1,96 @@
+"""Slots a task runner promises to tasks its own process's decisions add.
+
+A decision that enqueues ready tasks announces them; PostgreSQL's NOTIFY
+costs a commit in every listening session, so when an idle runner of the
+deciding process will take the tasks, the store tells this process only (see
+``Driver.add_task_taker``). The runner promises the slots before the commit
+and is owed a claim once the commit ends. Every promised task is in the queue
+like any other, so nothing can be lost, only left waiting for a poll; the
+rules below keep even that from happening:
+
+- a promise keeps at least one slot spare, so a runner that fills up after
+  being owed tasks must have taken other work, not only the promised tasks;
+- a claim that comes back short took every owed task committed before it
+  began;
+- a claim that fills the runner, or a runner that stops claiming while owed
+  tasks, hands them on: they are announced to other processes then, as they
+  would have been at the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class TaskPromises:
+    """The book of one runner's promised and owed slots.
+
+    Args:
+        on_owed: called when promised tasks become owed (look for them now).
+        hand_on: called when owed tasks must be announced to other processes.
+    """
+
+    def __init__(self, on_owed: Callable[[], None], hand_on: Callable[[], None]) -> None:
+        self._on_owed = on_owed
+        self._hand_on = hand_on
+        self._closed = False
+        self.promised = 0
+        """Slots held for tasks whose commit is in progress."""
+        self.owed = 0
+        """Tasks committed for this runner and not yet known to be claimed."""
+
+    def promise(self, count: int, free: int) -> Promise | None:
+        """Hold ``count`` of the runner's ``free`` slots, if one would still be spare."""
+        if self._closed or count <= 0 or free - self.promised - self.owed <= count:
+            return None
+        self.promised += count
+        return Promise(self, count)
+
+    def settled(self, count: int) -> None:
+        """A promise's commit ended: its tasks (if committed) are owed a claim."""
+        self.promised -= count
+        if self._closed:
+            self._hand_on()
+            return
+        self.owed += count
+        self._on_owed()
+
+    def claim_started(self) -> int:
+        """How many tasks are owed as a claim begins (pass to :meth:`claim_ended`)."""
+        return self.owed
+
+    def claim_ended(self, owed_at_start: int, *, filled: bool) -> None:
+        """A claim returned; ``filled``: it took every free slot (more may be queued)."""
+        if filled:
+            self._hand_on_owed()
+        else:
+            self.owed = max(0, self.owed - owed_at_start)
+
+    def cannot_claim(self) -> None:
+        """The runner will not claim for now (at its stray-thread cap): hand owed tasks on."""
+        self._hand_on_owed()
+
+    def close(self) -> None:
+        """The runner stops claiming: hand owed tasks on, and every later settle too."""
+        self._closed = True
+        self._hand_on_owed()
+
+    def _hand_on_owed(self) -> None:
+        if self.owed:
+            self.owed = 0
+            self._hand_on()
+
+
+class Promise:
+    """``count`` slots held until the commit that adds their tasks ends."""
+
+    def __init__(self, book: TaskPromises, count: int) -> None:
+        self._book = book
+        self._count = count
+        self._settled = False
+
+    def settle(self) -> None:
+        """The commit ended (committed or failed): look for the tasks now; idempotent."""
+        if not self._settled:
+            self._settled = True
+            self._book.settled(self._count)
