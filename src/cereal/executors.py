@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from cereal import values
 from cereal.instance import CancelEvent, Decision, StartEvent, TaskCompleteEvent, WorkflowInstance
 from cereal.models import TaskData, TaskMetadata
+from cereal.task_threads import TASK_THREADS
 
 T = TypeVar("T")
 
@@ -140,50 +141,37 @@ def start_in_thread(
     name: str,
     on_exit: Callable[[], None] | None = None,
 ) -> asyncio.Future[Any]:
-    """Run a plain task executor in its own daemon thread; returns a future of its outcome.
+    """Run a plain task executor on a thread of its own; returns a future of its outcome.
 
-    A dedicated thread (not a pool) is used so that a timed-out or lost
-    executor, which cannot be interrupted, never holds a slot other tasks need.
-    ``on_exit`` is called on the loop once the thread has ended, even when
-    nobody waits for the outcome any more.
+    Its own thread (never a slot in a fixed pool, see :mod:`cereal.task_threads`),
+    so that a timed-out or lost executor, which cannot be interrupted, never
+    holds a slot other tasks need. ``on_exit`` is called on the loop once the
+    executor has returned, even when nobody waits for the outcome any more.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(outcome: Any, failure: BaseException | None) -> None:
-        if future.done():
-            return
-        if failure is not None:
-            future.set_exception(failure)
-        else:
-            future.set_result(outcome)
-
     # the caller's context variables (e.g. the task's trace span) carry into the thread
     context = contextvars.copy_context()
 
-    def target() -> None:
+    def job() -> None:
+        failure: BaseException | None = None
+        outcome: Any = None
         try:
             outcome = context.run(function, task)
         except BaseException as exc:  # the executor's failure is the task's outcome
-            _deliver(loop, settle, None, exc)
-        else:
-            _deliver(loop, settle, outcome, None)
-        finally:
+            failure = exc
+
+        def finish() -> None:  # one wakeup of the loop per task: outcome and exit together
+            if not future.done():
+                if failure is not None:
+                    future.set_exception(failure)
+                else:
+                    future.set_result(outcome)
             if on_exit is not None:
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(on_exit)
+                on_exit()
 
-    threading.Thread(target=target, name=name, daemon=True).start()
+        with contextlib.suppress(RuntimeError):  # the loop closed while the thread still ran
+            loop.call_soon_threadsafe(finish)
+
+    TASK_THREADS.run(job, name)
     return future
-
-
-def _deliver(
-    loop: asyncio.AbstractEventLoop,
-    settle: Callable[[Any, BaseException | None], None],
-    outcome: Any,
-    failure: BaseException | None,
-) -> None:
-    try:
-        loop.call_soon_threadsafe(settle, outcome, failure)
-    except RuntimeError:  # the loop closed while an abandoned thread was still running
-        pass

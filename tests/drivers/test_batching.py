@@ -310,3 +310,52 @@ def test_max_group_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="max_group"):
         Batcher(flush, name=NAME, max_group=0)
+
+
+# ---- gather window: a busy process waits a little for more writes ----------------------
+
+
+async def test_a_lone_write_after_a_lone_write_never_waits_for_the_gather_window() -> None:
+    store = Store()
+    batcher = Batcher(store.flush, name=NAME, gather_window=3600.0)
+    async with asyncio.timeout(30):  # a wait for the window would never end here
+        assert await batcher.run("a") == "A"
+        assert await batcher.run("b") == "B"
+    assert store.groups == [["a"], ["b"]]
+
+
+async def test_after_a_group_of_three_a_flush_waits_until_three_are_queued() -> None:
+    # Given a busy batcher whose last group held three writes
+    store = Store(hold_first=True)
+    batcher = Batcher(store.flush, name=NAME, gather_window=3600.0)
+    first = await hold_first_flush(batcher, store)
+    group = spawn(batcher, "b", "c", "d")
+    await until(lambda: batcher.pending == 3, "three writes queued")
+    store.gate.set()
+    assert await first == "A"
+    assert await asyncio.gather(*group) == ["B", "C", "D"]
+
+    # When one write comes, the flush waits for more instead of sending it alone
+    late = spawn(batcher, "e")
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert store.groups == [["a"], ["b", "c", "d"]]
+    assert not late[0].done()
+
+    # Then two more make a group of three, sent at once
+    more = spawn(batcher, "f", "g")
+    assert await asyncio.gather(*late, *more) == ["E", "F", "G"]
+    assert store.groups[-1] == ["e", "f", "g"]
+
+
+async def test_the_gather_window_ends_and_a_smaller_group_is_sent() -> None:
+    store = Store(hold_first=True)
+    batcher = Batcher(store.flush, name=NAME, gather_window=0.01)
+    first = await hold_first_flush(batcher, store)
+    group = spawn(batcher, "b", "c")
+    await until(lambda: batcher.pending == 2, "two writes queued")
+    store.gate.set()
+    await asyncio.gather(first, *group)
+    # only one more write ever comes: it is sent once the window has passed
+    assert await batcher.run("d") == "D"
+    assert store.groups == [["a"], ["b", "c"], ["d"]]

@@ -3,11 +3,14 @@
 A :class:`Batcher` queues writes of one kind (task completions, decisions,
 lease heartbeats, a store's plain writes) and hands each group of them to a
 flush function, the store's own code that commits the whole group at once
-(one transaction, one statement, one fsync). Nothing waits for a timer: the
-first write starts a flush at once (on the next turn of the event loop), and
-writes arriving while a flush runs form the next group, so a lone write pays
-no added latency and a busy process batches by itself. One flush is in
-flight at a time.
+(one transaction, one statement, one fsync). The first write starts a flush
+at once (on the next turn of the event loop), and writes arriving while a
+flush runs form the next group, so a lone write pays no added latency and a
+busy process batches by itself. One flush is in flight at a time. A batcher
+given a ``gather_window`` also waits, while busy (its previous group held
+several writes), up to that long for as many writes as last time: writes
+that trickle in one by one (short tasks ending at different moments) still
+share a commit.
 
 Each caller resumes only after the flush that holds its write, with its own
 result, or with its own error: a flush may report a write as
@@ -69,6 +72,11 @@ class Batcher(Generic[W, R]):
             takes the write back (it never runs); otherwise it stays queued.
         sort_key: orders each group before its flush (e.g. the order the
             writes take their locks in).
+        gather_window: seconds a flush may wait for more writes while the
+            process is busy: when the previous group held several writes and
+            fewer than that are queued, the flush waits until as many are
+            queued or the window ends. A lone write after a lone write never
+            waits. None: never wait.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class Batcher(Generic[W, R]):
         retry_alone: bool = False,
         withdraw_cancelled: bool = False,
         sort_key: Callable[[W], Any] | None = None,
+        gather_window: float | None = None,
     ) -> None:
         if max_group is not None and max_group < 1:
             raise ValueError(f"max_group must be at least 1, got {max_group}")
@@ -91,6 +100,10 @@ class Batcher(Generic[W, R]):
         self._sort_key = sort_key
         self._queue: list[_Pending[W, R]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._gather_window = gather_window
+        self._last_group = 0
+        self._gathered: asyncio.Event | None = None  # set when enough writes are queued
+        self._gather_target = 0
 
     @property
     def pending(self) -> int:
@@ -106,6 +119,8 @@ class Batcher(Generic[W, R]):
         loop = asyncio.get_running_loop()
         pending: _Pending[W, R] = _Pending(write, loop.create_future())
         self._queue.append(pending)
+        if self._gathered is not None and len(self._queue) >= self._gather_target:
+            self._gathered.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush_all(), name=self._name)
         if not self._withdraw_cancelled:
@@ -136,6 +151,7 @@ class Batcher(Generic[W, R]):
         group: list[_Pending[W, R]] = []
         try:
             while self._queue:
+                await self._gather()
                 group = self._take_group()
                 if group:
                     await self._commit(group)
@@ -147,11 +163,28 @@ class Batcher(Generic[W, R]):
             self._queue.clear()
             raise
 
+    async def _gather(self) -> None:
+        """Under load, wait (at most the gather window) for as many writes as last time."""
+        target = self._last_group
+        if self._max_group is not None:
+            target = min(target, self._max_group)
+        if self._gather_window is None or target < 2 or len(self._queue) >= target:
+            return
+        self._gathered, self._gather_target = asyncio.Event(), target
+        try:
+            async with asyncio.timeout(self._gather_window):
+                await self._gathered.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._gathered = None
+
     def _take_group(self) -> list[_Pending[W, R]]:
         size = len(self._queue) if self._max_group is None else self._max_group
         # a future already done here was cancelled by its withdrawing caller
         group = [pending for pending in self._queue[:size] if not pending.future.done()]
         del self._queue[:size]
+        self._last_group = len(group)
         sort_key = self._sort_key
         if sort_key is not None:
             group.sort(key=lambda pending: sort_key(pending.write))

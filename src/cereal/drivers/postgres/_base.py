@@ -86,6 +86,9 @@ DEFAULT_POOL_TIMEOUT = 10.0
 PSYCOPG_PREPARE_THRESHOLD = 5
 """psycopg's default: a statement is prepared on its 5th execution on a connection."""
 
+COMPLETION_GATHER_WINDOW = 0.004
+"""Seconds a busy process's completion group may wait for more completions (see Batcher)."""
+
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "min_size": int,
     "max_size": int,
@@ -398,7 +401,9 @@ class PostgresBase(Driver):
         if committers is None:
             committers = self._committers[loop] = {
                 "decision": group_committer(self, run_decisions_merged),
-                "completion": group_committer(self, run_completions_merged),
+                "completion": group_committer(
+                    self, run_completions_merged, gather_window=COMPLETION_GATHER_WINDOW
+                ),
                 "release": group_committer(self),
             }
         return await committers[kind].run(Write(order, statements, announce))

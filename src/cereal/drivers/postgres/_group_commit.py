@@ -90,7 +90,9 @@ class GroupFlush:
         return results
 
 
-def group_committer(driver: PostgresBase, runner: GroupRunner | None = None) -> GroupCommitter:
+def group_committer(
+    driver: PostgresBase, runner: GroupRunner | None = None, *, gather_window: float | None = None
+) -> GroupCommitter:
     """A queue of writes committed in groups of up to :data:`MAX_GROUP`.
 
     Within a group the writes run in ascending order of their instance id:
@@ -109,6 +111,7 @@ def group_committer(driver: PostgresBase, runner: GroupRunner | None = None) -> 
         max_group=MAX_GROUP,
         retry_alone=True,
         sort_key=lambda write: write.order,
+        gather_window=gather_window,
     )
 
 
