@@ -132,6 +132,9 @@ class _Job:
 MAX_GROUP = 64
 """Most queued writes committed together in one transaction (one fsync)."""
 
+WRITE_GATHER_WINDOW = 0.004
+"""Seconds a busy process's group of writes may wait for more (one fsync per group; see Batcher)."""
+
 UNWATCHED_INTERVAL = 1.0
 """Seconds between ``data_version`` reads while no Manager listens (baseline only)."""
 
@@ -301,6 +304,7 @@ class Connection:
                 # cancelled before its group is taken, a write never runs (as a job
                 # still queued for the thread never did)
                 withdraw_cancelled=True,
+                gather_window=WRITE_GATHER_WINDOW,
             )
         return batcher
 
