@@ -106,6 +106,17 @@ class WorkflowInstanceData:
         """True while the instance is live (``starting`` counts as running)."""
         return self.status != WorkflowInstanceStatus.COMPLETED
 
+    def outcome(self) -> str:
+        """The status people are shown: the CLI's tables, its ``--json`` and the dashboard.
+
+        ``starting`` or ``running`` while live; then ``failed`` when the run
+        has an error text (it failed, was cancelled into a failure, or was
+        killed), else ``completed``.
+        """
+        if self.is_running():
+            return str(self.status)
+        return "failed" if self.err is not None else "completed"
+
 
 @dataclass(frozen=True)
 class TaskResultData:

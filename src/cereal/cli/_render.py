@@ -71,7 +71,7 @@ def instance_dict(data: WorkflowInstanceData) -> dict[str, Any]:
     return {
         "workflow_name": data.workflow_name,
         "instance_name": data.instance_name,
-        "status": str(data.status),
+        "status": data.outcome(),  # as the tables show it
         "is_running": data.is_running(),
         "parameters": _decoded(data.parameters),
         "payload": _decoded(data.payload),
@@ -149,12 +149,12 @@ def _time(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+_OUTCOME_STYLES = {"failed": "red", "completed": "green"}
+
+
 def _status(data: WorkflowInstanceData) -> Text:
-    if data.is_running():
-        return Text(str(data.status), style="yellow")
-    if data.err is not None:
-        return Text("failed", style="red")
-    return Text("completed", style="green")
+    outcome = data.outcome()
+    return Text(outcome, style=_OUTCOME_STYLES.get(outcome, "yellow"))
 
 
 def instances_table(
