@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cereal.cli import _render
-from cereal.cli._common import run, state
+from cereal.cli._common import CliError, run, state
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 async def _serve(url: str, options: ServeOptions, grace: float) -> str:
-    from cereal.server import CerealServer
+    from cereal.server import BindError, CerealServer
 
     server = CerealServer(url, options)
     loop = asyncio.get_running_loop()
@@ -39,6 +39,8 @@ async def _serve(url: str, options: ServeOptions, grace: float) -> str:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await server.serve_until(stop, grace)
+    except BindError as exc:
+        raise CliError(str(exc)) from exc
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)

@@ -15,6 +15,6 @@ store backs which domain), :mod:`.security` (bind rule, TLS, bearer token),
 
 from __future__ import annotations
 
-from cereal.server.app import DEFAULT_PORT, CerealServer, ServeOptions
+from cereal.server.app import DEFAULT_PORT, BindError, CerealServer, ServeOptions
 
-__all__ = ["DEFAULT_PORT", "CerealServer", "ServeOptions"]
+__all__ = ["DEFAULT_PORT", "BindError", "CerealServer", "ServeOptions"]

@@ -7,7 +7,9 @@ applications can run it too.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from dataclasses import dataclass
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +37,36 @@ DEFAULT_PORT = 10101
 
 SERVICE_NAME = "cereal.v1.Cereal"
 """The service's name in the health service (besides ``""``, the whole server)."""
+
+
+class BindError(RuntimeError):
+    """The server could not listen on its address (the port is taken, or not allowed)."""
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on because another socket listens there, or None.
+
+    Checked before gRPC binds, so that a taken port is one clear line rather
+    than gRPC's own log; gRPC's bind (without port sharing) still decides.
+    """
+    if port == 0:
+        return None
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return None  # gRPC reports an unknown host itself
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # as gRPC binds: connections left in TIME_WAIT do not make the port taken
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} is already in use (another cereal serve?)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -87,14 +119,18 @@ class CerealServer:
         """Open the existing domains, bind and start serving; returns the bound port.
 
         Raises:
-            RuntimeError: the address could not be bound.
+            BindError: the address could not be bound (e.g. the port is taken).
             CerealError: a store failed to open.
         """
+        taken = port_taken(self.options.host, self.options.port)
+        if taken is not None:  # before any store opens: one line, nothing else
+            raise BindError(f"cannot listen on {self.options.host}:{self.options.port}: {taken}")
         await self._domains.open_existing()
         interceptors = [TokenInterceptor(self.options.token)] if self.options.token else []
-        server = grpc.aio.server(
-            interceptors=interceptors, options=server_options(self.options.max_message_bytes)
-        )
+        # no SO_REUSEPORT: a second server on a taken port must fail, not share it
+        # (clients would land on either server, and so on either store, at random)
+        options = [*server_options(self.options.max_message_bytes), ("grpc.so_reuseport", 0)]
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         self._service = CerealService(self._domains, self._checks)
         pb_grpc.add_CerealServicer_to_server(  # type: ignore[no-untyped-call]
             self._service, server
@@ -110,7 +146,10 @@ class CerealServer:
                 port = int(server.add_secure_port(address, self._credentials))
         except RuntimeError as exc:
             await self._domains.close()
-            raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+            raise BindError(f"cannot listen on {address}: {exc} (is the port taken?)") from exc
+        if port == 0:  # grpcio versions that report a failed bind by returning 0
+            await self._domains.close()
+            raise BindError(f"cannot listen on {address}: the port is taken or not allowed")
         await server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await self._health.set("", serving)
