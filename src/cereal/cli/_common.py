@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 
@@ -56,14 +57,28 @@ def state(ctx: typer.Context) -> CliState:
     return found if isinstance(found, CliState) else CliState()
 
 
-def run(ctx: typer.Context, coroutine: Coroutine[Any, Any, T]) -> T:
+_NAMED_ERRORS = (
+    errors.WorkflowInstanceNotFoundError,
+    errors.WorkflowInstanceExistsError,
+    errors.WorkflowScheduleNotFoundError,
+    errors.WorkflowScheduleExistsError,
+)
+"""Errors about one instance or schedule: their line names it (``subject``)."""
+
+
+def run(ctx: typer.Context, coroutine: Coroutine[Any, Any, T], *, subject: str = "") -> T:
     """Run ``coroutine`` to completion; exit non-zero with a one-line message on user errors.
+
+    ``subject`` (``workflow/instance``) is named in a not-found or
+    already-exists error.
 
     Raises:
         typer.Exit: with status :data:`EXIT_ERROR` after printing the error.
     """
     try:
         return asyncio.run(coroutine)
+    except _NAMED_ERRORS as exc:
+        fail(ctx, f"{_describe(exc)}: {subject}" if subject else _describe(exc))
     except (errors.CerealError, CliError, ValueError, TypeError) as exc:
         fail(ctx, _describe(exc))
     except KeyboardInterrupt:
@@ -144,12 +159,25 @@ def _refuse_constant(name: str) -> Any:
 
 
 @asynccontextmanager
-async def storage_manager(ctx: typer.Context) -> AsyncIterator[Manager]:
+async def storage_manager(
+    ctx: typer.Context, *, writes: str | None = None
+) -> AsyncIterator[Manager]:
     """A Manager on the ``--db`` database, used for storage calls only (never started).
 
-    The driver is opened on the first call and closed on exit.
+    The driver is opened on the first call and closed on exit. ``writes``
+    names what the command stores: a memory:// store is then refused, since
+    it would vanish when the command exits.
+
+    Raises:
+        CliError: ``writes`` is given and the database is memory://.
     """
-    manager = Manager(open_driver(state(ctx).database_url))
+    url = state(ctx).database_url
+    if writes is not None and urlsplit(url).scheme == "memory":
+        raise CliError(
+            f"memory:// keeps nothing once this command exits, so {writes} would vanish;"
+            " use a sqlite:///, postgresql:// or grpc:// URL"
+        )
+    manager = Manager(open_driver(url))
     try:
         yield manager
     finally:

@@ -96,7 +96,7 @@ def show(
         async with storage_manager(ctx) as manager:
             return await manager.get_workflow_schedule(workflow_name, instance_name)
 
-    schedule = run(ctx, go())
+    schedule = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     if as_json:
         _render.print_json(_render.schedule_dict(schedule))
     else:
@@ -133,7 +133,7 @@ def create(
 
     async def go() -> None:
         value = parse_json(parameters)
-        async with storage_manager(ctx) as manager:
+        async with storage_manager(ctx, writes="the new schedule") as manager:
             await manager.create_workflow_schedule(
                 workflow_name,
                 instance_name,
@@ -144,7 +144,7 @@ def create(
                 catch_up_window=0 if catch_up_window is None else catch_up_window,
             )
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     state = "disabled" if disabled else "enabled"
     _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {_stored_as(rrule)}")
 
@@ -157,10 +157,10 @@ def _stored_as(rule: str) -> str:
 
 def _set_enabled(ctx: typer.Context, workflow_name: str, instance_name: str, enabled: bool) -> None:
     async def go() -> None:
-        async with storage_manager(ctx) as manager:
+        async with storage_manager(ctx, writes="the change") as manager:
             await manager.update_workflow_schedule(workflow_name, instance_name, enabled=enabled)
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     _render.done(f"{'enabled' if enabled else 'disabled'} {workflow_name}/{instance_name}")
 
 
@@ -207,7 +207,7 @@ def update(
                 "nothing to update: give --rrule, --parameters, --overlap and/or --catch-up-window"
             )
         value: Any = UNSET if parameters is None else parse_json(parameters)
-        async with storage_manager(ctx) as manager:
+        async with storage_manager(ctx, writes="the update") as manager:
             await manager.update_workflow_schedule(
                 workflow_name,
                 instance_name,
@@ -217,7 +217,7 @@ def update(
                 catch_up_window=catch_up_window,
             )
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     new_rule = "" if rrule is None else f": {_stored_as(rrule)}"
     _render.done(f"updated schedule {workflow_name}/{instance_name}{new_rule}")
 
@@ -231,10 +231,10 @@ def trigger(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: Insta
     """
 
     async def go() -> RunOutcome:
-        async with storage_manager(ctx) as manager:
+        async with storage_manager(ctx, writes="the triggered run") as manager:
             return await manager.trigger_workflow_schedule(workflow_name, instance_name)
 
-    outcome = run(ctx, go())
+    outcome = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     _render.done(f"triggered {workflow_name}/{instance_name}: {_OUTCOMES[outcome]}")
 
 
@@ -243,8 +243,8 @@ def delete(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: Instan
     """Delete a schedule; instances it already started are untouched."""
 
     async def go() -> None:
-        async with storage_manager(ctx) as manager:
+        async with storage_manager(ctx, writes="the deletion") as manager:
             await manager.delete_workflow_schedule(workflow_name, instance_name)
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     _render.done(f"deleted schedule {workflow_name}/{instance_name}")

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from cereal import errors
 from cereal.cli import _render, workers
-from cereal.cli._common import parse_json, run, storage_manager
+from cereal.cli._common import CliError, parse_json, run, storage_manager
+from cereal.manager import Manager
 from cereal.models import InstanceEvent, InstanceTask, WorkflowInstanceData
 
 app = typer.Typer(
@@ -138,7 +140,7 @@ def show(
             )
             return data, tasks, events
 
-    data, tasks, events = run(ctx, go())
+    data, tasks, events = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     older_tasks = tasks[limit - 1].task_id if len(tasks) > limit else None
     older_events = events[limit - 1].seq if len(events) > limit else None
     tasks, events = tasks[:limit], events[:limit]
@@ -202,7 +204,7 @@ def events(
                 workflow_name, instance_name, limit=limit + 1, before=before
             )
 
-    found = run(ctx, go())
+    found = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     older = found[limit - 1].seq if len(found) > limit else None
     page = list(reversed(found[:limit]))
     if as_json:
@@ -232,11 +234,11 @@ def enqueue(
 
     async def go() -> None:
         value = parse_json(parameters)
-        async with storage_manager(ctx) as manager:
+        async with storage_manager(ctx, writes="the enqueued run") as manager:
             await manager.enqueue_workflow(workflow_name, instance_name, value)
             await workers.warn_if_unhandled(manager, workflow_name)
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     _render.done(f"enqueued {workflow_name}/{instance_name}")
 
 
@@ -245,10 +247,14 @@ def cancel(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: Instan
     """Ask a running instance to cancel; its on_cancel callback decides what happens."""
 
     async def go() -> None:
-        async with storage_manager(ctx) as manager:
-            await manager.cancel_workflow(workflow_name, instance_name)
+        async with storage_manager(ctx, writes="the cancel") as manager:
+            try:
+                await manager.cancel_workflow(workflow_name, instance_name)
+            except errors.WorkflowInstanceNotFoundError:
+                await _refuse_if_finished(manager, workflow_name, instance_name, "cancel")
+                raise
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     _render.done(f"cancel requested for {workflow_name}/{instance_name}")
 
 
@@ -257,8 +263,31 @@ def kill(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: Instance
     """End a running instance at once with the error 'killed'; no callback runs."""
 
     async def go() -> None:
-        async with storage_manager(ctx) as manager:
-            await manager.kill_workflow(workflow_name, instance_name)
+        async with storage_manager(ctx, writes="the kill") as manager:
+            try:
+                await manager.kill_workflow(workflow_name, instance_name)
+            except errors.WorkflowInstanceNotFoundError:
+                await _refuse_if_finished(manager, workflow_name, instance_name, "kill")
+                raise
 
-    run(ctx, go())
+    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     _render.done(f"killed {workflow_name}/{instance_name}")
+
+
+async def _refuse_if_finished(
+    manager: Manager, workflow_name: str, instance_name: str, action: str
+) -> None:
+    """Say so when the run to ``action`` has already finished (else return: not found).
+
+    Raises:
+        CliError: the newest run of these names has finished.
+    """
+    try:
+        found = await manager.get_workflow_instance(workflow_name, instance_name)
+    except errors.WorkflowInstanceNotFoundError:
+        return
+    if not found.is_running():
+        raise CliError(
+            f"{workflow_name}/{instance_name} has already finished ({found.data.outcome()}):"
+            f" there is nothing to {action}"
+        )

@@ -1,0 +1,101 @@
+"""The CLI's answers say what happened: a memory:// write is refused (it would vanish),
+a finished run is named as finished, and not-found or already-exists errors name the
+workflow and instance. Each through the real ``cereal`` command in a subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cereal import CancelEvent, Decision, Manager, StartEvent, TaskCompleteEvent, WorkflowInstance
+from cereal.drivers import open_driver
+from tests.plugins.manager import FAST_OPTIONS, wait_finished
+from tests.system._cereal_process import cereal, one_error_line
+
+WRITES = [
+    ("workflows", "enqueue", "wf", "i"),
+    ("workflows", "cancel", "wf", "i"),
+    ("workflows", "kill", "wf", "i"),
+    ("schedules", "create", "wf", "i", "--rrule", "FREQ=DAILY"),
+    ("schedules", "update", "wf", "i", "--rrule", "FREQ=DAILY"),
+    ("schedules", "enable", "wf", "i"),
+    ("schedules", "disable", "wf", "i"),
+    ("schedules", "trigger", "wf", "i"),
+    ("schedules", "delete", "wf", "i"),
+]
+
+
+@pytest.mark.parametrize("command", WRITES, ids=[" ".join(c[:2]) for c in WRITES])
+def test_a_write_to_memory_is_refused_because_it_would_vanish(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    line = one_error_line(cereal("--db", "memory://", *command, cwd=tmp_path))
+    assert "memory:// keeps nothing once this command exits" in line
+    assert "vanish" in line
+
+
+def test_reading_memory_is_allowed(tmp_path: Path) -> None:
+    done = cereal("--db", "memory://", "workflows", "list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+class FailsAtOnce:
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        return w.fail("boom")
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        return w.continue_()
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+@pytest.fixture
+async def finished_run(tmp_path: Path) -> str:
+    """A SQLite store holding wf/done, a run that failed; its URL."""
+    url = f"sqlite:///{tmp_path / 'answers.db'}"
+    manager = Manager(open_driver(url), **FAST_OPTIONS)
+    manager.register_workflow_executor("wf", FailsAtOnce())
+    async with manager:
+        await manager.enqueue_workflow("wf", "done", None)
+        await wait_finished(manager, "wf", "done")
+    return url
+
+
+@pytest.mark.parametrize("action", ["cancel", "kill"])
+def test_cancel_or_kill_of_a_finished_run_says_it_has_finished(
+    finished_run: str, action: str, tmp_path: Path
+) -> None:
+    line = one_error_line(
+        cereal("--db", finished_run, "workflows", action, "wf", "done", cwd=tmp_path)
+    )
+    assert line == f"error: wf/done has already finished (failed): there is nothing to {action}"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (("workflows", "show", "wf", "nope"), "error: workflow instance not found: wf/nope"),
+        (("workflows", "cancel", "wf", "nope"), "error: workflow instance not found: wf/nope"),
+        (("schedules", "show", "wf", "nope"), "error: workflow schedule not found: wf/nope"),
+        (("schedules", "delete", "wf", "nope"), "error: workflow schedule not found: wf/nope"),
+    ],
+)
+def test_not_found_errors_name_the_workflow_and_instance(
+    finished_run: str, command: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    assert one_error_line(cereal("--db", finished_run, *command, cwd=tmp_path)) == expected
+
+
+def test_already_exists_errors_name_the_workflow_and_instance(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'exists.db'}"
+    create = ("schedules", "create", "wf", "daily", "--rrule", "FREQ=DAILY")
+    assert cereal("--db", url, *create, cwd=tmp_path).returncode == 0
+    line = one_error_line(cereal("--db", url, *create, cwd=tmp_path))
+    assert line == "error: workflow schedule already exists: wf/daily"
+
+    enqueue = ("workflows", "enqueue", "wf", "running")
+    assert cereal("--db", url, *enqueue, cwd=tmp_path).returncode == 0
+    line = one_error_line(cereal("--db", url, *enqueue, cwd=tmp_path))
+    assert line == "error: workflow instance already exists: wf/running"
