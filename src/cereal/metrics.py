@@ -272,6 +272,11 @@ class MetricsServer:
         self._thread = thread
 
     @property
+    def host(self) -> str:
+        """The address it listens on."""
+        return str(self._server.server_address[0])
+
+    @property
     def port(self) -> int:
         """The port it listens on (useful when started on port 0)."""
         return int(self._server.server_address[1])
@@ -289,9 +294,13 @@ def serve(
     port: int,
     *,
     loop: asyncio.AbstractEventLoop,
-    addr: str = "0.0.0.0",  # a metrics endpoint is meant to be scraped
+    addr: str = "127.0.0.1",
 ) -> MetricsServer:
     """Serve ``/metrics`` on ``addr:port`` until :meth:`MetricsServer.close`.
+
+    Loopback by default, like the dashboard and ``cereal serve``: pass
+    ``addr="0.0.0.0"`` (``cereal worker --metrics-host``) for a scraper on
+    another host.
 
     Each scrape asks the store for queue depths on ``loop`` (the driver's),
     waiting up to :data:`SCRAPE_TIMEOUT`; if that fails the counters are

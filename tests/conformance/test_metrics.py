@@ -40,7 +40,8 @@ async def _scrape(server: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str
 async def metrics_server(make_manager: MakeManager) -> AsyncIterator[tuple[Any, MetricsServer]]:
     metrics = PrometheusMetrics()
     manager = make_manager(observers=[metrics])
-    server = serve(metrics, manager.driver, 0, loop=asyncio.get_running_loop(), addr="127.0.0.1")
+    server = serve(metrics, manager.driver, 0, loop=asyncio.get_running_loop())
+    assert server.host == "127.0.0.1"  # loopback unless asked otherwise
     try:
         yield manager, server
     finally:

@@ -148,7 +148,7 @@ def test_worker_serves_metrics_that_move(cli: Cli, db_url: str, tmp_path: Path) 
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=60)
         assert worker.returncode == 0, stderr
-        assert "/metrics" in stderr
+        assert f"metrics on http://127.0.0.1:{port}/metrics (loopback only" in stderr
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -165,6 +165,28 @@ def _without_extras(tmp_path: Path) -> dict[str, str]:
     env = _env()
     env["PYTHONPATH"] = os.pathsep.join([str(blocked), env.get("PYTHONPATH", "")])
     return env
+
+
+def test_metrics_host_widens_where_metrics_are_served(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "metrics_app.py").write_text(textwrap.dedent(METRICS_APP.format(url=db_url)))
+    port = _free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cereal", "worker", "metrics_app:manager",
+         "--metrics-port", str(port), "--metrics-host", "0.0.0.0"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while _get(f"http://127.0.0.1:{port}/metrics") is None:
+            assert worker.poll() is None and time.monotonic() < deadline, worker.stderr
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+        assert f"metrics on http://0.0.0.0:{port}/metrics\n" in stderr
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
 
 
 def test_metrics_port_without_the_extra_names_it(db_url: str, tmp_path: Path) -> None:

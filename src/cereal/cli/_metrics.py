@@ -16,9 +16,14 @@ from cereal.manager import Manager
 if TYPE_CHECKING:
     from cereal.metrics import MetricsServer
 
+LOOPBACK = "127.0.0.1"
+"""Where metrics are served unless ``--metrics-host`` says otherwise."""
 
-def serve_metrics(manager: Manager, port: int, loop: asyncio.AbstractEventLoop) -> MetricsServer:
-    """Count ``manager``'s work and serve ``/metrics`` on ``port`` (before ``start``).
+
+def serve_metrics(
+    manager: Manager, host: str, port: int, loop: asyncio.AbstractEventLoop
+) -> MetricsServer:
+    """Count ``manager``'s work and serve ``/metrics`` on ``host:port`` (before ``start``).
 
     Raises:
         CliError: the ``metrics`` extra is not installed, or the port cannot be bound.
@@ -32,8 +37,10 @@ def serve_metrics(manager: Manager, port: int, loop: asyncio.AbstractEventLoop) 
     collected = metrics.PrometheusMetrics()
     manager.add_observer(collected)
     try:
-        server = metrics.serve(collected, manager.driver, port, loop=loop)
+        server = metrics.serve(collected, manager.driver, port, loop=loop, addr=host)
     except OSError as exc:
-        raise CliError(f"cannot serve metrics on port {port}: {exc}") from exc
-    _render.note(f"metrics on http://0.0.0.0:{server.port}/metrics")
+        raise CliError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+    shown = f"[{server.host}]" if ":" in server.host else server.host
+    widen = " (loopback only: --metrics-host 0.0.0.0 to widen)" if host == LOOPBACK else ""
+    _render.note(f"metrics on http://{shown}:{server.port}/metrics{widen}")
     return server

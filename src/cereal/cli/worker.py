@@ -31,7 +31,7 @@ import typer
 
 from cereal.cli import _databases, _render
 from cereal.cli._common import EXIT_INTERRUPTED, CliError, CliState, run, state
-from cereal.cli._metrics import serve_metrics
+from cereal.cli._metrics import LOOPBACK, serve_metrics
 from cereal.manager import Manager
 
 
@@ -114,7 +114,11 @@ def warn_if_db_differs(options: CliState, manager: Manager) -> None:
 
 
 async def serve(
-    target: str, grace_period: float | None, options: CliState, metrics_port: int | None = None
+    target: str,
+    grace_period: float | None,
+    options: CliState,
+    metrics_port: int | None = None,
+    metrics_host: str = LOOPBACK,
 ) -> str:
     """Start the Manager, wait for SIGINT/SIGTERM, stop it gracefully; returns the signal name.
 
@@ -130,7 +134,9 @@ async def serve(
     manager = await resolve_manager(load_target(target), target)
     warn_if_db_differs(options, manager)
     loop = asyncio.get_running_loop()
-    metrics_server = None if metrics_port is None else serve_metrics(manager, metrics_port, loop)
+    metrics_server = (
+        None if metrics_port is None else serve_metrics(manager, metrics_host, metrics_port, loop)
+    )
     received: asyncio.Queue[str] = asyncio.Queue()
     waiting_ends = False  # set once no stop is left to shorten: the next signal ends at once
 
@@ -245,6 +251,13 @@ def worker(
             help="Serve Prometheus metrics on this port (needs cereal-workflows[metrics]).",
         ),
     ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            help="Address the metrics are served on (0.0.0.0: every interface).",
+        ),
+    ] = LOOPBACK,
 ) -> None:
     """Run a Manager's executors and schedules until SIGINT or SIGTERM, then stop gracefully."""
     if grace_period is not None and not 0 <= grace_period < float("inf"):
@@ -252,5 +265,5 @@ def worker(
             f"must be a finite number of seconds >= 0, got {grace_period}",
             param_hint="--grace-period",
         )
-    signal_name = run(ctx, serve(target, grace_period, state(ctx), metrics_port))
+    signal_name = run(ctx, serve(target, grace_period, state(ctx), metrics_port, metrics_host))
     _render.note(f"cereal worker stopped after {signal_name}")
