@@ -4,6 +4,7 @@ workflow and instance. Each through the real ``cereal`` command in a subprocess.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,35 @@ def test_already_exists_errors_name_the_workflow_and_instance(tmp_path: Path) ->
     assert cereal("--db", url, *enqueue, cwd=tmp_path).returncode == 0
     line = one_error_line(cereal("--db", url, *enqueue, cwd=tmp_path))
     assert line == "error: workflow instance already exists: wf/running"
+
+
+def _without_grpc_health(tmp_path: Path) -> dict[str, str]:
+    """An environment where grpc_health cannot be imported (a plain install lacks it)."""
+    blocked = tmp_path / "blocked" / "grpc_health"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(
+        "raise ImportError('not installed (blocked by the test)')\n"
+    )
+    return {"PYTHONPATH": os.pathsep.join([str(blocked.parent), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("--db", "grpc://127.0.0.1:1", "workflows", "list"), ("serve", "--port", "0")],
+    ids=["grpc-url", "serve"],
+)
+def test_without_the_grpc_extra_one_line_names_it(command: tuple[str, ...], tmp_path: Path) -> None:
+    done = cereal(*command, cwd=tmp_path, env=_without_grpc_health(tmp_path))
+    line = one_error_line(done)
+    assert "pip install 'cereal-workflows[grpc]'" in line
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [("worker", "metrics"), ("serve", "grpc"), ("dashboard", "dashboard")],
+)
+def test_help_names_the_extra_a_command_needs(command: str, extra: str, tmp_path: Path) -> None:
+    done = cereal(command, "--help", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert f"cereal-workflows[{extra}]" in done.stdout

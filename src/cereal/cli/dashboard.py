@@ -46,7 +46,10 @@ def dashboard(
         ),
     ] = None,
 ) -> None:
-    """Serve the web dashboard: instances, tasks, schedules, workers; actions with a token."""
+    r"""Serve the web dashboard: instances, tasks, schedules, workers; actions with a token.
+
+    Needs the dashboard extra: pip install 'cereal-workflows\[dashboard]'.
+    """
     try:
         import uvicorn
 

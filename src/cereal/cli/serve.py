@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cereal import errors
 from cereal.cli import _render
-from cereal.cli._common import CliError, run, state
+from cereal.cli._common import CliError, fail, run, state
+from cereal.drivers import require_grpc
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
 if TYPE_CHECKING:
@@ -96,7 +98,14 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM."""
+    r"""Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM.
+
+    Needs the grpc extra: pip install 'cereal-workflows\[grpc]'.
+    """
+    try:
+        require_grpc("cereal serve and grpc:// URLs")
+    except errors.MissingDependencyError as exc:
+        fail(ctx, str(exc))
     from cereal.server import ServeOptions
     from cereal.wire.limits import check_max_message_bytes, message_limit_for
 

@@ -248,7 +248,7 @@ def worker(
             "--metrics-port",
             min=0,
             max=65535,
-            help="Serve Prometheus metrics on this port (needs cereal-workflows[metrics]).",
+            help="Serve Prometheus metrics on this port (needs cereal-workflows\\[metrics]).",
         ),
     ] = None,
     metrics_host: Annotated[

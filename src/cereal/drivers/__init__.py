@@ -7,6 +7,7 @@ It does no I/O: the Manager initialises the driver on first use.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -44,6 +45,9 @@ SUPPORTED_SCHEMES = (
     "postgresql://user@host/db",
     "grpc://host:port?domain=NAME",
 )
+
+GRPC_MODULES = ("grpc", "grpc_health.v1", "google.protobuf")
+"""What the ``grpc`` extra provides, as module names."""
 
 POSTGRES_PACKAGES = "'psycopg[binary]>=3.2' 'psycopg-pool>=3.2'"
 """What the ``postgres`` extra installs, as ``pip install`` arguments."""
@@ -98,6 +102,7 @@ def open_driver(url: str, **options: Any) -> Driver:
     if scheme in ("postgresql", "postgres"):
         return _postgres_driver_class()(url, **options)
     if scheme == "grpc":
+        require_grpc("grpc:// URLs")
         from cereal.drivers.grpc import GrpcDriver
 
         return GrpcDriver.from_url(url, **options)
@@ -105,6 +110,24 @@ def open_driver(url: str, **options: Any) -> Driver:
         f"unknown driver URL scheme {parts.scheme!r} in {url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)
     )
+
+
+def require_grpc(what: str) -> None:
+    """Check that the ``grpc`` extra can be imported, before anything imports it.
+
+    Raises:
+        MissingDependencyError: grpcio, grpcio-health-checking or protobuf is
+            missing; the message names ``what`` needs them and what to install.
+    """
+    try:
+        for module in GRPC_MODULES:
+            importlib.import_module(module)
+    except ImportError as exc:
+        raise errors.MissingDependencyError(
+            f"{what} need the 'grpc' extra of cereal-workflows, which is not installed"
+            f" ({exc}): pip install 'cereal-workflows[grpc]' (or, in a checkout of cereal,"
+            " pip install -e '.[grpc]')"
+        ) from exc
 
 
 def _postgres_driver_class() -> type[PostgresDriver]:
