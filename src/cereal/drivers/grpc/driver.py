@@ -70,6 +70,17 @@ T = TypeVar("T")
 
 ALL_KINDS: tuple[WorkKind, ...] = ("workflow", "task", "schedule")
 _RECONNECT_BACKOFF = (0.05, 5.0)  # first and largest pause between watch attempts, seconds
+
+REFUSAL_GRACE = 1.0
+"""Seconds ``init`` keeps trying a server that refuses connections (one being started)."""
+
+
+def _refused(exc: grpc.RpcError) -> bool:
+    """True when the connection itself was refused (nothing listens at the address)."""
+    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and "refused" in (details or "").lower()
+
+
 _REFUSALS = (
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -251,6 +262,7 @@ class GrpcDriver(Driver):
     async def _watch(self, ready: asyncio.Future[None]) -> None:
         """Turn the server's pushed wakeups into this driver's; reconnect with backoff."""
         pause = _RECONNECT_BACKOFF[0]
+        refused_since: float | None = None
         while True:
             try:
                 call = self._stub.WatchWakeups(pb.Empty(), metadata=self._metadata)
@@ -274,6 +286,21 @@ class GrpcDriver(Driver):
                 if exc.code() in _REFUSALS and not ready.done():
                     ready.set_exception(problem)
                     return
+                if not ready.done() and _refused(exc):
+                    # nothing listens there: a server being started gets a short grace,
+                    # a wrong address or a server that is down fails now, not at the timeout
+                    loop_time = asyncio.get_running_loop().time()
+                    refused_since = refused_since if refused_since is not None else loop_time
+                    if loop_time - refused_since >= REFUSAL_GRACE:
+                        ready.set_exception(
+                            errors.DriverError(
+                                f"cereal server at {self.target} refused the connection for"
+                                f" {REFUSAL_GRACE:g} s (is it running, on that port?): {problem}"
+                            )
+                        )
+                        return
+                else:
+                    refused_since = None
                 if ready.done():
                     logger.warning(
                         "lost the cereal server at %s (%s); reconnecting", self.target, problem
