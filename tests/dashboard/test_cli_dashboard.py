@@ -51,7 +51,9 @@ def _page(url: str) -> str:
 
 
 @contextmanager
-def dashboard(tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
+def dashboard(
+    tmp_path: Path, *args: str, stop: signal.Signals = signal.SIGTERM, **env: str
+) -> Iterator[str]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "cereal", "dashboard", "--port", str(port), *args],
@@ -71,11 +73,34 @@ def dashboard(tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
         assert process.poll() is None, process.communicate()
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=TIMEOUT)
-        # uvicorn shuts down gracefully, then re-raises the signal it caught
-        assert process.returncode in (0, -signal.SIGTERM), err
+        # a graceful stop either way; Ctrl+C exits with the shell's status for it
+        assert process.returncode == (130 if stop == signal.SIGINT else 0), err
         assert "cereal dashboard on http://127.0.0.1:" in err
+        assert f"cereal dashboard stopped after {stop.name}" in err
+
+
+def test_ctrl_c_stops_the_dashboard_with_status_130(tmp_path: Path) -> None:
+    with dashboard(tmp_path, "--db", f"sqlite:///{tmp_path / 'c.db'}", stop=signal.SIGINT) as base:
+        assert _status(base + "/instances") == 200
+
+
+def test_a_taken_port_is_one_error_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "cereal", "--db", f"sqlite:///{tmp_path / 'p.db'}",
+             "dashboard", "--port", str(port)],
+            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stderr
+    assert lines == [
+        f"error: cannot serve the dashboard on 127.0.0.1:{port}: port {port} is already in use"
+    ]
 
 
 def test_serves_the_given_database_read_only_without_a_token(tmp_path: Path) -> None:

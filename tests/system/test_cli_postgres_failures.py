@@ -159,6 +159,6 @@ def test_the_first_sigint_stops_a_worker_still_connecting(
         assert silent_server.accepted.wait(60), "the worker never connected"
         worker.process.send_signal(signal.SIGINT)
         status, stderr = worker.finish(timeout=60)
-    assert status == 0, stderr
+    assert status == 130, stderr
     assert "SIGINT received while starting: stopping" in stderr
     assert "Traceback" not in stderr

@@ -6,7 +6,7 @@ import signal
 import socket
 from pathlib import Path
 
-from cereal.server.app import port_taken
+from cereal.checks.ports import port_taken
 from tests.system._cereal_process import cereal, live_cereal, one_error_line
 
 
@@ -29,9 +29,21 @@ def test_a_second_serve_on_a_taken_port_fails_with_one_line(tmp_path: Path) -> N
         line = one_error_line(second)
         assert f"port {port} is already in use" in line
         assert not (tmp_path / "second.db").exists()
+        # Ctrl+C ends the first with the shell's status for it, after a graceful stop
         first.process.send_signal(signal.SIGINT)
         status, stderr = first.finish()
+    assert status == 130, stderr
+    assert "cereal serve stopped after SIGINT" in stderr
+
+
+def test_serve_stopped_by_sigterm_exits_0(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'term.db'}"
+    with live_cereal("--db", db, "serve", "--port", "0", cwd=tmp_path) as server:
+        server.wait_for_line("listening")
+        server.process.send_signal(signal.SIGTERM)
+        status, stderr = server.finish()
     assert status == 0, stderr
+    assert "cereal serve stopped after SIGTERM" in stderr
 
 
 def test_a_port_is_free_again_once_its_listener_closed() -> None:

@@ -46,7 +46,7 @@ def run_worker_until_started(tmp_path: Path, url: str, *global_options: str) -> 
         worker.wait_for_line("started")
         worker.process.send_signal(signal.SIGINT)
         status, stderr = worker.finish()
-    assert status == 0, stderr
+    assert status == 130, stderr
     return stderr
 
 
@@ -142,13 +142,13 @@ def test_a_second_sigint_ends_the_grace_period_at_once(tmp_path: Path) -> None:
         _start_slow_task(tmp_path, url, worker)
 
         # the first SIGINT starts a graceful stop that would wait 600 s for the task;
-        # the second ends that wait: the task is handed back and the worker exits cleanly
+        # the second ends that wait: the task is handed back and the worker exits (130)
         worker.process.send_signal(signal.SIGINT)
         worker.wait_for_line("SIGINT received: stopping")
         worker.process.send_signal(signal.SIGINT)
         status, stderr = worker.finish(timeout=60)
 
-    assert status == 0, stderr
+    assert status == 130, stderr
     assert "SIGINT received again: grace period ended" in stderr
     assert "handed back" in stderr
     assert "Traceback" not in stderr

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
+from cereal.checks.ports import port_taken
 from cereal.cli import _render
-from cereal.cli._common import fail, state
+from cereal.cli._common import EXIT_INTERRUPTED, fail, state
 from cereal.drivers import open_driver
 from cereal.manager import Manager
 
@@ -78,8 +81,40 @@ def dashboard(
         )
     except ValueError as exc:
         fail(ctx, str(exc))
+    taken = port_taken(host, port)
+    if taken is not None:
+        fail(ctx, f"cannot serve the dashboard on {host}:{port}: {taken}")
     mode = "log in with the token to act" if token else "read-only: no token"
     if not is_loopback(host):
         mode = "log in with the token to read and act"
     _render.note(f"cereal dashboard on http://{host}:{port} ({mode})")
-    uvicorn.run(app, host=host, port=port, log_level="debug" if state(ctx).verbose else "warning")
+    received = _serve_until_signal(
+        lambda: uvicorn.run(
+            app, host=host, port=port, log_level="debug" if state(ctx).verbose else "warning"
+        )
+    )
+    _render.note(f"cereal dashboard stopped after {received}")
+    if received == "SIGINT":  # Ctrl+C: the shell's convention, even after a graceful stop
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _serve_until_signal(serve: Callable[[], None]) -> str:
+    """Run ``serve`` (uvicorn) until SIGINT or SIGTERM; the signal's name.
+
+    uvicorn handles the signals itself, then raises each again once it has
+    shut down, under the handlers that were in place before it ran: these
+    record it, so the command can exit as the signal asks (130 for Ctrl+C).
+    """
+    received: list[str] = []
+
+    def record(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, record) for signum in handled}
+    try:
+        serve()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return received[0] if received else "stop"

@@ -16,7 +16,7 @@ import typer
 
 from cereal import errors
 from cereal.cli import _render
-from cereal.cli._common import CliError, fail, run, state
+from cereal.cli._common import EXIT_INTERRUPTED, CliError, fail, run, state
 from cereal.drivers import require_grpc
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
@@ -140,3 +140,5 @@ def serve(
     )
     signal_name = run(ctx, _serve(state(ctx).database_url, options, grace_period))
     _render.note(f"cereal serve stopped after {signal_name}")
+    if signal_name == "SIGINT":  # Ctrl+C: the shell's convention, even after a graceful stop
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -267,3 +267,5 @@ def worker(
         )
     signal_name = run(ctx, serve(target, grace_period, state(ctx), metrics_port, metrics_host))
     _render.note(f"cereal worker stopped after {signal_name}")
+    if signal_name == "SIGINT":  # Ctrl+C: the shell's convention, even after a graceful stop
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -7,15 +7,14 @@ applications can run it too.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import socket
 from dataclasses import dataclass
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 import grpc
+from cereal.checks.ports import port_taken
 from cereal.drivers.base import DEFAULT_TASK_EXPIRY
 from cereal.server.domains import DomainRegistry
 from cereal.server.request_checks import RequestChecks
@@ -41,32 +40,6 @@ SERVICE_NAME = "cereal.v1.Cereal"
 
 class BindError(RuntimeError):
     """The server could not listen on its address (the port is taken, or not allowed)."""
-
-
-def port_taken(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on because another socket listens there, or None.
-
-    Checked before gRPC binds, so that a taken port is one clear line rather
-    than gRPC's own log; gRPC's bind (without port sharing) still decides.
-    """
-    if port == 0:
-        return None
-    try:
-        addresses = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror:
-        return None  # gRPC reports an unknown host itself
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as probe:
-            # as gRPC binds: connections left in TIME_WAIT do not make the port taken
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return f"port {port} is already in use (another cereal serve?)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -124,7 +97,10 @@ class CerealServer:
         """
         taken = port_taken(self.options.host, self.options.port)
         if taken is not None:  # before any store opens: one line, nothing else
-            raise BindError(f"cannot listen on {self.options.host}:{self.options.port}: {taken}")
+            raise BindError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {taken}"
+                " (another cereal serve?)"
+            )
         await self._domains.open_existing()
         interceptors = [TokenInterceptor(self.options.token)] if self.options.token else []
         # no SO_REUSEPORT: a second server on a taken port must fail, not share it
