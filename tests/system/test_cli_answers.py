@@ -132,3 +132,25 @@ def test_help_names_the_extra_a_command_needs(command: str, extra: str, tmp_path
     done = cereal(command, "--help", cwd=tmp_path, env={"COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     assert f"cereal-workflows[{extra}]" in done.stdout
+
+
+def test_schedule_create_and_update_say_when_the_first_run_is_due(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'due.db'}"
+    # a rule without DTSTART starts now: FREQ=HOURLY is due at once, and the output says so
+    hourly = cereal(
+        "--db", url, "schedules", "create", "wf", "h", "--rrule", "FREQ=HOURLY", cwd=tmp_path
+    )
+    assert hourly.returncode == 0, hourly.stderr
+    assert "first run due now (" in hourly.stdout
+    assert "then as the rule says" in hourly.stdout
+    # a rule pinned to a time of day is due at that time
+    nine = cereal(
+        "--db", url, "schedules", "create", "wf", "n", "--rrule", "0 9 * * *", cwd=tmp_path
+    )
+    assert nine.returncode == 0, nine.stderr
+    assert " 09:00:00 UTC" in nine.stdout.split("first run due ", 1)[1]
+    changed = cereal(
+        "--db", url, "schedules", "update", "wf", "n", "--rrule", "FREQ=MINUTELY", cwd=tmp_path
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "next run due now (" in changed.stdout

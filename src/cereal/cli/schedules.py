@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any
 
 import typer
 
 from cereal import recurrence
+from cereal.checks.times import utcnow
 from cereal.cli import _render
 from cereal.cli._common import CliError, parse_json, run, storage_manager
 from cereal.models import OVERLAP_POLICIES, UNSET, RunOutcome, Schedule, check_overlap
@@ -131,7 +133,7 @@ def create(
 ) -> None:
     """Create a schedule that enqueues WORKFLOW_NAME/INSTANCE_NAME whenever the rule fires."""
 
-    async def go() -> None:
+    async def go() -> Schedule:
         value = parse_json(parameters)
         async with storage_manager(ctx, writes="the new schedule") as manager:
             await manager.create_workflow_schedule(
@@ -143,10 +145,27 @@ def create(
                 overlap="skip" if overlap is None else check_overlap(overlap),
                 catch_up_window=0 if catch_up_window is None else catch_up_window,
             )
+            return await manager.get_workflow_schedule(workflow_name, instance_name)
 
-    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
+    schedule = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     state = "disabled" if disabled else "enabled"
-    _render.done(f"created schedule {workflow_name}/{instance_name} ({state}): {_stored_as(rrule)}")
+    _render.done(
+        f"created schedule {workflow_name}/{instance_name} ({state}): {_stored_as(rrule)};"
+        f" {_first_due(schedule)}"
+    )
+
+
+def _first_due(schedule: Schedule, which: str = "first") -> str:
+    """When the schedule's next run is due, saying "now" when that is already the case.
+
+    A rule's first occurrence is its DTSTART, which is the moment of creation
+    when the rule gives none: FREQ=HOURLY is due at once, then every hour.
+    """
+    due = schedule.next_due_at
+    when = due.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if due <= utcnow():
+        return f"{which} run due now ({when}), then as the rule says"
+    return f"{which} run due {when}"
 
 
 def _stored_as(rule: str) -> str:
@@ -201,7 +220,7 @@ def update(
 ) -> None:
     """Change a schedule's rule, parameters, overlap and/or catch-up window, atomically."""
 
-    async def go() -> None:
+    async def go() -> Schedule:
         if (rrule, parameters, overlap, catch_up_window) == (None, None, None, None):
             raise CliError(
                 "nothing to update: give --rrule, --parameters, --overlap and/or --catch-up-window"
@@ -216,9 +235,10 @@ def update(
                 overlap=None if overlap is None else check_overlap(overlap),
                 catch_up_window=catch_up_window,
             )
+            return await manager.get_workflow_schedule(workflow_name, instance_name)
 
-    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
-    new_rule = "" if rrule is None else f": {_stored_as(rrule)}"
+    schedule = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
+    new_rule = "" if rrule is None else f": {_stored_as(rrule)}; {_first_due(schedule, 'next')}"
     _render.done(f"updated schedule {workflow_name}/{instance_name}{new_rule}")
 
 
