@@ -7,10 +7,13 @@ Run with the system Python (3.11+, standard library only):
     python3 scripts/dev.py test [pytest options]        # ruff, ruff format, mypy, import-linter, pytest
     python3 scripts/dev.py lock                         # refresh constraints.txt from the venv
 
-It creates ``.venv`` when missing and (re)installs the project with
-``pip install -e '.[dev]' -c constraints.txt`` whenever pyproject.toml or
-constraints.txt changed since the last install (a stamp file in .venv
-records their hash). Exit codes of the steps are propagated. Ctrl+C reaches
+``test`` and ``lock`` use ``.venv``: created when missing, and the project
+(re)installed with ``pip install -e '.[dev]' -c constraints.txt`` whenever
+pyproject.toml or constraints.txt changed since the last install (a stamp
+file in the environment records their hash). ``demo`` needs only the
+project's own three dependencies, so it uses ``.venv-demo`` the same way
+with ``pip install -e . -c constraints.txt`` (a few MB, not the test
+tools). pip shows its own progress while it installs. Exit codes of the steps are propagated. Ctrl+C reaches
 the running step too (same process group); this script then waits for the
 step to end and exits with its status, without a traceback of its own.
 """
@@ -23,13 +26,39 @@ import subprocess
 import sys
 import venv
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-STAMP = VENV / ".cereal-dev-install"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A virtual environment with the project installed (editable) and some extras."""
+
+    path: Path
+    requirement: str  # what pip installs: "." or ".[dev]"
+    what: str  # said while installing
+
+    @property
+    def bin(self) -> Path:
+        return self.path / ("Scripts" if os.name == "nt" else "bin")
+
+    @property
+    def python(self) -> Path:
+        return self.bin / ("python.exe" if os.name == "nt" else "python")
+
+    @property
+    def stamp(self) -> Path:
+        return self.path / ".cereal-dev-install"
+
+
+DEV = Environment(ROOT / ".venv", ".[dev]", "the project and its dev dependencies")
+DEMO = Environment(ROOT / ".venv-demo", ".", "the project (the demo needs nothing more)")
+VENV = DEV.path
+BIN = DEV.bin
+PYTHON = DEV.python
+DEMO_PYTHON = DEMO.python
 INPUTS = ("pyproject.toml", "constraints.txt")
 LOCK_HEADER = """\
 # Pinned versions of every dependency of the dev environment (the lock).
@@ -70,29 +99,31 @@ def inputs_digest() -> str:
     return digest.hexdigest()
 
 
-def ensure_venv() -> None:
-    """Create .venv if needed and install the project when its inputs changed."""
+def ensure_venv(env: Environment = DEV) -> None:
+    """Create ``env`` if needed and install the project when its inputs changed."""
     if sys.version_info < (3, 11):
         sys.exit(f"[dev] Python 3.11+ is required, this is {sys.version.split()[0]}")
-    if not PYTHON.exists():
-        say(f"creating virtualenv {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
+    if not env.python.exists():
+        say(f"creating virtualenv {env.path}")
+        venv.EnvBuilder(with_pip=True).create(env.path)
     wanted = inputs_digest()
-    installed = STAMP.read_text().strip() if STAMP.exists() else ""
-    if installed == wanted and (BIN / "cereal").exists():
+    installed = env.stamp.read_text().strip() if env.stamp.exists() else ""
+    if installed == wanted and (env.bin / "cereal").exists():
         return
-    say("installing the project and its dev dependencies")
-    command: list[str | Path] = [PYTHON, "-m", "pip", "install", "-q", "-e", ".[dev]"]
+    say(f"installing {env.what} (first run, or the dependencies changed)")
+    command: list[str | Path] = [
+        env.python, "-m", "pip", "install", "--disable-pip-version-check", "-e", env.requirement
+    ]  # fmt: skip
     if (ROOT / "constraints.txt").exists():
         command += ["-c", "constraints.txt"]
     code = run(command)
     if code != 0:
         sys.exit(f"[dev] pip install failed with exit code {code}")
-    STAMP.write_text(wanted + "\n")
+    env.stamp.write_text(wanted + "\n")
 
 
 def cmd_demo(args: Sequence[str]) -> int:
-    return run([PYTHON, "-m", "cereal", "demo", *args])
+    return run([DEMO_PYTHON, "-m", "cereal", "demo", *args])
 
 
 def cmd_test(args: Sequence[str]) -> int:
@@ -128,12 +159,13 @@ def cmd_lock(args: Sequence[str]) -> int:
         text=True,
     ).stdout
     (ROOT / "constraints.txt").write_text(LOCK_HEADER + frozen)
-    STAMP.write_text(inputs_digest() + "\n")
+    DEV.stamp.write_text(inputs_digest() + "\n")
     say("constraints.txt refreshed")
     return 0
 
 
 COMMANDS = {"demo": cmd_demo, "test": cmd_test, "lock": cmd_lock}
+ENVIRONMENTS = {"demo": DEMO, "test": DEV, "lock": DEV}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -141,7 +173,7 @@ def main(argv: Sequence[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        ensure_venv()
+        ensure_venv(ENVIRONMENTS[argv[0]])
         return COMMANDS[argv[0]](argv[1:])
     except KeyboardInterrupt:  # between steps
         say("interrupted")

@@ -64,7 +64,7 @@ def test_ctrl_c_on_the_demo_ends_with_one_line_after_the_progress_bar(tmp_path: 
 
 def test_ctrl_c_on_dev_py_demo_prints_no_traceback(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    # scripts/dev.py demo, with this interpreter instead of .venv's and a test database
+    # scripts/dev.py demo, with this interpreter instead of .venv-demo's and a test database
     script = textwrap.dedent(
         f"""
         import sys
@@ -73,7 +73,7 @@ def test_ctrl_c_on_dev_py_demo_prints_no_traceback(tmp_path: Path) -> None:
         sys.path.insert(0, {str(ROOT / "scripts")!r})
         import dev
 
-        dev.PYTHON = Path(sys.executable)
+        dev.DEMO_PYTHON = Path(sys.executable)
         sys.exit(dev.cmd_demo(["--items", "20000", "--db", {db!r}]))
         """
     )
