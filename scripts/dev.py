@@ -13,9 +13,10 @@ pyproject.toml or constraints.txt changed since the last install (a stamp
 file in the environment records their hash). ``demo`` needs only the
 project's own three dependencies, so it uses ``.venv-demo`` the same way
 with ``pip install -e . -c constraints.txt`` (a few MB, not the test
-tools). pip shows its own progress while it installs. Exit codes of the steps are propagated. Ctrl+C reaches
-the running step too (same process group); this script then waits for the
-step to end and exits with its status, without a traceback of its own.
+tools). pip shows its own progress while it installs. Exit codes of the
+steps are propagated. Ctrl+C reaches the running step too (same process
+group); this script then waits for the step to end and exits with its
+status, without a traceback of its own.
 """
 
 from __future__ import annotations
