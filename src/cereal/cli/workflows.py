@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.text import Text
@@ -245,33 +245,32 @@ def enqueue(
 @app.command("cancel")
 def cancel(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
     """Ask a running instance to cancel; its on_cancel callback decides what happens."""
-
-    async def go() -> None:
-        async with storage_manager(ctx, writes="the cancel") as manager:
-            try:
-                await manager.cancel_workflow(workflow_name, instance_name)
-            except errors.WorkflowInstanceNotFoundError:
-                await _refuse_if_finished(manager, workflow_name, instance_name, "cancel")
-                raise
-
-    run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
+    _act_on_running(ctx, workflow_name, instance_name, "cancel")
     _render.done(f"cancel requested for {workflow_name}/{instance_name}")
 
 
 @app.command("kill")
 def kill(ctx: typer.Context, workflow_name: WorkflowArg, instance_name: InstanceArg) -> None:
     """End a running instance at once with the error 'killed'; no callback runs."""
+    _act_on_running(ctx, workflow_name, instance_name, "kill")
+    _render.done(f"killed {workflow_name}/{instance_name}")
+
+
+def _act_on_running(
+    ctx: typer.Context, workflow_name: str, instance_name: str, action: Literal["cancel", "kill"]
+) -> None:
+    """Cancel or kill the running instance; a finished one is named as finished."""
 
     async def go() -> None:
-        async with storage_manager(ctx, writes="the kill") as manager:
+        async with storage_manager(ctx, writes=f"the {action}") as manager:
+            act = manager.cancel_workflow if action == "cancel" else manager.kill_workflow
             try:
-                await manager.kill_workflow(workflow_name, instance_name)
+                await act(workflow_name, instance_name)
             except errors.WorkflowInstanceNotFoundError:
-                await _refuse_if_finished(manager, workflow_name, instance_name, "kill")
+                await _refuse_if_finished(manager, workflow_name, instance_name, action)
                 raise
 
     run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
-    _render.done(f"killed {workflow_name}/{instance_name}")
 
 
 async def _refuse_if_finished(
