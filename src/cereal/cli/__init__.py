@@ -26,6 +26,7 @@ from cereal.cli import (
     migrate,
     schedules,
     serve,
+    tasks,
     worker,
     workers,
     workflows,
@@ -45,6 +46,7 @@ app = typer.Typer(
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(workers.app, name="workers")
+app.add_typer(tasks.app, name="tasks")
 app.command("demo")(demo.demo)
 app.command("worker")(worker.worker)
 app.command("migrate")(migrate.migrate)

@@ -28,7 +28,14 @@ from rich.text import Text
 
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
-from cereal.models import InstanceEvent, InstanceTask, Schedule, WorkerInfo, WorkflowInstanceData
+from cereal.models import (
+    InstanceEvent,
+    InstanceTask,
+    Schedule,
+    TaskQueueStats,
+    WorkerInfo,
+    WorkflowInstanceData,
+)
 
 UNWRAPPED_WIDTH = 1_000_000
 """The width given to a console that is not a terminal: wide enough to never wrap."""
@@ -240,6 +247,25 @@ def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
     }
 
 
+def task_dict(task: InstanceTask) -> dict[str, Any]:
+    """The JSON shape of one queued or running task with the run it serves."""
+    return {
+        "workflow_name": task.workflow_name,
+        "instance_name": task.instance_name,
+        **instance_task_dict(task),
+    }
+
+
+def queue_stats_dict(stats: TaskQueueStats) -> dict[str, Any]:
+    """The JSON shape of one task name's queue counts."""
+    return {
+        "task_name": stats.task_name,
+        "queued": stats.queued,
+        "running": stats.running,
+        "oldest_queued_at": _iso(stats.oldest_queued_at),
+    }
+
+
 def instance_event_dict(event: InstanceEvent) -> dict[str, Any]:
     """The JSON shape of one event of an instance's history."""
     return {
@@ -271,6 +297,49 @@ def instance_tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) ->
     out.print(table)
     if older is not None:
         out.print(f"older tasks exist: --tasks-before {older} shows the next page")
+
+
+def tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) -> None:
+    """One page of one name's tasks, newest first, with their runs; a last line names the next."""
+    if not tasks:
+        out.print("no queued or running tasks" + (" older than that" if older else ""))
+        return
+    table = Table(title=f"{len(tasks)} task(s), newest first")
+    table.add_column("id", no_wrap=True)
+    table.add_column("workflow", overflow="fold")
+    table.add_column("instance", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("attempt", no_wrap=True)
+    table.add_column("enqueued", no_wrap=True)
+    for task in tasks:
+        table.add_row(
+            task.task_id,
+            task.workflow_name,
+            task.instance_name,
+            task.state,
+            str(task.attempt),
+            _time(task.enqueued_at),
+        )
+    out.print(table)
+    if older is not None:
+        out.print(f"older tasks exist: --before {older} shows the next page")
+
+
+def queue_stats_table(found: Sequence[TaskQueueStats]) -> None:
+    """Each task name's queued and running counts and its oldest queued task's time."""
+    if not found:
+        out.print("no queued or running tasks")
+        return
+    table = Table(title=f"{len(found)} task name(s)")
+    table.add_column("task", overflow="fold")
+    table.add_column("queued", no_wrap=True, justify="right")
+    table.add_column("running", no_wrap=True, justify="right")
+    table.add_column("oldest queued", no_wrap=True)
+    for entry in found:
+        table.add_row(
+            entry.task_name, str(entry.queued), str(entry.running), _time(entry.oldest_queued_at)
+        )
+    out.print(table)
 
 
 def instance_events_table(

@@ -1,0 +1,89 @@
+"""``cereal tasks list`` and ``cereal tasks stats`` through the real command, on SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cereal import CancelEvent, Decision, Manager, StartEvent, TaskCompleteEvent, WorkflowInstance
+from cereal.drivers import open_driver
+from tests.plugins.manager import FAST_OPTIONS, eventually
+from tests.system._cereal_process import cereal, one_error_line
+
+
+class EnqueuesThree:
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        for n in range(3):
+            w.enqueue_task("resize", n)
+        return w.continue_({"enqueued": 3})
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        return w.continue_()
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+@pytest.fixture
+async def six_queued(tmp_path: Path) -> str:
+    """A store with two runs of wf (a, then b), each with three queued resize tasks."""
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    manager = Manager(open_driver(url), **FAST_OPTIONS)
+    manager.register_workflow_executor("wf", EnqueuesThree())
+    async with manager:
+        for name in ("a", "b"):
+            await manager.enqueue_workflow("wf", name, None)
+
+            async def decided(name: str = name) -> bool:
+                found = await manager.get_workflow_instance("wf", name)
+                return found.data.payload is not None
+
+            await eventually(decided, what=f"wf/{name}'s tasks enqueued")
+    return url
+
+
+def test_tasks_list_pages_newest_first_naming_each_run(six_queued: str, tmp_path: Path) -> None:
+    first = cereal("--db", six_queued, "tasks", "list", "resize", "-n", "4", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    page = json.loads(first.stdout)
+    tasks = page["tasks"]
+    assert [(t["instance_name"], t["parameters"]) for t in tasks] == [
+        ("b", 2), ("b", 1), ("b", 0), ("a", 2)
+    ]  # fmt: skip
+    assert all(t["workflow_name"] == "wf" and t["state"] == "queued" for t in tasks)
+    assert page["older_tasks"] == tasks[-1]["task_id"]
+
+    rest = cereal(
+        "--db", six_queued, "tasks", "list", "resize", "--before", page["older_tasks"], "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    older = json.loads(rest.stdout)
+    assert [(t["instance_name"], t["parameters"]) for t in older["tasks"]] == [("a", 1), ("a", 0)]
+    assert older["older_tasks"] is None
+
+    table = cereal("--db", six_queued, "tasks", "list", "resize", "-n", "4", cwd=tmp_path)
+    assert "4 task(s), newest first" in table.stdout
+    assert f"--before {page['older_tasks']} shows the next page" in table.stdout
+
+
+def test_tasks_stats_counts_each_queue(six_queued: str, tmp_path: Path) -> None:
+    done = cereal("--db", six_queued, "tasks", "stats", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [entry] = json.loads(done.stdout)
+    assert (entry["task_name"], entry["queued"], entry["running"]) == ("resize", 6, 0)
+    assert entry["oldest_queued_at"] is not None
+    table = cereal("--db", six_queued, "tasks", "stats", cwd=tmp_path)
+    assert "resize" in table.stdout
+
+
+def test_tasks_list_refuses_a_bad_name_and_a_bad_cursor(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    bad_name = one_error_line(cereal("--db", url, "tasks", "list", "", cwd=tmp_path))
+    assert "name" in bad_name
+    bad_cursor = cereal("--db", url, "tasks", "list", "resize", "--before", "x", cwd=tmp_path)
+    assert "before" in one_error_line(bad_cursor)
+    empty = cereal("--db", url, "tasks", "list", "resize", cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr
+    assert "no queued or running tasks" in empty.stdout
