@@ -5,14 +5,19 @@ that timed out, which Python cannot interrupt) holds only its own thread and
 never a slot other tasks need. Starting a thread for each task is a large
 share of a short task's CPU, though; so a thread whose job has ended waits up
 to :data:`IDLE_SECONDS` for the next job instead of exiting. A job never
-waits for a thread: when none is idle, a new one starts.
+waits for a thread: when none is idle, a new one starts. So ``threading.local``
+state an executor leaves behind may be seen by a later task on the same
+thread. A forked child forgets its parent's idle threads (they do not exist
+in it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -39,6 +44,13 @@ class ThreadReuse:
         self._idle: list[queue.SimpleQueue[Job]] = []  # the inboxes of idle threads
         self.started = 0
         """How many threads were started (for tests and the bench)."""
+        # a forked child has none of these threads (and maybe a lock held mid-fork)
+        forget = weakref.WeakMethod(self._forget_threads)
+        os.register_at_fork(after_in_child=lambda: (method := forget()) and method())
+
+    def _forget_threads(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = []
 
     @property
     def idle(self) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from cereal import Manager
+from cereal.drivers.memory import MemoryDriver
 from cereal.engine.task_promises import TaskPromises
+from tests.plugins.manager import FAST_OPTIONS, eventually
 
 
 class Book:
@@ -77,3 +80,43 @@ def test_after_close_nothing_is_promised_and_late_settles_are_handed_on() -> Non
     assert book.promises.promise(1, free=4) is None
     pending.settle()
     assert (book.promises.owed, book.handed_on, book.woken) == (0, 1, 0)
+
+
+def test_a_promise_made_while_a_filling_claim_was_in_flight_is_handed_on() -> None:
+    # Given a claim in flight, then a promise (the runner still looked free)
+    book = Book()
+    owed_at_start = book.promises.claim_started()
+    promise = book.promises.promise(2, free=4)
+    assert promise is not None
+    # When the claim fills the runner with other work, then the promise's commit ends
+    book.promises.claim_ended(owed_at_start, filled=True)
+    promise.settle()
+    # Then its tasks are announced to other processes, not left owed to a full runner
+    assert (book.promises.owed, book.handed_on, book.woken) == (0, 1, 0)
+
+
+def test_a_promise_made_after_a_filling_claim_is_kept() -> None:
+    book = Book()
+    book.promises.claim_ended(book.promises.claim_started(), filled=True)
+    promise = book.promises.promise(1, free=4)  # slots freed since
+    assert promise is not None
+    promise.settle()
+    assert (book.promises.owed, book.handed_on, book.woken) == (1, 0, 1)
+
+
+async def test_a_runner_whose_loop_crashed_promises_nothing_more() -> None:
+    manager = Manager(MemoryDriver(), **FAST_OPTIONS)
+    manager.register_task_executor("t", lambda task: None, workers=4)
+    async with manager:
+        runner = manager._task_runners["t"]
+        before = runner.promise(1)
+        assert before is not None
+        before.settle()
+
+        async def crash() -> None:
+            raise RuntimeError("a bug in the claim loop")
+
+        runner._fill = crash  # type: ignore[method-assign]
+        runner.wake()
+        # a dead runner must not keep tasks from being announced to other processes
+        await eventually(lambda: runner.promise(1) is None, what="the promises to close")

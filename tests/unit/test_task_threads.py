@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import pytest
@@ -79,3 +80,17 @@ def test_a_job_that_raises_is_logged_and_its_thread_is_kept(
     threads.run(done.set, "after")
     assert done.wait(10)
     assert threads.started == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_jobs_on_threads_of_its_own() -> None:
+    threads = ThreadReuse()
+    threads.run(lambda: None, "before-fork")
+    wait_until_sync(lambda: threads.idle == 1, what="an idle thread before the fork")
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's idle thread does not exist here
+        ran = threading.Event()
+        threads.run(ran.set, "in-child")
+        os._exit(0 if ran.wait(10) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

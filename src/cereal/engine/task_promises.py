@@ -14,7 +14,9 @@ rules below keep even that from happening:
   began;
 - a claim that fills the runner, or a runner that stops claiming while owed
   tasks, hands them on: they are announced to other processes then, as they
-  would have been at the commit.
+  would have been at the commit; so are the tasks of promises made before
+  such a claim ended (one in flight as the promise was made) once their
+  commit ends.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class TaskPromises:
         self._on_owed = on_owed
         self._hand_on = hand_on
         self._closed = False
+        self._fills = 0  # claims that filled the runner (or it could not claim) so far
         self.promised = 0
         """Slots held for tasks whose commit is in progress."""
         self.owed = 0
@@ -44,12 +47,16 @@ class TaskPromises:
         if self._closed or count <= 0 or free - self.promised - self.owed <= count:
             return None
         self.promised += count
-        return Promise(self, count)
+        return Promise(self, count, self._fills)
 
-    def settled(self, count: int) -> None:
-        """A promise's commit ended: its tasks (if committed) are owed a claim."""
+    def settled(self, count: int, fills_when_made: int) -> None:
+        """A promise's commit ended: its tasks (if committed) are owed a claim.
+
+        When the runner was filled (or could not claim) after the promise was
+        made, its free slots went to other work: the tasks are handed on.
+        """
         self.promised -= count
-        if self._closed:
+        if self._closed or self._fills != fills_when_made:
             self._hand_on()
             return
         self.owed += count
@@ -62,12 +69,14 @@ class TaskPromises:
     def claim_ended(self, owed_at_start: int, *, filled: bool) -> None:
         """A claim returned; ``filled``: it took every free slot (more may be queued)."""
         if filled:
+            self._fills += 1
             self._hand_on_owed()
         else:
             self.owed = max(0, self.owed - owed_at_start)
 
     def cannot_claim(self) -> None:
         """The runner will not claim for now (at its stray-thread cap): hand owed tasks on."""
+        self._fills += 1
         self._hand_on_owed()
 
     def close(self) -> None:
@@ -84,13 +93,14 @@ class TaskPromises:
 class Promise:
     """``count`` slots held until the commit that adds their tasks ends."""
 
-    def __init__(self, book: TaskPromises, count: int) -> None:
+    def __init__(self, book: TaskPromises, count: int, fills_when_made: int) -> None:
         self._book = book
         self._count = count
+        self._fills_when_made = fills_when_made
         self._settled = False
 
     def settle(self) -> None:
         """The commit ended (committed or failed): look for the tasks now; idempotent."""
         if not self._settled:
             self._settled = True
-            self._book.settled(self._count)
+            self._book.settled(self._count, self._fills_when_made)

@@ -148,10 +148,14 @@ class TaskRunner:
 
     async def run(self) -> None:
         """Poll and claim until :meth:`stop_claiming`."""
-        while not self._stopping:
-            await self._fill()
-            await wait_for_event(self._wakeup, self._next_sleep())
-            self._wakeup.clear()
+        try:
+            while not self._stopping:
+                await self._fill()
+                await wait_for_event(self._wakeup, self._next_sleep())
+                self._wakeup.clear()
+        finally:
+            # however the loop ended (a crash too), nothing more is promised to it
+            self._promises.close()
 
     def _next_sleep(self) -> float:
         if self._failures:
