@@ -281,48 +281,33 @@ def instance_event_dict(event: InstanceEvent) -> dict[str, Any]:
 
 def instance_tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) -> None:
     """One page of an instance's tasks, newest first; a last line says how to see older ones."""
-    if not tasks:
-        out.print("no queued or running tasks" + (" older than that" if older else ""))
-        return
-    table = Table(title=f"{len(tasks)} task(s), newest first")
-    table.add_column("id", no_wrap=True)
-    table.add_column("task", overflow="fold")
-    table.add_column("state", no_wrap=True)
-    table.add_column("attempt", no_wrap=True)
-    table.add_column("enqueued", no_wrap=True)
-    for task in tasks:
-        table.add_row(
-            task.task_id, task.task_name, task.state, str(task.attempt), _time(task.enqueued_at)
-        )
-    out.print(table)
-    if older is not None:
-        out.print(f"older tasks exist: --tasks-before {older} shows the next page")
+    _tasks_page(tasks, older=older, cursor="--tasks-before", with_run=False)
 
 
 def tasks_table(tasks: Sequence[InstanceTask], *, older: str | None) -> None:
     """One page of one name's tasks, newest first, with their runs; a last line names the next."""
+    _tasks_page(tasks, older=older, cursor="--before", with_run=True)
+
+
+def _tasks_page(
+    tasks: Sequence[InstanceTask], *, older: str | None, cursor: str, with_run: bool
+) -> None:
     if not tasks:
         out.print("no queued or running tasks" + (" older than that" if older else ""))
         return
     table = Table(title=f"{len(tasks)} task(s), newest first")
     table.add_column("id", no_wrap=True)
-    table.add_column("workflow", overflow="fold")
-    table.add_column("instance", overflow="fold")
-    table.add_column("state", no_wrap=True)
-    table.add_column("attempt", no_wrap=True)
-    table.add_column("enqueued", no_wrap=True)
+    named = ("workflow", "instance") if with_run else ("task",)
+    for heading in named:
+        table.add_column(heading, overflow="fold")
+    for heading in ("state", "attempt", "enqueued"):
+        table.add_column(heading, no_wrap=True)
     for task in tasks:
-        table.add_row(
-            task.task_id,
-            task.workflow_name,
-            task.instance_name,
-            task.state,
-            str(task.attempt),
-            _time(task.enqueued_at),
-        )
+        names = (task.workflow_name, task.instance_name) if with_run else (task.task_name,)
+        table.add_row(task.task_id, *names, task.state, str(task.attempt), _time(task.enqueued_at))
     out.print(table)
     if older is not None:
-        out.print(f"older tasks exist: --before {older} shows the next page")
+        out.print(f"older tasks exist: {cursor} {older} shows the next page")
 
 
 def queue_stats_table(found: Sequence[TaskQueueStats]) -> None:
