@@ -25,9 +25,11 @@ from cereal.instance import (
 from cereal.manager import LateWarningThreshold, Manager, MaxWakeupInterval
 from cereal.models import (
     UNSET,
+    DeadTask,
     InstanceEvent,
     InstanceTask,
     Overlap,
+    RequeueOutcome,
     RunOutcome,
     Schedule,
     TaskMetadata,
@@ -46,6 +48,7 @@ logging.getLogger("cereal").addHandler(logging.NullHandler())
 __all__ = [
     "UNSET",
     "CancelEvent",
+    "DeadTask",
     "Decision",
     "Driver",
     "ImmutableWorkflowInstance",
@@ -55,6 +58,7 @@ __all__ = [
     "Manager",
     "MaxWakeupInterval",
     "Overlap",
+    "RequeueOutcome",
     "RetryPolicy",
     "RunOutcome",
     "Schedule",

@@ -16,6 +16,7 @@ from typing import Any
 from cereal import values
 from cereal.checks import names as name_checks
 from cereal.checks import times, validation
+from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS
 from cereal.drivers.base import Driver, LocalPromise, WorkKind
 from cereal.engine.scheduler import REPLACED_ERROR, WorkflowScheduler
@@ -34,11 +35,13 @@ from cereal.executors import (
 from cereal.instance import ImmutableWorkflowInstance
 from cereal.models import (
     UNSET,
+    DeadTask,
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
     Overlap,
     QueueDepth,
+    RequeueOutcome,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -720,6 +723,56 @@ class Manager:
             "list_tasks", task_name, limit=limit, before=before
         )
         return found
+
+    async def list_dead_tasks(
+        self,
+        *,
+        task_name: str | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[DeadTask]:
+        """Dead letters: tasks whose last attempt failed or was lost, newest first.
+
+        Each carries its error text, exception type and traceback, attempts,
+        parameters and whether its run is still live (only then can it be
+        requeued). Filter by ``task_name`` and/or ``workflow_name``; page with
+        ``limit`` and ``before`` (the last ``task_id`` of the previous page).
+
+        Raises:
+            ValueError: a name is invalid, ``limit`` is below 1, or ``before``
+                is not a task id.
+        """
+        found: list[DeadTask] = await self._read(
+            "list_dead_tasks",
+            task_name=task_name,
+            workflow_name=workflow_name,
+            limit=limit,
+            before=before,
+        )
+        return found
+
+    async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """Run dead tasks again: each becomes a new queued task of its live run, due now.
+
+        The new task starts from attempt 0 under its executor's retry policy,
+        and its result reaches the workflow's ``on_task_complete`` like any
+        task's (the run's ``enqueued_tasks`` count grows by one). A dead task
+        whose run has finished is left as it is (``run_finished``); start a
+        new run instead. Requeueing is atomic in every store: a dead task is
+        requeued at most once, however many callers race.
+
+        Returns:
+            Each given id with its :class:`~cereal.models.RequeueOutcome`.
+
+        Raises:
+            TypeError: ``task_ids`` is not a sequence of str.
+            ValueError: it is empty, holds more than 1000 ids, or one is not
+                a task id.
+        """
+        given = check_requeue_ids(task_ids)
+        driver = await self._storage()
+        return await driver.requeue_dead_tasks(given)
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""

@@ -367,6 +367,51 @@ class InstanceTask:
 
 
 @dataclass(frozen=True)
+class DeadTask:
+    """A task whose last attempt failed or was lost: a dead letter, kept for inspection.
+
+    Every task that ends with a status other than ``success`` (its retries
+    exhausted, a non-retryable error, or its lease lost for good) becomes one,
+    in the same transaction that hands its result to the workflow. It stays
+    listed while its run is live or its finished run is kept by the history
+    retention; :meth:`cereal.Manager.requeue_dead_tasks` runs it again.
+    """
+
+    task_id: str
+    """The dead task's id (the id it had while queued or running)."""
+    task_name: str
+    workflow_name: str
+    instance_name: str
+    status: TaskStatus
+    """How it ended: ``failed`` or ``lost``."""
+    parameters: bytes | None
+    error_text: str
+    error_type: str | None
+    """The qualified type name of the exception (``None`` for a lost task)."""
+    error_traceback: str | None
+    attempts: int
+    enqueued_at: datetime
+    died_at: datetime
+    run_live: bool
+    """Whether its run is still live, so that a requeue can deliver its new result."""
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The task's parameters, decoded."""
+        return values.decode(self.parameters, type)
+
+
+class RequeueOutcome(enum.StrEnum):
+    """What :meth:`cereal.Manager.requeue_dead_tasks` did with one dead task id."""
+
+    REQUEUED = "requeued"
+    """Queued again as a new task of its live run; the dead letter is gone."""
+    NOT_FOUND = "not_found"
+    """No dead task has this id (never one, requeued already, or trimmed)."""
+    RUN_FINISHED = "run_finished"
+    """Its run has finished, so no workflow would receive the new result; kept as it was."""
+
+
+@dataclass(frozen=True)
 class InstanceEvent:
     """One event an instance received (its event history, oldest first).
 

@@ -19,6 +19,7 @@ from cereal.checks.times import to_utc
 from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
+    DeadTask,
     ExpiredLease,
     FailureDetails,
     HistoryRetention,
@@ -26,6 +27,7 @@ from cereal.models import (
     NewTask,
     Overlap,
     QueueDepth,
+    RequeueOutcome,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -113,6 +115,16 @@ class HistoryRow:
     error_traceback: str | None = None
     # the events the run received (its event history), trimmed with the row
     received: list[Event] = field(default_factory=list)
+    # the run's instance record: its dead tasks are trimmed with the row
+    instance: LiveInstance | None = None
+
+
+@dataclass(eq=False)
+class DeadEntry:
+    """A dead task (failed or lost for good) and the instance record of its run."""
+
+    task: DeadTask
+    instance: LiveInstance
 
 
 @dataclass(eq=False)
@@ -154,6 +166,8 @@ class MemoryState:
         self.history: list[HistoryRow] = []
         self.latest: dict[Key, HistoryRow] = {}
         self.schedules: dict[Key, ScheduleRow] = {}
+        # dead tasks by task seq, oldest first
+        self.dead: dict[int, DeadEntry] = {}
 
     # ---- instances and events --------------------------------------------------
 
@@ -256,6 +270,7 @@ class MemoryState:
             error_type=None if failure is None else failure.error_type,
             error_traceback=None if failure is None else failure.error_traceback,
             received=inst.received,
+            instance=inst,
         )
         self.history.append(row)
         self.latest[inst.key] = row
@@ -359,7 +374,45 @@ class MemoryState:
         )
         self.remove_task(task)
         self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
+        if status is not TaskStatus.SUCCESS:
+            self._record_dead(task, task_result, now)
         return task.instance.workflow_name
+
+    def _record_dead(self, task: Task, ended: TaskResultData, now: datetime) -> None:
+        inst = task.instance
+        dead = DeadTask(
+            task_id=str(task.seq),
+            task_name=task.task_name,
+            workflow_name=inst.workflow_name,
+            instance_name=inst.instance_name,
+            status=ended.status,
+            parameters=task.parameters,
+            error_text=ended.error_text,
+            error_type=ended.error_type,
+            error_traceback=ended.error_traceback,
+            attempts=ended.attempts,
+            enqueued_at=task.enqueued_at,
+            died_at=now,
+            run_live=True,
+        )
+        self.dead[task.seq] = DeadEntry(dead, inst)
+
+    def dead_view(self, entry: DeadEntry) -> DeadTask:
+        """The dead task as listed now (whether its run is still live)."""
+        return replace(entry.task, run_live=self.is_live(entry.instance))
+
+    def requeue_dead(self, task_id: str, now: datetime) -> tuple[RequeueOutcome, str | None]:
+        """Queue the dead task ``task_id`` again in its live run; the outcome and task name."""
+        entry = self.dead.get(int(task_id))
+        if entry is None:
+            return RequeueOutcome.NOT_FOUND, None
+        if not self.is_live(entry.instance):
+            return RequeueOutcome.RUN_FINISHED, None
+        dead = entry.task
+        self.add_tasks(entry.instance, [NewTask(dead.task_name, dead.parameters)], now)
+        entry.instance.enqueued_tasks += 1
+        del self.dead[int(task_id)]
+        return RequeueOutcome.REQUEUED, dead.task_name
 
     def requeue_task(self, task: Task, start_after: datetime) -> None:
         """End a running task's lease and queue it again from ``start_after``."""
@@ -443,7 +496,17 @@ class MemoryState:
         self.latest = {}
         for row in rows:
             self.latest[(row.workflow_name, row.instance_name)] = row
+        self._trim_dead(rows)
         return before - len(rows)
+
+    def _trim_dead(self, kept_rows: list[HistoryRow]) -> None:
+        """Drop the dead tasks of runs that are neither live nor kept in the history."""
+        kept = {id(row.instance) for row in kept_rows}
+        self.dead = {
+            seq: entry
+            for seq, entry in self.dead.items()
+            if self.is_live(entry.instance) or id(entry.instance) in kept
+        }
 
     # ---- views -------------------------------------------------------------------
 

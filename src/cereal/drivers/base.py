@@ -61,6 +61,8 @@ The contract comes in parts, one module each, and :class:`Driver` joins them:
                              by name, stats (read operations: see
                              :mod:`cereal.drivers._read_operations`)
 :class:`WorkerRegistry`      optional: live workers (default: this process)
+:class:`DeadLetterStore`     optional: tasks that ended failed or lost, listed
+                             and requeued
 ==========================  ==================================================
 """
 
@@ -68,6 +70,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from cereal.drivers._dead_letter_store import DeadLetterStore
 from cereal.drivers._inspection_store import InspectionStore
 from cereal.drivers._lifecycle import (
     DURABLE,
@@ -97,6 +100,7 @@ __all__ = [
     "MULTIPROCESS",
     "RESUMABLE_LEASES",
     "ClaimedWorkflow",
+    "DeadLetterStore",
     "Driver",
     "InspectionStore",
     "LocalPromise",
@@ -124,6 +128,7 @@ class Driver(
     ScheduleStore,
     MaintenanceStore,
     InspectionStore,
+    DeadLetterStore,
     WorkerRegistry,
 ):
     """Durable storage for workflow instances, tasks and schedules.

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from cereal import errors
 from cereal.checks.times import to_utc, utcnow
 from cereal.drivers import _memory_inspect
-from cereal.drivers._inspect_pages import check_page, is_paged, task_cursor
+from cereal.drivers._dead_letter_store import check_dead_task_page
+from cereal.drivers._inspect_pages import check_page, is_paged, newest_first, task_cursor
 from cereal.drivers._memory_state import (
     Event,
     LiveInstance,
@@ -40,6 +41,7 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.models import (
+    DeadTask,
     ExpiredLease,
     FailureDetails,
     HistoryRetention,
@@ -50,6 +52,7 @@ from cereal.models import (
     NewTask,
     Overlap,
     QueueDepth,
+    RequeueOutcome,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -227,6 +230,40 @@ class MemoryDriver(Driver):
             return _memory_inspect.named_tasks(
                 self._state, task_name, limit=limit, before=cursor, paged=is_paged(limit, before)
             )
+
+    async def list_dead_tasks(
+        self,
+        *,
+        task_name: str | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[DeadTask]:
+        """See :meth:`Driver.list_dead_tasks`."""
+        check_dead_task_page(task_name, workflow_name, limit, before)
+        with self._lock:
+            found = [
+                self._state.dead_view(entry)
+                for entry in self._state.dead.values()
+                if task_name in (None, entry.task.task_name)
+                and workflow_name in (None, entry.task.workflow_name)
+            ]
+        found.sort(key=lambda dead: int(dead.task_id))
+        return newest_first(found, lambda dead: int(dead.task_id), limit, task_cursor(before))
+
+    async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """See :meth:`Driver.requeue_dead_tasks`."""
+        outcomes: dict[str, RequeueOutcome] = {}
+        requeued: set[str] = set()
+        with self._lock:
+            now = utcnow()
+            for task_id in task_ids:
+                outcomes[task_id], task_name = self._state.requeue_dead(task_id, now)
+                if task_name is not None:
+                    requeued.add(task_name)
+        for task_name in sorted(requeued):
+            self._wake("task", task_name)
+        return outcomes
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""

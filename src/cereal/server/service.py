@@ -29,6 +29,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from cereal import errors
+from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.engine.expiry import decide_expiry, warn_refused_policy
@@ -262,6 +263,18 @@ class CerealService(pb_grpc.CerealServicer):
         driver = await self._driver(context)
         driver.retention = retention
         return pb.TrimHistoryResponse(trimmed=await driver.trim_history(retention))
+
+    @_unary
+    async def RequeueDeadTasks(
+        self, request: pb.RequeueDeadTasksRequest, context: Context
+    ) -> pb.RequeueDeadTasksResponse:
+        """Queue dead tasks again in their live runs; each id's outcome."""
+        task_ids = check_requeue_ids(list(request.task_ids))
+        driver = await self._driver(context)
+        outcomes = await driver.requeue_dead_tasks(task_ids)
+        return pb.RequeueDeadTasksResponse(
+            task_ids=list(outcomes), outcomes=[str(outcome) for outcome in outcomes.values()]
+        )
 
     # ---- live workers -------------------------------------------------------------
 

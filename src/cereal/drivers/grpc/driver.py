@@ -48,6 +48,7 @@ from cereal.models import (
     NewTask,
     NewWorker,
     Overlap,
+    RequeueOutcome,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -410,6 +411,16 @@ class GrpcDriver(Driver):
                 workflow_name=workflow_name, instance_name=instance_name, error=error
             ),
         )
+
+    async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """See :meth:`Driver.requeue_dead_tasks` (the server checks the ids again)."""
+        found = await self._call(
+            "RequeueDeadTasks", pb.RequeueDeadTasksRequest(task_ids=list(task_ids))
+        )
+        return {
+            task_id: RequeueOutcome(outcome)
+            for task_id, outcome in zip(found.task_ids, found.outcomes, strict=True)
+        }
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str

@@ -92,6 +92,14 @@ def utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
+def instant(value: datetime | None) -> datetime:
+    """A NOT NULL timestamp column as an aware UTC datetime."""
+    found = utc(value)
+    if found is None:
+        raise TypeError("a NOT NULL timestamp column read as NULL")
+    return found
+
+
 def bytes_or_none(value: Any) -> bytes | None:
     """Stored bytes as ``bytes`` (psycopg may hand back memoryview)."""
     return None if value is None else bytes(value)

@@ -6,11 +6,9 @@ the unique name index and the history's names index) and the task queues.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
 from cereal.drivers.postgres._base import PostgresBase
-from cereal.drivers.postgres._db import Row, bytes_or_none, fetch_all, utc
+from cereal.drivers.postgres._db import Row, bytes_or_none, fetch_all, instant, utc
 from cereal.models import (
     InstanceEvent,
     InstanceTask,
@@ -92,21 +90,14 @@ class PostgresInspection(PostgresBase):
         ]
 
 
-def _instant(value: datetime | None) -> datetime:
-    found = utc(value)
-    if found is None:
-        raise TypeError("a NOT NULL timestamp column read as NULL")
-    return found
-
-
 def _task_from_row(row: Row) -> InstanceTask:
     return InstanceTask(
         task_id=str(row["id"]),
         task_name=row["task_name"],
         state=row["state"],
         parameters=bytes_or_none(row["parameters"]),
-        enqueued_at=_instant(row["enqueued_at"]),
-        start_after=_instant(row["start_after"]),
+        enqueued_at=instant(row["enqueued_at"]),
+        start_after=instant(row["start_after"]),
         attempt=int(row["attempt"]),
         workflow_name=row["workflow_name"],
         instance_name=row["instance_name"],
@@ -118,7 +109,7 @@ def _event_from_row(row: Row) -> InstanceEvent:
     return InstanceEvent(
         seq=int(row["id"]),
         type=WorkflowEventType(row["event_type"]),
-        enqueued_at=_instant(row["enqueued_at"]),
+        enqueued_at=instant(row["enqueued_at"]),
         task_name=row["task_name"],
         task_status=None if status is None else TaskStatus(status),
         error_text=row["error_text"] or "",

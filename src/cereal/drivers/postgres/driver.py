@@ -39,6 +39,7 @@ from cereal.drivers.postgres._db import (
     fetch_one,
     instance_from_row,
 )
+from cereal.drivers.postgres._dead_letters import PostgresDeadLetters
 from cereal.drivers.postgres._inspect import PostgresInspection
 from cereal.drivers.postgres._listen import Wake, encode_note
 from cereal.drivers.postgres._schedules import PostgresSchedules
@@ -64,7 +65,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PostgresDriver"]
 
 
-class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresWorkers):
+class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters, PostgresWorkers):
     """Storage in PostgreSQL (``postgresql://user@host/db``), for production.
 
     Args:

@@ -764,3 +764,59 @@ FROM (
 ) AS s
 LEFT JOIN cereal_tasks AS t ON t.id = s.oldest_id
 ORDER BY s.task_name
+
+-- ---- dead letters ---------------------------------------------------------------
+
+-- name: dead_tasks_page
+-- Dead tasks, newest first: the primary key walked backwards from the task id
+-- %(before)s, optionally of one task name and/or workflow name, cut at
+-- %(page_limit)s (NULL: all); run_live says whether the run can still receive a
+-- requeued task's result.
+SELECT d.task_id, d.task_name, d.workflow_name, d.instance_name, d.status, d.parameters,
+       d.error, d.error_type, d.error_traceback, d.attempts, d.enqueued_at, d.died_at,
+       EXISTS (SELECT 1 FROM cereal_workflow_instances AS i WHERE i.id = d.instance_id)
+           AS run_live
+FROM cereal_dead_tasks AS d
+WHERE d.task_id < %(before)s
+  AND (%(task_name)s::text IS NULL OR d.task_name = %(task_name)s::text)
+  AND (%(workflow_name)s::text IS NULL OR d.workflow_name = %(workflow_name)s::text)
+ORDER BY d.task_id DESC
+LIMIT %(page_limit)s
+
+-- name: requeue_dead_tasks
+-- Of the given dead tasks (locked, so a racing requeue waits, then finds the row
+-- gone), those whose run is live (locked too, so it cannot finish meanwhile)
+-- become new queued tasks due now, each counted as one more task the run enqueued,
+-- and leave the dead letters. Every dead task found is answered: requeued or not
+-- (its run has finished). Lock order: dead rows, then instance rows by id; no
+-- other statement locks an existing dead row and then an instance.
+WITH dead AS (
+    SELECT d.task_id, d.instance_id, d.task_name, d.parameters
+    FROM cereal_dead_tasks AS d
+    WHERE d.task_id = ANY(%(task_ids)s::bigint[])
+    ORDER BY d.task_id
+    FOR UPDATE
+), live AS (
+    SELECT i.id, i.workflow_name, i.instance_name
+    FROM cereal_workflow_instances AS i
+    WHERE i.id IN (SELECT dead.instance_id FROM dead)
+    ORDER BY i.id
+    FOR NO KEY UPDATE
+), added AS (
+    INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name, parameters)
+    SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters
+    FROM dead JOIN live ON live.id = dead.instance_id
+    ORDER BY dead.task_id
+    RETURNING instance_id
+), counted AS (
+    UPDATE cereal_workflow_instances AS i
+    SET enqueued_tasks = i.enqueued_tasks + n.added, updated_at = now()
+    FROM (SELECT instance_id, count(*) AS added FROM added GROUP BY instance_id) AS n
+    WHERE i.id = n.instance_id
+), removed AS (
+    DELETE FROM cereal_dead_tasks AS d
+    USING dead JOIN live ON live.id = dead.instance_id
+    WHERE d.task_id = dead.task_id
+)
+SELECT dead.task_id, dead.task_name, live.id IS NOT NULL AS requeued
+FROM dead LEFT JOIN live ON live.id = dead.instance_id

@@ -4,7 +4,26 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0011_tasks_by_name
+-- Latest migration: 0012_dead_tasks
+
+CREATE TABLE cereal_dead_tasks (
+    task_id         bigint                   NOT NULL,
+    instance_id     bigint                   NOT NULL,
+    workflow_name   text                     NOT NULL,
+    instance_name   text                     NOT NULL,
+    task_name       text                     NOT NULL,
+    parameters      bytea,
+    status          text                     NOT NULL,
+    error           text                     DEFAULT ''::text NOT NULL,
+    error_type      text,
+    error_traceback text,
+    attempts        integer                  NOT NULL,
+    enqueued_at     timestamp with time zone NOT NULL,
+    died_at         timestamp with time zone NOT NULL,
+    CONSTRAINT cereal_dead_tasks_pkey PRIMARY KEY (task_id)
+);
+
+CREATE INDEX cereal_dead_tasks_instance ON cereal_dead_tasks USING btree (instance_id);
 
 CREATE TABLE cereal_event_history (
     event_id      bigint                   NOT NULL,
@@ -49,6 +68,8 @@ CREATE TABLE cereal_task_results (
 );
 
 CREATE INDEX cereal_task_results_instance ON cereal_task_results USING btree (instance_id);
+
+CREATE TRIGGER cereal_task_results_dead AFTER INSERT ON cereal_task_results FOR EACH ROW WHEN (new.status <> 'success'::text) EXECUTE FUNCTION cereal_record_dead_task();
 
 -- the identity of cereal_task_results.id
 CREATE SEQUENCE cereal_task_results_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
@@ -366,6 +387,24 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION cereal_record_dead_task()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO cereal_dead_tasks
+        (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
+         error, error_type, error_traceback, attempts, enqueued_at, died_at)
+    SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
+           NEW.parameters, NEW.status, NEW.error, NEW.error_type, NEW.error_traceback,
+           NEW.attempts, NEW.enqueued_at, NEW.completed_at
+    FROM cereal_workflow_instances AS i
+    WHERE i.id = NEW.instance_id
+    ON CONFLICT (task_id) DO NOTHING;
+    RETURN NULL;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION cereal_record_event_history()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -399,6 +438,8 @@ BEGIN
         WHERE h.workflow_name = v_run.workflow_name
           AND h.instance_name = v_run.instance_name
           AND h.instance_id = v_run.instance_id;
+        DELETE FROM cereal_dead_tasks AS d
+        WHERE d.instance_id = v_run.instance_id;
     END LOOP;
     RETURN NULL;
 END

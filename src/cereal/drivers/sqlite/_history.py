@@ -1,4 +1,4 @@
-"""Finished-run retention on SQLite: trim runs and their event history in bounded batches.
+"""Finished-run retention on SQLite: trim runs, their event history and dead tasks in batches.
 
 Each batch is one short write transaction: it deletes at most
 :data:`TRIM_BATCH` of the oldest finished runs, then the event history of
@@ -67,8 +67,10 @@ def trim_boundary(conn: sqlite3.Connection, retention: HistoryRetention) -> dict
 
 
 def trim_batch(conn: sqlite3.Connection, query: str, params: dict[str, Any]) -> int:
-    """Delete one batch of runs with ``query`` (SQL) and the event history of each; their count."""
+    """Delete one batch of runs with ``query`` (SQL), each one's event history and dead tasks."""
     runs = conn.execute(query, params).fetchall()
+    # stored before the event history existed: no history, no dead tasks to delete
+    identified = [run for run in runs if run["instance_id"] is not None]
     conn.executemany(
         Q["trim_run_events"],
         [
@@ -77,10 +79,11 @@ def trim_batch(conn: sqlite3.Connection, query: str, params: dict[str, Any]) -> 
                 "instance_name": run["instance_name"],
                 "instance_id": run["instance_id"],
             }
-            for run in runs
-            # stored before the event history existed: nothing to delete
-            if run["instance_id"] is not None
+            for run in identified
         ],
+    )
+    conn.executemany(
+        Q["trim_run_dead_tasks"], [{"instance_id": run["instance_id"]} for run in identified]
     )
     return len(runs)
 

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from cereal import errors
 from cereal.checks import times
+from cereal.drivers._dead_letter_store import check_dead_task_page
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
@@ -35,6 +36,7 @@ from cereal.drivers.base import (
 )
 from cereal.drivers.sqlite import (
     _caller_transaction,
+    _dead_letters,
     _history,
     _inspect,
     _maintenance,
@@ -53,6 +55,7 @@ from cereal.drivers.sqlite._sql import (
     schedule_from_row,
 )
 from cereal.models import (
+    DeadTask,
     ExpiredLease,
     HistoryRetention,
     InstanceEvent,
@@ -62,6 +65,7 @@ from cereal.models import (
     NewWorker,
     Overlap,
     QueueDepth,
+    RequeueOutcome,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
@@ -361,6 +365,31 @@ class SQLiteDriver(Driver):
         return await self._connection().call(
             lambda conn: _inspect.named_tasks(conn, task_name, page), mode="read"
         )
+
+    async def list_dead_tasks(
+        self,
+        *,
+        task_name: str | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[DeadTask]:
+        """See :meth:`Driver.list_dead_tasks`."""
+        check_dead_task_page(task_name, workflow_name, limit, before)
+        page = Page(limit, task_cursor(before))
+        return await self._connection().call(
+            lambda conn: _dead_letters.dead_tasks(conn, task_name, workflow_name, page),
+            mode="read",
+        )
+
+    async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """See :meth:`Driver.requeue_dead_tasks`."""
+        outcomes, requeued = await self._connection().call(
+            lambda conn: _dead_letters.requeue(conn, task_ids)
+        )
+        for task_name in sorted(requeued):
+            self._wake("task", task_name)
+        return outcomes
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""

@@ -643,3 +643,42 @@ WHERE id = :schedule_id;
 -- name: has_waiting_schedule_run
 -- Whether any schedule has a run waiting for its instance to end.
 SELECT 1 FROM cereal_workflow_schedules WHERE run_pending = 1 LIMIT 1;
+
+-- ---- dead letters ---------------------------------------------------------------
+
+-- name: dead_tasks_page
+-- Dead tasks, newest first: the primary key walked backwards from the task id
+-- :before, optionally of one task name and/or workflow name, cut at :page_limit
+-- (NULL: all); run_live says whether the run can still receive a requeued result.
+SELECT d.task_id, d.task_name, d.workflow_name, d.instance_name, d.status, d.parameters,
+       d.error_text, d.error_type, d.error_traceback, d.attempts, d.enqueued_at, d.died_at,
+       EXISTS (SELECT 1 FROM cereal_workflow_instances AS i WHERE i.id = d.instance_id)
+           AS run_live
+FROM cereal_dead_tasks AS d
+WHERE d.task_id < :before
+  AND (:task_name IS NULL OR d.task_name = :task_name)
+  AND (:workflow_name IS NULL OR d.workflow_name = :workflow_name)
+ORDER BY d.task_id DESC
+LIMIT coalesce(:page_limit, -1);
+
+-- name: dead_task_to_requeue
+-- One dead task with its live run (no row: no such dead task; NULL live_id: its
+-- run has finished).
+SELECT d.task_id, d.task_name, d.parameters, d.instance_id, i.id AS live_id,
+       i.workflow_name, i.instance_name
+FROM cereal_dead_tasks AS d
+LEFT JOIN cereal_workflow_instances AS i ON i.id = d.instance_id
+WHERE d.task_id = :task_id;
+
+-- name: count_requeued_task
+-- A requeued task is one more task the run enqueued.
+UPDATE cereal_workflow_instances SET enqueued_tasks = enqueued_tasks + 1
+WHERE id = :instance_id;
+
+-- name: delete_dead_task
+-- A requeued dead task leaves the dead letters.
+DELETE FROM cereal_dead_tasks WHERE task_id = :task_id;
+
+-- name: trim_run_dead_tasks
+-- Delete the dead tasks of one trimmed run.
+DELETE FROM cereal_dead_tasks WHERE instance_id = :instance_id;

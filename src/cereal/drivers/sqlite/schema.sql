@@ -4,7 +4,25 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0010_tasks_by_name
+-- Latest migration: 0011_dead_tasks
+
+CREATE TABLE cereal_dead_tasks (
+    task_id         INTEGER PRIMARY KEY,
+    instance_id     INTEGER NOT NULL,
+    workflow_name   TEXT NOT NULL,
+    instance_name   TEXT NOT NULL,
+    task_name       TEXT NOT NULL,
+    parameters      BLOB,
+    status          TEXT NOT NULL,
+    error_text      TEXT NOT NULL DEFAULT '',
+    error_type      TEXT,
+    error_traceback TEXT,
+    attempts        INTEGER NOT NULL,
+    enqueued_at     REAL NOT NULL,
+    died_at         REAL NOT NULL
+);
+
+CREATE INDEX cereal_dead_tasks_by_instance ON cereal_dead_tasks (instance_id);
 
 CREATE TABLE cereal_event_history (
     event_id      INTEGER PRIMARY KEY,
@@ -44,6 +62,20 @@ CREATE TABLE cereal_task_results (
 );
 
 CREATE INDEX cereal_task_results_by_instance ON cereal_task_results (instance_id);
+
+CREATE TRIGGER cereal_task_results_dead
+AFTER INSERT ON cereal_task_results
+FOR EACH ROW WHEN NEW.status <> 'success'
+BEGIN
+    INSERT OR IGNORE INTO cereal_dead_tasks
+        (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
+         error_text, error_type, error_traceback, attempts, enqueued_at, died_at)
+    SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
+           NEW.parameters, NEW.status, NEW.error_text, NEW.error_type, NEW.error_traceback,
+           NEW.attempts, NEW.enqueued_at, NEW.completed_at
+    FROM cereal_workflow_instances AS i
+    WHERE i.id = NEW.instance_id;
+END;
 
 CREATE TABLE cereal_tasks (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -397,6 +397,68 @@ class ListTasksResponse(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[InstanceTask]
     def __init__(self, tasks: _Optional[_Iterable[_Union[InstanceTask, _Mapping]]] = ...) -> None: ...
 
+class DeadTask(_message.Message):
+    __slots__ = ("task_id", "task_name", "workflow_name", "instance_name", "status", "parameters", "error_text", "error_type", "error_traceback", "attempts", "enqueued_at", "died_at", "run_live")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TEXT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    DIED_AT_FIELD_NUMBER: _ClassVar[int]
+    RUN_LIVE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_name: str
+    workflow_name: str
+    instance_name: str
+    status: str
+    parameters: Value
+    error_text: str
+    error_type: str
+    error_traceback: str
+    attempts: int
+    enqueued_at: _timestamp_pb2.Timestamp
+    died_at: _timestamp_pb2.Timestamp
+    run_live: bool
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., attempts: _Optional[int] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., died_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_live: _Optional[bool] = ...) -> None: ...
+
+class ListDeadTasksRequest(_message.Message):
+    __slots__ = ("task_name", "workflow_name", "limit", "before")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    workflow_name: str
+    limit: int
+    before: str
+    def __init__(self, task_name: _Optional[str] = ..., workflow_name: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
+
+class ListDeadTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[DeadTask]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[DeadTask, _Mapping]]] = ...) -> None: ...
+
+class RequeueDeadTasksRequest(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RequeueDeadTasksResponse(_message.Message):
+    __slots__ = ("task_ids", "outcomes")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    outcomes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., outcomes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class InstanceEvent(_message.Message):
     __slots__ = ("seq", "type", "enqueued_at", "task_name", "task_status", "error_text", "pending")
     SEQ_FIELD_NUMBER: _ClassVar[int]

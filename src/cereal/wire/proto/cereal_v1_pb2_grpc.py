@@ -109,6 +109,16 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.ListDeadTasks = channel.unary_unary(
+                '/cereal.v1.Cereal/ListDeadTasks',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksResponse.FromString,
+                _registered_method=True)
+        self.RequeueDeadTasks = channel.unary_unary(
+                '/cereal.v1.Cereal/RequeueDeadTasks',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksResponse.FromString,
+                _registered_method=True)
         self.QueueDepths = channel.unary_unary(
                 '/cereal.v1.Cereal/QueueDepths',
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
@@ -276,6 +286,18 @@ class CerealServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueDeadTasks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -451,6 +473,16 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'ListDeadTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadTasks,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksResponse.SerializeToString,
+            ),
+            'RequeueDeadTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueDeadTasks,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksResponse.SerializeToString,
             ),
             'QueueDepths': grpc.unary_unary_rpc_method_handler(
                     servicer.QueueDepths,
@@ -933,6 +965,60 @@ class Cereal:
             '/cereal.v1.Cereal/ListTasks',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksRequest.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListDeadTasks',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueDeadTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/RequeueDeadTasks',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

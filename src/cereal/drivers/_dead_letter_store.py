@@ -1,0 +1,107 @@
+"""Dead letters: tasks whose last attempt failed or was lost, listed and requeued (optional)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cereal import errors
+from cereal.checks import names
+from cereal.drivers._inspect_pages import NO_CURSOR, check_page, task_cursor
+from cereal.drivers._read_operations import read_operation
+from cereal.models import DeadTask, RequeueOutcome
+
+MAX_REQUEUE_IDS = 1000
+"""The most dead task ids one requeue call may name."""
+
+
+def check_dead_task_page(
+    task_name: str | None, workflow_name: str | None, limit: int | None, before: str | None
+) -> None:
+    """Refuse a dead-letter listing's filters or page that no store could answer.
+
+    Raises:
+        TypeError: a value has the wrong type.
+        ValueError: a name is not a valid name, ``limit`` is below 1, or
+            ``before`` is not a task id.
+    """
+    if task_name is not None:
+        names.check_name(task_name, what="task name")
+    if workflow_name is not None:
+        names.check_name(workflow_name, what="workflow name")
+    check_page(limit, task_cursor(before))
+
+
+def check_requeue_ids(task_ids: Sequence[str]) -> list[str]:
+    """The dead task ids of one requeue call, each once, in the order given.
+
+    Raises:
+        TypeError: ``task_ids`` is a str or not a sequence of str.
+        ValueError: it is empty, names more than :data:`MAX_REQUEUE_IDS`
+            ids, or one is not a task id.
+    """
+    if isinstance(task_ids, str | bytes) or not isinstance(task_ids, Sequence):
+        raise TypeError(f"task_ids must be a sequence of task ids, got {type(task_ids).__name__}")
+    if not task_ids:
+        raise ValueError("task_ids is empty: name at least one dead task id")
+    if len(task_ids) > MAX_REQUEUE_IDS:
+        raise ValueError(f"at most {MAX_REQUEUE_IDS} task ids per requeue, got {len(task_ids)}")
+    for task_id in task_ids:
+        if not isinstance(task_id, str):
+            raise TypeError(f"a task id must be a str, got {type(task_id).__name__}")
+        if not task_id.isascii() or not task_id.isdigit() or str(int(task_id)) != task_id:
+            raise ValueError(f"not a task id: {task_id!r}")
+        if int(task_id) > NO_CURSOR:
+            raise ValueError(f"not a task id: {task_id!r}")
+    return list(dict.fromkeys(task_ids))
+
+
+def _not_offered(driver: object, operation: str) -> errors.DriverError:
+    return errors.DriverError(f"{type(driver).__name__} does not offer {operation} (dead letters)")
+
+
+class DeadLetterStore:
+    """Tasks that ended failed or lost, kept until requeued or trimmed with their run.
+
+    Optional: a driver without dead letters inherits defaults that raise
+    :class:`~cereal.errors.DriverError`. A store that offers them records a
+    dead task in the same transaction that stores its non-``success``
+    result, keeps it while its run is live or its finished run is kept by the
+    history retention (:meth:`MaintenanceStore.trim_history` removes both),
+    and requeues atomically: the new task, its run's ``enqueued_tasks`` + 1
+    and the dead letter's removal commit together, so a dead task is requeued
+    at most once however many callers race.
+    """
+
+    @read_operation(DeadTask, check_dead_task_page)
+    async def list_dead_tasks(
+        self,
+        *,
+        task_name: str | None = None,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[DeadTask]:
+        """Dead tasks, newest first, optionally of one task name and/or workflow name.
+
+        One page: the ``limit`` (all when ``None``) newest dead tasks whose
+        ``task_id`` is below ``before`` (pass the last ``task_id`` of a page
+        to get the next, older one).
+
+        Raises:
+            ValueError: a name is invalid, ``limit`` is below 1, or
+                ``before`` is not a task id.
+        """
+        raise _not_offered(self, "list_dead_tasks")
+
+    async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """Queue each named dead task again, as a new task of its live run, due now.
+
+        The new task has attempt 0 and runs under its executor's retry
+        policy; its result reaches the workflow as any task's does. The
+        dead letter of each requeued task is removed. ``task_ids`` are
+        checked already (:func:`check_requeue_ids`): each once.
+
+        Returns:
+            Each given id with what happened to it.
+        """
+        raise _not_offered(self, "requeue_dead_tasks")

@@ -1,0 +1,80 @@
+"""Dead letters on SQLite: list tasks that ended failed or lost, and requeue them.
+
+Rows are written by the ``cereal_task_results_dead`` trigger (migration
+0011) in the transaction that stores a task's non-``success`` result; each
+function here runs on the driver's connection thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from cereal.drivers._inspect_pages import Page
+from cereal.drivers.sqlite._sql import Q, blob, instant, now
+from cereal.models import DeadTask, RequeueOutcome, TaskStatus
+
+
+def dead_tasks(
+    conn: sqlite3.Connection, task_name: str | None, workflow_name: str | None, page: Page
+) -> list[DeadTask]:
+    """One page of dead tasks, newest first, with the given filters."""
+    names = {"task_name": task_name, "workflow_name": workflow_name, **page.params()}
+    return [
+        DeadTask(
+            task_id=str(row["task_id"]),
+            task_name=str(row["task_name"]),
+            workflow_name=str(row["workflow_name"]),
+            instance_name=str(row["instance_name"]),
+            status=TaskStatus(row["status"]),
+            parameters=blob(row["parameters"]),
+            error_text=str(row["error_text"]),
+            error_type=row["error_type"],
+            error_traceback=row["error_traceback"],
+            attempts=int(row["attempts"]),
+            enqueued_at=instant(row["enqueued_at"]),
+            died_at=instant(row["died_at"]),
+            run_live=bool(row["run_live"]),
+        )
+        for row in conn.execute(Q["dead_tasks_page"], names)
+    ]
+
+
+def requeue(
+    conn: sqlite3.Connection, task_ids: Sequence[str]
+) -> tuple[dict[str, RequeueOutcome], set[str]]:
+    """Queue each dead task again in its live run (one write transaction).
+
+    Returns:
+        Each id's outcome, and the task names that got a new queued task.
+    """
+    outcomes: dict[str, RequeueOutcome] = {}
+    requeued: set[str] = set()
+    at = now()
+    for task_id in task_ids:
+        row = conn.execute(Q["dead_task_to_requeue"], {"task_id": int(task_id)}).fetchone()
+        if row is None:
+            outcomes[task_id] = RequeueOutcome.NOT_FOUND
+            continue
+        if row["live_id"] is None:
+            outcomes[task_id] = RequeueOutcome.RUN_FINISHED
+            continue
+        conn.execute(
+            Q["insert_task"],
+            {
+                "instance_id": row["live_id"],
+                "workflow_name": row["workflow_name"],
+                "instance_name": row["instance_name"],
+                "task_name": row["task_name"],
+                "parameters": row["parameters"],
+                "now": at,
+                "start_after": at,
+                "traceparent": None,
+                "retry_policy": None,
+            },
+        )
+        conn.execute(Q["count_requeued_task"], {"instance_id": row["live_id"]})
+        conn.execute(Q["delete_dead_task"], {"task_id": row["task_id"]})
+        outcomes[task_id] = RequeueOutcome.REQUEUED
+        requeued.add(str(row["task_name"]))
+    return outcomes, requeued
