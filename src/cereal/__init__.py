@@ -26,6 +26,7 @@ from cereal.manager import LateWarningThreshold, Manager, MaxWakeupInterval
 from cereal.models import (
     UNSET,
     DeadTask,
+    FailedRun,
     InstanceEvent,
     InstanceTask,
     Overlap,
@@ -51,6 +52,7 @@ __all__ = [
     "DeadTask",
     "Decision",
     "Driver",
+    "FailedRun",
     "ImmutableWorkflowInstance",
     "InstanceEvent",
     "InstanceTask",

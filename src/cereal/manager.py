@@ -36,6 +36,7 @@ from cereal.instance import ImmutableWorkflowInstance
 from cereal.models import (
     UNSET,
     DeadTask,
+    FailedRun,
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
@@ -773,6 +774,52 @@ class Manager:
         given = check_requeue_ids(task_ids)
         driver = await self._storage()
         return await driver.requeue_dead_tasks(given)
+
+    async def list_failed_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[FailedRun]:
+        """Failed runs not requeued yet, newest first: each with its error and parameters.
+
+        Those the history retention still keeps: runs whose decision failed,
+        killed runs, cancelled runs whose ``on_cancel`` failed. Filter by
+        ``workflow_name``; page with ``limit`` and ``before`` (the last
+        ``run_id`` of the previous page).
+
+        Raises:
+            ValueError: the name is invalid, ``limit`` is below 1, or
+                ``before`` is not a run id.
+        """
+        found: list[FailedRun] = await self._read(
+            "list_failed_runs", workflow_name=workflow_name, limit=limit, before=before
+        )
+        return found
+
+    async def requeue_failed_runs(self, run_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """Start failed runs again: each a new run of its names, with its parameters.
+
+        A failed run is requeued at most once (it then leaves
+        :meth:`list_failed_runs`), atomically with the new run's start. While
+        a run of the same names is live, nothing changes for that id
+        (``run_live``).
+
+        Returns:
+            Each given id with its :class:`~cereal.models.RequeueOutcome`.
+
+        Raises:
+            TypeError: ``run_ids`` is not a sequence of str.
+            ValueError: it is empty, holds more than 1000 ids, or one is not
+                a run id.
+        """
+        given = check_requeue_ids(run_ids, "run id")
+        driver = await self._storage()
+        outcomes = await driver.requeue_failed_runs(given)
+        if RequeueOutcome.REQUEUED in outcomes.values():
+            self.wakeup_workflow_executor()
+        return outcomes
 
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""

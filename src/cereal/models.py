@@ -400,15 +400,42 @@ class DeadTask:
         return values.decode(self.parameters, type)
 
 
+@dataclass(frozen=True)
+class FailedRun:
+    """A finished run that failed (its decision, a kill or a failed start), kept by retention."""
+
+    run_id: str
+    """The finished run's id in the history: newer runs have higher ids."""
+    workflow_name: str
+    instance_name: str
+    parameters: bytes | None
+    error_text: str
+    error_type: str | None
+    error_traceback: str | None
+    started_at: datetime
+    ended_at: datetime
+
+    def get_parameters(self, type: type[T] | None = None) -> Any:
+        """The run's parameters, decoded."""
+        return values.decode(self.parameters, type)
+
+
 class RequeueOutcome(enum.StrEnum):
-    """What :meth:`cereal.Manager.requeue_dead_tasks` did with one dead task id."""
+    """What a requeue did with one id: a dead task's, or a failed run's.
+
+    See :meth:`cereal.Manager.requeue_dead_tasks` and
+    :meth:`cereal.Manager.requeue_failed_runs`.
+    """
 
     REQUEUED = "requeued"
-    """Queued again as a new task of its live run; the dead letter is gone."""
+    """A dead task: queued again as a new task of its live run, the dead letter gone.
+    A failed run: a new run of its names started with its parameters."""
     NOT_FOUND = "not_found"
-    """No dead task has this id (never one, requeued already, or trimmed)."""
+    """No dead task (or failed run) has this id: never one, requeued already, or trimmed."""
     RUN_FINISHED = "run_finished"
-    """Its run has finished, so no workflow would receive the new result; kept as it was."""
+    """A dead task whose run has finished, so no workflow would get its result; kept."""
+    RUN_LIVE = "run_live"
+    """A failed run whose names have a live run now; nothing started, kept as it was."""
 
 
 @dataclass(frozen=True)

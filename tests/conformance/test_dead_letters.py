@@ -12,7 +12,15 @@ import pytest
 from cereal import Decision, Manager, RequeueOutcome, Task, TaskStatus, WorkflowInstance
 from cereal.drivers import Driver
 from cereal.models import FailureDetails, HistoryRetention, NewTask
-from tests.conformance._driver_helpers import ODD_NAMES, WF, eventually, started, sweep, take
+from tests.conformance._driver_helpers import (
+    ODD_NAMES,
+    WF,
+    eventually,
+    finished,
+    started,
+    sweep,
+    take,
+)
 from tests.conformance._executors import INST, Flow, enqueue, register
 from tests.plugins.manager import MakeManager, wait_finished
 
@@ -222,7 +230,7 @@ async def test_a_requeued_task_reaches_its_workflow_through_the_manager(
 @pytest.mark.parametrize(
     ("task_ids", "error", "words"),
     [
-        ([], ValueError, "empty"),
+        ([], ValueError, "no task id given"),
         ("12", TypeError, "sequence"),
         ([12], TypeError, "str"),
         (["x1"], ValueError, "not a task id"),
@@ -258,3 +266,114 @@ async def test_the_manager_refuses_bad_listing_arguments(
 ) -> None:
     with pytest.raises(error, match=field):
         await Manager(driver).list_dead_tasks(**arguments)
+
+
+# ---- failed runs ------------------------------------------------------------------
+
+
+async def test_failed_runs_are_listed_newest_first_with_their_error(driver: Driver) -> None:
+    await finished(driver, "wf", "ok")
+    await finished(driver, "wf", "bad-1", error="first", parameters=b'{"n": 1}')
+    await finished(driver, "other", "bad-2", error="second")
+    await started(driver, "wf", "running")
+
+    runs = await driver.list_failed_runs()
+    assert [(r.workflow_name, r.instance_name, r.error_text) for r in runs] == [
+        ("other", "bad-2", "second"),
+        ("wf", "bad-1", "first"),
+    ]
+    assert runs[1].get_parameters() == {"n": 1}
+    assert runs[1].ended_at >= runs[1].started_at
+    assert int(runs[0].run_id) > int(runs[1].run_id)
+    assert [r.instance_name for r in await driver.list_failed_runs(workflow_name="wf")] == ["bad-1"]
+    [newest] = await driver.list_failed_runs(limit=1)
+    assert newest.instance_name == "bad-2"
+    older = await driver.list_failed_runs(limit=1, before=newest.run_id)
+    assert [r.instance_name for r in older] == ["bad-1"]
+
+
+async def test_a_killed_run_is_a_failed_run(driver: Driver) -> None:
+    await started(driver, "wf", "doomed")
+    await driver.kill_workflow("wf", "doomed", "killed")
+    [run] = await driver.list_failed_runs()
+    assert (run.instance_name, run.error_text) == ("doomed", "killed")
+
+
+async def test_requeue_starts_a_failed_run_again_once(driver: Driver) -> None:
+    await finished(driver, "wf", "bad", error="boom", parameters=b'{"n": 5}')
+    [run] = await driver.list_failed_runs()
+
+    assert await driver.requeue_failed_runs([run.run_id]) == {run.run_id: RequeueOutcome.REQUEUED}
+    event, completer = await take(driver)
+    async with completer:
+        assert event.instance.instance_name == "bad"
+        assert event.instance.parameters == b'{"n": 5}'
+        await completer.done(b'"fine now"')
+    # requeued: no longer listed, and a second requeue finds nothing
+    assert await driver.list_failed_runs() == []
+    assert await driver.requeue_failed_runs([run.run_id, "99999"]) == {
+        run.run_id: RequeueOutcome.NOT_FOUND,
+        "99999": RequeueOutcome.NOT_FOUND,
+    }
+    assert (await driver.get_workflow_instance("wf", "bad")).result == b'"fine now"'
+
+
+async def test_a_failed_run_whose_names_are_live_is_left_alone(driver: Driver) -> None:
+    await finished(driver, "wf", "bad", error="boom")
+    [run] = await driver.list_failed_runs()
+    await started(driver, "wf", "bad")
+
+    assert await driver.requeue_failed_runs([run.run_id]) == {run.run_id: RequeueOutcome.RUN_LIVE}
+    assert [r.run_id for r in await driver.list_failed_runs()] == [run.run_id]
+
+
+async def test_a_completed_run_is_not_found_by_requeue(driver: Driver) -> None:
+    await finished(driver, "wf", "ok")
+    await finished(driver, "wf", "bad", error="boom")
+    [bad] = await driver.list_failed_runs()
+    # the completed run's id is the failed one's minus one in every store: both are runs
+    completed_id = str(int(bad.run_id) - 1)
+    assert await driver.requeue_failed_runs([completed_id]) == {
+        completed_id: RequeueOutcome.NOT_FOUND
+    }
+
+
+async def test_the_manager_requeues_a_failed_run_which_then_completes(
+    make_manager: MakeManager,
+) -> None:
+    # Given a workflow that fails while its input is bad, and completes once it is fixed
+    fixed: list[bool] = []
+
+    def on_start(w: WorkflowInstance, ev: object) -> Decision:
+        if not fixed:
+            return w.fail("the input was bad")
+        return w.complete({"order": w.get_parameters()["order"], "done": True})
+
+    manager = register(make_manager(), {WF: Flow(on_start)})
+    await manager.start()
+    await manager.enqueue_workflow(WF, INST, {"order": 3})
+
+    async def failed() -> bool:
+        return bool(await manager.list_failed_runs(workflow_name=WF))
+
+    await eventually(failed, what="the failed run listed")
+    [run] = await manager.list_failed_runs()
+    assert run.error_text == "the input was bad"
+
+    # When the cause is fixed and the run requeued
+    fixed.append(True)
+    assert await manager.requeue_failed_runs([run.run_id]) == {run.run_id: RequeueOutcome.REQUEUED}
+
+    # Then a new run with the same parameters completes
+    done = await wait_finished(manager, WF, INST)
+    assert done.get_result() == {"order": 3, "done": True}
+    assert await manager.list_failed_runs() == []
+
+
+async def test_the_manager_refuses_bad_run_ids(driver: Driver) -> None:
+    with pytest.raises(ValueError, match="not a run id"):
+        await Manager(driver).requeue_failed_runs(["r1"])
+    with pytest.raises(ValueError, match="no run id given"):
+        await Manager(driver).requeue_failed_runs([])
+    with pytest.raises(ValueError, match="run id"):
+        await Manager(driver).list_failed_runs(before="r1")

@@ -155,3 +155,32 @@ async def test_a_success_writes_no_dead_letter_and_a_failure_one_in_its_statemen
             )
         finally:
             await watcher.close()
+
+
+async def test_racing_requeues_of_one_failed_run_start_it_once(postgres_dsn: str) -> None:
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await driver.enqueue_workflow(WF, "one", b'{"n": 1}')
+        _, completer = await driver.dequeue_workflow([WF])
+        async with completer:
+            await completer.fail("boom")
+        [run] = await driver.list_failed_runs()
+        watcher = await _connect(postgres_dsn, autocommit=True)
+        holder = await _connect(postgres_dsn)
+        try:
+            await holder.execute(
+                "SELECT 1 FROM cereal_workflow_results WHERE id = %s FOR UPDATE",
+                (int(run.run_id),),
+            )
+            calls = [
+                asyncio.ensure_future(driver.requeue_failed_runs([run.run_id])) for _ in range(2)
+            ]
+            await _wait_until_blocked(watcher, await _one(holder, "SELECT pg_backend_pid()"), calls)
+            await holder.commit()
+            outcomes = sorted(str(found[run.run_id]) for found in await asyncio.gather(*calls))
+
+            assert outcomes == [RequeueOutcome.NOT_FOUND, RequeueOutcome.REQUEUED]
+            assert await _one(watcher, "SELECT count(*) FROM cereal_workflow_instances") == 1
+            assert await driver.list_failed_runs() == []
+        finally:
+            await holder.close()
+            await watcher.close()

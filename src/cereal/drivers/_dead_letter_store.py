@@ -1,4 +1,4 @@
-"""Dead letters: tasks whose last attempt failed or was lost, listed and requeued (optional)."""
+"""Dead letters: tasks that ended failed or lost (listed, requeued) and failed runs (optional)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from cereal import errors
 from cereal.checks import names
-from cereal.drivers._inspect_pages import NO_CURSOR, check_page, task_cursor
+from cereal.drivers._inspect_pages import NO_CURSOR, check_page, id_cursor, task_cursor
 from cereal.drivers._read_operations import read_operation
-from cereal.models import DeadTask, RequeueOutcome
+from cereal.models import DeadTask, FailedRun, RequeueOutcome
 
 MAX_REQUEUE_IDS = 1000
 """The most dead task ids one requeue call may name."""
@@ -31,28 +31,41 @@ def check_dead_task_page(
     check_page(limit, task_cursor(before))
 
 
-def check_requeue_ids(task_ids: Sequence[str]) -> list[str]:
-    """The dead task ids of one requeue call, each once, in the order given.
+def check_failed_run_page(workflow_name: str | None, limit: int | None, before: str | None) -> None:
+    """Refuse a failed-run listing's filter or page that no store could answer.
 
     Raises:
-        TypeError: ``task_ids`` is a str or not a sequence of str.
-        ValueError: it is empty, names more than :data:`MAX_REQUEUE_IDS`
-            ids, or one is not a task id.
+        TypeError: a value has the wrong type.
+        ValueError: the name is invalid, ``limit`` is below 1, or ``before``
+            is not a run id.
     """
-    if isinstance(task_ids, str | bytes) or not isinstance(task_ids, Sequence):
-        raise TypeError(f"task_ids must be a sequence of task ids, got {type(task_ids).__name__}")
-    if not task_ids:
-        raise ValueError("task_ids is empty: name at least one dead task id")
-    if len(task_ids) > MAX_REQUEUE_IDS:
-        raise ValueError(f"at most {MAX_REQUEUE_IDS} task ids per requeue, got {len(task_ids)}")
-    for task_id in task_ids:
-        if not isinstance(task_id, str):
-            raise TypeError(f"a task id must be a str, got {type(task_id).__name__}")
-        if not task_id.isascii() or not task_id.isdigit() or str(int(task_id)) != task_id:
-            raise ValueError(f"not a task id: {task_id!r}")
-        if int(task_id) > NO_CURSOR:
-            raise ValueError(f"not a task id: {task_id!r}")
-    return list(dict.fromkeys(task_ids))
+    if workflow_name is not None:
+        names.check_name(workflow_name, what="workflow name")
+    check_page(limit, id_cursor(before, "run id"))
+
+
+def check_requeue_ids(ids: Sequence[str], what: str = "task id") -> list[str]:
+    """The ids (dead task ids, or failed run ids) of one requeue call, each once, in order.
+
+    Raises:
+        TypeError: ``ids`` is a str or not a sequence of str.
+        ValueError: it is empty, names more than :data:`MAX_REQUEUE_IDS`
+            ids, or one is not such an id (digits, no leading zero).
+    """
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise TypeError(f"give a sequence of {what}s, got {type(ids).__name__}")
+    if not ids:
+        raise ValueError(f"no {what} given: name at least one")
+    if len(ids) > MAX_REQUEUE_IDS:
+        raise ValueError(f"at most {MAX_REQUEUE_IDS} {what}s per requeue, got {len(ids)}")
+    for given in ids:
+        if not isinstance(given, str):
+            raise TypeError(f"a {what} must be a str, got {type(given).__name__}")
+        if not given.isascii() or not given.isdigit() or str(int(given)) != given:
+            raise ValueError(f"not a {what}: {given!r}")
+        if int(given) > NO_CURSOR:
+            raise ValueError(f"not a {what}: {given!r}")
+    return list(dict.fromkeys(ids))
 
 
 def _not_offered(driver: object, operation: str) -> errors.DriverError:
@@ -60,7 +73,7 @@ def _not_offered(driver: object, operation: str) -> errors.DriverError:
 
 
 class DeadLetterStore:
-    """Tasks that ended failed or lost, kept until requeued or trimmed with their run.
+    """Tasks that ended failed or lost, kept until requeued or trimmed with their run; failed runs.
 
     Optional: a driver without dead letters inherits defaults that raise
     :class:`~cereal.errors.DriverError`. A store that offers them records a
@@ -92,6 +105,39 @@ class DeadLetterStore:
                 ``before`` is not a task id.
         """
         raise _not_offered(self, "list_dead_tasks")
+
+    @read_operation(FailedRun, check_failed_run_page)
+    async def list_failed_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[FailedRun]:
+        """Finished runs that failed, newest first, optionally of one workflow name.
+
+        Those still kept by the history retention and not requeued yet. One page: the ``limit``
+        (all when ``None``) newest whose ``run_id`` is below ``before``.
+
+        Raises:
+            ValueError: the name is invalid, ``limit`` is below 1, or
+                ``before`` is not a run id.
+        """
+        raise _not_offered(self, "list_failed_runs")
+
+    async def requeue_failed_runs(self, run_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """Start each named failed run again: a new run of its names with its parameters.
+
+        A failed run is requeued at most once: the new run and the failed
+        run's ``requeued`` mark commit together, and a requeued run leaves
+        :meth:`list_failed_runs`. While a run of the same names is live,
+        nothing changes (``run_live``). ``run_ids`` are checked already
+        (:func:`check_requeue_ids`): each once.
+
+        Returns:
+            Each given id with what happened to it.
+        """
+        raise _not_offered(self, "requeue_failed_runs")
 
     async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
         """Queue each named dead task again, as a new task of its live run, due now.

@@ -61,15 +61,25 @@ def task_cursor(before: str | None) -> int | None:
         TypeError: ``before`` is not a str.
         ValueError: ``before`` is not a task id these drivers issue.
     """
+    return id_cursor(before, "task id")
+
+
+def id_cursor(before: str | None, what: str) -> int | None:
+    """The numeric id behind an id (a ``what``) given as a cursor; ``None`` stays ``None``.
+
+    Raises:
+        TypeError: ``before`` is not a str.
+        ValueError: ``before`` is not such an id.
+    """
     if before is None:
         return None
     if not isinstance(before, str):
-        raise TypeError(f"before must be a task id (str) or None, got {type(before).__name__}")
+        raise TypeError(f"before must be a {what} (str) or None, got {type(before).__name__}")
     if not before.isascii() or not before.isdigit():
-        raise ValueError(f"before must be a task id from an earlier page, got {before!r}")
+        raise ValueError(f"before must be a {what} from an earlier page, got {before!r}")
     found = int(before)
     if found > NO_CURSOR:
-        raise ValueError(f"before must be a task id from an earlier page, got {before!r}")
+        raise ValueError(f"before must be a {what} from an earlier page, got {before!r}")
     return found
 
 

@@ -117,6 +117,8 @@ class HistoryRow:
     received: list[Event] = field(default_factory=list)
     # the run's instance record: its dead tasks are trimmed with the row
     instance: LiveInstance | None = None
+    # a failed run started again (requeue_failed_runs): no longer listed as failed
+    requeued: bool = False
 
 
 @dataclass(eq=False)

@@ -19,8 +19,14 @@ from datetime import datetime, timedelta
 from cereal import errors
 from cereal.checks.times import to_utc, utcnow
 from cereal.drivers import _memory_inspect
-from cereal.drivers._dead_letter_store import check_dead_task_page
-from cereal.drivers._inspect_pages import check_page, is_paged, newest_first, task_cursor
+from cereal.drivers._dead_letter_store import check_dead_task_page, check_failed_run_page
+from cereal.drivers._inspect_pages import (
+    check_page,
+    id_cursor,
+    is_paged,
+    newest_first,
+    task_cursor,
+)
 from cereal.drivers._memory_state import (
     Event,
     LiveInstance,
@@ -43,6 +49,7 @@ from cereal.drivers.base import (
 from cereal.models import (
     DeadTask,
     ExpiredLease,
+    FailedRun,
     FailureDetails,
     HistoryRetention,
     InstanceEvent,
@@ -250,6 +257,58 @@ class MemoryDriver(Driver):
             ]
         found.sort(key=lambda dead: int(dead.task_id))
         return newest_first(found, lambda dead: int(dead.task_id), limit, task_cursor(before))
+
+    async def list_failed_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[FailedRun]:
+        """See :meth:`Driver.list_failed_runs`."""
+        check_failed_run_page(workflow_name, limit, before)
+        with self._lock:
+            failed = [
+                FailedRun(
+                    run_id=str(row.id),
+                    workflow_name=row.workflow_name,
+                    instance_name=row.instance_name,
+                    parameters=row.parameters,
+                    error_text=row.err,
+                    error_type=row.error_type,
+                    error_traceback=row.error_traceback,
+                    started_at=row.started_at,
+                    ended_at=row.ended_at,
+                )
+                for row in sorted(self._state.history, key=lambda row: row.id)
+                if row.err is not None
+                and not row.requeued
+                and workflow_name in (None, row.workflow_name)
+            ]
+        return newest_first(failed, lambda run: int(run.run_id), limit, id_cursor(before, "run id"))
+
+    async def requeue_failed_runs(self, run_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """See :meth:`Driver.requeue_failed_runs`."""
+        outcomes: dict[str, RequeueOutcome] = {}
+        started: set[str] = set()
+        with self._lock:
+            rows = {str(row.id): row for row in self._state.history}
+            for run_id in run_ids:
+                row = rows.get(run_id)
+                if row is None or row.err is None or row.requeued:
+                    outcomes[run_id] = RequeueOutcome.NOT_FOUND
+                elif (row.workflow_name, row.instance_name) in self._state.instances:
+                    outcomes[run_id] = RequeueOutcome.RUN_LIVE
+                else:
+                    self._state.add_instance(
+                        row.workflow_name, row.instance_name, row.parameters, utcnow()
+                    )
+                    row.requeued = True
+                    outcomes[run_id] = RequeueOutcome.REQUEUED
+                    started.add(row.workflow_name)
+        for workflow_name in sorted(started):
+            self._wake("workflow", workflow_name)
+        return outcomes
 
     async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
         """See :meth:`Driver.requeue_dead_tasks`."""

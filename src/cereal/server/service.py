@@ -265,6 +265,18 @@ class CerealService(pb_grpc.CerealServicer):
         return pb.TrimHistoryResponse(trimmed=await driver.trim_history(retention))
 
     @_unary
+    async def RequeueFailedRuns(
+        self, request: pb.RequeueFailedRunsRequest, context: Context
+    ) -> pb.RequeueFailedRunsResponse:
+        """Start failed runs again under their names; each id's outcome."""
+        run_ids = check_requeue_ids(list(request.run_ids), "run id")
+        driver = await self._driver(context)
+        outcomes = await driver.requeue_failed_runs(run_ids)
+        return pb.RequeueFailedRunsResponse(
+            run_ids=list(outcomes), outcomes=[str(outcome) for outcome in outcomes.values()]
+        )
+
+    @_unary
     async def RequeueDeadTasks(
         self, request: pb.RequeueDeadTasksRequest, context: Context
     ) -> pb.RequeueDeadTasksResponse:

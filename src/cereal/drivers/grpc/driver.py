@@ -412,6 +412,16 @@ class GrpcDriver(Driver):
             ),
         )
 
+    async def requeue_failed_runs(self, run_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """See :meth:`Driver.requeue_failed_runs` (the server checks the ids again)."""
+        found = await self._call(
+            "RequeueFailedRuns", pb.RequeueFailedRunsRequest(run_ids=list(run_ids))
+        )
+        return {
+            run_id: RequeueOutcome(outcome)
+            for run_id, outcome in zip(found.run_ids, found.outcomes, strict=True)
+        }
+
     async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
         """See :meth:`Driver.requeue_dead_tasks` (the server checks the ids again)."""
         found = await self._call(

@@ -820,3 +820,36 @@ WITH dead AS (
 )
 SELECT dead.task_id, dead.task_name, live.id IS NOT NULL AS requeued
 FROM dead LEFT JOIN live ON live.id = dead.instance_id
+
+-- name: failed_runs_page
+-- Finished runs that failed and were not requeued, newest first: the failed-runs index walked backwards
+-- from the run id %(before)s, optionally of one workflow name, cut at
+-- %(page_limit)s (NULL: all).
+SELECT r.id, r.workflow_name, r.instance_name, r.parameters, r.error, r.error_type,
+       r.error_traceback, r.started_at, r.ended_at
+FROM cereal_workflow_results AS r
+WHERE r.error IS NOT NULL AND r.requeued_at IS NULL AND r.id < %(before)s
+  AND (%(workflow_name)s::text IS NULL OR r.workflow_name = %(workflow_name)s::text)
+ORDER BY r.id DESC
+LIMIT %(page_limit)s
+
+-- name: requeue_failed_run
+-- A failed run, not requeued yet, is stamped requeued and its names start a new
+-- run with its parameters and a start event. The stamp is an UPDATE of the run's
+-- row: a racing requeue waits for its lock, then finds it stamped and does nothing.
+-- started is 0 when a live run holds the names (the caller rolls the stamp back).
+WITH failed AS (
+    UPDATE cereal_workflow_results AS r SET requeued_at = now()
+    WHERE r.id = %(run_id)s AND r.error IS NOT NULL AND r.requeued_at IS NULL
+    RETURNING r.workflow_name, r.instance_name, r.parameters
+), inst AS (
+    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
+    SELECT workflow_name, instance_name, parameters, now() FROM failed
+    ON CONFLICT (workflow_name, instance_name) DO NOTHING
+    RETURNING id, workflow_name
+), ev AS (
+    INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
+    SELECT id, workflow_name, 'start' FROM inst
+    RETURNING instance_id
+)
+SELECT failed.workflow_name, (SELECT count(*) FROM ev) AS started FROM failed

@@ -180,10 +180,13 @@ CREATE TABLE cereal_workflow_results (
     error_type      text,
     error_traceback text,
     instance_id     bigint,
+    requeued_at     timestamp with time zone,
     CONSTRAINT cereal_workflow_results_pkey PRIMARY KEY (id)
 );
 
 CREATE INDEX cereal_workflow_results_ended ON cereal_workflow_results USING btree (ended_at, id);
+
+CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results USING btree (id) WHERE error IS NOT NULL AND requeued_at IS NULL;
 
 CREATE INDEX cereal_workflow_results_instance_name ON cereal_workflow_results USING btree (instance_name);
 

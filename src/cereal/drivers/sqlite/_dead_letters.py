@@ -1,4 +1,4 @@
-"""Dead letters on SQLite: list tasks that ended failed or lost, and requeue them.
+"""Dead letters on SQLite: tasks that ended failed or lost (listed, requeued); failed runs.
 
 Rows are written by the ``cereal_task_results_dead`` trigger (migration
 0011) in the transaction that stores a task's non-``success`` result; each
@@ -11,8 +11,9 @@ import sqlite3
 from collections.abc import Sequence
 
 from cereal.drivers._inspect_pages import Page
+from cereal.drivers.sqlite import _workflows
 from cereal.drivers.sqlite._sql import Q, blob, instant, now
-from cereal.models import DeadTask, RequeueOutcome, TaskStatus
+from cereal.models import DeadTask, FailedRun, RequeueOutcome, TaskStatus
 
 
 def dead_tasks(
@@ -37,6 +38,25 @@ def dead_tasks(
             run_live=bool(row["run_live"]),
         )
         for row in conn.execute(Q["dead_tasks_page"], names)
+    ]
+
+
+def failed_runs(conn: sqlite3.Connection, workflow_name: str | None, page: Page) -> list[FailedRun]:
+    """One page of failed runs, newest first, optionally of one workflow name."""
+    names = {"workflow_name": workflow_name, **page.params()}
+    return [
+        FailedRun(
+            run_id=str(row["id"]),
+            workflow_name=str(row["workflow_name"]),
+            instance_name=str(row["instance_name"]),
+            parameters=blob(row["parameters"]),
+            error_text=str(row["error"]),
+            error_type=row["error_type"],
+            error_traceback=row["error_traceback"],
+            started_at=instant(row["started_at"]),
+            ended_at=instant(row["ended_at"]),
+        )
+        for row in conn.execute(Q["failed_runs_page"], names)
     ]
 
 
@@ -78,3 +98,30 @@ def requeue(
         outcomes[task_id] = RequeueOutcome.REQUEUED
         requeued.add(str(row["task_name"]))
     return outcomes, requeued
+
+
+def requeue_runs(
+    conn: sqlite3.Connection, run_ids: Sequence[str]
+) -> tuple[dict[str, RequeueOutcome], set[str]]:
+    """Start each failed run again under its names (one write transaction).
+
+    Returns:
+        Each id's outcome, and the workflow names that got a new run.
+    """
+    outcomes: dict[str, RequeueOutcome] = {}
+    started: set[str] = set()
+    for run_id in run_ids:
+        row = conn.execute(Q["failed_run_to_requeue"], {"run_id": int(run_id)}).fetchone()
+        if row is None:
+            outcomes[run_id] = RequeueOutcome.NOT_FOUND
+            continue
+        workflow_name = str(row["workflow_name"])
+        if not _workflows.enqueue(
+            conn, workflow_name, str(row["instance_name"]), blob(row["parameters"])
+        ):
+            outcomes[run_id] = RequeueOutcome.RUN_LIVE
+            continue
+        conn.execute(Q["mark_run_requeued"], {"run_id": row["id"], "now": now()})
+        outcomes[run_id] = RequeueOutcome.REQUEUED
+        started.add(workflow_name)
+    return outcomes, started

@@ -21,8 +21,8 @@ from datetime import datetime
 
 from cereal import errors
 from cereal.checks import times
-from cereal.drivers._dead_letter_store import check_dead_task_page
-from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
+from cereal.drivers._dead_letter_store import check_dead_task_page, check_failed_run_page
+from cereal.drivers._inspect_pages import Page, check_page, id_cursor, is_paged, task_cursor
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
@@ -57,6 +57,7 @@ from cereal.drivers.sqlite._sql import (
 from cereal.models import (
     DeadTask,
     ExpiredLease,
+    FailedRun,
     HistoryRetention,
     InstanceEvent,
     InstanceTask,
@@ -381,6 +382,29 @@ class SQLiteDriver(Driver):
             lambda conn: _dead_letters.dead_tasks(conn, task_name, workflow_name, page),
             mode="read",
         )
+
+    async def list_failed_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[FailedRun]:
+        """See :meth:`Driver.list_failed_runs`."""
+        check_failed_run_page(workflow_name, limit, before)
+        page = Page(limit, id_cursor(before, "run id"))
+        return await self._connection().call(
+            lambda conn: _dead_letters.failed_runs(conn, workflow_name, page), mode="read"
+        )
+
+    async def requeue_failed_runs(self, run_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """See :meth:`Driver.requeue_failed_runs`."""
+        outcomes, started = await self._connection().call(
+            lambda conn: _dead_letters.requeue_runs(conn, run_ids)
+        )
+        for workflow_name in sorted(started):
+            self._wake("workflow", workflow_name)
+        return outcomes
 
     async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
         """See :meth:`Driver.requeue_dead_tasks`."""

@@ -682,3 +682,25 @@ DELETE FROM cereal_dead_tasks WHERE task_id = :task_id;
 -- name: trim_run_dead_tasks
 -- Delete the dead tasks of one trimmed run.
 DELETE FROM cereal_dead_tasks WHERE instance_id = :instance_id;
+
+-- name: failed_runs_page
+-- Finished runs that failed and were not requeued, newest first: the failed-runs index walked backwards
+-- from the run id :before, optionally of one workflow name, cut at :page_limit
+-- (NULL: all).
+SELECT r.id, r.workflow_name, r.instance_name, r.parameters, r.error, r.error_type,
+       r.error_traceback, r.started_at, r.ended_at
+FROM cereal_workflow_results AS r
+WHERE r.error IS NOT NULL AND r.requeued_at IS NULL AND r.id < :before
+  AND (:workflow_name IS NULL OR r.workflow_name = :workflow_name)
+ORDER BY r.id DESC
+LIMIT coalesce(:page_limit, -1);
+
+-- name: failed_run_to_requeue
+-- A failed run not requeued yet (no row: none with this id).
+SELECT id, workflow_name, instance_name, parameters
+FROM cereal_workflow_results
+WHERE id = :run_id AND error IS NOT NULL AND requeued_at IS NULL;
+
+-- name: mark_run_requeued
+-- A requeued failed run leaves the failed-runs listing.
+UPDATE cereal_workflow_results SET requeued_at = :now WHERE id = :run_id;

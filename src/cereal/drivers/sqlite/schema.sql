@@ -181,12 +181,15 @@ CREATE TABLE cereal_workflow_results (
     ended_at        REAL NOT NULL,
     error_type      TEXT,
     error_traceback TEXT,
-    instance_id     INTEGER
+    instance_id     INTEGER,
+    requeued_at     REAL
 );
 
 CREATE INDEX cereal_workflow_results_by_end ON cereal_workflow_results (ended_at);
 
 CREATE INDEX cereal_workflow_results_by_names ON cereal_workflow_results (workflow_name, instance_name, id);
+
+CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results (id) WHERE error IS NOT NULL AND requeued_at IS NULL;
 
 CREATE TABLE cereal_workflow_schedules (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -445,6 +445,58 @@ class ListDeadTasksResponse(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[DeadTask]
     def __init__(self, tasks: _Optional[_Iterable[_Union[DeadTask, _Mapping]]] = ...) -> None: ...
 
+class FailedRun(_message.Message):
+    __slots__ = ("run_id", "workflow_name", "instance_name", "parameters", "error_text", "error_type", "error_traceback", "started_at", "ended_at")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TEXT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    workflow_name: str
+    instance_name: str
+    parameters: Value
+    error_text: str
+    error_type: str
+    error_traceback: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListFailedRunsRequest(_message.Message):
+    __slots__ = ("workflow_name", "limit", "before")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    limit: int
+    before: str
+    def __init__(self, workflow_name: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
+
+class ListFailedRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[FailedRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[FailedRun, _Mapping]]] = ...) -> None: ...
+
+class RequeueFailedRunsRequest(_message.Message):
+    __slots__ = ("run_ids",)
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RequeueFailedRunsResponse(_message.Message):
+    __slots__ = ("run_ids", "outcomes")
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    outcomes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., outcomes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RequeueDeadTasksRequest(_message.Message):
     __slots__ = ("task_ids",)
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]

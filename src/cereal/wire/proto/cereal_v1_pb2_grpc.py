@@ -114,6 +114,16 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksResponse.FromString,
                 _registered_method=True)
+        self.ListFailedRuns = channel.unary_unary(
+                '/cereal.v1.Cereal/ListFailedRuns',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListFailedRunsRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListFailedRunsResponse.FromString,
+                _registered_method=True)
+        self.RequeueFailedRuns = channel.unary_unary(
+                '/cereal.v1.Cereal/RequeueFailedRuns',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueFailedRunsRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueFailedRunsResponse.FromString,
+                _registered_method=True)
         self.RequeueDeadTasks = channel.unary_unary(
                 '/cereal.v1.Cereal/RequeueDeadTasks',
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueDeadTasksRequest.SerializeToString,
@@ -292,6 +302,18 @@ class CerealServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDeadTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFailedRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueFailedRuns(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -478,6 +500,16 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.ListDeadTasks,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksResponse.SerializeToString,
+            ),
+            'ListFailedRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFailedRuns,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListFailedRunsRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListFailedRunsResponse.SerializeToString,
+            ),
+            'RequeueFailedRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueFailedRuns,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueFailedRunsRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueFailedRunsResponse.SerializeToString,
             ),
             'RequeueDeadTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.RequeueDeadTasks,
@@ -992,6 +1024,60 @@ class Cereal:
             '/cereal.v1.Cereal/ListDeadTasks',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksRequest.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListDeadTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFailedRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListFailedRuns',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListFailedRunsRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListFailedRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueFailedRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/RequeueFailedRuns',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueFailedRunsRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RequeueFailedRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,6 @@
--- Dead letters: every task that ends with a status other than 'success' (its
+-- Dead letters: failed runs not requeued yet are listed newest first through a
+-- partial index (a requeue stamps requeued_at in the transaction that starts
+-- the new run, so a run is requeued at most once), and every task that ends with a status other than 'success' (its
 -- retries exhausted, a non-retryable error, or its lease lost for good) is
 -- copied here by a row trigger on cereal_task_results, in the transaction that
 -- hands its result to the workflow, so none of the paths that record a result
@@ -41,3 +43,9 @@ BEGIN
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id;
 END;
+
+ALTER TABLE cereal_workflow_results ADD COLUMN requeued_at REAL;
+
+-- failed runs not requeued yet, newest first
+CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results (id)
+    WHERE error IS NOT NULL AND requeued_at IS NULL;
