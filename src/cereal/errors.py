@@ -10,7 +10,6 @@ Every error is a :class:`CerealError`::
     ├── WorkflowScheduleNotFoundError    get / update / delete of an unknown schedule
     ├── WorkflowNotCompleteError         get_result() while the instance still runs
     ├── WorkflowFailedError              get_result() of a failed instance
-    ├── WorkflowNotFailedError           requeue of a run that did not fail
     ├── TaskLostError                    a task's lease was lost; its outcome is dropped
     ├── TaskFailedError                  TaskResult.err() of a failed task (text only)
     ├── UnusableTaskResultError          TaskResult.err() when the stored result vanished
@@ -78,12 +77,6 @@ class WorkflowFailedError(CerealError):
     """The instance failed; ``str()`` of this error is the stored error text."""
 
     default_message = "workflow failed"
-
-
-class WorkflowNotFailedError(CerealError):
-    """A failed run was to be requeued, but the newest run of these names did not fail."""
-
-    default_message = "the newest run of this workflow instance did not fail"
 
 
 class TaskLostError(CerealError):
