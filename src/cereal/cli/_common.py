@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import typer
@@ -24,11 +24,17 @@ from cereal import errors, values
 from cereal.cli import _render
 from cereal.drivers import open_driver
 from cereal.manager import Manager
+from cereal.models import RequeueOutcome
 
 T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///./cereal.db"
 """The database used when neither ``--db`` nor ``CEREAL_DATABASE_URL`` is given."""
+
+TracebackFlag = Annotated[
+    bool, typer.Option("--traceback", help="Print each failure's traceback below the table.")
+]
+"""The ``--traceback`` option of the dead-letter listings."""
 
 EXIT_ERROR = 1
 """Exit status of a command that failed on a cereal error or bad input."""
@@ -182,3 +188,17 @@ async def storage_manager(
         yield manager
     finally:
         await manager.stop()
+
+
+def report_requeue(what: str, outcomes: dict[str, RequeueOutcome], *, as_json: bool) -> None:
+    """Show what a requeue did with each id; exit non-zero unless every one was requeued.
+
+    Raises:
+        typer.Exit: with status :data:`EXIT_ERROR` when an id was not requeued.
+    """
+    if as_json:
+        _render.print_json({given: str(outcome) for given, outcome in outcomes.items()})
+    else:
+        _render.requeue_outcomes(what, outcomes)
+    if any(outcome is not RequeueOutcome.REQUEUED for outcome in outcomes.values()):
+        raise typer.Exit(EXIT_ERROR)

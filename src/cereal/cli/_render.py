@@ -29,8 +29,11 @@ from rich.text import Text
 from cereal import values
 from cereal.demo import DemoReport, ProgressCallback
 from cereal.models import (
+    DeadTask,
+    FailedRun,
     InstanceEvent,
     InstanceTask,
+    RequeueOutcome,
     Schedule,
     TaskQueueStats,
     WorkerInfo,
@@ -529,3 +532,134 @@ def demo_report(report: DemoReport) -> None:
         out.print(
             "permanently failed items: " + ", ".join(str(item) for item in report.failed_items)
         )
+
+
+# ---- dead letters ---------------------------------------------------------------------
+
+
+def dead_task_dict(dead: DeadTask) -> dict[str, Any]:
+    """The JSON shape of one dead task, its error type and traceback included."""
+    return {
+        "task_id": dead.task_id,
+        "task_name": dead.task_name,
+        "workflow_name": dead.workflow_name,
+        "instance_name": dead.instance_name,
+        "status": str(dead.status),
+        "attempts": dead.attempts,
+        "error": dead.error_text,
+        "error_type": dead.error_type,
+        "error_traceback": dead.error_traceback,
+        "parameters": _decoded(dead.parameters),
+        "run_live": dead.run_live,
+        "enqueued_at": _iso(dead.enqueued_at),
+        "died_at": _iso(dead.died_at),
+    }
+
+
+def failed_run_dict(run: FailedRun) -> dict[str, Any]:
+    """The JSON shape of one failed run, its error type and traceback included."""
+    return {
+        "run_id": run.run_id,
+        "workflow_name": run.workflow_name,
+        "instance_name": run.instance_name,
+        "error": run.error_text,
+        "error_type": run.error_type,
+        "error_traceback": run.error_traceback,
+        "parameters": _decoded(run.parameters),
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+    }
+
+
+def _error_line(error_type: str | None, text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{error_type}: {first}" if error_type else first
+
+
+def dead_tasks_table(
+    found: Sequence[DeadTask], *, older: str | None, tracebacks: bool = False
+) -> None:
+    """One page of dead tasks, newest first; each traceback below the table when asked."""
+    if not found:
+        out.print("no dead tasks" + (" older than that" if older else ""))
+        return
+    table = Table(title=f"{len(found)} dead task(s), newest first")
+    table.add_column("id", no_wrap=True)
+    for heading in ("task", "workflow", "instance"):
+        table.add_column(heading, overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", no_wrap=True, justify="right")
+    table.add_column("died", no_wrap=True)
+    table.add_column("requeue", no_wrap=True)
+    table.add_column("error", overflow="ellipsis", max_width=48)
+    for dead in found:
+        table.add_row(
+            dead.task_id,
+            dead.task_name,
+            dead.workflow_name,
+            dead.instance_name,
+            Text(str(dead.status), style="red"),
+            str(dead.attempts),
+            _time(dead.died_at),
+            "yes" if dead.run_live else Text("run ended", style="dim"),
+            _error_line(dead.error_type, dead.error_text),
+        )
+    out.print(table)
+    if tracebacks:
+        for dead in found:
+            if dead.error_traceback:
+                out.print(Text(f"\ntask {dead.task_id} ({dead.task_name}):", style="bold"))
+                out.print(Text(dead.error_traceback.rstrip(), style="red"))
+    if older is not None:
+        out.print(f"older dead tasks exist: --before {older} shows the next page")
+
+
+def failed_runs_table(
+    found: Sequence[FailedRun], *, older: str | None, tracebacks: bool = False
+) -> None:
+    """One page of failed runs, newest first; each traceback below the table when asked."""
+    if not found:
+        out.print("no failed runs" + (" older than that" if older else ""))
+        return
+    table = Table(title=f"{len(found)} failed run(s), newest first")
+    table.add_column("run id", no_wrap=True)
+    table.add_column("workflow", overflow="fold")
+    table.add_column("instance", overflow="fold")
+    table.add_column("started", no_wrap=True)
+    table.add_column("ended", no_wrap=True)
+    table.add_column("error", overflow="ellipsis", max_width=48)
+    for run in found:
+        table.add_row(
+            run.run_id,
+            run.workflow_name,
+            run.instance_name,
+            _time(run.started_at),
+            _time(run.ended_at),
+            _error_line(run.error_type, run.error_text),
+        )
+    out.print(table)
+    if tracebacks:
+        for run in found:
+            if run.error_traceback:
+                out.print(Text(f"\nrun {run.run_id} ({run.workflow_name}):", style="bold"))
+                out.print(Text(run.error_traceback.rstrip(), style="red"))
+    if older is not None:
+        out.print(f"older failed runs exist: --before {older} shows the next page")
+
+
+_REQUEUE_WORDS = {
+    RequeueOutcome.REQUEUED: "requeued",
+    RequeueOutcome.NOT_FOUND: "not found (never dead, requeued already, or trimmed)",
+    RequeueOutcome.RUN_FINISHED: "not requeued: its run has ended (requeue the failed run)",
+    RequeueOutcome.RUN_LIVE: "not requeued: a run of these names is live",
+}
+
+
+def requeue_outcomes(what: str, outcomes: dict[str, RequeueOutcome]) -> None:
+    """One line per id: ``ok`` on stdout when requeued, an error line on stderr when not."""
+    for given, outcome in outcomes.items():
+        line = f"{what} {given}: {_REQUEUE_WORDS[outcome]}"
+        if outcome is RequeueOutcome.REQUEUED:
+            done(line)
+        else:
+            error(line)

@@ -1,4 +1,4 @@
-"""``cereal tasks``: the queued and running tasks of one task name, and every queue's counts."""
+"""``cereal tasks``: one name's queued and running tasks, every queue's counts, dead tasks."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from cereal.cli import _render
-from cereal.cli._common import run, storage_manager
-from cereal.models import InstanceTask, TaskQueueStats
+from cereal.cli._common import TracebackFlag, report_requeue, run, storage_manager
+from cereal.models import DeadTask, InstanceTask, RequeueOutcome, TaskQueueStats
 
 app = typer.Typer(
     name="tasks",
-    help="See the task queues: the tasks of one name, and every name's counts.",
+    help="See the task queues (one name's tasks, every name's counts) and dead tasks; requeue.",
     no_args_is_help=True,
 )
 
@@ -74,3 +74,70 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         _render.print_json([_render.queue_stats_dict(entry) for entry in found])
     else:
         _render.queue_stats_table(found)
+
+
+@app.command("dead")
+def dead(
+    ctx: typer.Context,
+    task_name: Annotated[
+        str | None,
+        typer.Option("--task", metavar="TASK", help="Only dead tasks of this task name."),
+    ] = None,
+    workflow_name: Annotated[
+        str | None,
+        typer.Option("--workflow", metavar="WORKFLOW", help="Only those of this workflow."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most this many dead tasks.")
+    ] = DEFAULT_LIMIT,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            metavar="TASK_ID",
+            help="Only dead tasks older than this task id (the next, older page).",
+            show_default=False,
+        ),
+    ] = None,
+    tracebacks: TracebackFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead tasks (their last attempt failed or was lost), newest first, with the error.
+
+    A dead task whose run is still live can be run again with `cereal tasks
+    requeue TASK_ID`; one whose run ended is kept for the record until the
+    history retention trims that run.
+    """
+
+    async def go() -> list[DeadTask]:
+        async with storage_manager(ctx) as manager:
+            return await manager.list_dead_tasks(
+                task_name=task_name, workflow_name=workflow_name, limit=limit + 1, before=before
+            )
+
+    found = run(ctx, go())
+    page, older = found[:limit], (found[limit - 1].task_id if len(found) > limit else None)
+    if as_json:
+        _render.print_json(
+            {"dead_tasks": [_render.dead_task_dict(d) for d in page], "older_tasks": older}
+        )
+    else:
+        _render.dead_tasks_table(page, older=older, tracebacks=tracebacks)
+
+
+@app.command("requeue")
+def requeue(
+    ctx: typer.Context,
+    task_ids: Annotated[
+        list[str],
+        typer.Argument(help="Dead task ids (from `cereal tasks dead`).", metavar="TASK_ID..."),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Run dead tasks again, each as a new task of its live run; exit 1 if one was not requeued."""
+
+    async def go() -> dict[str, RequeueOutcome]:
+        async with storage_manager(ctx, writes="a requeue") as manager:
+            return await manager.requeue_dead_tasks(task_ids)
+
+    report_requeue("task", run(ctx, go()), as_json=as_json)

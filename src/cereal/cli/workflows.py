@@ -1,4 +1,4 @@
-"""``cereal workflows``: list, show, events, enqueue, cancel and kill workflow instances."""
+"""``cereal workflows``: list, show, events, enqueue, cancel, kill; failed runs and requeue."""
 
 from __future__ import annotations
 
@@ -9,9 +9,22 @@ from rich.text import Text
 
 from cereal import errors
 from cereal.cli import _render, workers
-from cereal.cli._common import CliError, parse_json, run, storage_manager
+from cereal.cli._common import (
+    CliError,
+    TracebackFlag,
+    parse_json,
+    report_requeue,
+    run,
+    storage_manager,
+)
 from cereal.manager import Manager
-from cereal.models import InstanceEvent, InstanceTask, WorkflowInstanceData
+from cereal.models import (
+    FailedRun,
+    InstanceEvent,
+    InstanceTask,
+    RequeueOutcome,
+    WorkflowInstanceData,
+)
 
 app = typer.Typer(
     name="workflows",
@@ -290,3 +303,66 @@ async def _refuse_if_finished(
             f"{workflow_name}/{instance_name} has already finished ({found.data.outcome()}):"
             f" there is nothing to {action}"
         )
+
+
+@app.command("failed")
+def failed(
+    ctx: typer.Context,
+    workflow_name: Annotated[
+        str | None,
+        typer.Option("--workflow", metavar="WORKFLOW", help="Only failed runs of this workflow."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")
+    ] = DEFAULT_LIST_LIMIT,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            metavar="RUN_ID",
+            help="Only runs older than this run id (the next, older page).",
+            show_default=False,
+        ),
+    ] = None,
+    tracebacks: TracebackFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List failed runs not requeued yet, newest first, with the error.
+
+    `cereal workflows requeue RUN_ID` starts one again with its parameters.
+    """
+
+    async def go() -> list[FailedRun]:
+        async with storage_manager(ctx) as manager:
+            return await manager.list_failed_runs(
+                workflow_name=workflow_name, limit=limit + 1, before=before
+            )
+
+    found = run(ctx, go())
+    page, older = found[:limit], (found[limit - 1].run_id if len(found) > limit else None)
+    if as_json:
+        _render.print_json(
+            {"failed_runs": [_render.failed_run_dict(r) for r in page], "older_runs": older}
+        )
+    else:
+        _render.failed_runs_table(page, older=older, tracebacks=tracebacks)
+
+
+@app.command("requeue")
+def requeue(
+    ctx: typer.Context,
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(
+            help="Failed run ids (from `cereal workflows failed`).", metavar="RUN_ID..."
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Start failed runs again with their parameters; exit 1 if one was not requeued."""
+
+    async def go() -> dict[str, RequeueOutcome]:
+        async with storage_manager(ctx, writes="a requeue") as manager:
+            return await manager.requeue_failed_runs(run_ids)
+
+    report_requeue("run", run(ctx, go()), as_json=as_json)
