@@ -45,8 +45,12 @@ class Visitor:
         return self._send(urllib.request.Request(self.base + path, headers=headers or {}))
 
     def post(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
-        body = urllib.parse.urlencode(fields).encode()
-        return self._send(urllib.request.Request(self.base + path, data=body, method="POST"))
+        return self.post_raw(path, urllib.parse.urlencode(fields))
+
+    def post_raw(self, path: str, body: str) -> tuple[int, str]:
+        """POST an encoded form body as given (a field may repeat: ``id=1&id=2``)."""
+        data = body.encode()
+        return self._send(urllib.request.Request(self.base + path, data=data, method="POST"))
 
     def _send(self, request: urllib.request.Request) -> tuple[int, str]:
         try:

@@ -1,4 +1,4 @@
-"""The actions: log in and out; cancel and kill an instance; enable, disable, trigger a schedule.
+"""The actions: log in and out; cancel, kill; schedule switches; requeue dead letters.
 
 Every action is a POST of a form carrying the session's CSRF token, and
 answers with a redirect back to the page it came from (``next``), where a
@@ -84,6 +84,36 @@ class Actions:
             logger.info("dashboard: %s %s/%s", verb, workflow, instance)
             flash(request, f"{done} {workflow}/{instance}")
         return _back(form, default="/instances")
+
+    async def requeue(self, request: Request) -> Response:
+        """``/actions/requeue/{dead-tasks|failed-runs}``: requeue the ticked ids, then go back."""
+        form = await request.form()
+        self.access.require_action(request, form)
+        kind = request.path_params["kind"]
+        requeue = {
+            "dead-tasks": (self.manager.requeue_dead_tasks, "task"),
+            "failed-runs": (self.manager.requeue_failed_runs, "run"),
+        }.get(kind)
+        if requeue is None:
+            raise HTTPException(404, f"nothing to requeue called {kind!r}")
+        call, what = requeue
+        ids = [value for value in form.getlist("id") if isinstance(value, str)]
+        if not ids:
+            flash(request, f"tick at least one {what} to requeue", ok=False)
+            return _back(form, default="/dead-letters")
+        try:
+            outcomes = await call(ids)
+        except (errors.CerealError, ValueError, TypeError) as exc:
+            flash(request, f"requeue failed: {exc}", ok=False)
+            return _back(form, default="/dead-letters")
+        requeued = [given for given, outcome in outcomes.items() if outcome == "requeued"]
+        left = {given: str(outcome) for given, outcome in outcomes.items() if outcome != "requeued"}
+        logger.info("dashboard: requeued %s(s) %s", what, ", ".join(requeued) or "none")
+        text = f"requeued {len(requeued)} {what}(s)"
+        if left:
+            text += "; not requeued: " + ", ".join(f"{k} ({v})" for k, v in left.items())
+        flash(request, text, ok=not left)
+        return _back(form, default="/dead-letters")
 
     def _action(self, key: str) -> tuple[Callable[[str, str], Any], str] | None:
         manager = self.manager

@@ -1,4 +1,4 @@
-"""The read-only pages: instances, one instance, task queues, schedules, workers.
+"""The read-only pages: instances, one instance, task queues, schedules, workers, dead letters.
 
 Every page is served whole on a normal request and as its live fragment alone
 when htmx polls it (``HX-Request`` header): the page template wraps the
@@ -33,6 +33,9 @@ MAX_PAGE_SIZE = 500
 
 INSTANCE_PAGE_SIZE = 50
 """Newest events and tasks an instance page shows; older ones are a link away (``?..._before=``)."""
+
+DEAD_LETTER_PAGE_SIZE = 50
+"""Newest dead tasks and failed runs the dead-letters page shows; older ones are a link away."""
 
 STATUSES = {"": None, "running": True, "finished": False}
 """The status filter's choices and the ``is_running`` each stands for."""
@@ -130,6 +133,40 @@ class Pages:
             "schedules",
             title="Schedules",
             schedules=await self.manager.list_workflow_schedules(),
+        )
+
+    async def dead_letters(self, request: Request) -> Response:
+        """Dead tasks and failed runs, newest first, filtered by task and workflow name.
+
+        Not live: its boxes are ticked for a requeue, which a poll would reset.
+        """
+        query = request.query_params
+        task = query.get("task", "").strip() or None
+        workflow = query.get("workflow", "").strip() or None
+        tasks_before = query.get("tasks_before", "").strip() or None
+        runs_before = query.get("runs_before", "").strip() or None
+        try:
+            # one extra row each tells whether an older page exists
+            dead = await self.manager.list_dead_tasks(
+                task_name=task,
+                workflow_name=workflow,
+                limit=DEAD_LETTER_PAGE_SIZE + 1,
+                before=tasks_before,
+            )
+            failed = await self.manager.list_failed_runs(
+                workflow_name=workflow, limit=DEAD_LETTER_PAGE_SIZE + 1, before=runs_before
+            )
+        except (ValueError, TypeError) as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return self.render.page(
+            request,
+            "dead_letters",
+            title="Dead letters",
+            dead_tasks=dead[:DEAD_LETTER_PAGE_SIZE],
+            failed_runs=failed[:DEAD_LETTER_PAGE_SIZE],
+            older_tasks=_older(dead, DEAD_LETTER_PAGE_SIZE, lambda d: d.task_id),
+            older_runs=_older(failed, DEAD_LETTER_PAGE_SIZE, lambda r: r.run_id),
+            filters={"task": task or "", "workflow": workflow or ""},
         )
 
     async def workers(self, request: Request) -> Response:

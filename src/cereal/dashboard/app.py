@@ -109,10 +109,12 @@ def create_app(
         Route("/tasks", pages.tasks),
         Route("/schedules", pages.schedules),
         Route("/workers", pages.workers),
+        Route("/dead-letters", pages.dead_letters),
         Route("/metrics", metrics),
         Route("/login", actions.login_form, methods=["GET"]),
         Route("/login", actions.login, methods=["POST"]),
         Route("/logout", actions.logout, methods=["POST"]),
+        Route("/actions/requeue/{kind}", actions.requeue, methods=["POST"]),
         Route("/actions/{route:path}", actions.act, methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("cereal.dashboard", "static")]), name="static"),
     ]
