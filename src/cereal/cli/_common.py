@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -202,3 +202,15 @@ def report_requeue(what: str, outcomes: dict[str, RequeueOutcome], *, as_json: b
         _render.requeue_outcomes(what, outcomes)
     if any(outcome is not RequeueOutcome.REQUEUED for outcome in outcomes.values()):
         raise typer.Exit(EXIT_ERROR)
+
+
+def newest_page(
+    found: Sequence[T], limit: int, cursor: Callable[[T], str]
+) -> tuple[list[T], str | None]:
+    """One page of a listing read with ``limit + 1`` entries, and the next page's cursor.
+
+    The extra entry only tells that an older page exists; the cursor is that
+    of the page's last entry (``None``: this is the oldest page).
+    """
+    older = cursor(found[limit - 1]) if len(found) > limit else None
+    return list(found[:limit]), older

@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 
 from cereal.cli import _render
-from cereal.cli._common import TracebackFlag, report_requeue, run, storage_manager
+from cereal.cli._common import (
+    TracebackFlag,
+    newest_page,
+    report_requeue,
+    run,
+    storage_manager,
+)
 from cereal.models import DeadTask, InstanceTask, RequeueOutcome, TaskQueueStats
 
 app = typer.Typer(
@@ -54,7 +60,7 @@ def list_tasks(
             return await manager.list_tasks(task_name, limit=limit + 1, before=before)
 
     found = run(ctx, go(), subject=task_name)
-    page, older = found[:limit], (found[limit - 1].task_id if len(found) > limit else None)
+    page, older = newest_page(found, limit, lambda entry: entry.task_id)
     if as_json:
         _render.print_json({"tasks": [_render.task_dict(t) for t in page], "older_tasks": older})
     else:
@@ -116,7 +122,7 @@ def dead(
             )
 
     found = run(ctx, go())
-    page, older = found[:limit], (found[limit - 1].task_id if len(found) > limit else None)
+    page, older = newest_page(found, limit, lambda entry: entry.task_id)
     if as_json:
         _render.print_json(
             {"dead_tasks": [_render.dead_task_dict(d) for d in page], "older_tasks": older}

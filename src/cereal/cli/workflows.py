@@ -12,6 +12,7 @@ from cereal.cli import _render, workers
 from cereal.cli._common import (
     CliError,
     TracebackFlag,
+    newest_page,
     parse_json,
     report_requeue,
     run,
@@ -339,7 +340,7 @@ def failed(
             )
 
     found = run(ctx, go())
-    page, older = found[:limit], (found[limit - 1].run_id if len(found) > limit else None)
+    page, older = newest_page(found, limit, lambda entry: entry.run_id)
     if as_json:
         _render.print_json(
             {"failed_runs": [_render.failed_run_dict(r) for r in page], "older_runs": older}
