@@ -23,6 +23,9 @@ from cereal.dashboard._auth import Access, require_csrf
 from cereal.dashboard._paths import names_after
 from cereal.dashboard._render import Renderer, flash
 from cereal.manager import Manager
+from cereal.models import RequeueOutcome
+
+REQUEUED = RequeueOutcome.REQUEUED
 
 logger = logging.getLogger("cereal.dashboard")
 
@@ -106,8 +109,10 @@ class Actions:
         except (errors.CerealError, ValueError, TypeError) as exc:
             flash(request, f"requeue failed: {exc}", ok=False)
             return _back(form, default="/dead-letters")
-        requeued = [given for given, outcome in outcomes.items() if outcome == "requeued"]
-        left = {given: str(outcome) for given, outcome in outcomes.items() if outcome != "requeued"}
+        requeued = [given for given, outcome in outcomes.items() if outcome is REQUEUED]
+        left = {
+            given: str(outcome) for given, outcome in outcomes.items() if outcome is not REQUEUED
+        }
         logger.info("dashboard: requeued %s(s) %s", what, ", ".join(requeued) or "none")
         text = f"requeued {len(requeued)} {what}(s)"
         if left:

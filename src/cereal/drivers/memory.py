@@ -280,7 +280,8 @@ class MemoryDriver(Driver):
                     started_at=row.started_at,
                     ended_at=row.ended_at,
                 )
-                for row in sorted(self._state.history, key=lambda row: row.id)
+                # the history is kept in id order: rows are appended as ids are drawn
+                for row in self._state.history
                 if row.err is not None
                 and not row.requeued
                 and workflow_name in (None, row.workflow_name)
