@@ -148,6 +148,8 @@ class CerealServer:
         if server is not None:
             await self._health.enter_graceful_shutdown()
             await server.stop(grace)
+        if self._service is not None:
+            await self._service.finish_lease_endings()
         await self._domains.close()
         logger.info("cereal serve stopped")
 

@@ -148,6 +148,9 @@ class CerealService(pb_grpc.CerealServicer):
         self._domains = domains
         self._checks = checks or RequestChecks()
         self._keep_leases = False
+        # shielded lease endings still writing: the server waits for them before
+        # it closes the stores, so none is cut off by a closing loop
+        self._abandoning: set[asyncio.Task[None]] = set()
 
     def keep_leases(self) -> None:
         """From now on, leave the leases of ending streams in the store (the server stops).
@@ -156,6 +159,16 @@ class CerealService(pb_grpc.CerealServicer):
         server; a lease nobody re-presents expires as usual.
         """
         self._keep_leases = True
+
+    async def finish_lease_endings(self) -> None:
+        """Wait for the lease endings of streams that already closed."""
+        if self._abandoning:
+            logger.info(
+                "server stopping: waiting for %d lease ending(s) before closing the stores",
+                len(self._abandoning),
+            )
+        while self._abandoning:
+            await asyncio.gather(*list(self._abandoning), return_exceptions=True)
 
     async def _driver(self, context: Context) -> Driver:
         return (await self._hosted(context)).driver
@@ -494,7 +507,10 @@ class CerealService(pb_grpc.CerealServicer):
             if self._keep_leases:
                 leases.leave_unreported()
             else:
-                await asyncio.shield(leases.abandon_unreported())
+                ending = asyncio.create_task(leases.abandon_unreported())
+                self._abandoning.add(ending)
+                ending.add_done_callback(self._abandoning.discard)
+                await asyncio.shield(ending)
 
     async def _apply_report(
         self, leases: _Leases, request: pb.TaskStreamRequest
