@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.pg_cluster import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import grpc
@@ -25,13 +25,6 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS_PER_RUN = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ServeProcess:
@@ -84,7 +77,7 @@ class ServeProcess:
 
 @pytest.fixture
 def serve_process(tmp_path: Path) -> Iterator[ServeProcess]:
-    served = ServeProcess(f"sqlite:///{tmp_path / 'served.db'}", _free_port(), tmp_path / "log")
+    served = ServeProcess(f"sqlite:///{tmp_path / 'served.db'}", free_port(), tmp_path / "log")
     yield served
     if served.process is not None and served.process.poll() is None:
         served.process.kill()

@@ -20,14 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import glob
 import os
-import pwd
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from bench.pg_cluster import ThrowawayCluster, find_binaries
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -78,63 +73,6 @@ def _usable(dsn: str) -> str | None:
     return None
 
 
-def _find_binaries() -> tuple[str, str] | None:
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb and pg_ctl:
-        return initdb, pg_ctl
-    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        initdb, pg_ctl = os.path.join(bindir, "initdb"), os.path.join(bindir, "pg_ctl")
-        if os.access(initdb, os.X_OK) and os.access(pg_ctl, os.X_OK):
-            return initdb, pg_ctl
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _ThrowawayCluster:
-    """A private cluster in a temp dir; ``stop()`` removes it."""
-
-    def __init__(self, initdb: str, pg_ctl: str) -> None:
-        self._pg_ctl = pg_ctl
-        self._prefix: list[str] = []
-        owner = None
-        if os.geteuid() == 0:
-            runuser = shutil.which("runuser")
-            try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
-                owner = None
-            if runuser is None or owner is None:
-                raise RuntimeError("running as root without a 'postgres' user and runuser")
-            self._prefix = [runuser, "-u", "postgres", "--"]
-        self.root = tempfile.mkdtemp(prefix="cereal-pg-")
-        self.data = os.path.join(self.root, "data")
-        if owner is not None:
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        self.port = _free_port()
-        self._run(
-            [initdb, "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
-        )
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run([pg_ctl, "-D", self.data, "-o", options, "-l", f"{self.root}/log", "-w", "start"])
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, command: list[str]) -> None:
-        subprocess.run(
-            self._prefix + command, check=True, capture_output=True, text=True, timeout=120
-        )
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run([self._pg_ctl, "-D", self.data, "-m", "immediate", "-w", "stop"])
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 def _unavailable(reason: str) -> None:
     message = f"PostgreSQL tests need a server: {reason}"
     if os.environ.get("CI", "").lower() == "true":
@@ -159,12 +97,12 @@ def postgres_server() -> Iterator[PostgresServer]:
             yield PostgresServer(dsn, "local server")
             return
         tried.append(f"{dsn}: {problem}")
-    binaries = _find_binaries()
+    binaries = find_binaries()
     if binaries is None:
         _unavailable(f"set {ENV_DSN}; no local server ({'; '.join(tried)}); no initdb/pg_ctl")
         return
     try:
-        cluster = _ThrowawayCluster(*binaries)
+        cluster = ThrowawayCluster(*binaries)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         _unavailable(f"set {ENV_DSN}; no local server; a throwaway cluster failed: {detail}")
