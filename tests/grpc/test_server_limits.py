@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.pg_cluster import free_port
 
 import grpc
 from cereal.drivers.grpc import GrpcDriver
@@ -14,7 +15,7 @@ from cereal.server import CerealServer, ServeOptions
 from cereal.wire.limits import DEFAULT_MAX_MESSAGE_BYTES
 from cereal.wire.proto import cereal_v1_pb2 as pb
 from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
-from tests.grpc.test_server_crash import ServeProcess, _free_port
+from tests.grpc.test_server_crash import ServeProcess
 
 TOKEN = "limits-token"
 ENQUEUE = "/cereal.v1.Cereal/EnqueueWorkflow"
@@ -26,7 +27,7 @@ UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_le
 def _serve(tmp_path: Path, *extra: str) -> Iterator[ServeProcess]:
     served = ServeProcess(
         f"sqlite:///{tmp_path / 'served.db'}",
-        _free_port(),
+        free_port(),
         tmp_path / "log",
         ("--token", TOKEN, *extra),
     )
