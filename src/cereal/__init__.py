@@ -26,6 +26,7 @@ from cereal.manager import LateWarningThreshold, Manager, MaxWakeupInterval
 from cereal.models import (
     UNSET,
     DeadTask,
+    EnqueuedWorkflow,
     FailedRun,
     InstanceEvent,
     InstanceTask,
@@ -52,6 +53,7 @@ __all__ = [
     "DeadTask",
     "Decision",
     "Driver",
+    "EnqueuedWorkflow",
     "FailedRun",
     "ImmutableWorkflowInstance",
     "InstanceEvent",

@@ -18,6 +18,7 @@ from cereal.checks import names as name_checks
 from cereal.checks import times, validation
 from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS
+from cereal.drivers._start_key_store import check_start_key
 from cereal.drivers.base import Driver, LocalPromise, WorkKind
 from cereal.engine.scheduler import REPLACED_ERROR, WorkflowScheduler
 from cereal.engine.sweeper import run_sweeper
@@ -36,6 +37,7 @@ from cereal.instance import ImmutableWorkflowInstance
 from cereal.models import (
     UNSET,
     DeadTask,
+    EnqueuedWorkflow,
     FailedRun,
     InstanceEvent,
     InstanceTask,
@@ -535,8 +537,17 @@ class Manager:
         parameters: Any = None,
         *,
         connection: object | None = None,
-    ) -> None:
-        """Start a new instance.
+        idempotency_key: str | None = None,
+    ) -> EnqueuedWorkflow:
+        """Start a new instance; returns which run the call stands for.
+
+        With ``idempotency_key`` (a name's rules: 1-255 printable characters),
+        a call repeating a key that started a run of ``workflow_name`` within
+        the last 24 hours (:data:`~cereal.drivers.base.START_KEY_WINDOW`)
+        starts nothing and returns that run (``created=False``, its
+        instance name), whether it is live or finished: a client retrying a
+        request it is unsure about starts one run. The key is recorded in the
+        transaction that creates the run. Keys are per workflow name.
 
         With ``connection``, the instance is written on the caller's open
         transaction (the outbox pattern): it exists if and only if the caller
@@ -547,8 +558,12 @@ class Manager:
         to its server, database and schema.
 
         Raises:
-            WorkflowInstanceExistsError: an instance with these names is running.
-            ValueError / TypeError: bad names, or parameters that are not JSON or too large.
+            WorkflowInstanceExistsError: an instance with these names is running
+                (with a key: a key not seen within its window; it is not recorded).
+            ValueError / TypeError: bad names or key, or parameters that are not
+                JSON or too large.
+            ValueError: ``idempotency_key`` together with ``connection`` (not supported).
+            DriverError: the driver offers no idempotency keys.
             TypeError: ``connection`` is not of a type the driver takes (the
                 memory driver takes none).
             ValueError: ``connection`` has no open transaction (autocommit) or
@@ -559,19 +574,26 @@ class Manager:
         encoded = values.encode(
             parameters, where="enqueue_workflow", max_bytes=self._max_value_bytes
         )
+        if idempotency_key is not None:
+            check_start_key(idempotency_key)
+            if connection is not None:
+                raise ValueError("idempotency_key cannot be combined with connection=")
         driver = await self._storage()
         if self._observer is None:
-            await self._store_new_instance(
-                driver, connection, workflow_name, instance_name, encoded
+            existing = await self._store_new_instance(
+                driver, connection, workflow_name, instance_name, encoded, idempotency_key
             )
         else:
             with self._observer.enqueue(workflow_name, instance_name):
-                await self._store_new_instance(
-                    driver, connection, workflow_name, instance_name, encoded
+                existing = await self._store_new_instance(
+                    driver, connection, workflow_name, instance_name, encoded, idempotency_key
                 )
-        if connection is not None:
-            return  # no wakeup here: nothing is visible until the caller commits
-        self.wakeup_workflow_executor()
+        if existing is not None:
+            return EnqueuedWorkflow(workflow_name, existing, created=False)
+        if connection is None:
+            # with a connection nothing is visible until the caller commits: no wakeup
+            self.wakeup_workflow_executor()
+        return EnqueuedWorkflow(workflow_name, instance_name, created=True)
 
     @staticmethod
     async def _store_new_instance(
@@ -580,14 +602,24 @@ class Manager:
         workflow_name: str,
         instance_name: str,
         encoded: bytes | None,
-    ) -> None:
-        """Write the instance on the driver's own connection, or in the caller's transaction."""
+        idempotency_key: str | None,
+    ) -> str | None:
+        """Write the instance on the driver's own connection, or in the caller's transaction.
+
+        Returns None when it was written, else (a start key within its window)
+        the instance name the key started.
+        """
+        if idempotency_key is not None:
+            return await driver.enqueue_workflow_once(
+                workflow_name, instance_name, encoded, idempotency_key
+            )
         if connection is None:
             await driver.enqueue_workflow(workflow_name, instance_name, encoded)
         else:
             await driver.enqueue_workflow_in_transaction(
                 connection, workflow_name, instance_name, encoded
             )
+        return None
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """Ask a running instance to cancel: its ``on_cancel`` decides what happens.

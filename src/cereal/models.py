@@ -420,6 +420,19 @@ class FailedRun:
         return values.decode(self.parameters, type)
 
 
+@dataclass(frozen=True)
+class EnqueuedWorkflow:
+    """What one ``Manager.enqueue_workflow`` call did."""
+
+    workflow_name: str
+    instance_name: str
+    """The run's instance name: the one asked for, or, when the call's
+    idempotency key had started a run within its window, that run's."""
+    created: bool
+    """True when this call started the run; False when its idempotency key
+    had already started one (this call wrote nothing)."""
+
+
 class RequeueOutcome(enum.StrEnum):
     """What a requeue did with one id: a dead task's, or a failed run's.
 

@@ -20,6 +20,7 @@ from cereal.cli._common import (
 )
 from cereal.manager import Manager
 from cereal.models import (
+    EnqueuedWorkflow,
     FailedRun,
     InstanceEvent,
     InstanceTask,
@@ -243,17 +244,47 @@ def enqueue(
             help="Parameters as JSON, e.g. '{\"n\": 3}'; @FILE reads a file, - reads stdin.",
         ),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            metavar="KEY",
+            help="Start nothing if KEY started a run of this workflow in the last 24 h"
+            " (that run is reported instead).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Start a new instance (a running worker with this workflow registered will run it)."""
+    outcome: list[EnqueuedWorkflow] = []
 
     async def go() -> None:
         value = parse_json(parameters)
         async with storage_manager(ctx, writes="the enqueued run") as manager:
-            await manager.enqueue_workflow(workflow_name, instance_name, value)
+            outcome.append(
+                await manager.enqueue_workflow(
+                    workflow_name, instance_name, value, idempotency_key=idempotency_key
+                )
+            )
             await workers.warn_if_unhandled(manager, workflow_name)
 
     run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
-    _render.done(f"enqueued {workflow_name}/{instance_name}")
+    [started] = outcome
+    if as_json:
+        _render.print_json(
+            {
+                "workflow_name": started.workflow_name,
+                "instance_name": started.instance_name,
+                "created": started.created,
+            }
+        )
+    elif started.created:
+        _render.done(f"enqueued {workflow_name}/{instance_name}")
+    else:
+        _render.done(
+            f"not enqueued: key {idempotency_key!r} already started"
+            f" {started.workflow_name}/{started.instance_name}"
+        )
 
 
 @app.command("cancel")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from cereal import errors
 from cereal.checks.times import to_utc
+from cereal.drivers._start_key_store import START_KEY_WINDOW
 from cereal.drivers.base import start_run_plan
 from cereal.models import (
     UNSET,
@@ -170,6 +171,8 @@ class MemoryState:
         self.schedules: dict[Key, ScheduleRow] = {}
         # dead tasks by task seq, oldest first
         self.dead: dict[int, DeadEntry] = {}
+        # (workflow name, idempotency key) -> (instance name it started, when)
+        self.start_keys: dict[Key, tuple[str, datetime]] = {}
 
     # ---- instances and events --------------------------------------------------
 
@@ -184,6 +187,25 @@ class MemoryState:
         self.instances[key] = inst
         self.add_event(inst, WorkflowEventType.START, now)
         return inst
+
+    def add_instance_once(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        key: str,
+        now: datetime,
+    ) -> str | None:
+        """:meth:`add_instance` unless ``key`` started a run within the window.
+
+        Returns None when it started this run, else the instance name the key started.
+        """
+        recorded = self.start_keys.get((workflow_name, key))
+        if recorded is not None and recorded[1] > now - START_KEY_WINDOW:
+            return recorded[0]
+        self.add_instance(workflow_name, instance_name, parameters, now)
+        self.start_keys[(workflow_name, key)] = (instance_name, now)
+        return None
 
     def add_event(
         self,
@@ -482,6 +504,8 @@ class MemoryState:
 
     def trim_history(self, retention: HistoryRetention, now: datetime) -> int:
         """Apply ``retention``; return how many rows were removed."""
+        expired = now - START_KEY_WINDOW
+        self.start_keys = {k: v for k, v in self.start_keys.items() if v[1] > expired}
         before = len(self.history)
         rows = self.history
         if retention.max_age is not None:

@@ -63,6 +63,8 @@ The contract comes in parts, one module each, and :class:`Driver` joins them:
 :class:`WorkerRegistry`      optional: live workers (default: this process)
 :class:`DeadLetterStore`     optional: tasks that ended failed or lost, listed
                              and requeued
+:class:`StartKeyStore`       optional: workflow starts guarded by an
+                             idempotency key
 ==========================  ==================================================
 """
 
@@ -84,6 +86,7 @@ from cereal.drivers._lifecycle import (
 )
 from cereal.drivers._maintenance_store import MaintenanceStore
 from cereal.drivers._schedule_store import ScheduledWorkflowCompleter, ScheduleStore, start_run_plan
+from cereal.drivers._start_key_store import START_KEY_WINDOW, StartKeyStore
 from cereal.drivers._task_store import DEFAULT_TASK_EXPIRY, TaskCompleter, TaskStore
 from cereal.drivers._worker_registry import WorkerRegistry
 from cereal.drivers._workflow_store import (
@@ -99,6 +102,7 @@ __all__ = [
     "DURABLE",
     "MULTIPROCESS",
     "RESUMABLE_LEASES",
+    "START_KEY_WINDOW",
     "ClaimedWorkflow",
     "DeadLetterStore",
     "Driver",
@@ -107,6 +111,7 @@ __all__ = [
     "MaintenanceStore",
     "ScheduleStore",
     "ScheduledWorkflowCompleter",
+    "StartKeyStore",
     "StoreLifecycle",
     "TaskCompleter",
     "TaskStore",
@@ -129,6 +134,7 @@ class Driver(
     MaintenanceStore,
     InspectionStore,
     DeadLetterStore,
+    StartKeyStore,
     WorkerRegistry,
 ):
     """Durable storage for workflow instances, tasks and schedules.

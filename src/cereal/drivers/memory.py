@@ -116,6 +116,22 @@ class MemoryDriver(Driver):
             self._state.add_instance(workflow_name, instance_name, parameters, utcnow())
         self._wake("workflow", workflow_name)
 
+    async def enqueue_workflow_once(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        idempotency_key: str,
+    ) -> str | None:
+        """Start the run unless the key started one within the window (see ``StartKeyStore``)."""
+        with self._lock:
+            existing = self._state.add_instance_once(
+                workflow_name, instance_name, parameters, idempotency_key, utcnow()
+            )
+        if existing is None:
+            self._wake("workflow", workflow_name)
+        return existing
+
     async def claim_workflows(
         self,
         workflow_names: Sequence[str],

@@ -17,6 +17,7 @@ import dataclasses
 
 from cereal.checks import names as name_checks
 from cereal.checks import times, validation
+from cereal.drivers._start_key_store import check_start_key
 from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
 from cereal.retry import MAX_BACKOFF
 from cereal.values import DEFAULT_MAX_VALUE_BYTES, MAX_ERROR_CHARS
@@ -49,9 +50,13 @@ class RequestChecks:
         """The workflow and instance names of a request."""
         validation.check_pair(request.workflow_name, request.instance_name)
 
-    def enqueue(self, request: pb.EnqueueWorkflowRequest) -> bytes | None:
-        """A new instance's names and parameters; returns the parameters."""
+    def enqueue(
+        self, request: pb.EnqueueWorkflowRequest | pb.EnqueueWorkflowOnceRequest
+    ) -> bytes | None:
+        """A new instance's names and parameters (and start key); returns the parameters."""
         validation.check_pair(request.workflow_name, request.instance_name)
+        if isinstance(request, pb.EnqueueWorkflowOnceRequest):
+            check_start_key(request.idempotency_key)
         return self.value(request, "parameters", where="enqueue_workflow")
 
     @staticmethod

@@ -194,6 +194,18 @@ class CerealService(pb_grpc.CerealServicer):
         return pb.Empty()
 
     @_unary
+    async def EnqueueWorkflowOnce(
+        self, request: pb.EnqueueWorkflowOnceRequest, context: Context
+    ) -> pb.EnqueueWorkflowOnceResponse:
+        """Create a live instance unless its start key started one within the window."""
+        parameters = self._checks.enqueue(request)
+        driver = await self._driver(context)
+        existing = await driver.enqueue_workflow_once(
+            request.workflow_name, request.instance_name, parameters, request.idempotency_key
+        )
+        return pb.EnqueueWorkflowOnceResponse(existing_instance_name=existing)
+
+    @_unary
     async def CancelWorkflow(self, request: pb.InstanceKey, context: Context) -> pb.Empty:
         """Append a cancel event."""
         self._checks.pair(request)

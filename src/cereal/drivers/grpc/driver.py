@@ -347,6 +347,27 @@ class GrpcDriver(Driver):
             ),
         )
 
+    async def enqueue_workflow_once(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        idempotency_key: str,
+    ) -> str | None:
+        """See :meth:`StartKeyStore.enqueue_workflow_once`."""
+        reply = await self._call(
+            "EnqueueWorkflowOnce",
+            pb.EnqueueWorkflowOnceRequest(
+                workflow_name=workflow_name,
+                instance_name=instance_name,
+                parameters=value_to_pb(parameters),
+                idempotency_key=idempotency_key,
+            ),
+        )
+        if reply.HasField("existing_instance_name"):
+            return str(reply.existing_instance_name)
+        return None
+
     async def claim_workflows(
         self,
         workflow_names: Sequence[str],

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from cereal.drivers._lease_ids import row_id
+from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
 from cereal.drivers.postgres._listen import Wake
 from cereal.models import ExpiredLease, HistoryRetention, LeaseSettlement
@@ -119,6 +120,7 @@ async def trim_history(
         The number of rows removed, or ``None`` when another process holds the
         trimming lock (and this sweep skipped it).
     """
+    await trim_start_keys(conn, batch)
     trimmed = 0
     if retention.max_age is not None:
         max_age = float(retention.max_age)
@@ -149,6 +151,17 @@ async def trim_history(
     if removed is None:
         return None if trimmed == 0 else trimmed
     return trimmed + removed
+
+
+async def trim_start_keys(conn: Conn, batch: int = TRIM_BATCH) -> int:
+    """Delete the start keys past their window, ``batch`` per transaction; how many."""
+    params = {"window": START_KEY_WINDOW_S, "batch": batch}
+    removed_in_all = 0
+    while True:
+        removed = await execute(conn, "trim_start_keys", params)
+        removed_in_all += removed
+        if removed < batch:
+            return removed_in_all
 
 
 async def _in_batches(

@@ -23,6 +23,7 @@ from datetime import UTC
 
 from cereal import errors
 from cereal.checks import times
+from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
@@ -118,6 +119,42 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         if row is None:
             raise errors.WorkflowInstanceExistsError()
         self._wake_all(wakes)
+
+    async def enqueue_workflow_once(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        idempotency_key: str,
+    ) -> str | None:
+        """Start the run unless the key started one within the window (see ``StartKeyStore``).
+
+        One transaction: the key row first (a racing start with the same key
+        waits on it), then the run; a live name rolls both back.
+        """
+        wakes: list[Wake] = [("workflow", workflow_name)]
+        key = {
+            "workflow_name": workflow_name,
+            "idempotency_key": idempotency_key,
+            "instance_name": instance_name,
+            "window": START_KEY_WINDOW_S,
+        }
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": parameters,
+            "note": self._note(wakes),
+        }
+        async with self._connection("enqueue_workflow_once") as conn, conn.transaction():
+            if await fetch_one(conn, "take_start_key", key) is None:
+                found = await fetch_one(conn, "find_start_key", key)
+                assert found is not None  # the row take_start_key met is committed
+                return str(found["instance_name"])
+            created = await fetch_one(conn, "enqueue_workflow", params)
+            if created is None:
+                raise errors.WorkflowInstanceExistsError()  # rolls the key back too
+        self._wake_all(wakes)
+        return None
 
     async def enqueue_workflow_in_transaction(
         self,

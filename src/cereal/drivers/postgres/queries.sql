@@ -853,3 +853,29 @@ WITH failed AS (
     RETURNING instance_id
 )
 SELECT failed.workflow_name, (SELECT count(*) FROM ev) AS started FROM failed
+
+-- name: take_start_key
+-- Record a start key, or take over one past its window; no row when the key
+-- started a run within the window (it is then read with find_start_key).
+INSERT INTO cereal_start_keys (workflow_name, idempotency_key, instance_name)
+VALUES (%(workflow_name)s, %(idempotency_key)s, %(instance_name)s)
+ON CONFLICT (workflow_name, idempotency_key) DO UPDATE
+    SET instance_name = EXCLUDED.instance_name, created_at = now()
+    WHERE cereal_start_keys.created_at <= now() - make_interval(secs => %(window)s)
+RETURNING 1 AS taken;
+
+-- name: find_start_key
+-- The instance name a start key started (within its window: take_start_key failed).
+SELECT instance_name FROM cereal_start_keys
+WHERE workflow_name = %(workflow_name)s AND idempotency_key = %(idempotency_key)s;
+
+-- name: trim_start_keys
+-- Delete one batch of the oldest expired start keys, skipping rows a start holds.
+DELETE FROM cereal_start_keys
+WHERE (workflow_name, idempotency_key) IN (
+    SELECT workflow_name, idempotency_key FROM cereal_start_keys
+    WHERE created_at <= now() - make_interval(secs => %(window)s)
+    ORDER BY created_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+);

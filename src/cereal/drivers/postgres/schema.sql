@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0012_dead_tasks
+-- Latest migration: 0013_start_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id         bigint                   NOT NULL,
@@ -47,6 +47,16 @@ CREATE TABLE cereal_schema_migrations (
     applied_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT cereal_schema_migrations_pkey PRIMARY KEY (version)
 );
+
+CREATE TABLE cereal_start_keys (
+    workflow_name   text                     NOT NULL,
+    idempotency_key text                     NOT NULL,
+    instance_name   text                     NOT NULL,
+    created_at      timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT cereal_start_keys_pkey PRIMARY KEY (workflow_name, idempotency_key)
+);
+
+CREATE INDEX cereal_start_keys_created ON cereal_start_keys USING btree (created_at);
 
 CREATE TABLE cereal_task_results (
     id              bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,

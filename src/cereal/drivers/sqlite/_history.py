@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, now
 from cereal.models import HistoryRetention
@@ -46,7 +47,27 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
     boundary = await db.call(lambda conn: trim_boundary(conn, retention), mode="read")
     if boundary is not None:
         trimmed += await _in_batches(db, Q["trim_history_through"], boundary, batch)
+    await trim_start_keys(db, batch)
     return trimmed
+
+
+async def trim_start_keys(db: Connection, batch: int = TRIM_BATCH) -> int:
+    """Delete the start keys past their window, ``batch`` per transaction; how many."""
+    bounded = {"cutoff": now() - START_KEY_WINDOW_S, "batch": batch}
+
+    def expired(conn: sqlite3.Connection) -> bool:
+        return conn.execute(Q["has_expired_start_key"], bounded).fetchone() is not None
+
+    removed_in_all = 0
+    while True:
+        removed: int = await db.call(
+            lambda conn: conn.execute(Q["trim_start_keys"], bounded).rowcount,
+            ready=expired,
+            empty=0,
+        )
+        removed_in_all += removed
+        if removed < batch:
+            return removed_in_all
 
 
 def has_history_before(conn: sqlite3.Connection, cutoff: dict[str, float]) -> bool:

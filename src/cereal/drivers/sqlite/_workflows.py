@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cereal import errors
+from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.base import WorkflowCompleter
 from cereal.drivers.sqlite._sql import Q, blob, epoch, finish_instance, instant, now
 from cereal.models import (
@@ -419,3 +420,28 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
             logger.warning("could not release a workflow claim", exc_info=True)
             return
         self._driver._wake("workflow", self._claim.workflow_name)
+
+
+def enqueue_once(
+    conn: sqlite3.Connection,
+    workflow_name: str,
+    instance_name: str,
+    params: bytes | None,
+    idempotency_key: str,
+) -> str | bool | None:
+    """:func:`enqueue` guarded by a start key, in one write transaction.
+
+    Returns:
+        None when it created the run (and recorded the key); the instance
+        name the key started when the key is within its window (nothing
+        written); False when the key is new but the names are live.
+    """
+    at = now()
+    key = {"workflow_name": workflow_name, "idempotency_key": idempotency_key}
+    found = conn.execute(Q["find_start_key"], {**key, "cutoff": at - START_KEY_WINDOW_S}).fetchone()
+    if found is not None:
+        return str(found["instance_name"])
+    if not enqueue(conn, workflow_name, instance_name, params):
+        return False
+    conn.execute(Q["record_start_key"], {**key, "instance_name": instance_name, "now": at})
+    return None

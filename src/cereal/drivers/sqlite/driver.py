@@ -214,6 +214,27 @@ class SQLiteDriver(Driver):
             raise errors.WorkflowInstanceExistsError()
         self._wake("workflow", workflow_name)
 
+    async def enqueue_workflow_once(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        idempotency_key: str,
+    ) -> str | None:
+        """Start the run unless the key started one within the window (see ``StartKeyStore``)."""
+        outcome = await self._connection().call(
+            lambda conn: _workflows.enqueue_once(
+                conn, workflow_name, instance_name, parameters, idempotency_key
+            )
+        )
+        if outcome is False:
+            raise errors.WorkflowInstanceExistsError()
+        if outcome is None:
+            self._wake("workflow", workflow_name)
+            return None
+        assert isinstance(outcome, str)
+        return outcome
+
     async def enqueue_workflow_in_transaction(
         self,
         connection: object,

@@ -704,3 +704,27 @@ WHERE id = :run_id AND error IS NOT NULL AND requeued_at IS NULL;
 -- name: mark_run_requeued
 -- A requeued failed run leaves the failed-runs listing.
 UPDATE cereal_workflow_results SET requeued_at = :now WHERE id = :run_id;
+
+-- name: find_start_key
+-- The instance name a start key started within the window, if any.
+SELECT instance_name FROM cereal_start_keys
+WHERE workflow_name = :workflow_name AND idempotency_key = :idempotency_key
+  AND created_at > :cutoff;
+
+-- name: record_start_key
+-- Record (or renew, once expired) the key of the run just created.
+INSERT OR REPLACE INTO cereal_start_keys
+    (workflow_name, idempotency_key, instance_name, created_at)
+VALUES (:workflow_name, :idempotency_key, :instance_name, :now);
+
+-- name: trim_start_keys
+-- Delete one batch of the oldest expired start keys.
+DELETE FROM cereal_start_keys
+WHERE (workflow_name, idempotency_key) IN (
+    SELECT workflow_name, idempotency_key FROM cereal_start_keys
+    WHERE created_at <= :cutoff ORDER BY created_at LIMIT :batch
+);
+
+-- name: has_expired_start_key
+-- Whether any start key is past its window (autocommit read).
+SELECT 1 FROM cereal_start_keys WHERE created_at <= :cutoff LIMIT 1;

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0011_dead_tasks
+-- Latest migration: 0012_start_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id         INTEGER PRIMARY KEY,
@@ -44,6 +44,16 @@ CREATE TABLE cereal_schema_migrations (
     checksum   TEXT NOT NULL,
     applied_at REAL NOT NULL
 );
+
+CREATE TABLE cereal_start_keys (
+    workflow_name   TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    instance_name   TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    PRIMARY KEY (workflow_name, idempotency_key)
+) WITHOUT ROWID;
+
+CREATE INDEX cereal_start_keys_created ON cereal_start_keys (created_at);
 
 CREATE TABLE cereal_task_results (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -175,6 +175,24 @@ class EnqueueWorkflowRequest(_message.Message):
     parameters: Value
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
+class EnqueueWorkflowOnceRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "parameters", "idempotency_key")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    parameters: Value
+    idempotency_key: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class EnqueueWorkflowOnceResponse(_message.Message):
+    __slots__ = ("existing_instance_name",)
+    EXISTING_INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    existing_instance_name: str
+    def __init__(self, existing_instance_name: _Optional[str] = ...) -> None: ...
+
 class KillWorkflowRequest(_message.Message):
     __slots__ = ("workflow_name", "instance_name", "error")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
