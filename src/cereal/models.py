@@ -6,11 +6,13 @@ Drivers store and return bytes; the ``get_*`` helpers here decode them for users
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, get_args
 
 from cereal import errors, values
+from cereal.checks import names
 
 T = TypeVar("T")
 
@@ -481,46 +483,98 @@ class TaskQueueStats:
     oldest_queued_at: datetime | None
 
 
+def _check_count(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_RETENTION_ROWS:
+        raise ValueError(f"{name} must be between 0 and {MAX_RETENTION_ROWS}, got {value}")
+
+
+def _check_age(age: object, name: str) -> None:
+    if age is None:
+        return
+    if isinstance(age, bool) or not isinstance(age, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(age).__name__}")
+    if not 0 <= age <= MAX_RETENTION_AGE:  # NaN fails this too
+        raise ValueError(f"{name} must be between 0 and {MAX_RETENTION_AGE:.0f} s, got {age!r}")
+
+
+@dataclass(frozen=True)
+class WorkflowRetention:
+    """How many finished runs of one workflow name are kept, and for how long.
+
+    On top of the store-wide bounds of :class:`HistoryRetention`: a name's runs
+    are trimmed to its newest ``max_runs`` (if set) and those that ended within
+    ``max_age`` seconds (if set), and the store-wide bounds still apply to them.
+
+    Raises:
+        TypeError / ValueError: as :class:`HistoryRetention`'s fields.
+    """
+
+    max_runs: int | None = None
+    max_age: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse counts and ages the stores cannot hold."""
+        if self.max_runs is not None:
+            _check_count(self.max_runs, "max_runs")
+        _check_age(self.max_age, "max_age")
+
+
 @dataclass(frozen=True)
 class HistoryRetention:
     """How much finished-run history a driver keeps.
 
     When more than ``max_rows`` rows exist the oldest are trimmed down to
     ``max_rows - margin_rows`` (the original's 10 000 / 1 000); rows older than
-    ``max_age`` seconds (if set) are removed too.
+    ``max_age`` seconds (if set) are removed too. ``per_workflow`` maps a
+    workflow name to a :class:`WorkflowRetention` that trims that name's runs
+    further (e.g. ``{"reports": WorkflowRetention(max_runs=100, max_age=7 * 86400)}``).
     """
 
     max_rows: int = 10_000
     margin_rows: int = 1_000
     max_age: float | None = None
+    per_workflow: Mapping[str, WorkflowRetention] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Refuse counts and ages the stores cannot hold (a sweep would fail on them).
+        """Refuse counts, ages and names the stores cannot hold (a sweep would fail on them).
 
         Raises:
-            TypeError: a count is not an int, or ``max_age`` not a number.
+            TypeError: a count is not an int, ``max_age`` not a number, or
+                ``per_workflow`` not a mapping of names to WorkflowRetention.
             ValueError: a count is negative or over :data:`MAX_RETENTION_ROWS`,
-                or ``max_age`` is negative, not finite or over :data:`MAX_RETENTION_AGE`.
+                ``max_age`` is negative, not finite or over
+                :data:`MAX_RETENTION_AGE`, or a workflow name is invalid.
         """
         for name in ("max_rows", "margin_rows"):
-            count = getattr(self, name)
-            if isinstance(count, bool) or not isinstance(count, int):
-                raise TypeError(f"{name} must be an int, got {type(count).__name__}")
-            if not 0 <= count <= MAX_RETENTION_ROWS:
-                raise ValueError(f"{name} must be between 0 and {MAX_RETENTION_ROWS}, got {count}")
-        age = self.max_age
-        if age is None:
-            return
-        if isinstance(age, bool) or not isinstance(age, int | float):
-            raise TypeError(f"max_age must be a number of seconds, got {type(age).__name__}")
-        if not 0 <= age <= MAX_RETENTION_AGE:  # NaN fails this too
-            raise ValueError(
-                f"max_age must be between 0 and {MAX_RETENTION_AGE:.0f} s, got {age!r}"
+            _check_count(getattr(self, name), name)
+        _check_age(self.max_age, "max_age")
+        if not isinstance(self.per_workflow, Mapping):
+            raise TypeError(
+                f"per_workflow must be a mapping, got {type(self.per_workflow).__name__}"
             )
+        rules: dict[str, WorkflowRetention] = {}
+        for workflow_name, rule in self.per_workflow.items():
+            names.check_name(workflow_name, what="workflow name")
+            if not isinstance(rule, WorkflowRetention):
+                raise TypeError(
+                    f"per_workflow[{workflow_name!r}] must be a WorkflowRetention,"
+                    f" got {type(rule).__name__}"
+                )
+            rules[workflow_name] = rule
+        if len(rules) > MAX_RETENTION_RULES:
+            raise ValueError(
+                f"per_workflow may name at most {MAX_RETENTION_RULES} workflows, got {len(rules)}"
+            )
+        object.__setattr__(self, "per_workflow", rules)  # a copy the caller cannot change
 
 
 MAX_RETENTION_ROWS: Final = 2**31 - 1
 """The most finished runs a retention may name (a 32-bit count in every store)."""
+
+MAX_RETENTION_RULES: Final = 1000
+"""The most workflow names one retention may give rules of their own."""
 
 MAX_RETENTION_AGE: Final = 100 * 366 * 24 * 3600.0
 """The longest ``max_age`` (about a century): ``now - max_age`` stays a valid time."""

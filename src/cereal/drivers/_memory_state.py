@@ -37,6 +37,7 @@ from cereal.models import (
     WorkflowEventType,
     WorkflowInstanceData,
     WorkflowInstanceStatus,
+    WorkflowRetention,
 )
 
 Key = tuple[str, str]
@@ -511,6 +512,8 @@ class MemoryState:
         if retention.max_age is not None:
             oldest = now - timedelta(seconds=retention.max_age)
             rows = [row for row in rows if row.ended_at >= oldest]
+        for workflow_name, rule in retention.per_workflow.items():
+            rows = _apply_workflow_rule(rows, workflow_name, rule, now)
         if len(rows) > retention.max_rows:
             keep = max(retention.max_rows - retention.margin_rows, 0)
             newest = sorted(rows, key=lambda row: (row.ended_at, row.id), reverse=True)[:keep]
@@ -630,3 +633,21 @@ def apply_schedule_update(row: ScheduleRow, update: ScheduleUpdate) -> None:
         row.overlap = update.overlap
     if update.catch_up_window is not None:
         row.catch_up_window = update.catch_up_window
+
+
+def _apply_workflow_rule(
+    rows: list[HistoryRow], workflow_name: str, rule: WorkflowRetention, now: datetime
+) -> list[HistoryRow]:
+    """``rows`` without the runs of ``workflow_name`` that its rule no longer keeps."""
+    own = [row for row in rows if row.workflow_name == workflow_name]
+    kept = own
+    if rule.max_age is not None:
+        oldest = now - timedelta(seconds=rule.max_age)
+        kept = [row for row in kept if row.ended_at >= oldest]
+    if rule.max_runs is not None:
+        kept = sorted(kept, key=lambda row: (row.ended_at, row.id))
+        kept = kept[len(kept) - rule.max_runs :] if rule.max_runs else []
+    if len(kept) == len(own):
+        return rows
+    kept_ids = {row.id for row in kept}
+    return [row for row in rows if row.workflow_name != workflow_name or row.id in kept_ids]

@@ -18,6 +18,8 @@ field the message lacks fails at import). Written out by hand
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cereal.models import (
     UNSET,
     ExpiredLease,
@@ -42,9 +44,11 @@ from cereal.models import (
     WorkflowEventType,
     WorkflowInstanceData,
     WorkflowInstanceStatus,
+    WorkflowRetention,
     check_overlap,
 )
 from cereal.wire.codec import (
+    FieldCodec,
     RecordCodec,
     WrittenCodec,
     optional_field,
@@ -222,7 +226,29 @@ SCHEDULE = RecordCodec(Schedule, pb.Schedule, parse={"overlap": check_overlap})
 LISTING = RecordCodec(ListWorkflowFilter, pb.ListWorkflowInstancesRequest)
 """A listing's filter, as its request."""
 
-RETENTION = RecordCodec(HistoryRetention, pb.TrimHistoryRequest)
+
+def _rules_to_pb(rules: Mapping[str, WorkflowRetention]) -> dict[str, pb.WorkflowRetentionRule]:
+    return {
+        name: pb.WorkflowRetentionRule(max_runs=rule.max_runs, max_age=rule.max_age)
+        for name, rule in rules.items()
+    }
+
+
+def _rules_from_pb(message: pb.TrimHistoryRequest) -> dict[str, WorkflowRetention]:
+    return {
+        name: WorkflowRetention(
+            max_runs=rule.max_runs if rule.HasField("max_runs") else None,
+            max_age=rule.max_age if rule.HasField("max_age") else None,
+        )
+        for name, rule in message.per_workflow.items()
+    }
+
+
+RETENTION = RecordCodec(
+    HistoryRetention,
+    pb.TrimHistoryRequest,
+    custom={"per_workflow": FieldCodec(_rules_to_pb, _rules_from_pb)},
+)
 """The history retention a trim request carries."""
 
 # ---- maintenance: the sweep's store operations ----------------------------------------

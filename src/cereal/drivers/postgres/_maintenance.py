@@ -18,7 +18,7 @@ from cereal.drivers._lease_ids import row_id
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import ExpiredLease, HistoryRetention, LeaseSettlement
+from cereal.models import ExpiredLease, HistoryRetention, LeaseSettlement, WorkflowRetention
 
 TRIM_LOCK_KEY = 0x63657265616C02
 """The advisory lock key of history trimming (per database)."""
@@ -132,6 +132,11 @@ async def trim_history(
         if removed is None:
             return None
         trimmed += removed
+    for workflow_name, rule in retention.per_workflow.items():
+        removed = await _trim_workflow(conn, workflow_name, rule, batch)
+        if removed is None:
+            return None if trimmed == 0 else trimmed
+        trimmed += removed
     over = await fetch_one(conn, "history_row_at", {"position": retention.max_rows})
     if over is None:
         return trimmed
@@ -151,6 +156,41 @@ async def trim_history(
     if removed is None:
         return None if trimmed == 0 else trimmed
     return trimmed + removed
+
+
+async def _trim_workflow(
+    conn: Conn, workflow_name: str, rule: WorkflowRetention, batch: int
+) -> int | None:
+    """One workflow name's rule: its runs past ``max_age``, then beyond its newest ``max_runs``.
+
+    Returns ``None`` when another process holds the trimming lock.
+    """
+    trimmed = 0
+    name = {"workflow_name": workflow_name, "batch": batch}
+    if rule.max_age is not None:
+        aged = {**name, "max_age": float(rule.max_age)}
+        removed = await _in_batches(conn, lambda: execute(conn, "trim_workflow_age", aged), batch)
+        if removed is None:
+            return None
+        trimmed += removed
+    if rule.max_runs is None:
+        return trimmed
+    over = await fetch_one(conn, "workflow_row_at", {**name, "position": rule.max_runs})
+    if over is None:
+        return trimmed
+    if rule.max_runs == 0:
+        removed = await _in_batches(conn, lambda: execute(conn, "trim_workflow_all", name), batch)
+    else:
+        last_kept = await fetch_one(
+            conn, "workflow_row_at", {**name, "position": rule.max_runs - 1}
+        )
+        if last_kept is None:
+            return trimmed
+        bound = {**name, "ended_at": last_kept["ended_at"], "id": last_kept["id"]}
+        removed = await _in_batches(
+            conn, lambda: execute(conn, "trim_workflow_before", bound), batch
+        )
+    return None if removed is None else trimmed + removed
 
 
 async def trim_start_keys(conn: Conn, batch: int = TRIM_BATCH) -> int:

@@ -879,3 +879,44 @@ WHERE (workflow_name, idempotency_key) IN (
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 );
+
+-- name: workflow_row_at
+-- One workflow name's finished run at a position, newest first (none: fewer rows).
+SELECT ended_at, id FROM cereal_workflow_results
+WHERE workflow_name = %(workflow_name)s
+ORDER BY ended_at DESC, id DESC
+OFFSET %(position)s
+LIMIT 1
+
+-- name: trim_workflow_before
+-- Delete up to a batch of one workflow name's oldest finished runs older than a
+-- given row of that name.
+DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    WHERE workflow_name = %(workflow_name)s
+      AND (ended_at, id) < (%(ended_at)s::timestamptz, %(id)s::bigint)
+    ORDER BY ended_at, id
+    LIMIT %(batch)s
+)
+
+-- name: trim_workflow_all
+-- Delete up to a batch of one workflow name's oldest finished runs (its rule keeps none).
+DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    WHERE workflow_name = %(workflow_name)s
+    ORDER BY ended_at, id
+    LIMIT %(batch)s
+)
+
+-- name: trim_workflow_age
+-- Delete up to a batch of one workflow name's oldest finished runs older than max_age seconds.
+DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results
+    WHERE workflow_name = %(workflow_name)s
+      AND ended_at < now() - make_interval(secs => %(max_age)s)
+    ORDER BY ended_at, id
+    LIMIT %(batch)s
+)

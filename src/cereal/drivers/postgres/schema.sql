@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0013_start_keys
+-- Latest migration: 0014_retention_per_workflow
 
 CREATE TABLE cereal_dead_tasks (
     task_id         bigint                   NOT NULL,
@@ -201,6 +201,8 @@ CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results USING btr
 CREATE INDEX cereal_workflow_results_instance_name ON cereal_workflow_results USING btree (instance_name);
 
 CREATE INDEX cereal_workflow_results_name ON cereal_workflow_results USING btree (workflow_name, instance_name, ended_at DESC, id DESC);
+
+CREATE INDEX cereal_workflow_results_name_end ON cereal_workflow_results USING btree (workflow_name, ended_at, id);
 
 CREATE TRIGGER cereal_workflow_results_trim_history AFTER DELETE ON cereal_workflow_results REFERENCING OLD TABLE AS cereal_trimmed_runs FOR EACH STATEMENT EXECUTE FUNCTION cereal_trim_event_history();
 

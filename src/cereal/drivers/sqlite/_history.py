@@ -18,7 +18,7 @@ from typing import Any
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, now
-from cereal.models import HistoryRetention
+from cereal.models import HistoryRetention, WorkflowRetention
 
 TRIM_BATCH = 500
 """Finished runs removed per transaction (each commits before the next begins)."""
@@ -44,10 +44,36 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
             batch,
             ready=lambda conn: has_history_before(conn, cutoff),
         )
+    # a name's own rule first: the room it frees counts for the store-wide bound
+    for workflow_name, rule in retention.per_workflow.items():
+        trimmed += await _trim_workflow(db, workflow_name, rule, batch)
     boundary = await db.call(lambda conn: trim_boundary(conn, retention), mode="read")
     if boundary is not None:
         trimmed += await _in_batches(db, Q["trim_history_through"], boundary, batch)
     await trim_start_keys(db, batch)
+    return trimmed
+
+
+async def _trim_workflow(
+    db: Connection, workflow_name: str, rule: WorkflowRetention, batch: int
+) -> int:
+    """Apply one workflow name's rule: runs past its ``max_age``, then beyond its ``max_runs``."""
+    trimmed = 0
+    if rule.max_age is not None:
+        cutoff = {"workflow_name": workflow_name, "cutoff": now() - rule.max_age}
+        trimmed += await _in_batches(db, Q["trim_workflow_before"], cutoff, batch)
+    if rule.max_runs is not None:
+        offset = {"workflow_name": workflow_name, "offset": rule.max_runs}
+        boundary = await db.call(
+            lambda conn: conn.execute(Q["workflow_row_at_offset"], offset).fetchone(), mode="read"
+        )
+        if boundary is not None:
+            through = {
+                "workflow_name": workflow_name,
+                "ended_at": boundary["ended_at"],
+                "last_id": boundary["id"],
+            }
+            trimmed += await _in_batches(db, Q["trim_workflow_through"], through, batch)
     return trimmed
 
 

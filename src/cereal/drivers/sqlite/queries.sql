@@ -728,3 +728,35 @@ WHERE (workflow_name, idempotency_key) IN (
 -- name: has_expired_start_key
 -- Whether any start key is past its window (autocommit read).
 SELECT 1 FROM cereal_start_keys WHERE created_at <= :cutoff LIMIT 1;
+
+-- name: trim_workflow_before
+-- Delete up to :batch of one workflow name's history rows that ended before the
+-- cutoff, oldest first, returning each run's instance so its event history goes too.
+DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results INDEXED BY cereal_workflow_results_name_end
+    WHERE workflow_name = :workflow_name AND ended_at < :cutoff
+    ORDER BY ended_at, id
+    LIMIT :batch
+)
+RETURNING workflow_name, instance_name, instance_id;
+
+-- name: workflow_row_at_offset
+-- The (ended_at, id) of one workflow name's history row at this offset, newest first.
+SELECT ended_at, id FROM cereal_workflow_results INDEXED BY cereal_workflow_results_name_end
+WHERE workflow_name = :workflow_name
+ORDER BY ended_at DESC, id DESC
+LIMIT 1 OFFSET :offset;
+
+-- name: trim_workflow_through
+-- Delete up to :batch of one workflow name's history rows at or before this
+-- (ended_at, id), oldest first.
+DELETE FROM cereal_workflow_results
+WHERE id IN (
+    SELECT id FROM cereal_workflow_results INDEXED BY cereal_workflow_results_name_end
+    WHERE workflow_name = :workflow_name
+      AND (ended_at < :ended_at OR (ended_at = :ended_at AND id <= :last_id))
+    ORDER BY ended_at, id
+    LIMIT :batch
+)
+RETURNING workflow_name, instance_name, instance_id;

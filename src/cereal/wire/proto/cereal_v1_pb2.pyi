@@ -294,14 +294,31 @@ class ReleaseStaleClaimsResponse(_message.Message):
     def __init__(self, released: _Optional[int] = ...) -> None: ...
 
 class TrimHistoryRequest(_message.Message):
-    __slots__ = ("max_rows", "margin_rows", "max_age")
+    __slots__ = ("max_rows", "margin_rows", "max_age", "per_workflow")
+    class PerWorkflowEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: WorkflowRetentionRule
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[WorkflowRetentionRule, _Mapping]] = ...) -> None: ...
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     MARGIN_ROWS_FIELD_NUMBER: _ClassVar[int]
     MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    PER_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     max_rows: int
     margin_rows: int
     max_age: float
-    def __init__(self, max_rows: _Optional[int] = ..., margin_rows: _Optional[int] = ..., max_age: _Optional[float] = ...) -> None: ...
+    per_workflow: _containers.MessageMap[str, WorkflowRetentionRule]
+    def __init__(self, max_rows: _Optional[int] = ..., margin_rows: _Optional[int] = ..., max_age: _Optional[float] = ..., per_workflow: _Optional[_Mapping[str, WorkflowRetentionRule]] = ...) -> None: ...
+
+class WorkflowRetentionRule(_message.Message):
+    __slots__ = ("max_runs", "max_age")
+    MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    max_runs: int
+    max_age: float
+    def __init__(self, max_runs: _Optional[int] = ..., max_age: _Optional[float] = ...) -> None: ...
 
 class TrimHistoryResponse(_message.Message):
     __slots__ = ("trimmed",)

@@ -1,0 +1,6 @@
+-- Retention per workflow name: a name's rule trims its own finished runs,
+-- oldest first, by age or beyond its newest N. This index serves both walks
+-- (and the count of a name's newest runs) without touching other names' rows.
+
+CREATE INDEX cereal_workflow_results_name_end
+    ON cereal_workflow_results (workflow_name, ended_at, id);
