@@ -11,7 +11,9 @@ waits for one batch at most, not for the whole trim.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +22,12 @@ from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, now
 from cereal.models import HistoryRetention, WorkflowRetention
 
-TRIM_BATCH = 500
+TRIM_BATCH = 200
 """Finished runs removed per transaction (each commits before the next begins)."""
+
+MIN_TRIM_PAUSE = 0.003
+MAX_TRIM_PAUSE = 0.05
+"""Bounds of the pause between two batches (as long as the last one held the lock)."""
 
 
 async def trim_history(db: Connection, retention: HistoryRetention, batch: int = TRIM_BATCH) -> int:
@@ -146,6 +152,7 @@ async def _in_batches(
     bounded = {**params, "batch": batch}
     trimmed = 0
     while True:
+        began = time.monotonic()
         removed: int = await db.call(
             lambda conn: trim_batch(conn, query, bounded), ready=ready, empty=0
         )
@@ -153,3 +160,14 @@ async def _in_batches(
         if removed < batch:
             return trimmed
         ready = None
+        await _yield_the_lock(time.monotonic() - began)
+
+
+async def _yield_the_lock(held: float) -> None:
+    """Pause after a batch for as long as it held the write lock (bounded).
+
+    Other processes' writers poll for the lock every few ms; without a pause
+    this one would take it again at once, batch after batch, and their
+    enqueues would wait for many batches instead of one.
+    """
+    await asyncio.sleep(min(max(held, MIN_TRIM_PAUSE), MAX_TRIM_PAUSE))
