@@ -39,6 +39,7 @@ from cereal.models import (
     DeadTask,
     EnqueuedWorkflow,
     FailedRun,
+    HistoryRetention,
     InstanceEvent,
     InstanceTask,
     ListWorkflowFilter,
@@ -829,6 +830,25 @@ class Manager:
             "list_failed_runs", workflow_name=workflow_name, limit=limit, before=before
         )
         return found
+
+    async def trim_history(self, retention: HistoryRetention | None = None) -> int | None:
+        """Trim finished runs now, as a sweep does: under ``retention``, else the driver's.
+
+        The driver keeps its own retention for its sweeps; ``retention``
+        applies to this call only (behind ``cereal serve``, the server keeps
+        the last one it was sent, as for sweeps).
+
+        Returns:
+            The finished runs removed, or ``None`` when another process was
+            trimming the store (this call then skipped it).
+
+        Raises:
+            TypeError: ``retention`` is not a HistoryRetention.
+        """
+        if retention is not None and not isinstance(retention, HistoryRetention):
+            raise TypeError(f"retention must be a HistoryRetention, got {type(retention).__name__}")
+        driver = await self._storage()
+        return await driver.trim_history(retention or driver.retention)
 
     async def requeue_failed_runs(self, run_ids: Sequence[str]) -> dict[str, RequeueOutcome]:
         """Start failed runs again: each a new run of its names, with its parameters.

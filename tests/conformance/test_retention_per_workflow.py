@@ -14,6 +14,7 @@ from cereal.drivers import Driver
 from cereal.models import HistoryRetention, ListWorkflowFilter, WorkflowRetention
 from tests._waiting import wait_past
 from tests.conformance._driver_helpers import finished
+from tests.plugins.manager import MakeManager
 
 
 async def _kept(driver: Driver, workflow_name: str) -> list[str]:
@@ -100,3 +101,17 @@ def test_bad_rules_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(error, match=says):
         make()  # type: ignore[operator]
+
+
+async def test_the_manager_trims_now_under_a_given_or_the_drivers_retention(
+    make_manager: MakeManager,
+) -> None:
+    manager = make_manager()
+    driver = await manager._storage()
+    await _runs(driver, "reports", 3)
+    rules = HistoryRetention(per_workflow={"reports": WorkflowRetention(max_runs=1)})
+    assert await manager.trim_history(rules) == 2
+    assert await _kept(driver, "reports") == ["r2"]
+    assert await manager.trim_history() == 0  # the driver's default keeps 10 000
+    with pytest.raises(TypeError, match="retention must be a HistoryRetention"):
+        await manager.trim_history({"reports": 1})  # type: ignore[arg-type]

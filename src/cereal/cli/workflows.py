@@ -18,6 +18,7 @@ from cereal.cli._common import (
     run,
     storage_manager,
 )
+from cereal.cli._retention_rules import retention_from_options
 from cereal.manager import Manager
 from cereal.models import (
     EnqueuedWorkflow,
@@ -335,6 +336,61 @@ async def _refuse_if_finished(
             f"{workflow_name}/{instance_name} has already finished ({found.data.outcome()}):"
             f" there is nothing to {action}"
         )
+
+
+@app.command("trim")
+def trim(
+    ctx: typer.Context,
+    keep_runs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-runs",
+            metavar="WORKFLOW=N",
+            help="Keep only WORKFLOW's newest N finished runs (repeatable).",
+        ),
+    ] = None,
+    keep_days: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-days",
+            metavar="WORKFLOW=DAYS",
+            help="Keep only WORKFLOW's finished runs of the last DAYS days (repeatable).",
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", help="Store-wide: past this many finished runs...")
+    ] = 10_000,
+    margin_rows: Annotated[
+        int, typer.Option("--margin-rows", help="...trim down to max-rows minus this many.")
+    ] = 1_000,
+    max_age_days: Annotated[
+        float | None,
+        typer.Option("--max-age-days", help="Store-wide: no finished run older than this."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Trim finished runs (and their history and dead tasks) now, as a sweep would."""
+    outcome: list[int | None] = []
+
+    async def go() -> None:
+        retention = retention_from_options(
+            keep_runs=keep_runs or [],
+            keep_days=keep_days or [],
+            max_rows=max_rows,
+            margin_rows=margin_rows,
+            max_age_days=max_age_days,
+        )
+        async with storage_manager(ctx, writes="the trim") as manager:
+            outcome.append(await manager.trim_history(retention))
+
+    run(ctx, go())
+    [trimmed] = outcome
+    if as_json:
+        _render.print_json({"trimmed": trimmed, "skipped": trimmed is None})
+    elif trimmed is None:
+        _render.done("nothing trimmed: another process is trimming this store now")
+    else:
+        _render.done(f"trimmed {trimmed} finished run{'' if trimmed == 1 else 's'}")
 
 
 @app.command("failed")
