@@ -666,17 +666,23 @@ class Manager:
         is_running: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
+        newest_first: bool = False,
     ) -> list[WorkflowInstanceData]:
         """One entry per (workflow, instance) pair, running or finished, filtered.
 
-        Sorted by workflow name, then instance name. ``offset`` skips that many
-        entries and ``limit`` (default: no limit) caps how many are returned,
-        for reading a long listing a page at a time.
+        Sorted by workflow name, then instance name; with ``newest_first``, by
+        start time (the live run's, else the newest finished run's), newest
+        first, then by names. ``offset`` skips that many entries and ``limit``
+        (default: no limit) caps how many are returned, for reading a long
+        listing a page at a time.
 
         Raises:
-            TypeError: ``limit`` is not an int or None, or ``offset`` not an int.
+            TypeError: ``limit`` is not an int or None, ``offset`` not an int,
+                or ``newest_first`` not a bool.
             ValueError: ``limit`` is below 1 or ``offset`` below 0.
         """
+        if not isinstance(newest_first, bool):
+            raise TypeError(f"newest_first must be a bool, got {type(newest_first).__name__}")
         if workflow_name is not None:
             name_checks.check_name(workflow_name, what="workflow name")
         if instance_name is not None:
@@ -687,7 +693,9 @@ class Manager:
             validation.positive_int(limit, "limit")
         validation.non_negative_int(offset, "offset")
         driver = await self._storage()
-        where = ListWorkflowFilter(workflow_name, instance_name, is_running, limit, offset)
+        where = ListWorkflowFilter(
+            workflow_name, instance_name, is_running, limit, offset, newest_first
+        )
         return await driver.list_workflow_instances(where)
 
     async def list_instance_tasks(

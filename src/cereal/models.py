@@ -327,7 +327,8 @@ class ScheduleUpdate:
 class ListWorkflowFilter:
     """Filters of ``list_workflow_instances``; ``None`` means "any".
 
-    The listing is sorted by workflow name, then instance name; ``offset``
+    The listing is sorted by workflow name, then instance name (with
+    ``newest_first``: by start time, newest first, then by names); ``offset``
     skips that many entries of it and ``limit`` (``None``: no limit) caps the
     rest, so a listing can be read a page at a time.
     """
@@ -339,6 +340,9 @@ class ListWorkflowFilter:
     """At most this many entries, ordered by (workflow name, instance name); ``None``: all."""
     offset: int = 0
     """Skip this many entries of that order first (paging)."""
+    newest_first: bool = False
+    """Order by ``started_at`` (of the live run, else of the newest finished run),
+    newest first, then by names."""
 
     def page(self, entries: list[T]) -> list[T]:
         """The ``offset``/``limit`` window of the whole sorted listing ``entries``."""

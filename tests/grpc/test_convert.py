@@ -46,6 +46,7 @@ from cereal.models import (
     WorkflowEventType,
     WorkflowInstanceData,
     WorkflowInstanceStatus,
+    WorkflowRetention,
 )
 from cereal.wire import convert
 
@@ -156,7 +157,12 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
     ),
     (
         ListWorkflowFilter(
-            workflow_name="wf", instance_name="inst", is_running=False, limit=0, offset=20
+            workflow_name="wf",
+            instance_name="inst",
+            is_running=False,
+            limit=0,
+            offset=20,
+            newest_first=True,
         ),
         lambda x: convert.LISTING.from_pb(convert.LISTING.to_pb(x)),
     ),
@@ -168,7 +174,19 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         LeaseSettlement("12", "a-lease", delay=2.5, error="why"),
         lambda x: convert.SETTLEMENT.from_pb(convert.SETTLEMENT.to_pb(x)),
     ),
-    (HistoryRetention(max_rows=5, margin_rows=1, max_age=60.0), _through_retention),
+    (
+        HistoryRetention(
+            max_rows=5,
+            margin_rows=1,
+            max_age=60.0,
+            per_workflow={
+                "reports": WorkflowRetention(max_runs=3),
+                "beats": WorkflowRetention(max_age=86400.0),
+                "both": WorkflowRetention(max_runs=0, max_age=1.5),
+            },
+        ),
+        _through_retention,
+    ),
     (
         InstanceTask("id-1", "t", "running", b"", T0, T1, 2, "wf", "inst"),
         lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),

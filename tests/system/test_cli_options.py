@@ -24,7 +24,10 @@ def test_global_options_work_after_the_command_too(tmp_path: Path, db: str) -> N
 
     listed = cereal("workflows", "list", "--json", "--db", db, "-v", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    assert [item["instance_name"] for item in json.loads(listed.stdout)] == ["one", "two"]
+    assert [item["instance_name"] for item in json.loads(listed.stdout)] == [
+        "two",
+        "one",
+    ]  # newest first
     assert not (tmp_path / "cereal.db").exists()  # the default database was never used
 
     # after "--" everything is positional: "--db" is an instance name there
@@ -94,13 +97,20 @@ def test_list_pages_with_limit_and_offset(tmp_path: Path, db: str) -> None:
         done = cereal("--db", db, "workflows", "list", "--json", *args, cwd=tmp_path)
         return [item["instance_name"] for item in json.loads(done.stdout)]
 
-    assert page() == ["i0", "i1", "i2", "i3", "i4"]
-    assert page("--limit", "2") == ["i0", "i1"]
-    assert page("--limit", "2", "--offset", "2") == ["i2", "i3"]
-    assert page("--offset", "4") == ["i4"]
+    # newest first by default: the last enqueued started last
+    assert page() == ["i4", "i3", "i2", "i1", "i0"]
+    assert page("--limit", "2") == ["i4", "i3"]
+    assert page("--limit", "2", "--offset", "2") == ["i2", "i1"]
+    assert page("--offset", "4") == ["i0"]
+    assert page("--by-name", "--limit", "2", "--offset", "2") == ["i2", "i3"]
 
     table = cereal("--db", db, "workflows", "list", "--limit", "2", "--offset", "1", cwd=tmp_path)
-    assert "2 workflow instance(s) (2-3 in name order)" in table.stdout
+    assert "2 workflow instance(s) (2-3 newest first)" in table.stdout
+    assert "started" in table.stdout
+    by_name = cereal(
+        "--db", db, "workflows", "list", "--by-name", "--limit", "2", "--offset", "1", cwd=tmp_path
+    )
+    assert "2 workflow instance(s) (2-3 in name order)" in by_name.stdout
     assert "more workflow instances exist after 3: --offset 3 shows the next page" in table.stdout
     last = cereal("--db", db, "workflows", "list", "--offset", "3", cwd=tmp_path)
     assert "more workflow instances" not in last.stdout
@@ -121,9 +131,12 @@ def test_list_shows_at_most_100_by_default(tmp_path: Path, db: str) -> None:
     )
     (tmp_path / "fill.py").write_text(script)
     subprocess.run([sys.executable, "fill.py"], cwd=tmp_path, check=True, timeout=90)
-    table = cereal("--db", db, "workflows", "list", cwd=tmp_path)
+    table = cereal("--db", db, "workflows", "list", "--by-name", cwd=tmp_path)
     assert "100 workflow instance(s) (1-100 in name order)" in table.stdout
     assert "i099" in table.stdout and "i100" not in table.stdout
+    newest = cereal("--db", db, "workflows", "list", cwd=tmp_path)
+    assert "100 workflow instance(s) (1-100 newest first)" in newest.stdout
+    assert "i100" in newest.stdout and "i000" not in newest.stdout
     assert "--offset 100 shows the next page" in table.stdout
 
 

@@ -168,11 +168,16 @@ def _status(data: WorkflowInstanceData) -> Text:
 
 
 def instances_table(
-    instances: Sequence[WorkflowInstanceData], *, offset: int = 0, more: bool = False
+    instances: Sequence[WorkflowInstanceData],
+    *,
+    offset: int = 0,
+    more: bool = False,
+    by_name: bool = True,
 ) -> None:
     """A table of workflow instances (entries ``offset + 1`` on), or a note when there are none.
 
-    ``more`` says that entries beyond these exist: a last line tells how to see them.
+    ``more`` says that entries beyond these exist: a last line tells how to see
+    them. ``by_name`` says which order the entries are in (else newest first).
     """
     if not instances:
         out.print("no workflow instances" + (f" after the first {offset}" if offset else ""))
@@ -180,17 +185,23 @@ def instances_table(
     first, last = offset + 1, offset + len(instances)
     title = f"{len(instances)} workflow instance(s)"
     if offset or more:
-        title += f" ({first}-{last} in name order)"
+        title += f" ({first}-{last} {'in name order' if by_name else 'newest first'})"
     table = Table(title=title)
     table.add_column("workflow", overflow="fold", min_width=10)
     table.add_column("instance", overflow="fold", min_width=10)
     table.add_column("status", no_wrap=True)
+    table.add_column("started", no_wrap=True)
     table.add_column("ended", no_wrap=True)
     table.add_column("result / error", overflow="ellipsis", max_width=32)
     for data in instances:
         outcome = data.err if data.err is not None else _short(_decoded(data.result))
         table.add_row(
-            data.workflow_name, data.instance_name, _status(data), _time(data.ended_at), outcome
+            data.workflow_name,
+            data.instance_name,
+            _status(data),
+            _time(data.started_at),
+            _time(data.ended_at),
+            outcome,
         )
     out.print(table)
     if more:

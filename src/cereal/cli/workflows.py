@@ -74,12 +74,16 @@ def list_instances(
         int,
         typer.Option("--offset", min=0, help="Skip this many instances first (the next page)."),
     ] = 0,
+    by_name: Annotated[
+        bool,
+        typer.Option("--by-name", help="Order by workflow, then instance name (not newest first)."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List workflow instances, running and finished (newest run of each), in name order.
+    """List workflow instances, running and finished (newest run of each), newest first.
 
-    One page at a time: --limit instances from --offset on; a last line says
-    when more exist.
+    Ordered by start time, newest first (--by-name: by names). One page at a
+    time: --limit instances from --offset on; a last line says when more exist.
     """
 
     async def go() -> list[WorkflowInstanceData]:
@@ -91,6 +95,7 @@ def list_instances(
                 is_running=running,
                 limit=limit + 1,
                 offset=offset,
+                newest_first=not by_name,
             )
 
     found = run(ctx, go())
@@ -100,7 +105,7 @@ def list_instances(
         if more:
             _render.note(f"more instances exist: --offset {offset + limit} shows the next page")
     else:
-        _render.instances_table(instances, offset=offset, more=more)
+        _render.instances_table(instances, offset=offset, more=more, by_name=by_name)
 
 
 @app.command("show")

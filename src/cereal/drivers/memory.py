@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cereal import errors
 from cereal.checks.times import to_utc, utcnow
@@ -75,6 +75,9 @@ from cereal.models import (
 from cereal.retry import DEFAULT_MAX_HAND_BACKS
 
 __all__ = ["MemoryDriver"]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class MemoryDriver(Driver):
@@ -205,7 +208,10 @@ class MemoryDriver(Driver):
                 for key in sorted(keys)
                 if where.workflow_name in (None, key[0]) and where.instance_name in (None, key[1])
             ]
-        return where.page([view for view in found if view is not None])
+        views = [view for view in found if view is not None]
+        if where.newest_first:  # stable: names order ties
+            views.sort(key=lambda view: view.started_at or _EPOCH, reverse=True)
+        return where.page(views)
 
     async def list_instance_tasks(
         self,

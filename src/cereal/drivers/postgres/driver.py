@@ -340,6 +340,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "is_running": where.is_running,
             "limit": where.limit,
             "offset": where.offset,
+            "newest_first": where.newest_first,
         }
         async with self._connection("list_workflow_instances") as conn:
             rows = await fetch_all(conn, "list_workflow_instances", params)

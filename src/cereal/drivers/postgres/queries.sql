@@ -196,7 +196,10 @@ SELECT workflow_name, instance_name,
 FROM live FULL OUTER JOIN finished USING (workflow_name, instance_name)
 WHERE %(is_running)s::boolean IS NULL
    OR (live.status IS NOT NULL) = %(is_running)s::boolean
-ORDER BY workflow_name, instance_name
+-- newest_first: by start time, newest first (the CASE is NULL for every row otherwise)
+ORDER BY CASE WHEN %(newest_first)s::boolean
+              THEN COALESCE(live.started_at, finished.started_at) END DESC,
+         workflow_name, instance_name
 LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks

@@ -237,6 +237,10 @@ def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error
     finish_instance(conn, int(row["id"]), None, error, now())
 
 
+_BY_NAMES = "workflow_name, instance_name"
+_NEWEST_FIRST = "started_at DESC, workflow_name, instance_name"
+
+
 def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlite3.Row]:
     """Live rows and the newest finished run of each pair without one, in name order.
 
@@ -252,7 +256,8 @@ def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlit
         parts.append(Q["list_history_of_workflow"])
     # composed from the named queries only; every value is a bound parameter
     union = " UNION ALL ".join(f"SELECT * FROM (\n{_subquery(part)}\n)" for part in parts)
-    statement = f"{union} ORDER BY workflow_name, instance_name LIMIT :limit OFFSET :offset"
+    order = _NEWEST_FIRST if where.newest_first else _BY_NAMES
+    statement = f"{union} ORDER BY {order} LIMIT :limit OFFSET :offset"
     params = {
         "workflow_name": where.workflow_name,
         "instance_name": where.instance_name,

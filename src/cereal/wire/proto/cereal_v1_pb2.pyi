@@ -204,18 +204,20 @@ class KillWorkflowRequest(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowInstancesRequest(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "is_running", "limit", "offset")
+    __slots__ = ("workflow_name", "instance_name", "is_running", "limit", "offset", "newest_first")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     IS_RUNNING_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     is_running: bool
     limit: int
     offset: int
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., is_running: _Optional[bool] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    newest_first: bool
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., is_running: _Optional[bool] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., newest_first: _Optional[bool] = ...) -> None: ...
 
 class ListWorkflowInstancesResponse(_message.Message):
     __slots__ = ("instances",)
