@@ -211,14 +211,15 @@ async def test_paging_and_filters_are_done_by_the_store(serve: Any, seed: Manage
     await seed.kill_workflow("wf", "c")
     with serve() as base:
         visitor = Visitor(base)
+        # newest first: by start time
         _, first = visitor.get("/instances?workflow=wf&limit=2")
-        assert _names(first) == ["a", "b"]
+        assert _names(first) == ["c", "b"]
         assert 'id="next-page"' in first
         _, second = visitor.get("/instances?workflow=wf&limit=2&offset=2")
-        assert _names(second) == ["c"]
+        assert _names(second) == ["a"]
         assert 'id="next-page"' not in second and 'id="previous-page"' in second
         _, running = visitor.get("/instances?status=running")
-        assert _names(running) == ["z", "a", "b"]
+        assert _names(running) == ["z", "b", "a"]
         _, finished = visitor.get("/instances?status=finished")
         assert _names(finished) == ["c"]
 

@@ -49,7 +49,7 @@ class Pages:
     render: Renderer
 
     async def instances(self, request: Request) -> Response:
-        """Instances filtered by workflow name, instance name and status, one page at a time."""
+        """Instances filtered by workflow name, instance name and status, newest first, paged."""
         query = request.query_params
         workflow = query.get("workflow", "").strip() or None
         instance = query.get("instance", "").strip() or None
@@ -66,6 +66,7 @@ class Pages:
                 is_running=STATUSES[status],
                 limit=limit + 1,
                 offset=offset,
+                newest_first=True,  # the runs people look for are the recent ones
             )
         except (ValueError, TypeError) as exc:
             raise HTTPException(400, str(exc)) from exc
