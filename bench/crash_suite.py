@@ -43,6 +43,7 @@ import psycopg
 from bench.crash_worker import GAUGE_FORMAT, GAUGE_SIZE, WORKFLOW
 from bench.pg_cluster import ThrowawayCluster, find_binaries, free_port
 from cereal import Manager, errors, open_driver
+from cereal.models import MAX_RETENTION_ROWS
 
 REPO = Path(__file__).resolve().parent.parent
 ACTIONS = ("kill-task", "kill-decision", "restart-postgres", "restart-serve")
@@ -154,7 +155,9 @@ class Serve(Process):
 
     def __init__(self, dsn: str, port: int, log: Path) -> None:
         command = [sys.executable, "-m", "cereal", "--db", dsn, "serve", "--port", str(port)]
-        super().__init__([*command, "--task-expiry", "2"], log)
+        # the server's own sweeps keep every finished run too (see crash_worker.KEEP_EVERY_RUN)
+        keep = ["--max-rows", str(MAX_RETENTION_ROWS), "--margin-rows", "0"]
+        super().__init__([*command, "--task-expiry", "2", *keep], log)
         self.port = port
         self._await_serving()
 

@@ -37,11 +37,14 @@ from cereal import (
     TaskStatus,
     WorkflowInstance,
 )
+from cereal.models import MAX_RETENTION_ROWS, HistoryRetention
 
 WORKFLOW = "crash"
 TASK = "crash_step"
 GAUGE_FORMAT = "<qq"  # tasks in flight, decisions in flight
 GAUGE_SIZE = struct.calcsize(GAUGE_FORMAT)
+# the read-back counts finished runs: no sweep may trim one (the default keeps 10 000)
+KEEP_EVERY_RUN = HistoryRetention(max_rows=MAX_RETENTION_ROWS, margin_rows=0)
 # a worker killed mid-task is retried by the store after its lease expires
 STEP_RETRY = RetryPolicy(max_attempts=20, initial_backoff=0.05, max_backoff=0.5)
 
@@ -132,7 +135,7 @@ async def serve(url: str, gauge_path: Path, task_workers: int) -> None:
     """Run the Manager until standard input closes."""
     gauge = Gauge(gauge_path)
     manager = cereal.Manager(
-        cereal.open_driver(url),
+        cereal.open_driver(url, retention=KEEP_EVERY_RUN),
         task_expiry=2.0,
         task_heartbeat_interval=0.3,
         task_poll_interval=0.2,

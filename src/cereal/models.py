@@ -573,6 +573,11 @@ class HistoryRetention:
             )
         object.__setattr__(self, "per_workflow", rules)  # a copy the caller cannot change
 
+    def __hash__(self) -> int:
+        """Hashable like the other frozen records (the rules mapping is hashed by its items)."""
+        rules = frozenset(self.per_workflow.items())
+        return hash((self.max_rows, self.margin_rows, self.max_age, rules))
+
 
 MAX_RETENTION_ROWS: Final = 2**31 - 1
 """The most finished runs a retention may name (a 32-bit count in every store)."""

@@ -39,6 +39,14 @@ async def test_max_runs_keeps_a_names_newest_runs_and_leaves_other_names_alone(
     assert await driver.trim_history(retention) == 0  # nothing more to do
 
 
+@pytest.mark.parametrize("max_runs", [3, 4, 5, 6])
+async def test_max_runs_at_or_above_the_count_trims_nothing(driver: Driver, max_runs: int) -> None:
+    await _runs(driver, "reports", 3)
+    retention = HistoryRetention(per_workflow={"reports": WorkflowRetention(max_runs=max_runs)})
+    assert await driver.trim_history(retention) == 0
+    assert await _kept(driver, "reports") == ["r0", "r1", "r2"]
+
+
 async def test_max_runs_zero_keeps_none_of_the_name(driver: Driver) -> None:
     await _runs(driver, "reports", 3)
     await _runs(driver, "orders", 1)

@@ -17,6 +17,15 @@ import typer
 from cereal import errors
 from cereal.cli import _render
 from cereal.cli._common import EXIT_INTERRUPTED, CliError, fail, run, state
+from cereal.cli._retention_rules import (
+    KeepDaysOption,
+    KeepRunsOption,
+    MarginRowsOption,
+    MaxAgeDaysOption,
+    MaxRowsOption,
+    given,
+    retention_from_options,
+)
 from cereal.drivers import require_grpc
 from cereal.values import DEFAULT_MAX_VALUE_BYTES
 
@@ -97,6 +106,11 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    keep_runs: KeepRunsOption = None,
+    keep_days: KeepDaysOption = None,
+    max_rows: MaxRowsOption = None,
+    margin_rows: MarginRowsOption = None,
+    max_age_days: MaxAgeDaysOption = None,
 ) -> None:
     r"""Serve the --db store over gRPC (one isolated store per domain) until SIGINT/SIGTERM.
 
@@ -126,7 +140,21 @@ def serve(
     cereal_logger = logging.getLogger("cereal")
     if cereal_logger.getEffectiveLevel() > logging.INFO:
         cereal_logger.setLevel(logging.INFO)
+    retention = None
+    if given(keep_runs, keep_days, max_rows, margin_rows, max_age_days):
+        try:
+            retention = retention_from_options(
+                keep_runs=keep_runs,
+                keep_days=keep_days,
+                max_rows=max_rows,
+                margin_rows=margin_rows,
+                max_age_days=max_age_days,
+                unbounded=False,
+            )
+        except CliError as exc:
+            fail(ctx, str(exc))
     options = ServeOptions(
+        retention=retention,
         host=host,
         port=port,
         token=token or None,

@@ -18,7 +18,14 @@ from cereal.cli._common import (
     run,
     storage_manager,
 )
-from cereal.cli._retention_rules import retention_from_options
+from cereal.cli._retention_rules import (
+    KeepDaysOption,
+    KeepRunsOption,
+    MarginRowsOption,
+    MaxAgeDaysOption,
+    MaxRowsOption,
+    retention_from_options,
+)
 from cereal.manager import Manager
 from cereal.models import (
     EnqueuedWorkflow,
@@ -346,35 +353,18 @@ async def _refuse_if_finished(
 @app.command("trim")
 def trim(
     ctx: typer.Context,
-    keep_runs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--keep-runs",
-            metavar="WORKFLOW=N",
-            help="Keep only WORKFLOW's newest N finished runs (repeatable).",
-        ),
-    ] = None,
-    keep_days: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--keep-days",
-            metavar="WORKFLOW=DAYS",
-            help="Keep only WORKFLOW's finished runs of the last DAYS days (repeatable).",
-        ),
-    ] = None,
-    max_rows: Annotated[
-        int, typer.Option("--max-rows", help="Store-wide: past this many finished runs...")
-    ] = 10_000,
-    margin_rows: Annotated[
-        int, typer.Option("--margin-rows", help="...trim down to max-rows minus this many.")
-    ] = 1_000,
-    max_age_days: Annotated[
-        float | None,
-        typer.Option("--max-age-days", help="Store-wide: no finished run older than this."),
-    ] = None,
+    keep_runs: KeepRunsOption = None,
+    keep_days: KeepDaysOption = None,
+    max_rows: MaxRowsOption = None,
+    margin_rows: MarginRowsOption = None,
+    max_age_days: MaxAgeDaysOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Trim finished runs (and their history and dead tasks) now, as a sweep would."""
+    """Trim finished runs (and their history and dead tasks) now, under the bounds given.
+
+    Only the bounds given apply: without --max-rows or --max-age-days, no
+    store-wide bound (a worker's sweeps keep applying their own).
+    """
     outcome: list[int | None] = []
 
     async def go() -> None:
@@ -384,6 +374,7 @@ def trim(
             max_rows=max_rows,
             margin_rows=margin_rows,
             max_age_days=max_age_days,
+            unbounded=True,
         )
         async with storage_manager(ctx, writes="the trim") as manager:
             outcome.append(await manager.trim_history(retention))

@@ -646,7 +646,7 @@ def _apply_workflow_rule(
         kept = [row for row in kept if row.ended_at >= oldest]
     if rule.max_runs is not None:
         kept = sorted(kept, key=lambda row: (row.ended_at, row.id))
-        kept = kept[len(kept) - rule.max_runs :] if rule.max_runs else []
+        kept = kept[max(len(kept) - rule.max_runs, 0) :]
     if len(kept) == len(own):
         return rows
     kept_ids = {row.id for row in kept}

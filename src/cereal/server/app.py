@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 import grpc
 from cereal.checks.ports import port_taken
 from cereal.drivers.base import DEFAULT_TASK_EXPIRY
+from cereal.models import HistoryRetention
 from cereal.server.domains import DomainRegistry
 from cereal.server.request_checks import RequestChecks
 from cereal.server.security import TokenInterceptor, check_bind, server_credentials
@@ -42,6 +43,10 @@ class BindError(RuntimeError):
     """The server could not listen on its address (the port is taken, or not allowed)."""
 
 
+LEASE_ENDING_WAIT = 10.0
+"""At least this long, a stopping server waits for lease endings already under way."""
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """How the server listens and whom it lets in."""
@@ -60,6 +65,9 @@ class ServeOptions:
     """The largest request read; a larger one is refused with RESOURCE_EXHAUSTED."""
     maintenance: bool = True
     """Run each domain's scheduler and expiry sweep in the server (off: clients' Managers do)."""
+    retention: HistoryRetention | None = None
+    """The history retention of each domain's store, for the server's own sweeps (default:
+    the driver's); a client's sweep replaces it with the client's until the server restarts."""
 
 
 class CerealServer:
@@ -82,6 +90,7 @@ class CerealServer:
             stores_for(database_url),
             sweep_expiry=self.options.sweep_expiry,
             maintenance=self.options.maintenance,
+            retention=self.options.retention,
         )
         self._server: grpc.aio.Server | None = None
         self._service: CerealService | None = None
@@ -149,7 +158,7 @@ class CerealServer:
             await self._health.enter_graceful_shutdown()
             await server.stop(grace)
         if self._service is not None:
-            await self._service.finish_lease_endings()
+            await self._service.finish_lease_endings(timeout=max(grace, LEASE_ENDING_WAIT))
         await self._domains.close()
         logger.info("cereal serve stopped")
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from cereal.drivers.base import DEFAULT_TASK_EXPIRY, Driver, WorkKind
 from cereal.engine.scheduler import WorkflowScheduler
 from cereal.engine.sweeper import run_sweeper
+from cereal.models import HistoryRetention
 from cereal.server.stores import DomainStores
 from cereal.wire.domain_names import check_domain
 
@@ -108,10 +109,12 @@ class DomainRegistry:
         *,
         sweep_expiry: float = DEFAULT_TASK_EXPIRY,
         maintenance: bool = True,
+        retention: HistoryRetention | None = None,
     ) -> None:
         self._stores = stores
         self._sweep_expiry = sweep_expiry
         self._maintenance = maintenance
+        self._retention = retention
         self._domains: dict[str, HostedDomain] = {}
         self._opening: dict[str, asyncio.Task[HostedDomain]] = {}
         self._closed = False
@@ -138,7 +141,10 @@ class DomainRegistry:
 
     async def _open(self, name: str) -> HostedDomain:
         try:
-            domain = HostedDomain(name, await self._stores.build(name))
+            driver = await self._stores.build(name)
+            if self._retention is not None:
+                driver.retention = self._retention
+            domain = HostedDomain(name, driver)
             await domain.start(self._sweep_expiry, maintenance=self._maintenance)
             self._domains[name] = domain
             logger.info("domain %r opened", name)

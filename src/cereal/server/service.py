@@ -160,15 +160,26 @@ class CerealService(pb_grpc.CerealServicer):
         """
         self._keep_leases = True
 
-    async def finish_lease_endings(self) -> None:
-        """Wait for the lease endings of streams that already closed."""
-        if self._abandoning:
-            logger.info(
-                "server stopping: waiting for %d lease ending(s) before closing the stores",
-                len(self._abandoning),
+    async def finish_lease_endings(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the lease endings of streams that already closed.
+
+        An ending still waiting after that (e.g. on a lock) is left to run
+        while the stores close; its lease then expires as usual.
+        """
+        if not self._abandoning:
+            return
+        logger.info(
+            "server stopping: waiting for %d lease ending(s) before closing the stores",
+            len(self._abandoning),
+        )
+        _, pending = await asyncio.wait(set(self._abandoning), timeout=timeout)
+        if pending:
+            logger.warning(
+                "server stopping: %d lease ending(s) still running after %g s;"
+                " their leases will expire",
+                len(pending),
+                timeout,
             )
-        while self._abandoning:
-            await asyncio.gather(*list(self._abandoning), return_exceptions=True)
 
     async def _driver(self, context: Context) -> Driver:
         return (await self._hosted(context)).driver

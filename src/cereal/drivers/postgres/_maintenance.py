@@ -190,7 +190,9 @@ async def _trim_workflow(
         removed = await _in_batches(
             conn, lambda: execute(conn, "trim_workflow_before", bound), batch
         )
-    return None if removed is None else trimmed + removed
+    if removed is None:  # another process took the lock: what this one removed still counts
+        return trimmed or None
+    return trimmed + removed
 
 
 async def trim_start_keys(conn: Conn, batch: int = TRIM_BATCH) -> int:

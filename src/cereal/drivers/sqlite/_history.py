@@ -67,7 +67,16 @@ async def _trim_workflow(
     trimmed = 0
     if rule.max_age is not None:
         cutoff = {"workflow_name": workflow_name, "cutoff": now() - rule.max_age}
-        trimmed += await _in_batches(db, Q["trim_workflow_before"], cutoff, batch)
+        trimmed += await _in_batches(
+            db,
+            Q["trim_workflow_before"],
+            cutoff,
+            batch,
+            # nothing due: the write lock is never taken (every sweep runs every rule)
+            ready=lambda conn: (
+                conn.execute(Q["has_workflow_history_before"], cutoff).fetchone() is not None
+            ),
+        )
     if rule.max_runs is not None:
         offset = {"workflow_name": workflow_name, "offset": rule.max_runs}
         boundary = await db.call(

@@ -760,3 +760,8 @@ WHERE id IN (
     LIMIT :batch
 )
 RETURNING workflow_name, instance_name, instance_id;
+
+-- name: has_workflow_history_before
+-- Whether one workflow name has a history row that ended before the cutoff.
+SELECT 1 FROM cereal_workflow_results INDEXED BY cereal_workflow_results_name_end
+WHERE workflow_name = :workflow_name AND ended_at < :cutoff LIMIT 1;
