@@ -15,11 +15,12 @@ their instance id) with direct SQL, so migrating it is checked too.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.sqlite import SQLiteDriver
 from cereal.drivers.sqlite._migrate import apply_migrations, migrations
-from cereal.models import HistoryRetention
+from cereal.models import HistoryRetention, WorkflowRetention
 from tests.conformance._driver_helpers import sweep
 
 RUNS = 11_001
@@ -170,3 +171,25 @@ async def test_migrating_links_each_finished_run_to_its_history(db_path: str) ->
     ).fetchall()
     conn.close()
     assert remaining == [(30,), (40,)]
+
+
+async def test_a_rule_with_nothing_due_never_takes_the_write_lock(tmp_path: Path) -> None:
+    # Given another connection holds the write lock, and a driver that would fail on it
+    path = tmp_path / "locked.db"
+    driver = SQLiteDriver(str(path), busy_timeout=0.2, busy_retries=1)
+    await driver.init()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        rules = HistoryRetention(
+            per_workflow={
+                "reports": WorkflowRetention(max_age=3600.0),
+                "beats": WorkflowRetention(max_runs=5),
+            }
+        )
+        # When it trims with rules that have nothing to remove, it reads and returns
+        assert await driver.trim_history(rules) == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await driver.close()
