@@ -585,9 +585,15 @@ class Manager:
                 driver, connection, workflow_name, instance_name, encoded, idempotency_key
             )
         else:
-            with self._observer.enqueue(workflow_name, instance_name):
+            with self._observer.enqueue(workflow_name, instance_name) as observed:
                 existing = await self._store_new_instance(
-                    driver, connection, workflow_name, instance_name, encoded, idempotency_key
+                    driver,
+                    connection,
+                    workflow_name,
+                    instance_name,
+                    encoded,
+                    idempotency_key,
+                    None if observed is None else observed.traceparent,
                 )
         if existing is not None:
             return EnqueuedWorkflow(workflow_name, existing, created=False)
@@ -604,21 +610,25 @@ class Manager:
         instance_name: str,
         encoded: bytes | None,
         idempotency_key: str | None,
+        traceparent: str | None = None,
     ) -> str | None:
         """Write the instance on the driver's own connection, or in the caller's transaction.
 
+        ``traceparent`` (the enqueue's span, when traced) is stored with the run.
         Returns None when it was written, else (a start key within its window)
         the instance name the key started.
         """
         if idempotency_key is not None:
             return await driver.enqueue_workflow_once(
-                workflow_name, instance_name, encoded, idempotency_key
+                workflow_name, instance_name, encoded, idempotency_key, traceparent=traceparent
             )
         if connection is None:
-            await driver.enqueue_workflow(workflow_name, instance_name, encoded)
+            await driver.enqueue_workflow(
+                workflow_name, instance_name, encoded, traceparent=traceparent
+            )
         else:
             await driver.enqueue_workflow_in_transaction(
-                connection, workflow_name, instance_name, encoded
+                connection, workflow_name, instance_name, encoded, traceparent=traceparent
             )
         return None
 

@@ -82,6 +82,13 @@ class WorkflowInstanceData:
     """
     error_traceback: str | None = None
     """The traceback that goes with :attr:`error_type` (bounded), if there was one."""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the span that enqueued the run (tracing only).
+
+    Stored with a live run and handed to its callbacks' spans as their
+    parent, so one run is one trace. Set on the runs a claim hands out;
+    lookups and listings may leave it ``None``.
+    """
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the instance was enqueued with, decoded."""
@@ -135,6 +142,12 @@ class TaskResultData:
     """The executor's traceback, bounded (see :data:`MAX_TRACEBACK_CHARS`); ``FAILED`` only."""
     attempts: int = 1
     """How many attempts the task took (claims, hand-backs at stop not counted)."""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the span of the run that reported this result.
+
+    For a result no traced run reported (a lost lease, an untraced worker):
+    the enqueuing callback's. ``None`` when untraced.
+    """
 
 
 MAX_TRACEBACK_CHARS = 8192

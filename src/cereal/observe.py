@@ -7,8 +7,9 @@ Prometheus metrics of :mod:`cereal.metrics`, the OpenTelemetry spans of
 :mod:`cereal.tracing`, or a user's own) overrides only what it needs;
 :class:`Observers` fans the hooks out to several of them.
 
-Hooks are called on the event loop's thread, except :meth:`Observer.callback`,
-which a batch of plain callbacks enters on the worker thread running them.
+Hooks are called on the event loop's thread, except
+:meth:`Observer.workflow_callback` (and so :meth:`Observer.callback`), which
+a batch of plain callbacks enters on the worker thread running them.
 Hooks must be cheap and must not raise; :class:`Observers` logs and ignores
 a plain hook that does. A retry feature reports each retry through
 :func:`note_task_retried`.
@@ -36,11 +37,25 @@ class TaskObservation:
     status: TaskStatus | None = None
     error_type: str | None = None
     error: str | None = None
+    traceparent: str | None = None
+    """The run's own span (set by a tracing observer); stored with the task's result."""
 
 
 @dataclass
 class CallbackObservation:
-    """One observed callback; a tracing observer sets ``traceparent`` for its tasks."""
+    """One observed callback; a tracing observer sets ``traceparent`` for its tasks.
+
+    ``decision`` is filled in by the runner when the callback returned:
+    ``continue``, ``complete`` or ``fail`` (``None`` when it raised).
+    """
+
+    traceparent: str | None = None
+    decision: str | None = None
+
+
+@dataclass
+class EnqueueObservation:
+    """One observed enqueue; a tracing observer sets ``traceparent``, stored with the run."""
 
     traceparent: str | None = None
 
@@ -49,9 +64,15 @@ class Observer:
     """Instrumentation hooks of a Manager; every default does nothing."""
 
     @contextlib.contextmanager
-    def enqueue(self, workflow_name: str, instance_name: str) -> Iterator[None]:
-        """Around ``Manager.enqueue_workflow``'s write."""
-        yield
+    def enqueue(
+        self, workflow_name: str, instance_name: str
+    ) -> Iterator[EnqueueObservation | None]:
+        """Around ``Manager.enqueue_workflow``'s write.
+
+        What it yields may carry a ``traceparent``: the run is stored with it
+        and its callbacks descend from it (yielding ``None`` is fine too).
+        """
+        yield EnqueueObservation()
 
     @contextlib.contextmanager
     def callback(
@@ -59,6 +80,26 @@ class Observer:
     ) -> Iterator[CallbackObservation]:
         """Around one workflow callback; tasks it enqueues carry ``traceparent``."""
         yield CallbackObservation()
+
+    @contextlib.contextmanager
+    def workflow_callback(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        callback_name: str,
+        *,
+        parent_traceparent: str | None,
+    ) -> Iterator[CallbackObservation]:
+        """What the runner enters around a callback: :meth:`callback`, with the run's context.
+
+        ``parent_traceparent`` is the stored span the callback follows from:
+        the run's enqueue for ``on_start`` and ``on_cancel``, the task run that
+        reported the result for ``on_task_complete`` (``None`` when untraced).
+        This default ignores it, so an observer overriding only
+        :meth:`callback` keeps working.
+        """
+        with self.callback(workflow_name, instance_name, callback_name) as observation:
+            yield observation
 
     @contextlib.contextmanager
     def task(self, metadata: TaskMetadata) -> Iterator[TaskObservation]:
@@ -93,33 +134,65 @@ class Observers(Observer):
         self._observers = tuple(observers)
 
     @contextlib.contextmanager
-    def enqueue(self, workflow_name: str, instance_name: str) -> Iterator[None]:
-        """Every observer's :meth:`Observer.enqueue`, nested."""
+    def enqueue(
+        self, workflow_name: str, instance_name: str
+    ) -> Iterator[EnqueueObservation | None]:
+        """Every observer's :meth:`Observer.enqueue`, nested; the first traceparent wins."""
         with contextlib.ExitStack() as stack:
-            for observer in self._observers:
+            inner = [
                 stack.enter_context(observer.enqueue(workflow_name, instance_name))
-            yield
+                for observer in self._observers
+            ]
+            yield EnqueueObservation(traceparent=first_traceparent(inner))
 
     @contextlib.contextmanager
     def callback(
         self, workflow_name: str, instance_name: str, callback_name: str
     ) -> Iterator[CallbackObservation]:
-        """Every observer's :meth:`Observer.callback`, nested; the first traceparent wins."""
+        """Every observer's :meth:`Observer.callback`, nested (no run context)."""
+        with self.workflow_callback(
+            workflow_name, instance_name, callback_name, parent_traceparent=None
+        ) as merged:
+            yield merged
+
+    @contextlib.contextmanager
+    def workflow_callback(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        callback_name: str,
+        *,
+        parent_traceparent: str | None,
+    ) -> Iterator[CallbackObservation]:
+        """Every observer's :meth:`Observer.workflow_callback`, nested; the first traceparent wins.
+
+        The decision the runner notes is copied to each when the callback ends.
+        """
         with contextlib.ExitStack() as stack:
-            merged = CallbackObservation()
             inner = [
-                stack.enter_context(observer.callback(workflow_name, instance_name, callback_name))
+                stack.enter_context(
+                    observer.workflow_callback(
+                        workflow_name,
+                        instance_name,
+                        callback_name,
+                        parent_traceparent=parent_traceparent,
+                    )
+                )
                 for observer in self._observers
             ]
-            merged.traceparent = next((o.traceparent for o in inner if o.traceparent), None)
-            yield merged
+            merged = CallbackObservation(traceparent=first_traceparent(inner))
+            try:
+                yield merged
+            finally:
+                for observation in inner:
+                    observation.decision = merged.decision
 
     @contextlib.contextmanager
     def task(self, metadata: TaskMetadata) -> Iterator[TaskObservation]:
         """Every observer's :meth:`Observer.task`, nested; the outcome is copied to each."""
         with contextlib.ExitStack() as stack:
             inner = [stack.enter_context(observer.task(metadata)) for observer in self._observers]
-            merged = TaskObservation()
+            merged = TaskObservation(traceparent=first_traceparent(inner))
             try:
                 yield merged
             finally:
@@ -172,6 +245,16 @@ def combine(observers: Sequence[Observer]) -> Observer | None:
     if len(observers) == 1:
         return observers[0]
     return Observers(observers)
+
+
+def first_traceparent(
+    observations: Sequence[EnqueueObservation | CallbackObservation | TaskObservation | None],
+) -> str | None:
+    """The first ``traceparent`` any of ``observations`` carries (``None`` if none does)."""
+    for observation in observations:
+        if observation is not None and observation.traceparent:
+            return observation.traceparent
+    return None
 
 
 def note_task_retried(observer: Observer | None, workflow_name: str, task_name: str) -> None:

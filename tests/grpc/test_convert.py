@@ -67,6 +67,7 @@ FAILED_RUN = WorkflowInstanceData(
     ended_at=T1,
     error_type="builtins.KeyError",
     error_traceback="Traceback ...",
+    traceparent=TRACEPARENT,
 )
 FAILED_RESULT = TaskResultData(
     task_name="t",
@@ -77,6 +78,7 @@ FAILED_RESULT = TaskResultData(
     error_type="builtins.ValueError",
     error_traceback="Traceback (t) ...",
     attempts=3,
+    traceparent="00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
 )
 POLICY = '{"max_attempts": 3}'
 METADATA = TaskMetadata(

@@ -58,7 +58,12 @@ def _operation(name: str, *parameters: str) -> ReadOperation:
     [
         (_operation("list_everything"), "no rpc ListEverything"),
         (_operation("list_instance_tasks", "workflow_name"), "ListInstanceTasksRequest has fields"),
-        (_operation("enqueue_workflow", "workflow_name", "instance_name", "parameters"), "scalar"),
+        (
+            _operation(
+                "enqueue_workflow", "workflow_name", "instance_name", "parameters", "traceparent"
+            ),
+            "scalar",
+        ),
         (_operation("get_workflow_instance", "workflow_name", "instance_name"), "one repeated"),
     ],
     ids=lambda item: getattr(item, "name", item),

@@ -60,6 +60,9 @@ async def refused(call: Any) -> grpc.aio.AioRpcError:
     return failure.value
 
 
+# the right shape with a newline appended: a stored context is matched whole
+BAD_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n"
+
 # ---- unary requests -------------------------------------------------------------------
 
 
@@ -77,16 +80,23 @@ async def refused(call: Any) -> grpc.aio.AioRpcError:
         (WF, INST, b'{"x": NaN}', "parameters"),
         (WF, INST, b'"\\ud800"', "parameters"),
         (WF, INST, BIG, "parameters"),
+        (WF, INST, "not a traceparent", "traceparent"),
+        (WF, INST, "00-" + "A" * 32 + "-b7ad6b7169203331-01", "traceparent"),
+        (WF, INST, BAD_TRACEPARENT, "traceparent"),
     ],
     ids=repr,
 )
 async def test_enqueue_with_a_bad_field_is_invalid_argument_and_stores_nothing(
-    stub: Any, workflow: str, instance: str, parameters: bytes | None, field: str
+    stub: Any, workflow: str, instance: str, parameters: bytes | str | None, field: str
 ) -> None:
+    # a str in the parameters column is a bad traceparent on an otherwise good request
+    traceparent = parameters if isinstance(parameters, str) else None
+    blob = parameters if isinstance(parameters, bytes) else None
     request = pb.EnqueueWorkflowRequest(
         workflow_name=workflow,
         instance_name=instance,
-        parameters=None if parameters is None else value(parameters),
+        parameters=None if blob is None else value(blob),
+        traceparent=traceparent,
     )
 
     error = await refused(stub.EnqueueWorkflow(request))
@@ -227,6 +237,10 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
         (continue_with(None, pb.NewTask(task_name="t\ufeff")), "task name"),
         (continue_with(None, pb.NewTask(task_name="t", parameters=value(b"?"))), "parameters"),
         (continue_with(None, pb.NewTask(task_name="t", parameters=value(BIG))), "parameters"),
+        (
+            continue_with(None, pb.NewTask(task_name="t", traceparent=BAD_TRACEPARENT)),
+            "traceparent",
+        ),
         (continue_with(b"not json"), "payload"),
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),
@@ -280,6 +294,7 @@ async def test_a_dequeue_with_a_bad_retry_policy_is_invalid_argument(stub: Any) 
         (pb.TaskReport(retry=pb.Retry(error="e", delay=1e300)), "delay"),
         (pb.TaskReport(retry=pb.Retry(error=LONG_TEXT, delay=1.0)), "retry error"),
         (pb.TaskReport(fail=LONG_TEXT), "fail error"),
+        (pb.TaskReport(succeed=pb.Succeed(), traceparent=BAD_TRACEPARENT), "traceparent"),
         (pb.TaskReport(fail_with_details=pb.Fail(error=LONG_TEXT)), "fail_with_details error"),
         (
             pb.TaskReport(fail_with_details=pb.Fail(error="e", error_traceback=LONG_TEXT)),

@@ -12,6 +12,7 @@ in :mod:`cereal.checks.names`, :mod:`cereal.values`, :mod:`cereal.recurrence`,
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -162,4 +163,26 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
     if task.start_after is not None:
         times.to_utc(task.start_after, name=f"{where} start_after")
     check_stored_retry_policy(task.retry_policy, where=f"{where} retry_policy")
+    check_traceparent(task.traceparent, where=f"{where} traceparent")
     return task
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def check_traceparent(value: str | None, *, where: str) -> None:
+    """Refuse a stored trace context that is not a W3C ``traceparent`` (``None`` is fine).
+
+    Version ``00``'s form, ``vv-<32 hex>-<16 hex>-ff`` in lowercase: what a
+    tracer hands out. It is checked where it enters from outside (a gRPC
+    request), so a store never keeps an arbitrary string under that name.
+
+    Raises:
+        ValueError: ``value`` is not of that form (``where`` names the field).
+    """
+    if value is None:
+        return
+    if not isinstance(value, str) or _TRACEPARENT.fullmatch(value) is None:
+        raise ValueError(
+            f"{where} is not a W3C traceparent (vv-<32 hex>-<16 hex>-<2 hex>): {value!r:.80}"
+        )

@@ -64,6 +64,8 @@ class LiveInstance:
     tasks: dict[int, Task] = field(default_factory=dict)
     # every event received, pending or handled, in sequence order (the event history)
     received: list[Event] = field(default_factory=list)
+    # the enqueue's span, handed to every claim (tracing only)
+    traceparent: str | None = None
 
     @property
     def key(self) -> Key:
@@ -178,13 +180,20 @@ class MemoryState:
     # ---- instances and events --------------------------------------------------
 
     def add_instance(
-        self, workflow_name: str, instance_name: str, parameters: bytes | None, now: datetime
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        now: datetime,
+        traceparent: str | None = None,
     ) -> LiveInstance:
         """Create a live instance with its start event, or raise if one is live."""
         key = (workflow_name, instance_name)
         if key in self.instances:
             raise errors.WorkflowInstanceExistsError()
-        inst = LiveInstance(workflow_name, instance_name, parameters, started_at=now)
+        inst = LiveInstance(
+            workflow_name, instance_name, parameters, started_at=now, traceparent=traceparent
+        )
         self.instances[key] = inst
         self.add_event(inst, WorkflowEventType.START, now)
         return inst
@@ -196,6 +205,7 @@ class MemoryState:
         parameters: bytes | None,
         key: str,
         now: datetime,
+        traceparent: str | None = None,
     ) -> str | None:
         """:meth:`add_instance` unless ``key`` started a run within the window.
 
@@ -204,7 +214,7 @@ class MemoryState:
         recorded = self.start_keys.get((workflow_name, key))
         if recorded is not None and recorded[1] > now - START_KEY_WINDOW:
             return recorded[0]
-        self.add_instance(workflow_name, instance_name, parameters, now)
+        self.add_instance(workflow_name, instance_name, parameters, now, traceparent)
         self.start_keys[(workflow_name, key)] = (instance_name, now)
         return None
 
@@ -385,8 +395,13 @@ class MemoryState:
         error_text: str = "",
         result: bytes | None = None,
         failure: FailureDetails | None = None,
+        run_traceparent: str | None = None,
     ) -> str:
-        """Record how a running task ended as a ``task_complete`` event; return its workflow."""
+        """Record how a running task ended as a ``task_complete`` event; return its workflow.
+
+        ``run_traceparent`` is the reporting run's span; without one the
+        result carries the task's own (its enqueuing callback's).
+        """
         task_result = TaskResultData(
             task_name=task.task_name,
             status=status,
@@ -396,6 +411,7 @@ class MemoryState:
             error_type=None if failure is None else failure.error_type,
             error_traceback=None if failure is None else failure.error_traceback,
             attempts=max(task.attempt, 1),
+            traceparent=run_traceparent or task.traceparent,
         )
         self.remove_task(task)
         self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
@@ -608,6 +624,7 @@ def live_view(inst: LiveInstance) -> WorkflowInstanceData:
         parameters=inst.parameters,
         payload=inst.payload,
         started_at=inst.started_at,
+        traceparent=inst.traceparent,
     )
 
 

@@ -52,10 +52,14 @@ class StartKeyStore:
         instance_name: str,
         parameters: bytes | None,
         idempotency_key: str,
+        *,
+        traceparent: str | None = None,
     ) -> str | None:
         """Start the run unless ``idempotency_key`` started one within the window.
 
         The window is :data:`START_KEY_WINDOW`, and keys are per ``workflow_name``.
+        ``traceparent`` is stored with a run this call starts (as
+        ``enqueue_workflow``).
 
         Returns:
             ``None`` when this call started the run; else the instance name of

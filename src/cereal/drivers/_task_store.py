@@ -20,6 +20,13 @@ class TaskCompleter(abc.ABC):
     lease_token: str | None = None
     """What proves this lease to :meth:`Driver.resume_task_lease` (None: not resumable)."""
 
+    result_traceparent: str | None = None
+    """The traced run's span (set by the task runner): stored with the result it reports.
+
+    A driver that stores it hands it back as ``TaskResultData.traceparent``
+    (else the task's own ``traceparent``); one that does not may ignore it.
+    """
+
     @abc.abstractmethod
     async def heartbeat(self) -> None:
         """Move the lease's deadline to now plus the expiry it was claimed with.

@@ -111,9 +111,18 @@ class WorkflowStore(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: bytes | None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """Create a live instance and its ``start`` event atomically.
+
+        ``traceparent`` (the enqueue's span, when traced) is stored with the
+        instance and handed back in every claim of it
+        (``WorkflowInstanceData.traceparent``).
 
         Raises:
             WorkflowInstanceExistsError: a live instance with these names exists;
@@ -126,6 +135,8 @@ class WorkflowStore(abc.ABC):
         workflow_name: str,
         instance_name: str,
         parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """As :meth:`enqueue_workflow`, on the caller's open transaction ``connection``.
 

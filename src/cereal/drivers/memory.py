@@ -108,7 +108,12 @@ class MemoryDriver(Driver):
     # ---- workflow instances -----------------------------------------------------
 
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: bytes | None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """Create a live instance and its ``start`` event atomically.
 
@@ -116,7 +121,9 @@ class MemoryDriver(Driver):
             WorkflowInstanceExistsError: a live instance with these names exists.
         """
         with self._lock:
-            self._state.add_instance(workflow_name, instance_name, parameters, utcnow())
+            self._state.add_instance(
+                workflow_name, instance_name, parameters, utcnow(), traceparent
+            )
         self._wake("workflow", workflow_name)
 
     async def enqueue_workflow_once(
@@ -125,11 +132,13 @@ class MemoryDriver(Driver):
         instance_name: str,
         parameters: bytes | None,
         idempotency_key: str,
+        *,
+        traceparent: str | None = None,
     ) -> str | None:
         """Start the run unless the key started one within the window (see ``StartKeyStore``)."""
         with self._lock:
             existing = self._state.add_instance_once(
-                workflow_name, instance_name, parameters, idempotency_key, utcnow()
+                workflow_name, instance_name, parameters, idempotency_key, utcnow(), traceparent
             )
         if existing is None:
             self._wake("workflow", workflow_name)
@@ -796,7 +805,7 @@ class _MemoryTaskCompleter(TaskCompleter):
         with self._driver._lock:
             task = self._held()
             workflow_name = self._driver._state.complete_task(
-                task, status, utcnow(), error_text, result, failure
+                task, status, utcnow(), error_text, result, failure, self.result_traceparent
             )
         self._driver._wake("workflow", workflow_name)
 

@@ -236,6 +236,8 @@ class TaskRunner:
 
     async def _execute_observed(self, run: _Run, observer: Observer) -> None:
         with observer.task(run.task.metadata) as observation:
+            # the result carries the run's span: its on_task_complete nests under it
+            run.completer.result_traceparent = observation.traceparent
             await self._execute(run, observation)
 
     async def _execute(self, run: _Run, observation: TaskObservation | None = None) -> None:

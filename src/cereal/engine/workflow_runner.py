@@ -299,10 +299,14 @@ class WorkflowRunner:
                 decision = await callbacks.decide(executor, callback_name, instance, ev)
                 traceparent = None
             else:
-                with observer.callback(
-                    instance.workflow_name, instance.instance_name, callback_name
+                with observer.workflow_callback(
+                    instance.workflow_name,
+                    instance.instance_name,
+                    callback_name,
+                    parent_traceparent=_followed_span(event),
                 ) as observation:
                     decision = await callbacks.decide(executor, callback_name, instance, ev)
+                    observation.decision = decision.kind.value
                 traceparent = observation.traceparent
             if not batch.absorb(decision, event, traceparent):
                 break
@@ -324,12 +328,16 @@ class WorkflowRunner:
                 decision = callbacks.decide_in_thread(executor, callback_name, instance, ev, loop)
                 traceparent = None
             else:
-                with observer.callback(
-                    instance.workflow_name, instance.instance_name, callback_name
+                with observer.workflow_callback(
+                    instance.workflow_name,
+                    instance.instance_name,
+                    callback_name,
+                    parent_traceparent=_followed_span(event),
                 ) as observation:
                     decision = callbacks.decide_in_thread(
                         executor, callback_name, instance, ev, loop
                     )
+                    observation.decision = decision.kind.value
                 traceparent = observation.traceparent
             if not batch.absorb(decision, event, traceparent):
                 break
@@ -483,6 +491,17 @@ def _log_finished(event: WorkflowEvent, decision: Decision) -> None:
 def _is_async(executor: object, callback_name: str) -> bool:
     callback = getattr(executor, callback_name, None)
     return callback is None or is_async_callable(callback)
+
+
+def _followed_span(event: WorkflowEvent) -> str | None:
+    """The stored span an event's callback follows from (one trace per run).
+
+    A task result's: the run that reported it (or the enqueuing callback);
+    any other event's: the run's enqueue. ``None`` when nothing was traced.
+    """
+    if event.task_result is not None and event.task_result.traceparent:
+        return event.task_result.traceparent
+    return event.instance.traceparent
 
 
 def _callback_for(event: WorkflowEvent) -> tuple[str, object]:

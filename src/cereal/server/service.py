@@ -37,7 +37,7 @@ from cereal.models import ExpiredLease, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert, reads
-from cereal.wire.codec import time_from_pb, value_from_pb
+from cereal.wire.codec import optional_field, time_from_pb, value_from_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN
 from cereal.wire.error_status import error_to_pb, is_carried, status_code
 from cereal.wire.metadata import DOMAIN_METADATA_KEY, ERROR_KEY
@@ -201,7 +201,12 @@ class CerealService(pb_grpc.CerealServicer):
         """Create a live instance."""
         parameters = self._checks.enqueue(request)
         driver = await self._driver(context)
-        await driver.enqueue_workflow(request.workflow_name, request.instance_name, parameters)
+        await driver.enqueue_workflow(
+            request.workflow_name,
+            request.instance_name,
+            parameters,
+            traceparent=optional_field(request, "traceparent"),
+        )
         return pb.Empty()
 
     @_unary
@@ -212,7 +217,11 @@ class CerealService(pb_grpc.CerealServicer):
         parameters = self._checks.enqueue(request)
         driver = await self._driver(context)
         existing = await driver.enqueue_workflow_once(
-            request.workflow_name, request.instance_name, parameters, request.idempotency_key
+            request.workflow_name,
+            request.instance_name,
+            parameters,
+            request.idempotency_key,
+            traceparent=optional_field(request, "traceparent"),
         )
         return pb.EnqueueWorkflowOnceResponse(existing_instance_name=existing)
 
@@ -546,6 +555,8 @@ class CerealService(pb_grpc.CerealServicer):
             handed_back = False
             try:
                 self._checks.report(report)
+                if report.HasField("traceparent"):
+                    completer.result_traceparent = report.traceparent
                 if action == "heartbeat":
                     await completer.heartbeat()
                     return False

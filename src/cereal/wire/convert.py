@@ -77,6 +77,7 @@ def _instance_to_pb(instance: WorkflowInstanceData) -> pb.Instance:
         ended_at=time_to_pb(instance.ended_at),
         error_type=instance.error_type,
         error_traceback=instance.error_traceback,
+        traceparent=instance.traceparent,
     )
 
 
@@ -93,6 +94,7 @@ def _instance_from_pb(message: pb.Instance) -> WorkflowInstanceData:
         ended_at=time_from_pb(message, "ended_at"),
         error_type=optional_field(message, "error_type"),
         error_traceback=optional_field(message, "error_traceback"),
+        traceparent=optional_field(message, "traceparent"),
     )
 
 
@@ -110,6 +112,7 @@ def _task_result_to_pb(result: TaskResultData) -> pb.TaskResult:
         error_type=result.error_type,
         error_traceback=result.error_traceback,
         attempts=result.attempts,
+        traceparent=result.traceparent,
     )
 
 
@@ -123,6 +126,7 @@ def _task_result_from_pb(message: pb.TaskResult) -> TaskResultData:
         error_type=optional_field(message, "error_type"),
         error_traceback=optional_field(message, "error_traceback"),
         attempts=message.attempts,
+        traceparent=optional_field(message, "traceparent"),
     )
 
 

@@ -335,7 +335,12 @@ class GrpcDriver(Driver):
     # ---- workflow instances ----------------------------------------------------------
 
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: bytes | None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """See :meth:`Driver.enqueue_workflow`."""
         await self._call(
@@ -344,6 +349,7 @@ class GrpcDriver(Driver):
                 workflow_name=workflow_name,
                 instance_name=instance_name,
                 parameters=value_to_pb(parameters),
+                traceparent=traceparent,
             ),
         )
 
@@ -353,6 +359,8 @@ class GrpcDriver(Driver):
         instance_name: str,
         parameters: bytes | None,
         idempotency_key: str,
+        *,
+        traceparent: str | None = None,
     ) -> str | None:
         """See :meth:`StartKeyStore.enqueue_workflow_once`."""
         reply = await self._call(
@@ -362,6 +370,7 @@ class GrpcDriver(Driver):
                 instance_name=instance_name,
                 parameters=value_to_pb(parameters),
                 idempotency_key=idempotency_key,
+                traceparent=traceparent,
             ),
         )
         if reply.HasField("existing_instance_name"):
@@ -837,10 +846,14 @@ class _RemoteTaskCompleter(TaskCompleter):
 
     async def _report(self, final: bool, **action: Any) -> pb.Answer:
         index = self._index
+        # an outcome carries the traced run's span, kept with the result
+        traceparent = self.result_traceparent if final else None
 
         def build(request_id: int) -> pb.TaskStreamRequest:
             return pb.TaskStreamRequest(
-                report=pb.TaskReport(request_id=request_id, lease=index, **action)
+                report=pb.TaskReport(
+                    request_id=request_id, lease=index, traceparent=traceparent, **action
+                )
             )
 
         lost = errors.TaskLostError("task lease lost: the driver was closed")

@@ -404,6 +404,7 @@ class PostgresTaskCompleter(TaskCompleter):
             "result": result,
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
+            "traceparent": self.result_traceparent,
         }
         rows = await self._driver._group_commit(
             self._instance_id, [("complete_tasks", params)], announce=announce, kind="completion"

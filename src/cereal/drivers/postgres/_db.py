@@ -119,6 +119,7 @@ def instance_from_row(row: Row) -> WorkflowInstanceData:
         ended_at=utc(row.get("ended_at")),
         error_type=row.get("error_type"),
         error_traceback=row.get("error_traceback"),
+        traceparent=row.get("traceparent"),
     )
 
 

@@ -156,6 +156,7 @@ async def run_completions_merged(
         "results": [p["result"] for p in params],
         "error_types": [p.get("error_type") for p in params],
         "error_tracebacks": [p.get("error_traceback") for p in params],
+        "traceparents": [p.get("traceparent") for p in params],
         "note": note,
     }
     with translate("completing tasks"):

@@ -100,7 +100,12 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
     # ---- workflow instances -------------------------------------------------------
 
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: bytes | None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """Create a live instance and its start event atomically.
 
@@ -112,6 +117,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "workflow_name": workflow_name,
             "instance_name": instance_name,
             "parameters": parameters,
+            "traceparent": traceparent,
             "note": self._note(wakes),
         }
         async with self._connection("enqueue_workflow") as conn:
@@ -126,6 +132,8 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         instance_name: str,
         parameters: bytes | None,
         idempotency_key: str,
+        *,
+        traceparent: str | None = None,
     ) -> str | None:
         """Start the run unless the key started one within the window (see ``StartKeyStore``).
 
@@ -143,6 +151,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "workflow_name": workflow_name,
             "instance_name": instance_name,
             "parameters": parameters,
+            "traceparent": traceparent,
             "note": self._note(wakes),
         }
         async with self._connection("enqueue_workflow_once") as conn, conn.transaction():
@@ -162,6 +171,8 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         workflow_name: str,
         instance_name: str,
         parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """Create the instance on the caller's psycopg connection, inside its transaction.
 
@@ -187,6 +198,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "workflow_name": workflow_name,
             "instance_name": instance_name,
             "parameters": parameters,
+            "traceparent": traceparent,
             "note": (
                 encode_note(_caller_transaction.CALLER_SENDER, wakes) if self._notify else None
             ),
@@ -560,4 +572,5 @@ def _task_result(row: Row) -> TaskResultData:
         error_type=row["result_error_type"],
         error_traceback=row["result_error_traceback"],
         attempts=row["result_attempts"],
+        traceparent=row["result_traceparent"],
     )

@@ -5,8 +5,9 @@
 -- name: enqueue_workflow
 -- Create a live instance and its start event; no row when the names are live.
 WITH inst AS (
-    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
-    VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s, now())
+    INSERT INTO cereal_workflow_instances
+        (workflow_name, instance_name, parameters, ready_at, traceparent)
+    VALUES (%(workflow_name)s, %(instance_name)s, %(parameters)s, now(), %(traceparent)s)
     ON CONFLICT (workflow_name, instance_name) DO NOTHING
     RETURNING id, workflow_name
 ), ev AS (
@@ -273,9 +274,10 @@ WITH given AS (
     SELECT * FROM unnest(%(task_ids)s::bigint[], %(leases)s::uuid[],
                          %(instance_ids)s::bigint[], %(statuses)s::text[],
                          %(errors)s::text[], %(results)s::bytea[],
-                         %(error_types)s::text[], %(error_tracebacks)s::text[]) WITH ORDINALITY
+                         %(error_types)s::text[], %(error_tracebacks)s::text[],
+                         %(traceparents)s::text[]) WITH ORDINALITY
         AS g(task_id, lease, instance_id, status, error, result, error_type, error_traceback,
-             position)
+             traceparent, position)
 ), report AS (
     SELECT DISTINCT ON (given.task_id, given.lease) given.*
     FROM given
@@ -300,14 +302,16 @@ WITH given AS (
     WHERE t.id = report.task_id AND t.lease = report.lease AND t.state = 'running'
       AND t.instance_id IN (SELECT id FROM marked)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, report.position
+              t.attempt, t.traceparent, report.position
 ), stored AS (
+    -- the result keeps the reporting run's span, else the task's own
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
-         error_type, error_traceback, attempts)
+         error_type, error_traceback, attempts, traceparent)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, report.status,
            report.error, report.result, task.enqueued_at, report.error_type,
-           report.error_traceback, greatest(task.attempt, 1)
+           report.error_traceback, greatest(task.attempt, 1),
+           coalesce(report.traceparent, task.traceparent)
     FROM task JOIN report ON report.position = task.position
     ORDER BY report.position
     RETURNING id, instance_id, task_id
@@ -369,16 +373,17 @@ WITH given AS (
     USING given
     WHERE t.id = given.id AND t.state = 'running'
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, given.error
+              t.attempt, t.traceparent, given.error
 ), marked AS (
     -- the instance rows are locked already: mark them ready
     UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
     WHERE id IN (SELECT instance_id FROM task)
 ), stored AS (
     INSERT INTO cereal_task_results
-        (instance_id, task_id, task_name, parameters, status, error, enqueued_at, attempts)
+        (instance_id, task_id, task_name, parameters, status, error, enqueued_at, attempts,
+         traceparent)
     SELECT instance_id, id, task_name, parameters, 'lost', error, enqueued_at,
-           greatest(attempt, 1)
+           greatest(attempt, 1), traceparent
     FROM task
     ORDER BY id
     RETURNING id, task_id, instance_id

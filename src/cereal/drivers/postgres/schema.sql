@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0014_retention_per_workflow
+-- Latest migration: 0015_run_traces
 
 CREATE TABLE cereal_dead_tasks (
     task_id         bigint                   NOT NULL,
@@ -72,6 +72,7 @@ CREATE TABLE cereal_task_results (
     error_type      text,
     error_traceback text,
     attempts        integer                  DEFAULT 1 NOT NULL,
+    traceparent     text,
     CONSTRAINT cereal_task_results_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_task_results_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_task_results_status CHECK (status = ANY (ARRAY['success'::text, 'failed'::text, 'lost'::text]))
@@ -164,6 +165,7 @@ CREATE TABLE cereal_workflow_instances (
     claim_token     uuid,
     claimed_at      timestamp with time zone,
     claim_expiry    double precision,
+    traceparent     text,
     CONSTRAINT cereal_workflow_instances_name UNIQUE (workflow_name, instance_name),
     CONSTRAINT cereal_workflow_instances_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_workflow_instances_status CHECK (status = ANY (ARRAY['starting'::text, 'running'::text]))
@@ -326,7 +328,7 @@ END
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_claim_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
- RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer)
+ RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer, traceparent text, result_traceparent text)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
@@ -360,7 +362,8 @@ BEGIN
            i.enqueued_tasks, i.completed_tasks, i.started_at,
            e.id, e.event_type, e.task_result_id, e.enqueued_at,
            r.id, r.task_name, r.parameters, r.status, r.error, r.result,
-           r.error_type, r.error_traceback, r.attempts
+           r.error_type, r.error_traceback, r.attempts,
+           i.traceparent, r.traceparent
     FROM cereal_workflow_instances AS i
     LEFT JOIN LATERAL (
         SELECT ev.id, ev.event_type, ev.task_result_id, ev.enqueued_at,

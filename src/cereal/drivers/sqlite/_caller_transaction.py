@@ -83,6 +83,7 @@ def enqueue(
     workflow_name: str,
     instance_name: str,
     parameters: bytes | None,
+    traceparent: str | None = None,
 ) -> None:
     """Create the instance and its start event in the caller's transaction.
 
@@ -98,7 +99,9 @@ def enqueue(
         cursor.row_factory = sqlite3.Row
         cursor.execute("SAVEPOINT cereal_enqueue")
         try:
-            created = _workflows.enqueue(cursor, workflow_name, instance_name, parameters)
+            created = _workflows.enqueue(
+                cursor, workflow_name, instance_name, parameters, traceparent
+            )
         except BaseException:
             cursor.execute("ROLLBACK TO cereal_enqueue")
             cursor.execute("RELEASE cereal_enqueue")

@@ -128,8 +128,13 @@ def record_outcome(
     error_text: str,
     result: bytes | None,
     failure: FailureDetails | None = None,
+    run_traceparent: str | None = None,
 ) -> None:
-    """Store how ``task`` ended as a result with a ``task_complete`` event; delete the task."""
+    """Store how ``task`` ended as a result with a ``task_complete`` event; delete the task.
+
+    The result keeps ``run_traceparent`` (the reporting run's span), else the
+    task's own (its enqueuing callback's).
+    """
     at = now()
     inserted = conn.execute(
         Q["insert_task_result"],
@@ -146,6 +151,7 @@ def record_outcome(
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
             "attempts": max(int(task["attempt"]), 1),
+            "traceparent": run_traceparent or task["traceparent"],
         },
     )
     conn.execute(
@@ -281,7 +287,7 @@ class SQLiteTaskCompleter(TaskCompleter):
             task = conn.execute(Q["leased_task"], ids).fetchone()
             if task is None:
                 raise errors.TaskLostError()
-            record_outcome(conn, task, status, error_text, result, failure)
+            record_outcome(conn, task, status, error_text, result, failure, self.result_traceparent)
 
         await self._driver._connection().call(job)
         self._driver._wake("workflow", self._lease.workflow_name)

@@ -114,6 +114,7 @@ def _claim_events(conn: sqlite3.Connection, row: sqlite3.Row, max_events: int) -
         parameters=blob(row["parameters"]),
         payload=blob(row["payload"]),
         started_at=instant(row["started_at"]),
+        traceparent=row["traceparent"],
     )
     enqueued = int(row["enqueued_tasks"])
     completed = int(row["completed_tasks"])
@@ -167,6 +168,7 @@ def _read_task_results(
             error_type=row["error_type"],
             error_traceback=row["error_traceback"],
             attempts=int(row["attempts"]),
+            traceparent=row["traceparent"],
         )
         for row in rows
     }
@@ -194,10 +196,12 @@ def enqueue(
     workflow_name: str,
     instance_name: str,
     params: bytes | None,
+    traceparent: str | None = None,
 ) -> bool:
     """Create a live instance with its start event; False when one is live already.
 
     ``conn`` may be a cursor of a caller's connection (rows as ``sqlite3.Row``).
+    ``traceparent`` (the enqueue's span, when traced) is kept with the instance.
     """
     at = now()
     row = conn.execute(
@@ -207,6 +211,7 @@ def enqueue(
             "instance_name": instance_name,
             "parameters": params,
             "now": at,
+            "traceparent": traceparent,
         },
     ).fetchone()
     if row is None:
@@ -433,6 +438,7 @@ def enqueue_once(
     instance_name: str,
     params: bytes | None,
     idempotency_key: str,
+    traceparent: str | None = None,
 ) -> str | bool | None:
     """:func:`enqueue` guarded by a start key, in one write transaction.
 
@@ -446,7 +452,7 @@ def enqueue_once(
     found = conn.execute(Q["find_start_key"], {**key, "cutoff": at - START_KEY_WINDOW_S}).fetchone()
     if found is not None:
         return str(found["instance_name"])
-    if not enqueue(conn, workflow_name, instance_name, params):
+    if not enqueue(conn, workflow_name, instance_name, params, traceparent):
         return False
     conn.execute(Q["record_start_key"], {**key, "instance_name": instance_name, "now": at})
     return None

@@ -200,7 +200,12 @@ class SQLiteDriver(Driver):
     # ---- workflow instances ----------------------------------------------------------
 
     async def enqueue_workflow(
-        self, workflow_name: str, instance_name: str, parameters: bytes | None
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """Create a live instance and its ``start`` event atomically.
 
@@ -208,7 +213,9 @@ class SQLiteDriver(Driver):
             WorkflowInstanceExistsError: a live instance with these names exists.
         """
         created = await self._connection().call(
-            lambda conn: _workflows.enqueue(conn, workflow_name, instance_name, parameters)
+            lambda conn: _workflows.enqueue(
+                conn, workflow_name, instance_name, parameters, traceparent
+            )
         )
         if not created:
             raise errors.WorkflowInstanceExistsError()
@@ -220,11 +227,13 @@ class SQLiteDriver(Driver):
         instance_name: str,
         parameters: bytes | None,
         idempotency_key: str,
+        *,
+        traceparent: str | None = None,
     ) -> str | None:
         """Start the run unless the key started one within the window (see ``StartKeyStore``)."""
         outcome = await self._connection().call(
             lambda conn: _workflows.enqueue_once(
-                conn, workflow_name, instance_name, parameters, idempotency_key
+                conn, workflow_name, instance_name, parameters, idempotency_key, traceparent
             )
         )
         if outcome is False:
@@ -241,6 +250,8 @@ class SQLiteDriver(Driver):
         workflow_name: str,
         instance_name: str,
         parameters: bytes | None,
+        *,
+        traceparent: str | None = None,
     ) -> None:
         """Create the instance on the caller's ``sqlite3.Connection`` to this file.
 
@@ -258,7 +269,7 @@ class SQLiteDriver(Driver):
         """
         self._connection()  # open, so the schema is migrated
         conn = _caller_transaction.check_connection(connection, self.path)
-        _caller_transaction.enqueue(conn, workflow_name, instance_name, parameters)
+        _caller_transaction.enqueue(conn, workflow_name, instance_name, parameters, traceparent)
 
     async def claim_workflows(
         self,

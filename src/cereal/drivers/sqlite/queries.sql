@@ -6,8 +6,9 @@
 
 -- name: insert_instance
 -- Create a live instance unless one with these names exists (no row returned then).
-INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, started_at)
-VALUES (:workflow_name, :instance_name, :parameters, :now)
+INSERT INTO cereal_workflow_instances
+    (workflow_name, instance_name, parameters, started_at, traceparent)
+VALUES (:workflow_name, :instance_name, :parameters, :now, :traceparent)
 ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
@@ -55,7 +56,7 @@ WHERE id IN (
     LIMIT :max_instances
 )
 RETURNING id, workflow_name, instance_name, status, parameters, payload, started_at,
-          enqueued_tasks, completed_tasks, claim_token, ready_seq;
+          enqueued_tasks, completed_tasks, claim_token, ready_seq, traceparent;
 
 -- name: instance_events
 -- The oldest :max_events pending events of one instance, in sequence order.
@@ -68,7 +69,7 @@ LIMIT :max_events;
 -- name: get_task_results
 -- The task results these task_complete events refer to (deleted only by the decision).
 SELECT id, task_name, status, parameters, error_text, result, error_type, error_traceback,
-       attempts
+       attempts, traceparent
 FROM cereal_task_results
 WHERE id IN (SELECT value FROM json_each(:task_result_ids));
 
@@ -273,18 +274,18 @@ RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
 -- name: leased_task
 -- The running task held under this lease token.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       hand_backs
+       hand_backs, traceparent
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
 -- name: insert_task_result
--- Record how a task ended.
+-- Record how a task ended (with the reporting run's span, else the task's own).
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
-     enqueued_at, completed_at, error_type, error_traceback, attempts)
+     enqueued_at, completed_at, error_type, error_traceback, attempts, traceparent)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
-     :enqueued_at, :now, :error_type, :error_traceback, :attempts);
+     :enqueued_at, :now, :error_type, :error_traceback, :attempts, :traceparent);
 
 -- name: requeue_task
 -- End a task's lease and queue it again from :start_after (a retry after a
@@ -315,7 +316,8 @@ LIMIT :limit;
 -- name: expired_lease
 -- The running task held under this lease token, if its deadline has still passed
 -- (as expired_task_leases): the only task a sweep's settlement may change.
-SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt
+SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
+       traceparent
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff

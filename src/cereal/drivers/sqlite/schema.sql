@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0013_retention_per_workflow
+-- Latest migration: 0014_run_traces
 
 CREATE TABLE cereal_dead_tasks (
     task_id         INTEGER PRIMARY KEY,
@@ -68,7 +68,8 @@ CREATE TABLE cereal_task_results (
     completed_at    REAL NOT NULL,
     error_type      TEXT,
     error_traceback TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 1
+    attempts        INTEGER NOT NULL DEFAULT 1,
+    traceparent     TEXT
 );
 
 CREATE INDEX cereal_task_results_by_instance ON cereal_task_results (instance_id);
@@ -173,6 +174,7 @@ CREATE TABLE cereal_workflow_instances (
     claim_heartbeat_at REAL,
     claim_expiry       REAL,
     ready_seq          INTEGER,
+    traceparent        TEXT,
     UNIQUE (workflow_name, instance_name)
 );
 

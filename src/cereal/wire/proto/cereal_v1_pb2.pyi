@@ -16,7 +16,7 @@ class Value(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at", "error_type", "error_traceback")
+    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at", "error_type", "error_traceback", "traceparent")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class Instance(_message.Message):
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     status: str
@@ -39,10 +40,11 @@ class Instance(_message.Message):
     ended_at: _timestamp_pb2.Timestamp
     error_type: str
     error_traceback: str
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_name", "status", "parameters", "error_text", "result", "error_type", "error_traceback", "attempts")
+    __slots__ = ("task_name", "status", "parameters", "error_text", "result", "error_type", "error_traceback", "attempts", "traceparent")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +53,7 @@ class TaskResult(_message.Message):
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     status: str
     parameters: Value
@@ -59,7 +62,8 @@ class TaskResult(_message.Message):
     error_type: str
     error_traceback: str
     attempts: int
-    def __init__(self, task_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, task_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., error_text: _Optional[str] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., attempts: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("type", "instance", "enqueued_task_count", "completed_task_count", "enqueued_at", "task_result")
@@ -166,26 +170,30 @@ class InstanceKey(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ...) -> None: ...
 
 class EnqueueWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "parameters")
+    __slots__ = ("workflow_name", "instance_name", "parameters", "traceparent")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     parameters: Value
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class EnqueueWorkflowOnceRequest(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "parameters", "idempotency_key")
+    __slots__ = ("workflow_name", "instance_name", "parameters", "idempotency_key", "traceparent")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     parameters: Value
     idempotency_key: str
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class EnqueueWorkflowOnceResponse(_message.Message):
     __slots__ = ("existing_instance_name",)
@@ -817,7 +825,7 @@ class Succeed(_message.Message):
     def __init__(self, result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class TaskReport(_message.Message):
-    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon", "fail_with_details", "retry", "hand_back")
+    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon", "fail_with_details", "retry", "hand_back", "traceparent")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
@@ -827,6 +835,7 @@ class TaskReport(_message.Message):
     FAIL_WITH_DETAILS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     HAND_BACK_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     lease: int
     heartbeat: Empty
@@ -836,7 +845,8 @@ class TaskReport(_message.Message):
     fail_with_details: Fail
     retry: Retry
     hand_back: Empty
-    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ..., fail_with_details: _Optional[_Union[Fail, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., hand_back: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ..., fail_with_details: _Optional[_Union[Fail, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., hand_back: _Optional[_Union[Empty, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ResumeLease(_message.Message):
     __slots__ = ("task_id", "lease_token")
