@@ -974,10 +974,23 @@ class Manager:
         )
         self._trigger_scheduler()
 
-    async def list_workflow_schedules(self) -> list[Schedule]:
-        """Every schedule."""
+    async def list_workflow_schedules(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> list[Schedule]:
+        """Every schedule, sorted by workflow name, then instance name.
+
+        ``offset`` skips that many schedules and ``limit`` (default: no limit)
+        caps how many are returned, for reading a long listing a page at a time.
+
+        Raises:
+            TypeError: ``limit`` is not an int or None, or ``offset`` not an int.
+            ValueError: ``limit`` is below 1 or ``offset`` below 0.
+        """
+        if limit is not None:
+            validation.positive_int(limit, "limit")
+        validation.non_negative_int(offset, "offset")
         driver = await self._storage()
-        return await driver.list_workflow_schedules()
+        return await driver.list_workflow_schedules(limit=limit, offset=offset)
 
     async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
         """One schedule.

@@ -42,7 +42,7 @@ def value(data: bytes) -> pb.Value:
 async def snapshot(stub: Any) -> tuple[Any, ...]:
     """Everything a refused request could have changed."""
     instances = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
-    schedules = await stub.ListWorkflowSchedules(pb.Empty())
+    schedules = await stub.ListWorkflowSchedules(pb.ListSchedulesRequest())
     stats = await stub.TaskQueueStats(pb.Empty())
     return (
         sorted(i.SerializeToString(deterministic=True) for i in instances.instances),
@@ -372,6 +372,19 @@ async def test_a_trim_with_a_bad_retention_is_invalid_argument_and_trims_nothing
     assert not (await stub.TrimHistory(pb.TrimHistoryRequest(max_rows=10, margin_rows=1))).trimmed
     after = await stub.ListWorkflowInstances(pb.ListWorkflowInstancesRequest())
     assert len(after.instances) == 1
+
+
+@pytest.mark.parametrize(
+    ("ask", "field"),
+    [(pb.ListSchedulesRequest(limit=0), "limit"), (pb.ListSchedulesRequest(offset=-1), "offset")],
+    ids=["limit-0", "offset-negative"],
+)
+async def test_a_schedule_page_out_of_range_is_invalid_argument(
+    stub: Any, ask: Any, field: str
+) -> None:
+    error = await refused(stub.ListWorkflowSchedules(ask))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
 
 
 def _settle(**fields: Any) -> Any:

@@ -204,6 +204,16 @@ def report_requeue(what: str, outcomes: dict[str, RequeueOutcome], *, as_json: b
         raise typer.Exit(EXIT_ERROR)
 
 
+def first_entries(found: Sequence[T], limit: int) -> tuple[list[T], int]:
+    """The first ``limit`` entries of a short listing read whole, and how many were left out.
+
+    For listings bounded by what runs (live workers, task names with work),
+    which the store returns whole; the caller's last line names the
+    ``--limit`` that shows the rest.
+    """
+    return list(found[:limit]), max(0, len(found) - limit)
+
+
 def newest_page(
     found: Sequence[T], limit: int, cursor: Callable[[T], str]
 ) -> tuple[list[T], str | None]:

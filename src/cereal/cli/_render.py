@@ -324,8 +324,12 @@ def _tasks_page(
         out.print(f"older tasks exist: {cursor} {older} shows the next page")
 
 
-def queue_stats_table(found: Sequence[TaskQueueStats]) -> None:
-    """Each task name's queued and running counts and its oldest queued task's time."""
+def queue_stats_table(found: Sequence[TaskQueueStats], *, hidden: int = 0) -> None:
+    """Each task name's queued and running counts and its oldest queued task's time.
+
+    ``hidden`` task names beyond these were cut by ``--limit``: a last line
+    says so.
+    """
     if not found:
         out.print("no queued or running tasks")
         return
@@ -339,6 +343,8 @@ def queue_stats_table(found: Sequence[TaskQueueStats]) -> None:
             entry.task_name, str(entry.queued), str(entry.running), _time(entry.oldest_queued_at)
         )
     out.print(table)
+    if hidden:
+        out.print(left_out("task name(s)", len(found), hidden))
 
 
 def instance_events_table(
@@ -389,12 +395,20 @@ def _enabled(enabled: bool) -> Text:
     return Text("yes", style="green") if enabled else Text("no", style="dim")
 
 
-def schedules_table(schedules: Sequence[Schedule]) -> None:
-    """A table of schedules, or a note when there are none."""
+def schedules_table(schedules: Sequence[Schedule], *, offset: int = 0, more: bool = False) -> None:
+    """A table of schedules (entries ``offset + 1`` on), or a note when there are none.
+
+    ``more`` says that schedules beyond these exist: a last line tells how to
+    see them.
+    """
     if not schedules:
-        out.print("no workflow schedules")
+        out.print("no workflow schedules" + (f" after the first {offset}" if offset else ""))
         return
-    table = Table(title=f"{len(schedules)} schedule(s)")
+    first, last = offset + 1, offset + len(schedules)
+    title = f"{len(schedules)} schedule(s)"
+    if offset or more:
+        title += f" ({first}-{last} in name order)"
+    table = Table(title=title)
     columns = ("workflow", "instance", "enabled", "recurrence", "overlap", "next due")
     for column in (*columns, "last enqueued"):
         table.add_column(column, overflow="fold")
@@ -409,6 +423,8 @@ def schedules_table(schedules: Sequence[Schedule]) -> None:
             _time(schedule.last_enqueued_at),
         )
     out.print(table)
+    if more:
+        out.print(f"more schedules exist after {last}: --offset {last} shows the next page")
 
 
 def _overlap(schedule: Schedule) -> str:
@@ -452,8 +468,17 @@ def worker_dict(info: WorkerInfo) -> dict[str, Any]:
     }
 
 
-def workers_table(workers: Sequence[WorkerInfo]) -> None:
-    """A table of live workers, or a note when there are none."""
+def left_out(what: str, shown: int, hidden: int) -> str:
+    """The last line of a listing cut to ``--limit``: how many are left out, how to see them."""
+    return f"{hidden} more {what} not shown: --limit {shown + hidden} shows them all"
+
+
+def workers_table(workers: Sequence[WorkerInfo], *, hidden: int = 0) -> None:
+    """A table of live workers, or a note when there are none.
+
+    ``hidden`` live workers beyond these were cut by ``--limit``: a last line
+    says so.
+    """
     if not workers:
         out.print("no live workers")
         return
@@ -472,6 +497,8 @@ def workers_table(workers: Sequence[WorkerInfo]) -> None:
             info.version,
         )
     out.print(table)
+    if hidden:
+        out.print(left_out("live worker(s)", len(workers), hidden))
 
 
 # ---- migrate and demo -----------------------------------------------------------------

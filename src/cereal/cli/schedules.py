@@ -70,19 +70,41 @@ _OUTCOMES = {
 }
 
 
+DEFAULT_LIST_LIMIT = 100
+"""How many schedules ``schedules list`` shows unless ``--limit`` says otherwise."""
+
+
 @app.command("list")
-def list_schedules(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List every schedule."""
+def list_schedules(
+    ctx: typer.Context,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most this many schedules.")
+    ] = DEFAULT_LIST_LIMIT,
+    offset: Annotated[
+        int,
+        typer.Option("--offset", min=0, help="Skip this many schedules first (the next page)."),
+    ] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List schedules by workflow name, then instance name.
+
+    One page at a time: --limit schedules from --offset on; a last line says
+    when more exist.
+    """
 
     async def go() -> list[Schedule]:
         async with storage_manager(ctx) as manager:
-            return await manager.list_workflow_schedules()
+            # one more than shown: whether another page exists, without counting them all
+            return await manager.list_workflow_schedules(limit=limit + 1, offset=offset)
 
-    schedules = run(ctx, go())
+    found = run(ctx, go())
+    schedules, more = found[:limit], len(found) > limit
     if as_json:
         _render.print_json([_render.schedule_dict(schedule) for schedule in schedules])
+        if more:
+            _render.note(f"more schedules exist: --offset {offset + limit} shows the next page")
     else:
-        _render.schedules_table(schedules)
+        _render.schedules_table(schedules, offset=offset, more=more)
 
 
 @app.command("show")

@@ -9,6 +9,7 @@ import typer
 from cereal.cli import _render
 from cereal.cli._common import (
     TracebackFlag,
+    first_entries,
     newest_page,
     report_requeue,
     run,
@@ -68,18 +69,30 @@ def list_tasks(
 
 
 @app.command("stats")
-def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Per task name with queued or running tasks: how many wait, how many run, the oldest."""
+def stats(
+    ctx: typer.Context,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most this many task names.")
+    ] = DEFAULT_LIMIT,
+    as_json: JsonFlag = False,
+) -> None:
+    """Per task name with queued or running tasks: how many wait, how many run, the oldest.
+
+    At most --limit task names; a last line says how many more exist.
+    """
 
     async def go() -> list[TaskQueueStats]:
         async with storage_manager(ctx) as manager:
+            # one row per task name with work: bounded by the code's task names, read whole
             return await manager.task_queue_stats()
 
-    found = run(ctx, go())
+    shown, hidden = first_entries(run(ctx, go()), limit)
     if as_json:
-        _render.print_json([_render.queue_stats_dict(entry) for entry in found])
+        _render.print_json([_render.queue_stats_dict(entry) for entry in shown])
+        if hidden:
+            _render.note(_render.left_out("task name(s)", len(shown), hidden))
     else:
-        _render.queue_stats_table(found)
+        _render.queue_stats_table(shown, hidden=hidden)
 
 
 @app.command("dead")

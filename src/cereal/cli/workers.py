@@ -9,7 +9,7 @@ import typer
 
 from cereal import errors
 from cereal.cli import _render
-from cereal.cli._common import run, storage_manager
+from cereal.cli._common import first_entries, run, storage_manager
 from cereal.manager import Manager
 from cereal.models import WorkerInfo
 
@@ -22,26 +22,37 @@ app = typer.Typer(
 )
 
 
+DEFAULT_LIMIT = 100
+"""How many workers ``workers list`` shows unless ``--limit`` says otherwise."""
+
+
 @app.command("list")
 def list_workers(
     ctx: typer.Context,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most this many workers.")
+    ] = DEFAULT_LIMIT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """List the live workers with the workflows and tasks each one runs.
+    """List the live workers, oldest first, with the workflows and tasks each one runs.
 
     A worker is listed from its start until it stops; one that died drops
-    out once its task_expiry has passed since its last heartbeat.
+    out once its task_expiry has passed since its last heartbeat. At most
+    --limit workers; a last line says how many more exist.
     """
 
     async def go() -> list[WorkerInfo]:
         async with storage_manager(ctx) as manager:
+            # one row per live process: bounded by the deployment, read whole
             return await manager.list_workers()
 
-    found = run(ctx, go())
+    shown, hidden = first_entries(run(ctx, go()), limit)
     if as_json:
-        _render.print_json([_render.worker_dict(info) for info in found])
+        _render.print_json([_render.worker_dict(info) for info in shown])
+        if hidden:
+            _render.note(_render.left_out("live worker(s)", len(shown), hidden))
     else:
-        _render.workers_table(found)
+        _render.workers_table(shown, hidden=hidden)
 
 
 async def warn_if_unhandled(manager: Manager, workflow_name: str) -> None:

@@ -123,8 +123,15 @@ class ScheduleStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def list_workflow_schedules(self) -> list[Schedule]:
-        """Every schedule, with ``last_start``/``last_end`` from its newest finished run."""
+    async def list_workflow_schedules(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> list[Schedule]:
+        """Every schedule, with ``last_start``/``last_end`` from its newest finished run.
+
+        Sorted by workflow name, then instance name (a stable order to page
+        in); ``offset`` skips that many, ``limit`` (None: all) caps the rest.
+        Both are already checked by the Manager.
+        """
 
     @abc.abstractmethod
     async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:

@@ -481,11 +481,14 @@ class MemoryDriver(Driver):
             )
         self._wake("schedule", None)
 
-    async def list_workflow_schedules(self) -> list[Schedule]:
-        """Every schedule (by id), with ``last_start``/``last_end`` from its newest run."""
+    async def list_workflow_schedules(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> list[Schedule]:
+        """See :meth:`Driver.list_workflow_schedules`."""
         with self._lock:
-            rows = sorted(self._state.schedules.values(), key=lambda row: row.id)
-            return [self._state.schedule_view(row) for row in rows]
+            keys = sorted(self._state.schedules)[offset:]
+            page = keys if limit is None else keys[:limit]
+            return [self._state.schedule_view(self._state.schedules[key]) for key in page]
 
     async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
         """One schedule (as in the list).

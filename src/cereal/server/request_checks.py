@@ -71,6 +71,13 @@ class RequestChecks:
             validation.positive_int(request.limit, "limit")
         validation.non_negative_int(request.offset, "offset")
 
+    @staticmethod
+    def schedule_page(request: pb.ListSchedulesRequest) -> None:
+        """A schedule listing's page, as the Manager checks it."""
+        if request.HasField("limit"):
+            validation.positive_int(request.limit, "limit")
+        validation.non_negative_int(request.offset, "offset")
+
     async def new_schedule(self, request: pb.CreateScheduleRequest) -> tuple[bytes | None, str]:
         """A new schedule's fields; returns its parameters and its normalised rule.
 

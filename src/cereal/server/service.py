@@ -391,11 +391,13 @@ class CerealService(pb_grpc.CerealServicer):
 
     @_unary
     async def ListWorkflowSchedules(
-        self, request: pb.Empty, context: Context
+        self, request: pb.ListSchedulesRequest, context: Context
     ) -> pb.ListSchedulesResponse:
-        """Every schedule of the domain."""
+        """One page of the domain's schedules, by names (every one without a limit)."""
+        self._checks.schedule_page(request)
+        limit = request.limit if request.HasField("limit") else None
         driver = await self._driver(context)
-        found = await driver.list_workflow_schedules()
+        found = await driver.list_workflow_schedules(limit=limit, offset=request.offset)
         return pb.ListSchedulesResponse(schedules=[convert.SCHEDULE.to_pb(s) for s in found])
 
     @_unary

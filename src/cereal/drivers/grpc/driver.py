@@ -641,10 +641,15 @@ class GrpcDriver(Driver):
             ),
         )
 
-    async def list_workflow_schedules(self) -> list[Schedule]:
+    async def list_workflow_schedules(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> list[Schedule]:
         """See :meth:`Driver.list_workflow_schedules`."""
-        found = await self._call("ListWorkflowSchedules", pb.Empty())
-        return [convert.SCHEDULE.from_pb(s) for s in found.schedules]
+        request = pb.ListSchedulesRequest(limit=limit, offset=offset)
+        found = await self._call("ListWorkflowSchedules", request)
+        # a server older than the page fields sends every schedule: keep the page asked for
+        schedules = [convert.SCHEDULE.from_pb(s) for s in found.schedules]
+        return schedules if limit is None else schedules[:limit]
 
     async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:
         """See :meth:`Driver.get_workflow_schedule`."""

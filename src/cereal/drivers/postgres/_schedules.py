@@ -56,10 +56,13 @@ class PostgresSchedules(PostgresBase):
             raise
         self._wake_all(wakes)
 
-    async def list_workflow_schedules(self) -> list[Schedule]:
-        """Every schedule, with the start and end of its newest finished run."""
+    async def list_workflow_schedules(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> list[Schedule]:
+        """See :meth:`Driver.list_workflow_schedules`; the query applies the page."""
+        page = {"page_limit": limit, "page_offset": offset}
         async with self._connection("list_workflow_schedules") as conn:
-            rows = await fetch_all(conn, "list_schedules", {})
+            rows = await fetch_all(conn, "list_schedules", page)
         return [schedule_from_row(row) for row in rows]
 
     async def get_workflow_schedule(self, workflow_name: str, instance_name: str) -> Schedule:

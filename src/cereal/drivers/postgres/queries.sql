@@ -488,7 +488,7 @@ SELECT id,
 FROM created
 
 -- name: list_schedules
--- Every schedule with the start and end of its newest finished run.
+-- One page of schedules (by names) with the start and end of each one's newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, h.started_at AS last_start,
        h.ended_at AS last_end, s.overlap, s.catch_up_window, s.run_pending
@@ -500,6 +500,7 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) AS h ON true
 ORDER BY s.workflow_name, s.instance_name
+LIMIT %(page_limit)s::bigint OFFSET %(page_offset)s::bigint
 
 -- name: get_schedule
 -- One schedule with the start and end of its newest finished run.

@@ -597,10 +597,13 @@ class SQLiteDriver(Driver):
             raise errors.WorkflowScheduleExistsError()
         self._wake("schedule", None)
 
-    async def list_workflow_schedules(self) -> list[Schedule]:
-        """Every schedule (by id), with ``last_start``/``last_end`` from its newest run."""
+    async def list_workflow_schedules(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> list[Schedule]:
+        """See :meth:`Driver.list_workflow_schedules`; the query applies the page."""
+        page = {"page_limit": limit, "page_offset": offset}
         rows = await self._connection().call(
-            lambda conn: conn.execute(Q["list_schedules"]).fetchall(), mode="auto"
+            lambda conn: conn.execute(Q["list_schedules"], page).fetchall(), mode="auto"
         )
         return [schedule_from_row(row) for row in rows]
 

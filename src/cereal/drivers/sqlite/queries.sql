@@ -396,7 +396,7 @@ ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
 -- name: list_schedules
--- Every schedule with the start and end of its newest finished run.
+-- One page of schedules (by names) with the start and end of each one's newest finished run.
 SELECT s.id, s.enabled, s.workflow_name, s.instance_name, s.parameters, s.recurrence,
        s.next_due_at, s.last_enqueued_at, r.started_at AS last_start, r.ended_at AS last_end,
        s.overlap, s.catch_up_window, s.run_pending
@@ -405,7 +405,8 @@ LEFT JOIN cereal_workflow_results AS r ON r.id = (
     SELECT max(h.id) FROM cereal_workflow_results AS h
     WHERE h.workflow_name = s.workflow_name AND h.instance_name = s.instance_name
 )
-ORDER BY s.id;
+ORDER BY s.workflow_name, s.instance_name
+LIMIT coalesce(:page_limit, -1) OFFSET :page_offset;
 
 -- name: get_schedule
 -- One schedule with the start and end of its newest finished run.

@@ -356,6 +356,14 @@ class CreateScheduleRequest(_message.Message):
     catch_up_window: float
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enabled: _Optional[bool] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ...) -> None: ...
 
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ("limit", "offset")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    offset: int
+    def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
 class ListSchedulesResponse(_message.Message):
     __slots__ = ("schedules",)
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]

@@ -166,7 +166,7 @@ class CerealStub:
                 _registered_method=True)
         self.ListWorkflowSchedules = channel.unary_unary(
                 '/cereal.v1.Cereal/ListWorkflowSchedules',
-                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListSchedulesRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListSchedulesResponse.FromString,
                 _registered_method=True)
         self.GetWorkflowSchedule = channel.unary_unary(
@@ -564,7 +564,7 @@ def add_CerealServicer_to_server(servicer, server):
             ),
             'ListWorkflowSchedules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkflowSchedules,
-                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.FromString,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListSchedulesRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListSchedulesResponse.SerializeToString,
             ),
             'GetWorkflowSchedule': grpc.unary_unary_rpc_method_handler(
@@ -1335,7 +1335,7 @@ class Cereal:
             request,
             target,
             '/cereal.v1.Cereal/ListWorkflowSchedules',
-            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListSchedulesRequest.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListSchedulesResponse.FromString,
             options,
             channel_credentials,
