@@ -775,7 +775,9 @@ WHERE ended_at >= :window_start AND ended_at < :window_end
 GROUP BY slot;
 
 -- name: run_throughput_failed
--- Failed runs per bucket, as run_throughput_all: the failed runs' end-time index alone.
+-- Failed runs per bucket, as run_throughput_all: the partial index of failed runs' end times
+-- (each found run's row is read to confirm the index's condition: SQLite 3.40 does not
+-- treat a partial index as covering).
 SELECT CAST((ended_at - :window_start) / :bucket_seconds AS INTEGER) AS slot, count(*) AS runs
 FROM cereal_workflow_results INDEXED BY cereal_workflow_results_failed_end
 WHERE error IS NOT NULL AND ended_at >= :window_start AND ended_at < :window_end

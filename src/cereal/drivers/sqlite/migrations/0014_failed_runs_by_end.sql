@@ -1,6 +1,6 @@
--- Throughput charts: the failed runs per time bucket are counted from this
--- partial index alone (every run per bucket from cereal_workflow_results_by_end),
--- so a window's count reads only the index entries inside it, never the table.
+-- Throughput charts: the failed runs per time bucket are found through this
+-- partial index (every run per bucket through cereal_workflow_results_by_end),
+-- so a window's count walks only the index entries inside it.
 
 CREATE INDEX cereal_workflow_results_failed_end
     ON cereal_workflow_results (ended_at) WHERE error IS NOT NULL;
