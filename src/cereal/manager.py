@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cereal import values
@@ -50,6 +50,7 @@ from cereal.models import (
     Schedule,
     ScheduleUpdate,
     TaskQueueStats,
+    ThroughputBucket,
     Unset,
     WorkerInfo,
     WorkflowEvent,
@@ -894,6 +895,38 @@ class Manager:
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """Per task name with queued or running tasks: the counts and the oldest queued time."""
         found: list[TaskQueueStats] = await self._read("task_queue_stats")
+        return found
+
+    async def run_throughput(
+        self, bucket_seconds: int, buckets: int, *, until: datetime | None = None
+    ) -> list[ThroughputBucket]:
+        """Finished runs per time bucket, completed and failed apart, oldest bucket first.
+
+        What the dashboard's throughput chart draws. The answer holds exactly
+        ``buckets`` entries of ``bucket_seconds`` each, empty ones counting
+        zero, aligned to whole multiples of ``bucket_seconds`` since the epoch
+        so repeated calls answer the same buckets; the last holds ``until``
+        (default: now, by the store's clock). The store counts from its
+        end-time indexes within the window, so the cost follows the runs that
+        ended in it, not the whole history; runs the history retention has
+        trimmed are no longer counted.
+
+        Args:
+            bucket_seconds: each bucket's length, 1 s to a week (e.g. 60).
+            buckets: how many, 1 to 1000 (e.g. 60 for the last hour by minute);
+                ``bucket_seconds * buckets`` is at most a year.
+            until: an aware instant in the last bucket.
+
+        Raises:
+            TypeError: ``bucket_seconds`` or ``buckets`` is not an int, or
+                ``until`` is not a datetime.
+            ValueError: a value is out of range (the message names it), or
+                ``until`` is naive.
+        """
+        end = None if until is None else times.to_utc(until, name="until").timestamp()
+        found: list[ThroughputBucket] = await self._read(
+            "run_throughput", bucket_seconds, buckets, until=end
+        )
         return found
 
     async def queue_depths(self) -> list[QueueDepth]:

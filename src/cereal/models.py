@@ -500,6 +500,23 @@ class TaskQueueStats:
     oldest_queued_at: datetime | None
 
 
+@dataclass(frozen=True)
+class ThroughputBucket:
+    """The runs that finished in one time bucket: how many completed, how many failed.
+
+    The bucket holds the runs whose ``ended_at`` is at or after ``start`` and
+    before ``start + seconds``. A run that failed, was cancelled into a failure
+    or was killed counts as ``failed`` (it has an error text, as
+    :meth:`WorkflowInstanceData.outcome` says); a requeued failed run still
+    counts where it failed.
+    """
+
+    start: datetime
+    seconds: int
+    completed: int
+    failed: int
+
+
 def _check_count(value: object, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")

@@ -192,6 +192,7 @@ async def test_bad_input_gets_a_clear_error(serve: Any, seed: Manager) -> None:
             "/instances?offset=-3": "offset must be at least 0",
             "/instances?offset=ten": "offset must be a whole number",
             "/instances?workflow=%07bell": "control character",
+            "/instances?window=month": "unknown window &#39;month&#39;: use hour, day or week",
         }
         for path, message in checks.items():
             status, page = visitor.get(path)

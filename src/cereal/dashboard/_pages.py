@@ -1,5 +1,10 @@
 """The read-only pages: instances, one instance, task queues, schedules, workers, dead letters.
 
+Three carry a chart drawn on the server as inline SVG (:mod:`._charts`): the
+instances page the finished runs per minute, hour or six hours
+(``?window=hour|day|week``), the task queues page each name's queued and
+running tasks, and an instance page its run's timeline.
+
 Every page is served whole on a normal request and as its live fragment alone
 when htmx polls it (``HX-Request`` header): the page template wraps the
 fragment in an element that re-fetches the same URL every two seconds. An
@@ -20,6 +25,7 @@ from starlette.responses import Response
 
 from cereal import errors
 from cereal.checks.times import utcnow
+from cereal.dashboard._charts import queue_chart, throughput_chart, timeline_chart
 from cereal.dashboard._paths import names_after
 from cereal.dashboard._render import Renderer
 from cereal.manager import Manager
@@ -39,6 +45,13 @@ DEAD_LETTER_PAGE_SIZE = 50
 
 STATUSES = {"": None, "running": True, "finished": False}
 """The status filter's choices and the ``is_running`` each stands for."""
+
+WINDOWS = {
+    "hour": (60, 60, "last hour"),
+    "day": (3600, 24, "last 24 hours"),
+    "week": (6 * 3600, 28, "last 7 days"),
+}
+"""The throughput chart's windows (``?window=``): bucket seconds, bucket count, words."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +83,19 @@ class Pages:
             )
         except (ValueError, TypeError) as exc:
             raise HTTPException(400, str(exc)) from exc
+        window = query.get("window", "hour")
+        if window not in WINDOWS:
+            raise HTTPException(400, f"unknown window {window!r}: use hour, day or week")
+        bucket_seconds, buckets, window_text = WINDOWS[window]
+        throughput = await self.manager.run_throughput(bucket_seconds, buckets)
         filters = {"workflow": workflow or "", "instance": instance or "", "status": status}
         return self.render.page(
             request,
             "instances",
             title="Workflow instances",
+            chart=throughput_chart(throughput, window_text=window_text),
+            window=window,
+            windows=list(WINDOWS),
             instances=found[:limit],
             filters=filters,
             limit=limit,
@@ -104,26 +125,31 @@ class Pages:
             raise HTTPException(404, f"no instance {workflow}/{instance}") from exc
         except (ValueError, TypeError) as exc:
             raise HTTPException(400, str(exc)) from exc
+        now = utcnow()
+        page_tasks, page_events = tasks[:INSTANCE_PAGE_SIZE], events[:INSTANCE_PAGE_SIZE]
         return self.render.page(
             request,
             "instance",
             title=f"{workflow} / {instance}",
+            chart=timeline_chart(data, page_events, page_tasks, now),
             data=data,
-            tasks=tasks[:INSTANCE_PAGE_SIZE],
-            events=events[:INSTANCE_PAGE_SIZE],
+            tasks=page_tasks,
+            events=page_events,
             older_tasks=_older(tasks, INSTANCE_PAGE_SIZE, lambda task: task.task_id),
             older_events=_older(events, INSTANCE_PAGE_SIZE, lambda event: str(event.seq)),
             paging={"tasks_before": tasks_before or "", "events_before": events_before or ""},
-            now=utcnow(),
+            now=now,
         )
 
     async def tasks(self, request: Request) -> Response:
         """Per task name: queue depth, running count and the age of the oldest queued task."""
+        queues = await self.manager.task_queue_stats()
         return self.render.page(
             request,
             "tasks",
             title="Task queues",
-            queues=await self.manager.task_queue_stats(),
+            chart=queue_chart(queues),
+            queues=queues,
             now=utcnow(),
         )
 

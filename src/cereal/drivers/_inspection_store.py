@@ -6,11 +6,13 @@ from cereal import errors
 from cereal.checks import names, validation
 from cereal.drivers._inspect_pages import check_page, task_cursor
 from cereal.drivers._read_operations import read_operation
+from cereal.drivers._throughput import check_throughput
 from cereal.models import (
     InstanceEvent,
     InstanceTask,
     QueueDepth,
     TaskQueueStats,
+    ThroughputBucket,
 )
 
 
@@ -31,6 +33,10 @@ def _instance_event_page(
 def _task_name_page(task_name: str, limit: int | None, before: str | None) -> None:
     names.check_name(task_name, what="task name")
     check_page(limit, task_cursor(before))
+
+
+def _throughput_window(bucket_seconds: int, buckets: int, until: float | None) -> None:
+    check_throughput(bucket_seconds, buckets, until)
 
 
 def _not_offered(driver: object, operation: str) -> errors.DriverError:
@@ -131,3 +137,25 @@ class InspectionStore:
         This default reports nothing (a driver that cannot tell).
         """
         return []
+
+    @read_operation(ThroughputBucket, _throughput_window)
+    async def run_throughput(
+        self, bucket_seconds: int, buckets: int, *, until: float | None = None
+    ) -> list[ThroughputBucket]:
+        """Finished runs per time bucket, completed and failed apart, oldest bucket first.
+
+        Exactly ``buckets`` entries of ``bucket_seconds`` each (empty ones
+        count zero), aligned to whole multiples of ``bucket_seconds`` since the
+        epoch; the last holds ``until`` (seconds since the epoch; ``None``: the
+        store's clock now). Drivers count from their end-time indexes within
+        the window, so the cost follows the runs that ended in it. Finished
+        runs the history retention trimmed are no longer counted.
+
+        Raises:
+            TypeError: ``bucket_seconds`` or ``buckets`` is not an int, or
+                ``until`` not a number.
+            ValueError: ``bucket_seconds`` is not from 1 to a week, ``buckets``
+                not from 1 to 1000, their product above a year, or ``until``
+                negative or not finite.
+        """
+        raise _not_offered(self, "run_throughput")

@@ -37,6 +37,7 @@ from cereal.drivers._memory_state import (
     live_view,
     resolve_schedule_update,
 )
+from cereal.drivers._throughput import check_throughput, count_in_python, window
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     ClaimedWorkflow,
@@ -67,6 +68,7 @@ from cereal.models import (
     TaskMetadata,
     TaskQueueStats,
     TaskStatus,
+    ThroughputBucket,
     WorkflowEvent,
     WorkflowEventType,
     WorkflowInstanceData,
@@ -360,6 +362,16 @@ class MemoryDriver(Driver):
         """One entry per task name with queued or running tasks, ordered by name."""
         with self._lock:
             return _memory_inspect.queue_stats(self._state)
+
+    async def run_throughput(
+        self, bucket_seconds: int, buckets: int, *, until: float | None = None
+    ) -> list[ThroughputBucket]:
+        """See :meth:`Driver.run_throughput`."""
+        check_throughput(bucket_seconds, buckets, until)
+        span = window(bucket_seconds, buckets, until)
+        with self._lock:
+            runs = [(row.ended_at, row.err is not None) for row in self._state.history]
+        return count_in_python(span, runs)
 
     def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
         inst = self._state.instances.get((workflow_name, instance_name))

@@ -6,7 +6,10 @@ the unique name index and the history's names index) and the task queues.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
+from cereal.drivers._throughput import check_throughput, window
 from cereal.drivers.postgres._base import PostgresBase
 from cereal.drivers.postgres._db import Row, bytes_or_none, fetch_all, instant, utc
 from cereal.models import (
@@ -14,6 +17,7 @@ from cereal.models import (
     InstanceTask,
     TaskQueueStats,
     TaskStatus,
+    ThroughputBucket,
     WorkflowEventType,
 )
 
@@ -88,6 +92,26 @@ class PostgresInspection(PostgresBase):
             )
             for row in rows
         ]
+
+    async def run_throughput(
+        self, bucket_seconds: int, buckets: int, *, until: float | None = None
+    ) -> list[ThroughputBucket]:
+        """See :meth:`Driver.run_throughput`."""
+        check_throughput(bucket_seconds, buckets, until)
+        span = window(bucket_seconds, buckets, until)
+        params = {
+            "bucket_seconds": bucket_seconds,
+            "window_start": datetime.fromtimestamp(span.first, UTC),
+            "window_end": datetime.fromtimestamp(span.end, UTC),
+        }
+        async with self._connection("run_throughput") as conn:
+            every = await fetch_all(conn, "run_throughput_all", params)
+            failed = await fetch_all(conn, "run_throughput_failed", params)
+        return span.answer(_per_slot(every), _per_slot(failed))
+
+
+def _per_slot(rows: list[Row]) -> dict[int, int]:
+    return {int(row["slot"]): int(row["runs"]) for row in rows}
 
 
 def _task_from_row(row: Row) -> InstanceTask:

@@ -929,3 +929,24 @@ WHERE id IN (
     ORDER BY ended_at, id
     LIMIT %(batch)s
 )
+
+-- name: run_throughput_all
+-- Finished runs per bucket of %(bucket_seconds)s from %(window_start)s to
+-- %(window_end)s: an index-only range scan of cereal_workflow_results_ended.
+SELECT floor(extract(epoch FROM ended_at - %(window_start)s::timestamptz)
+             / %(bucket_seconds)s::bigint)::bigint AS slot,
+       count(*) AS runs
+FROM cereal_workflow_results
+WHERE ended_at >= %(window_start)s::timestamptz AND ended_at < %(window_end)s::timestamptz
+GROUP BY slot
+
+-- name: run_throughput_failed
+-- Failed runs per bucket, as run_throughput_all: an index-only range scan of
+-- the partial index cereal_workflow_results_failed_end.
+SELECT floor(extract(epoch FROM ended_at - %(window_start)s::timestamptz)
+             / %(bucket_seconds)s::bigint)::bigint AS slot,
+       count(*) AS runs
+FROM cereal_workflow_results
+WHERE error IS NOT NULL
+  AND ended_at >= %(window_start)s::timestamptz AND ended_at < %(window_end)s::timestamptz
+GROUP BY slot

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0015_run_traces
+-- Latest migration: 0016_failed_runs_by_end
 
 CREATE TABLE cereal_dead_tasks (
     task_id         bigint                   NOT NULL,
@@ -199,6 +199,8 @@ CREATE TABLE cereal_workflow_results (
 CREATE INDEX cereal_workflow_results_ended ON cereal_workflow_results USING btree (ended_at, id);
 
 CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results USING btree (id) WHERE error IS NOT NULL AND requeued_at IS NULL;
+
+CREATE INDEX cereal_workflow_results_failed_end ON cereal_workflow_results USING btree (ended_at) WHERE error IS NOT NULL;
 
 CREATE INDEX cereal_workflow_results_instance_name ON cereal_workflow_results USING btree (instance_name);
 

@@ -9,12 +9,14 @@ import sqlite3
 from collections.abc import Iterable
 
 from cereal.drivers._inspect_pages import Page
+from cereal.drivers._throughput import Window
 from cereal.drivers.sqlite._sql import Q, blob, instant, maybe_instant
 from cereal.models import (
     InstanceEvent,
     InstanceTask,
     TaskQueueStats,
     TaskStatus,
+    ThroughputBucket,
     WorkflowEventType,
 )
 
@@ -98,3 +100,16 @@ def queue_stats(conn: sqlite3.Connection) -> list[TaskQueueStats]:
         )
         for row in conn.execute(Q["task_queue_stats"])
     ]
+
+
+def throughput(conn: sqlite3.Connection, span: Window) -> list[ThroughputBucket]:
+    """Finished and failed runs per bucket of ``span``, each from its end-time index alone."""
+    params = {"bucket_seconds": span.seconds, "window_start": span.first, "window_end": span.end}
+    every = {
+        int(row["slot"]): int(row["runs"]) for row in conn.execute(Q["run_throughput_all"], params)
+    }
+    failed = {
+        int(row["slot"]): int(row["runs"])
+        for row in conn.execute(Q["run_throughput_failed"], params)
+    }
+    return span.answer(every, failed)

@@ -23,6 +23,7 @@ from cereal import errors
 from cereal.checks import times
 from cereal.drivers._dead_letter_store import check_dead_task_page, check_failed_run_page
 from cereal.drivers._inspect_pages import Page, check_page, id_cursor, is_paged, task_cursor
+from cereal.drivers._throughput import check_throughput, window
 from cereal.drivers.base import (
     DEFAULT_TASK_EXPIRY,
     DURABLE,
@@ -72,6 +73,7 @@ from cereal.models import (
     ScheduleUpdate,
     TaskData,
     TaskQueueStats,
+    ThroughputBucket,
     WorkerInfo,
     WorkflowInstanceData,
 )
@@ -450,6 +452,16 @@ class SQLiteDriver(Driver):
     async def task_queue_stats(self) -> list[TaskQueueStats]:
         """One entry per task name with queued or running tasks, ordered by name."""
         return await self._connection().call(_inspect.queue_stats, mode="read")
+
+    async def run_throughput(
+        self, bucket_seconds: int, buckets: int, *, until: float | None = None
+    ) -> list[ThroughputBucket]:
+        """See :meth:`Driver.run_throughput`."""
+        check_throughput(bucket_seconds, buckets, until)
+        span = window(bucket_seconds, buckets, until)
+        return await self._connection().call(
+            lambda conn: _inspect.throughput(conn, span), mode="read"
+        )
 
     # ---- tasks ------------------------------------------------------------------------
 

@@ -768,3 +768,20 @@ RETURNING workflow_name, instance_name, instance_id;
 -- Whether one workflow name has a history row that ended before the cutoff.
 SELECT 1 FROM cereal_workflow_results INDEXED BY cereal_workflow_results_name_end
 WHERE workflow_name = :workflow_name AND ended_at < :cutoff LIMIT 1;
+
+-- name: run_throughput_all
+-- Finished runs per bucket of :bucket_seconds from :window_start to :window_end:
+-- a range scan of the end-time index alone (cereal_workflow_results_by_end).
+SELECT CAST((ended_at - :window_start) / :bucket_seconds AS INTEGER) AS slot, count(*) AS runs
+FROM cereal_workflow_results INDEXED BY cereal_workflow_results_by_end
+WHERE ended_at >= :window_start AND ended_at < :window_end
+GROUP BY slot;
+
+-- name: run_throughput_failed
+-- Failed runs per bucket, as run_throughput_all: the partial index of failed runs' end times
+-- (each found run's row is read to confirm the index's condition: SQLite 3.40 does not
+-- treat a partial index as covering).
+SELECT CAST((ended_at - :window_start) / :bucket_seconds AS INTEGER) AS slot, count(*) AS runs
+FROM cereal_workflow_results INDEXED BY cereal_workflow_results_failed_end
+WHERE error IS NOT NULL AND ended_at >= :window_start AND ended_at < :window_end
+GROUP BY slot;

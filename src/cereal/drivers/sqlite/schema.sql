@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0014_run_traces
+-- Latest migration: 0015_failed_runs_by_end
 
 CREATE TABLE cereal_dead_tasks (
     task_id         INTEGER PRIMARY KEY,
@@ -202,6 +202,8 @@ CREATE INDEX cereal_workflow_results_by_end ON cereal_workflow_results (ended_at
 CREATE INDEX cereal_workflow_results_by_names ON cereal_workflow_results (workflow_name, instance_name, id);
 
 CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results (id) WHERE error IS NOT NULL AND requeued_at IS NULL;
+
+CREATE INDEX cereal_workflow_results_failed_end ON cereal_workflow_results (ended_at) WHERE error IS NOT NULL;
 
 CREATE INDEX cereal_workflow_results_name_end ON cereal_workflow_results (workflow_name, ended_at, id);
 

@@ -951,3 +951,31 @@ class Wakeup(_message.Message):
     kind: str
     name: str
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RunThroughputRequest(_message.Message):
+    __slots__ = ("bucket_seconds", "buckets", "until")
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    bucket_seconds: int
+    buckets: int
+    until: float
+    def __init__(self, bucket_seconds: _Optional[int] = ..., buckets: _Optional[int] = ..., until: _Optional[float] = ...) -> None: ...
+
+class ThroughputBucket(_message.Message):
+    __slots__ = ("start", "seconds", "completed", "failed")
+    START_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    seconds: int
+    completed: int
+    failed: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seconds: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class RunThroughputResponse(_message.Message):
+    __slots__ = ("buckets",)
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[ThroughputBucket]
+    def __init__(self, buckets: _Optional[_Iterable[_Union[ThroughputBucket, _Mapping]]] = ...) -> None: ...

@@ -209,6 +209,11 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Wakeup.FromString,
                 _registered_method=True)
+        self.RunThroughput = channel.unary_unary(
+                '/cereal.v1.Cereal/RunThroughput',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputResponse.FromString,
+                _registered_method=True)
 
 
 class CerealServicer:
@@ -429,6 +434,13 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunThroughput(self, request, context):
+        """finished runs per time bucket (the dashboard's throughput chart)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CerealServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -606,6 +618,11 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.WatchWakeups,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Wakeup.SerializeToString,
+            ),
+            'RunThroughput': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunThroughput,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1553,6 +1570,33 @@ class Cereal:
             '/cereal.v1.Cereal/WatchWakeups',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Wakeup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunThroughput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/RunThroughput',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputResponse.FromString,
             options,
             channel_credentials,
             insecure,
