@@ -54,3 +54,39 @@ async def test_newest_first_must_be_a_bool(make_manager: MakeManager) -> None:
     manager = make_manager()
     with pytest.raises(TypeError, match="newest_first must be a bool"):
         await manager.list_workflow_instances(newest_first="yes")  # type: ignore[arg-type]
+
+
+async def test_pages_newest_first_match_the_whole_listing_through_reruns_and_live_names(
+    make_manager: MakeManager,
+) -> None:
+    # Given names that ran several times, some of them live again now, over two workflows
+    manager = make_manager()
+    driver = await manager._storage()
+    for round_ in range(3):
+        for index in range(6):
+            workflow = "a-flow" if index % 2 else "b-flow"
+            if round_ < 2 or index % 3:
+                await finished(driver, workflow, f"i{index}")
+    await driver.enqueue_workflow("b-flow", "i0", None)  # live again after two runs
+    await driver.enqueue_workflow("a-flow", "fresh", None)  # live, never finished
+
+    # When every filter is read whole and in pages of 1, 2 and 4
+    for filters in (
+        {},
+        {"is_running": False},
+        {"is_running": True},
+        {"workflow_name": "a-flow"},
+        {"instance_name": "i3"},
+    ):
+        whole = await _listing(manager, newest_first=True, **filters)
+        for size in (1, 2, 4):
+            paged: list[str] = []
+            for offset in range(0, len(whole) + size, size):
+                paged += await _listing(
+                    manager, newest_first=True, limit=size, offset=offset, **filters
+                )
+            # Then the pages hold the same entries, in the same order, each once
+            assert paged == whole, (filters, size)
+    everything = await _listing(manager, newest_first=True)
+    assert len(everything) == len(set(everything)) == 7
+    assert everything[0] == "a-flow/fresh"

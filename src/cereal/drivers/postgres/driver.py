@@ -343,8 +343,9 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
     ) -> list[WorkflowInstanceData]:
         """One entry per name pair: the live row, else the newest finished run.
 
-        Sorted by workflow name, then instance name; the query itself applies
-        ``where.offset`` and ``where.limit``.
+        Sorted by workflow name, then instance name (or newest first); the
+        query itself applies ``where.offset`` and ``where.limit``. A page
+        newest first reads about offset + limit rows, not the whole history.
         """
         params = {
             "workflow_name": where.workflow_name,
@@ -354,8 +355,12 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "offset": where.offset,
             "newest_first": where.newest_first,
         }
+        query = "list_workflow_instances"
+        if where.newest_first and where.limit is not None:
+            query = "list_workflow_instances_newest_page"
+            params["window"] = where.offset + where.limit
         async with self._connection("list_workflow_instances") as conn:
-            rows = await fetch_all(conn, "list_workflow_instances", params)
+            rows = await fetch_all(conn, query, params)
         return [instance_from_row(row) for row in rows]
 
     # ---- tasks ----------------------------------------------------------------------

@@ -203,6 +203,44 @@ ORDER BY CASE WHEN %(newest_first)s::boolean
          workflow_name, instance_name
 LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
+-- name: list_workflow_instances_newest_page
+-- One page of list_workflow_instances newest first, read in about offset +
+-- limit rows however long the history: live rows by start time, and finished
+-- runs walked newest start first (cereal_workflow_results_started), each kept
+-- only when its pair has no live row and it is the pair's newest finished run
+-- (the same rows and order as list_workflow_instances). %(window)s is offset
+-- + limit: each kind needs at most that many.
+WITH live AS (
+    SELECT workflow_name, instance_name, status, parameters, payload,
+           NULL::bytea AS result, NULL::text AS error, started_at,
+           NULL::timestamptz AS ended_at
+    FROM cereal_workflow_instances
+    WHERE %(is_running)s::boolean IS NOT FALSE
+      AND (%(workflow_name)s::text IS NULL OR workflow_name = %(workflow_name)s::text)
+      AND (%(instance_name)s::text IS NULL OR instance_name = %(instance_name)s::text)
+    ORDER BY started_at DESC, workflow_name, instance_name
+    LIMIT %(window)s::bigint
+), finished AS (
+    SELECT r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
+           NULL::bytea AS payload, r.result, r.error, r.started_at, r.ended_at
+    FROM cereal_workflow_results AS r
+    WHERE %(is_running)s::boolean IS NOT TRUE
+      AND (%(workflow_name)s::text IS NULL OR r.workflow_name = %(workflow_name)s::text)
+      AND (%(instance_name)s::text IS NULL OR r.instance_name = %(instance_name)s::text)
+      AND NOT EXISTS (
+          SELECT 1 FROM cereal_workflow_instances AS i
+          WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name)
+      AND NOT EXISTS (
+          SELECT 1 FROM cereal_workflow_results AS n
+          WHERE n.workflow_name = r.workflow_name AND n.instance_name = r.instance_name
+            AND (n.ended_at, n.id) > (r.ended_at, r.id))
+    ORDER BY r.started_at DESC, r.workflow_name, r.instance_name
+    LIMIT %(window)s::bigint
+)
+SELECT * FROM (SELECT * FROM live UNION ALL SELECT * FROM finished) AS page
+ORDER BY started_at DESC, workflow_name, instance_name
+LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
+
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
 -- (see the function in migrations 0004, 0007 and 0008), in one statement; a

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0016_failed_runs_by_end
+-- Latest migration: 0017_runs_by_start
 
 CREATE TABLE cereal_dead_tasks (
     task_id         bigint                   NOT NULL,
@@ -207,6 +207,8 @@ CREATE INDEX cereal_workflow_results_instance_name ON cereal_workflow_results US
 CREATE INDEX cereal_workflow_results_name ON cereal_workflow_results USING btree (workflow_name, instance_name, ended_at DESC, id DESC);
 
 CREATE INDEX cereal_workflow_results_name_end ON cereal_workflow_results USING btree (workflow_name, ended_at, id);
+
+CREATE INDEX cereal_workflow_results_started ON cereal_workflow_results USING btree (started_at);
 
 CREATE TRIGGER cereal_workflow_results_trim_history AFTER DELETE ON cereal_workflow_results REFERENCING OLD TABLE AS cereal_trimmed_runs FOR EACH STATEMENT EXECUTE FUNCTION cereal_trim_event_history();
 

@@ -250,17 +250,24 @@ def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlit
     """Live rows and the newest finished run of each pair without one, in name order.
 
     One statement: the two kinds are joined with UNION ALL (the pairs are
-    disjoint), sorted, and cut to ``where.offset`` / ``where.limit``.
+    disjoint), sorted, and cut to ``where.offset`` / ``where.limit``. A page
+    newest first walks the start-time index and reads about offset + limit
+    rows of each kind, however long the history.
     """
+    paged_newest = where.newest_first and where.limit is not None
     parts: list[str] = []
     if where.is_running is not False:
-        parts.append(Q["list_live_instances"])
-    if where.is_running is not True and where.workflow_name is None:
-        parts.append(Q["list_history_of_any_workflow"])
+        live = _subquery(Q["list_live_instances"])
+        # a page newest first needs at most offset + limit of each kind
+        parts.append(f"{live}\nORDER BY {_NEWEST_FIRST} LIMIT :window" if paged_newest else live)
+    if where.is_running is not True and paged_newest:
+        parts.append(_subquery(Q["list_history_newest_first"]))
+    elif where.is_running is not True and where.workflow_name is None:
+        parts.append(_subquery(Q["list_history_of_any_workflow"]))
     elif where.is_running is not True:
-        parts.append(Q["list_history_of_workflow"])
+        parts.append(_subquery(Q["list_history_of_workflow"]))
     # composed from the named queries only; every value is a bound parameter
-    union = " UNION ALL ".join(f"SELECT * FROM (\n{_subquery(part)}\n)" for part in parts)
+    union = " UNION ALL ".join(f"SELECT * FROM (\n{part}\n)" for part in parts)
     order = _NEWEST_FIRST if where.newest_first else _BY_NAMES
     statement = f"{union} ORDER BY {order} LIMIT :limit OFFSET :offset"
     params = {
@@ -268,6 +275,7 @@ def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlit
         "instance_name": where.instance_name,
         "limit": -1 if where.limit is None else where.limit,  # -1: no limit
         "offset": where.offset,
+        "window": where.offset + (where.limit or 0),
     }
     return conn.execute(statement, params).fetchall()
 

@@ -219,6 +219,25 @@ WHERE NOT EXISTS (
     WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name
 );
 
+-- name: list_history_newest_first
+-- The newest finished runs that stand for their pair (the pair's newest run,
+-- no live row), newest start first, at most :window of them: a walk of the
+-- start-time index that stops early, for one page of a newest-first listing.
+SELECT 0 AS live, r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
+       NULL AS payload, r.result, r.error, r.started_at, r.ended_at
+FROM cereal_workflow_results AS r INDEXED BY cereal_workflow_results_started
+WHERE (:workflow_name IS NULL OR r.workflow_name = :workflow_name)
+  AND (:instance_name IS NULL OR r.instance_name = :instance_name)
+  AND NOT EXISTS (
+      SELECT 1 FROM cereal_workflow_results AS n
+      WHERE n.workflow_name = r.workflow_name AND n.instance_name = r.instance_name
+        AND n.id > r.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM cereal_workflow_instances AS i
+      WHERE i.workflow_name = r.workflow_name AND i.instance_name = r.instance_name)
+ORDER BY r.started_at DESC, r.workflow_name, r.instance_name
+LIMIT :window;
+
 -- ---- tasks ----------------------------------------------------------------------
 
 -- name: has_ready_task

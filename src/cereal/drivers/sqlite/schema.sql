@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0015_failed_runs_by_end
+-- Latest migration: 0016_runs_by_start
 
 CREATE TABLE cereal_dead_tasks (
     task_id         INTEGER PRIMARY KEY,
@@ -206,6 +206,8 @@ CREATE INDEX cereal_workflow_results_failed ON cereal_workflow_results (id) WHER
 CREATE INDEX cereal_workflow_results_failed_end ON cereal_workflow_results (ended_at) WHERE error IS NOT NULL;
 
 CREATE INDEX cereal_workflow_results_name_end ON cereal_workflow_results (workflow_name, ended_at, id);
+
+CREATE INDEX cereal_workflow_results_started ON cereal_workflow_results (started_at);
 
 CREATE TABLE cereal_workflow_schedules (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,
