@@ -16,6 +16,7 @@ from typing import Any
 from cereal import values
 from cereal.checks import names as name_checks
 from cereal.checks import times, validation
+from cereal.checks.validation import usable_traceparent
 from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS
 from cereal.drivers._start_key_store import check_start_key
@@ -594,7 +595,8 @@ class Manager:
                     instance_name,
                     encoded,
                     idempotency_key,
-                    None if observed is None else observed.traceparent,
+                    # an observer written before trace contexts may yield anything
+                    getattr(observed, "traceparent", None),
                 )
         if existing is not None:
             return EnqueuedWorkflow(workflow_name, existing, created=False)
@@ -616,20 +618,21 @@ class Manager:
         """Write the instance on the driver's own connection, or in the caller's transaction.
 
         ``traceparent`` (the enqueue's span, when traced) is stored with the run.
-        Returns None when it was written, else (a start key within its window)
-        the instance name the key started.
+        It is passed only when there is one (and well formed), so a driver
+        written before trace contexts keeps working untraced. Returns None
+        when it was written, else (a start key within its window) the
+        instance name the key started.
         """
+        traced = {"traceparent": traceparent} if usable_traceparent(traceparent) else {}
         if idempotency_key is not None:
             return await driver.enqueue_workflow_once(
-                workflow_name, instance_name, encoded, idempotency_key, traceparent=traceparent
+                workflow_name, instance_name, encoded, idempotency_key, **traced
             )
         if connection is None:
-            await driver.enqueue_workflow(
-                workflow_name, instance_name, encoded, traceparent=traceparent
-            )
+            await driver.enqueue_workflow(workflow_name, instance_name, encoded, **traced)
         else:
             await driver.enqueue_workflow_in_transaction(
-                connection, workflow_name, instance_name, encoded, traceparent=traceparent
+                connection, workflow_name, instance_name, encoded, **traced
             )
         return None
 

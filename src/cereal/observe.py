@@ -247,13 +247,13 @@ def combine(observers: Sequence[Observer]) -> Observer | None:
     return Observers(observers)
 
 
-def first_traceparent(
-    observations: Sequence[EnqueueObservation | CallbackObservation | TaskObservation | None],
-) -> str | None:
+def first_traceparent(observations: Sequence[object]) -> str | None:
     """The first ``traceparent`` any of ``observations`` carries (``None`` if none does)."""
     for observation in observations:
-        if observation is not None and observation.traceparent:
-            return observation.traceparent
+        # an observer written before trace contexts may yield anything from enqueue
+        traceparent = getattr(observation, "traceparent", None)
+        if traceparent:
+            return str(traceparent)
     return None
 
 

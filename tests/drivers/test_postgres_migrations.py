@@ -279,3 +279,30 @@ async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_ca
         with pytest.raises(errors.NoDueWorkflowsError):
             await driver.get_due_scheduled_workflow()
     assert (got.overlap, got.catch_up_window, got.run_pending) == ("skip", 0.0, False)
+
+
+async def test_a_worker_of_the_previous_release_keeps_claiming_through_run_traces(
+    postgres_empty_dsn: str,
+) -> None:
+    # Given a database just before run_traces, and a connection of a worker of that
+    # release holding its claim statement prepared (psycopg prepares after 5 calls)
+    known = migrations()
+    at = next(i for i, migration in enumerate(known) if migration.name == "run_traces")
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        apply_migrations_by_hand(conn, known[:at])
+    old_claim = "SELECT * FROM cereal_claim_instances(%s::text[], 1, 1, gen_random_uuid(), 60.0)"
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as old_worker:
+        old_worker.execute(old_claim, (["wf"],), prepare=True)
+
+        # When a process of this release migrates the store, and a run is enqueued
+        assert await PostgresDriver(postgres_empty_dsn).migrate() == ALL[at:]
+        async with PostgresDriver(postgres_empty_dsn) as driver:
+            await driver.enqueue_workflow("wf", "i", None, traceparent=TRACEPARENT)
+
+        # Then the old worker's prepared claim still runs and claims it (its function and
+        # result type are unchanged: the trace contexts come from a function of their own)
+        claimed = old_worker.execute(old_claim, (["wf"],), prepare=True).fetchall()
+        assert [row[3] for row in claimed] == ["i"]
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -60,9 +60,6 @@ async def refused(call: Any) -> grpc.aio.AioRpcError:
     return failure.value
 
 
-# the right shape with a newline appended: a stored context is matched whole
-BAD_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n"
-
 # ---- unary requests -------------------------------------------------------------------
 
 
@@ -80,23 +77,16 @@ BAD_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n"
         (WF, INST, b'{"x": NaN}', "parameters"),
         (WF, INST, b'"\\ud800"', "parameters"),
         (WF, INST, BIG, "parameters"),
-        (WF, INST, "not a traceparent", "traceparent"),
-        (WF, INST, "00-" + "A" * 32 + "-b7ad6b7169203331-01", "traceparent"),
-        (WF, INST, BAD_TRACEPARENT, "traceparent"),
     ],
     ids=repr,
 )
 async def test_enqueue_with_a_bad_field_is_invalid_argument_and_stores_nothing(
-    stub: Any, workflow: str, instance: str, parameters: bytes | str | None, field: str
+    stub: Any, workflow: str, instance: str, parameters: bytes | None, field: str
 ) -> None:
-    # a str in the parameters column is a bad traceparent on an otherwise good request
-    traceparent = parameters if isinstance(parameters, str) else None
-    blob = parameters if isinstance(parameters, bytes) else None
     request = pb.EnqueueWorkflowRequest(
         workflow_name=workflow,
         instance_name=instance,
-        parameters=None if blob is None else value(blob),
-        traceparent=traceparent,
+        parameters=None if parameters is None else value(parameters),
     )
 
     error = await refused(stub.EnqueueWorkflow(request))
@@ -237,10 +227,6 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
         (continue_with(None, pb.NewTask(task_name="t\ufeff")), "task name"),
         (continue_with(None, pb.NewTask(task_name="t", parameters=value(b"?"))), "parameters"),
         (continue_with(None, pb.NewTask(task_name="t", parameters=value(BIG))), "parameters"),
-        (
-            continue_with(None, pb.NewTask(task_name="t", traceparent=BAD_TRACEPARENT)),
-            "traceparent",
-        ),
         (continue_with(b"not json"), "payload"),
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),
@@ -294,7 +280,6 @@ async def test_a_dequeue_with_a_bad_retry_policy_is_invalid_argument(stub: Any) 
         (pb.TaskReport(retry=pb.Retry(error="e", delay=1e300)), "delay"),
         (pb.TaskReport(retry=pb.Retry(error=LONG_TEXT, delay=1.0)), "retry error"),
         (pb.TaskReport(fail=LONG_TEXT), "fail error"),
-        (pb.TaskReport(succeed=pb.Succeed(), traceparent=BAD_TRACEPARENT), "traceparent"),
         (pb.TaskReport(fail_with_details=pb.Fail(error=LONG_TEXT)), "fail_with_details error"),
         (
             pb.TaskReport(fail_with_details=pb.Fail(error="e", error_traceback=LONG_TEXT)),
@@ -339,6 +324,108 @@ async def test_a_task_report_with_a_bad_field_is_invalid_argument_and_stores_not
     [completion] = claimed.events
     assert completion.task_result.status == "success"
     assert completion.task_result.result.data == b'"ok"'
+    await stream.end()
+
+
+# ---- trace contexts: a malformed one is ignored, never a reason to refuse -------------
+
+GOOD_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+MALFORMED_TRACEPARENTS = [
+    "not a traceparent",
+    "00-" + "A" * 32 + "-b7ad6b7169203331-01",  # uppercase
+    GOOD_TRACEPARENT + "\n",
+    "00-" + "0" * 32 + "-b7ad6b7169203331-01",  # the all-zero trace id
+    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # version ff
+    "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-" + "x" * 600,  # too long
+]
+
+
+@pytest.mark.parametrize("malformed", MALFORMED_TRACEPARENTS, ids=repr)
+async def test_a_malformed_traceparent_is_dropped_and_everything_else_stored(
+    stub: Any, malformed: str
+) -> None:
+    # Given a run enqueued with a malformed trace context
+    await stub.EnqueueWorkflow(
+        pb.EnqueueWorkflowRequest(workflow_name=WF, instance_name=INST, traceparent=malformed)
+    )
+    # Then it is stored without it
+    call = stub.ClaimWorkflows()
+    ask = pb.ClaimWorkflowsRequest(
+        workflow_names=[WF], max_instances=1, max_events=8, claim_expiry=60.0
+    )
+    await call.write(pb.WorkflowStreamRequest(claim=ask))
+    [claimed] = (await call.read()).claimed.instances
+    assert not claimed.events[0].instance.HasField("traceparent")
+    # and a decision's task with a malformed context is enqueued without it
+    task = pb.NewTask(task_name="t", parameters=value(b"1"), traceparent=malformed)
+    decision = continue_with(b"{}", task)
+    decision.request_id, decision.claim = 1, 0
+    await call.write(pb.WorkflowStreamRequest(decision=decision))
+    assert not (await call.read()).answer.HasField("error")
+    await call.done_writing()
+    while await call.read() is not grpc.aio.EOF:
+        pass
+    tasks = stub.DequeueTasks()
+    await tasks.write(
+        pb.TaskStreamRequest(
+            dequeue=pb.DequeueTasksRequest(task_name="t", max_tasks=1, task_expiry=60.0)
+        )
+    )
+    [leased] = (await tasks.read()).leased.tasks
+    assert not leased.HasField("traceparent")
+    # and a success reported with a malformed context is recorded all the same
+    report = pb.TaskReport(
+        request_id=1, lease=0, succeed=pb.Succeed(result=value(b'"ok"')), traceparent=malformed
+    )
+    await tasks.write(pb.TaskStreamRequest(report=report))
+    assert not (await tasks.read()).answer.HasField("error")
+    await tasks.done_writing()
+    stream = ClaimStream(stub)
+    await stream.call.write(pb.WorkflowStreamRequest(claim=ask))
+    [again] = (await stream.call.read()).claimed.instances
+    [completion] = again.events
+    assert completion.task_result.result.data == b'"ok"'
+    assert not completion.task_result.HasField("traceparent")
+    await stream.end()
+
+
+async def test_a_well_formed_traceparent_is_kept_with_the_run_and_the_result(stub: Any) -> None:
+    later_version = "01-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01-future"
+    await stub.EnqueueWorkflow(
+        pb.EnqueueWorkflowRequest(
+            workflow_name=WF, instance_name=INST, traceparent=GOOD_TRACEPARENT
+        )
+    )
+    call = stub.ClaimWorkflows()
+    ask = pb.ClaimWorkflowsRequest(
+        workflow_names=[WF], max_instances=1, max_events=8, claim_expiry=60.0
+    )
+    await call.write(pb.WorkflowStreamRequest(claim=ask))
+    [claimed] = (await call.read()).claimed.instances
+    assert claimed.events[0].instance.traceparent == GOOD_TRACEPARENT
+    decision = continue_with(b"{}", pb.NewTask(task_name="t", traceparent=GOOD_TRACEPARENT))
+    decision.request_id, decision.claim = 1, 0
+    await call.write(pb.WorkflowStreamRequest(decision=decision))
+    assert not (await call.read()).answer.HasField("error")
+    await call.done_writing()
+    while await call.read() is not grpc.aio.EOF:
+        pass
+    tasks = stub.DequeueTasks()
+    await tasks.write(
+        pb.TaskStreamRequest(
+            dequeue=pb.DequeueTasksRequest(task_name="t", max_tasks=1, task_expiry=60.0)
+        )
+    )
+    [leased] = (await tasks.read()).leased.tasks
+    assert leased.traceparent == GOOD_TRACEPARENT
+    report = pb.TaskReport(request_id=1, lease=0, succeed=pb.Succeed(), traceparent=later_version)
+    await tasks.write(pb.TaskStreamRequest(report=report))
+    assert not (await tasks.read()).answer.HasField("error")
+    await tasks.done_writing()
+    stream = ClaimStream(stub)
+    await stream.call.write(pb.WorkflowStreamRequest(claim=ask))
+    [again] = (await stream.call.read()).claimed.instances
+    assert again.events[0].task_result.traceparent == later_version
     await stream.end()
 
 

@@ -12,6 +12,7 @@ in :mod:`cereal.checks.names`, :mod:`cereal.values`, :mod:`cereal.recurrence`,
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,8 @@ from cereal.checks import names as name_checks
 from cereal.checks import times
 from cereal.models import NewTask
 from cereal.retry import load_policy
+
+logger = logging.getLogger(__name__)
 
 
 def check_pair(workflow_name: object, instance_name: object) -> None:
@@ -163,26 +166,36 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
     if task.start_after is not None:
         times.to_utc(task.start_after, name=f"{where} start_after")
     check_stored_retry_policy(task.retry_policy, where=f"{where} retry_policy")
-    check_traceparent(task.traceparent, where=f"{where} traceparent")
     return task
 
 
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+# W3C Trace Context: version-traceid-parentid-flags in lowercase hex; a later
+# version may append fields after a dash, version ff is invalid
+_TRACEPARENT = re.compile(
+    r"(?!ff)(?P<version>[0-9a-f]{2})-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
+    r"(?P<rest>-[\x21-\x7e]*)?"
+)
+
+MAX_TRACEPARENT_CHARS = 512
+"""The longest trace context kept (version 00's is 55 characters)."""
 
 
-def check_traceparent(value: str | None, *, where: str) -> None:
-    """Refuse a stored trace context that is not a W3C ``traceparent`` (``None`` is fine).
+def usable_traceparent(value: object) -> str | None:
+    """``value`` when it is a W3C ``traceparent`` a store may keep, else ``None``.
 
-    Version ``00``'s form, ``vv-<32 hex>-<16 hex>-ff`` in lowercase: what a
-    tracer hands out. It is checked where it enters from outside (a gRPC
-    request), so a store never keeps an arbitrary string under that name.
-
-    Raises:
-        ValueError: ``value`` is not of that form (``where`` names the field).
+    The Trace Context rule is that a malformed ``traceparent`` is ignored
+    (the trace restarts), never an error: a run, a task or a result is
+    always stored, with or without its trace context. So this drops, and
+    logs at debug level, what a custom observer or a remote client sent that
+    is not of the form ``vv-<32 hex>-<16 hex>-<2 hex>`` in lowercase (a
+    version above ``00`` may append fields), or is longer than
+    :data:`MAX_TRACEPARENT_CHARS`.
     """
     if value is None:
-        return
-    if not isinstance(value, str) or _TRACEPARENT.fullmatch(value) is None:
-        raise ValueError(
-            f"{where} is not a W3C traceparent (vv-<32 hex>-<16 hex>-<2 hex>): {value!r:.80}"
-        )
+        return None
+    if isinstance(value, str) and len(value) <= MAX_TRACEPARENT_CHARS:
+        matched = _TRACEPARENT.fullmatch(value)
+        if matched is not None and (matched["version"] != "00" or matched["rest"] is None):
+            return value
+    logger.debug("a malformed traceparent was ignored: %.80r", value)
+    return None

@@ -797,7 +797,9 @@ class _MemoryTaskCompleter(TaskCompleter):
         with self._driver._lock:
             task = self._held()
             if task.hand_backs >= DEFAULT_MAX_HAND_BACKS:
-                workflow_name = self._driver._state.complete_task(task, TaskStatus.LOST, utcnow())
+                workflow_name = self._driver._state.complete_task(
+                    task, TaskStatus.LOST, utcnow(), run_traceparent=self.result_traceparent
+                )
                 queued = False
             else:
                 task.hand_backs += 1

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cereal import errors, values
+from cereal.checks.validation import usable_traceparent
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.engine import failures
 from cereal.engine.task_promises import Promise, TaskPromises
@@ -237,7 +238,7 @@ class TaskRunner:
     async def _execute_observed(self, run: _Run, observer: Observer) -> None:
         with observer.task(run.task.metadata) as observation:
             # the result carries the run's span: its on_task_complete nests under it
-            run.completer.result_traceparent = observation.traceparent
+            run.completer.result_traceparent = usable_traceparent(observation.traceparent)
             await self._execute(run, observation)
 
     async def _execute(self, run: _Run, observation: TaskObservation | None = None) -> None:

@@ -25,6 +25,7 @@ from datetime import datetime
 
 from cereal import errors, values
 from cereal.checks.times import utcnow
+from cereal.checks.validation import usable_traceparent
 from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
 from cereal.engine import callbacks
 from cereal.engine.waits import ClaimPacer, wait_for_event
@@ -442,6 +443,7 @@ class _Batch:
         if not decision.is_continuing:
             return False
         self._payload = decision.payload
+        traceparent = usable_traceparent(traceparent)  # a custom observer's may be malformed
         if traceparent is None:
             self._tasks.extend(decision.tasks)
         else:

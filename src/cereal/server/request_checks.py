@@ -22,7 +22,7 @@ from cereal.models import HistoryRetention, ScheduleUpdate, check_overlap
 from cereal.retry import MAX_BACKOFF
 from cereal.values import DEFAULT_MAX_VALUE_BYTES, MAX_ERROR_CHARS
 from cereal.wire import convert
-from cereal.wire.codec import optional_field, value_from_pb
+from cereal.wire.codec import value_from_pb
 from cereal.wire.proto import cereal_v1_pb2 as pb
 
 MAX_SWEEP_BATCH = 10_000
@@ -53,11 +53,10 @@ class RequestChecks:
     def enqueue(
         self, request: pb.EnqueueWorkflowRequest | pb.EnqueueWorkflowOnceRequest
     ) -> bytes | None:
-        """A new run's names, parameters, trace context and start key; returns its parameters."""
+        """A new run's names, parameters and start key; returns its parameters."""
         validation.check_pair(request.workflow_name, request.instance_name)
         if isinstance(request, pb.EnqueueWorkflowOnceRequest):
             check_start_key(request.idempotency_key)
-        validation.check_traceparent(optional_field(request, "traceparent"), where="traceparent")
         return self.value(request, "parameters", where="enqueue_workflow")
 
     @staticmethod
@@ -149,8 +148,7 @@ class RequestChecks:
             _failure_texts(decision.fail, where="fail")
 
     def report(self, report: pb.TaskReport) -> None:
-        """The result, trace context or retry delay a task report would store."""
-        validation.check_traceparent(optional_field(report, "traceparent"), where="traceparent")
+        """The result or retry delay a task report would store."""
         action = report.WhichOneof("action")
         if action == "succeed":
             self.value(report.succeed, "result", where="task")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -29,11 +30,12 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from cereal import errors
+from cereal.checks import validation
 from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.engine.expiry import decide_expiry, warn_refused_policy
-from cereal.models import ExpiredLease, TaskData, check_overlap
+from cereal.models import ExpiredLease, NewTask, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert, reads
@@ -205,7 +207,7 @@ class CerealService(pb_grpc.CerealServicer):
             request.workflow_name,
             request.instance_name,
             parameters,
-            traceparent=optional_field(request, "traceparent"),
+            traceparent=validation.usable_traceparent(optional_field(request, "traceparent")),
         )
         return pb.Empty()
 
@@ -221,7 +223,7 @@ class CerealService(pb_grpc.CerealServicer):
             request.instance_name,
             parameters,
             request.idempotency_key,
-            traceparent=optional_field(request, "traceparent"),
+            traceparent=validation.usable_traceparent(optional_field(request, "traceparent")),
         )
         return pb.EnqueueWorkflowOnceResponse(existing_instance_name=existing)
 
@@ -558,7 +560,8 @@ class CerealService(pb_grpc.CerealServicer):
             try:
                 self._checks.report(report)
                 if report.HasField("traceparent"):
-                    completer.result_traceparent = report.traceparent
+                    # a malformed one is ignored: the result is stored all the same
+                    completer.result_traceparent = validation.usable_traceparent(report.traceparent)
                 if action == "heartbeat":
                     await completer.heartbeat()
                     return False
@@ -668,6 +671,13 @@ class CerealService(pb_grpc.CerealServicer):
             logger.info("client disconnected: peer=%s domain=%s", peer, hosted.name)
 
 
+def _keeping_usable_traceparent(task: NewTask) -> NewTask:
+    """``task`` without its trace context when that is malformed (ignored, never refused)."""
+    if task.traceparent is None or validation.usable_traceparent(task.traceparent):
+        return task
+    return dataclasses.replace(task, traceparent=None)
+
+
 async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -> None:
     """Apply a continue, done or fail decision."""
     action = decision.WhichOneof("action")
@@ -675,7 +685,7 @@ async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -
         carried = decision.continue_
         await completer.continue_(
             value_from_pb(carried, "payload"),
-            [convert.NEW_TASK.from_pb(t) for t in carried.tasks],
+            [_keeping_usable_traceparent(convert.NEW_TASK.from_pb(t)) for t in carried.tasks],
         )
     elif action == "done":
         await completer.done(value_from_pb(decision.done, "result"))

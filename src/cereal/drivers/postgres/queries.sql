@@ -68,13 +68,13 @@ FROM ev
 
 -- name: claim_instances
 -- Claim up to max_instances instances with their oldest events, in one
--- statement (see the function in migrations 0004, 0007 and 0008): each
--- workflow name is an index range scan of the claimable index (ready,
--- unclaimed instances only), so the cost does not grow with the queued
--- events or the history, and rows locked by a concurrent completion or claim
--- are skipped, never waited for.
-SELECT * FROM cereal_claim_instances(%(workflow_names)s::text[], %(max_instances)s,
-                                     %(max_events)s, %(token)s, %(expiry)s)
+-- statement (see the function in migrations 0004, 0007, 0008 and 0015, which
+-- added the trace contexts): each workflow name is an index range scan of the
+-- claimable index (ready, unclaimed instances only), so the cost does not
+-- grow with the queued events or the history, and rows locked by a
+-- concurrent completion or claim are skipped, never waited for.
+SELECT * FROM cereal_claim_traced_instances(%(workflow_names)s::text[], %(max_instances)s,
+                                            %(max_events)s, %(token)s, %(expiry)s)
 
 -- name: claimed_instances
 -- The instances a claim token holds (to release a claim whose caller was cancelled).

@@ -332,6 +332,83 @@ END
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_claim_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
+ RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+BEGIN
+    -- a claim is a lease: if the server crashes before this commit reaches disk
+    -- the claim is simply gone and the events are delivered again, so the
+    -- commit need not wait for the WAL flush (the decision's commit does)
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE cereal_workflow_instances AS i
+    SET claim_token = p_token, claimed_at = now(), claim_expiry = p_expiry
+    FROM (
+        SELECT c.id FROM unnest(p_workflow_names) AS n(name)
+        CROSS JOIN LATERAL (
+            SELECT w.id, w.ready_at FROM cereal_workflow_instances AS w
+            WHERE w.workflow_name = n.name AND w.ready_at IS NOT NULL
+              AND w.claim_token IS NULL
+            ORDER BY w.ready_at, w.id
+            LIMIT p_max_instances
+            FOR NO KEY UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.ready_at, c.id
+        LIMIT p_max_instances
+    ) AS picked
+    WHERE i.id = picked.id;
+
+    RETURN QUERY
+    SELECT i.id, coalesce(e.position = 1, true),
+           i.workflow_name, i.instance_name, i.status,
+           CASE WHEN coalesce(e.position = 1, true) THEN i.parameters END,
+           CASE WHEN coalesce(e.position = 1, true) THEN i.payload END,
+           i.enqueued_tasks, i.completed_tasks, i.started_at,
+           e.id, e.event_type, e.task_result_id, e.enqueued_at,
+           r.id, r.task_name, r.parameters, r.status, r.error, r.result,
+           r.error_type, r.error_traceback, r.attempts
+    FROM cereal_workflow_instances AS i
+    LEFT JOIN LATERAL (
+        SELECT ev.id, ev.event_type, ev.task_result_id, ev.enqueued_at,
+               row_number() OVER (ORDER BY ev.id) AS position
+        FROM cereal_workflow_events AS ev
+        WHERE ev.instance_id = i.id
+        ORDER BY ev.id
+        LIMIT p_max_events
+    ) AS e ON true
+    LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
+    WHERE i.claim_token = p_token
+    ORDER BY i.ready_at, i.id, e.id;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
+ RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    UPDATE cereal_tasks AS t
+    SET state = 'running', lease = p_lease, heartbeat_at = now(),
+        lease_expiry = p_expiry, attempt = t.attempt + 1,
+        retry_policy = coalesce(t.retry_policy, p_retry_policy)
+    FROM (
+        SELECT q.id FROM cereal_tasks AS q
+        WHERE q.task_name = p_task_name AND q.state = 'queued' AND q.start_after <= now()
+        ORDER BY q.start_after, q.id
+        LIMIT p_max_tasks
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+              t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
+              t.retry_policy::text;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_claim_traced_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
  RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer, traceparent text, result_traceparent text)
  LANGUAGE plpgsql
 AS $function$
@@ -380,32 +457,6 @@ BEGIN
     LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id
     WHERE i.claim_token = p_token
     ORDER BY i.ready_at, i.id, e.id;
-END
-$function$;
-
-CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
- RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text)
- LANGUAGE plpgsql
-AS $function$
-#variable_conflict use_column
-BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
-    RETURN QUERY
-    UPDATE cereal_tasks AS t
-    SET state = 'running', lease = p_lease, heartbeat_at = now(),
-        lease_expiry = p_expiry, attempt = t.attempt + 1,
-        retry_policy = coalesce(t.retry_policy, p_retry_policy)
-    FROM (
-        SELECT q.id FROM cereal_tasks AS q
-        WHERE q.task_name = p_task_name AND q.state = 'queued' AND q.start_after <= now()
-        ORDER BY q.start_after, q.id
-        LIMIT p_max_tasks
-        FOR UPDATE SKIP LOCKED
-    ) AS picked
-    WHERE t.id = picked.id
-    RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-              t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
-              t.retry_policy::text;
 END
 $function$;
 

@@ -262,7 +262,7 @@ class SQLiteTaskCompleter(TaskCompleter):
             if task is None:
                 raise errors.TaskLostError()
             if int(task["hand_backs"]) >= DEFAULT_MAX_HAND_BACKS:
-                record_outcome(conn, task, TaskStatus.LOST, "", None)
+                record_outcome(conn, task, TaskStatus.LOST, "", None, None, self.result_traceparent)
                 return False
             requeue(conn, int(task["id"]), now(), refund=True)
             return True

@@ -252,9 +252,16 @@ def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlit
     One statement: the two kinds are joined with UNION ALL (the pairs are
     disjoint), sorted, and cut to ``where.offset`` / ``where.limit``. A page
     newest first walks the start-time index and reads about offset + limit
-    rows of each kind, however long the history.
+    rows of each kind, however long the history (unfiltered by names).
     """
-    paged_newest = where.newest_first and where.limit is not None
+    # the start-time walk pays off only unfiltered: a name filter matching few
+    # recent runs would walk most of the index (the names index serves it)
+    paged_newest = (
+        where.newest_first
+        and where.limit is not None
+        and where.workflow_name is None
+        and where.instance_name is None
+    )
     parts: list[str] = []
     if where.is_running is not False:
         live = _subquery(Q["list_live_instances"])

@@ -223,12 +223,12 @@ WHERE NOT EXISTS (
 -- The newest finished runs that stand for their pair (the pair's newest run,
 -- no live row), newest start first, at most :window of them: a walk of the
 -- start-time index that stops early, for one page of a newest-first listing.
+-- Used only without name filters (a filter matching few recent runs would walk
+-- most of the index; the per-name queries serve those).
 SELECT 0 AS live, r.workflow_name, r.instance_name, 'completed' AS status, r.parameters,
        NULL AS payload, r.result, r.error, r.started_at, r.ended_at
 FROM cereal_workflow_results AS r INDEXED BY cereal_workflow_results_started
-WHERE (:workflow_name IS NULL OR r.workflow_name = :workflow_name)
-  AND (:instance_name IS NULL OR r.instance_name = :instance_name)
-  AND NOT EXISTS (
+WHERE NOT EXISTS (
       SELECT 1 FROM cereal_workflow_results AS n
       WHERE n.workflow_name = r.workflow_name AND n.instance_name = r.instance_name
         AND n.id > r.id)

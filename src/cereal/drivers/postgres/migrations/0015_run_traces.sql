@@ -2,16 +2,16 @@
 -- live instance and the reporting task run's with each task result, so every
 -- callback's span (in whichever process claims the run) has its parent. Both
 -- are NULL when nothing is traced; adding a nullable column rewrites nothing.
--- The claim function returns both, so it is dropped and made again (a
--- function's result columns cannot change in place).
+-- The claim returns both, from a function of its own: the old
+-- cereal_claim_instances stays as it was, because workers of the previous
+-- release still call it through prepared statements, which PostgreSQL refuses
+-- once a function's result type changes. A later migration drops it.
 
 ALTER TABLE cereal_workflow_instances ADD COLUMN traceparent text;
 
 ALTER TABLE cereal_task_results ADD COLUMN traceparent text;
 
-DROP FUNCTION cereal_claim_instances(text[], integer, integer, uuid, double precision);
-
-CREATE FUNCTION cereal_claim_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
+CREATE FUNCTION cereal_claim_traced_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
  RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer, traceparent text, result_traceparent text)
  LANGUAGE plpgsql
 AS $function$
