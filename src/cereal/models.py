@@ -488,6 +488,14 @@ class InstanceEvent:
     error_text: str = ""
     pending: bool = False
     """True while the event waits to be handled; False once a decision consumed it."""
+    task_enqueued_at: datetime | None = None
+    """For a ``task_complete`` event: when the ended task was enqueued (its first
+    attempt's enqueue; retries keep it). With ``enqueued_at`` (when its result
+    arrived) it spans the task's life. ``None`` for other events and for history
+    recorded before the store kept it (its ``history_task_times`` migration)."""
+    task_attempts: int | None = None
+    """For a ``task_complete`` event: how many attempts the task took. ``None``
+    where ``task_enqueued_at`` is."""
 
 
 @dataclass(frozen=True)

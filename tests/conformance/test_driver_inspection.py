@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from cereal import Manager
-from cereal.drivers import Driver
+from cereal import Manager, RetryPolicy
+from cereal.drivers import Driver, TaskCompleter
 from cereal.models import (
     HistoryRetention,
     InstanceEvent,
     ListWorkflowFilter,
     NewTask,
+    TaskData,
     TaskStatus,
     WorkflowEventType,
 )
+from tests._waiting import wait_until
 from tests.conformance._driver_helpers import ODD_NAMES, finished, started, sweep, take
 
 
@@ -121,6 +123,53 @@ async def test_instance_events_keep_handled_ones_and_mark_the_pending(driver: Dr
     assert [(e.seq, e.pending) for e in await driver.list_instance_events("wf", "inst")] == [
         (event.seq, False) for event in events
     ]
+
+
+async def test_a_task_completion_keeps_the_tasks_enqueue_time_and_attempts(
+    driver: Driver,
+) -> None:
+    # Given a run with two tasks: "t1" fails once and is retried, "t2" succeeds at once
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.01).to_json()
+    await started(driver, tasks=[NewTask("t1", b"1", retry_policy=policy), NewTask("t2", None)])
+    enqueued = {t.task_name: t.enqueued_at for t in await driver.list_instance_tasks("wf", "inst")}
+    [(_, first)] = await driver.dequeue_tasks("t1", 1, task_expiry=3600)
+    await first.retry("boom", 0)
+    claimed: list[tuple[TaskData, TaskCompleter]] = []
+
+    async def claim() -> bool:
+        claimed.extend(await driver.dequeue_tasks("t1", 1, task_expiry=3600))
+        return bool(claimed)
+
+    await wait_until(claim, what="the retried task claimed")
+    await claimed[0][1].succeed(b"2")
+    [(_, other)] = await driver.dequeue_tasks("t2", 1, task_expiry=3600)
+    await other.succeed(None)
+
+    # When the history is listed, then each completion carries its task's enqueue
+    # time (at or before the result's arrival) and attempts; the start event neither
+    events = await driver.list_instance_events("wf", "inst")
+    assert [(e.type, e.task_name, e.task_attempts) for e in events] == [
+        (START, None, None),
+        (DONE, "t1", 2),
+        (DONE, "t2", 1),
+    ]
+    assert events[0].task_enqueued_at is None
+    for event in events[1:]:
+        assert event.task_name is not None
+        assert event.task_enqueued_at == enqueued[event.task_name]
+        assert event.task_enqueued_at <= event.enqueued_at
+
+    # and the finished run's history (a decision consumed the events) keeps them
+    _, decision = await take(driver)
+    async with decision:
+        await decision.done(None)
+    kept = await driver.list_instance_events("wf", "inst")
+    assert [(e.task_enqueued_at, e.task_attempts, e.pending) for e in kept] == [
+        (e.task_enqueued_at, e.task_attempts, False) for e in events
+    ]
+    # a page reads them as well
+    page = await driver.list_instance_events("wf", "inst", limit=1)
+    assert [(e.task_name, e.task_attempts) for e in page] == [("t2", 1)]
 
 
 async def test_runs_with_the_same_names_keep_separate_histories(driver: Driver) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from cereal.dashboard._charts import queue_chart, throughput_chart, timeline_chart
 from cereal.dashboard._render import build_environment
-from cereal.dashboard._svg import Chart, nice_top
+from cereal.dashboard._svg import WIDTH, Chart, nice_top
 from cereal.models import (
     InstanceEvent,
     InstanceTask,
@@ -156,3 +156,100 @@ def test_a_run_with_nothing_recorded_is_the_no_data_state() -> None:
         err=None,
     )
     assert timeline_chart(data, [], [], T0).empty
+
+
+def _completion(
+    seq: int, arrived: datetime, enqueued: datetime | None, attempts: int | None, name: str = "ship"
+) -> InstanceEvent:
+    return InstanceEvent(
+        seq,
+        WorkflowEventType.TASK_COMPLETE,
+        arrived,
+        name,
+        TaskStatus.SUCCESS,
+        task_enqueued_at=enqueued,
+        task_attempts=attempts,
+    )
+
+
+def test_a_finished_task_is_a_bar_from_its_enqueue_to_its_result() -> None:
+    # Given a 40 s run whose tasks ran 10 -> 30 s and 5 -> 15 s (retried once)
+    events = [
+        InstanceEvent(1, WorkflowEventType.START, T0),
+        _completion(2, T0 + timedelta(seconds=30), T0 + timedelta(seconds=10), 1),
+        _completion(3, T0 + timedelta(seconds=15), T0 + timedelta(seconds=5), 2, "pack"),
+    ]
+    chart = timeline_chart(_run(T0 + timedelta(seconds=40)), events, [], T0)
+    by_row = {g.key: g for g in chart.groups}
+    run, ship, pack = by_row["run"].rects[0], by_row["ship"].rects[0], by_row["pack"].rects[0]
+    # Then each bar's width is its share of the run, starting at its enqueue
+    assert ship.kind == pack.kind == "completed"
+    assert ship.width == pytest.approx(run.width * 20 / 40)
+    assert pack.width == pytest.approx(run.width * 10 / 40)
+    assert ship.x - run.x == pytest.approx(run.width * 10 / 40)
+    assert pack.x - run.x == pytest.approx(run.width * 5 / 40)
+    # and its tooltip says what ended, how, after how many attempts and how long
+    assert by_row["pack"].title == (
+        "pack success after 2 attempts: 10.0s, enqueued 12:00:05.000, result 12:00:15.000"
+    )
+    assert "after 1 attempt: 20.0s" in by_row["ship"].title
+
+
+def test_a_failed_task_bar_is_red_with_its_error() -> None:
+    event = InstanceEvent(
+        2,
+        WorkflowEventType.TASK_COMPLETE,
+        T0 + timedelta(seconds=2),
+        "ship",
+        TaskStatus.FAILED,
+        "boom",
+        task_enqueued_at=T0 + timedelta(seconds=1),
+        task_attempts=3,
+    )
+    chart = timeline_chart(_run(T0 + timedelta(seconds=4), "boom"), [event], [], T0)
+    [ship] = [g for g in chart.groups if g.key == "ship"]
+    assert ship.rects[0].kind == "failed"
+    assert ship.title.startswith("ship failed after 3 attempts: 1.0s") and ship.title.endswith(
+        ": boom"
+    )
+
+
+def test_a_completion_recorded_without_an_enqueue_time_is_a_mark() -> None:
+    # history written before the store kept task enqueue times: the result's instant alone
+    events = [
+        InstanceEvent(1, WorkflowEventType.START, T0),
+        _completion(2, T0 + timedelta(seconds=30), None, None),
+    ]
+    chart = timeline_chart(_run(T0 + timedelta(seconds=40)), events, [], T0)
+    [ship] = [g for g in chart.groups if g.key == "ship"]
+    [start] = [g for g in chart.groups if g.key == "events"][:1]
+    assert ship.rects[0].width == start.rects[0].width  # the width of an instant
+    assert ship.title == "ship success at 12:00:30"
+
+
+def test_a_short_run_fills_the_axis() -> None:
+    # a 50 ms run: its bar spans the plot, not 5 % of it, and the ticks read in ms
+    ended = T0 + timedelta(milliseconds=50)
+    events = [
+        InstanceEvent(1, WorkflowEventType.START, T0),
+        _completion(2, ended, T0 + timedelta(milliseconds=10), 1),
+    ]
+    chart = timeline_chart(_run(ended), events, [], T0)
+    run = chart.groups[0].rects[0]
+    assert run.x + run.width > WIDTH * 0.9
+    [ship] = [g for g in chart.groups if g.key == "ship"]
+    assert ship.rects[0].width == pytest.approx(run.width * 0.8)
+    ticks = [label.text for label in chart.labels if label.kind == "axis"]
+    assert ticks == ["start", "+10ms", "+20ms", "+30ms", "+40ms", "+50ms"]
+    assert "over 50ms" in chart.summary
+
+
+def test_the_last_axis_label_ends_inside_the_chart() -> None:
+    chart = timeline_chart(_run(T0 + timedelta(seconds=1)), [], [], T0)
+    axis = [label for label in chart.labels if label.kind == "axis"]
+    assert axis[-1].text == "+1.0s"
+    assert axis[-1].anchor == "end" and axis[-1].x <= WIDTH
+    assert all(label.anchor == "middle" for label in axis[:-1])
+    # its text, drawn leftwards from its tick, stays right of the previous tick's
+    assert axis[-1].x - 7 * len(axis[-1].text) > axis[-2].x
+    assert 'text-anchor="end"' in _svg(chart)

@@ -119,6 +119,18 @@ async def test_charts_are_drawn(
         await expect(timeline.locator('g.mark[data-key="run"] rect.failed')).to_have_count(1)
         await expect(timeline.locator('g.mark[data-key="ship"] rect.completed')).to_have_count(1)
         await expect(timeline.locator('g.mark[data-key="events"]')).to_have_count(2)
+        # the finished task is a bar from its enqueue to its result, wider than an event's mark
+        ship = timeline.locator('g.mark[data-key="ship"]')
+        await expect(ship.locator("title")).to_contain_text("ship success after 1 attempt")
+        ship_box = await ship.locator("rect").bounding_box()
+        mark_box = await timeline.locator('g.mark[data-key="events"] rect').first.bounding_box()
+        assert ship_box is not None and mark_box is not None
+        assert ship_box["width"] > mark_box["width"], (ship_box, mark_box)
+        # the last time label is drawn whole, inside the chart's right edge
+        svg_box = await timeline.locator("svg").bounding_box()
+        last_label = await timeline.locator("svg text.axis").last.bounding_box()
+        assert svg_box is not None and last_label is not None
+        assert last_label["x"] + last_label["width"] <= svg_box["x"] + svg_box["width"]
         await _chart_is_drawn(page, "timeline", screenshot_dir / f"{kind}-chart-timeline.png")
 
         await page.goto("/instances/wf/big")  # a live run: its queued tasks are bars up to now

@@ -130,9 +130,13 @@ _POSTGRES_PENDING = [
 ]
 
 
-def _before_event_history(known: list[Migration]) -> list[Migration]:
-    at = next(i for i, migration in enumerate(known) if migration.name == "event_history")
+def _before(name: str, known: list[Migration]) -> list[Migration]:
+    at = next(i for i, migration in enumerate(known) if migration.name == name)
     return known[:at]
+
+
+def _before_event_history(known: list[Migration]) -> list[Migration]:
+    return _before("event_history", known)
 
 
 async def test_sqlite_events_pending_at_migration_start_the_history(db_path: str) -> None:
@@ -165,3 +169,36 @@ async def _the_pending_completion_is_listed(driver: Driver) -> None:
     assert [(e.type.value, e.task_name, e.task_status, e.error_text, e.pending) for e in found] == [
         ("task_complete", "t", TaskStatus.FAILED, "no", True)
     ]
+
+
+# ---- history_task_times: a completion's task enqueue time and attempts ---------------
+
+
+async def test_sqlite_history_recorded_before_task_times_keeps_null(db_path: str) -> None:
+    # Given a file at the schema just before history_task_times whose history has a
+    # task completion (written by the older trigger)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    apply_migrations(conn, _before("history_task_times", sqlite_migrations()))
+    for statement in _SQLITE_PENDING:
+        conn.execute(statement)
+    conn.close()
+    # When it is migrated, then that entry has neither (the chart draws a mark)
+    async with SQLiteDriver(db_path) as driver:
+        await _the_old_completion_has_no_task_times(driver)
+
+
+async def test_postgres_history_recorded_before_task_times_keeps_null(
+    postgres_empty_dsn: str,
+) -> None:
+    with psycopg.connect(postgres_empty_dsn, autocommit=True) as conn:
+        apply_migrations_by_hand(conn, _before("history_task_times", postgres_migrations()))
+        for statement in _POSTGRES_PENDING:
+            conn.execute(statement)
+    async with PostgresDriver(postgres_empty_dsn) as driver:
+        await _the_old_completion_has_no_task_times(driver)
+
+
+async def _the_old_completion_has_no_task_times(driver: Driver) -> None:
+    await _the_pending_completion_is_listed(driver)
+    [found] = await driver.list_instance_events("wf", "waiting")
+    assert (found.task_enqueued_at, found.task_attempts) == (None, None)

@@ -195,7 +195,15 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
     ),
     (
         InstanceEvent(
-            3, WorkflowEventType.TASK_COMPLETE, T0, "t", TaskStatus.LOST, "gone", pending=True
+            3,
+            WorkflowEventType.TASK_COMPLETE,
+            T1,
+            "t",
+            TaskStatus.LOST,
+            "gone",
+            pending=True,
+            task_enqueued_at=T0,
+            task_attempts=2,
         ),
         lambda x: convert.INSTANCE_EVENT.from_pb(convert.INSTANCE_EVENT.to_pb(x)),
     ),

@@ -159,6 +159,7 @@ def _short(name: str) -> str:
 
 _MARK = 4.0  # width of an instant (an event) on the time axis
 _MAX_ROWS = 16
+_MIN_SPAN = 0.01  # seconds: the shortest time axis, so a run of a few ms still fills it
 
 
 @dataclass(frozen=True)
@@ -182,9 +183,11 @@ def timeline_chart(
 
     Rows: ``run`` (start to end, or to now while live), ``events`` (each event
     the workflow received, at the time it arrived: a decision handles each),
-    then one per task name: a finished task as a mark where its result
-    arrived (the store keeps no start time for it), a queued or running task
-    as a bar from its enqueue time to now.
+    then one per task name: a finished task as a bar from its enqueue to the
+    arrival of its result, coloured by how it ended (a mark where the result
+    arrived when the history has no enqueue time: recorded before the store
+    kept it), a queued or running task as a bar from its enqueue time to now.
+    The axis spans at least 10 ms, so a short run still fills it.
     """
     spans = _spans(data, events, tasks, now)
     if not spans:
@@ -193,7 +196,7 @@ def timeline_chart(
     spans = [span for span in spans if span.row in rows]
     first = min(span.start for span in spans)
     last = max(max(span.start, span.end or span.start) for span in spans)
-    total = max((last - first).total_seconds(), 1.0)
+    total = max((last - first).total_seconds(), _MIN_SPAN)
     plot_width = WIDTH - _NAME_ROOM - _RIGHT - _MARK
 
     def x_of(moment: datetime) -> float:
@@ -216,11 +219,14 @@ def timeline_chart(
         x = _NAME_ROOM + scale(offset, total, plot_width)
         lines.append(Line(x, _TOP - 4, x, base, "grid"))
         text = "start" if tick == 0 else "+" + _offset(offset, total)
-        labels.append(Label(x, base + 14, text, "middle"))
+        # the last label ends at its tick, inside the chart, instead of centring past its edge
+        anchor = "end" if tick == _TIME_TICKS - 1 else "middle"
+        labels.append(Label(x, base + 14, text, anchor))
     return Chart(
         "timeline",
         "Timeline",
-        f"{len(spans)} marks over {age(first, last)}, from {first:%Y-%m-%d %H:%M:%S}Z.",
+        f"{len(spans)} marks over {_duration((last - first).total_seconds())},"
+        f" from {first:%Y-%m-%d %H:%M:%S}Z.",
         height=base + _AXIS_ROOM,
         groups=tuple(groups),
         labels=tuple(labels),
@@ -256,25 +262,58 @@ def _spans(
         title = f"{what} at {_stamp(event.enqueued_at)}"
         spans.append(_Span("events", event.enqueued_at, None, kind, title))
         if event.task_name is not None:
-            status = str(event.task_status or "")
-            outcome = "completed" if status == "success" else "failed"
-            text = f"{event.task_name} {status} at {_stamp(event.enqueued_at)}"
-            if event.error_text:
-                text += f": {event.error_text}"
-            spans.append(_Span(event.task_name, event.enqueued_at, None, outcome, text))
+            spans.append(_finished_task(event, event.task_name))
     for task in tasks:
         title = f"{task.task_name} #{task.task_id} {task.state} since {_stamp(task.enqueued_at)}"
         spans.append(_Span(task.task_name, task.enqueued_at, now, task.state, title))
     return spans
 
 
+def _finished_task(event: InstanceEvent, name: str) -> _Span:
+    """A ``task_complete`` event's task: a bar from its enqueue to its result, else a mark."""
+    status = str(event.task_status or "")
+    outcome = "completed" if status == "success" else "failed"
+    arrived = event.enqueued_at
+    enqueued = event.task_enqueued_at
+    if enqueued is None:  # recorded before the history kept the task's enqueue time
+        text = f"{name} {status} at {_stamp(arrived)}"
+        start, end = arrived, None
+    else:
+        enqueued = min(enqueued, arrived)
+        attempts = event.task_attempts or 1
+        text = (
+            f"{name} {status} after {attempts} attempt{'' if attempts == 1 else 's'}:"
+            f" {_duration((arrived - enqueued).total_seconds())},"
+            f" enqueued {_stamp(enqueued, exact=True)}, result {_stamp(arrived, exact=True)}"
+        )
+        start, end = enqueued, arrived
+    if event.error_text:
+        text += f": {event.error_text}"
+    return _Span(name, start, end, outcome, text)
+
+
+def _duration(seconds: float) -> str:
+    """A span's length: milliseconds under a second, tenths of a second under a minute."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    start = datetime.fromtimestamp(0, UTC)
+    return age(start, start + timedelta(seconds=seconds))
+
+
 def _offset(seconds: float, total: float) -> str:
-    """A tick's distance from the start: tenths of a second on a short axis, else as an age."""
+    """A tick's distance from the start, to the precision the axis's length needs."""
+    if total < 1:
+        millis = seconds * 1000
+        return f"{millis:.1f}ms" if total < 0.05 else f"{millis:.0f}ms"
     if total < 10:
         return f"{seconds:.1f}s"
     start = datetime.fromtimestamp(0, UTC)
     return age(start, start + timedelta(seconds=seconds))
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%H:%M:%S")
+def _stamp(moment: datetime, *, exact: bool = False) -> str:
+    """The time of day in UTC; ``exact``: to the millisecond."""
+    text = moment.astimezone(UTC).strftime("%H:%M:%S.%f" if exact else "%H:%M:%S")
+    return text[:-3] if exact else text

@@ -94,6 +94,8 @@ def instance_events(
                 task_status=None if result is None else result.status,
                 error_text="" if result is None else result.error_text,
                 pending=event.seq in pending,
+                task_enqueued_at=event.task_enqueued_at,
+                task_attempts=None if result is None else result.attempts,
             )
         )
     return found

@@ -82,6 +82,8 @@ class Event:
     instance: LiveInstance
     enqueued_at: datetime
     task_result: TaskResultData | None = None
+    # a task_complete event's: when the ended task was enqueued
+    task_enqueued_at: datetime | None = None
 
 
 @dataclass(eq=False)
@@ -224,9 +226,10 @@ class MemoryState:
         type: WorkflowEventType,
         now: datetime,
         task_result: TaskResultData | None = None,
+        task_enqueued_at: datetime | None = None,
     ) -> None:
         """Append an event to ``inst``'s queue (it becomes claimable unless claimed)."""
-        event = Event(next(self.sequence), type, inst, now, task_result)
+        event = Event(next(self.sequence), type, inst, now, task_result, task_enqueued_at)
         inst.events[event.seq] = event
         inst.received.append(event)
         self.mark_ready(inst)
@@ -414,7 +417,9 @@ class MemoryState:
             traceparent=run_traceparent or task.traceparent,
         )
         self.remove_task(task)
-        self.add_event(task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result)
+        self.add_event(
+            task.instance, WorkflowEventType.TASK_COMPLETE, now, task_result, task.enqueued_at
+        )
         if status is not TaskStatus.SUCCESS:
             self._record_dead(task, task_result, now)
         return task.instance.workflow_name

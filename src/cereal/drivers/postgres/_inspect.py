@@ -138,4 +138,6 @@ def _event_from_row(row: Row) -> InstanceEvent:
         task_status=None if status is None else TaskStatus(status),
         error_text=row["error_text"] or "",
         pending=bool(row["pending"]),
+        task_enqueued_at=utc(row["task_enqueued_at"]),
+        task_attempts=None if row["task_attempts"] is None else int(row["task_attempts"]),
     )

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0017_runs_by_start
+-- Latest migration: 0018_history_task_times
 
 CREATE TABLE cereal_dead_tasks (
     task_id         bigint                   NOT NULL,
@@ -26,15 +26,17 @@ CREATE TABLE cereal_dead_tasks (
 CREATE INDEX cereal_dead_tasks_instance ON cereal_dead_tasks USING btree (instance_id);
 
 CREATE TABLE cereal_event_history (
-    event_id      bigint                   NOT NULL,
-    instance_id   bigint                   NOT NULL,
-    workflow_name text                     NOT NULL,
-    instance_name text                     NOT NULL,
-    event_type    text                     NOT NULL,
-    task_name     text,
-    task_status   text,
-    error_text    text                     DEFAULT ''::text NOT NULL,
-    enqueued_at   timestamp with time zone NOT NULL,
+    event_id         bigint                   NOT NULL,
+    instance_id      bigint                   NOT NULL,
+    workflow_name    text                     NOT NULL,
+    instance_name    text                     NOT NULL,
+    event_type       text                     NOT NULL,
+    task_name        text,
+    task_status      text,
+    error_text       text                     DEFAULT ''::text NOT NULL,
+    enqueued_at      timestamp with time zone NOT NULL,
+    task_enqueued_at timestamp with time zone,
+    task_attempts    integer,
     CONSTRAINT cereal_event_history_pkey PRIMARY KEY (event_id)
 );
 
@@ -485,9 +487,10 @@ AS $function$
 BEGIN
     INSERT INTO cereal_event_history
         (event_id, instance_id, workflow_name, instance_name, event_type,
-         task_name, task_status, error_text, enqueued_at)
+         task_name, task_status, error_text, enqueued_at, task_enqueued_at, task_attempts)
     SELECT e.id, e.instance_id, i.workflow_name, i.instance_name, e.event_type,
-           r.task_name, r.status, coalesce(r.error, ''), e.enqueued_at
+           r.task_name, r.status, coalesce(r.error, ''), e.enqueued_at,
+           r.enqueued_at, r.attempts
     FROM cereal_new_events AS e
     JOIN cereal_workflow_instances AS i ON i.id = e.instance_id
     LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id;

@@ -84,6 +84,8 @@ def instance_events(
                 task_status=None if status is None else TaskStatus(status),
                 error_text=str(row["error_text"] or ""),
                 pending=bool(row["pending"]),
+                task_enqueued_at=maybe_instant(row["task_enqueued_at"]),
+                task_attempts=None if row["task_attempts"] is None else int(row["task_attempts"]),
             )
         )
     return found

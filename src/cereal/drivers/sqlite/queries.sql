@@ -569,7 +569,7 @@ ORDER BY t.id;
 -- finished run's (runs of a pair are sequential, so the highest instance id).
 -- Pending while the event row still exists. Both lookups use the names indexes.
 SELECT h.event_id AS id, h.event_type, h.enqueued_at, h.task_name,
-       h.task_status AS status, h.error_text,
+       h.task_status AS status, h.error_text, h.task_enqueued_at, h.task_attempts,
        EXISTS (SELECT 1 FROM cereal_workflow_events AS e WHERE e.id = h.event_id) AS pending
 FROM cereal_event_history AS h
 WHERE h.workflow_name = :workflow_name AND h.instance_name = :instance_name
@@ -619,10 +619,11 @@ LIMIT coalesce(:page_limit, -1);
 -- is cut before the pending check, so that check probes the events' primary key
 -- once per listed event instead of reading every pending event.
 SELECT p.id, p.event_type, p.enqueued_at, p.task_name, p.status, p.error_text,
+       p.task_enqueued_at, p.task_attempts,
        EXISTS (SELECT 1 FROM cereal_workflow_events AS e WHERE e.id = p.id) AS pending
 FROM (
     SELECT h.event_id AS id, h.event_type, h.enqueued_at, h.task_name,
-           h.task_status AS status, h.error_text
+           h.task_status AS status, h.error_text, h.task_enqueued_at, h.task_attempts
     FROM cereal_event_history AS h
     WHERE h.workflow_name = :workflow_name AND h.instance_name = :instance_name
       AND h.instance_id = coalesce(

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0016_runs_by_start
+-- Latest migration: 0017_history_task_times
 
 CREATE TABLE cereal_dead_tasks (
     task_id         INTEGER PRIMARY KEY,
@@ -25,15 +25,17 @@ CREATE TABLE cereal_dead_tasks (
 CREATE INDEX cereal_dead_tasks_by_instance ON cereal_dead_tasks (instance_id);
 
 CREATE TABLE cereal_event_history (
-    event_id      INTEGER PRIMARY KEY,
-    instance_id   INTEGER NOT NULL,
-    workflow_name TEXT NOT NULL,
-    instance_name TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    task_name     TEXT,
-    task_status   TEXT,
-    error_text    TEXT NOT NULL DEFAULT '',
-    enqueued_at   REAL NOT NULL
+    event_id         INTEGER PRIMARY KEY,
+    instance_id      INTEGER NOT NULL,
+    workflow_name    TEXT NOT NULL,
+    instance_name    TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    task_name        TEXT,
+    task_status      TEXT,
+    error_text       TEXT NOT NULL DEFAULT '',
+    enqueued_at      REAL NOT NULL,
+    task_enqueued_at REAL,
+    task_attempts    INTEGER
 );
 
 CREATE INDEX cereal_event_history_by_run ON cereal_event_history (workflow_name, instance_name, instance_id, event_id);
@@ -144,9 +146,10 @@ FOR EACH ROW
 BEGIN
     INSERT INTO cereal_event_history
         (event_id, instance_id, workflow_name, instance_name, event_type,
-         task_name, task_status, error_text, enqueued_at)
+         task_name, task_status, error_text, enqueued_at, task_enqueued_at, task_attempts)
     SELECT NEW.id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.event_type,
-           r.task_name, r.status, coalesce(r.error_text, ''), NEW.enqueued_at
+           r.task_name, r.status, coalesce(r.error_text, ''), NEW.enqueued_at,
+           r.enqueued_at, r.attempts
     FROM cereal_workflow_instances AS i
     LEFT JOIN cereal_task_results AS r ON r.id = NEW.task_result_id
     WHERE i.id = NEW.instance_id;

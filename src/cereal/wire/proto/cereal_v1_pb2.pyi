@@ -565,7 +565,7 @@ class RequeueDeadTasksResponse(_message.Message):
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., outcomes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InstanceEvent(_message.Message):
-    __slots__ = ("seq", "type", "enqueued_at", "task_name", "task_status", "error_text", "pending")
+    __slots__ = ("seq", "type", "enqueued_at", "task_name", "task_status", "error_text", "pending", "task_enqueued_at", "task_attempts")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -573,6 +573,8 @@ class InstanceEvent(_message.Message):
     TASK_STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_TEXT_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    TASK_ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASK_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     type: str
     enqueued_at: _timestamp_pb2.Timestamp
@@ -580,7 +582,9 @@ class InstanceEvent(_message.Message):
     task_status: str
     error_text: str
     pending: bool
-    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., task_status: _Optional[str] = ..., error_text: _Optional[str] = ..., pending: _Optional[bool] = ...) -> None: ...
+    task_enqueued_at: _timestamp_pb2.Timestamp
+    task_attempts: int
+    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_name: _Optional[str] = ..., task_status: _Optional[str] = ..., error_text: _Optional[str] = ..., pending: _Optional[bool] = ..., task_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_attempts: _Optional[int] = ...) -> None: ...
 
 class ListInstanceEventsRequest(_message.Message):
     __slots__ = ("workflow_name", "instance_name", "limit", "before")
