@@ -573,6 +573,10 @@ async def test_workflows_events_shows_a_task_lost_to_an_invalid_retry_policy(
     ]
     assert listed[1]["error_text"].startswith("invalid retry policy: max_attempts")
     assert listed[1]["pending"] is True
+    # and the history keeps when the task was enqueued and how many attempts it took
+    assert listed[0]["task_enqueued_at"] is None and listed[0]["task_attempts"] is None
+    assert listed[1]["task_attempts"] == 1
+    assert listed[1]["task_enqueued_at"] <= listed[1]["enqueued_at"]
 
 
 async def _seed_history(db_url: str, *, completed: int, left: int) -> None:

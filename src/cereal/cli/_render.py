@@ -290,6 +290,8 @@ def instance_event_dict(event: InstanceEvent) -> dict[str, Any]:
         "error_text": event.error_text,
         "pending": event.pending,
         "enqueued_at": _iso(event.enqueued_at),
+        "task_enqueued_at": _iso(event.task_enqueued_at),
+        "task_attempts": event.task_attempts,
     }
 
 
