@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cereal import errors, values
 from cereal.checks import names as name_checks
-from cereal.checks import times
+from cereal.checks import times, validation
 from cereal.engine import failures
 from cereal.models import (
     FailureDetails,
@@ -219,6 +219,8 @@ class WorkflowInstance(Protocol):
         *,
         start_after: datetime | None = None,
         retry: RetryPolicy | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``."""
 
@@ -281,22 +283,45 @@ class LiveWorkflowInstance:
         *,
         start_after: datetime | None = None,
         retry: RetryPolicy | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``.
 
         ``retry`` overrides the task executor's :class:`~cereal.RetryPolicy`
         for this task; it is stored with the task.
 
+        ``concurrency_key`` with ``concurrency_limit``: of the tasks carrying
+        this key (of any task name, workflow or run), at most the limit run at
+        once, across every process and host sharing the store. The store's
+        claim enforces it: a task over the limit stays queued (it is not
+        failed) until one of its key ends, is retried, handed back or lost.
+        A task is claimed only when fewer than its own limit of its key run,
+        so tasks sharing a key should share the limit.
+
         Raises:
-            ValueError: bad task name, oversize parameters or naive ``start_after``.
-            TypeError: parameters that are not JSON, or ``retry`` not a RetryPolicy.
+            ValueError: bad task name, oversize parameters, naive ``start_after``,
+                a concurrency key without a limit (or the reverse), a key that
+                breaks the name rules, a limit out of 1-10 000.
+            TypeError: parameters that are not JSON, ``retry`` not a RetryPolicy,
+                a limit that is not an int.
         """
         name_checks.check_name(task_name, what="task name")
+        validation.check_concurrency(concurrency_key, concurrency_limit, where="enqueue_task")
         policy = check_policy(retry)
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
         when = None if start_after is None else times.to_utc(start_after, name="start_after")
         stored = None if policy is None else policy.to_json()
-        self._tasks.append(NewTask(task_name, encoded, when, retry_policy=stored))
+        self._tasks.append(
+            NewTask(
+                task_name,
+                encoded,
+                when,
+                retry_policy=stored,
+                concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
+            )
+        )
 
     def complete(self, result: Any = None) -> Decision:
         """Finish the instance with ``result``; fails instead if tasks were enqueued in this step.

@@ -233,6 +233,10 @@ class NewTask:
     traceparent: str | None = None
     """The W3C ``traceparent`` of the enqueuing callback's span (tracing only)."""
     retry_policy: str | None = None
+    concurrency_key: str | None = None
+    """Tasks sharing this key run at most :attr:`concurrency_limit` at a time (with the limit)."""
+    concurrency_limit: int | None = None
+    """How many tasks of :attr:`concurrency_key` may run at once, this one counted."""
 
 
 Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
@@ -379,6 +383,10 @@ class InstanceTask:
     """The workflow of the instance that enqueued the task (the built-in stores fill it)."""
     instance_name: str = ""
     """The name of that instance."""
+    concurrency_key: str | None = None
+    """The task's concurrency key, if it has one (see ``enqueue_task``)."""
+    concurrency_limit: int | None = None
+    """How many tasks of that key may run at once."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""

@@ -166,7 +166,37 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
     if task.start_after is not None:
         times.to_utc(task.start_after, name=f"{where} start_after")
     check_stored_retry_policy(task.retry_policy, where=f"{where} retry_policy")
+    check_concurrency(task.concurrency_key, task.concurrency_limit, where=where)
     return task
+
+
+MAX_CONCURRENCY_LIMIT = 10_000
+"""The highest concurrency limit a task may carry."""
+
+
+def check_concurrency(key: object, limit: object, *, where: str) -> None:
+    """Refuse a concurrency key without its limit (or the reverse), a bad key or limit.
+
+    The key follows the name rules (1-255 printable characters); the limit
+    is an int from 1 to :data:`MAX_CONCURRENCY_LIMIT`.
+
+    Raises:
+        ValueError / TypeError: naming the field (``where`` says which task).
+    """
+    if key is None and limit is None:
+        return
+    if key is None or limit is None:
+        raise ValueError(
+            f"{where}: concurrency_key and concurrency_limit go together (got "
+            f"concurrency_key={key!r:.80}, concurrency_limit={limit!r})"
+        )
+    name_checks.check_name(key, what=f"{where} concurrency_key")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"{where} concurrency_limit must be an int, got {type(limit).__name__}")
+    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise ValueError(
+            f"{where} concurrency_limit must be from 1 to {MAX_CONCURRENCY_LIMIT}, got {limit}"
+        )
 
 
 # W3C Trace Context: version-traceid-parentid-flags in lowercase hex; a later

@@ -189,6 +189,8 @@ class SubWorkflowInstance(LiveWorkflowInstance):
         *,
         start_after: datetime | None = None,
         retry: RetryPolicy | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> None:
         """Buffer a task whose parameters carry this sub-workflow's routing key.
 
@@ -205,7 +207,14 @@ class SubWorkflowInstance(LiveWorkflowInstance):
                 "to sub-workflows; rename it in the task parameters"
             )
         merged[self._routing_key] = self._routing_value
-        super().enqueue_task(task_name, merged, start_after=start_after, retry=retry)
+        super().enqueue_task(
+            task_name,
+            merged,
+            start_after=start_after,
+            retry=retry,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+        )
 
 
 def strip_routing(event: TaskCompleteEvent, routing_key: str) -> TaskCompleteEvent:
