@@ -119,7 +119,15 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         lambda x: convert.EVENT.from_pb(convert.EVENT.to_pb(x)),
     ),
     (
-        NewTask("t", b"x", start_after=T1, traceparent=TRACEPARENT, retry_policy=POLICY),
+        NewTask(
+            "t",
+            b"x",
+            start_after=T1,
+            traceparent=TRACEPARENT,
+            retry_policy=POLICY,
+            concurrency_key="customer-7",
+            concurrency_limit=2,
+        ),
         lambda x: convert.NEW_TASK.from_pb(convert.NEW_TASK.to_pb(x)),
     ),
     (
@@ -190,7 +198,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         _through_retention,
     ),
     (
-        InstanceTask("id-1", "t", "running", b"", T0, T1, 2, "wf", "inst"),
+        InstanceTask("id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2),
         lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),
     ),
     (

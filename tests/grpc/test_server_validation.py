@@ -227,6 +227,20 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
         (continue_with(None, pb.NewTask(task_name="t\ufeff")), "task name"),
         (continue_with(None, pb.NewTask(task_name="t", parameters=value(b"?"))), "parameters"),
         (continue_with(None, pb.NewTask(task_name="t", parameters=value(BIG))), "parameters"),
+        (continue_with(None, pb.NewTask(task_name="t", concurrency_key="k")), "concurrency_limit"),
+        (continue_with(None, pb.NewTask(task_name="t", concurrency_limit=2)), "concurrency_key"),
+        (
+            continue_with(
+                None, pb.NewTask(task_name="t", concurrency_key="k", concurrency_limit=0)
+            ),
+            "concurrency_limit",
+        ),
+        (
+            continue_with(
+                None, pb.NewTask(task_name="t", concurrency_key="k\x00", concurrency_limit=1)
+            ),
+            "concurrency_key",
+        ),
         (continue_with(b"not json"), "payload"),
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),

@@ -258,7 +258,16 @@ def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
         "parameters": _decoded(task.parameters),
         "enqueued_at": _iso(task.enqueued_at),
         "start_after": _iso(task.start_after),
+        "concurrency_key": task.concurrency_key,
+        "concurrency_limit": task.concurrency_limit,
     }
+
+
+def concurrency_text(task: InstanceTask) -> str:
+    """``key (at most N)`` for a keyed task, ``-`` for one without a key."""
+    if task.concurrency_key is None:
+        return "-"
+    return f"{task.concurrency_key} (at most {task.concurrency_limit})"
 
 
 def task_dict(task: InstanceTask) -> dict[str, Any]:
@@ -318,9 +327,13 @@ def _tasks_page(
         table.add_column(heading, overflow="fold")
     for heading in ("state", "attempt", "enqueued"):
         table.add_column(heading, no_wrap=True)
+    keyed = any(task.concurrency_key is not None for task in tasks)
+    if keyed:
+        table.add_column("concurrency key", overflow="fold")
     for task in tasks:
         names = (task.workflow_name, task.instance_name) if with_run else (task.task_name,)
-        table.add_row(task.task_id, *names, task.state, str(task.attempt), _time(task.enqueued_at))
+        cells = [task.task_id, *names, task.state, str(task.attempt), _time(task.enqueued_at)]
+        table.add_row(*cells, *([concurrency_text(task)] if keyed else []))
     out.print(table)
     if older is not None:
         out.print(f"older tasks exist: {cursor} {older} shows the next page")

@@ -169,6 +169,8 @@ def _new_task_to_pb(task: NewTask) -> pb.NewTask:
         start_after=time_to_pb(task.start_after),
         traceparent=task.traceparent,
         retry_policy=task.retry_policy,
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
     )
 
 
@@ -179,6 +181,8 @@ def _new_task_from_pb(message: pb.NewTask) -> NewTask:
         start_after=time_from_pb(message, "start_after"),
         traceparent=optional_field(message, "traceparent"),
         retry_policy=optional_field(message, "retry_policy"),
+        concurrency_key=optional_field(message, "concurrency_key"),
+        concurrency_limit=optional_field(message, "concurrency_limit"),
     )
 
 

@@ -170,6 +170,8 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_start_after": [task.start_after for task in tasks],
             "task_traceparents": [task.traceparent for task in tasks],
             "task_retry_policies": [task.retry_policy for task in tasks],
+            "task_concurrency_keys": [task.concurrency_key for task in tasks],
+            "task_concurrency_limits": [task.concurrency_limit for task in tasks],
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
         }

@@ -198,6 +198,8 @@ async def run_decisions_merged(
             "error_types",
             "error_tracebacks",
             "task_retry_policies",
+            "task_concurrency_keys",
+            "task_concurrency_limits",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -221,6 +223,12 @@ async def run_decisions_merged(
         )
         merged["task_retry_policies"].extend(
             decision.get("task_retry_policies") or [None] * len(decision["task_names"])
+        )
+        merged["task_concurrency_keys"].extend(
+            decision.get("task_concurrency_keys") or [None] * len(decision["task_names"])
+        )
+        merged["task_concurrency_limits"].extend(
+            decision.get("task_concurrency_limits") or [None] * len(decision["task_names"])
         )
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:

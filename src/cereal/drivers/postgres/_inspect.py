@@ -125,6 +125,8 @@ def _task_from_row(row: Row) -> InstanceTask:
         attempt=int(row["attempt"]),
         workflow_name=row["workflow_name"],
         instance_name=row["instance_name"],
+        concurrency_key=row["concurrency_key"],
+        concurrency_limit=row["concurrency_limit"],
     )
 
 

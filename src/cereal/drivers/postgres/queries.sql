@@ -90,7 +90,7 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007 and 0008); returns the instance ids whose decision was applied.
+-- 0007, 0008 and 0019); returns the instance ids whose decision was applied.
 SELECT d.id FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
@@ -98,7 +98,8 @@ SELECT d.id FROM cereal_apply_decisions(
     %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
     %(task_start_after)s::timestamptz[], %(note)s::text,
     %(task_traceparents)s::text[], %(error_types)s::text[],
-    %(error_tracebacks)s::text[], %(task_retry_policies)s::jsonb[]) AS d(id)
+    %(error_tracebacks)s::text[], %(task_retry_policies)s::jsonb[],
+    %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -689,11 +690,21 @@ UPDATE cereal_workflow_schedules SET enabled = false WHERE id = %(schedule_id)s
 -- Metrics: due queued tasks per task name with the oldest one's enqueue time, read
 -- from the ready index (task_name, start_after, id WHERE queued): the cost follows the
 -- queued tasks, never the history. Read-only, no locks.
-SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
-FROM cereal_tasks
-WHERE state = 'queued' AND start_after <= now()
-GROUP BY task_name
-ORDER BY task_name
+-- (Unkeyed and keyed tasks have ready indexes of their own since migration 0019.)
+SELECT name, sum(depth)::bigint AS depth, min(oldest_at) AS oldest_at
+FROM (
+    SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
+    FROM cereal_tasks
+    WHERE state = 'queued' AND concurrency_key IS NULL AND start_after <= now()
+    GROUP BY task_name
+    UNION ALL
+    SELECT task_name, count(*), min(enqueued_at)
+    FROM cereal_tasks
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL AND start_after <= now()
+    GROUP BY task_name
+) AS by_kind
+GROUP BY name
+ORDER BY name
 
 -- name: workflow_queue_depths
 -- Metrics: ready, unclaimed instances per workflow name with the enqueue time of
@@ -709,7 +720,7 @@ ORDER BY workflow_name
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
@@ -748,7 +759,7 @@ WITH ids AS MATERIALIZED (
     SELECT id FROM ids ORDER BY id DESC LIMIT %(page_limit)s
 )
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
 FROM page
 JOIN cereal_tasks AS t ON t.id = page.id
 JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
@@ -758,7 +769,7 @@ ORDER BY t.id DESC
 -- Every live instance's queued and running tasks of one name, in enqueue order
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s
 ORDER BY t.id
@@ -767,7 +778,7 @@ ORDER BY t.id
 -- One page of them, newest first: the (task_name, id) index walked backwards from
 -- the task id %(before)s, cut at %(page_limit)s (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s AND t.id < %(before)s
 ORDER BY t.id DESC

@@ -1,0 +1,195 @@
+-- Concurrency keys: a task may carry a key with a limit; of the tasks sharing a
+-- key, at most the limit run at once, across every process sharing the store.
+-- The claim enforces it (cereal_claim_tasks below): tasks without a key are
+-- claimed by one set-based statement as before, through the ready index, which
+-- now holds unkeyed tasks only; keyed ones have an index of their own, so a
+-- backlog of keyed tasks over their limit never slows the unkeyed claim. A
+-- keyed task is claimed under a transaction-scoped advisory lock on its key
+-- (class 1667592805, 'cere'; try-lock, skipped when held) after counting the
+-- key's running tasks in a fresh snapshot. Nothing is counted ahead: a task
+-- leaving 'running' (completed, retried, handed back, lost, its run ended)
+-- frees its slot by the same row change. The claim function keeps its
+-- signature and result (workers of the previous release call it prepared);
+-- the decision function takes the two new arrays as a new overload, and the
+-- previous one stays for those workers.
+
+ALTER TABLE cereal_tasks
+    ADD COLUMN concurrency_key text,
+    ADD COLUMN concurrency_limit integer,
+    ADD CONSTRAINT cereal_tasks_concurrency
+        CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL)
+               AND (concurrency_limit IS NULL OR concurrency_limit >= 1));
+
+DROP INDEX cereal_tasks_ready;
+
+CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id)
+    WHERE state = 'queued' AND concurrency_key IS NULL;
+
+CREATE INDEX cereal_tasks_ready_keyed ON cereal_tasks (task_name, start_after, id)
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+
+CREATE INDEX cereal_tasks_running_by_key ON cereal_tasks (concurrency_key)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
+ RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_taken integer;
+    v_candidate record;
+    v_running integer;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- tasks without a key: one set-based statement, as before
+    RETURN QUERY
+    UPDATE cereal_tasks AS t
+    SET state = 'running', lease = p_lease, heartbeat_at = now(),
+        lease_expiry = p_expiry, attempt = t.attempt + 1,
+        retry_policy = coalesce(t.retry_policy, p_retry_policy)
+    FROM (
+        SELECT q.id FROM cereal_tasks AS q
+        WHERE q.task_name = p_task_name AND q.state = 'queued' AND q.concurrency_key IS NULL
+          AND q.start_after <= now()
+        ORDER BY q.start_after, q.id
+        LIMIT p_max_tasks
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+              t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
+              t.retry_policy::text;
+    GET DIAGNOSTICS v_taken = ROW_COUNT;
+    IF v_taken >= p_max_tasks THEN
+        RETURN;
+    END IF;
+    -- tasks with a key, oldest first, each only while fewer than its limit of its
+    -- key run. The pre-filter (a snapshot read) skips keys already full, so a full
+    -- key at the front cannot hide later tasks; the decision is the count below.
+    FOR v_candidate IN
+        SELECT q.id, q.concurrency_key, q.concurrency_limit FROM cereal_tasks AS q
+        WHERE q.task_name = p_task_name AND q.state = 'queued'
+          AND q.concurrency_key IS NOT NULL AND q.start_after <= now()
+          AND (SELECT count(*) FROM cereal_tasks AS r
+               WHERE r.concurrency_key = q.concurrency_key AND r.state = 'running')
+              < q.concurrency_limit
+        ORDER BY q.start_after, q.id
+        LIMIT (p_max_tasks - v_taken) * 4
+        FOR UPDATE OF q SKIP LOCKED
+    LOOP
+        -- One claimer per key at a time, held to this transaction's end: the
+        -- count then runs in a snapshot taken after every earlier claimer of the
+        -- key committed (a statement of a volatile function takes a fresh one),
+        -- and counts this call's own claims. A key another claimer holds right
+        -- now is skipped, never waited for, so claimers cannot deadlock.
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1667592805,
+                                                    hashtext(v_candidate.concurrency_key));
+        SELECT count(*) INTO v_running FROM cereal_tasks AS r
+        WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
+        CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
+        RETURN QUERY
+        UPDATE cereal_tasks AS t
+        SET state = 'running', lease = p_lease, heartbeat_at = now(),
+            lease_expiry = p_expiry, attempt = t.attempt + 1,
+            retry_policy = coalesce(t.retry_policy, p_retry_policy)
+        WHERE t.id = v_candidate.id
+        RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+                  t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
+                  t.retry_policy::text;
+        v_taken := v_taken + 1;
+        EXIT WHEN v_taken >= p_max_tasks;
+    END LOOP;
+END
+$function$;
+
+CREATE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_continued bigint[];
+    v_finished bigint[];
+BEGIN
+    PERFORM 1 FROM cereal_workflow_instances
+    WHERE id = ANY(p_instance_ids)
+    ORDER BY id
+    FOR UPDATE;
+
+    WITH decided AS (
+        SELECT d.instance_id, d.token, d.payload, d.completed, d.position
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
+             WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
+        WHERE NOT d.finish
+    ), added AS (
+        SELECT t.owner, count(*) AS n
+        FROM unnest(p_task_owners) AS t(owner)
+        GROUP BY t.owner
+    ), updated AS (
+        UPDATE cereal_workflow_instances AS i
+        SET payload = decided.payload,
+            status = 'running',
+            enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
+            completed_tasks = decided.completed,
+            updated_at = now(),
+            ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                        WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
+            claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+        FROM decided
+        LEFT JOIN added ON added.owner = decided.position
+        WHERE i.id = decided.instance_id AND i.claim_token = decided.token
+        RETURNING i.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_continued FROM updated;
+
+    DELETE FROM cereal_workflow_events
+    WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
+    DELETE FROM cereal_task_results
+    WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+
+    INSERT INTO cereal_tasks
+        (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
+         traceparent, retry_policy, concurrency_key, concurrency_limit)
+    SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
+           coalesce(t.start_after, now()), t.traceparent, t.retry_policy,
+           t.concurrency_key, t.concurrency_limit
+    FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
+                p_task_traceparents, p_task_retry_policies, p_task_concurrency_keys,
+                p_task_concurrency_limits)
+             WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
+                                  retry_policy, concurrency_key, concurrency_limit,
+                                  position)
+    JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
+    WHERE i.id = ANY(v_continued)
+    ORDER BY t.position;
+
+    WITH finishing AS (
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                    p_error_types, p_error_tracebacks)
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
+        WHERE d.finish
+    ), gone AS (
+        DELETE FROM cereal_workflow_instances AS i
+        USING finishing
+        WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
+        RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
+                  finishing.result, finishing.error, finishing.error_type,
+                  finishing.error_traceback
+    ), history AS (
+        INSERT INTO cereal_workflow_results
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+             error_type, error_traceback, instance_id)
+        SELECT workflow_name, instance_name, parameters, result, error, started_at,
+               clock_timestamp(), error_type, error_traceback, id
+        FROM gone
+        ORDER BY id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM gone;
+
+    IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
+        PERFORM pg_notify('cereal_wakeup', p_note);
+    END IF;
+    RETURN QUERY SELECT unnest(v_continued || v_finished);
+END
+$function$;
