@@ -15,7 +15,6 @@ from cereal.drivers.postgres import PostgresDriver
 from cereal.models import NewTask
 from tests.conformance._driver_helpers import started
 
-
 RAW_CLAIM = "SELECT id, lease FROM cereal_claim_tasks('t', 10, gen_random_uuid(), 60.0, NULL)"
 
 
