@@ -24,8 +24,18 @@ class FanOut:
     def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
         """Enqueue the tasks; the callback's start and end times go into the payload."""
         began = time.time()
-        for i in range(int(w.get_parameters()["count"])):
-            w.enqueue_task(NOOP_TASK, i)
+        parameters = w.get_parameters()
+        keys = parameters.get("keys")  # the keyed drain: tasks spread over keys with a limit
+        for i in range(int(parameters["count"])):
+            if keys:
+                w.enqueue_task(
+                    NOOP_TASK,
+                    i,
+                    concurrency_key=f"key-{i % int(keys)}",
+                    concurrency_limit=int(parameters["limit"]),
+                )
+            else:
+                w.enqueue_task(NOOP_TASK, i)
         return w.continue_({"done": 0, "cb_start": began, "cb_end": time.time()})
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:

@@ -83,6 +83,15 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("sqlite", "drain", "tasks_per_s"),
         ("postgres", "drain", "tasks_per_s"),
     ),
+    # every task with a concurrency key (limit never binding) against none, same run
+    "keyed_drain_vs_drain": (
+        ("postgres", "drain_keyed", "tasks_per_s"),
+        ("postgres", "drain", "tasks_per_s"),
+    ),
+    "sqlite_keyed_drain_vs_drain": (
+        ("sqlite", "drain_keyed", "tasks_per_s"),
+        ("sqlite", "drain", "tasks_per_s"),
+    ),
 }
 
 _GE: Callable[[float, float], bool] = operator.ge
@@ -157,6 +166,13 @@ ROWS: list[tuple[str, tuple[str, str], str, tuple[str, ...], str]] = [
         "drain_vs_procrastinate",
     ),
     ("(a) worker CPU ms per task", ("drain", "worker_cpu_ms_per_task"), "", (), ""),
+    (
+        "(a') keyed drain, tasks/s (100 keys, at most 4 each)",
+        ("drain_keyed", "tasks_per_s"),
+        "",
+        (),
+        "",
+    ),
     ("(a) PostgreSQL backends' CPU ms per task", ("drain", "db_cpu_ms_per_task"), "", (), ""),
     (
         "(b) single-task workflows/s",

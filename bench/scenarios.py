@@ -93,14 +93,20 @@ async def drain(
     postgres_dsn: str | None = None,
     wrap: Callable[[int], list[str]] | None = None,
     processes: int = 2,
+    keyed: tuple[int, int] | None = None,
 ) -> Figures:
     """(a) fan-out workflows x no-op tasks, ``processes`` worker processes x 8 task workers.
 
     Also the CPU the worker processes (and, on a local PostgreSQL, the server
     backends of the scenario's database) used per task from READY to the end,
     and on PostgreSQL the database's commits per second over the drain.
-    ``wrap`` starts the workers under a profiler (``--profile``).
+    ``wrap`` starts the workers under a profiler (``--profile``). ``keyed``
+    as ``(keys, limit)`` gives every task a concurrency key (task i: key
+    ``i % keys``) with that limit: the keyed drain, against the plain one.
     """
+    parameters: dict[str, int] = {"count": sizes.drain_tasks}
+    if keyed is not None:
+        parameters.update(keys=keyed[0], limit=keyed[1])
     client = await _client(url)
     try:
         async with procs.workers(url, processes, task_workers=8, wrap=wrap) as workers:
@@ -112,7 +118,7 @@ async def drain(
             )
             t0 = time.time()
             for i in range(sizes.drain_workflows):
-                await client.enqueue_workflow(apps.FANOUT, f"d{i}", {"count": sizes.drain_tasks})
+                await client.enqueue_workflow(apps.FANOUT, f"d{i}", parameters)
             await _wait_finished(client, apps.FANOUT, sizes.deadline_s)
             cpu1 = sum(procs.cpu_seconds(pid) for pid in pids)
             db1 = await asyncio.to_thread(stores.backend_cpu, postgres_dsn) if postgres_dsn else {}
@@ -314,6 +320,7 @@ async def run_all(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
     """Every scenario on one store; a failed scenario is reported, the rest still run."""
     steps: dict[str, Any] = {
         "drain": lambda: _drain(store, sizes),
+        "drain_keyed": lambda: _drain(store, sizes, keyed=KEYED_DRAIN),
         "single": lambda: _single(store, sizes),
         "pickup": lambda: pickup(store.fresh("pickup"), sizes),
         "fanout_commit": lambda: fanout_commit(store.fresh("fanout"), sizes),
@@ -333,9 +340,17 @@ async def run_all(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
     return out
 
 
-async def _drain(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
-    url = store.fresh("drain")
-    return await drain(url, sizes, url if isinstance(store, PostgresStore) else None)
+# the keyed drain: 100 keys at most 4 running each, 400 slots for 16 task workers, so
+# the limit never binds and the figure is the keyed claim's own cost
+KEYED_DRAIN = (100, 4)
+
+
+async def _drain(
+    store: PostgresStore | SqliteStore, sizes: Sizes, keyed: tuple[int, int] | None = None
+) -> Figures:
+    url = store.fresh("drain_keyed" if keyed else "drain")
+    postgres_dsn = url if isinstance(store, PostgresStore) else None
+    return await drain(url, sizes, postgres_dsn, keyed=keyed)
 
 
 async def _single(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
