@@ -341,16 +341,19 @@ WITH given AS (
     WHERE t.id = report.task_id AND t.lease = report.lease AND t.state = 'running'
       AND t.instance_id IN (SELECT id FROM marked)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, t.traceparent, report.position
+              t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit, report.position
 ), stored AS (
-    -- the result keeps the reporting run's span, else the task's own
+    -- the result keeps the reporting run's span, else the task's own, and the task's
+    -- concurrency key (a dead letter requeued runs under it again)
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
-         error_type, error_traceback, attempts, traceparent)
+         error_type, error_traceback, attempts, traceparent, concurrency_key,
+         concurrency_limit)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, report.status,
            report.error, report.result, task.enqueued_at, report.error_type,
            report.error_traceback, greatest(task.attempt, 1),
-           coalesce(report.traceparent, task.traceparent)
+           coalesce(report.traceparent, task.traceparent), task.concurrency_key,
+           task.concurrency_limit
     FROM task JOIN report ON report.position = task.position
     ORDER BY report.position
     RETURNING id, instance_id, task_id
@@ -412,7 +415,7 @@ WITH given AS (
     USING given
     WHERE t.id = given.id AND t.state = 'running'
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, t.traceparent, given.error
+              t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit, given.error
 ), marked AS (
     -- the instance rows are locked already: mark them ready
     UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
@@ -420,9 +423,9 @@ WITH given AS (
 ), stored AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, enqueued_at, attempts,
-         traceparent)
+         traceparent, concurrency_key, concurrency_limit)
     SELECT instance_id, id, task_name, parameters, 'lost', error, enqueued_at,
-           greatest(attempt, 1), traceparent
+           greatest(attempt, 1), traceparent, concurrency_key, concurrency_limit
     FROM task
     ORDER BY id
     RETURNING id, task_id, instance_id
@@ -850,7 +853,8 @@ LIMIT %(page_limit)s
 -- (its run has finished). Lock order: dead rows, then instance rows by id; no
 -- other statement locks an existing dead row and then an instance.
 WITH dead AS (
-    SELECT d.task_id, d.instance_id, d.task_name, d.parameters
+    SELECT d.task_id, d.instance_id, d.task_name, d.parameters, d.concurrency_key,
+           d.concurrency_limit
     FROM cereal_dead_tasks AS d
     WHERE d.task_id = ANY(%(task_ids)s::bigint[])
     ORDER BY d.task_id
@@ -862,8 +866,11 @@ WITH dead AS (
     ORDER BY i.id
     FOR NO KEY UPDATE
 ), added AS (
-    INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, task_name, parameters)
-    SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters
+    INSERT INTO cereal_tasks
+        (instance_id, workflow_name, instance_name, task_name, parameters, concurrency_key,
+         concurrency_limit)
+    SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters,
+           dead.concurrency_key, dead.concurrency_limit
     FROM dead JOIN live ON live.id = dead.instance_id
     ORDER BY dead.task_id
     RETURNING instance_id

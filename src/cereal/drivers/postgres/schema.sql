@@ -7,19 +7,21 @@
 -- Latest migration: 0019_concurrency_keys
 
 CREATE TABLE cereal_dead_tasks (
-    task_id         bigint                   NOT NULL,
-    instance_id     bigint                   NOT NULL,
-    workflow_name   text                     NOT NULL,
-    instance_name   text                     NOT NULL,
-    task_name       text                     NOT NULL,
-    parameters      bytea,
-    status          text                     NOT NULL,
-    error           text                     DEFAULT ''::text NOT NULL,
-    error_type      text,
-    error_traceback text,
-    attempts        integer                  NOT NULL,
-    enqueued_at     timestamp with time zone NOT NULL,
-    died_at         timestamp with time zone NOT NULL,
+    task_id           bigint                   NOT NULL,
+    instance_id       bigint                   NOT NULL,
+    workflow_name     text                     NOT NULL,
+    instance_name     text                     NOT NULL,
+    task_name         text                     NOT NULL,
+    parameters        bytea,
+    status            text                     NOT NULL,
+    error             text                     DEFAULT ''::text NOT NULL,
+    error_type        text,
+    error_traceback   text,
+    attempts          integer                  NOT NULL,
+    enqueued_at       timestamp with time zone NOT NULL,
+    died_at           timestamp with time zone NOT NULL,
+    concurrency_key   text,
+    concurrency_limit integer,
     CONSTRAINT cereal_dead_tasks_pkey PRIMARY KEY (task_id)
 );
 
@@ -61,20 +63,22 @@ CREATE TABLE cereal_start_keys (
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys USING btree (created_at);
 
 CREATE TABLE cereal_task_results (
-    id              bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
-    instance_id     bigint                   NOT NULL,
-    task_id         bigint                   NOT NULL,
-    task_name       text                     NOT NULL,
-    parameters      bytea,
-    status          text                     NOT NULL,
-    error           text                     DEFAULT ''::text NOT NULL,
-    result          bytea,
-    enqueued_at     timestamp with time zone NOT NULL,
-    completed_at    timestamp with time zone DEFAULT now() NOT NULL,
-    error_type      text,
-    error_traceback text,
-    attempts        integer                  DEFAULT 1 NOT NULL,
-    traceparent     text,
+    id                bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    instance_id       bigint                   NOT NULL,
+    task_id           bigint                   NOT NULL,
+    task_name         text                     NOT NULL,
+    parameters        bytea,
+    status            text                     NOT NULL,
+    error             text                     DEFAULT ''::text NOT NULL,
+    result            bytea,
+    enqueued_at       timestamp with time zone NOT NULL,
+    completed_at      timestamp with time zone DEFAULT now() NOT NULL,
+    error_type        text,
+    error_traceback   text,
+    attempts          integer                  DEFAULT 1 NOT NULL,
+    traceparent       text,
+    concurrency_key   text,
+    concurrency_limit integer,
     CONSTRAINT cereal_task_results_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_task_results_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_task_results_status CHECK (status = ANY (ARRAY['success'::text, 'failed'::text, 'lost'::text]))
@@ -613,10 +617,12 @@ AS $function$
 BEGIN
     INSERT INTO cereal_dead_tasks
         (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
-         error, error_type, error_traceback, attempts, enqueued_at, died_at)
+         error, error_type, error_traceback, attempts, enqueued_at, died_at,
+         concurrency_key, concurrency_limit)
     SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
            NEW.parameters, NEW.status, NEW.error, NEW.error_type, NEW.error_traceback,
-           NEW.attempts, NEW.enqueued_at, NEW.completed_at
+           NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
+           NEW.concurrency_limit
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id
     ON CONFLICT (task_id) DO NOTHING;

@@ -31,6 +31,36 @@ CREATE INDEX cereal_tasks_ready_keyed ON cereal_tasks (task_name, start_after, i
 CREATE INDEX cereal_tasks_running_by_key ON cereal_tasks (concurrency_key)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- A result and a dead letter keep the task's key, so a requeued dead task runs
+-- under its key again.
+ALTER TABLE cereal_task_results
+    ADD COLUMN concurrency_key text,
+    ADD COLUMN concurrency_limit integer;
+
+ALTER TABLE cereal_dead_tasks
+    ADD COLUMN concurrency_key text,
+    ADD COLUMN concurrency_limit integer;
+
+CREATE OR REPLACE FUNCTION cereal_record_dead_task()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO cereal_dead_tasks
+        (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
+         error, error_type, error_traceback, attempts, enqueued_at, died_at,
+         concurrency_key, concurrency_limit)
+    SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
+           NEW.parameters, NEW.status, NEW.error, NEW.error_type, NEW.error_traceback,
+           NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
+           NEW.concurrency_limit
+    FROM cereal_workflow_instances AS i
+    WHERE i.id = NEW.instance_id
+    ON CONFLICT (task_id) DO NOTHING;
+    RETURN NULL;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
  RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text)
  LANGUAGE plpgsql
