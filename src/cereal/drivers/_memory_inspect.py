@@ -57,6 +57,8 @@ def _task_view(
         attempt=task.attempt,
         workflow_name=workflow_name,
         instance_name=instance_name,
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
     )
 
 

@@ -103,6 +103,9 @@ class Task:
     traceparent: str | None = None
     retry_policy: str | None = None
     hand_backs: int = 0
+    # at most concurrency_limit tasks of concurrency_key run at once (both or neither set)
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(eq=False)
@@ -171,6 +174,9 @@ class MemoryState:
         # per task name, queued tasks in sequence order
         self.queued: dict[str, dict[int, Task]] = {}
         self.running: dict[int, Task] = {}
+        # running tasks per concurrency key (keys with none are dropped): kept by
+        # _start_running and _stop_running, the only ways in and out of running
+        self.running_per_key: dict[str, int] = {}
         self.history: list[HistoryRow] = []
         self.latest: dict[Key, HistoryRow] = {}
         self.schedules: dict[Key, ScheduleRow] = {}
@@ -334,6 +340,8 @@ class MemoryState:
                 now,
                 traceparent=new.traceparent,
                 retry_policy=new.retry_policy,
+                concurrency_key=new.concurrency_key,
+                concurrency_limit=new.concurrency_limit,
             )
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
@@ -349,17 +357,28 @@ class MemoryState:
         """Lease up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
 
         Each lease's deadline is ``now`` plus ``expiry`` seconds (the claimer's);
-        a task without a stored retry policy gets ``retry_policy``.
+        a task without a stored retry policy gets ``retry_policy``. A task with
+        a concurrency key is skipped (it stays queued) while its key has its
+        own limit of tasks running, those leased by this call counted.
         """
         queue = self.queued.get(task_name)
         if not queue or max_tasks <= 0:
             return []
         claimed: list[Task] = []
+        # claims made by this call per key, on top of running_per_key
+        taken: dict[str, int] = {}
         for task in queue.values():
-            if task.start_after <= now:
-                claimed.append(task)
-                if len(claimed) >= max_tasks:
-                    break
+            if task.start_after > now:
+                continue
+            key = task.concurrency_key
+            if key is not None:
+                busy = self.running_per_key.get(key, 0) + taken.get(key, 0)
+                if task.concurrency_limit is None or busy >= task.concurrency_limit:
+                    continue  # over its key's limit: it stays queued, later tasks may go
+                taken[key] = taken.get(key, 0) + 1
+            claimed.append(task)
+            if len(claimed) >= max_tasks:
+                break
         leased: list[tuple[Task, int]] = []
         for task in claimed:
             del queue[task.seq]
@@ -368,11 +387,27 @@ class MemoryState:
             task.attempt += 1
             if task.retry_policy is None:
                 task.retry_policy = retry_policy
-            self.running[task.seq] = task
+            self._start_running(task)
             leased.append((task, task.lease))
         if not queue:
             del self.queued[task_name]
         return leased
+
+    def _start_running(self, task: Task) -> None:
+        self.running[task.seq] = task
+        key = task.concurrency_key
+        if key is not None:
+            self.running_per_key[key] = self.running_per_key.get(key, 0) + 1
+
+    def _stop_running(self, task: Task) -> None:
+        del self.running[task.seq]
+        key = task.concurrency_key
+        if key is not None:
+            left = self.running_per_key[key] - 1
+            if left:
+                self.running_per_key[key] = left
+            else:
+                del self.running_per_key[key]
 
     def holds_lease(self, task: Task, lease: int) -> bool:
         """True while ``task`` is running under ``lease``."""
@@ -382,7 +417,7 @@ class MemoryState:
         """Delete a queued or running task (a running task's lease is lost)."""
         del task.instance.tasks[task.seq]
         if task.lease is not None:
-            del self.running[task.seq]
+            self._stop_running(task)
             task.lease = None
             return
         queue = self.queued[task.task_name]
@@ -462,7 +497,7 @@ class MemoryState:
 
     def requeue_task(self, task: Task, start_after: datetime) -> None:
         """End a running task's lease and queue it again from ``start_after``."""
-        del self.running[task.seq]
+        self._stop_running(task)
         task.lease = None
         task.lease_deadline = None
         task.start_after = start_after

@@ -787,6 +787,7 @@ class _MemoryTaskCompleter(TaskCompleter):
         with self._driver._lock:
             task = self._held()
             self._driver._state.requeue_task(task, utcnow() + timedelta(seconds=delay))
+        self._wake_key_waiters(task)
 
     async def hand_back(self) -> bool:
         """Queue the task again at once without counting the attempt (a stop).
@@ -825,6 +826,13 @@ class _MemoryTaskCompleter(TaskCompleter):
                 task, status, utcnow(), error_text, result, failure, self.result_traceparent
             )
         self._driver._wake("workflow", workflow_name)
+        self._wake_key_waiters(task)
+
+    def _wake_key_waiters(self, task: Task) -> None:
+        # a slot of its key is free: tasks of its name held back by the key may go now
+        # (other names sharing the key find it at their next poll)
+        if task.concurrency_key is not None:
+            self._driver._wake("task", task.task_name)
 
 
 class _MemoryScheduleCompleter(ScheduledWorkflowCompleter):

@@ -91,6 +91,9 @@ def requeue(
                 "start_after": at,
                 "traceparent": None,
                 "retry_policy": None,
+                # the dead task table keeps no key: a requeued task runs without one
+                "concurrency_key": None,
+                "concurrency_limit": None,
             },
         )
         conn.execute(Q["count_requeued_task"], {"instance_id": row["live_id"]})

@@ -55,6 +55,8 @@ def _tasks(rows: Iterable[sqlite3.Row]) -> list[InstanceTask]:
             attempt=int(row["attempt"]),
             workflow_name=str(row["workflow_name"]),
             instance_name=str(row["instance_name"]),
+            concurrency_key=row["concurrency_key"],
+            concurrency_limit=row["concurrency_limit"],
         )
         for row in rows
     ]

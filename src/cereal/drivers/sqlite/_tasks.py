@@ -39,10 +39,12 @@ class Lease:
     token: str
     workflow_name: str
     data: TaskData
+    concurrency_key: str | None = None
+    """The task's concurrency key: when it stops running, its name's claimer is woken."""
 
 
 def has_ready_task(conn: sqlite3.Connection, task_name: str) -> bool:
-    """Whether a task of ``task_name`` is ready (autocommit read, no write lock)."""
+    """Whether a task of ``task_name`` is ready and within its key's limit (autocommit read)."""
     row = conn.execute(Q["has_ready_task"], {"task_name": task_name, "now": now()}).fetchone()
     return row is not None
 
@@ -57,7 +59,8 @@ def claim_tasks(
     """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, earliest due first.
 
     Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease, and
-    ``retry_policy`` with each task that has none yet.
+    ``retry_policy`` with each task that has none yet. A task with a
+    concurrency key is leased only within its key's limit (see the query).
     """
     params = {
         "task_name": task_name,
@@ -106,7 +109,13 @@ def _lease_from_row(row: sqlite3.Row) -> Lease:
         metadata=metadata,
         retry_policy=row["retry_policy"],
     )
-    return Lease(int(row["id"]), str(row["lease_token"]), metadata.workflow_name, data)
+    return Lease(
+        int(row["id"]),
+        str(row["lease_token"]),
+        metadata.workflow_name,
+        data,
+        row["concurrency_key"],
+    )
 
 
 def unclaim(leases: list[Lease]) -> Callable[[sqlite3.Connection], None]:
@@ -248,6 +257,7 @@ class SQLiteTaskCompleter(TaskCompleter):
             requeue(conn, int(task["id"]), now() + delay, refund=False)
 
         await self._driver._connection().call(job)
+        self._wake_key_waiters()
 
     async def hand_back(self) -> bool:
         """Queue the task again at once, the attempt not counted; LOST after too many.
@@ -291,6 +301,13 @@ class SQLiteTaskCompleter(TaskCompleter):
 
         await self._driver._connection().call(job)
         self._driver._wake("workflow", self._lease.workflow_name)
+        self._wake_key_waiters()
+
+    def _wake_key_waiters(self) -> None:
+        # a slot of its key is free: tasks of its name held back by the key may go now
+        # (other names sharing the key, and other processes, find it at their next poll)
+        if self._lease.concurrency_key is not None:
+            self._driver._wake("task", self._lease.data.name)
 
 
 def queue_depths(conn: sqlite3.Connection) -> list[QueueDepth]:

@@ -346,6 +346,8 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "start_after": at if start_after is None else start_after,
                         "traceparent": task.traceparent,
                         "retry_policy": task.retry_policy,
+                        "concurrency_key": task.concurrency_key,
+                        "concurrency_limit": task.concurrency_limit,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],

@@ -120,10 +120,10 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 -- Queue one task of an instance.
 INSERT INTO cereal_tasks
     (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
-     traceparent, retry_policy)
+     traceparent, retry_policy, concurrency_key, concurrency_limit)
 VALUES
     (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
-     :traceparent, :retry_policy);
+     :traceparent, :retry_policy, :concurrency_key, :concurrency_limit);
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -241,10 +241,22 @@ LIMIT :window;
 -- ---- tasks ----------------------------------------------------------------------
 
 -- name: has_ready_task
--- Whether a task of this name is ready (a read before taking the write lock).
-SELECT 1 FROM cereal_tasks
-WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
-LIMIT 1;
+-- Whether a task of this name is ready and claimable (a read before taking the write
+-- lock): an unkeyed one, or a keyed one whose key runs fewer than its limit. When
+-- every ready task waits on its key, the claimer never takes the lock to find none.
+SELECT 1
+WHERE EXISTS (
+    SELECT 1 FROM cereal_tasks
+    WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+      AND concurrency_key IS NULL
+) OR EXISTS (
+    SELECT 1 FROM cereal_tasks AS c INDEXED BY cereal_tasks_ready_keys
+    WHERE c.task_name = :task_name AND c.state = 'queued' AND c.concurrency_key IS NOT NULL
+      AND c.start_after <= :now
+      AND (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
+           WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
+             AND r.concurrency_key = c.concurrency_key) < c.concurrency_limit
+);
 
 -- name: claim_tasks
 -- Lease up to :max_tasks ready tasks of one name, earliest due first (for a task enqueued
@@ -252,6 +264,14 @@ LIMIT 1;
 -- (the deadline is lease_heartbeat_at + lease_expiry). The ready index (task_name,
 -- start_after, id; migration 0009) yields due tasks in that order: tasks not yet due
 -- sort after now and are never visited.
+-- Concurrency keys (migration 0018): a keyed task is leased only while its key's
+-- running tasks plus its place among this name's ready tasks of that key (oldest
+-- due first, so it counts the ones this statement leases before it) stay within
+-- its own limit. SQLite runs one writer at a time, so the count cannot go stale
+-- before the update. Unkeyed tasks take the ready index with its early stop, as
+-- before; keyed ones come from their own index (one empty probe when there are
+-- none). :max_tasks cuts after the key filter: a blocked key at the front of the
+-- queue holds back no later task.
 UPDATE cereal_tasks
 SET state = 'running',
     lease_token = lower(hex(randomblob(16))),
@@ -260,13 +280,40 @@ SET state = 'running',
     attempt = attempt + 1,
     retry_policy = coalesce(retry_policy, :retry_policy)
 WHERE id IN (
-    SELECT id FROM cereal_tasks
-    WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+    SELECT id FROM (
+        SELECT id, start_after FROM (
+            SELECT id, start_after FROM cereal_tasks INDEXED BY cereal_tasks_ready
+            WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+              AND concurrency_key IS NULL
+            ORDER BY start_after, id
+            LIMIT :max_tasks
+        )
+        UNION ALL
+        SELECT id, start_after FROM (
+            SELECT k.id, k.start_after FROM (
+                SELECT id, start_after, concurrency_key, concurrency_limit,
+                       row_number() OVER (
+                           PARTITION BY concurrency_key ORDER BY start_after, id
+                       ) AS place
+                FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+                WHERE task_name = :task_name AND state = 'queued'
+                  AND concurrency_key IS NOT NULL AND start_after <= :now
+            ) AS k
+            WHERE k.place <= k.concurrency_limit
+              AND k.place + (
+                  SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
+                  WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
+                    AND r.concurrency_key = k.concurrency_key
+              ) <= k.concurrency_limit
+            ORDER BY k.start_after, k.id
+            LIMIT :max_tasks
+        )
+    )
     ORDER BY start_after, id
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          start_after, lease_token, attempt, traceparent, retry_policy;
+          start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
@@ -288,7 +335,7 @@ UPDATE cereal_tasks
 SET lease_heartbeat_at = :now
 WHERE id = :task_id AND lease_token = :token AND state = 'running'
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          lease_token, attempt, traceparent, retry_policy;
+          lease_token, attempt, traceparent, retry_policy, concurrency_key;
 
 -- name: leased_task
 -- The running task held under this lease token.
@@ -558,7 +605,7 @@ ORDER BY i.workflow_name;
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -585,7 +632,7 @@ ORDER BY h.event_id;
 -- task id :before. The (instance_id) index holds the rowid as its last key, so
 -- this walks the instance's entries backwards from :before and stops at the limit.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -597,7 +644,7 @@ LIMIT coalesce(:page_limit, -1);
 -- Every live instance's queued and running tasks of one name, in enqueue order
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name
 ORDER BY t.id;
@@ -606,7 +653,7 @@ ORDER BY t.id;
 -- One page of them, newest first: the (task_name, id) index walked backwards from
 -- the task id :before, cut at :page_limit (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name AND t.id < :before
 ORDER BY t.id DESC

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0017_history_task_times
+-- Latest migration: 0018_concurrency_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id         INTEGER PRIMARY KEY,
@@ -106,7 +106,9 @@ CREATE TABLE cereal_tasks (
     lease_expiry       REAL,
     traceparent        TEXT,
     retry_policy       TEXT,
-    hand_backs         INTEGER NOT NULL DEFAULT 0
+    hand_backs         INTEGER NOT NULL DEFAULT 0,
+    concurrency_key    TEXT,
+    concurrency_limit  INTEGER CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL))
 );
 
 CREATE INDEX cereal_tasks_by_instance ON cereal_tasks (instance_id);
@@ -116,6 +118,10 @@ CREATE INDEX cereal_tasks_by_name ON cereal_tasks (task_name, id);
 CREATE INDEX cereal_tasks_leases ON cereal_tasks (lease_heartbeat_at) WHERE state = 'running';
 
 CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id) WHERE state = 'queued';
+
+CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after, id) WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+
+CREATE INDEX cereal_tasks_running_keys ON cereal_tasks (concurrency_key) WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
 CREATE TABLE cereal_workers (
     id             TEXT PRIMARY KEY,

@@ -1,0 +1,19 @@
+-- Per-key concurrency limits: a task may carry a concurrency key with a limit;
+-- the claim leases it only while fewer than its limit of tasks with that key
+-- (of any task name, workflow or run) are running. Both columns are NULL on a
+-- task without a key, and on every task stored before this migration.
+
+ALTER TABLE cereal_tasks ADD COLUMN concurrency_key TEXT;
+ALTER TABLE cereal_tasks ADD COLUMN concurrency_limit INTEGER
+    CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL));
+
+-- The claim counts the running tasks of each key it meets: only running keyed
+-- tasks are indexed, so a task without a key costs the index nothing.
+CREATE INDEX cereal_tasks_running_keys ON cereal_tasks (concurrency_key)
+WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
+-- The claim ranks ready keyed tasks per key (oldest due first) apart from the
+-- others: with no keyed task queued under a name, this is one empty probe and
+-- the unkeyed claim walks the ready index as before.
+CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after, id)
+WHERE state = 'queued' AND concurrency_key IS NOT NULL;
