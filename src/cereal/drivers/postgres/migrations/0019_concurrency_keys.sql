@@ -1,12 +1,13 @@
 -- Concurrency keys: a task may carry a key with a limit; of the tasks sharing a
 -- key, at most the limit run at once, across every process sharing the store.
--- The claim enforces it (cereal_claim_tasks below): tasks without a key are
--- claimed by one set-based statement as before, through the ready index, which
--- now holds unkeyed tasks only; keyed ones have an index of their own, so a
--- backlog of keyed tasks over their limit never slows the unkeyed claim. A
--- keyed task is claimed under a transaction-scoped advisory lock on its key
--- (class 1667592805, 'cere'; try-lock, skipped when held) after counting the
--- key's running tasks in a fresh snapshot. Nothing is counted ahead: a task
+-- The claim enforces it (cereal_claim_tasks below). While no keyed task of
+-- the name is due, it is one set-based statement as before, through the ready
+-- index, which now holds unkeyed tasks only (keyed ones have an index of their
+-- own, so a backlog of keyed tasks over their limit never slows the unkeyed
+-- claim). Otherwise both kinds are taken in due order, a keyed task under a
+-- transaction-scoped advisory lock on its key (class 1667592805, 'cere';
+-- try-lock, skipped when held) after counting the key's running tasks in a
+-- fresh snapshot. Nothing is counted ahead: a task
 -- leaving 'running' (completed, retried, handed back, lost, its run ended)
 -- frees its slot by the same row change. The claim function keeps its
 -- signature and result (workers of the previous release call it prepared);
@@ -67,57 +68,81 @@ CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks inte
 AS $function$
 #variable_conflict use_column
 DECLARE
-    v_taken integer;
+    v_taken integer := 0;
     v_candidate record;
     v_running integer;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- tasks without a key: one set-based statement, as before
-    RETURN QUERY
-    UPDATE cereal_tasks AS t
-    SET state = 'running', lease = p_lease, heartbeat_at = now(),
-        lease_expiry = p_expiry, attempt = t.attempt + 1,
-        retry_policy = coalesce(t.retry_policy, p_retry_policy)
-    FROM (
-        SELECT q.id FROM cereal_tasks AS q
-        WHERE q.task_name = p_task_name AND q.state = 'queued' AND q.concurrency_key IS NULL
-          AND q.start_after <= now()
-        ORDER BY q.start_after, q.id
-        LIMIT p_max_tasks
-        FOR UPDATE SKIP LOCKED
-    ) AS picked
-    WHERE t.id = picked.id
-    RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-              t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
-              t.retry_policy::text;
-    GET DIAGNOSTICS v_taken = ROW_COUNT;
-    IF v_taken >= p_max_tasks THEN
+    IF NOT EXISTS (
+        SELECT 1 FROM cereal_tasks AS k
+        WHERE k.task_name = p_task_name AND k.state = 'queued'
+          AND k.concurrency_key IS NOT NULL AND k.start_after <= now()
+    ) THEN
+        -- no keyed task is due (one probe of the keyed index): one set-based
+        -- statement through the unkeyed ready index, as before keys existed
+        RETURN QUERY
+        UPDATE cereal_tasks AS t
+        SET state = 'running', lease = p_lease, heartbeat_at = now(),
+            lease_expiry = p_expiry, attempt = t.attempt + 1,
+            retry_policy = coalesce(t.retry_policy, p_retry_policy)
+        FROM (
+            SELECT q.id FROM cereal_tasks AS q
+            WHERE q.task_name = p_task_name AND q.state = 'queued'
+              AND q.concurrency_key IS NULL AND q.start_after <= now()
+            ORDER BY q.start_after, q.id
+            LIMIT p_max_tasks
+            FOR UPDATE SKIP LOCKED
+        ) AS picked
+        WHERE t.id = picked.id
+        RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+                  t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
+                  t.retry_policy::text;
         RETURN;
     END IF;
-    -- tasks with a key, oldest first, each only while fewer than its limit of its
-    -- key run. The pre-filter (a snapshot read) skips keys already full, so a full
-    -- key at the front cannot hide later tasks; the decision is the count below.
+    -- Keyed tasks are due: unkeyed and keyed candidates in due order (a merge of
+    -- the two ready indexes, so neither kind starves the other), keyed ones only
+    -- of keys not already full in this snapshot (so a full key at the front
+    -- cannot hide later tasks). Each is then locked (skipped when another
+    -- claimer holds it or took it); a keyed one is taken only under the key's
+    -- lock and a fresh count.
     FOR v_candidate IN
-        SELECT q.id, q.concurrency_key, q.concurrency_limit FROM cereal_tasks AS q
-        WHERE q.task_name = p_task_name AND q.state = 'queued'
-          AND q.concurrency_key IS NOT NULL AND q.start_after <= now()
-          AND (SELECT count(*) FROM cereal_tasks AS r
-               WHERE r.concurrency_key = q.concurrency_key AND r.state = 'running')
-              < q.concurrency_limit
-        ORDER BY q.start_after, q.id
-        LIMIT (p_max_tasks - v_taken) * 4
-        FOR UPDATE OF q SKIP LOCKED
+        SELECT c.id, c.concurrency_key, c.concurrency_limit FROM (
+            (SELECT q.id, q.start_after, q.concurrency_key, q.concurrency_limit
+             FROM cereal_tasks AS q
+             WHERE q.task_name = p_task_name AND q.state = 'queued'
+               AND q.concurrency_key IS NULL AND q.start_after <= now()
+             ORDER BY q.start_after, q.id
+             LIMIT p_max_tasks * 2)
+            UNION ALL
+            (SELECT q.id, q.start_after, q.concurrency_key, q.concurrency_limit
+             FROM cereal_tasks AS q
+             WHERE q.task_name = p_task_name AND q.state = 'queued'
+               AND q.concurrency_key IS NOT NULL AND q.start_after <= now()
+               AND (SELECT count(*) FROM cereal_tasks AS r
+                    WHERE r.concurrency_key = q.concurrency_key AND r.state = 'running')
+                   < q.concurrency_limit
+             ORDER BY q.start_after, q.id
+             LIMIT p_max_tasks * 4)
+        ) AS c
+        ORDER BY c.start_after, c.id
     LOOP
-        -- One claimer per key at a time, held to this transaction's end: the
-        -- count then runs in a snapshot taken after every earlier claimer of the
-        -- key committed (a statement of a volatile function takes a fresh one),
-        -- and counts this call's own claims. A key another claimer holds right
-        -- now is skipped, never waited for, so claimers cannot deadlock.
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1667592805,
-                                                    hashtext(v_candidate.concurrency_key));
-        SELECT count(*) INTO v_running FROM cereal_tasks AS r
-        WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
-        CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
+        PERFORM 1 FROM cereal_tasks AS t
+        WHERE t.id = v_candidate.id AND t.state = 'queued'
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        IF v_candidate.concurrency_key IS NOT NULL THEN
+            -- One claimer per key at a time, held to this transaction's end: the
+            -- count then runs in a snapshot taken after every earlier claimer of
+            -- the key committed (each statement of a volatile function takes a
+            -- fresh one) and counts this call's own claims. A key another
+            -- claimer holds right now is skipped, never waited for, so
+            -- claimers cannot deadlock.
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(1667592805,
+                                                        hashtext(v_candidate.concurrency_key));
+            SELECT count(*) INTO v_running FROM cereal_tasks AS r
+            WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
+            CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
+        END IF;
         RETURN QUERY
         UPDATE cereal_tasks AS t
         SET state = 'running', lease = p_lease, heartbeat_at = now(),
