@@ -281,3 +281,24 @@ async def test_a_bad_key_or_limit_fails_the_run_and_stores_no_task(
     assert field in text, text
     assert ran == []
     assert await manager.list_tasks("t") == []
+
+
+async def test_a_requeued_dead_task_runs_under_its_key_again(driver: Driver) -> None:
+    # Given two tasks of key k (limit 1): the first fails for good (a dead letter)
+    await started(driver, tasks=[keyed("t", 0, "k", 1), keyed("t", 1, "k", 1)])
+    [(first, completer)] = await driver.dequeue_tasks("t", 10, task_expiry=3600)
+    await completer.fail("boom")
+    [dead] = await driver.list_dead_tasks()
+    # and the second runs now
+    [(second, _)] = await driver.dequeue_tasks("t", 10, task_expiry=3600)
+    assert (first.parameters, second.parameters) == (b"0", b"1")
+
+    # When the dead one is requeued
+    assert list((await driver.requeue_dead_tasks([dead.task_id])).values()) == ["requeued"]
+
+    # Then it carries its key and limit again, and waits while the key is full
+    [again] = [
+        task for task in await driver.list_instance_tasks(WF, INST) if task.state == "queued"
+    ]
+    assert (again.concurrency_key, again.concurrency_limit) == ("k", 1)
+    assert await driver.dequeue_tasks("t", 10, task_expiry=3600) == []

@@ -136,6 +136,9 @@ class DeadEntry:
 
     task: DeadTask
     instance: LiveInstance
+    # the task's concurrency key and limit: a requeue runs under them again
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(eq=False)
@@ -476,7 +479,7 @@ class MemoryState:
             died_at=now,
             run_live=True,
         )
-        self.dead[task.seq] = DeadEntry(dead, inst)
+        self.dead[task.seq] = DeadEntry(dead, inst, task.concurrency_key, task.concurrency_limit)
 
     def dead_view(self, entry: DeadEntry) -> DeadTask:
         """The dead task as listed now (whether its run is still live)."""
@@ -490,7 +493,13 @@ class MemoryState:
         if not self.is_live(entry.instance):
             return RequeueOutcome.RUN_FINISHED, None
         dead = entry.task
-        self.add_tasks(entry.instance, [NewTask(dead.task_name, dead.parameters)], now)
+        again = NewTask(
+            dead.task_name,
+            dead.parameters,
+            concurrency_key=entry.concurrency_key,
+            concurrency_limit=entry.concurrency_limit,
+        )
+        self.add_tasks(entry.instance, [again], now)
         entry.instance.enqueued_tasks += 1
         del self.dead[int(task_id)]
         return RequeueOutcome.REQUEUED, dead.task_name

@@ -91,9 +91,9 @@ def requeue(
                 "start_after": at,
                 "traceparent": None,
                 "retry_policy": None,
-                # the dead task table keeps no key: a requeued task runs without one
-                "concurrency_key": None,
-                "concurrency_limit": None,
+                # under its concurrency key again, as before it died
+                "concurrency_key": row["concurrency_key"],
+                "concurrency_limit": row["concurrency_limit"],
             },
         )
         conn.execute(Q["count_requeued_task"], {"instance_id": row["live_id"]})

@@ -161,6 +161,9 @@ def record_outcome(
             "error_traceback": None if failure is None else failure.error_traceback,
             "attempts": max(int(task["attempt"]), 1),
             "traceparent": run_traceparent or task["traceparent"],
+            # kept so a dead letter requeued runs under its key again
+            "concurrency_key": task["concurrency_key"],
+            "concurrency_limit": task["concurrency_limit"],
         },
     )
     conn.execute(

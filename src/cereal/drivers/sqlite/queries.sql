@@ -340,7 +340,7 @@ RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
 -- name: leased_task
 -- The running task held under this lease token.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       hand_backs, traceparent
+       hand_backs, traceparent, concurrency_key, concurrency_limit
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
@@ -348,10 +348,12 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 -- Record how a task ended (with the reporting run's span, else the task's own).
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
-     enqueued_at, completed_at, error_type, error_traceback, attempts, traceparent)
+     enqueued_at, completed_at, error_type, error_traceback, attempts, traceparent,
+     concurrency_key, concurrency_limit)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
-     :enqueued_at, :now, :error_type, :error_traceback, :attempts, :traceparent);
+     :enqueued_at, :now, :error_type, :error_traceback, :attempts, :traceparent,
+     :concurrency_key, :concurrency_limit);
 
 -- name: requeue_task
 -- End a task's lease and queue it again from :start_after (a retry after a
@@ -383,7 +385,7 @@ LIMIT :limit;
 -- The running task held under this lease token, if its deadline has still passed
 -- (as expired_task_leases): the only task a sweep's settlement may change.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       traceparent
+       traceparent, concurrency_key, concurrency_limit
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
@@ -735,7 +737,7 @@ LIMIT coalesce(:page_limit, -1);
 -- One dead task with its live run (no row: no such dead task; NULL live_id: its
 -- run has finished).
 SELECT d.task_id, d.task_name, d.parameters, d.instance_id, i.id AS live_id,
-       i.workflow_name, i.instance_name
+       i.workflow_name, i.instance_name, d.concurrency_key, d.concurrency_limit
 FROM cereal_dead_tasks AS d
 LEFT JOIN cereal_workflow_instances AS i ON i.id = d.instance_id
 WHERE d.task_id = :task_id;

@@ -7,19 +7,21 @@
 -- Latest migration: 0018_concurrency_keys
 
 CREATE TABLE cereal_dead_tasks (
-    task_id         INTEGER PRIMARY KEY,
-    instance_id     INTEGER NOT NULL,
-    workflow_name   TEXT NOT NULL,
-    instance_name   TEXT NOT NULL,
-    task_name       TEXT NOT NULL,
-    parameters      BLOB,
-    status          TEXT NOT NULL,
-    error_text      TEXT NOT NULL DEFAULT '',
-    error_type      TEXT,
-    error_traceback TEXT,
-    attempts        INTEGER NOT NULL,
-    enqueued_at     REAL NOT NULL,
-    died_at         REAL NOT NULL
+    task_id           INTEGER PRIMARY KEY,
+    instance_id       INTEGER NOT NULL,
+    workflow_name     TEXT NOT NULL,
+    instance_name     TEXT NOT NULL,
+    task_name         TEXT NOT NULL,
+    parameters        BLOB,
+    status            TEXT NOT NULL,
+    error_text        TEXT NOT NULL DEFAULT '',
+    error_type        TEXT,
+    error_traceback   TEXT,
+    attempts          INTEGER NOT NULL,
+    enqueued_at       REAL NOT NULL,
+    died_at           REAL NOT NULL,
+    concurrency_key   TEXT,
+    concurrency_limit INTEGER
 );
 
 CREATE INDEX cereal_dead_tasks_by_instance ON cereal_dead_tasks (instance_id);
@@ -58,20 +60,22 @@ CREATE TABLE cereal_start_keys (
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys (created_at);
 
 CREATE TABLE cereal_task_results (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id         INTEGER NOT NULL,
-    instance_id     INTEGER NOT NULL,
-    task_name       TEXT NOT NULL,
-    parameters      BLOB,
-    status          TEXT NOT NULL CHECK (status IN ('success', 'failed', 'lost')),
-    error_text      TEXT NOT NULL DEFAULT '',
-    result          BLOB,
-    enqueued_at     REAL NOT NULL,
-    completed_at    REAL NOT NULL,
-    error_type      TEXT,
-    error_traceback TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 1,
-    traceparent     TEXT
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id           INTEGER NOT NULL,
+    instance_id       INTEGER NOT NULL,
+    task_name         TEXT NOT NULL,
+    parameters        BLOB,
+    status            TEXT NOT NULL CHECK (status IN ('success', 'failed', 'lost')),
+    error_text        TEXT NOT NULL DEFAULT '',
+    result            BLOB,
+    enqueued_at       REAL NOT NULL,
+    completed_at      REAL NOT NULL,
+    error_type        TEXT,
+    error_traceback   TEXT,
+    attempts          INTEGER NOT NULL DEFAULT 1,
+    traceparent       TEXT,
+    concurrency_key   TEXT,
+    concurrency_limit INTEGER
 );
 
 CREATE INDEX cereal_task_results_by_instance ON cereal_task_results (instance_id);
@@ -82,10 +86,12 @@ FOR EACH ROW WHEN NEW.status <> 'success'
 BEGIN
     INSERT OR IGNORE INTO cereal_dead_tasks
         (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
-         error_text, error_type, error_traceback, attempts, enqueued_at, died_at)
+         error_text, error_type, error_traceback, attempts, enqueued_at, died_at,
+         concurrency_key, concurrency_limit)
     SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
            NEW.parameters, NEW.status, NEW.error_text, NEW.error_type, NEW.error_traceback,
-           NEW.attempts, NEW.enqueued_at, NEW.completed_at
+           NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
+           NEW.concurrency_limit
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id;
 END;

@@ -17,3 +17,28 @@ WHERE state = 'running' AND concurrency_key IS NOT NULL;
 -- the unkeyed claim walks the ready index as before.
 CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after, id)
 WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+
+-- A result and a dead letter keep the task's key, so a requeued dead task runs
+-- under its key again; the dead-letter trigger copies them.
+ALTER TABLE cereal_task_results ADD COLUMN concurrency_key TEXT;
+ALTER TABLE cereal_task_results ADD COLUMN concurrency_limit INTEGER;
+ALTER TABLE cereal_dead_tasks ADD COLUMN concurrency_key TEXT;
+ALTER TABLE cereal_dead_tasks ADD COLUMN concurrency_limit INTEGER;
+
+DROP TRIGGER cereal_task_results_dead;
+
+CREATE TRIGGER cereal_task_results_dead
+AFTER INSERT ON cereal_task_results
+FOR EACH ROW WHEN NEW.status <> 'success'
+BEGIN
+    INSERT OR IGNORE INTO cereal_dead_tasks
+        (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
+         error_text, error_type, error_traceback, attempts, enqueued_at, died_at,
+         concurrency_key, concurrency_limit)
+    SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
+           NEW.parameters, NEW.status, NEW.error_text, NEW.error_type, NEW.error_traceback,
+           NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
+           NEW.concurrency_limit
+    FROM cereal_workflow_instances AS i
+    WHERE i.id = NEW.instance_id;
+END;
