@@ -376,6 +376,41 @@ async def test_a_retried_task_shows_the_attempt_it_is_on(
     assert (await seed.get_workflow_instance("retrying", "r-1")).get_result() == "ok"
 
 
+class _KeyedTasks:
+    """Two "charge" tasks under one concurrency key (limit 1); no worker runs them."""
+
+    def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
+        for n in range(2):
+            w.enqueue_task("charge", n, concurrency_key="customer <7>", concurrency_limit=1)
+        return w.continue_()
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        return w.continue_()
+
+    def on_cancel(self, w: WorkflowInstance, ev: object) -> Decision:
+        return w.fail("cancelled")
+
+
+async def test_an_instance_page_shows_each_tasks_concurrency_key(
+    serve: Any, seed: Manager, worker_factory: Any
+) -> None:
+    worker = worker_factory()
+    worker.register_workflow_executor("billing", _KeyedTasks())
+    await worker.start()
+    await seed.enqueue_workflow("billing", "b-1")
+
+    async def enqueued() -> bool:
+        return len(await seed.list_instance_tasks("billing", "b-1")) == 2
+
+    await wait_until(enqueued, what="the keyed tasks enqueued", timeout=30)
+    with serve() as base:
+        status, page = await asyncio.to_thread(Visitor(base).get, _instance_path("billing", "b-1"))
+    assert status == 200
+    assert "<th>Concurrency key</th>" in page
+    # escaped, with its limit
+    assert page.count('customer &lt;7&gt; <span class="muted">(at most 1)</span>') == 2
+
+
 async def test_a_task_lost_to_an_invalid_retry_policy_shows_why(serve: Any, tmp_path: Path) -> None:
     # Given a task a sweep reported LOST because its stored retry policy was invalid
     await lose_a_task_to_a_bad_policy(str(tmp_path / "cereal.db"), "orders", "o-1")

@@ -87,3 +87,48 @@ def test_tasks_list_refuses_a_bad_name_and_a_bad_cursor(tmp_path: Path) -> None:
     empty = cereal("--db", url, "tasks", "list", "resize", cwd=tmp_path)
     assert empty.returncode == 0, empty.stderr
     assert "no queued or running tasks" in empty.stdout
+
+
+class EnqueuesKeyed:
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        w.enqueue_task("charge", 1, concurrency_key="customer-7", concurrency_limit=2)
+        w.enqueue_task("charge", 2)
+        return w.continue_({"enqueued": 2})
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        return w.continue_()
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+async def test_tasks_list_and_workflows_show_name_each_tasks_concurrency_key(
+    tmp_path: Path,
+) -> None:
+    # Given a run with one task under a concurrency key and one without
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    manager = Manager(open_driver(url), **FAST_OPTIONS)
+    manager.register_workflow_executor("billing", EnqueuesKeyed())
+    async with manager:
+        await manager.enqueue_workflow("billing", "run-1", None)
+
+        async def decided() -> bool:
+            found = await manager.get_workflow_instance("billing", "run-1")
+            return found.data.payload is not None
+
+        await eventually(decided, what="billing/run-1's tasks enqueued")
+
+    # When its tasks are listed
+    listed = cereal("--db", url, "tasks", "list", "charge", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    keys = {
+        t["parameters"]: (t["concurrency_key"], t["concurrency_limit"])
+        for t in json.loads(listed.stdout)["tasks"]
+    }
+
+    # Then each carries its key and limit, or none, in --json and in the tables
+    assert keys == {1: ("customer-7", 2), 2: (None, None)}
+    table = cereal("--db", url, "tasks", "list", "charge", cwd=tmp_path).stdout
+    assert "customer-7 (at most 2)" in table
+    shown = cereal("--db", url, "workflows", "show", "billing", "run-1", cwd=tmp_path).stdout
+    assert "customer-7 (at most 2)" in shown
