@@ -355,12 +355,12 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "offset": where.offset,
             "newest_first": where.newest_first,
         }
-        query = "list_workflow_instances"
-        if where.newest_first and where.limit is not None:
-            query = "list_workflow_instances_newest_page"
-            params["window"] = where.offset + where.limit
         async with self._connection("list_workflow_instances") as conn:
-            rows = await fetch_all(conn, query, params)
+            if where.newest_first and where.limit is not None:
+                params["window"] = where.offset + where.limit
+                rows = await fetch_all(conn, "list_workflow_instances_newest_page", params)
+            else:
+                rows = await fetch_all(conn, "list_workflow_instances", params)
         return [instance_from_row(row) for row in rows]
 
     # ---- tasks ----------------------------------------------------------------------
