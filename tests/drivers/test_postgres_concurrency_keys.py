@@ -1,8 +1,9 @@
 """Concurrency keys on PostgreSQL, raced for real: a claim held open in another session.
 
 A raw session claims a keyed task and keeps its transaction open (the claim's
-row change and its lock on the key both uncommitted); the driver's claims in
-the meantime must neither exceed the key's limit nor wait for that session.
+row change and its lock on the key both uncommitted); a claim of the same key
+in the meantime waits for the key's lock, then counts the holder's claim, so
+it never exceeds the key's limit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import psycopg
 
 from cereal.drivers.postgres import PostgresDriver
 from cereal.models import NewTask
+from tests._waiting import wait_until
 from tests.conformance._driver_helpers import started
 
 RAW_CLAIM = "SELECT id, lease FROM cereal_claim_tasks('t', 10, gen_random_uuid(), 60.0, NULL)"
@@ -22,7 +24,7 @@ def keyed(key: str, limit: int, task_name: str = "t") -> NewTask:
     return NewTask(task_name, None, concurrency_key=key, concurrency_limit=limit)
 
 
-async def test_a_claim_held_open_elsewhere_blocks_its_key_and_nothing_else(
+async def test_a_claim_held_open_elsewhere_holds_its_key_until_it_commits(
     postgres_dsn: str,
 ) -> None:
     async with PostgresDriver(postgres_dsn) as driver:
@@ -33,20 +35,31 @@ async def test_a_claim_held_open_elsewhere_blocks_its_key_and_nothing_else(
             driver,
             tasks=[keyed("k", 1), keyed("k", 1, "u"), keyed("k", 1, "u"), keyed("other", 1, "u")],
         )
-        with psycopg.connect(postgres_dsn) as holder:
+        with (
+            psycopg.connect(postgres_dsn) as holder,
+            psycopg.connect(postgres_dsn, autocommit=True) as observer,
+        ):
             # When another session claims the task of k and keeps its transaction open
             [(held_id, held_lease)] = holder.execute(RAW_CLAIM).fetchall()
-            # Then the driver's claim of "u", meanwhile, takes the task of other and
-            # nothing of k, and does not wait for the holder
-            mine = await asyncio.wait_for(driver.dequeue_tasks("u", 10), timeout=10)
-            assert [data.name for data, _ in mine] == ["u"]
-            [(other_id,)] = holder.execute(
-                "SELECT id FROM cereal_tasks WHERE concurrency_key = 'other'"
-            ).fetchall()
-            assert mine[0][0].metadata.task_id == str(other_id)
+            # and the driver claims "u" meanwhile
+            claim = asyncio.create_task(driver.dequeue_tasks("u", 10))
+
+            # Then that claim waits for the key's lock (it neither passes k over nor
+            # counts k's running tasks before the holder's claim is visible)
+            def waiting_on_the_key() -> bool:
+                return bool(
+                    observer.execute(
+                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    ).fetchall()
+                )
+
+            await wait_until(waiting_on_the_key, what="the driver's claim waiting for key k")
+            assert not claim.done()
             holder.commit()
-        # and once that claim committed, k is full: still nothing of k
-        assert await driver.dequeue_tasks("u", 10) == []
+            # and once the holder committed, it takes the task of other and nothing of k
+            mine = await asyncio.wait_for(claim, timeout=30)
+        [(other_id,)] = observer_ids(postgres_dsn, "other")
+        assert [data.metadata.task_id for data, _ in mine] == [str(other_id)]
         # and when the held task ends, the next task of k is claimable, and only one
         _, completer = await driver.resume_task_lease(str(held_id), str(held_lease))
         await completer.succeed(None)
@@ -54,27 +67,36 @@ async def test_a_claim_held_open_elsewhere_blocks_its_key_and_nothing_else(
         assert await driver.dequeue_tasks("u", 10) == []
 
 
-async def test_concurrent_claims_never_run_more_than_the_limit(postgres_dsn: str) -> None:
-    # Given 40 tasks of one key with limit 3, and 6 sessions claiming as fast as they can,
-    # each holding what it claimed open while the others claim
+def observer_ids(dsn: str, key: str) -> list[tuple[int]]:
+    with psycopg.connect(dsn) as conn:
+        return [
+            (int(row[0]),)
+            for row in conn.execute(
+                "SELECT id FROM cereal_tasks WHERE concurrency_key = %s", (key,)
+            ).fetchall()
+        ]
+
+
+async def test_racing_claimers_take_exactly_the_limit(postgres_dsn: str) -> None:
+    # Given 40 tasks of one key with limit 3, spread over two task names
     async with PostgresDriver(postgres_dsn) as driver:
-        await started(driver, tasks=[keyed("k", 3)] * 40)
-    sessions = [psycopg.connect(postgres_dsn) for _ in range(6)]
-    try:
-        claimed = 0
-        for _round in range(3):
-            for session in sessions:
-                claimed += len(session.execute(RAW_CLAIM).fetchall())
-            # Then, with every claim of the round open at once, at most 3 are running
-            assert claimed <= 3
-            for session in sessions:
-                session.commit()
-            with psycopg.connect(postgres_dsn) as reader:
-                [(running,)] = reader.execute(
-                    "SELECT count(*) FROM cereal_tasks WHERE state = 'running'"
-                ).fetchall()
-            assert running == claimed <= 3
-        assert claimed == 3
-    finally:
-        for session in sessions:
-            session.close()
+        await started(driver, tasks=[keyed("k", 3, "t" if n % 2 else "u") for n in range(40)])
+
+    # When 6 sessions claim both names as fast as they can, 20 times each
+    def claimer() -> int:
+        with psycopg.connect(postgres_dsn, autocommit=True) as session:
+            return sum(
+                len(session.execute(RAW_CLAIM.replace("'t'", f"'{name}'")).fetchall())
+                for _ in range(10)
+                for name in ("t", "u")
+            )
+
+    claimed = await asyncio.gather(*(asyncio.to_thread(claimer) for _ in range(6)))
+
+    # Then exactly the limit was taken, and that many run
+    assert sum(claimed) == 3
+    with psycopg.connect(postgres_dsn) as reader:
+        [(running,)] = reader.execute(
+            "SELECT count(*) FROM cereal_tasks WHERE state = 'running'"
+        ).fetchall()
+    assert running == 3

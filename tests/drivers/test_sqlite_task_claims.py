@@ -61,34 +61,38 @@ async def test_a_claim_does_not_visit_tasks_not_yet_due(drv: SQLiteDriver, db_pa
 def test_the_claim_searches_the_ready_index_by_due_time(db_path: str) -> None:
     conn = sqlite3.connect(db_path, isolation_level=None)
     apply_migrations(conn, migrations())
-    params = {
-        "task_name": "t",
-        "now": 0.0,
-        "max_tasks": 4,
-        "expiry": 60.0,
-        "retry_policy": None,
-    }
-    claim = query_plan(conn, "claim_tasks", params)
-    probe = query_plan(conn, "has_ready_task", {"task_name": "t", "now": 0.0})
+    named = {"task_name": "t", "now": 0.0}
+    lease = {"expiry": 60.0, "retry_policy": None}
+    unkeyed = query_plan(conn, "claim_unkeyed_tasks", {**named, **lease, "max_tasks": 4})
+    cutoff = query_plan(conn, "unkeyed_cutoff", {**named, "place": 4})
+    heads = query_plan(conn, "keyed_heads_with_room", {**named, "key_limit": 8})
+    keyed = query_plan(conn, "keyed_candidates", {**named, "key": "k", "max_tasks": 4})
+    probe = query_plan(conn, "has_ready_task", named)
     conn.close()
-    for plan in (claim, probe):
+    # unkeyed tasks: the ready index (unkeyed queued tasks only) by due time
+    for plan in (unkeyed, cutoff, probe):
         assert any(
             "USING INDEX cereal_tasks_ready (task_name=? AND start_after<?)" in step
             for step in plan
         ), plan
-        # keyed tasks (migration 0018) come from their own index, and each key's
-        # running count from the running-keys index: no table is scanned
-        assert any("USING INDEX cereal_tasks_ready_keys (task_name=?" in step for step in plan)
+    # keyed tasks (migration 0018): their own index, walked one key at a time, and
+    # each key's running count from the running-keys index
+    for plan in (heads, probe):
+        assert any("USING INDEX cereal_tasks_ready_keys (task_name=?" in s for s in plan), plan
         assert any("USING INDEX cereal_tasks_running_keys (concurrency_key=?)" in s for s in plan)
+    assert any(
+        "USING INDEX cereal_tasks_ready_keys (task_name=? AND concurrency_key=? AND start_after<?)"
+        in step
+        for step in keyed
+    ), keyed
+    # no table is ever scanned, and nothing but the bounded heads is sorted
+    for plan in (unkeyed, cutoff, heads, keyed, probe):
         scans = [step for step in plan if step.startswith("SCAN")]
         assert all(
-            step.startswith(("SCAN (subquery-", "SCAN k", "SCAN CONSTANT")) for step in scans
-        )
-    assert not any("TEMP B-TREE" in step for step in probe), probe
-    # the claim sorts only what its two arms keep (the unkeyed arm is cut at
-    # :max_tasks; the keyed arm holds tasks within their limits): the ready index
-    # orders the window's partitions, so the queue itself is never sorted
-    assert sum("TEMP B-TREE" in step for step in claim) == 2, claim
+            step.startswith(("SCAN walk", "SCAN heads", "SCAN CONSTANT")) for step in scans
+        ), plan
+    for plan in (unkeyed, cutoff, keyed, probe):
+        assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
 async def test_due_tasks_are_claimed_earliest_due_first(drv: SQLiteDriver, db_path: str) -> None:

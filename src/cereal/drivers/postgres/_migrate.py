@@ -11,6 +11,7 @@ migration must never change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -52,30 +53,23 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """
     known = migrations()
     applied_now: list[str] = []
+    deadlocks = 0
     try:
         while True:
-            # one transaction per migration, each under the transaction-level lock: no
-            # session state, so this also works through a transaction-pooling proxy
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-                await conn.execute(_CREATE_TABLE)
-                async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(
-                        "SELECT version, name, checksum FROM cereal_schema_migrations"
-                        " ORDER BY version"
-                    )
-                    recorded = {row["version"]: row for row in await cur.fetchall()}
-                _check_recorded(known, recorded)
-                pending = [m for m in known if m.version not in recorded]
-                if not pending:
-                    break
-                migration = pending[0]
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO cereal_schema_migrations (version, name, checksum)"
-                    " VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
-                )
+            try:
+                migration = await _apply_next(conn, known)
+            except psycopg.errors.DeadlockDetected:
+                # a live worker held a table this migration locks, and waited on one
+                # it had locked: PostgreSQL aborted the migration's side, which
+                # rolled back whole; take it again
+                deadlocks += 1
+                if deadlocks > _DEADLOCK_RETRIES:
+                    raise
+                logger.warning("a migration met a deadlock with live workers; retrying")
+                await asyncio.sleep(0.05 * deadlocks)
+                continue
+            if migration is None:
+                break
             label = _label(migration)
             logger.info("applied migration %s", label)
             applied_now.append(label)
@@ -84,6 +78,37 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     except (psycopg.Error, OSError) as exc:
         raise errors.DriverError(f"PostgreSQL migration failed: {exc}") from exc
     return applied_now
+
+
+_DEADLOCK_RETRIES = 5
+"""How many times one run of the migrations takes a migration again after a deadlock."""
+
+
+async def _apply_next(
+    conn: psycopg.AsyncConnection[Any], known: list[Migration]
+) -> Migration | None:
+    """Apply the first pending migration in its own transaction; None when none is pending."""
+    # one transaction per migration, each under the transaction-level lock: no
+    # session state, so this also works through a transaction-pooling proxy
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute(_CREATE_TABLE)
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "SELECT version, name, checksum FROM cereal_schema_migrations ORDER BY version"
+            )
+            recorded = {row["version"]: row for row in await cur.fetchall()}
+        _check_recorded(known, recorded)
+        pending = [m for m in known if m.version not in recorded]
+        if not pending:
+            return None
+        migration = pending[0]
+        await conn.execute(migration.sql)
+        await conn.execute(
+            "INSERT INTO cereal_schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, migration.checksum),
+        )
+    return migration
 
 
 def _label(migration: Migration) -> str:

@@ -9,6 +9,7 @@ once the row is gone or holds another token the call raises
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,19 +59,66 @@ def claim_tasks(
 ) -> list[Lease]:
     """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, earliest due first.
 
-    Runs inside ``BEGIN IMMEDIATE``; the expiry is stored with each lease, and
-    ``retry_policy`` with each task that has none yet. A task with a
-    concurrency key is leased only within its key's limit (see the query).
+    Runs inside ``BEGIN IMMEDIATE``, SQLite's one writer: the running counts
+    read here cannot change before the leases are written. The expiry is
+    stored with each lease, and ``retry_policy`` with each task that has
+    none yet. With no keyed task whose key has room, this is one probe and
+    one statement (``claim_unkeyed_tasks``); otherwise keyed tasks due no
+    later than the ``max_tasks``-th unkeyed one are taken first, oldest due
+    first, each while its key runs fewer than its own limit, then unkeyed
+    ones fill the rest.
     """
-    params = {
-        "task_name": task_name,
-        "max_tasks": max_tasks,
-        "now": now(),
-        "expiry": expiry,
-        "retry_policy": retry_policy,
-    }
-    rows = conn.execute(Q["claim_tasks"], params).fetchall()
+    at = now()
+    named = {"task_name": task_name, "now": at}
+    lease = {"now": at, "expiry": expiry, "retry_policy": retry_policy}
+    # twice as many keys as tasks: the first max tasks in due order come from keys
+    # whose oldest due task is among them, with room for keys that fill up
+    heads = conn.execute(Q["keyed_heads_with_room"], {**named, "key_limit": 2 * max_tasks})
+    running = {str(row["concurrency_key"]): int(row["running"]) for row in heads}
+    rows: list[sqlite3.Row] = []
+    if running:
+        chosen = _keyed_within_limits(conn, named, running, max_tasks)
+        if chosen:
+            found = conn.execute(Q["lease_tasks"], {**lease, "task_ids": json.dumps(chosen)})
+            rows.extend(found.fetchall())
+    if len(rows) < max_tasks:
+        rest = {**named, **lease, "max_tasks": max_tasks - len(rows)}
+        rows.extend(conn.execute(Q["claim_unkeyed_tasks"], rest).fetchall())
     return [_lease_from_row(row) for row in sorted(rows, key=_claim_order)]
+
+
+def _keyed_within_limits(
+    conn: sqlite3.Connection,
+    named: dict[str, object],
+    running: dict[str, int],
+    max_tasks: int,
+) -> list[int]:
+    """The keyed tasks to lease: oldest due first, each within its own limit.
+
+    ``running`` is each candidate key's running count; only tasks due no later
+    than the ``max_tasks``-th due unkeyed task are taken (keyed ones first up
+    to there, so neither kind starves the other).
+    """
+    cutoff_row = conn.execute(Q["unkeyed_cutoff"], {**named, "place": max_tasks}).fetchone()
+    cutoff = None if cutoff_row is None else float(cutoff_row["start_after"])
+    candidates: list[tuple[float, int, str, int]] = []
+    for key in running:
+        found = conn.execute(Q["keyed_candidates"], {**named, "key": key, "max_tasks": max_tasks})
+        candidates.extend(
+            (float(row["start_after"]), int(row["id"]), key, int(row["concurrency_limit"]))
+            for row in found
+        )
+    chosen: list[int] = []
+    for start_after, task_id, key, limit in sorted(candidates):
+        if cutoff is not None and start_after > cutoff:
+            break
+        if running[key] >= limit:
+            continue
+        running[key] += 1
+        chosen.append(task_id)
+        if len(chosen) == max_tasks:
+            break
+    return chosen
 
 
 def resume_lease(conn: sqlite3.Connection, task_id: str, token: str) -> Lease:

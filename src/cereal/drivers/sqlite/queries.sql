@@ -242,36 +242,48 @@ LIMIT :window;
 
 -- name: has_ready_task
 -- Whether a task of this name is ready and claimable (a read before taking the write
--- lock): an unkeyed one, or a keyed one whose key runs fewer than its limit. When
--- every ready task waits on its key, the claimer never takes the lock to find none.
+-- lock): an unkeyed one, or a keyed one whose key runs fewer than its limit (found
+-- as the claim finds them, keyed_heads_with_room). When every ready task waits on
+-- its key, the claimer never takes the lock to find none.
 SELECT 1
 WHERE EXISTS (
-    SELECT 1 FROM cereal_tasks
+    SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready
     WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
       AND concurrency_key IS NULL
 ) OR EXISTS (
-    SELECT 1 FROM cereal_tasks AS c INDEXED BY cereal_tasks_ready_keys
-    WHERE c.task_name = :task_name AND c.state = 'queued' AND c.concurrency_key IS NOT NULL
-      AND c.start_after <= :now
-      AND (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
-           WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
-             AND r.concurrency_key = c.concurrency_key) < c.concurrency_limit
+    SELECT 1 FROM (
+        WITH RECURSIVE walk(k) AS (
+            SELECT (SELECT min(concurrency_key)
+                    FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+                    WHERE task_name = :task_name AND state = 'queued'
+                      AND concurrency_key IS NOT NULL)
+            UNION ALL
+            SELECT (SELECT min(concurrency_key)
+                    FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+                    WHERE task_name = :task_name AND state = 'queued'
+                      AND concurrency_key > walk.k)
+            FROM walk WHERE walk.k IS NOT NULL
+            LIMIT 1000
+        )
+        SELECT walk.k FROM walk
+        JOIN cereal_tasks AS h ON h.id = (
+            SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
+            WHERE q.task_name = :task_name AND q.state = 'queued'
+              AND q.concurrency_key = walk.k AND q.start_after <= :now
+            ORDER BY q.start_after, q.id LIMIT 1)
+        WHERE (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
+               WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
+                 AND r.concurrency_key = walk.k) < h.concurrency_limit
+    )
 );
 
--- name: claim_tasks
--- Lease up to :max_tasks ready tasks of one name, earliest due first (for a task enqueued
--- without delay, its enqueue time), each with a random token and the claimer's expiry
--- (the deadline is lease_heartbeat_at + lease_expiry). The ready index (task_name,
--- start_after, id; migration 0009) yields due tasks in that order: tasks not yet due
--- sort after now and are never visited.
--- Concurrency keys (migration 0018): a keyed task is leased only while its key's
--- running tasks plus its place among this name's ready tasks of that key (oldest
--- due first, so it counts the ones this statement leases before it) stay within
--- its own limit. SQLite runs one writer at a time, so the count cannot go stale
--- before the update. Unkeyed tasks take the ready index with its early stop, as
--- before; keyed ones come from their own index (one empty probe when there are
--- none). :max_tasks cuts after the key filter: a blocked key at the front of the
--- queue holds back no later task.
+-- name: claim_unkeyed_tasks
+-- Lease up to :max_tasks ready tasks of one name without a concurrency key, earliest
+-- due first (for a task enqueued without delay, its enqueue time), each with a random
+-- token and the claimer's expiry (the deadline is lease_heartbeat_at + lease_expiry).
+-- The ready index (task_name, start_after, id, unkeyed queued tasks only: migrations
+-- 0009 and 0018) yields due tasks in that order: tasks not yet due sort after now
+-- and are never visited.
 UPDATE cereal_tasks
 SET state = 'running',
     lease_token = lower(hex(randomblob(16))),
@@ -280,38 +292,79 @@ SET state = 'running',
     attempt = attempt + 1,
     retry_policy = coalesce(retry_policy, :retry_policy)
 WHERE id IN (
-    SELECT id FROM (
-        SELECT id, start_after FROM (
-            SELECT id, start_after FROM cereal_tasks INDEXED BY cereal_tasks_ready
-            WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
-              AND concurrency_key IS NULL
-            ORDER BY start_after, id
-            LIMIT :max_tasks
-        )
-        UNION ALL
-        SELECT id, start_after FROM (
-            SELECT k.id, k.start_after FROM (
-                SELECT id, start_after, concurrency_key, concurrency_limit,
-                       row_number() OVER (
-                           PARTITION BY concurrency_key ORDER BY start_after, id
-                       ) AS place
-                FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
-                WHERE task_name = :task_name AND state = 'queued'
-                  AND concurrency_key IS NOT NULL AND start_after <= :now
-            ) AS k
-            WHERE k.place <= k.concurrency_limit
-              AND k.place + (
-                  SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
-                  WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
-                    AND r.concurrency_key = k.concurrency_key
-              ) <= k.concurrency_limit
-            ORDER BY k.start_after, k.id
-            LIMIT :max_tasks
-        )
-    )
+    SELECT id FROM cereal_tasks INDEXED BY cereal_tasks_ready
+    WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+      AND concurrency_key IS NULL
     ORDER BY start_after, id
     LIMIT :max_tasks
 )
+RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
+          start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key;
+
+-- name: keyed_heads_with_room
+-- The keys of this name's queued keyed tasks whose oldest due task fits under its
+-- limit, with that task's due time and the key's running count, oldest due first,
+-- at most :key_limit: a skip scan of the keyed ready index (one probe per key, at
+-- most 1000 keys), never one per queued task, so a backlog on a full key costs
+-- nothing per task. No keyed task queued: one empty probe.
+WITH RECURSIVE walk(k) AS (
+    SELECT (SELECT min(concurrency_key)
+            FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+            WHERE task_name = :task_name AND state = 'queued'
+              AND concurrency_key IS NOT NULL)
+    UNION ALL
+    SELECT (SELECT min(concurrency_key)
+            FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+            WHERE task_name = :task_name AND state = 'queued'
+              AND concurrency_key > walk.k)
+    FROM walk WHERE walk.k IS NOT NULL
+    LIMIT 1000
+), heads AS (
+    SELECT walk.k AS concurrency_key, h.start_after, h.id, h.concurrency_limit,
+           (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
+            WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
+              AND r.concurrency_key = walk.k) AS running
+    FROM walk
+    JOIN cereal_tasks AS h ON h.id = (
+        SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
+        WHERE q.task_name = :task_name AND q.state = 'queued'
+          AND q.concurrency_key = walk.k AND q.start_after <= :now
+        ORDER BY q.start_after, q.id LIMIT 1)
+)
+SELECT concurrency_key, running FROM heads
+WHERE running < concurrency_limit
+ORDER BY start_after, id
+LIMIT :key_limit;
+
+-- name: keyed_candidates
+-- One key's due queued tasks of this name, oldest due first, at most :max_tasks.
+SELECT id, start_after, concurrency_limit
+FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+WHERE task_name = :task_name AND state = 'queued' AND concurrency_key = :key
+  AND start_after <= :now
+ORDER BY start_after, id
+LIMIT :max_tasks;
+
+-- name: unkeyed_cutoff
+-- The due time of this name's :place-th due unkeyed task (1-based; no row: fewer):
+-- keyed tasks due no later are claimed first, so neither kind starves the other.
+SELECT start_after FROM cereal_tasks INDEXED BY cereal_tasks_ready
+WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+  AND concurrency_key IS NULL
+ORDER BY start_after, id
+LIMIT 1 OFFSET :place - 1;
+
+-- name: lease_tasks
+-- Lease the given queued tasks (chosen in this write transaction), as
+-- claim_unkeyed_tasks does.
+UPDATE cereal_tasks
+SET state = 'running',
+    lease_token = lower(hex(randomblob(16))),
+    lease_heartbeat_at = :now,
+    lease_expiry = :expiry,
+    attempt = attempt + 1,
+    retry_policy = coalesce(retry_policy, :retry_policy)
+WHERE id IN (SELECT value FROM json_each(:task_ids)) AND state = 'queued'
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
           start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key;
 
@@ -586,11 +639,21 @@ LIMIT 1;
 -- Metrics: due queued tasks per task name with the oldest one's enqueue time. The
 -- ready index (task_name, start_after, id WHERE queued) covers it: the cost follows
 -- the queued tasks, never the history.
-SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
-FROM cereal_tasks INDEXED BY cereal_tasks_ready
-WHERE state = 'queued' AND start_after <= :now
-GROUP BY task_name
-ORDER BY task_name;
+-- (Unkeyed and keyed tasks have ready indexes of their own since migration 0018.)
+SELECT name, sum(depth) AS depth, min(oldest_at) AS oldest_at
+FROM (
+    SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
+    FROM cereal_tasks INDEXED BY cereal_tasks_ready
+    WHERE state = 'queued' AND start_after <= :now AND concurrency_key IS NULL
+    GROUP BY task_name
+    UNION ALL
+    SELECT task_name, count(*), min(enqueued_at)
+    FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL AND start_after <= :now
+    GROUP BY task_name
+)
+GROUP BY name
+ORDER BY name;
 
 -- name: workflow_queue_depths
 -- Metrics: ready, unclaimed instances per workflow name with the enqueue time of the

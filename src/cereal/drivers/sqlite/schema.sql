@@ -123,7 +123,7 @@ CREATE INDEX cereal_tasks_by_name ON cereal_tasks (task_name, id);
 
 CREATE INDEX cereal_tasks_leases ON cereal_tasks (lease_heartbeat_at) WHERE state = 'running';
 
-CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id) WHERE state = 'queued';
+CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id) WHERE state = 'queued' AND concurrency_key IS NULL;
 
 CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after, id) WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 

@@ -1,18 +1,20 @@
 -- Concurrency keys: a task may carry a key with a limit; of the tasks sharing a
 -- key, at most the limit run at once, across every process sharing the store.
--- The claim enforces it (cereal_claim_tasks below). While no keyed task of
--- the name is due, it is one set-based statement as before, through the ready
--- index, which now holds unkeyed tasks only (keyed ones have an index of their
--- own, so a backlog of keyed tasks over their limit never slows the unkeyed
--- claim). Otherwise both kinds are taken in due order, a keyed task under a
--- transaction-scoped advisory lock on its key (class 1667592805, 'cere';
--- try-lock, skipped when held) after counting the key's running tasks in a
--- fresh snapshot. Nothing is counted ahead: a task
--- leaving 'running' (completed, retried, handed back, lost, its run ended)
--- frees its slot by the same row change. The claim function keeps its
--- signature and result (workers of the previous release call it prepared);
--- the decision function takes the two new arrays as a new overload, and the
--- previous one stays for those workers.
+-- The claim enforces it (cereal_claim_tasks below): it finds the keys of the
+-- name's queued keyed tasks with room (a skip scan of their ready index, one
+-- probe per key), locks those keys in one global order (transaction-scoped
+-- advisory locks, class 1667592805 'cere'), counts each key's running tasks
+-- after the lock and takes keyed tasks while they fit, then unkeyed ones with
+-- one set-based statement through the ready index, which now holds unkeyed
+-- tasks only. With no keyed task queued the claim is that one statement after
+-- one empty probe. Nothing is counted ahead: a task leaving 'running'
+-- (completed, retried, handed back, lost, its run ended) frees its slot by the
+-- same row change. The claim function keeps its signature and result (workers
+-- of the previous release call it prepared); the decision function takes the
+-- two new arrays as a new overload, and the previous one stays for them.
+-- Upgrade note: this migration locks the task, result and dead-letter tables
+-- in turn; a running worker holding them in the other order makes PostgreSQL
+-- abort one side as a deadlock, and the migration is retried (see _migrate.py).
 
 ALTER TABLE cereal_tasks
     ADD COLUMN concurrency_key text,
@@ -26,7 +28,8 @@ DROP INDEX cereal_tasks_ready;
 CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id)
     WHERE state = 'queued' AND concurrency_key IS NULL;
 
-CREATE INDEX cereal_tasks_ready_keyed ON cereal_tasks (task_name, start_after, id)
+CREATE INDEX cereal_tasks_ready_keyed
+    ON cereal_tasks (task_name, concurrency_key, start_after, id)
     WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 
 CREATE INDEX cereal_tasks_running_by_key ON cereal_tasks (concurrency_key)
@@ -69,92 +72,133 @@ AS $function$
 #variable_conflict use_column
 DECLARE
     v_taken integer := 0;
+    v_keys text[];
+    v_cutoff timestamp with time zone;
+    v_lock integer;
     v_candidate record;
     v_running integer;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    IF NOT EXISTS (
-        SELECT 1 FROM cereal_tasks AS k
-        WHERE k.task_name = p_task_name AND k.state = 'queued'
-          AND k.concurrency_key IS NOT NULL AND k.start_after <= now()
-    ) THEN
-        -- no keyed task is due (one probe of the keyed index): one set-based
-        -- statement through the unkeyed ready index, as before keys existed
-        RETURN QUERY
-        UPDATE cereal_tasks AS t
-        SET state = 'running', lease = p_lease, heartbeat_at = now(),
-            lease_expiry = p_expiry, attempt = t.attempt + 1,
-            retry_policy = coalesce(t.retry_policy, p_retry_policy)
-        FROM (
-            SELECT q.id FROM cereal_tasks AS q
+    -- The keys of this name's queued keyed tasks whose oldest due task has room
+    -- in this snapshot: a skip scan of the keyed ready index, one probe per key
+    -- (at most 1000 keys a claim), never one per queued task, so a backlog on
+    -- full keys costs nothing per task. No keyed task queued: one empty probe.
+    WITH RECURSIVE walk(k) AS (
+        (SELECT q.concurrency_key FROM cereal_tasks AS q
+         WHERE q.task_name = p_task_name AND q.state = 'queued'
+           AND q.concurrency_key IS NOT NULL
+         ORDER BY q.concurrency_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT q.concurrency_key FROM cereal_tasks AS q
+                WHERE q.task_name = p_task_name AND q.state = 'queued'
+                  AND q.concurrency_key > walk.k
+                ORDER BY q.concurrency_key LIMIT 1)
+        FROM walk WHERE walk.k IS NOT NULL
+    ), found AS (
+        SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT 1000
+    ), oldest AS (
+        -- each key's oldest due task: its place in due order and its limit
+        SELECT found.k, head.start_after, head.id, head.concurrency_limit
+        FROM found
+        CROSS JOIN LATERAL (
+            SELECT q.start_after, q.id, q.concurrency_limit FROM cereal_tasks AS q
             WHERE q.task_name = p_task_name AND q.state = 'queued'
-              AND q.concurrency_key IS NULL AND q.start_after <= now()
-            ORDER BY q.start_after, q.id
-            LIMIT p_max_tasks
-            FOR UPDATE SKIP LOCKED
-        ) AS picked
-        WHERE t.id = picked.id
-        RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-                  t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
-                  t.retry_policy::text;
-        RETURN;
-    END IF;
-    -- Keyed tasks are due: unkeyed and keyed candidates in due order (a merge of
-    -- the two ready indexes, so neither kind starves the other), keyed ones only
-    -- of keys not already full in this snapshot (so a full key at the front
-    -- cannot hide later tasks). Each is then locked (skipped when another
-    -- claimer holds it or took it); a keyed one is taken only under the key's
-    -- lock and a fresh count.
-    FOR v_candidate IN
-        SELECT c.id, c.concurrency_key, c.concurrency_limit FROM (
-            (SELECT q.id, q.start_after, q.concurrency_key, q.concurrency_limit
-             FROM cereal_tasks AS q
-             WHERE q.task_name = p_task_name AND q.state = 'queued'
-               AND q.concurrency_key IS NULL AND q.start_after <= now()
-             ORDER BY q.start_after, q.id
-             LIMIT p_max_tasks * 2)
-            UNION ALL
-            (SELECT q.id, q.start_after, q.concurrency_key, q.concurrency_limit
-             FROM cereal_tasks AS q
-             WHERE q.task_name = p_task_name AND q.state = 'queued'
-               AND q.concurrency_key IS NOT NULL AND q.start_after <= now()
-               AND (SELECT count(*) FROM cereal_tasks AS r
-                    WHERE r.concurrency_key = q.concurrency_key AND r.state = 'running')
-                   < q.concurrency_limit
-             ORDER BY q.start_after, q.id
-             LIMIT p_max_tasks * 4)
-        ) AS c
-        ORDER BY c.start_after, c.id
-    LOOP
-        PERFORM 1 FROM cereal_tasks AS t
-        WHERE t.id = v_candidate.id AND t.state = 'queued'
-        FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        IF v_candidate.concurrency_key IS NOT NULL THEN
-            -- One claimer per key at a time, held to this transaction's end: the
-            -- count then runs in a snapshot taken after every earlier claimer of
-            -- the key committed (each statement of a volatile function takes a
-            -- fresh one) and counts this call's own claims. A key another
-            -- claimer holds right now is skipped, never waited for, so
-            -- claimers cannot deadlock.
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(1667592805,
-                                                        hashtext(v_candidate.concurrency_key));
+              AND q.concurrency_key = found.k AND q.start_after <= now()
+            ORDER BY q.start_after, q.id LIMIT 1
+        ) AS head
+    )
+    -- the first max tasks in due order come from keys whose oldest due task is
+    -- among the first max: twice that many keys leave room for keys that fill up
+    SELECT array_agg(picked.k) INTO v_keys
+    FROM (
+        SELECT oldest.k FROM oldest
+        WHERE (SELECT count(*) FROM cereal_tasks AS r
+               WHERE r.concurrency_key = oldest.k AND r.state = 'running')
+              < oldest.concurrency_limit
+        ORDER BY oldest.start_after, oldest.id
+        LIMIT p_max_tasks * 2
+    ) AS picked;
+
+    IF v_keys IS NOT NULL THEN
+        -- the decisive count below is fresh only when each statement takes a new
+        -- snapshot, as READ COMMITTED does
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'claiming tasks with a concurrency key needs READ COMMITTED, not %',
+                current_setting('transaction_isolation');
+        END IF;
+        -- Each of these keys is locked until this transaction ends, in one global
+        -- order (by lock number), waiting for a claimer holding it (its claim is
+        -- one short statement): claimers never deadlock, and never both pass a
+        -- key over. Counted after the lock, a key's running tasks include every
+        -- earlier claim of it, committed (a volatile function's statement takes a
+        -- fresh snapshot) or this call's own.
+        FOR v_lock IN SELECT DISTINCT hashtext(k) FROM unnest(v_keys) AS k ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock(1667592805, v_lock);
+        END LOOP;
+        -- keyed tasks due no later than the max-th due unkeyed one go first, so
+        -- neither kind starves the other
+        SELECT q.start_after INTO v_cutoff FROM cereal_tasks AS q
+        WHERE q.task_name = p_task_name AND q.state = 'queued'
+          AND q.concurrency_key IS NULL AND q.start_after <= now()
+        ORDER BY q.start_after, q.id
+        OFFSET p_max_tasks - 1 LIMIT 1;
+        FOR v_candidate IN
+            SELECT c.id, c.concurrency_key, c.concurrency_limit
+            FROM unnest(v_keys) AS k(key)
+            CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency_key, q.concurrency_limit, q.start_after
+                FROM cereal_tasks AS q
+                WHERE q.task_name = p_task_name AND q.state = 'queued'
+                  AND q.concurrency_key = k.key AND q.start_after <= now()
+                  AND (v_cutoff IS NULL OR q.start_after <= v_cutoff)
+                ORDER BY q.start_after, q.id
+                LIMIT p_max_tasks
+            ) AS c
+            ORDER BY c.start_after, c.id
+        LOOP
+            PERFORM 1 FROM cereal_tasks AS t
+            WHERE t.id = v_candidate.id AND t.state = 'queued'
+            FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
             SELECT count(*) INTO v_running FROM cereal_tasks AS r
             WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
             CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
+            RETURN QUERY
+            UPDATE cereal_tasks AS t
+            SET state = 'running', lease = p_lease, heartbeat_at = now(),
+                lease_expiry = p_expiry, attempt = t.attempt + 1,
+                retry_policy = coalesce(t.retry_policy, p_retry_policy)
+            WHERE t.id = v_candidate.id
+            RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters,
+                      t.workflow_name, t.instance_name, t.enqueued_at, t.start_after,
+                      t.attempt, t.traceparent, t.retry_policy::text;
+            v_taken := v_taken + 1;
+            EXIT WHEN v_taken >= p_max_tasks;
+        END LOOP;
+        IF v_taken >= p_max_tasks THEN
+            RETURN;
         END IF;
-        RETURN QUERY
-        UPDATE cereal_tasks AS t
-        SET state = 'running', lease = p_lease, heartbeat_at = now(),
-            lease_expiry = p_expiry, attempt = t.attempt + 1,
-            retry_policy = coalesce(t.retry_policy, p_retry_policy)
-        WHERE t.id = v_candidate.id
-        RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-                  t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
-                  t.retry_policy::text;
-        v_taken := v_taken + 1;
-        EXIT WHEN v_taken >= p_max_tasks;
-    END LOOP;
+    END IF;
+
+    -- tasks without a key: one set-based statement through the unkeyed ready
+    -- index, rows another claimer holds skipped inside the limit
+    RETURN QUERY
+    UPDATE cereal_tasks AS t
+    SET state = 'running', lease = p_lease, heartbeat_at = now(),
+        lease_expiry = p_expiry, attempt = t.attempt + 1,
+        retry_policy = coalesce(t.retry_policy, p_retry_policy)
+    FROM (
+        SELECT q.id FROM cereal_tasks AS q
+        WHERE q.task_name = p_task_name AND q.state = 'queued'
+          AND q.concurrency_key IS NULL AND q.start_after <= now()
+        ORDER BY q.start_after, q.id
+        LIMIT p_max_tasks - v_taken
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
+              t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
+              t.retry_policy::text;
 END
 $function$;
 

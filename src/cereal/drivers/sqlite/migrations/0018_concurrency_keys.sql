@@ -12,11 +12,17 @@ ALTER TABLE cereal_tasks ADD COLUMN concurrency_limit INTEGER
 CREATE INDEX cereal_tasks_running_keys ON cereal_tasks (concurrency_key)
 WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
--- The claim ranks ready keyed tasks per key (oldest due first) apart from the
--- others: with no keyed task queued under a name, this is one empty probe and
--- the unkeyed claim walks the ready index as before.
+-- The claim walks the keys of ready keyed tasks (one probe per key) apart from
+-- the others: with no keyed task queued under a name, this is one empty probe.
+-- The ready index then holds unkeyed tasks only, so a backlog of keyed tasks
+-- over their limit never slows the unkeyed claim.
 CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after, id)
 WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+
+DROP INDEX cereal_tasks_ready;
+
+CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id)
+WHERE state = 'queued' AND concurrency_key IS NULL;
 
 -- A result and a dead letter keep the task's key, so a requeued dead task runs
 -- under its key again; the dead-letter trigger copies them.
