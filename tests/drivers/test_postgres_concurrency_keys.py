@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+import pytest
 
 from cereal.drivers.postgres import PostgresDriver
 from cereal.models import NewTask
@@ -100,3 +101,19 @@ async def test_racing_claimers_take_exactly_the_limit(postgres_dsn: str) -> None
             "SELECT count(*) FROM cereal_tasks WHERE state = 'running'"
         ).fetchall()
     assert running == 3
+
+
+async def test_a_keyed_claim_outside_read_committed_is_refused(postgres_dsn: str) -> None:
+    # Given a keyed task, and a session whose transactions are REPEATABLE READ (one
+    # snapshot for the whole claim: the count could miss a claim committed meanwhile)
+    async with PostgresDriver(postgres_dsn) as driver:
+        await started(driver, tasks=[keyed("k", 1)])
+    with psycopg.connect(postgres_dsn, autocommit=True) as session:
+        session.execute("SET default_transaction_isolation = 'repeatable read'")
+        # Then claiming it is refused with the reason, and nothing is claimed
+        with pytest.raises(psycopg.errors.RaiseException, match="needs READ COMMITTED"):
+            session.execute(RAW_CLAIM)
+        [(running,)] = session.execute(
+            "SELECT count(*) FROM cereal_tasks WHERE state = 'running'"
+        ).fetchall()
+        assert running == 0
