@@ -494,6 +494,7 @@ AS $function$
 DECLARE
     v_taken integer := 0;
     v_keys text[];
+    v_rooms integer[];
     v_cutoff timestamp with time zone;
     v_lock integer;
     v_candidate record;
@@ -530,13 +531,19 @@ BEGIN
     )
     -- the first max tasks in due order come from keys whose oldest due task is
     -- among the first max: twice that many keys leave room for keys that fill up
-    SELECT array_agg(picked.k) INTO v_keys
+    -- (a key gives at most its room: its oldest task's limit less its running
+    -- tasks; tasks sharing a key share the limit)
+    SELECT array_agg(picked.k), array_agg(picked.room) INTO v_keys, v_rooms
     FROM (
-        SELECT oldest.k FROM oldest
-        WHERE (SELECT count(*) FROM cereal_tasks AS r
-               WHERE r.concurrency_key = oldest.k AND r.state = 'running')
-              < oldest.concurrency_limit
-        ORDER BY oldest.start_after, oldest.id
+        SELECT counted.k, counted.concurrency_limit - counted.running AS room
+        FROM (
+            SELECT oldest.k, oldest.start_after, oldest.id, oldest.concurrency_limit,
+                   (SELECT count(*) FROM cereal_tasks AS r
+                    WHERE r.concurrency_key = oldest.k AND r.state = 'running') AS running
+            FROM oldest
+        ) AS counted
+        WHERE counted.running < counted.concurrency_limit
+        ORDER BY counted.start_after, counted.id
         LIMIT p_max_tasks * 2
     ) AS picked;
 
@@ -565,7 +572,7 @@ BEGIN
         OFFSET p_max_tasks - 1 LIMIT 1;
         FOR v_candidate IN
             SELECT c.id, c.concurrency_key, c.concurrency_limit
-            FROM unnest(v_keys) AS k(key)
+            FROM unnest(v_keys, v_rooms) AS k(key, room)
             CROSS JOIN LATERAL (
                 SELECT q.id, q.concurrency_key, q.concurrency_limit, q.start_after
                 FROM cereal_tasks AS q
@@ -573,7 +580,7 @@ BEGIN
                   AND q.concurrency_key = k.key AND q.start_after <= now()
                   AND (v_cutoff IS NULL OR q.start_after <= v_cutoff)
                 ORDER BY q.start_after, q.id
-                LIMIT p_max_tasks
+                LIMIT least(p_max_tasks, k.room)
             ) AS c
             ORDER BY c.start_after, c.id
         LOOP

@@ -73,11 +73,18 @@ def claim_tasks(
     lease = {"now": at, "expiry": expiry, "retry_policy": retry_policy}
     # twice as many keys as tasks: the first max tasks in due order come from keys
     # whose oldest due task is among them, with room for keys that fill up
-    heads = conn.execute(Q["keyed_heads_with_room"], {**named, "key_limit": 2 * max_tasks})
+    heads = conn.execute(
+        Q["keyed_heads_with_room"], {**named, "key_limit": 2 * max_tasks}
+    ).fetchall()
     running = {str(row["concurrency_key"]): int(row["running"]) for row in heads}
+    # a key gives at most its room (its oldest task's limit; keys share one limit)
+    room = {
+        str(row["concurrency_key"]): int(row["concurrency_limit"]) - int(row["running"])
+        for row in heads
+    }
     rows: list[sqlite3.Row] = []
     if running:
-        chosen = _keyed_within_limits(conn, named, running, max_tasks)
+        chosen = _keyed_within_limits(conn, named, running, room, max_tasks)
         if chosen:
             found = conn.execute(Q["lease_tasks"], {**lease, "task_ids": json.dumps(chosen)})
             rows.extend(found.fetchall())
@@ -91,6 +98,7 @@ def _keyed_within_limits(
     conn: sqlite3.Connection,
     named: dict[str, object],
     running: dict[str, int],
+    room: dict[str, int],
     max_tasks: int,
 ) -> list[int]:
     """The keyed tasks to lease: oldest due first, each within its own limit.
@@ -103,7 +111,8 @@ def _keyed_within_limits(
     cutoff = None if cutoff_row is None else float(cutoff_row["start_after"])
     candidates: list[tuple[float, int, str, int]] = []
     for key in running:
-        found = conn.execute(Q["keyed_candidates"], {**named, "key": key, "max_tasks": max_tasks})
+        most = min(max_tasks, room[key])
+        found = conn.execute(Q["keyed_candidates"], {**named, "key": key, "max_tasks": most})
         candidates.extend(
             (float(row["start_after"]), int(row["id"]), key, int(row["concurrency_limit"]))
             for row in found

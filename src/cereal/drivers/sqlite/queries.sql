@@ -331,7 +331,7 @@ WITH RECURSIVE walk(k) AS (
           AND q.concurrency_key = walk.k AND q.start_after <= :now
         ORDER BY q.start_after, q.id LIMIT 1)
 )
-SELECT concurrency_key, running FROM heads
+SELECT concurrency_key, running, concurrency_limit FROM heads
 WHERE running < concurrency_limit
 ORDER BY start_after, id
 LIMIT :key_limit;
