@@ -19,7 +19,7 @@ import pytest
 from cereal import Decision, Task, WorkflowInstance
 from cereal.drivers import Driver, TaskCompleter
 from cereal.models import NewTask, TaskData, TaskStatus
-from tests.conformance._driver_helpers import INST, WF, started, sweep, take
+from tests.conformance._driver_helpers import INST, WF, hour_ahead, started, sweep, take
 from tests.conformance._executors import Flow, collect_results, register
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -302,3 +302,41 @@ async def test_a_requeued_dead_task_runs_under_its_key_again(driver: Driver) -> 
     ]
     assert (again.concurrency_key, again.concurrency_limit) == ("k", 1)
     assert await driver.dequeue_tasks("t", 10, task_expiry=3600) == []
+
+
+async def test_an_unkeyed_task_due_first_is_not_passed_over_by_keyed_ones(driver: Driver) -> None:
+    # Given one unkeyed task, then keyed ones of five keys with room to spare
+    await started(
+        driver,
+        tasks=[keyed("t", 0, None, None)]
+        + [keyed("t", n, f"key-{n % 5}", 2) for n in range(1, 21)],
+    )
+    # When a claim takes fewer than are due
+    claimed = params(await driver.dequeue_tasks("t", 4, task_expiry=3600))
+    # Then the unkeyed one, due first, is among them: the kinds are taken in due order
+    assert claimed == [b"0", b"1", b"2", b"3"]
+
+
+async def test_a_key_past_hundreds_of_keys_with_nothing_to_claim_gets_its_turn(
+    driver: Driver,
+) -> None:
+    # Given 300 keys whose only tasks are not due yet (each sorting before the last
+    # key), and one key with a due task
+    later = [
+        NewTask(
+            "t",
+            b"9",
+            start_after=hour_ahead(),
+            concurrency_key=f"a{n:04d}",
+            concurrency_limit=1,
+        )
+        for n in range(300)
+    ]
+    await started(driver, tasks=[*later, keyed("t", 1, "z-due", 1)])
+    # When claims come (a claim visits a bounded number of keys, going on from where
+    # the last one stopped)
+    claimed: list[bytes | None] = []
+    for _ in range(3):
+        claimed += params(await driver.dequeue_tasks("t", 10, task_expiry=3600))
+    # Then the due task is claimed within a few claims
+    assert claimed == [b"1"]

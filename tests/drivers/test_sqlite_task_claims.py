@@ -64,34 +64,36 @@ def test_the_claim_searches_the_ready_index_by_due_time(db_path: str) -> None:
     named = {"task_name": "t", "now": 0.0}
     lease = {"expiry": 60.0, "retry_policy": None}
     unkeyed = query_plan(conn, "claim_unkeyed_tasks", {**named, **lease, "max_tasks": 4})
-    cutoff = query_plan(conn, "unkeyed_cutoff", {**named, "place": 4})
-    heads = query_plan(conn, "keyed_heads_with_room", {**named, "key_limit": 8})
-    keyed = query_plan(conn, "keyed_candidates", {**named, "key": "k", "max_tasks": 4})
+    due = query_plan(conn, "due_unkeyed_tasks", {**named, "max_tasks": 4})
     probe = query_plan(conn, "has_ready_task", named)
+    any_keyed = query_plan(conn, "has_queued_keyed_task", named)
+    walk = query_plan(conn, "keys_after", {"task_name": "t", "after": None, "count": 256})
+    heads = query_plan(conn, "key_heads", {**named, "keys": '["k"]'})
+    keyed = query_plan(conn, "keyed_candidates", {**named, "key": "k", "max_tasks": 4})
     conn.close()
     # unkeyed tasks: the ready index (unkeyed queued tasks only) by due time
-    for plan in (unkeyed, cutoff, probe):
+    for plan in (unkeyed, due, probe):
         assert any(
             "USING INDEX cereal_tasks_ready (task_name=? AND start_after<?)" in step
             for step in plan
         ), plan
     # keyed tasks (migration 0018): their own index, walked one key at a time, and
     # each key's running count from the running-keys index
-    for plan in (heads, probe):
+    for plan in (any_keyed, walk, probe):
         assert any("USING INDEX cereal_tasks_ready_keys (task_name=?" in s for s in plan), plan
-        assert any("USING INDEX cereal_tasks_running_keys (concurrency_key=?)" in s for s in plan)
-    assert any(
-        "USING INDEX cereal_tasks_ready_keys (task_name=? AND concurrency_key=? AND start_after<?)"
-        in step
-        for step in keyed
-    ), keyed
-    # no table is ever scanned, and nothing but the bounded heads is sorted
-    for plan in (unkeyed, cutoff, heads, keyed, probe):
+    assert any("USING INDEX cereal_tasks_running_keys (concurrency_key=?)" in s for s in heads)
+    for plan in (heads, keyed):
+        assert any(
+            "USING INDEX cereal_tasks_ready_keys (task_name=? AND concurrency_key=? AND "
+            "start_after<?)" in step
+            for step in plan
+        ), plan
+    # no table is ever scanned, and nothing is sorted
+    for plan in (unkeyed, due, probe, any_keyed, walk, heads, keyed):
         scans = [step for step in plan if step.startswith("SCAN")]
         assert all(
-            step.startswith(("SCAN walk", "SCAN heads", "SCAN CONSTANT")) for step in scans
+            step.startswith(("SCAN walk", "SCAN keys", "SCAN CONSTANT")) for step in scans
         ), plan
-    for plan in (unkeyed, cutoff, keyed, probe):
         assert not any("TEMP B-TREE" in step for step in plan), plan
 
 

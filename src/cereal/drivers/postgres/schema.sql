@@ -44,6 +44,12 @@ CREATE TABLE cereal_event_history (
 
 CREATE INDEX cereal_event_history_by_run ON cereal_event_history USING btree (workflow_name, instance_name, instance_id, event_id);
 
+CREATE TABLE cereal_key_cursors (
+    task_name text NOT NULL,
+    after_key text NOT NULL,
+    CONSTRAINT cereal_key_cursors_pkey PRIMARY KEY (task_name)
+);
+
 CREATE TABLE cereal_schema_migrations (
     version    integer                  NOT NULL,
     name       text                     NOT NULL,
@@ -493,59 +499,73 @@ AS $function$
 #variable_conflict use_column
 DECLARE
     v_taken integer := 0;
+    v_cursor text;
+    v_walked text[];
+    v_next_cursor text;
     v_keys text[];
     v_rooms integer[];
-    v_cutoff timestamp with time zone;
+    v_unkeyed_at timestamp with time zone[];
+    v_unkeyed_id bigint[];
+    v_ahead integer := 0;
     v_lock integer;
     v_candidate record;
     v_running integer;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- The keys of this name's queued keyed tasks whose oldest due task has room
-    -- in this snapshot: a skip scan of the keyed ready index, one probe per key
-    -- (at most 1000 keys a claim), never one per queued task, so a backlog on
-    -- full keys costs nothing per task. No keyed task queued: one empty probe.
-    WITH RECURSIVE walk(k) AS (
-        (SELECT q.concurrency_key FROM cereal_tasks AS q
-         WHERE q.task_name = p_task_name AND q.state = 'queued'
-           AND q.concurrency_key IS NOT NULL
-         ORDER BY q.concurrency_key LIMIT 1)
-        UNION ALL
-        SELECT (SELECT q.concurrency_key FROM cereal_tasks AS q
-                WHERE q.task_name = p_task_name AND q.state = 'queued'
-                  AND q.concurrency_key > walk.k
-                ORDER BY q.concurrency_key LIMIT 1)
-        FROM walk WHERE walk.k IS NOT NULL
-    ), found AS (
-        SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT 1000
-    ), oldest AS (
-        -- each key's oldest due task: its place in due order and its limit
-        SELECT found.k, head.start_after, head.id, head.concurrency_limit
-        FROM found
-        CROSS JOIN LATERAL (
-            SELECT q.start_after, q.id, q.concurrency_limit FROM cereal_tasks AS q
-            WHERE q.task_name = p_task_name AND q.state = 'queued'
-              AND q.concurrency_key = found.k AND q.start_after <= now()
-            ORDER BY q.start_after, q.id LIMIT 1
-        ) AS head
-    )
-    -- the first max tasks in due order come from keys whose oldest due task is
-    -- among the first max: twice that many keys leave room for keys that fill up
-    -- (a key gives at most its room: its oldest task's limit less its running
-    -- tasks; tasks sharing a key share the limit)
-    SELECT array_agg(picked.k), array_agg(picked.room) INTO v_keys, v_rooms
-    FROM (
-        SELECT counted.k, counted.concurrency_limit - counted.running AS room
+    IF EXISTS (
+        SELECT 1 FROM cereal_tasks AS k
+        WHERE k.task_name = p_task_name AND k.state = 'queued'
+          AND k.concurrency_key IS NOT NULL
+    ) THEN
+        -- visit at most 256 keys, going on from where the last claim of this name
+        -- stopped and wrapping round, so every key has its turn
+        SELECT c.after_key INTO v_cursor FROM cereal_key_cursors AS c
+        WHERE c.task_name = p_task_name;
+        v_walked := ARRAY(SELECT cereal_keys_after(p_task_name, v_cursor, 256));
+        IF v_cursor IS NOT NULL AND cardinality(v_walked) < 256 THEN
+            v_walked := v_walked || ARRAY(
+                SELECT w.k FROM cereal_keys_after(p_task_name, NULL, 256 - cardinality(v_walked))
+                    AS w(k)
+                WHERE w.k <= v_cursor);
+        END IF;
+        IF cardinality(v_walked) >= 256 THEN
+            v_next_cursor := v_walked[cardinality(v_walked)];
+        END IF;
+        IF v_next_cursor IS DISTINCT FROM v_cursor THEN
+            IF v_next_cursor IS NULL THEN
+                DELETE FROM cereal_key_cursors AS c WHERE c.task_name = p_task_name;
+            ELSE
+                INSERT INTO cereal_key_cursors AS c (task_name, after_key)
+                VALUES (p_task_name, v_next_cursor)
+                ON CONFLICT (task_name) DO UPDATE SET after_key = EXCLUDED.after_key;
+            END IF;
+        END IF;
+        -- of those, the keys whose oldest due task has room in this snapshot, oldest
+        -- due first; the first max tasks in due order come from keys whose oldest
+        -- due task is among them: twice that many (at most 64, a bound on the
+        -- locks one claim holds) leave room for keys that fill up. A key gives at
+        -- most its room: its oldest task's limit less its running tasks (tasks
+        -- sharing a key share the limit).
+        SELECT array_agg(picked.k), array_agg(picked.room) INTO v_keys, v_rooms
         FROM (
-            SELECT oldest.k, oldest.start_after, oldest.id, oldest.concurrency_limit,
-                   (SELECT count(*) FROM cereal_tasks AS r
-                    WHERE r.concurrency_key = oldest.k AND r.state = 'running') AS running
-            FROM oldest
-        ) AS counted
-        WHERE counted.running < counted.concurrency_limit
-        ORDER BY counted.start_after, counted.id
-        LIMIT p_max_tasks * 2
-    ) AS picked;
+            SELECT counted.k, counted.concurrency_limit - counted.running AS room
+            FROM (
+                SELECT w.k, head.start_after, head.id, head.concurrency_limit,
+                       (SELECT count(*) FROM cereal_tasks AS r
+                        WHERE r.concurrency_key = w.k AND r.state = 'running') AS running
+                FROM unnest(v_walked) AS w(k)
+                CROSS JOIN LATERAL (
+                    SELECT q.start_after, q.id, q.concurrency_limit FROM cereal_tasks AS q
+                    WHERE q.task_name = p_task_name AND q.state = 'queued'
+                      AND q.concurrency_key = w.k AND q.start_after <= now()
+                    ORDER BY q.start_after, q.id LIMIT 1
+                ) AS head
+            ) AS counted
+            WHERE counted.running < counted.concurrency_limit
+            ORDER BY counted.start_after, counted.id
+            LIMIT least(p_max_tasks * 2, 64)
+        ) AS picked;
+    END IF;
 
     IF v_keys IS NOT NULL THEN
         -- the decisive count below is fresh only when each statement takes a new
@@ -563,27 +583,37 @@ BEGIN
         FOR v_lock IN SELECT DISTINCT hashtext(k) FROM unnest(v_keys) AS k ORDER BY 1 LOOP
             PERFORM pg_advisory_xact_lock(1667592805, v_lock);
         END LOOP;
-        -- keyed tasks due no later than the max-th due unkeyed one go first, so
-        -- neither kind starves the other
-        SELECT q.start_after INTO v_cutoff FROM cereal_tasks AS q
-        WHERE q.task_name = p_task_name AND q.state = 'queued'
-          AND q.concurrency_key IS NULL AND q.start_after <= now()
-        ORDER BY q.start_after, q.id
-        OFFSET p_max_tasks - 1 LIMIT 1;
+        -- the due unkeyed tasks this claim could take: a keyed task is taken only
+        -- while it and the unkeyed ones due before it fit, so neither kind starves
+        SELECT array_agg(u.start_after ORDER BY u.start_after, u.id),
+               array_agg(u.id ORDER BY u.start_after, u.id)
+        INTO v_unkeyed_at, v_unkeyed_id
+        FROM (
+            SELECT q.start_after, q.id FROM cereal_tasks AS q
+            WHERE q.task_name = p_task_name AND q.state = 'queued'
+              AND q.concurrency_key IS NULL AND q.start_after <= now()
+            ORDER BY q.start_after, q.id
+            LIMIT p_max_tasks
+        ) AS u;
         FOR v_candidate IN
-            SELECT c.id, c.concurrency_key, c.concurrency_limit
+            SELECT c.id, c.start_after, c.concurrency_key, c.concurrency_limit
             FROM unnest(v_keys, v_rooms) AS k(key, room)
             CROSS JOIN LATERAL (
                 SELECT q.id, q.concurrency_key, q.concurrency_limit, q.start_after
                 FROM cereal_tasks AS q
                 WHERE q.task_name = p_task_name AND q.state = 'queued'
                   AND q.concurrency_key = k.key AND q.start_after <= now()
-                  AND (v_cutoff IS NULL OR q.start_after <= v_cutoff)
                 ORDER BY q.start_after, q.id
                 LIMIT least(p_max_tasks, k.room)
             ) AS c
             ORDER BY c.start_after, c.id
         LOOP
+            WHILE v_ahead < coalesce(cardinality(v_unkeyed_id), 0)
+                  AND (v_unkeyed_at[v_ahead + 1], v_unkeyed_id[v_ahead + 1])
+                      < (v_candidate.start_after, v_candidate.id) LOOP
+                v_ahead := v_ahead + 1;
+            END LOOP;
+            EXIT WHEN v_taken + v_ahead >= p_max_tasks;
             PERFORM 1 FROM cereal_tasks AS t
             WHERE t.id = v_candidate.id AND t.state = 'queued'
             FOR UPDATE SKIP LOCKED;
@@ -601,7 +631,6 @@ BEGIN
                       t.workflow_name, t.instance_name, t.enqueued_at, t.start_after,
                       t.attempt, t.traceparent, t.retry_policy::text;
             v_taken := v_taken + 1;
-            EXIT WHEN v_taken >= p_max_tasks;
         END LOOP;
         IF v_taken >= p_max_tasks THEN
             RETURN;
@@ -680,6 +709,27 @@ BEGIN
     WHERE i.claim_token = p_token
     ORDER BY i.ready_at, i.id, e.id;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_keys_after(p_task_name text, p_after text, p_count integer)
+ RETURNS SETOF text
+ LANGUAGE sql
+ STABLE
+AS $function$
+    WITH RECURSIVE walk(k) AS (
+        (SELECT q.concurrency_key FROM cereal_tasks AS q
+         WHERE q.task_name = p_task_name AND q.state = 'queued'
+           AND q.concurrency_key IS NOT NULL
+           AND (p_after IS NULL OR q.concurrency_key > p_after)
+         ORDER BY q.concurrency_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT q.concurrency_key FROM cereal_tasks AS q
+                WHERE q.task_name = p_task_name AND q.state = 'queued'
+                  AND q.concurrency_key > walk.k
+                ORDER BY q.concurrency_key LIMIT 1)
+        FROM walk WHERE walk.k IS NOT NULL
+    )
+    SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT p_count
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_record_dead_task()

@@ -50,6 +50,13 @@ def has_ready_task(conn: sqlite3.Connection, task_name: str) -> bool:
     return row is not None
 
 
+KEYS_VISITED = 256
+"""Most keys one claim visits; the next claim goes on after the last one (wrapping)."""
+
+KEYS_TAKEN = 64
+"""Most keys one claim takes tasks from (twice ``max_tasks`` below that)."""
+
+
 def claim_tasks(
     conn: sqlite3.Connection,
     task_name: str,
@@ -62,29 +69,19 @@ def claim_tasks(
     Runs inside ``BEGIN IMMEDIATE``, SQLite's one writer: the running counts
     read here cannot change before the leases are written. The expiry is
     stored with each lease, and ``retry_policy`` with each task that has
-    none yet. With no keyed task whose key has room, this is one probe and
-    one statement (``claim_unkeyed_tasks``); otherwise keyed tasks due no
-    later than the ``max_tasks``-th unkeyed one are taken first, oldest due
-    first, each while its key runs fewer than its own limit, then unkeyed
-    ones fill the rest.
+    none yet. With no keyed task queued this is one probe and one statement
+    (``claim_unkeyed_tasks``). Otherwise keyed tasks are taken oldest due
+    first, each while its key runs fewer than its own limit and while it and
+    the unkeyed tasks due before it fit the claim; unkeyed ones fill the rest.
     """
     at = now()
     named = {"task_name": task_name, "now": at}
     lease = {"now": at, "expiry": expiry, "retry_policy": retry_policy}
-    # twice as many keys as tasks: the first max tasks in due order come from keys
-    # whose oldest due task is among them, with room for keys that fill up
-    heads = conn.execute(
-        Q["keyed_heads_with_room"], {**named, "key_limit": 2 * max_tasks}
-    ).fetchall()
-    running = {str(row["concurrency_key"]): int(row["running"]) for row in heads}
-    # a key gives at most its room (its oldest task's limit; keys share one limit)
-    room = {
-        str(row["concurrency_key"]): int(row["concurrency_limit"]) - int(row["running"])
-        for row in heads
-    }
     rows: list[sqlite3.Row] = []
-    if running:
-        chosen = _keyed_within_limits(conn, named, running, room, max_tasks)
+    if conn.execute(Q["has_queued_keyed_task"], named).fetchone() is not None:
+        chosen = _keyed_within_limits(
+            conn, named, _keys_with_room(conn, named, max_tasks), max_tasks
+        )
         if chosen:
             found = conn.execute(Q["lease_tasks"], {**lease, "task_ids": json.dumps(chosen)})
             rows.extend(found.fetchall())
@@ -94,39 +91,86 @@ def claim_tasks(
     return [_lease_from_row(row) for row in sorted(rows, key=_claim_order)]
 
 
+def _keys_with_room(
+    conn: sqlite3.Connection, named: dict[str, object], max_tasks: int
+) -> dict[str, tuple[int, int]]:
+    """Keys whose oldest due task fits under its limit: key -> (running, room).
+
+    Visits at most :data:`KEYS_VISITED` keys, going on after the last key the
+    previous claim of this name visited and wrapping round (so every key has
+    its turn), and keeps at most ``2 * max_tasks`` (:data:`KEYS_TAKEN`) of
+    them, oldest due first: the first ``max_tasks`` tasks in due order come
+    from keys whose oldest due task is among them.
+    """
+    task_name = named["task_name"]
+    row = conn.execute(Q["key_cursor"], {"task_name": task_name}).fetchone()
+    cursor = None if row is None else str(row["after_key"])
+    walk = {"task_name": task_name}
+    found = conn.execute(Q["keys_after"], {**walk, "after": cursor, "count": KEYS_VISITED})
+    keys = [str(r["k"]) for r in found]
+    if cursor is not None and len(keys) < KEYS_VISITED:
+        wrapped = conn.execute(
+            Q["keys_after"], {**walk, "after": None, "count": KEYS_VISITED - len(keys)}
+        )
+        keys.extend(k for k in (str(r["k"]) for r in wrapped) if k <= cursor)
+    after = keys[-1] if len(keys) >= KEYS_VISITED else None
+    if after is not None:
+        conn.execute(Q["set_key_cursor"], {**walk, "after_key": after})
+    elif cursor is not None:
+        conn.execute(Q["clear_key_cursor"], walk)
+    heads = conn.execute(Q["key_heads"], {**named, "keys": json.dumps(keys)}).fetchall()
+    with_room = sorted(
+        (
+            float(h["start_after"]),
+            int(h["id"]),
+            str(h["concurrency_key"]),
+            int(h["running"]),
+            int(h["concurrency_limit"]),
+        )
+        for h in heads
+        if int(h["running"]) < int(h["concurrency_limit"])
+    )[: min(2 * max_tasks, KEYS_TAKEN)]
+    return {key: (running, limit - running) for _, _, key, running, limit in with_room}
+
+
 def _keyed_within_limits(
     conn: sqlite3.Connection,
     named: dict[str, object],
-    running: dict[str, int],
-    room: dict[str, int],
+    keys: dict[str, tuple[int, int]],
     max_tasks: int,
 ) -> list[int]:
     """The keyed tasks to lease: oldest due first, each within its own limit.
 
-    ``running`` is each candidate key's running count; only tasks due no later
-    than the ``max_tasks``-th due unkeyed task are taken (keyed ones first up
-    to there, so neither kind starves the other).
+    ``keys`` maps each candidate key to its running count and room. A keyed
+    task is taken only while it, the keyed ones taken and the due unkeyed
+    ones before it fit in ``max_tasks`` (so neither kind starves).
     """
-    cutoff_row = conn.execute(Q["unkeyed_cutoff"], {**named, "place": max_tasks}).fetchone()
-    cutoff = None if cutoff_row is None else float(cutoff_row["start_after"])
+    if not keys:
+        return []
+    unkeyed = [
+        (float(r["start_after"]), int(r["id"]))
+        for r in conn.execute(Q["due_unkeyed_tasks"], {**named, "max_tasks": max_tasks})
+    ]
+    running = {key: counts[0] for key, counts in keys.items()}
     candidates: list[tuple[float, int, str, int]] = []
-    for key in running:
-        most = min(max_tasks, room[key])
+    for key, (_, room) in keys.items():
+        most = min(max_tasks, room)
         found = conn.execute(Q["keyed_candidates"], {**named, "key": key, "max_tasks": most})
         candidates.extend(
             (float(row["start_after"]), int(row["id"]), key, int(row["concurrency_limit"]))
             for row in found
         )
     chosen: list[int] = []
+    ahead = 0
     for start_after, task_id, key, limit in sorted(candidates):
-        if cutoff is not None and start_after > cutoff:
+        while ahead < len(unkeyed) and unkeyed[ahead] < (start_after, task_id):
+            ahead += 1
+        if len(chosen) + ahead >= max_tasks:
             break
         if running[key] >= limit:
             continue
         running[key] += 1
         chosen.append(task_id)
-        if len(chosen) == max_tasks:
-            break
     return chosen
 
 

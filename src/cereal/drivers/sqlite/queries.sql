@@ -241,40 +241,18 @@ LIMIT :window;
 -- ---- tasks ----------------------------------------------------------------------
 
 -- name: has_ready_task
--- Whether a task of this name is ready and claimable (a read before taking the write
--- lock): an unkeyed one, or a keyed one whose key runs fewer than its limit (found
--- as the claim finds them, keyed_heads_with_room). When every ready task waits on
--- its key, the claimer never takes the lock to find none.
+-- Whether a task of this name is ready (a read before taking the write lock): an
+-- unkeyed one, or a keyed one (whose key may be full: the claim then finds none
+-- and the claimer waits for a wakeup or its poll, it does not spin).
 SELECT 1
 WHERE EXISTS (
     SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready
     WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
       AND concurrency_key IS NULL
 ) OR EXISTS (
-    SELECT 1 FROM (
-        WITH RECURSIVE walk(k) AS (
-            SELECT (SELECT min(concurrency_key)
-                    FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
-                    WHERE task_name = :task_name AND state = 'queued'
-                      AND concurrency_key IS NOT NULL)
-            UNION ALL
-            SELECT (SELECT min(concurrency_key)
-                    FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
-                    WHERE task_name = :task_name AND state = 'queued'
-                      AND concurrency_key > walk.k)
-            FROM walk WHERE walk.k IS NOT NULL
-            LIMIT 1000
-        )
-        SELECT walk.k FROM walk
-        JOIN cereal_tasks AS h ON h.id = (
-            SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
-            WHERE q.task_name = :task_name AND q.state = 'queued'
-              AND q.concurrency_key = walk.k AND q.start_after <= :now
-            ORDER BY q.start_after, q.id LIMIT 1)
-        WHERE (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
-               WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
-                 AND r.concurrency_key = walk.k) < h.concurrency_limit
-    )
+    SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+    WHERE task_name = :task_name AND state = 'queued' AND concurrency_key IS NOT NULL
+      AND start_after <= :now
 );
 
 -- name: claim_unkeyed_tasks
@@ -301,40 +279,54 @@ WHERE id IN (
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
           start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key;
 
--- name: keyed_heads_with_room
--- The keys of this name's queued keyed tasks whose oldest due task fits under its
--- limit, with that task's due time and the key's running count, oldest due first,
--- at most :key_limit: a skip scan of the keyed ready index (one probe per key, at
--- most 1000 keys), never one per queued task, so a backlog on a full key costs
--- nothing per task. No keyed task queued: one empty probe.
+-- name: has_queued_keyed_task
+-- Whether this name has a queued task with a concurrency key (one index probe).
+SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+WHERE task_name = :task_name AND state = 'queued' AND concurrency_key IS NOT NULL
+LIMIT 1;
+
+-- name: keys_after
+-- Up to :count keys of this name's queued keyed tasks after :after (NULL: from the
+-- first), in key order: a skip scan of the keyed ready index, one probe per key.
 WITH RECURSIVE walk(k) AS (
     SELECT (SELECT min(concurrency_key)
             FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
             WHERE task_name = :task_name AND state = 'queued'
-              AND concurrency_key IS NOT NULL)
+              AND concurrency_key IS NOT NULL
+              AND (:after IS NULL OR concurrency_key > :after))
     UNION ALL
     SELECT (SELECT min(concurrency_key)
             FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
             WHERE task_name = :task_name AND state = 'queued'
               AND concurrency_key > walk.k)
     FROM walk WHERE walk.k IS NOT NULL
-    LIMIT 1000
-), heads AS (
-    SELECT walk.k AS concurrency_key, h.start_after, h.id, h.concurrency_limit,
-           (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
-            WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
-              AND r.concurrency_key = walk.k) AS running
-    FROM walk
-    JOIN cereal_tasks AS h ON h.id = (
-        SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
-        WHERE q.task_name = :task_name AND q.state = 'queued'
-          AND q.concurrency_key = walk.k AND q.start_after <= :now
-        ORDER BY q.start_after, q.id LIMIT 1)
 )
-SELECT concurrency_key, running, concurrency_limit FROM heads
-WHERE running < concurrency_limit
-ORDER BY start_after, id
-LIMIT :key_limit;
+SELECT k FROM walk WHERE k IS NOT NULL LIMIT :count;
+
+-- name: key_heads
+-- For each of the given keys (a JSON array) with a due queued task of this name:
+-- its oldest due task's due time, id and limit, and the key's running tasks.
+SELECT keys.value AS concurrency_key, h.start_after, h.id, h.concurrency_limit,
+       (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
+        WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
+          AND r.concurrency_key = keys.value) AS running
+FROM json_each(:keys) AS keys
+JOIN cereal_tasks AS h ON h.id = (
+    SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
+    WHERE q.task_name = :task_name AND q.state = 'queued'
+      AND q.concurrency_key = keys.value AND q.start_after <= :now
+    ORDER BY q.start_after, q.id LIMIT 1);
+
+-- name: key_cursor
+-- Where this name's walk of its keys goes on from (no row: from the first key).
+SELECT after_key FROM cereal_key_cursors WHERE task_name = :task_name;
+
+-- name: set_key_cursor
+INSERT INTO cereal_key_cursors (task_name, after_key) VALUES (:task_name, :after_key)
+ON CONFLICT (task_name) DO UPDATE SET after_key = excluded.after_key;
+
+-- name: clear_key_cursor
+DELETE FROM cereal_key_cursors WHERE task_name = :task_name;
 
 -- name: keyed_candidates
 -- One key's due queued tasks of this name, oldest due first, at most :max_tasks.
@@ -345,14 +337,15 @@ WHERE task_name = :task_name AND state = 'queued' AND concurrency_key = :key
 ORDER BY start_after, id
 LIMIT :max_tasks;
 
--- name: unkeyed_cutoff
--- The due time of this name's :place-th due unkeyed task (1-based; no row: fewer):
--- keyed tasks due no later are claimed first, so neither kind starves the other.
-SELECT start_after FROM cereal_tasks INDEXED BY cereal_tasks_ready
+-- name: due_unkeyed_tasks
+-- The first :max_tasks due unkeyed tasks of this name (due time and id), the ones
+-- a claim could take: a keyed task is taken only while it and the unkeyed ones
+-- due before it fit, so neither kind starves the other.
+SELECT start_after, id FROM cereal_tasks INDEXED BY cereal_tasks_ready
 WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
   AND concurrency_key IS NULL
 ORDER BY start_after, id
-LIMIT 1 OFFSET :place - 1;
+LIMIT :max_tasks;
 
 -- name: lease_tasks
 -- Lease the given queued tasks (chosen in this write transaction), as

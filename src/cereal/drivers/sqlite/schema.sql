@@ -42,6 +42,11 @@ CREATE TABLE cereal_event_history (
 
 CREATE INDEX cereal_event_history_by_run ON cereal_event_history (workflow_name, instance_name, instance_id, event_id);
 
+CREATE TABLE cereal_key_cursors (
+    task_name TEXT PRIMARY KEY,
+    after_key TEXT NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE cereal_schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT NOT NULL,

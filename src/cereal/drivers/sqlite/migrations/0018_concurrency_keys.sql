@@ -48,3 +48,12 @@ BEGIN
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id;
 END;
+
+-- Where each task name's walk of its keys goes on from: a claim visits at most
+-- 256 keys, so with more keys queued the next claim starts after the last key
+-- the previous one visited, wrapping round, and every key has its turn. No row
+-- while a claim can visit every key.
+CREATE TABLE cereal_key_cursors (
+    task_name TEXT PRIMARY KEY,
+    after_key TEXT NOT NULL
+) WITHOUT ROWID;
