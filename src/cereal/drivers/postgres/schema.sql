@@ -512,10 +512,14 @@ DECLARE
     v_running integer;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- (ordered like the keyed ready index, so the probe reads it, never the table)
     IF EXISTS (
-        SELECT 1 FROM cereal_tasks AS k
-        WHERE k.task_name = p_task_name AND k.state = 'queued'
-          AND k.concurrency_key IS NOT NULL
+        SELECT 1 FROM (
+            SELECT k.concurrency_key FROM cereal_tasks AS k
+            WHERE k.task_name = p_task_name AND k.state = 'queued'
+              AND k.concurrency_key IS NOT NULL
+            ORDER BY k.concurrency_key LIMIT 1
+        ) AS first_key
     ) THEN
         -- visit at most 256 keys, going on from where the last claim of this name
         -- stopped and wrapping round, so every key has its turn
