@@ -127,6 +127,8 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_retry_policies": [],
                     "note": None,
                     "task_traceparents": [],
+                    "task_concurrency_keys": [],
+                    "task_concurrency_limits": [],
                     "error_types": [None],
                     "error_tracebacks": [None],
                 },

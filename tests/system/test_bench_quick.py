@@ -40,6 +40,7 @@ TOP_KEYS = {
 }
 SCENARIO_KEYS = {
     "drain": {"processes", "tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
+    "drain_keyed": {"processes", "tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
     "single": {"workflows", "seconds", "workflows_per_s", "complete_p50_ms", "complete_p99_ms"},
     "pickup": {
         "samples",
@@ -82,6 +83,8 @@ RATIOS = {
     "sqlite_backlog_large_vs_small",
     "commits_vs_dbos",
     "sqlite_drain_vs_postgres",
+    "keyed_drain_vs_drain",
+    "sqlite_keyed_drain_vs_drain",
 }
 TARGETS = {
     "drain_vs_pgqueuer",
