@@ -44,6 +44,7 @@ from cereal.models import (
     WorkflowInstanceData,
     WorkflowInstanceStatus,
 )
+from cereal.rate_limit import RateLimit
 from cereal.retry import RetryPolicy
 
 logging.getLogger("cereal").addHandler(logging.NullHandler())
@@ -63,6 +64,7 @@ __all__ = [
     "Manager",
     "MaxWakeupInterval",
     "Overlap",
+    "RateLimit",
     "RequeueOutcome",
     "RetryPolicy",
     "RunOutcome",

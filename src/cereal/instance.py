@@ -25,6 +25,7 @@ from cereal.models import (
     TaskStatus,
     WorkflowInstanceData,
 )
+from cereal.rate_limit import RateLimit
 from cereal.retry import RetryPolicy, check_policy
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ class WorkflowInstance(Protocol):
         retry: RetryPolicy | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``."""
 
@@ -285,6 +287,7 @@ class LiveWorkflowInstance:
         retry: RetryPolicy | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``.
 
@@ -299,15 +302,35 @@ class LiveWorkflowInstance:
         A task is claimed only when fewer than its own limit of its key run,
         so tasks sharing a key should share the limit.
 
+        ``concurrency_key`` with ``rate_limit`` (a :class:`~cereal.RateLimit`,
+        alone or beside ``concurrency_limit``): the task starts only while
+        fewer than ``rate_limit.starts`` tasks of its key started in the last
+        ``rate_limit.per`` (a sliding window kept in the store, across every
+        process); over the limit it stays queued until a start leaves the
+        window, and the first claim after that takes it.
+
         Raises:
             ValueError: bad task name, oversize parameters, naive ``start_after``,
-                a concurrency key without a limit (or the reverse), a key that
-                breaks the name rules, a limit out of 1-10 000.
+                a concurrency key without a limit or rate limit (or either
+                without a key), a key that breaks the name rules, a limit out
+                of 1-10 000.
             TypeError: parameters that are not JSON, ``retry`` not a RetryPolicy,
-                a limit that is not an int.
+                ``rate_limit`` not a RateLimit, a limit that is not an int.
         """
         name_checks.check_name(task_name, what="task name")
-        validation.check_concurrency(concurrency_key, concurrency_limit, where="enqueue_task")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise TypeError(
+                f"enqueue_task rate_limit must be a RateLimit, got {type(rate_limit).__name__}"
+            )
+        rate_starts = None if rate_limit is None else rate_limit.starts
+        rate_seconds = None if rate_limit is None else rate_limit.seconds
+        validation.check_concurrency(
+            concurrency_key,
+            concurrency_limit,
+            where="enqueue_task",
+            rate_starts=rate_starts,
+            rate_seconds=rate_seconds,
+        )
         policy = check_policy(retry)
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
         when = None if start_after is None else times.to_utc(start_after, name="start_after")
@@ -320,6 +343,8 @@ class LiveWorkflowInstance:
                 retry_policy=stored,
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
+                rate_limit_starts=rate_starts,
+                rate_limit_seconds=rate_seconds,
             )
         )
 

@@ -237,6 +237,10 @@ class NewTask:
     """Tasks sharing this key run at most :attr:`concurrency_limit` at a time (with the limit)."""
     concurrency_limit: int | None = None
     """How many tasks of :attr:`concurrency_key` may run at once, this one counted."""
+    rate_limit_starts: int | None = None
+    """How many tasks of :attr:`concurrency_key` may start per :attr:`rate_limit_seconds`."""
+    rate_limit_seconds: float | None = None
+    """The rate limit's sliding window, in seconds (with :attr:`rate_limit_starts`)."""
 
 
 Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
@@ -387,10 +391,23 @@ class InstanceTask:
     """The task's concurrency key, if it has one (see ``enqueue_task``)."""
     concurrency_limit: int | None = None
     """How many tasks of that key may run at once."""
+    rate_limit_starts: int | None = None
+    """How many tasks of that key may start per :attr:`rate_limit_seconds`."""
+    rate_limit_seconds: float | None = None
+    """The rate limit's window, in seconds."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""
         return values.decode(self.parameters, type)
+
+    def limits_text(self) -> str:
+        """Its key's limits in words: ``at most 2; 10 starts per 1.5 s`` (empty without)."""
+        parts = []
+        if self.concurrency_limit is not None:
+            parts.append(f"at most {self.concurrency_limit}")
+        if self.rate_limit_starts is not None and self.rate_limit_seconds is not None:
+            parts.append(f"{self.rate_limit_starts} starts per {self.rate_limit_seconds:g} s")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)

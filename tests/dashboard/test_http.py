@@ -18,7 +18,16 @@ from typing import Any
 
 import pytest
 
-from cereal import Decision, Manager, RetryPolicy, Task, TaskCompleteEvent, WorkflowInstance, errors
+from cereal import (
+    Decision,
+    Manager,
+    RateLimit,
+    RetryPolicy,
+    Task,
+    TaskCompleteEvent,
+    WorkflowInstance,
+    errors,
+)
 from cereal.dashboard._paths import segment
 from tests._poisoned import lose_a_task_to_a_bad_policy
 from tests._waiting import wait_until
@@ -382,6 +391,7 @@ class _KeyedTasks:
     def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
         for n in range(2):
             w.enqueue_task("charge", n, concurrency_key="customer <7>", concurrency_limit=1)
+        w.enqueue_task("charge", 2, concurrency_key="api", rate_limit=RateLimit(5, 60))
         return w.continue_()
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
@@ -400,7 +410,7 @@ async def test_an_instance_page_shows_each_tasks_concurrency_key(
     await seed.enqueue_workflow("billing", "b-1")
 
     async def enqueued() -> bool:
-        return len(await seed.list_instance_tasks("billing", "b-1")) == 2
+        return len(await seed.list_instance_tasks("billing", "b-1")) == 3
 
     await wait_until(enqueued, what="the keyed tasks enqueued", timeout=30)
     with serve() as base:
@@ -409,6 +419,7 @@ async def test_an_instance_page_shows_each_tasks_concurrency_key(
     assert "<th>Concurrency key</th>" in page
     # escaped, with its limit
     assert page.count('customer &lt;7&gt; <span class="muted">(at most 1)</span>') == 2
+    assert 'api <span class="muted">(5 starts per 60 s)</span>' in page
 
 
 async def test_a_task_lost_to_an_invalid_retry_policy_shows_why(serve: Any, tmp_path: Path) -> None:

@@ -129,6 +129,8 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_traceparents": [],
                     "task_concurrency_keys": [],
                     "task_concurrency_limits": [],
+                    "task_rate_limit_starts": [],
+                    "task_rate_limit_seconds": [],
                     "error_types": [None],
                     "error_tracebacks": [None],
                 },

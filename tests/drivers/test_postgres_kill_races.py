@@ -112,6 +112,8 @@ async def test_kill_during_a_continue_commit_leaves_no_tasks_behind(postgres_dsn
                     "task_traceparents": [None] * TASKS,
                     "task_concurrency_keys": [None] * TASKS,
                     "task_concurrency_limits": [None] * TASKS,
+                    "task_rate_limit_starts": [None] * TASKS,
+                    "task_rate_limit_seconds": [None] * TASKS,
                     "error_types": [None],
                     "error_tracebacks": [None],
                 },

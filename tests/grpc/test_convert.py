@@ -127,6 +127,8 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
             retry_policy=POLICY,
             concurrency_key="customer-7",
             concurrency_limit=2,
+            rate_limit_starts=10,
+            rate_limit_seconds=1.5,
         ),
         lambda x: convert.NEW_TASK.from_pb(convert.NEW_TASK.to_pb(x)),
     ),
@@ -198,7 +200,9 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
         _through_retention,
     ),
     (
-        InstanceTask("id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2),
+        InstanceTask(
+            "id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2, 10, 1.5
+        ),
         lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),
     ),
     (

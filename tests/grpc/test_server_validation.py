@@ -241,6 +241,39 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
             ),
             "concurrency_key",
         ),
+        (
+            continue_with(
+                None, pb.NewTask(task_name="t", rate_limit_starts=2, rate_limit_seconds=1)
+            ),
+            "concurrency_key",
+        ),
+        (
+            continue_with(
+                None, pb.NewTask(task_name="t", concurrency_key="k", rate_limit_starts=2)
+            ),
+            "rate limit",
+        ),
+        (
+            continue_with(
+                None,
+                pb.NewTask(
+                    task_name="t", concurrency_key="k", rate_limit_starts=0, rate_limit_seconds=1
+                ),
+            ),
+            "rate_limit starts",
+        ),
+        (
+            continue_with(
+                None,
+                pb.NewTask(
+                    task_name="t",
+                    concurrency_key="k",
+                    rate_limit_starts=2,
+                    rate_limit_seconds=float("inf"),
+                ),
+            ),
+            "rate_limit per",
+        ),
         (continue_with(b"not json"), "payload"),
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from cereal import CancelEvent, Decision, Manager, StartEvent, TaskCompleteEvent, WorkflowInstance
+from cereal import (
+    CancelEvent,
+    Decision,
+    Manager,
+    RateLimit,
+    StartEvent,
+    TaskCompleteEvent,
+    WorkflowInstance,
+)
 from cereal.drivers import open_driver
 from tests.plugins.manager import FAST_OPTIONS, eventually
 from tests.system._cereal_process import cereal, one_error_line
@@ -93,7 +101,8 @@ class EnqueuesKeyed:
     def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
         w.enqueue_task("charge", 1, concurrency_key="customer-7", concurrency_limit=2)
         w.enqueue_task("charge", 2)
-        return w.continue_({"enqueued": 2})
+        w.enqueue_task("charge", 3, concurrency_key="api", rate_limit=RateLimit(10, 1.5))
+        return w.continue_({"enqueued": 3})
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
         return w.continue_()
@@ -122,13 +131,24 @@ async def test_tasks_list_and_workflows_show_name_each_tasks_concurrency_key(
     listed = cereal("--db", url, "tasks", "list", "charge", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     keys = {
-        t["parameters"]: (t["concurrency_key"], t["concurrency_limit"])
+        t["parameters"]: (
+            t["concurrency_key"],
+            t["concurrency_limit"],
+            t["rate_limit_starts"],
+            t["rate_limit_seconds"],
+        )
         for t in json.loads(listed.stdout)["tasks"]
     }
 
-    # Then each carries its key and limit, or none, in --json and in the tables
-    assert keys == {1: ("customer-7", 2), 2: (None, None)}
+    # Then each carries its key and limits, or none, in --json and in the tables
+    assert keys == {
+        1: ("customer-7", 2, None, None),
+        2: (None, None, None, None),
+        3: ("api", None, 10, 1.5),
+    }
     table = cereal("--db", url, "tasks", "list", "charge", cwd=tmp_path).stdout
     assert "customer-7 (at most 2)" in table
+    assert "api (10 starts per 1.5 s)" in table
     shown = cereal("--db", url, "workflows", "show", "billing", "run-1", cwd=tmp_path).stdout
     assert "customer-7 (at most 2)" in shown
+    assert "api (10 starts per 1.5 s)" in shown

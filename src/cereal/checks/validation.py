@@ -22,6 +22,7 @@ from cereal import recurrence as _recurrence
 from cereal.checks import names as name_checks
 from cereal.checks import times
 from cereal.models import NewTask
+from cereal.rate_limit import MAX_RATE_STARTS, period_seconds
 from cereal.retry import load_policy
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,13 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
     if task.start_after is not None:
         times.to_utc(task.start_after, name=f"{where} start_after")
     check_stored_retry_policy(task.retry_policy, where=f"{where} retry_policy")
-    check_concurrency(task.concurrency_key, task.concurrency_limit, where=where)
+    check_concurrency(
+        task.concurrency_key,
+        task.concurrency_limit,
+        where=where,
+        rate_starts=task.rate_limit_starts,
+        rate_seconds=task.rate_limit_seconds,
+    )
     return task
 
 
@@ -174,29 +181,57 @@ MAX_CONCURRENCY_LIMIT = 10_000
 """The highest concurrency limit a task may carry."""
 
 
-def check_concurrency(key: object, limit: object, *, where: str) -> None:
-    """Refuse a concurrency key without its limit (or the reverse), a bad key or limit.
+def check_concurrency(
+    key: object,
+    limit: object,
+    *,
+    where: str,
+    rate_starts: object = None,
+    rate_seconds: object = None,
+) -> None:
+    """Refuse a bad flow-control key, limit or rate: limits without a key, a key without one.
 
-    The key follows the name rules (1-255 printable characters); the limit
-    is an int from 1 to :data:`MAX_CONCURRENCY_LIMIT`.
+    A key (1-255 printable characters, the name rules) goes with a
+    concurrency limit (an int from 1 to :data:`MAX_CONCURRENCY_LIMIT`), a
+    rate limit (``rate_starts`` per ``rate_seconds``, checked as
+    :class:`~cereal.RateLimit` checks them) or both; neither limit goes
+    without a key.
 
     Raises:
         ValueError / TypeError: naming the field (``where`` says which task).
     """
-    if key is None and limit is None:
+    rated = rate_starts is not None or rate_seconds is not None
+    if key is None and limit is None and not rated:
         return
-    if key is None or limit is None:
+    if key is None:
         raise ValueError(
-            f"{where}: concurrency_key and concurrency_limit go together (got "
-            f"concurrency_key={key!r:.80}, concurrency_limit={limit!r})"
+            f"{where}: a concurrency_limit or rate_limit needs a concurrency_key (got "
+            f"concurrency_limit={limit!r}, rate_limit starts={rate_starts!r} per={rate_seconds!r})"
+        )
+    if limit is None and not rated:
+        raise ValueError(
+            f"{where}: concurrency_key {key!r:.80} needs a concurrency_limit or a rate_limit"
         )
     name_checks.check_name(key, what=f"{where} concurrency_key")
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"{where} concurrency_limit must be an int, got {type(limit).__name__}")
-    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
-        raise ValueError(
-            f"{where} concurrency_limit must be from 1 to {MAX_CONCURRENCY_LIMIT}, got {limit}"
-        )
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"{where} concurrency_limit must be an int, got {type(limit).__name__}")
+        if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+            raise ValueError(
+                f"{where} concurrency_limit must be from 1 to {MAX_CONCURRENCY_LIMIT}, got {limit}"
+            )
+    if rated:
+        if rate_starts is None or rate_seconds is None:
+            raise ValueError(f"{where}: a rate limit needs both its starts and its period")
+        if isinstance(rate_starts, bool) or not isinstance(rate_starts, int):
+            raise TypeError(
+                f"{where} rate_limit starts must be an int, got {type(rate_starts).__name__}"
+            )
+        if not 1 <= rate_starts <= MAX_RATE_STARTS:
+            raise ValueError(
+                f"{where} rate_limit starts must be from 1 to {MAX_RATE_STARTS}, got {rate_starts}"
+            )
+        period_seconds(rate_seconds, where=f"{where} rate_limit per")
 
 
 # W3C Trace Context: version-traceid-parentid-flags in lowercase hex; a later

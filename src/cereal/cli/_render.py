@@ -260,14 +260,16 @@ def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
         "start_after": _iso(task.start_after),
         "concurrency_key": task.concurrency_key,
         "concurrency_limit": task.concurrency_limit,
+        "rate_limit_starts": task.rate_limit_starts,
+        "rate_limit_seconds": task.rate_limit_seconds,
     }
 
 
 def concurrency_text(task: InstanceTask) -> str:
-    """``key (at most N)`` for a keyed task, ``-`` for one without a key."""
+    """``key (at most N; S starts per P s)`` for a keyed task, ``-`` for one without a key."""
     if task.concurrency_key is None:
         return "-"
-    return f"{task.concurrency_key} (at most {task.concurrency_limit})"
+    return f"{task.concurrency_key} ({task.limits_text()})"
 
 
 def task_dict(task: InstanceTask) -> dict[str, Any]:

@@ -59,6 +59,8 @@ def _task_view(
         instance_name=instance_name,
         concurrency_key=task.concurrency_key,
         concurrency_limit=task.concurrency_limit,
+        rate_limit_starts=task.rate_limit_starts,
+        rate_limit_seconds=task.rate_limit_seconds,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -103,9 +104,12 @@ class Task:
     traceparent: str | None = None
     retry_policy: str | None = None
     hand_backs: int = 0
-    # at most concurrency_limit tasks of concurrency_key run at once (both or neither set)
+    # at most concurrency_limit tasks of concurrency_key run at once, and at most
+    # rate_limit_starts start per rate_limit_seconds (a key has one or both)
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    rate_limit_starts: int | None = None
+    rate_limit_seconds: float | None = None
 
 
 @dataclass(eq=False)
@@ -136,9 +140,11 @@ class DeadEntry:
 
     task: DeadTask
     instance: LiveInstance
-    # the task's concurrency key and limit: a requeue runs under them again
+    # the task's concurrency key and limits: a requeue runs under them again
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    rate_limit_starts: int | None = None
+    rate_limit_seconds: float | None = None
 
 
 @dataclass(eq=False)
@@ -180,6 +186,8 @@ class MemoryState:
         # running tasks per concurrency key (keys with none are dropped): kept by
         # _start_running and _stop_running, the only ways in and out of running
         self.running_per_key: dict[str, int] = {}
+        # per key with a rate limit, when each start in its window leaves it, oldest first
+        self.key_starts: dict[str, deque[datetime]] = {}
         self.history: list[HistoryRow] = []
         self.latest: dict[Key, HistoryRow] = {}
         self.schedules: dict[Key, ScheduleRow] = {}
@@ -345,6 +353,8 @@ class MemoryState:
                 retry_policy=new.retry_policy,
                 concurrency_key=new.concurrency_key,
                 concurrency_limit=new.concurrency_limit,
+                rate_limit_starts=new.rate_limit_starts,
+                rate_limit_seconds=new.rate_limit_seconds,
             )
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
@@ -362,7 +372,8 @@ class MemoryState:
         Each lease's deadline is ``now`` plus ``expiry`` seconds (the claimer's);
         a task without a stored retry policy gets ``retry_policy``. A task with
         a concurrency key is skipped (it stays queued) while its key has its
-        own limit of tasks running, those leased by this call counted.
+        own limit of tasks running, or its rate limit of starts in the window,
+        those leased by this call counted.
         """
         queue = self.queued.get(task_name)
         if not queue or max_tasks <= 0:
@@ -376,8 +387,11 @@ class MemoryState:
             key = task.concurrency_key
             if key is not None:
                 busy = self.running_per_key.get(key, 0) + taken.get(key, 0)
-                if task.concurrency_limit is None or busy >= task.concurrency_limit:
+                limit = task.concurrency_limit
+                if limit is not None and busy >= limit:
                     continue  # over its key's limit: it stays queued, later tasks may go
+                if not self._start_within_rate(task, key, now):
+                    continue  # its key's window is full: it waits for a start to leave it
                 taken[key] = taken.get(key, 0) + 1
             claimed.append(task)
             if len(claimed) >= max_tasks:
@@ -395,6 +409,19 @@ class MemoryState:
         if not queue:
             del self.queued[task_name]
         return leased
+
+    def _start_within_rate(self, task: Task, key: str, now: datetime) -> bool:
+        """Record a start of ``key`` if its window has room for ``task``'s rate limit."""
+        starts, seconds = task.rate_limit_starts, task.rate_limit_seconds
+        if starts is None or seconds is None:
+            return True
+        window = self.key_starts.setdefault(key, deque())
+        while window and window[0] <= now:
+            window.popleft()
+        if len(window) >= starts:
+            return False
+        window.append(now + timedelta(seconds=seconds))
+        return True
 
     def _start_running(self, task: Task) -> None:
         self.running[task.seq] = task
@@ -479,7 +506,14 @@ class MemoryState:
             died_at=now,
             run_live=True,
         )
-        self.dead[task.seq] = DeadEntry(dead, inst, task.concurrency_key, task.concurrency_limit)
+        self.dead[task.seq] = DeadEntry(
+            dead,
+            inst,
+            task.concurrency_key,
+            task.concurrency_limit,
+            task.rate_limit_starts,
+            task.rate_limit_seconds,
+        )
 
     def dead_view(self, entry: DeadEntry) -> DeadTask:
         """The dead task as listed now (whether its run is still live)."""
@@ -498,6 +532,8 @@ class MemoryState:
             dead.parameters,
             concurrency_key=entry.concurrency_key,
             concurrency_limit=entry.concurrency_limit,
+            rate_limit_starts=entry.rate_limit_starts,
+            rate_limit_seconds=entry.rate_limit_seconds,
         )
         self.add_tasks(entry.instance, [again], now)
         entry.instance.enqueued_tasks += 1

@@ -33,6 +33,7 @@ from cereal.instance import (
     WorkflowInstance,
 )
 from cereal.models import TaskResultData, TaskStatus, WorkflowInstanceData, WorkflowInstanceStatus
+from cereal.rate_limit import RateLimit
 from cereal.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
         retry: RetryPolicy | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """Buffer a task whose parameters carry this sub-workflow's routing key.
 
@@ -214,6 +216,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
             retry=retry,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
         )
 
 

@@ -171,6 +171,8 @@ def _new_task_to_pb(task: NewTask) -> pb.NewTask:
         retry_policy=task.retry_policy,
         concurrency_key=task.concurrency_key,
         concurrency_limit=task.concurrency_limit,
+        rate_limit_starts=task.rate_limit_starts,
+        rate_limit_seconds=task.rate_limit_seconds,
     )
 
 
@@ -183,6 +185,8 @@ def _new_task_from_pb(message: pb.NewTask) -> NewTask:
         retry_policy=optional_field(message, "retry_policy"),
         concurrency_key=optional_field(message, "concurrency_key"),
         concurrency_limit=optional_field(message, "concurrency_limit"),
+        rate_limit_starts=optional_field(message, "rate_limit_starts"),
+        rate_limit_seconds=optional_field(message, "rate_limit_seconds"),
     )
 
 

@@ -200,6 +200,8 @@ async def run_decisions_merged(
             "task_retry_policies",
             "task_concurrency_keys",
             "task_concurrency_limits",
+            "task_rate_limit_starts",
+            "task_rate_limit_seconds",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -227,9 +229,12 @@ async def run_decisions_merged(
         merged["task_concurrency_keys"].extend(
             decision.get("task_concurrency_keys") or [None] * len(decision["task_names"])
         )
-        merged["task_concurrency_limits"].extend(
-            decision.get("task_concurrency_limits") or [None] * len(decision["task_names"])
-        )
+        for column in (
+            "task_concurrency_limits",
+            "task_rate_limit_starts",
+            "task_rate_limit_seconds",
+        ):
+            merged[column].extend(decision.get(column) or [None] * len(decision["task_names"]))
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["apply_decisions"], {**merged, "note": note})

@@ -127,6 +127,8 @@ def _task_from_row(row: Row) -> InstanceTask:
         instance_name=row["instance_name"],
         concurrency_key=row["concurrency_key"],
         concurrency_limit=row["concurrency_limit"],
+        rate_limit_starts=row["rate_limit_starts"],
+        rate_limit_seconds=row["rate_limit_seconds"],
     )
 
 

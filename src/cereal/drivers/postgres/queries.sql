@@ -90,7 +90,7 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007, 0008 and 0019); returns the instance ids whose decision was applied.
+-- 0007, 0008, 0019 and 0020); returns the instance ids whose decision was applied.
 SELECT d.id FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
@@ -99,7 +99,9 @@ SELECT d.id FROM cereal_apply_decisions(
     %(task_start_after)s::timestamptz[], %(note)s::text,
     %(task_traceparents)s::text[], %(error_types)s::text[],
     %(error_tracebacks)s::text[], %(task_retry_policies)s::jsonb[],
-    %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[]) AS d(id)
+    %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[],
+    %(task_rate_limit_starts)s::integer[],
+    %(task_rate_limit_seconds)s::double precision[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -341,19 +343,20 @@ WITH given AS (
     WHERE t.id = report.task_id AND t.lease = report.lease AND t.state = 'running'
       AND t.instance_id IN (SELECT id FROM marked)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit, report.position
+              t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit,
+              t.rate_limit_starts, t.rate_limit_seconds, report.position
 ), stored AS (
     -- the result keeps the reporting run's span, else the task's own, and the task's
-    -- concurrency key (a dead letter requeued runs under it again)
+    -- concurrency key and limits (a dead letter requeued runs under them again)
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
          error_type, error_traceback, attempts, traceparent, concurrency_key,
-         concurrency_limit)
+         concurrency_limit, rate_limit_starts, rate_limit_seconds)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, report.status,
            report.error, report.result, task.enqueued_at, report.error_type,
            report.error_traceback, greatest(task.attempt, 1),
            coalesce(report.traceparent, task.traceparent), task.concurrency_key,
-           task.concurrency_limit
+           task.concurrency_limit, task.rate_limit_starts, task.rate_limit_seconds
     FROM task JOIN report ON report.position = task.position
     ORDER BY report.position
     RETURNING id, instance_id, task_id
@@ -415,7 +418,8 @@ WITH given AS (
     USING given
     WHERE t.id = given.id AND t.state = 'running'
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
-              t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit, given.error
+              t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit,
+              t.rate_limit_starts, t.rate_limit_seconds, given.error
 ), marked AS (
     -- the instance rows are locked already: mark them ready
     UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
@@ -423,9 +427,11 @@ WITH given AS (
 ), stored AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, enqueued_at, attempts,
-         traceparent, concurrency_key, concurrency_limit)
+         traceparent, concurrency_key, concurrency_limit, rate_limit_starts,
+         rate_limit_seconds)
     SELECT instance_id, id, task_name, parameters, 'lost', error, enqueued_at,
-           greatest(attempt, 1), traceparent, concurrency_key, concurrency_limit
+           greatest(attempt, 1), traceparent, concurrency_key, concurrency_limit,
+           rate_limit_starts, rate_limit_seconds
     FROM task
     ORDER BY id
     RETURNING id, task_id, instance_id
@@ -723,7 +729,8 @@ ORDER BY workflow_name
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
@@ -762,7 +769,8 @@ WITH ids AS MATERIALIZED (
     SELECT id FROM ids ORDER BY id DESC LIMIT %(page_limit)s
 )
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM page
 JOIN cereal_tasks AS t ON t.id = page.id
 JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
@@ -772,7 +780,8 @@ ORDER BY t.id DESC
 -- Every live instance's queued and running tasks of one name, in enqueue order
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s
 ORDER BY t.id
@@ -781,7 +790,8 @@ ORDER BY t.id
 -- One page of them, newest first: the (task_name, id) index walked backwards from
 -- the task id %(before)s, cut at %(page_limit)s (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s AND t.id < %(before)s
 ORDER BY t.id DESC
@@ -854,7 +864,7 @@ LIMIT %(page_limit)s
 -- other statement locks an existing dead row and then an instance.
 WITH dead AS (
     SELECT d.task_id, d.instance_id, d.task_name, d.parameters, d.concurrency_key,
-           d.concurrency_limit
+           d.concurrency_limit, d.rate_limit_starts, d.rate_limit_seconds
     FROM cereal_dead_tasks AS d
     WHERE d.task_id = ANY(%(task_ids)s::bigint[])
     ORDER BY d.task_id
@@ -868,9 +878,10 @@ WITH dead AS (
 ), added AS (
     INSERT INTO cereal_tasks
         (instance_id, workflow_name, instance_name, task_name, parameters, concurrency_key,
-         concurrency_limit)
+         concurrency_limit, rate_limit_starts, rate_limit_seconds)
     SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters,
-           dead.concurrency_key, dead.concurrency_limit
+           dead.concurrency_key, dead.concurrency_limit, dead.rate_limit_starts,
+           dead.rate_limit_seconds
     FROM dead JOIN live ON live.id = dead.instance_id
     ORDER BY dead.task_id
     RETURNING instance_id

@@ -4,24 +4,26 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0019_concurrency_keys
+-- Latest migration: 0020_rate_limits
 
 CREATE TABLE cereal_dead_tasks (
-    task_id           bigint                   NOT NULL,
-    instance_id       bigint                   NOT NULL,
-    workflow_name     text                     NOT NULL,
-    instance_name     text                     NOT NULL,
-    task_name         text                     NOT NULL,
-    parameters        bytea,
-    status            text                     NOT NULL,
-    error             text                     DEFAULT ''::text NOT NULL,
-    error_type        text,
-    error_traceback   text,
-    attempts          integer                  NOT NULL,
-    enqueued_at       timestamp with time zone NOT NULL,
-    died_at           timestamp with time zone NOT NULL,
-    concurrency_key   text,
-    concurrency_limit integer,
+    task_id            bigint                   NOT NULL,
+    instance_id        bigint                   NOT NULL,
+    workflow_name      text                     NOT NULL,
+    instance_name      text                     NOT NULL,
+    task_name          text                     NOT NULL,
+    parameters         bytea,
+    status             text                     NOT NULL,
+    error              text                     DEFAULT ''::text NOT NULL,
+    error_type         text,
+    error_traceback    text,
+    attempts           integer                  NOT NULL,
+    enqueued_at        timestamp with time zone NOT NULL,
+    died_at            timestamp with time zone NOT NULL,
+    concurrency_key    text,
+    concurrency_limit  integer,
+    rate_limit_starts  integer,
+    rate_limit_seconds double precision,
     CONSTRAINT cereal_dead_tasks_pkey PRIMARY KEY (task_id)
 );
 
@@ -50,6 +52,20 @@ CREATE TABLE cereal_key_cursors (
     CONSTRAINT cereal_key_cursors_pkey PRIMARY KEY (task_name)
 );
 
+CREATE TABLE cereal_key_starts (
+    id              bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    concurrency_key text                     NOT NULL,
+    leaves_at       timestamp with time zone NOT NULL,
+    CONSTRAINT cereal_key_starts_pkey PRIMARY KEY (id)
+);
+
+CREATE INDEX cereal_key_starts_by_key ON cereal_key_starts USING btree (concurrency_key, leaves_at);
+
+CREATE INDEX cereal_key_starts_by_time ON cereal_key_starts USING btree (leaves_at);
+
+-- the identity of cereal_key_starts.id
+CREATE SEQUENCE cereal_key_starts_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
+
 CREATE TABLE cereal_schema_migrations (
     version    integer                  NOT NULL,
     name       text                     NOT NULL,
@@ -69,22 +85,24 @@ CREATE TABLE cereal_start_keys (
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys USING btree (created_at);
 
 CREATE TABLE cereal_task_results (
-    id                bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
-    instance_id       bigint                   NOT NULL,
-    task_id           bigint                   NOT NULL,
-    task_name         text                     NOT NULL,
-    parameters        bytea,
-    status            text                     NOT NULL,
-    error             text                     DEFAULT ''::text NOT NULL,
-    result            bytea,
-    enqueued_at       timestamp with time zone NOT NULL,
-    completed_at      timestamp with time zone DEFAULT now() NOT NULL,
-    error_type        text,
-    error_traceback   text,
-    attempts          integer                  DEFAULT 1 NOT NULL,
-    traceparent       text,
-    concurrency_key   text,
-    concurrency_limit integer,
+    id                 bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    instance_id        bigint                   NOT NULL,
+    task_id            bigint                   NOT NULL,
+    task_name          text                     NOT NULL,
+    parameters         bytea,
+    status             text                     NOT NULL,
+    error              text                     DEFAULT ''::text NOT NULL,
+    result             bytea,
+    enqueued_at        timestamp with time zone NOT NULL,
+    completed_at       timestamp with time zone DEFAULT now() NOT NULL,
+    error_type         text,
+    error_traceback    text,
+    attempts           integer                  DEFAULT 1 NOT NULL,
+    traceparent        text,
+    concurrency_key    text,
+    concurrency_limit  integer,
+    rate_limit_starts  integer,
+    rate_limit_seconds double precision,
     CONSTRAINT cereal_task_results_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_task_results_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_task_results_status CHECK (status = ANY (ARRAY['success'::text, 'failed'::text, 'lost'::text]))
@@ -98,25 +116,27 @@ CREATE TRIGGER cereal_task_results_dead AFTER INSERT ON cereal_task_results FOR 
 CREATE SEQUENCE cereal_task_results_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
 
 CREATE TABLE cereal_tasks (
-    id                bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
-    instance_id       bigint                   NOT NULL,
-    workflow_name     text                     NOT NULL,
-    instance_name     text                     NOT NULL,
-    task_name         text                     NOT NULL,
-    parameters        bytea,
-    state             text                     DEFAULT 'queued'::text NOT NULL,
-    start_after       timestamp with time zone DEFAULT now() NOT NULL,
-    enqueued_at       timestamp with time zone DEFAULT now() NOT NULL,
-    attempt           integer                  DEFAULT 0 NOT NULL,
-    lease             uuid,
-    heartbeat_at      timestamp with time zone,
-    lease_expiry      double precision,
-    traceparent       text,
-    retry_policy      jsonb,
-    hand_backs        integer                  DEFAULT 0 NOT NULL,
-    concurrency_key   text,
-    concurrency_limit integer,
-    CONSTRAINT cereal_tasks_concurrency CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL) AND (concurrency_limit IS NULL OR concurrency_limit >= 1)),
+    id                 bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    instance_id        bigint                   NOT NULL,
+    workflow_name      text                     NOT NULL,
+    instance_name      text                     NOT NULL,
+    task_name          text                     NOT NULL,
+    parameters         bytea,
+    state              text                     DEFAULT 'queued'::text NOT NULL,
+    start_after        timestamp with time zone DEFAULT now() NOT NULL,
+    enqueued_at        timestamp with time zone DEFAULT now() NOT NULL,
+    attempt            integer                  DEFAULT 0 NOT NULL,
+    lease              uuid,
+    heartbeat_at       timestamp with time zone,
+    lease_expiry       double precision,
+    traceparent        text,
+    retry_policy       jsonb,
+    hand_backs         integer                  DEFAULT 0 NOT NULL,
+    concurrency_key    text,
+    concurrency_limit  integer,
+    rate_limit_starts  integer,
+    rate_limit_seconds double precision,
+    CONSTRAINT cereal_tasks_flow_control CHECK ((rate_limit_starts IS NULL) = (rate_limit_seconds IS NULL) AND (concurrency_key IS NULL) = (concurrency_limit IS NULL AND rate_limit_starts IS NULL) AND (concurrency_limit IS NULL OR concurrency_limit >= 1) AND (rate_limit_starts IS NULL OR rate_limit_starts >= 1) AND (rate_limit_seconds IS NULL OR rate_limit_seconds > 0::double precision)),
     CONSTRAINT cereal_tasks_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_tasks_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_tasks_state CHECK (state = ANY (ARRAY['queued'::text, 'running'::text]))
@@ -441,6 +461,98 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_continued bigint[];
+    v_finished bigint[];
+BEGIN
+    PERFORM 1 FROM cereal_workflow_instances
+    WHERE id = ANY(p_instance_ids)
+    ORDER BY id
+    FOR UPDATE;
+
+    WITH decided AS (
+        SELECT d.instance_id, d.token, d.payload, d.completed, d.position
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
+             WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
+        WHERE NOT d.finish
+    ), added AS (
+        SELECT t.owner, count(*) AS n
+        FROM unnest(p_task_owners) AS t(owner)
+        GROUP BY t.owner
+    ), updated AS (
+        UPDATE cereal_workflow_instances AS i
+        SET payload = decided.payload,
+            status = 'running',
+            enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
+            completed_tasks = decided.completed,
+            updated_at = now(),
+            ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                        WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
+            claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+        FROM decided
+        LEFT JOIN added ON added.owner = decided.position
+        WHERE i.id = decided.instance_id AND i.claim_token = decided.token
+        RETURNING i.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_continued FROM updated;
+
+    DELETE FROM cereal_workflow_events
+    WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
+    DELETE FROM cereal_task_results
+    WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+
+    INSERT INTO cereal_tasks
+        (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
+         traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
+         rate_limit_seconds)
+    SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
+           coalesce(t.start_after, now()), t.traceparent, t.retry_policy,
+           t.concurrency_key, t.concurrency_limit, t.rate_limit_starts, t.rate_limit_seconds
+    FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
+                p_task_traceparents, p_task_retry_policies, p_task_concurrency_keys,
+                p_task_concurrency_limits, p_task_rate_limit_starts, p_task_rate_limit_seconds)
+             WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
+                                  retry_policy, concurrency_key, concurrency_limit,
+                                  rate_limit_starts, rate_limit_seconds, position)
+    JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
+    WHERE i.id = ANY(v_continued)
+    ORDER BY t.position;
+
+    WITH finishing AS (
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                    p_error_types, p_error_tracebacks)
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
+        WHERE d.finish
+    ), gone AS (
+        DELETE FROM cereal_workflow_instances AS i
+        USING finishing
+        WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
+        RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
+                  finishing.result, finishing.error, finishing.error_type,
+                  finishing.error_traceback
+    ), history AS (
+        INSERT INTO cereal_workflow_results
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+             error_type, error_traceback, instance_id)
+        SELECT workflow_name, instance_name, parameters, result, error, started_at,
+               clock_timestamp(), error_type, error_traceback, id
+        FROM gone
+        ORDER BY id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM gone;
+
+    IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
+        PERFORM pg_notify('cereal_wakeup', p_note);
+    END IF;
+    RETURN QUERY SELECT unnest(v_continued || v_finished);
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION cereal_claim_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
  RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer)
  LANGUAGE plpgsql
@@ -510,6 +622,9 @@ DECLARE
     v_lock integer;
     v_candidate record;
     v_running integer;
+    v_at timestamp with time zone;
+    v_started integer;
+    v_recorded boolean := false;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     -- (ordered like the keyed ready index, so the probe reads it, never the table)
@@ -548,24 +663,34 @@ BEGIN
         -- due first; the first max tasks in due order come from keys whose oldest
         -- due task is among them: twice that many (at most 64, a bound on the
         -- locks one claim holds) leave room for keys that fill up. A key gives at
-        -- most its room: its oldest task's limit less its running tasks (tasks
-        -- sharing a key share the limit).
+        -- most its room: the least of its oldest task's concurrency limit less its
+        -- running tasks and its rate limit's starts less the starts still in the
+        -- window (least() passes over a limit the task has not; it has one at
+        -- least; tasks sharing a key share the limits).
         SELECT array_agg(picked.k), array_agg(picked.room) INTO v_keys, v_rooms
         FROM (
-            SELECT counted.k, counted.concurrency_limit - counted.running AS room
+            SELECT counted.k, counted.room
             FROM (
-                SELECT w.k, head.start_after, head.id, head.concurrency_limit,
-                       (SELECT count(*) FROM cereal_tasks AS r
-                        WHERE r.concurrency_key = w.k AND r.state = 'running') AS running
+                SELECT w.k, head.start_after, head.id,
+                       least(head.concurrency_limit
+                                 - (SELECT count(*) FROM cereal_tasks AS r
+                                    WHERE head.concurrency_limit IS NOT NULL
+                                      AND r.concurrency_key = w.k AND r.state = 'running'),
+                             head.rate_limit_starts
+                                 - (SELECT count(*) FROM cereal_key_starts AS s
+                                    WHERE head.rate_limit_starts IS NOT NULL
+                                      AND s.concurrency_key = w.k AND s.leaves_at > now()))
+                           AS room
                 FROM unnest(v_walked) AS w(k)
                 CROSS JOIN LATERAL (
-                    SELECT q.start_after, q.id, q.concurrency_limit FROM cereal_tasks AS q
+                    SELECT q.start_after, q.id, q.concurrency_limit, q.rate_limit_starts
+                    FROM cereal_tasks AS q
                     WHERE q.task_name = p_task_name AND q.state = 'queued'
                       AND q.concurrency_key = w.k AND q.start_after <= now()
                     ORDER BY q.start_after, q.id LIMIT 1
                 ) AS head
             ) AS counted
-            WHERE counted.running < counted.concurrency_limit
+            WHERE counted.room > 0
             ORDER BY counted.start_after, counted.id
             LIMIT least(p_max_tasks * 2, 64)
         ) AS picked;
@@ -600,10 +725,12 @@ BEGIN
             LIMIT p_max_tasks
         ) AS u;
         FOR v_candidate IN
-            SELECT c.id, c.start_after, c.concurrency_key, c.concurrency_limit
+            SELECT c.id, c.start_after, c.concurrency_key, c.concurrency_limit,
+                   c.rate_limit_starts, c.rate_limit_seconds
             FROM unnest(v_keys, v_rooms) AS k(key, room)
             CROSS JOIN LATERAL (
-                SELECT q.id, q.concurrency_key, q.concurrency_limit, q.start_after
+                SELECT q.id, q.concurrency_key, q.concurrency_limit, q.start_after,
+                       q.rate_limit_starts, q.rate_limit_seconds
                 FROM cereal_tasks AS q
                 WHERE q.task_name = p_task_name AND q.state = 'queued'
                   AND q.concurrency_key = k.key AND q.start_after <= now()
@@ -622,9 +749,26 @@ BEGIN
             WHERE t.id = v_candidate.id AND t.state = 'queued'
             FOR UPDATE SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
-            SELECT count(*) INTO v_running FROM cereal_tasks AS r
-            WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
-            CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
+            IF v_candidate.concurrency_limit IS NOT NULL THEN
+                SELECT count(*) INTO v_running FROM cereal_tasks AS r
+                WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
+                CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
+            END IF;
+            IF v_candidate.rate_limit_starts IS NOT NULL THEN
+                -- the window's end is read inside the counting statement, after its
+                -- snapshot: a start another claimer pruned had left the window by then
+                SELECT clock.at,
+                       (SELECT count(*) FROM cereal_key_starts AS s
+                        WHERE s.concurrency_key = v_candidate.concurrency_key
+                          AND s.leaves_at > clock.at)
+                INTO v_at, v_started
+                FROM (SELECT clock_timestamp() AS at) AS clock;
+                CONTINUE WHEN v_started >= v_candidate.rate_limit_starts;
+                INSERT INTO cereal_key_starts (concurrency_key, leaves_at)
+                VALUES (v_candidate.concurrency_key,
+                        v_at + make_interval(secs => v_candidate.rate_limit_seconds));
+                v_recorded := true;
+            END IF;
             RETURN QUERY
             UPDATE cereal_tasks AS t
             SET state = 'running', lease = p_lease, heartbeat_at = now(),
@@ -636,6 +780,14 @@ BEGIN
                       t.attempt, t.traceparent, t.retry_policy::text;
             v_taken := v_taken + 1;
         END LOOP;
+        IF v_recorded THEN
+            -- starts that have left their window, a few per claim that records one
+            DELETE FROM cereal_key_starts AS s
+            WHERE s.id IN (SELECT e.id FROM cereal_key_starts AS e
+                           WHERE e.leaves_at <= clock_timestamp()
+                           ORDER BY e.leaves_at LIMIT 64
+                           FOR UPDATE SKIP LOCKED);
+        END IF;
         IF v_taken >= p_max_tasks THEN
             RETURN;
         END IF;
@@ -744,11 +896,11 @@ BEGIN
     INSERT INTO cereal_dead_tasks
         (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
          error, error_type, error_traceback, attempts, enqueued_at, died_at,
-         concurrency_key, concurrency_limit)
+         concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds)
     SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
            NEW.parameters, NEW.status, NEW.error, NEW.error_type, NEW.error_traceback,
            NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
-           NEW.concurrency_limit
+           NEW.concurrency_limit, NEW.rate_limit_starts, NEW.rate_limit_seconds
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id
     ON CONFLICT (task_id) DO NOTHING;

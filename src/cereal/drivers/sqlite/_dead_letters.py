@@ -94,6 +94,8 @@ def requeue(
                 # under its concurrency key again, as before it died
                 "concurrency_key": row["concurrency_key"],
                 "concurrency_limit": row["concurrency_limit"],
+                "rate_limit_starts": row["rate_limit_starts"],
+                "rate_limit_seconds": row["rate_limit_seconds"],
             },
         )
         conn.execute(Q["count_requeued_task"], {"instance_id": row["live_id"]})

@@ -57,6 +57,8 @@ def _tasks(rows: Iterable[sqlite3.Row]) -> list[InstanceTask]:
             instance_name=str(row["instance_name"]),
             concurrency_key=row["concurrency_key"],
             concurrency_limit=row["concurrency_limit"],
+            rate_limit_starts=row["rate_limit_starts"],
+            rate_limit_seconds=row["rate_limit_seconds"],
         )
         for row in rows
     ]

@@ -67,12 +67,14 @@ def claim_tasks(
     """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, earliest due first.
 
     Runs inside ``BEGIN IMMEDIATE``, SQLite's one writer: the running counts
-    read here cannot change before the leases are written. The expiry is
-    stored with each lease, and ``retry_policy`` with each task that has
-    none yet. With no keyed task queued this is one probe and one statement
-    (``claim_unkeyed_tasks``). Otherwise keyed tasks are taken oldest due
-    first, each while its key runs fewer than its own limit and while it and
-    the unkeyed tasks due before it fit the claim; unkeyed ones fill the rest.
+    and rate windows read here cannot change before the leases are written.
+    The expiry is stored with each lease, and ``retry_policy`` with each task
+    that has none yet. With no keyed task queued this is one probe and one
+    statement (``claim_unkeyed_tasks``). Otherwise keyed tasks are taken
+    oldest due first, each while its key runs fewer than its concurrency
+    limit and started fewer than its rate limit's starts in the window, and
+    while it and the unkeyed tasks due before it fit the claim; unkeyed ones
+    fill the rest. Each start of a rate-limited task is recorded with the lease.
     """
     at = now()
     named = {"task_name": task_name, "now": at}
@@ -82,19 +84,54 @@ def claim_tasks(
         chosen = _keyed_within_limits(
             conn, named, _keys_with_room(conn, named, max_tasks), max_tasks
         )
-        if chosen:
-            found = conn.execute(Q["lease_tasks"], {**lease, "task_ids": json.dumps(chosen)})
+        if chosen.task_ids:
+            found = conn.execute(
+                Q["lease_tasks"], {**lease, "task_ids": json.dumps(chosen.task_ids)}
+            )
             rows.extend(found.fetchall())
+        _record_starts(conn, chosen.starts, at)
     if len(rows) < max_tasks:
         rest = {**named, **lease, "max_tasks": max_tasks - len(rows)}
         rows.extend(conn.execute(Q["claim_unkeyed_tasks"], rest).fetchall())
     return [_lease_from_row(row) for row in sorted(rows, key=_claim_order)]
 
 
+@dataclass(frozen=True)
+class _KeyCounts:
+    """What one key has in use: running tasks, starts in its rate window, room left."""
+
+    running: int
+    started: int
+    room: int
+
+
+@dataclass(frozen=True)
+class _KeyedChoice:
+    """The keyed tasks a claim leases, and the rate-limited starts it records."""
+
+    task_ids: list[int]
+    starts: list[tuple[str, float]]
+    """(key, window seconds) per rate-limited task taken."""
+
+
+def _room(head: sqlite3.Row) -> int:
+    """How many more of a key's tasks may start now: the least of its limits' rooms.
+
+    Every keyed task has a concurrency limit, a rate limit or both (the
+    table's check), so there is at least one room to take.
+    """
+    rooms = []
+    if head["concurrency_limit"] is not None:
+        rooms.append(int(head["concurrency_limit"]) - int(head["running"]))
+    if head["rate_limit_starts"] is not None:
+        rooms.append(int(head["rate_limit_starts"]) - int(head["started"]))
+    return min(rooms)
+
+
 def _keys_with_room(
     conn: sqlite3.Connection, named: dict[str, object], max_tasks: int
-) -> dict[str, tuple[int, int]]:
-    """Keys whose oldest due task fits under its limit: key -> (running, room).
+) -> dict[str, _KeyCounts]:
+    """Keys whose oldest due task fits under its limits, with what each has in use.
 
     Visits at most :data:`KEYS_VISITED` keys, going on after the last key the
     previous claim of this name visited and wrapping round (so every key has
@@ -124,54 +161,68 @@ def _keys_with_room(
             float(h["start_after"]),
             int(h["id"]),
             str(h["concurrency_key"]),
-            int(h["running"]),
-            int(h["concurrency_limit"]),
+            _KeyCounts(int(h["running"]), int(h["started"]), _room(h)),
         )
         for h in heads
-        if int(h["running"]) < int(h["concurrency_limit"])
+        if _room(h) > 0
     )[: min(2 * max_tasks, KEYS_TAKEN)]
-    return {key: (running, limit - running) for _, _, key, running, limit in with_room}
+    return {key: counts for _, _, key, counts in with_room}
 
 
 def _keyed_within_limits(
     conn: sqlite3.Connection,
     named: dict[str, object],
-    keys: dict[str, tuple[int, int]],
+    keys: dict[str, _KeyCounts],
     max_tasks: int,
-) -> list[int]:
-    """The keyed tasks to lease: oldest due first, each within its own limit.
+) -> _KeyedChoice:
+    """The keyed tasks to lease: oldest due first, each within its own limits.
 
-    ``keys`` maps each candidate key to its running count and room. A keyed
-    task is taken only while it, the keyed ones taken and the due unkeyed
-    ones before it fit in ``max_tasks`` (so neither kind starves).
+    ``keys`` maps each candidate key to what it has in use. A keyed task is
+    taken only while it, the keyed ones taken and the due unkeyed ones before
+    it fit in ``max_tasks`` (so neither kind starves).
     """
+    choice = _KeyedChoice([], [])
     if not keys:
-        return []
+        return choice
     unkeyed = [
         (float(r["start_after"]), int(r["id"]))
         for r in conn.execute(Q["due_unkeyed_tasks"], {**named, "max_tasks": max_tasks})
     ]
-    running = {key: counts[0] for key, counts in keys.items()}
-    candidates: list[tuple[float, int, str, int]] = []
-    for key, (_, room) in keys.items():
-        most = min(max_tasks, room)
+    running = {key: counts.running for key, counts in keys.items()}
+    started = {key: counts.started for key, counts in keys.items()}
+    candidates: list[tuple[float, int, str, sqlite3.Row]] = []
+    for key, counts in keys.items():
+        most = min(max_tasks, counts.room)
         found = conn.execute(Q["keyed_candidates"], {**named, "key": key, "max_tasks": most})
-        candidates.extend(
-            (float(row["start_after"]), int(row["id"]), key, int(row["concurrency_limit"]))
-            for row in found
-        )
-    chosen: list[int] = []
+        candidates.extend((float(row["start_after"]), int(row["id"]), key, row) for row in found)
     ahead = 0
-    for start_after, task_id, key, limit in sorted(candidates):
+    for start_after, task_id, key, row in sorted(candidates, key=lambda c: c[:2]):
         while ahead < len(unkeyed) and unkeyed[ahead] < (start_after, task_id):
             ahead += 1
-        if len(chosen) + ahead >= max_tasks:
+        if len(choice.task_ids) + ahead >= max_tasks:
             break
-        if running[key] >= limit:
+        limit, starts = row["concurrency_limit"], row["rate_limit_starts"]
+        if limit is not None and running[key] >= int(limit):
+            continue
+        if starts is not None and started[key] >= int(starts):
             continue
         running[key] += 1
-        chosen.append(task_id)
-    return chosen
+        choice.task_ids.append(task_id)
+        if starts is not None:
+            started[key] += 1
+            choice.starts.append((key, float(row["rate_limit_seconds"])))
+    return choice
+
+
+def _record_starts(conn: sqlite3.Connection, starts: list[tuple[str, float]], at: float) -> None:
+    """Record each rate-limited start in its key's window; drop starts that left theirs."""
+    if not starts:
+        return
+    conn.executemany(
+        Q["record_key_start"],
+        [{"key": key, "leaves_at": at + seconds} for key, seconds in starts],
+    )
+    conn.execute(Q["prune_key_starts"], {"now": at})
 
 
 def resume_lease(conn: sqlite3.Connection, task_id: str, token: str) -> Lease:
@@ -265,6 +316,8 @@ def record_outcome(
             # kept so a dead letter requeued runs under its key again
             "concurrency_key": task["concurrency_key"],
             "concurrency_limit": task["concurrency_limit"],
+            "rate_limit_starts": task["rate_limit_starts"],
+            "rate_limit_seconds": task["rate_limit_seconds"],
         },
     )
     conn.execute(

@@ -348,6 +348,8 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "retry_policy": task.retry_policy,
                         "concurrency_key": task.concurrency_key,
                         "concurrency_limit": task.concurrency_limit,
+                        "rate_limit_starts": task.rate_limit_starts,
+                        "rate_limit_seconds": task.rate_limit_seconds,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],

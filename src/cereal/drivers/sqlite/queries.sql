@@ -120,10 +120,12 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 -- Queue one task of an instance.
 INSERT INTO cereal_tasks
     (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
-     traceparent, retry_policy, concurrency_key, concurrency_limit)
+     traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
+     rate_limit_seconds)
 VALUES
     (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
-     :traceparent, :retry_policy, :concurrency_key, :concurrency_limit);
+     :traceparent, :retry_policy, :concurrency_key, :concurrency_limit, :rate_limit_starts,
+     :rate_limit_seconds);
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -305,11 +307,15 @@ SELECT k FROM walk WHERE k IS NOT NULL LIMIT :count;
 
 -- name: key_heads
 -- For each of the given keys (a JSON array) with a due queued task of this name:
--- its oldest due task's due time, id and limit, and the key's running tasks.
+-- its oldest due task's due time, id and limits, the key's running tasks and its
+-- starts still inside their rate window.
 SELECT keys.value AS concurrency_key, h.start_after, h.id, h.concurrency_limit,
+       h.rate_limit_starts,
        (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
         WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
-          AND r.concurrency_key = keys.value) AS running
+          AND r.concurrency_key = keys.value) AS running,
+       (SELECT count(*) FROM cereal_key_starts AS s
+        WHERE s.concurrency_key = keys.value AND s.leaves_at > :now) AS started
 FROM json_each(:keys) AS keys
 JOIN cereal_tasks AS h ON h.id = (
     SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
@@ -330,7 +336,7 @@ DELETE FROM cereal_key_cursors WHERE task_name = :task_name;
 
 -- name: keyed_candidates
 -- One key's due queued tasks of this name, oldest due first, at most :max_tasks.
-SELECT id, start_after, concurrency_limit
+SELECT id, start_after, concurrency_limit, rate_limit_starts, rate_limit_seconds
 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
 WHERE task_name = :task_name AND state = 'queued' AND concurrency_key = :key
   AND start_after <= :now
@@ -346,6 +352,17 @@ WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
   AND concurrency_key IS NULL
 ORDER BY start_after, id
 LIMIT :max_tasks;
+
+-- name: record_key_start
+-- A start of a rate-limited key: inside its window until :leaves_at.
+INSERT INTO cereal_key_starts (concurrency_key, leaves_at) VALUES (:key, :leaves_at);
+
+-- name: prune_key_starts
+-- Delete up to 64 starts that have left their window (the claim runs this when it
+-- records starts, so the table holds little more than the windows' live starts).
+DELETE FROM cereal_key_starts
+WHERE id IN (SELECT id FROM cereal_key_starts INDEXED BY cereal_key_starts_by_time
+             WHERE leaves_at <= :now LIMIT 64);
 
 -- name: lease_tasks
 -- Lease the given queued tasks (chosen in this write transaction), as
@@ -386,7 +403,8 @@ RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
 -- name: leased_task
 -- The running task held under this lease token.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       hand_backs, traceparent, concurrency_key, concurrency_limit
+       hand_backs, traceparent, concurrency_key, concurrency_limit, rate_limit_starts,
+       rate_limit_seconds
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
@@ -395,11 +413,11 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
      enqueued_at, completed_at, error_type, error_traceback, attempts, traceparent,
-     concurrency_key, concurrency_limit)
+     concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
      :enqueued_at, :now, :error_type, :error_traceback, :attempts, :traceparent,
-     :concurrency_key, :concurrency_limit);
+     :concurrency_key, :concurrency_limit, :rate_limit_starts, :rate_limit_seconds);
 
 -- name: requeue_task
 -- End a task's lease and queue it again from :start_after (a retry after a
@@ -431,7 +449,7 @@ LIMIT :limit;
 -- The running task held under this lease token, if its deadline has still passed
 -- (as expired_task_leases): the only task a sweep's settlement may change.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       traceparent, concurrency_key, concurrency_limit
+       traceparent, concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
@@ -663,7 +681,8 @@ ORDER BY i.workflow_name;
 -- name: instance_tasks
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -690,7 +709,8 @@ ORDER BY h.event_id;
 -- task id :before. The (instance_id) index holds the rowid as its last key, so
 -- this walks the instance's entries backwards from :before and stops at the limit.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit
+       i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -702,7 +722,8 @@ LIMIT coalesce(:page_limit, -1);
 -- Every live instance's queued and running tasks of one name, in enqueue order
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name
 ORDER BY t.id;
@@ -711,7 +732,8 @@ ORDER BY t.id;
 -- One page of them, newest first: the (task_name, id) index walked backwards from
 -- the task id :before, cut at :page_limit (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
-       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit
+       t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
+       t.rate_limit_starts, t.rate_limit_seconds
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name AND t.id < :before
 ORDER BY t.id DESC
@@ -793,7 +815,8 @@ LIMIT coalesce(:page_limit, -1);
 -- One dead task with its live run (no row: no such dead task; NULL live_id: its
 -- run has finished).
 SELECT d.task_id, d.task_name, d.parameters, d.instance_id, i.id AS live_id,
-       i.workflow_name, i.instance_name, d.concurrency_key, d.concurrency_limit
+       i.workflow_name, i.instance_name, d.concurrency_key, d.concurrency_limit,
+       d.rate_limit_starts, d.rate_limit_seconds
 FROM cereal_dead_tasks AS d
 LEFT JOIN cereal_workflow_instances AS i ON i.id = d.instance_id
 WHERE d.task_id = :task_id;

@@ -4,24 +4,26 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0018_concurrency_keys
+-- Latest migration: 0019_rate_limits
 
 CREATE TABLE cereal_dead_tasks (
-    task_id           INTEGER PRIMARY KEY,
-    instance_id       INTEGER NOT NULL,
-    workflow_name     TEXT NOT NULL,
-    instance_name     TEXT NOT NULL,
-    task_name         TEXT NOT NULL,
-    parameters        BLOB,
-    status            TEXT NOT NULL,
-    error_text        TEXT NOT NULL DEFAULT '',
-    error_type        TEXT,
-    error_traceback   TEXT,
-    attempts          INTEGER NOT NULL,
-    enqueued_at       REAL NOT NULL,
-    died_at           REAL NOT NULL,
-    concurrency_key   TEXT,
-    concurrency_limit INTEGER
+    task_id            INTEGER PRIMARY KEY,
+    instance_id        INTEGER NOT NULL,
+    workflow_name      TEXT NOT NULL,
+    instance_name      TEXT NOT NULL,
+    task_name          TEXT NOT NULL,
+    parameters         BLOB,
+    status             TEXT NOT NULL,
+    error_text         TEXT NOT NULL DEFAULT '',
+    error_type         TEXT,
+    error_traceback    TEXT,
+    attempts           INTEGER NOT NULL,
+    enqueued_at        REAL NOT NULL,
+    died_at            REAL NOT NULL,
+    concurrency_key    TEXT,
+    concurrency_limit  INTEGER,
+    rate_limit_starts  INTEGER,
+    rate_limit_seconds REAL
 );
 
 CREATE INDEX cereal_dead_tasks_by_instance ON cereal_dead_tasks (instance_id);
@@ -47,6 +49,16 @@ CREATE TABLE cereal_key_cursors (
     after_key TEXT NOT NULL
 ) WITHOUT ROWID;
 
+CREATE TABLE cereal_key_starts (
+    id              INTEGER PRIMARY KEY,
+    concurrency_key TEXT NOT NULL,
+    leaves_at       REAL NOT NULL
+);
+
+CREATE INDEX cereal_key_starts_by_key ON cereal_key_starts (concurrency_key, leaves_at);
+
+CREATE INDEX cereal_key_starts_by_time ON cereal_key_starts (leaves_at);
+
 CREATE TABLE cereal_schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT NOT NULL,
@@ -65,22 +77,24 @@ CREATE TABLE cereal_start_keys (
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys (created_at);
 
 CREATE TABLE cereal_task_results (
-    id                INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id           INTEGER NOT NULL,
-    instance_id       INTEGER NOT NULL,
-    task_name         TEXT NOT NULL,
-    parameters        BLOB,
-    status            TEXT NOT NULL CHECK (status IN ('success', 'failed', 'lost')),
-    error_text        TEXT NOT NULL DEFAULT '',
-    result            BLOB,
-    enqueued_at       REAL NOT NULL,
-    completed_at      REAL NOT NULL,
-    error_type        TEXT,
-    error_traceback   TEXT,
-    attempts          INTEGER NOT NULL DEFAULT 1,
-    traceparent       TEXT,
-    concurrency_key   TEXT,
-    concurrency_limit INTEGER
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id            INTEGER NOT NULL,
+    instance_id        INTEGER NOT NULL,
+    task_name          TEXT NOT NULL,
+    parameters         BLOB,
+    status             TEXT NOT NULL CHECK (status IN ('success', 'failed', 'lost')),
+    error_text         TEXT NOT NULL DEFAULT '',
+    result             BLOB,
+    enqueued_at        REAL NOT NULL,
+    completed_at       REAL NOT NULL,
+    error_type         TEXT,
+    error_traceback    TEXT,
+    attempts           INTEGER NOT NULL DEFAULT 1,
+    traceparent        TEXT,
+    concurrency_key    TEXT,
+    concurrency_limit  INTEGER,
+    rate_limit_starts  INTEGER,
+    rate_limit_seconds REAL
 );
 
 CREATE INDEX cereal_task_results_by_instance ON cereal_task_results (instance_id);
@@ -92,16 +106,16 @@ BEGIN
     INSERT OR IGNORE INTO cereal_dead_tasks
         (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
          error_text, error_type, error_traceback, attempts, enqueued_at, died_at,
-         concurrency_key, concurrency_limit)
+         concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds)
     SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
            NEW.parameters, NEW.status, NEW.error_text, NEW.error_type, NEW.error_traceback,
            NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
-           NEW.concurrency_limit
+           NEW.concurrency_limit, NEW.rate_limit_starts, NEW.rate_limit_seconds
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id;
 END;
 
-CREATE TABLE cereal_tasks (
+CREATE TABLE "cereal_tasks" (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     instance_id        INTEGER NOT NULL,
     workflow_name      TEXT NOT NULL,
@@ -119,7 +133,11 @@ CREATE TABLE cereal_tasks (
     retry_policy       TEXT,
     hand_backs         INTEGER NOT NULL DEFAULT 0,
     concurrency_key    TEXT,
-    concurrency_limit  INTEGER CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL))
+    concurrency_limit  INTEGER,
+    rate_limit_starts  INTEGER,
+    rate_limit_seconds REAL,
+    CHECK ((rate_limit_starts IS NULL) = (rate_limit_seconds IS NULL)),
+    CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL AND rate_limit_starts IS NULL))
 );
 
 CREATE INDEX cereal_tasks_by_instance ON cereal_tasks (instance_id);
