@@ -241,6 +241,8 @@ class NewTask:
     """How many tasks of :attr:`concurrency_key` may start per :attr:`rate_limit_seconds`."""
     rate_limit_seconds: float | None = None
     """The rate limit's sliding window, in seconds (with :attr:`rate_limit_starts`)."""
+    priority: int = 0
+    """0 (the default) to 100; higher goes first, each level worth a minute of waiting."""
 
 
 Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
@@ -395,6 +397,8 @@ class InstanceTask:
     """How many tasks of that key may start per :attr:`rate_limit_seconds`."""
     rate_limit_seconds: float | None = None
     """The rate limit's window, in seconds."""
+    priority: int = 0
+    """The task's priority (0 to 100, higher first; see ``enqueue_task``)."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""

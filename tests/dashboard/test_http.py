@@ -391,7 +391,7 @@ class _KeyedTasks:
     def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
         for n in range(2):
             w.enqueue_task("charge", n, concurrency_key="customer <7>", concurrency_limit=1)
-        w.enqueue_task("charge", 2, concurrency_key="api", rate_limit=RateLimit(5, 60))
+        w.enqueue_task("charge", 2, concurrency_key="api", rate_limit=RateLimit(5, 60), priority=4)
         return w.continue_()
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
@@ -420,6 +420,9 @@ async def test_an_instance_page_shows_each_tasks_concurrency_key(
     # escaped, with its limit
     assert page.count('customer &lt;7&gt; <span class="muted">(at most 1)</span>') == 2
     assert 'api <span class="muted">(5 starts per 60 s)</span>' in page
+    assert "<th>Priority</th>" in page
+    assert page.count('<td class="priority">4</td>') == 1
+    assert page.count('<td class="priority">0</td>') == 2
 
 
 async def test_a_task_lost_to_an_invalid_retry_policy_shows_why(serve: Any, tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_concurrency_limits": [],
                     "task_rate_limit_starts": [],
                     "task_rate_limit_seconds": [],
+                    "task_priorities": [],
                     "error_types": [None],
                     "error_tracebacks": [None],
                 },

@@ -129,6 +129,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
             concurrency_limit=2,
             rate_limit_starts=10,
             rate_limit_seconds=1.5,
+            priority=7,
         ),
         lambda x: convert.NEW_TASK.from_pb(convert.NEW_TASK.to_pb(x)),
     ),
@@ -201,7 +202,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
     ),
     (
         InstanceTask(
-            "id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2, 10, 1.5
+            "id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2, 10, 1.5, 7
         ),
         lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),
     ),

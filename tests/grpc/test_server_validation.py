@@ -274,6 +274,8 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
             ),
             "rate_limit per",
         ),
+        (continue_with(None, pb.NewTask(task_name="t", priority=101)), "priority"),
+        (continue_with(None, pb.NewTask(task_name="t", priority=-1)), "priority"),
         (continue_with(b"not json"), "payload"),
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),

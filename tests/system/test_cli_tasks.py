@@ -102,7 +102,8 @@ class EnqueuesKeyed:
         w.enqueue_task("charge", 1, concurrency_key="customer-7", concurrency_limit=2)
         w.enqueue_task("charge", 2)
         w.enqueue_task("charge", 3, concurrency_key="api", rate_limit=RateLimit(10, 1.5))
-        return w.continue_({"enqueued": 3})
+        w.enqueue_task("charge", 4, priority=7)
+        return w.continue_({"enqueued": 4})
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
         return w.continue_()
@@ -136,19 +137,22 @@ async def test_tasks_list_and_workflows_show_name_each_tasks_concurrency_key(
             t["concurrency_limit"],
             t["rate_limit_starts"],
             t["rate_limit_seconds"],
+            t["priority"],
         )
         for t in json.loads(listed.stdout)["tasks"]
     }
 
     # Then each carries its key and limits, or none, in --json and in the tables
     assert keys == {
-        1: ("customer-7", 2, None, None),
-        2: (None, None, None, None),
-        3: ("api", None, 10, 1.5),
+        1: ("customer-7", 2, None, None, 0),
+        2: (None, None, None, None, 0),
+        3: ("api", None, 10, 1.5, 0),
+        4: (None, None, None, None, 7),
     }
     table = cereal("--db", url, "tasks", "list", "charge", cwd=tmp_path).stdout
     assert "customer-7 (at most 2)" in table
     assert "api (10 starts per 1.5 s)" in table
+    assert "priority" in table
     shown = cereal("--db", url, "workflows", "show", "billing", "run-1", cwd=tmp_path).stdout
     assert "customer-7 (at most 2)" in shown
     assert "api (10 starts per 1.5 s)" in shown

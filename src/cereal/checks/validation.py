@@ -22,6 +22,7 @@ from cereal import recurrence as _recurrence
 from cereal.checks import names as name_checks
 from cereal.checks import times
 from cereal.models import NewTask
+from cereal.priority import check_priority
 from cereal.rate_limit import MAX_RATE_STARTS, period_seconds
 from cereal.retry import load_policy
 
@@ -174,6 +175,7 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
         rate_starts=task.rate_limit_starts,
         rate_seconds=task.rate_limit_seconds,
     )
+    check_priority(task.priority, where=where)
     return task
 
 

@@ -262,6 +262,7 @@ def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
         "concurrency_limit": task.concurrency_limit,
         "rate_limit_starts": task.rate_limit_starts,
         "rate_limit_seconds": task.rate_limit_seconds,
+        "priority": task.priority,
     }
 
 
@@ -332,10 +333,17 @@ def _tasks_page(
     keyed = any(task.concurrency_key is not None for task in tasks)
     if keyed:
         table.add_column("concurrency key", overflow="fold")
+    prioritised = any(task.priority for task in tasks)
+    if prioritised:
+        table.add_column("priority", no_wrap=True)
     for task in tasks:
         names = (task.workflow_name, task.instance_name) if with_run else (task.task_name,)
         cells = [task.task_id, *names, task.state, str(task.attempt), _time(task.enqueued_at)]
-        table.add_row(*cells, *([concurrency_text(task)] if keyed else []))
+        if keyed:
+            cells.append(concurrency_text(task))
+        if prioritised:
+            cells.append(str(task.priority))
+        table.add_row(*cells)
     out.print(table)
     if older is not None:
         out.print(f"older tasks exist: {cursor} {older} shows the next page")

@@ -61,6 +61,7 @@ def _task_view(
         concurrency_limit=task.concurrency_limit,
         rate_limit_starts=task.rate_limit_starts,
         rate_limit_seconds=task.rate_limit_seconds,
+        priority=task.priority,
     )
 
 

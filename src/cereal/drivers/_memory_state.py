@@ -40,6 +40,7 @@ from cereal.models import (
     WorkflowInstanceStatus,
     WorkflowRetention,
 )
+from cereal.priority import PRIORITY_STEP
 
 Key = tuple[str, str]
 """(workflow_name, instance_name)."""
@@ -110,6 +111,11 @@ class Task:
     concurrency_limit: int | None = None
     rate_limit_starts: int | None = None
     rate_limit_seconds: float | None = None
+    priority: int = 0
+
+    def ready_rank(self) -> tuple[datetime, int]:
+        """The claim's order: due time less a minute per priority level, then sequence."""
+        return (self.start_after - timedelta(seconds=self.priority * PRIORITY_STEP), self.seq)
 
 
 @dataclass(eq=False)
@@ -145,6 +151,7 @@ class DeadEntry:
     concurrency_limit: int | None = None
     rate_limit_starts: int | None = None
     rate_limit_seconds: float | None = None
+    priority: int = 0
 
 
 @dataclass(eq=False)
@@ -355,6 +362,7 @@ class MemoryState:
                 concurrency_limit=new.concurrency_limit,
                 rate_limit_starts=new.rate_limit_starts,
                 rate_limit_seconds=new.rate_limit_seconds,
+                priority=new.priority,
             )
             inst.tasks[task.seq] = task
             self.queued.setdefault(task.task_name, {})[task.seq] = task
@@ -367,7 +375,7 @@ class MemoryState:
         expiry: float,
         retry_policy: str | None = None,
     ) -> list[tuple[Task, int]]:
-        """Lease up to ``max_tasks`` ready tasks of ``task_name``, oldest first.
+        """Lease up to ``max_tasks`` ready tasks of ``task_name``, lowest ready rank first.
 
         Each lease's deadline is ``now`` plus ``expiry`` seconds (the claimer's);
         a task without a stored retry policy gets ``retry_policy``. A task with
@@ -381,9 +389,10 @@ class MemoryState:
         claimed: list[Task] = []
         # claims made by this call per key, on top of running_per_key
         taken: dict[str, int] = {}
-        for task in queue.values():
-            if task.start_after > now:
-                continue
+        due = sorted(
+            (task for task in queue.values() if task.start_after <= now), key=Task.ready_rank
+        )
+        for task in due:
             key = task.concurrency_key
             if key is not None:
                 busy = self.running_per_key.get(key, 0) + taken.get(key, 0)
@@ -513,6 +522,7 @@ class MemoryState:
             task.concurrency_limit,
             task.rate_limit_starts,
             task.rate_limit_seconds,
+            task.priority,
         )
 
     def dead_view(self, entry: DeadEntry) -> DeadTask:
@@ -534,6 +544,7 @@ class MemoryState:
             concurrency_limit=entry.concurrency_limit,
             rate_limit_starts=entry.rate_limit_starts,
             rate_limit_seconds=entry.rate_limit_seconds,
+            priority=entry.priority,
         )
         self.add_tasks(entry.instance, [again], now)
         entry.instance.enqueued_tasks += 1

@@ -193,6 +193,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
         rate_limit: RateLimit | None = None,
+        priority: int = 0,
     ) -> None:
         """Buffer a task whose parameters carry this sub-workflow's routing key.
 
@@ -217,6 +218,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
             rate_limit=rate_limit,
+            priority=priority,
         )
 
 

@@ -173,6 +173,7 @@ def _new_task_to_pb(task: NewTask) -> pb.NewTask:
         concurrency_limit=task.concurrency_limit,
         rate_limit_starts=task.rate_limit_starts,
         rate_limit_seconds=task.rate_limit_seconds,
+        priority=task.priority,
     )
 
 
@@ -187,6 +188,7 @@ def _new_task_from_pb(message: pb.NewTask) -> NewTask:
         concurrency_limit=optional_field(message, "concurrency_limit"),
         rate_limit_starts=optional_field(message, "rate_limit_starts"),
         rate_limit_seconds=optional_field(message, "rate_limit_seconds"),
+        priority=message.priority,
     )
 
 

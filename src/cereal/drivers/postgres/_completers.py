@@ -174,6 +174,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_concurrency_limits": [task.concurrency_limit for task in tasks],
             "task_rate_limit_starts": [task.rate_limit_starts for task in tasks],
             "task_rate_limit_seconds": [task.rate_limit_seconds for task in tasks],
+            "task_priorities": [task.priority for task in tasks],
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
         }

@@ -202,6 +202,7 @@ async def run_decisions_merged(
             "task_concurrency_limits",
             "task_rate_limit_starts",
             "task_rate_limit_seconds",
+            "task_priorities",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -233,6 +234,7 @@ async def run_decisions_merged(
             "task_concurrency_limits",
             "task_rate_limit_starts",
             "task_rate_limit_seconds",
+            "task_priorities",
         ):
             merged[column].extend(decision.get(column) or [None] * len(decision["task_names"]))
     with translate("applying decisions"):

@@ -129,6 +129,7 @@ def _task_from_row(row: Row) -> InstanceTask:
         concurrency_limit=row["concurrency_limit"],
         rate_limit_starts=row["rate_limit_starts"],
         rate_limit_seconds=row["rate_limit_seconds"],
+        priority=int(row["priority"]),
     )
 
 

@@ -90,7 +90,7 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007, 0008, 0019 and 0020); returns the instance ids whose decision was applied.
+-- 0007, 0008, 0019, 0020 and 0021); returns the instance ids whose decision was applied.
 SELECT d.id FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
@@ -101,7 +101,8 @@ SELECT d.id FROM cereal_apply_decisions(
     %(error_tracebacks)s::text[], %(task_retry_policies)s::jsonb[],
     %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[],
     %(task_rate_limit_starts)s::integer[],
-    %(task_rate_limit_seconds)s::double precision[]) AS d(id)
+    %(task_rate_limit_seconds)s::double precision[],
+    %(task_priorities)s::integer[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -246,10 +247,14 @@ LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
--- (see the function in migrations 0004, 0007 and 0008), in one statement; a
--- task stored without a retry policy takes the claimer's.
-SELECT * FROM cereal_claim_tasks(%(task_name)s, %(max_tasks)s, %(lease)s, %(expiry)s,
-                                 %(retry_policy)s::jsonb)
+-- (see the function in migrations 0004, 0007, 0008, 0019, 0020 and 0021), in one
+-- statement; a task stored without a retry policy takes the claimer's. Returned
+-- in the claim's order, lowest ready rank first (the function keeps its result
+-- type for older workers, so the rank is read back by id: this statement's
+-- snapshot still holds the queued row, whose rank the claim did not change).
+SELECT c.* FROM cereal_claim_tasks(%(task_name)s, %(max_tasks)s, %(lease)s, %(expiry)s,
+                                   %(retry_policy)s::jsonb) AS c
+ORDER BY (SELECT t.ready_rank FROM cereal_tasks AS t WHERE t.id = c.id), c.id
 
 -- name: unclaim_tasks
 -- Give the tasks of one claim (its lease token) back to the queue: their
@@ -344,19 +349,20 @@ WITH given AS (
       AND t.instance_id IN (SELECT id FROM marked)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
               t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit,
-              t.rate_limit_starts, t.rate_limit_seconds, report.position
+              t.rate_limit_starts, t.rate_limit_seconds, t.priority, report.position
 ), stored AS (
     -- the result keeps the reporting run's span, else the task's own, and the task's
     -- concurrency key and limits (a dead letter requeued runs under them again)
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, result, enqueued_at,
          error_type, error_traceback, attempts, traceparent, concurrency_key,
-         concurrency_limit, rate_limit_starts, rate_limit_seconds)
+         concurrency_limit, rate_limit_starts, rate_limit_seconds, priority)
     SELECT task.instance_id, task.id, task.task_name, task.parameters, report.status,
            report.error, report.result, task.enqueued_at, report.error_type,
            report.error_traceback, greatest(task.attempt, 1),
            coalesce(report.traceparent, task.traceparent), task.concurrency_key,
-           task.concurrency_limit, task.rate_limit_starts, task.rate_limit_seconds
+           task.concurrency_limit, task.rate_limit_starts, task.rate_limit_seconds,
+           task.priority
     FROM task JOIN report ON report.position = task.position
     ORDER BY report.position
     RETURNING id, instance_id, task_id
@@ -419,7 +425,7 @@ WITH given AS (
     WHERE t.id = given.id AND t.state = 'running'
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
               t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit,
-              t.rate_limit_starts, t.rate_limit_seconds, given.error
+              t.rate_limit_starts, t.rate_limit_seconds, t.priority, given.error
 ), marked AS (
     -- the instance rows are locked already: mark them ready
     UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
@@ -428,10 +434,10 @@ WITH given AS (
     INSERT INTO cereal_task_results
         (instance_id, task_id, task_name, parameters, status, error, enqueued_at, attempts,
          traceparent, concurrency_key, concurrency_limit, rate_limit_starts,
-         rate_limit_seconds)
+         rate_limit_seconds, priority)
     SELECT instance_id, id, task_name, parameters, 'lost', error, enqueued_at,
            greatest(attempt, 1), traceparent, concurrency_key, concurrency_limit,
-           rate_limit_starts, rate_limit_seconds
+           rate_limit_starts, rate_limit_seconds, priority
     FROM task
     ORDER BY id
     RETURNING id, task_id, instance_id
@@ -697,8 +703,8 @@ UPDATE cereal_workflow_schedules SET enabled = false WHERE id = %(schedule_id)s
 
 -- name: task_queue_depths
 -- Metrics: due queued tasks per task name with the oldest one's enqueue time, read
--- from the ready index (task_name, start_after, id WHERE queued): the cost follows the
--- queued tasks, never the history. Read-only, no locks.
+-- from the ready indexes (queued tasks only; they include start_after since 0021):
+-- the cost follows the queued tasks, never the history. Read-only, no locks.
 -- (Unkeyed and keyed tasks have ready indexes of their own since migration 0019.)
 SELECT name, sum(depth)::bigint AS depth, min(oldest_at) AS oldest_at
 FROM (
@@ -730,7 +736,7 @@ ORDER BY workflow_name
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
@@ -770,7 +776,7 @@ WITH ids AS MATERIALIZED (
 )
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM page
 JOIN cereal_tasks AS t ON t.id = page.id
 JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
@@ -781,7 +787,7 @@ ORDER BY t.id DESC
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s
 ORDER BY t.id
@@ -791,7 +797,7 @@ ORDER BY t.id
 -- the task id %(before)s, cut at %(page_limit)s (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s AND t.id < %(before)s
 ORDER BY t.id DESC
@@ -864,7 +870,7 @@ LIMIT %(page_limit)s
 -- other statement locks an existing dead row and then an instance.
 WITH dead AS (
     SELECT d.task_id, d.instance_id, d.task_name, d.parameters, d.concurrency_key,
-           d.concurrency_limit, d.rate_limit_starts, d.rate_limit_seconds
+           d.concurrency_limit, d.rate_limit_starts, d.rate_limit_seconds, d.priority
     FROM cereal_dead_tasks AS d
     WHERE d.task_id = ANY(%(task_ids)s::bigint[])
     ORDER BY d.task_id
@@ -878,10 +884,10 @@ WITH dead AS (
 ), added AS (
     INSERT INTO cereal_tasks
         (instance_id, workflow_name, instance_name, task_name, parameters, concurrency_key,
-         concurrency_limit, rate_limit_starts, rate_limit_seconds)
+         concurrency_limit, rate_limit_starts, rate_limit_seconds, priority)
     SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters,
            dead.concurrency_key, dead.concurrency_limit, dead.rate_limit_starts,
-           dead.rate_limit_seconds
+           dead.rate_limit_seconds, dead.priority
     FROM dead JOIN live ON live.id = dead.instance_id
     ORDER BY dead.task_id
     RETURNING instance_id

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0020_rate_limits
+-- Latest migration: 0021_priorities
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -24,6 +24,7 @@ CREATE TABLE cereal_dead_tasks (
     concurrency_limit  integer,
     rate_limit_starts  integer,
     rate_limit_seconds double precision,
+    priority           integer                  DEFAULT 0 NOT NULL,
     CONSTRAINT cereal_dead_tasks_pkey PRIMARY KEY (task_id)
 );
 
@@ -103,6 +104,7 @@ CREATE TABLE cereal_task_results (
     concurrency_limit  integer,
     rate_limit_starts  integer,
     rate_limit_seconds double precision,
+    priority           integer                  DEFAULT 0 NOT NULL,
     CONSTRAINT cereal_task_results_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_task_results_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_task_results_status CHECK (status = ANY (ARRAY['success'::text, 'failed'::text, 'lost'::text]))
@@ -136,9 +138,12 @@ CREATE TABLE cereal_tasks (
     concurrency_limit  integer,
     rate_limit_starts  integer,
     rate_limit_seconds double precision,
+    priority           integer                  DEFAULT 0 NOT NULL,
+    ready_rank         timestamp with time zone GENERATED ALWAYS AS (cereal_ready_rank(start_after, priority)) STORED,
     CONSTRAINT cereal_tasks_flow_control CHECK ((rate_limit_starts IS NULL) = (rate_limit_seconds IS NULL) AND (concurrency_key IS NULL) = (concurrency_limit IS NULL AND rate_limit_starts IS NULL) AND (concurrency_limit IS NULL OR concurrency_limit >= 1) AND (rate_limit_starts IS NULL OR rate_limit_starts >= 1) AND (rate_limit_seconds IS NULL OR rate_limit_seconds > 0::double precision)),
     CONSTRAINT cereal_tasks_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_tasks_pkey PRIMARY KEY (id),
+    CONSTRAINT cereal_tasks_priority CHECK (priority >= 0 AND priority <= 100),
     CONSTRAINT cereal_tasks_state CHECK (state = ANY (ARRAY['queued'::text, 'running'::text]))
 );
 
@@ -148,9 +153,9 @@ CREATE INDEX cereal_tasks_instance ON cereal_tasks USING btree (instance_id);
 
 CREATE INDEX cereal_tasks_leases ON cereal_tasks USING btree (heartbeat_at) WHERE state = 'running'::text;
 
-CREATE INDEX cereal_tasks_ready ON cereal_tasks USING btree (task_name, start_after, id) WHERE state = 'queued'::text AND concurrency_key IS NULL;
+CREATE INDEX cereal_tasks_ready ON cereal_tasks USING btree (task_name, ready_rank, id) INCLUDE (start_after) WHERE state = 'queued'::text AND concurrency_key IS NULL;
 
-CREATE INDEX cereal_tasks_ready_keyed ON cereal_tasks USING btree (task_name, concurrency_key, start_after, id) WHERE state = 'queued'::text AND concurrency_key IS NOT NULL;
+CREATE INDEX cereal_tasks_ready_keyed ON cereal_tasks USING btree (task_name, concurrency_key, ready_rank, id) INCLUDE (start_after) WHERE state = 'queued'::text AND concurrency_key IS NOT NULL;
 
 CREATE INDEX cereal_tasks_running_by_key ON cereal_tasks USING btree (concurrency_key) WHERE state = 'running'::text AND concurrency_key IS NOT NULL;
 
@@ -553,6 +558,100 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_continued bigint[];
+    v_finished bigint[];
+BEGIN
+    PERFORM 1 FROM cereal_workflow_instances
+    WHERE id = ANY(p_instance_ids)
+    ORDER BY id
+    FOR UPDATE;
+
+    WITH decided AS (
+        SELECT d.instance_id, d.token, d.payload, d.completed, d.position
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
+             WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
+        WHERE NOT d.finish
+    ), added AS (
+        SELECT t.owner, count(*) AS n
+        FROM unnest(p_task_owners) AS t(owner)
+        GROUP BY t.owner
+    ), updated AS (
+        UPDATE cereal_workflow_instances AS i
+        SET payload = decided.payload,
+            status = 'running',
+            enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
+            completed_tasks = decided.completed,
+            updated_at = now(),
+            ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                        WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
+            claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+        FROM decided
+        LEFT JOIN added ON added.owner = decided.position
+        WHERE i.id = decided.instance_id AND i.claim_token = decided.token
+        RETURNING i.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_continued FROM updated;
+
+    DELETE FROM cereal_workflow_events
+    WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
+    DELETE FROM cereal_task_results
+    WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+
+    INSERT INTO cereal_tasks
+        (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
+         traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
+         rate_limit_seconds, priority)
+    SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
+           coalesce(t.start_after, now()), t.traceparent, t.retry_policy,
+           t.concurrency_key, t.concurrency_limit, t.rate_limit_starts, t.rate_limit_seconds,
+           coalesce(t.priority, 0)
+    FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
+                p_task_traceparents, p_task_retry_policies, p_task_concurrency_keys,
+                p_task_concurrency_limits, p_task_rate_limit_starts, p_task_rate_limit_seconds,
+                p_task_priorities)
+             WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
+                                  retry_policy, concurrency_key, concurrency_limit,
+                                  rate_limit_starts, rate_limit_seconds, priority, position)
+    JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
+    WHERE i.id = ANY(v_continued)
+    ORDER BY t.position;
+
+    WITH finishing AS (
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                    p_error_types, p_error_tracebacks)
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
+        WHERE d.finish
+    ), gone AS (
+        DELETE FROM cereal_workflow_instances AS i
+        USING finishing
+        WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
+        RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
+                  finishing.result, finishing.error, finishing.error_type,
+                  finishing.error_traceback
+    ), history AS (
+        INSERT INTO cereal_workflow_results
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+             error_type, error_traceback, instance_id)
+        SELECT workflow_name, instance_name, parameters, result, error, started_at,
+               clock_timestamp(), error_type, error_traceback, id
+        FROM gone
+        ORDER BY id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM gone;
+
+    IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
+        PERFORM pg_notify('cereal_wakeup', p_note);
+    END IF;
+    RETURN QUERY SELECT unnest(v_continued || v_finished);
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION cereal_claim_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
  RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer)
  LANGUAGE plpgsql
@@ -671,7 +770,7 @@ BEGIN
         FROM (
             SELECT counted.k, counted.room
             FROM (
-                SELECT w.k, head.start_after, head.id,
+                SELECT w.k, head.ready_rank, head.id,
                        least(head.concurrency_limit
                                  - (SELECT count(*) FROM cereal_tasks AS r
                                     WHERE head.concurrency_limit IS NOT NULL
@@ -683,15 +782,16 @@ BEGIN
                            AS room
                 FROM unnest(v_walked) AS w(k)
                 CROSS JOIN LATERAL (
-                    SELECT q.start_after, q.id, q.concurrency_limit, q.rate_limit_starts
+                    SELECT q.ready_rank, q.id, q.concurrency_limit, q.rate_limit_starts
                     FROM cereal_tasks AS q
                     WHERE q.task_name = p_task_name AND q.state = 'queued'
-                      AND q.concurrency_key = w.k AND q.start_after <= now()
-                    ORDER BY q.start_after, q.id LIMIT 1
+                      AND q.concurrency_key = w.k
+                      AND q.ready_rank <= now() AND q.start_after <= now()
+                    ORDER BY q.ready_rank, q.id LIMIT 1
                 ) AS head
             ) AS counted
             WHERE counted.room > 0
-            ORDER BY counted.start_after, counted.id
+            ORDER BY counted.ready_rank, counted.id
             LIMIT least(p_max_tasks * 2, 64)
         ) AS picked;
     END IF;
@@ -714,34 +814,36 @@ BEGIN
         END LOOP;
         -- the due unkeyed tasks this claim could take: a keyed task is taken only
         -- while it and the unkeyed ones due before it fit, so neither kind starves
-        SELECT array_agg(u.start_after ORDER BY u.start_after, u.id),
-               array_agg(u.id ORDER BY u.start_after, u.id)
+        SELECT array_agg(u.ready_rank ORDER BY u.ready_rank, u.id),
+               array_agg(u.id ORDER BY u.ready_rank, u.id)
         INTO v_unkeyed_at, v_unkeyed_id
         FROM (
-            SELECT q.start_after, q.id FROM cereal_tasks AS q
+            SELECT q.ready_rank, q.id FROM cereal_tasks AS q
             WHERE q.task_name = p_task_name AND q.state = 'queued'
-              AND q.concurrency_key IS NULL AND q.start_after <= now()
-            ORDER BY q.start_after, q.id
+              AND q.concurrency_key IS NULL
+              AND q.ready_rank <= now() AND q.start_after <= now()
+            ORDER BY q.ready_rank, q.id
             LIMIT p_max_tasks
         ) AS u;
         FOR v_candidate IN
-            SELECT c.id, c.start_after, c.concurrency_key, c.concurrency_limit,
+            SELECT c.id, c.ready_rank, c.concurrency_key, c.concurrency_limit,
                    c.rate_limit_starts, c.rate_limit_seconds
             FROM unnest(v_keys, v_rooms) AS k(key, room)
             CROSS JOIN LATERAL (
-                SELECT q.id, q.concurrency_key, q.concurrency_limit, q.start_after,
+                SELECT q.id, q.concurrency_key, q.concurrency_limit, q.ready_rank,
                        q.rate_limit_starts, q.rate_limit_seconds
                 FROM cereal_tasks AS q
                 WHERE q.task_name = p_task_name AND q.state = 'queued'
-                  AND q.concurrency_key = k.key AND q.start_after <= now()
-                ORDER BY q.start_after, q.id
+                  AND q.concurrency_key = k.key
+                  AND q.ready_rank <= now() AND q.start_after <= now()
+                ORDER BY q.ready_rank, q.id
                 LIMIT least(p_max_tasks, k.room)
             ) AS c
-            ORDER BY c.start_after, c.id
+            ORDER BY c.ready_rank, c.id
         LOOP
             WHILE v_ahead < coalesce(cardinality(v_unkeyed_id), 0)
                   AND (v_unkeyed_at[v_ahead + 1], v_unkeyed_id[v_ahead + 1])
-                      < (v_candidate.start_after, v_candidate.id) LOOP
+                      < (v_candidate.ready_rank, v_candidate.id) LOOP
                 v_ahead := v_ahead + 1;
             END LOOP;
             EXIT WHEN v_taken + v_ahead >= p_max_tasks;
@@ -803,8 +905,9 @@ BEGIN
     FROM (
         SELECT q.id FROM cereal_tasks AS q
         WHERE q.task_name = p_task_name AND q.state = 'queued'
-          AND q.concurrency_key IS NULL AND q.start_after <= now()
-        ORDER BY q.start_after, q.id
+          AND q.concurrency_key IS NULL
+          AND q.ready_rank <= now() AND q.start_after <= now()
+        ORDER BY q.ready_rank, q.id
         LIMIT p_max_tasks - v_taken
         FOR UPDATE SKIP LOCKED
     ) AS picked
@@ -888,6 +991,14 @@ AS $function$
     SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT p_count
 $function$;
 
+CREATE OR REPLACE FUNCTION cereal_ready_rank(p_start_after timestamp with time zone, p_priority integer)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT p_start_after - make_interval(secs => p_priority * 60.0)
+$function$;
+
 CREATE OR REPLACE FUNCTION cereal_record_dead_task()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -896,11 +1007,12 @@ BEGIN
     INSERT INTO cereal_dead_tasks
         (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
          error, error_type, error_traceback, attempts, enqueued_at, died_at,
-         concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds)
+         concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds,
+         priority)
     SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
            NEW.parameters, NEW.status, NEW.error, NEW.error_type, NEW.error_traceback,
            NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
-           NEW.concurrency_limit, NEW.rate_limit_starts, NEW.rate_limit_seconds
+           NEW.concurrency_limit, NEW.rate_limit_starts, NEW.rate_limit_seconds, NEW.priority
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id
     ON CONFLICT (task_id) DO NOTHING;

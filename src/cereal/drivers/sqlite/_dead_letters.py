@@ -96,6 +96,7 @@ def requeue(
                 "concurrency_limit": row["concurrency_limit"],
                 "rate_limit_starts": row["rate_limit_starts"],
                 "rate_limit_seconds": row["rate_limit_seconds"],
+                "priority": row["priority"],
             },
         )
         conn.execute(Q["count_requeued_task"], {"instance_id": row["live_id"]})

@@ -59,6 +59,7 @@ def _tasks(rows: Iterable[sqlite3.Row]) -> list[InstanceTask]:
             concurrency_limit=row["concurrency_limit"],
             rate_limit_starts=row["rate_limit_starts"],
             rate_limit_seconds=row["rate_limit_seconds"],
+            priority=int(row["priority"]),
         )
         for row in rows
     ]

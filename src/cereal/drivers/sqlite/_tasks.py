@@ -1,7 +1,8 @@
 """Tasks on SQLite: lease ready tasks, report how they ended.
 
 A dequeue leases up to N ready tasks (queued, ``start_after`` passed) in one
-``BEGIN IMMEDIATE`` transaction, earliest due first, each with its own random
+``BEGIN IMMEDIATE`` transaction, lowest ready rank first (the due time less a
+minute per priority level: :mod:`cereal.priority`), each with its own random
 128-bit token and a heartbeat time. Every completer call presents the token;
 once the row is gone or holds another token the call raises
 :class:`~cereal.errors.TaskLostError` and changes nothing.
@@ -64,14 +65,14 @@ def claim_tasks(
     expiry: float,
     retry_policy: str | None = None,
 ) -> list[Lease]:
-    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, earliest due first.
+    """Lease up to ``max_tasks`` ready tasks for ``expiry`` seconds each, lowest rank first.
 
     Runs inside ``BEGIN IMMEDIATE``, SQLite's one writer: the running counts
     and rate windows read here cannot change before the leases are written.
     The expiry is stored with each lease, and ``retry_policy`` with each task
     that has none yet. With no keyed task queued this is one probe and one
     statement (``claim_unkeyed_tasks``). Otherwise keyed tasks are taken
-    oldest due first, each while its key runs fewer than its concurrency
+    lowest ready rank first, each while its key runs fewer than its concurrency
     limit and started fewer than its rate limit's starts in the window, and
     while it and the unkeyed tasks due before it fit the claim; unkeyed ones
     fill the rest. Each start of a rate-limited task is recorded with the lease.
@@ -131,13 +132,13 @@ def _room(head: sqlite3.Row) -> int:
 def _keys_with_room(
     conn: sqlite3.Connection, named: dict[str, object], max_tasks: int
 ) -> dict[str, _KeyCounts]:
-    """Keys whose oldest due task fits under its limits, with what each has in use.
+    """Keys whose first due task (by ready rank) fits under its limits, and what each uses.
 
     Visits at most :data:`KEYS_VISITED` keys, going on after the last key the
     previous claim of this name visited and wrapping round (so every key has
     its turn), and keeps at most ``2 * max_tasks`` (:data:`KEYS_TAKEN`) of
-    them, oldest due first: the first ``max_tasks`` tasks in due order come
-    from keys whose oldest due task is among them.
+    them, lowest rank first: the first ``max_tasks`` tasks in rank order come
+    from keys whose first due task is among them.
     """
     task_name = named["task_name"]
     row = conn.execute(Q["key_cursor"], {"task_name": task_name}).fetchone()
@@ -158,7 +159,7 @@ def _keys_with_room(
     heads = conn.execute(Q["key_heads"], {**named, "keys": json.dumps(keys)}).fetchall()
     with_room = sorted(
         (
-            float(h["start_after"]),
+            float(h["ready_rank"]),
             int(h["id"]),
             str(h["concurrency_key"]),
             _KeyCounts(int(h["running"]), int(h["started"]), _room(h)),
@@ -175,7 +176,7 @@ def _keyed_within_limits(
     keys: dict[str, _KeyCounts],
     max_tasks: int,
 ) -> _KeyedChoice:
-    """The keyed tasks to lease: oldest due first, each within its own limits.
+    """The keyed tasks to lease: lowest ready rank first, each within its own limits.
 
     ``keys`` maps each candidate key to what it has in use. A keyed task is
     taken only while it, the keyed ones taken and the due unkeyed ones before
@@ -185,7 +186,7 @@ def _keyed_within_limits(
     if not keys:
         return choice
     unkeyed = [
-        (float(r["start_after"]), int(r["id"]))
+        (float(r["ready_rank"]), int(r["id"]))
         for r in conn.execute(Q["due_unkeyed_tasks"], {**named, "max_tasks": max_tasks})
     ]
     running = {key: counts.running for key, counts in keys.items()}
@@ -194,10 +195,10 @@ def _keyed_within_limits(
     for key, counts in keys.items():
         most = min(max_tasks, counts.room)
         found = conn.execute(Q["keyed_candidates"], {**named, "key": key, "max_tasks": most})
-        candidates.extend((float(row["start_after"]), int(row["id"]), key, row) for row in found)
+        candidates.extend((float(row["ready_rank"]), int(row["id"]), key, row) for row in found)
     ahead = 0
-    for start_after, task_id, key, row in sorted(candidates, key=lambda c: c[:2]):
-        while ahead < len(unkeyed) and unkeyed[ahead] < (start_after, task_id):
+    for rank, task_id, key, row in sorted(candidates, key=lambda c: c[:2]):
+        while ahead < len(unkeyed) and unkeyed[ahead] < (rank, task_id):
             ahead += 1
         if len(choice.task_ids) + ahead >= max_tasks:
             break
@@ -241,8 +242,8 @@ def resume_lease(conn: sqlite3.Connection, task_id: str, token: str) -> Lease:
 
 
 def _claim_order(row: sqlite3.Row) -> tuple[float, int]:
-    # RETURNING follows the update's row order, not the claim's
-    return (float(row["start_after"]), int(row["id"]))
+    # RETURNING follows the update's row order, not the claim's (ready rank, id)
+    return (float(row["ready_rank"]), int(row["id"]))
 
 
 def _lease_from_row(row: sqlite3.Row) -> Lease:
@@ -318,6 +319,7 @@ def record_outcome(
             "concurrency_limit": task["concurrency_limit"],
             "rate_limit_starts": task["rate_limit_starts"],
             "rate_limit_seconds": task["rate_limit_seconds"],
+            "priority": task["priority"],
         },
     )
     conn.execute(

@@ -350,6 +350,7 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
                         "concurrency_limit": task.concurrency_limit,
                         "rate_limit_starts": task.rate_limit_starts,
                         "rate_limit_seconds": task.rate_limit_seconds,
+                        "priority": task.priority,
                     }
                     for task, start_after in zip(tasks, start_afters, strict=True)
                 ],

@@ -121,11 +121,11 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 INSERT INTO cereal_tasks
     (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
      traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
-     rate_limit_seconds)
+     rate_limit_seconds, priority)
 VALUES
     (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
      :traceparent, :retry_policy, :concurrency_key, :concurrency_limit, :rate_limit_starts,
-     :rate_limit_seconds);
+     :rate_limit_seconds, :priority);
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -249,7 +249,8 @@ LIMIT :window;
 SELECT 1
 WHERE EXISTS (
     SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready
-    WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+    WHERE task_name = :task_name AND state = 'queued'
+      AND start_after - 60.0 * priority <= :now AND start_after <= :now
       AND concurrency_key IS NULL
 ) OR EXISTS (
     SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
@@ -258,12 +259,14 @@ WHERE EXISTS (
 );
 
 -- name: claim_unkeyed_tasks
--- Lease up to :max_tasks ready tasks of one name without a concurrency key, earliest
--- due first (for a task enqueued without delay, its enqueue time), each with a random
--- token and the claimer's expiry (the deadline is lease_heartbeat_at + lease_expiry).
--- The ready index (task_name, start_after, id, unkeyed queued tasks only: migrations
--- 0009 and 0018) yields due tasks in that order: tasks not yet due sort after now
--- and are never visited.
+-- Lease up to :max_tasks ready tasks of one name without a concurrency key, lowest
+-- ready rank first (due time less a minute per priority level; for a task of priority
+-- 0 enqueued without delay, its enqueue time), each with a random token and the
+-- claimer's expiry (the deadline is lease_heartbeat_at + lease_expiry). The ready
+-- index (task_name, rank, id, start_after; unkeyed queued tasks only: migrations
+-- 0009, 0018 and 0020) yields due tasks in that order: a task of priority 0 not yet
+-- due sorts after now and is never visited; one of priority p is passed over from
+-- the index while it is due within p minutes.
 UPDATE cereal_tasks
 SET state = 'running',
     lease_token = lower(hex(randomblob(16))),
@@ -273,13 +276,15 @@ SET state = 'running',
     retry_policy = coalesce(retry_policy, :retry_policy)
 WHERE id IN (
     SELECT id FROM cereal_tasks INDEXED BY cereal_tasks_ready
-    WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+    WHERE task_name = :task_name AND state = 'queued'
+      AND start_after - 60.0 * priority <= :now AND start_after <= :now
       AND concurrency_key IS NULL
-    ORDER BY start_after, id
+    ORDER BY start_after - 60.0 * priority, id
     LIMIT :max_tasks
 )
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key;
+          start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key,
+          start_after - 60.0 * priority AS ready_rank;
 
 -- name: has_queued_keyed_task
 -- Whether this name has a queued task with a concurrency key (one index probe).
@@ -309,7 +314,8 @@ SELECT k FROM walk WHERE k IS NOT NULL LIMIT :count;
 -- For each of the given keys (a JSON array) with a due queued task of this name:
 -- its oldest due task's due time, id and limits, the key's running tasks and its
 -- starts still inside their rate window.
-SELECT keys.value AS concurrency_key, h.start_after, h.id, h.concurrency_limit,
+SELECT keys.value AS concurrency_key, h.start_after - 60.0 * h.priority AS ready_rank, h.id,
+       h.concurrency_limit,
        h.rate_limit_starts,
        (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
         WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
@@ -320,8 +326,9 @@ FROM json_each(:keys) AS keys
 JOIN cereal_tasks AS h ON h.id = (
     SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
     WHERE q.task_name = :task_name AND q.state = 'queued'
-      AND q.concurrency_key = keys.value AND q.start_after <= :now
-    ORDER BY q.start_after, q.id LIMIT 1);
+      AND q.concurrency_key = keys.value
+      AND q.start_after - 60.0 * q.priority <= :now AND q.start_after <= :now
+    ORDER BY q.start_after - 60.0 * q.priority, q.id LIMIT 1);
 
 -- name: key_cursor
 -- Where this name's walk of its keys goes on from (no row: from the first key).
@@ -335,22 +342,25 @@ ON CONFLICT (task_name) DO UPDATE SET after_key = excluded.after_key;
 DELETE FROM cereal_key_cursors WHERE task_name = :task_name;
 
 -- name: keyed_candidates
--- One key's due queued tasks of this name, oldest due first, at most :max_tasks.
-SELECT id, start_after, concurrency_limit, rate_limit_starts, rate_limit_seconds
+-- One key's due queued tasks of this name, lowest ready rank first, at most :max_tasks.
+SELECT id, start_after - 60.0 * priority AS ready_rank, concurrency_limit, rate_limit_starts,
+       rate_limit_seconds
 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
 WHERE task_name = :task_name AND state = 'queued' AND concurrency_key = :key
-  AND start_after <= :now
-ORDER BY start_after, id
+  AND start_after - 60.0 * priority <= :now AND start_after <= :now
+ORDER BY start_after - 60.0 * priority, id
 LIMIT :max_tasks;
 
 -- name: due_unkeyed_tasks
 -- The first :max_tasks due unkeyed tasks of this name (due time and id), the ones
 -- a claim could take: a keyed task is taken only while it and the unkeyed ones
 -- due before it fit, so neither kind starves the other.
-SELECT start_after, id FROM cereal_tasks INDEXED BY cereal_tasks_ready
-WHERE task_name = :task_name AND state = 'queued' AND start_after <= :now
+SELECT start_after - 60.0 * priority AS ready_rank, id
+FROM cereal_tasks INDEXED BY cereal_tasks_ready
+WHERE task_name = :task_name AND state = 'queued'
+  AND start_after - 60.0 * priority <= :now AND start_after <= :now
   AND concurrency_key IS NULL
-ORDER BY start_after, id
+ORDER BY start_after - 60.0 * priority, id
 LIMIT :max_tasks;
 
 -- name: record_key_start
@@ -376,7 +386,8 @@ SET state = 'running',
     retry_policy = coalesce(retry_policy, :retry_policy)
 WHERE id IN (SELECT value FROM json_each(:task_ids)) AND state = 'queued'
 RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
-          start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key;
+          start_after, lease_token, attempt, traceparent, retry_policy, concurrency_key,
+          start_after - 60.0 * priority AS ready_rank;
 
 -- name: unclaim_task
 -- Give a leased task back to the queue (its claimer was cancelled before using it).
@@ -404,7 +415,7 @@ RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
 -- The running task held under this lease token.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
        hand_backs, traceparent, concurrency_key, concurrency_limit, rate_limit_starts,
-       rate_limit_seconds
+       rate_limit_seconds, priority
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running';
 
@@ -413,11 +424,11 @@ WHERE id = :task_id AND lease_token = :token AND state = 'running';
 INSERT INTO cereal_task_results
     (task_id, instance_id, task_name, parameters, status, error_text, result,
      enqueued_at, completed_at, error_type, error_traceback, attempts, traceparent,
-     concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds)
+     concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds, priority)
 VALUES
     (:task_id, :instance_id, :task_name, :parameters, :status, :error_text, :result,
      :enqueued_at, :now, :error_type, :error_traceback, :attempts, :traceparent,
-     :concurrency_key, :concurrency_limit, :rate_limit_starts, :rate_limit_seconds);
+     :concurrency_key, :concurrency_limit, :rate_limit_starts, :rate_limit_seconds, :priority);
 
 -- name: requeue_task
 -- End a task's lease and queue it again from :start_after (a retry after a
@@ -449,7 +460,8 @@ LIMIT :limit;
 -- The running task held under this lease token, if its deadline has still passed
 -- (as expired_task_leases): the only task a sweep's settlement may change.
 SELECT id, instance_id, workflow_name, task_name, parameters, enqueued_at, attempt,
-       traceparent, concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds
+       traceparent, concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds,
+       priority
 FROM cereal_tasks
 WHERE id = :task_id AND lease_token = :token AND state = 'running'
   AND CASE WHEN lease_expiry IS NULL THEN lease_heartbeat_at < :cutoff
@@ -648,9 +660,9 @@ LIMIT 1;
 
 -- name: task_queue_depths
 -- Metrics: due queued tasks per task name with the oldest one's enqueue time. The
--- ready index (task_name, start_after, id WHERE queued) covers it: the cost follows
--- the queued tasks, never the history.
--- (Unkeyed and keyed tasks have ready indexes of their own since migration 0018.)
+-- ready indexes (queued tasks only; start_after is their last column since
+-- migration 0020) cover the due filter: the cost follows the queued tasks, never
+-- the history. (Unkeyed and keyed tasks have ready indexes of their own since 0018.)
 SELECT name, sum(depth) AS depth, min(oldest_at) AS oldest_at
 FROM (
     SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
@@ -682,7 +694,7 @@ ORDER BY i.workflow_name;
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -710,7 +722,7 @@ ORDER BY h.event_id;
 -- this walks the instance's entries backwards from :before and stops at the limit.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -723,7 +735,7 @@ LIMIT coalesce(:page_limit, -1);
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name
 ORDER BY t.id;
@@ -733,7 +745,7 @@ ORDER BY t.id;
 -- the task id :before, cut at :page_limit (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name AND t.id < :before
 ORDER BY t.id DESC
@@ -816,7 +828,7 @@ LIMIT coalesce(:page_limit, -1);
 -- run has finished).
 SELECT d.task_id, d.task_name, d.parameters, d.instance_id, i.id AS live_id,
        i.workflow_name, i.instance_name, d.concurrency_key, d.concurrency_limit,
-       d.rate_limit_starts, d.rate_limit_seconds
+       d.rate_limit_starts, d.rate_limit_seconds, d.priority
 FROM cereal_dead_tasks AS d
 LEFT JOIN cereal_workflow_instances AS i ON i.id = d.instance_id
 WHERE d.task_id = :task_id;

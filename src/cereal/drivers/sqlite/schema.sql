@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0019_rate_limits
+-- Latest migration: 0020_priorities
 
 CREATE TABLE cereal_dead_tasks (
     task_id            INTEGER PRIMARY KEY,
@@ -23,7 +23,8 @@ CREATE TABLE cereal_dead_tasks (
     concurrency_key    TEXT,
     concurrency_limit  INTEGER,
     rate_limit_starts  INTEGER,
-    rate_limit_seconds REAL
+    rate_limit_seconds REAL,
+    priority           INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE INDEX cereal_dead_tasks_by_instance ON cereal_dead_tasks (instance_id);
@@ -94,7 +95,8 @@ CREATE TABLE cereal_task_results (
     concurrency_key    TEXT,
     concurrency_limit  INTEGER,
     rate_limit_starts  INTEGER,
-    rate_limit_seconds REAL
+    rate_limit_seconds REAL,
+    priority           INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE INDEX cereal_task_results_by_instance ON cereal_task_results (instance_id);
@@ -106,11 +108,11 @@ BEGIN
     INSERT OR IGNORE INTO cereal_dead_tasks
         (task_id, instance_id, workflow_name, instance_name, task_name, parameters, status,
          error_text, error_type, error_traceback, attempts, enqueued_at, died_at,
-         concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds)
+         concurrency_key, concurrency_limit, rate_limit_starts, rate_limit_seconds, priority)
     SELECT NEW.task_id, NEW.instance_id, i.workflow_name, i.instance_name, NEW.task_name,
            NEW.parameters, NEW.status, NEW.error_text, NEW.error_type, NEW.error_traceback,
            NEW.attempts, NEW.enqueued_at, NEW.completed_at, NEW.concurrency_key,
-           NEW.concurrency_limit, NEW.rate_limit_starts, NEW.rate_limit_seconds
+           NEW.concurrency_limit, NEW.rate_limit_starts, NEW.rate_limit_seconds, NEW.priority
     FROM cereal_workflow_instances AS i
     WHERE i.id = NEW.instance_id;
 END;
@@ -136,6 +138,7 @@ CREATE TABLE "cereal_tasks" (
     concurrency_limit  INTEGER,
     rate_limit_starts  INTEGER,
     rate_limit_seconds REAL,
+    priority           INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 100),
     CHECK ((rate_limit_starts IS NULL) = (rate_limit_seconds IS NULL)),
     CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL AND rate_limit_starts IS NULL))
 );
@@ -146,9 +149,9 @@ CREATE INDEX cereal_tasks_by_name ON cereal_tasks (task_name, id);
 
 CREATE INDEX cereal_tasks_leases ON cereal_tasks (lease_heartbeat_at) WHERE state = 'running';
 
-CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after, id) WHERE state = 'queued' AND concurrency_key IS NULL;
+CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after - 60.0 * priority, id, start_after) WHERE state = 'queued' AND concurrency_key IS NULL;
 
-CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after, id) WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after - 60.0 * priority, id, start_after) WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 
 CREATE INDEX cereal_tasks_running_keys ON cereal_tasks (concurrency_key) WHERE state = 'running' AND concurrency_key IS NOT NULL;
 

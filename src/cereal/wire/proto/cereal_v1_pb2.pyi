@@ -82,7 +82,7 @@ class Event(_message.Message):
     def __init__(self, type: _Optional[str] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., enqueued_task_count: _Optional[int] = ..., completed_task_count: _Optional[int] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
 class NewTask(_message.Message):
-    __slots__ = ("task_name", "parameters", "start_after", "traceparent", "retry_policy", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds")
+    __slots__ = ("task_name", "parameters", "start_after", "traceparent", "retry_policy", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds", "priority")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class NewTask(_message.Message):
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_STARTS_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     parameters: Value
     start_after: _timestamp_pb2.Timestamp
@@ -101,7 +102,8 @@ class NewTask(_message.Message):
     concurrency_limit: int
     rate_limit_starts: int
     rate_limit_seconds: float
-    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ..., retry_policy: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ...) -> None: ...
+    priority: int
+    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ..., retry_policy: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("name", "parameters", "enqueued_at", "task_name", "workflow_name", "instance_name", "attempt", "task_id", "traceparent", "retry_policy")
@@ -403,7 +405,7 @@ class UpdateScheduleRequest(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., set_parameters: _Optional[bool] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_rule: _Optional[str] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ...) -> None: ...
 
 class InstanceTask(_message.Message):
-    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt", "workflow_name", "instance_name", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds")
+    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt", "workflow_name", "instance_name", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds", "priority")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +419,7 @@ class InstanceTask(_message.Message):
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_STARTS_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_name: str
     state: str
@@ -430,7 +433,8 @@ class InstanceTask(_message.Message):
     concurrency_limit: int
     rate_limit_starts: int
     rate_limit_seconds: float
-    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ...) -> None: ...
+    priority: int
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class ListInstanceTasksRequest(_message.Message):
     __slots__ = ("workflow_name", "instance_name", "limit", "before")
