@@ -118,13 +118,33 @@ async def test_a_concurrency_limit_and_a_rate_both_hold(driver: Driver) -> None:
 
 
 async def test_a_retry_is_another_start(driver: Driver) -> None:
-    # Given two tasks of a key allowing 2 starts an hour; the first starts and is retried
-    await started(driver, tasks=[rated("t", n, "k", 2) for n in range(2)])
-    [(_, running)] = (await claim(driver))[:1]
-    await running.retry("boom", 0)
+    # Given one task of a key allowing 2 starts an hour
+    await started(driver, tasks=[rated("t", 0, "k", 2)])
 
-    # Then the retry is due, but both starts of the window are spent
+    # When it starts, is retried, starts again and is retried again
+    for _ in range(2):
+        [(_, running)] = await claim(driver)
+        await running.retry("boom", 0)
+
+    # Then the second retry is due, but both starts of the window are spent
     assert await claim(driver) == []
+    [task] = await driver.list_tasks("t")
+    assert (task.state, task.attempt) == ("queued", 2)
+
+
+async def test_a_key_with_room_is_not_crowded_out_by_full_ones(driver: Driver) -> None:
+    # Given 70 keys (more than a claim takes from) each allowing 1 start an hour, with
+    # two tasks each, and every key's one start spent
+    await started(driver, tasks=[rated("t", n, f"k{n // 2:02}", 1) for n in range(140)])
+    spent = 0
+    while taken := await claim(driver):
+        spent += len(taken)
+    assert spent == 70
+    # When a newer task of a fresh key is queued behind their 70 older ones
+    await started(driver, instance_name="late", tasks=[rated("t", 999, "zz", 1)])
+
+    # Then a claim of one takes it
+    assert params(await driver.dequeue_tasks("t", 1, task_expiry=3600)) == [b"999"]
 
 
 async def test_unkeyed_tasks_are_not_held_behind_a_spent_rate(driver: Driver) -> None:

@@ -62,8 +62,8 @@ async def test_the_rebuilt_task_table_keeps_rows_and_never_reuses_an_id(db_path:
         "cereal_tasks_by_instance",
         "cereal_tasks_by_name",
         "cereal_tasks_leases",
-        "cereal_tasks_ready",
-        "cereal_tasks_ready_keys",
+        "cereal_tasks_due",
+        "cereal_tasks_due_keyed",
         "cereal_tasks_running_keys",
     }
     conn.close()

@@ -70,21 +70,27 @@ def test_the_claim_searches_the_ready_index_by_due_time(db_path: str) -> None:
     walk = query_plan(conn, "keys_after", {"task_name": "t", "after": None, "count": 256})
     heads = query_plan(conn, "key_heads", {**named, "keys": '["k"]'})
     keyed = query_plan(conn, "keyed_candidates", {**named, "key": "k", "max_tasks": 4})
+    window = query_plan(conn, "key_window_starts", {"key": "k", "now": 0.0})
     conn.close()
+    # a key's rate window: counted from its own index, never the whole table
+    assert any(
+        "USING COVERING INDEX cereal_key_starts_by_key (concurrency_key=? AND leaves_at>?)" in s
+        for s in window
+    ), window
     # unkeyed tasks: the ready index (unkeyed queued tasks only) by ready rank (the due
     # time less a minute per priority level: an expression, migration 0020)
     for plan in (unkeyed, due, probe):
         assert any(
-            "USING INDEX cereal_tasks_ready (task_name=? AND <expr><?)" in step for step in plan
+            "USING INDEX cereal_tasks_due (task_name=? AND <expr><?)" in step for step in plan
         ), plan
     # keyed tasks (migration 0018): their own index, walked one key at a time, and
     # each key's running count from the running-keys index
     for plan in (any_keyed, walk, probe):
-        assert any("USING INDEX cereal_tasks_ready_keys (task_name=?" in s for s in plan), plan
+        assert any("USING INDEX cereal_tasks_due_keyed (task_name=?" in s for s in plan), plan
     assert any("USING INDEX cereal_tasks_running_keys (concurrency_key=?)" in s for s in heads)
     for plan in (heads, keyed):
         assert any(
-            "USING INDEX cereal_tasks_ready_keys (task_name=? AND concurrency_key=? AND "
+            "USING INDEX cereal_tasks_due_keyed (task_name=? AND concurrency_key=? AND "
             "<expr><?)" in step
             for step in plan
         ), plan

@@ -17,6 +17,7 @@ EXPECTED = {
     "04_schedules.py": "the schedule ran 2 times",
     "05_cancel_and_kill.py": "long-job/doomed failed: killed",
     "06_sync_vs_async_executors.py": "async-fanout result: [0, 1, 4, 9]",
+    "07_flow_control.py": "triage order: urgent-0, urgent-1, urgent-2, bulk-0, bulk-1, bulk-2",
 }
 
 

@@ -224,7 +224,10 @@ def check_concurrency(
             )
     if rated:
         if rate_starts is None or rate_seconds is None:
-            raise ValueError(f"{where}: a rate limit needs both its starts and its period")
+            raise ValueError(
+                f"{where}: a rate limit needs both rate_limit_starts and rate_limit_seconds "
+                f"(got {rate_starts!r} and {rate_seconds!r})"
+            )
         if isinstance(rate_starts, bool) or not isinstance(rate_starts, int):
             raise TypeError(
                 f"{where} rate_limit starts must be an int, got {type(rate_starts).__name__}"

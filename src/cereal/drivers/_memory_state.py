@@ -8,9 +8,9 @@ module's caller; views handed to users are fresh dataclasses from
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -193,8 +193,8 @@ class MemoryState:
         # running tasks per concurrency key (keys with none are dropped): kept by
         # _start_running and _stop_running, the only ways in and out of running
         self.running_per_key: dict[str, int] = {}
-        # per key with a rate limit, when each start in its window leaves it, oldest first
-        self.key_starts: dict[str, deque[datetime]] = {}
+        # per key with a rate limit, when each start in its window leaves it, soonest first
+        self.key_starts: dict[str, list[datetime]] = {}
         self.history: list[HistoryRow] = []
         self.latest: dict[Key, HistoryRow] = {}
         self.schedules: dict[Key, ScheduleRow] = {}
@@ -424,12 +424,12 @@ class MemoryState:
         starts, seconds = task.rate_limit_starts, task.rate_limit_seconds
         if starts is None or seconds is None:
             return True
-        window = self.key_starts.setdefault(key, deque())
-        while window and window[0] <= now:
-            window.popleft()
+        window = self.key_starts.setdefault(key, [])
+        # kept in leaving order (tasks of a key may have different periods)
+        del window[: bisect.bisect_right(window, now)]
         if len(window) >= starts:
             return False
-        window.append(now + timedelta(seconds=seconds))
+        bisect.insort(window, now + timedelta(seconds=seconds))
         return True
 
     def _start_running(self, task: Task) -> None:
@@ -619,6 +619,8 @@ class MemoryState:
         """Apply ``retention``; return how many rows were removed."""
         expired = now - START_KEY_WINDOW
         self.start_keys = {k: v for k, v in self.start_keys.items() if v[1] > expired}
+        # rate windows whose every start has left
+        self.key_starts = {k: w for k, w in self.key_starts.items() if w and w[-1] > now}
         before = len(self.history)
         rows = self.history
         if retention.max_age is not None:

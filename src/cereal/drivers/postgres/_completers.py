@@ -173,7 +173,11 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
             "task_concurrency_keys": [task.concurrency_key for task in tasks],
             "task_concurrency_limits": [task.concurrency_limit for task in tasks],
             "task_rate_limit_starts": [task.rate_limit_starts for task in tasks],
-            "task_rate_limit_seconds": [task.rate_limit_seconds for task in tasks],
+            # (floats, all: psycopg sends one list of one type, and 60 may come as an int)
+            "task_rate_limit_seconds": [
+                None if task.rate_limit_seconds is None else float(task.rate_limit_seconds)
+                for task in tasks
+            ],
             "task_priorities": [task.priority for task in tasks],
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,

@@ -121,6 +121,7 @@ async def trim_history(
         trimming lock (and this sweep skipped it).
     """
     await trim_start_keys(conn, batch)
+    await trim_key_windows(conn, batch)
     trimmed = 0
     if retention.max_age is not None:
         max_age = float(retention.max_age)
@@ -198,9 +199,25 @@ async def _trim_workflow(
 async def trim_start_keys(conn: Conn, batch: int = TRIM_BATCH) -> int:
     """Delete the start keys past their window, ``batch`` per transaction; how many."""
     params = {"window": START_KEY_WINDOW_S, "batch": batch}
+    return await _until_short(lambda: execute(conn, "trim_start_keys", params), batch)
+
+
+async def trim_key_windows(conn: Conn, batch: int = TRIM_BATCH) -> int:
+    """Delete rate-limit starts that left their windows and expired full-window markers.
+
+    ``batch`` rows per statement (each its own transaction); returns how many.
+    """
+    params = {"batch": batch}
+    starts = await _until_short(lambda: execute(conn, "trim_key_starts", params), batch)
+    markers = await _until_short(lambda: execute(conn, "trim_key_windows", params), batch)
+    return starts + markers
+
+
+async def _until_short(delete_batch: Callable[[], Awaitable[int]], batch: int) -> int:
+    """Run ``delete_batch`` (one autocommit statement) until it removes fewer than ``batch``."""
     removed_in_all = 0
     while True:
-        removed = await execute(conn, "trim_start_keys", params)
+        removed = await delete_batch()
         removed_in_all += removed
         if removed < batch:
             return removed_in_all

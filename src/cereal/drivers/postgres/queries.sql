@@ -885,9 +885,14 @@ WITH dead AS (
     INSERT INTO cereal_tasks
         (instance_id, workflow_name, instance_name, task_name, parameters, concurrency_key,
          concurrency_limit, rate_limit_starts, rate_limit_seconds, priority)
+    -- a keyed task that an older worker finished was stored without its rate limit:
+    -- it goes back under its key at most one at a time, the strictest limit
     SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters,
-           dead.concurrency_key, dead.concurrency_limit, dead.rate_limit_starts,
-           dead.rate_limit_seconds, dead.priority
+           dead.concurrency_key,
+           CASE WHEN dead.concurrency_key IS NOT NULL AND dead.concurrency_limit IS NULL
+                     AND dead.rate_limit_starts IS NULL THEN 1
+                ELSE dead.concurrency_limit END,
+           dead.rate_limit_starts, dead.rate_limit_seconds, dead.priority
     FROM dead JOIN live ON live.id = dead.instance_id
     ORDER BY dead.task_id
     RETURNING instance_id
@@ -1024,3 +1029,25 @@ FROM cereal_workflow_results
 WHERE error IS NOT NULL
   AND ended_at >= %(window_start)s::timestamptz AND ended_at < %(window_end)s::timestamptz
 GROUP BY slot
+
+-- name: trim_key_starts
+-- Delete one batch of rate-limit starts that have left their windows (claims that
+-- record starts delete a few; this takes the rest, and any after traffic stopped).
+DELETE FROM cereal_key_starts
+WHERE id IN (
+    SELECT id FROM cereal_key_starts
+    WHERE leaves_at <= clock_timestamp()
+    ORDER BY leaves_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+
+-- name: trim_key_windows
+-- Delete one batch of full-window markers that have expired.
+DELETE FROM cereal_key_windows
+WHERE concurrency_key IN (
+    SELECT concurrency_key FROM cereal_key_windows
+    WHERE full_until <= clock_timestamp()
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0021_priorities
+-- Latest migration: 0022_key_windows
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -66,6 +66,12 @@ CREATE INDEX cereal_key_starts_by_time ON cereal_key_starts USING btree (leaves_
 
 -- the identity of cereal_key_starts.id
 CREATE SEQUENCE cereal_key_starts_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
+
+CREATE TABLE cereal_key_windows (
+    concurrency_key text                     NOT NULL,
+    full_until      timestamp with time zone NOT NULL,
+    CONSTRAINT cereal_key_windows_pkey PRIMARY KEY (concurrency_key)
+);
 
 CREATE TABLE cereal_schema_migrations (
     version    integer                  NOT NULL,
@@ -721,9 +727,16 @@ DECLARE
     v_lock integer;
     v_candidate record;
     v_running integer;
-    v_at timestamp with time zone;
     v_started integer;
     v_recorded boolean := false;
+    -- per key met in the loop: its running tasks and starts in the window, counted
+    -- once after its lock and then kept with this claim's own takes (no other claimer
+    -- can add any while the lock is held; ends and departures only make it safer)
+    v_count_keys text[] := '{}';
+    v_running_of integer[] := '{}';
+    v_started_of integer[] := '{}';
+    v_full_keys text[] := '{}';
+    v_pos integer;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     -- (ordered like the keyed ready index, so the probe reads it, never the table)
@@ -775,10 +788,14 @@ BEGIN
                                  - (SELECT count(*) FROM cereal_tasks AS r
                                     WHERE head.concurrency_limit IS NOT NULL
                                       AND r.concurrency_key = w.k AND r.state = 'running'),
-                             head.rate_limit_starts
-                                 - (SELECT count(*) FROM cereal_key_starts AS s
-                                    WHERE head.rate_limit_starts IS NOT NULL
-                                      AND s.concurrency_key = w.k AND s.leaves_at > now()))
+                             -- a window a claim found full stays full until its
+                             -- first start leaves it (cereal_key_windows); others
+                             -- are counted after the key's lock
+                             CASE WHEN head.rate_limit_starts IS NULL THEN NULL
+                                  WHEN EXISTS (SELECT 1 FROM cereal_key_windows AS m
+                                               WHERE m.concurrency_key = w.k
+                                                 AND m.full_until > now()) THEN 0
+                                  ELSE head.rate_limit_starts END)
                            AS room
                 FROM unnest(v_walked) AS w(k)
                 CROSS JOIN LATERAL (
@@ -851,26 +868,43 @@ BEGIN
             WHERE t.id = v_candidate.id AND t.state = 'queued'
             FOR UPDATE SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
-            IF v_candidate.concurrency_limit IS NOT NULL THEN
-                SELECT count(*) INTO v_running FROM cereal_tasks AS r
-                WHERE r.concurrency_key = v_candidate.concurrency_key AND r.state = 'running';
-                CONTINUE WHEN v_running >= v_candidate.concurrency_limit;
-            END IF;
-            IF v_candidate.rate_limit_starts IS NOT NULL THEN
+            v_pos := array_position(v_count_keys, v_candidate.concurrency_key);
+            IF v_pos IS NULL THEN
                 -- the window's end is read inside the counting statement, after its
                 -- snapshot: a start another claimer pruned had left the window by then
-                SELECT clock.at,
+                SELECT (SELECT count(*) FROM cereal_tasks AS r
+                        WHERE r.concurrency_key = v_candidate.concurrency_key
+                          AND r.state = 'running'),
                        (SELECT count(*) FROM cereal_key_starts AS s
                         WHERE s.concurrency_key = v_candidate.concurrency_key
                           AND s.leaves_at > clock.at)
-                INTO v_at, v_started
+                INTO v_running, v_started
                 FROM (SELECT clock_timestamp() AS at) AS clock;
-                CONTINUE WHEN v_started >= v_candidate.rate_limit_starts;
+                v_count_keys := v_count_keys || v_candidate.concurrency_key;
+                v_running_of := v_running_of || v_running::integer;
+                v_started_of := v_started_of || v_started::integer;
+                v_pos := cardinality(v_count_keys);
+            END IF;
+            CONTINUE WHEN v_candidate.concurrency_limit IS NOT NULL
+                          AND v_running_of[v_pos] >= v_candidate.concurrency_limit;
+            IF v_candidate.rate_limit_starts IS NOT NULL THEN
+                IF v_started_of[v_pos] >= v_candidate.rate_limit_starts THEN
+                    v_full_keys := v_full_keys || v_candidate.concurrency_key;
+                    CONTINUE;
+                END IF;
+                -- the start is timed now, after the count: it leaves the window no
+                -- earlier than a start counted there could
                 INSERT INTO cereal_key_starts (concurrency_key, leaves_at)
                 VALUES (v_candidate.concurrency_key,
-                        v_at + make_interval(secs => v_candidate.rate_limit_seconds));
+                        clock_timestamp()
+                            + make_interval(secs => v_candidate.rate_limit_seconds));
+                v_started_of[v_pos] := v_started_of[v_pos] + 1;
                 v_recorded := true;
+                IF v_started_of[v_pos] >= v_candidate.rate_limit_starts THEN
+                    v_full_keys := v_full_keys || v_candidate.concurrency_key;
+                END IF;
             END IF;
+            v_running_of[v_pos] := v_running_of[v_pos] + 1;
             RETURN QUERY
             UPDATE cereal_tasks AS t
             SET state = 'running', lease = p_lease, heartbeat_at = now(),
@@ -882,8 +916,24 @@ BEGIN
                       t.attempt, t.traceparent, t.retry_policy::text;
             v_taken := v_taken + 1;
         END LOOP;
+        IF cardinality(v_full_keys) > 0 THEN
+            -- a full window stays full until its first start leaves: later claims
+            -- pass the key over until then without counting its window
+            INSERT INTO cereal_key_windows AS m (concurrency_key, full_until)
+            SELECT f.k, coalesce((SELECT min(s.leaves_at) FROM cereal_key_starts AS s
+                                  WHERE s.concurrency_key = f.k
+                                    AND s.leaves_at > clock_timestamp()),
+                                 clock_timestamp())
+            FROM (SELECT DISTINCT k FROM unnest(v_full_keys) AS k) AS f
+            ON CONFLICT (concurrency_key) DO UPDATE SET full_until = EXCLUDED.full_until;
+        END IF;
         IF v_recorded THEN
+            -- a recorded start must outlive a crash of the server (the claim's own
+            -- commit is otherwise asynchronous: a lost lease only returns its task
+            -- to the queue, but a lost start would let one more through the window)
+            PERFORM set_config('synchronous_commit', 'on', true);
             -- starts that have left their window, a few per claim that records one
+            -- (the sweep's trim deletes the rest)
             DELETE FROM cereal_key_starts AS s
             WHERE s.id IN (SELECT e.id FROM cereal_key_starts AS e
                            WHERE e.leaves_at <= clock_timestamp()

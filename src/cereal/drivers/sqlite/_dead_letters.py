@@ -93,7 +93,7 @@ def requeue(
                 "retry_policy": None,
                 # under its concurrency key again, as before it died
                 "concurrency_key": row["concurrency_key"],
-                "concurrency_limit": row["concurrency_limit"],
+                "concurrency_limit": requeued_limit(row),
                 "rate_limit_starts": row["rate_limit_starts"],
                 "rate_limit_seconds": row["rate_limit_seconds"],
                 "priority": row["priority"],
@@ -131,3 +131,20 @@ def requeue_runs(
         outcomes[run_id] = RequeueOutcome.REQUEUED
         started.add(workflow_name)
     return outcomes, started
+
+
+def requeued_limit(dead: sqlite3.Row) -> int | None:
+    """The concurrency limit a requeued dead task gets: its own, or 1 if it lost its limits.
+
+    A keyed task finished by a process of an older release was stored without
+    its rate limit; it goes back under its key at most one at a time, the
+    strictest limit, rather than without one.
+    """
+    if (
+        dead["concurrency_key"] is not None
+        and dead["concurrency_limit"] is None
+        and dead["rate_limit_starts"] is None
+    ):
+        return 1
+    limit: int | None = dead["concurrency_limit"]
+    return limit

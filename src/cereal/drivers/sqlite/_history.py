@@ -57,6 +57,7 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
     if boundary is not None:
         trimmed += await _in_batches(db, Q["trim_history_through"], boundary, batch)
     await trim_start_keys(db, batch)
+    await trim_key_windows(db, batch)
     return trimmed
 
 
@@ -108,6 +109,30 @@ async def trim_start_keys(db: Connection, batch: int = TRIM_BATCH) -> int:
         )
         removed_in_all += removed
         if removed < batch:
+            return removed_in_all
+
+
+async def trim_key_windows(db: Connection, batch: int = TRIM_BATCH) -> int:
+    """Delete rate-limit starts that left their windows and expired full-window markers.
+
+    ``batch`` rows per write transaction; the write lock is not taken while
+    there is nothing to delete. Returns how many rows went.
+    """
+    at = {"now": now()}
+    bounded = {**at, "batch": batch}
+
+    def expired(conn: sqlite3.Connection) -> bool:
+        return conn.execute(Q["has_expired_key_start"], at).fetchone() is not None
+
+    def one_batch(conn: sqlite3.Connection) -> tuple[int, int]:
+        starts = conn.execute(Q["trim_key_starts"], bounded).rowcount
+        return starts, conn.execute(Q["trim_key_windows"], bounded).rowcount
+
+    removed_in_all = 0
+    while True:
+        starts, markers = await db.call(one_batch, ready=expired, empty=(0, 0))
+        removed_in_all += starts + markers
+        if max(starts, markers) < batch:
             return removed_in_all
 
 

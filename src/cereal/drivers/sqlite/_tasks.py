@@ -91,6 +91,8 @@ def claim_tasks(
             )
             rows.extend(found.fetchall())
         _record_starts(conn, chosen.starts, at)
+        for key in chosen.full_keys:
+            conn.execute(Q["mark_key_window_full"], {"key": key, "now": at})
     if len(rows) < max_tasks:
         rest = {**named, **lease, "max_tasks": max_tasks - len(rows)}
         rows.extend(conn.execute(Q["claim_unkeyed_tasks"], rest).fetchall())
@@ -99,33 +101,36 @@ def claim_tasks(
 
 @dataclass(frozen=True)
 class _KeyCounts:
-    """What one key has in use: running tasks, starts in its rate window, room left."""
+    """What one key has in use: its running tasks, and the most it may take now."""
 
     running: int
-    started: int
     room: int
 
 
 @dataclass(frozen=True)
 class _KeyedChoice:
-    """The keyed tasks a claim leases, and the rate-limited starts it records."""
+    """The keyed tasks a claim leases, the rate-limited starts it records, full windows."""
 
     task_ids: list[int]
     starts: list[tuple[str, float]]
     """(key, window seconds) per rate-limited task taken."""
+    full_keys: set[str]
+    """Keys whose rate window this claim found or left full."""
 
 
 def _room(head: sqlite3.Row) -> int:
-    """How many more of a key's tasks may start now: the least of its limits' rooms.
+    """How many more of a key's tasks may start now, at most: the least of its limits' rooms.
 
     Every keyed task has a concurrency limit, a rate limit or both (the
-    table's check), so there is at least one room to take.
+    table's check), so there is at least one room to take. A rate window is
+    not counted here (that is done once per key a claim takes from): it has
+    no room while a claim's mark says it is full, else up to its starts.
     """
     rooms = []
     if head["concurrency_limit"] is not None:
         rooms.append(int(head["concurrency_limit"]) - int(head["running"]))
     if head["rate_limit_starts"] is not None:
-        rooms.append(int(head["rate_limit_starts"]) - int(head["started"]))
+        rooms.append(0 if head["window_full"] else int(head["rate_limit_starts"]))
     return min(rooms)
 
 
@@ -162,7 +167,7 @@ def _keys_with_room(
             float(h["ready_rank"]),
             int(h["id"]),
             str(h["concurrency_key"]),
-            _KeyCounts(int(h["running"]), int(h["started"]), _room(h)),
+            _KeyCounts(int(h["running"]), _room(h)),
         )
         for h in heads
         if _room(h) > 0
@@ -182,7 +187,7 @@ def _keyed_within_limits(
     taken only while it, the keyed ones taken and the due unkeyed ones before
     it fit in ``max_tasks`` (so neither kind starves).
     """
-    choice = _KeyedChoice([], [])
+    choice = _KeyedChoice([], [], set())
     if not keys:
         return choice
     unkeyed = [
@@ -190,7 +195,7 @@ def _keyed_within_limits(
         for r in conn.execute(Q["due_unkeyed_tasks"], {**named, "max_tasks": max_tasks})
     ]
     running = {key: counts.running for key, counts in keys.items()}
-    started = {key: counts.started for key, counts in keys.items()}
+    started: dict[str, int] = {}  # a key's starts in its window, counted once it is met
     candidates: list[tuple[float, int, str, sqlite3.Row]] = []
     for key, counts in keys.items():
         most = min(max_tasks, counts.room)
@@ -205,13 +210,19 @@ def _keyed_within_limits(
         limit, starts = row["concurrency_limit"], row["rate_limit_starts"]
         if limit is not None and running[key] >= int(limit):
             continue
-        if starts is not None and started[key] >= int(starts):
-            continue
-        running[key] += 1
-        choice.task_ids.append(task_id)
         if starts is not None:
+            if key not in started:
+                window = {"key": key, "now": named["now"]}
+                started[key] = int(conn.execute(Q["key_window_starts"], window).fetchone()[0])
+            if started[key] >= int(starts):
+                choice.full_keys.add(key)
+                continue
             started[key] += 1
             choice.starts.append((key, float(row["rate_limit_seconds"])))
+            if started[key] >= int(starts):
+                choice.full_keys.add(key)
+        running[key] += 1
+        choice.task_ids.append(task_id)
     return choice
 
 

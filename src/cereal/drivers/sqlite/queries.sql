@@ -248,12 +248,12 @@ LIMIT :window;
 -- and the claimer waits for a wakeup or its poll, it does not spin).
 SELECT 1
 WHERE EXISTS (
-    SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready
+    SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_due
     WHERE task_name = :task_name AND state = 'queued'
       AND start_after - 60.0 * priority <= :now AND start_after <= :now
       AND concurrency_key IS NULL
 ) OR EXISTS (
-    SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+    SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_due_keyed
     WHERE task_name = :task_name AND state = 'queued' AND concurrency_key IS NOT NULL
       AND start_after <= :now
 );
@@ -275,7 +275,7 @@ SET state = 'running',
     attempt = attempt + 1,
     retry_policy = coalesce(retry_policy, :retry_policy)
 WHERE id IN (
-    SELECT id FROM cereal_tasks INDEXED BY cereal_tasks_ready
+    SELECT id FROM cereal_tasks INDEXED BY cereal_tasks_due
     WHERE task_name = :task_name AND state = 'queued'
       AND start_after - 60.0 * priority <= :now AND start_after <= :now
       AND concurrency_key IS NULL
@@ -288,7 +288,7 @@ RETURNING id, workflow_name, instance_name, task_name, parameters, enqueued_at,
 
 -- name: has_queued_keyed_task
 -- Whether this name has a queued task with a concurrency key (one index probe).
-SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+SELECT 1 FROM cereal_tasks INDEXED BY cereal_tasks_due_keyed
 WHERE task_name = :task_name AND state = 'queued' AND concurrency_key IS NOT NULL
 LIMIT 1;
 
@@ -297,13 +297,13 @@ LIMIT 1;
 -- first), in key order: a skip scan of the keyed ready index, one probe per key.
 WITH RECURSIVE walk(k) AS (
     SELECT (SELECT min(concurrency_key)
-            FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+            FROM cereal_tasks INDEXED BY cereal_tasks_due_keyed
             WHERE task_name = :task_name AND state = 'queued'
               AND concurrency_key IS NOT NULL
               AND (:after IS NULL OR concurrency_key > :after))
     UNION ALL
     SELECT (SELECT min(concurrency_key)
-            FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+            FROM cereal_tasks INDEXED BY cereal_tasks_due_keyed
             WHERE task_name = :task_name AND state = 'queued'
               AND concurrency_key > walk.k)
     FROM walk WHERE walk.k IS NOT NULL
@@ -312,19 +312,19 @@ SELECT k FROM walk WHERE k IS NOT NULL LIMIT :count;
 
 -- name: key_heads
 -- For each of the given keys (a JSON array) with a due queued task of this name:
--- its oldest due task's due time, id and limits, the key's running tasks and its
--- starts still inside their rate window.
+-- its first due task's ready rank, id and limits, the key's running tasks, and
+-- whether a claim found its rate window full until later than now.
 SELECT keys.value AS concurrency_key, h.start_after - 60.0 * h.priority AS ready_rank, h.id,
        h.concurrency_limit,
        h.rate_limit_starts,
        (SELECT count(*) FROM cereal_tasks AS r INDEXED BY cereal_tasks_running_keys
         WHERE r.state = 'running' AND r.concurrency_key IS NOT NULL
           AND r.concurrency_key = keys.value) AS running,
-       (SELECT count(*) FROM cereal_key_starts AS s
-        WHERE s.concurrency_key = keys.value AND s.leaves_at > :now) AS started
+       EXISTS (SELECT 1 FROM cereal_key_windows AS m
+               WHERE m.concurrency_key = keys.value AND m.full_until > :now) AS window_full
 FROM json_each(:keys) AS keys
 JOIN cereal_tasks AS h ON h.id = (
-    SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_ready_keys
+    SELECT q.id FROM cereal_tasks AS q INDEXED BY cereal_tasks_due_keyed
     WHERE q.task_name = :task_name AND q.state = 'queued'
       AND q.concurrency_key = keys.value
       AND q.start_after - 60.0 * q.priority <= :now AND q.start_after <= :now
@@ -345,7 +345,7 @@ DELETE FROM cereal_key_cursors WHERE task_name = :task_name;
 -- One key's due queued tasks of this name, lowest ready rank first, at most :max_tasks.
 SELECT id, start_after - 60.0 * priority AS ready_rank, concurrency_limit, rate_limit_starts,
        rate_limit_seconds
-FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+FROM cereal_tasks INDEXED BY cereal_tasks_due_keyed
 WHERE task_name = :task_name AND state = 'queued' AND concurrency_key = :key
   AND start_after - 60.0 * priority <= :now AND start_after <= :now
 ORDER BY start_after - 60.0 * priority, id
@@ -356,7 +356,7 @@ LIMIT :max_tasks;
 -- a claim could take: a keyed task is taken only while it and the unkeyed ones
 -- due before it fit, so neither kind starves the other.
 SELECT start_after - 60.0 * priority AS ready_rank, id
-FROM cereal_tasks INDEXED BY cereal_tasks_ready
+FROM cereal_tasks INDEXED BY cereal_tasks_due
 WHERE task_name = :task_name AND state = 'queued'
   AND start_after - 60.0 * priority <= :now AND start_after <= :now
   AND concurrency_key IS NULL
@@ -366,6 +366,39 @@ LIMIT :max_tasks;
 -- name: record_key_start
 -- A start of a rate-limited key: inside its window until :leaves_at.
 INSERT INTO cereal_key_starts (concurrency_key, leaves_at) VALUES (:key, :leaves_at);
+
+-- name: key_window_starts
+-- How many starts of this key are still inside their rate window.
+SELECT count(*) AS started FROM cereal_key_starts INDEXED BY cereal_key_starts_by_key
+WHERE concurrency_key = :key AND leaves_at > :now;
+
+-- name: mark_key_window_full
+-- This key's window is full until its first start inside leaves it: claims before
+-- then pass the key over without counting its window.
+INSERT INTO cereal_key_windows (concurrency_key, full_until)
+VALUES (:key, coalesce((SELECT min(leaves_at) FROM cereal_key_starts
+                        WHERE concurrency_key = :key AND leaves_at > :now), :now))
+ON CONFLICT (concurrency_key) DO UPDATE SET full_until = excluded.full_until;
+
+-- name: has_expired_key_start
+-- Whether a rate-limit start has left its window, or a full-window marker expired.
+SELECT 1
+WHERE EXISTS (SELECT 1 FROM cereal_key_starts INDEXED BY cereal_key_starts_by_time
+              WHERE leaves_at <= :now)
+   OR EXISTS (SELECT 1 FROM cereal_key_windows WHERE full_until <= :now);
+
+-- name: trim_key_starts
+-- Delete one batch of starts that left their windows (the claims delete a few as
+-- they go; this takes the rest, and any left after rate-limited work stopped).
+DELETE FROM cereal_key_starts
+WHERE id IN (SELECT id FROM cereal_key_starts INDEXED BY cereal_key_starts_by_time
+             WHERE leaves_at <= :now LIMIT :batch);
+
+-- name: trim_key_windows
+-- Delete one batch of expired full-window markers.
+DELETE FROM cereal_key_windows
+WHERE concurrency_key IN (SELECT concurrency_key FROM cereal_key_windows
+                          WHERE full_until <= :now LIMIT :batch);
 
 -- name: prune_key_starts
 -- Delete up to 64 starts that have left their window (the claim runs this when it
@@ -666,12 +699,12 @@ LIMIT 1;
 SELECT name, sum(depth) AS depth, min(oldest_at) AS oldest_at
 FROM (
     SELECT task_name AS name, count(*) AS depth, min(enqueued_at) AS oldest_at
-    FROM cereal_tasks INDEXED BY cereal_tasks_ready
+    FROM cereal_tasks INDEXED BY cereal_tasks_due
     WHERE state = 'queued' AND start_after <= :now AND concurrency_key IS NULL
     GROUP BY task_name
     UNION ALL
     SELECT task_name, count(*), min(enqueued_at)
-    FROM cereal_tasks INDEXED BY cereal_tasks_ready_keys
+    FROM cereal_tasks INDEXED BY cereal_tasks_due_keyed
     WHERE state = 'queued' AND concurrency_key IS NOT NULL AND start_after <= :now
     GROUP BY task_name
 )

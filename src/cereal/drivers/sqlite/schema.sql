@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0020_priorities
+-- Latest migration: 0021_key_windows
 
 CREATE TABLE cereal_dead_tasks (
     task_id            INTEGER PRIMARY KEY,
@@ -59,6 +59,11 @@ CREATE TABLE cereal_key_starts (
 CREATE INDEX cereal_key_starts_by_key ON cereal_key_starts (concurrency_key, leaves_at);
 
 CREATE INDEX cereal_key_starts_by_time ON cereal_key_starts (leaves_at);
+
+CREATE TABLE cereal_key_windows (
+    concurrency_key TEXT PRIMARY KEY,
+    full_until      REAL NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE cereal_schema_migrations (
     version    INTEGER PRIMARY KEY,
@@ -147,11 +152,11 @@ CREATE INDEX cereal_tasks_by_instance ON cereal_tasks (instance_id);
 
 CREATE INDEX cereal_tasks_by_name ON cereal_tasks (task_name, id);
 
+CREATE INDEX cereal_tasks_due ON cereal_tasks (task_name, start_after - 60.0 * priority, id, start_after) WHERE state = 'queued' AND concurrency_key IS NULL;
+
+CREATE INDEX cereal_tasks_due_keyed ON cereal_tasks (task_name, concurrency_key, start_after - 60.0 * priority, id, start_after) WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+
 CREATE INDEX cereal_tasks_leases ON cereal_tasks (lease_heartbeat_at) WHERE state = 'running';
-
-CREATE INDEX cereal_tasks_ready ON cereal_tasks (task_name, start_after - 60.0 * priority, id, start_after) WHERE state = 'queued' AND concurrency_key IS NULL;
-
-CREATE INDEX cereal_tasks_ready_keys ON cereal_tasks (task_name, concurrency_key, start_after - 60.0 * priority, id, start_after) WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 
 CREATE INDEX cereal_tasks_running_keys ON cereal_tasks (concurrency_key) WHERE state = 'running' AND concurrency_key IS NOT NULL;
 

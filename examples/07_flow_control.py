@@ -1,0 +1,128 @@
+"""Flow control: concurrency keys, rate limits and priorities.
+
+Three workflows share one task executor and one store:
+
+* ``charges`` enqueues six charges for each of two customers under a
+  concurrency key per customer, at most 2 running at once per customer
+  (however many workers are free);
+* ``mailing`` enqueues four calls to a mail provider that takes at most 2
+  calls in any 3 s (``RateLimit(2, timedelta(seconds=3))``): two go at once,
+  two wait in the queue, not failed, until the first two leave the window;
+* ``triage`` enqueues bulk and urgent tasks interleaved for a single worker:
+  every urgent task (priority 9) runs before any bulk one (priority 0).
+
+    python examples/07_flow_control.py [--db URL]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+
+from _helpers import FAST, run, wait_finished
+
+import cereal
+
+
+class Enqueue:
+    """A workflow that enqueues the given tasks in on_start and completes when all reported."""
+
+    def __init__(self, enqueue: object) -> None:
+        self._enqueue = enqueue
+
+    def on_start(self, w: cereal.WorkflowInstance, ev: cereal.StartEvent) -> cereal.Decision:
+        self._enqueue(w)  # type: ignore[operator]
+        return w.continue_()
+
+    def on_task_complete(
+        self, w: cereal.WorkflowInstance, ev: cereal.TaskCompleteEvent
+    ) -> cereal.Decision:
+        if w.total_completed_tasks() == w.total_enqueued_tasks():
+            return w.complete(w.total_completed_tasks())
+        return w.continue_()
+
+    def on_cancel(self, w: cereal.WorkflowInstance, ev: cereal.CancelEvent) -> cereal.Decision:
+        return w.fail("cancelled")
+
+
+def charges(w: cereal.WorkflowInstance) -> None:
+    for customer in ("ada", "bob"):
+        for n in range(6):
+            w.enqueue_task(
+                "charge",
+                {"customer": customer, "n": n},
+                concurrency_key=f"customer-{customer}",
+                concurrency_limit=2,
+            )
+
+
+def mailing(w: cereal.WorkflowInstance) -> None:
+    for n in range(4):
+        w.enqueue_task(
+            "send",
+            n,
+            concurrency_key="mail-provider",
+            rate_limit=cereal.RateLimit(2, timedelta(seconds=3)),
+        )
+
+
+def triage(w: cereal.WorkflowInstance) -> None:
+    for n in range(3):
+        w.enqueue_task("triage", f"bulk-{n}")
+        w.enqueue_task("triage", f"urgent-{n}", priority=9)
+
+
+class Charges:
+    """Counts, per customer, the most charges running at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    def run(self, task: cereal.Task) -> None:
+        customer = task.get_parameters()["customer"]
+        with self._lock:
+            self._now[customer] = self._now.get(customer, 0) + 1
+            self.most[customer] = max(self.most.get(customer, 0), self._now[customer])
+        time.sleep(0.1)
+        with self._lock:
+            self._now[customer] -= 1
+
+
+async def main(db: str) -> None:
+    manager = cereal.Manager(cereal.open_driver(db), **FAST)
+    charge = Charges()
+    sent: list[int] = []
+    triaged: list[str] = []
+    manager.register_workflow_executor("charges", Enqueue(charges))
+    manager.register_workflow_executor("mailing", Enqueue(mailing))
+    manager.register_workflow_executor("triage", Enqueue(triage))
+    manager.register_task_executor("charge", charge.run, workers=8)
+    manager.register_task_executor(
+        "send", lambda task: sent.append(task.get_parameters()), workers=4
+    )
+    manager.register_task_executor(
+        "triage", lambda task: triaged.append(task.get_parameters()), workers=1
+    )
+    async with manager:
+        for name in ("charges", "mailing", "triage"):
+            await manager.enqueue_workflow(name, "run")
+
+        while len(sent) < 2:
+            await asyncio.sleep(0.05)
+        waiting = [t for t in await manager.list_tasks("send") if t.state == "queued"]
+        print(f"mail calls sent at once: {len(sent)}, waiting for the rate limit: {len(waiting)}")
+
+        for name in ("charges", "mailing", "triage"):
+            done = await wait_finished(manager, name, "run", timeout=30)
+            print(f"{name} finished: {done.get_result()} tasks")
+        most = max(charge.most.values())
+        print(f"most charges running at once for one customer: {most} (limit 2)")
+        print(f"triage order: {', '.join(triaged)}")
+
+
+if __name__ == "__main__":
+    run(main, __doc__)
