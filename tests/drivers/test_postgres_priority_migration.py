@@ -1,14 +1,20 @@
-"""PostgreSQL migration 0021: tasks queued before priorities keep their order, and the
-stored ready rank follows every change of a task's due time.
+"""Priorities on PostgreSQL: tasks queued before migration 0021 keep their order, the
+stored ready rank follows every change of a task's due time, and a claim returns
+what it took in rank order, tasks committed while it waited for a key included.
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import psycopg
 
+from cereal.checks.times import utcnow
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._migrate import migrations
 from cereal.models import NewTask
+from tests._waiting import wait_until
 from tests.conformance._driver_helpers import INST, WF, started
 from tests.drivers._postgres_schema import apply_migrations_by_hand
 
@@ -62,3 +68,44 @@ async def test_the_ready_rank_follows_the_due_time(postgres_dsn: str) -> None:
             ).fetchone()
         assert row is not None
         assert row[0].total_seconds() == 120 and row[1] is True
+
+
+async def test_a_claim_returns_tasks_committed_while_it_waited_in_rank_order(
+    postgres_dsn: str,
+) -> None:
+    async with PostgresDriver(postgres_dsn) as driver:
+        # Given a keyed task of key K (priority 0) that became due ten minutes ago
+        ten_minutes_ago = utcnow() - timedelta(minutes=10)
+        keyed = NewTask(
+            "t", b'"keyed-old"', ten_minutes_ago, concurrency_key="K", concurrency_limit=5
+        )
+        await started(driver, WF, INST, tasks=[keyed])
+        with (
+            psycopg.connect(postgres_dsn) as holder,
+            psycopg.connect(postgres_dsn, autocommit=True) as other,
+        ):
+            # and another session holding K's lock, so a claim waits for it
+            holder.execute("SELECT pg_advisory_xact_lock(1667592805, hashtext('K'))")
+            claim = asyncio.create_task(driver.dequeue_tasks("t", 10, task_expiry=3600))
+
+            def waiting() -> bool:
+                return bool(
+                    other.execute(
+                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    ).fetchall()
+                )
+
+            await wait_until(waiting, what="the claim waiting for K's lock")
+            # When an urgent unkeyed task (priority 100) is committed meanwhile
+            other.execute(
+                "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, "
+                "task_name, parameters, start_after, priority) "
+                "SELECT id, workflow_name, instance_name, 't', '\"unkeyed-urgent\"', "
+                "now() - interval '1 minute', 100 "
+                "FROM cereal_workflow_instances"
+            )
+            holder.commit()
+            claimed = await asyncio.wait_for(claim, timeout=30)
+
+        # Then the claim takes both, and returns them in rank order: the urgent one first
+        assert [data.parameters for data, _ in claimed] == [b'"unkeyed-urgent"', b'"keyed-old"']

@@ -189,6 +189,10 @@ class MemoryState:
         self._ready_entries = itertools.count()
         # per task name, queued tasks in sequence order
         self.queued: dict[str, dict[int, Task]] = {}
+        # per task name, a heap of (ready rank, seq, task) over its queued tasks, so a
+        # claim pops them in rank order; entries go stale (the task left the queue, or
+        # came back with another rank) and are dropped when they surface
+        self.rank_heaps: dict[str, list[tuple[datetime, int, Task]]] = {}
         self.running: dict[int, Task] = {}
         # running tasks per concurrency key (keys with none are dropped): kept by
         # _start_running and _stop_running, the only ways in and out of running
@@ -365,7 +369,7 @@ class MemoryState:
                 priority=new.priority,
             )
             inst.tasks[task.seq] = task
-            self.queued.setdefault(task.task_name, {})[task.seq] = task
+            self._queue(task)
 
     def claim_tasks(
         self,
@@ -389,22 +393,30 @@ class MemoryState:
         claimed: list[Task] = []
         # claims made by this call per key, on top of running_per_key
         taken: dict[str, int] = {}
-        due = sorted(
-            (task for task in queue.values() if task.start_after <= now), key=Task.ready_rank
-        )
-        for task in due:
+        heap = self.rank_heaps.get(task_name, [])
+        passed: list[tuple[datetime, int, Task]] = []  # kept queued: pushed back after
+        # a rank is never later than its due time, so past now nothing is due
+        while heap and len(claimed) < max_tasks and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            rank, seq, task = entry
+            if queue.get(seq) is not task or task.ready_rank()[0] != rank:
+                continue  # stale
+            if task.start_after > now:
+                passed.append(entry)  # a higher priority not due yet
+                continue
             key = task.concurrency_key
             if key is not None:
                 busy = self.running_per_key.get(key, 0) + taken.get(key, 0)
                 limit = task.concurrency_limit
-                if limit is not None and busy >= limit:
-                    continue  # over its key's limit: it stays queued, later tasks may go
-                if not self._start_within_rate(task, key, now):
-                    continue  # its key's window is full: it waits for a start to leave it
+                if (limit is not None and busy >= limit) or not self._start_within_rate(
+                    task, key, now
+                ):
+                    passed.append(entry)  # over its key's limits: it stays queued
+                    continue
                 taken[key] = taken.get(key, 0) + 1
             claimed.append(task)
-            if len(claimed) >= max_tasks:
-                break
+        for entry in passed:
+            heapq.heappush(heap, entry)
         leased: list[tuple[Task, int]] = []
         for task in claimed:
             del queue[task.seq]
@@ -417,7 +429,14 @@ class MemoryState:
             leased.append((task, task.lease))
         if not queue:
             del self.queued[task_name]
+            self.rank_heaps.pop(task_name, None)
         return leased
+
+    def _queue(self, task: Task) -> None:
+        """Put ``task`` in its name's queue and rank heap."""
+        self.queued.setdefault(task.task_name, {})[task.seq] = task
+        rank, seq = task.ready_rank()
+        heapq.heappush(self.rank_heaps.setdefault(task.task_name, []), (rank, seq, task))
 
     def _start_within_rate(self, task: Task, key: str, now: datetime) -> bool:
         """Record a start of ``key`` if its window has room for ``task``'s rate limit."""
@@ -463,6 +482,7 @@ class MemoryState:
         del queue[task.seq]
         if not queue:
             del self.queued[task.task_name]
+            self.rank_heaps.pop(task.task_name, None)
 
     def complete_task(
         self,
@@ -557,7 +577,7 @@ class MemoryState:
         task.lease = None
         task.lease_deadline = None
         task.start_after = start_after
-        self.queued.setdefault(task.task_name, {})[task.seq] = task
+        self._queue(task)
 
     def expired_leases(self, now: datetime, limit: int) -> list[ExpiredLease]:
         """Up to ``limit`` running tasks whose lease deadline is before ``now``, oldest first."""

@@ -401,7 +401,8 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
                 # background, so the caller does not wait behind other locks
                 self._in_background(self._unclaim(task_name, lease))
             raise
-        # (claim_tasks returns them in the claim's order: lowest ready rank first)
+        # in the claim's order: lowest ready rank first (RETURNING keeps no order)
+        rows.sort(key=lambda row: (row["ready_rank"], row["id"]))
         return [self._leased_task(row) for row in rows]
 
     async def resume_task_lease(

@@ -247,14 +247,12 @@ LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 
 -- name: claim_tasks
 -- Claim up to max_tasks ready tasks of one name under the claim's lease token
--- (see the function in migrations 0004, 0007, 0008, 0019, 0020 and 0021), in one
--- statement; a task stored without a retry policy takes the claimer's. Returned
--- in the claim's order, lowest ready rank first (the function keeps its result
--- type for older workers, so the rank is read back by id: this statement's
--- snapshot still holds the queued row, whose rank the claim did not change).
-SELECT c.* FROM cereal_claim_tasks(%(task_name)s, %(max_tasks)s, %(lease)s, %(expiry)s,
-                                   %(retry_policy)s::jsonb) AS c
-ORDER BY (SELECT t.ready_rank FROM cereal_tasks AS t WHERE t.id = c.id), c.id
+-- (see the function in migrations 0004, 0007, 0008, 0019-0023), in one statement;
+-- a task stored without a retry policy takes the claimer's. Each row carries its
+-- ready rank: the claimer orders them by it (cereal_claim_tasks, for workers of
+-- earlier releases, returns the same claim without it).
+SELECT * FROM cereal_claim_ranked_tasks(%(task_name)s, %(max_tasks)s, %(lease)s,
+                                        %(expiry)s, %(retry_policy)s::jsonb)
 
 -- name: unclaim_tasks
 -- Give the tasks of one claim (its lease token) back to the queue: their

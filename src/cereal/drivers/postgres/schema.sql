@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0022_key_windows
+-- Latest migration: 0023_claim_order
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -709,8 +709,8 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
- RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text)
+CREATE OR REPLACE FUNCTION cereal_claim_ranked_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
+ RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text, ready_rank timestamp with time zone)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
@@ -735,6 +735,8 @@ DECLARE
     v_count_keys text[] := '{}';
     v_running_of integer[] := '{}';
     v_started_of integer[] := '{}';
+    v_counted_at timestamp with time zone[] := '{}';
+    v_at timestamp with time zone;
     v_full_keys text[] := '{}';
     v_pos integer;
 BEGIN
@@ -872,17 +874,19 @@ BEGIN
             IF v_pos IS NULL THEN
                 -- the window's end is read inside the counting statement, after its
                 -- snapshot: a start another claimer pruned had left the window by then
-                SELECT (SELECT count(*) FROM cereal_tasks AS r
+                SELECT clock.at,
+                       (SELECT count(*) FROM cereal_tasks AS r
                         WHERE r.concurrency_key = v_candidate.concurrency_key
                           AND r.state = 'running'),
                        (SELECT count(*) FROM cereal_key_starts AS s
                         WHERE s.concurrency_key = v_candidate.concurrency_key
                           AND s.leaves_at > clock.at)
-                INTO v_running, v_started
+                INTO v_at, v_running, v_started
                 FROM (SELECT clock_timestamp() AS at) AS clock;
                 v_count_keys := v_count_keys || v_candidate.concurrency_key;
                 v_running_of := v_running_of || v_running::integer;
                 v_started_of := v_started_of || v_started::integer;
+                v_counted_at := v_counted_at || v_at;
                 v_pos := cardinality(v_count_keys);
             END IF;
             CONTINUE WHEN v_candidate.concurrency_limit IS NOT NULL
@@ -913,16 +917,18 @@ BEGIN
             WHERE t.id = v_candidate.id
             RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters,
                       t.workflow_name, t.instance_name, t.enqueued_at, t.start_after,
-                      t.attempt, t.traceparent, t.retry_policy::text;
+                      t.attempt, t.traceparent, t.retry_policy::text, t.ready_rank;
             v_taken := v_taken + 1;
         END LOOP;
         IF cardinality(v_full_keys) > 0 THEN
             -- a full window stays full until its first start leaves: later claims
-            -- pass the key over until then without counting its window
+            -- pass the key over until then without counting its window (the first
+            -- start inside at the count, whose clock says which were inside)
             INSERT INTO cereal_key_windows AS m (concurrency_key, full_until)
             SELECT f.k, coalesce((SELECT min(s.leaves_at) FROM cereal_key_starts AS s
                                   WHERE s.concurrency_key = f.k
-                                    AND s.leaves_at > clock_timestamp()),
+                                    AND s.leaves_at
+                                        > v_counted_at[array_position(v_count_keys, f.k)]),
                                  clock_timestamp())
             FROM (SELECT DISTINCT k FROM unnest(v_full_keys) AS k) AS f
             ON CONFLICT (concurrency_key) DO UPDATE SET full_until = EXCLUDED.full_until;
@@ -964,8 +970,19 @@ BEGIN
     WHERE t.id = picked.id
     RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
               t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
-              t.retry_policy::text;
+              t.retry_policy::text, t.ready_rank;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_claim_tasks(p_task_name text, p_max_tasks integer, p_lease uuid, p_expiry double precision, p_retry_policy jsonb)
+ RETURNS TABLE(id bigint, lease uuid, instance_id bigint, task_name text, parameters bytea, workflow_name text, instance_name text, enqueued_at timestamp with time zone, start_after timestamp with time zone, attempt integer, traceparent text, retry_policy text)
+ LANGUAGE sql
+AS $function$
+    SELECT c.id, c.lease, c.instance_id, c.task_name, c.parameters, c.workflow_name,
+           c.instance_name, c.enqueued_at, c.start_after, c.attempt, c.traceparent,
+           c.retry_policy
+    FROM cereal_claim_ranked_tasks(p_task_name, p_max_tasks, p_lease, p_expiry,
+                                   p_retry_policy) AS c
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_claim_traced_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
