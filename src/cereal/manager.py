@@ -47,9 +47,11 @@ from cereal.models import (
     Overlap,
     QueueDepth,
     RequeueOutcome,
+    RetentionRule,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
+    StartKey,
     TaskQueueStats,
     ThroughputBucket,
     Unset,
@@ -930,6 +932,30 @@ class Manager:
         found: list[ThroughputBucket] = await self._read(
             "run_throughput", bucket_seconds, buckets, until=end
         )
+        return found
+
+    async def list_start_keys(self, workflow_name: str, instance_name: str) -> list[StartKey]:
+        """The idempotency keys that started runs of this instance name, newest first.
+
+        A key is kept for 24 hours after the run it started was created
+        (``cereal.drivers.base.START_KEY_WINDOW``), then trimmed with the
+        history; a run started without a key has none.
+
+        Raises:
+            ValueError / TypeError: a bad name.
+        """
+        found: list[StartKey] = await self._read("list_start_keys", workflow_name, instance_name)
+        return found
+
+    async def applied_retention(self) -> list[RetentionRule]:
+        """The history retention the store's trims last applied, as its rules.
+
+        Every sweep trims under its Manager's ``retention`` (and so does
+        :meth:`trim_history`); the store records it when it differs from the
+        one before, with the time. The store-wide rule comes first, then one
+        per workflow name; empty until a trim has run.
+        """
+        found: list[RetentionRule] = await self._read("applied_retention")
         return found
 
     async def queue_depths(self) -> list[QueueDepth]:

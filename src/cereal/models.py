@@ -554,6 +554,67 @@ class ThroughputBucket:
     failed: int
 
 
+@dataclass(frozen=True)
+class StartKey:
+    """An idempotency key that started a run of an instance name, while it is kept (24 h)."""
+
+    idempotency_key: str
+    created_at: datetime
+    """When the key started its run (it is kept for ``START_KEY_WINDOW`` after)."""
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """One rule of the history retention the sweeps last applied to the store.
+
+    The store-wide rule has no ``workflow_name`` and holds ``max_rows``,
+    ``margin_rows`` and ``max_age``; a workflow name's rule holds its
+    ``max_runs`` and ``max_age`` (see :class:`HistoryRetention`).
+    """
+
+    workflow_name: str | None
+    max_rows: int | None
+    margin_rows: int | None
+    max_runs: int | None
+    max_age: float | None
+    applied_at: datetime
+    """When a sweep first applied the retention these rules belong to."""
+
+    def text(self) -> str:
+        """The rule in words, e.g. ``reports: the newest 100 runs, none older than 7 d``."""
+        parts = []
+        if self.max_rows is not None:
+            after = self.max_rows - (self.margin_rows or 0)
+            parts.append(f"at most {self.max_rows} runs (trimmed to {after})")
+        if self.max_runs is not None:
+            parts.append(f"the newest {self.max_runs} runs")
+        if self.max_age is not None:
+            parts.append(f"none older than {_duration_text(self.max_age)}")
+        return f"{self.workflow_name or 'all workflows'}: {', '.join(parts) or 'no bound'}"
+
+
+def _duration_text(seconds: float) -> str:
+    """``7 d``, ``36 h``, ``90 min`` or ``45 s``: the largest unit that divides it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"
+
+
+def rules_of(retention: HistoryRetention, applied_at: datetime) -> list[RetentionRule]:
+    """``retention`` as the rules a store records: store-wide first, then by workflow name."""
+    rules = [
+        RetentionRule(
+            None, retention.max_rows, retention.margin_rows, None, retention.max_age, applied_at
+        )
+    ]
+    for workflow_name, rule in sorted(retention.per_workflow.items()):
+        rules.append(
+            RetentionRule(workflow_name, None, None, rule.max_runs, rule.max_age, applied_at)
+        )
+    return rules
+
+
 def _check_count(value: object, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")

@@ -29,6 +29,7 @@ from cereal import (
     errors,
 )
 from cereal.dashboard._paths import segment
+from cereal.models import HistoryRetention, WorkflowRetention
 from tests._poisoned import lose_a_task_to_a_bad_policy
 from tests._waiting import wait_until
 from tests.dashboard.conftest import StoreFactory, build_store, run_with_completions
@@ -559,3 +560,41 @@ def test_a_login_to_read_needs_a_token(seed: Manager) -> None:
 
     with pytest.raises(ValueError, match="needs a token"):
         create_app(seed, token=None, login_to_read=True)
+
+
+async def test_an_instance_page_names_the_idempotency_key_that_started_it(
+    serve: Any, seed: Manager
+) -> None:
+    # Given a run started with an idempotency key (escaped on the page) and one without
+    await seed.enqueue_workflow("orders", "o-1", None, idempotency_key="req <42>")
+    await seed.enqueue_workflow("orders", "o-2", None)
+    with serve() as base:
+        visitor = Visitor(base)
+        status, keyed = await asyncio.to_thread(visitor.get, _instance_path("orders", "o-1"))
+        _, plain = await asyncio.to_thread(visitor.get, _instance_path("orders", "o-2"))
+    assert status == 200
+    assert '<dd class="start-key"><code>req &lt;42&gt;</code>' in keyed
+    assert "Idempotency key" not in plain
+
+
+async def test_the_instances_page_shows_the_applied_retention(serve: Any, seed: Manager) -> None:
+    with serve() as base:
+        # Given no trim yet: the page says so
+        _, before = await asyncio.to_thread(Visitor(base).get, "/instances")
+        assert "no sweep has trimmed this store yet" in before
+        # When a trim applies a retention with a rule for "reports"
+        await seed.trim_history(
+            HistoryRetention(
+                max_rows=300,
+                margin_rows=30,
+                per_workflow={"reports": WorkflowRetention(max_age=7 * 86400)},
+            )
+        )
+        status, after = await asyncio.to_thread(Visitor(base).get, "/instances")
+    # Then the page shows each rule in words
+    assert status == 200
+    assert (
+        '<span class="retention-rule">all workflows: at most 300 runs (trimmed to 270)</span>'
+        in after
+    )
+    assert '<span class="retention-rule">reports: none older than 7 d</span>' in after

@@ -34,7 +34,9 @@ from cereal.models import (
     InstanceEvent,
     InstanceTask,
     RequeueOutcome,
+    RetentionRule,
     Schedule,
+    StartKey,
     TaskQueueStats,
     WorkerInfo,
     WorkflowInstanceData,
@@ -159,6 +161,11 @@ def _time(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def time_text(value: datetime) -> str:
+    """An instant as the tables print it, ``2026-01-31 12:00:05``."""
+    return _time(value)
+
+
 _OUTCOME_STYLES = {"failed": "red", "completed": "green"}
 
 
@@ -228,7 +235,9 @@ def _preview(raw: bytes | None, full: bool) -> Text:
     )
 
 
-def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
+def instance_detail(
+    data: WorkflowInstanceData, *, full: bool = False, start_keys: Sequence[StartKey] = ()
+) -> None:
     """Every field of one instance, one per row; large values cut short unless ``full``."""
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
@@ -238,6 +247,8 @@ def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
     table.add_row("status", _status(data))
     table.add_row("started", _time(data.started_at))
     table.add_row("ended", _time(data.ended_at))
+    for key in start_keys:
+        table.add_row("idempotency key", f"{key.idempotency_key} (started {_time(key.created_at)})")
     table.add_row("parameters", _preview(data.parameters, full))
     if data.is_running():
         table.add_row("payload", _preview(data.payload, full))
@@ -246,6 +257,23 @@ def instance_detail(data: WorkflowInstanceData, *, full: bool = False) -> None:
     else:
         table.add_row("result", _preview(data.result, full))
     out.print(table)
+
+
+def start_key_dict(key: StartKey) -> dict[str, Any]:
+    """The JSON shape of one kept idempotency key of an instance."""
+    return {"idempotency_key": key.idempotency_key, "created_at": _iso(key.created_at)}
+
+
+def retention_rule_dict(rule: RetentionRule) -> dict[str, Any]:
+    """The JSON shape of one rule of the applied history retention."""
+    return {
+        "workflow_name": rule.workflow_name,
+        "max_rows": rule.max_rows,
+        "margin_rows": rule.margin_rows,
+        "max_runs": rule.max_runs,
+        "max_age_seconds": rule.max_age,
+        "applied_at": _iso(rule.applied_at),
+    }
 
 
 def instance_task_dict(task: InstanceTask) -> dict[str, Any]:

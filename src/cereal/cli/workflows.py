@@ -33,6 +33,8 @@ from cereal.models import (
     InstanceEvent,
     InstanceTask,
     RequeueOutcome,
+    RetentionRule,
+    StartKey,
     WorkflowInstanceData,
 )
 
@@ -156,7 +158,9 @@ def show(
     are cut to a preview unless --full; --json always prints them whole.
     """
 
-    async def go() -> tuple[WorkflowInstanceData, list[InstanceTask], list[InstanceEvent]]:
+    async def go() -> tuple[
+        WorkflowInstanceData, list[InstanceTask], list[InstanceEvent], list[StartKey]
+    ]:
         async with storage_manager(ctx) as manager:
             data = (await manager.get_workflow_instance(workflow_name, instance_name)).data
             # one more than shown: whether an older page exists
@@ -166,9 +170,10 @@ def show(
             events = await manager.list_instance_events(
                 workflow_name, instance_name, limit=limit + 1, before=events_before
             )
-            return data, tasks, events
+            keys = await manager.list_start_keys(workflow_name, instance_name)
+            return data, tasks, events, keys
 
-    data, tasks, events = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
+    data, tasks, events, keys = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
     older_tasks = tasks[limit - 1].task_id if len(tasks) > limit else None
     older_events = events[limit - 1].seq if len(events) > limit else None
     tasks, events = tasks[:limit], events[:limit]
@@ -179,10 +184,11 @@ def show(
             "older_tasks": older_tasks,
             "events": [_render.instance_event_dict(event) for event in events],
             "older_events": older_events,
+            "start_keys": [_render.start_key_dict(key) for key in keys],
         }
         _render.print_json({**_render.instance_dict(data), **failure, **pages})
     else:
-        _render.instance_detail(data, full=full)
+        _render.instance_detail(data, full=full, start_keys=keys)
         _failure_detail(data)
         _render.instance_tasks_table(tasks, older=older_tasks)
         _render.instance_events_table(events, older=older_events)
@@ -387,6 +393,29 @@ def trim(
         _render.done("nothing trimmed: another process is trimming this store now")
     else:
         _render.done(f"trimmed {trimmed} finished run{'' if trimmed == 1 else 's'}")
+
+
+@app.command("retention")
+def retention(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Show the history retention the store's trims last applied, rule by rule.
+
+    Every worker's sweep trims under its retention (and so does `workflows
+    trim`); the store records it when it changes, with the time.
+    """
+
+    async def go() -> list[RetentionRule]:
+        async with storage_manager(ctx) as manager:
+            return await manager.applied_retention()
+
+    rules = run(ctx, go())
+    if as_json:
+        _render.print_json({"rules": [_render.retention_rule_dict(rule) for rule in rules]})
+    elif not rules:
+        _render.out.print("no retention applied yet: no sweep or trim has run on this store")
+    else:
+        _render.out.print(f"applied since {_render.time_text(rules[0].applied_at)} UTC:")
+        for rule in rules:
+            _render.out.print(f"  {rule.text()}")
 
 
 @app.command("failed")

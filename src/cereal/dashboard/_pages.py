@@ -88,12 +88,14 @@ class Pages:
             raise HTTPException(400, f"unknown window {window!r}: use hour, day or week")
         bucket_seconds, buckets, window_text = WINDOWS[window]
         throughput = await self.manager.run_throughput(bucket_seconds, buckets)
+        retention = await self.manager.applied_retention()
         filters = {"workflow": workflow or "", "instance": instance or "", "status": status}
         return self.render.page(
             request,
             "instances",
             title="Workflow instances",
             chart=throughput_chart(throughput, window_text=window_text),
+            retention=retention,
             window=window,
             windows=list(WINDOWS),
             instances=found[:limit],
@@ -121,6 +123,7 @@ class Pages:
             events = await self.manager.list_instance_events(
                 workflow, instance, limit=INSTANCE_PAGE_SIZE + 1, before=events_before
             )
+            start_keys = await self.manager.list_start_keys(workflow, instance)
         except errors.WorkflowInstanceNotFoundError as exc:
             raise HTTPException(404, f"no instance {workflow}/{instance}") from exc
         except (ValueError, TypeError) as exc:
@@ -133,6 +136,7 @@ class Pages:
             title=f"{workflow} / {instance}",
             chart=timeline_chart(data, page_events, page_tasks, now),
             data=data,
+            start_keys=start_keys,
             tasks=page_tasks,
             events=page_events,
             older_tasks=_older(tasks, INSTANCE_PAGE_SIZE, lambda task: task.task_id),

@@ -11,6 +11,8 @@ from cereal.models import (
     InstanceEvent,
     InstanceTask,
     QueueDepth,
+    RetentionRule,
+    StartKey,
     TaskQueueStats,
     ThroughputBucket,
 )
@@ -33,6 +35,10 @@ def _instance_event_page(
 def _task_name_page(task_name: str, limit: int | None, before: str | None) -> None:
     names.check_name(task_name, what="task name")
     check_page(limit, task_cursor(before))
+
+
+def _instance_pair(workflow_name: str, instance_name: str) -> None:
+    validation.check_pair(workflow_name, instance_name)
 
 
 def _throughput_window(bucket_seconds: int, buckets: int, until: float | None) -> None:
@@ -137,6 +143,29 @@ class InspectionStore:
         This default reports nothing (a driver that cannot tell).
         """
         return []
+
+    @read_operation(StartKey, _instance_pair)
+    async def list_start_keys(self, workflow_name: str, instance_name: str) -> list[StartKey]:
+        """The idempotency keys that started runs of this instance name, while kept.
+
+        Newest first. A key is kept for ``START_KEY_WINDOW`` (24 hours) after
+        the run it started was created, then trimmed with the history; a run
+        started without a key has none.
+
+        Raises:
+            ValueError / TypeError: a bad name.
+        """
+        raise _not_offered(self, "list_start_keys")
+
+    @read_operation(RetentionRule)
+    async def applied_retention(self) -> list[RetentionRule]:
+        """The history retention the sweeps last applied to this store, as its rules.
+
+        The store-wide rule first, then one per workflow name, each with when
+        a sweep first applied that retention; empty until a sweep has trimmed.
+        With Managers of different retentions on one store, the last sweep's.
+        """
+        raise _not_offered(self, "applied_retention")
 
     @read_operation(ThroughputBucket, _throughput_window)
     async def run_throughput(

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from cereal.drivers._inspect_pages import is_paged, newest_first
 from cereal.drivers._memory_state import MemoryState, Task
-from cereal.models import InstanceEvent, InstanceTask, TaskQueueStats
+from cereal.models import (
+    InstanceEvent,
+    InstanceTask,
+    RetentionRule,
+    StartKey,
+    TaskQueueStats,
+    rules_of,
+)
 
 
 def instance_tasks(
@@ -118,3 +125,21 @@ def queue_stats(state: MemoryState) -> list[TaskQueueStats]:
         oldest = min((task.enqueued_at for task in queue.values()), default=None)
         stats.append(TaskQueueStats(name, len(queue), running.get(name, 0), oldest))
     return stats
+
+
+def start_keys(state: MemoryState, workflow_name: str, instance_name: str) -> list[StartKey]:
+    """The kept idempotency keys that started runs of this instance name, newest first."""
+    found = [
+        StartKey(key, created_at)
+        for (name, key), (started, created_at) in state.start_keys.items()
+        if name == workflow_name and started == instance_name
+    ]
+    return sorted(found, key=lambda k: (k.created_at, k.idempotency_key), reverse=True)
+
+
+def applied_retention(state: MemoryState) -> list[RetentionRule]:
+    """The retention the sweeps last applied, as rules (none before the first sweep)."""
+    if state.retention_applied is None:
+        return []
+    retention, applied_at = state.retention_applied
+    return rules_of(retention, applied_at)

@@ -206,6 +206,8 @@ class MemoryState:
         self.dead: dict[int, DeadEntry] = {}
         # (workflow name, idempotency key) -> (instance name it started, when)
         self.start_keys: dict[Key, tuple[str, datetime]] = {}
+        # the history retention the sweeps last applied, and when it was first applied
+        self.retention_applied: tuple[HistoryRetention, datetime] | None = None
 
     # ---- instances and events --------------------------------------------------
 
@@ -636,7 +638,9 @@ class MemoryState:
     # ---- history -----------------------------------------------------------------
 
     def trim_history(self, retention: HistoryRetention, now: datetime) -> int:
-        """Apply ``retention``; return how many rows were removed."""
+        """Apply ``retention`` (and record it); return how many rows were removed."""
+        if self.retention_applied is None or self.retention_applied[0] != retention:
+            self.retention_applied = (retention, now)
         expired = now - START_KEY_WINDOW
         self.start_keys = {k: v for k, v in self.start_keys.items() if v[1] > expired}
         # rate windows whose every start has left

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from cereal import errors
+from cereal.checks import validation
 from cereal.checks.times import to_utc, utcnow
 from cereal.drivers import _memory_inspect
 from cereal.drivers._dead_letter_store import check_dead_task_page, check_failed_run_page
@@ -61,9 +62,11 @@ from cereal.models import (
     Overlap,
     QueueDepth,
     RequeueOutcome,
+    RetentionRule,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
+    StartKey,
     TaskData,
     TaskMetadata,
     TaskQueueStats,
@@ -372,6 +375,17 @@ class MemoryDriver(Driver):
         with self._lock:
             runs = [(row.ended_at, row.err is not None) for row in self._state.history]
         return count_in_python(span, runs)
+
+    async def list_start_keys(self, workflow_name: str, instance_name: str) -> list[StartKey]:
+        """See :meth:`Driver.list_start_keys`."""
+        validation.check_pair(workflow_name, instance_name)
+        with self._lock:
+            return _memory_inspect.start_keys(self._state, workflow_name, instance_name)
+
+    async def applied_retention(self) -> list[RetentionRule]:
+        """See :meth:`Driver.applied_retention`."""
+        with self._lock:
+            return _memory_inspect.applied_retention(self._state)
 
     def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
         inst = self._state.instances.get((workflow_name, instance_name))

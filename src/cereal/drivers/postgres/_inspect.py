@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from cereal.checks import validation
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
 from cereal.drivers._throughput import check_throughput, window
 from cereal.drivers.postgres._base import PostgresBase
-from cereal.drivers.postgres._db import Row, bytes_or_none, fetch_all, instant, utc
+from cereal.drivers.postgres._db import Conn, Row, bytes_or_none, fetch_all, instant, utc
 from cereal.models import (
     InstanceEvent,
     InstanceTask,
+    RetentionRule,
+    StartKey,
     TaskQueueStats,
     TaskStatus,
     ThroughputBucket,
@@ -108,6 +111,34 @@ class PostgresInspection(PostgresBase):
             every = await fetch_all(conn, "run_throughput_all", params)
             failed = await fetch_all(conn, "run_throughput_failed", params)
         return span.answer(_per_slot(every), _per_slot(failed))
+
+    async def list_start_keys(self, workflow_name: str, instance_name: str) -> list[StartKey]:
+        """See :meth:`Driver.list_start_keys`."""
+        validation.check_pair(workflow_name, instance_name)
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        async with self._connection("list_start_keys") as conn:
+            rows = await fetch_all(conn, "instance_start_keys", names)
+        return [StartKey(str(row["idempotency_key"]), instant(row["created_at"])) for row in rows]
+
+    async def applied_retention(self) -> list[RetentionRule]:
+        """See :meth:`Driver.applied_retention`."""
+        async with self._connection("applied_retention") as conn:
+            return await recorded_retention(conn)
+
+
+async def recorded_retention(conn: Conn) -> list[RetentionRule]:
+    """The history retention the sweeps last applied, as rules: the store-wide one first."""
+    return [
+        RetentionRule(
+            workflow_name=str(row["workflow_name"]) or None,
+            max_rows=row["max_rows"],
+            margin_rows=row["margin_rows"],
+            max_runs=row["max_runs"],
+            max_age=row["max_age"],
+            applied_at=instant(row["applied_at"]),
+        )
+        for row in await fetch_all(conn, "retention_rules", {})
+    ]
 
 
 def _per_slot(rows: list[Row]) -> dict[int, int]:

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 from cereal.drivers._lease_ids import row_id
+from cereal.drivers._retention_record import retention_changed
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.postgres._db import Conn, execute, fetch_all, fetch_one
+from cereal.drivers.postgres._inspect import recorded_retention
 from cereal.drivers.postgres._listen import Wake
-from cereal.models import ExpiredLease, HistoryRetention, LeaseSettlement, WorkflowRetention
+from cereal.models import (
+    ExpiredLease,
+    HistoryRetention,
+    LeaseSettlement,
+    WorkflowRetention,
+    rules_of,
+)
 
 TRIM_LOCK_KEY = 0x63657265616C02
 """The advisory lock key of history trimming (per database)."""
@@ -120,6 +129,7 @@ async def trim_history(
         The number of rows removed, or ``None`` when another process holds the
         trimming lock (and this sweep skipped it).
     """
+    await record_retention(conn, retention)
     await trim_start_keys(conn, batch)
     await trim_key_windows(conn, batch)
     trimmed = 0
@@ -200,6 +210,24 @@ async def trim_start_keys(conn: Conn, batch: int = TRIM_BATCH) -> int:
     """Delete the start keys past their window, ``batch`` per transaction; how many."""
     params = {"window": START_KEY_WINDOW_S, "batch": batch}
     return await _until_short(lambda: execute(conn, "trim_start_keys", params), batch)
+
+
+async def record_retention(conn: Conn, retention: HistoryRetention) -> None:
+    """Record ``retention`` as the one the sweeps apply, unless it is recorded already."""
+    if not retention_changed(await recorded_retention(conn), retention):
+        return
+    rules = rules_of(retention, datetime.now(UTC))
+    await execute(
+        conn,
+        "replace_retention_rules",
+        {
+            "workflow_names": [rule.workflow_name or "" for rule in rules],
+            "max_rows": [rule.max_rows for rule in rules],
+            "margin_rows": [rule.margin_rows for rule in rules],
+            "max_runs": [rule.max_runs for rule in rules],
+            "max_ages": [None if rule.max_age is None else float(rule.max_age) for rule in rules],
+        },
+    )
 
 
 async def trim_key_windows(conn: Conn, batch: int = TRIM_BATCH) -> int:

@@ -1049,3 +1049,33 @@ WHERE concurrency_key IN (
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 )
+
+-- name: instance_start_keys
+-- The kept idempotency keys that started runs of these names, newest first.
+SELECT idempotency_key, created_at FROM cereal_start_keys
+WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
+ORDER BY created_at DESC, idempotency_key DESC
+
+-- name: retention_rules
+-- The history retention the sweeps last applied: the store-wide rule ('') first.
+SELECT workflow_name, max_rows, margin_rows, max_runs, max_age, applied_at
+FROM cereal_retention_rules
+ORDER BY workflow_name
+
+-- name: replace_retention_rules
+-- Record a sweep's retention as the one applied: its rules upserted, all others
+-- deleted (rows apart, so one statement does both).
+WITH gone AS (
+    DELETE FROM cereal_retention_rules
+    WHERE workflow_name <> ALL(%(workflow_names)s::text[])
+)
+INSERT INTO cereal_retention_rules AS k
+    (workflow_name, max_rows, margin_rows, max_runs, max_age, applied_at)
+SELECT r.workflow_name, r.max_rows, r.margin_rows, r.max_runs, r.max_age, now()
+FROM unnest(%(workflow_names)s::text[], %(max_rows)s::bigint[], %(margin_rows)s::bigint[],
+            %(max_runs)s::bigint[], %(max_ages)s::double precision[])
+     AS r(workflow_name, max_rows, margin_rows, max_runs, max_age)
+ON CONFLICT (workflow_name) DO UPDATE
+SET max_rows = EXCLUDED.max_rows, margin_rows = EXCLUDED.margin_rows,
+    max_runs = EXCLUDED.max_runs, max_age = EXCLUDED.max_age,
+    applied_at = EXCLUDED.applied_at

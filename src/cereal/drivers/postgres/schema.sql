@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0023_claim_order
+-- Latest migration: 0024_start_keys_and_retention_shown
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -73,6 +73,16 @@ CREATE TABLE cereal_key_windows (
     CONSTRAINT cereal_key_windows_pkey PRIMARY KEY (concurrency_key)
 );
 
+CREATE TABLE cereal_retention_rules (
+    workflow_name text                     NOT NULL,
+    max_rows      bigint,
+    margin_rows   bigint,
+    max_runs      bigint,
+    max_age       double precision,
+    applied_at    timestamp with time zone NOT NULL,
+    CONSTRAINT cereal_retention_rules_pkey PRIMARY KEY (workflow_name)
+);
+
 CREATE TABLE cereal_schema_migrations (
     version    integer                  NOT NULL,
     name       text                     NOT NULL,
@@ -88,6 +98,8 @@ CREATE TABLE cereal_start_keys (
     created_at      timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT cereal_start_keys_pkey PRIMARY KEY (workflow_name, idempotency_key)
 );
+
+CREATE INDEX cereal_start_keys_by_instance ON cereal_start_keys USING btree (workflow_name, instance_name, created_at);
 
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys USING btree (created_at);
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
+from cereal.drivers.sqlite import _inspect
 from cereal.drivers.sqlite._connection import Connection
 from cereal.drivers.sqlite._sql import Q, now
 from cereal.models import HistoryRetention, WorkflowRetention
@@ -40,6 +41,12 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
     Returns:
         The number of finished runs removed.
     """
+    at = now()
+    await db.call(
+        lambda conn: _inspect.record_retention(conn, retention, at),
+        ready=lambda conn: _inspect.retention_changed(conn, retention),
+        empty=None,
+    )
     trimmed = 0
     if retention.max_age is not None:
         cutoff = {"cutoff": now() - retention.max_age}

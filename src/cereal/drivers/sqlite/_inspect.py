@@ -8,16 +8,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from cereal.drivers import _retention_record
 from cereal.drivers._inspect_pages import Page
 from cereal.drivers._throughput import Window
 from cereal.drivers.sqlite._sql import Q, blob, instant, maybe_instant
 from cereal.models import (
+    HistoryRetention,
     InstanceEvent,
     InstanceTask,
+    RetentionRule,
+    StartKey,
     TaskQueueStats,
     TaskStatus,
     ThroughputBucket,
     WorkflowEventType,
+    rules_of,
 )
 
 
@@ -120,3 +125,54 @@ def throughput(conn: sqlite3.Connection, span: Window) -> list[ThroughputBucket]
         for row in conn.execute(Q["run_throughput_failed"], params)
     }
     return span.answer(every, failed)
+
+
+def start_keys(conn: sqlite3.Connection, workflow_name: str, instance_name: str) -> list[StartKey]:
+    """The kept idempotency keys that started runs of these names, newest first."""
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    return [
+        StartKey(str(row["idempotency_key"]), instant(row["created_at"]))
+        for row in conn.execute(Q["instance_start_keys"], names)
+    ]
+
+
+def applied_retention(conn: sqlite3.Connection) -> list[RetentionRule]:
+    """The history retention the sweeps last applied, as rules: the store-wide one first."""
+    return [
+        RetentionRule(
+            workflow_name=str(row["workflow_name"]) or None,
+            max_rows=row["max_rows"],
+            margin_rows=row["margin_rows"],
+            max_runs=row["max_runs"],
+            max_age=row["max_age"],
+            applied_at=instant(row["applied_at"]),
+        )
+        for row in conn.execute(Q["retention_rules"])
+    ]
+
+
+def retention_changed(conn: sqlite3.Connection, retention: HistoryRetention) -> bool:
+    """Whether ``retention`` differs from the one recorded as applied (a read)."""
+    return _retention_record.retention_changed(applied_retention(conn), retention)
+
+
+def record_retention(conn: sqlite3.Connection, retention: HistoryRetention, at: float) -> None:
+    """Store ``retention`` as the one the sweeps apply, unless it is stored already."""
+    if not retention_changed(conn, retention):
+        return
+    wanted = rules_of(retention, instant(at))
+    conn.execute(Q["clear_retention_rules"])
+    conn.executemany(
+        Q["insert_retention_rule"],
+        [
+            {
+                "workflow_name": rule.workflow_name or "",
+                "max_rows": rule.max_rows,
+                "margin_rows": rule.margin_rows,
+                "max_runs": rule.max_runs,
+                "max_age": rule.max_age,
+                "applied_at": at,
+            }
+            for rule in wanted
+        ],
+    )

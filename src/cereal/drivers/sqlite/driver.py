@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cereal import errors
-from cereal.checks import times
+from cereal.checks import times, validation
 from cereal.drivers._dead_letter_store import check_dead_task_page, check_failed_run_page
 from cereal.drivers._inspect_pages import Page, check_page, id_cursor, is_paged, task_cursor
 from cereal.drivers._throughput import check_throughput, window
@@ -68,9 +68,11 @@ from cereal.models import (
     Overlap,
     QueueDepth,
     RequeueOutcome,
+    RetentionRule,
     RunOutcome,
     Schedule,
     ScheduleUpdate,
+    StartKey,
     TaskData,
     TaskQueueStats,
     ThroughputBucket,
@@ -462,6 +464,17 @@ class SQLiteDriver(Driver):
         return await self._connection().call(
             lambda conn: _inspect.throughput(conn, span), mode="read"
         )
+
+    async def list_start_keys(self, workflow_name: str, instance_name: str) -> list[StartKey]:
+        """See :meth:`Driver.list_start_keys`."""
+        validation.check_pair(workflow_name, instance_name)
+        return await self._connection().call(
+            lambda conn: _inspect.start_keys(conn, workflow_name, instance_name), mode="read"
+        )
+
+    async def applied_retention(self) -> list[RetentionRule]:
+        """See :meth:`Driver.applied_retention`."""
+        return await self._connection().call(_inspect.applied_retention, mode="read")
 
     # ---- tasks ------------------------------------------------------------------------
 

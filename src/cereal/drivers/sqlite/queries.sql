@@ -978,3 +978,23 @@ SELECT CAST((ended_at - :window_start) / :bucket_seconds AS INTEGER) AS slot, co
 FROM cereal_workflow_results INDEXED BY cereal_workflow_results_failed_end
 WHERE error IS NOT NULL AND ended_at >= :window_start AND ended_at < :window_end
 GROUP BY slot;
+
+-- name: instance_start_keys
+-- The kept idempotency keys that started runs of these names, newest first.
+SELECT idempotency_key, created_at FROM cereal_start_keys
+WHERE workflow_name = :workflow_name AND instance_name = :instance_name
+ORDER BY created_at DESC, idempotency_key DESC;
+
+-- name: retention_rules
+-- The history retention the sweeps last applied: the store-wide rule ('') first.
+SELECT workflow_name, max_rows, margin_rows, max_runs, max_age, applied_at
+FROM cereal_retention_rules
+ORDER BY workflow_name;
+
+-- name: clear_retention_rules
+DELETE FROM cereal_retention_rules;
+
+-- name: insert_retention_rule
+INSERT INTO cereal_retention_rules
+    (workflow_name, max_rows, margin_rows, max_runs, max_age, applied_at)
+VALUES (:workflow_name, :max_rows, :margin_rows, :max_runs, :max_age, :applied_at);

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0021_key_windows
+-- Latest migration: 0022_start_keys_and_retention_shown
 
 CREATE TABLE cereal_dead_tasks (
     task_id            INTEGER PRIMARY KEY,
@@ -65,6 +65,15 @@ CREATE TABLE cereal_key_windows (
     full_until      REAL NOT NULL
 ) WITHOUT ROWID;
 
+CREATE TABLE cereal_retention_rules (
+    workflow_name TEXT PRIMARY KEY,
+    max_rows      INTEGER,
+    margin_rows   INTEGER,
+    max_runs      INTEGER,
+    max_age       REAL,
+    applied_at    REAL NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE cereal_schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT NOT NULL,
@@ -79,6 +88,8 @@ CREATE TABLE cereal_start_keys (
     created_at      REAL NOT NULL,
     PRIMARY KEY (workflow_name, idempotency_key)
 ) WITHOUT ROWID;
+
+CREATE INDEX cereal_start_keys_by_instance ON cereal_start_keys (workflow_name, instance_name, created_at);
 
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys (created_at);
 

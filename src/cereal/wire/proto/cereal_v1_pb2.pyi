@@ -976,6 +976,42 @@ class Wakeup(_message.Message):
     name: str
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
+class StartKey(_message.Message):
+    __slots__ = ("idempotency_key", "created_at")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListStartKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[StartKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[StartKey, _Mapping]]] = ...) -> None: ...
+
+class RetentionRule(_message.Message):
+    __slots__ = ("workflow_name", "max_rows", "margin_rows", "max_runs", "max_age", "applied_at")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_AT_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    max_rows: int
+    margin_rows: int
+    max_runs: int
+    max_age: float
+    applied_at: _timestamp_pb2.Timestamp
+    def __init__(self, workflow_name: _Optional[str] = ..., max_rows: _Optional[int] = ..., margin_rows: _Optional[int] = ..., max_runs: _Optional[int] = ..., max_age: _Optional[float] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AppliedRetentionResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[RetentionRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[RetentionRule, _Mapping]]] = ...) -> None: ...
+
 class RunThroughputRequest(_message.Message):
     __slots__ = ("bucket_seconds", "buckets", "until")
     BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]

@@ -214,6 +214,16 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputResponse.FromString,
                 _registered_method=True)
+        self.ListStartKeys = channel.unary_unary(
+                '/cereal.v1.Cereal/ListStartKeys',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListStartKeysResponse.FromString,
+                _registered_method=True)
+        self.AppliedRetention = channel.unary_unary(
+                '/cereal.v1.Cereal/AppliedRetention',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.AppliedRetentionResponse.FromString,
+                _registered_method=True)
 
 
 class CerealServicer:
@@ -441,6 +451,18 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStartKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppliedRetention(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CerealServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -623,6 +645,16 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.RunThroughput,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputResponse.SerializeToString,
+            ),
+            'ListStartKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStartKeys,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.InstanceKey.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListStartKeysResponse.SerializeToString,
+            ),
+            'AppliedRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppliedRetention,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.AppliedRetentionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1597,6 +1629,60 @@ class Cereal:
             '/cereal.v1.Cereal/RunThroughput',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputRequest.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.RunThroughputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStartKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListStartKeys',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListStartKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppliedRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/AppliedRetention',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.AppliedRetentionResponse.FromString,
             options,
             channel_credentials,
             insecure,
