@@ -10,7 +10,6 @@ import asyncio
 import logging
 import re
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -608,23 +607,3 @@ async def test_a_schedule_stored_before_the_overlap_migration_skips_and_never_ca
     async with SQLiteDriver(db_path) as driver:
         got = await driver.get_workflow_schedule("wf", "i")
     assert (got.overlap, got.catch_up_window, got.run_pending) == ("skip", 0.0, False)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
-async def test_a_foreign_commit_wakes_at_once_where_the_file_is_watched(db_path: str) -> None:
-    # Given a watcher that would poll for foreign commits only every minute
-    async with (
-        SQLiteDriver(db_path, wakeup_interval=60) as watcher,
-        SQLiteDriver(db_path) as other,
-    ):
-        heard = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # (listeners are called on the connection's thread)
-        watcher.add_wakeup_listener(lambda kind, name: loop.call_soon_threadsafe(heard.set))
-        await asyncio.sleep(0.1)  # its first data_version read (the baseline) is 60 s off
-
-        # When another connection commits
-        await other.enqueue_workflow("wf", "i", None)
-
-        # Then the watcher hears of it long before its poll would have (inotify)
-        await asyncio.wait_for(heard.wait(), timeout=10)

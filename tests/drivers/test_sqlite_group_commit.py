@@ -15,12 +15,6 @@ from cereal.drivers.sqlite import SQLiteDriver, _connection
 from tests._waiting import wait_until
 
 
-@pytest.fixture(autouse=True)
-def no_file_watch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These cases count the thread's queued jobs: no file-write marker may join them."""
-    monkeypatch.setattr(_connection, "watch_database", lambda path, on_write: None)
-
-
 async def test_queued_writes_share_a_commit_and_a_failing_one_fails_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

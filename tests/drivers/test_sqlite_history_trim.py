@@ -178,16 +178,15 @@ async def test_a_rule_with_nothing_due_never_takes_the_write_lock(tmp_path: Path
     path = tmp_path / "locked.db"
     driver = SQLiteDriver(str(path), busy_timeout=0.2, busy_retries=1)
     await driver.init()
-    rules = HistoryRetention(
-        per_workflow={
-            "reports": WorkflowRetention(max_age=3600.0),
-            "beats": WorkflowRetention(max_runs=5),
-        }
-    )
-    await driver.trim_history(rules)  # (its first trim records the retention: a write)
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
+        rules = HistoryRetention(
+            per_workflow={
+                "reports": WorkflowRetention(max_age=3600.0),
+                "beats": WorkflowRetention(max_runs=5),
+            }
+        )
         # When it trims with rules that have nothing to remove, it reads and returns
         assert await driver.trim_history(rules) == 0
     finally:

@@ -17,10 +17,7 @@ one fsync, for every write queued while the previous group ran.
 Between jobs the thread also watches ``PRAGMA data_version``, which changes
 when *another* connection (another process, or another driver object in this
 one) commits; the driver turns a change into wakeups. Our own commits do not
-change it, so a process never wakes itself. On Linux the thread reads it when
-the file or its write-ahead log is written (:mod:`._file_watch`), and polls
-only every :data:`WATCHED_FILE_INTERVAL` besides, as a safety net; elsewhere
-it polls every ``wakeup_interval`` while anyone listens.
+change it, so a process never wakes itself.
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ from typing import Any, Literal, LiteralString, TypeVar
 
 from cereal import errors
 from cereal.drivers._batching import Batcher, Failed
-from cereal.drivers.sqlite._file_watch import FileWatch, watch_database
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +123,6 @@ class _Stop:
     """Marks the end of the job queue."""
 
 
-class _FilesWritten:
-    """The database file or its log was written: read ``data_version`` now."""
-
-
 @dataclass
 class _Job:
     fn: Callable[[], Any]
@@ -145,20 +137,6 @@ WRITE_GATHER_WINDOW = 0.004
 
 UNWATCHED_INTERVAL = 1.0
 """Seconds between ``data_version`` reads while no Manager listens (baseline only)."""
-
-WATCHED_FILE_INTERVAL = 1.0
-"""Seconds between ``data_version`` reads while inotify reports the file's writes."""
-
-AFTER_WRITE_PERIOD = 0.25
-"""Seconds after a reported write during which ``data_version`` is polled as unwatched.
-
-A write is reported as the commit writes its log, before it is visible;
-the commit becomes visible without a further write (its last step updates
-shared memory), so it is looked for every ``min(wakeup_interval, 10 ms)``
-for this long after each reported write."""
-
-AFTER_WRITE_INTERVAL = 0.01
-"""The longest gap between ``data_version`` reads just after a reported write."""
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -189,11 +167,7 @@ class Connection:
         self.settings = settings
         self._watching = watching
         self._on_foreign_change = on_foreign_change
-        self._jobs: queue.SimpleQueue[_Job | _Stop | _FilesWritten] = queue.SimpleQueue()
-        self._file_watch: FileWatch | None = None
-        # the data_version last read on the thread (the first, as the connection opens)
-        self._last_version: int | None = None
-        self._write_reported = threading.Event()  # a _FilesWritten is queued, not yet read
+        self._jobs: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
         self._stopped = False  # no job is queued after the stop marker (it would never run)
         self._queueing = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -215,12 +189,10 @@ class Connection:
         """
         self._thread.start()
         try:
-            mode = await asyncio.wrap_future(self._submit(self._connect))
+            return await asyncio.wrap_future(self._submit(self._connect))
         except BaseException:
             await self.stop()
             raise
-        self._file_watch = watch_database(self.settings.path, self._files_written)
-        return mode
 
     async def stop(self) -> None:
         """Finish queued jobs and writes, close the connection and end the thread.
@@ -228,8 +200,6 @@ class Connection:
         Writes still queued on another event loop's batcher fail with
         :class:`~cereal.errors.DriverError` when their group comes.
         """
-        if self._file_watch is not None:
-            self._file_watch.close()
         if not self._thread.is_alive():
             return
         batcher = self._batchers.get(asyncio.get_running_loop())
@@ -320,15 +290,6 @@ class Connection:
         )
         return future
 
-    def _files_written(self) -> None:
-        """On the watch thread: ask for a ``data_version`` read, once per burst of writes."""
-        if self._write_reported.is_set():
-            return
-        self._write_reported.set()
-        with self._queueing:
-            if not self._stopped:
-                self._jobs.put(_FilesWritten())
-
     # ---- group commit -------------------------------------------------------------------
 
     def _batcher(self) -> Batcher[Job[Any], Any]:
@@ -355,8 +316,9 @@ class Connection:
     # ---- the thread -------------------------------------------------------------------
 
     def _serve(self) -> None:
-        next_check = time.monotonic() + self.settings.watch_interval
-        after_write_until = 0.0  # polling as unwatched until then: a commit may land
+        interval = self.settings.watch_interval
+        next_check = time.monotonic() + interval
+        last_version: int | None = None
         while True:
             try:
                 item = self._jobs.get(timeout=max(0.0, next_check - time.monotonic()))
@@ -364,22 +326,11 @@ class Connection:
                 item = None
             if isinstance(item, _Stop):
                 return
-            written = isinstance(item, _FilesWritten)
-            if isinstance(item, _FilesWritten):
-                self._write_reported.clear()  # later writes ask again
-                after_write_until = time.monotonic() + AFTER_WRITE_PERIOD
-            elif item is not None:
+            if item is not None:
                 self._execute(item)
-            if not written and time.monotonic() < next_check:
+            if time.monotonic() < next_check:
                 continue
             watching = self._watching()
-            interval = self.settings.watch_interval
-            if self._file_watch is not None:
-                # polling is a safety net, but for a moment after each reported write
-                if time.monotonic() < after_write_until:
-                    interval = min(interval, AFTER_WRITE_INTERVAL)
-                else:
-                    interval = max(interval, WATCHED_FILE_INTERVAL)
             # Unwatched, the baseline is still kept (rarely): a listener that arrives
             # while this thread is busy then compares against a version read before it
             # came, so a foreign commit made just after it arrived is never taken for
@@ -392,9 +343,9 @@ class Connection:
             except sqlite3.Error:
                 logger.debug("PRAGMA data_version failed", exc_info=True)
                 continue
-            if watching and self._last_version is not None and version != self._last_version:
+            if watching and last_version is not None and version != last_version:
                 self._on_foreign_change()
-            self._last_version = version
+            last_version = version
 
     def _commit_group(self, group: list[Job[Any]]) -> list[Any]:
         """Commit a group of plain writes in one transaction; each one's result.
@@ -523,7 +474,6 @@ class Connection:
                 mode,
             )
         self._conn = conn
-        self._last_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         return mode
 
     def _disconnect(self) -> None:

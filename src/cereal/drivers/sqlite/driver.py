@@ -8,9 +8,8 @@ processes sharing the file take turns on the write lock (waiting up to
 work is claimed with tokens instead (see :mod:`._workflows`, :mod:`._tasks`,
 :mod:`._schedules`). The host clock decides what is due.
 
-Idle processes learn of other processes' commits through ``PRAGMA
-data_version``, read when the file or its log is written (Linux inotify) or
-every ``wakeup_interval`` elsewhere; in-process wakeups follow each commit.
+Idle processes learn of other processes' commits within ``wakeup_interval``
+through ``PRAGMA data_version``; in-process wakeups follow each commit.
 """
 
 from __future__ import annotations
@@ -101,13 +100,9 @@ class SQLiteDriver(Driver):
             or ``"NORMAL"`` (faster; a power cut may lose the last commits).
         wakeup_interval: seconds between checks for other processes' commits
             (each check is one ``PRAGMA data_version``, only while a Manager
-            listens). On Linux the checks follow the file's writes instead
-            (inotify): every ``min(wakeup_interval, 10 ms)`` for 250 ms after
-            a write, then once a second as a safety net, so an idle Manager
-            costs almost nothing (0.2% of a core on 2 cores, was 1.5% with
-            10 ms polling). Elsewhere, with the default of 10 ms, cross-process
-            pickup p99 was about 15 ms and an idle Manager used about 0.7% of
-            a core (30 ms: 29 ms and 0.5%).
+            listens). With the default of 10 ms, on a 2-core machine,
+            cross-process pickup p99 was about 15 ms and an idle Manager
+            used about 0.7% of a core (30 ms: 29 ms and 0.5%).
         schedule_claim_timeout: seconds after which a scheduler's claim on a
             due schedule counts as abandoned (its process died).
         retention: how much finished-run history a sweep keeps.
