@@ -939,7 +939,10 @@ class Manager:
 
         A key is kept for 24 hours after the run it started was created
         (``cereal.drivers.base.START_KEY_WINDOW``), then trimmed with the
-        history; a run started without a key has none.
+        history. Each key's ``created_at`` is its run's ``started_at``:
+        ``cereal.models.key_that_started(keys, run.started_at)`` picks the
+        key of one run (none for a run started without a key, even when an
+        earlier run of the same names had one).
 
         Raises:
             ValueError / TypeError: a bad name.

@@ -6,7 +6,7 @@ Drivers store and return bytes; the ``get_*`` helpers here decode them for users
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, get_args
@@ -560,7 +560,19 @@ class StartKey:
 
     idempotency_key: str
     created_at: datetime
-    """When the key started its run (it is kept for ``START_KEY_WINDOW`` after)."""
+    """When the key started its run: the run's ``started_at`` (it is kept 24 h after)."""
+
+
+def key_that_started(keys: Sequence[StartKey], started_at: datetime | None) -> StartKey | None:
+    """Of an instance name's kept start keys, the one that started the run of ``started_at``.
+
+    A key is recorded in the transaction that creates its run, with the run's
+    start time; a key of an earlier run of the same names is not this run's.
+    """
+    for key in keys:
+        if started_at is not None and key.created_at == started_at:
+            return key
+    return None
 
 
 @dataclass(frozen=True)
@@ -584,7 +596,7 @@ class RetentionRule:
         """The rule in words, e.g. ``reports: the newest 100 runs, none older than 7 d``."""
         parts = []
         if self.max_rows is not None:
-            after = self.max_rows - (self.margin_rows or 0)
+            after = max(self.max_rows - (self.margin_rows or 0), 0)
             parts.append(f"at most {self.max_rows} runs (trimmed to {after})")
         if self.max_runs is not None:
             parts.append(f"the newest {self.max_runs} runs")

@@ -8,13 +8,14 @@ store (over ``cereal serve`` too).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 from cereal import RetentionRule, StartKey
 from cereal.checks.times import utcnow
-from cereal.models import HistoryRetention, WorkflowRetention
+from cereal.models import HistoryRetention, WorkflowRetention, key_that_started
 from tests.plugins.manager import MakeManager
 
 WF = "orders"
@@ -38,6 +39,27 @@ async def test_an_instance_lists_the_key_that_started_it(make_manager: MakeManag
     assert await manager.list_start_keys(WF, "o-2") == []
     assert await manager.list_start_keys(WF, "o-3") == []
     assert await manager.list_start_keys("other", "o-1") == []
+    # and the key's time is its run's start time, which names the run it started
+    first = (await manager.get_workflow_instance(WF, "o-1")).data
+    assert key_that_started([key], first.started_at) == key
+
+
+async def test_a_later_run_of_the_names_is_not_taken_for_the_keys_run(
+    make_manager: MakeManager,
+) -> None:
+    manager = make_manager()
+    # Given a run started with a key, which ended, and a later run of the same names
+    # started without one
+    await manager.enqueue_workflow(WF, "o-1", None, idempotency_key="first-key")
+    await manager.kill_workflow(WF, "o-1")
+    await manager.enqueue_workflow(WF, "o-1", None)
+
+    # Then the key is still kept, but it names no run but the first
+    keys = await manager.list_start_keys(WF, "o-1")
+    assert [key.idempotency_key for key in keys] == ["first-key"]
+    later = (await manager.get_workflow_instance(WF, "o-1")).data
+    assert later.is_running()
+    assert key_that_started(keys, later.started_at) is None
 
 
 @pytest.mark.parametrize("names", [("", "i"), ("w", ""), ("w", "a\nb")])
@@ -86,8 +108,9 @@ async def test_the_applied_retention_is_the_last_trims_with_since_when(
     await manager.trim_history(first)
     assert await manager.applied_retention() == applied
 
-    # When another is applied, it replaces the rules, "reports" gone
+    # When another is applied, it replaces the rules, "reports" gone, with a new time
+    await asyncio.sleep(0.01)  # (so the clock has moved on)
     await manager.trim_history(HistoryRetention(max_rows=900, margin_rows=100))
     again = await manager.applied_retention()
     assert without_time(again) == [(None, 900, 100, None, None)]
-    assert again[0].applied_at >= since
+    assert again[0].applied_at > since

@@ -14,8 +14,11 @@ their instance id) with direct SQL, so migrating it is checked too.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from cereal.drivers._sqlfiles import Migration
 from cereal.drivers.sqlite import SQLiteDriver
@@ -173,22 +176,29 @@ async def test_migrating_links_each_finished_run_to_its_history(db_path: str) ->
     assert remaining == [(30,), (40,)]
 
 
-async def test_a_rule_with_nothing_due_never_takes_the_write_lock(tmp_path: Path) -> None:
-    # Given another connection holds the write lock, and a driver that would fail on it
+async def test_a_rule_with_nothing_due_never_takes_the_write_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a driver that would fail on a held write lock, whose first trim recorded
+    # the retention (a write, once), and another connection holding the write lock
     path = tmp_path / "locked.db"
     driver = SQLiteDriver(str(path), busy_timeout=0.2, busy_retries=1)
     await driver.init()
+    rules = HistoryRetention(
+        per_workflow={
+            "reports": WorkflowRetention(max_age=3600.0),
+            "beats": WorkflowRetention(max_runs=5),
+        }
+    )
+    await driver.trim_history(rules)
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        rules = HistoryRetention(
-            per_workflow={
-                "reports": WorkflowRetention(max_age=3600.0),
-                "beats": WorkflowRetention(max_runs=5),
-            }
-        )
-        # When it trims with rules that have nothing to remove, it reads and returns
-        assert await driver.trim_history(rules) == 0
+        # When it trims with rules that have nothing to remove, it reads and returns,
+        # and never tried the write lock (not even to record the unchanged retention)
+        with caplog.at_level(logging.WARNING, logger="cereal"):
+            assert await driver.trim_history(rules) == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     finally:
         holder.execute("ROLLBACK")
         holder.close()

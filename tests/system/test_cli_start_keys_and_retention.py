@@ -16,21 +16,25 @@ from tests.system._cereal_process import cereal
 async def test_show_names_the_idempotency_key_that_started_the_run(tmp_path: Path) -> None:
     # Given a run started with an idempotency key (no worker runs it)
     url = f"sqlite:///{tmp_path / 'keys.db'}"
+    # (a key in rich's markup syntax: printed as it is)
     async with Manager(open_driver(url)) as manager:
-        await manager.enqueue_workflow("orders", "o-1", None, idempotency_key="req-42")
+        await manager.enqueue_workflow("orders", "o-1", None, idempotency_key="[/]req-42")
+        await manager.enqueue_workflow("orders", "o-2", None, idempotency_key="old")
+        await manager.kill_workflow("orders", "o-2")
         await manager.enqueue_workflow("orders", "o-2", None)
 
     # When it is shown
     shown = cereal("--db", url, "workflows", "show", "orders", "o-1", "--json", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
 
-    # Then --json and the table name the key; a run without one has none
-    [key] = json.loads(shown.stdout)["start_keys"]
-    assert key["idempotency_key"] == "req-42" and key["created_at"]
-    table = cereal("--db", url, "workflows", "show", "orders", "o-1", cwd=tmp_path).stdout
-    assert "idempotency key" in table and "req-42 (started " in table
+    # Then --json and the table name the key
+    assert json.loads(shown.stdout)["idempotency_key"] == "[/]req-42"
+    table = cereal("--db", url, "workflows", "show", "orders", "o-1", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "idempotency key" in table.stdout and "[/]req-42" in table.stdout
+    # and a later run of names an earlier keyed run had shows none
     other = cereal("--db", url, "workflows", "show", "orders", "o-2", "--json", cwd=tmp_path)
-    assert json.loads(other.stdout)["start_keys"] == []
+    assert json.loads(other.stdout)["idempotency_key"] is None
 
 
 async def test_retention_shows_what_the_trims_applied(tmp_path: Path) -> None:

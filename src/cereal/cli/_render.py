@@ -236,7 +236,7 @@ def _preview(raw: bytes | None, full: bool) -> Text:
 
 
 def instance_detail(
-    data: WorkflowInstanceData, *, full: bool = False, start_keys: Sequence[StartKey] = ()
+    data: WorkflowInstanceData, *, full: bool = False, start_key: StartKey | None = None
 ) -> None:
     """Every field of one instance, one per row; large values cut short unless ``full``."""
     table = Table(show_header=False, box=None, padding=(0, 2))
@@ -247,8 +247,8 @@ def instance_detail(
     table.add_row("status", _status(data))
     table.add_row("started", _time(data.started_at))
     table.add_row("ended", _time(data.ended_at))
-    for key in start_keys:
-        table.add_row("idempotency key", f"{key.idempotency_key} (started {_time(key.created_at)})")
+    if start_key is not None:
+        table.add_row("idempotency key", Text(start_key.idempotency_key))
     table.add_row("parameters", _preview(data.parameters, full))
     if data.is_running():
         table.add_row("payload", _preview(data.payload, full))
@@ -257,11 +257,6 @@ def instance_detail(
     else:
         table.add_row("result", _preview(data.result, full))
     out.print(table)
-
-
-def start_key_dict(key: StartKey) -> dict[str, Any]:
-    """The JSON shape of one kept idempotency key of an instance."""
-    return {"idempotency_key": key.idempotency_key, "created_at": _iso(key.created_at)}
 
 
 def retention_rule_dict(rule: RetentionRule) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from cereal.models import (
     RetentionRule,
     StartKey,
     WorkflowInstanceData,
+    key_that_started,
 )
 
 app = typer.Typer(
@@ -170,10 +171,14 @@ def show(
             events = await manager.list_instance_events(
                 workflow_name, instance_name, limit=limit + 1, before=events_before
             )
-            keys = await manager.list_start_keys(workflow_name, instance_name)
+            try:
+                keys = await manager.list_start_keys(workflow_name, instance_name)
+            except errors.DriverError:  # a server of an earlier release does not offer it
+                keys = []
             return data, tasks, events, keys
 
     data, tasks, events, keys = run(ctx, go(), subject=f"{workflow_name}/{instance_name}")
+    started = key_that_started(keys, data.started_at)
     older_tasks = tasks[limit - 1].task_id if len(tasks) > limit else None
     older_events = events[limit - 1].seq if len(events) > limit else None
     tasks, events = tasks[:limit], events[:limit]
@@ -184,11 +189,11 @@ def show(
             "older_tasks": older_tasks,
             "events": [_render.instance_event_dict(event) for event in events],
             "older_events": older_events,
-            "start_keys": [_render.start_key_dict(key) for key in keys],
+            "idempotency_key": None if started is None else started.idempotency_key,
         }
         _render.print_json({**_render.instance_dict(data), **failure, **pages})
     else:
-        _render.instance_detail(data, full=full, start_keys=keys)
+        _render.instance_detail(data, full=full, start_key=started)
         _failure_detail(data)
         _render.instance_tasks_table(tasks, older=older_tasks)
         _render.instance_events_table(events, older=older_events)
@@ -415,7 +420,7 @@ def retention(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     else:
         _render.out.print(f"applied since {_render.time_text(rules[0].applied_at)} UTC:")
         for rule in rules:
-            _render.out.print(f"  {rule.text()}")
+            _render.out.print(Text("  " + rule.text()))
 
 
 @app.command("failed")

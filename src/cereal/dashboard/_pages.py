@@ -15,7 +15,8 @@ instance page shows one page of its tasks and events (the newest
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -29,8 +30,11 @@ from cereal.dashboard._charts import queue_chart, throughput_chart, timeline_cha
 from cereal.dashboard._paths import names_after
 from cereal.dashboard._render import Renderer
 from cereal.manager import Manager
+from cereal.models import key_that_started
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 """Instances per page of the listing (``?limit=`` may ask for 1 to :data:`MAX_PAGE_SIZE`)."""
@@ -88,7 +92,7 @@ class Pages:
             raise HTTPException(400, f"unknown window {window!r}: use hour, day or week")
         bucket_seconds, buckets, window_text = WINDOWS[window]
         throughput = await self.manager.run_throughput(bucket_seconds, buckets)
-        retention = await self.manager.applied_retention()
+        retention = await _optional_read(self.manager.applied_retention())
         filters = {"workflow": workflow or "", "instance": instance or "", "status": status}
         return self.render.page(
             request,
@@ -123,7 +127,7 @@ class Pages:
             events = await self.manager.list_instance_events(
                 workflow, instance, limit=INSTANCE_PAGE_SIZE + 1, before=events_before
             )
-            start_keys = await self.manager.list_start_keys(workflow, instance)
+            start_keys = await _optional_read(self.manager.list_start_keys(workflow, instance))
         except errors.WorkflowInstanceNotFoundError as exc:
             raise HTTPException(404, f"no instance {workflow}/{instance}") from exc
         except (ValueError, TypeError) as exc:
@@ -136,7 +140,7 @@ class Pages:
             title=f"{workflow} / {instance}",
             chart=timeline_chart(data, page_events, page_tasks, now),
             data=data,
-            start_keys=start_keys,
+            start_key=key_that_started(start_keys or [], data.started_at),
             tasks=page_tasks,
             events=page_events,
             older_tasks=_older(tasks, INSTANCE_PAGE_SIZE, lambda task: task.task_id),
@@ -204,6 +208,15 @@ class Pages:
         """The live workers: started Managers on this store, here or elsewhere."""
         workers = await self.manager.list_workers()
         return self.render.page(request, "workers", title="Workers", workers=workers, now=utcnow())
+
+
+async def _optional_read(read: Awaitable[list[T]]) -> list[T] | None:
+    """A read a store may not offer (a ``cereal serve`` of an earlier release): None then."""
+    try:
+        return await read
+    except errors.DriverError:
+        logger.debug("an optional read failed; the page goes without it", exc_info=True)
+        return None
 
 
 def _older(found: Sequence[T], size: int, cursor: Callable[[T], str]) -> str | None:

@@ -148,9 +148,10 @@ class InspectionStore:
     async def list_start_keys(self, workflow_name: str, instance_name: str) -> list[StartKey]:
         """The idempotency keys that started runs of this instance name, while kept.
 
-        Newest first. A key is kept for ``START_KEY_WINDOW`` (24 hours) after
-        the run it started was created, then trimmed with the history; a run
-        started without a key has none.
+        Newest first, each with its run's start time as ``created_at``. A key
+        is kept for ``START_KEY_WINDOW`` (24 hours) after the run it started
+        was created, then trimmed with the history; earlier runs' keys are
+        listed too (``models.key_that_started`` picks one run's).
 
         Raises:
             ValueError / TypeError: a bad name.

@@ -11,10 +11,12 @@ batches of bounded size, each its own transaction.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from cereal import errors
 from cereal.drivers._lease_ids import row_id
 from cereal.drivers._retention_record import retention_changed
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
@@ -34,6 +36,8 @@ TRIM_LOCK_KEY = 0x63657265616C02
 
 TRIM_BATCH = 500
 """Finished runs trimmed per transaction (each commits before the next begins)."""
+
+logger = logging.getLogger(__name__)
 
 
 async def expired_leases(conn: Conn, task_expiry: float, limit: int) -> list[ExpiredLease]:
@@ -213,7 +217,18 @@ async def trim_start_keys(conn: Conn, batch: int = TRIM_BATCH) -> int:
 
 
 async def record_retention(conn: Conn, retention: HistoryRetention) -> None:
-    """Record ``retention`` as the one the sweeps apply, unless it is recorded already."""
+    """Record ``retention`` as the one the sweeps apply, unless it is recorded already.
+
+    What is recorded is only shown (``applied_retention``): a failure here is
+    logged and does not fail the trim; the next trim records it.
+    """
+    try:
+        await _record_retention(conn, retention)
+    except errors.DriverError:
+        logger.warning("could not record the history retention applied; the next trim will")
+
+
+async def _record_retention(conn: Conn, retention: HistoryRetention) -> None:
     if not retention_changed(await recorded_retention(conn), retention):
         return
     rules = rules_of(retention, datetime.now(UTC))

@@ -1057,10 +1057,11 @@ WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
 ORDER BY created_at DESC, idempotency_key DESC
 
 -- name: retention_rules
--- The history retention the sweeps last applied: the store-wide rule ('') first.
+-- The history retention the sweeps last applied: the store-wide rule ('') first, then
+-- by name in code point order (as rules_of sorts them, whatever the collation).
 SELECT workflow_name, max_rows, margin_rows, max_runs, max_age, applied_at
 FROM cereal_retention_rules
-ORDER BY workflow_name
+ORDER BY workflow_name COLLATE "C"
 
 -- name: replace_retention_rules
 -- Record a sweep's retention as the one applied: its rules upserted, all others

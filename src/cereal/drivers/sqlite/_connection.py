@@ -171,6 +171,8 @@ class Connection:
         self._stopped = False  # no job is queued after the stop marker (it would never run)
         self._queueing = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # the data_version last read on the thread (the first as the connection opens)
+        self._last_version: int | None = None
         # per event loop: their queues hold futures of that loop
         self._batchers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, Batcher[Job[Any], Any]
@@ -318,7 +320,6 @@ class Connection:
     def _serve(self) -> None:
         interval = self.settings.watch_interval
         next_check = time.monotonic() + interval
-        last_version: int | None = None
         while True:
             try:
                 item = self._jobs.get(timeout=max(0.0, next_check - time.monotonic()))
@@ -343,9 +344,9 @@ class Connection:
             except sqlite3.Error:
                 logger.debug("PRAGMA data_version failed", exc_info=True)
                 continue
-            if watching and last_version is not None and version != last_version:
+            if watching and self._last_version is not None and version != self._last_version:
                 self._on_foreign_change()
-            last_version = version
+            self._last_version = version
 
     def _commit_group(self, group: list[Job[Any]]) -> list[Any]:
         """Commit a group of plain writes in one transaction; each one's result.
@@ -474,6 +475,9 @@ class Connection:
                 mode,
             )
         self._conn = conn
+        # the first data_version, read now: a foreign commit made before the first
+        # poll is then seen as a change, not taken for the baseline
+        self._last_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         return mode
 
     def _disconnect(self) -> None:

@@ -12,11 +12,13 @@ waits for one batch at most, not for the whole trim.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
+from cereal import errors
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.sqlite import _inspect
 from cereal.drivers.sqlite._connection import Connection
@@ -30,6 +32,8 @@ MIN_TRIM_PAUSE = 0.003
 MAX_TRIM_PAUSE = 0.05
 """Bounds of the pause between two batches (as long as the last one held the lock)."""
 
+logger = logging.getLogger(__name__)
+
 
 async def trim_history(db: Connection, retention: HistoryRetention, batch: int = TRIM_BATCH) -> int:
     """Apply ``retention``: drop runs past ``max_age``, then the oldest past ``max_rows``.
@@ -41,12 +45,7 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
     Returns:
         The number of finished runs removed.
     """
-    at = now()
-    await db.call(
-        lambda conn: _inspect.record_retention(conn, retention, at),
-        ready=lambda conn: _inspect.retention_changed(conn, retention),
-        empty=None,
-    )
+    await _record_retention(db, retention)
     trimmed = 0
     if retention.max_age is not None:
         cutoff = {"cutoff": now() - retention.max_age}
@@ -66,6 +65,23 @@ async def trim_history(db: Connection, retention: HistoryRetention, batch: int =
     await trim_start_keys(db, batch)
     await trim_key_windows(db, batch)
     return trimmed
+
+
+async def _record_retention(db: Connection, retention: HistoryRetention) -> None:
+    """Record the retention this trim applies, when it changed (the write lock only then).
+
+    What is recorded is only shown (``applied_retention``): a store too busy
+    to record it now does not fail the trim, and the next trim records it.
+    """
+    at = now()
+    try:
+        await db.call(
+            lambda conn: _inspect.record_retention(conn, retention, at),
+            ready=lambda conn: _inspect.retention_changed(conn, retention),
+            empty=None,
+        )
+    except errors.DriverError:
+        logger.warning("could not record the history retention applied; the next trim will")
 
 
 async def _trim_workflow(

@@ -197,13 +197,16 @@ def enqueue(
     instance_name: str,
     params: bytes | None,
     traceparent: str | None = None,
+    at: float | None = None,
 ) -> bool:
     """Create a live instance with its start event; False when one is live already.
 
     ``conn`` may be a cursor of a caller's connection (rows as ``sqlite3.Row``).
     ``traceparent`` (the enqueue's span, when traced) is kept with the instance.
+    ``at``, the start time (default: now), lets a start key share it.
     """
-    at = now()
+    if at is None:
+        at = now()
     row = conn.execute(
         Q["insert_instance"],
         {
@@ -472,7 +475,8 @@ def enqueue_once(
     found = conn.execute(Q["find_start_key"], {**key, "cutoff": at - START_KEY_WINDOW_S}).fetchone()
     if found is not None:
         return str(found["instance_name"])
-    if not enqueue(conn, workflow_name, instance_name, params, traceparent):
+    if not enqueue(conn, workflow_name, instance_name, params, traceparent, at):
         return False
+    # the key's time is its run's start time: shown, a key names the run it started
     conn.execute(Q["record_start_key"], {**key, "instance_name": instance_name, "now": at})
     return None
