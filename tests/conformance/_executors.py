@@ -18,7 +18,7 @@ from cereal import (
     WorkflowInstance,
     WorkflowInstanceStatus,
 )
-from tests.plugins.manager import wait_finished
+from tests.plugins.manager import MakeManager, wait_finished
 
 WF = "wf"
 INST = "inst"
@@ -240,3 +240,37 @@ async def status_of(manager: Manager, workflow: str, instance: str) -> WorkflowI
     """The listed status of one (workflow, instance) pair."""
     [entry] = await manager.list_workflow_instances(workflow_name=workflow, instance_name=instance)
     return entry.status
+
+
+async def a_bad_enqueue_fails_the_run(
+    make_manager: MakeManager, enqueue_badly: Callable[[WorkflowInstance], None]
+) -> tuple[BaseException, str]:
+    """Run a workflow whose ``on_start`` enqueues a good task, then calls ``enqueue_badly``.
+
+    Checks that the call raised, the run failed with that error's type and
+    text, and no task ran or stayed stored (the good one neither); returns
+    the exception and the run's error text.
+    """
+    raised: list[BaseException] = []
+
+    def on_start(w: WorkflowInstance, ev: object) -> Decision:
+        w.enqueue_task("t", 1)  # a good task first: it must not be stored either
+        try:
+            enqueue_badly(w)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+        return w.continue_([])
+
+    ran: list[Task] = []
+    manager = register(make_manager(), {WF: Flow(on_start)}, {"t": ran.append})
+    await manager.start()
+    await manager.enqueue_workflow(WF, INST)
+    done = await wait_finished(manager, WF, INST)
+
+    [exc] = raised
+    text = str(done.err())
+    assert text.startswith(f"{type(exc).__name__}: "), text
+    assert ran == []
+    assert await manager.list_tasks("t") == []
+    return exc, text

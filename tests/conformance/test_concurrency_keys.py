@@ -20,7 +20,12 @@ from cereal import Decision, Task, WorkflowInstance
 from cereal.drivers import Driver, TaskCompleter
 from cereal.models import NewTask, TaskData, TaskStatus
 from tests.conformance._driver_helpers import INST, WF, hour_ahead, started, sweep, take
-from tests.conformance._executors import Flow, collect_results, register
+from tests.conformance._executors import (
+    Flow,
+    a_bad_enqueue_fails_the_run,
+    collect_results,
+    register,
+)
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
 
@@ -256,31 +261,11 @@ BAD = [
 async def test_a_bad_key_or_limit_fails_the_run_and_stores_no_task(
     make_manager: MakeManager, options: dict[str, Any], error: type[Exception], field: str
 ) -> None:
-    raised: list[BaseException] = []
-
-    def on_start(w: WorkflowInstance, ev: object) -> Decision:
-        w.enqueue_task("t", 1)  # a good task first: it must not be stored either
-        try:
-            w.enqueue_task("t", 2, **options)
-        except Exception as exc:
-            raised.append(exc)
-            raise
-        return w.continue_([])
-
-    ran: list[Task] = []
-    manager = register(make_manager(), {WF: Flow(on_start)}, {"t": ran.append})
-    await manager.start()
-    await manager.enqueue_workflow(WF, INST)
-
-    done = await wait_finished(manager, WF, INST)
-
-    [exc] = raised
+    exc, text = await a_bad_enqueue_fails_the_run(
+        make_manager, lambda w: w.enqueue_task("t", 2, **options)
+    )
     assert isinstance(exc, error)
-    text = str(done.err())
-    assert text.startswith(f"{error.__name__}: "), text
     assert field in text, text
-    assert ran == []
-    assert await manager.list_tasks("t") == []
 
 
 async def test_a_requeued_dead_task_runs_under_its_key_again(driver: Driver) -> None:

@@ -21,8 +21,8 @@ from cereal.checks.times import utcnow
 from cereal.drivers import Driver, TaskCompleter
 from cereal.models import NewTask, TaskData, TaskStatus
 from tests.conformance._driver_helpers import INST, WF, hour_ahead, started, take
-from tests.conformance._executors import Flow, register
-from tests.plugins.manager import MakeManager, eventually, wait_finished
+from tests.conformance._executors import Flow, a_bad_enqueue_fails_the_run, register
+from tests.plugins.manager import MakeManager, eventually
 
 
 def task(
@@ -214,20 +214,8 @@ BAD = [
 async def test_a_bad_priority_fails_the_run_and_stores_no_task(
     make_manager: MakeManager, priority: Any, error: type[Exception]
 ) -> None:
-    def on_start(w: WorkflowInstance, ev: object) -> Decision:
-        w.enqueue_task("t", 1)  # a good task first: it must not be stored either
-        w.enqueue_task("t", 2, priority=priority)
-        return w.continue_([])
-
-    ran: list[Task] = []
-    manager = register(make_manager(), {WF: Flow(on_start)}, {"t": ran.append})
-    await manager.start()
-    await manager.enqueue_workflow(WF, INST)
-
-    done = await wait_finished(manager, WF, INST)
-
-    text = str(done.err())
-    assert text.startswith(f"{error.__name__}: "), text
+    exc, text = await a_bad_enqueue_fails_the_run(
+        make_manager, lambda w: w.enqueue_task("t", 2, priority=priority)
+    )
+    assert isinstance(exc, error)
     assert "priority" in text, text
-    assert ran == []
-    assert await manager.list_tasks("t") == []

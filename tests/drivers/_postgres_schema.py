@@ -1,4 +1,5 @@
-"""PostgreSQL test helpers: a schema as older cereal left it, and every plan a session runs."""
+"""PostgreSQL test helpers: a schema as older cereal left it, every plan a session runs,
+and who waits for an advisory lock."""
 
 from __future__ import annotations
 
@@ -59,3 +60,12 @@ def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     for child in node.get("Plans", []):
         found.extend(plan_nodes(child))
     return found
+
+
+def someone_waits_for_an_advisory_lock(observer: psycopg.Connection[Any]) -> bool:
+    """Whether a session of the database waits for an advisory lock (a held key's)."""
+    return bool(
+        observer.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchall()
+    )

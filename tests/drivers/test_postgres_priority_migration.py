@@ -16,7 +16,10 @@ from cereal.drivers.postgres._migrate import migrations
 from cereal.models import NewTask
 from tests._waiting import wait_until
 from tests.conformance._driver_helpers import INST, WF, started
-from tests.drivers._postgres_schema import apply_migrations_by_hand
+from tests.drivers._postgres_schema import (
+    apply_migrations_by_hand,
+    someone_waits_for_an_advisory_lock,
+)
 
 
 async def test_tasks_queued_before_priorities_are_claimed_in_due_order(
@@ -88,14 +91,10 @@ async def test_a_claim_returns_tasks_committed_while_it_waited_in_rank_order(
             holder.execute("SELECT pg_advisory_xact_lock(1667592805, hashtext('K'))")
             claim = asyncio.create_task(driver.dequeue_tasks("t", 10, task_expiry=3600))
 
-            def waiting() -> bool:
-                return bool(
-                    other.execute(
-                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    ).fetchall()
-                )
-
-            await wait_until(waiting, what="the claim waiting for K's lock")
+            await wait_until(
+                lambda: someone_waits_for_an_advisory_lock(other),
+                what="the claim waiting for K's lock",
+            )
             # When an urgent unkeyed task (priority 100) is committed meanwhile
             other.execute(
                 "INSERT INTO cereal_tasks (instance_id, workflow_name, instance_name, "

@@ -16,6 +16,7 @@ from cereal.drivers.postgres import PostgresDriver
 from cereal.models import NewTask
 from tests._waiting import wait_until
 from tests.conformance._driver_helpers import started
+from tests.drivers._postgres_schema import someone_waits_for_an_advisory_lock
 
 RAW_CLAIM = "SELECT id, lease FROM cereal_claim_tasks('{name}', 10, gen_random_uuid(), 60.0, NULL)"
 
@@ -52,14 +53,10 @@ async def test_a_start_held_open_elsewhere_counts_once_it_commits(postgres_dsn: 
 
             # Then that claim waits for the key's lock: the holder's start is not yet
             # visible, so counting before the lock would find the window empty
-            def waiting_on_the_key() -> bool:
-                return bool(
-                    observer.execute(
-                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    ).fetchall()
-                )
-
-            await wait_until(waiting_on_the_key, what="the driver's claim waiting for key k")
+            await wait_until(
+                lambda: someone_waits_for_an_advisory_lock(observer),
+                what="the driver's claim waiting for key k",
+            )
             assert not claim.done()
             holder.commit()
             # and once the holder committed, it takes the task of other and nothing of k

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from cereal.checks import validation
 from cereal.drivers._inspect_pages import Page, check_page, is_paged, task_cursor
+from cereal.drivers._retention_record import rule_from_row
 from cereal.drivers._throughput import check_throughput, window
 from cereal.drivers.postgres._base import PostgresBase
 from cereal.drivers.postgres._db import Conn, Row, bytes_or_none, fetch_all, instant, utc
@@ -129,14 +130,7 @@ class PostgresInspection(PostgresBase):
 async def recorded_retention(conn: Conn) -> list[RetentionRule]:
     """The history retention the sweeps last applied, as rules: the store-wide one first."""
     return [
-        RetentionRule(
-            workflow_name=str(row["workflow_name"]) or None,
-            max_rows=row["max_rows"],
-            margin_rows=row["margin_rows"],
-            max_runs=row["max_runs"],
-            max_age=row["max_age"],
-            applied_at=instant(row["applied_at"]),
-        )
+        rule_from_row(row, instant(row["applied_at"]))
         for row in await fetch_all(conn, "retention_rules", {})
     ]
 

@@ -139,14 +139,7 @@ def start_keys(conn: sqlite3.Connection, workflow_name: str, instance_name: str)
 def applied_retention(conn: sqlite3.Connection) -> list[RetentionRule]:
     """The history retention the sweeps last applied, as rules: the store-wide one first."""
     return [
-        RetentionRule(
-            workflow_name=str(row["workflow_name"]) or None,
-            max_rows=row["max_rows"],
-            margin_rows=row["margin_rows"],
-            max_runs=row["max_runs"],
-            max_age=row["max_age"],
-            applied_at=instant(row["applied_at"]),
-        )
+        _retention_record.rule_from_row(row, instant(row["applied_at"]))
         for row in conn.execute(Q["retention_rules"])
     ]
 
