@@ -1,4 +1,4 @@
-"""Flow control: concurrency keys, rate limits and priorities.
+"""Flow control: concurrency keys, rate limits, priorities and task idempotency keys.
 
 Three workflows share one task executor and one store:
 
@@ -9,7 +9,9 @@ Three workflows share one task executor and one store:
   calls in any 3 s (``RateLimit(2, timedelta(seconds=3))``): two go at once,
   two wait in the queue, not failed, until the first two leave the window;
 * ``triage`` enqueues bulk and urgent tasks interleaved for a single worker:
-  every urgent task (priority 9) runs before any bulk one (priority 0).
+  every urgent task (priority 9) runs before any bulk one (priority 0);
+* ``signup`` runs two checks, and each check's step asks for the welcome mail
+  under one idempotency key: the run sends it once.
 
     python examples/07_flow_control.py [--db URL]
 """
@@ -74,6 +76,29 @@ def triage(w: cereal.WorkflowInstance) -> None:
         w.enqueue_task("triage", f"urgent-{n}", priority=9)
 
 
+class Signup:
+    """Two checks; each one's step asks for the welcome mail, and the key sends it once."""
+
+    def on_start(self, w: cereal.WorkflowInstance, ev: cereal.StartEvent) -> cereal.Decision:
+        for check in ("email", "phone"):
+            w.enqueue_task("check", check)
+        return w.continue_()
+
+    def on_task_complete(
+        self, w: cereal.WorkflowInstance, ev: cereal.TaskCompleteEvent
+    ) -> cereal.Decision:
+        if ev.task_name == "check":
+            # the second check's step asks again: the run holds this key, so the
+            # enqueue is dropped and not counted (the mail may have gone already)
+            w.enqueue_task("notify", "welcome", idempotency_key="welcome-mail")
+        if w.total_completed_tasks() == w.total_enqueued_tasks():
+            return w.complete(w.total_completed_tasks())
+        return w.continue_()
+
+    def on_cancel(self, w: cereal.WorkflowInstance, ev: cereal.CancelEvent) -> cereal.Decision:
+        return w.fail("cancelled")
+
+
 class Charges:
     """Counts, per customer, the most charges running at once."""
 
@@ -100,6 +125,8 @@ async def main(db: str) -> None:
     manager.register_workflow_executor("charges", Enqueue(charges))
     manager.register_workflow_executor("mailing", Enqueue(mailing))
     manager.register_workflow_executor("triage", Enqueue(triage))
+    manager.register_workflow_executor("signup", Signup())
+    mails: list[str] = []
     manager.register_task_executor("charge", charge.run, workers=8)
     manager.register_task_executor(
         "send", lambda task: sent.append(task.get_parameters()), workers=4
@@ -107,8 +134,10 @@ async def main(db: str) -> None:
     manager.register_task_executor(
         "triage", lambda task: triaged.append(task.get_parameters()), workers=1
     )
+    manager.register_task_executor("check", lambda task: None)
+    manager.register_task_executor("notify", lambda task: mails.append(task.get_parameters()))
     async with manager:
-        for name in ("charges", "mailing", "triage"):
+        for name in ("charges", "mailing", "triage", "signup"):
             await manager.enqueue_workflow(name, "run")
 
         while len(sent) < 2:
@@ -122,6 +151,8 @@ async def main(db: str) -> None:
         most = max(charge.most.values())
         print(f"most charges running at once for one customer: {most} (limit 2)")
         print(f"triage order: {', '.join(triaged)}")
+        signup = await wait_finished(manager, "signup", "run", timeout=30)
+        print(f"signup finished: {signup.get_result()} tasks, welcome mails sent: {len(mails)}")
 
 
 if __name__ == "__main__":

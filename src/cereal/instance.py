@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -225,6 +226,7 @@ class WorkflowInstance(Protocol):
         concurrency_limit: int | None = None,
         rate_limit: RateLimit | None = None,
         priority: int = 0,
+        idempotency_key: str | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``."""
 
@@ -257,6 +259,7 @@ class LiveWorkflowInstance:
         enqueued_tasks: int = 0,
         completed_tasks: int = 0,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
+        held_keys: AbstractSet[str] = frozenset(),
     ) -> None:
         self.workflow_name = workflow_name
         self.instance_name = instance_name
@@ -266,6 +269,10 @@ class LiveWorkflowInstance:
         self._completed = completed_tasks
         self._max_value_bytes = max_value_bytes
         self._tasks: list[NewTask] = []
+        # task idempotency keys the run holds already (enqueues with them are dropped)
+        self._held = held_keys
+        # the idempotency keys of the buffered tasks
+        self._keys: set[str] = set()
 
     @property
     def enqueued(self) -> Sequence[NewTask]:
@@ -291,6 +298,7 @@ class LiveWorkflowInstance:
         concurrency_limit: int | None = None,
         rate_limit: RateLimit | None = None,
         priority: int = 0,
+        idempotency_key: str | None = None,
     ) -> None:
         """Buffer a task; it is stored only if the callback returns ``continue_``.
 
@@ -317,15 +325,30 @@ class LiveWorkflowInstance:
         higher ones that became due less than the difference in minutes after
         it (aging: no task starves under a constant higher-priority load).
 
+        ``idempotency_key`` (the rules of a name): the run gets at most one
+        task with this key for as long as it lives. A later enqueue with a key
+        the run already has is dropped and not counted by
+        :meth:`total_enqueued_tasks`, whether the key came from this callback
+        or an earlier step, even once that task has ended: the run sees one
+        task and one completion. (The engine asks the store which keys the run
+        holds after the callback returns, and calls it again, with those keys
+        known, when one was held: callbacks must be deterministic.) Keys are
+        per run: another instance, or a later run of these names, may use the
+        same key.
+
         Raises:
             ValueError: bad task name, oversize parameters, naive ``start_after``,
                 a concurrency key without a limit or rate limit (or either
                 without a key), a key that breaks the name rules, a limit out
-                of 1-10 000, a priority out of 0-100.
+                of 1-10 000, a priority out of 0-100, an idempotency key
+                that breaks the name rules.
             TypeError: parameters that are not JSON, ``retry`` not a RetryPolicy,
-                ``rate_limit`` not a RateLimit, a limit or priority that is not an int.
+                ``rate_limit`` not a RateLimit, a limit or priority that is not
+                an int, an idempotency key that is not a str.
         """
         name_checks.check_name(task_name, what="task name")
+        if idempotency_key is not None:
+            name_checks.check_name(idempotency_key, what="enqueue_task idempotency_key")
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise TypeError(
                 f"enqueue_task rate_limit must be a RateLimit, got {type(rate_limit).__name__}"
@@ -344,6 +367,10 @@ class LiveWorkflowInstance:
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
         when = None if start_after is None else times.to_utc(start_after, name="start_after")
         stored = None if policy is None else policy.to_json()
+        if idempotency_key is not None:
+            if idempotency_key in self._keys or idempotency_key in self._held:
+                return  # the run has (or this step enqueued) the task with this key
+            self._keys.add(idempotency_key)
         self._tasks.append(
             NewTask(
                 task_name,
@@ -355,6 +382,7 @@ class LiveWorkflowInstance:
                 rate_limit_starts=rate_starts,
                 rate_limit_seconds=rate_seconds,
                 priority=priority,
+                idempotency_key=idempotency_key,
             )
         )
 

@@ -243,6 +243,8 @@ class NewTask:
     """The rate limit's sliding window, in seconds (with :attr:`rate_limit_starts`)."""
     priority: int = 0
     """0 (the default) to 100; higher goes first, each level worth a minute of waiting."""
+    idempotency_key: str | None = None
+    """Unique among the tasks of the run: a later task with this key is not stored."""
 
 
 Overlap = Literal["skip", "buffer_one", "cancel_other", "terminate_other"]
@@ -399,6 +401,8 @@ class InstanceTask:
     """The rate limit's window, in seconds."""
     priority: int = 0
     """The task's priority (0 to 100, higher first; see ``enqueue_task``)."""
+    idempotency_key: str | None = None
+    """The key it was enqueued with, if any: no other task of its run has it."""
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The task's parameters, decoded."""
@@ -561,6 +565,15 @@ class StartKey:
     idempotency_key: str
     created_at: datetime
     """When the key started its run: the run's ``started_at`` (it is kept 24 h after)."""
+
+
+@dataclass(frozen=True)
+class TaskKey:
+    """A task idempotency key a live run holds, with the task it was stored with."""
+
+    idempotency_key: str
+    task_id: str
+    """The task that holds it (a requeued dead task's replacement takes it over)."""
 
 
 def key_that_started(keys: Sequence[StartKey], started_at: datetime | None) -> StartKey | None:

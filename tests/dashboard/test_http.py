@@ -392,7 +392,14 @@ class _KeyedTasks:
     def on_start(self, w: WorkflowInstance, ev: object) -> Decision:
         for n in range(2):
             w.enqueue_task("charge", n, concurrency_key="customer <7>", concurrency_limit=1)
-        w.enqueue_task("charge", 2, concurrency_key="api", rate_limit=RateLimit(5, 60), priority=4)
+        w.enqueue_task(
+            "charge",
+            2,
+            concurrency_key="api",
+            rate_limit=RateLimit(5, 60),
+            priority=4,
+            idempotency_key="charge <2>",
+        )
         return w.continue_()
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
@@ -424,6 +431,9 @@ async def test_an_instance_page_shows_each_tasks_concurrency_key(
     assert "<th>Priority</th>" in page
     assert page.count('<td class="priority">4</td>') == 1
     assert page.count('<td class="priority">0</td>') == 2
+    assert "<th>Idempotency key</th>" in page
+    assert page.count('<td class="idempotency-key">charge &lt;2&gt;</td>') == 1
+    assert page.count('<td class="idempotency-key">-</td>') == 2
 
 
 async def test_a_task_lost_to_an_invalid_retry_policy_shows_why(serve: Any, tmp_path: Path) -> None:

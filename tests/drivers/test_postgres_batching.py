@@ -132,6 +132,7 @@ async def test_a_completion_racing_a_decision_that_empties_the_queue_stays_claim
                     "task_rate_limit_starts": [],
                     "task_rate_limit_seconds": [],
                     "task_priorities": [],
+                    "task_idempotency_keys": None,
                     "error_types": [None],
                     "error_tracebacks": [None],
                 },

@@ -115,6 +115,7 @@ async def test_kill_during_a_continue_commit_leaves_no_tasks_behind(postgres_dsn
                     "task_rate_limit_starts": [None] * TASKS,
                     "task_rate_limit_seconds": [None] * TASKS,
                     "task_priorities": [0] * TASKS,
+                    "task_idempotency_keys": None,
                     "error_types": [None],
                     "error_tracebacks": [None],
                 },

@@ -130,6 +130,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
             rate_limit_starts=10,
             rate_limit_seconds=1.5,
             priority=7,
+            idempotency_key="charge-7",
         ),
         lambda x: convert.NEW_TASK.from_pb(convert.NEW_TASK.to_pb(x)),
     ),
@@ -202,7 +203,7 @@ ROUND_TRIPS: list[tuple[object, Callable[[Any], object]]] = [
     ),
     (
         InstanceTask(
-            "id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2, 10, 1.5, 7
+            "id-1", "t", "running", b"", T0, T1, 2, "wf", "inst", "customer-7", 2, 10, 1.5, 7, "k-1"
         ),
         lambda x: convert.INSTANCE_TASK.from_pb(convert.INSTANCE_TASK.to_pb(x)),
     ),

@@ -276,6 +276,11 @@ def assert_invalid(answer: pb.Answer, field: str) -> None:
         ),
         (continue_with(None, pb.NewTask(task_name="t", priority=101)), "priority"),
         (continue_with(None, pb.NewTask(task_name="t", priority=-1)), "priority"),
+        (continue_with(None, pb.NewTask(task_name="t", idempotency_key="")), "idempotency_key"),
+        (
+            continue_with(None, pb.NewTask(task_name="t", idempotency_key="a\x00b")),
+            "idempotency_key",
+        ),
         (continue_with(b"not json"), "payload"),
         (continue_with(BIG), "payload"),
         (pb.WorkflowDecision(done=pb.Done(result=value(b"Infinity"))), "result"),

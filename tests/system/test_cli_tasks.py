@@ -102,7 +102,7 @@ class EnqueuesKeyed:
         w.enqueue_task("charge", 1, concurrency_key="customer-7", concurrency_limit=2)
         w.enqueue_task("charge", 2)
         w.enqueue_task("charge", 3, concurrency_key="api", rate_limit=RateLimit(10, 1.5))
-        w.enqueue_task("charge", 4, priority=7)
+        w.enqueue_task("charge", 4, priority=7, idempotency_key="[/] charge-4")
         return w.continue_({"enqueued": 4})
 
     def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
@@ -138,21 +138,24 @@ async def test_tasks_list_and_workflows_show_name_each_tasks_concurrency_key(
             t["rate_limit_starts"],
             t["rate_limit_seconds"],
             t["priority"],
+            t["idempotency_key"],
         )
         for t in json.loads(listed.stdout)["tasks"]
     }
 
     # Then each carries its key and limits, or none, in --json and in the tables
     assert keys == {
-        1: ("customer-7", 2, None, None, 0),
-        2: (None, None, None, None, 0),
-        3: ("api", None, 10, 1.5, 0),
-        4: (None, None, None, None, 7),
+        1: ("customer-7", 2, None, None, 0, None),
+        2: (None, None, None, None, 0, None),
+        3: ("api", None, 10, 1.5, 0, None),
+        4: (None, None, None, None, 7, "[/] charge-4"),
     }
     table = cereal("--db", url, "tasks", "list", "charge", cwd=tmp_path).stdout
     assert "customer-7 (at most 2)" in table
     assert "api (10 starts per 1.5 s)" in table
     assert "priority" in table
+    # the key is printed as given (rich markup syntax in it is no markup)
+    assert "idempotency key" in table and "[/] charge-4" in table
     shown = cereal("--db", url, "workflows", "show", "billing", "run-1", cwd=tmp_path).stdout
     assert "customer-7 (at most 2)" in shown
     assert "api (10 starts per 1.5 s)" in shown

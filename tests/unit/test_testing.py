@@ -272,7 +272,7 @@ async def test_run_callback_matches_the_workflow_runner(executor, callback, even
 
         task_result = TaskResultData(task_name="t", status=TaskStatus.SUCCESS)
     workflow_event = WorkflowEvent(kind, data, 0, 0, event.enqueued_at, task_result)
-    by_engine, _, _ = await runner._decide_batch(executor, [workflow_event])
+    by_engine = (await runner._decide_batch(executor, [workflow_event])).decision
     by_testing = await testing.run_callback(
         executor, callback, testing.make_instance("wf", "i", parameters={"n": 1}), event
     )

@@ -176,6 +176,8 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
         rate_seconds=task.rate_limit_seconds,
     )
     check_priority(task.priority, where=where)
+    if task.idempotency_key is not None:
+        name_checks.check_name(task.idempotency_key, what=f"{where} idempotency_key")
     return task
 
 

@@ -52,7 +52,8 @@ VALUE_PREVIEW_LINES = 40
 
 
 def _console(*, stderr: bool) -> Console:
-    console = Console(stderr=stderr, highlight=False)
+    # no markup: every name, key and error is printed as given ("[/]" is a valid name)
+    console = Console(stderr=stderr, highlight=False, markup=False)
     if not console.is_terminal:
         console.width = UNWRAPPED_WIDTH
     return console
@@ -286,6 +287,7 @@ def instance_task_dict(task: InstanceTask) -> dict[str, Any]:
         "rate_limit_starts": task.rate_limit_starts,
         "rate_limit_seconds": task.rate_limit_seconds,
         "priority": task.priority,
+        "idempotency_key": task.idempotency_key,
     }
 
 
@@ -359,6 +361,9 @@ def _tasks_page(
     prioritised = any(task.priority for task in tasks)
     if prioritised:
         table.add_column("priority", no_wrap=True)
+    with_keys = any(task.idempotency_key is not None for task in tasks)
+    if with_keys:
+        table.add_column("idempotency key", overflow="fold")
     for task in tasks:
         names = (task.workflow_name, task.instance_name) if with_run else (task.task_name,)
         cells = [task.task_id, *names, task.state, str(task.attempt), _time(task.enqueued_at)]
@@ -366,6 +371,8 @@ def _tasks_page(
             cells.append(concurrency_text(task))
         if prioritised:
             cells.append(str(task.priority))
+        if with_keys:
+            cells.append(task.idempotency_key or "-")
         table.add_row(*cells)
     out.print(table)
     if older is not None:

@@ -69,6 +69,7 @@ def _task_view(
         rate_limit_starts=task.rate_limit_starts,
         rate_limit_seconds=task.rate_limit_seconds,
         priority=task.priority,
+        idempotency_key=task.idempotency_key,
     )
 
 

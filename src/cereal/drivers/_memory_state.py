@@ -68,6 +68,8 @@ class LiveInstance:
     received: list[Event] = field(default_factory=list)
     # the enqueue's span, handed to every claim (tracing only)
     traceparent: str | None = None
+    # the idempotency keys of the run's tasks, each with the sequence of its task
+    task_keys: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> Key:
@@ -112,6 +114,7 @@ class Task:
     rate_limit_starts: int | None = None
     rate_limit_seconds: float | None = None
     priority: int = 0
+    idempotency_key: str | None = None
 
     def ready_rank(self) -> tuple[datetime, int]:
         """The claim's order: due time less a minute per priority level, then sequence."""
@@ -351,9 +354,18 @@ class MemoryState:
 
     # ---- tasks -----------------------------------------------------------------------
 
-    def add_tasks(self, inst: LiveInstance, tasks: Sequence[NewTask], now: datetime) -> None:
-        """Queue ``tasks`` for ``inst``; a missing ``start_after`` means ``now``."""
+    def add_tasks(self, inst: LiveInstance, tasks: Sequence[NewTask], now: datetime) -> int:
+        """Queue ``tasks`` for ``inst``; a missing ``start_after`` means ``now``.
+
+        A task whose idempotency key the run already has is dropped.
+
+        Returns:
+            How many were queued.
+        """
+        added = 0
         for new in tasks:
+            if new.idempotency_key is not None and new.idempotency_key in inst.task_keys:
+                continue
             start_after = now if new.start_after is None else to_utc(new.start_after)
             task = Task(
                 next(self.sequence),
@@ -369,9 +381,14 @@ class MemoryState:
                 rate_limit_starts=new.rate_limit_starts,
                 rate_limit_seconds=new.rate_limit_seconds,
                 priority=new.priority,
+                idempotency_key=new.idempotency_key,
             )
             inst.tasks[task.seq] = task
+            if new.idempotency_key is not None:
+                inst.task_keys[new.idempotency_key] = task.seq
             self._queue(task)
+            added += 1
+        return added
 
     def claim_tasks(
         self,
@@ -559,6 +576,11 @@ class MemoryState:
         if not self.is_live(entry.instance):
             return RequeueOutcome.RUN_FINISHED, None
         dead = entry.task
+        # the dead task's idempotency key passes to the task that replaces it
+        keys = entry.instance.task_keys
+        key = next((k for k, seq in keys.items() if seq == int(task_id)), None)
+        if key is not None:
+            del keys[key]
         again = NewTask(
             dead.task_name,
             dead.parameters,
@@ -567,6 +589,7 @@ class MemoryState:
             rate_limit_starts=entry.rate_limit_starts,
             rate_limit_seconds=entry.rate_limit_seconds,
             priority=entry.priority,
+            idempotency_key=key,
         )
         self.add_tasks(entry.instance, [again], now)
         entry.instance.enqueued_tasks += 1

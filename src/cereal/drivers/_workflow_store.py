@@ -8,14 +8,31 @@ from types import TracebackType
 from typing import Self
 
 from cereal import errors
+from cereal.checks import names, validation
+from cereal.drivers._read_operations import read_operation
 from cereal.drivers._task_store import DEFAULT_TASK_EXPIRY
 from cereal.models import (
     FailureDetails,
     ListWorkflowFilter,
     NewTask,
+    TaskKey,
     WorkflowEvent,
     WorkflowInstanceData,
 )
+
+MAX_TASK_KEY_LOOKUP = 1000
+"""The most task idempotency keys one :meth:`WorkflowStore.list_task_keys` call asks about."""
+
+
+def _task_key_lookup(workflow_name: str, instance_name: str, keys: Sequence[str]) -> None:
+    validation.check_pair(workflow_name, instance_name)
+    if isinstance(keys, str | bytes) or not isinstance(keys, Sequence):
+        raise TypeError(f"keys must be a list of str, got {type(keys).__name__}")
+    if len(keys) > MAX_TASK_KEY_LOOKUP:
+        raise ValueError(f"keys holds {len(keys)} keys; at most {MAX_TASK_KEY_LOOKUP} at once")
+    for key in keys:
+        names.check_name(key, what="task idempotency key")
+
 
 ClaimedWorkflow = tuple[list[WorkflowEvent], "WorkflowCompleter"]
 """One claimed instance: its events in sequence order, and the completer that decides them."""
@@ -36,9 +53,12 @@ class WorkflowCompleter(abc.ABC):
         """Apply a continue decision atomically.
 
         Consume every claimed event (and the task results they refer to),
-        store the payload, mark the instance ``running``, add ``len(tasks)``
-        to the enqueued count, set the completed count to the last claimed
-        event's ``completed_task_count``, and insert ``tasks`` in order.
+        store the payload, mark the instance ``running``, set the completed
+        count to the last claimed event's ``completed_task_count``, and insert
+        ``tasks`` in order, adding to the enqueued count those inserted: a task
+        whose ``idempotency_key`` the run already holds (see
+        :meth:`WorkflowStore.list_task_keys`), or that an earlier task of
+        ``tasks`` has, is not inserted.
 
         Raises:
             WorkflowClaimLostError: the instance ended (killed) or the claim
@@ -234,3 +254,22 @@ class WorkflowStore(abc.ABC):
         Sorted by workflow name, then instance name, and cut to the window
         ``where.offset`` / ``where.limit`` of that order (:meth:`ListWorkflowFilter.page`).
         """
+
+    @read_operation(TaskKey, _task_key_lookup)
+    async def list_task_keys(
+        self, workflow_name: str, instance_name: str, keys: Sequence[str]
+    ) -> list[TaskKey]:
+        """Of ``keys``, the task idempotency keys the live run of these names holds.
+
+        Each with the id of the task that holds it (the task may have ended);
+        empty when no run of these names is live. A run holds a key from the
+        decision that stored its task until the run ends, and decisions store
+        no second task with it. The engine asks this while it holds the run's
+        claim, so the answer stays true until its decision is applied. This
+        default holds none: a driver that stores no keys.
+
+        Raises:
+            ValueError / TypeError: a bad name, or ``keys`` not a list of at
+                most :data:`MAX_TASK_KEY_LOOKUP` keys.
+        """
+        return []

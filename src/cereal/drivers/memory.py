@@ -68,6 +68,7 @@ from cereal.models import (
     ScheduleUpdate,
     StartKey,
     TaskData,
+    TaskKey,
     TaskMetadata,
     TaskQueueStats,
     TaskStatus,
@@ -387,6 +388,16 @@ class MemoryDriver(Driver):
         with self._lock:
             return _memory_inspect.applied_retention(self._state)
 
+    async def list_task_keys(
+        self, workflow_name: str, instance_name: str, keys: Sequence[str]
+    ) -> list[TaskKey]:
+        """See :meth:`Driver.list_task_keys`."""
+        validation.check_pair(workflow_name, instance_name)
+        with self._lock:
+            inst = self._state.instances.get((workflow_name, instance_name))
+            held = {} if inst is None else inst.task_keys
+            return [TaskKey(key, str(held[key])) for key in dict.fromkeys(keys) if key in held]
+
     def _live(self, workflow_name: str, instance_name: str) -> LiveInstance:
         inst = self._state.instances.get((workflow_name, instance_name))
         if inst is None:
@@ -679,11 +690,10 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
             state.consume_events(self._events)
             inst.payload = payload
             inst.status = WorkflowInstanceStatus.RUNNING
-            inst.enqueued_tasks += len(tasks)
             inst.completed_tasks += sum(
                 1 for event in self._events if event.type is WorkflowEventType.TASK_COMPLETE
             )
-            state.add_tasks(inst, tasks, utcnow())
+            inst.enqueued_tasks += state.add_tasks(inst, tasks, utcnow())
             ready_again = state.release(inst)
             self._open = False
         for task_name in dict.fromkeys(task.task_name for task in tasks):

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import NamedTuple
 
 from cereal import errors, values
 from cereal.checks.times import utcnow
@@ -63,6 +64,9 @@ MIN_IN_FLIGHT = 16
 
 CLAIM_INTERVAL = 0.005
 """Least seconds between two claims of one runner under load (see :class:`ClaimPacer`)."""
+
+MAX_TASK_KEYS_PER_LOOKUP = 1000
+"""Task idempotency keys asked of the store in one lookup (see ``list_task_keys``)."""
 
 SLOW_CALLBACK_SECONDS = 0.02
 """Above this average callback duration a runner claims no more than it can run at once."""
@@ -227,10 +231,13 @@ class WorkflowRunner:
                     if self._stopping:
                         return  # not started: released, delivered again elsewhere
                     began = time.monotonic()
-                    decision, last, tasks = await self._decide_batch(executor, events)
+                    outcome = await self._decide_knowing_keys(executor, events)
                     self._note_callback_time((time.monotonic() - began) / len(events))
             finally:
                 keepalive.cancel()
+            if outcome is None:
+                return  # the key lookup failed: released, the events are delivered again
+            decision, last, tasks = outcome.decision, outcome.last, outcome.tasks
             try:
                 await self._apply(decision, tasks, last, completer)
                 self._report(events, last, decision)
@@ -272,26 +279,70 @@ class WorkflowRunner:
             return
         self._finished(last_event)
 
-    async def _decide_batch(
+    async def _decide_knowing_keys(
         self, executor: WorkflowExecutor, events: list[WorkflowEvent]
-    ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
+    ) -> BatchOutcome | None:
+        """The batch's outcome, its callbacks told which of their task keys the run holds.
+
+        A callback that enqueues a task under an idempotency key its run
+        already holds (from an earlier step) is run again once the store has
+        said so: the enqueue is then dropped at once, so the callback's
+        ``total_enqueued_tasks()`` and its decision count only tasks that will
+        be stored. Callbacks are deterministic (a callback whose claim is lost
+        runs again too), and each round knows more keys, so this ends; a batch
+        without keyed tasks costs nothing more. ``None``: the lookup failed.
+        """
+        held: frozenset[str] = frozenset()
+        instance = events[0].instance
+        while True:
+            outcome = await self._decide_batch(executor, events, held)
+            if not outcome.asked_keys:
+                return outcome
+            try:
+                found = await held_task_keys(
+                    self._driver,
+                    instance.workflow_name,
+                    instance.instance_name,
+                    sorted(outcome.asked_keys),
+                )
+            except errors.CerealError:
+                self._failures += 1
+                logger.warning(
+                    "looking up the task idempotency keys of %s/%s failed; "
+                    "the events will be redelivered",
+                    instance.workflow_name,
+                    instance.instance_name,
+                    exc_info=True,
+                )
+                return None
+            if not found:
+                return outcome
+            held |= found
+
+    async def _decide_batch(
+        self,
+        executor: WorkflowExecutor,
+        events: list[WorkflowEvent],
+        held_keys: frozenset[str] = frozenset(),
+    ) -> BatchOutcome:
         """The batch's outcome: the last decision, its event, and every task to enqueue.
 
         A continue decision's payload is what the next callback sees; a
         complete or fail ends the batch (the instance's other events go with
         it). When every callback the batch needs is plain, the whole batch
-        runs in one worker thread (one hop, not one per event).
+        runs in one worker thread (one hop, not one per event). ``held_keys``
+        are task idempotency keys the run holds: enqueues with them are dropped.
         """
         names = [_callback_for(event)[0] for event in events]
         if len(events) > 1 and not any(_is_async(executor, name) for name in names):
             loop = asyncio.get_running_loop()
-            return await asyncio.to_thread(self._decide_all, executor, events, loop)
-        return await self._decide_all_async(executor, events)
+            return await asyncio.to_thread(self._decide_all, executor, events, held_keys, loop)
+        return await self._decide_all_async(executor, events, held_keys)
 
     async def _decide_all_async(
-        self, executor: WorkflowExecutor, events: list[WorkflowEvent]
-    ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
-        batch = _Batch(events, self._max_value_bytes)
+        self, executor: WorkflowExecutor, events: list[WorkflowEvent], held_keys: frozenset[str]
+    ) -> BatchOutcome:
+        batch = _Batch(events, self._max_value_bytes, held_keys)
         observer = self._observer
         for event in events:
             callback_name, ev = _callback_for(event)
@@ -309,7 +360,7 @@ class WorkflowRunner:
                     decision = await callbacks.decide(executor, callback_name, instance, ev)
                     observation.decision = decision.kind.value
                 traceparent = observation.traceparent
-            if not batch.absorb(decision, event, traceparent):
+            if not batch.absorb(decision, event, instance, traceparent):
                 break
         return batch.outcome()
 
@@ -317,10 +368,11 @@ class WorkflowRunner:
         self,
         executor: WorkflowExecutor,
         events: list[WorkflowEvent],
+        held_keys: frozenset[str],
         loop: asyncio.AbstractEventLoop,
-    ) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
+    ) -> BatchOutcome:
         """:meth:`_decide_all_async` for plain callbacks, on a worker thread."""
-        batch = _Batch(events, self._max_value_bytes)
+        batch = _Batch(events, self._max_value_bytes, held_keys)
         observer = self._observer
         for event in events:
             callback_name, ev = _callback_for(event)
@@ -340,7 +392,7 @@ class WorkflowRunner:
                     )
                     observation.decision = decision.kind.value
                 traceparent = observation.traceparent
-            if not batch.absorb(decision, event, traceparent):
+            if not batch.absorb(decision, event, instance, traceparent):
                 break
         return batch.outcome()
 
@@ -410,18 +462,52 @@ class WorkflowRunner:
             logger.exception("on_workflow_complete callback raised")
 
 
+class BatchOutcome(NamedTuple):
+    """What a batch's callbacks decided."""
+
+    decision: Decision
+    """The last callback's decision."""
+    last: WorkflowEvent
+    """The event of that callback."""
+    tasks: list[NewTask]
+    """Every task the batch enqueues (the continuing callbacks')."""
+    asked_keys: frozenset[str]
+    """The task idempotency keys the callbacks enqueued under (none of the held ones)."""
+
+
+async def held_task_keys(
+    driver: Driver, workflow_name: str, instance_name: str, keys: list[str]
+) -> frozenset[str]:
+    """Of ``keys``, those the live run of these names holds (asked in bounded chunks)."""
+    held: set[str] = set()
+    for start in range(0, len(keys), MAX_TASK_KEYS_PER_LOOKUP):
+        chunk = keys[start : start + MAX_TASK_KEYS_PER_LOOKUP]
+        found = await driver.list_task_keys(workflow_name, instance_name, chunk)
+        held.update(key.idempotency_key for key in found)
+    return frozenset(held)
+
+
 class _Batch:
     """The state a batch's callbacks see, carried from one decision to the next."""
 
-    def __init__(self, events: list[WorkflowEvent], max_value_bytes: int) -> None:
+    def __init__(
+        self,
+        events: list[WorkflowEvent],
+        max_value_bytes: int,
+        held_keys: frozenset[str] = frozenset(),
+    ) -> None:
         self._max_value_bytes = max_value_bytes
         self._payload = events[0].instance.payload
         self._tasks: list[NewTask] = []
         self._last: tuple[Decision, WorkflowEvent] | None = None
+        self._held = held_keys
+        self._asked: set[str] = set()
 
     def instance(self, event: WorkflowEvent) -> LiveWorkflowInstance:
         """The instance as the callback of ``event`` sees it."""
         data = event.instance
+        # the run holds the stored keys and those the batch's earlier steps enqueued
+        taken = {task.idempotency_key for task in self._tasks if task.idempotency_key is not None}
         return LiveWorkflowInstance(
             data.workflow_name,
             data.instance_name,
@@ -430,15 +516,25 @@ class _Batch:
             enqueued_tasks=event.enqueued_task_count + len(self._tasks),
             completed_tasks=event.completed_task_count,
             max_value_bytes=self._max_value_bytes,
+            held_keys=self._held | taken,
         )
 
     def absorb(
-        self, decision: Decision, event: WorkflowEvent, traceparent: str | None = None
+        self,
+        decision: Decision,
+        event: WorkflowEvent,
+        instance: LiveWorkflowInstance,
+        traceparent: str | None = None,
     ) -> bool:
         """Take ``decision`` in; False when it ends the batch (complete or fail).
 
-        ``traceparent`` (the callback's span, when traced) goes with its tasks.
+        ``instance`` is the one its callback used (for the keys it enqueued
+        under); ``traceparent`` (the callback's span, when traced) goes with
+        its tasks.
         """
+        self._asked.update(
+            task.idempotency_key for task in instance.enqueued if task.idempotency_key is not None
+        )
         self._last = (decision, event)
         if not decision.is_continuing:
             return False
@@ -450,10 +546,10 @@ class _Batch:
             self._tasks.extend(replace(task, traceparent=traceparent) for task in decision.tasks)
         return True
 
-    def outcome(self) -> tuple[Decision, WorkflowEvent, list[NewTask]]:
-        """The last decision, its event, and every task the batch enqueues."""
+    def outcome(self) -> BatchOutcome:
+        """The last decision, its event, every task the batch enqueues, the keys asked."""
         assert self._last is not None
-        return self._last[0], self._last[1], self._tasks
+        return BatchOutcome(self._last[0], self._last[1], self._tasks, frozenset(self._asked))
 
 
 def _age(started_at: datetime | None) -> float:

@@ -194,6 +194,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
         concurrency_limit: int | None = None,
         rate_limit: RateLimit | None = None,
         priority: int = 0,
+        idempotency_key: str | None = None,
     ) -> None:
         """Buffer a task whose parameters carry this sub-workflow's routing key.
 
@@ -219,6 +220,7 @@ class SubWorkflowInstance(LiveWorkflowInstance):
             concurrency_limit=concurrency_limit,
             rate_limit=rate_limit,
             priority=priority,
+            idempotency_key=idempotency_key,
         )
 
 

@@ -174,6 +174,7 @@ def _new_task_to_pb(task: NewTask) -> pb.NewTask:
         rate_limit_starts=task.rate_limit_starts,
         rate_limit_seconds=task.rate_limit_seconds,
         priority=task.priority,
+        idempotency_key=task.idempotency_key,
     )
 
 
@@ -189,6 +190,7 @@ def _new_task_from_pb(message: pb.NewTask) -> NewTask:
         rate_limit_starts=optional_field(message, "rate_limit_starts"),
         rate_limit_seconds=optional_field(message, "rate_limit_seconds"),
         priority=message.priority,
+        idempotency_key=optional_field(message, "idempotency_key"),
     )
 
 

@@ -79,7 +79,11 @@ def arguments_from_pb(operation: ReadOperation, message: Any) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
     for parameter in operation.parameters:
         name = parameter.name
-        unset = fields[name].has_presence and not message.HasField(name)
+        field = fields[name]
+        if field.is_repeated:
+            arguments[name] = list(getattr(message, name))
+            continue
+        unset = field.has_presence and not message.HasField(name)
         arguments[name] = None if unset else getattr(message, name)
     return arguments
 

@@ -179,6 +179,7 @@ class PostgresWorkflowCompleter(WorkflowCompleter):
                 for task in tasks
             ],
             "task_priorities": [task.priority for task in tasks],
+            "task_idempotency_keys": [task.idempotency_key for task in tasks],
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
         }

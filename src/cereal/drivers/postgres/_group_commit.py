@@ -203,6 +203,7 @@ async def run_decisions_merged(
             "task_rate_limit_starts",
             "task_rate_limit_seconds",
             "task_priorities",
+            "task_idempotency_keys",
         )
     }
     for position, decision in enumerate(decisions, start=1):
@@ -235,10 +236,17 @@ async def run_decisions_merged(
             "task_rate_limit_starts",
             "task_rate_limit_seconds",
             "task_priorities",
+            "task_idempotency_keys",
         ):
             merged[column].extend(decision.get(column) or [None] * len(decision["task_names"]))
+    keys = merged.pop("task_idempotency_keys")
+    # None when no task has a key: the function's fast path, no key to check
+    keyed = None if all(key is None for key in keys) else keys
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(QUERIES["apply_decisions"], {**merged, "note": note})
+            await cur.execute(
+                QUERIES["apply_decisions"],
+                {**merged, "task_idempotency_keys": keyed, "note": note},
+            )
             applied = {row["id"]: row for row in await cur.fetchall()}
     return [[applied.get(decision["instance_id"])] for decision in decisions]

@@ -6,6 +6,7 @@ the unique name index and the history's names index) and the task queues.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cereal.checks import validation
@@ -19,6 +20,7 @@ from cereal.models import (
     InstanceTask,
     RetentionRule,
     StartKey,
+    TaskKey,
     TaskQueueStats,
     TaskStatus,
     ThroughputBucket,
@@ -126,6 +128,16 @@ class PostgresInspection(PostgresBase):
         async with self._connection("applied_retention") as conn:
             return await recorded_retention(conn)
 
+    async def list_task_keys(
+        self, workflow_name: str, instance_name: str, keys: Sequence[str]
+    ) -> list[TaskKey]:
+        """See :meth:`Driver.list_task_keys`."""
+        validation.check_pair(workflow_name, instance_name)
+        names = {"workflow_name": workflow_name, "instance_name": instance_name}
+        async with self._connection("list_task_keys") as conn:
+            rows = await fetch_all(conn, "held_task_keys", {**names, "keys": list(keys)})
+        return [TaskKey(str(row["idempotency_key"]), str(row["task_id"])) for row in rows]
+
 
 async def recorded_retention(conn: Conn) -> list[RetentionRule]:
     """The history retention the sweeps last applied, as rules: the store-wide one first."""
@@ -155,6 +167,7 @@ def _task_from_row(row: Row) -> InstanceTask:
         rate_limit_starts=row["rate_limit_starts"],
         rate_limit_seconds=row["rate_limit_seconds"],
         priority=int(row["priority"]),
+        idempotency_key=row["idempotency_key"],
     )
 
 

@@ -90,7 +90,7 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007, 0008, 0019, 0020 and 0021); returns the instance ids whose decision was applied.
+-- 0007, 0008, 0019, 0020, 0021 and 0025); returns the instance ids whose decision was applied.
 SELECT d.id FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
@@ -102,7 +102,7 @@ SELECT d.id FROM cereal_apply_decisions(
     %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[],
     %(task_rate_limit_starts)s::integer[],
     %(task_rate_limit_seconds)s::double precision[],
-    %(task_priorities)s::integer[]) AS d(id)
+    %(task_priorities)s::integer[], %(task_idempotency_keys)s::text[]) AS d(id)
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
@@ -734,7 +734,7 @@ ORDER BY workflow_name
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
@@ -774,7 +774,7 @@ WITH ids AS MATERIALIZED (
 )
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM page
 JOIN cereal_tasks AS t ON t.id = page.id
 JOIN cereal_workflow_instances AS i ON i.id = t.instance_id
@@ -785,7 +785,7 @@ ORDER BY t.id DESC
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s
 ORDER BY t.id
@@ -795,7 +795,7 @@ ORDER BY t.id
 -- the task id %(before)s, cut at %(page_limit)s (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_tasks AS t
 WHERE t.task_name = %(task_name)s AND t.id < %(before)s
 ORDER BY t.id DESC
@@ -882,7 +882,7 @@ WITH dead AS (
 ), added AS (
     INSERT INTO cereal_tasks
         (instance_id, workflow_name, instance_name, task_name, parameters, concurrency_key,
-         concurrency_limit, rate_limit_starts, rate_limit_seconds, priority)
+         concurrency_limit, rate_limit_starts, rate_limit_seconds, priority, idempotency_key)
     -- a keyed task that an older worker finished was stored without its rate limit:
     -- it goes back under its key at most one at a time, the strictest limit
     SELECT live.id, live.workflow_name, live.instance_name, dead.task_name, dead.parameters,
@@ -890,10 +890,17 @@ WITH dead AS (
            CASE WHEN dead.concurrency_key IS NOT NULL AND dead.concurrency_limit IS NULL
                      AND dead.rate_limit_starts IS NULL THEN 1
                 ELSE dead.concurrency_limit END,
-           dead.rate_limit_starts, dead.rate_limit_seconds, dead.priority
+           dead.rate_limit_starts, dead.rate_limit_seconds, dead.priority,
+           (SELECT k.idempotency_key FROM cereal_task_keys AS k
+            WHERE k.instance_id = live.id AND k.task_id = dead.task_id)
     FROM dead JOIN live ON live.id = dead.instance_id
     ORDER BY dead.task_id
-    RETURNING instance_id
+    RETURNING id, instance_id, idempotency_key
+), rekeyed AS (
+    -- the new task takes over the dead one's idempotency key (migration 0025)
+    UPDATE cereal_task_keys AS k SET task_id = added.id
+    FROM added
+    WHERE k.instance_id = added.instance_id AND k.idempotency_key = added.idempotency_key
 ), counted AS (
     UPDATE cereal_workflow_instances AS i
     SET enqueued_tasks = i.enqueued_tasks + n.added, updated_at = now()
@@ -906,6 +913,15 @@ WITH dead AS (
 )
 SELECT dead.task_id, dead.task_name, live.id IS NOT NULL AS requeued
 FROM dead LEFT JOIN live ON live.id = dead.instance_id
+
+-- name: held_task_keys
+-- Of %(keys)s, the task idempotency keys the live run of these names holds (0025).
+SELECT k.idempotency_key, k.task_id
+FROM cereal_workflow_instances AS i
+JOIN cereal_task_keys AS k ON k.instance_id = i.id
+WHERE i.workflow_name = %(workflow_name)s AND i.instance_name = %(instance_name)s
+  AND k.idempotency_key = ANY(%(keys)s::text[])
+ORDER BY k.idempotency_key
 
 -- name: failed_runs_page
 -- Finished runs that failed and were not requeued, newest first: the failed-runs index walked backwards

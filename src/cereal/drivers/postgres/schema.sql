@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0024_start_keys_and_retention_shown
+-- Latest migration: 0025_task_idempotency_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -103,6 +103,14 @@ CREATE INDEX cereal_start_keys_by_instance ON cereal_start_keys USING btree (wor
 
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys USING btree (created_at);
 
+CREATE TABLE cereal_task_keys (
+    instance_id     bigint NOT NULL,
+    idempotency_key text   NOT NULL,
+    task_id         bigint NOT NULL,
+    CONSTRAINT cereal_task_keys_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
+    CONSTRAINT cereal_task_keys_pkey PRIMARY KEY (instance_id, idempotency_key)
+);
+
 CREATE TABLE cereal_task_results (
     id                 bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
     instance_id        bigint                   NOT NULL,
@@ -158,6 +166,7 @@ CREATE TABLE cereal_tasks (
     rate_limit_seconds double precision,
     priority           integer                  DEFAULT 0 NOT NULL,
     ready_rank         timestamp with time zone GENERATED ALWAYS AS (cereal_ready_rank(start_after, priority)) STORED,
+    idempotency_key    text,
     CONSTRAINT cereal_tasks_flow_control CHECK ((rate_limit_starts IS NULL) = (rate_limit_seconds IS NULL) AND (concurrency_key IS NULL) = (concurrency_limit IS NULL AND rate_limit_starts IS NULL) AND (concurrency_limit IS NULL OR concurrency_limit >= 1) AND (rate_limit_starts IS NULL OR rate_limit_starts >= 1) AND (rate_limit_seconds IS NULL OR rate_limit_seconds > 0::double precision)),
     CONSTRAINT cereal_tasks_instance_fk FOREIGN KEY (instance_id) REFERENCES cereal_workflow_instances(id) ON DELETE CASCADE,
     CONSTRAINT cereal_tasks_pkey PRIMARY KEY (id),
@@ -638,6 +647,124 @@ BEGIN
     JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
     WHERE i.id = ANY(v_continued)
     ORDER BY t.position;
+
+    WITH finishing AS (
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                    p_error_types, p_error_tracebacks)
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
+        WHERE d.finish
+    ), gone AS (
+        DELETE FROM cereal_workflow_instances AS i
+        USING finishing
+        WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
+        RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
+                  finishing.result, finishing.error, finishing.error_type,
+                  finishing.error_traceback
+    ), history AS (
+        INSERT INTO cereal_workflow_results
+            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+             error_type, error_traceback, instance_id)
+        SELECT workflow_name, instance_name, parameters, result, error, started_at,
+               clock_timestamp(), error_type, error_traceback, id
+        FROM gone
+        ORDER BY id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM gone;
+
+    IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
+        PERFORM pg_notify('cereal_wakeup', p_note);
+    END IF;
+    RETURN QUERY SELECT unnest(v_continued || v_finished);
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[], p_task_idempotency_keys text[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_continued bigint[];
+    v_finished bigint[];
+    -- per task position: whether it is stored (NULL array: every task is)
+    v_keep boolean[];
+BEGIN
+    PERFORM 1 FROM cereal_workflow_instances
+    WHERE id = ANY(p_instance_ids)
+    ORDER BY id
+    FOR UPDATE;
+
+    IF p_task_idempotency_keys IS NOT NULL THEN
+        SELECT array_agg(k.keep ORDER BY k.position) INTO v_keep
+        FROM (
+            SELECT t.position,
+                   t.key IS NULL
+                   OR (row_number() OVER (PARTITION BY t.owner, t.key ORDER BY t.position) = 1
+                       AND NOT EXISTS (
+                           SELECT 1 FROM cereal_task_keys AS k
+                           WHERE k.instance_id = p_instance_ids[t.owner]
+                             AND k.idempotency_key = t.key)) AS keep
+            FROM unnest(p_task_owners, p_task_idempotency_keys)
+                 WITH ORDINALITY AS t(owner, key, position)
+        ) AS k;
+    END IF;
+
+    WITH decided AS (
+        SELECT d.instance_id, d.token, d.payload, d.completed, d.position
+        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
+             WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
+        WHERE NOT d.finish
+    ), added AS (
+        SELECT t.owner, count(*) AS n
+        FROM unnest(p_task_owners) WITH ORDINALITY AS t(owner, position)
+        WHERE coalesce(v_keep[t.position], true)
+        GROUP BY t.owner
+    ), updated AS (
+        UPDATE cereal_workflow_instances AS i
+        SET payload = decided.payload,
+            status = 'running',
+            enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
+            completed_tasks = decided.completed,
+            updated_at = now(),
+            ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                        WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
+            claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+        FROM decided
+        LEFT JOIN added ON added.owner = decided.position
+        WHERE i.id = decided.instance_id AND i.claim_token = decided.token
+        RETURNING i.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_continued FROM updated;
+
+    DELETE FROM cereal_workflow_events
+    WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
+    DELETE FROM cereal_task_results
+    WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+
+    WITH inserted AS (
+        INSERT INTO cereal_tasks
+            (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
+             traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
+             rate_limit_seconds, priority, idempotency_key)
+        SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
+               coalesce(t.start_after, now()), t.traceparent, t.retry_policy,
+               t.concurrency_key, t.concurrency_limit, t.rate_limit_starts,
+               t.rate_limit_seconds, coalesce(t.priority, 0), p_task_idempotency_keys[t.position]
+        FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
+                    p_task_traceparents, p_task_retry_policies, p_task_concurrency_keys,
+                    p_task_concurrency_limits, p_task_rate_limit_starts,
+                    p_task_rate_limit_seconds, p_task_priorities)
+                 WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
+                                      retry_policy, concurrency_key, concurrency_limit,
+                                      rate_limit_starts, rate_limit_seconds, priority, position)
+        JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
+        WHERE i.id = ANY(v_continued) AND coalesce(v_keep[t.position], true)
+        ORDER BY t.position
+        RETURNING id, instance_id, idempotency_key
+    )
+    INSERT INTO cereal_task_keys (instance_id, idempotency_key, task_id)
+    SELECT instance_id, idempotency_key, id FROM inserted
+    WHERE idempotency_key IS NOT NULL;
 
     WITH finishing AS (
         SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback

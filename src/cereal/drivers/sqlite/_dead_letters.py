@@ -79,7 +79,8 @@ def requeue(
         if row["live_id"] is None:
             outcomes[task_id] = RequeueOutcome.RUN_FINISHED
             continue
-        conn.execute(
+        key = row["idempotency_key"]
+        inserted = conn.execute(
             Q["insert_task"],
             {
                 "instance_id": row["live_id"],
@@ -97,8 +98,18 @@ def requeue(
                 "rate_limit_starts": row["rate_limit_starts"],
                 "rate_limit_seconds": row["rate_limit_seconds"],
                 "priority": row["priority"],
+                "idempotency_key": key,
             },
         )
+        if key is not None:  # the new task takes over the dead one's key
+            conn.execute(
+                Q["rekey_task"],
+                {
+                    "task_id": inserted.lastrowid,
+                    "instance_id": row["live_id"],
+                    "idempotency_key": key,
+                },
+            )
         conn.execute(Q["count_requeued_task"], {"instance_id": row["live_id"]})
         conn.execute(Q["delete_dead_task"], {"task_id": row["task_id"]})
         outcomes[task_id] = RequeueOutcome.REQUEUED

@@ -5,8 +5,9 @@ Each function runs on the driver's connection thread, inside one read snapshot.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from cereal.drivers import _retention_record
 from cereal.drivers._inspect_pages import Page
@@ -18,6 +19,7 @@ from cereal.models import (
     InstanceTask,
     RetentionRule,
     StartKey,
+    TaskKey,
     TaskQueueStats,
     TaskStatus,
     ThroughputBucket,
@@ -65,6 +67,7 @@ def _tasks(rows: Iterable[sqlite3.Row]) -> list[InstanceTask]:
             rate_limit_starts=row["rate_limit_starts"],
             rate_limit_seconds=row["rate_limit_seconds"],
             priority=int(row["priority"]),
+            idempotency_key=row["idempotency_key"],
         )
         for row in rows
     ]
@@ -169,3 +172,12 @@ def record_retention(conn: sqlite3.Connection, retention: HistoryRetention, at: 
             for rule in wanted
         ],
     )
+
+
+def task_keys(
+    conn: sqlite3.Connection, workflow_name: str, instance_name: str, keys: Sequence[str]
+) -> list[TaskKey]:
+    """Of ``keys``, those the live run of these names holds, with their tasks."""
+    names = {"workflow_name": workflow_name, "instance_name": instance_name}
+    rows = conn.execute(Q["held_task_keys"], {**names, "keys": json.dumps(list(keys))})
+    return [TaskKey(str(row["idempotency_key"]), str(row["task_id"])) for row in rows]

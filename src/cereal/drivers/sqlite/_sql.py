@@ -126,4 +126,5 @@ def finish_instance(
     conn.execute(Q["delete_instance_events"], ids)
     conn.execute(Q["delete_instance_tasks"], ids)
     conn.execute(Q["delete_instance_task_results"], ids)
+    conn.execute(Q["delete_instance_task_keys"], ids)
     conn.execute(Q["delete_instance"], ids)

@@ -24,7 +24,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cereal import errors
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
@@ -290,6 +290,29 @@ def list_rows(conn: sqlite3.Connection, where: ListWorkflowFilter) -> list[sqlit
     return conn.execute(statement, params).fetchall()
 
 
+def insert_new_tasks(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> int:
+    """Queue the tasks of ``rows`` in order, but none whose idempotency key the run has.
+
+    Returns:
+        How many were queued.
+    """
+    if all(row["idempotency_key"] is None for row in rows):
+        conn.executemany(Q["insert_task"], rows)
+        return len(rows)
+    added = 0
+    for row in rows:  # one at a time: a key is recorded before the next task is checked
+        key = {"instance_id": row["instance_id"], "idempotency_key": row["idempotency_key"]}
+        if key["idempotency_key"] is not None:
+            if conn.execute(Q["task_key_taken"], key).fetchone() is not None:
+                continue
+            inserted = conn.execute(Q["insert_task"], row)
+            conn.execute(Q["record_task_key"], {**key, "task_id": inserted.lastrowid})
+        else:
+            conn.execute(Q["insert_task"], row)
+        added += 1
+    return added
+
+
 def _subquery(query: str) -> str:
     """A named query as a subquery: trailing comment lines and its ``;`` removed."""
     lines = query.strip().splitlines()
@@ -324,40 +347,39 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
             at = now()
             self._check_claim(conn)
             self._consume(conn)
+            instance = claim.events[-1].instance
+            rows = [
+                {
+                    "instance_id": claim.instance_id,
+                    "workflow_name": instance.workflow_name,
+                    "instance_name": instance.instance_name,
+                    "task_name": task.task_name,
+                    "parameters": task.parameters,
+                    "now": at,
+                    "start_after": at if start_after is None else start_after,
+                    "traceparent": task.traceparent,
+                    "retry_policy": task.retry_policy,
+                    "concurrency_key": task.concurrency_key,
+                    "concurrency_limit": task.concurrency_limit,
+                    "rate_limit_starts": task.rate_limit_starts,
+                    "rate_limit_seconds": task.rate_limit_seconds,
+                    "priority": task.priority,
+                    "idempotency_key": task.idempotency_key,
+                }
+                for task, start_after in zip(tasks, start_afters, strict=True)
+            ]
+            added = insert_new_tasks(conn, rows)
             # after the consume, so ready_seq is recomputed from the events left
             row = conn.execute(
                 Q["continue_instance"],
                 {
                     "payload": payload,
-                    "added_tasks": len(tasks),
+                    "added_tasks": added,
                     "completed_tasks": claim.events[-1].completed_task_count,
                     "instance_id": claim.instance_id,
                     "token": claim.token,
                 },
             ).fetchone()
-            instance = claim.events[-1].instance
-            conn.executemany(
-                Q["insert_task"],
-                [
-                    {
-                        "instance_id": claim.instance_id,
-                        "workflow_name": instance.workflow_name,
-                        "instance_name": instance.instance_name,
-                        "task_name": task.task_name,
-                        "parameters": task.parameters,
-                        "now": at,
-                        "start_after": at if start_after is None else start_after,
-                        "traceparent": task.traceparent,
-                        "retry_policy": task.retry_policy,
-                        "concurrency_key": task.concurrency_key,
-                        "concurrency_limit": task.concurrency_limit,
-                        "rate_limit_starts": task.rate_limit_starts,
-                        "rate_limit_seconds": task.rate_limit_seconds,
-                        "priority": task.priority,
-                    }
-                    for task, start_after in zip(tasks, start_afters, strict=True)
-                ],
-            )
             return row is not None and row["ready_seq"] is not None
 
         ready_again = await self._decide(job)

@@ -74,6 +74,7 @@ from cereal.models import (
     ScheduleUpdate,
     StartKey,
     TaskData,
+    TaskKey,
     TaskQueueStats,
     ThroughputBucket,
     WorkerInfo,
@@ -475,6 +476,15 @@ class SQLiteDriver(Driver):
     async def applied_retention(self) -> list[RetentionRule]:
         """See :meth:`Driver.applied_retention`."""
         return await self._connection().call(_inspect.applied_retention, mode="read")
+
+    async def list_task_keys(
+        self, workflow_name: str, instance_name: str, keys: Sequence[str]
+    ) -> list[TaskKey]:
+        """See :meth:`Driver.list_task_keys`."""
+        validation.check_pair(workflow_name, instance_name)
+        return await self._connection().call(
+            lambda conn: _inspect.task_keys(conn, workflow_name, instance_name, keys), mode="read"
+        )
 
     # ---- tasks ------------------------------------------------------------------------
 

@@ -121,11 +121,35 @@ WHERE instance_id = :instance_id AND id IN (SELECT value FROM json_each(:task_re
 INSERT INTO cereal_tasks
     (instance_id, workflow_name, instance_name, task_name, parameters, enqueued_at, start_after,
      traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
-     rate_limit_seconds, priority)
+     rate_limit_seconds, priority, idempotency_key)
 VALUES
     (:instance_id, :workflow_name, :instance_name, :task_name, :parameters, :now, :start_after,
      :traceparent, :retry_policy, :concurrency_key, :concurrency_limit, :rate_limit_starts,
-     :rate_limit_seconds, :priority);
+     :rate_limit_seconds, :priority, :idempotency_key);
+
+-- name: task_key_taken
+-- Whether the run already has a task with this idempotency key (migration 0023).
+SELECT 1 FROM cereal_task_keys
+WHERE instance_id = :instance_id AND idempotency_key = :idempotency_key;
+
+-- name: record_task_key
+-- The run's task with this idempotency key.
+INSERT INTO cereal_task_keys (instance_id, idempotency_key, task_id)
+VALUES (:instance_id, :idempotency_key, :task_id);
+
+-- name: held_task_keys
+-- Of the JSON list :keys, the idempotency keys the live run of these names holds.
+SELECT k.idempotency_key, k.task_id
+FROM cereal_workflow_instances AS i
+JOIN cereal_task_keys AS k ON k.instance_id = i.id
+WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
+  AND k.idempotency_key IN (SELECT value FROM json_each(:keys))
+ORDER BY k.idempotency_key;
+
+-- name: rekey_task
+-- A requeued dead task takes over its key from the task it replaces.
+UPDATE cereal_task_keys SET task_id = :task_id
+WHERE instance_id = :instance_id AND idempotency_key = :idempotency_key;
 
 -- name: find_live_instance
 -- The id of the live instance with these names.
@@ -153,6 +177,10 @@ DELETE FROM cereal_tasks WHERE instance_id = :instance_id;
 -- name: delete_instance_task_results
 -- Finalisation: the instance's unconsumed task results.
 DELETE FROM cereal_task_results WHERE instance_id = :instance_id;
+
+-- name: delete_instance_task_keys
+-- Finalisation: the idempotency keys of the instance's tasks.
+DELETE FROM cereal_task_keys WHERE instance_id = :instance_id;
 
 -- name: delete_instance
 -- Finalisation: the live instance row itself.
@@ -727,7 +755,7 @@ ORDER BY i.workflow_name;
 -- The queued and running tasks of a live instance (by its unique names), in enqueue order.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -755,7 +783,7 @@ ORDER BY h.event_id;
 -- this walks the instance's entries backwards from :before and stops at the limit.
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        i.workflow_name, i.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_workflow_instances AS i
 JOIN cereal_tasks AS t ON t.instance_id = i.id
 WHERE i.workflow_name = :workflow_name AND i.instance_name = :instance_name
@@ -768,7 +796,7 @@ LIMIT coalesce(:page_limit, -1);
 -- (the (task_name, id) index; a task row carries its instance's names).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name
 ORDER BY t.id;
@@ -778,7 +806,7 @@ ORDER BY t.id;
 -- the task id :before, cut at :page_limit (NULL: all).
 SELECT t.id, t.task_name, t.state, t.parameters, t.enqueued_at, t.start_after, t.attempt,
        t.workflow_name, t.instance_name, t.concurrency_key, t.concurrency_limit,
-       t.rate_limit_starts, t.rate_limit_seconds, t.priority
+       t.rate_limit_starts, t.rate_limit_seconds, t.priority, t.idempotency_key
 FROM cereal_tasks AS t
 WHERE t.task_name = :task_name AND t.id < :before
 ORDER BY t.id DESC
@@ -861,9 +889,10 @@ LIMIT coalesce(:page_limit, -1);
 -- run has finished).
 SELECT d.task_id, d.task_name, d.parameters, d.instance_id, i.id AS live_id,
        i.workflow_name, i.instance_name, d.concurrency_key, d.concurrency_limit,
-       d.rate_limit_starts, d.rate_limit_seconds, d.priority
+       d.rate_limit_starts, d.rate_limit_seconds, d.priority, k.idempotency_key
 FROM cereal_dead_tasks AS d
 LEFT JOIN cereal_workflow_instances AS i ON i.id = d.instance_id
+LEFT JOIN cereal_task_keys AS k ON k.instance_id = i.id AND k.task_id = d.task_id
 WHERE d.task_id = :task_id;
 
 -- name: count_requeued_task

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0022_start_keys_and_retention_shown
+-- Latest migration: 0023_task_idempotency_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id            INTEGER PRIMARY KEY,
@@ -93,6 +93,13 @@ CREATE INDEX cereal_start_keys_by_instance ON cereal_start_keys (workflow_name, 
 
 CREATE INDEX cereal_start_keys_created ON cereal_start_keys (created_at);
 
+CREATE TABLE cereal_task_keys (
+    instance_id     INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    task_id         INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, idempotency_key)
+) WITHOUT ROWID;
+
 CREATE TABLE cereal_task_results (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id            INTEGER NOT NULL,
@@ -155,6 +162,7 @@ CREATE TABLE "cereal_tasks" (
     rate_limit_starts  INTEGER,
     rate_limit_seconds REAL,
     priority           INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 100),
+    idempotency_key    TEXT,
     CHECK ((rate_limit_starts IS NULL) = (rate_limit_seconds IS NULL)),
     CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL AND rate_limit_starts IS NULL))
 );

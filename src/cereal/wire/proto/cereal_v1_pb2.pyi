@@ -82,7 +82,7 @@ class Event(_message.Message):
     def __init__(self, type: _Optional[str] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., enqueued_task_count: _Optional[int] = ..., completed_task_count: _Optional[int] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
 class NewTask(_message.Message):
-    __slots__ = ("task_name", "parameters", "start_after", "traceparent", "retry_policy", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds", "priority")
+    __slots__ = ("task_name", "parameters", "start_after", "traceparent", "retry_policy", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds", "priority", "idempotency_key")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class NewTask(_message.Message):
     RATE_LIMIT_STARTS_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     parameters: Value
     start_after: _timestamp_pb2.Timestamp
@@ -103,7 +104,8 @@ class NewTask(_message.Message):
     rate_limit_starts: int
     rate_limit_seconds: float
     priority: int
-    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ..., retry_policy: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ..., priority: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, task_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ..., retry_policy: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("name", "parameters", "enqueued_at", "task_name", "workflow_name", "instance_name", "attempt", "task_id", "traceparent", "retry_policy")
@@ -405,7 +407,7 @@ class UpdateScheduleRequest(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., enabled: _Optional[bool] = ..., set_parameters: _Optional[bool] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., recurrence: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_rule: _Optional[str] = ..., overlap: _Optional[str] = ..., catch_up_window: _Optional[float] = ...) -> None: ...
 
 class InstanceTask(_message.Message):
-    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt", "workflow_name", "instance_name", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds", "priority")
+    __slots__ = ("task_id", "task_name", "state", "parameters", "enqueued_at", "start_after", "attempt", "workflow_name", "instance_name", "concurrency_key", "concurrency_limit", "rate_limit_starts", "rate_limit_seconds", "priority", "idempotency_key")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -420,6 +422,7 @@ class InstanceTask(_message.Message):
     RATE_LIMIT_STARTS_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_name: str
     state: str
@@ -434,7 +437,8 @@ class InstanceTask(_message.Message):
     rate_limit_starts: int
     rate_limit_seconds: float
     priority: int
-    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ..., priority: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit_starts: _Optional[int] = ..., rate_limit_seconds: _Optional[float] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ListInstanceTasksRequest(_message.Message):
     __slots__ = ("workflow_name", "instance_name", "limit", "before")
@@ -1039,3 +1043,27 @@ class RunThroughputResponse(_message.Message):
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     buckets: _containers.RepeatedCompositeFieldContainer[ThroughputBucket]
     def __init__(self, buckets: _Optional[_Iterable[_Union[ThroughputBucket, _Mapping]]] = ...) -> None: ...
+
+class ListTaskKeysRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "keys")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TaskKey(_message.Message):
+    __slots__ = ("idempotency_key", "task_id")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    task_id: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class ListTaskKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[TaskKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[TaskKey, _Mapping]]] = ...) -> None: ...

@@ -224,6 +224,11 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.AppliedRetentionResponse.FromString,
                 _registered_method=True)
+        self.ListTaskKeys = channel.unary_unary(
+                '/cereal.v1.Cereal/ListTaskKeys',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTaskKeysRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTaskKeysResponse.FromString,
+                _registered_method=True)
 
 
 class CerealServicer:
@@ -463,6 +468,13 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTaskKeys(self, request, context):
+        """which of these task idempotency keys a live run holds (asked by the engine)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CerealServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -655,6 +667,11 @@ def add_CerealServicer_to_server(servicer, server):
                     servicer.AppliedRetention,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.AppliedRetentionResponse.SerializeToString,
+            ),
+            'ListTaskKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskKeys,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTaskKeysRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTaskKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1683,6 +1700,33 @@ class Cereal:
             '/cereal.v1.Cereal/AppliedRetention',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.Empty.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.AppliedRetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/ListTaskKeys',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTaskKeysRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.ListTaskKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,
