@@ -106,6 +106,16 @@ class DriverError(CerealError):
     default_message = "storage driver error"
 
 
+class NotOfferedError(DriverError):
+    """The driver, or the ``cereal serve`` behind it, does not offer this operation.
+
+    An optional part of the driver contract that this driver leaves out, or
+    a call an older server release does not know.
+    """
+
+    default_message = "the driver does not offer this operation"
+
+
 class MissingDependencyError(DriverError, ImportError):
     """A driver needs optional packages that are not installed (say, the ``postgres`` extra).
 

@@ -279,6 +279,24 @@ class LiveWorkflowInstance:
         """The tasks buffered by this callback so far."""
         return tuple(self._tasks)
 
+    @property
+    def held_keys(self) -> AbstractSet[str]:
+        """The task idempotency keys the run held as this callback began (enqueues drop them)."""
+        return self._held
+
+    def enqueue_new_task(self, task: NewTask) -> None:
+        """Buffer a task already built and checked (a sub-workflow's, say) with all its fields.
+
+        As :meth:`enqueue_task`: dropped when its idempotency key is held by
+        the run or was used by this callback.
+        """
+        key = task.idempotency_key
+        if key is not None:
+            if key in self._keys or key in self._held:
+                return
+            self._keys.add(key)
+        self._tasks.append(task)
+
     def get_payload(self, type: type[T] | None = None) -> Any:
         """The payload of the last ``continue_`` (``None`` in ``on_start``)."""
         return values.decode(self._payload, type)
@@ -367,11 +385,7 @@ class LiveWorkflowInstance:
         encoded = values.encode(parameters, where="enqueue_task", max_bytes=self._max_value_bytes)
         when = None if start_after is None else times.to_utc(start_after, name="start_after")
         stored = None if policy is None else policy.to_json()
-        if idempotency_key is not None:
-            if idempotency_key in self._keys or idempotency_key in self._held:
-                return  # the run has (or this step enqueued) the task with this key
-            self._keys.add(idempotency_key)
-        self._tasks.append(
+        self.enqueue_new_task(
             NewTask(
                 task_name,
                 encoded,

@@ -195,7 +195,9 @@ def next_instance(
 
     Keeps the names and parameters, takes the payload of the continuing
     ``decision``, adds its tasks to the enqueued count and ``completed_tasks``
-    to the completed count (``1`` when the next event is a task completion).
+    to the completed count (``1`` when the next event is a task completion),
+    and holds the task idempotency keys the run holds after it (an enqueue
+    with one is dropped, as the engine drops it).
 
     Example::
 
@@ -208,6 +210,9 @@ def next_instance(
     enqueued_before = previous.total_enqueued_tasks()
     if isinstance(previous, LiveWorkflowInstance):
         enqueued_before -= len(previous.enqueued)
+    # the run holds the keys it held, and those of the tasks the decision stores
+    held = set(previous.held_keys) if isinstance(previous, LiveWorkflowInstance) else set()
+    held.update(task.idempotency_key for task in decision.tasks if task.idempotency_key)
     return RecordingInstance(
         previous.workflow_name,
         previous.instance_name,
@@ -215,6 +220,7 @@ def next_instance(
         payload=decision.payload,
         enqueued_tasks=enqueued_before + len(decision.tasks),
         completed_tasks=previous.total_completed_tasks() + completed_tasks,
+        held_keys=frozenset(held),
     )
 
 

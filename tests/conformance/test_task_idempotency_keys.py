@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from cereal import Decision, RequeueOutcome, Task, WorkflowInstance
+from cereal import Decision, RequeueOutcome, Task, WorkflowInstance, testing
 from cereal.drivers import Driver
 from cereal.models import FailureDetails, NewTask
+from cereal.patterns import ParallelWorkflowExecutor, enqueue_parallel_workflow
 from tests.conformance._driver_helpers import INST, ODD_NAMES, WF, finished, started, take
 from tests.conformance._executors import Flow, a_bad_enqueue_fails_the_run, register
 from tests.plugins.manager import MakeManager, wait_finished
@@ -236,3 +237,43 @@ async def test_the_run_finishes_when_its_keyed_tasks_are_done(make_manager: Make
     done = await wait_finished(manager, WF, INST)
 
     assert done.get_result() == [1, 2, 3]
+
+
+# ---- sub-workflows (the parallel and chain patterns) ----------------------------------------
+
+
+async def test_a_sub_workflows_key_keeps_a_second_task_out_and_its_fields_pass_on(
+    make_manager: MakeManager,
+) -> None:
+    # Given a parallel workflow of two sub-workflows, each enqueuing a task of key "once"
+    # (with a priority) and asking for it again at its completion
+    def start(w: WorkflowInstance, ev: object) -> Decision:
+        w.enqueue_task("t", {"n": 1}, idempotency_key="once", priority=7)
+        return w.continue_()
+
+    def done(w: WorkflowInstance, ev: Any) -> Decision:
+        w.enqueue_task("t", {"n": 2}, idempotency_key="once")  # held: dropped
+        if w.total_completed_tasks() == w.total_enqueued_tasks():
+            return w.complete(w.total_completed_tasks())
+        return w.continue_()
+
+    seen: list[tuple[Any, int, str | None]] = []
+    manager = make_manager()
+
+    async def run(task: Task) -> None:
+        [listed] = [t for t in await manager.list_tasks("t") if t.task_id == task.metadata.task_id]
+        seen.append((task.get_parameters(), listed.priority, listed.idempotency_key))
+
+    sub = testing.make_executor(start, done)
+    manager.register_workflow_executor("par", ParallelWorkflowExecutor({"a": sub, "b": sub}))
+    manager.register_task_executor("t", run)
+    await manager.start()
+    await enqueue_parallel_workflow(manager, "par", "p", {"a": 1, "b": 2})
+    done_run = await wait_finished(manager, "par", "p")
+
+    # Then each sub-workflow ran its one task, with its priority, under its own key
+    assert done_run.err() is None, done_run.err()
+    assert sorted((p["__key"], p["n"], prio, key) for p, prio, key in seen) == [
+        ("a", 1, 7, "__key=a/once"),
+        ("b", 1, 7, "__key=b/once"),
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._db import QUERIES
@@ -107,3 +108,32 @@ async def test_a_runs_keys_go_with_it_when_it_finishes_or_is_killed(postgres_dsn
         await completer.done(None)
 
     assert _key_rows(postgres_dsn) == 0
+
+
+async def _two_claims(driver: PostgresDriver, postgres_dsn: str) -> list[Any]:
+    """Two completers of one instance: the first claim lapsed and was taken again."""
+    await driver.enqueue_workflow(WF, "a", None)
+    [(_, lapsed)] = await driver.claim_workflows([WF])
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE cereal_workflow_instances SET claimed_at = now() - interval '1 hour'")
+    assert await driver.release_stale_claims(60) == 1
+    [(_, live)] = await driver.claim_workflows([WF])
+    return [lapsed, live]
+
+
+@pytest.mark.parametrize("key", [None, "k"])
+async def test_a_lapsed_claims_decision_in_the_group_stores_nothing(
+    postgres_dsn: str, key: str | None
+) -> None:
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        completers = await _two_claims(driver, postgres_dsn)
+        # Given one call holding the lapsed claim's decision and the live claim's
+        params = _merged(completers, [[("lapsed", key)], [("live", key)]])
+        if key is None:
+            params["task_idempotency_keys"] = None  # as the group commit sends it
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+            rows = await (await conn.execute(QUERIES["apply_decisions"], params)).fetchall()
+
+    # Then only the live claim's task is stored, counted once, and only it is answered
+    assert _stored(postgres_dsn) == [("a", "live", 1)]
+    assert [position for _, position in rows] == [2]

@@ -323,3 +323,17 @@ def test_assert_tasks_enqueued_counts_by_name() -> None:
     with pytest.raises(AssertionError, match=r"expected 2 task\(s\) named 'b'.*\['a', 'b'\]"):
         testing.assert_tasks_enqueued(decision, "b", 2)
     assert [t.task_name for t in testing.enqueued_tasks(decision)] == ["a", "b"]
+
+
+def test_next_instance_holds_the_runs_task_keys_as_the_engine_does() -> None:
+    w = testing.make_instance()
+    w.enqueue_task("t", 1, idempotency_key="a")
+    w2 = testing.next_instance(w, w.continue_(), completed_tasks=1)
+
+    w2.enqueue_task("t", 2, idempotency_key="a")  # the run holds "a": dropped
+    w2.enqueue_task("t", 3, idempotency_key="b")
+
+    assert w2.total_enqueued_tasks() == 2
+    assert [task.idempotency_key for task in w2.enqueued] == ["b"]
+    w3 = testing.next_instance(w2, w2.continue_(), completed_tasks=1)
+    assert w3.held_keys == {"a", "b"}

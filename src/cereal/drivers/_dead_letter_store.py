@@ -69,7 +69,8 @@ def check_requeue_ids(ids: Sequence[str], what: str = "task id") -> list[str]:
 
 
 def _not_offered(driver: object, operation: str) -> errors.DriverError:
-    return errors.DriverError(f"{type(driver).__name__} does not offer {operation} (dead letters)")
+    name = type(driver).__name__
+    return errors.NotOfferedError(f"{name} does not offer {operation} (dead letters)")
 
 
 class DeadLetterStore:

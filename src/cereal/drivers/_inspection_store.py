@@ -46,7 +46,8 @@ def _throughput_window(bucket_seconds: int, buckets: int, until: float | None) -
 
 
 def _not_offered(driver: object, operation: str) -> errors.DriverError:
-    return errors.DriverError(f"{type(driver).__name__} does not offer {operation} (inspection)")
+    name = type(driver).__name__
+    return errors.NotOfferedError(f"{name} does not offer {operation} (inspection)")
 
 
 class InspectionStore:

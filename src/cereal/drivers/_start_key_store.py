@@ -35,7 +35,7 @@ def check_start_key(key: object) -> str:
 
 
 def _not_offered(driver: object) -> errors.DriverError:
-    return errors.DriverError(f"{type(driver).__name__} does not offer idempotency keys")
+    return errors.NotOfferedError(f"{type(driver).__name__} does not offer idempotency keys")
 
 
 class StartKeyStore:

@@ -265,11 +265,17 @@ class WorkflowStore(abc.ABC):
         empty when no run of these names is live. A run holds a key from the
         decision that stored its task until the run ends, and decisions store
         no second task with it. The engine asks this while it holds the run's
-        claim, so the answer stays true until its decision is applied. This
-        default holds none: a driver that stores no keys.
+        claim, so the answer stays true until its decision is applied.
+
+        Optional, with :attr:`NewTask.idempotency_key` in decisions: this
+        default raises, and the engine then fails a run that enqueues a keyed
+        task (it cannot promise the key) rather than store a duplicate.
 
         Raises:
             ValueError / TypeError: a bad name, or ``keys`` not a list of at
                 most :data:`MAX_TASK_KEY_LOOKUP` keys.
+            NotOfferedError: the driver keeps no task idempotency keys.
         """
-        return []
+        raise errors.NotOfferedError(
+            f"{type(self).__name__} does not offer task idempotency keys (list_task_keys)"
+        )

@@ -34,6 +34,7 @@ from cereal.executors import WorkflowExecutor, is_async_callable
 from cereal.instance import (
     CancelEvent,
     Decision,
+    DecisionKind,
     LiveWorkflowInstance,
     StartEvent,
     TaskCompleteEvent,
@@ -46,6 +47,7 @@ from cereal.models import (
     TaskStatus,
     WorkflowEvent,
     WorkflowEventType,
+    WorkflowInstanceData,
 )
 from cereal.observe import Observer
 
@@ -111,6 +113,7 @@ class WorkflowRunner:
         self._stopping = False
         self._wayward: dict[str, float] = {}
         self._failures = 0
+        self._lookup_failures = 0  # task key lookups failed in a row
         self._observer = observer
 
     def wake(self) -> None:
@@ -184,7 +187,7 @@ class WorkflowRunner:
     async def _idle(self) -> None:
         timeout = self._poll_interval
         if self._failures:
-            timeout = min(_BACKOFF_MAX, 0.1 * 2.0 ** min(self._failures, 6))
+            timeout = _backoff(self._failures)
         await wait_for_event(self._wakeup, timeout)
         self._wakeup.clear()
 
@@ -305,16 +308,24 @@ class WorkflowRunner:
                     instance.instance_name,
                     sorted(outcome.asked_keys),
                 )
+            except errors.NotOfferedError as exc:
+                # the store cannot keep the promise: fail the run, never store a duplicate
+                text = f"task idempotency keys are not offered by this store: {exc}"
+                logger.error("workflow %s/%s failed: %s", *_names(instance), text)
+                failed = Decision(DecisionKind.FAIL, error=text)
+                return BatchOutcome(failed, events[-1], [], frozenset())
             except errors.CerealError:
-                self._failures += 1
+                self._lookup_failures += 1
                 logger.warning(
                     "looking up the task idempotency keys of %s/%s failed; "
                     "the events will be redelivered",
-                    instance.workflow_name,
-                    instance.instance_name,
+                    *_names(instance),
                     exc_info=True,
                 )
+                # back off while still holding the claim: claims would not slow a retry
+                await asyncio.sleep(_backoff(self._lookup_failures))
                 return None
+            self._lookup_failures = 0
             if not found:
                 return outcome
             held |= found
@@ -550,6 +561,15 @@ class _Batch:
         """The last decision, its event, every task the batch enqueues, the keys asked."""
         assert self._last is not None
         return BatchOutcome(self._last[0], self._last[1], self._tasks, frozenset(self._asked))
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed tries in a row (doubling, capped)."""
+    return float(min(_BACKOFF_MAX, 0.1 * 2.0 ** min(failures, 6)))
+
+
+def _names(instance: WorkflowInstanceData) -> tuple[str, str]:
+    return instance.workflow_name, instance.instance_name
 
 
 def _age(started_at: datetime | None) -> float:

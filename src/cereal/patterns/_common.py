@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from cereal import errors, values
+from cereal.checks import names
 from cereal.engine import callbacks
 from cereal.instance import (
     Decision,
@@ -32,7 +33,13 @@ from cereal.instance import (
     TaskResult,
     WorkflowInstance,
 )
-from cereal.models import TaskResultData, TaskStatus, WorkflowInstanceData, WorkflowInstanceStatus
+from cereal.models import (
+    NewTask,
+    TaskResultData,
+    TaskStatus,
+    WorkflowInstanceData,
+    WorkflowInstanceStatus,
+)
 from cereal.rate_limit import RateLimit
 from cereal.retry import RetryPolicy
 
@@ -121,9 +128,7 @@ class WorkflowState:
         """
         if decision.kind is DecisionKind.CONTINUE:
             for task in decision.tasks:
-                parent.enqueue_task(
-                    task.task_name, values.decode(task.parameters), start_after=task.start_after
-                )
+                forward_task(task, parent)
             self.payload = values.decode(decision.payload)
             self.enqueued_tasks += len(decision.tasks)
         elif decision.kind is DecisionKind.COMPLETE:
@@ -149,6 +154,28 @@ class WorkflowState:
             err=self.err,
         )
         return ImmutableWorkflowInstance(data)
+
+
+def forward_task(task: NewTask, parent: WorkflowInstance) -> None:
+    """Enqueue a sub-workflow's task on ``parent`` with every field it was enqueued with.
+
+    A parent that is not a :class:`LiveWorkflowInstance` (a hand-written
+    one) gets it through ``enqueue_task``, without the task's own retry policy.
+    """
+    if isinstance(parent, LiveWorkflowInstance):
+        parent.enqueue_new_task(task)
+        return
+    starts, seconds = task.rate_limit_starts, task.rate_limit_seconds
+    parent.enqueue_task(
+        task.task_name,
+        values.decode(task.parameters),
+        start_after=task.start_after,
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
+        rate_limit=None if starts is None or seconds is None else RateLimit(starts, seconds),
+        priority=task.priority,
+        idempotency_key=task.idempotency_key,
+    )
 
 
 class SubWorkflowInstance(LiveWorkflowInstance):
@@ -179,6 +206,9 @@ class SubWorkflowInstance(LiveWorkflowInstance):
             enqueued_tasks=state.enqueued_tasks,
             completed_tasks=state.completed_tasks,
             max_value_bytes=_UNLIMITED,
+            # its keys carry its routing prefix (see enqueue_task), so the parent
+            # run's held keys are its own where they match
+            held_keys=parent.held_keys if isinstance(parent, LiveWorkflowInstance) else frozenset(),
         )
         self._routing_key = routing_key
         self._routing_value = routing_value
@@ -203,6 +233,10 @@ class SubWorkflowInstance(LiveWorkflowInstance):
                 pydantic model) or ``None``, or are not JSON.
             ValueError: they already hold the reserved routing key, or a bad
                 task name or naive ``start_after``.
+
+        An ``idempotency_key`` belongs to this sub-workflow: it is stored
+        behind its routing key and value (``{routing_key}={value}/{key}``), so
+        the whole must keep within the 255 characters of a name.
         """
         merged = task_parameters_object(parameters, where="enqueue_task")
         if self._routing_key in merged:
@@ -211,6 +245,10 @@ class SubWorkflowInstance(LiveWorkflowInstance):
                 "to sub-workflows; rename it in the task parameters"
             )
         merged[self._routing_key] = self._routing_value
+        if idempotency_key is not None:
+            names.check_name(idempotency_key, what="enqueue_task idempotency_key")
+            # a key space per sub-workflow: another sub-workflow may use the same key
+            idempotency_key = f"{self._routing_key}={self._routing_value}/{idempotency_key}"
         super().enqueue_task(
             task_name,
             merged,

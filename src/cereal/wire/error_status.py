@@ -81,6 +81,12 @@ def error_from_rpc(exc: grpc.RpcError) -> Exception:
             return rebuild(str(value), details)
     code = exc.code()
     name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-    error = errors.DriverError(f"cereal server call failed: {name}: {details}")
+    error: errors.DriverError
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        error = errors.NotOfferedError(
+            f"the cereal server does not offer this call (an older release?): {details}"
+        )
+    else:
+        error = errors.DriverError(f"cereal server call failed: {name}: {details}")
     error.__cause__ = exc
     return error

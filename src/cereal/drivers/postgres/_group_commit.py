@@ -248,5 +248,7 @@ async def run_decisions_merged(
                 QUERIES["apply_decisions"],
                 {**merged, "task_idempotency_keys": keyed, "note": note},
             )
-            applied = {row["id"]: row for row in await cur.fetchall()}
-    return [[applied.get(decision["instance_id"])] for decision in decisions]
+            # by position: a group may hold a lapsed claim's decision beside the live
+            # one's for the same instance, and only the applied one is answered
+            applied = {row["position"]: row for row in await cur.fetchall()}
+    return [[applied.get(position)] for position in range(1, len(decisions) + 1)]

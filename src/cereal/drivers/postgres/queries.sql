@@ -90,8 +90,10 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007, 0008, 0019, 0020, 0021 and 0025); returns the instance ids whose decision was applied.
-SELECT d.id FROM cereal_apply_decisions(
+-- 0007, 0008, 0019, 0020, 0021 and 0025); returns the instance id and position of
+-- each decision applied.
+SELECT d.applied_instance_id AS id, d.applied_position AS position
+FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
     %(errors)s::text[], %(event_ids)s::bigint[], %(result_ids)s::bigint[],
@@ -102,7 +104,7 @@ SELECT d.id FROM cereal_apply_decisions(
     %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[],
     %(task_rate_limit_starts)s::integer[],
     %(task_rate_limit_seconds)s::double precision[],
-    %(task_priorities)s::integer[], %(task_idempotency_keys)s::text[]) AS d(id)
+    %(task_priorities)s::integer[], %(task_idempotency_keys)s::text[]) AS d
 
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.

@@ -19,15 +19,22 @@ CREATE TABLE cereal_task_keys (
 -- the group has one). A keyed task is stored only when its run has no task with
 -- that key yet and it is the first of the decision with it; enqueued_tasks counts
 -- only the tasks stored. The instance rows are locked first, and every writer of
--- a run's keys holds its row locked, so the check cannot race. Earlier overloads
+-- a run's keys holds its row locked, so the check cannot race. It answers the
+-- position of each decision applied with its instance id, and stores the tasks
+-- of those decisions only: a group may hold a lapsed claim's decision beside the
+-- live claim's for the same instance (a shared driver, `cereal serve`), and the
+-- lapsed one stores nothing and is not told it was applied. Earlier overloads
 -- stay for processes of older releases.
 CREATE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[], p_task_idempotency_keys text[])
-RETURNS SETOF bigint
+RETURNS TABLE (applied_instance_id bigint, applied_position bigint)
 LANGUAGE plpgsql
 AS $function$
 DECLARE
     v_continued bigint[];
     v_finished bigint[];
+    -- the positions (in p_instance_ids) of the decisions applied
+    v_continued_at bigint[];
+    v_finished_at bigint[];
     -- per task position: whether it is stored (NULL array: every task is)
     v_keep boolean[];
 BEGIN
@@ -74,9 +81,11 @@ BEGIN
         FROM decided
         LEFT JOIN added ON added.owner = decided.position
         WHERE i.id = decided.instance_id AND i.claim_token = decided.token
-        RETURNING i.id
+        RETURNING i.id, decided.position
     )
-    SELECT coalesce(array_agg(id), '{}') INTO v_continued FROM updated;
+    SELECT coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.position), '{}')
+    INTO v_continued, v_continued_at
+    FROM updated AS u;
 
     DELETE FROM cereal_workflow_events
     WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
@@ -100,7 +109,7 @@ BEGIN
                                       retry_policy, concurrency_key, concurrency_limit,
                                       rate_limit_starts, rate_limit_seconds, priority, position)
         JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
-        WHERE i.id = ANY(v_continued) AND coalesce(v_keep[t.position], true)
+        WHERE t.owner = ANY(v_continued_at) AND coalesce(v_keep[t.position], true)
         ORDER BY t.position
         RETURNING id, instance_id, idempotency_key
     )
@@ -109,10 +118,13 @@ BEGIN
     WHERE idempotency_key IS NOT NULL;
 
     WITH finishing AS (
-        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback
+        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback,
+               d.position
         FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
                     p_error_types, p_error_tracebacks)
-             AS d(instance_id, token, finish, result, error, error_type, error_traceback)
+             WITH ORDINALITY
+             AS d(instance_id, token, finish, result, error, error_type, error_traceback,
+                  position)
         WHERE d.finish
     ), gone AS (
         DELETE FROM cereal_workflow_instances AS i
@@ -120,7 +132,7 @@ BEGIN
         WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
         RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
                   finishing.result, finishing.error, finishing.error_type,
-                  finishing.error_traceback
+                  finishing.error_traceback, finishing.position
     ), history AS (
         INSERT INTO cereal_workflow_results
             (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
@@ -130,11 +142,13 @@ BEGIN
         FROM gone
         ORDER BY id
     )
-    SELECT coalesce(array_agg(id), '{}') INTO v_finished FROM gone;
+    SELECT coalesce(array_agg(g.id), '{}'), coalesce(array_agg(g.position), '{}')
+    INTO v_finished, v_finished_at
+    FROM gone AS g;
 
     IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
         PERFORM pg_notify('cereal_wakeup', p_note);
     END IF;
-    RETURN QUERY SELECT unnest(v_continued || v_finished);
+    RETURN QUERY SELECT * FROM unnest(v_continued || v_finished, v_continued_at || v_finished_at);
 END
 $function$;
