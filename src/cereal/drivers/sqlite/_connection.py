@@ -38,6 +38,7 @@ from typing import Any, Literal, LiteralString, TypeVar
 
 from cereal import errors
 from cereal.drivers._batching import Batcher, Failed
+from cereal.drivers.sqlite._wal_index import WalIndexWatch
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ WRITE_GATHER_WINDOW = 0.004
 UNWATCHED_INTERVAL = 1.0
 """Seconds between ``data_version`` reads while no Manager listens (baseline only)."""
 
+VERSION_READ_AT_LEAST = 1.0
+"""Seconds between ``data_version`` reads, at most, when the WAL-index header did not change."""
+
 
 def is_busy(exc: sqlite3.Error) -> bool:
     """True when ``exc`` means another connection holds a lock we waited for."""
@@ -173,6 +177,10 @@ class Connection:
         self._conn: sqlite3.Connection | None = None
         # the data_version last read on the thread (the first as the connection opens)
         self._last_version: int | None = None
+        # the WAL-index header, looked at before each data_version read (None: no map)
+        self._wal_index: WalIndexWatch | None = None
+        # when data_version must be read whatever the header says (monotonic seconds)
+        self._version_due = 0.0
         # per event loop: their queues hold futures of that loop
         self._batchers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, Batcher[Job[Any], Any]
@@ -337,16 +345,34 @@ class Connection:
             # came, so a foreign commit made just after it arrived is never taken for
             # the baseline and missed.
             next_check = time.monotonic() + (interval if watching else UNWATCHED_INTERVAL)
-            if self._conn is None:
+            if self._conn is None or (watching and not self._may_have_changed()):
                 continue
             try:
                 version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.Error:
+                self._version_due = 0.0  # the header moved on: read data_version next time
                 logger.debug("PRAGMA data_version failed", exc_info=True)
                 continue
+            self._version_due = time.monotonic() + VERSION_READ_AT_LEAST
             if watching and self._last_version is not None and version != self._last_version:
                 self._on_foreign_change()
             self._last_version = version
+
+    def _may_have_changed(self) -> bool:
+        """Whether ``data_version`` is worth a read.
+
+        It is when the WAL-index header says a commit happened since the last
+        look, when there is no header to look at, or when the last read is a
+        second old (the header is a shortcut; the version is the authority).
+        """
+        watch = self._wal_index
+        if watch is None:
+            return True
+        if time.monotonic() >= self._version_due:
+            watch.reopen_if_replaced()
+            watch.changed()  # the look is taken before the read, never after it
+            return True
+        return watch.changed()
 
     def _commit_group(self, group: list[Job[Any]]) -> list[Any]:
         """Commit a group of plain writes in one transaction; each one's result.
@@ -478,10 +504,18 @@ class Connection:
         # the first data_version, read now: a foreign commit made before the first
         # poll is then seen as a change, not taken for the baseline
         self._last_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if mode == "wal" and settings.path != ":memory:":
+            # opened after that first read, so the first poll reads data_version
+            # whatever the header says (_version_due is 0): a commit between the
+            # two is not lost
+            self._wal_index = WalIndexWatch.open(settings.path)
         return mode
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
+        watch, self._wal_index = self._wal_index, None
+        if watch is not None:
+            watch.close()
         if conn is not None:
             conn.close()
 
