@@ -1,4 +1,4 @@
-"""Flow control: concurrency keys, rate limits, priorities and task idempotency keys.
+"""Flow control: concurrency keys, rate limits, priorities and idempotency keys.
 
 Three workflows share one task executor and one store:
 
@@ -11,7 +11,9 @@ Three workflows share one task executor and one store:
 * ``triage`` enqueues bulk and urgent tasks interleaved for a single worker:
   every urgent task (priority 9) runs before any bulk one (priority 0);
 * ``signup`` runs two checks, and each check's step asks for the welcome mail
-  under one idempotency key: the run sends it once.
+  under one idempotency key: the run sends it once;
+* ``onboarding`` is enqueued four times under one workflow concurrency key
+  with a limit of 2: two runs start, the others wait their turn.
 
     python examples/07_flow_control.py [--db URL]
 """
@@ -99,6 +101,32 @@ class Signup:
         return w.fail("cancelled")
 
 
+class Onboarding:
+    """Each run sets an account up (one task); counts the runs started and not yet ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[str] = set()
+        self.most = 0
+
+    def on_start(self, w: cereal.WorkflowInstance, ev: cereal.StartEvent) -> cereal.Decision:
+        with self._lock:
+            self._live.add(w.instance_name)
+            self.most = max(self.most, len(self._live))
+        w.enqueue_task("setup", w.instance_name)
+        return w.continue_()
+
+    def on_task_complete(
+        self, w: cereal.WorkflowInstance, ev: cereal.TaskCompleteEvent
+    ) -> cereal.Decision:
+        with self._lock:  # before the run ends (and lets a waiting one start)
+            self._live.discard(w.instance_name)
+        return w.complete(w.instance_name)
+
+    def on_cancel(self, w: cereal.WorkflowInstance, ev: cereal.CancelEvent) -> cereal.Decision:
+        return w.fail("cancelled")
+
+
 class Charges:
     """Counts, per customer, the most charges running at once."""
 
@@ -126,6 +154,9 @@ async def main(db: str) -> None:
     manager.register_workflow_executor("mailing", Enqueue(mailing))
     manager.register_workflow_executor("triage", Enqueue(triage))
     manager.register_workflow_executor("signup", Signup())
+    onboarding = Onboarding()
+    manager.register_workflow_executor("onboarding", onboarding)
+    manager.register_task_executor("setup", lambda task: time.sleep(0.1), workers=4)
     mails: list[str] = []
     manager.register_task_executor("charge", charge.run, workers=8)
     manager.register_task_executor(
@@ -139,6 +170,10 @@ async def main(db: str) -> None:
     async with manager:
         for name in ("charges", "mailing", "triage", "signup"):
             await manager.enqueue_workflow(name, "run")
+        for n in range(4):
+            await manager.enqueue_workflow(
+                "onboarding", f"customer-{n}", concurrency_key="onboarding", concurrency_limit=2
+            )
 
         while len(sent) < 2:
             await asyncio.sleep(0.05)
@@ -153,6 +188,10 @@ async def main(db: str) -> None:
         print(f"triage order: {', '.join(triaged)}")
         signup = await wait_finished(manager, "signup", "run", timeout=30)
         print(f"signup finished: {signup.get_result()} tasks, welcome mails sent: {len(mails)}")
+        for n in range(4):
+            await wait_finished(manager, "onboarding", f"customer-{n}", timeout=30)
+        held = "held" if onboarding.most <= 2 else f"broken: {onboarding.most} at once"
+        print(f"onboarding: 4 runs finished, the limit of 2 started at once {held}")
 
 
 if __name__ == "__main__":

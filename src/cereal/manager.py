@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -543,6 +544,8 @@ class Manager:
         *,
         connection: object | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> EnqueuedWorkflow:
         """Start a new instance; returns which run the call stands for.
 
@@ -553,6 +556,16 @@ class Manager:
         instance name), whether it is live or finished: a client retrying a
         request it is unsure about starts one run. The key is recorded in the
         transaction that creates the run. Keys are per workflow name.
+
+        With ``concurrency_key`` and ``concurrency_limit`` (1-10 000): of the
+        live runs carrying the key (of any workflow name), at most the limit
+        are started at once, across every process sharing the store. A run
+        over the limit is created at once (its names are taken, it is listed,
+        ``waiting_for_key``) but its events, a cancel's included, are not
+        delivered until a started run of the key ends; then the oldest waiting
+        run is started, in the same transaction. Runs sharing a key should
+        share the limit (a waiting run starts when fewer than its own limit
+        are started). A failed run requeued goes back under its key.
 
         With ``connection``, the instance is written on the caller's open
         transaction (the outbox pattern): it exists if and only if the caller
@@ -567,8 +580,11 @@ class Manager:
                 (with a key: a key not seen within its window; it is not recorded).
             ValueError / TypeError: bad names or key, or parameters that are not
                 JSON or too large.
-            ValueError: ``idempotency_key`` together with ``connection`` (not supported).
+            ValueError: ``idempotency_key`` or ``concurrency_key`` together with
+                ``connection`` (not supported); a concurrency key without a limit,
+                or a limit without a key, or out of 1-10 000.
             DriverError: the driver offers no idempotency keys.
+            NotOfferedError: the driver (or server) offers no workflow concurrency keys.
             TypeError: ``connection`` is not of a type the driver takes (the
                 memory driver takes none).
             ValueError: ``connection`` has no open transaction (autocommit) or
@@ -583,20 +599,29 @@ class Manager:
             check_start_key(idempotency_key)
             if connection is not None:
                 raise ValueError("idempotency_key cannot be combined with connection=")
+        validation.check_workflow_concurrency(
+            concurrency_key, concurrency_limit, where="enqueue_workflow"
+        )
+        if concurrency_key is not None and connection is not None:
+            raise ValueError("concurrency_key cannot be combined with connection=")
+        run = _NewRun(
+            workflow_name,
+            instance_name,
+            encoded,
+            idempotency_key,
+            None
+            if concurrency_key is None or concurrency_limit is None
+            else (concurrency_key, concurrency_limit),
+        )
         driver = await self._storage()
         if self._observer is None:
-            existing = await self._store_new_instance(
-                driver, connection, workflow_name, instance_name, encoded, idempotency_key
-            )
+            existing = await self._store_new_instance(driver, connection, run)
         else:
             with self._observer.enqueue(workflow_name, instance_name) as observed:
                 existing = await self._store_new_instance(
                     driver,
                     connection,
-                    workflow_name,
-                    instance_name,
-                    encoded,
-                    idempotency_key,
+                    run,
                     # an observer written before trace contexts may yield anything
                     getattr(observed, "traceparent", None),
                 )
@@ -611,10 +636,7 @@ class Manager:
     async def _store_new_instance(
         driver: Driver,
         connection: object | None,
-        workflow_name: str,
-        instance_name: str,
-        encoded: bytes | None,
-        idempotency_key: str | None,
+        run: _NewRun,
         traceparent: str | None = None,
     ) -> str | None:
         """Write the instance on the driver's own connection, or in the caller's transaction.
@@ -625,16 +647,34 @@ class Manager:
         when it was written, else (a start key within its window) the
         instance name the key started.
         """
-        traced = {"traceparent": traceparent} if usable_traceparent(traceparent) else {}
-        if idempotency_key is not None:
+        traced = traceparent if usable_traceparent(traceparent) else None
+        # passed only when set: a driver written before these options keeps working
+        extra = {} if traced is None else {"traceparent": traced}
+        workflow_name, instance_name, parameters = (
+            run.workflow_name,
+            run.instance_name,
+            run.parameters,
+        )
+        if run.concurrency is not None:
+            key, limit = run.concurrency
+            return await driver.enqueue_keyed_workflow(
+                workflow_name,
+                instance_name,
+                parameters,
+                key,
+                limit,
+                idempotency_key=run.idempotency_key,
+                traceparent=traced,
+            )
+        if run.idempotency_key is not None:
             return await driver.enqueue_workflow_once(
-                workflow_name, instance_name, encoded, idempotency_key, **traced
+                workflow_name, instance_name, parameters, run.idempotency_key, **extra
             )
         if connection is None:
-            await driver.enqueue_workflow(workflow_name, instance_name, encoded, **traced)
+            await driver.enqueue_workflow(workflow_name, instance_name, parameters, **extra)
         else:
             await driver.enqueue_workflow_in_transaction(
-                connection, workflow_name, instance_name, encoded, **traced
+                connection, workflow_name, instance_name, parameters, **extra
             )
         return None
 
@@ -1168,6 +1208,18 @@ class Manager:
         scheduler = self._scheduler
         if scheduler is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(scheduler.instance_ended)
+
+
+@dataclass(frozen=True)
+class _NewRun:
+    """What an enqueue stores: the names, parameters and the options of the start."""
+
+    workflow_name: str
+    instance_name: str
+    parameters: bytes | None
+    idempotency_key: str | None
+    concurrency: tuple[str, int] | None
+    """The workflow concurrency key and its limit."""
 
 
 def _log_crash(job: asyncio.Task[None]) -> None:

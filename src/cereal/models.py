@@ -89,6 +89,19 @@ class WorkflowInstanceData:
     parent, so one run is one trace. Set on the runs a claim hands out;
     lookups and listings may leave it ``None``.
     """
+    concurrency_key: str | None = None
+    """The run's workflow concurrency key, if it was enqueued with one (lookups fill it)."""
+    concurrency_limit: int | None = None
+    """How many runs of :attr:`concurrency_key` may be started and live at once."""
+    waiting_for_key: bool = False
+    """A live run not started yet: its key has as many started live runs as its limit."""
+
+    def concurrency_text(self) -> str:
+        """Its workflow concurrency key in words: ``k (at most 2; waiting)`` (empty without)."""
+        if self.concurrency_key is None:
+            return ""
+        waiting = "; waiting for a place" if self.waiting_for_key else ""
+        return f"{self.concurrency_key} (at most {self.concurrency_limit}{waiting})"
 
     def get_parameters(self, type: type[T] | None = None) -> Any:
         """The parameters the instance was enqueued with, decoded."""

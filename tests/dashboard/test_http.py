@@ -587,6 +587,27 @@ async def test_an_instance_page_names_the_idempotency_key_that_started_it(
     assert "Idempotency key" not in plain
 
 
+async def test_an_instance_page_shows_its_workflow_concurrency_key(
+    serve: Any, seed: Manager
+) -> None:
+    # Given two runs of one key with a limit of 1 (escaped on the page): the second waits
+    for name in ("o-1", "o-2"):
+        await seed.enqueue_workflow(
+            "orders", name, None, concurrency_key="customer <7>", concurrency_limit=1
+        )
+    await seed.enqueue_workflow("orders", "o-3", None)
+    with serve() as base:
+        visitor = Visitor(base)
+        status, started = await asyncio.to_thread(visitor.get, _instance_path("orders", "o-1"))
+        _, waiting = await asyncio.to_thread(visitor.get, _instance_path("orders", "o-2"))
+        _, plain = await asyncio.to_thread(visitor.get, _instance_path("orders", "o-3"))
+    assert status == 200
+    key = '<dd class="workflow-key"><code>customer &lt;7&gt;</code>'
+    assert f'{key} <span class="muted">(at most 1 started at once)</span>' in started
+    assert "(at most 1 started at once; waiting for a place)" in waiting
+    assert "Concurrency key" not in plain
+
+
 async def test_the_instances_page_shows_the_applied_retention(serve: Any, seed: Manager) -> None:
     with serve() as base:
         # Given no trim yet: the page says so

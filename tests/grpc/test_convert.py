@@ -68,6 +68,9 @@ FAILED_RUN = WorkflowInstanceData(
     error_type="builtins.KeyError",
     error_traceback="Traceback ...",
     traceparent=TRACEPARENT,
+    concurrency_key="customer-7",
+    concurrency_limit=2,
+    waiting_for_key=True,
 )
 FAILED_RESULT = TaskResultData(
     task_name="t",

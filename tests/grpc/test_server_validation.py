@@ -96,6 +96,28 @@ async def test_enqueue_with_a_bad_field_is_invalid_argument_and_stores_nothing(
     assert await snapshot(stub) == ([], [], [])
 
 
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"concurrency_key": "k", "concurrency_limit": 0}, "concurrency_limit"),
+        ({"concurrency_key": "k", "concurrency_limit": 10_001}, "concurrency_limit"),
+        ({"concurrency_key": "", "concurrency_limit": 2}, "concurrency_key"),
+        ({"concurrency_key": "a\x00b", "concurrency_limit": 2}, "concurrency_key"),
+        ({"concurrency_key": "k", "concurrency_limit": 2, "idempotency_key": ""}, "idempotency"),
+    ],
+)
+async def test_a_keyed_enqueue_with_a_bad_field_is_invalid_argument_and_stores_nothing(
+    stub: Any, fields: dict[str, Any], field: str
+) -> None:
+    request = pb.EnqueueKeyedWorkflowRequest(workflow_name=WF, instance_name=INST, **fields)
+
+    error = await refused(stub.EnqueueKeyedWorkflow(request))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    assert await snapshot(stub) == ([], [], [])
+
+
 def schedule_request(**fields: Any) -> pb.CreateScheduleRequest:
     request = pb.CreateScheduleRequest(
         workflow_name=WF,

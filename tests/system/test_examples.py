@@ -20,6 +20,7 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
     "07_flow_control.py": (
         "triage order: urgent-0, urgent-1, urgent-2, bulk-0, bulk-1, bulk-2",
         "signup finished: 3 tasks, welcome mails sent: 1",
+        "onboarding: 4 runs finished, the limit of 2 started at once held",
     ),
 }
 

@@ -181,6 +181,22 @@ def check_new_task(task: NewTask, *, where: str, max_bytes: int) -> NewTask:
     return task
 
 
+def check_workflow_concurrency(key: object, limit: object, *, where: str) -> None:
+    """Refuse a bad workflow concurrency key or limit: they go together, or neither.
+
+    Raises:
+        ValueError / TypeError: naming the field.
+    """
+    if key is None and limit is None:
+        return
+    if key is None or limit is None:
+        raise ValueError(
+            f"{where}: concurrency_key and concurrency_limit go together (got "
+            f"concurrency_key={key!r:.80}, concurrency_limit={limit!r})"
+        )
+    check_concurrency(key, limit, where=where)
+
+
 MAX_CONCURRENCY_LIMIT = 10_000
 """The highest concurrency limit a task may carry."""
 

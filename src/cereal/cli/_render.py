@@ -250,6 +250,8 @@ def instance_detail(
     table.add_row("ended", _time(data.ended_at))
     if start_key is not None:
         table.add_row("idempotency key", Text(start_key.idempotency_key))
+    if data.concurrency_key is not None:
+        table.add_row("concurrency key", Text(data.concurrency_text()))
     table.add_row("parameters", _preview(data.parameters, full))
     if data.is_running():
         table.add_row("payload", _preview(data.payload, full))

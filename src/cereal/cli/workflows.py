@@ -190,6 +190,9 @@ def show(
             "events": [_render.instance_event_dict(event) for event in events],
             "older_events": older_events,
             "idempotency_key": None if started is None else started.idempotency_key,
+            "concurrency_key": data.concurrency_key,
+            "concurrency_limit": data.concurrency_limit,
+            "waiting_for_key": data.waiting_for_key,
         }
         _render.print_json({**_render.instance_dict(data), **failure, **pages})
     else:
@@ -277,6 +280,23 @@ def enqueue(
             " (that run is reported instead).",
         ),
     ] = None,
+    concurrency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency-key",
+            metavar="KEY",
+            help="Run under this workflow concurrency key (with --concurrency-limit): beyond"
+            " the limit of its started live runs, the run waits its turn.",
+        ),
+    ] = None,
+    concurrency_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency-limit",
+            metavar="N",
+            help="How many runs of --concurrency-key may be started at once (1-10000).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Start a new instance (a running worker with this workflow registered will run it)."""
@@ -287,7 +307,12 @@ def enqueue(
         async with storage_manager(ctx, writes="the enqueued run") as manager:
             outcome.append(
                 await manager.enqueue_workflow(
-                    workflow_name, instance_name, value, idempotency_key=idempotency_key
+                    workflow_name,
+                    instance_name,
+                    value,
+                    idempotency_key=idempotency_key,
+                    concurrency_key=concurrency_key,
+                    concurrency_limit=concurrency_limit,
                 )
             )
             await workers.warn_if_unhandled(manager, workflow_name)

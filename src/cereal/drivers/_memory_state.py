@@ -70,6 +70,11 @@ class LiveInstance:
     traceparent: str | None = None
     # the idempotency keys of the run's tasks, each with the sequence of its task
     task_keys: dict[str, int] = field(default_factory=dict)
+    # a workflow concurrency key: at most concurrency_limit runs of it started at once;
+    # a run over the limit waits (its events are not delivered) until its turn
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    waiting: bool = False
 
     @property
     def key(self) -> Key:
@@ -211,6 +216,12 @@ class MemoryState:
         self.start_keys: dict[Key, tuple[str, datetime]] = {}
         # the history retention the sweeps last applied, and when it was first applied
         self.retention_applied: tuple[HistoryRetention, datetime] | None = None
+        # per workflow concurrency key: its started live runs, and its waiting ones
+        # in enqueue order (keys with none are dropped)
+        self.key_runs: dict[str, set[LiveInstance]] = {}
+        self.key_waiting: dict[str, list[LiveInstance]] = {}
+        # workflow names of runs started from waiting, for the driver's wakeups
+        self.admitted: list[str] = []
 
     # ---- instances and events --------------------------------------------------
 
@@ -221,17 +232,60 @@ class MemoryState:
         parameters: bytes | None,
         now: datetime,
         traceparent: str | None = None,
+        concurrency: tuple[str, int] | None = None,
     ) -> LiveInstance:
-        """Create a live instance with its start event, or raise if one is live."""
+        """Create a live instance with its start event, or raise if one is live.
+
+        With ``concurrency`` (key, limit) the run is started only while fewer
+        than the limit of the key's live runs are; else it waits its turn.
+        """
         key = (workflow_name, instance_name)
         if key in self.instances:
             raise errors.WorkflowInstanceExistsError()
         inst = LiveInstance(
             workflow_name, instance_name, parameters, started_at=now, traceparent=traceparent
         )
+        if concurrency is not None:
+            inst.concurrency_key, inst.concurrency_limit = concurrency
+            started = self.key_runs.setdefault(inst.concurrency_key, set())
+            if len(started) < inst.concurrency_limit:
+                started.add(inst)
+            else:
+                inst.waiting = True
+                self.key_waiting.setdefault(inst.concurrency_key, []).append(inst)
         self.instances[key] = inst
         self.add_event(inst, WorkflowEventType.START, now)
         return inst
+
+    def _release_key(self, inst: LiveInstance) -> None:
+        """``inst`` ended: start the waiting runs of its key that now fit."""
+        key = inst.concurrency_key
+        if key is None:
+            return
+        waiting = self.key_waiting.setdefault(key, [])
+        started = self.key_runs.setdefault(key, set())
+        if inst.waiting:
+            waiting.remove(inst)
+        else:
+            started.discard(inst)
+        while waiting:
+            first = waiting[0]
+            if len(started) >= (first.concurrency_limit or 1):
+                break
+            waiting.pop(0)
+            first.waiting = False
+            started.add(first)
+            self.mark_ready(first)
+            self.admitted.append(first.workflow_name)
+        if not waiting:
+            self.key_waiting.pop(key, None)
+        if not started:
+            self.key_runs.pop(key, None)
+
+    def take_admitted(self) -> list[str]:
+        """The workflow names of runs started from waiting since the last call."""
+        names, self.admitted = self.admitted, []
+        return list(dict.fromkeys(names))
 
     def add_instance_once(
         self,
@@ -241,6 +295,7 @@ class MemoryState:
         key: str,
         now: datetime,
         traceparent: str | None = None,
+        concurrency: tuple[str, int] | None = None,
     ) -> str | None:
         """:meth:`add_instance` unless ``key`` started a run within the window.
 
@@ -249,7 +304,7 @@ class MemoryState:
         recorded = self.start_keys.get((workflow_name, key))
         if recorded is not None and recorded[1] > now - START_KEY_WINDOW:
             return recorded[0]
-        self.add_instance(workflow_name, instance_name, parameters, now, traceparent)
+        self.add_instance(workflow_name, instance_name, parameters, now, traceparent, concurrency)
         self.start_keys[(workflow_name, key)] = (instance_name, now)
         return None
 
@@ -268,8 +323,16 @@ class MemoryState:
         self.mark_ready(inst)
 
     def mark_ready(self, inst: LiveInstance) -> None:
-        """Put ``inst`` in its ready heap if it is unclaimed, has events and is not there."""
-        if inst.claimed_by is not None or inst.ready_seq is not None or not inst.events:
+        """Put ``inst`` in its ready heap if it is unclaimed, has events and is not there.
+
+        A run waiting for its concurrency key is never ready.
+        """
+        if (
+            inst.claimed_by is not None
+            or inst.ready_seq is not None
+            or not inst.events
+            or inst.waiting
+        ):
             return
         inst.ready_seq = next(iter(inst.events))
         heap = self.ready.setdefault(inst.workflow_name, [])
@@ -351,6 +414,7 @@ class MemoryState:
             self.remove_task(task)
         inst.claimed_by = None
         del self.instances[inst.key]
+        self._release_key(inst)
 
     # ---- tasks -----------------------------------------------------------------------
 
@@ -719,6 +783,8 @@ class MemoryState:
             ended_at=row.ended_at,
             error_type=row.error_type,
             error_traceback=row.error_traceback,
+            concurrency_key=None if row.instance is None else row.instance.concurrency_key,
+            concurrency_limit=None if row.instance is None else row.instance.concurrency_limit,
         )
 
     def start_run(
@@ -770,6 +836,9 @@ def live_view(inst: LiveInstance) -> WorkflowInstanceData:
         payload=inst.payload,
         started_at=inst.started_at,
         traceparent=inst.traceparent,
+        concurrency_key=inst.concurrency_key,
+        concurrency_limit=inst.concurrency_limit,
+        waiting_for_key=inst.waiting,
     )
 
 

@@ -255,6 +255,41 @@ class WorkflowStore(abc.ABC):
         ``where.offset`` / ``where.limit`` of that order (:meth:`ListWorkflowFilter.page`).
         """
 
+    async def enqueue_keyed_workflow(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        concurrency_key: str,
+        concurrency_limit: int,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str | None:
+        """Create a run under a workflow concurrency key, started now or when its turn comes.
+
+        As :meth:`enqueue_workflow` (the live instance and its start event, in
+        one transaction), but of the live runs carrying ``concurrency_key``, at
+        most ``concurrency_limit`` are *started*: when as many are, this one
+        is created waiting (``waiting_for_key``; its events are not delivered,
+        a cancel waits with them). Whenever a started run of the key ends
+        (completes, fails, is killed), in the same transaction the oldest
+        waiting runs of the key are started while fewer than their own limit
+        are. The count and the start are made under a lock of the key, so
+        racing enqueues and endings never start more than the limit.
+
+        With ``idempotency_key``: as :meth:`StartKeyStore.enqueue_workflow_once`
+        (returns the instance name the key started within the window, else
+        ``None``). Optional: this default raises.
+
+        Raises:
+            WorkflowInstanceExistsError: a live instance with these names exists.
+            NotOfferedError: the driver keeps no workflow concurrency keys.
+        """
+        raise errors.NotOfferedError(
+            f"{type(self).__name__} does not offer workflow concurrency keys"
+        )
+
     @read_operation(TaskKey, _task_key_lookup)
     async def list_task_keys(
         self, workflow_name: str, instance_name: str, keys: Sequence[str]

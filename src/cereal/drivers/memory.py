@@ -132,6 +132,46 @@ class MemoryDriver(Driver):
             )
         self._wake("workflow", workflow_name)
 
+    async def enqueue_keyed_workflow(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        concurrency_key: str,
+        concurrency_limit: int,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str | None:
+        """See :meth:`Driver.enqueue_keyed_workflow`."""
+        concurrency = (concurrency_key, concurrency_limit)
+        with self._lock:
+            if idempotency_key is None:
+                self._state.add_instance(
+                    workflow_name, instance_name, parameters, utcnow(), traceparent, concurrency
+                )
+                existing = None
+            else:
+                existing = self._state.add_instance_once(
+                    workflow_name,
+                    instance_name,
+                    parameters,
+                    idempotency_key,
+                    utcnow(),
+                    traceparent,
+                    concurrency,
+                )
+        if existing is None:
+            self._wake("workflow", workflow_name)
+        return existing
+
+    def _wake_admitted(self) -> None:
+        """Wake the runners of runs started from waiting for their key (call unlocked)."""
+        with self._lock:
+            names = self._state.take_admitted()
+        for name in names:
+            self._wake("workflow", name)
+
     async def enqueue_workflow_once(
         self,
         workflow_name: str,
@@ -192,6 +232,7 @@ class MemoryDriver(Driver):
         with self._lock:
             inst = self._live(workflow_name, instance_name)
             self._state.finish(inst, None, error, utcnow())
+        self._wake_admitted()
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
@@ -338,8 +379,16 @@ class MemoryDriver(Driver):
                 elif (row.workflow_name, row.instance_name) in self._state.instances:
                     outcomes[run_id] = RequeueOutcome.RUN_LIVE
                 else:
+                    # under the failed run's workflow concurrency key again, if it had one
+                    ended = row.instance
+                    key = None if ended is None else ended.concurrency_key
+                    limit = None if ended is None else ended.concurrency_limit
                     self._state.add_instance(
-                        row.workflow_name, row.instance_name, row.parameters, utcnow()
+                        row.workflow_name,
+                        row.instance_name,
+                        row.parameters,
+                        utcnow(),
+                        concurrency=None if key is None or limit is None else (key, limit),
                     )
                     row.requeued = True
                     outcomes[run_id] = RequeueOutcome.REQUEUED
@@ -612,6 +661,7 @@ class MemoryDriver(Driver):
             outcome = self._state.start_run(row, row.parameters, kill_error, utcnow())
         if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._wake("workflow", workflow_name)
+        self._wake_admitted()
         return outcome
 
     async def has_waiting_schedule_runs(self) -> bool:
@@ -732,6 +782,7 @@ class _MemoryWorkflowCompleter(WorkflowCompleter):
             inst = self._claimed()
             self._driver._state.finish(inst, result, err, utcnow(), failure)
             self._open = False
+        self._driver._wake_admitted()
 
     async def close(self) -> None:
         """Release the claim; without a decision every event stays queued. Idempotent."""
@@ -895,6 +946,7 @@ class _MemoryScheduleCompleter(ScheduledWorkflowCompleter):
             self._release(row)
         if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._driver._wake("workflow", row.workflow_name)
+        self._driver._wake_admitted()
         return outcome
 
     async def disable(self) -> None:

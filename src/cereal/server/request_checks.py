@@ -51,12 +51,21 @@ class RequestChecks:
         validation.check_pair(request.workflow_name, request.instance_name)
 
     def enqueue(
-        self, request: pb.EnqueueWorkflowRequest | pb.EnqueueWorkflowOnceRequest
+        self,
+        request: pb.EnqueueWorkflowRequest
+        | pb.EnqueueWorkflowOnceRequest
+        | pb.EnqueueKeyedWorkflowRequest,
     ) -> bytes | None:
-        """A new run's names, parameters and start key; returns its parameters."""
+        """A new run's names, parameters, start key and concurrency key; its parameters."""
         validation.check_pair(request.workflow_name, request.instance_name)
         if isinstance(request, pb.EnqueueWorkflowOnceRequest):
             check_start_key(request.idempotency_key)
+        if isinstance(request, pb.EnqueueKeyedWorkflowRequest):
+            if request.HasField("idempotency_key"):
+                check_start_key(request.idempotency_key)
+            validation.check_workflow_concurrency(
+                request.concurrency_key, request.concurrency_limit, where="enqueue_workflow"
+            )
         return self.value(request, "parameters", where="enqueue_workflow")
 
     @staticmethod

@@ -228,6 +228,24 @@ class CerealService(pb_grpc.CerealServicer):
         return pb.EnqueueWorkflowOnceResponse(existing_instance_name=existing)
 
     @_unary
+    async def EnqueueKeyedWorkflow(
+        self, request: pb.EnqueueKeyedWorkflowRequest, context: Context
+    ) -> pb.EnqueueWorkflowOnceResponse:
+        """Create a live instance under a workflow concurrency key (see the driver's)."""
+        parameters = self._checks.enqueue(request)
+        driver = await self._driver(context)
+        existing = await driver.enqueue_keyed_workflow(
+            request.workflow_name,
+            request.instance_name,
+            parameters,
+            request.concurrency_key,
+            request.concurrency_limit,
+            idempotency_key=optional_field(request, "idempotency_key"),
+            traceparent=validation.usable_traceparent(optional_field(request, "traceparent")),
+        )
+        return pb.EnqueueWorkflowOnceResponse(existing_instance_name=existing)
+
+    @_unary
     async def CancelWorkflow(self, request: pb.InstanceKey, context: Context) -> pb.Empty:
         """Append a cancel event."""
         self._checks.pair(request)

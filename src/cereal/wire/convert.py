@@ -78,6 +78,9 @@ def _instance_to_pb(instance: WorkflowInstanceData) -> pb.Instance:
         error_type=instance.error_type,
         error_traceback=instance.error_traceback,
         traceparent=instance.traceparent,
+        concurrency_key=instance.concurrency_key,
+        concurrency_limit=instance.concurrency_limit,
+        waiting_for_key=instance.waiting_for_key,
     )
 
 
@@ -95,6 +98,9 @@ def _instance_from_pb(message: pb.Instance) -> WorkflowInstanceData:
         error_type=optional_field(message, "error_type"),
         error_traceback=optional_field(message, "error_traceback"),
         traceparent=optional_field(message, "traceparent"),
+        concurrency_key=optional_field(message, "concurrency_key"),
+        concurrency_limit=optional_field(message, "concurrency_limit"),
+        waiting_for_key=message.waiting_for_key,
     )
 
 

@@ -353,6 +353,34 @@ class GrpcDriver(Driver):
             ),
         )
 
+    async def enqueue_keyed_workflow(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        concurrency_key: str,
+        concurrency_limit: int,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str | None:
+        """See :meth:`Driver.enqueue_keyed_workflow` (a server of an earlier release: refused)."""
+        reply = await self._call(
+            "EnqueueKeyedWorkflow",
+            pb.EnqueueKeyedWorkflowRequest(
+                workflow_name=workflow_name,
+                instance_name=instance_name,
+                parameters=value_to_pb(parameters),
+                concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
+                idempotency_key=idempotency_key,
+                traceparent=traceparent,
+            ),
+        )
+        if reply.HasField("existing_instance_name"):
+            return str(reply.existing_instance_name)
+        return None
+
     async def enqueue_workflow_once(
         self,
         workflow_name: str,

@@ -120,6 +120,9 @@ def instance_from_row(row: Row) -> WorkflowInstanceData:
         error_type=row.get("error_type"),
         error_traceback=row.get("error_traceback"),
         traceparent=row.get("traceparent"),
+        concurrency_key=row.get("concurrency_key"),
+        concurrency_limit=row.get("concurrency_limit"),
+        waiting_for_key=bool(row.get("waiting_for_key")),
     )
 
 

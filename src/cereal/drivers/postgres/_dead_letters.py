@@ -14,6 +14,7 @@ from cereal.drivers._dead_letter_store import check_dead_task_page, check_failed
 from cereal.drivers._inspect_pages import Page, id_cursor, task_cursor
 from cereal.drivers.postgres._base import PostgresBase
 from cereal.drivers.postgres._db import bytes_or_none, fetch_all, fetch_one, instant
+from cereal.drivers.postgres._workflow_keys import start_waiting_runs
 from cereal.models import DeadTask, FailedRun, RequeueOutcome, TaskStatus
 
 
@@ -105,6 +106,9 @@ class PostgresDeadLetters(PostgresBase):
                     if not row["started"]:
                         outcomes[run_id] = RequeueOutcome.RUN_LIVE
                         raise psycopg.Rollback()
+                    key = row["concurrency_key"]
+                    if key is not None:  # back under its key, waiting: started if it fits
+                        await start_waiting_runs(conn, [key])
                     note = self._note([("workflow", row["workflow_name"])])
                     if note is not None:
                         await fetch_one(conn, "notify", {"note": note})

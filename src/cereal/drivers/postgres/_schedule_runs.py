@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from cereal.drivers.base import start_run_plan
 from cereal.drivers.postgres._db import Conn, fetch_one
 from cereal.drivers.postgres._listen import Wake
+from cereal.drivers.postgres._workflow_keys import start_waiting_runs
 from cereal.models import RunOutcome
 
 if TYPE_CHECKING:
@@ -41,18 +42,19 @@ async def start_run(
     schedule_id = {"schedule_id": state["id"]}
     pending = bool(state["run_pending"])
     outcome = start_run_plan(state["overlap"], bool(state["live"]), pending)
+    started: list[str] = []  # runs a replaced run's end started from waiting for its key
     if outcome is RunOutcome.REPLACED:
-        await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
+        started += await _kill(conn, names, kill_error)
     if outcome.started and await fetch_one(conn, "start_scheduled_instance", schedule_id) is None:
         # an instance was enqueued since the check: the policy applies to it
         outcome = start_run_plan(state["overlap"], True, pending)
         if outcome is RunOutcome.REPLACED:
-            await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
+            started += await _kill(conn, names, kill_error)
             await fetch_one(conn, "start_scheduled_instance", schedule_id)
     if outcome is RunOutcome.CANCELLING:
         # no NOTIFY here: record_schedule_run sends the transaction's one
         await fetch_one(conn, "cancel_workflow", {**names, "note": None})
-    wakes: list[Wake] = []
+    wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(started)]
     if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
         wakes.append(("workflow", workflow_name))
     waiting = outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING) or (
@@ -71,3 +73,10 @@ async def start_run(
         },
     )
     return outcome, wakes
+
+
+async def _kill(conn: Conn, names: dict[str, str], kill_error: str) -> list[str]:
+    """Kill the live run of ``names``; the workflows of the runs its key's freed place started."""
+    row = await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
+    freed = None if row is None else row["freed_key"]
+    return await start_waiting_runs(conn, [] if freed is None else [freed])

@@ -33,6 +33,7 @@ from cereal.drivers.base import (
 from cereal.drivers.postgres import _caller_transaction, _maintenance
 from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
+    Conn,
     Row,
     bytes_or_none,
     execute,
@@ -46,6 +47,7 @@ from cereal.drivers.postgres._listen import Wake, encode_note
 from cereal.drivers.postgres._schedules import PostgresSchedules
 from cereal.drivers.postgres._store_identity import StoreIdentity, read_own
 from cereal.drivers.postgres._workers import PostgresWorkers
+from cereal.drivers.postgres._workflow_keys import start_runs_left_waiting, start_waiting_runs
 from cereal.models import (
     ExpiredLease,
     HistoryRetention,
@@ -155,12 +157,53 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "note": self._note(wakes),
         }
         async with self._connection("enqueue_workflow_once") as conn, conn.transaction():
-            if await fetch_one(conn, "take_start_key", key) is None:
-                found = await fetch_one(conn, "find_start_key", key)
-                assert found is not None  # the row take_start_key met is committed
-                return str(found["instance_name"])
+            existing = await _take_start_key(conn, key)
+            if existing is not None:
+                return existing
             created = await fetch_one(conn, "enqueue_workflow", params)
             if created is None:
+                raise errors.WorkflowInstanceExistsError()  # rolls the key back too
+        self._wake_all(wakes)
+        return None
+
+    async def enqueue_keyed_workflow(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        concurrency_key: str,
+        concurrency_limit: int,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str | None:
+        """See :meth:`Driver.enqueue_keyed_workflow`.
+
+        One transaction: the start key first (if any), then the run, inserted
+        waiting and started under the key's lock when the key has room.
+        """
+        wakes: list[Wake] = [("workflow", workflow_name)]
+        params = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": parameters,
+            "traceparent": traceparent,
+            "concurrency_key": concurrency_key,
+            "concurrency_limit": concurrency_limit,
+            "note": self._note(wakes),
+        }
+        async with self._connection("enqueue_keyed_workflow") as conn, conn.transaction():
+            if idempotency_key is not None:
+                key = {
+                    "workflow_name": workflow_name,
+                    "idempotency_key": idempotency_key,
+                    "instance_name": instance_name,
+                    "window": START_KEY_WINDOW_S,
+                }
+                existing = await _take_start_key(conn, key)
+                if existing is not None:
+                    return existing
+            if await fetch_one(conn, "enqueue_keyed_workflow", params) is None:
                 raise errors.WorkflowInstanceExistsError()  # rolls the key back too
         self._wake_all(wakes)
         return None
@@ -317,11 +360,19 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             WorkflowInstanceNotFoundError: no live instance.
         """
         params = {"workflow_name": workflow_name, "instance_name": instance_name, "error": error}
-        # one statement: the foreign keys' cascade removes tasks, events and results
-        async with self._connection("kill_workflow") as conn:
+        # the foreign keys' cascade removes tasks, events and results; a run under a
+        # workflow concurrency key starts the key's next waiting runs in the same commit
+        async with self._connection("kill_workflow") as conn, conn.transaction():
             row = await fetch_one(conn, "kill_instance", params)
-        if row is None:
-            raise errors.WorkflowInstanceNotFoundError()
+            if row is None:
+                raise errors.WorkflowInstanceNotFoundError()
+            freed = row["freed_key"]
+            started = await start_waiting_runs(conn, [] if freed is None else [freed])
+            wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(started)]
+            note = self._note(wakes)
+            if note is not None:
+                await fetch_one(conn, "notify", {"note": note})
+        self._wake_all(wakes)
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
@@ -517,11 +568,16 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         """Release workflow claims whose holder stopped heartbeating for its expiry.
 
         ``task_expiry`` judges only claims stored without one (by older code).
+        Also starts runs waiting for a workflow concurrency key that has room
+        (a run ended by a process of an earlier release started none).
         """
         expiry = times.seconds(task_expiry, name="task_expiry")
         async with self._connection("release_stale_claims") as conn:
             released = await _maintenance.release_lapsed_claims(conn, expiry)
-            wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(released)]
+            # runs a process of an earlier release left waiting for their key
+            started = await start_runs_left_waiting(conn)
+            names = dict.fromkeys([*released, *started])
+            wakes: list[Wake] = [("workflow", name) for name in names]
             note = self._note(wakes)
             if note is not None:
                 await fetch_one(conn, "notify", {"note": note})
@@ -535,6 +591,15 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         """
         async with self._connection("trim_history") as conn:
             return await _maintenance.trim_history(conn, retention)
+
+
+async def _take_start_key(conn: Conn, key: dict[str, object]) -> str | None:
+    """Record a start key in ``conn``'s transaction; the instance name it started, if in use."""
+    if await fetch_one(conn, "take_start_key", key) is None:
+        found = await fetch_one(conn, "find_start_key", key)
+        assert found is not None  # the row take_start_key met is committed
+        return str(found["instance_name"])
+    return None
 
 
 def _events_of(instance: Row, rows: list[Row]) -> list[WorkflowEvent]:

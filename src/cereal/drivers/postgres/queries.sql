@@ -46,14 +46,38 @@ FROM (SELECT to_regclass('cereal_workflow_instances') AS found) AS t
 LEFT JOIN pg_class AS c ON c.oid = t.found
 LEFT JOIN pg_namespace AS n ON n.oid = c.relnamespace
 
+-- name: enqueue_keyed_workflow
+-- Create a run under a workflow concurrency key, started or waiting (see the
+-- function in migration 0026); no row when the names are live.
+SELECT k.id,
+       CASE WHEN %(note)s::text IS NULL THEN NULL
+            ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
+FROM (SELECT cereal_enqueue_keyed_workflow(
+          %(workflow_name)s, %(instance_name)s, %(parameters)s, %(traceparent)s,
+          %(concurrency_key)s, %(concurrency_limit)s) AS id) AS k
+WHERE k.id IS NOT NULL
+
+-- name: start_waiting_runs
+-- Start the waiting runs of these workflow concurrency keys that now fit (0026);
+-- one row per run started, with its workflow name.
+SELECT s.name AS workflow_name FROM cereal_start_waiting_runs(%(keys)s::text[]) AS s(name)
+
+-- name: keys_with_waiting_runs
+-- Sweep: keys that have a waiting run (at most %(limit)s of them).
+SELECT DISTINCT concurrency_key FROM cereal_workflow_instances
+WHERE waiting_for_key
+LIMIT %(limit)s
+
 -- name: cancel_workflow
--- Append a cancel event to the live instance and mark it ready. Updating the
--- instance row first orders this before or after a concurrent decision or
--- finish (a finish then deletes the event); the update applies to the row's
--- latest version, so a decision that just emptied the queue cannot hide the
--- new event.
+-- Append a cancel event to the live instance and mark it ready (unless it waits
+-- for its workflow concurrency key: its events are delivered once it starts).
+-- Updating the instance row first orders this before or after a concurrent
+-- decision or finish (a finish then deletes the event); the update applies to
+-- the row's latest version, so a decision that just emptied the queue cannot
+-- hide the new event.
 WITH inst AS (
-    UPDATE cereal_workflow_instances SET ready_at = coalesce(ready_at, now())
+    UPDATE cereal_workflow_instances
+    SET ready_at = CASE WHEN waiting_for_key THEN NULL ELSE coalesce(ready_at, now()) END
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
     RETURNING id, workflow_name
 ), ev AS (
@@ -141,19 +165,22 @@ RETURNING i.workflow_name
 -- A kill: as finish_claimed, found by names, whoever holds the claim. It does
 -- not wait for a running callback (a claim is a token in the row, not a lock):
 -- that callback's decision finds the instance gone.
+-- A started run under a workflow concurrency key frees its place: the caller
+-- then starts the key's waiting runs (start_waiting_runs) in the same transaction.
 WITH inst AS (
     DELETE FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
-    RETURNING id, workflow_name, instance_name, parameters, started_at
+    RETURNING id, workflow_name, instance_name, parameters, started_at, concurrency_key,
+              concurrency_limit, waiting_for_key
 ), history AS (
     INSERT INTO cereal_workflow_results
         (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
-         instance_id)
+         instance_id, concurrency_key, concurrency_limit)
     SELECT workflow_name, instance_name, parameters, NULL, %(error)s::text,
-           started_at, clock_timestamp(), id
+           started_at, clock_timestamp(), id, concurrency_key, concurrency_limit
     FROM inst
 )
-SELECT id FROM inst
+SELECT id, CASE WHEN NOT waiting_for_key THEN concurrency_key END AS freed_key FROM inst
 
 -- name: get_workflow_instance
 -- The live instance if any, else the newest finished run.
@@ -161,12 +188,14 @@ SELECT * FROM (
     SELECT 0 AS rank, workflow_name, instance_name, status, parameters, payload,
            NULL::bytea AS result, NULL::text AS error, started_at,
            NULL::timestamptz AS ended_at, NULL::text AS error_type,
-           NULL::text AS error_traceback
+           NULL::text AS error_traceback, concurrency_key, concurrency_limit,
+           waiting_for_key
     FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
     UNION ALL
     (SELECT 1 AS rank, workflow_name, instance_name, 'completed', parameters, NULL,
-            result, error, started_at, ended_at, error_type, error_traceback
+            result, error, started_at, ended_at, error_type, error_traceback,
+            concurrency_key, concurrency_limit, false
      FROM cereal_workflow_results
      WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
      ORDER BY ended_at DESC, id DESC
@@ -942,13 +971,21 @@ LIMIT %(page_limit)s
 -- run with its parameters and a start event. The stamp is an UPDATE of the run's
 -- row: a racing requeue waits for its lock, then finds it stamped and does nothing.
 -- started is 0 when a live run holds the names (the caller rolls the stamp back).
+-- A run under a workflow concurrency key goes back under it, waiting: the caller
+-- then starts the key's waiting runs that fit (start_waiting_runs).
 WITH failed AS (
     UPDATE cereal_workflow_results AS r SET requeued_at = now()
     WHERE r.id = %(run_id)s AND r.error IS NOT NULL AND r.requeued_at IS NULL
-    RETURNING r.workflow_name, r.instance_name, r.parameters
+    RETURNING r.workflow_name, r.instance_name, r.parameters, r.concurrency_key,
+              r.concurrency_limit
 ), inst AS (
-    INSERT INTO cereal_workflow_instances (workflow_name, instance_name, parameters, ready_at)
-    SELECT workflow_name, instance_name, parameters, now() FROM failed
+    INSERT INTO cereal_workflow_instances
+        (workflow_name, instance_name, parameters, ready_at, concurrency_key,
+         concurrency_limit, waiting_for_key)
+    SELECT workflow_name, instance_name, parameters,
+           CASE WHEN concurrency_key IS NULL THEN now() END, concurrency_key,
+           concurrency_limit, concurrency_key IS NOT NULL
+    FROM failed
     ON CONFLICT (workflow_name, instance_name) DO NOTHING
     RETURNING id, workflow_name
 ), ev AS (
@@ -956,7 +993,9 @@ WITH failed AS (
     SELECT id, workflow_name, 'start' FROM inst
     RETURNING instance_id
 )
-SELECT failed.workflow_name, (SELECT count(*) FROM ev) AS started FROM failed
+SELECT failed.workflow_name, failed.concurrency_key,
+       (SELECT count(*) FROM ev) AS started
+FROM failed
 
 -- name: take_start_key
 -- Record a start key, or take over one past its window; no row when the key

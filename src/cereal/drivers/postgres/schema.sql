@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0025_task_idempotency_keys
+-- Latest migration: 0026_workflow_concurrency_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -222,21 +222,25 @@ CREATE TRIGGER cereal_workflow_events_history AFTER INSERT ON cereal_workflow_ev
 CREATE SEQUENCE cereal_workflow_events_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
 
 CREATE TABLE cereal_workflow_instances (
-    id              bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
-    workflow_name   text                     NOT NULL,
-    instance_name   text                     NOT NULL,
-    status          text                     DEFAULT 'starting'::text NOT NULL,
-    parameters      bytea,
-    payload         bytea,
-    enqueued_tasks  bigint                   DEFAULT 0 NOT NULL,
-    completed_tasks bigint                   DEFAULT 0 NOT NULL,
-    started_at      timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at      timestamp with time zone DEFAULT now() NOT NULL,
-    ready_at        timestamp with time zone,
-    claim_token     uuid,
-    claimed_at      timestamp with time zone,
-    claim_expiry    double precision,
-    traceparent     text,
+    id                bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    workflow_name     text                     NOT NULL,
+    instance_name     text                     NOT NULL,
+    status            text                     DEFAULT 'starting'::text NOT NULL,
+    parameters        bytea,
+    payload           bytea,
+    enqueued_tasks    bigint                   DEFAULT 0 NOT NULL,
+    completed_tasks   bigint                   DEFAULT 0 NOT NULL,
+    started_at        timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at        timestamp with time zone DEFAULT now() NOT NULL,
+    ready_at          timestamp with time zone,
+    claim_token       uuid,
+    claimed_at        timestamp with time zone,
+    claim_expiry      double precision,
+    traceparent       text,
+    concurrency_key   text,
+    concurrency_limit integer,
+    waiting_for_key   boolean                  DEFAULT false NOT NULL,
+    CONSTRAINT cereal_workflow_instances_concurrency CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL) AND (concurrency_limit IS NULL OR concurrency_limit >= 1) AND (NOT waiting_for_key OR concurrency_key IS NOT NULL AND ready_at IS NULL)),
     CONSTRAINT cereal_workflow_instances_name UNIQUE (workflow_name, instance_name),
     CONSTRAINT cereal_workflow_instances_pkey PRIMARY KEY (id),
     CONSTRAINT cereal_workflow_instances_status CHECK (status = ANY (ARRAY['starting'::text, 'running'::text]))
@@ -248,22 +252,28 @@ CREATE INDEX cereal_workflow_instances_claims ON cereal_workflow_instances USING
 
 CREATE INDEX cereal_workflow_instances_instance_name ON cereal_workflow_instances USING btree (instance_name);
 
+CREATE INDEX cereal_workflow_instances_started_by_key ON cereal_workflow_instances USING btree (concurrency_key) WHERE concurrency_key IS NOT NULL AND NOT waiting_for_key;
+
+CREATE INDEX cereal_workflow_instances_waiting_by_key ON cereal_workflow_instances USING btree (concurrency_key, id) WHERE waiting_for_key;
+
 -- the identity of cereal_workflow_instances.id
 CREATE SEQUENCE cereal_workflow_instances_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
 
 CREATE TABLE cereal_workflow_results (
-    id              bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
-    workflow_name   text                     NOT NULL,
-    instance_name   text                     NOT NULL,
-    parameters      bytea,
-    result          bytea,
-    error           text,
-    started_at      timestamp with time zone NOT NULL,
-    ended_at        timestamp with time zone DEFAULT now() NOT NULL,
-    error_type      text,
-    error_traceback text,
-    instance_id     bigint,
-    requeued_at     timestamp with time zone,
+    id                bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    workflow_name     text                     NOT NULL,
+    instance_name     text                     NOT NULL,
+    parameters        bytea,
+    result            bytea,
+    error             text,
+    started_at        timestamp with time zone NOT NULL,
+    ended_at          timestamp with time zone DEFAULT now() NOT NULL,
+    error_type        text,
+    error_traceback   text,
+    instance_id       bigint,
+    requeued_at       timestamp with time zone,
+    concurrency_key   text,
+    concurrency_limit integer,
     CONSTRAINT cereal_workflow_results_pkey PRIMARY KEY (id)
 );
 
@@ -313,6 +323,22 @@ CREATE INDEX cereal_workflow_schedules_waiting ON cereal_workflow_schedules USIN
 CREATE SEQUENCE cereal_workflow_schedules_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
 
 -- Functions and procedures
+
+CREATE OR REPLACE FUNCTION cereal_announce_workflows(p_names text[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_payload text;
+BEGIN
+    SELECT 'cereal-store' || string_agg(E'\nworkflow\t' || n, '' ORDER BY n) INTO v_payload
+    FROM (SELECT DISTINCT unnest(p_names) AS n) AS names;
+    IF octet_length(v_payload) > 7000 THEN
+        v_payload := E'cereal-store\nworkflow\t';  -- too many names: any workflow
+    END IF;
+    PERFORM pg_notify('cereal_wakeup', v_payload);
+END
+$function$;
 
 CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[])
  RETURNS SETOF bigint
@@ -691,6 +717,9 @@ DECLARE
     v_finished_at bigint[];
     -- per task position: whether it is stored (NULL array: every task is)
     v_keep boolean[];
+    -- the workflow concurrency keys of the runs finished, and the runs they let start
+    v_freed text[];
+    v_admitted text[];
 BEGIN
     PERFORM 1 FROM cereal_workflow_instances
     WHERE id = ANY(p_instance_ids)
@@ -786,19 +815,31 @@ BEGIN
         WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
         RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
                   finishing.result, finishing.error, finishing.error_type,
-                  finishing.error_traceback, finishing.position
+                  finishing.error_traceback, finishing.position, i.concurrency_key,
+                  i.concurrency_limit, i.waiting_for_key
     ), history AS (
         INSERT INTO cereal_workflow_results
             (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
-             error_type, error_traceback, instance_id)
+             error_type, error_traceback, instance_id, concurrency_key, concurrency_limit)
         SELECT workflow_name, instance_name, parameters, result, error, started_at,
-               clock_timestamp(), error_type, error_traceback, id
+               clock_timestamp(), error_type, error_traceback, id, concurrency_key,
+               concurrency_limit
         FROM gone
         ORDER BY id
     )
-    SELECT coalesce(array_agg(g.id), '{}'), coalesce(array_agg(g.position), '{}')
-    INTO v_finished, v_finished_at
+    SELECT coalesce(array_agg(g.id), '{}'), coalesce(array_agg(g.position), '{}'),
+           array_agg(DISTINCT g.concurrency_key)
+               FILTER (WHERE g.concurrency_key IS NOT NULL AND NOT g.waiting_for_key)
+    INTO v_finished, v_finished_at, v_freed
     FROM gone AS g;
+
+    -- the finished runs free their keys' places: the next waiting runs start
+    IF v_freed IS NOT NULL THEN
+        SELECT array_agg(s.name) INTO v_admitted FROM cereal_start_waiting_runs(v_freed) AS s(name);
+        IF p_note IS NOT NULL AND v_admitted IS NOT NULL THEN
+            PERFORM cereal_announce_workflows(v_admitted);
+        END IF;
+    END IF;
 
     IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
         PERFORM pg_notify('cereal_wakeup', p_note);
@@ -1186,6 +1227,31 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION cereal_enqueue_keyed_workflow(p_workflow_name text, p_instance_name text, p_parameters bytea, p_traceparent text, p_key text, p_limit integer)
+ RETURNS bigint
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_id bigint;
+    v_started bigint;
+BEGIN
+    INSERT INTO cereal_workflow_instances
+        (workflow_name, instance_name, parameters, ready_at, traceparent, concurrency_key,
+         concurrency_limit, waiting_for_key)
+    VALUES (p_workflow_name, p_instance_name, p_parameters, NULL, p_traceparent, p_key,
+            p_limit, true)
+    ON CONFLICT (workflow_name, instance_name) DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
+    VALUES (v_id, p_workflow_name, 'start');
+    PERFORM cereal_start_waiting_runs(ARRAY[p_key]);
+    RETURN v_id;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION cereal_keys_after(p_task_name text, p_after text, p_count integer)
  RETURNS SETOF text
  LANGUAGE sql
@@ -1251,6 +1317,46 @@ BEGIN
     JOIN cereal_workflow_instances AS i ON i.id = e.instance_id
     LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id;
     RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_start_waiting_runs(p_keys text[])
+ RETURNS SETOF text
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_lock integer;
+    v_key text;
+    v_run record;
+    v_started bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'starting keyed workflow runs needs READ COMMITTED, not %',
+            current_setting('transaction_isolation');
+    END IF;
+    FOR v_lock IN SELECT DISTINCT hashtext(k) FROM unnest(p_keys) AS k ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(1667592823, v_lock);
+    END LOOP;
+    FOR v_key IN SELECT DISTINCT k FROM unnest(p_keys) AS k WHERE k IS NOT NULL ORDER BY 1 LOOP
+        LOOP
+            SELECT w.id, w.workflow_name, w.concurrency_limit INTO v_run
+            FROM cereal_workflow_instances AS w
+            WHERE w.concurrency_key = v_key AND w.waiting_for_key
+            ORDER BY w.id
+            LIMIT 1
+            FOR UPDATE;
+            EXIT WHEN NOT FOUND;
+            SELECT count(*) INTO v_started FROM cereal_workflow_instances AS s
+            WHERE s.concurrency_key = v_key AND NOT s.waiting_for_key;
+            EXIT WHEN v_started >= v_run.concurrency_limit;
+            UPDATE cereal_workflow_instances AS i
+            SET waiting_for_key = false,
+                ready_at = coalesce((SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                                     WHERE e.instance_id = i.id), now())
+            WHERE i.id = v_run.id;
+            RETURN NEXT v_run.workflow_name;
+        END LOOP;
+    END LOOP;
 END
 $function$;
 

@@ -133,9 +133,13 @@ def requeue_runs(
             outcomes[run_id] = RequeueOutcome.NOT_FOUND
             continue
         workflow_name = str(row["workflow_name"])
-        if not _workflows.enqueue(
-            conn, workflow_name, str(row["instance_name"]), blob(row["parameters"])
-        ):
+        names = (workflow_name, str(row["instance_name"]), blob(row["parameters"]))
+        key, limit = row["concurrency_key"], row["concurrency_limit"]
+        if key is None or limit is None:
+            created = _workflows.enqueue(conn, *names)
+        else:  # under its workflow concurrency key again
+            created = _workflows.enqueue_keyed(conn, *names, (str(key), int(limit)))
+        if not created:
             outcomes[run_id] = RequeueOutcome.RUN_LIVE
             continue
         conn.execute(Q["mark_run_requeued"], {"run_id": row["id"], "now": now()})

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from cereal.drivers._lease_ids import row_id
 from cereal.drivers.sqlite._sql import Q
+from cereal.drivers.sqlite._sql import start_waiting_runs as start_waiting_runs_of
 from cereal.drivers.sqlite._tasks import record_outcome, requeue
 from cereal.models import ExpiredLease, LeaseSettlement, TaskStatus
 
@@ -79,3 +80,25 @@ def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
 def release_stale_claims(conn: sqlite3.Connection, at: float, cutoff: float) -> int:
     """Release workflow claims past their claimer's expiry (as :func:`has_stale_claim`)."""
     return int(conn.execute(Q["release_stale_claims"], {"now": at, "cutoff": cutoff}).rowcount)
+
+
+WAITING_KEYS_PER_SWEEP = 100
+"""Workflow concurrency keys with waiting runs a sweep looks at (the next sweep, the rest)."""
+
+
+def has_waiting_run(conn: sqlite3.Connection) -> bool:
+    """Whether any run waits for its workflow concurrency key (a read, before the lock)."""
+    return conn.execute(Q["has_waiting_run"]).fetchone() is not None
+
+
+def start_waiting_runs(conn: sqlite3.Connection) -> list[str]:
+    """Start the waiting runs whose key has room; their workflow names.
+
+    A run's end starts the next waiting runs of its key in its own
+    transaction; this catches those a process of an earlier release ended.
+    """
+    keys = conn.execute(Q["keys_with_waiting_runs"], {"limit": WAITING_KEYS_PER_SWEEP})
+    started: list[str] = []
+    for row in keys.fetchall():
+        started.extend(start_waiting_runs_of(conn, str(row["concurrency_key"])))
+    return started

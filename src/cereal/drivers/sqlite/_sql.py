@@ -80,6 +80,9 @@ def instance_from_row(row: sqlite3.Row) -> WorkflowInstanceData:
         ended_at=maybe_instant(row["ended_at"]),
         error_type=row["error_type"] if "error_type" in columns else None,
         error_traceback=row["error_traceback"] if "error_traceback" in columns else None,
+        concurrency_key=row["concurrency_key"] if "concurrency_key" in columns else None,
+        concurrency_limit=row["concurrency_limit"] if "concurrency_limit" in columns else None,
+        waiting_for_key=bool(row["waiting_for_key"]) if "waiting_for_key" in columns else False,
     )
 
 
@@ -109,10 +112,17 @@ def finish_instance(
     error: str | None,
     at: float,
     failure: FailureDetails | None = None,
-) -> None:
-    """Write the run to history and delete the live instance with everything attached."""
+) -> list[str]:
+    """Write the run to history and delete the live instance with everything attached.
+
+    A run under a workflow concurrency key frees its place: the waiting runs
+    of the key that now fit are started (:func:`start_waiting_runs`).
+
+    Returns:
+        The workflow names of the runs started from waiting.
+    """
     ids = {"instance_id": instance_id}
-    conn.execute(
+    recorded = conn.execute(
         Q["record_history"],
         {
             **ids,
@@ -122,9 +132,21 @@ def finish_instance(
             "error_type": None if failure is None else failure.error_type,
             "error_traceback": None if failure is None else failure.error_traceback,
         },
-    )
+    ).fetchone()
     conn.execute(Q["delete_instance_events"], ids)
     conn.execute(Q["delete_instance_tasks"], ids)
     conn.execute(Q["delete_instance_task_results"], ids)
     conn.execute(Q["delete_instance_task_keys"], ids)
     conn.execute(Q["delete_instance"], ids)
+    key = None if recorded is None else recorded["concurrency_key"]
+    return [] if key is None else start_waiting_runs(conn, str(key))
+
+
+def start_waiting_runs(conn: sqlite3.Connection, concurrency_key: str) -> list[str]:
+    """Start the oldest waiting runs of ``concurrency_key`` while they fit; their workflow names."""
+    started: list[str] = []
+    while True:
+        row = conn.execute(Q["start_waiting_run"], {"concurrency_key": concurrency_key}).fetchone()
+        if row is None:
+            return started
+        started.append(str(row["workflow_name"]))

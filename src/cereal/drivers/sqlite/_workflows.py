@@ -219,21 +219,15 @@ def enqueue(
     ).fetchone()
     if row is None:
         return False
-    conn.execute(
-        Q["insert_event"],
-        {
-            "instance_id": int(row["id"]),
-            "workflow_name": workflow_name,
-            "event_type": WorkflowEventType.START.value,
-            "task_result_id": None,
-            "now": at,
-        },
-    )
+    _start_event(conn, int(row["id"]), workflow_name, at)
     return True
 
 
-def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error: str) -> None:
+def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error: str) -> list[str]:
     """Finish the live instance with ``error`` whether or not it is claimed.
+
+    Returns:
+        The workflow names of runs its end started from waiting for their key.
 
     Raises:
         WorkflowInstanceNotFoundError: no live instance.
@@ -242,7 +236,56 @@ def kill(conn: sqlite3.Connection, workflow_name: str, instance_name: str, error
     row = conn.execute(Q["find_live_instance"], names).fetchone()
     if row is None:
         raise errors.WorkflowInstanceNotFoundError()
-    finish_instance(conn, int(row["id"]), None, error, now())
+    return finish_instance(conn, int(row["id"]), None, error, now())
+
+
+def enqueue_keyed(
+    conn: sqlite3.Connection,
+    workflow_name: str,
+    instance_name: str,
+    params: bytes | None,
+    concurrency: tuple[str, int],
+    traceparent: str | None = None,
+    at: float | None = None,
+) -> bool:
+    """:func:`enqueue` under a workflow concurrency key; False when the names are live.
+
+    The run waits (its start event is not ready) when its key has as many
+    started live runs as ``concurrency``'s limit.
+    """
+    at = now() if at is None else at
+    key, limit = concurrency
+    row = conn.execute(
+        Q["insert_keyed_instance"],
+        {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "parameters": params,
+            "now": at,
+            "traceparent": traceparent,
+            "concurrency_key": key,
+            "concurrency_limit": limit,
+        },
+    ).fetchone()
+    if row is None:
+        return False
+    _start_event(conn, int(row["id"]), workflow_name, at)
+    return True
+
+
+def _start_event(
+    conn: sqlite3.Connection | sqlite3.Cursor, instance_id: int, workflow_name: str, at: float
+) -> None:
+    conn.execute(
+        Q["insert_event"],
+        {
+            "instance_id": instance_id,
+            "workflow_name": workflow_name,
+            "event_type": WorkflowEventType.START.value,
+            "task_result_id": None,
+            "now": at,
+        },
+    )
 
 
 _BY_NAMES = "workflow_name, instance_name"
@@ -418,12 +461,16 @@ class SQLiteWorkflowCompleter(WorkflowCompleter):
         self._check_open()
         claim = self._claim
 
+        started: list[str] = []
+
         def job(conn: sqlite3.Connection) -> bool:
             self._check_claim(conn)
-            finish_instance(conn, claim.instance_id, result, error, now(), failure)
+            started[:] = finish_instance(conn, claim.instance_id, result, error, now(), failure)
             return False
 
         await self._decide(job)
+        for workflow_name in dict.fromkeys(started):  # runs its end started from waiting
+            self._driver._wake("workflow", workflow_name)
 
     def _check_claim(self, conn: sqlite3.Connection) -> None:
         ids = {"instance_id": self._claim.instance_id, "token": self._claim.token}
@@ -484,8 +531,11 @@ def enqueue_once(
     params: bytes | None,
     idempotency_key: str,
     traceparent: str | None = None,
+    concurrency: tuple[str, int] | None = None,
 ) -> str | bool | None:
     """:func:`enqueue` guarded by a start key, in one write transaction.
+
+    With ``concurrency`` (a workflow concurrency key and its limit): :func:`enqueue_keyed`.
 
     Returns:
         None when it created the run (and recorded the key); the instance
@@ -497,7 +547,13 @@ def enqueue_once(
     found = conn.execute(Q["find_start_key"], {**key, "cutoff": at - START_KEY_WINDOW_S}).fetchone()
     if found is not None:
         return str(found["instance_name"])
-    if not enqueue(conn, workflow_name, instance_name, params, traceparent, at):
+    if concurrency is None:
+        created = enqueue(conn, workflow_name, instance_name, params, traceparent, at)
+    else:
+        created = enqueue_keyed(
+            conn, workflow_name, instance_name, params, concurrency, traceparent, at
+        )
+    if not created:
         return False
     # the key's time is its run's start time: shown, a key names the run it started
     conn.execute(Q["record_start_key"], {**key, "instance_name": instance_name, "now": at})

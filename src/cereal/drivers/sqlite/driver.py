@@ -226,6 +226,45 @@ class SQLiteDriver(Driver):
             raise errors.WorkflowInstanceExistsError()
         self._wake("workflow", workflow_name)
 
+    async def enqueue_keyed_workflow(
+        self,
+        workflow_name: str,
+        instance_name: str,
+        parameters: bytes | None,
+        concurrency_key: str,
+        concurrency_limit: int,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str | None:
+        """See :meth:`Driver.enqueue_keyed_workflow`."""
+        concurrency = (concurrency_key, concurrency_limit)
+
+        def job(conn: sqlite3.Connection) -> str | bool | None:
+            if idempotency_key is None:
+                created = _workflows.enqueue_keyed(
+                    conn, workflow_name, instance_name, parameters, concurrency, traceparent
+                )
+                return None if created else False
+            return _workflows.enqueue_once(
+                conn,
+                workflow_name,
+                instance_name,
+                parameters,
+                idempotency_key,
+                traceparent,
+                concurrency,
+            )
+
+        outcome = await self._connection().call(job)
+        if outcome is False:
+            raise errors.WorkflowInstanceExistsError()
+        if outcome is None:
+            self._wake("workflow", workflow_name)
+            return None
+        assert isinstance(outcome, str)
+        return outcome
+
     async def enqueue_workflow_once(
         self,
         workflow_name: str,
@@ -323,9 +362,11 @@ class SQLiteDriver(Driver):
         Raises:
             WorkflowInstanceNotFoundError: no live instance.
         """
-        await self._connection().call(
+        started = await self._connection().call(
             lambda conn: _workflows.kill(conn, workflow_name, instance_name, error)
         )
+        for name in dict.fromkeys(started):  # runs its end started from waiting for a key
+            self._wake("workflow", name)
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
@@ -558,7 +599,11 @@ class SQLiteDriver(Driver):
         return [task_id for task_id, _ in applied]
 
     async def release_stale_claims(self, task_expiry: float) -> int:
-        """Release workflow claims past their claimer's expiry (``task_expiry``: older ones')."""
+        """Release workflow claims past their claimer's expiry (``task_expiry``: older ones').
+
+        Also starts runs waiting for a workflow concurrency key that has room
+        (a run ended by a process of an earlier release started none).
+        """
         expiry = times.seconds(task_expiry, name="task_expiry")
         at = now()
         released: int = await self._connection().call(
@@ -568,6 +613,12 @@ class SQLiteDriver(Driver):
         )
         if released:
             self._wake("workflow", None)
+        none_started: list[str] = []
+        started = await self._connection().call(
+            _maintenance.start_waiting_runs, ready=_maintenance.has_waiting_run, empty=none_started
+        )
+        for name in dict.fromkeys(started):
+            self._wake("workflow", name)
         return released
 
     async def trim_history(self, retention: HistoryRetention) -> int:

@@ -12,6 +12,45 @@ VALUES (:workflow_name, :instance_name, :parameters, :now, :traceparent)
 ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
+-- name: insert_keyed_instance
+-- Create a live instance under a workflow concurrency key (migration 0024): it
+-- waits when its key has as many started live runs as its limit. No row when
+-- the names are live. Counted in the writer's transaction, so never raced.
+INSERT INTO cereal_workflow_instances
+    (workflow_name, instance_name, parameters, started_at, traceparent, concurrency_key,
+     concurrency_limit, waiting_for_key)
+VALUES (:workflow_name, :instance_name, :parameters, :now, :traceparent, :concurrency_key,
+        :concurrency_limit,
+        (SELECT count(*) FROM cereal_workflow_instances
+         WHERE concurrency_key = :concurrency_key AND waiting_for_key = 0) >= :concurrency_limit)
+ON CONFLICT (workflow_name, instance_name) DO NOTHING
+RETURNING id;
+
+-- name: start_waiting_run
+-- Start the oldest waiting run of a key if fewer than its limit of the key's runs
+-- are started: it becomes ready at its oldest event. No row: none was started.
+UPDATE cereal_workflow_instances
+SET waiting_for_key = 0,
+    ready_seq = (SELECT min(e.id) FROM cereal_workflow_events AS e
+                 WHERE e.instance_id = cereal_workflow_instances.id)
+WHERE id = (SELECT w.id FROM cereal_workflow_instances AS w
+            WHERE w.concurrency_key = :concurrency_key AND w.waiting_for_key = 1
+            ORDER BY w.id LIMIT 1)
+  AND (SELECT count(*) FROM cereal_workflow_instances AS s
+       WHERE s.concurrency_key = :concurrency_key AND s.waiting_for_key = 0)
+      < concurrency_limit
+RETURNING workflow_name;
+
+-- name: keys_with_waiting_runs
+-- Sweep: keys that have a waiting run (at most :limit of them), for start_waiting_run.
+SELECT DISTINCT concurrency_key FROM cereal_workflow_instances
+WHERE waiting_for_key = 1
+LIMIT :limit;
+
+-- name: has_waiting_run
+-- Sweep, before taking the write lock: whether any run waits for its key.
+SELECT 1 FROM cereal_workflow_instances WHERE waiting_for_key = 1 LIMIT 1;
+
 -- name: insert_event
 -- Append an event to an instance's queue.
 INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type, task_result_id, enqueued_at)
@@ -160,11 +199,12 @@ WHERE workflow_name = :workflow_name AND instance_name = :instance_name;
 -- Write the finished run of an instance to the history.
 INSERT INTO cereal_workflow_results
     (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
-     error_type, error_traceback, instance_id)
+     error_type, error_traceback, instance_id, concurrency_key, concurrency_limit)
 SELECT workflow_name, instance_name, parameters, :result, :error, started_at, :now,
-       :error_type, :error_traceback, id
+       :error_type, :error_traceback, id, concurrency_key, concurrency_limit
 FROM cereal_workflow_instances
-WHERE id = :instance_id;
+WHERE id = :instance_id
+RETURNING concurrency_key;
 
 -- name: delete_instance_events
 -- Finalisation: the instance's pending events.
@@ -191,14 +231,16 @@ DELETE FROM cereal_workflow_instances WHERE id = :instance_id;
 SELECT * FROM (
     SELECT 1 AS live, workflow_name, instance_name, status, parameters, payload,
            NULL AS result, NULL AS error, started_at, NULL AS ended_at,
-           NULL AS error_type, NULL AS error_traceback
+           NULL AS error_type, NULL AS error_traceback, concurrency_key, concurrency_limit,
+           waiting_for_key
     FROM cereal_workflow_instances
     WHERE workflow_name = :workflow_name AND instance_name = :instance_name
     UNION ALL
     SELECT * FROM (
         SELECT 0 AS live, workflow_name, instance_name, 'completed' AS status, parameters,
                NULL AS payload, result, error, started_at, ended_at,
-               error_type, error_traceback
+               error_type, error_traceback, concurrency_key, concurrency_limit,
+               0 AS waiting_for_key
         FROM cereal_workflow_results
         WHERE workflow_name = :workflow_name AND instance_name = :instance_name
         ORDER BY id DESC
@@ -922,7 +964,7 @@ LIMIT coalesce(:page_limit, -1);
 
 -- name: failed_run_to_requeue
 -- A failed run not requeued yet (no row: none with this id).
-SELECT id, workflow_name, instance_name, parameters
+SELECT id, workflow_name, instance_name, parameters, concurrency_key, concurrency_limit
 FROM cereal_workflow_results
 WHERE id = :run_id AND error IS NOT NULL AND requeued_at IS NULL;
 

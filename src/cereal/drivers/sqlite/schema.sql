@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0023_task_idempotency_keys
+-- Latest migration: 0024_workflow_concurrency_keys
 
 CREATE TABLE cereal_dead_tasks (
     task_id            INTEGER PRIMARY KEY,
@@ -222,7 +222,7 @@ AFTER INSERT ON cereal_workflow_events
 BEGIN
     UPDATE cereal_workflow_instances
     SET ready_seq = NEW.id
-    WHERE id = NEW.instance_id AND ready_seq IS NULL;
+    WHERE id = NEW.instance_id AND ready_seq IS NULL AND waiting_for_key = 0;
 END;
 
 CREATE TABLE cereal_workflow_instances (
@@ -240,6 +240,9 @@ CREATE TABLE cereal_workflow_instances (
     claim_expiry       REAL,
     ready_seq          INTEGER,
     traceparent        TEXT,
+    concurrency_key    TEXT,
+    concurrency_limit  INTEGER,
+    waiting_for_key    INTEGER NOT NULL DEFAULT 0,
     UNIQUE (workflow_name, instance_name)
 );
 
@@ -247,19 +250,25 @@ CREATE INDEX cereal_workflow_instances_claims ON cereal_workflow_instances (clai
 
 CREATE INDEX cereal_workflow_instances_ready ON cereal_workflow_instances (workflow_name, ready_seq) WHERE ready_seq IS NOT NULL AND claim_token IS NULL;
 
+CREATE INDEX cereal_workflow_instances_started_by_key ON cereal_workflow_instances (concurrency_key) WHERE concurrency_key IS NOT NULL AND waiting_for_key = 0;
+
+CREATE INDEX cereal_workflow_instances_waiting_by_key ON cereal_workflow_instances (concurrency_key, id) WHERE waiting_for_key = 1;
+
 CREATE TABLE cereal_workflow_results (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_name   TEXT NOT NULL,
-    instance_name   TEXT NOT NULL,
-    parameters      BLOB,
-    result          BLOB,
-    error           TEXT,
-    started_at      REAL NOT NULL,
-    ended_at        REAL NOT NULL,
-    error_type      TEXT,
-    error_traceback TEXT,
-    instance_id     INTEGER,
-    requeued_at     REAL
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_name     TEXT NOT NULL,
+    instance_name     TEXT NOT NULL,
+    parameters        BLOB,
+    result            BLOB,
+    error             TEXT,
+    started_at        REAL NOT NULL,
+    ended_at          REAL NOT NULL,
+    error_type        TEXT,
+    error_traceback   TEXT,
+    instance_id       INTEGER,
+    requeued_at       REAL,
+    concurrency_key   TEXT,
+    concurrency_limit INTEGER
 );
 
 CREATE INDEX cereal_workflow_results_by_end ON cereal_workflow_results (ended_at);

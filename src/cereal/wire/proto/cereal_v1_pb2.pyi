@@ -16,7 +16,7 @@ class Value(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at", "error_type", "error_traceback", "traceparent")
+    __slots__ = ("workflow_name", "instance_name", "status", "parameters", "payload", "result", "err", "started_at", "ended_at", "error_type", "error_traceback", "traceparent", "concurrency_key", "concurrency_limit", "waiting_for_key")
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,9 @@ class Instance(_message.Message):
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     ERROR_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_KEY_FIELD_NUMBER: _ClassVar[int]
     workflow_name: str
     instance_name: str
     status: str
@@ -41,7 +44,10 @@ class Instance(_message.Message):
     error_type: str
     error_traceback: str
     traceparent: str
-    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    concurrency_key: str
+    concurrency_limit: int
+    waiting_for_key: bool
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., status: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., payload: _Optional[_Union[Value, _Mapping]] = ..., result: _Optional[_Union[Value, _Mapping]] = ..., err: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_type: _Optional[str] = ..., error_traceback: _Optional[str] = ..., traceparent: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., waiting_for_key: _Optional[bool] = ...) -> None: ...
 
 class TaskResult(_message.Message):
     __slots__ = ("task_name", "status", "parameters", "error_text", "result", "error_type", "error_traceback", "attempts", "traceparent")
@@ -206,6 +212,24 @@ class EnqueueWorkflowOnceRequest(_message.Message):
     idempotency_key: str
     traceparent: str
     def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
+
+class EnqueueKeyedWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_name", "instance_name", "parameters", "concurrency_key", "concurrency_limit", "idempotency_key", "traceparent")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    instance_name: str
+    parameters: Value
+    concurrency_key: str
+    concurrency_limit: int
+    idempotency_key: str
+    traceparent: str
+    def __init__(self, workflow_name: _Optional[str] = ..., instance_name: _Optional[str] = ..., parameters: _Optional[_Union[Value, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class EnqueueWorkflowOnceResponse(_message.Message):
     __slots__ = ("existing_instance_name",)

@@ -44,6 +44,11 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceResponse.FromString,
                 _registered_method=True)
+        self.EnqueueKeyedWorkflow = channel.unary_unary(
+                '/cereal.v1.Cereal/EnqueueKeyedWorkflow',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueKeyedWorkflowRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceResponse.FromString,
+                _registered_method=True)
         self.CancelWorkflow = channel.unary_unary(
                 '/cereal.v1.Cereal/CancelWorkflow',
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.InstanceKey.SerializeToString,
@@ -242,6 +247,12 @@ class CerealServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EnqueueWorkflowOnce(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueKeyedWorkflow(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -488,6 +499,11 @@ def add_CerealServicer_to_server(servicer, server):
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceResponse.SerializeToString,
             ),
+            'EnqueueKeyedWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueKeyedWorkflow,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueKeyedWorkflowRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceResponse.SerializeToString,
+            ),
             'CancelWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelWorkflow,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.InstanceKey.FromString,
@@ -727,6 +743,33 @@ class Cereal:
             target,
             '/cereal.v1.Cereal/EnqueueWorkflowOnce',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueKeyedWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cereal.v1.Cereal/EnqueueKeyedWorkflow',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueKeyedWorkflowRequest.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.EnqueueWorkflowOnceResponse.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,30 @@
+"""PostgreSQL: starting the runs that wait for a workflow concurrency key.
+
+A run's end frees its key's place in the transaction that ends it: a
+decision's inside ``cereal_apply_decisions``, a kill's, a schedule's
+replacement's and a failed run's requeue's through :func:`start_waiting_runs`
+(migration 0026 has the function, which locks the keys). The sweep starts
+those a process of an earlier release left waiting.
+"""
+
+from __future__ import annotations
+
+from cereal.drivers.postgres._db import Conn, fetch_all
+
+WAITING_KEYS_PER_SWEEP = 100
+"""Keys with waiting runs one sweep looks at (the next sweep, the rest)."""
+
+
+async def start_waiting_runs(conn: Conn, keys: list[str]) -> list[str]:
+    """Start the waiting runs of ``keys`` that fit, in ``conn``'s transaction; their workflows."""
+    if not keys:
+        return []
+    rows = await fetch_all(conn, "start_waiting_runs", {"keys": keys})
+    return [str(row["workflow_name"]) for row in rows]
+
+
+async def start_runs_left_waiting(conn: Conn) -> list[str]:
+    """Sweep: start the waiting runs whose key has room; their workflow names."""
+    async with conn.transaction():
+        rows = await fetch_all(conn, "keys_with_waiting_runs", {"limit": WAITING_KEYS_PER_SWEEP})
+        return await start_waiting_runs(conn, [str(row["concurrency_key"]) for row in rows])
