@@ -92,6 +92,14 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("sqlite", "drain_keyed", "tasks_per_s"),
         ("sqlite", "drain", "tasks_per_s"),
     ),
+    "keyed_single_vs_single": (
+        ("postgres", "single_keyed", "workflows_per_s"),
+        ("postgres", "single", "workflows_per_s"),
+    ),
+    "sqlite_keyed_single_vs_single": (
+        ("sqlite", "single_keyed", "workflows_per_s"),
+        ("sqlite", "single", "workflows_per_s"),
+    ),
 }
 
 _GE: Callable[[float, float], bool] = operator.ge
@@ -180,6 +188,13 @@ ROWS: list[tuple[str, tuple[str, str], str, tuple[str, ...], str]] = [
         "DBOS workflows/s",
         ("peers", "dbos", "workflows_per_s"),
         "single_vs_dbos",
+    ),
+    (
+        "(b') keyed single-task workflows/s (100 workflow keys, at most 4 each)",
+        ("single_keyed", "workflows_per_s"),
+        "",
+        (),
+        "keyed_single_vs_single",
     ),
     ("(b) start->complete p50 ms", ("single", "complete_p50_ms"), "", (), ""),
     ("(b) start->complete p99 ms", ("single", "complete_p99_ms"), "", (), ""),

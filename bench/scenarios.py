@@ -147,8 +147,14 @@ async def drain(
     return out
 
 
-async def single(url: str, sizes: Sizes, postgres_dsn: str | None) -> Figures:
-    """(b) single-task workflows: rate and start->complete latency; (g) commits per workflow."""
+async def single(
+    url: str, sizes: Sizes, postgres_dsn: str | None, keyed: tuple[int, int] | None = None
+) -> Figures:
+    """(b) single-task workflows: rate and start->complete latency; (g) commits per workflow.
+
+    ``keyed`` (keys, limit): each run is enqueued under workflow concurrency key
+    ``k{i % keys}`` with that limit: the keyed single-task rate, against the plain one.
+    """
     client = await _client(url)
     n = sizes.single_workflows
     try:
@@ -161,7 +167,13 @@ async def single(url: str, sizes: Sizes, postgres_dsn: str | None) -> Figures:
             async def producer() -> None:
                 while not queue.empty():
                     i = queue.get_nowait()
-                    await client.enqueue_workflow(apps.SINGLE, f"s{i}", {"t0": time.time()})
+                    options: dict[str, Any] = {}
+                    if keyed is not None:
+                        keys, limit = keyed
+                        options = {"concurrency_key": f"k{i % keys}", "concurrency_limit": limit}
+                    await client.enqueue_workflow(
+                        apps.SINGLE, f"s{i}", {"t0": time.time()}, **options
+                    )
 
             await asyncio.gather(*(producer() for _ in range(8)))
             await _wait_finished(client, apps.SINGLE, sizes.deadline_s)
@@ -322,6 +334,7 @@ async def run_all(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
         "drain": lambda: _drain(store, sizes),
         "drain_keyed": lambda: _drain(store, sizes, keyed=KEYED_DRAIN),
         "single": lambda: _single(store, sizes),
+        "single_keyed": lambda: _single(store, sizes, keyed=KEYED_SINGLE),
         "pickup": lambda: pickup(store.fresh("pickup"), sizes),
         "fanout_commit": lambda: fanout_commit(store.fresh("fanout"), sizes),
         "backlog": lambda: backlog(store, sizes),
@@ -353,7 +366,15 @@ async def _drain(
     return await drain(url, sizes, postgres_dsn, keyed=keyed)
 
 
-async def _single(store: PostgresStore | SqliteStore, sizes: Sizes) -> Figures:
-    url = store.fresh("single")
+async def _single(
+    store: PostgresStore | SqliteStore, sizes: Sizes, keyed: tuple[int, int] | None = None
+) -> Figures:
+    url = store.fresh("single_keyed" if keyed else "single")
     # (g) is read from PostgreSQL's statistics of the scenario's own database
-    return await single(url, sizes, url if isinstance(store, PostgresStore) else None)
+    postgres_dsn = url if isinstance(store, PostgresStore) else None
+    return await single(url, sizes, postgres_dsn, keyed=keyed)
+
+
+# the keyed single-task workflows: 100 workflow concurrency keys at most 4 started each;
+# the enqueues outrun the workers, so most runs wait and every finish starts the next
+KEYED_SINGLE = (100, 4)

@@ -42,6 +42,13 @@ SCENARIO_KEYS = {
     "drain": {"processes", "tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
     "drain_keyed": {"processes", "tasks", "seconds", "tasks_per_s", "worker_cpu_ms_per_task"},
     "single": {"workflows", "seconds", "workflows_per_s", "complete_p50_ms", "complete_p99_ms"},
+    "single_keyed": {
+        "workflows",
+        "seconds",
+        "workflows_per_s",
+        "complete_p50_ms",
+        "complete_p99_ms",
+    },
     "pickup": {
         "samples",
         "on_start_p50_ms",
@@ -85,6 +92,8 @@ RATIOS = {
     "sqlite_drain_vs_postgres",
     "keyed_drain_vs_drain",
     "sqlite_keyed_drain_vs_drain",
+    "keyed_single_vs_single",
+    "sqlite_keyed_single_vs_single",
 }
 TARGETS = {
     "drain_vs_pgqueuer",
