@@ -97,7 +97,10 @@ class WorkflowInstanceData:
     """A live run not started yet: its key has as many started live runs as its limit."""
 
     def concurrency_text(self) -> str:
-        """Its workflow concurrency key in words: ``k (at most 2; waiting)`` (empty without)."""
+        """Its workflow concurrency key in words: ``k (at most 2; waiting for a place)``.
+
+        Empty for a run without a key.
+        """
         if self.concurrency_key is None:
             return ""
         waiting = "; waiting for a place" if self.waiting_for_key else ""

@@ -113,6 +113,32 @@ async def test_a_key_counts_the_runs_of_every_workflow_name(driver: Driver) -> N
     await release(claimed)
 
 
+async def test_runs_start_in_enqueue_order_whatever_their_limits(driver: Driver) -> None:
+    # Given a started run (limit 1) and a waiting one behind it
+    await keyed(driver, "a", limit=1)
+    await keyed(driver, "b", limit=1)
+
+    # When a run with a higher limit is enqueued
+    await keyed(driver, "c", limit=2)
+
+    # Then it does not go ahead of the older waiting run
+    assert [await waiting(driver, name) for name in "abc"] == [False, True, True]
+
+
+async def test_killing_a_waiting_run_lets_the_run_behind_it_start_if_it_fits(
+    driver: Driver,
+) -> None:
+    # Given a started run (limit 2), a waiting head of limit 1 and a run of limit 2 behind it
+    await keyed(driver, "s", limit=2)
+    await keyed(driver, "w1", limit=1)
+    await keyed(driver, "w2", limit=2)
+    assert await waiting(driver, "w2")
+
+    # When the head is killed, the run behind it fits its own limit and starts
+    await driver.kill_workflow(WF, "w1", "killed")
+    assert not await waiting(driver, "w2")
+
+
 async def test_the_names_of_a_waiting_run_are_taken(driver: Driver) -> None:
     await keyed(driver, "a", limit=1)
     await keyed(driver, "b", limit=1)

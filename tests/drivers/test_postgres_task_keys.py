@@ -136,4 +136,4 @@ async def test_a_lapsed_claims_decision_in_the_group_stores_nothing(
 
     # Then only the live claim's task is stored, counted once, and only it is answered
     assert _stored(postgres_dsn) == [("a", "live", 1)]
-    assert [position for _, position in rows] == [2]
+    assert [(position, started) for _, position, started in rows] == [(2, None)]

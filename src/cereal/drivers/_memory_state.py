@@ -245,16 +245,15 @@ class MemoryState:
         inst = LiveInstance(
             workflow_name, instance_name, parameters, started_at=now, traceparent=traceparent
         )
-        if concurrency is not None:
-            inst.concurrency_key, inst.concurrency_limit = concurrency
-            started = self.key_runs.setdefault(inst.concurrency_key, set())
-            if len(started) < inst.concurrency_limit:
-                started.add(inst)
-            else:
-                inst.waiting = True
-                self.key_waiting.setdefault(inst.concurrency_key, []).append(inst)
         self.instances[key] = inst
+        if concurrency is not None:
+            # queued behind the key's waiting runs, then started if it fits: in enqueue order
+            inst.concurrency_key, inst.concurrency_limit = concurrency
+            inst.waiting = True
+            self.key_waiting.setdefault(concurrency[0], []).append(inst)
         self.add_event(inst, WorkflowEventType.START, now)
+        if concurrency is not None:
+            self._start_waiting(concurrency[0])
         return inst
 
     def _release_key(self, inst: LiveInstance) -> None:
@@ -262,12 +261,16 @@ class MemoryState:
         key = inst.concurrency_key
         if key is None:
             return
+        if inst.waiting:
+            self.key_waiting.setdefault(key, []).remove(inst)
+        else:
+            self.key_runs.setdefault(key, set()).discard(inst)
+        self._start_waiting(key)
+
+    def _start_waiting(self, key: str) -> None:
+        """Start the oldest waiting runs of ``key`` while fewer than their limit are started."""
         waiting = self.key_waiting.setdefault(key, [])
         started = self.key_runs.setdefault(key, set())
-        if inst.waiting:
-            waiting.remove(inst)
-        else:
-            started.discard(inst)
         while waiting:
             first = waiting[0]
             if len(started) >= (first.concurrency_limit or 1):

@@ -163,6 +163,7 @@ class MemoryDriver(Driver):
                 )
         if existing is None:
             self._wake("workflow", workflow_name)
+        self._wake_admitted()
         return existing
 
     def _wake_admitted(self) -> None:
@@ -395,6 +396,7 @@ class MemoryDriver(Driver):
                     started.add(row.workflow_name)
         for workflow_name in sorted(started):
             self._wake("workflow", workflow_name)
+        self._wake_admitted()
         return outcomes
 
     async def requeue_dead_tasks(self, task_ids: Sequence[str]) -> dict[str, RequeueOutcome]:

@@ -37,6 +37,7 @@ from cereal.drivers.postgres._heartbeats import HeartbeatBatcher, heartbeat_batc
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
 from cereal.drivers.postgres._migrate import apply_migrations
 from cereal.drivers.postgres._store_identity import StoreIdentity
+from cereal.drivers.postgres._workflow_keys import WaitingKeysCursor
 from cereal.models import HistoryRetention
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,8 @@ class PostgresBase(Driver):
         self._background: set[asyncio.Task[None]] = set()
         # the store this driver reaches, read at the first transactional enqueue
         self._store_identity: StoreIdentity | None = None
+        # where this process's sweeps go on through keys with runs left waiting
+        self._waiting_keys = WaitingKeysCursor()
         self._beaters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatBatcher] = (
             weakref.WeakKeyDictionary()
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from psycopg.rows import dict_row
 
@@ -50,8 +50,17 @@ class Write:
     announce: Sequence[Wake] = ()
 
 
-GroupRunner = Callable[[Conn, Sequence[Write], str | None], Awaitable[list[list[Row | None]]]]
-"""Commits one group on a connection: each write's rows, in the group's order."""
+class Committed(NamedTuple):
+    """What a group's commit answered."""
+
+    rows: list[list[Row | None]]
+    """Each write's rows, in the group's order."""
+    started: tuple[str, ...] = ()
+    """The workflows of runs the group started from waiting for their key (to announce)."""
+
+
+GroupRunner = Callable[[Conn, Sequence[Write], str | None], Awaitable[Committed]]
+"""Commits one group on a connection: each write's rows, and the runs it started."""
 
 GroupCommitter = Batcher[Write, list[Row | None]]
 """The queue of one kind of write; each caller gets the first row of each of its statements."""
@@ -82,12 +91,17 @@ class GroupFlush:
         note = self._driver._note(elsewhere)
         try:
             async with self._driver._connection("a group commit") as conn:
-                results = await self.runner(conn, group, note)
+                committed = await self.runner(conn, group, note)
+                # runs a finished run's end started from waiting for their key
+                started: list[Wake] = [("workflow", name) for name in committed.started]
+                later = self._driver._note(started)
+                if later is not None:
+                    await conn.execute(QUERIES["notify"], {"note": later})
         finally:
             for promise in promises:
                 promise.settle()
-        self._driver._wake_all(announce)
-        return results
+        self._driver._wake_all([*announce, *started])
+        return committed.rows
 
 
 def group_committer(
@@ -117,7 +131,7 @@ def group_committer(
 
 async def run_each_in_one_transaction(
     conn: Conn, group: Sequence[Write], note: str | None
-) -> list[list[Row | None]]:
+) -> Committed:
     """Send the whole group as one transaction in one round trip; each statement's first row."""
     with translate("a group commit"):
         async with conn.pipeline():
@@ -132,12 +146,10 @@ async def run_each_in_one_transaction(
                     cursors.append(mine)
                 if note is not None:
                     await conn.execute(QUERIES["notify"], {"note": note})
-            return [[await cur.fetchone() for cur in mine] for mine in cursors]
+            return Committed([[await cur.fetchone() for cur in mine] for mine in cursors])
 
 
-async def run_completions_merged(
-    conn: Conn, group: Sequence[Write], note: str | None
-) -> list[list[Row | None]]:
+async def run_completions_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:
     """Complete a group of tasks, and announce them, with one set-based statement.
 
     Each write holds one task's ``complete_tasks`` parameters; together they become
@@ -164,12 +176,10 @@ async def run_completions_merged(
             await cur.execute(QUERIES["complete_tasks"], merged)
             applied = {row["position"]: row for row in await cur.fetchall()}
     # keyed by position, not task id: two writes may carry the same task id
-    return [[applied.get(position)] for position in range(1, len(params) + 1)]
+    return Committed([[applied.get(position)] for position in range(1, len(params) + 1)])
 
 
-async def run_decisions_merged(
-    conn: Conn, group: Sequence[Write], note: str | None
-) -> list[list[Row | None]]:
+async def run_decisions_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:
     """Apply a group of decisions with one statement (``cereal_apply_decisions``).
 
     Each write holds one decision's ``apply_decisions`` parameters (its own
@@ -248,7 +258,13 @@ async def run_decisions_merged(
                 QUERIES["apply_decisions"],
                 {**merged, "task_idempotency_keys": keyed, "note": note},
             )
-            # by position: a group may hold a lapsed claim's decision beside the live
-            # one's for the same instance, and only the applied one is answered
-            applied = {row["position"]: row for row in await cur.fetchall()}
-    return [[applied.get(position)] for position in range(1, len(decisions) + 1)]
+            rows = await cur.fetchall()
+    # by position: a group may hold a lapsed claim's decision beside the live one's for
+    # the same instance, and only the applied one is answered
+    applied = {row["position"]: row for row in rows if row["position"] is not None}
+    started = tuple(
+        dict.fromkeys(row["started_workflow"] for row in rows if row["started_workflow"])
+    )
+    return Committed(
+        [[applied.get(position)] for position in range(1, len(decisions) + 1)], started
+    )

@@ -78,5 +78,6 @@ async def start_run(
 async def _kill(conn: Conn, names: dict[str, str], kill_error: str) -> list[str]:
     """Kill the live run of ``names``; the workflows of the runs its key's freed place started."""
     row = await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
-    freed = None if row is None else row["freed_key"]
-    return await start_waiting_runs(conn, [] if freed is None else [freed])
+    if row is None or row["concurrency_key"] is None or row["waiting_for_key"]:
+        return []  # (a schedule's run carries no key: only a run enqueued so is keyed)
+    return await start_waiting_runs(conn, [row["concurrency_key"]])

@@ -23,8 +23,23 @@ async def start_waiting_runs(conn: Conn, keys: list[str]) -> list[str]:
     return [str(row["workflow_name"]) for row in rows]
 
 
-async def start_runs_left_waiting(conn: Conn) -> list[str]:
-    """Sweep: start the waiting runs whose key has room; their workflow names."""
-    async with conn.transaction():
-        rows = await fetch_all(conn, "keys_with_waiting_runs", {"limit": WAITING_KEYS_PER_SWEEP})
-        return await start_waiting_runs(conn, [str(row["concurrency_key"]) for row in rows])
+class WaitingKeysCursor:
+    """Where a process's sweeps go on through the keys with waiting runs (in key order)."""
+
+    def __init__(self) -> None:
+        self.after = ""
+
+    async def start_runs_left_waiting(self, conn: Conn) -> list[str]:
+        """Sweep: start the waiting runs of the next keys that have room; their workflows.
+
+        Each sweep looks at up to :data:`WAITING_KEYS_PER_SWEEP` keys after the
+        last one it looked at, wrapping round, so every key has its turn
+        however many are full.
+        """
+        params = {"after": self.after, "limit": WAITING_KEYS_PER_SWEEP}
+        async with conn.transaction():
+            rows = await fetch_all(conn, "keys_with_waiting_runs", params)
+            keys = [str(row["concurrency_key"]) for row in rows]
+            started = await start_waiting_runs(conn, keys)
+        self.after = keys[-1] if len(keys) == WAITING_KEYS_PER_SWEEP else ""
+        return started

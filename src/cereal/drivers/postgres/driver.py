@@ -47,7 +47,7 @@ from cereal.drivers.postgres._listen import Wake, encode_note
 from cereal.drivers.postgres._schedules import PostgresSchedules
 from cereal.drivers.postgres._store_identity import StoreIdentity, read_own
 from cereal.drivers.postgres._workers import PostgresWorkers
-from cereal.drivers.postgres._workflow_keys import start_runs_left_waiting, start_waiting_runs
+from cereal.drivers.postgres._workflow_keys import start_waiting_runs
 from cereal.models import (
     ExpiredLease,
     HistoryRetention,
@@ -362,12 +362,19 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         params = {"workflow_name": workflow_name, "instance_name": instance_name, "error": error}
         # the foreign keys' cascade removes tasks, events and results; a run under a
         # workflow concurrency key starts the key's next waiting runs in the same commit
-        async with self._connection("kill_workflow") as conn, conn.transaction():
-            row = await fetch_one(conn, "kill_instance", params)
-            if row is None:
-                raise errors.WorkflowInstanceNotFoundError()
-            freed = row["freed_key"]
-            started = await start_waiting_runs(conn, [] if freed is None else [freed])
+        async with self._connection("kill_workflow") as conn:
+            async with conn.transaction():
+                row = await fetch_one(conn, "kill_instance", params)
+                if row is None:
+                    raise errors.WorkflowInstanceNotFoundError()
+                key, waited = row["concurrency_key"], row["waiting_for_key"]
+                started = [] if key is None or waited else await start_waiting_runs(conn, [key])
+            if key is not None and waited:
+                # a waiting run freed no place, but the run behind it may fit its own
+                # limit; not in the kill's transaction, which holds the killed row: a
+                # start of the key, holding the key's lock, may be waiting for that row
+                async with conn.transaction():
+                    started = await start_waiting_runs(conn, [key])
             wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(started)]
             note = self._note(wakes)
             if note is not None:
@@ -575,7 +582,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         async with self._connection("release_stale_claims") as conn:
             released = await _maintenance.release_lapsed_claims(conn, expiry)
             # runs a process of an earlier release left waiting for their key
-            started = await start_runs_left_waiting(conn)
+            started = await self._waiting_keys.start_runs_left_waiting(conn)
             names = dict.fromkeys([*released, *started])
             wakes: list[Wake] = [("workflow", name) for name in names]
             note = self._note(wakes)

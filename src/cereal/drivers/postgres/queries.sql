@@ -63,9 +63,11 @@ WHERE k.id IS NOT NULL
 SELECT s.name AS workflow_name FROM cereal_start_waiting_runs(%(keys)s::text[]) AS s(name)
 
 -- name: keys_with_waiting_runs
--- Sweep: keys that have a waiting run (at most %(limit)s of them).
+-- Sweep: the next %(limit)s keys after %(after)s that have a waiting run, in key
+-- order (the waiting index), so sweeps go round every key.
 SELECT DISTINCT concurrency_key FROM cereal_workflow_instances
-WHERE waiting_for_key
+WHERE waiting_for_key AND concurrency_key > %(after)s
+ORDER BY concurrency_key
 LIMIT %(limit)s
 
 -- name: cancel_workflow
@@ -114,9 +116,10 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007, 0008, 0019, 0020, 0021 and 0025); returns the instance id and position of
--- each decision applied.
-SELECT d.applied_instance_id AS id, d.applied_position AS position
+-- 0007, 0008, 0019, 0020, 0021, 0025 and 0026); returns the instance id and position
+-- of each decision applied, then the workflow name of each run started from waiting.
+SELECT d.applied_instance_id AS id, d.applied_position AS position,
+       d.started_workflow
 FROM cereal_apply_decisions(
     %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
     %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
@@ -165,8 +168,9 @@ RETURNING i.workflow_name
 -- A kill: as finish_claimed, found by names, whoever holds the claim. It does
 -- not wait for a running callback (a claim is a token in the row, not a lock):
 -- that callback's decision finds the instance gone.
--- A started run under a workflow concurrency key frees its place: the caller
--- then starts the key's waiting runs (start_waiting_runs) in the same transaction.
+-- A run under a workflow concurrency key: the caller then starts the key's
+-- waiting runs that fit (start_waiting_runs): in the same transaction for a
+-- started run, after the commit for a waiting one (see PostgresDriver.kill_workflow).
 WITH inst AS (
     DELETE FROM cereal_workflow_instances
     WHERE workflow_name = %(workflow_name)s AND instance_name = %(instance_name)s
@@ -180,7 +184,7 @@ WITH inst AS (
            started_at, clock_timestamp(), id, concurrency_key, concurrency_limit
     FROM inst
 )
-SELECT id, CASE WHEN NOT waiting_for_key THEN concurrency_key END AS freed_key FROM inst
+SELECT id, concurrency_key, waiting_for_key FROM inst
 
 -- name: get_workflow_instance
 -- The live instance if any, else the newest finished run.
@@ -974,7 +978,8 @@ LIMIT %(page_limit)s
 -- A run under a workflow concurrency key goes back under it, waiting: the caller
 -- then starts the key's waiting runs that fit (start_waiting_runs).
 WITH failed AS (
-    UPDATE cereal_workflow_results AS r SET requeued_at = now()
+    UPDATE cereal_workflow_results AS r
+    SET requeued_at = now(), requeued_under_key = r.concurrency_key IS NOT NULL
     WHERE r.id = %(run_id)s AND r.error IS NOT NULL AND r.requeued_at IS NULL
     RETURNING r.workflow_name, r.instance_name, r.parameters, r.concurrency_key,
               r.concurrency_limit

@@ -260,20 +260,21 @@ CREATE INDEX cereal_workflow_instances_waiting_by_key ON cereal_workflow_instanc
 CREATE SEQUENCE cereal_workflow_instances_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
 
 CREATE TABLE cereal_workflow_results (
-    id                bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
-    workflow_name     text                     NOT NULL,
-    instance_name     text                     NOT NULL,
-    parameters        bytea,
-    result            bytea,
-    error             text,
-    started_at        timestamp with time zone NOT NULL,
-    ended_at          timestamp with time zone DEFAULT now() NOT NULL,
-    error_type        text,
-    error_traceback   text,
-    instance_id       bigint,
-    requeued_at       timestamp with time zone,
-    concurrency_key   text,
-    concurrency_limit integer,
+    id                 bigint                   GENERATED ALWAYS AS IDENTITY NOT NULL,
+    workflow_name      text                     NOT NULL,
+    instance_name      text                     NOT NULL,
+    parameters         bytea,
+    result             bytea,
+    error              text,
+    started_at         timestamp with time zone NOT NULL,
+    ended_at           timestamp with time zone DEFAULT now() NOT NULL,
+    error_type         text,
+    error_traceback    text,
+    instance_id        bigint,
+    requeued_at        timestamp with time zone,
+    concurrency_key    text,
+    concurrency_limit  integer,
+    requeued_under_key boolean,
     CONSTRAINT cereal_workflow_results_pkey PRIMARY KEY (id)
 );
 
@@ -290,6 +291,8 @@ CREATE INDEX cereal_workflow_results_name ON cereal_workflow_results USING btree
 CREATE INDEX cereal_workflow_results_name_end ON cereal_workflow_results USING btree (workflow_name, ended_at, id);
 
 CREATE INDEX cereal_workflow_results_started ON cereal_workflow_results USING btree (started_at);
+
+CREATE TRIGGER cereal_workflow_results_keyed_requeue BEFORE UPDATE OF requeued_at ON cereal_workflow_results FOR EACH ROW EXECUTE FUNCTION cereal_refuse_unkeyed_requeue();
 
 CREATE TRIGGER cereal_workflow_results_trim_history AFTER DELETE ON cereal_workflow_results REFERENCING OLD TABLE AS cereal_trimmed_runs FOR EACH STATEMENT EXECUTE FUNCTION cereal_trim_event_history();
 
@@ -323,22 +326,6 @@ CREATE INDEX cereal_workflow_schedules_waiting ON cereal_workflow_schedules USIN
 CREATE SEQUENCE cereal_workflow_schedules_id_seq AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE;
 
 -- Functions and procedures
-
-CREATE OR REPLACE FUNCTION cereal_announce_workflows(p_names text[])
- RETURNS void
- LANGUAGE plpgsql
-AS $function$
-DECLARE
-    v_payload text;
-BEGIN
-    SELECT 'cereal-store' || string_agg(E'\nworkflow\t' || n, '' ORDER BY n) INTO v_payload
-    FROM (SELECT DISTINCT unnest(p_names) AS n) AS names;
-    IF octet_length(v_payload) > 7000 THEN
-        v_payload := E'cereal-store\nworkflow\t';  -- too many names: any workflow
-    END IF;
-    PERFORM pg_notify('cereal_wakeup', v_payload);
-END
-$function$;
 
 CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[])
  RETURNS SETOF bigint
@@ -706,7 +693,7 @@ END
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[], p_task_idempotency_keys text[])
- RETURNS TABLE(applied_instance_id bigint, applied_position bigint)
+ RETURNS TABLE(applied_instance_id bigint, applied_position bigint, started_workflow text)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
@@ -836,15 +823,16 @@ BEGIN
     -- the finished runs free their keys' places: the next waiting runs start
     IF v_freed IS NOT NULL THEN
         SELECT array_agg(s.name) INTO v_admitted FROM cereal_start_waiting_runs(v_freed) AS s(name);
-        IF p_note IS NOT NULL AND v_admitted IS NOT NULL THEN
-            PERFORM cereal_announce_workflows(v_admitted);
-        END IF;
     END IF;
 
     IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
         PERFORM pg_notify('cereal_wakeup', p_note);
     END IF;
-    RETURN QUERY SELECT * FROM unnest(v_continued || v_finished, v_continued_at || v_finished_at);
+    RETURN QUERY
+        SELECT a.id, a.position, NULL::text
+        FROM unnest(v_continued || v_finished, v_continued_at || v_finished_at) AS a(id, position)
+        UNION ALL
+        SELECT NULL, NULL, s.name FROM unnest(v_admitted) AS s(name);
 END
 $function$;
 
@@ -1317,6 +1305,19 @@ BEGIN
     JOIN cereal_workflow_instances AS i ON i.id = e.instance_id
     LEFT JOIN cereal_task_results AS r ON r.id = e.task_result_id;
     RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION cereal_refuse_unkeyed_requeue()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF OLD.concurrency_key IS NOT NULL AND OLD.requeued_at IS NULL
+       AND NEW.requeued_at IS NOT NULL AND NEW.requeued_under_key IS NOT TRUE THEN
+        RAISE EXCEPTION 'failed run % ran under workflow concurrency key %: requeue it with a cereal release that keeps the key', OLD.id, OLD.concurrency_key;
+    END IF;
+    RETURN NEW;
 END
 $function$;
 

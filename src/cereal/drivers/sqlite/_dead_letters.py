@@ -138,7 +138,9 @@ def requeue_runs(
         if key is None or limit is None:
             created = _workflows.enqueue(conn, *names)
         else:  # under its workflow concurrency key again
-            created = _workflows.enqueue_keyed(conn, *names, (str(key), int(limit)))
+            keyed = _workflows.enqueue_keyed(conn, *names, (str(key), int(limit)))
+            created = keyed is not None
+            started.update(keyed or [])
         if not created:
             outcomes[run_id] = RequeueOutcome.RUN_LIVE
             continue

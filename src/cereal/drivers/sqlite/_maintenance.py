@@ -91,14 +91,22 @@ def has_waiting_run(conn: sqlite3.Connection) -> bool:
     return conn.execute(Q["has_waiting_run"]).fetchone() is not None
 
 
-def start_waiting_runs(conn: sqlite3.Connection) -> list[str]:
-    """Start the waiting runs whose key has room; their workflow names.
+def start_waiting_runs(conn: sqlite3.Connection, after: str) -> tuple[list[str], str]:
+    """Start the waiting runs of the next keys after ``after`` that have room.
 
     A run's end starts the next waiting runs of its key in its own
     transaction; this catches those a process of an earlier release ended.
+    It looks at up to :data:`WAITING_KEYS_PER_SWEEP` keys in key order.
+
+    Returns:
+        The workflow names of the runs started, and where the next sweep goes
+        on (``""``: from the first key again).
     """
-    keys = conn.execute(Q["keys_with_waiting_runs"], {"limit": WAITING_KEYS_PER_SWEEP})
+    params = {"after": after, "limit": WAITING_KEYS_PER_SWEEP}
+    keys = [
+        str(row["concurrency_key"]) for row in conn.execute(Q["keys_with_waiting_runs"], params)
+    ]
     started: list[str] = []
-    for row in keys.fetchall():
-        started.extend(start_waiting_runs_of(conn, str(row["concurrency_key"])))
-    return started
+    for key in keys:
+        started.extend(start_waiting_runs_of(conn, key))
+    return started, keys[-1] if len(keys) == WAITING_KEYS_PER_SWEEP else ""

@@ -81,8 +81,12 @@ def start_run(
     instance_name: str,
     parameters: bytes | None,
     kill_error: str,
+    started: list[str] | None = None,
 ) -> RunOutcome | None:
     """Ask a schedule for a run under its overlap policy (inside a write transaction).
+
+    ``started`` receives the workflow names of runs a replaced run's end
+    started from waiting for their key (to wake their runners).
 
     Returns:
         What happened, or None when the schedule no longer exists.
@@ -94,7 +98,9 @@ def start_run(
     live = conn.execute(Q["find_live_instance"], names).fetchone() is not None
     outcome = start_run_plan(str(state["overlap"]), live, bool(state["run_pending"]))
     if outcome is RunOutcome.REPLACED:
-        kill(conn, workflow_name, instance_name, kill_error)
+        freed = kill(conn, workflow_name, instance_name, kill_error)
+        if started is not None:
+            started.extend(freed)
     if outcome.started:
         enqueue(conn, workflow_name, instance_name, parameters)
     elif outcome is RunOutcome.CANCELLING:
@@ -115,17 +121,22 @@ def start_run(
 
 
 def trigger(
-    workflow_name: str, instance_name: str, kill_error: str
+    workflow_name: str, instance_name: str, kill_error: str, started: list[str] | None = None
 ) -> Callable[[sqlite3.Connection], RunOutcome | None]:
-    """A job asking a schedule for a run now with its current parameters."""
+    """A job asking a schedule for a run now with its current parameters.
+
+    ``started``: as :func:`start_run`'s.
+    """
 
     def job(conn: sqlite3.Connection) -> RunOutcome | None:
+        if started is not None:
+            started.clear()  # a busy retry runs the job again
         names = {"workflow_name": workflow_name, "instance_name": instance_name}
         state = conn.execute(Q["schedule_run_state"], names).fetchone()
         if state is None:
             return None
         parameters = None if state["parameters"] is None else bytes(state["parameters"])
-        return start_run(conn, workflow_name, instance_name, parameters, kill_error)
+        return start_run(conn, workflow_name, instance_name, parameters, kill_error, started)
 
     return job
 
@@ -174,17 +185,21 @@ class SQLiteScheduleCompleter(ScheduledWorkflowCompleter):
         schedule = claim.schedule
         ids = {"schedule_id": schedule.id, "token": claim.token}
 
+        started: list[str] = []
+
         def job(conn: sqlite3.Connection) -> RunOutcome | None:
             if conn.execute(Q["check_schedule_claim"], ids).fetchone() is None:
                 return None
             outcome: RunOutcome | None = RunOutcome.MISSED
             if run:
+                started.clear()  # a busy retry runs the job again
                 outcome = start_run(
                     conn,
                     schedule.workflow_name,
                     schedule.instance_name,
                     schedule.parameters,
                     kill_error,
+                    started,
                 )
             conn.execute(
                 Q["advance_schedule"],
@@ -208,6 +223,8 @@ class SQLiteScheduleCompleter(ScheduledWorkflowCompleter):
             return RunOutcome.SKIPPED
         if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._driver._wake("workflow", schedule.workflow_name)
+        for name in dict.fromkeys(started):  # runs the replaced run's end started
+            self._driver._wake("workflow", name)
         return outcome
 
     async def disable(self) -> None:

@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 from cereal import errors
 from cereal.drivers._start_key_store import START_KEY_WINDOW_S
 from cereal.drivers.base import WorkflowCompleter
-from cereal.drivers.sqlite._sql import Q, blob, epoch, finish_instance, instant, now
+from cereal.drivers.sqlite._sql import (
+    Q,
+    blob,
+    epoch,
+    finish_instance,
+    instant,
+    now,
+    start_waiting_runs,
+)
 from cereal.models import (
     FailureDetails,
     ListWorkflowFilter,
@@ -247,11 +255,14 @@ def enqueue_keyed(
     concurrency: tuple[str, int],
     traceparent: str | None = None,
     at: float | None = None,
-) -> bool:
-    """:func:`enqueue` under a workflow concurrency key; False when the names are live.
+) -> list[str] | None:
+    """:func:`enqueue` under a workflow concurrency key; None when the names are live.
 
-    The run waits (its start event is not ready) when its key has as many
-    started live runs as ``concurrency``'s limit.
+    The run is created waiting (its start event is not ready), then the key's
+    oldest waiting runs that fit are started, so runs start in enqueue order.
+
+    Returns:
+        The workflow names of the runs started (this one, if it fit).
     """
     at = now() if at is None else at
     key, limit = concurrency
@@ -268,9 +279,9 @@ def enqueue_keyed(
         },
     ).fetchone()
     if row is None:
-        return False
+        return None
     _start_event(conn, int(row["id"]), workflow_name, at)
-    return True
+    return start_waiting_runs(conn, key)
 
 
 def _start_event(
@@ -550,8 +561,9 @@ def enqueue_once(
     if concurrency is None:
         created = enqueue(conn, workflow_name, instance_name, params, traceparent, at)
     else:
-        created = enqueue_keyed(
-            conn, workflow_name, instance_name, params, concurrency, traceparent, at
+        created = (
+            enqueue_keyed(conn, workflow_name, instance_name, params, concurrency, traceparent, at)
+            is not None
         )
     if not created:
         return False

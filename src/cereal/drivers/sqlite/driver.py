@@ -136,6 +136,8 @@ class SQLiteDriver(Driver):
         self._schedule_claim_timeout = number(schedule_claim_timeout, "schedule_claim_timeout")
         self._db: Connection | None = None
         self._applied_at_open: list[str] = []
+        # where this process's sweeps go on through keys with runs left waiting
+        self._waiting_keys_after = ""
 
     @property
     def path(self) -> str:
@@ -242,10 +244,10 @@ class SQLiteDriver(Driver):
 
         def job(conn: sqlite3.Connection) -> str | bool | None:
             if idempotency_key is None:
-                created = _workflows.enqueue_keyed(
+                started = _workflows.enqueue_keyed(
                     conn, workflow_name, instance_name, parameters, concurrency, traceparent
                 )
-                return None if created else False
+                return False if started is None else None
             return _workflows.enqueue_once(
                 conn,
                 workflow_name,
@@ -613,9 +615,14 @@ class SQLiteDriver(Driver):
         )
         if released:
             self._wake("workflow", None)
-        none_started: list[str] = []
-        started = await self._connection().call(
-            _maintenance.start_waiting_runs, ready=_maintenance.has_waiting_run, empty=none_started
+        # runs a process of an earlier release left waiting for their key, a slice of
+        # the keys per sweep, going round
+        after = self._waiting_keys_after
+        none_started: tuple[list[str], str] = ([], "")
+        started, self._waiting_keys_after = await self._connection().call(
+            lambda conn: _maintenance.start_waiting_runs(conn, after),
+            ready=_maintenance.has_waiting_run,
+            empty=none_started,
         )
         for name in dict.fromkeys(started):
             self._wake("workflow", name)
@@ -766,13 +773,16 @@ class SQLiteDriver(Driver):
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
+        started: list[str] = []
         outcome = await self._connection().call(
-            _schedules.trigger(workflow_name, instance_name, kill_error)
+            _schedules.trigger(workflow_name, instance_name, kill_error, started)
         )
         if outcome is None:
             raise errors.WorkflowScheduleNotFoundError()
         if outcome in (RunOutcome.STARTED, RunOutcome.REPLACED, RunOutcome.CANCELLING):
             self._wake("workflow", workflow_name)
+        for name in dict.fromkeys(started):  # runs the replaced run's end started
+            self._wake("workflow", name)
         if outcome in (RunOutcome.BUFFERED, RunOutcome.CANCELLING):
             self._wake("schedule", None)
         return outcome

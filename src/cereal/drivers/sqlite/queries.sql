@@ -13,16 +13,14 @@ ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
 -- name: insert_keyed_instance
--- Create a live instance under a workflow concurrency key (migration 0024): it
--- waits when its key has as many started live runs as its limit. No row when
--- the names are live. Counted in the writer's transaction, so never raced.
+-- Create a live instance under a workflow concurrency key (migration 0024),
+-- waiting: start_waiting_run then starts the key's oldest waiting runs that fit,
+-- in enqueue order. No row when the names are live.
 INSERT INTO cereal_workflow_instances
     (workflow_name, instance_name, parameters, started_at, traceparent, concurrency_key,
      concurrency_limit, waiting_for_key)
 VALUES (:workflow_name, :instance_name, :parameters, :now, :traceparent, :concurrency_key,
-        :concurrency_limit,
-        (SELECT count(*) FROM cereal_workflow_instances
-         WHERE concurrency_key = :concurrency_key AND waiting_for_key = 0) >= :concurrency_limit)
+        :concurrency_limit, 1)
 ON CONFLICT (workflow_name, instance_name) DO NOTHING
 RETURNING id;
 
@@ -42,9 +40,11 @@ WHERE id = (SELECT w.id FROM cereal_workflow_instances AS w
 RETURNING workflow_name;
 
 -- name: keys_with_waiting_runs
--- Sweep: keys that have a waiting run (at most :limit of them), for start_waiting_run.
+-- Sweep: the next :limit keys after :after that have a waiting run, in key order
+-- (the waiting index), so sweeps go round every key.
 SELECT DISTINCT concurrency_key FROM cereal_workflow_instances
-WHERE waiting_for_key = 1
+WHERE waiting_for_key = 1 AND concurrency_key > :after
+ORDER BY concurrency_key
 LIMIT :limit;
 
 -- name: has_waiting_run
@@ -969,8 +969,11 @@ FROM cereal_workflow_results
 WHERE id = :run_id AND error IS NOT NULL AND requeued_at IS NULL;
 
 -- name: mark_run_requeued
--- A requeued failed run leaves the failed-runs listing.
-UPDATE cereal_workflow_results SET requeued_at = :now WHERE id = :run_id;
+-- A requeued failed run leaves the failed-runs listing (one under a workflow
+-- concurrency key says it went back under it: migration 0024's trigger).
+UPDATE cereal_workflow_results
+SET requeued_at = :now, requeued_under_key = concurrency_key IS NOT NULL
+WHERE id = :run_id;
 
 -- name: find_start_key
 -- The instance name a start key started within the window, if any.

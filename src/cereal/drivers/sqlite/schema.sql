@@ -255,20 +255,21 @@ CREATE INDEX cereal_workflow_instances_started_by_key ON cereal_workflow_instanc
 CREATE INDEX cereal_workflow_instances_waiting_by_key ON cereal_workflow_instances (concurrency_key, id) WHERE waiting_for_key = 1;
 
 CREATE TABLE cereal_workflow_results (
-    id                INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_name     TEXT NOT NULL,
-    instance_name     TEXT NOT NULL,
-    parameters        BLOB,
-    result            BLOB,
-    error             TEXT,
-    started_at        REAL NOT NULL,
-    ended_at          REAL NOT NULL,
-    error_type        TEXT,
-    error_traceback   TEXT,
-    instance_id       INTEGER,
-    requeued_at       REAL,
-    concurrency_key   TEXT,
-    concurrency_limit INTEGER
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_name      TEXT NOT NULL,
+    instance_name      TEXT NOT NULL,
+    parameters         BLOB,
+    result             BLOB,
+    error              TEXT,
+    started_at         REAL NOT NULL,
+    ended_at           REAL NOT NULL,
+    error_type         TEXT,
+    error_traceback    TEXT,
+    instance_id        INTEGER,
+    requeued_at        REAL,
+    concurrency_key    TEXT,
+    concurrency_limit  INTEGER,
+    requeued_under_key INTEGER
 );
 
 CREATE INDEX cereal_workflow_results_by_end ON cereal_workflow_results (ended_at);
@@ -282,6 +283,15 @@ CREATE INDEX cereal_workflow_results_failed_end ON cereal_workflow_results (ende
 CREATE INDEX cereal_workflow_results_name_end ON cereal_workflow_results (workflow_name, ended_at, id);
 
 CREATE INDEX cereal_workflow_results_started ON cereal_workflow_results (started_at);
+
+CREATE TRIGGER cereal_workflow_results_keyed_requeue
+BEFORE UPDATE OF requeued_at ON cereal_workflow_results
+FOR EACH ROW
+WHEN OLD.concurrency_key IS NOT NULL AND OLD.requeued_at IS NULL
+     AND NEW.requeued_at IS NOT NULL AND NEW.requeued_under_key IS NOT 1
+BEGIN
+    SELECT RAISE(ABORT, 'a failed run under a workflow concurrency key needs a cereal release that keeps the key to requeue it');
+END;
 
 CREATE TABLE cereal_workflow_schedules (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -22,6 +22,29 @@ ALTER TABLE cereal_workflow_results
     ADD COLUMN concurrency_key text,
     ADD COLUMN concurrency_limit integer;
 
+
+-- A failed run under a key is requeued only by a release that puts it back
+-- under its key (and says so in the stamp): an earlier release's requeue, which
+-- would start it unkeyed, fails instead.
+ALTER TABLE cereal_workflow_results ADD COLUMN requeued_under_key boolean;
+
+CREATE FUNCTION cereal_refuse_unkeyed_requeue()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF OLD.concurrency_key IS NOT NULL AND OLD.requeued_at IS NULL
+       AND NEW.requeued_at IS NOT NULL AND NEW.requeued_under_key IS NOT TRUE THEN
+        RAISE EXCEPTION 'failed run % ran under workflow concurrency key %: requeue it with a cereal release that keeps the key', OLD.id, OLD.concurrency_key;
+    END IF;
+    RETURN NEW;
+END
+$function$;
+
+CREATE TRIGGER cereal_workflow_results_keyed_requeue
+    BEFORE UPDATE OF requeued_at ON cereal_workflow_results
+    FOR EACH ROW EXECUTE FUNCTION cereal_refuse_unkeyed_requeue();
+
 -- a key's started runs counted; its waiting runs in enqueue order (and any at all)
 CREATE INDEX cereal_workflow_instances_started_by_key
     ON cereal_workflow_instances (concurrency_key)
@@ -74,24 +97,6 @@ BEGIN
 END
 $function$;
 
--- A NOTIFY naming workflows whose runs became ready (from no driver: every
--- listener, the sender's own included, wakes its runners of those names).
-CREATE FUNCTION cereal_announce_workflows(p_names text[])
-RETURNS void
-LANGUAGE plpgsql
-AS $function$
-DECLARE
-    v_payload text;
-BEGIN
-    SELECT 'cereal-store' || string_agg(E'\nworkflow\t' || n, '' ORDER BY n) INTO v_payload
-    FROM (SELECT DISTINCT unnest(p_names) AS n) AS names;
-    IF octet_length(v_payload) > 7000 THEN
-        v_payload := E'cereal-store\nworkflow\t';  -- too many names: any workflow
-    END IF;
-    PERFORM pg_notify('cereal_wakeup', v_payload);
-END
-$function$;
-
 -- Create a run under a key: inserted waiting (no ready_at) and then, under the
 -- key's lock, started if its key has room. Inserting first means the insert's
 -- wait on a live row of the same names (one being finished) holds no key lock.
@@ -121,11 +126,16 @@ BEGIN
 END
 $function$;
 
--- The decision function of migration 0025, now also keeping a finished run's
--- key and limit in its history row and starting the waiting runs its end lets
--- start (after the finished rows are deleted, so they are not counted).
-CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[], p_task_idempotency_keys text[])
-RETURNS TABLE (applied_instance_id bigint, applied_position bigint)
+-- The decision function of migration 0025 (released with it, so replaced here:
+-- its answer gains a column), now also keeping a finished run's key and limit
+-- in its history row and starting the waiting runs its end lets start (after
+-- the finished rows are deleted, so they are not counted). Besides a row per
+-- decision applied, it answers a row per run started from waiting, with only
+-- its workflow name: the driver announces them after the commit.
+DROP FUNCTION cereal_apply_decisions(bigint[], uuid[], boolean[], bytea[], bigint[], bytea[], text[], bigint[], bigint[], integer[], text[], bytea[], timestamp with time zone[], text, text[], text[], text[], jsonb[], text[], integer[], integer[], double precision[], integer[], text[]);
+
+CREATE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[], p_task_idempotency_keys text[])
+RETURNS TABLE (applied_instance_id bigint, applied_position bigint, started_workflow text)
 LANGUAGE plpgsql
 AS $function$
 DECLARE
@@ -255,14 +265,15 @@ BEGIN
     -- the finished runs free their keys' places: the next waiting runs start
     IF v_freed IS NOT NULL THEN
         SELECT array_agg(s.name) INTO v_admitted FROM cereal_start_waiting_runs(v_freed) AS s(name);
-        IF p_note IS NOT NULL AND v_admitted IS NOT NULL THEN
-            PERFORM cereal_announce_workflows(v_admitted);
-        END IF;
     END IF;
 
     IF p_note IS NOT NULL AND cardinality(v_continued) > 0 THEN
         PERFORM pg_notify('cereal_wakeup', p_note);
     END IF;
-    RETURN QUERY SELECT * FROM unnest(v_continued || v_finished, v_continued_at || v_finished_at);
+    RETURN QUERY
+        SELECT a.id, a.position, NULL::text
+        FROM unnest(v_continued || v_finished, v_continued_at || v_finished_at) AS a(id, position)
+        UNION ALL
+        SELECT NULL, NULL, s.name FROM unnest(v_admitted) AS s(name);
 END
 $function$;

@@ -11,6 +11,19 @@ ALTER TABLE cereal_workflow_instances ADD COLUMN waiting_for_key INTEGER NOT NUL
 ALTER TABLE cereal_workflow_results ADD COLUMN concurrency_key TEXT;
 ALTER TABLE cereal_workflow_results ADD COLUMN concurrency_limit INTEGER;
 
+-- A failed run under a key is requeued only by a release that puts it back
+-- under its key (and says so in the stamp): an earlier release's requeue, which
+-- would start it unkeyed, fails instead.
+ALTER TABLE cereal_workflow_results ADD COLUMN requeued_under_key INTEGER;
+CREATE TRIGGER cereal_workflow_results_keyed_requeue
+BEFORE UPDATE OF requeued_at ON cereal_workflow_results
+FOR EACH ROW
+WHEN OLD.concurrency_key IS NOT NULL AND OLD.requeued_at IS NULL
+     AND NEW.requeued_at IS NOT NULL AND NEW.requeued_under_key IS NOT 1
+BEGIN
+    SELECT RAISE(ABORT, 'a failed run under a workflow concurrency key needs a cereal release that keeps the key to requeue it');
+END;
+
 -- a key's started runs counted; its waiting runs in enqueue order (and any at all,
 -- for the sweep)
 CREATE INDEX cereal_workflow_instances_started_by_key
