@@ -21,6 +21,7 @@ from cereal.checks.times import utcnow
 from cereal.drivers import Driver
 from cereal.drivers.memory import MemoryDriver
 from cereal.drivers.postgres import PostgresDriver
+from cereal.drivers.postgres import _base as pg_base
 from cereal.drivers.sqlite import SQLiteDriver
 from tests.drivers._listening import (
     BARRIER_WAKE,
@@ -215,3 +216,92 @@ async def test_an_earlier_releases_requeue_of_a_keyed_run_is_refused_sqlite(
             old.close()
         await driver.requeue_failed_runs([run_id])
         assert (await driver.get_workflow_instance("wf", "f")).waiting_for_key
+
+
+# ---- replacing or killing a waiting run -----------------------------------------------------
+
+
+async def _replace_a_waiting_run(driver: Driver) -> bool:
+    """A schedule replacing its waiting keyed run: whether the run behind it started."""
+    due = (utcnow() + timedelta(minutes=30)).replace(microsecond=0)
+    await driver.create_workflow_schedule(
+        "w1", "s", b'"p"', True, "FREQ=SECONDLY;INTERVAL=10", due, overlap="terminate_other"
+    )
+    await driver.enqueue_keyed_workflow("w0", "a", None, "k", 1)  # started
+    await driver.enqueue_keyed_workflow("w1", "s", None, "k", 1)  # waiting: the schedule's
+    await driver.enqueue_keyed_workflow("w2", "b", None, "k", 2)  # waiting, fits its limit
+    await driver.trigger_workflow_schedule("w1", "s", "replaced")
+    return not (await driver.get_workflow_instance("w2", "b")).waiting_for_key
+
+
+async def test_replacing_a_waiting_run_starts_the_one_behind_memory() -> None:
+    async with MemoryDriver() as driver:
+        assert await _replace_a_waiting_run(driver)
+
+
+async def test_replacing_a_waiting_run_starts_the_one_behind_sqlite(db_path: str) -> None:
+    async with SQLiteDriver(db_path) as driver:
+        assert await _replace_a_waiting_run(driver)
+
+
+async def test_replacing_a_waiting_run_starts_the_one_behind_postgres(postgres_dsn: str) -> None:
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        assert await _replace_a_waiting_run(driver)
+
+
+async def _end_the_session(dsn: str, conn: Any) -> None:
+    """Terminate ``conn``'s server session from another one (as a server restart would)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
+        await other.execute("SELECT pg_terminate_backend(%s, 10000)", (conn.info.backend_pid,))
+
+
+async def test_a_session_lost_after_a_decision_commits_fails_no_decision(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a group commit whose connection dies just after the decisions committed
+    merged = pg_base.run_decisions_merged
+
+    async def committed_then_lost(conn: Any, group: Any, note: Any) -> Any:
+        committed = await merged(conn, group, note)
+        await _end_the_session(postgres_dsn, conn)
+        return committed
+
+    monkeypatch.setattr(pg_base, "run_decisions_merged", committed_then_lost)
+    async with PostgresDriver(postgres_dsn) as driver:
+        heard = Heard()
+        driver.add_wakeup_listener(heard)
+        await driver.enqueue_keyed_workflow("w1", "a", None, "k", 1)
+        await driver.enqueue_keyed_workflow("w2", "b", None, "k", 1)
+        [(_, completer)] = await driver.claim_workflows(["w1"])
+        heard.calls.clear()
+
+        # When the started run completes: the decision stands, the next run is started
+        # and woken here
+        await completer.done(None)
+        assert (await driver.get_workflow_instance("w1", "a")).err is None
+        assert not (await driver.get_workflow_instance("w2", "b")).waiting_for_key
+        assert ("workflow", "w2") in heard.calls, heard.calls
+
+
+async def test_a_kill_that_committed_is_reported_done_whatever_follows(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the start of the runs behind a killed waiting run failing (session lost)
+    async def lost(conn: Any, keys: list[str]) -> list[str]:
+        await _end_the_session(postgres_dsn, conn)
+        await conn.execute("SELECT 1")
+        return []
+
+    async with PostgresDriver(postgres_dsn, notify=False) as driver:
+        await driver.enqueue_keyed_workflow("w0", "s", None, "k", 2)
+        await driver.enqueue_keyed_workflow("w0", "w1", None, "k", 1)
+        await driver.enqueue_keyed_workflow("w0", "w2", None, "k", 2)
+        with monkeypatch.context() as patched:
+            patched.setattr(pg_base, "start_waiting_runs", lost)
+            # When the waiting head is killed: the kill is done, reported so
+            await driver.kill_workflow("w0", "w1", "killed")
+        assert (await driver.get_workflow_instance("w0", "w1")).err == "killed"
+        # Then the sweep starts the run behind it
+        assert (await driver.get_workflow_instance("w0", "w2")).waiting_for_key
+        await driver.release_stale_claims(60)
+        assert not (await driver.get_workflow_instance("w0", "w2")).waiting_for_key

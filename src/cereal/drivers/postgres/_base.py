@@ -37,7 +37,7 @@ from cereal.drivers.postgres._heartbeats import HeartbeatBatcher, heartbeat_batc
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
 from cereal.drivers.postgres._migrate import apply_migrations
 from cereal.drivers.postgres._store_identity import StoreIdentity
-from cereal.drivers.postgres._workflow_keys import WaitingKeysCursor
+from cereal.drivers.postgres._workflow_keys import WaitingKeysCursor, start_waiting_runs
 from cereal.models import HistoryRetention
 
 logger = logging.getLogger(__name__)
@@ -464,6 +464,29 @@ class PostgresBase(Driver):
                 await fetch_one(conn, "notify", {"note": note})
         except errors.DriverError as exc:  # other processes still poll
             logger.warning("could not announce work to other processes: %s", exc)
+
+    async def _start_runs_behind(self, keys: Sequence[str]) -> None:
+        """After a waiting keyed run was killed (and committed): start the runs behind it.
+
+        Not in the kill's transaction, which holds the killed row that a start
+        of the key, holding the key's lock, may be waiting for. Best effort:
+        the sweep starts them if this fails.
+        """
+        if not keys:
+            return
+        try:
+            async with self._connection("starting waiting runs") as conn, conn.transaction():
+                started = await start_waiting_runs(conn, list(keys))
+        except errors.DriverError as exc:
+            logger.warning("could not start the runs waiting behind a killed run: %s", exc)
+            return
+        wakes: list[tuple[WorkKind, str | None]] = [
+            ("workflow", name) for name in dict.fromkeys(started)
+        ]
+        note = self._note(wakes)
+        if note is not None:
+            await self._send_note(note)
+        self._wake_all(wakes)
 
     def _wake_all(self, wakes: Iterable[tuple[WorkKind, str | None]]) -> None:
         for kind, name in dict.fromkeys(wakes):

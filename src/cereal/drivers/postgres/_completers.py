@@ -255,11 +255,17 @@ class PostgresScheduledWorkflowCompleter(_HeldConnection, ScheduledWorkflowCompl
         conn = self._begin_decision()
         outcome = RunOutcome.MISSED
         wakes: list[Wake] = []
+        behind: list[str] = []  # the key of a waiting run replaced: its successors start after
         try:
             with translate("starting a scheduled workflow"):
                 if run:
                     started = await start_run(
-                        self._driver, conn, self._workflow_name, self._instance_name, kill_error
+                        self._driver,
+                        conn,
+                        self._workflow_name,
+                        self._instance_name,
+                        kill_error,
+                        behind,
                     )
                     if started is not None:  # the row is locked: it cannot have gone
                         outcome, wakes = started
@@ -276,6 +282,7 @@ class PostgresScheduledWorkflowCompleter(_HeldConnection, ScheduledWorkflowCompl
         finally:
             await self._release()
         self._driver._wake_all(wakes)
+        await self._driver._start_runs_behind(behind)
         return outcome
 
     async def disable(self) -> None:

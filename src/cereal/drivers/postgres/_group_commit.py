@@ -92,14 +92,16 @@ class GroupFlush:
         try:
             async with self._driver._connection("a group commit") as conn:
                 committed = await self.runner(conn, group, note)
-                # runs a finished run's end started from waiting for their key
-                started: list[Wake] = [("workflow", name) for name in committed.started]
-                later = self._driver._note(started)
-                if later is not None:
-                    await conn.execute(QUERIES["notify"], {"note": later})
         finally:
             for promise in promises:
                 promise.settle()
+        # runs a finished run's end started from waiting for their key: announced after
+        # the commit, best effort (a failure must not fail decisions that committed;
+        # other processes still poll)
+        started: list[Wake] = [("workflow", name) for name in committed.started]
+        later = self._driver._note(started)
+        if later is not None:
+            await self._driver._send_note(later)
         self._driver._wake_all([*announce, *started])
         return committed.rows
 

@@ -26,15 +26,20 @@ async def start_run(
     workflow_name: str,
     instance_name: str,
     kill_error: str,
+    behind: list[str] | None = None,
 ) -> tuple[RunOutcome, list[Wake]] | None:
     """Apply the schedule's overlap policy in ``conn``'s open transaction (not committed).
 
     The instance gets the parameters stored in the (locked) schedule row.
+    ``behind`` receives the workflow concurrency key of a waiting run it
+    replaced: the caller starts the runs behind it after the commit
+    (``PostgresBase._start_runs_behind``).
 
     Returns:
         The outcome and the wakeups to announce after the commit, or None when
         no such schedule exists.
     """
+    behind = [] if behind is None else behind
     names = {"workflow_name": workflow_name, "instance_name": instance_name}
     state = await fetch_one(conn, "schedule_run_state", names)
     if state is None:
@@ -44,12 +49,12 @@ async def start_run(
     outcome = start_run_plan(state["overlap"], bool(state["live"]), pending)
     started: list[str] = []  # runs a replaced run's end started from waiting for its key
     if outcome is RunOutcome.REPLACED:
-        started += await _kill(conn, names, kill_error)
+        started += await _kill(conn, names, kill_error, behind)
     if outcome.started and await fetch_one(conn, "start_scheduled_instance", schedule_id) is None:
         # an instance was enqueued since the check: the policy applies to it
         outcome = start_run_plan(state["overlap"], True, pending)
         if outcome is RunOutcome.REPLACED:
-            started += await _kill(conn, names, kill_error)
+            started += await _kill(conn, names, kill_error, behind)
             await fetch_one(conn, "start_scheduled_instance", schedule_id)
     if outcome is RunOutcome.CANCELLING:
         # no NOTIFY here: record_schedule_run sends the transaction's one
@@ -75,9 +80,17 @@ async def start_run(
     return outcome, wakes
 
 
-async def _kill(conn: Conn, names: dict[str, str], kill_error: str) -> list[str]:
-    """Kill the live run of ``names``; the workflows of the runs its key's freed place started."""
+async def _kill(conn: Conn, names: dict[str, str], kill_error: str, behind: list[str]) -> list[str]:
+    """Kill the live run of ``names``; the workflows of the runs its key's freed place started.
+
+    The live run may be one enqueued under a workflow concurrency key. A
+    waiting one's key goes to ``behind``: its successors are started after
+    the commit (``PostgresBase._start_runs_behind``, as ``kill_workflow``).
+    """
     row = await fetch_one(conn, "kill_instance", {**names, "error": kill_error})
-    if row is None or row["concurrency_key"] is None or row["waiting_for_key"]:
-        return []  # (a schedule's run carries no key: only a run enqueued so is keyed)
+    if row is None or row["concurrency_key"] is None:
+        return []
+    if row["waiting_for_key"]:
+        behind.append(row["concurrency_key"])
+        return []
     return await start_waiting_runs(conn, [row["concurrency_key"]])

@@ -166,12 +166,14 @@ class PostgresSchedules(PostgresBase):
         Raises:
             WorkflowScheduleNotFoundError: no such schedule.
         """
+        behind: list[str] = []
         async with self._connection("trigger_workflow_schedule") as conn, conn.transaction():
-            started = await start_run(self, conn, workflow_name, instance_name, kill_error)
+            started = await start_run(self, conn, workflow_name, instance_name, kill_error, behind)
         if started is None:
             raise errors.WorkflowScheduleNotFoundError()
         outcome, wakes = started
         self._wake_all(wakes)
+        await self._start_runs_behind(behind)
         return outcome
 
     async def has_waiting_schedule_runs(self) -> bool:

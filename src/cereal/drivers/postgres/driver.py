@@ -362,24 +362,20 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         params = {"workflow_name": workflow_name, "instance_name": instance_name, "error": error}
         # the foreign keys' cascade removes tasks, events and results; a run under a
         # workflow concurrency key starts the key's next waiting runs in the same commit
-        async with self._connection("kill_workflow") as conn:
-            async with conn.transaction():
-                row = await fetch_one(conn, "kill_instance", params)
-                if row is None:
-                    raise errors.WorkflowInstanceNotFoundError()
-                key, waited = row["concurrency_key"], row["waiting_for_key"]
-                started = [] if key is None or waited else await start_waiting_runs(conn, [key])
-            if key is not None and waited:
-                # a waiting run freed no place, but the run behind it may fit its own
-                # limit; not in the kill's transaction, which holds the killed row: a
-                # start of the key, holding the key's lock, may be waiting for that row
-                async with conn.transaction():
-                    started = await start_waiting_runs(conn, [key])
+        async with self._connection("kill_workflow") as conn, conn.transaction():
+            row = await fetch_one(conn, "kill_instance", params)
+            if row is None:
+                raise errors.WorkflowInstanceNotFoundError()
+            key, waited = row["concurrency_key"], row["waiting_for_key"]
+            started = [] if key is None or waited else await start_waiting_runs(conn, [key])
             wakes: list[Wake] = [("workflow", name) for name in dict.fromkeys(started)]
             note = self._note(wakes)
             if note is not None:
                 await fetch_one(conn, "notify", {"note": note})
         self._wake_all(wakes)
+        if key is not None and waited:
+            # a waiting run freed no place, but the run behind it may fit its own limit
+            await self._start_runs_behind([key])
 
     async def get_workflow_instance(
         self, workflow_name: str, instance_name: str
