@@ -20,6 +20,9 @@ from cereal.models import (
     WorkflowInstanceData,
 )
 
+WAITING_KEYS_PER_SWEEP = 100
+"""Workflow concurrency keys with waiting runs one sweep looks at (the next goes on after)."""
+
 MAX_TASK_KEY_LOOKUP = 1000
 """The most task idempotency keys one :meth:`WorkflowStore.list_task_keys` call asks about."""
 

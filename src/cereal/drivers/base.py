@@ -90,6 +90,7 @@ from cereal.drivers._start_key_store import START_KEY_WINDOW, StartKeyStore
 from cereal.drivers._task_store import DEFAULT_TASK_EXPIRY, TaskCompleter, TaskStore
 from cereal.drivers._worker_registry import WorkerRegistry
 from cereal.drivers._workflow_store import (
+    MAX_TASK_KEY_LOOKUP,
     ClaimedWorkflow,
     WorkflowCompleter,
     WorkflowStore,
@@ -100,6 +101,7 @@ from cereal.models import HistoryRetention
 __all__ = [
     "DEFAULT_TASK_EXPIRY",
     "DURABLE",
+    "MAX_TASK_KEY_LOOKUP",
     "MULTIPROCESS",
     "RESUMABLE_LEASES",
     "START_KEY_WINDOW",

@@ -27,7 +27,7 @@ from typing import NamedTuple
 from cereal import errors, values
 from cereal.checks.times import utcnow
 from cereal.checks.validation import usable_traceparent
-from cereal.drivers.base import ClaimedWorkflow, Driver, WorkflowCompleter
+from cereal.drivers.base import MAX_TASK_KEY_LOOKUP, ClaimedWorkflow, Driver, WorkflowCompleter
 from cereal.engine import callbacks
 from cereal.engine.waits import ClaimPacer, wait_for_event
 from cereal.executors import WorkflowExecutor, is_async_callable
@@ -66,9 +66,6 @@ MIN_IN_FLIGHT = 16
 
 CLAIM_INTERVAL = 0.005
 """Least seconds between two claims of one runner under load (see :class:`ClaimPacer`)."""
-
-MAX_TASK_KEYS_PER_LOOKUP = 1000
-"""Task idempotency keys asked of the store in one lookup (see ``list_task_keys``)."""
 
 SLOW_CALLBACK_SECONDS = 0.02
 """Above this average callback duration a runner claims no more than it can run at once."""
@@ -491,8 +488,8 @@ async def held_task_keys(
 ) -> frozenset[str]:
     """Of ``keys``, those the live run of these names holds (asked in bounded chunks)."""
     held: set[str] = set()
-    for start in range(0, len(keys), MAX_TASK_KEYS_PER_LOOKUP):
-        chunk = keys[start : start + MAX_TASK_KEYS_PER_LOOKUP]
+    for start in range(0, len(keys), MAX_TASK_KEY_LOOKUP):
+        chunk = keys[start : start + MAX_TASK_KEY_LOOKUP]
         found = await driver.list_task_keys(workflow_name, instance_name, chunk)
         held.update(key.idempotency_key for key in found)
     return frozenset(held)

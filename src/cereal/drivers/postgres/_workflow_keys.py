@@ -9,10 +9,8 @@ those a process of an earlier release left waiting.
 
 from __future__ import annotations
 
+from cereal.drivers._workflow_store import WAITING_KEYS_PER_SWEEP
 from cereal.drivers.postgres._db import Conn, fetch_all
-
-WAITING_KEYS_PER_SWEEP = 100
-"""Keys with waiting runs one sweep looks at (the next sweep, the rest)."""
 
 
 async def start_waiting_runs(conn: Conn, keys: list[str]) -> list[str]:

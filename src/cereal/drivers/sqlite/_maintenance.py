@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from cereal.drivers._lease_ids import row_id
+from cereal.drivers._workflow_store import WAITING_KEYS_PER_SWEEP
 from cereal.drivers.sqlite._sql import Q
 from cereal.drivers.sqlite._sql import start_waiting_runs as start_waiting_runs_of
 from cereal.drivers.sqlite._tasks import record_outcome, requeue
@@ -80,10 +81,6 @@ def has_stale_claim(conn: sqlite3.Connection, at: float, cutoff: float) -> bool:
 def release_stale_claims(conn: sqlite3.Connection, at: float, cutoff: float) -> int:
     """Release workflow claims past their claimer's expiry (as :func:`has_stale_claim`)."""
     return int(conn.execute(Q["release_stale_claims"], {"now": at, "cutoff": cutoff}).rowcount)
-
-
-WAITING_KEYS_PER_SWEEP = 100
-"""Workflow concurrency keys with waiting runs a sweep looks at (the next sweep, the rest)."""
 
 
 def has_waiting_run(conn: sqlite3.Connection) -> bool:
