@@ -95,8 +95,8 @@ FROM ev
 -- name: claim_instances
 -- Claim up to max_instances instances with their oldest events, in one
 -- statement (see the function in migrations 0004, 0007, 0008 and 0015, which
--- added the trace contexts): each workflow name is an index range scan of the
--- claimable index (ready, unclaimed instances only), so the cost does not
+-- added the trace contexts; 0027 keeps its plan): each workflow name is an index
+-- range scan of the claimable index (ready, unclaimed instances only), so the cost does not
 -- grow with the queued events or the history, and rows locked by a
 -- concurrent completion or claim are skipped, never waited for.
 SELECT * FROM cereal_claim_traced_instances(%(workflow_names)s::text[], %(max_instances)s,
@@ -116,8 +116,9 @@ FOR NO KEY UPDATE
 
 -- name: apply_decisions
 -- A group of decisions in one statement (see the function in migrations 0004,
--- 0007, 0008, 0019, 0020, 0021, 0025 and 0026); returns the instance id and position
--- of each decision applied, then the workflow name of each run started from waiting.
+-- 0007, 0008, 0019, 0020, 0021, 0025, 0026 and 0027); returns the instance id and
+-- position of each decision applied, then the workflow name of each run started from
+-- waiting.
 SELECT d.applied_instance_id AS id, d.applied_position AS position,
        d.started_workflow
 FROM cereal_apply_decisions(

@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0026_workflow_concurrency_keys
+-- Latest migration: 0027_decision_and_claim_plans
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -702,6 +702,9 @@ DECLARE
     -- the positions (in p_instance_ids) of the decisions applied
     v_continued_at bigint[];
     v_finished_at bigint[];
+    -- the names of the runs continued (for their new tasks' rows), by position
+    v_continued_workflows text[];
+    v_continued_names text[];
     -- per task position: whether it is stored (NULL array: every task is)
     v_keep boolean[];
     -- the workflow concurrency keys of the runs finished, and the runs they let start
@@ -728,97 +731,116 @@ BEGIN
         ) AS k;
     END IF;
 
-    WITH decided AS (
-        SELECT d.instance_id, d.token, d.payload, d.completed, d.position
-        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
-             WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
-        WHERE NOT d.finish
-    ), added AS (
-        SELECT t.owner, count(*) AS n
-        FROM unnest(p_task_owners) WITH ORDINALITY AS t(owner, position)
-        WHERE coalesce(v_keep[t.position], true)
-        GROUP BY t.owner
-    ), updated AS (
-        UPDATE cereal_workflow_instances AS i
-        SET payload = decided.payload,
-            status = 'running',
-            enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
-            completed_tasks = decided.completed,
-            updated_at = now(),
-            ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
-                        WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
-            claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
-        FROM decided
-        LEFT JOIN added ON added.owner = decided.position
-        WHERE i.id = decided.instance_id AND i.claim_token = decided.token
-        RETURNING i.id, decided.position
-    )
-    SELECT coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.position), '{}')
-    INTO v_continued, v_continued_at
-    FROM updated AS u;
+    -- each statement below runs only when the batch holds what it works on: a
+    -- drain's decisions are mostly continues that enqueue nothing, and even a
+    -- statement that touches no row pays its planning and executor start
+    v_continued := '{}';
+    v_continued_at := '{}';
+    v_finished := '{}';
+    v_finished_at := '{}';
+    IF false = ANY(p_finishes) THEN
+        WITH decided AS (
+            SELECT d.instance_id, d.token, d.payload, d.completed, d.position
+            FROM unnest(p_instance_ids, p_tokens, p_finishes, p_payloads, p_completed)
+                 WITH ORDINALITY AS d(instance_id, token, finish, payload, completed, position)
+            WHERE NOT d.finish
+        ), added AS (
+            SELECT t.owner, count(*) AS n
+            FROM unnest(p_task_owners) WITH ORDINALITY AS t(owner, position)
+            WHERE coalesce(v_keep[t.position], true)
+            GROUP BY t.owner
+        ), updated AS (
+            UPDATE cereal_workflow_instances AS i
+            SET payload = decided.payload,
+                status = 'running',
+                enqueued_tasks = i.enqueued_tasks + coalesce(added.n, 0),
+                completed_tasks = decided.completed,
+                updated_at = now(),
+                ready_at = (SELECT min(e.enqueued_at) FROM cereal_workflow_events AS e
+                            WHERE e.instance_id = i.id AND e.id <> ALL(p_event_ids)),
+                claim_token = NULL, claimed_at = NULL, claim_expiry = NULL
+            FROM decided
+            LEFT JOIN added ON added.owner = decided.position
+            WHERE i.id = decided.instance_id AND i.claim_token = decided.token
+            RETURNING i.id, decided.position, i.workflow_name, i.instance_name
+        )
+        SELECT coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.position), '{}'),
+               array_agg(u.workflow_name), array_agg(u.instance_name)
+        INTO v_continued, v_continued_at, v_continued_workflows, v_continued_names
+        FROM updated AS u;
+    END IF;
 
-    DELETE FROM cereal_workflow_events
-    WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
-    DELETE FROM cereal_task_results
-    WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+    IF cardinality(v_continued) > 0 AND cardinality(p_event_ids) > 0 THEN
+        DELETE FROM cereal_workflow_events
+        WHERE id = ANY(p_event_ids) AND instance_id = ANY(v_continued);
+    END IF;
+    IF cardinality(v_continued) > 0 AND cardinality(p_result_ids) > 0 THEN
+        DELETE FROM cereal_task_results
+        WHERE id = ANY(p_result_ids) AND instance_id = ANY(v_continued);
+    END IF;
 
-    WITH inserted AS (
-        INSERT INTO cereal_tasks
-            (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
-             traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
-             rate_limit_seconds, priority, idempotency_key)
-        SELECT i.id, i.workflow_name, i.instance_name, t.task_name, t.parameters,
-               coalesce(t.start_after, now()), t.traceparent, t.retry_policy,
-               t.concurrency_key, t.concurrency_limit, t.rate_limit_starts,
-               t.rate_limit_seconds, coalesce(t.priority, 0), p_task_idempotency_keys[t.position]
-        FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
-                    p_task_traceparents, p_task_retry_policies, p_task_concurrency_keys,
-                    p_task_concurrency_limits, p_task_rate_limit_starts,
-                    p_task_rate_limit_seconds, p_task_priorities)
-                 WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
-                                      retry_policy, concurrency_key, concurrency_limit,
-                                      rate_limit_starts, rate_limit_seconds, priority, position)
-        JOIN cereal_workflow_instances AS i ON i.id = p_instance_ids[t.owner]
-        WHERE t.owner = ANY(v_continued_at) AND coalesce(v_keep[t.position], true)
-        ORDER BY t.position
-        RETURNING id, instance_id, idempotency_key
-    )
-    INSERT INTO cereal_task_keys (instance_id, idempotency_key, task_id)
-    SELECT instance_id, idempotency_key, id FROM inserted
-    WHERE idempotency_key IS NOT NULL;
+    IF cardinality(v_continued) > 0 AND cardinality(p_task_owners) > 0 THEN
+        WITH inserted AS (
+            INSERT INTO cereal_tasks
+                (instance_id, workflow_name, instance_name, task_name, parameters, start_after,
+                 traceparent, retry_policy, concurrency_key, concurrency_limit, rate_limit_starts,
+                 rate_limit_seconds, priority, idempotency_key)
+            SELECT c.id, c.workflow_name, c.instance_name, t.task_name, t.parameters,
+                   coalesce(t.start_after, now()), t.traceparent, t.retry_policy,
+                   t.concurrency_key, t.concurrency_limit, t.rate_limit_starts,
+                   t.rate_limit_seconds, coalesce(t.priority, 0), p_task_idempotency_keys[t.position]
+            FROM unnest(p_task_owners, p_task_names, p_task_parameters, p_task_start_after,
+                        p_task_traceparents, p_task_retry_policies, p_task_concurrency_keys,
+                        p_task_concurrency_limits, p_task_rate_limit_starts,
+                        p_task_rate_limit_seconds, p_task_priorities)
+                     WITH ORDINALITY AS t(owner, task_name, parameters, start_after, traceparent,
+                                          retry_policy, concurrency_key, concurrency_limit,
+                                          rate_limit_starts, rate_limit_seconds, priority, position)
+            JOIN unnest(v_continued, v_continued_at, v_continued_workflows, v_continued_names)
+                 AS c(id, position, workflow_name, instance_name) ON c.position = t.owner
+            WHERE coalesce(v_keep[t.position], true)
+            ORDER BY t.position
+            RETURNING id, instance_id, idempotency_key
+        )
+        INSERT INTO cereal_task_keys (instance_id, idempotency_key, task_id)
+        SELECT instance_id, idempotency_key, id FROM inserted
+        WHERE idempotency_key IS NOT NULL;
+    END IF;
 
-    WITH finishing AS (
-        SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback,
-               d.position
-        FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
-                    p_error_types, p_error_tracebacks)
-             WITH ORDINALITY
-             AS d(instance_id, token, finish, result, error, error_type, error_traceback,
-                  position)
-        WHERE d.finish
-    ), gone AS (
-        DELETE FROM cereal_workflow_instances AS i
-        USING finishing
-        WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
-        RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
-                  finishing.result, finishing.error, finishing.error_type,
-                  finishing.error_traceback, finishing.position, i.concurrency_key,
-                  i.concurrency_limit, i.waiting_for_key
-    ), history AS (
-        INSERT INTO cereal_workflow_results
-            (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
-             error_type, error_traceback, instance_id, concurrency_key, concurrency_limit)
-        SELECT workflow_name, instance_name, parameters, result, error, started_at,
-               clock_timestamp(), error_type, error_traceback, id, concurrency_key,
-               concurrency_limit
-        FROM gone
-        ORDER BY id
-    )
-    SELECT coalesce(array_agg(g.id), '{}'), coalesce(array_agg(g.position), '{}'),
-           array_agg(DISTINCT g.concurrency_key)
-               FILTER (WHERE g.concurrency_key IS NOT NULL AND NOT g.waiting_for_key)
-    INTO v_finished, v_finished_at, v_freed
-    FROM gone AS g;
+    IF true = ANY(p_finishes) THEN
+        WITH finishing AS (
+            SELECT d.instance_id, d.token, d.result, d.error, d.error_type, d.error_traceback,
+                   d.position
+            FROM unnest(p_instance_ids, p_tokens, p_finishes, p_results, p_errors,
+                        p_error_types, p_error_tracebacks)
+                 WITH ORDINALITY
+                 AS d(instance_id, token, finish, result, error, error_type, error_traceback,
+                      position)
+            WHERE d.finish
+        ), gone AS (
+            DELETE FROM cereal_workflow_instances AS i
+            USING finishing
+            WHERE i.id = finishing.instance_id AND i.claim_token = finishing.token
+            RETURNING i.id, i.workflow_name, i.instance_name, i.parameters, i.started_at,
+                      finishing.result, finishing.error, finishing.error_type,
+                      finishing.error_traceback, finishing.position, i.concurrency_key,
+                      i.concurrency_limit, i.waiting_for_key
+        ), history AS (
+            INSERT INTO cereal_workflow_results
+                (workflow_name, instance_name, parameters, result, error, started_at, ended_at,
+                 error_type, error_traceback, instance_id, concurrency_key, concurrency_limit)
+            SELECT workflow_name, instance_name, parameters, result, error, started_at,
+                   clock_timestamp(), error_type, error_traceback, id, concurrency_key,
+                   concurrency_limit
+            FROM gone
+            ORDER BY id
+        )
+        SELECT coalesce(array_agg(g.id), '{}'), coalesce(array_agg(g.position), '{}'),
+               array_agg(DISTINCT g.concurrency_key)
+                   FILTER (WHERE g.concurrency_key IS NOT NULL AND NOT g.waiting_for_key)
+        INTO v_finished, v_finished_at, v_freed
+        FROM gone AS g;
+    END IF;
 
     -- the finished runs free their keys' places: the next waiting runs start
     IF v_freed IS NOT NULL THEN
@@ -1166,6 +1188,7 @@ $function$;
 CREATE OR REPLACE FUNCTION cereal_claim_traced_instances(p_workflow_names text[], p_max_instances integer, p_max_events integer, p_token uuid, p_expiry double precision)
  RETURNS TABLE(instance_id bigint, first_row boolean, workflow_name text, instance_name text, status text, parameters bytea, payload bytea, enqueued_tasks bigint, completed_tasks bigint, started_at timestamp with time zone, event_id bigint, event_type text, task_result_id bigint, enqueued_at timestamp with time zone, result_id bigint, result_task_name text, result_parameters bytea, result_status text, result_error text, result_result bytea, result_error_type text, result_error_traceback text, result_attempts integer, traceparent text, result_traceparent text)
  LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 BEGIN
