@@ -1,10 +1,24 @@
-"""PostgreSQL wakeups: NOTIFY reaches other drivers, at most once per transaction."""
+"""PostgreSQL wakeups: NOTIFY reaches other drivers, at most once per transaction and per burst."""
 
 from __future__ import annotations
 
-import psycopg
+import asyncio
+from typing import Any
 
+import psycopg
+import pytest
+
+from cereal import (
+    CancelEvent,
+    Decision,
+    Manager,
+    StartEvent,
+    TaskCompleteEvent,
+    WorkflowInstance,
+    errors,
+)
 from cereal.drivers.postgres import PostgresDriver
+from cereal.drivers.postgres._announce_window import AnnouncementWindow
 from cereal.drivers.postgres._listen import MAX_PAYLOAD_BYTES, decode_note, encode_note
 from cereal.models import NewTask
 from tests._waiting import wait_until
@@ -17,6 +31,7 @@ from tests.drivers._listening import (
     listen_with,
     send_barrier,
 )
+from tests.plugins.manager import FAST_OPTIONS
 
 WF = "wf"
 
@@ -153,3 +168,110 @@ async def test_listening_again_reports_any_work_so_nothing_announced_meanwhile_i
         # When a listener comes back, it is told to look for any work at once
         other.add_wakeup_listener(heard)
         await heard_eventually(heard, *ANY_WORK)
+
+
+def long_window(driver: PostgresDriver) -> AnnouncementWindow:
+    """Give the driver's loop a window that stays open until the test closes it."""
+    window = AnnouncementWindow(driver._announce_together, window=3600.0)
+    driver._windows[asyncio.get_running_loop()] = window
+    return window
+
+
+async def test_a_burst_of_enqueues_is_announced_by_the_first_commit_and_once_more_after(
+    postgres_dsn: str, listening: Channel
+) -> None:
+    # every notification costs each listening process a transaction to read it, so a
+    # burst is announced twice: in the first enqueue's commit, then once for the rest
+    async with PostgresDriver(postgres_dsn) as driver:
+        window = long_window(driver)
+        for n in range(5):
+            await driver.enqueue_workflow(WF if n % 2 else "other", f"i{n}", None)
+        [first] = await listening.drain()
+        assert decode_note(first)[1] == [("workflow", "other")]
+
+        window.flush()  # the window closes
+        await wait_until(lambda: not driver._background, what="the deferred announcement")
+        [later] = await listening.drain()
+        assert decode_note(later)[1] == [("workflow", WF), ("workflow", "other")]
+        # sent after the commits it announces: every run it names is there to claim
+        claimed = await driver.claim_workflows([WF, "other"], max_instances=10)
+        assert len(claimed) == 5
+        for _, completer in claimed:
+            await completer.close()
+
+
+async def test_a_refused_enqueue_is_not_announced_later(
+    postgres_dsn: str, listening: Channel
+) -> None:
+    async with PostgresDriver(postgres_dsn) as driver:
+        window = long_window(driver)
+        await driver.enqueue_workflow(WF, "i", None)
+        with pytest.raises(errors.WorkflowInstanceExistsError):
+            await driver.enqueue_workflow(WF, "i", None)
+        window.flush()
+        assert len(await listening.drain()) == 1  # the first enqueue's own
+
+
+async def test_closing_the_driver_sends_what_the_window_holds(
+    postgres_dsn: str, listening: Channel
+) -> None:
+    async with PostgresDriver(postgres_dsn) as driver:
+        long_window(driver)
+        await driver.enqueue_workflow(WF, "i1", None)
+        await driver.enqueue_workflow(WF, "i2", None)
+    assert [decode_note(p)[1] for p in await listening.drain()] == [
+        [("workflow", WF)],
+        [("workflow", WF)],
+    ]
+
+
+class CompleteAtOnce:
+    """on_start completes the run (recording its name)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_start(self, w: WorkflowInstance, ev: StartEvent) -> Decision:
+        self.started.append(w.instance_name)
+        return w.complete()
+
+    def on_task_complete(self, w: WorkflowInstance, ev: TaskCompleteEvent) -> Decision:
+        return w.fail("no tasks here")
+
+    def on_cancel(self, w: WorkflowInstance, ev: CancelEvent) -> Decision:
+        return w.fail("cancelled")
+
+
+async def test_a_worker_that_polls_once_a_minute_gets_the_runs_left_to_the_close_by_its_notify(
+    postgres_dsn: str,
+) -> None:
+    executor = CompleteAtOnce()
+    worker_driver = PostgresDriver(postgres_dsn)
+    claims: list[int] = []  # how many runs each of the worker's claims returned
+    claim = worker_driver.claim_workflows
+
+    async def counted_claim(*args: Any, **kwargs: Any) -> Any:
+        claimed = await claim(*args, **kwargs)
+        claims.append(len(claimed))
+        return claimed
+
+    worker_driver.claim_workflows = counted_claim  # type: ignore[method-assign]
+    worker = Manager(
+        worker_driver,
+        **{**FAST_OPTIONS, "workflow_poll_interval": 60.0, "task_poll_interval": 60.0},
+    )
+    worker.register_workflow_executor(WF, executor)
+    async with worker, PostgresDriver(postgres_dsn) as client:
+        await wait_until(
+            lambda: worker_driver._listener is not None and worker_driver._listener.listening,
+            what="the worker to LISTEN",
+        )
+        window = long_window(client)
+        await client.enqueue_workflow(WF, "first", None)  # announced in its commit
+        await wait_until(lambda: executor.started == ["first"], what="the first run")
+        # the worker looked again after it (and found nothing): now it waits a minute
+        await wait_until(lambda: claims[-1] == 0 and len(claims) >= 2, what="an empty claim")
+        for n in range(5):
+            await client.enqueue_workflow(WF, f"r{n}", None)  # left to the window's close
+        window.flush()
+        await wait_until(lambda: len(executor.started) == 6, what="the runs of the close")

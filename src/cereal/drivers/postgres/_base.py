@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
 from cereal.drivers.base import DURABLE, MULTIPROCESS, RESUMABLE_LEASES, Driver, WorkKind
+from cereal.drivers.postgres._announce_window import AnnouncementWindow
 from cereal.drivers.postgres._db import Conn, Row, fetch_one, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
@@ -258,6 +259,10 @@ class PostgresBase(Driver):
         self._beaters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeartbeatBatcher] = (
             weakref.WeakKeyDictionary()
         )
+        # a burst of enqueues announced to other processes together, per loop
+        self._windows: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AnnouncementWindow] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def dsn(self) -> str:
@@ -325,6 +330,9 @@ class PostgresBase(Driver):
         beater = self._beaters.get(loop)
         if beater is not None:
             await beater.drain()
+        window = self._windows.get(loop)
+        if window is not None:
+            window.flush()  # enqueues already committed are announced before the pool goes
         if self._background:  # claims given back after a cancel
             await asyncio.wait(set(self._background), timeout=self._pool_timeout)
         listener, self._listener = self._listener, None
@@ -426,6 +434,21 @@ class PostgresBase(Driver):
             beater = self._beaters[loop] = heartbeat_batcher(self)
         return beater
 
+    @property
+    def _announce_window(self) -> AnnouncementWindow:
+        """This event loop's window for announcing new runs to other processes."""
+        loop = asyncio.get_running_loop()
+        window = self._windows.get(loop)
+        if window is None:
+            window = self._windows[loop] = AnnouncementWindow(self._announce_together)
+        return window
+
+    def _announce_together(self, wakes: list[Wake]) -> None:
+        """NOTIFY other processes of ``wakes`` in the background, in one notification."""
+        note = self._note(wakes)
+        if note is not None and self._pool is not None:
+            self._in_background(self._send_note(note))
+
     def _note(self, wakes: Sequence[Wake]) -> str | None:
         """The NOTIFY payload announcing ``wakes`` (None: nothing to send)."""
         if not self._notify or not wakes:
@@ -453,10 +476,7 @@ class PostgresBase(Driver):
 
     def announce_elsewhere(self, kind: WorkKind, name: str | None) -> None:
         """NOTIFY other processes of ready work in the background (see the base class)."""
-        note = self._note([(kind, name)])
-        if note is None or self._pool is None:
-            return
-        self._in_background(self._send_note(note))
+        self._announce_together([(kind, name)])
 
     async def _send_note(self, note: str) -> None:
         try:

@@ -115,17 +115,21 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             WorkflowInstanceExistsError: a live instance with these names exists.
         """
         wakes: list[Wake] = [("workflow", workflow_name)]
+        window = self._announce_window
+        in_commit = window.announce_in_commit()
         params = {
             "workflow_name": workflow_name,
             "instance_name": instance_name,
             "parameters": parameters,
             "traceparent": traceparent,
-            "note": self._note(wakes),
+            "note": self._note(wakes) if in_commit else None,
         }
         async with self._connection("enqueue_workflow") as conn:
             row = await fetch_one(conn, "enqueue_workflow", params)
         if row is None:
             raise errors.WorkflowInstanceExistsError()
+        if not in_commit:
+            window.announce_later(wakes)
         self._wake_all(wakes)
 
     async def enqueue_workflow_once(
@@ -143,6 +147,8 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         waits on it), then the run; a live name rolls both back.
         """
         wakes: list[Wake] = [("workflow", workflow_name)]
+        window = self._announce_window
+        in_commit = window.announce_in_commit()
         key = {
             "workflow_name": workflow_name,
             "idempotency_key": idempotency_key,
@@ -154,7 +160,7 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "instance_name": instance_name,
             "parameters": parameters,
             "traceparent": traceparent,
-            "note": self._note(wakes),
+            "note": self._note(wakes) if in_commit else None,
         }
         async with self._connection("enqueue_workflow_once") as conn, conn.transaction():
             existing = await _take_start_key(conn, key)
@@ -163,6 +169,8 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             created = await fetch_one(conn, "enqueue_workflow", params)
             if created is None:
                 raise errors.WorkflowInstanceExistsError()  # rolls the key back too
+        if not in_commit:
+            window.announce_later(wakes)
         self._wake_all(wakes)
         return None
 
