@@ -31,8 +31,13 @@ async def drv(db_path: str) -> AsyncIterator[SQLiteDriver]:
 
 
 @pytest.fixture
-async def listening(postgres_dsn: str) -> AsyncIterator[Channel]:
-    """A connection of the test's own LISTENing on the wakeup channel."""
+async def listening(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Channel]:
+    """A connection of the test's own LISTENing on the wakeup channel.
+
+    The drivers the test opens announce each commit's work in that commit (no
+    announcement window): a case counts what each action announced.
+    """
+    monkeypatch.setattr("cereal.drivers.postgres._announce_window.ANNOUNCE_WINDOW", 0.0)
     conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
     await conn.execute("LISTEN cereal_wakeup")
     try:

@@ -13,7 +13,10 @@ once, when it closes, in a NOTIFY of their own, which opens the next window.
 The deferred announcement is sent only after the commits it announces
 returned, so a worker that hears it finds their runs; a worker that claimed
 between the two found what had committed by then. Nothing is lost by a
-deferred announcement that fails to send: the workers poll.
+deferred announcement that fails to send: the workers poll. Decisions
+still announce their tasks in their commits: deferring them too left (g)'s
+commits per workflow where they were (bench/README.md), since an idle runner
+of the deciding process takes most new tasks unannounced.
 """
 
 from __future__ import annotations
@@ -38,11 +41,11 @@ class AnnouncementWindow:
     def __init__(
         self,
         send: Callable[[list[Wake]], None],
-        window: float = ANNOUNCE_WINDOW,
+        window: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
-        self._window = window
+        self._window = ANNOUNCE_WINDOW if window is None else window
         self._clock = clock
         self._open_until = float("-inf")
         self._pending: dict[Wake, None] = {}
