@@ -168,7 +168,7 @@ class HeldReply:
 
 
 class StubHoldingDequeue:
-    """Wraps the client's stub: the next dequeue's first reply is held by ``gate``."""
+    """Wraps the client's stub: the next lease stream's first reply is held by ``gate``."""
 
     def __init__(self, stub: Any, gate: Gate) -> None:
         self._stub = stub
@@ -176,6 +176,9 @@ class StubHoldingDequeue:
 
     def DequeueTasks(self, *args: Any, **kwargs: Any) -> Any:
         return HeldReply(self._stub.DequeueTasks(*args, **kwargs), self._gate)
+
+    def TaskSession(self, *args: Any, **kwargs: Any) -> Any:
+        return HeldReply(self._stub.TaskSession(*args, **kwargs), self._gate)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stub, name)

@@ -16,6 +16,12 @@ tasks ``LOST``), a locked schedule is released. Task leases are the exception
 while the server stops: they stay in the store, and a client still running the
 task re-presents the lease (task id and lease token) on a new stream to the
 next server, which takes it up if the store still holds it.
+
+A batch stream (``ClaimWorkflows``, ``DequeueTasks``) holds one claimed batch;
+a session stream (``WorkflowSession``, ``TaskSession``) is a client's one
+long-lived stream for all its claims, each answered with a batch numbered on
+from the last (:mod:`cereal.server.held_work`), so a busy worker opens no
+stream per claim.
 """
 
 from __future__ import annotations
@@ -34,9 +40,9 @@ from cereal.checks import validation
 from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
-from cereal.engine.expiry import decide_expiry, warn_refused_policy
-from cereal.models import ExpiredLease, NewTask, TaskData, check_overlap
+from cereal.models import NewTask, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain
+from cereal.server.held_work import HeldClaims, HeldLeases
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert, reads
 from cereal.wire.codec import optional_field, time_from_pb, value_from_pb
@@ -48,8 +54,6 @@ from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
-LOST_CLIENT_ERROR = "the worker holding the task went away (its stream to the cereal server closed)"
-"""The error of an attempt whose client vanished (as the text of a LOST task's attempt)."""
 
 Context: TypeAlias = Any
 """A ``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
@@ -117,11 +121,55 @@ async def _answer(request_id: int, apply: Callable[[], Awaitable[object]]) -> pb
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        if not is_carried(exc):
-            logger.exception("applying a streamed request failed")
-            exc = errors.DriverError(f"{type(exc).__name__}: {exc}")
-        return pb.Answer(request_id=request_id, error=error_to_pb(exc))
+        return _refusal(request_id, exc)
     return pb.Answer(request_id=request_id, handed_back=outcome is True)
+
+
+def _refusal(request_id: int, exc: Exception) -> pb.Answer:
+    """The answer carrying ``exc`` (an unexpected one is logged and sent as a DriverError)."""
+    if not is_carried(exc):
+        logger.exception("applying a streamed request failed", exc_info=exc)
+        exc = errors.DriverError(f"{type(exc).__name__}: {exc}")
+    return pb.Answer(request_id=request_id, error=error_to_pb(exc))
+
+
+def _leased_batch(
+    leased: Sequence[tuple[TaskData, TaskCompleter]], request_id: int, first: int
+) -> pb.LeasedTasks:
+    return pb.LeasedTasks(
+        tasks=[convert.TASK.to_pb(task) for task, _ in leased],
+        lease_tokens=[completer.lease_token or "" for _, completer in leased],
+        request_id=request_id,
+        first_lease=first,
+    )
+
+
+class _LiveSession:
+    """A session stream being served: what it holds, and its requests in flight."""
+
+    def __init__(self, held: HeldClaims | HeldLeases) -> None:
+        self.held = held
+        self.in_flight = 0
+        self.ending = False
+        self._handler = asyncio.current_task()
+
+    def end_if_idle(self) -> None:
+        """End the session now if it holds nothing and no request is being applied.
+
+        Its handler is suspended reading the next request: cancelling it there
+        drops nothing (a request it had not read yet fails on the client as a
+        broken stream, and holds nothing here).
+        """
+        if self.in_flight == 0 and self.held.empty and self._handler is not None:
+            self.ending = True
+            self._handler.cancel()
+
+    def ended_by_server(self) -> bool:
+        """After a cancelled read: True when it was :meth:`end_if_idle` (the call goes on)."""
+        if not self.ending or self._handler is None:
+            return False
+        self._handler.uncancel()  # end the call normally: the client sees the stream end
+        return True
 
 
 class _StreamWriter:
@@ -137,12 +185,6 @@ class _StreamWriter:
                 await self._context.write(message)
 
 
-async def _pick(items: Sequence[Any], index: int) -> Any:
-    if not 0 <= index < len(items):
-        raise ValueError(f"no claim or lease #{index} on this stream")
-    return items[index]
-
-
 class CerealService(pb_grpc.CerealServicer):
     """The service over a registry of domains."""
 
@@ -150,6 +192,7 @@ class CerealService(pb_grpc.CerealServicer):
         self._domains = domains
         self._checks = checks or RequestChecks()
         self._keep_leases = False
+        self._sessions: set[_LiveSession] = set()
         # shielded lease endings still writing: the server waits for them before
         # it closes the stores, so none is cut off by a closing loop
         self._abandoning: set[asyncio.Task[None]] = set()
@@ -158,9 +201,13 @@ class CerealService(pb_grpc.CerealServicer):
         """From now on, leave the leases of ending streams in the store (the server stops).
 
         Their clients, still running the tasks, re-present them to the next
-        server; a lease nobody re-presents expires as usual.
+        server; a lease nobody re-presents expires as usual. Session streams
+        claim nothing more: those holding nothing end now, the others once
+        their last claim or lease is finished.
         """
         self._keep_leases = True
+        for session in list(self._sessions):
+            session.end_if_idle()  # the rest end as their last claim or lease finishes
 
     async def finish_lease_endings(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the lease endings of streams that already closed.
@@ -481,35 +528,68 @@ class CerealService(pb_grpc.CerealServicer):
         first = await context.read()
         if first is grpc.aio.EOF or not first.HasField("claim"):
             raise ValueError("a ClaimWorkflows stream starts with a claim request")
-        claim = first.claim
-        self._checks.claim(claim)
-        claimed = await driver.claim_workflows(
-            list(claim.workflow_names),
-            max_instances=claim.max_instances,
-            max_events=claim.max_events,
-            claim_expiry=claim.claim_expiry,
-        )
-        completers: list[WorkflowCompleter] = [completer for _, completer in claimed]
+        claims = HeldClaims()
         try:
-            batch = pb.ClaimedWorkflows(
-                instances=[
-                    pb.ClaimedInstance(events=[convert.EVENT.to_pb(e) for e in events])
-                    for events, _ in claimed
-                ]
-            )
+            batch = await self._claim(driver, claims, first.claim)
             await context.write(pb.WorkflowStreamResponse(claimed=batch))
-            if claimed:
-                await self._serve_requests(context, completers, self._apply_decision, "decision")
+            if batch.instances:
+                await self._serve_requests(
+                    context, ("decision",), functools.partial(self._apply_decision, claims)
+                )
         finally:
-            await asyncio.shield(_close_all(completers))
+            await asyncio.shield(claims.close_all())
+
+    @_unary
+    async def WorkflowSession(self, request_iterator: Any, context: Context) -> None:
+        """A client's long-lived claim stream: claims and decisions, in any number."""
+        driver = await self._driver(context)
+        claims = HeldClaims()
+
+        async def apply(request: pb.WorkflowStreamRequest) -> pb.WorkflowStreamResponse:
+            if request.HasField("decision"):
+                return await self._apply_decision(claims, request)
+            claim = request.claim
+            try:
+                batch = await self._claim(driver, claims, claim)
+            except Exception as exc:
+                return pb.WorkflowStreamResponse(answer=_refusal(claim.request_id, exc))
+            return pb.WorkflowStreamResponse(claimed=batch)
+
+        try:
+            await self._serve_session(context, claims, ("claim", "decision"), apply)
+        finally:
+            await asyncio.shield(claims.close_all())
+
+    async def _claim(
+        self, driver: Driver, claims: HeldClaims, claim: pb.ClaimWorkflowsRequest
+    ) -> pb.ClaimedWorkflows:
+        """Claim what ``claim`` asks for (nothing once the server stops) and hold it."""
+        self._checks.claim(claim)
+        claimed = []
+        if not self._keep_leases:
+            claimed = await driver.claim_workflows(
+                list(claim.workflow_names),
+                max_instances=claim.max_instances,
+                max_events=claim.max_events,
+                claim_expiry=claim.claim_expiry,
+            )
+        first = claims.add([completer for _, completer in claimed])
+        return pb.ClaimedWorkflows(
+            instances=[
+                pb.ClaimedInstance(events=[convert.EVENT.to_pb(e) for e in events])
+                for events, _ in claimed
+            ],
+            request_id=claim.request_id,
+            first_claim=first,
+        )
 
     async def _apply_decision(
-        self, completers: Sequence[WorkflowCompleter], request: pb.WorkflowStreamRequest
+        self, claims: HeldClaims, request: pb.WorkflowStreamRequest
     ) -> pb.WorkflowStreamResponse:
         decision = request.decision
 
         async def apply() -> None:
-            completer: WorkflowCompleter = await _pick(completers, decision.claim)
+            completer = claims.get(decision.claim)
             action = decision.WhichOneof("action")
             if action in ("continue_", "done", "fail"):
                 # a decision also releases the claim: the client's close needs no round trip
@@ -517,10 +597,12 @@ class CerealService(pb_grpc.CerealServicer):
                     self._checks.decision(decision)
                     await _decide(completer, decision)
                 finally:
+                    claims.finish(decision.claim)
                     await completer.close()
             elif action == "heartbeat":
                 await completer.heartbeat()
             elif action == "close":
+                claims.finish(decision.claim)
                 await completer.close()
             else:
                 raise ValueError("a workflow decision names no action")
@@ -533,46 +615,79 @@ class CerealService(pb_grpc.CerealServicer):
         """Lease a batch of tasks; report each on the stream; abandon the rest at its end."""
         driver = await self._driver(context)
         first = await context.read()
-        if first is not grpc.aio.EOF and first.HasField("resume"):
-            leased = [
-                await driver.resume_task_lease(first.resume.task_id, first.resume.lease_token)
-            ]
-        elif first is not grpc.aio.EOF and first.HasField("dequeue"):
-            ask = first.dequeue
-            self._checks.dequeue(ask)
+        leases = HeldLeases()
+        try:
+            if first is not grpc.aio.EOF and first.HasField("resume"):
+                resumed = await driver.resume_task_lease(
+                    first.resume.task_id, first.resume.lease_token
+                )
+                leases.add([resumed])
+                batch = _leased_batch([resumed], 0, 0)
+            elif first is not grpc.aio.EOF and first.HasField("dequeue"):
+                batch = await self._dequeue(driver, leases, first.dequeue)
+            else:
+                raise ValueError("a DequeueTasks stream starts with a dequeue or resume request")
+            await context.write(pb.TaskStreamResponse(leased=batch))
+            if batch.tasks:
+                await self._serve_requests(
+                    context, ("report",), functools.partial(self._apply_report, leases)
+                )
+        finally:
+            await self._end_leases(leases)
+
+    @_unary
+    async def TaskSession(self, request_iterator: Any, context: Context) -> None:
+        """A client's long-lived lease stream: dequeues and reports, in any number."""
+        driver = await self._driver(context)
+        leases = HeldLeases()
+
+        async def apply(request: pb.TaskStreamRequest) -> pb.TaskStreamResponse:
+            if request.HasField("report"):
+                return await self._apply_report(leases, request)
+            ask = request.dequeue
+            try:
+                batch = await self._dequeue(driver, leases, ask)
+            except Exception as exc:
+                return pb.TaskStreamResponse(answer=_refusal(ask.request_id, exc))
+            return pb.TaskStreamResponse(leased=batch)
+
+        try:
+            await self._serve_session(context, leases, ("dequeue", "report"), apply)
+        finally:
+            await self._end_leases(leases)
+
+    async def _dequeue(
+        self, driver: Driver, leases: HeldLeases, ask: pb.DequeueTasksRequest
+    ) -> pb.LeasedTasks:
+        """Lease what ``ask`` asks for (nothing once the server stops) and hold it."""
+        self._checks.dequeue(ask)
+        leased: list[tuple[TaskData, TaskCompleter]] = []
+        if not self._keep_leases:
             leased = await driver.dequeue_tasks(
                 ask.task_name,
                 ask.max_tasks,
                 task_expiry=ask.task_expiry,
                 retry_policy=ask.retry_policy if ask.HasField("retry_policy") else None,
             )
-        else:
-            raise ValueError("a DequeueTasks stream starts with a dequeue or resume request")
-        leases = _Leases(leased)
-        try:
-            batch = pb.LeasedTasks(
-                tasks=[convert.TASK.to_pb(task) for task, _ in leased],
-                lease_tokens=[completer.lease_token or "" for _, completer in leased],
-            )
-            await context.write(pb.TaskStreamResponse(leased=batch))
-            if leased:
-                await self._serve_requests(context, leases, self._apply_report, "report")
-        finally:
-            if self._keep_leases:
-                leases.leave_unreported()
-            else:
-                ending = asyncio.create_task(leases.abandon_unreported())
-                self._abandoning.add(ending)
-                ending.add_done_callback(self._abandoning.discard)
-                await asyncio.shield(ending)
+        return _leased_batch(leased, ask.request_id, leases.add(leased))
+
+    async def _end_leases(self, leases: HeldLeases) -> None:
+        """A lease stream ended: leave its unreported leases (stopping), else end them now."""
+        if self._keep_leases:
+            leases.leave_unreported()
+            return
+        ending = asyncio.create_task(leases.abandon_unreported())
+        self._abandoning.add(ending)
+        ending.add_done_callback(self._abandoning.discard)
+        await asyncio.shield(ending)
 
     async def _apply_report(
-        self, leases: _Leases, request: pb.TaskStreamRequest
+        self, leases: HeldLeases, request: pb.TaskStreamRequest
     ) -> pb.TaskStreamResponse:
         report = request.report
 
         async def apply() -> bool:
-            completer = await _pick(leases.completers, report.lease)
+            completer = leases.get(report.lease)
             action = report.WhichOneof("action")
             handed_back = False
             try:
@@ -600,35 +715,63 @@ class CerealService(pb_grpc.CerealServicer):
                 else:
                     raise ValueError("a task report names no action")
             except errors.TaskLostError:
-                leases.reported.add(report.lease)
+                leases.finish(report.lease)
                 raise
-            leases.reported.add(report.lease)
+            leases.finish(report.lease)
             return handed_back
 
         answer = await _answer(report.request_id, apply)
         return pb.TaskStreamResponse(answer=answer)
 
+    async def _serve_session(
+        self,
+        context: Context,
+        held: HeldClaims | HeldLeases,
+        fields: tuple[str, ...],
+        apply: Callable[[Any], Awaitable[object]],
+    ) -> None:
+        """Serve a session until the client half-closes it, or the stopping server ends it."""
+        session = _LiveSession(held)
+        self._sessions.add(session)
+        try:
+            await self._serve_requests(context, fields, apply, session)
+        finally:
+            self._sessions.discard(session)
+
     async def _serve_requests(
         self,
         context: Context,
-        held: Any,
-        apply: Callable[[Any, Any], Awaitable[object]],
-        field: str,
+        fields: tuple[str, ...],
+        apply: Callable[[Any], Awaitable[object]],
+        session: _LiveSession | None = None,
     ) -> None:
         """Apply each request of the stream concurrently; answer each; wait for all."""
         writer = _StreamWriter(context)
         running: set[asyncio.Task[None]] = set()
 
         async def one(request: Any) -> None:
-            await writer.write(await apply(held, request))
+            try:
+                await writer.write(await apply(request))
+            finally:
+                if session is not None:
+                    session.in_flight -= 1
+                    if self._keep_leases:
+                        session.end_if_idle()
 
         try:
             while True:
-                request = await context.read()
+                try:
+                    request = await context.read()
+                except asyncio.CancelledError:
+                    if session is not None and session.ended_by_server():
+                        break
+                    raise
                 if request is grpc.aio.EOF:
                     break
-                if not request.HasField(field):
-                    raise ValueError(f"expected a {field} on this stream")
+                if request.WhichOneof("message") not in fields:
+                    raise ValueError(f"expected a {' or a '.join(fields)} on this stream")
+                if session is not None:
+                    session.in_flight += 1
                 task = asyncio.create_task(one(request))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -711,63 +854,6 @@ async def _decide(completer: WorkflowCompleter, decision: pb.WorkflowDecision) -
         await completer.fail_with_details(convert.FAILURE.from_pb(decision.fail))
     else:
         await completer.fail(decision.fail.error)
-
-
-class _Leases:
-    """The task leases of one stream, and which of them were reported."""
-
-    def __init__(self, leased: list[tuple[TaskData, TaskCompleter]]) -> None:
-        self.tasks = [task for task, _ in leased]
-        self.completers = [completer for _, completer in leased]
-        self.reported: set[int] = set()
-
-    def leave_unreported(self) -> None:
-        """Leave the unreported leases in the store for their clients to re-present."""
-        kept = [t.metadata.task_id for i, t in enumerate(self.tasks) if i not in self.reported]
-        if kept:
-            logger.info("server stopping: task leases %s stay for their clients", kept)
-
-    async def abandon_unreported(self) -> None:
-        """End the leases of a stream that closed without reporting them.
-
-        Its client is gone, exactly as when a lease expires: a task whose stored
-        policy leaves attempts is queued again after its backoff, the rest are
-        reported LOST to their workflows at once.
-        """
-        for index, completer in enumerate(self.completers):
-            if index in self.reported:
-                continue
-            task = self.tasks[index]
-            meta = task.metadata
-            lease = ExpiredLease(
-                task_id=meta.task_id,
-                lease=completer.lease_token or "",
-                attempt=meta.attempt,
-                task_name=task.name,
-                workflow_name=meta.workflow_name,
-                instance_name=meta.instance_name,
-                retry_policy=task.retry_policy,
-            )
-            # as a sweep decides: an invalid stored policy gives no retry, and is logged
-            decision = decide_expiry(lease)
-            try:
-                if decision.delay is not None:
-                    await completer.retry(LOST_CLIENT_ERROR, decision.delay)
-                else:
-                    await completer.abandon()
-                    warn_refused_policy(lease, decision)
-            except errors.TaskLostError:
-                pass
-            except Exception:
-                logger.exception("ending an unreported task lease failed")
-
-
-async def _close_all(completers: Sequence[WorkflowCompleter]) -> None:
-    for completer in completers:
-        try:
-            await completer.close()
-        except Exception:
-            logger.exception("closing a workflow claim failed")
 
 
 async def _apply_schedule(

@@ -1,12 +1,15 @@
-"""Client side of the streams that hold claimed work (see :mod:`._service`).
+"""Client side of the streams that hold claimed work (see :mod:`cereal.server.service`).
 
-A :class:`HeldStream` carries one claimed batch: requests (decisions, task
+A :class:`HeldStream` carries claimed work: requests (decisions, task
 reports) go out tagged with an id, a reader task matches each answer to its
-request. Once every claim or lease of the batch is finished the client
-half-closes the stream; if the stream breaks first, every pending and later
-request fails with the batch's "lost" error (the server rolled the work back,
-or, when it was stopping, left task leases for the client to re-present: see
-``broken``). All methods run on the driver's private I/O loop.
+request. A batch stream holds one claimed batch and is half-closed once every
+claim or lease of it is finished. A session stream (``session=True``) is a
+client's long-lived stream for all its claims: each claim request (see
+:meth:`HeldStream.claim`) adds a batch numbered on from the last, and the
+stream stays open for the next until it is retired. If a stream breaks, every
+pending and later request fails with the "lost" error (the server rolled the
+work back, or, when it was stopping, left task leases for the client to
+re-present: see ``broken``). All methods run on the driver's private I/O loop.
 """
 
 from __future__ import annotations
@@ -30,9 +33,19 @@ _CLOSED = "the driver was closed"
 BuildRequest = Callable[[int], Any]
 """Builds the stream request for a request id."""
 
+SESSION_INDEX_LIMIT = 2**30
+"""A session past this many claims is retired (indexes travel as int32)."""
+
+
+def batch_indexes(batch: pb.LeasedTasks | pb.ClaimedWorkflows) -> range:
+    """The session-wide indexes of a leased or claimed batch."""
+    if isinstance(batch, pb.LeasedTasks):
+        return range(batch.first_lease, batch.first_lease + len(batch.tasks))
+    return range(batch.first_claim, batch.first_claim + len(batch.instances))
+
 
 class HeldStream:
-    """One open stream holding ``count`` claims or leases."""
+    """One open stream holding claims or leases (``count`` of them from the start)."""
 
     def __init__(
         self,
@@ -41,23 +54,41 @@ class HeldStream:
         lost: Callable[[str], errors.CerealError],
         on_end: Callable[[HeldStream], None],
         max_bytes: int,
+        *,
+        session: bool = False,
     ) -> None:
         self._call = call
         self._max_bytes = max_bytes
         self._lost = lost
         self._on_end = on_end
+        self._retired = not session  # a batch stream takes no more claims
         self._open = set(range(count))
+        self._next_index = count
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[pb.Answer]] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._write_lock = asyncio.Lock()
         self._ended: str | None = None
+        self._half_closed = False
+        self._closing: asyncio.Task[None] | None = None
         self.broken = False
         """True once the stream ended by the server's or the connection's doing."""
+        self.unimplemented = False
+        """True when the server does not know the stream's RPC (an older server)."""
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     def is_open(self, index: int) -> bool:
         """True while claim/lease ``index`` is held on a live stream."""
         return self._ended is None and index in self._open
+
+    @property
+    def ended(self) -> bool:
+        """True once the stream ended (closed, broken or refused)."""
+        return self._ended is not None
+
+    @property
+    def takes_claims(self) -> bool:
+        """True for a live session stream that was not retired."""
+        return self._ended is None and not self._retired
 
     async def request(self, build: BuildRequest) -> pb.Answer:
         """Send one request and wait for its answer; raise the error it carries.
@@ -70,6 +101,33 @@ class HeldStream:
             CerealError: the answer's error, or the batch's "lost" error when
                 the stream has ended.
         """
+        result = await self._exchange(build)
+        if result.HasField("error"):
+            raise error_from_pb(result.error)
+        answer: pb.Answer = result
+        return answer
+
+    async def claim(self, build: BuildRequest) -> Any:
+        """Send a claim request on a session; the batch it got (now held here).
+
+        Cancelling the caller cancels the write, which ends the whole stream:
+        run it as a task of its own (see :class:`ClaimSessions`).
+
+        Raises:
+            CerealError: the server refused the claim, or the stream ended.
+        """
+        reply = await self._exchange(build)
+        if isinstance(reply, pb.Answer):
+            raise error_from_pb(reply.error)
+        self._maybe_half_close()
+        return reply
+
+    def retire(self) -> None:
+        """Take no more claims; half-close once what is held is finished."""
+        self._retired = True
+        self._maybe_half_close()
+
+    async def _exchange(self, build: BuildRequest) -> Any:
         if self._ended is not None:
             raise self._lost(self._ended)
         request_id = next(self._ids)
@@ -80,8 +138,8 @@ class HeldStream:
                 f"the request is {size} bytes, over the {self._max_bytes} bytes a cereal"
                 " server accepts (max_message_bytes); it was not sent"
             )
-        answer: asyncio.Future[pb.Answer] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = answer
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = reply
         try:
             async with self._write_lock:
                 await self._call.write(message)
@@ -89,16 +147,26 @@ class HeldStream:
             self._pending.pop(request_id, None)
             self.broken = self._ended != _CLOSED
             raise self._lost(f"the stream to the cereal server broke: {exc}") from None
-        result = await answer
-        if result.HasField("error"):
-            raise error_from_pb(result.error)
-        return result
+        return await reply
 
     async def finish(self, index: int) -> None:
-        """Mark ``index`` finished; after the last one, half-close the stream."""
+        """Mark ``index`` finished; a retired stream holding nothing more is half-closed."""
         self._open.discard(index)
-        if self._open or self._ended is not None:
+        await self._half_close_if_done()
+
+    def _done(self) -> bool:
+        """Retired, and nothing held or asked for: the stream can be half-closed."""
+        live = self._ended is None and not self._half_closed
+        return live and self._retired and not self._open and not self._pending
+
+    def _maybe_half_close(self) -> None:
+        if self._done():
+            self._closing = asyncio.get_running_loop().create_task(self._half_close_if_done())
+
+    async def _half_close_if_done(self) -> None:
+        if not self._done():
             return
+        self._half_closed = True
         with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
             async with self._write_lock:
                 await self._call.done_writing()
@@ -116,19 +184,30 @@ class HeldStream:
                 if message is grpc.aio.EOF:
                     self.broken = True
                     break
-                answer: pb.Answer = message.answer
-                waiter = self._pending.pop(answer.request_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(answer)
+                self._dispatch(getattr(message, message.WhichOneof("message")))
         except asyncio.CancelledError:
             reason = _CLOSED
         except grpc.RpcError as exc:
             self.broken = True
+            self.unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED
             reason = f"the stream to the cereal server broke: {exc.code().name}"
         except Exception as exc:  # a malformed reply: treat the batch as lost
             logger.warning("bad reply on a cereal stream: %r", exc)
             reason = f"bad reply from the cereal server: {exc!r}"
         self._end(reason)
+
+    def _dispatch(self, reply: Any) -> None:
+        """Hand ``reply`` to the request waiting for it (a new batch is held first)."""
+        if not isinstance(reply, pb.Answer):
+            indexes = batch_indexes(reply)
+            self._open.update(indexes)
+            self._next_index = max(self._next_index, indexes.stop)
+            if self._next_index > SESSION_INDEX_LIMIT:
+                self._retired = True
+        waiter = self._pending.pop(reply.request_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+        self._maybe_half_close()  # e.g. a heartbeat answered after the last lease's report
 
     def _end(self, reason: str) -> None:
         if self._ended is None:

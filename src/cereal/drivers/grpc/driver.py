@@ -36,7 +36,8 @@ from cereal.drivers.base import (
     WorkKind,
     check_claim_sizes,
 )
-from cereal.drivers.grpc._client_streams import BuildRequest, HeldStream
+from cereal.drivers.grpc._claim_sessions import ClaimSessions
+from cereal.drivers.grpc._client_streams import BuildRequest, HeldStream, batch_indexes
 from cereal.drivers.grpc._credentials import channel_credentials
 from cereal.drivers.grpc._io import IoLoop
 from cereal.models import (
@@ -173,6 +174,13 @@ class GrpcDriver(Driver):
         self._stub: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._streams: set[HeldStream] = set()
+        self._sessions = ClaimSessions(
+            self._open_session,
+            self._call_timeout,
+            self._max_message_bytes,
+            self._track,
+            self._untrack,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> GrpcDriver:
@@ -326,6 +334,9 @@ class GrpcDriver(Driver):
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
 
+    def _open_session(self, rpc: str) -> Any:
+        return getattr(self._stub, rpc)(metadata=self._metadata, wait_for_ready=True)
+
     def _track(self, stream: HeldStream) -> None:
         self._streams.add(stream)
 
@@ -421,9 +432,27 @@ class GrpcDriver(Driver):
             max_events=max_events,
             claim_expiry=claim_expiry,
         )
-        return await self._loop().run(self._claim(claim))
+        # detached: a caller cancelled once the server claimed releases the claims
+        return await self._loop().run_detached(self._claim(claim), if_abandoned=_close_claims)
 
     async def _claim(self, claim: pb.ClaimWorkflowsRequest) -> list[ClaimedWorkflow]:
+        if self._sessions.supported:
+
+            def build(request_id: int) -> pb.WorkflowStreamRequest:
+                request = pb.WorkflowStreamRequest(claim=claim)
+                request.claim.request_id = request_id
+                return request
+
+            got = await self._sessions.claim(
+                "WorkflowSession", build, _workflow_lost, self._release_claimed
+            )
+            if got is not None:
+                return self._claimed(*got)
+        return await self._claim_on_batch_stream(claim)
+
+    async def _claim_on_batch_stream(
+        self, claim: pb.ClaimWorkflowsRequest
+    ) -> list[ClaimedWorkflow]:
         call = self._stub.ClaimWorkflows(metadata=self._metadata, wait_for_ready=True)
         try:
             first = await asyncio.wait_for(
@@ -446,13 +475,19 @@ class GrpcDriver(Driver):
             call, len(instances), _workflow_lost, self._untrack, self._max_message_bytes
         )
         self._track(stream)
+        return self._claimed(stream, first.claimed)
+
+    def _claimed(self, stream: HeldStream, batch: pb.ClaimedWorkflows) -> list[ClaimedWorkflow]:
         return [
             (
                 [convert.EVENT.from_pb(e) for e in claimed.events],
                 _RemoteWorkflowCompleter(self._loop(), stream, index),
             )
-            for index, claimed in enumerate(instances)
+            for index, claimed in zip(batch_indexes(batch), batch.instances, strict=True)
         ]
+
+    async def _release_claimed(self, stream: HeldStream, batch: pb.ClaimedWorkflows) -> None:
+        await _close_claims(self._claimed(stream, batch))
 
     async def cancel_workflow(self, workflow_name: str, instance_name: str) -> None:
         """See :meth:`Driver.cancel_workflow`."""
@@ -549,6 +584,21 @@ class GrpcDriver(Driver):
         return await self._loop().run_detached(self._dequeue(ask), if_abandoned=_give_back)
 
     async def _dequeue(self, ask: pb.DequeueTasksRequest) -> list[tuple[TaskData, TaskCompleter]]:
+        if self._sessions.supported:
+
+            def build(request_id: int) -> pb.TaskStreamRequest:
+                request = pb.TaskStreamRequest(dequeue=ask)
+                request.dequeue.request_id = request_id
+                return request
+
+            got = await self._sessions.claim("TaskSession", build, _task_lost, self._release_leased)
+            if got is not None:
+                return self._leased(*got)
+        return await self._dequeue_on_batch_stream(ask)
+
+    async def _dequeue_on_batch_stream(
+        self, ask: pb.DequeueTasksRequest
+    ) -> list[tuple[TaskData, TaskCompleter]]:
         call = self._stub.DequeueTasks(metadata=self._metadata, wait_for_ready=True)
         try:
             first = await asyncio.wait_for(
@@ -567,16 +617,24 @@ class GrpcDriver(Driver):
             with contextlib.suppress(grpc.RpcError):
                 await call.done_writing()
             return []
-        tokens = list(first.leased.lease_tokens)
         stream = HeldStream(call, len(tasks), _task_lost, self._untrack, self._max_message_bytes)
         self._track(stream)
+        return self._leased(stream, first.leased)
+
+    def _leased(
+        self, stream: HeldStream, batch: pb.LeasedTasks
+    ) -> list[tuple[TaskData, TaskCompleter]]:
+        tokens = list(batch.lease_tokens)
         leased: list[tuple[TaskData, TaskCompleter]] = []
-        for index, task in enumerate(tasks):
+        for offset, (index, task) in enumerate(zip(batch_indexes(batch), batch.tasks, strict=True)):
             data = convert.TASK.from_pb(task)
-            token = tokens[index] if index < len(tokens) and tokens[index] else None
+            token = tokens[offset] if offset < len(tokens) and tokens[offset] else None
             lease = _Lease(data.metadata.task_id, token, self._resume_lease)
             leased.append((data, _RemoteTaskCompleter(self._loop(), stream, index, lease)))
         return leased
+
+    async def _release_leased(self, stream: HeldStream, batch: pb.LeasedTasks) -> None:
+        await _give_back(self._leased(stream, batch))
 
     async def _resume_lease(self, task_id: str, lease_token: str) -> HeldStream:
         """Re-present a lease on a new stream (the old one broke); the server takes it up.
@@ -763,6 +821,15 @@ async def _give_back(leased: list[tuple[TaskData, TaskCompleter]]) -> None:
                 task.metadata.task_id,
                 exc_info=outcome,
             )
+
+
+async def _close_claims(claimed: list[ClaimedWorkflow]) -> None:
+    """Release the claims of a claim whose caller was cancelled: nobody decides them."""
+    for _, completer in claimed:
+        try:
+            await completer.close()
+        except Exception:
+            logger.warning("releasing a claim nobody will decide failed", exc_info=True)
 
 
 async def _exchange(call: Any, request: Any) -> Any:

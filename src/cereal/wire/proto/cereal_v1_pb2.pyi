@@ -767,16 +767,18 @@ class WaitingRunsResponse(_message.Message):
     def __init__(self, waiting: _Optional[bool] = ...) -> None: ...
 
 class ClaimWorkflowsRequest(_message.Message):
-    __slots__ = ("workflow_names", "max_instances", "max_events", "claim_expiry")
+    __slots__ = ("workflow_names", "max_instances", "max_events", "claim_expiry", "request_id")
     WORKFLOW_NAMES_FIELD_NUMBER: _ClassVar[int]
     MAX_INSTANCES_FIELD_NUMBER: _ClassVar[int]
     MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
     CLAIM_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     workflow_names: _containers.RepeatedScalarFieldContainer[str]
     max_instances: int
     max_events: int
     claim_expiry: float
-    def __init__(self, workflow_names: _Optional[_Iterable[str]] = ..., max_instances: _Optional[int] = ..., max_events: _Optional[int] = ..., claim_expiry: _Optional[float] = ...) -> None: ...
+    request_id: int
+    def __init__(self, workflow_names: _Optional[_Iterable[str]] = ..., max_instances: _Optional[int] = ..., max_events: _Optional[int] = ..., claim_expiry: _Optional[float] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class Continue(_message.Message):
     __slots__ = ("payload", "tasks")
@@ -835,10 +837,14 @@ class ClaimedInstance(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
 
 class ClaimedWorkflows(_message.Message):
-    __slots__ = ("instances",)
+    __slots__ = ("instances", "request_id", "first_claim")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CLAIM_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[ClaimedInstance]
-    def __init__(self, instances: _Optional[_Iterable[_Union[ClaimedInstance, _Mapping]]] = ...) -> None: ...
+    request_id: int
+    first_claim: int
+    def __init__(self, instances: _Optional[_Iterable[_Union[ClaimedInstance, _Mapping]]] = ..., request_id: _Optional[int] = ..., first_claim: _Optional[int] = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("request_id", "error", "handed_back")
@@ -859,16 +865,18 @@ class WorkflowStreamResponse(_message.Message):
     def __init__(self, claimed: _Optional[_Union[ClaimedWorkflows, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
 
 class DequeueTasksRequest(_message.Message):
-    __slots__ = ("task_name", "max_tasks", "task_expiry", "retry_policy")
+    __slots__ = ("task_name", "max_tasks", "task_expiry", "retry_policy", "request_id")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_TASKS_FIELD_NUMBER: _ClassVar[int]
     TASK_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     max_tasks: int
     task_expiry: float
     retry_policy: str
-    def __init__(self, task_name: _Optional[str] = ..., max_tasks: _Optional[int] = ..., task_expiry: _Optional[float] = ..., retry_policy: _Optional[str] = ...) -> None: ...
+    request_id: int
+    def __init__(self, task_name: _Optional[str] = ..., max_tasks: _Optional[int] = ..., task_expiry: _Optional[float] = ..., retry_policy: _Optional[str] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class Retry(_message.Message):
     __slots__ = ("error", "delay")
@@ -927,12 +935,16 @@ class TaskStreamRequest(_message.Message):
     def __init__(self, dequeue: _Optional[_Union[DequeueTasksRequest, _Mapping]] = ..., report: _Optional[_Union[TaskReport, _Mapping]] = ..., resume: _Optional[_Union[ResumeLease, _Mapping]] = ...) -> None: ...
 
 class LeasedTasks(_message.Message):
-    __slots__ = ("tasks", "lease_tokens")
+    __slots__ = ("tasks", "lease_tokens", "request_id", "first_lease")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LEASE_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     lease_tokens: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., lease_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: int
+    first_lease: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., lease_tokens: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., first_lease: _Optional[int] = ...) -> None: ...
 
 class TaskStreamResponse(_message.Message):
     __slots__ = ("leased", "answer")

@@ -84,8 +84,18 @@ class CerealStub:
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamResponse.FromString,
                 _registered_method=True)
+        self.WorkflowSession = channel.stream_stream(
+                '/cereal.v1.Cereal/WorkflowSession',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamResponse.FromString,
+                _registered_method=True)
         self.DequeueTasks = channel.stream_stream(
                 '/cereal.v1.Cereal/DequeueTasks',
+                request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.SerializeToString,
+                response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.FromString,
+                _registered_method=True)
+        self.TaskSession = channel.stream_stream(
+                '/cereal.v1.Cereal/TaskSession',
                 request_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.SerializeToString,
                 response_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.FromString,
                 _registered_method=True)
@@ -300,9 +310,21 @@ class CerealServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WorkflowSession(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DequeueTasks(self, request_iterator, context):
         """tasks and maintenance
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TaskSession(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -539,8 +561,18 @@ def add_CerealServicer_to_server(servicer, server):
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamResponse.SerializeToString,
             ),
+            'WorkflowSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.WorkflowSession,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamResponse.SerializeToString,
+            ),
             'DequeueTasks': grpc.stream_stream_rpc_method_handler(
                     servicer.DequeueTasks,
+                    request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.FromString,
+                    response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.SerializeToString,
+            ),
+            'TaskSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.TaskSession,
                     request_deserializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.FromString,
                     response_serializer=cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.SerializeToString,
             ),
@@ -971,6 +1003,33 @@ class Cereal:
             _registered_method=True)
 
     @staticmethod
+    def WorkflowSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cereal.v1.Cereal/WorkflowSession',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.WorkflowStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DequeueTasks(request_iterator,
             target,
             options=(),
@@ -985,6 +1044,33 @@ class Cereal:
             request_iterator,
             target,
             '/cereal.v1.Cereal/DequeueTasks',
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.SerializeToString,
+            cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cereal.v1.Cereal/TaskSession',
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamRequest.SerializeToString,
             cereal_dot_wire_dot_proto_dot_cereal__v1__pb2.TaskStreamResponse.FromString,
             options,
