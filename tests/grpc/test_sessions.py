@@ -228,3 +228,48 @@ async def test_a_stopping_server_ends_idle_sessions_without_waiting_for_its_grac
     # and, once the client's wakeup watch (the one stream left) closes, it has stopped
     await client.close()
     await asyncio.wait_for(asyncio.wrap_future(stopping), timeout=60)
+
+
+async def test_reports_joined_in_one_message_are_each_applied_and_answered(session: Any) -> None:
+    # Given both tasks leased on one session
+    await session.write(_dequeue(1, max_tasks=2))
+    assert len((await session.read()).leased.tasks) == 2
+
+    # When their reports, and one for an index never given, come in one message
+    joined = [_succeed(2, 0).report, _succeed(3, 1).report, _succeed(4, 9).report]
+    await session.write(pb.TaskStreamRequest(reports=pb.TaskReports(reports=joined)))
+
+    # Then each is answered by its id (alone or joined with others), the bad one refused
+    answers: dict[int, pb.Answer] = {}
+    while len(answers) < 3:
+        reply = await session.read()
+        kind = reply.WhichOneof("message")
+        assert kind in ("answer", "answers")
+        for answer in [reply.answer] if kind == "answer" else reply.answers.answers:
+            answers[answer.request_id] = answer
+    assert not answers[2].HasField("error") and not answers[3].HasField("error")
+    assert isinstance(error_from_pb(answers[4].error), ValueError)
+
+
+def _heartbeat(request_id: int) -> pb.TaskStreamRequest:
+    report = pb.TaskReport(request_id=request_id, lease=request_id, heartbeat=pb.Empty())
+    return pb.TaskStreamRequest(report=report)
+
+
+def test_queued_reports_are_joined_in_order_within_the_size_limit() -> None:
+    dequeue = _dequeue(9)
+    queued = [_heartbeat(1), _heartbeat(2), dequeue, _heartbeat(3), _heartbeat(4), _heartbeat(5)]
+
+    out = _client_streams.combined(queued, max_bytes=1 << 20)
+
+    # runs of reports become one message each; the dequeue keeps its place
+    assert [m.WhichOneof("message") for m in out] == ["reports", "dequeue", "reports"]
+    assert [r.request_id for r in out[0].reports.reports] == [1, 2]
+    assert [r.request_id for r in out[2].reports.reports] == [3, 4, 5]
+
+    # a run that would pass the limit is split; a lone report stays as it was
+    one = _heartbeat(1).ByteSize() + _client_streams._ITEM_OVERHEAD
+    split = _client_streams.combined(queued[:3], max_bytes=2 * one)
+    assert [m.WhichOneof("message") for m in split] == ["reports", "dequeue"]
+    split = _client_streams.combined([_heartbeat(1), _heartbeat(2)], max_bytes=one)
+    assert [m.WhichOneof("message") for m in split] == ["report", "report"]

@@ -144,23 +144,46 @@ def _leased_batch(
     )
 
 
+def _units_of(request: Any) -> Sequence[Any]:
+    """The one decision or report a batch stream's request carries."""
+    kind = request.WhichOneof("message")
+    if kind not in ("decision", "report"):
+        raise ValueError(f"expected a decision or a report on this stream, not {kind}")
+    return (getattr(request, kind),)
+
+
+def _session_units_of(request: Any) -> Sequence[Any]:
+    """What a session's request carries: a claim, or one or more decisions or reports."""
+    kind = request.WhichOneof("message")
+    if kind in ("claim", "dequeue", "decision", "report"):
+        return (getattr(request, kind),)
+    if kind == "decisions":
+        return request.decisions.decisions  # type: ignore[no-any-return]
+    if kind == "reports":
+        return request.reports.reports  # type: ignore[no-any-return]
+    raise ValueError(f"a session takes claims, decisions and reports, not {kind}")
+
+
 class _LiveSession:
     """A session stream being served: what it holds, and its requests in flight."""
 
     def __init__(self, held: HeldClaims | HeldLeases) -> None:
         self.held = held
         self.in_flight = 0
+        self.reading = False  # suspended reading the next request: safe to end
         self.ending = False
         self._handler = asyncio.current_task()
 
     def end_if_idle(self) -> None:
-        """End the session now if it holds nothing and no request is being applied.
+        """End the session now if it holds nothing, applies nothing and waits for a request.
 
-        Its handler is suspended reading the next request: cancelling it there
-        drops nothing (a request it had not read yet fails on the client as a
-        broken stream, and holds nothing here).
+        Its handler is then suspended reading: cancelling it there drops
+        nothing (a request not read yet fails on the client as a broken
+        stream, and holds nothing here), and the read loop ends the call
+        normally, so the client sees the stream end.
         """
-        if self.in_flight == 0 and self.held.empty and self._handler is not None:
+        idle = self.in_flight == 0 and self.held.empty and self.reading
+        if idle and not self.ending and self._handler is not None:
             self.ending = True
             self._handler.cancel()
 
@@ -173,13 +196,46 @@ class _LiveSession:
 
 
 class _StreamWriter:
-    """Serialises writes of concurrently applied answers onto one stream."""
+    """Serialises a stream's replies; on a session, answers ready together go in one message.
 
-    def __init__(self, context: Context) -> None:
+    Answers of one group commit come back in the same turn of the loop: the
+    first queues a flush, which runs once they all have queued theirs.
+    """
+
+    def __init__(self, context: Context, response: type[Any], coalesce: bool) -> None:
         self._context = context
+        self._response = response
+        self._coalesce = coalesce
         self._lock = asyncio.Lock()
+        self._answers: list[pb.Answer] = []
+        self._flushing: asyncio.Task[None] | None = None
 
-    async def write(self, message: object) -> None:
+    async def send(self, field: str, reply: Any) -> None:
+        """Send ``reply`` as the response's ``field`` (an answer may wait for a flush)."""
+        if field == "answer" and self._coalesce:
+            self._answers.append(reply)
+            if self._flushing is None:
+                self._flushing = asyncio.get_running_loop().create_task(self._flush())
+            return
+        await self._write(self._response(**{field: reply}))
+
+    async def drain(self) -> None:
+        """Wait until every queued answer is written."""
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        try:
+            while self._answers:
+                answers, self._answers = self._answers, []
+                if len(answers) == 1:
+                    await self._write(self._response(answer=answers[0]))
+                else:
+                    await self._write(self._response(answers=pb.Answers(answers=answers)))
+        finally:
+            self._flushing = None
+
+    async def _write(self, message: object) -> None:
         async with self._lock:
             with contextlib.suppress(Exception):  # the client is gone; nothing to tell it
                 await self._context.write(message)
@@ -533,8 +589,9 @@ class CerealService(pb_grpc.CerealServicer):
             batch = await self._claim(driver, claims, first.claim)
             await context.write(pb.WorkflowStreamResponse(claimed=batch))
             if batch.instances:
+                writer = _StreamWriter(context, pb.WorkflowStreamResponse, coalesce=False)
                 await self._serve_requests(
-                    context, ("decision",), functools.partial(self._apply_decision, claims)
+                    context, writer, _units_of, functools.partial(self._apply_decision, claims)
                 )
         finally:
             await asyncio.shield(claims.close_all())
@@ -545,18 +602,17 @@ class CerealService(pb_grpc.CerealServicer):
         driver = await self._driver(context)
         claims = HeldClaims()
 
-        async def apply(request: pb.WorkflowStreamRequest) -> pb.WorkflowStreamResponse:
-            if request.HasField("decision"):
-                return await self._apply_decision(claims, request)
-            claim = request.claim
+        async def apply(unit: Any) -> tuple[str, Any]:
+            if isinstance(unit, pb.WorkflowDecision):
+                return await self._apply_decision(claims, unit)
             try:
-                batch = await self._claim(driver, claims, claim)
+                return "claimed", await self._claim(driver, claims, unit)
             except Exception as exc:
-                return pb.WorkflowStreamResponse(answer=_refusal(claim.request_id, exc))
-            return pb.WorkflowStreamResponse(claimed=batch)
+                return "answer", _refusal(unit.request_id, exc)
 
         try:
-            await self._serve_session(context, claims, ("claim", "decision"), apply)
+            writer = _StreamWriter(context, pb.WorkflowStreamResponse, coalesce=True)
+            await self._serve_session(context, writer, claims, apply)
         finally:
             await asyncio.shield(claims.close_all())
 
@@ -584,9 +640,8 @@ class CerealService(pb_grpc.CerealServicer):
         )
 
     async def _apply_decision(
-        self, claims: HeldClaims, request: pb.WorkflowStreamRequest
-    ) -> pb.WorkflowStreamResponse:
-        decision = request.decision
+        self, claims: HeldClaims, decision: pb.WorkflowDecision
+    ) -> tuple[str, pb.Answer]:
 
         async def apply() -> None:
             completer = claims.get(decision.claim)
@@ -607,8 +662,7 @@ class CerealService(pb_grpc.CerealServicer):
             else:
                 raise ValueError("a workflow decision names no action")
 
-        answer = await _answer(decision.request_id, apply)
-        return pb.WorkflowStreamResponse(answer=answer)
+        return "answer", await _answer(decision.request_id, apply)
 
     @_unary
     async def DequeueTasks(self, request_iterator: Any, context: Context) -> None:
@@ -629,8 +683,9 @@ class CerealService(pb_grpc.CerealServicer):
                 raise ValueError("a DequeueTasks stream starts with a dequeue or resume request")
             await context.write(pb.TaskStreamResponse(leased=batch))
             if batch.tasks:
+                writer = _StreamWriter(context, pb.TaskStreamResponse, coalesce=False)
                 await self._serve_requests(
-                    context, ("report",), functools.partial(self._apply_report, leases)
+                    context, writer, _units_of, functools.partial(self._apply_report, leases)
                 )
         finally:
             await self._end_leases(leases)
@@ -641,18 +696,17 @@ class CerealService(pb_grpc.CerealServicer):
         driver = await self._driver(context)
         leases = HeldLeases()
 
-        async def apply(request: pb.TaskStreamRequest) -> pb.TaskStreamResponse:
-            if request.HasField("report"):
-                return await self._apply_report(leases, request)
-            ask = request.dequeue
+        async def apply(unit: Any) -> tuple[str, Any]:
+            if isinstance(unit, pb.TaskReport):
+                return await self._apply_report(leases, unit)
             try:
-                batch = await self._dequeue(driver, leases, ask)
+                return "leased", await self._dequeue(driver, leases, unit)
             except Exception as exc:
-                return pb.TaskStreamResponse(answer=_refusal(ask.request_id, exc))
-            return pb.TaskStreamResponse(leased=batch)
+                return "answer", _refusal(unit.request_id, exc)
 
         try:
-            await self._serve_session(context, leases, ("dequeue", "report"), apply)
+            writer = _StreamWriter(context, pb.TaskStreamResponse, coalesce=True)
+            await self._serve_session(context, writer, leases, apply)
         finally:
             await self._end_leases(leases)
 
@@ -682,9 +736,8 @@ class CerealService(pb_grpc.CerealServicer):
         await asyncio.shield(ending)
 
     async def _apply_report(
-        self, leases: HeldLeases, request: pb.TaskStreamRequest
-    ) -> pb.TaskStreamResponse:
-        report = request.report
+        self, leases: HeldLeases, report: pb.TaskReport
+    ) -> tuple[str, pb.Answer]:
 
         async def apply() -> bool:
             completer = leases.get(report.lease)
@@ -720,38 +773,41 @@ class CerealService(pb_grpc.CerealServicer):
             leases.finish(report.lease)
             return handed_back
 
-        answer = await _answer(report.request_id, apply)
-        return pb.TaskStreamResponse(answer=answer)
+        return "answer", await _answer(report.request_id, apply)
 
     async def _serve_session(
         self,
         context: Context,
+        writer: _StreamWriter,
         held: HeldClaims | HeldLeases,
-        fields: tuple[str, ...],
-        apply: Callable[[Any], Awaitable[object]],
+        apply: Callable[[Any], Awaitable[tuple[str, Any]]],
     ) -> None:
         """Serve a session until the client half-closes it, or the stopping server ends it."""
         session = _LiveSession(held)
         self._sessions.add(session)
         try:
-            await self._serve_requests(context, fields, apply, session)
+            await self._serve_requests(context, writer, _session_units_of, apply, session)
         finally:
             self._sessions.discard(session)
 
     async def _serve_requests(
         self,
         context: Context,
-        fields: tuple[str, ...],
-        apply: Callable[[Any], Awaitable[object]],
+        writer: _StreamWriter,
+        units_of: Callable[[Any], Sequence[Any]],
+        apply: Callable[[Any], Awaitable[tuple[str, Any]]],
         session: _LiveSession | None = None,
     ) -> None:
-        """Apply each request of the stream concurrently; answer each; wait for all."""
-        writer = _StreamWriter(context)
+        """Apply each request of the stream concurrently; answer each; wait for all.
+
+        ``units_of`` splits a request into what is applied and answered one by
+        one (several reports or decisions may come in one message).
+        """
         running: set[asyncio.Task[None]] = set()
 
-        async def one(request: Any) -> None:
+        async def one(unit: Any) -> None:
             try:
-                await writer.write(await apply(request))
+                await writer.send(*await apply(unit))
             finally:
                 if session is not None:
                     session.in_flight -= 1
@@ -761,24 +817,29 @@ class CerealService(pb_grpc.CerealServicer):
         try:
             while True:
                 try:
+                    if session is not None:
+                        session.reading = True
                     request = await context.read()
                 except asyncio.CancelledError:
                     if session is not None and session.ended_by_server():
                         break
                     raise
+                finally:
+                    if session is not None:
+                        session.reading = False
                 if request is grpc.aio.EOF:
                     break
-                if request.WhichOneof("message") not in fields:
-                    raise ValueError(f"expected a {' or a '.join(fields)} on this stream")
-                if session is not None:
-                    session.in_flight += 1
-                task = asyncio.create_task(one(request))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                for unit in units_of(request):
+                    if session is not None:
+                        session.in_flight += 1
+                    task = asyncio.create_task(one(unit))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
         finally:
             # requests already read complete even if the client went away meanwhile
             if running:
                 await asyncio.shield(asyncio.gather(*running, return_exceptions=True))
+            await writer.drain()
 
     @_unary
     async def GetDueScheduledWorkflow(self, request_iterator: Any, context: Context) -> None:

@@ -37,6 +37,53 @@ SESSION_INDEX_LIMIT = 2**30
 """A session past this many claims is retired (indexes travel as int32)."""
 
 
+_BATCHES: dict[str, tuple[type[Any], str, str]] = {
+    # the field one request carries -> (request type, the batch's field, its list's field)
+    "report": (pb.TaskStreamRequest, "reports", "reports"),
+    "decision": (pb.WorkflowStreamRequest, "decisions", "decisions"),
+}
+_READER_GRACE = 5.0  # seconds a failed write waits for the reader to learn the call's status
+_ITEM_OVERHEAD = 8  # bytes a repeated field adds per item, at most (tag and length)
+
+
+def combined(queued: list[Any], max_bytes: int) -> list[Any]:
+    """``queued`` requests, in order, with runs of reports (decisions) joined into one message.
+
+    A joined message stays within ``max_bytes``: a run that would pass it is
+    split (each request alone was checked against it).
+    """
+    out: list[Any] = []
+    run: list[Any] = []  # requests of one kind, waiting to be joined
+    run_kind: str | None = None
+    run_bytes = 0
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            assert run_kind is not None
+            request_type, field, items = _BATCHES[run_kind]
+            joined = request_type(**{field: {items: [getattr(r, run_kind) for r in run]}})
+            out.append(joined)
+        run.clear()
+
+    for message in queued:
+        kind = message.WhichOneof("message")
+        if kind not in _BATCHES:
+            close_run()
+            run_kind = None
+            out.append(message)
+            continue
+        size = message.ByteSize() + _ITEM_OVERHEAD
+        if kind != run_kind or run_bytes + size > max_bytes:
+            close_run()
+            run_kind, run_bytes = kind, 0
+        run.append(message)
+        run_bytes += size
+    close_run()
+    return out
+
+
 def batch_indexes(batch: pb.LeasedTasks | pb.ClaimedWorkflows) -> range:
     """The session-wide indexes of a leased or claimed batch."""
     if isinstance(batch, pb.LeasedTasks):
@@ -67,6 +114,9 @@ class HeldStream:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._write_lock = asyncio.Lock()
+        self._session = session
+        self._outbox: list[Any] = []
+        self._writer: asyncio.Task[None] | None = None
         self._ended: str | None = None
         self._half_closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -140,6 +190,9 @@ class HeldStream:
             )
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = reply
+        if self._session:
+            self._queue(message)
+            return await reply
         try:
             async with self._write_lock:
                 await self._call.write(message)
@@ -148,6 +201,32 @@ class HeldStream:
             self.broken = self._ended != _CLOSED
             raise self._lost(f"the stream to the cereal server broke: {exc}") from None
         return await reply
+
+    def _queue(self, message: Any) -> None:
+        """Queue a session's request; the writer sends what queued together in one go."""
+        self._outbox.append(message)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_out())
+
+    async def _write_out(self) -> None:
+        """Write the outbox, reports or decisions queued together as one message each time.
+
+        The writer is a task of its own, so no caller's cancellation ever
+        cancels a write (which would end the session and all it holds).
+        """
+        try:
+            while self._outbox and self._ended is None:
+                queued, self._outbox = self._outbox, []
+                for message in combined(queued, self._max_bytes):
+                    async with self._write_lock:
+                        await self._call.write(message)
+        except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError) as exc:
+            # the call is over: its reader learns why (say, an older server's UNIMPLEMENTED)
+            await asyncio.wait({self._reader}, timeout=_READER_GRACE)
+            self.broken = self._ended != _CLOSED
+            self._end(f"the stream to the cereal server broke: {exc}")
+        finally:
+            self._writer = None
 
     async def finish(self, index: int) -> None:
         """Mark ``index`` finished; a retired stream holding nothing more is half-closed."""
@@ -184,7 +263,12 @@ class HeldStream:
                 if message is grpc.aio.EOF:
                     self.broken = True
                     break
-                self._dispatch(getattr(message, message.WhichOneof("message")))
+                reply = getattr(message, message.WhichOneof("message"))
+                if isinstance(reply, pb.Answers):
+                    for answer in reply.answers:
+                        self._dispatch(answer)
+                else:
+                    self._dispatch(reply)
         except asyncio.CancelledError:
             reason = _CLOSED
         except grpc.RpcError as exc:

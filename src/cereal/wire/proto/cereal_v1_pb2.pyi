@@ -822,13 +822,21 @@ class WorkflowDecision(_message.Message):
     close: Empty
     def __init__(self, request_id: _Optional[int] = ..., claim: _Optional[int] = ..., continue_: _Optional[_Union[Continue, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., fail: _Optional[_Union[Fail, _Mapping]] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., close: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
 
+class WorkflowDecisions(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[WorkflowDecision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[WorkflowDecision, _Mapping]]] = ...) -> None: ...
+
 class WorkflowStreamRequest(_message.Message):
-    __slots__ = ("claim", "decision")
+    __slots__ = ("claim", "decision", "decisions")
     CLAIM_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
     claim: ClaimWorkflowsRequest
     decision: WorkflowDecision
-    def __init__(self, claim: _Optional[_Union[ClaimWorkflowsRequest, _Mapping]] = ..., decision: _Optional[_Union[WorkflowDecision, _Mapping]] = ...) -> None: ...
+    decisions: WorkflowDecisions
+    def __init__(self, claim: _Optional[_Union[ClaimWorkflowsRequest, _Mapping]] = ..., decision: _Optional[_Union[WorkflowDecision, _Mapping]] = ..., decisions: _Optional[_Union[WorkflowDecisions, _Mapping]] = ...) -> None: ...
 
 class ClaimedInstance(_message.Message):
     __slots__ = ("events",)
@@ -856,13 +864,21 @@ class Answer(_message.Message):
     handed_back: bool
     def __init__(self, request_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., handed_back: _Optional[bool] = ...) -> None: ...
 
+class Answers(_message.Message):
+    __slots__ = ("answers",)
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[Answer]
+    def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
+
 class WorkflowStreamResponse(_message.Message):
-    __slots__ = ("claimed", "answer")
+    __slots__ = ("claimed", "answer", "answers")
     CLAIMED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
     claimed: ClaimedWorkflows
     answer: Answer
-    def __init__(self, claimed: _Optional[_Union[ClaimedWorkflows, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+    answers: Answers
+    def __init__(self, claimed: _Optional[_Union[ClaimedWorkflows, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., answers: _Optional[_Union[Answers, _Mapping]] = ...) -> None: ...
 
 class DequeueTasksRequest(_message.Message):
     __slots__ = ("task_name", "max_tasks", "task_expiry", "retry_policy", "request_id")
@@ -924,15 +940,23 @@ class ResumeLease(_message.Message):
     lease_token: str
     def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
+class TaskReports(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[TaskReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[TaskReport, _Mapping]]] = ...) -> None: ...
+
 class TaskStreamRequest(_message.Message):
-    __slots__ = ("dequeue", "report", "resume")
+    __slots__ = ("dequeue", "report", "resume", "reports")
     DEQUEUE_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     dequeue: DequeueTasksRequest
     report: TaskReport
     resume: ResumeLease
-    def __init__(self, dequeue: _Optional[_Union[DequeueTasksRequest, _Mapping]] = ..., report: _Optional[_Union[TaskReport, _Mapping]] = ..., resume: _Optional[_Union[ResumeLease, _Mapping]] = ...) -> None: ...
+    reports: TaskReports
+    def __init__(self, dequeue: _Optional[_Union[DequeueTasksRequest, _Mapping]] = ..., report: _Optional[_Union[TaskReport, _Mapping]] = ..., resume: _Optional[_Union[ResumeLease, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ...) -> None: ...
 
 class LeasedTasks(_message.Message):
     __slots__ = ("tasks", "lease_tokens", "request_id", "first_lease")
@@ -947,12 +971,14 @@ class LeasedTasks(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., lease_tokens: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., first_lease: _Optional[int] = ...) -> None: ...
 
 class TaskStreamResponse(_message.Message):
-    __slots__ = ("leased", "answer")
+    __slots__ = ("leased", "answer", "answers")
     LEASED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
     leased: LeasedTasks
     answer: Answer
-    def __init__(self, leased: _Optional[_Union[LeasedTasks, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+    answers: Answers
+    def __init__(self, leased: _Optional[_Union[LeasedTasks, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., answers: _Optional[_Union[Answers, _Mapping]] = ...) -> None: ...
 
 class ScheduleApply(_message.Message):
     __slots__ = ("request_id", "disable", "run_and_advance")
