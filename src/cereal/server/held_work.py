@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from cereal import errors
 from cereal.drivers.base import TaskCompleter, WorkflowCompleter
@@ -20,40 +21,53 @@ from cereal.models import ExpiredLease, TaskData
 
 logger = logging.getLogger(__name__)
 
+Item = TypeVar("Item")
+
 LOST_CLIENT_ERROR = "the worker holding the task went away (its stream to the cereal server closed)"
 """The error of an attempt whose client vanished (as the text of a LOST task's attempt)."""
 
 
-class _Numbered:
+class _Held(Generic[Item]):
     """Entries numbered from 0 in the order they were added; finished ones removed."""
+
+    _what = "entry"
 
     def __init__(self) -> None:
         self._next = 0
+        self._held: dict[int, Item] = {}
 
-    def _number(self, count: int) -> range:
+    def add(self, items: Sequence[Item]) -> int:
+        """Hold ``items``; the index of the first (the rest follow)."""
         first = self._next
-        self._next += count
-        return range(first, self._next)
+        self._next += len(items)
+        self._held.update(zip(range(first, self._next), items, strict=True))
+        return first
 
-    def _unknown(self, index: int, what: str) -> ValueError:
-        return ValueError(f"no {what} #{index} on this stream")
+    def _entry(self, index: int) -> Item:
+        held = self._held.get(index)
+        if held is not None:
+            return held
+        if 0 <= index < self._next:
+            raise self._finished(index)
+        raise ValueError(f"no {self._what} #{index} on this stream")
 
-    def _was_handed_out(self, index: int) -> bool:
-        return 0 <= index < self._next
+    def _finished(self, index: int) -> errors.CerealError:
+        raise NotImplementedError
+
+    def finish(self, index: int) -> None:
+        """Forget entry ``index`` (decided, released or reported)."""
+        self._held.pop(index, None)
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is held."""
+        return not self._held
 
 
-class HeldClaims(_Numbered):
+class HeldClaims(_Held[WorkflowCompleter]):
     """The workflow claims of one stream."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._held: dict[int, WorkflowCompleter] = {}
-
-    def add(self, completers: Sequence[WorkflowCompleter]) -> int:
-        """Hold ``completers``; the index of the first (the rest follow)."""
-        indexes = self._number(len(completers))
-        self._held.update(zip(indexes, completers, strict=True))
-        return indexes.start
+    _what = "claim"
 
     def get(self, index: int) -> WorkflowCompleter:
         """The claim at ``index``.
@@ -62,23 +76,12 @@ class HeldClaims(_Numbered):
             WorkflowClaimLostError: it was decided or released already.
             ValueError: no claim ``index`` was handed out on this stream.
         """
-        completer = self._held.get(index)
-        if completer is not None:
-            return completer
-        if self._was_handed_out(index):
-            raise errors.WorkflowClaimLostError(
-                f"workflow claim #{index} was already decided or released on this stream"
-            )
-        raise self._unknown(index, "claim")
+        return self._entry(index)
 
-    def finish(self, index: int) -> None:
-        """Forget claim ``index`` (decided or released)."""
-        self._held.pop(index, None)
-
-    @property
-    def empty(self) -> bool:
-        """True when no claim is held."""
-        return not self._held
+    def _finished(self, index: int) -> errors.CerealError:
+        return errors.WorkflowClaimLostError(
+            f"workflow claim #{index} was already decided or released on this stream"
+        )
 
     async def close_all(self) -> None:
         """Release every claim still held (an undecided one rolls back)."""
@@ -90,18 +93,10 @@ class HeldClaims(_Numbered):
                 logger.exception("closing a workflow claim failed")
 
 
-class HeldLeases(_Numbered):
+class HeldLeases(_Held[tuple[TaskData, TaskCompleter]]):
     """The task leases of one stream."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._held: dict[int, tuple[TaskData, TaskCompleter]] = {}
-
-    def add(self, leased: Sequence[tuple[TaskData, TaskCompleter]]) -> int:
-        """Hold ``leased``; the index of the first (the rest follow)."""
-        indexes = self._number(len(leased))
-        self._held.update(zip(indexes, leased, strict=True))
-        return indexes.start
+    _what = "lease"
 
     def get(self, index: int) -> TaskCompleter:
         """The lease at ``index``.
@@ -110,21 +105,10 @@ class HeldLeases(_Numbered):
             TaskLostError: it was reported already.
             ValueError: no lease ``index`` was handed out on this stream.
         """
-        held = self._held.get(index)
-        if held is not None:
-            return held[1]
-        if self._was_handed_out(index):
-            raise errors.TaskLostError(f"task lease #{index} was already reported on this stream")
-        raise self._unknown(index, "lease")
+        return self._entry(index)[1]
 
-    def finish(self, index: int) -> None:
-        """Forget lease ``index`` (its final report was applied, or the lease is gone)."""
-        self._held.pop(index, None)
-
-    @property
-    def empty(self) -> bool:
-        """True when no lease is held."""
-        return not self._held
+    def _finished(self, index: int) -> errors.CerealError:
+        return errors.TaskLostError(f"task lease #{index} was already reported on this stream")
 
     def leave_unreported(self) -> None:
         """Leave the unreported leases in the store for their clients to re-present."""
