@@ -20,6 +20,7 @@ import grpc
 from cereal import errors, open_driver
 from cereal.drivers.grpc import _client_streams
 from cereal.models import NewTask, TaskStatus, WorkflowEventType, WorkflowInstanceStatus
+from cereal.server import service
 from cereal.server.service import CerealService
 from cereal.wire.error_status import error_from_pb
 from cereal.wire.proto import cereal_v1_pb2 as pb
@@ -157,9 +158,10 @@ async def test_an_unreported_lease_ends_with_its_session(session: Any, served_ur
 async def test_a_client_of_an_older_server_claims_on_a_stream_per_claim(
     served_url: str, grpc_server_factory: Any, open_client: Any, monkeypatch: Any
 ) -> None:
-    # Given a server that has no session RPCs (as before they existed: UNIMPLEMENTED)
+    # Given a server as before sessions: no session RPCs, none in its first wakeup
     monkeypatch.setattr(CerealService, "TaskSession", pb_grpc.CerealServicer.TaskSession)
     monkeypatch.setattr(CerealService, "WorkflowSession", pb_grpc.CerealServicer.WorkflowSession)
+    monkeypatch.setattr(service, "SERVER_FEATURES", ())
     server = grpc_server_factory(served_url, maintenance=False)
     client = await open_client(server.url())
 
@@ -172,10 +174,11 @@ async def test_a_client_of_an_older_server_claims_on_a_stream_per_claim(
     await completer.done(b'"ok"')
     await completer.close()
 
-    # Then it ran on batch streams, and the client stopped asking for sessions
+    # Then it ran on batch streams, never asking for a session
     got = await client.get_workflow_instance(WF, "old")
     assert (got.status, got.result) == (WorkflowInstanceStatus.COMPLETED, b'"ok"')
     assert client._sessions.supported is False
+    assert not client._sessions._current
 
 
 async def test_a_session_past_its_index_limit_gives_way_to_a_new_one(

@@ -55,6 +55,9 @@ from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 logger = logging.getLogger(__name__)
 
 
+SERVER_FEATURES = ("sessions",)
+"""What this server serves beyond the base protocol, told in each client's first wakeup."""
+
 Context: TypeAlias = Any
 """A ``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
@@ -885,7 +888,8 @@ class CerealService(pb_grpc.CerealServicer):
         logger.info("client connected: peer=%s domain=%s", peer, hosted.name)
         try:
             with hosted.watch() as queue:
-                yield pb.Wakeup(kind="ready")  # the watch is live: the client may rely on it
+                # the watch is live: the client may rely on it, and on these features
+                yield pb.Wakeup(kind="ready", features=SERVER_FEATURES)
                 while True:
                     kind, name = await queue.get()
                     yield pb.Wakeup(kind=kind, name=name)

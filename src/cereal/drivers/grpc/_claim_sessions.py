@@ -5,22 +5,19 @@ the claim itself (``bench/README.md``, "Where the gRPC column's CPU goes").
 A session is opened on the first claim and kept: each later claim is one
 request on it. A session that broke (a server restart, a dropped connection)
 is replaced on the next claim; its leases are re-presented as on any broken
-stream. A server that predates sessions answers UNIMPLEMENTED before anything
-is claimed, and the driver then uses a stream per claim. All methods run on
-the driver's private I/O loop.
+stream. A server that serves sessions says so in its first wakeup (feature
+``sessions``); with an older one the driver uses a stream per claim
+(``supported`` is False). All methods run on the driver's private I/O loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cereal import errors
 from cereal.drivers.grpc._client_streams import BuildRequest, HeldStream
-
-logger = logging.getLogger(__name__)
 
 Release = Callable[[HeldStream, Any], Coroutine[Any, Any, None]]
 """Releases a batch nobody will use (its claim's caller gave up waiting)."""
@@ -52,8 +49,8 @@ class ClaimSessions:
         self._untrack = untrack
         self._current: dict[str, HeldStream] = {}
         self._releasing: set[asyncio.Task[None]] = set()
-        self.supported = True
-        """False once the server answered UNIMPLEMENTED: claim on batch streams instead."""
+        self.supported = False
+        """True while the server serves sessions (its first wakeup said so)."""
 
     async def claim(
         self,
@@ -61,11 +58,10 @@ class ClaimSessions:
         build: BuildRequest,
         lost: Callable[[str], errors.CerealError],
         release: Release,
-    ) -> tuple[HeldStream, Any] | None:
+    ) -> tuple[HeldStream, Any]:
         """Send a claim on ``rpc``'s session; the stream and the batch it got.
 
-        ``None`` when the server has no sessions (nothing was claimed). A batch
-        that arrives after the call timed out or was cancelled goes to
+        A batch that arrives after the call timed out or was cancelled goes to
         ``release``.
 
         Raises:
@@ -86,14 +82,6 @@ class ClaimSessions:
         try:
             return stream, asking.result()
         except errors.CerealError as exc:
-            if stream.unimplemented:
-                self.supported = False
-                logger.info(
-                    "the cereal server has no %s streams (an older server): claiming on a"
-                    " stream per claim",
-                    rpc,
-                )
-                return None
             if stream.ended:
                 raise errors.DriverError(f"claiming failed: {exc}") from None
             raise

@@ -122,8 +122,6 @@ class HeldStream:
         self._closing: asyncio.Task[None] | None = None
         self.broken = False
         """True once the stream ended by the server's or the connection's doing."""
-        self.unimplemented = False
-        """True when the server does not know the stream's RPC (an older server)."""
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     def is_open(self, index: int) -> bool:
@@ -221,7 +219,7 @@ class HeldStream:
                     async with self._write_lock:
                         await self._call.write(message)
         except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError) as exc:
-            # the call is over: its reader learns why (say, an older server's UNIMPLEMENTED)
+            # the call is over: its reader learns why (the status the server ended it with)
             await asyncio.wait({self._reader}, timeout=_READER_GRACE)
             self.broken = self._ended != _CLOSED
             self._end(f"the stream to the cereal server broke: {exc}")
@@ -273,7 +271,6 @@ class HeldStream:
             reason = _CLOSED
         except grpc.RpcError as exc:
             self.broken = True
-            self.unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED
             reason = f"the stream to the cereal server broke: {exc.code().name}"
         except Exception as exc:  # a malformed reply: treat the batch as lost
             logger.warning("bad reply on a cereal stream: %r", exc)

@@ -277,6 +277,8 @@ class GrpcDriver(Driver):
                 call = self._stub.WatchWakeups(pb.Empty(), metadata=self._metadata)
                 async for wakeup in call:
                     if wakeup.kind == "ready":
+                        # a server that predates sessions is served on batch streams
+                        self._sessions.supported = "sessions" in wakeup.features
                         pause = _RECONNECT_BACKOFF[0]
                         if not ready.done():
                             ready.set_result(None)
@@ -446,8 +448,7 @@ class GrpcDriver(Driver):
             got = await self._sessions.claim(
                 "WorkflowSession", build, _workflow_lost, self._release_claimed
             )
-            if got is not None:
-                return self._claimed(*got)
+            return self._claimed(*got)
         return await self._claim_on_batch_stream(claim)
 
     async def _claim_on_batch_stream(
@@ -592,8 +593,7 @@ class GrpcDriver(Driver):
                 return request
 
             got = await self._sessions.claim("TaskSession", build, _task_lost, self._release_leased)
-            if got is not None:
-                return self._leased(*got)
+            return self._leased(*got)
         return await self._dequeue_on_batch_stream(ask)
 
     async def _dequeue_on_batch_stream(

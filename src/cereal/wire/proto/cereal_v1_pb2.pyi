@@ -1035,12 +1035,14 @@ class ScheduleStreamResponse(_message.Message):
     def __init__(self, due: _Optional[_Union[Schedule, _Mapping]] = ..., none: _Optional[_Union[Error, _Mapping]] = ..., answer: _Optional[_Union[ScheduleAnswer, _Mapping]] = ..., waiting_run: _Optional[bool] = ...) -> None: ...
 
 class Wakeup(_message.Message):
-    __slots__ = ("kind", "name")
+    __slots__ = ("kind", "name", "features")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
-    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartKey(_message.Message):
     __slots__ = ("idempotency_key", "created_at")
