@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-bench"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".cereal-bench-install"
-INPUTS = ("pyproject.toml", "bench/requirements.txt", "bench/constraints.txt")
+INPUTS = (
+    "pyproject.toml",
+    "bench/run.py",
+    "bench/requirements.txt",
+    "bench/constraints.txt",
+)
 
 
 def _digest() -> str:
@@ -57,7 +62,7 @@ def ensure_bench_venv() -> Path:
                 "install",
                 "-q",
                 "-e",
-                ".[postgres,grpc]",
+                ".[postgres,grpc,uvloop]",
                 "-r",
                 "bench/requirements.txt",
                 "-c",

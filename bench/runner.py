@@ -22,6 +22,7 @@ from bench import (
     scenarios,
     stores,
 )
+from cereal import event_loop as cereal_event_loop
 
 log = logging.getLogger("cereal.bench")
 
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         "mode": "quick" if args.quick else "full",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sizes": dataclasses.asdict(sizes),
+        # the loop every worker process and `cereal serve` run on (same venv, same env)
+        "event_loop": cereal_event_loop.chosen_loop(),
         "postgres": {},
         "sqlite": {},
         "peers": {

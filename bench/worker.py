@@ -15,6 +15,7 @@ import sys
 
 import cereal
 from bench import apps
+from cereal import event_loop
 
 log = logging.getLogger("cereal.bench.worker")
 
@@ -45,7 +46,8 @@ def main() -> None:
     parser.add_argument("--no-tasks", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.url, task_workers=args.task_workers, tasks=not args.no_tasks))
+    # uvloop when installed (the bench venv installs the extra), as `cereal worker` does
+    event_loop.run(serve(args.url, task_workers=args.task_workers, tasks=not args.no_tasks))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ MODULES = (
     "cereal.testing",
     "cereal.patterns",
     "cereal.multiworkflow",
+    "cereal.event_loop",
 )
 
 HEADER = """\

@@ -39,10 +39,12 @@ manager.register_task_executor("shout", shout)
 """
 
 
-def run_worker_until_started(tmp_path: Path, url: str, *global_options: str) -> str:
+def run_worker_until_started(
+    tmp_path: Path, url: str, *global_options: str, env: dict[str, str] | None = None
+) -> str:
     """Start ``cereal [OPTIONS] worker app:manager``, stop it once started; its stderr."""
     (tmp_path / "db_app.py").write_text(textwrap.dedent(APP.format(url=url)))
-    with live_cereal(*global_options, "worker", "db_app:manager", cwd=tmp_path) as worker:
+    with live_cereal(*global_options, "worker", "db_app:manager", cwd=tmp_path, env=env) as worker:
         worker.wait_for_line("started")
         worker.process.send_signal(signal.SIGINT)
         status, stderr = worker.finish()
@@ -58,6 +60,29 @@ def test_start_line_names_the_managers_database_and_registrations(tmp_path: Path
     assert "workflows: greet-all, audit;" in started
     assert "tasks: shout;" in started
     assert "warning" not in stderr
+
+
+def test_start_line_names_the_event_loop_and_the_variable_chooses_it(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")  # the dev environment installs the extra
+    default = run_worker_until_started(tmp_path, "sqlite:///app.db")
+    forced = run_worker_until_started(
+        tmp_path, "sqlite:///app.db", env={"CEREAL_EVENT_LOOP": "asyncio"}
+    )
+
+    def started(stderr: str) -> str:
+        return next(line for line in stderr.splitlines() if "started" in line)
+
+    assert "; uvloop event loop;" in started(default)
+    assert "; asyncio event loop;" in started(forced)
+
+
+def test_an_unknown_event_loop_choice_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "db_app.py").write_text(textwrap.dedent(APP.format(url="sqlite:///app.db")))
+    result = cereal("worker", "db_app:manager", cwd=tmp_path, env={"CEREAL_EVENT_LOOP": "trio"})
+
+    assert result.returncode == 1
+    assert "CEREAL_EVENT_LOOP='trio' is not one of auto, asyncio, uvloop" in result.stderr
+    assert not (tmp_path / "app.db").exists()
 
 
 def test_db_naming_another_database_is_reported_as_ignored(tmp_path: Path) -> None:

@@ -1,15 +1,14 @@
 """What every command shares: the global options, running a coroutine, error handling.
 
 Each command parses its arguments, then hands a coroutine to :func:`run`,
-which runs it with ``asyncio.run`` and turns the errors a user can cause
-(``CerealError``, ``ValueError``, ``TypeError``) into one red line (the
-message alone, no exception class name) and a non-zero exit. With ``-v`` the
-traceback follows.
+which runs it on :func:`cereal.event_loop.run` (uvloop when installed) and
+turns the errors a user can cause (``CerealError``, ``ValueError``,
+``TypeError``) into one red line (the message alone, no exception class
+name) and a non-zero exit. With ``-v`` the traceback follows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from cereal import errors, values
+from cereal import errors, event_loop, values
 from cereal.cli import _render
 from cereal.drivers import open_driver
 from cereal.manager import Manager
@@ -82,7 +81,8 @@ def run(ctx: typer.Context, coroutine: Coroutine[Any, Any, T], *, subject: str =
         typer.Exit: with status :data:`EXIT_ERROR` after printing the error.
     """
     try:
-        return asyncio.run(coroutine)
+        # uvloop when the extra is installed (CEREAL_EVENT_LOOP overrides): see cereal.event_loop
+        return event_loop.run(coroutine)
     except _NAMED_ERRORS as exc:
         fail(ctx, f"{_describe(exc)}: {subject}" if subject else _describe(exc))
     except (errors.CerealError, CliError, ValueError, TypeError) as exc:

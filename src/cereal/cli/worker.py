@@ -29,6 +29,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from cereal import event_loop
 from cereal.cli import _databases, _render
 from cereal.cli._common import EXIT_INTERRUPTED, CliError, CliState, run, state
 from cereal.cli._metrics import LOOPBACK, serve_metrics
@@ -97,7 +98,8 @@ def start_line(target: str, manager: Manager) -> str:
     return (
         f"cereal worker {target} started (pid {os.getpid()}) on "
         f"{_databases.label(manager.driver)}; workflows: {_names(manager.workflow_names)}; "
-        f"tasks: {_names(manager.task_names)}; Ctrl+C to stop"
+        f"tasks: {_names(manager.task_names)}; {event_loop.running_loop()} event loop; "
+        "Ctrl+C to stop"
     )
 
 
