@@ -11,8 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
-from cereal import CancelEvent, Decision, Manager, StartEvent, TaskCompleteEvent, WorkflowInstance
+import psycopg
+import pytest
+
+from cereal import (
+    CancelEvent,
+    Decision,
+    Manager,
+    StartEvent,
+    TaskCompleteEvent,
+    WorkflowInstance,
+    errors,
+)
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._listen import decode_note
 from cereal.models import NewTask
@@ -137,3 +149,168 @@ async def test_a_stopping_runner_promises_nothing_and_hands_owed_tasks_on(
             what="the announcement to be sent",
         )
         assert task_wakes(await listening.drain()) == [("task", "t")]
+
+
+async def test_tasks_a_local_runner_promised_are_claimed_in_the_deciding_transaction(
+    postgres_dsn: str, listening: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = manager_on(postgres_dsn, workers=4)
+    driver = manager.driver
+    dequeued: list[int] = []
+    dequeue = driver.dequeue_tasks
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        claimed = await dequeue(*args, **kwargs)
+        dequeued.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(driver, "dequeue_tasks", counted)
+    async with manager:
+        runner = manager._task_runners["t"]
+        # Given an idle runner whose first claim (at start) has returned
+        await wait_until(lambda: bool(dequeued) and not runner._claiming, what="the first claim")
+        dequeued.clear()
+        await listening.drain()
+        # When a decision adds two tasks the runner promises to take
+        await manager.enqueue_workflow("wf", "i", 2)
+        await wait_finished(manager, "wf", "i")
+    # Then the decision's own transaction claimed them: the runner claimed none itself
+    assert sum(dequeued) == 0
+    assert [decode_note(p)[1] for p in await listening.drain()] == [[("workflow", "wf")]]
+
+
+def spy_on_dequeues(driver: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many tasks each of ``driver``'s own claims took."""
+    dequeued: list[int] = []
+    dequeue = driver.dequeue_tasks
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        claimed = await dequeue(*args, **kwargs)
+        dequeued.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(driver, "dequeue_tasks", counted)
+    return dequeued
+
+
+async def queue_tasks(driver: PostgresDriver, count: int) -> None:
+    """Queue ``count`` ready tasks "t" from a decision of ``driver`` (another process)."""
+    await driver.enqueue_workflow("elsewhere", f"i{count}", None)
+    _, completer = await driver.dequeue_workflow(["elsewhere"])
+    async with completer:
+        await completer.continue_(None, [NewTask("t") for _ in range(count)])
+
+
+async def task_states(dsn: str) -> list[tuple[str, int]]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT state, attempt FROM cereal_tasks ORDER BY id")
+        return [(state, attempt) for state, attempt in await cur.fetchall()]
+
+
+async def test_slots_reserved_for_a_claim_in_the_commit_are_left_by_the_runners_own_claims(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    manager = manager_on(postgres_dsn, gate, workers=4)
+    dequeued = spy_on_dequeues(manager.driver, monkeypatch)
+    async with manager, PostgresDriver(postgres_dsn, notify=False) as other:
+        try:
+            runner = manager._task_runners["t"]
+            await wait_until(lambda: bool(dequeued) and not runner._claiming, what="idle")
+            dequeued.clear()
+            # Given a promise of two slots whose store may claim in its commit
+            promise = runner.promise(2)
+            assert promise is not None and promise.claim_request() is not None
+            # When five tasks are queued elsewhere and the runner claims
+            await queue_tasks(other, 5)
+            runner.wake()
+            await wait_until(lambda: dequeued == [2], what="the runner's own claim")
+            # Then it took only the slots the promise left free
+            assert runner.running == 2
+            # ... and once the commit ends with nothing delivered, it claims the rest
+            promise.settle()
+            await wait_until(lambda: runner.running == 4, what="the promised slots filled")
+            assert dequeued[:2] == [2, 2]
+        finally:
+            gate.set()
+
+
+async def test_tasks_delivered_to_a_stopping_runner_go_back_to_the_queue(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = manager_on(postgres_dsn, workers=4)
+    dequeued = spy_on_dequeues(manager.driver, monkeypatch)
+    async with manager, PostgresDriver(postgres_dsn, notify=False) as other:
+        runner = manager._task_runners["t"]
+        await wait_until(lambda: bool(dequeued) and not runner._claiming, what="idle")
+        promise = runner.promise(1)
+        assert promise is not None and promise.claim_request() is not None
+        await queue_tasks(other, 1)
+        claimed = await other.dequeue_tasks("t", 1)
+        runner.stop_claiming()
+        # When the commit's claim is delivered after the stop began
+        promise.deliver(claimed)
+        promise.settle()
+        await runner.abandon_running()
+        assert runner.running == 0
+    # Then the task was not run: it is queued again for any worker
+    assert await task_states(postgres_dsn) == [("queued", 0)]
+
+
+async def test_a_claim_whose_commit_answer_is_lost_is_given_back_and_its_tasks_run_once(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cereal.drivers.postgres import _group_commit
+
+    applied = _group_commit._apply_and_claim
+    lost: list[int] = []
+
+    async def committed_then_lost(conn: Any, params: Any, claims: Any) -> Any:
+        rows, claimed = await applied(conn, params, claims)
+        if not lost:  # the first group commits, then its answer is lost
+            lost.append(sum(len(rows) for rows in claimed))
+            raise errors.DriverError("the connection died after the commit")
+        return rows, claimed
+
+    monkeypatch.setattr(_group_commit, "_apply_and_claim", committed_then_lost)
+    ran: list[str] = []
+    manager = Manager(PostgresDriver(postgres_dsn), **OPTIONS)
+    manager.register_workflow_executor("wf", Tasks())
+    manager.register_task_executor("t", lambda task: ran.append(task.metadata.task_id), workers=4)
+    dequeued = spy_on_dequeues(manager.driver, monkeypatch)
+    async with manager:
+        runner = manager._task_runners["t"]
+        await wait_until(lambda: bool(dequeued) and not runner._claiming, what="idle")
+        await manager.enqueue_workflow("wf", "i", 2)
+        await wait_finished(manager, "wf", "i")
+    # the lost group had claimed both tasks; they were given back, then each ran once
+    assert lost == [2]
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == 2
+
+
+async def test_a_claim_in_the_commit_that_takes_older_tasks_announces_the_new_ones(
+    postgres_dsn: str, listening: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    manager = Manager(PostgresDriver(postgres_dsn), **OPTIONS)
+    manager.register_workflow_executor("wf", Tasks())
+    manager.register_task_executor("t", lambda task: ran.append(task.metadata.task_id), workers=4)
+    dequeued = spy_on_dequeues(manager.driver, monkeypatch)
+    async with manager, PostgresDriver(postgres_dsn, notify=False) as other:
+        runner = manager._task_runners["t"]
+        await wait_until(lambda: bool(dequeued) and not runner._claiming, what="idle")
+        # Given an older ready task of the same name, queued unheard by this process
+        await queue_tasks(other, 1)
+        await listening.drain()
+        # When a decision adds one task the idle runner promised to take
+        await manager.enqueue_workflow("wf", "i", 1)
+        # Then the commit's claim took the older task first (rank order), and the new
+        # one, still queued, was announced to other processes
+        await wait_until(lambda: len(ran) >= 1, what="the older task to run")
+        await wait_until(
+            lambda: not manager.driver._background,  # type: ignore[attr-defined]
+            what="the announcement to be sent",
+        )
+        assert ("task", "t") in task_wakes(await listening.drain())
+        await wait_finished(manager, "wf", "i")
+    assert len(ran) == 2
