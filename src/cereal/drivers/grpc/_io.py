@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -88,10 +89,36 @@ class IoLoop:
         return self.loop.is_closed() or not self._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop the loop, wait for its thread and close it (call from outside the loop)."""
+        """Let the loop's tasks end, stop it, wait for its thread and close it.
+
+        Call from outside the loop. grpc.aio leaves a task per call that ends
+        a turn or two after its channel closed; a loop stopped before they
+        ran would drop them pending (and asyncio logs each as destroyed).
+        """
+        if self._thread.is_alive():
+            ending = asyncio.run_coroutine_threadsafe(_end_tasks(), self.loop)
+            with contextlib.suppress(Exception):
+                ending.result(timeout=_END_TASKS_TIMEOUT + 1.0)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+_END_TASKS_TIMEOUT = 2.0
+"""Seconds the loop's remaining tasks get to end at stop before they are cancelled."""
+
+
+async def _end_tasks() -> None:
+    """Wait (a while) for every other task of this loop to end, then cancel what is left."""
+    me = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not me]
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=_END_TASKS_TIMEOUT)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def _log_failed_undo(future: concurrent.futures.Future[None]) -> None:
