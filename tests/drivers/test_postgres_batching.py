@@ -34,9 +34,9 @@ async def test_concurrent_completions_share_commits_and_resume_after_theirs(
     groups: list[int] = []
     merged = _group_commit.run_completions_merged
 
-    async def counting(conn: Any, group: Any, note: Any, claims: Any = ()) -> Any:
+    async def counting(conn: Any, group: Any, note: Any) -> Any:
         groups.append(len(group))
-        return await merged(conn, group, note, claims)
+        return await merged(conn, group, note)
 
     async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await _fan_out(driver, 40)
@@ -175,9 +175,9 @@ async def test_two_reports_on_one_lease_merged_behind_a_busy_group_one_wins(
     groups: list[int] = []
     merged = _group_commit.run_completions_merged
 
-    async def counting(conn: Any, group: Any, note: Any, claims: Any = ()) -> Any:
+    async def counting(conn: Any, group: Any, note: Any) -> Any:
         groups.append(len(group))
-        return await merged(conn, group, note, claims)
+        return await merged(conn, group, note)
 
     async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await _fan_out(driver, 2)
@@ -238,11 +238,11 @@ async def test_two_reports_on_one_lease_retried_write_by_write_one_wins(
     merged = _group_commit.run_completions_merged
     failed_once: list[int] = []
 
-    async def failing_first_group(conn: Any, group: Any, note: Any, claims: Any = ()) -> Any:
+    async def failing_first_group(conn: Any, group: Any, note: Any) -> Any:
         if not failed_once:  # the group fails as a whole (as on a dead connection)
             failed_once.append(len(group))
             raise errors.DriverError("the group's connection died")
-        return await merged(conn, group, note, claims)
+        return await merged(conn, group, note)
 
     async with PostgresDriver(postgres_dsn, notify=False) as driver:
         await _fan_out(driver, 1)

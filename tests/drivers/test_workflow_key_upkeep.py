@@ -261,8 +261,8 @@ async def test_a_session_lost_after_a_decision_commits_fails_no_decision(
     # Given a group commit whose connection dies just after the decisions committed
     merged = pg_base.run_decisions_merged
 
-    async def committed_then_lost(conn: Any, group: Any, note: Any, claims: Any = ()) -> Any:
-        committed = await merged(conn, group, note, claims)
+    async def committed_then_lost(conn: Any, group: Any, note: Any) -> Any:
+        committed = await merged(conn, group, note)
         await _end_the_session(postgres_dsn, conn)
         return committed
 

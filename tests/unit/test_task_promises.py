@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from cereal import Manager
-from cereal.drivers.base import PromisedClaim
 from cereal.drivers.memory import MemoryDriver
 from cereal.engine.task_promises import TaskPromises
 from tests.plugins.manager import FAST_OPTIONS, eventually
@@ -17,7 +12,6 @@ class Book:
     def __init__(self) -> None:
         self.woken = 0
         self.handed_on = 0
-        self.started: list[Any] = []
         self.promises = TaskPromises(on_owed=self.wake, hand_on=self.hand_on)
 
     def wake(self) -> None:
@@ -25,15 +19,6 @@ class Book:
 
     def hand_on(self) -> None:
         self.handed_on += 1
-
-    def start(self, tasks: list[Any]) -> None:
-        self.started.extend(tasks)
-
-
-def claiming(book: Book, count: int, free: int) -> Any:
-    """A promise whose store may claim its tasks in the commit (it reserves its slots)."""
-    claim = PromisedClaim("t", count, 60.0)
-    return book.promises.promise(count, free, claim=claim, deliver=book.start)
 
 
 def test_a_promise_keeps_one_slot_spare() -> None:
@@ -135,79 +120,3 @@ async def test_a_runner_whose_loop_crashed_promises_nothing_more() -> None:
         runner.wake()
         # a dead runner must not keep tasks from being announced to other processes
         await eventually(lambda: runner.promise(1) is None, what="the promises to close")
-
-
-def test_a_promise_with_a_claim_reserves_its_slots_until_it_settles() -> None:
-    book = Book()
-    promise = claiming(book, 2, free=8)
-    assert promise is not None
-    assert promise.claim_request() == PromisedClaim("t", 2, 60.0)
-    assert book.promises.reserved == 2
-    plain = book.promises.promise(1, free=8)  # no claim: nothing reserved
-    assert plain is not None
-    assert book.promises.reserved == 2
-    promise.settle()
-    plain.settle()
-    assert (book.promises.reserved, book.promises.promised) == (0, 0)
-
-
-def test_delivered_tasks_start_and_only_the_rest_is_owed() -> None:
-    book = Book()
-    promise = claiming(book, 3, free=8)
-    promise.deliver(["a", "b"])
-    assert promise.claim_request() is None  # delivered once
-    promise.settle()
-    assert book.started == ["a", "b"]
-    assert (book.promises.owed, book.woken, book.promises.reserved) == (1, 1, 0)
-
-
-def test_a_full_delivery_owes_nothing_and_wakes_no_one() -> None:
-    book = Book()
-    promise = claiming(book, 2, free=8)
-    promise.deliver(["a", "b"])
-    promise.settle()
-    assert (book.promises.owed, book.woken, book.handed_on) == (0, 0, 0)
-
-
-def test_an_empty_delivery_leaves_everything_owed() -> None:
-    book = Book()
-    promise = claiming(book, 2, free=8)
-    promise.deliver([])
-    promise.settle()
-    assert (book.started, book.promises.owed, book.woken) == ([], 2, 1)
-
-
-def test_a_delivery_past_the_promise_or_after_settling_is_refused() -> None:
-    book = Book()
-    promise = claiming(book, 1, free=8)
-    with pytest.raises(RuntimeError, match="2 tasks delivered for 1 promised slots"):
-        promise.deliver(["a", "b"])
-    promise.settle()
-    with pytest.raises(RuntimeError, match="no delivery"):
-        promise.deliver(["a"])
-    plain = book.promises.promise(1, free=8)
-    assert plain is not None
-    assert plain.claim_request() is None
-    with pytest.raises(RuntimeError, match="no delivery"):
-        plain.deliver(["a"])
-    assert book.started == []
-
-
-def test_a_reserved_promise_outlives_a_claim_that_filled_the_other_slots() -> None:
-    # Given a reserved promise, then a claim that took every slot it left free
-    book = Book()
-    promise = claiming(book, 2, free=4)
-    book.promises.claim_ended(book.promises.claim_started(), filled=True)
-    # When the commit ends with nothing delivered
-    promise.settle()
-    # Then its slots are still the runner's: the tasks are owed, not handed on
-    assert (book.promises.owed, book.handed_on, book.woken) == (2, 0, 1)
-
-
-def test_a_delivery_that_passed_over_promised_tasks_hands_them_on() -> None:
-    book = Book()
-    promise = claiming(book, 2, free=8)
-    promise.deliver(["older-a", "older-b"], passed_over=True)
-    promise.settle()
-    assert book.started == ["older-a", "older-b"]
-    assert (book.promises.owed, book.handed_on, book.promises.reserved) == (0, 1, 0)

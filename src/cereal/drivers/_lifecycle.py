@@ -15,13 +15,8 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
-
-if TYPE_CHECKING:
-    from cereal.drivers._task_store import TaskCompleter
-    from cereal.models import TaskData
+from typing import Literal, Protocol, Self
 
 logger = logging.getLogger(__name__)
 
@@ -38,48 +33,15 @@ Wakeup = tuple[WorkKind, str | None]
 """One announcement: a kind of work and its name (``None``: any name)."""
 
 
-@dataclass(frozen=True)
-class PromisedClaim:
-    """A claim a store may make for a promise inside the commit that adds its tasks.
-
-    The same claim as ``dequeue_tasks(task_name, max_tasks,
-    task_expiry=..., retry_policy=...)``, limited to tasks without a
-    concurrency key (those take their key's lock in a claim of their own).
-    """
-
-    task_name: str
-    max_tasks: int
-    task_expiry: float
-    retry_policy: str | None = None
-
-
 class LocalPromise(Protocol):
     """Slots a local task runner holds for tasks a commit in progress adds.
 
     The store calls :meth:`settle` once the commit has ended, whether it
-    committed or failed: the runner then looks for the tasks. A store may
-    first claim tasks for the promise in the same transaction (what
-    :meth:`claim_request` allows) and hand them over with :meth:`deliver`,
-    which saves the runner a claim of its own.
+    committed or failed: the runner then looks for the tasks.
     """
 
     def settle(self) -> None:
-        """The commit ended; look for the promised tasks (those not delivered) now."""
-
-    def claim_request(self) -> PromisedClaim | None:
-        """What the store may claim for this promise in its commit (None: nothing)."""
-
-    def deliver(
-        self, tasks: list[tuple[TaskData, TaskCompleter]], *, passed_over: bool = False
-    ) -> None:
-        """Tasks the store claimed for this promise in a commit that succeeded.
-
-        Called at most once, before :meth:`settle`, with at most the request's
-        ``max_tasks``; the runner starts them as if it had claimed them.
-        ``passed_over``: the claim was full and took older tasks of the name,
-        so some of the promised ones may still be queued: they are announced
-        to other processes (this runner's promised slots are taken).
-        """
+        """The commit ended; look for the promised tasks now."""
 
 
 TaskTaker = Callable[[str, int], "LocalPromise | None"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from cereal import errors, values
 from cereal.checks.validation import usable_traceparent
-from cereal.drivers.base import Driver, PromisedClaim, TaskCompleter
+from cereal.drivers.base import Driver, TaskCompleter
 from cereal.engine import failures
 from cereal.engine.task_promises import Promise, TaskPromises
 from cereal.engine.waits import ClaimPacer, wait_all_or, wait_for_event
@@ -116,11 +116,9 @@ class TaskRunner:
         self._stopping = False
         self._runs: dict[asyncio.Task[None], _Run] = {}
         self._failures = 0
-        self._claiming = False  # a claim of this runner's own is in flight
         self._strays = 0
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
-        self._handing_back: set[asyncio.Task[None]] = set()  # delivered to a stopping runner
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
         self._promises = TaskPromises(on_owed=self._wake_unless_stopping, hand_on=self._hand_on)
         self._retry_policy = retry_policy
@@ -143,21 +141,7 @@ class TaskRunner:
         """
         if self._stopping or self._strays >= self._max_strays:
             return None
-        free = self._workers - len(self._runs)
-        if self._claiming:
-            # what the claim in flight brings is not counted in `free` yet: the store
-            # must not claim more on top, the runner looks for the tasks after it
-            return self._promises.promise(count, free)
-        claim = PromisedClaim(self._name, count, self._task_expiry, self._retry_policy)
-        return self._promises.promise(count, free, claim=claim, deliver=self._take_delivered)
-
-    def _take_delivered(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
-        """Start tasks the store claimed for a promise in the commit that added them."""
-        if self._stopping:
-            self._abandon_later(claimed)
-            return
-        for data, completer in claimed:
-            self._start(data, completer)
+        return self._promises.promise(count, self._workers - len(self._runs))
 
     def _hand_on(self) -> None:
         """Owed tasks this runner cannot take now: announce them to other processes."""
@@ -201,21 +185,14 @@ class TaskRunner:
                 self._promises.cannot_claim()
                 return
             await self._pacer.pace()
-            # slots reserved for tasks a commit in progress may deliver are not claimed
-            free = self._workers - len(self._runs) - self._promises.reserved
-            if free <= 0:
-                return  # the delivery (or its settling) wakes the runner again
+            free = self._workers - len(self._runs)
             try:
                 async with self._dequeue_slots:
                     if self._stopping:
                         return
                     owed = self._promises.claim_started()
-                    self._claiming = True
-                    try:
-                        # the lease carries this Manager's expiry: other sweepers judge by it
-                        claimed = await self._claim(free)
-                    finally:
-                        self._claiming = False
+                    # the lease carries this Manager's expiry: other sweepers judge by it
+                    claimed = await self._claim(free)
             except errors.CerealError:
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
@@ -449,14 +426,6 @@ class TaskRunner:
                 extra={"event": "task_hand_back_limit", "task_name": task.metadata.task_name},
             )
 
-    def _abandon_later(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
-        """Hand delivered tasks back from a stopping runner, without blocking the deliverer."""
-        job = asyncio.create_task(
-            self._abandon_claimed(claimed), name=f"cereal-hand-back-{self._name}"
-        )
-        self._handing_back.add(job)
-        job.add_done_callback(self._handing_back.discard)
-
     async def _abandon_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
         if not claimed:
             return
@@ -486,8 +455,6 @@ class TaskRunner:
             job.cancel()
         if jobs:
             await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)
-        if self._handing_back:  # tasks delivered as the stop began
-            await asyncio.gather(*self._handing_back, return_exceptions=True)
 
 
 def _log_succeeded(task: Task, seconds: float) -> None:

@@ -23,17 +23,9 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
-from cereal.drivers.base import (
-    DURABLE,
-    MULTIPROCESS,
-    RESUMABLE_LEASES,
-    Driver,
-    TaskCompleter,
-    WorkKind,
-)
+from cereal.drivers.base import DURABLE, MULTIPROCESS, RESUMABLE_LEASES, Driver, WorkKind
 from cereal.drivers.postgres._announce_window import AnnouncementWindow
-from cereal.drivers.postgres._completers import leased_task
-from cereal.drivers.postgres._db import Conn, Row, execute, fetch_one, looks_alive, translate
+from cereal.drivers.postgres._db import Conn, Row, fetch_one, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
     GroupCommitter,
     Statement,
@@ -47,7 +39,7 @@ from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_n
 from cereal.drivers.postgres._migrate import apply_migrations
 from cereal.drivers.postgres._store_identity import StoreIdentity
 from cereal.drivers.postgres._workflow_keys import WaitingKeysCursor, start_waiting_runs
-from cereal.models import HistoryRetention, TaskData
+from cereal.models import HistoryRetention
 
 logger = logging.getLogger(__name__)
 
@@ -419,32 +411,13 @@ class PostgresBase(Driver):
         committers = self._committers.get(loop)
         if committers is None:
             committers = self._committers[loop] = {
-                "decision": group_committer(self, run_decisions_merged, claims_in_commit=True),
+                "decision": group_committer(self, run_decisions_merged),
                 "completion": group_committer(
                     self, run_completions_merged, gather_window=COMPLETION_GATHER_WINDOW
                 ),
                 "release": group_committer(self),
             }
         return await committers[kind].run(Write(order, statements, announce))
-
-    async def _unclaim(self, task_name: str, lease: uuid.UUID) -> None:
-        """Undo a claim nobody will use: queue its tasks again (a no-op if it never committed)."""
-        try:
-            async with self._connection("unclaim_tasks") as conn:
-                given_back = await execute(conn, "unclaim_tasks", {"lease": lease})
-        except errors.CerealError:
-            logger.warning(
-                "giving back a cancelled claim of %r tasks failed; they go LOST at their expiry",
-                task_name,
-                exc_info=True,
-            )
-            return
-        if given_back:
-            self._wake("task", task_name)
-
-    def _leased_task(self, row: Row) -> tuple[TaskData, TaskCompleter]:
-        """The task and completer of a row returned by a claim or a resumed lease."""
-        return leased_task(self, row)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run clean-up work without making the caller wait (kept until it ends)."""

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from cereal import errors
 from cereal.checks.times import utcnow
 from cereal.drivers.base import ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
-from cereal.drivers.postgres._db import Conn, Row, bytes_or_none, execute, fetch_one, translate
+from cereal.drivers.postgres._db import Conn, execute, fetch_one, translate
 from cereal.drivers.postgres._group_commit import Statement
 from cereal.drivers.postgres._listen import Wake
 from cereal.drivers.postgres._schedule_runs import start_run
-from cereal.models import FailureDetails, NewTask, RunOutcome, TaskData, TaskMetadata
+from cereal.models import FailureDetails, NewTask, RunOutcome
 from cereal.retry import DEFAULT_MAX_HAND_BACKS
 
 if TYPE_CHECKING:
@@ -429,31 +429,3 @@ class PostgresTaskCompleter(TaskCompleter):
         if rows[0] is None:
             raise errors.TaskLostError()
         self._driver._wake_all(wakes)
-
-
-def leased_task(driver: PostgresBase, row: Row) -> tuple[TaskData, PostgresTaskCompleter]:
-    """The task and completer of a row returned by a claim or a resumed lease."""
-    metadata = TaskMetadata(
-        enqueued_at=row["enqueued_at"].astimezone(UTC),
-        task_name=row["task_name"],
-        workflow_name=row["workflow_name"],
-        instance_name=row["instance_name"],
-        attempt=row["attempt"],
-        task_id=str(row["id"]),
-        traceparent=row["traceparent"],
-    )
-    data = TaskData(
-        row["task_name"],
-        bytes_or_none(row["parameters"]),
-        metadata,
-        retry_policy=row["retry_policy"],
-    )
-    completer = PostgresTaskCompleter(
-        driver,
-        row["id"],
-        row["lease"],
-        row["instance_id"],
-        row["workflow_name"],
-        task_name=row["task_name"],
-    )
-    return data, completer

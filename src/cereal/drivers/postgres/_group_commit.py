@@ -8,35 +8,26 @@ each caller resumed after the commit holding its write, a failed group
 retried write by write) and this module commits each group: completions
 merged into one ``complete_tasks`` statement, decisions into one
 ``cereal_apply_decisions`` call, releases of claims as one pipelined
-transaction. When an idle runner of this process promised to take the tasks
-a decision group adds, the group's transaction also claims them for it
-(``claim_unkeyed_tasks``) and the flush delivers them: the runner starts
-them without a claim, a round trip and a commit of its own. Within a group
-the writes run in ascending order of their instance id: every statement
-locks its instance row first, so two groups (in two processes) always take
-instance locks in the same order and cannot deadlock on them.
+transaction. Within a group the writes run in ascending order of their
+instance id: every statement locks its instance row first, so two groups (in
+two processes) always take instance locks in the same order and cannot
+deadlock on them.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from psycopg.rows import dict_row
 
-from cereal.checks import times
 from cereal.drivers._batching import Batcher
-from cereal.drivers.base import LocalPromise, PromisedClaim
 from cereal.drivers.postgres._db import QUERIES, Conn, Row, translate
 from cereal.drivers.postgres._listen import Wake
 
 if TYPE_CHECKING:
     from cereal.drivers.postgres._base import PostgresBase
-
-logger = logging.getLogger(__name__)
 
 MAX_GROUP = 256
 """Most writes in one transaction (keeps each transaction and its locks short)."""
@@ -66,22 +57,10 @@ class Committed(NamedTuple):
     """Each write's rows, in the group's order."""
     started: tuple[str, ...] = ()
     """The workflows of runs the group started from waiting for their key (to announce)."""
-    claimed: tuple[list[Row], ...] = ()
-    """The tasks each claim the group was given took, in the claims' order."""
 
 
-class ClaimInCommit(NamedTuple):
-    """A promise's claim as a group runs it: under its own lease token, as a dequeue."""
-
-    claim: PromisedClaim
-    lease: uuid.UUID
-
-
-GroupRunner = Callable[
-    [Conn, Sequence[Write], str | None, Sequence[ClaimInCommit]], Awaitable[Committed]
-]
-"""Commits one group on a connection: each write's rows, the runs it started and what
-each claim took (a runner that takes no claims is given none)."""
+GroupRunner = Callable[[Conn, Sequence[Write], str | None], Awaitable[Committed]]
+"""Commits one group on a connection: each write's rows, and the runs it started."""
 
 GroupCommitter = Batcher[Write, list[Row | None]]
 """The queue of one kind of write; each caller gets the first row of each of its statements."""
@@ -93,16 +72,11 @@ class GroupFlush:
     Args:
         driver: the connections and wakeups.
         runner: sends the group (one statement per write, or one merged statement).
-        claims_in_commit: the runner claims, in the group's transaction, the
-            tasks local runners promised to take (see :class:`LocalPromise`).
     """
 
-    def __init__(
-        self, driver: PostgresBase, runner: GroupRunner, *, claims_in_commit: bool = False
-    ) -> None:
+    def __init__(self, driver: PostgresBase, runner: GroupRunner) -> None:
         self._driver = driver
         self.runner = runner
-        self._claims_in_commit = claims_in_commit
 
     async def __call__(self, group: Sequence[Write]) -> list[list[Row | None]]:
         """Commit ``group``; each write's rows.
@@ -114,20 +88,11 @@ class GroupFlush:
         # tasks an idle local runner promises to take are not NOTIFYed: every
         # listening session pays a commit for each notification it receives
         elsewhere, promises = self._driver._promise_locally(announce)
-        asked = self._claims_for(promises)
         note = self._driver._note(elsewhere)
-        committed: Committed | None = None
         try:
             async with self._driver._connection("a group commit") as conn:
-                committed = await self.runner(conn, group, note, [claim for _, claim in asked])
+                committed = await self.runner(conn, group, note)
         finally:
-            if committed is not None:
-                self._deliver(asked, committed.claimed)
-            else:
-                # the transaction may have committed before its answer was lost:
-                # give whatever its claims took back to the queue (no-op if it did not)
-                for _, (claim, lease) in asked:
-                    self._driver._in_background(self._driver._unclaim(claim.task_name, lease))
             for promise in promises:
                 promise.settle()
         # runs a finished run's end started from waiting for their key: announced after
@@ -140,42 +105,9 @@ class GroupFlush:
         self._driver._wake_all([*announce, *started])
         return committed.rows
 
-    def _claims_for(
-        self, promises: Sequence[LocalPromise]
-    ) -> list[tuple[LocalPromise, ClaimInCommit]]:
-        if not self._claims_in_commit:
-            return []
-        asked = []
-        for promise in promises:
-            claim = promise.claim_request()
-            if claim is not None:
-                asked.append((promise, ClaimInCommit(claim, uuid.uuid4())))
-        return asked
-
-    def _deliver(
-        self, asked: Sequence[tuple[LocalPromise, ClaimInCommit]], claimed: Sequence[list[Row]]
-    ) -> None:
-        """Hand each promise the tasks claimed for it (the commit succeeded)."""
-        for (promise, (claim, lease)), rows in zip(asked, claimed, strict=False):
-            # a full claim that took older tasks may have left promised ones queued
-            passed_over = len(rows) >= claim.max_tasks and not all(
-                row["added_here"] for row in rows
-            )
-            try:
-                promise.deliver(
-                    [self._driver._leased_task(row) for row in rows], passed_over=passed_over
-                )
-            except Exception:
-                logger.exception("delivering %d claimed task(s) to a runner failed", len(rows))
-                self._driver._in_background(self._driver._unclaim(claim.task_name, lease))
-
 
 def group_committer(
-    driver: PostgresBase,
-    runner: GroupRunner | None = None,
-    *,
-    gather_window: float | None = None,
-    claims_in_commit: bool = False,
+    driver: PostgresBase, runner: GroupRunner | None = None, *, gather_window: float | None = None
 ) -> GroupCommitter:
     """A queue of writes committed in groups of up to :data:`MAX_GROUP`.
 
@@ -190,9 +122,7 @@ def group_committer(
     nothing the second time. A cancelled caller's write still commits.
     """
     return Batcher(
-        GroupFlush(
-            driver, runner or run_each_in_one_transaction, claims_in_commit=claims_in_commit
-        ),
+        GroupFlush(driver, runner or run_each_in_one_transaction),
         name="cereal-group-commit",
         max_group=MAX_GROUP,
         retry_alone=True,
@@ -202,7 +132,7 @@ def group_committer(
 
 
 async def run_each_in_one_transaction(
-    conn: Conn, group: Sequence[Write], note: str | None, claims: Sequence[ClaimInCommit] = ()
+    conn: Conn, group: Sequence[Write], note: str | None
 ) -> Committed:
     """Send the whole group as one transaction in one round trip; each statement's first row."""
     with translate("a group commit"):
@@ -221,9 +151,7 @@ async def run_each_in_one_transaction(
             return Committed([[await cur.fetchone() for cur in mine] for mine in cursors])
 
 
-async def run_completions_merged(
-    conn: Conn, group: Sequence[Write], note: str | None, claims: Sequence[ClaimInCommit] = ()
-) -> Committed:
+async def run_completions_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:
     """Complete a group of tasks, and announce them, with one set-based statement.
 
     Each write holds one task's ``complete_tasks`` parameters; together they become
@@ -253,17 +181,13 @@ async def run_completions_merged(
     return Committed([[applied.get(position)] for position in range(1, len(params) + 1)])
 
 
-async def run_decisions_merged(
-    conn: Conn, group: Sequence[Write], note: str | None, claims: Sequence[ClaimInCommit] = ()
-) -> Committed:
+async def run_decisions_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:
     """Apply a group of decisions with one statement (``cereal_apply_decisions``).
 
     Each write holds one decision's ``apply_decisions`` parameters (its own
     lists of events, task results and tasks); together they become the
     function's flat arrays. A write's row is its instance id when its decision
-    was applied, else None (the claim was gone). With ``claims``, the same
-    transaction then claims tasks for local runners (one round trip: a
-    pipeline), and commits once.
+    was applied, else None (the claim was gone).
     """
     decisions = [dict(write.statements[0][1]) for write in group]
     merged: dict[str, list[Any]] = {
@@ -330,15 +254,13 @@ async def run_decisions_merged(
     keys = merged.pop("task_idempotency_keys")
     # None when no task has a key: the function's fast path, no key to check
     keyed = None if all(key is None for key in keys) else keys
-    params = {**merged, "task_idempotency_keys": keyed, "note": note}
-    claimed: tuple[list[Row], ...] = ()
     with translate("applying decisions"):
-        if claims:
-            rows, claimed = await _apply_and_claim(conn, params, claims)
-        else:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(QUERIES["apply_decisions"], params)
-                rows = await cur.fetchall()
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                QUERIES["apply_decisions"],
+                {**merged, "task_idempotency_keys": keyed, "note": note},
+            )
+            rows = await cur.fetchall()
     # by position: a group may hold a lapsed claim's decision beside the live one's for
     # the same instance, and only the applied one is answered
     applied = {row["position"]: row for row in rows if row["position"] is not None}
@@ -346,40 +268,5 @@ async def run_decisions_merged(
         dict.fromkeys(row["started_workflow"] for row in rows if row["started_workflow"])
     )
     return Committed(
-        [[applied.get(position)] for position in range(1, len(decisions) + 1)], started, claimed
+        [[applied.get(position)] for position in range(1, len(decisions) + 1)], started
     )
-
-
-async def _apply_and_claim(
-    conn: Conn, params: Mapping[str, Any], claims: Sequence[ClaimInCommit]
-) -> tuple[list[Row], tuple[list[Row], ...]]:
-    """The decisions' rows and each claim's tasks, from one transaction in one round trip.
-
-    The claims run after the decisions (they see the tasks just added), take
-    only unkeyed tasks and skip locked rows, so they wait for no lock while
-    the decisions hold their instance locks; each claim has its own lease
-    token, as a ``dequeue_tasks`` has (a lost answer is undone by it).
-    """
-    async with conn.pipeline(), conn.transaction():
-        decided = conn.cursor(row_factory=dict_row)
-        await decided.execute(QUERIES["apply_decisions"], params)
-        cursors = []
-        for claim, lease in claims:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                QUERIES["claim_unkeyed_tasks"],
-                {
-                    "task_name": claim.task_name,
-                    "max_tasks": claim.max_tasks,
-                    "lease": lease,
-                    "expiry": times.seconds(claim.task_expiry, name="task_expiry"),
-                    "retry_policy": claim.retry_policy,
-                },
-            )
-            cursors.append(cur)
-    rows = await decided.fetchall()
-    claimed: list[list[Row]] = []
-    for cur in cursors:
-        # in the claim's order: lowest ready rank first (RETURNING keeps no order)
-        claimed.append(sorted(await cur.fetchall(), key=lambda row: (row["ready_rank"], row["id"])))
-    return rows, tuple(claimed)

@@ -31,11 +31,12 @@ from cereal.drivers.base import (
     check_claim_sizes,
 )
 from cereal.drivers.postgres import _caller_transaction, _maintenance
-from cereal.drivers.postgres._completers import PostgresWorkflowCompleter
+from cereal.drivers.postgres._completers import PostgresTaskCompleter, PostgresWorkflowCompleter
 from cereal.drivers.postgres._db import (
     Conn,
     Row,
     bytes_or_none,
+    execute,
     fetch_all,
     fetch_one,
     instance_from_row,
@@ -54,6 +55,7 @@ from cereal.models import (
     ListWorkflowFilter,
     QueueDepth,
     TaskData,
+    TaskMetadata,
     TaskResultData,
     TaskStatus,
     WorkflowEvent,
@@ -478,6 +480,48 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
         if row is None:
             raise errors.TaskLostError()
         return self._leased_task(row)
+
+    def _leased_task(self, row: Row) -> tuple[TaskData, TaskCompleter]:
+        """The task and completer of a row returned by a claim or a resumed lease."""
+        metadata = TaskMetadata(
+            enqueued_at=row["enqueued_at"].astimezone(UTC),
+            task_name=row["task_name"],
+            workflow_name=row["workflow_name"],
+            instance_name=row["instance_name"],
+            attempt=row["attempt"],
+            task_id=str(row["id"]),
+            traceparent=row["traceparent"],
+        )
+        data = TaskData(
+            row["task_name"],
+            bytes_or_none(row["parameters"]),
+            metadata,
+            retry_policy=row["retry_policy"],
+        )
+        completer = PostgresTaskCompleter(
+            self,
+            row["id"],
+            row["lease"],
+            row["instance_id"],
+            row["workflow_name"],
+            task_name=row["task_name"],
+        )
+        return data, completer
+
+    async def _unclaim(self, task_name: str, lease: uuid.UUID) -> None:
+        """Undo a cancelled claim: queue its tasks again (a no-op if it never committed)."""
+        try:
+            async with self._connection("unclaim_tasks") as conn:
+                given_back = await execute(conn, "unclaim_tasks", {"lease": lease})
+        except errors.CerealError:
+            logger.warning(
+                "giving back a cancelled claim of %r tasks failed; they go LOST at their expiry",
+                task_name,
+                exc_info=True,
+            )
+            return
+        if given_back:
+            self._wake("task", task_name)
 
     async def queue_depths(self) -> list[QueueDepth]:
         """Ready tasks per task name and ready, unclaimed instances per workflow name.

@@ -290,34 +290,6 @@ LIMIT %(limit)s::bigint OFFSET %(offset)s::bigint
 SELECT * FROM cereal_claim_ranked_tasks(%(task_name)s, %(max_tasks)s, %(lease)s,
                                         %(expiry)s, %(retry_policy)s::jsonb)
 
--- name: claim_unkeyed_tasks
--- Claim up to max_tasks ready tasks of one name that have no concurrency key,
--- inside the transaction of the decisions that added them (a local runner
--- promised to take them): the unkeyed part of cereal_claim_ranked_tasks, the
--- same columns and order. Rows another claimer holds are skipped, never waited
--- for, so running after the decisions' instance locks adds no lock wait; it
--- leaves the decisions' commit synchronous (the claim function would not), and
--- keyed tasks, whose claim takes their key's lock, to a claim of their own.
--- added_here: the task was added by this transaction (older tasks come first
--- in rank order, and may leave some of the new ones queued).
-UPDATE cereal_tasks AS t
-SET state = 'running', lease = %(lease)s, heartbeat_at = now(),
-    lease_expiry = %(expiry)s, attempt = t.attempt + 1,
-    retry_policy = coalesce(t.retry_policy, %(retry_policy)s::jsonb)
-FROM (
-    SELECT q.id, q.xmin = pg_current_xact_id()::xid AS added_here FROM cereal_tasks AS q
-    WHERE q.task_name = %(task_name)s AND q.state = 'queued'
-      AND q.concurrency_key IS NULL
-      AND q.ready_rank <= now() AND q.start_after <= now()
-    ORDER BY q.ready_rank, q.id
-    LIMIT %(max_tasks)s
-    FOR UPDATE SKIP LOCKED
-) AS picked
-WHERE t.id = picked.id
-RETURNING t.id, t.lease, t.instance_id, t.task_name, t.parameters, t.workflow_name,
-          t.instance_name, t.enqueued_at, t.start_after, t.attempt, t.traceparent,
-          t.retry_policy::text AS retry_policy, t.ready_rank, picked.added_here
-
 -- name: unclaim_tasks
 -- Give the tasks of one claim (its lease token) back to the queue: their
 -- claimer was cancelled before using them. A claim that never committed, or
