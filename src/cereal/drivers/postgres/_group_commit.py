@@ -134,7 +134,11 @@ def group_committer(
 async def run_each_in_one_transaction(
     conn: Conn, group: Sequence[Write], note: str | None
 ) -> Committed:
-    """Send the whole group as one transaction in one round trip; each statement's first row."""
+    """Send the whole group as one transaction in one pipeline; each statement's first row.
+
+    psycopg syncs a pipeline as a ``transaction()`` inside it begins and ends,
+    so this is three round trips, whatever the number of statements.
+    """
     with translate("a group commit"):
         async with conn.pipeline():
             cursors = []
