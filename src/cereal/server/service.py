@@ -41,7 +41,7 @@ from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.models import NewTask, TaskData, check_overlap
-from cereal.server.domains import DomainRegistry, HostedDomain
+from cereal.server.domains import DomainRegistry, HostedDomain, Wakeup
 from cereal.server.held_work import HeldClaims, HeldLeases
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert, reads
@@ -252,6 +252,7 @@ class CerealService(pb_grpc.CerealServicer):
         self._checks = checks or RequestChecks()
         self._keep_leases = False
         self._sessions: set[_LiveSession] = set()
+        self._watching: set[asyncio.Queue[Wakeup]] = set()  # live WatchWakeups streams
         # shielded lease endings still writing: the server waits for them before
         # it closes the stores, so none is cut off by a closing loop
         self._abandoning: set[asyncio.Task[None]] = set()
@@ -262,11 +263,15 @@ class CerealService(pb_grpc.CerealServicer):
         Their clients, still running the tasks, re-present them to the next
         server; a lease nobody re-presents expires as usual. Session streams
         claim nothing more: those holding nothing end now, the others once
-        their last claim or lease is finished.
+        their last claim or lease is finished. Wakeup streams end now.
         """
         self._keep_leases = True
         for session in list(self._sessions):
             session.end_if_idle()  # the rest end as their last claim or lease finishes
+        for queue in list(self._watching):
+            # a wakeup stream lasts as long as its client: end it now, or the graceful
+            # stop would wait its whole grace (the client reconnects, with backoff)
+            _nudge(queue)
 
     async def finish_lease_endings(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the lease endings of streams that already closed.
@@ -888,13 +893,29 @@ class CerealService(pb_grpc.CerealServicer):
         logger.info("client connected: peer=%s domain=%s", peer, hosted.name)
         try:
             with hosted.watch() as queue:
-                # the watch is live: the client may rely on it, and on these features
-                yield pb.Wakeup(kind="ready", features=SERVER_FEATURES)
-                while True:
-                    kind, name = await queue.get()
-                    yield pb.Wakeup(kind=kind, name=name)
+                self._watching.add(queue)
+                try:
+                    # the watch is live: the client may rely on it, and on these features
+                    yield pb.Wakeup(kind="ready", features=SERVER_FEATURES)
+                    while not self._keep_leases:  # a stopping server ends the stream
+                        kind, name = await queue.get()
+                        if self._keep_leases:
+                            break
+                        yield pb.Wakeup(kind=kind, name=name)
+                finally:
+                    self._watching.discard(queue)
         finally:
             logger.info("client disconnected: peer=%s domain=%s", peer, hosted.name)
+
+
+def _nudge(queue: asyncio.Queue[Wakeup]) -> None:
+    """Wake a wakeup stream's handler (to see the server stop), even with its queue full."""
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(("workflow", None))
+        return
+    with contextlib.suppress(asyncio.QueueEmpty):
+        queue.get_nowait()
+    queue.put_nowait(("workflow", None))
 
 
 def _keeping_usable_traceparent(task: NewTask) -> NewTask:
