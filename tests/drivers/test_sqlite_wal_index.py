@@ -134,3 +134,23 @@ async def test_data_version_is_read_each_second_whatever_the_header_says(
         foreign_commit(db_path)
 
         await wait_until(lambda: calls >= FOREIGN, what="the watcher to report the commit")
+
+
+def test_the_watch_slows_down_only_after_a_quiet_spell() -> None:
+    base = 0.01
+    assert _connection.watch_interval(base, quiet_for=0.0) == base
+    assert _connection.watch_interval(base, quiet_for=_connection.QUIET_AFTER - 0.01) == base
+    quiet = _connection.watch_interval(base, quiet_for=_connection.QUIET_AFTER)
+    assert quiet == base * _connection.QUIET_FACTOR == pytest.approx(0.04)
+
+
+async def test_a_quiet_watch_still_reports_another_processs_commit(
+    db_path: str, reader: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a watch that is quiet from the start (checks QUIET_FACTOR times less often)
+    monkeypatch.setattr(_connection, "QUIET_AFTER", 0.0)
+    async with SQLiteDriver(db_path) as driver:
+        calls = _listened(driver)
+        # When another process commits, the watch still reports it
+        foreign_commit(db_path)
+        await wait_until(lambda: calls >= FOREIGN, what="the watcher to report the commit")
