@@ -2,7 +2,7 @@
 
 A worker spends a good part of its CPU in the event loop (wakeups from
 threads, callbacks, socket reads); uvloop does the same work for less (see
-``bench/README.md``: ~0.9x worker CPU per task in the drain). It is an
+``bench/README.md``: 0.75x worker CPU per task and 1.21x the drain). It is an
 optional extra, ``pip install 'cereal-workflows[uvloop]'``; nothing depends
 on it. :func:`run` is what the ``cereal`` command uses; call it in place of
 ``asyncio.run`` to get the same choice in your own program.
