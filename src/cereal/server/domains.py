@@ -81,13 +81,7 @@ class HostedDomain:
 
     def _fan_out(self, kind: WorkKind, name: str | None) -> None:
         for queue in self._watchers:
-            try:
-                queue.put_nowait((kind, name))
-            except asyncio.QueueFull:
-                # a slow watcher: drop the detail, keep one "any work" hint at the end
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                queue.put_nowait((kind, None))
+            offer(queue, kind, name)
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[asyncio.Queue[Wakeup]]:
@@ -171,3 +165,17 @@ class DomainRegistry:
                 await domain.stop()
             except Exception:
                 logger.exception("closing domain %r failed", domain.name)
+
+
+def offer(queue: asyncio.Queue[Wakeup], kind: WorkKind, name: str | None) -> None:
+    """Put a wakeup on a watcher's queue without blocking.
+
+    A full queue is a slow watcher: its oldest entry is dropped and the
+    wakeup goes in without its name, one "any work of this kind" hint.
+    """
+    try:
+        queue.put_nowait((kind, name))
+    except asyncio.QueueFull:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+        queue.put_nowait((kind, None))

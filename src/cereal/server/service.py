@@ -41,7 +41,7 @@ from cereal.drivers._dead_letter_store import check_requeue_ids
 from cereal.drivers._read_operations import READ_OPERATIONS, ReadOperation
 from cereal.drivers.base import Driver, ScheduledWorkflowCompleter, TaskCompleter, WorkflowCompleter
 from cereal.models import NewTask, TaskData, check_overlap
-from cereal.server.domains import DomainRegistry, HostedDomain, Wakeup
+from cereal.server.domains import DomainRegistry, HostedDomain, Wakeup, offer
 from cereal.server.held_work import HeldClaims, HeldLeases
 from cereal.server.request_checks import RequestChecks
 from cereal.wire import convert, reads
@@ -270,8 +270,9 @@ class CerealService(pb_grpc.CerealServicer):
             session.end_if_idle()  # the rest end as their last claim or lease finishes
         for queue in list(self._watching):
             # a wakeup stream lasts as long as its client: end it now, or the graceful
-            # stop would wait its whole grace (the client reconnects, with backoff)
-            _nudge(queue)
+            # stop would wait its whole grace (the client reconnects, with backoff);
+            # any wakeup wakes its handler, which then sees the stop
+            offer(queue, "workflow", None)
 
     async def finish_lease_endings(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the lease endings of streams that already closed.
@@ -906,16 +907,6 @@ class CerealService(pb_grpc.CerealServicer):
                     self._watching.discard(queue)
         finally:
             logger.info("client disconnected: peer=%s domain=%s", peer, hosted.name)
-
-
-def _nudge(queue: asyncio.Queue[Wakeup]) -> None:
-    """Wake a wakeup stream's handler (to see the server stop), even with its queue full."""
-    with contextlib.suppress(asyncio.QueueFull):
-        queue.put_nowait(("workflow", None))
-        return
-    with contextlib.suppress(asyncio.QueueEmpty):
-        queue.get_nowait()
-    queue.put_nowait(("workflow", None))
 
 
 def _keeping_usable_traceparent(task: NewTask) -> NewTask:

@@ -220,7 +220,7 @@ class GrpcDriver(Driver):
             await io.run(self._connect())
         except BaseException:
             await asyncio.shield(io.run(self._disconnect()))
-            io.stop()
+            await asyncio.shield(asyncio.to_thread(io.stop))  # may wait for its tasks to end
             raise
         self._io = io
 
