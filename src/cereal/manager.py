@@ -257,6 +257,13 @@ class Manager:
         a plain executor still run, no more tasks of this name are claimed
         here; a WARNING says so.
 
+        While its tasks are quick (averaging under 20 ms), the runner also
+        claims up to ``workers`` more tasks than it has free slots; they wait
+        here, their leases kept alive, and start as slots free (a stop hands
+        them back to the queue). So up to twice ``workers`` tasks of this
+        name may be leased here at once, though never more than ``workers``
+        run.
+
         ``retry`` is the :class:`~cereal.RetryPolicy` of tasks of this name
         enqueued without their own: it is stored with each such task when it
         is first claimed, so every later attempt follows it on any worker.

@@ -1,9 +1,11 @@
 """Task runners: one per registered task name.
 
-A runner claims ready tasks (in batches, up to its free ``workers`` slots,
-through the Manager-wide dequeue limit), runs each with a heartbeat that
-keeps its lease, enforces the timeout and reports the outcome. It polls at
-its interval with jitter and wakes at once when work is announced. A task
+A runner claims ready tasks (in batches, up to its free ``workers`` slots
+and, while its tasks are quick, as many again that start as slots free: see
+:mod:`cereal.engine.claimed_ahead`; through the Manager-wide dequeue limit),
+runs each with a heartbeat that keeps its lease, enforces the timeout and
+reports the outcome. It polls at its interval with jitter and wakes at once
+when work is announced. A task
 whose lease is lost (its workflow ended, it expired) is cancelled and its
 result dropped. A failed attempt (raise, timeout) with attempts left under
 the task's stored retry policy is queued again after its backoff; the
@@ -32,6 +34,7 @@ from cereal import errors, values
 from cereal.checks.validation import usable_traceparent
 from cereal.drivers.base import Driver, TaskCompleter
 from cereal.engine import failures
+from cereal.engine.claimed_ahead import ClaimedAhead, TaskDurations
 from cereal.engine.task_promises import Promise, TaskPromises
 from cereal.engine.waits import ClaimPacer, wait_all_or, wait_for_event
 from cereal.executors import Task, TaskFunction, is_async_callable, start_in_thread
@@ -115,6 +118,8 @@ class TaskRunner:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._runs: dict[asyncio.Task[None], _Run] = {}
+        self._ahead = ClaimedAhead(heartbeat_interval, task_name)
+        self._durations = TaskDurations()
         self._failures = 0
         self._strays = 0
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
@@ -141,7 +146,7 @@ class TaskRunner:
         """
         if self._stopping or self._strays >= self._max_strays:
             return None
-        return self._promises.promise(count, self._workers - len(self._runs))
+        return self._promises.promise(count, self._room())
 
     def _hand_on(self) -> None:
         """Owed tasks this runner cannot take now: announce them to other processes."""
@@ -157,6 +162,11 @@ class TaskRunner:
         finally:
             # however the loop ended (a crash too), nothing more is promised to it
             self._promises.close()
+            waiting = self._ahead.close()
+            if waiting:
+                await asyncio.shield(
+                    self._abandon_claimed(waiting, "claimed ahead, waiting for a slot")
+                )
 
     def _next_sleep(self) -> float:
         if self._failures:
@@ -180,36 +190,56 @@ class TaskRunner:
         return True
 
     async def _fill(self) -> None:
-        while not self._stopping and len(self._runs) < self._workers:
+        # tasks claimed ahead start first; the next claim waits until they all have
+        while not self._stopping and not self._ahead and self._room() > 0:
             if self._at_thread_cap():
                 self._promises.cannot_claim()
                 return
             await self._pacer.pace()
-            free = self._workers - len(self._runs)
+            room = self._room()
             try:
                 async with self._dequeue_slots:
                     if self._stopping:
                         return
                     owed = self._promises.claim_started()
                     # the lease carries this Manager's expiry: other sweepers judge by it
-                    claimed = await self._claim(free)
+                    claimed = await self._claim(room)
             except errors.CerealError:
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
                 return
             self._failures = 0
-            self._promises.claim_ended(owed, filled=len(claimed) >= free)
+            self._promises.claim_ended(owed, filled=len(claimed) >= room)
             if self._stopping:
                 # stop began while this claim was in flight: nothing may start now, and
                 # waiting for the lease to expire would hold the workflows up needlessly
-                await asyncio.shield(self._abandon_claimed(claimed))
+                await asyncio.shield(
+                    self._abandon_claimed(claimed, "claimed as stop began, not started")
+                )
                 return
-            for data, completer in claimed:
-                self._start(data, completer)
-            if len(claimed) < free:
+            self._ahead.add(claimed)
+            self._start_claimed()
+            if len(claimed) < room:
                 # the queue is drained for now: asking again would almost always come
                 # back empty; new work arrives with a wakeup, due delayed work by polling
                 return
+
+    def _room(self) -> int:
+        """How many tasks a claim may take now.
+
+        The free slots and, while tasks are quick, as many again as ``workers``
+        to wait for a slot (see :mod:`cereal.engine.claimed_ahead`).
+        """
+        ahead = self._workers if self._durations.quick else 0
+        return self._workers + ahead - len(self._runs) - len(self._ahead)
+
+    def _start_claimed(self) -> None:
+        """Start claimed tasks, oldest first, while a slot is free."""
+        while len(self._runs) < self._workers:
+            claimed = self._ahead.pop()
+            if claimed is None:
+                return
+            self._start(*claimed)
 
     async def _claim(self, free: int) -> list[tuple[TaskData, TaskCompleter]]:
         if self._retry_policy is None:  # a driver predating retries takes no policy
@@ -233,6 +263,7 @@ class TaskRunner:
             logger.error("task runner crashed", exc_info=job.exception())
         self._on_task_finished()
         if not self._stopping:
+            self._start_claimed()
             self._wakeup.set()  # a slot is free: look for more work now
 
     async def _execute_observed(self, run: _Run, observer: Observer) -> None:
@@ -256,6 +287,7 @@ class TaskRunner:
             )
         try:
             outcome = await self._supervise(work, run)
+            self._durations.note(time.monotonic() - began)
         finally:
             # Given up on (timeout, lost, stop): its thread runs on unowned. A thread
             # that delivered its outcome is only returning, not a stray.
@@ -426,10 +458,12 @@ class TaskRunner:
                 extra={"event": "task_hand_back_limit", "task_name": task.metadata.task_name},
             )
 
-    async def _abandon_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
+    async def _abandon_claimed(
+        self, claimed: list[tuple[TaskData, TaskCompleter]], why: str
+    ) -> None:
         if not claimed:
             return
-        _warn_handed_back("claimed as stop began, not started", [data for data, _ in claimed])
+        _warn_handed_back(why, [data for data, _ in claimed])
         await asyncio.gather(*(self._hand_back(data, completer) for data, completer in claimed))
 
     def stop_claiming(self) -> None:
