@@ -259,8 +259,9 @@ class Manager:
 
         While its tasks are quick (averaging under 20 ms), the runner also
         claims up to ``workers`` more tasks than it has free slots; they wait
-        here, their leases kept alive, and start as slots free (a stop hands
-        them back to the queue). So up to twice ``workers`` tasks of this
+        here, their leases kept alive, and start as slots free (a graceful
+        stop runs them within its grace period, as it does running tasks).
+        So up to twice ``workers`` tasks of this
         name may be leased here at once, though never more than ``workers``
         run.
 

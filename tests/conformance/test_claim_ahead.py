@@ -204,10 +204,10 @@ async def test_tasks_claimed_ahead_keep_their_leases_while_they_wait(
     assert set(work.starts.values()) == {1}
 
 
-async def test_a_stop_hands_back_the_tasks_claimed_ahead_unstarted(
+async def test_a_graceful_stop_runs_the_tasks_claimed_ahead_within_its_grace_period(
     make_manager: MakeManager, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cereal")
+    caplog.set_level(logging.INFO, logger="cereal")
     # Given a quick worker with 2 slots holding 2 tasks and 2 more claimed ahead
     work = Work()
     flows_manager = register(make_manager(stop_grace_period=60.0), WORKFLOWS)
@@ -216,15 +216,17 @@ async def test_a_stop_hands_back_the_tasks_claimed_ahead_unstarted(
     await worker.start()
     ahead = await _hold_with_two_ahead(flows_manager, worker, work)
 
-    # When the worker stops (its running tasks then finish within the grace period)
+    # When the worker stops, and its running tasks then end within the grace period
     stopping = asyncio.create_task(worker.stop())
-    await eventually(lambda: _handed_back_named(caplog, ahead), what="the hand-back logged")
+    await eventually(lambda: _logged(caplog, "manager stopping"), what="stop() began")
     work.release.set()
     await stopping
 
-    # Then the tasks claimed ahead never started there and are queued again at once:
-    # a second worker runs them and the rest (no lease expiry passes in this test)
-    assert not any(work.starts[task_id] for task_id in ahead)
+    # Then the tasks claimed ahead ran there, once, and nothing was handed back; the
+    # two never claimed stay queued, and a second worker runs them
+    assert [work.starts[task_id] for task_id in ahead] == [1, 1]
+    assert not _logged(caplog, "handed back")
+    assert await _states(flows_manager) == Counter(queued=HELD - 2 * WORKERS)
     later = register(make_manager(), {}, {"t": work.run}, workers=WORKERS)
     await later.start()
     done = await wait_finished(flows_manager, "held", "i")
@@ -232,9 +234,33 @@ async def test_a_stop_hands_back_the_tasks_claimed_ahead_unstarted(
     assert set(work.starts.values()) == {1}
 
 
-def _handed_back_named(caplog: pytest.LogCaptureFixture, task_ids: list[str]) -> bool:
-    return any(
-        "claimed ahead" in record.getMessage()
-        and all(f"(id {task_id})" in record.getMessage() for task_id in task_ids)
-        for record in caplog.records
-    )
+async def test_tasks_claimed_ahead_still_waiting_when_the_grace_period_ends_are_handed_back(
+    make_manager: MakeManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cereal")
+    # Given a quick worker with 2 slots holding 2 tasks and 2 more claimed ahead
+    work = Work()
+    flows_manager = register(make_manager(stop_grace_period=60.0), WORKFLOWS)
+    worker = register(make_manager(stop_grace_period=0.2), {}, {"t": work.run}, workers=WORKERS)
+    await flows_manager.start()
+    await worker.start()
+    ahead = await _hold_with_two_ahead(flows_manager, worker, work)
+
+    # When the worker stops and its running tasks outlast the grace period
+    await worker.stop()
+
+    # Then the tasks claimed ahead were handed back unstarted, named in a WARNING, with
+    # the running ones: all six are queued again at once (no lease expiry passes here)
+    assert not any(work.starts[task_id] for task_id in ahead)
+    assert _logged(caplog, "claimed ahead", *(f"(id {task_id})" for task_id in ahead))
+    assert await _states(flows_manager) == Counter(queued=HELD)
+    work.release.set()
+    later = register(make_manager(), {}, {"t": work.run}, workers=WORKERS)
+    await later.start()
+    done = await wait_finished(flows_manager, "held", "i")
+    assert [r["status"] for r in done.get_result()] == ["success"] * HELD
+    assert [work.starts[task_id] for task_id in ahead] == [1, 1]
+
+
+def _logged(caplog: pytest.LogCaptureFixture, *parts: str) -> bool:
+    return any(all(part in record.getMessage() for part in parts) for record in caplog.records)

@@ -12,7 +12,10 @@ running tasks instead of following them. The bounds that keep this safe:
 - a waiting task's lease is heartbeated on the process-wide tick, as a
   running task's is, so it never expires while it waits; one found lost
   leaves the queue unstarted;
-- a stop hands the waiting tasks back to the queue, for any worker.
+- they are the runner's own: a graceful stop starts them as slots free and
+  waits for them as for running tasks (handing one back would count against
+  its hand-back limit though it never ran); those still waiting when the
+  grace period ends are handed back with the running ones.
 """
 
 from __future__ import annotations

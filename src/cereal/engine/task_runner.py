@@ -117,6 +117,7 @@ class TaskRunner:
         self._on_task_finished = on_task_finished
         self._wakeup = asyncio.Event()
         self._stopping = False
+        self._abandoning = False  # the grace period is over: start nothing more
         self._runs: dict[asyncio.Task[None], _Run] = {}
         self._ahead = ClaimedAhead(heartbeat_interval, task_name)
         self._durations = TaskDurations()
@@ -160,13 +161,9 @@ class TaskRunner:
                 await wait_for_event(self._wakeup, self._next_sleep())
                 self._wakeup.clear()
         finally:
-            # however the loop ended (a crash too), nothing more is promised to it
+            # however the loop ended (a crash too), nothing more is promised to it;
+            # tasks claimed ahead still start as slots free (a stop runs them in its grace)
             self._promises.close()
-            waiting = self._ahead.close()
-            if waiting:
-                await asyncio.shield(
-                    self._abandon_claimed(waiting, "claimed ahead, waiting for a slot")
-                )
 
     def _next_sleep(self) -> float:
         if self._failures:
@@ -262,8 +259,9 @@ class TaskRunner:
         if not job.cancelled() and job.exception() is not None:
             logger.error("task runner crashed", exc_info=job.exception())
         self._on_task_finished()
-        if not self._stopping:
+        if not self._abandoning:
             self._start_claimed()
+        if not self._stopping:
             self._wakeup.set()  # a slot is free: look for more work now
 
     async def _execute_observed(self, run: _Run, observer: Observer) -> None:
@@ -467,7 +465,10 @@ class TaskRunner:
         await asyncio.gather(*(self._hand_back(data, completer) for data, completer in claimed))
 
     def stop_claiming(self) -> None:
-        """Claim nothing more; running tasks go on (tasks owed to this runner are handed on)."""
+        """Claim nothing more; running tasks go on, and so do tasks claimed ahead.
+
+        Tasks owed to this runner are handed on.
+        """
         self._stopping = True
         self._promises.close()
         self._wakeup.set()
@@ -475,12 +476,27 @@ class TaskRunner:
     async def wait_running(self, deadline: float, cut: asyncio.Future[Any]) -> None:
         """Wait for the running tasks to end, until the loop's clock reaches ``deadline``.
 
+        Tasks claimed ahead start as slots free meanwhile (they are quick, and
+        already this worker's: handing them back would count against their
+        hand-back limit though they never ran), so this waits for them too.
         ``cut`` done ends the wait at once (the grace period was cut short).
         """
-        await wait_all_or(cut, list(self._runs), deadline)
+        loop = asyncio.get_running_loop()
+        while not cut.done() and loop.time() < deadline:
+            self._start_claimed()
+            if not self._runs:
+                return
+            await wait_all_or(cut, list(self._runs), deadline)
 
     async def abandon_running(self) -> None:
-        """Cancel what still runs and hand it back to the queue now, for any worker."""
+        """Cancel what still runs and hand it back to the queue now, for any worker.
+
+        So are the tasks claimed ahead that are still waiting for a slot.
+        """
+        self._abandoning = True
+        await self._abandon_claimed(
+            self._ahead.close(), "claimed ahead, still waiting after the grace period"
+        )
         jobs = list(self._runs.items())
         if jobs:
             _warn_handed_back("still running after the grace period", [run.task for _, run in jobs])
