@@ -210,11 +210,7 @@ async def test_a_graceful_stop_runs_the_tasks_claimed_ahead_within_its_grace_per
     caplog.set_level(logging.INFO, logger="cereal")
     # Given a quick worker with 2 slots holding 2 tasks and 2 more claimed ahead
     work = Work()
-    flows_manager = register(make_manager(stop_grace_period=60.0), WORKFLOWS)
-    worker = register(make_manager(stop_grace_period=60.0), {}, {"t": work.run}, workers=WORKERS)
-    await flows_manager.start()
-    await worker.start()
-    ahead = await _hold_with_two_ahead(flows_manager, worker, work)
+    flows_manager, worker, ahead = await _worker_holding(make_manager, work, grace=60.0)
 
     # When the worker stops, and its running tasks then end within the grace period
     stopping = asyncio.create_task(worker.stop())
@@ -240,11 +236,7 @@ async def test_tasks_claimed_ahead_still_waiting_when_the_grace_period_ends_are_
     caplog.set_level(logging.WARNING, logger="cereal")
     # Given a quick worker with 2 slots holding 2 tasks and 2 more claimed ahead
     work = Work()
-    flows_manager = register(make_manager(stop_grace_period=60.0), WORKFLOWS)
-    worker = register(make_manager(stop_grace_period=0.2), {}, {"t": work.run}, workers=WORKERS)
-    await flows_manager.start()
-    await worker.start()
-    ahead = await _hold_with_two_ahead(flows_manager, worker, work)
+    flows_manager, worker, ahead = await _worker_holding(make_manager, work, grace=0.2)
 
     # When the worker stops and its running tasks outlast the grace period
     await worker.stop()
@@ -260,6 +252,17 @@ async def test_tasks_claimed_ahead_still_waiting_when_the_grace_period_ends_are_
     done = await wait_finished(flows_manager, "held", "i")
     assert [r["status"] for r in done.get_result()] == ["success"] * HELD
     assert [work.starts[task_id] for task_id in ahead] == [1, 1]
+
+
+async def _worker_holding(
+    make_manager: MakeManager, work: Work, *, grace: float
+) -> tuple[Any, Any, list[str]]:
+    """A workflow Manager and a worker with the stop ``grace``: the ids claimed ahead."""
+    flows_manager = register(make_manager(stop_grace_period=60.0), WORKFLOWS)
+    worker = register(make_manager(stop_grace_period=grace), {}, {"t": work.run}, workers=WORKERS)
+    await flows_manager.start()
+    await worker.start()
+    return flows_manager, worker, await _hold_with_two_ahead(flows_manager, worker, work)
 
 
 def _logged(caplog: pytest.LogCaptureFixture, *parts: str) -> bool:
