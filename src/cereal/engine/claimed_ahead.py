@@ -34,6 +34,7 @@ QUICK_TASK_SECONDS = 0.02
 """Below this average task duration a runner claims tasks ahead of its free slots."""
 
 Claimed = tuple[TaskData, TaskCompleter]
+"""A claimed task and the completer that holds its lease."""
 
 
 class TaskDurations:
@@ -113,16 +114,21 @@ class ClaimedAhead:
 
 
 def _lost(beat: BaseException | None, task_name: str) -> bool:
-    """Whether a heartbeat's outcome says the lease is gone (other failures are logged)."""
+    """Whether a heartbeat's outcome says the lease is gone (other failures are logged).
+
+    A failed beat keeps the task: the next tick tries again, and its lease
+    lasts several intervals. The keeper never ends on one, or every waiting
+    task would go unbeaten.
+    """
     if isinstance(beat, errors.TaskLostError):
         logger.debug("a claimed %r task lost its lease while waiting; dropped", task_name)
         return True
     if isinstance(beat, errors.CerealError):
         logger.warning(
-            "heartbeat of a claimed %r task waiting for a slot failed",
-            task_name,
-            exc_info=beat,
+            "heartbeat of a claimed %r task waiting for a slot failed", task_name, exc_info=beat
         )
-    elif isinstance(beat, BaseException):
-        raise beat
+    elif isinstance(beat, Exception):
+        logger.error(
+            "heartbeat of a claimed %r task waiting for a slot raised", task_name, exc_info=beat
+        )
     return False

@@ -5,14 +5,13 @@ and, while its tasks are quick, as many again that start as slots free: see
 :mod:`cereal.engine.claimed_ahead`; through the Manager-wide dequeue limit),
 runs each with a heartbeat that keeps its lease, enforces the timeout and
 reports the outcome. It polls at its interval with jitter and wakes at once
-when work is announced. A task
-whose lease is lost (its workflow ended, it expired) is cancelled and its
-result dropped. A failed attempt (raise, timeout) with attempts left under
-the task's stored retry policy is queued again after its backoff; the
-workflow sees only the last outcome. On stop, running tasks get a grace
-period, then they are cancelled and handed back to the queue at once for
-any worker (after three hand-backs of one task the driver reports it
-``LOST``).
+when work is announced. A task whose lease is lost (its workflow ended, it
+expired) is cancelled and its result dropped. A failed attempt (raise,
+timeout) with attempts left under the task's stored retry policy is queued
+again after its backoff; the workflow sees only the last outcome. On stop,
+running tasks (and tasks claimed ahead, as slots free) get a grace period,
+then they are cancelled and handed back to the queue at once for any worker
+(after three hand-backs of one task the driver reports it ``LOST``).
 
 A plain executor cannot be interrupted: after a timeout or a lost lease its
 thread runs on, unowned. Such stray threads are counted; while a runner has
