@@ -475,6 +475,8 @@ class Manager:
             grace_cut.cancel()
             self._grace_deadline = None
         for runner in self._task_runners.values():
+            runner.end_grace()  # every runner first: none starts a waiting task from here on
+        for runner in self._task_runners.values():
             await runner.abandon_running()
         for job in self._background:
             job.cancel()

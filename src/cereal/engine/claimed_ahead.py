@@ -8,10 +8,14 @@ running tasks instead of following them. The bounds that keep this safe:
 
 - only while the runner's tasks are quick (:class:`TaskDurations`, average
   under :data:`QUICK_TASK_SECONDS`; nothing is claimed ahead before a task
-  has ended), so a waiting task waits about one task's time;
+  has ended), so a waiting task usually waits about one task's time (an
+  occasional long task among quick ones can hold it longer: the average
+  bounds the cost, not each wait);
 - a waiting task's lease is heartbeated on the process-wide tick, as a
-  running task's is, so it never expires while it waits; one found lost
-  leaves the queue unstarted;
+  running task's is, so it does not expire while it waits and its store is
+  reachable; one whose beat finds the lease gone is dropped unstarted (one
+  started in between has its result fenced by the lease, like any task's);
+- no waiting task starts while the runner is at its stray-thread cap;
 - they are the runner's own: a graceful stop starts them as slots free and
   waits for them as for running tasks (handing one back would count against
   its hand-back limit though it never ran); those still waiting when the
@@ -76,17 +80,23 @@ class ClaimedAhead:
 
     def add(self, claimed: list[Claimed]) -> None:
         """Hold ``claimed`` until :meth:`pop` takes them (call on the loop's thread)."""
-        if not claimed:
-            return
         self._waiting.extend(claimed)
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.get_running_loop().create_task(
-                self._keep_alive(), name=f"cereal-claimed-ahead-{self._name}"
-            )
+        self._keep_beating()
 
     def pop(self) -> Claimed | None:
         """The oldest waiting task, or ``None`` when none waits."""
-        return self._waiting.popleft() if self._waiting else None
+        if not self._waiting:
+            return None
+        claimed = self._waiting.popleft()
+        self._keep_beating()  # the ones left go on being heartbeated
+        return claimed
+
+    def _keep_beating(self) -> None:
+        """Start the keeper when tasks wait and none runs (the first, or one that died)."""
+        if self._waiting and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.get_running_loop().create_task(
+                self._keep_alive(), name=f"cereal-claimed-ahead-{self._name}"
+            )
 
     def close(self) -> list[Claimed]:
         """Stop heartbeating; the tasks still waiting (to hand back), now taken out."""

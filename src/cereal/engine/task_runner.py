@@ -146,7 +146,8 @@ class TaskRunner:
         """
         if self._stopping or self._strays >= self._max_strays:
             return None
-        return self._promises.promise(count, self._room())
+        # a runner with tasks waiting claimed ahead claims nothing until they start
+        return self._promises.promise(count, 0 if len(self._ahead) else self._room())
 
     def _hand_on(self) -> None:
         """Owed tasks this runner cannot take now: announce them to other processes."""
@@ -187,6 +188,7 @@ class TaskRunner:
 
     async def _fill(self) -> None:
         # tasks claimed ahead start first; the next claim waits until they all have
+        self._start_claimed()
         while not self._stopping and not self._ahead and self._room() > 0:
             if self._at_thread_cap():
                 self._promises.cannot_claim()
@@ -230,7 +232,13 @@ class TaskRunner:
         return self._workers + ahead - len(self._runs) - len(self._ahead)
 
     def _start_claimed(self) -> None:
-        """Start claimed tasks, oldest first, while a slot is free."""
+        """Start claimed tasks, oldest first, while a slot is free.
+
+        Not at the stray-thread cap (they wait, heartbeated, until a stray
+        thread ends), nor once the grace period of a stop is over.
+        """
+        if self._abandoning or self._strays >= self._max_strays:
+            return
         while len(self._runs) < self._workers:
             claimed = self._ahead.pop()
             if claimed is None:
@@ -258,8 +266,7 @@ class TaskRunner:
         if not job.cancelled() and job.exception() is not None:
             logger.error("task runner crashed", exc_info=job.exception())
         self._on_task_finished()
-        if not self._abandoning:
-            self._start_claimed()
+        self._start_claimed()
         if not self._stopping:
             self._wakeup.set()  # a slot is free: look for more work now
 
@@ -485,25 +492,43 @@ class TaskRunner:
             self._start_claimed()
             if not self._runs:
                 return
-            await wait_all_or(cut, list(self._runs), deadline)
+            pending = [job for job in self._runs if not job.done()]
+            if pending:
+                await wait_all_or(cut, pending, deadline)
+            else:
+                # ended, but their done callbacks (which free the slots) have not run yet
+                await asyncio.sleep(0)
+
+    def end_grace(self) -> None:
+        """The stop's grace period is over: start no task claimed ahead from now on.
+
+        The Manager calls this on every runner before it abandons any, so that
+        no runner starts a waiting task while another's abandon is awaited.
+        """
+        self._abandoning = True
 
     async def abandon_running(self) -> None:
         """Cancel what still runs and hand it back to the queue now, for any worker.
 
         So are the tasks claimed ahead that are still waiting for a slot.
         """
-        self._abandoning = True
-        await self._abandon_claimed(
-            self._ahead.close(), "claimed ahead, still waiting after the grace period"
-        )
+        self.end_grace()
         jobs = list(self._runs.items())
         if jobs:
             _warn_handed_back("still running after the grace period", [run.task for _, run in jobs])
         for job, run in jobs:
             run.abandoned = True
             job.cancel()
-        if jobs:
-            await asyncio.gather(*(job for job, _ in jobs), return_exceptions=True)
+        waiting = self._ahead.close()
+        # the running ones are cancelled first: a slow store must not keep them running
+        ended = await asyncio.gather(
+            self._abandon_claimed(waiting, "claimed ahead, still waiting after the grace period"),
+            *(job for job, _ in jobs),
+            return_exceptions=True,
+        )
+        for outcome in ended:
+            if isinstance(outcome, Exception):
+                logger.error("abandoning %r tasks at stop raised", self._name, exc_info=outcome)
 
 
 def _log_succeeded(task: Task, seconds: float) -> None:
