@@ -261,9 +261,8 @@ class Manager:
         claims up to ``workers`` more tasks than it has free slots; they wait
         here, their leases kept alive, and start as slots free (a graceful
         stop runs them within its grace period, as it does running tasks).
-        So up to twice ``workers`` tasks of this
-        name may be leased here at once, though never more than ``workers``
-        run.
+        So up to twice ``workers`` tasks of this name may be leased here at
+        once, though never more than ``workers`` run.
 
         ``retry`` is the :class:`~cereal.RetryPolicy` of tasks of this name
         enqueued without their own: it is stored with each such task when it

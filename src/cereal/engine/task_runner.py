@@ -189,9 +189,11 @@ class TaskRunner:
     async def _fill(self) -> None:
         # tasks claimed ahead start first; the next claim waits until they all have
         self._start_claimed()
-        while not self._stopping and not self._ahead and self._room() > 0:
+        while not self._stopping and self._room() > 0:
             if self._at_thread_cap():
                 self._promises.cannot_claim()
+                return
+            if self._ahead:
                 return
             await self._pacer.pace()
             room = self._room()
