@@ -100,10 +100,13 @@ def test_unauthenticated_large_calls_are_refused_before_their_bodies_are_read(
     # When several large calls without the token arrive at once
     codes = _call_all(guarded, bodies, token=None)
 
-    # Then each is refused, and the server's peak grew by far less than one body
+    # Then each is refused, and the server's peak grew by less than one body (reading
+    # them would take all four). What it does grow by is HTTP/2 transport buffering,
+    # which grows with the flow-control window: up to 28 MB was seen under CI load,
+    # so half a body (the earlier bound) failed now and then.
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * CALLS
     grown = _peak_rss_bytes(guarded) - before
-    assert grown < BODY_BYTES // 2, f"peak RSS grew {grown} bytes for {CALLS}x{BODY_BYTES}"
+    assert grown < BODY_BYTES, f"peak RSS grew {grown} bytes for {CALLS}x{BODY_BYTES}"
     assert _stored_instances(guarded) == []
 
 
