@@ -225,10 +225,7 @@ async def test_a_graceful_stop_runs_the_tasks_claimed_ahead_within_its_grace_per
     assert [work.starts[task_id] for task_id in ahead] == [1, 1]
     assert not _logged(caplog, "handed back")
     assert await _states(flows_manager) == Counter(queued=HELD - 2 * WORKERS)
-    later = register(make_manager(), {}, {"t": work.run}, workers=WORKERS)
-    await later.start()
-    done = await wait_finished(flows_manager, "held", "i")
-    assert [r["status"] for r in done.get_result()] == ["success"] * HELD
+    await _second_worker_finishes_the_run(make_manager, flows_manager, work)
     assert set(work.starts.values()) == {1}
 
 
@@ -249,10 +246,7 @@ async def test_tasks_claimed_ahead_still_waiting_when_the_grace_period_ends_are_
     assert _logged(caplog, "claimed ahead", *(f"(id {task_id})" for task_id in ahead))
     assert await _states(flows_manager) == Counter(queued=HELD)
     work.release.set()
-    later = register(make_manager(), {}, {"t": work.run}, workers=WORKERS)
-    await later.start()
-    done = await wait_finished(flows_manager, "held", "i")
-    assert [r["status"] for r in done.get_result()] == ["success"] * HELD
+    await _second_worker_finishes_the_run(make_manager, flows_manager, work)
     assert [work.starts[task_id] for task_id in ahead] == [1, 1]
 
 
@@ -265,6 +259,16 @@ async def _worker_holding(
     await flows_manager.start()
     await worker.start()
     return flows_manager, worker, await _hold_with_two_ahead(flows_manager, worker, work)
+
+
+async def _second_worker_finishes_the_run(
+    make_manager: MakeManager, flows_manager: Any, work: Work
+) -> None:
+    """Start another worker; the held run then completes with every task a success."""
+    later = register(make_manager(), {}, {"t": work.run}, workers=WORKERS)
+    await later.start()
+    done = await wait_finished(flows_manager, "held", "i")
+    assert [r["status"] for r in done.get_result()] == ["success"] * HELD
 
 
 def _logged(caplog: pytest.LogCaptureFixture, *parts: str) -> bool:
