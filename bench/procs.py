@@ -22,16 +22,20 @@ async def workers(
     task_workers: int = 8,
     tasks: bool = True,
     wrap: Callable[[int], list[str]] | None = None,
+    hold: bool = False,
 ) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
     """``count`` worker processes on ``url``, each with its own Manager, started and READY.
 
     ``wrap(i)``, when given, is a command prefix for worker ``i`` (a profiler
     such as ``py-spy record ... --``); the Popen is then the wrapper's, see
-    :func:`python_pid`.
+    :func:`python_pid`. With ``hold`` the workers are READY but their
+    Managers not started: :func:`release` starts them all at once.
     """
     command = [sys.executable, "-m", "bench.worker", url, "--task-workers", str(task_workers)]
     if not tasks:
         command.append("--no-tasks")
+    if hold:
+        command.append("--hold")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
@@ -57,6 +61,16 @@ async def workers(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def release(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Start the Managers of workers started with ``hold`` (one ``GO`` line each)."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"GO\n")
+        proc.stdin.flush()
 
 
 def _await_ready(proc: subprocess.Popen[bytes]) -> None:

@@ -250,6 +250,10 @@ async def _backlog_rate(
 ) -> Figures:
     """Queue ``queued`` tasks on one instance, then time 2 workers over the first window.
 
+    The two workers start their Managers together once both are READY: before,
+    the first could drain the window (a quick run's whole small backlog) while
+    the second still booted, and the drain then never reached the window.
+
     The engine makes the instance and its first ``backlog_window // 4`` tasks
     (a worker with no task executor runs ``on_start``); :mod:`bench.seed`
     copies one of them up to ``queued`` in one statement. The window is larger
@@ -272,8 +276,11 @@ async def _backlog_rate(
                 await asyncio.sleep(0.05)
         await asyncio.to_thread(seed.multiply_tasks, url, apps.FANOUT, "backlog", queued)
         setup_s = time.time() - t_setup
-        async with procs.workers(url, 2, task_workers=8):
-            start, t0 = await _done_count(client), time.monotonic()
+        # held until both are READY: one must not drain the window while the other boots
+        async with procs.workers(url, 2, task_workers=8, hold=True) as workers:
+            start = await _done_count(client)
+            procs.release(workers)
+            t0 = time.monotonic()
             deadline = t0 + sizes.deadline_s
             last, moved = start, t0
             while (done := await _done_count(client)) < start + sizes.backlog_window:
@@ -284,7 +291,8 @@ async def _backlog_rate(
                     # e.g. a schema change left the seeded rows unclaimable
                     raise TimeoutError(
                         f"the backlog drain stalled at {done - start} of"
-                        f" {sizes.backlog_window} completions"
+                        f" {sizes.backlog_window} completions ({done} of the {queued}"
+                        " queued done in all)"
                     )
                 await asyncio.sleep(0.1)
             seconds = time.monotonic() - t0

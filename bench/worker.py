@@ -1,9 +1,12 @@
 """A bench worker process: its own Manager on the shared store, run until stdin closes.
 
-``python -m bench.worker URL --task-workers 8 [--no-tasks] [--no-workflows]``
+``python -m bench.worker URL --task-workers 8 [--no-tasks] [--hold]``
 prints ``READY`` once the Manager has started, and stops gracefully when its
 standard input reaches end of file (the coordinator closes it), so no signal
-handling is needed.
+handling is needed. With ``--hold`` it prints ``READY`` once everything but
+the Manager's start is done (imports, driver, registrations) and starts the
+Manager when a ``GO`` line arrives: workers started together on a queue that
+is already full then begin together, none draining while another still boots.
 """
 
 from __future__ import annotations
@@ -25,14 +28,25 @@ def wait_for_eof() -> None:
     sys.stdin.read()
 
 
-async def serve(url: str, *, task_workers: int, tasks: bool) -> None:
-    """Start a Manager, announce it, and run until stdin closes."""
+def announce_ready() -> None:
+    """Tell the coordinator (reading our stdout) that this worker is ready."""
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+
+
+async def serve(url: str, *, task_workers: int, tasks: bool, hold: bool) -> None:
+    """Start a Manager (after ``GO`` when ``hold``), announce it, and run until stdin closes."""
     manager = cereal.Manager(cereal.open_driver(url))
     apps.register(manager, tasks=tasks, task_workers=task_workers)
+    loop = asyncio.get_running_loop()
+    if hold:
+        announce_ready()
+        # read on a thread, as below; end of file instead of GO: stop without starting
+        if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "GO":
+            return
     async with manager:
-        sys.stdout.write("READY\n")
-        sys.stdout.flush()
-        loop = asyncio.get_running_loop()
+        if not hold:
+            announce_ready()
         # read on a thread: stdin EOF is the stop signal
         await loop.run_in_executor(None, wait_for_eof)
     log.debug("worker stopped")
@@ -44,10 +58,13 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--task-workers", type=int, default=8)
     parser.add_argument("--no-tasks", action="store_true")
+    parser.add_argument("--hold", action="store_true", help="start the Manager on a GO line")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     # uvloop when installed (the bench venv installs the extra), as `cereal worker` does
-    event_loop.run(serve(args.url, task_workers=args.task_workers, tasks=not args.no_tasks))
+    event_loop.run(
+        serve(args.url, task_workers=args.task_workers, tasks=not args.no_tasks, hold=args.hold)
+    )
 
 
 if __name__ == "__main__":
