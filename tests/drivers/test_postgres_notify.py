@@ -19,7 +19,12 @@ from cereal import (
 )
 from cereal.drivers.postgres import PostgresDriver
 from cereal.drivers.postgres._announce_window import AnnouncementWindow
-from cereal.drivers.postgres._listen import MAX_PAYLOAD_BYTES, decode_note, encode_note
+from cereal.drivers.postgres._listen import (
+    BURST_SECONDS,
+    MAX_PAYLOAD_BYTES,
+    decode_note,
+    encode_note,
+)
 from cereal.models import NewTask
 from tests._waiting import wait_until
 from tests.drivers._listening import (
@@ -275,3 +280,34 @@ async def test_a_worker_that_polls_once_a_minute_gets_the_runs_left_to_the_close
             await client.enqueue_workflow(WF, f"r{n}", None)  # left to the window's close
         window.flush()
         await wait_until(lambda: len(executor.started) == 6, what="the runs of the close")
+
+
+async def test_an_idle_listener_waits_on_its_socket_without_waking(postgres_dsn: str) -> None:
+    # psycopg's own wait for notifications wakes every 0.1 s; an idle worker must not
+    async with PostgresDriver(postgres_dsn) as driver:
+        heard = Heard()
+        await listen_with(driver, heard)
+        loop = asyncio.get_running_loop()
+        readers: list[int] = []
+        add_reader = loop.add_reader
+
+        def counting_add_reader(fd: Any, callback: Any, *args: Any) -> None:
+            readers.append(fd)
+            add_reader(fd, callback, *args)
+
+        loop.add_reader = counting_add_reader  # type: ignore[method-assign]
+        try:
+            await send_barrier(postgres_dsn)  # data: the listener reads a burst, then waits
+            await heard_eventually(heard, BARRIER_WAKE)
+            await wait_until(lambda: len(readers) > 0, what="the listener reading its socket")
+            # the burst ends within BURST_SECONDS; after it, nothing registers a reader again
+            await asyncio.sleep(BURST_SECONDS * 2)
+            settled = len(readers)
+            await asyncio.sleep(0.5)  # five of psycopg's wakeups
+            assert len(readers) == settled
+        finally:
+            del loop.add_reader
+        # and the next notification still arrives
+        heard.calls.clear()
+        await send_barrier(postgres_dsn)
+        await heard_eventually(heard, BARRIER_WAKE)

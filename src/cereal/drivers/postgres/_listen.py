@@ -43,9 +43,33 @@ PROBE_TIMEOUT = 10.0
 PROBE_KIND = "probe"
 """The line kind of a probe payload; listeners other than its sender ignore it."""
 
+BURST_SECONDS = 0.05
+"""How long the listener reads on after data arrived, before it waits for the socket alone.
+
+psycopg's own wait for notifications wakes every 0.1 s (to let Ctrl-C in):
+ten wakeups a second for an idle worker. Between bursts the listener waits
+for its socket to become readable instead, which costs nothing while idle.
+"""
+
 _KINDS: tuple[WorkKind, ...] = ("workflow", "task", "schedule")
 
 Wake = tuple[WorkKind, str | None]
+
+
+async def _until_readable(socket: int) -> None:
+    """Wait until ``socket`` has data (or has closed: the next read then fails)."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(socket, ready)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(socket)
 
 
 def encode_note(sender: str, wakes: Iterable[Wake]) -> str:
@@ -210,8 +234,10 @@ class NotificationListener:
             if self.connected_count > 1:
                 self._reconnected.set()  # a new route: probe it now
             self._listening.set()
-            async for notification in conn.notifies():
-                self._dispatch(notification.payload)
+            while True:
+                async for notification in conn.notifies(timeout=BURST_SECONDS):
+                    self._dispatch(notification.payload)
+                await _until_readable(conn.pgconn.socket)
         finally:
             self._listening.clear()
             await conn.close()
