@@ -34,6 +34,7 @@ FINAL: dict[str, tuple[Report, TaskStatus]] = {
 REQUEUE: dict[str, Report] = {
     "retry": lambda c: c.retry("again", 0.0),
     "hand_back": lambda c: c.hand_back(),
+    "hand_back_unstarted": lambda c: c.hand_back_unstarted(),
 }
 
 
@@ -95,7 +96,7 @@ async def test_two_final_reports_on_one_lease_one_wins(
 
 
 @pytest.mark.parametrize("final", ["succeed", "abandon"])
-@pytest.mark.parametrize("requeue", ["retry", "hand_back"])
+@pytest.mark.parametrize("requeue", ["retry", "hand_back", "hand_back_unstarted"])
 async def test_a_final_report_racing_a_requeue_on_one_lease_one_wins(
     driver: Driver, final: str, requeue: str
 ) -> None:

@@ -80,3 +80,28 @@ async def test_a_hand_back_requeues_at_once_without_an_attempt_until_the_limit(
     async with workflow:
         assert event.task_result is not None
         assert (event.task_result.status, event.task_result.attempts) == (TaskStatus.LOST, 1)
+
+
+async def test_a_task_handed_back_unstarted_is_never_counted_towards_the_limit(
+    driver: Driver,
+) -> None:
+    # Given a task a stop keeps catching in a claim, more often than the hand-back limit
+    await started(driver, tasks=[NewTask("t", b"1")])
+    for _ in range(DEFAULT_MAX_HAND_BACKS + 2):
+        [(data, completer)] = await driver.dequeue_tasks("t", 1, task_expiry=3600)
+        assert data.metadata.attempt == 1
+        assert await completer.hand_back_unstarted() is True
+        with pytest.raises(errors.TaskLostError):
+            await completer.hand_back_unstarted()
+
+    # Then it is queued still, and a task that ran keeps its whole limit of counted hand-backs
+    for _ in range(DEFAULT_MAX_HAND_BACKS):
+        [(data, completer)] = await driver.dequeue_tasks("t", 1, task_expiry=3600)
+        assert await completer.hand_back() is True
+    [(data, completer)] = await driver.dequeue_tasks("t", 1, task_expiry=3600)
+    assert data.metadata.attempt == 1
+    assert await completer.hand_back() is False
+    event, workflow = await take(driver)
+    async with workflow:
+        assert event.task_result is not None
+        assert (event.task_result.status, event.task_result.attempts) == (TaskStatus.LOST, 1)

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from cereal import Task
+from cereal import Manager, Task
 from cereal.drivers import Driver
 from cereal.models import TaskData
+from cereal.retry import DEFAULT_MAX_HAND_BACKS
 from tests.conformance._executors import INST, WF, Flow, enqueue, register
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
@@ -53,6 +54,43 @@ def _logged(caplog: pytest.LogCaptureFixture, level: int, *parts: str) -> bool:
     )
 
 
+async def _one_slow_task(
+    make_manager: MakeManager,
+) -> tuple[Manager, list[Task], Callable[[Task], Any]]:
+    """A started workflow Manager whose one instance enqueued one "slow" task; its runs."""
+    flows = register(make_manager(**NO_EXPIRY), {WF: Flow(enqueue(("slow", 1)))})
+    ran: list[Task] = []
+
+    async def slow(task: Task) -> str:
+        ran.append(task)
+        return "ran"
+
+    await flows.start()
+    await flows.enqueue_workflow(WF, INST, None)
+    return flows, ran, slow
+
+
+async def _stop_during_a_claim(
+    make_manager: MakeManager,
+    driver_factory: Callable[[], Driver],
+    caplog: pytest.LogCaptureFixture,
+    slow: Callable[[Task], Any],
+) -> TaskData:
+    """Start a worker of ``slow`` tasks, stop it while its claim is held open; the claimed task."""
+    worker_driver = driver_factory()
+    gate = gate_claims(worker_driver, "slow")
+    worker = register(make_manager(driver=worker_driver, **NO_EXPIRY), {}, {"slow": slow})
+    await worker.start()
+    await gate.claimed.wait()
+    caplog.clear()
+    stopping = asyncio.create_task(worker.stop())
+    await eventually(lambda: _logged(caplog, logging.INFO, "manager stopping"), what="stop() began")
+    gate.release.set()
+    await stopping
+    [claimed] = gate.claims
+    return claimed
+
+
 async def test_a_task_claimed_while_stop_begins_is_handed_back_at_once(
     make_manager: MakeManager,
     driver_factory: Callable[[], Driver],
@@ -60,30 +98,13 @@ async def test_a_task_claimed_while_stop_begins_is_handed_back_at_once(
 ) -> None:
     caplog.set_level(logging.INFO, logger="cereal")
     # Given a workflow Manager, and a worker Manager whose claim of a "slow" task is held open
-    flows = register(make_manager(**NO_EXPIRY), {WF: Flow(enqueue(("slow", 1)))})
-    worker_driver = driver_factory()
-    gate = gate_claims(worker_driver, "slow")
-    ran: list[Task] = []
-
-    async def slow(task: Task) -> str:
-        ran.append(task)
-        return "ran"
-
-    worker = register(make_manager(driver=worker_driver, **NO_EXPIRY), {}, {"slow": slow})
-    await flows.start()
-    await worker.start()
-    await flows.enqueue_workflow(WF, INST, None)
-    await gate.claimed.wait()
+    flows, ran, slow = await _one_slow_task(make_manager)
 
     # When the worker stops while that claim is in flight, and the claim then returns
-    stopping = asyncio.create_task(worker.stop())
-    await eventually(lambda: _logged(caplog, logging.INFO, "manager stopping"), what="stop() began")
-    gate.release.set()
-    await stopping
+    claimed = await _stop_during_a_claim(make_manager, driver_factory, caplog, slow)
 
     # Then the task never ran there, a WARNING named it, and it was handed back at once:
     # the next worker runs it (no expiry passes in this test)
-    [claimed] = gate.claims
     assert ran == []
     assert _logged(caplog, logging.WARNING, f"slow (id {claimed.metadata.task_id})")
     later = register(make_manager(**NO_EXPIRY), {}, {"slow": slow})
@@ -91,6 +112,30 @@ async def test_a_task_claimed_while_stop_begins_is_handed_back_at_once(
     done = await wait_finished(flows, WF, INST)
     assert [entry["status"] for entry in done.get_result()] == ["success"]
     assert [task.metadata.task_id for task in ran] == [claimed.metadata.task_id]
+
+
+async def test_a_task_caught_in_a_claim_by_more_stops_than_the_hand_back_limit_still_runs(
+    make_manager: MakeManager,
+    driver_factory: Callable[[], Driver],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="cereal")
+    # Given one task, and more worker stops than the hand-back limit, each during its claim
+    flows, ran, slow = await _one_slow_task(make_manager)
+    caught = [
+        await _stop_during_a_claim(make_manager, driver_factory, caplog, slow)
+        for _ in range(DEFAULT_MAX_HAND_BACKS + 1)
+    ]
+
+    # Then it never ran, was never reported LOST (it never started), and runs once, first try
+    assert ran == []
+    assert len({data.metadata.task_id for data in caught}) == 1
+    later = register(make_manager(**NO_EXPIRY), {}, {"slow": slow})
+    await later.start()
+    done = await wait_finished(flows, WF, INST)
+    assert [entry["status"] for entry in done.get_result()] == ["success"]
+    [task] = ran
+    assert task.metadata.attempt == 1
 
 
 async def test_tasks_handed_back_after_the_grace_period_are_logged_with_names_and_ids(

@@ -87,6 +87,12 @@ class _GatedCompleter:
         queued: bool = await self._inner.hand_back()
         return queued
 
+    async def hand_back_unstarted(self) -> bool:
+        self._driver.handing_back.set()
+        await self._driver.gate.wait()
+        queued: bool = await self._inner.hand_back_unstarted()
+        return queued
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 

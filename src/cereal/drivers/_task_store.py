@@ -97,6 +97,20 @@ class TaskCompleter(abc.ABC):
         await self.abandon()
         return False
 
+    async def hand_back_unstarted(self) -> bool:
+        """Give back a task that was claimed but never started (a stop), for any worker.
+
+        As :meth:`hand_back`, except that the hand-back is not counted: the
+        limit is there for a task that keeps outliving a stop's grace period,
+        and this one never ran, so a stop that catches it in a claim however
+        often can never make it ``LOST``. Returns True when queued again. A
+        driver without it hands back (this default).
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        return await self.hand_back()
+
 
 class TaskStore(abc.ABC):
     """Queued tasks: claim a batch under leases, take a lease up again after a restart."""

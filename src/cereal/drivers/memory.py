@@ -890,6 +890,19 @@ class _MemoryTaskCompleter(TaskCompleter):
             self._driver._wake("workflow", workflow_name)
         return queued
 
+    async def hand_back_unstarted(self) -> bool:
+        """Queue the never-started task again at once; neither attempt nor hand-back counted.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        with self._driver._lock:
+            task = self._held()
+            task.attempt -= 1
+            self._driver._state.requeue_task(task, utcnow())
+        self._driver._wake("task", task.task_name)
+        return True
+
     def _complete(
         self,
         status: TaskStatus,

@@ -11,7 +11,8 @@ timeout) with attempts left under the task's stored retry policy is queued
 again after its backoff; the workflow sees only the last outcome. On stop,
 running tasks (and tasks claimed ahead, as slots free) get a grace period,
 then they are cancelled and handed back to the queue at once for any worker
-(after three hand-backs of one task the driver reports it ``LOST``).
+(after three hand-backs of one task the driver reports it ``LOST``; a task
+claimed but never started is handed back without counting).
 
 A plain executor cannot be interrupted: after a timeout or a lost lease its
 thread runs on, unowned. Such stray threads are counted; while a runner has
@@ -446,10 +447,16 @@ class TaskRunner:
         run.task.cancel()
         work.cancel()
 
-    async def _hand_back(self, task: TaskData, completer: TaskCompleter) -> None:
-        """Give the task back to the queue (a stop); say so if it was reported LOST instead."""
+    async def _hand_back(
+        self, task: TaskData, completer: TaskCompleter, *, started: bool = True
+    ) -> None:
+        """Give the task back to the queue (a stop); say so if it was reported LOST instead.
+
+        A task that never ``started`` is handed back uncounted: only a task
+        that ran can have outlived the grace period the limit guards against.
+        """
         try:
-            queued = await completer.hand_back()
+            queued = await (completer.hand_back() if started else completer.hand_back_unstarted())
         except errors.TaskLostError:
             return
         except errors.CerealError:
@@ -470,7 +477,9 @@ class TaskRunner:
         if not claimed:
             return
         _warn_handed_back(why, [data for data, _ in claimed])
-        await asyncio.gather(*(self._hand_back(data, completer) for data, completer in claimed))
+        await asyncio.gather(
+            *(self._hand_back(data, completer, started=False) for data, completer in claimed)
+        )
 
     def stop_claiming(self) -> None:
         """Claim nothing more; running tasks go on, and so do tasks claimed ahead.

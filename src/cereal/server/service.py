@@ -44,7 +44,7 @@ from cereal.models import NewTask, TaskData, check_overlap
 from cereal.server.domains import DomainRegistry, HostedDomain, Wakeup, offer
 from cereal.server.held_work import HeldClaims, HeldLeases
 from cereal.server.request_checks import RequestChecks
-from cereal.wire import convert, reads
+from cereal.wire import convert, features, reads
 from cereal.wire.codec import optional_field, time_from_pb, value_from_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN
 from cereal.wire.error_status import error_to_pb, is_carried, status_code
@@ -55,7 +55,7 @@ from cereal.wire.proto import cereal_v1_pb2_grpc as pb_grpc
 logger = logging.getLogger(__name__)
 
 
-SERVER_FEATURES = ("sessions",)
+SERVER_FEATURES = (features.SESSIONS, features.UNSTARTED_HAND_BACK)
 """What this server serves beyond the base protocol, told in each client's first wakeup."""
 
 Context: TypeAlias = Any
@@ -774,6 +774,8 @@ class CerealService(pb_grpc.CerealServicer):
                     await completer.retry(report.retry.error, report.retry.delay)
                 elif action == "hand_back":
                     handed_back = await completer.hand_back()
+                elif action == "hand_back_unstarted":
+                    handed_back = await completer.hand_back_unstarted()
                 else:
                     raise ValueError("a task report names no action")
             except errors.TaskLostError:

@@ -57,7 +57,7 @@ from cereal.models import (
     WorkerInfo,
     WorkflowInstanceData,
 )
-from cereal.wire import convert, reads
+from cereal.wire import convert, features, reads
 from cereal.wire.codec import time_to_pb, value_to_pb
 from cereal.wire.domain_names import DEFAULT_DOMAIN, check_domain
 from cereal.wire.error_status import error_from_pb, error_from_rpc
@@ -174,6 +174,8 @@ class GrpcDriver(Driver):
         self._stub: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._streams: set[HeldStream] = set()
+        # what the server said it serves (its first wakeup); an older one serves less
+        self._server_features: frozenset[str] = frozenset()
         self._sessions = ClaimSessions(
             self._open_session,
             self._call_timeout,
@@ -278,7 +280,8 @@ class GrpcDriver(Driver):
                 async for wakeup in call:
                     if wakeup.kind == "ready":
                         # a server that predates sessions is served on batch streams
-                        self._sessions.supported = "sessions" in wakeup.features
+                        self._sessions.supported = features.SESSIONS in wakeup.features
+                        self._server_features = frozenset(wakeup.features)
                         pause = _RECONNECT_BACKOFF[0]
                         if not ready.done():
                             ready.set_result(None)
@@ -630,7 +633,14 @@ class GrpcDriver(Driver):
             data = convert.TASK.from_pb(task)
             token = tokens[offset] if offset < len(tokens) and tokens[offset] else None
             lease = _Lease(data.metadata.task_id, token, self._resume_lease)
-            leased.append((data, _RemoteTaskCompleter(self._loop(), stream, index, lease)))
+            completer = _RemoteTaskCompleter(
+                self._loop(),
+                stream,
+                index,
+                lease,
+                uncounted_hand_back=features.UNSTARTED_HAND_BACK in self._server_features,
+            )
+            leased.append((data, completer))
         return leased
 
     async def _release_leased(self, stream: HeldStream, batch: pb.LeasedTasks) -> None:
@@ -812,7 +822,7 @@ async def _give_back(leased: list[tuple[TaskData, TaskCompleter]]) -> None:
         return
     logger.info("a cancelled dequeue won %d task(s); handing them back", len(leased))
     outcomes = await asyncio.gather(
-        *(completer.hand_back() for _, completer in leased), return_exceptions=True
+        *(completer.hand_back_unstarted() for _, completer in leased), return_exceptions=True
     )
     for (task, _), outcome in zip(leased, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -937,11 +947,20 @@ class _RemoteTaskCompleter(TaskCompleter):
     token, so a result is applied once or, the lease gone, not at all.
     """
 
-    def __init__(self, io: IoLoop, stream: HeldStream, index: int, lease: _Lease) -> None:
+    def __init__(
+        self,
+        io: IoLoop,
+        stream: HeldStream,
+        index: int,
+        lease: _Lease,
+        *,
+        uncounted_hand_back: bool,
+    ) -> None:
         self._io = io
         self._stream = stream
         self._index = index
         self._lease = lease
+        self._uncounted_hand_back = uncounted_hand_back  # the server takes hand_back_unstarted
         self._resuming: asyncio.Lock | None = None  # made on the I/O loop
 
     async def _report(self, final: bool, **action: Any) -> pb.Answer:
@@ -1024,6 +1043,16 @@ class _RemoteTaskCompleter(TaskCompleter):
     async def hand_back(self) -> bool:
         """See :meth:`TaskCompleter.hand_back`."""
         answer = await self._report(True, hand_back=pb.Empty())
+        return answer.handed_back
+
+    async def hand_back_unstarted(self) -> bool:
+        """See :meth:`TaskCompleter.hand_back_unstarted`.
+
+        A server that predates it is sent a plain (counted) hand-back.
+        """
+        if not self._uncounted_hand_back:
+            return await self.hand_back()
+        answer = await self._report(True, hand_back_unstarted=pb.Empty())
         return answer.handed_back
 
 

@@ -383,9 +383,21 @@ class PostgresTaskCompleter(TaskCompleter):
         Raises:
             TaskLostError: the lease is gone already.
         """
+        return await self._hand_back(counted=True)
+
+    async def hand_back_unstarted(self) -> bool:
+        """Queue the never-started task again at once; neither attempt nor hand-back counted.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        return await self._hand_back(counted=False)
+
+    async def _hand_back(self, *, counted: bool) -> bool:
         params = {
             "task_id": self._task_id,
             "lease": self._lease,
+            "counted": 1 if counted else 0,
             "max_hand_backs": DEFAULT_MAX_HAND_BACKS,
         }
         wakes: list[Wake] = [("task", self._task_name)]

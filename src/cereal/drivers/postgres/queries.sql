@@ -506,13 +506,15 @@ RETURNING id
 
 -- name: hand_back_task
 -- A stopping worker gives a running task back: queued at once, the attempt not
--- counted, one more hand-back. Matches nothing once the lease is gone or the
--- task was handed back max_hand_backs times already (then it is reported LOST).
+-- counted, one more hand-back (%(counted)s 1; 0 for a task that never started,
+-- which no limit applies to). Matches nothing once the lease is gone or a
+-- counted task was handed back max_hand_backs times already (then it is
+-- reported LOST).
 UPDATE cereal_tasks
 SET state = 'queued', lease = NULL, heartbeat_at = NULL, lease_expiry = NULL,
-    start_after = now(), attempt = attempt - 1, hand_backs = hand_backs + 1
+    start_after = now(), attempt = attempt - 1, hand_backs = hand_backs + %(counted)s::integer
 WHERE id = %(task_id)s AND lease = %(lease)s AND state = 'running'
-  AND hand_backs < %(max_hand_backs)s::integer
+  AND (%(counted)s::integer = 0 OR hand_backs < %(max_hand_backs)s::integer)
 RETURNING id
 
 -- name: notify

@@ -346,12 +346,26 @@ def record_outcome(
     conn.execute(Q["delete_task"], {"task_id": task["id"]})
 
 
-def requeue(conn: sqlite3.Connection, task_id: int, start_after: float, *, refund: bool) -> None:
+def requeue(
+    conn: sqlite3.Connection,
+    task_id: int,
+    start_after: float,
+    *,
+    refund: bool,
+    count_hand_back: bool | None = None,
+) -> None:
     """End a task's lease and queue it from ``start_after``.
 
-    ``refund`` (a hand-back) gives the attempt back and counts the hand-back.
+    ``refund`` (a hand-back) gives the attempt back and, unless
+    ``count_hand_back`` is False (a task that never started), counts the hand-back.
     """
-    params = {"task_id": task_id, "start_after": start_after, "refund": 1 if refund else 0}
+    counted = refund if count_hand_back is None else count_hand_back
+    params = {
+        "task_id": task_id,
+        "start_after": start_after,
+        "refund": 1 if refund else 0,
+        "counted": 1 if counted else 0,
+    }
     conn.execute(Q["requeue_task"], params)
 
 
@@ -435,16 +449,27 @@ class SQLiteTaskCompleter(TaskCompleter):
         Raises:
             TaskLostError: the lease is gone already.
         """
+        return await self._hand_back(counted=True)
+
+    async def hand_back_unstarted(self) -> bool:
+        """Queue the never-started task again at once; neither attempt nor hand-back counted.
+
+        Raises:
+            TaskLostError: the lease is gone already.
+        """
+        return await self._hand_back(counted=False)
+
+    async def _hand_back(self, *, counted: bool) -> bool:
         ids = self._ids()
 
         def job(conn: sqlite3.Connection) -> bool:
             task = conn.execute(Q["leased_task"], ids).fetchone()
             if task is None:
                 raise errors.TaskLostError()
-            if int(task["hand_backs"]) >= DEFAULT_MAX_HAND_BACKS:
+            if counted and int(task["hand_backs"]) >= DEFAULT_MAX_HAND_BACKS:
                 record_outcome(conn, task, TaskStatus.LOST, "", None, None, self.result_traceparent)
                 return False
-            requeue(conn, int(task["id"]), now(), refund=True)
+            requeue(conn, int(task["id"]), now(), refund=True, count_hand_back=counted)
             return True
 
         queued: bool = await self._driver._connection().call(job)

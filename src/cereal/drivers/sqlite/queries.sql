@@ -535,11 +535,12 @@ VALUES
 
 -- name: requeue_task
 -- End a task's lease and queue it again from :start_after (a retry after a
--- failed attempt, or a hand-back at stop, which also gives the attempt back).
+-- failed attempt, or a hand-back at stop, which also gives the attempt back
+-- and, unless the task never started, counts the hand-back).
 UPDATE cereal_tasks
 SET state = 'queued', lease_token = NULL, lease_heartbeat_at = NULL, lease_expiry = NULL,
     start_after = :start_after, attempt = attempt - :refund,
-    hand_backs = hand_backs + :refund
+    hand_backs = hand_backs + :counted
 WHERE id = :task_id;
 
 -- name: delete_task

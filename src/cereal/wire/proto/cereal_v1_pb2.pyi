@@ -909,7 +909,7 @@ class Succeed(_message.Message):
     def __init__(self, result: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class TaskReport(_message.Message):
-    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon", "fail_with_details", "retry", "hand_back", "traceparent")
+    __slots__ = ("request_id", "lease", "heartbeat", "succeed", "fail", "abandon", "fail_with_details", "retry", "hand_back", "hand_back_unstarted", "traceparent")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
@@ -919,6 +919,7 @@ class TaskReport(_message.Message):
     FAIL_WITH_DETAILS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     HAND_BACK_FIELD_NUMBER: _ClassVar[int]
+    HAND_BACK_UNSTARTED_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     lease: int
@@ -929,8 +930,9 @@ class TaskReport(_message.Message):
     fail_with_details: Fail
     retry: Retry
     hand_back: Empty
+    hand_back_unstarted: Empty
     traceparent: str
-    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ..., fail_with_details: _Optional[_Union[Fail, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., hand_back: _Optional[_Union[Empty, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., lease: _Optional[int] = ..., heartbeat: _Optional[_Union[Empty, _Mapping]] = ..., succeed: _Optional[_Union[Succeed, _Mapping]] = ..., fail: _Optional[str] = ..., abandon: _Optional[_Union[Empty, _Mapping]] = ..., fail_with_details: _Optional[_Union[Fail, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., hand_back: _Optional[_Union[Empty, _Mapping]] = ..., hand_back_unstarted: _Optional[_Union[Empty, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ResumeLease(_message.Message):
     __slots__ = ("task_id", "lease_token")
