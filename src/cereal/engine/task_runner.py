@@ -214,8 +214,11 @@ class TaskRunner:
             if self._stopping:
                 # stop began while this claim was in flight: nothing may start now, and
                 # waiting for the lease to expire would hold the workflows up needlessly
+                # routine for a busy worker's stop, and uncounted: INFO, not WARNING
                 await asyncio.shield(
-                    self._abandon_claimed(claimed, "claimed as stop began, not started")
+                    self._abandon_claimed(
+                        claimed, "claimed as stop began, not started", logging.INFO
+                    )
                 )
                 return
             self._ahead.add(claimed)
@@ -472,11 +475,14 @@ class TaskRunner:
             )
 
     async def _abandon_claimed(
-        self, claimed: list[tuple[TaskData, TaskCompleter]], why: str
+        self,
+        claimed: list[tuple[TaskData, TaskCompleter]],
+        why: str,
+        level: int = logging.WARNING,
     ) -> None:
         if not claimed:
             return
-        _warn_handed_back(why, [data for data, _ in claimed])
+        _log_handed_back(why, [data for data, _ in claimed], level)
         await asyncio.gather(
             *(self._hand_back(data, completer, started=False) for data, completer in claimed)
         )
@@ -526,7 +532,7 @@ class TaskRunner:
         self.end_grace()
         jobs = list(self._runs.items())
         if jobs:
-            _warn_handed_back("still running after the grace period", [run.task for _, run in jobs])
+            _log_handed_back("still running after the grace period", [run.task for _, run in jobs])
         for job, run in jobs:
             run.abandoned = True
             job.cancel()
@@ -600,10 +606,13 @@ def _log_failed(task: Task, outcome: _Outcome, seconds: float, retry_in: float |
     )
 
 
-def _warn_handed_back(why: str, tasks: list[TaskData] | list[Task]) -> None:
-    """Say at WARNING which tasks a stop hands back to the queue for another worker."""
+def _log_handed_back(
+    why: str, tasks: list[TaskData] | list[Task], level: int = logging.WARNING
+) -> None:
+    """Say which tasks a stop hands back to the queue for another worker (WARNING by default)."""
     named = ", ".join(f"{task.metadata.task_name} (id {task.metadata.task_id})" for task in tasks)
-    logger.warning(
+    logger.log(
+        level,
         "stop handed back %d task(s) %s to the queue for any worker: %s",
         len(tasks),
         why,
