@@ -65,21 +65,30 @@ async def workers(
                 proc.stdout.close()
 
 
-def release(procs: list[subprocess.Popen[bytes]]) -> None:
-    """Start the Managers of workers started with ``hold`` (one ``GO`` line each)."""
+async def release(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Start the Managers of workers started with ``hold`` (one ``GO`` line each), all at once.
+
+    Returns once every one says its Manager has started.
+    """
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(b"GO\n")
         proc.stdin.flush()
+    for proc in procs:
+        await asyncio.wait_for(asyncio.to_thread(_await_line, proc, b"STARTED"), READY_TIMEOUT_S)
 
 
 def _await_ready(proc: subprocess.Popen[bytes]) -> None:
+    _await_line(proc, b"READY")
+
+
+def _await_line(proc: subprocess.Popen[bytes], wanted: bytes) -> None:
     assert proc.stdout is not None
     while line := proc.stdout.readline():
-        if line.strip() == b"READY":
+        if line.strip() == wanted:
             return
         # a wrapper's own chatter (py-spy prints "py-spy> Sampling ...") comes first
-    raise RuntimeError(f"bench worker did not start (exit {proc.poll()})")
+    raise RuntimeError(f"bench worker did not say {wanted.decode()} (exit {proc.poll()})")
 
 
 def python_pid(proc: subprocess.Popen[bytes]) -> int:

@@ -276,11 +276,11 @@ async def _backlog_rate(
                 await asyncio.sleep(0.05)
         await asyncio.to_thread(seed.multiply_tasks, url, apps.FANOUT, "backlog", queued)
         setup_s = time.time() - t_setup
-        # held until both are READY: one must not drain the window while the other boots
+        # held until both are READY: one must not drain the window while the other boots;
+        # timed from both Managers started (their start-up is not the drain's)
         async with procs.workers(url, 2, task_workers=8, hold=True) as workers:
-            start = await _done_count(client)
-            procs.release(workers)
-            t0 = time.monotonic()
+            await procs.release(workers)
+            start, t0 = await _done_count(client), time.monotonic()
             deadline = t0 + sizes.deadline_s
             last, moved = start, t0
             while (done := await _done_count(client)) < start + sizes.backlog_window:

@@ -4,9 +4,10 @@
 prints ``READY`` once the Manager has started, and stops gracefully when its
 standard input reaches end of file (the coordinator closes it), so no signal
 handling is needed. With ``--hold`` it prints ``READY`` once everything but
-the Manager's start is done (imports, driver, registrations) and starts the
-Manager when a ``GO`` line arrives: workers started together on a queue that
-is already full then begin together, none draining while another still boots.
+the Manager's start is done (imports, driver, registrations), starts the
+Manager when a ``GO`` line arrives and then prints ``STARTED``: workers
+started together on a queue that is already full then begin together, none
+draining while another still boots.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ async def serve(url: str, *, task_workers: int, tasks: bool, hold: bool) -> None
         if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "GO":
             return
     async with manager:
-        if not hold:
+        if hold:
+            sys.stdout.write("STARTED\n")
+            sys.stdout.flush()
+        else:
             announce_ready()
         # read on a thread: stdin EOF is the stop signal
         await loop.run_in_executor(None, wait_for_eof)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cereal.drivers.postgres._completers import PostgresTaskCompleter
+from cereal.drivers.sqlite._tasks import SQLiteTaskCompleter
 from cereal.models import NewTask, TaskStatus, WorkflowEventType
 from cereal.retry import DEFAULT_MAX_HAND_BACKS
 from cereal.server import service
@@ -63,3 +65,23 @@ async def test_a_client_of_an_older_server_hands_back_counted(
     events = await client.list_instance_events(WF, "i")
     statuses = [e.task_status for e in events if e.type == WorkflowEventType.TASK_COMPLETE]
     assert statuses == [TaskStatus.LOST]
+
+
+async def test_a_refused_uncounted_hand_back_is_sent_again_counted(
+    served_url: str, grpc_server_factory: Any, open_client: Any, monkeypatch: Any
+) -> None:
+    # Given a server that names the feature, but whose store refuses the report (as an
+    # older server of a mixed fleet would, that took the lease up again)
+    async def refuse(self: Any) -> bool:
+        raise ValueError("a task report names no action")
+
+    for completer in (SQLiteTaskCompleter, PostgresTaskCompleter):
+        monkeypatch.setattr(completer, "hand_back_unstarted", refuse)
+    server = grpc_server_factory(served_url, maintenance=False)
+    client = await open_client(server.url())
+    await _one_task(client)
+
+    # When the client hands a task back uncounted, then it is handed back counted instead
+    assert await _hand_back_unstarted(client, DEFAULT_MAX_HAND_BACKS + 1) == [True] * (
+        DEFAULT_MAX_HAND_BACKS
+    ) + [False]

@@ -49,8 +49,8 @@ async def test_held_workers_start_their_managers_only_when_released(tmp_path: Pa
             assert await client.list_workers() == []
             instance = await client.get_workflow_instance(apps.SINGLE, "queued")
             assert instance.get_payload() is None  # on_start has not run
-            procs.release(workers)
-            await _until_workers(client, 2)
+            await procs.release(workers)
+            assert len(await client.list_workers()) == 2  # both said STARTED
             deadline = time.monotonic() + 60
             while (await client.get_workflow_instance(apps.SINGLE, "queued")).is_running():
                 assert time.monotonic() < deadline, "the released workers never ran the workflow"

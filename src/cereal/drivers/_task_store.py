@@ -102,9 +102,11 @@ class TaskCompleter(abc.ABC):
 
         As :meth:`hand_back`, except that the hand-back is not counted: the
         limit is there for a task that keeps outliving a stop's grace period,
-        and this one never ran, so a stop that catches it in a claim however
-        often can never make it ``LOST``. Returns True when queued again. A
-        driver without it hands back (this default).
+        and this one never ran, so on the drivers that implement it (memory,
+        SQLite, PostgreSQL, and ``grpc://`` with a server that takes it) a
+        stop that catches it in a claim however often can never make it
+        ``LOST``. Returns True when queued again, False when reported ``LOST``
+        (only where it falls back to :meth:`hand_back`, as this default does).
 
         Raises:
             TaskLostError: the lease is gone already.

@@ -17,9 +17,9 @@ running tasks instead of following them. The bounds that keep this safe:
   started in between has its result fenced by the lease, like any task's);
 - no waiting task starts while the runner is at its stray-thread cap;
 - they are the runner's own: a graceful stop starts them as slots free and
-  waits for them as for running tasks (handing one back would count against
-  its hand-back limit though it never ran); those still waiting when the
-  grace period ends are handed back with the running ones.
+  waits for them as for running tasks (they are quick: handing one back
+  would only delay it); those still waiting when the grace period ends are
+  handed back with the running ones, uncounted (they never started).
 """
 
 from __future__ import annotations

@@ -500,8 +500,8 @@ class TaskRunner:
         """Wait for the running tasks to end, until the loop's clock reaches ``deadline``.
 
         Tasks claimed ahead start as slots free meanwhile (they are quick, and
-        already this worker's: handing them back would count against their
-        hand-back limit though they never ran), so this waits for them too.
+        already this worker's: handing them back would only delay them), so
+        this waits for them too.
         ``cut`` done ends the wait at once (the grace period was cut short).
         """
         loop = asyncio.get_running_loop()

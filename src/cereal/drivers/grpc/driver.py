@@ -1048,11 +1048,19 @@ class _RemoteTaskCompleter(TaskCompleter):
     async def hand_back_unstarted(self) -> bool:
         """See :meth:`TaskCompleter.hand_back_unstarted`.
 
-        A server that predates it is sent a plain (counted) hand-back.
+        A server that predates it is sent a plain (counted) hand-back: one
+        that did not name the feature, and one that refuses the report (the
+        lease was taken up again by an older server of a mixed fleet).
         """
         if not self._uncounted_hand_back:
             return await self.hand_back()
-        answer = await self._report(True, hand_back_unstarted=pb.Empty())
+        try:
+            answer = await self._report(True, hand_back_unstarted=pb.Empty())
+        except errors.TaskLostError:
+            raise
+        except (errors.CerealError, ValueError):  # an older server: "names no action"
+            logger.info("the cereal server refused an uncounted hand-back; handing back counted")
+            return await self.hand_back()
         return answer.handed_back
 
 

@@ -33,6 +33,7 @@ from cereal.drivers.postgres._group_commit import (
     group_committer,
     run_completions_merged,
     run_decisions_merged,
+    run_enqueues_merged,
 )
 from cereal.drivers.postgres._heartbeats import HeartbeatBatcher, heartbeat_batcher
 from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_note
@@ -401,9 +402,10 @@ class PostgresBase(Driver):
     ) -> list[Row | None]:
         """Run ``statements`` in a transaction shared with other writes (see ``_group_commit``).
 
-        Task completions (``kind="completion"``) and decisions
-        (``kind="decision"``) are each merged into one set-based statement per
-        group; releases of claims (``kind="release"``) share a transaction.
+        Task completions (``kind="completion"``), decisions
+        (``kind="decision"``) and new runs (``kind="enqueue"``) are each merged
+        into one set-based statement per group; releases of claims
+        (``kind="release"``) share a transaction.
         The kinds commit separately, each locking instances in id order, so
         none can wait for another in a cycle.
         """
@@ -416,6 +418,7 @@ class PostgresBase(Driver):
                     self, run_completions_merged, gather_window=COMPLETION_GATHER_WINDOW
                 ),
                 "release": group_committer(self),
+                "enqueue": group_committer(self, run_enqueues_merged),
             }
         return await committers[kind].run(Write(order, statements, announce))
 

@@ -7,11 +7,12 @@ flush) and a few round trips; instead they queue on a shared
 each caller resumed after the commit holding its write, a failed group
 retried write by write) and this module commits each group: completions
 merged into one ``complete_tasks`` statement, decisions into one
-``cereal_apply_decisions`` call, releases of claims as one pipelined
-transaction. Within a group the writes run in ascending order of their
-instance id: every statement locks its instance row first, so two groups (in
-two processes) always take instance locks in the same order and cannot
-deadlock on them.
+``cereal_apply_decisions`` call, new runs into one ``enqueue_workflows``
+statement, releases of claims as one pipelined transaction. Within a group
+the writes run in ascending order of their instance id: every statement
+locks its instance row first, so two groups (in two processes) always take
+instance locks in the same order and cannot deadlock on them (new runs are
+inserted in name order, for the same reason).
 """
 
 from __future__ import annotations
@@ -177,12 +178,46 @@ async def run_completions_merged(conn: Conn, group: Sequence[Write], note: str |
         "traceparents": [p.get("traceparent") for p in params],
         "note": note,
     }
-    with translate("completing tasks"):
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(QUERIES["complete_tasks"], merged)
-            applied = {row["position"]: row for row in await cur.fetchall()}
     # keyed by position, not task id: two writes may carry the same task id
-    return Committed([[applied.get(position)] for position in range(1, len(params) + 1)])
+    return await _rows_by_position(conn, "complete_tasks", merged, len(params), "completing tasks")
+
+
+async def _rows_by_position(
+    conn: Conn, query: str, merged: Mapping[str, Any], writes: int, what: str
+) -> Committed:
+    """Run a merged statement whose rows carry their write's ``position`` (from 1)."""
+    with translate(what):
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(QUERIES[query], merged)
+            found = {row["position"]: row for row in await cur.fetchall()}
+    return Committed([[found.get(position)] for position in range(1, writes + 1)])
+
+
+async def run_enqueues_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:
+    """Create a group of new runs, and announce them, with one set-based statement.
+
+    Each write holds one caller's ``enqueue_workflow`` parameters (a lone
+    write runs that statement itself). A write's row is its new instance's
+    id, or None when the names were live (or an earlier write of the group
+    named the same run).
+    """
+    params = [write.statements[0][1] for write in group]
+    if len(params) == 1:
+        # a lone enqueue (no concurrent callers): the one-row statement, cheaper to run
+        with translate("enqueuing a workflow"):
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(QUERIES["enqueue_workflow"], {**params[0], "note": note})
+                return Committed([[await cur.fetchone()]])
+    merged = {
+        "workflow_names": [p["workflow_name"] for p in params],
+        "instance_names": [p["instance_name"] for p in params],
+        "parameters": [p["parameters"] for p in params],
+        "traceparents": [p["traceparent"] for p in params],
+        "note": note,
+    }
+    return await _rows_by_position(
+        conn, "enqueue_workflows", merged, len(params), "enqueuing workflows"
+    )
 
 
 async def run_decisions_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:

@@ -122,15 +122,20 @@ class PostgresDriver(PostgresSchedules, PostgresInspection, PostgresDeadLetters,
             "instance_name": instance_name,
             "parameters": parameters,
             "traceparent": traceparent,
-            "note": self._note(wakes) if in_commit else None,
         }
-        async with self._connection("enqueue_workflow") as conn:
-            row = await fetch_one(conn, "enqueue_workflow", params)
+        # concurrent callers share one statement and commit (the group's NOTIFY
+        # carries every announcement asked for in its commit)
+        [row] = await self._group_commit(
+            0,
+            [("enqueue_workflow", params)],
+            announce=wakes if in_commit else (),
+            kind="enqueue",
+        )
         if row is None:
             raise errors.WorkflowInstanceExistsError()
         if not in_commit:
             window.announce_later(wakes)
-        self._wake_all(wakes)
+            self._wake_all(wakes)  # the group's flush wakes this process for the others
 
     async def enqueue_workflow_once(
         self,

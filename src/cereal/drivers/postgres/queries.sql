@@ -20,6 +20,40 @@ SELECT ev.instance_id,
             ELSE pg_notify('cereal_wakeup', %(note)s::text)::text END AS notified
 FROM ev
 
+-- name: enqueue_workflows
+-- enqueue_workflow for a group of callers (a group commit): one row, with its
+-- position, for each run created. Of two callers naming the same run the first
+-- creates it; the others, and callers whose names are live, get no row. Rows
+-- are inserted in name order, so two groups in two processes that name the
+-- same runs wait on each other's inserts in one order and cannot deadlock.
+WITH wanted AS (
+    SELECT DISTINCT ON (w.workflow_name, w.instance_name)
+           w.workflow_name, w.instance_name, w.parameters, w.traceparent, w.position
+    FROM unnest(%(workflow_names)s::text[], %(instance_names)s::text[],
+                %(parameters)s::bytea[], %(traceparents)s::text[])
+         WITH ORDINALITY AS w(workflow_name, instance_name, parameters, traceparent, position)
+    ORDER BY w.workflow_name, w.instance_name, w.position
+), inst AS (
+    INSERT INTO cereal_workflow_instances
+        (workflow_name, instance_name, parameters, ready_at, traceparent)
+    SELECT workflow_name, instance_name, parameters, now(), traceparent
+    FROM wanted
+    ORDER BY workflow_name, instance_name
+    ON CONFLICT (workflow_name, instance_name) DO NOTHING
+    RETURNING id, workflow_name, instance_name
+), ev AS (
+    INSERT INTO cereal_workflow_events (instance_id, workflow_name, event_type)
+    SELECT id, workflow_name, 'start' FROM inst
+    RETURNING instance_id
+), notified AS (
+    SELECT pg_notify('cereal_wakeup', %(note)s::text)::text AS notified
+    WHERE %(note)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM ev)
+)
+SELECT wanted.position, inst.id AS instance_id, notified.notified
+FROM inst
+JOIN wanted USING (workflow_name, instance_name)
+LEFT JOIN notified ON true
+
 -- name: store_identity
 -- Which store this session's statements reach: the cluster (its system
 -- identifier, fixed at initdb, the same through any proxy), the database (its
