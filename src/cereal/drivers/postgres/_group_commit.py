@@ -179,16 +179,18 @@ async def run_completions_merged(conn: Conn, group: Sequence[Write], note: str |
         "note": note,
     }
     # keyed by position, not task id: two writes may carry the same task id
-    return await _rows_by_position(conn, "complete_tasks", merged, len(params), "completing tasks")
+    return await _rows_by_position(
+        conn, QUERIES["complete_tasks"], merged, len(params), "completing tasks"
+    )
 
 
 async def _rows_by_position(
     conn: Conn, query: str, merged: Mapping[str, Any], writes: int, what: str
 ) -> Committed:
-    """Run a merged statement whose rows carry their write's ``position`` (from 1)."""
+    """Run a merged ``query`` whose rows carry their write's ``position`` (from 1)."""
     with translate(what):
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(QUERIES[query], merged)
+            await cur.execute(query, merged)
             found = {row["position"]: row for row in await cur.fetchall()}
     return Committed([[found.get(position)] for position in range(1, writes + 1)])
 
@@ -216,7 +218,7 @@ async def run_enqueues_merged(conn: Conn, group: Sequence[Write], note: str | No
         "note": note,
     }
     return await _rows_by_position(
-        conn, "enqueue_workflows", merged, len(params), "enqueuing workflows"
+        conn, QUERIES["enqueue_workflows"], merged, len(params), "enqueuing workflows"
     )
 
 
