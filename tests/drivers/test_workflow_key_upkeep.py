@@ -261,8 +261,8 @@ async def test_a_session_lost_after_a_decision_commits_fails_no_decision(
     # Given a group commit whose connection dies just after the decisions committed
     merged = pg_base.run_decisions_merged
 
-    async def committed_then_lost(conn: Any, group: Any, note: Any) -> Any:
-        committed = await merged(conn, group, note)
+    async def committed_then_lost(conn: Any, group: Any, note: Any, claim: Any = None) -> Any:
+        committed = await merged(conn, group, note, claim)
         await _end_the_session(postgres_dsn, conn)
         return committed
 

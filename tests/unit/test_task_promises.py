@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from cereal import Manager
+from cereal.drivers.base import ClaimingPromise, ClaimTerms
 from cereal.drivers.memory import MemoryDriver
 from cereal.engine.task_promises import TaskPromises
 from tests.plugins.manager import FAST_OPTIONS, eventually
 
 
 class Book:
-    def __init__(self) -> None:
+    def __init__(self, *, room: int | None = None) -> None:
         self.woken = 0
         self.handed_on = 0
-        self.promises = TaskPromises(on_owed=self.wake, hand_on=self.hand_on)
+        self.room = room
+        self.taken: list[object] = []
+        self.promises = TaskPromises(
+            on_owed=self.wake,
+            hand_on=self.hand_on,
+            claim_terms=None if room is None else self.terms,
+            take_claimed=None if room is None else self.take,
+        )
+
+    def terms(self, wanted: int) -> ClaimTerms | None:
+        assert self.room is not None
+        room = min(wanted, self.room)
+        return ClaimTerms("t", room, 60.0, None) if room > 0 else None
+
+    async def take(self, claimed: list[object]) -> None:
+        self.taken.extend(claimed)
 
     def wake(self) -> None:
         self.woken += 1
@@ -120,3 +136,62 @@ async def test_a_runner_whose_loop_crashed_promises_nothing_more() -> None:
         runner.wake()
         # a dead runner must not keep tasks from being announced to other processes
         await eventually(lambda: runner.promise(1) is None, what="the promises to close")
+
+
+def _claiming(book: Book, count: int, free: int) -> ClaimingPromise:
+    promise = book.promises.promise(count, free=free)
+    assert isinstance(promise, ClaimingPromise)
+    return promise
+
+
+async def test_a_commit_claim_asks_for_one_task_more_than_promised() -> None:
+    book = Book(room=8)
+    promise = _claiming(book, 2, free=8)
+    terms = promise.claim_terms()
+    assert terms is not None and terms.max_tasks == 3
+
+
+async def test_a_short_commit_claim_leaves_nothing_owed_and_wakes_nobody() -> None:
+    # Given a task owed from an earlier commit, then a promise of one more
+    book = Book(room=8)
+    earlier = _claiming(book, 1, free=8)
+    earlier.settle()
+    assert book.promises.owed == 1
+    promise = _claiming(book, 1, free=8)
+    assert promise.claim_terms() is not None
+    # When its commit's claim comes back short (it took every ready task)
+    await promise.deliver(["task-a", "task-b"][:1])
+    promise.settle()
+    # Then the runner has the task, owes nothing and is not sent to claim again
+    assert book.taken == ["task-a"]
+    assert (book.promises.promised, book.promises.owed, book.woken) == (0, 0, 1)
+
+
+async def test_a_full_commit_claim_leaves_the_promised_tasks_owed() -> None:
+    book = Book(room=8)
+    promise = _claiming(book, 1, free=8)
+    terms = promise.claim_terms()
+    assert terms is not None
+    await promise.deliver(["older-1", "older-2"])  # as many as asked: more may be queued
+    promise.settle()
+    assert book.taken == ["older-1", "older-2"]
+    assert (book.promises.owed, book.woken) == (1, 1)
+
+
+async def test_a_promise_whose_commit_did_not_claim_settles_as_any_other() -> None:
+    book = Book(room=0)  # the runner filled up before the commit: no claim terms
+    promise = _claiming(book, 1, free=8)
+    assert promise.claim_terms() is None
+    promise.settle()
+    assert (book.promises.owed, book.woken, book.taken) == (1, 1, [])
+
+
+async def test_a_delivery_without_a_claim_is_refused() -> None:
+    book = Book(room=8)
+    promise = _claiming(book, 1, free=8)
+    try:
+        await promise.deliver([])
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("a delivery nobody asked for was taken")

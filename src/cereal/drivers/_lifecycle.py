@@ -15,8 +15,13 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from cereal.drivers._task_store import TaskCompleter
+    from cereal.models import TaskData
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,35 @@ class LocalPromise(Protocol):
 
     def settle(self) -> None:
         """The commit ended; look for the promised tasks now."""
+
+
+@dataclass(frozen=True)
+class ClaimTerms:
+    """How a promising runner claims: what :meth:`Driver.dequeue_tasks` would be asked."""
+
+    task_name: str
+    max_tasks: int
+    """At most this many (more than the promised tasks: a claim short of it took them all)."""
+    task_expiry: float
+    retry_policy: str | None
+
+
+@runtime_checkable
+class ClaimingPromise(LocalPromise, Protocol):
+    """A promise whose runner also takes tasks claimed in the commit that adds them.
+
+    A store that can claim in the same transaction as the writes that add the
+    tasks asks :meth:`claim_terms` before it commits, claims as a dequeue
+    would, and after the commit hands the claimed tasks to :meth:`deliver`,
+    before :meth:`settle`. The runner then starts them without a claim of its
+    own (one round trip and one commit fewer before a task starts).
+    """
+
+    def claim_terms(self) -> ClaimTerms | None:
+        """The claim to make now, or ``None`` when the runner takes no tasks this way."""
+
+    async def deliver(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
+        """The tasks the committed claim took (possibly none); they are the runner's now."""
 
 
 TaskTaker = Callable[[str, int], "LocalPromise | None"]

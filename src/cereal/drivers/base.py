@@ -78,6 +78,8 @@ from cereal.drivers._lifecycle import (
     DURABLE,
     MULTIPROCESS,
     RESUMABLE_LEASES,
+    ClaimingPromise,
+    ClaimTerms,
     LocalPromise,
     StoreLifecycle,
     TaskTaker,
@@ -105,7 +107,9 @@ __all__ = [
     "MULTIPROCESS",
     "RESUMABLE_LEASES",
     "START_KEY_WINDOW",
+    "ClaimTerms",
     "ClaimedWorkflow",
+    "ClaimingPromise",
     "DeadLetterStore",
     "Driver",
     "InspectionStore",
@@ -153,6 +157,13 @@ class Driver(
     """Seconds between workflow-event polls when the Manager sets none."""
     capabilities: ClassVar[frozenset[str]] = frozenset()
     """What this driver offers beyond the contract (``DURABLE``, ``MULTIPROCESS``)."""
+    wakes_runners_of_new_tasks: ClassVar[bool] = False
+    """True when a committed decision's ready tasks wake this process's listeners.
+
+    The engine then leaves the waking to the store, which knows better: it
+    need not wake a runner that already took the tasks in the commit. False:
+    the engine wakes the process's runners of those task names itself.
+    """
 
     def __init__(self, *, retention: HistoryRetention | None = None) -> None:
         StoreLifecycle.__init__(self)

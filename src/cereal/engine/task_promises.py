@@ -17,11 +17,30 @@ rules below keep even that from happening:
   would have been at the commit; so are the tasks of promises made before
   such a claim ended (one in flight as the promise was made) once their
   commit ends.
+
+A store that can claim in the commit itself (PostgreSQL's decision groups)
+asks the promise for its runner's claim terms, for one task more than
+promised, and delivers what it took: a claim that came back short took
+every ready task, the promised ones included, so nothing is owed; a full one
+leaves the promised tasks owed, as a plain commit does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from cereal.drivers.base import ClaimTerms
+
+if TYPE_CHECKING:
+    from cereal.drivers.base import TaskCompleter
+    from cereal.models import TaskData
+
+Claimed = list[tuple["TaskData", "TaskCompleter"]]
+ClaimTermsFor = Callable[[int], ClaimTerms | None]
+"""The runner's claim terms for up to that many tasks, or ``None`` (it claims none now)."""
+TakeClaimed = Callable[[Claimed], Awaitable[None]]
+"""The runner takes tasks claimed for it (starts them, or gives them back if it stopped)."""
 
 
 class TaskPromises:
@@ -30,11 +49,22 @@ class TaskPromises:
     Args:
         on_owed: called when promised tasks become owed (look for them now).
         hand_on: called when owed tasks must be announced to other processes.
+        claim_terms: the runner's terms for a claim made in the commit itself;
+            ``None``: its promises are kept by plain claims only.
+        take_claimed: the runner takes the tasks such a claim took.
     """
 
-    def __init__(self, on_owed: Callable[[], None], hand_on: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_owed: Callable[[], None],
+        hand_on: Callable[[], None],
+        claim_terms: ClaimTermsFor | None = None,
+        take_claimed: TakeClaimed | None = None,
+    ) -> None:
         self._on_owed = on_owed
         self._hand_on = hand_on
+        self._claim_terms = claim_terms
+        self._take_claimed = take_claimed
         self._closed = False
         self._fills = 0  # claims that filled the runner (or it could not claim) so far
         self.promised = 0
@@ -47,6 +77,8 @@ class TaskPromises:
         if self._closed or count <= 0 or free - self.promised - self.owed <= count:
             return None
         self.promised += count
+        if self._claim_terms is not None and self._take_claimed is not None:
+            return CommitClaimPromise(self, count, self._fills, self.owed)
         return Promise(self, count, self._fills)
 
     def settled(self, count: int, fills_when_made: int) -> None:
@@ -61,6 +93,15 @@ class TaskPromises:
             return
         self.owed += count
         self._on_owed()
+
+    def settled_by_a_short_claim(self, count: int, owed_when_made: int) -> None:
+        """A promise's commit claimed, and came back short: every ready task was taken.
+
+        The promised tasks among them, and every task owed when the promise
+        was made (committed before that claim began): nothing of those is owed.
+        """
+        self.promised -= count
+        self.owed = max(0, self.owed - owed_when_made)
 
     def claim_started(self) -> int:
         """How many tasks are owed as a claim begins (pass to :meth:`claim_ended`)."""
@@ -104,3 +145,47 @@ class Promise:
         if not self._settled:
             self._settled = True
             self._book.settled(self._count, self._fills_when_made)
+
+
+class CommitClaimPromise(Promise):
+    """A promise whose tasks the committing store may claim for the runner in the commit.
+
+    The store asks :meth:`claim_terms` (for one task more than promised),
+    claims in the commit, calls :meth:`deliver` with what it took, then
+    :meth:`settle`.
+    """
+
+    def __init__(
+        self, book: TaskPromises, count: int, fills_when_made: int, owed_when_made: int
+    ) -> None:
+        super().__init__(book, count, fills_when_made)
+        self._owed_when_made = owed_when_made
+        self._asked = 0
+        self._took: int | None = None
+
+    def claim_terms(self) -> ClaimTerms | None:
+        """The runner's terms for up to one task more than promised, or ``None``."""
+        terms_for = self._book._claim_terms
+        if self._settled or self._took is not None or terms_for is None:
+            return None
+        terms = terms_for(self._count + 1)
+        self._asked = 0 if terms is None else terms.max_tasks
+        return terms
+
+    async def deliver(self, claimed: Claimed) -> None:
+        """The runner takes what the committed claim took (before :meth:`settle`)."""
+        take = self._book._take_claimed
+        if self._settled or self._asked == 0 or take is None:
+            raise RuntimeError("a delivery without a claim of this promise")
+        self._took = len(claimed)
+        await take(claimed)
+
+    def settle(self) -> None:
+        """The commit ended: owed as any promise, unless its claim took every ready task."""
+        if self._settled:
+            return
+        if self._took is not None and self._took < self._asked:
+            self._settled = True
+            self._book.settled_by_a_short_claim(self._count, self._owed_when_made)
+            return
+        super().settle()

@@ -32,7 +32,7 @@ from typing import Any
 
 from cereal import errors, values
 from cereal.checks.validation import usable_traceparent
-from cereal.drivers.base import Driver, TaskCompleter
+from cereal.drivers.base import ClaimTerms, Driver, TaskCompleter
 from cereal.engine import failures
 from cereal.engine.claimed_ahead import ClaimedAhead, TaskDurations
 from cereal.engine.task_promises import Promise, TaskPromises
@@ -116,6 +116,10 @@ class TaskRunner:
         self._max_value_bytes = max_value_bytes
         self._on_task_finished = on_task_finished
         self._wakeup = asyncio.Event()
+        # False once a claim came back short (it took every ready task) until a
+        # wakeup, a full claim or owed tasks say more may be queued: a slot that
+        # frees meanwhile need not claim (an idle runner would not either)
+        self._more_may_wait = True
         self._stopping = False
         self._abandoning = False  # the grace period is over: start nothing more
         self._runs: dict[asyncio.Task[None], _Run] = {}
@@ -126,7 +130,12 @@ class TaskRunner:
         self._max_strays = workers if max_stray_threads is None else max_stray_threads
         self._cap_reported = False
         self._pacer = ClaimPacer(CLAIM_INTERVAL)
-        self._promises = TaskPromises(on_owed=self._wake_unless_stopping, hand_on=self._hand_on)
+        self._promises = TaskPromises(
+            on_owed=self._wake_unless_stopping,
+            hand_on=self._hand_on,
+            claim_terms=self._claim_terms,
+            take_claimed=self._take_claimed,
+        )
         self._retry_policy = retry_policy
         self._observer = observer
 
@@ -137,6 +146,7 @@ class TaskRunner:
 
     def wake(self) -> None:
         """Look for tasks now (call on the loop's thread)."""
+        self._more_may_wait = True
         self._wakeup.set()
 
     def promise(self, count: int) -> Promise | None:
@@ -149,6 +159,33 @@ class TaskRunner:
             return None
         # a runner with tasks waiting claimed ahead claims nothing until they start
         return self._promises.promise(count, 0 if len(self._ahead) else self._room())
+
+    def _claim_terms(self, wanted: int) -> ClaimTerms | None:
+        """Terms for a store to claim up to ``wanted`` tasks for this runner in its commit.
+
+        Only while the runner claims, has room and no task waits claimed ahead
+        (then its own claims would wait too); at most its room.
+        """
+        if self._stopping or self._strays >= self._max_strays or self._ahead:
+            return None
+        room = min(wanted, self._room())
+        if room <= 0:
+            return None
+        return ClaimTerms(self._name, room, self._task_expiry, self._retry_policy)
+
+    async def _take_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
+        """Start tasks a store claimed for this runner in a commit (as its own claim's).
+
+        After the grace period of a stop nothing starts: they are handed back
+        uncounted, as a claim in flight when the stop began is.
+        """
+        if not claimed:
+            return
+        if self._abandoning:
+            await self._abandon_claimed(claimed, "claimed in a commit as stop ended", logging.INFO)
+            return
+        self._ahead.add(claimed)
+        self._start_claimed()
 
     def _hand_on(self) -> None:
         """Owed tasks this runner cannot take now: announce them to other processes."""
@@ -203,13 +240,18 @@ class TaskRunner:
                     if self._stopping:
                         return
                     owed = self._promises.claim_started()
+                    # a wakeup during the claim sets it again: that work may be missed
+                    self._more_may_wait = False
                     # the lease carries this Manager's expiry: other sweepers judge by it
                     claimed = await self._claim(room)
             except errors.CerealError:
+                self._more_may_wait = True
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
                 return
             self._failures = 0
+            if len(claimed) >= room:
+                self._more_may_wait = True
             self._promises.claim_ended(owed, filled=len(claimed) >= room)
             if self._stopping:
                 # stop began while this claim was in flight: nothing may start now, and
@@ -273,7 +315,7 @@ class TaskRunner:
             logger.error("task runner crashed", exc_info=job.exception())
         self._on_task_finished()
         self._start_claimed()
-        if not self._stopping:
+        if not self._stopping and self._more_may_wait:
             self._wakeup.set()  # a slot is free: look for more work now
 
     async def _execute_observed(self, run: _Run, observer: Observer) -> None:
@@ -321,6 +363,7 @@ class TaskRunner:
 
     def _wake_unless_stopping(self) -> None:
         if not self._stopping:
+            self._more_may_wait = True
             self._wakeup.set()
 
     def _thread_ended(self, run: _Run) -> None:

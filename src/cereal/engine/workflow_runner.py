@@ -437,7 +437,7 @@ class WorkflowRunner:
             self._finished(event)
         else:
             await completer.continue_(decision.payload, tasks)
-            if tasks:
+            if tasks and not self._driver.wakes_runners_of_new_tasks:
                 self._on_tasks_enqueued({task.task_name for task in tasks})
         self._failures = 0
 

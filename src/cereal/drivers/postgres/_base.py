@@ -23,7 +23,14 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from cereal import errors
-from cereal.drivers.base import DURABLE, MULTIPROCESS, RESUMABLE_LEASES, Driver, WorkKind
+from cereal.drivers.base import (
+    DURABLE,
+    MULTIPROCESS,
+    RESUMABLE_LEASES,
+    Driver,
+    TaskCompleter,
+    WorkKind,
+)
 from cereal.drivers.postgres._announce_window import AnnouncementWindow
 from cereal.drivers.postgres._db import Conn, Row, fetch_one, looks_alive, translate
 from cereal.drivers.postgres._group_commit import (
@@ -40,7 +47,7 @@ from cereal.drivers.postgres._listen import NotificationListener, Wake, encode_n
 from cereal.drivers.postgres._migrate import apply_migrations
 from cereal.drivers.postgres._store_identity import StoreIdentity
 from cereal.drivers.postgres._workflow_keys import WaitingKeysCursor, start_waiting_runs
-from cereal.models import HistoryRetention
+from cereal.models import HistoryRetention, TaskData
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +199,8 @@ class PostgresBase(Driver):
     default_workflow_poll_interval: float = 5.0
     """Seconds between workflow-event polls; NOTIFY wakes pollers sooner."""
     capabilities: ClassVar[frozenset[str]] = frozenset({DURABLE, MULTIPROCESS, RESUMABLE_LEASES})
+    # every decision group wakes this process for its ready tasks (GroupFlush)
+    wakes_runners_of_new_tasks: ClassVar[bool] = True
     """Durable and shared safely by many processes."""
 
     def __init__(
@@ -413,7 +422,7 @@ class PostgresBase(Driver):
         committers = self._committers.get(loop)
         if committers is None:
             committers = self._committers[loop] = {
-                "decision": group_committer(self, run_decisions_merged),
+                "decision": group_committer(self, claiming=run_decisions_merged),
                 "completion": group_committer(
                     self, run_completions_merged, gather_window=COMPLETION_GATHER_WINDOW
                 ),
@@ -421,6 +430,14 @@ class PostgresBase(Driver):
                 "enqueue": group_committer(self, run_enqueues_merged),
             }
         return await committers[kind].run(Write(order, statements, announce))
+
+    def _leased_task(self, row: Row) -> tuple[TaskData, TaskCompleter]:
+        """The task and completer of a row a claim returned (the driver's own)."""
+        raise NotImplementedError
+
+    async def _unclaim(self, task_name: str, lease: uuid.UUID) -> None:
+        """Queue a claim's tasks again by its lease token (the driver's own)."""
+        raise NotImplementedError
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run clean-up work without making the caller wait (kept until it ends)."""

@@ -8,7 +8,10 @@ each caller resumed after the commit holding its write, a failed group
 retried write by write) and this module commits each group: completions
 merged into one ``complete_tasks`` statement, decisions into one
 ``cereal_apply_decisions`` call, new runs into one ``enqueue_workflows``
-statement, releases of claims as one pipelined transaction. Within a group
+statement, releases of claims as one pipelined transaction. A decision group
+that adds tasks an idle runner of this process promised to take also claims
+them for it, in the same transaction (``apply_decisions_and_claim``), and
+hands them over after the commit. Within a group
 the writes run in ascending order of their instance id: every statement
 locks its instance row first, so two groups (in two processes) always take
 instance locks in the same order and cannot deadlock on them (new runs are
@@ -17,18 +20,25 @@ inserted in name order, for the same reason).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from psycopg.rows import dict_row
 
+from cereal.checks import times
 from cereal.drivers._batching import Batcher
+from cereal.drivers._lifecycle import ClaimingPromise, ClaimTerms, LocalPromise
 from cereal.drivers.postgres._db import QUERIES, Conn, Row, translate
 from cereal.drivers.postgres._listen import Wake
 
 if TYPE_CHECKING:
     from cereal.drivers.postgres._base import PostgresBase
+
+logger = logging.getLogger(__name__)
 
 MAX_GROUP = 256
 """Most writes in one transaction (keeps each transaction and its locks short)."""
@@ -58,10 +68,32 @@ class Committed(NamedTuple):
     """Each write's rows, in the group's order."""
     started: tuple[str, ...] = ()
     """The workflows of runs the group started from waiting for their key (to announce)."""
+    claimed: tuple[Row, ...] = ()
+    """The tasks the group's claim took (a ``claim_tasks`` row each), in claim order."""
+
+
+@dataclass(frozen=True)
+class TaskClaim:
+    """A claim of a promising runner's tasks, made in a decision group's transaction."""
+
+    promise: ClaimingPromise
+    terms: ClaimTerms
+    lease: uuid.UUID
+    expiry: float
 
 
 GroupRunner = Callable[[Conn, Sequence[Write], str | None], Awaitable[Committed]]
 """Commits one group on a connection: each write's rows, and the runs it started."""
+
+
+class ClaimingGroupRunner(Protocol):
+    """A :data:`GroupRunner` that also makes a :class:`TaskClaim` in the group's transaction."""
+
+    def __call__(
+        self, conn: Conn, group: Sequence[Write], note: str | None, claim: TaskClaim | None, /
+    ) -> Awaitable[Committed]:
+        """Commit ``group`` (and ``claim``, when given); each write's rows and the tasks taken."""
+
 
 GroupCommitter = Batcher[Write, list[Row | None]]
 """The queue of one kind of write; each caller gets the first row of each of its statements."""
@@ -73,11 +105,20 @@ class GroupFlush:
     Args:
         driver: the connections and wakeups.
         runner: sends the group (one statement per write, or one merged statement).
+        claiming: sends the group with a claim for an idle local runner that
+            promised to take tasks the group adds (decisions only); when given,
+            it is used instead of ``runner``.
     """
 
-    def __init__(self, driver: PostgresBase, runner: GroupRunner) -> None:
+    def __init__(
+        self,
+        driver: PostgresBase,
+        runner: GroupRunner,
+        claiming: ClaimingGroupRunner | None = None,
+    ) -> None:
         self._driver = driver
         self.runner = runner
+        self.claiming = claiming
 
     async def __call__(self, group: Sequence[Write]) -> list[list[Row | None]]:
         """Commit ``group``; each write's rows.
@@ -90,12 +131,22 @@ class GroupFlush:
         # listening session pays a commit for each notification it receives
         elsewhere, promises = self._driver._promise_locally(announce)
         note = self._driver._note(elsewhere)
+        claim = _claim_for(promises) if self.claiming is not None else None
         try:
             async with self._driver._connection("a group commit") as conn:
-                committed = await self.runner(conn, group, note)
+                if self.claiming is not None:
+                    committed = await self._commit_claiming(self.claiming, conn, group, note, claim)
+                else:
+                    committed = await self.runner(conn, group, note)
+            if claim is not None:
+                await self._deliver(claim, committed.claimed)
         finally:
             for promise in promises:
                 promise.settle()
+        if claim is not None and len(committed.claimed) < claim.terms.max_tasks:
+            # the claim came back short: it took every ready task of its name, so a
+            # wakeup would only send this process's runners to claim nothing
+            announce = [wake for wake in announce if wake != ("task", claim.terms.task_name)]
         # runs a finished run's end started from waiting for their key: announced after
         # the commit, best effort (a failure must not fail decisions that committed;
         # other processes still poll)
@@ -106,9 +157,59 @@ class GroupFlush:
         self._driver._wake_all([*announce, *started])
         return committed.rows
 
+    async def _commit_claiming(
+        self,
+        runner: ClaimingGroupRunner,
+        conn: Conn,
+        group: Sequence[Write],
+        note: str | None,
+        claim: TaskClaim | None,
+    ) -> Committed:
+        try:
+            return await runner(conn, group, note, claim)
+        except asyncio.CancelledError:
+            if claim is not None:
+                # cancelled during the statement: it may have committed; give back what
+                # the claim took (nothing, if it did not), without making anyone wait
+                self._driver._in_background(
+                    self._driver._unclaim(claim.terms.task_name, claim.lease)
+                )
+            raise
+
+    async def _deliver(self, claim: TaskClaim, rows: Sequence[Row]) -> None:
+        """Hand the committed claim's tasks to their runner (given back if that fails)."""
+        tasks = [self._driver._leased_task(row) for row in rows]
+        try:
+            await claim.promise.deliver(tasks)
+        except BaseException:
+            # nobody will run them: queue them again rather than wait for their expiry
+            if tasks:
+                await asyncio.shield(self._driver._unclaim(claim.terms.task_name, claim.lease))
+            raise
+
+
+def _claim_for(promises: Sequence[LocalPromise]) -> TaskClaim | None:
+    """The claim of the first promise that takes claimed tasks: one task name a group.
+
+    One name only: a claim takes that name's concurrency-key locks in lock
+    order after the group's instance locks, and two names' keys could be
+    taken in opposite orders by two groups.
+    """
+    for promise in promises:
+        if isinstance(promise, ClaimingPromise):
+            terms = promise.claim_terms()
+            if terms is not None and terms.max_tasks > 0:
+                expiry = times.seconds(terms.task_expiry, name="task_expiry")
+                return TaskClaim(promise, terms, uuid.uuid4(), expiry)
+    return None
+
 
 def group_committer(
-    driver: PostgresBase, runner: GroupRunner | None = None, *, gather_window: float | None = None
+    driver: PostgresBase,
+    runner: GroupRunner | None = None,
+    *,
+    gather_window: float | None = None,
+    claiming: ClaimingGroupRunner | None = None,
 ) -> GroupCommitter:
     """A queue of writes committed in groups of up to :data:`MAX_GROUP`.
 
@@ -121,9 +222,11 @@ def group_committer(
     bad write must not fail the others. Every write is guarded by its claim
     token or lease, so one that did commit before a connection died finds
     nothing the second time. A cancelled caller's write still commits.
+    ``claiming`` (decisions) also claims the tasks an idle local runner
+    promised to take, in the group's transaction (see :class:`GroupFlush`).
     """
     return Batcher(
-        GroupFlush(driver, runner or run_each_in_one_transaction),
+        GroupFlush(driver, runner or run_each_in_one_transaction, claiming),
         name="cereal-group-commit",
         max_group=MAX_GROUP,
         retry_alone=True,
@@ -222,13 +325,17 @@ async def run_enqueues_merged(conn: Conn, group: Sequence[Write], note: str | No
     )
 
 
-async def run_decisions_merged(conn: Conn, group: Sequence[Write], note: str | None) -> Committed:
+async def run_decisions_merged(
+    conn: Conn, group: Sequence[Write], note: str | None, claim: TaskClaim | None = None
+) -> Committed:
     """Apply a group of decisions with one statement (``cereal_apply_decisions``).
 
     Each write holds one decision's ``apply_decisions`` parameters (its own
     lists of events, task results and tasks); together they become the
     function's flat arrays. A write's row is its instance id when its decision
-    was applied, else None (the claim was gone).
+    was applied, else None (the claim was gone). With ``claim``, the same
+    statement then claims tasks for a promising local runner
+    (``apply_decisions_and_claim``); they come back in ``claimed``.
     """
     decisions = [dict(write.statements[0][1]) for write in group]
     merged: dict[str, list[Any]] = {
@@ -295,13 +402,25 @@ async def run_decisions_merged(conn: Conn, group: Sequence[Write], note: str | N
     keys = merged.pop("task_idempotency_keys")
     # None when no task has a key: the function's fast path, no key to check
     keyed = None if all(key is None for key in keys) else keys
+    params: dict[str, Any] = {**merged, "task_idempotency_keys": keyed, "note": note}
+    if claim is None:
+        query = QUERIES["apply_decisions"]
+    else:
+        query = QUERIES["apply_decisions_and_claim"]
+        params.update(
+            claim_task_name=claim.terms.task_name,
+            claim_max_tasks=claim.terms.max_tasks,
+            claim_lease=claim.lease,
+            claim_expiry=claim.expiry,
+            claim_retry_policy=claim.terms.retry_policy,
+        )
     with translate("applying decisions"):
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                QUERIES["apply_decisions"],
-                {**merged, "task_idempotency_keys": keyed, "note": note},
-            )
+            await cur.execute(query, params)
             rows = await cur.fetchall()
+    claimed = [_claimed_task(row) for row in rows if row.get("claimed_id") is not None]
+    # in the claim's order: lowest ready rank first (as a dequeue orders them)
+    claimed.sort(key=lambda row: (row["ready_rank"], row["id"]))
     # by position: a group may hold a lapsed claim's decision beside the live one's for
     # the same instance, and only the applied one is answered
     applied = {row["position"]: row for row in rows if row["position"] is not None}
@@ -309,5 +428,13 @@ async def run_decisions_merged(conn: Conn, group: Sequence[Write], note: str | N
         dict.fromkeys(row["started_workflow"] for row in rows if row["started_workflow"])
     )
     return Committed(
-        [[applied.get(position)] for position in range(1, len(decisions) + 1)], started
+        [[applied.get(position)] for position in range(1, len(decisions) + 1)],
+        started,
+        tuple(claimed),
     )
+
+
+def _claimed_task(row: Row) -> Row:
+    """A claimed task's row of ``apply_decisions_and_claim``, as ``claim_tasks`` names it."""
+    prefix = "claimed_"
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}

@@ -168,6 +168,32 @@ FROM cereal_apply_decisions(
     %(task_rate_limit_seconds)s::double precision[],
     %(task_priorities)s::integer[], %(task_idempotency_keys)s::text[]) AS d
 
+-- name: apply_decisions_and_claim
+-- apply_decisions, then in the same transaction a claim of up to
+-- claim_max_tasks ready tasks of claim_task_name (claim_tasks' claim, for an idle
+-- runner of this process that promised to take the tasks the decisions add; see
+-- migration 0028). Rows: each decision applied and each run started (as
+-- apply_decisions), then each task claimed (claimed_id not null).
+SELECT d.applied_instance_id AS id, d.applied_position AS position,
+       d.started_workflow, d.claimed_id, d.claimed_lease, d.claimed_instance_id,
+       d.claimed_task_name, d.claimed_parameters, d.claimed_workflow_name,
+       d.claimed_instance_name, d.claimed_enqueued_at, d.claimed_attempt,
+       d.claimed_traceparent, d.claimed_retry_policy, d.claimed_ready_rank
+FROM cereal_apply_decisions_and_claim(
+    %(instance_ids)s::bigint[], %(tokens)s::uuid[], %(finishes)s::boolean[],
+    %(payloads)s::bytea[], %(completed)s::bigint[], %(results)s::bytea[],
+    %(errors)s::text[], %(event_ids)s::bigint[], %(result_ids)s::bigint[],
+    %(task_owners)s::integer[], %(task_names)s::text[], %(task_parameters)s::bytea[],
+    %(task_start_after)s::timestamptz[], %(note)s::text,
+    %(task_traceparents)s::text[], %(error_types)s::text[],
+    %(error_tracebacks)s::text[], %(task_retry_policies)s::jsonb[],
+    %(task_concurrency_keys)s::text[], %(task_concurrency_limits)s::integer[],
+    %(task_rate_limit_starts)s::integer[],
+    %(task_rate_limit_seconds)s::double precision[],
+    %(task_priorities)s::integer[], %(task_idempotency_keys)s::text[],
+    %(claim_task_name)s::text, %(claim_max_tasks)s::integer, %(claim_lease)s::uuid,
+    %(claim_expiry)s::double precision, %(claim_retry_policy)s::jsonb) AS d
+
 -- name: release_claimed
 -- Give a claim up without a decision: its events stay and are delivered again.
 -- ready_at is recomputed (after lock_claimed_instance) in case the claim found
