@@ -184,8 +184,7 @@ class TaskRunner:
         if self._abandoning:
             await self._abandon_claimed(claimed, "claimed in a commit as stop ended", logging.INFO)
             return
-        self._ahead.add(claimed)
-        self._start_claimed()
+        self._take(claimed)
 
     def _hand_on(self) -> None:
         """Owed tasks this runner cannot take now: announce them to other processes."""
@@ -263,8 +262,7 @@ class TaskRunner:
                     )
                 )
                 return
-            self._ahead.add(claimed)
-            self._start_claimed()
+            self._take(claimed)
             if len(claimed) < room:
                 # the queue is drained for now: asking again would almost always come
                 # back empty; new work arrives with a wakeup, due delayed work by polling
@@ -279,15 +277,35 @@ class TaskRunner:
         ahead = self._workers if self._durations.quick else 0
         return self._workers + ahead - len(self._runs) - len(self._ahead)
 
+    def _take(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
+        """Start newly claimed tasks in free slots; the rest wait claimed ahead, oldest first."""
+        if not self._ahead:
+            # nothing waits before them: start what fits now, without handing the
+            # tasks to the claimed-ahead keeper only to take them straight back
+            started = 0
+            while started < len(claimed) and self._may_start():
+                self._start(*claimed[started])
+                started += 1
+            claimed = claimed[started:]
+        if claimed:
+            self._ahead.add(claimed)
+            self._start_claimed()
+
+    def _may_start(self) -> bool:
+        """A slot is free and a claimed task may start in it now."""
+        return (
+            not self._abandoning
+            and self._strays < self._max_strays
+            and len(self._runs) < self._workers
+        )
+
     def _start_claimed(self) -> None:
         """Start claimed tasks, oldest first, while a slot is free.
 
         Not at the stray-thread cap (they wait, heartbeated, until a stray
         thread ends), nor once the grace period of a stop is over.
         """
-        if self._abandoning or self._strays >= self._max_strays:
-            return
-        while len(self._runs) < self._workers:
+        while self._may_start():
             claimed = self._ahead.pop()
             if claimed is None:
                 return
