@@ -1,10 +1,10 @@
-"""A runner that was full when new work was announced claims it as soon as a slot frees.
+"""A runner claims as soon as a slot frees: work may have become claimable without a wakeup.
 
-A runner whose last claim came back short does not claim again when a slot
-frees unless something says more work may be queued (a wakeup, a full
-claim, owed tasks): an idle runner would not claim then either. A wakeup
-that came while every slot was busy is such a sign, and must not be lost.
-Task polls are an hour apart here: only the wakeup can start the task.
+A wakeup that came while every slot was busy must not be lost; and a claim
+that came back short may have been held back by a concurrency key at its
+limit, whose next task becomes claimable when the running one ends, with
+no wakeup from anyone. Task polls are an hour apart here: only the freed
+slot can start the waiting task in time.
 """
 
 from __future__ import annotations
@@ -55,3 +55,33 @@ async def test_work_announced_while_every_slot_was_busy_starts_when_one_frees(
         await wait_finished(manager, "quick", "q")
         await wait_finished(manager, "holds", "h")
     assert started == ["hold", "quick"]
+
+
+async def test_a_task_held_back_by_its_key_starts_when_the_running_one_ends(
+    make_manager: MakeManager,
+) -> None:
+    # A claim that comes back short because a key is at its limit took not every
+    # queued task: the key's next task becomes claimable when the running one ends,
+    # with no wakeup from anyone; the runner must claim then, not at its next poll.
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def run(task: Task) -> str:
+        started.append(str(task.get_parameters()))
+        if task.get_parameters() == "first":
+            await release.wait()
+        return "ran"
+
+    keyed = {"concurrency_key": "k", "concurrency_limit": 1}
+    manager = register(
+        make_manager(task_poll_interval=3600.0),
+        {"keyed": Flow(enqueue(("t", "first"), ("t", "second"), **keyed), collect_results)},
+        {"t": run},
+        workers=4,
+    )
+    async with manager:
+        await manager.enqueue_workflow("keyed", "k", None)
+        await eventually(lambda: started == ["first"], what="the first keyed task to start")
+        release.set()
+        await wait_finished(manager, "keyed", "k")
+    assert started == ["first", "second"]

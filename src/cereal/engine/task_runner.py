@@ -116,10 +116,6 @@ class TaskRunner:
         self._max_value_bytes = max_value_bytes
         self._on_task_finished = on_task_finished
         self._wakeup = asyncio.Event()
-        # False once a claim came back short (it took every ready task) until a
-        # wakeup, a full claim or owed tasks say more may be queued: a slot that
-        # frees meanwhile need not claim (an idle runner would not either)
-        self._more_may_wait = True
         self._stopping = False
         self._abandoning = False  # the grace period is over: start nothing more
         self._runs: dict[asyncio.Task[None], _Run] = {}
@@ -146,7 +142,6 @@ class TaskRunner:
 
     def wake(self) -> None:
         """Look for tasks now (call on the loop's thread)."""
-        self._more_may_wait = True
         self._wakeup.set()
 
     def promise(self, count: int) -> Promise | None:
@@ -239,18 +234,13 @@ class TaskRunner:
                     if self._stopping:
                         return
                     owed = self._promises.claim_started()
-                    # a wakeup during the claim sets it again: that work may be missed
-                    self._more_may_wait = False
                     # the lease carries this Manager's expiry: other sweepers judge by it
                     claimed = await self._claim(room)
             except errors.CerealError:
-                self._more_may_wait = True
                 self._failures += 1
                 logger.warning("claiming %r tasks failed; backing off", self._name, exc_info=True)
                 return
             self._failures = 0
-            if len(claimed) >= room:
-                self._more_may_wait = True
             self._promises.claim_ended(owed, filled=len(claimed) >= room)
             if self._stopping:
                 # stop began while this claim was in flight: nothing may start now, and
@@ -333,7 +323,7 @@ class TaskRunner:
             logger.error("task runner crashed", exc_info=job.exception())
         self._on_task_finished()
         self._start_claimed()
-        if not self._stopping and self._more_may_wait:
+        if not self._stopping:
             self._wakeup.set()  # a slot is free: look for more work now
 
     async def _execute_observed(self, run: _Run, observer: Observer) -> None:
@@ -381,7 +371,6 @@ class TaskRunner:
 
     def _wake_unless_stopping(self) -> None:
         if not self._stopping:
-            self._more_may_wait = True
             self._wakeup.set()
 
     def _thread_ended(self, run: _Run) -> None:
