@@ -16,18 +16,25 @@ from tests.conformance._executors import Flow, collect_results, enqueue, registe
 from tests.plugins.manager import MakeManager, eventually, wait_finished
 
 
+class HeldTask:
+    """Task executor "t": records each start by parameters; ``held`` waits for :attr:`release`."""
+
+    def __init__(self, held: str) -> None:
+        self.held = held
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+
+    async def __call__(self, task: Task) -> str:
+        self.started.append(str(task.get_parameters()))
+        if task.get_parameters() == self.held:
+            await self.release.wait()
+        return "ran"
+
+
 async def test_work_announced_while_every_slot_was_busy_starts_when_one_frees(
     make_manager: MakeManager,
 ) -> None:
-    release = asyncio.Event()
-    started: list[str] = []
-
-    async def run(task: Task) -> str:
-        started.append(str(task.get_parameters()))
-        if task.get_parameters() == "hold":
-            await release.wait()
-        return "ran"
-
+    run = HeldTask("hold")
     manager = register(
         make_manager(task_poll_interval=3600.0),
         {
@@ -40,7 +47,7 @@ async def test_work_announced_while_every_slot_was_busy_starts_when_one_frees(
     async with manager:
         # Given the runner's one slot busy
         await manager.enqueue_workflow("holds", "h", None)
-        await eventually(lambda: started == ["hold"], what="the held task to start")
+        await eventually(lambda: run.started == ["hold"], what="the held task to start")
         # When a task is added while it is full, and then the slot frees
         await manager.enqueue_workflow("quick", "q", None)
 
@@ -50,11 +57,11 @@ async def test_work_announced_while_every_slot_was_busy_starts_when_one_frees(
 
         # (its on_start committed the task: the wakeup went to the full runner)
         await eventually(task_enqueued, what="the quick run's task to be enqueued")
-        release.set()
+        run.release.set()
         # Then the waiting task starts at once, not at the next poll
         await wait_finished(manager, "quick", "q")
         await wait_finished(manager, "holds", "h")
-    assert started == ["hold", "quick"]
+    assert run.started == ["hold", "quick"]
 
 
 async def test_a_task_held_back_by_its_key_starts_when_the_running_one_ends(
@@ -63,15 +70,7 @@ async def test_a_task_held_back_by_its_key_starts_when_the_running_one_ends(
     # A claim that comes back short because a key is at its limit took not every
     # queued task: the key's next task becomes claimable when the running one ends,
     # with no wakeup from anyone; the runner must claim then, not at its next poll.
-    release = asyncio.Event()
-    started: list[str] = []
-
-    async def run(task: Task) -> str:
-        started.append(str(task.get_parameters()))
-        if task.get_parameters() == "first":
-            await release.wait()
-        return "ran"
-
+    run = HeldTask("first")
     keyed = {"concurrency_key": "k", "concurrency_limit": 1}
     manager = register(
         make_manager(task_poll_interval=3600.0),
@@ -81,7 +80,7 @@ async def test_a_task_held_back_by_its_key_starts_when_the_running_one_ends(
     )
     async with manager:
         await manager.enqueue_workflow("keyed", "k", None)
-        await eventually(lambda: started == ["first"], what="the first keyed task to start")
-        release.set()
+        await eventually(lambda: run.started == ["first"], what="the first keyed task to start")
+        run.release.set()
         await wait_finished(manager, "keyed", "k")
-    assert started == ["first", "second"]
+    assert run.started == ["first", "second"]
