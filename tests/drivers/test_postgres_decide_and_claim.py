@@ -27,18 +27,25 @@ from tests.drivers.test_postgres_local_tasks import OPTIONS, Tasks
 from tests.plugins.manager import wait_finished
 
 
-def counted_dequeues(driver: PostgresDriver) -> list[str]:
-    """Record the id of every task ``driver.dequeue_tasks`` returns from now on."""
-    ids: list[str] = []
+class Claims:
+    """A runner's own claims (``dequeue_tasks``), seen from outside."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+
+def counted_dequeues(driver: PostgresDriver) -> Claims:
+    """Record every claim ``driver.dequeue_tasks`` makes from now on, and the ids it returns."""
+    claims = Claims()
     base: type[Any] = type(driver)
 
     async def dequeue_tasks(self: Any, name: str, max_tasks: int, **options: Any) -> Any:
         claimed = await base.dequeue_tasks(self, name, max_tasks, **options)
-        ids.extend(data.metadata.task_id for data, _ in claimed)
+        claims.ids.extend(data.metadata.task_id for data, _ in claimed)
         return claimed
 
     driver.__class__ = type(f"Counted{base.__name__}", (base,), {"dequeue_tasks": dequeue_tasks})
-    return ids
+    return claims
 
 
 def manager_with(
@@ -59,14 +66,14 @@ async def test_a_task_an_idle_local_runner_promised_starts_without_a_claim_of_it
     postgres_dsn: str,
 ) -> None:
     driver = PostgresDriver(postgres_dsn)
-    dequeued = counted_dequeues(driver)
+    claims = counted_dequeues(driver)
     ran: list[str] = []
     async with manager_with(driver, ran) as manager:
         await manager.enqueue_workflow("wf", "i", 2)
         await wait_finished(manager, "wf", "i")
     # both tasks ran, and neither came from the runner's own claims
     assert len(ran) == 2
-    assert not set(ran) & set(dequeued), (ran, dequeued)
+    assert not set(ran) & set(claims.ids), (ran, claims.ids)
 
 
 async def test_a_busy_runner_still_claims_what_its_commit_claim_left(postgres_dsn: str) -> None:
@@ -117,7 +124,7 @@ def _claim_only(task_name: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("setting", ["on", "local", "remote_apply"])
+@pytest.mark.parametrize("setting", ["on", "local", "remote_apply", "off"])
 async def test_the_claim_leaves_the_decisions_commit_synchronous(
     postgres_dsn: str, setting: str
 ) -> None:
@@ -145,8 +152,9 @@ async def _synchronous_commit(conn: psycopg.AsyncConnection[Any]) -> str:
     return str(row[0])
 
 
-async def test_tasks_claimed_in_a_commit_that_ends_after_the_grace_are_handed_back_uncounted(
-    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("grace", [0.0, 30.0])
+async def test_tasks_claimed_in_a_commit_that_ends_as_the_runner_stops_are_handed_back_uncounted(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, grace: float
 ) -> None:
     # Given a decision group held open after its statement committed a claim for the runner
     merged = pg_base.run_decisions_merged
@@ -168,10 +176,13 @@ async def test_tasks_claimed_in_a_commit_that_ends_after_the_grace_are_handed_ba
     await manager.enqueue_workflow("wf", "i", 1)
     await asyncio.wait_for(committed.wait(), 30)
 
-    # When the stop's grace ends before the claimed task is delivered
-    stopping = asyncio.create_task(manager.stop(grace_period=0.0))
+    # When the runner stops (within its grace, or after it) before the task is delivered
+    stopping = asyncio.create_task(manager.stop(grace_period=grace))
     runner = manager._task_runners["t"]
-    await wait_until(lambda: runner._abandoning, what="the grace period to end")
+    if grace:
+        await wait_until(lambda: runner._stopping, what="the stop to begin")
+    else:
+        await wait_until(lambda: runner._abandoning, what="the grace period to end")
     release.set()
     await stopping
 

@@ -21,8 +21,10 @@ rules below keep even that from happening:
 A store that can claim in the commit itself (PostgreSQL's decision groups)
 asks the promise for its runner's claim terms, for one task more than
 promised, and delivers what it took: a claim that came back short took
-every ready task, the promised ones included, so nothing is owed; a full one
-leaves the promised tasks owed, as a plain commit does.
+every task it could (a key at its limit, a full rate window or a locked row
+may keep some back, exactly as from a plain claim that comes back short),
+so nothing is owed; a full one leaves the promised tasks owed, as a plain
+commit does.
 """
 
 from __future__ import annotations
@@ -95,10 +97,11 @@ class TaskPromises:
         self._on_owed()
 
     def settled_by_a_short_claim(self, count: int, owed_when_made: int) -> None:
-        """A promise's commit claimed, and came back short: every ready task was taken.
+        """A promise's commit claimed, and came back short: it took every task it could.
 
-        The promised tasks among them, and every task owed when the promise
-        was made (committed before that claim began): nothing of those is owed.
+        As after a plain claim that comes back short, nothing is owed of the
+        promised tasks or of those owed when the promise was made (committed
+        before that claim began).
         """
         self.promised -= count
         self.owed = max(0, self.owed - owed_when_made)

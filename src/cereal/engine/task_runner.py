@@ -159,7 +159,10 @@ class TaskRunner:
         """Terms for a store to claim up to ``wanted`` tasks for this runner in its commit.
 
         Only while the runner claims, has room and no task waits claimed ahead
-        (then its own claims would wait too); at most its room.
+        (then its own claims would wait too); at most its room. A claim of the
+        runner's own in flight may fill the same room: the surplus waits
+        claimed ahead, heartbeated, as tasks claimed ahead do (refusing here
+        instead would lose the commit claim whenever the two meet).
         """
         if self._stopping or self._strays >= self._max_strays or self._ahead:
             return None
@@ -171,13 +174,17 @@ class TaskRunner:
     async def _take_claimed(self, claimed: list[tuple[TaskData, TaskCompleter]]) -> None:
         """Start tasks a store claimed for this runner in a commit (as its own claim's).
 
-        After the grace period of a stop nothing starts: they are handed back
-        uncounted, as a claim in flight when the stop began is.
+        Once a stop began nothing of theirs starts: they are handed back
+        uncounted, as the tasks of a claim in flight when the stop began are.
+        Starting them happens without a pause, so a failure or cancel of this
+        call means none of them started.
         """
         if not claimed:
             return
-        if self._abandoning:
-            await self._abandon_claimed(claimed, "claimed in a commit as stop ended", logging.INFO)
+        if self._stopping:
+            await self._abandon_claimed(
+                claimed, "claimed in a commit as stop began, not started", logging.INFO
+            )
             return
         self._take(claimed)
 

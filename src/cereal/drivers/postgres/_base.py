@@ -199,9 +199,9 @@ class PostgresBase(Driver):
     default_workflow_poll_interval: float = 5.0
     """Seconds between workflow-event polls; NOTIFY wakes pollers sooner."""
     capabilities: ClassVar[frozenset[str]] = frozenset({DURABLE, MULTIPROCESS, RESUMABLE_LEASES})
-    # every decision group wakes this process for its ready tasks (GroupFlush)
-    wakes_runners_of_new_tasks: ClassVar[bool] = True
     """Durable and shared safely by many processes."""
+    wakes_runners_of_new_tasks: ClassVar[bool] = True
+    """Every decision group wakes this process for its ready tasks (``GroupFlush``)."""
 
     def __init__(
         self,

@@ -131,21 +131,23 @@ class GroupFlush:
         # listening session pays a commit for each notification it receives
         elsewhere, promises = self._driver._promise_locally(announce)
         note = self._driver._note(elsewhere)
-        claim = _claim_for(promises) if self.claiming is not None else None
+        claim: TaskClaim | None = None
         try:
-            async with self._driver._connection("a group commit") as conn:
-                if self.claiming is not None:
-                    committed = await self._commit_claiming(self.claiming, conn, group, note, claim)
-                else:
+            if self.claiming is None:
+                async with self._driver._connection("a group commit") as conn:
                     committed = await self.runner(conn, group, note)
-            if claim is not None:
-                await self._deliver(claim, committed.claimed)
+            else:
+                claim = _claim_for(promises)
+                committed = await self._commit_claiming(self.claiming, group, note, claim)
+                if claim is not None:
+                    # committed: from here on nothing may fail the group's decisions
+                    await self._deliver(claim, committed.claimed)
         finally:
             for promise in promises:
                 promise.settle()
         if claim is not None and len(committed.claimed) < claim.terms.max_tasks:
-            # the claim came back short: it took every ready task of its name, so a
-            # wakeup would only send this process's runners to claim nothing
+            # the claim came back short: a wakeup for its name would send this process's
+            # runners to claim what it could not take (it took every task it could)
             announce = [wake for wake in announce if wake != ("task", claim.terms.task_name)]
         # runs a finished run's end started from waiting for their key: announced after
         # the commit, best effort (a failure must not fail decisions that committed;
@@ -160,32 +162,49 @@ class GroupFlush:
     async def _commit_claiming(
         self,
         runner: ClaimingGroupRunner,
-        conn: Conn,
         group: Sequence[Write],
         note: str | None,
         claim: TaskClaim | None,
     ) -> Committed:
+        """Commit ``group`` with ``claim`` on a pooled connection.
+
+        When it fails or is cancelled after the statement was sent (a lost
+        connection, say), whether the claim committed is unknown: it is given
+        back by its lease in the background (a no-op if it did not commit),
+        so its tasks never wait for their expiry.
+        """
         try:
-            return await runner(conn, group, note, claim)
-        except asyncio.CancelledError:
+            async with self._driver._connection("a group commit") as conn:
+                return await runner(conn, group, note, claim)
+        except BaseException:
             if claim is not None:
-                # cancelled during the statement: it may have committed; give back what
-                # the claim took (nothing, if it did not), without making anyone wait
                 self._driver._in_background(
                     self._driver._unclaim(claim.terms.task_name, claim.lease)
                 )
             raise
 
     async def _deliver(self, claim: TaskClaim, rows: Sequence[Row]) -> None:
-        """Hand the committed claim's tasks to their runner (given back if that fails)."""
-        tasks = [self._driver._leased_task(row) for row in rows]
+        """Hand the committed claim's tasks to their runner; never raises but a cancel.
+
+        The group's decisions are committed: a failure here must not fail
+        them (the Batcher would retry each alone and answer "claim lost").
+        Tasks the runner did not take are given back by the claim's lease.
+        """
         try:
+            tasks = [self._driver._leased_task(row) for row in rows]
             await claim.promise.deliver(tasks)
-        except BaseException:
+        except BaseException as failure:
             # nobody will run them: queue them again rather than wait for their expiry
-            if tasks:
+            if rows:
                 await asyncio.shield(self._driver._unclaim(claim.terms.task_name, claim.lease))
-            raise
+            if isinstance(failure, asyncio.CancelledError):
+                raise
+            logger.error(
+                "handing %d claimed %r task(s) to their runner failed; given back to the queue",
+                len(rows),
+                claim.terms.task_name,
+                exc_info=True,
+            )
 
 
 def _claim_for(promises: Sequence[LocalPromise]) -> TaskClaim | None:
