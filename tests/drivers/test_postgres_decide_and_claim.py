@@ -94,10 +94,10 @@ async def test_a_busy_runner_still_claims_what_its_commit_claim_left(postgres_ds
         await wait_finished(manager, "wf", "busy")
 
 
-async def _queued_task(driver: PostgresDriver) -> None:
+async def _queued_task(driver: PostgresDriver, task: NewTask | None = None) -> None:
     await driver.enqueue_workflow("wf", "i", None)
     [(_, completer)] = await driver.claim_workflows(["wf"])
-    await completer.continue_(None, [NewTask("t", None)])
+    await completer.continue_(None, [task or NewTask("t", None)])
 
 
 def _claim_only(task_name: str) -> dict[str, Any]:
@@ -143,6 +143,27 @@ async def test_the_claim_leaves_the_decisions_commit_synchronous(
             rows = await cur.fetchall()
             assert [row["claimed_task_name"] for row in rows] == ["t"]
             assert await _synchronous_commit(conn) == setting
+
+
+@pytest.mark.parametrize(("setting", "after"), [("local", "on"), ("remote_apply", "remote_apply")])
+async def test_a_claim_that_records_a_rate_limited_start_never_leaves_the_commit_weaker(
+    postgres_dsn: str, setting: str, after: str
+) -> None:
+    # a recorded start must outlive a crash: the claim sets the commit synchronous
+    rated = NewTask("t", None, concurrency_key="k", rate_limit_starts=5, rate_limit_seconds=60.0)
+    async with PostgresDriver(postgres_dsn) as driver:
+        await _queued_task(driver, rated)
+    async with (
+        await psycopg.AsyncConnection.connect(postgres_dsn) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        await conn.execute(f"SET LOCAL synchronous_commit = {setting}")
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["apply_decisions_and_claim"], _claim_only("t"))
+        assert [row["claimed_task_name"] for row in await cur.fetchall()] == ["t"]
+        started = await conn.execute("SELECT count(*) FROM cereal_key_starts")
+        assert await started.fetchone() == (1,)  # the start was recorded
+        assert await _synchronous_commit(conn) == after
 
 
 async def _synchronous_commit(conn: psycopg.AsyncConnection[Any]) -> str:
