@@ -96,6 +96,16 @@ class TaskPromises:
         self.owed += count
         self._on_owed()
 
+    def commit_claim_terms(self, wanted: int) -> ClaimTerms | None:
+        """The runner's terms for a claim of up to ``wanted`` tasks in a commit, or ``None``."""
+        return None if self._claim_terms is None else self._claim_terms(wanted)
+
+    async def take_commit_claimed(self, claimed: Claimed) -> None:
+        """The runner takes the tasks a commit claimed for it."""
+        if self._take_claimed is None:
+            raise RuntimeError("this runner takes no tasks claimed in a commit")
+        await self._take_claimed(claimed)
+
     def settled_by_a_short_claim(self, count: int, owed_when_made: int) -> None:
         """A promise's commit claimed, and came back short: it took every task it could.
 
@@ -168,23 +178,21 @@ class CommitClaimPromise(Promise):
 
     def claim_terms(self) -> ClaimTerms | None:
         """The runner's terms for up to one task more than promised, or ``None``."""
-        terms_for = self._book._claim_terms
-        if self._settled or self._took is not None or terms_for is None:
+        if self._settled or self._took is not None:
             return None
-        terms = terms_for(self._count + 1)
+        terms = self._book.commit_claim_terms(self._count + 1)
         self._asked = 0 if terms is None else terms.max_tasks
         return terms
 
     async def deliver(self, claimed: Claimed) -> None:
         """The runner takes what the committed claim took (before :meth:`settle`)."""
-        take = self._book._take_claimed
-        if self._settled or self._asked == 0 or take is None:
+        if self._settled or self._asked == 0:
             raise RuntimeError("a delivery without a claim of this promise")
         self._took = len(claimed)
-        await take(claimed)
+        await self._book.take_commit_claimed(claimed)
 
     def settle(self) -> None:
-        """The commit ended: owed as any promise, unless its claim took every ready task."""
+        """The commit ended: owed as any promise, unless its claim came back short."""
         if self._settled:
             return
         if self._took is not None and self._took < self._asked:

@@ -7,6 +7,7 @@ connection, connection checkout with a cheap liveness check, and wakeups.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -431,13 +432,13 @@ class PostgresBase(Driver):
             }
         return await committers[kind].run(Write(order, statements, announce))
 
+    @abc.abstractmethod
     def _leased_task(self, row: Row) -> tuple[TaskData, TaskCompleter]:
-        """The task and completer of a row a claim returned (the driver's own)."""
-        raise NotImplementedError
+        """The task and completer of a row a claim returned (``PostgresDriver``'s)."""
 
+    @abc.abstractmethod
     async def _unclaim(self, task_name: str, lease: uuid.UUID) -> None:
-        """Queue a claim's tasks again by its lease token (the driver's own)."""
-        raise NotImplementedError
+        """Queue a claim's tasks again by its lease token (``PostgresDriver``'s)."""
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run clean-up work without making the caller wait (kept until it ends)."""
