@@ -436,11 +436,15 @@ WITH given AS (
     WHERE i.id = owners.id
     RETURNING i.id
 ), task AS (
-    -- a task row matches at most one report: a row has one lease
+    -- a task row matches at most one report: a row has one lease. The task's run
+    -- must be its report's and locked; asked of the report, not of the task row, so
+    -- that each task is found by its id: the planner had matched the locked runs to
+    -- cereal_tasks_instance, reading every task of a run (1 000 in a fan-out) per group
     DELETE FROM cereal_tasks AS t
     USING report
     WHERE t.id = report.task_id AND t.lease = report.lease AND t.state = 'running'
-      AND t.instance_id IN (SELECT id FROM marked)
+      AND t.instance_id = report.instance_id
+      AND report.instance_id IN (SELECT id FROM marked)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
               t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit,
               t.rate_limit_starts, t.rate_limit_seconds, t.priority, report.position
