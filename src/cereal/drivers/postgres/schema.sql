@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0028_decide_and_claim
+-- Latest migration: 0029_cheaper_statements
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -695,6 +695,7 @@ $function$;
 CREATE OR REPLACE FUNCTION cereal_apply_decisions(p_instance_ids bigint[], p_tokens uuid[], p_finishes boolean[], p_payloads bytea[], p_completed bigint[], p_results bytea[], p_errors text[], p_event_ids bigint[], p_result_ids bigint[], p_task_owners integer[], p_task_names text[], p_task_parameters bytea[], p_task_start_after timestamp with time zone[], p_note text, p_task_traceparents text[], p_error_types text[], p_error_tracebacks text[], p_task_retry_policies jsonb[], p_task_concurrency_keys text[], p_task_concurrency_limits integer[], p_task_rate_limit_starts integer[], p_task_rate_limit_seconds double precision[], p_task_priorities integer[], p_task_idempotency_keys text[])
  RETURNS TABLE(applied_instance_id bigint, applied_position bigint, started_workflow text)
  LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     v_continued bigint[];
@@ -1321,10 +1322,12 @@ $function$;
 
 CREATE OR REPLACE FUNCTION cereal_ready_rank(p_start_after timestamp with time zone, p_priority integer)
  RETURNS timestamp with time zone
- LANGUAGE sql
+ LANGUAGE plpgsql
  IMMUTABLE PARALLEL SAFE
 AS $function$
-    SELECT p_start_after - make_interval(secs => p_priority * 60.0)
+BEGIN
+    RETURN p_start_after - make_interval(secs => p_priority * 60.0);
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_record_dead_task()
