@@ -423,7 +423,8 @@ WITH given AS (
     FROM given
     ORDER BY given.task_id, given.lease, given.position
 ), owners AS (
-    SELECT i.id FROM cereal_workflow_instances AS i
+    -- the lock returns each row's latest version, so ready_at is its current value
+    SELECT i.id, i.ready_at FROM cereal_workflow_instances AS i
     WHERE i.id IN (SELECT report.instance_id FROM report
                    JOIN cereal_tasks AS t
                      ON t.id = report.task_id AND t.lease = report.lease
@@ -431,9 +432,13 @@ WITH given AS (
     ORDER BY i.id
     FOR NO KEY UPDATE
 ), marked AS (
-    UPDATE cereal_workflow_instances AS i SET ready_at = coalesce(i.ready_at, now())
+    -- only a run not ready yet is written (one already ready keeps its time: a
+    -- new row version and its WAL for nothing cost every group). The test is on
+    -- the locked version, not the statement's snapshot, which may predate a
+    -- decision that cleared ready_at
+    UPDATE cereal_workflow_instances AS i SET ready_at = now()
     FROM owners
-    WHERE i.id = owners.id
+    WHERE i.id = owners.id AND owners.ready_at IS NULL
     RETURNING i.id
 ), task AS (
     -- a task row matches at most one report: a row has one lease. The task's run
@@ -444,7 +449,7 @@ WITH given AS (
     USING report
     WHERE t.id = report.task_id AND t.lease = report.lease AND t.state = 'running'
       AND t.instance_id = report.instance_id
-      AND report.instance_id IN (SELECT id FROM marked)
+      AND report.instance_id IN (SELECT id FROM owners)
     RETURNING t.id, t.instance_id, t.workflow_name, t.task_name, t.parameters, t.enqueued_at,
               t.attempt, t.traceparent, t.concurrency_key, t.concurrency_limit,
               t.rate_limit_starts, t.rate_limit_seconds, t.priority, report.position
