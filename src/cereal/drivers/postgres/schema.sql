@@ -4,7 +4,7 @@
 -- a store changes only through a new migration (migrations/NNNN_name.sql);
 -- after adding one, run: .venv/bin/python scripts/schema_dump.py
 
--- Latest migration: 0029_cheaper_statements
+-- Latest migration: 0030_key_walk_plans
 
 CREATE TABLE cereal_dead_tasks (
     task_id            bigint                   NOT NULL,
@@ -1301,23 +1301,42 @@ $function$;
 
 CREATE OR REPLACE FUNCTION cereal_keys_after(p_task_name text, p_after text, p_count integer)
  RETURNS SETOF text
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-    WITH RECURSIVE walk(k) AS (
-        (SELECT q.concurrency_key FROM cereal_tasks AS q
-         WHERE q.task_name = p_task_name AND q.state = 'queued'
-           AND q.concurrency_key IS NOT NULL
-           AND (p_after IS NULL OR q.concurrency_key > p_after)
-         ORDER BY q.concurrency_key LIMIT 1)
-        UNION ALL
-        SELECT (SELECT q.concurrency_key FROM cereal_tasks AS q
-                WHERE q.task_name = p_task_name AND q.state = 'queued'
-                  AND q.concurrency_key > walk.k
-                ORDER BY q.concurrency_key LIMIT 1)
-        FROM walk WHERE walk.k IS NOT NULL
-    )
-    SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT p_count
+BEGIN
+    IF p_after IS NULL THEN
+        RETURN QUERY
+            WITH RECURSIVE walk(k) AS (
+                (SELECT q.concurrency_key FROM cereal_tasks AS q
+                 WHERE q.task_name = p_task_name AND q.state = 'queued'
+                   AND q.concurrency_key IS NOT NULL
+                 ORDER BY q.concurrency_key LIMIT 1)
+                UNION ALL
+                SELECT (SELECT q.concurrency_key FROM cereal_tasks AS q
+                        WHERE q.task_name = p_task_name AND q.state = 'queued'
+                          AND q.concurrency_key > walk.k
+                        ORDER BY q.concurrency_key LIMIT 1)
+                FROM walk WHERE walk.k IS NOT NULL
+            )
+            SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT p_count;
+    ELSE
+        RETURN QUERY
+            WITH RECURSIVE walk(k) AS (
+                (SELECT q.concurrency_key FROM cereal_tasks AS q
+                 WHERE q.task_name = p_task_name AND q.state = 'queued'
+                   AND q.concurrency_key > p_after
+                 ORDER BY q.concurrency_key LIMIT 1)
+                UNION ALL
+                SELECT (SELECT q.concurrency_key FROM cereal_tasks AS q
+                        WHERE q.task_name = p_task_name AND q.state = 'queued'
+                          AND q.concurrency_key > walk.k
+                        ORDER BY q.concurrency_key LIMIT 1)
+                FROM walk WHERE walk.k IS NOT NULL
+            )
+            SELECT walk.k FROM walk WHERE walk.k IS NOT NULL LIMIT p_count;
+    END IF;
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION cereal_ready_rank(p_start_after timestamp with time zone, p_priority integer)
