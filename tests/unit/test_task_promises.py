@@ -195,3 +195,25 @@ async def test_a_delivery_without_a_claim_is_refused() -> None:
         pass
     else:
         raise AssertionError("a delivery nobody asked for was taken")
+
+
+async def test_a_delivery_the_runner_failed_to_take_leaves_the_promise_owed() -> None:
+    # Given a promise whose commit claimed fewer tasks than asked (a short claim)
+    book = Book(room=8)
+
+    async def failing_take(claimed: list[object]) -> None:
+        raise RuntimeError("the runner could not take them")
+
+    book.promises = TaskPromises(
+        on_owed=book.wake, hand_on=book.hand_on, claim_terms=book.terms, take_claimed=failing_take
+    )
+    promise = _claiming(book, 1, free=8)
+    assert promise.claim_terms() is not None
+    # When the runner fails to take them (the store gives them back to the queue)
+    try:
+        await promise.deliver(["task-a"])
+    except RuntimeError:
+        pass
+    promise.settle()
+    # Then they are owed, as if the commit had not claimed: the runner looks again
+    assert (book.promises.promised, book.promises.owed, book.woken) == (0, 1, 1)

@@ -188,8 +188,10 @@ class CommitClaimPromise(Promise):
         """The runner takes what the committed claim took (before :meth:`settle`)."""
         if self._settled or self._asked == 0:
             raise RuntimeError("a delivery without a claim of this promise")
-        self._took = len(claimed)
+        # counted only once taken: tasks the runner failed to take go back to the
+        # queue, and the promise then stays owed (someone must claim them again)
         await self._book.take_commit_claimed(claimed)
+        self._took = len(claimed)
 
     def settle(self) -> None:
         """The commit ended: owed as any promise, unless its claim came back short."""
